@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: GPL-2.0
+//! CPUID leaves that describe SVM (APM vol. 2 15.4 and vol. 3 appendix E).
+
+use bitflags::bitflags;
+
+/// Extended feature leaf: ECX bit 2 is SVM.
+pub const LEAF_EXT_FEATURES: u32 = 0x8000_0001;
+/// ECX bit of 0x80000001 that says SVM exists.
+pub const EXT_FEATURES_ECX_SVM: u32 = 1 << 2;
+/// SVM feature identification leaf.
+pub const LEAF_SVM: u32 = 0x8000_000a;
+/// Address size leaf (EAX 7:0 physical, 15:8 linear address bits).
+pub const LEAF_ADDR_SIZE: u32 = 0x8000_0008;
+
+bitflags! {
+    /// CPUID 0x8000000A EDX: SVM features (APM vol. 3 E.4.9).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct SvmFeatures: u32 {
+        /// Nested paging.
+        const NP = 1 << 0;
+        /// LBR virtualization.
+        const LBR_VIRT = 1 << 1;
+        /// SVM lock.
+        const SVML = 1 << 2;
+        /// Next RIP save (nRIP in the VMCB).
+        const NRIPS = 1 << 3;
+        /// MSR-based TSC rate control.
+        const TSC_RATE_MSR = 1 << 4;
+        /// VMCB clean bits.
+        const VMCB_CLEAN = 1 << 5;
+        /// Flush by ASID (TLB_CONTROL 3 and 7).
+        const FLUSH_BY_ASID = 1 << 6;
+        /// Decode assists.
+        const DECODE_ASSISTS = 1 << 7;
+        /// PAUSE intercept filter.
+        const PAUSE_FILTER = 1 << 10;
+        /// PAUSE filter threshold.
+        const PAUSE_FILTER_THRESHOLD = 1 << 12;
+        /// AMD virtual interrupt controller.
+        const AVIC = 1 << 13;
+        /// Virtualized VMLOAD/VMSAVE.
+        const V_VMSAVE_VMLOAD = 1 << 15;
+        /// Virtualized global interrupt flag.
+        const VGIF = 1 << 16;
+        /// Guest mode execute trap.
+        const GMET = 1 << 17;
+        /// x2APIC AVIC.
+        const X2AVIC = 1 << 18;
+        /// Supervisor shadow stack restrictions.
+        const SSS_CHECK = 1 << 19;
+        /// SPEC_CTRL virtualization.
+        const SPEC_CTRL = 1 << 20;
+        /// Read-only guest page tables.
+        const ROGPT = 1 << 21;
+        /// Host MCE override.
+        const HOST_MCE_OVERRIDE = 1 << 23;
+        /// INVLPGB/TLBSYNC hypervisor enable.
+        const TLBI_CTL = 1 << 24;
+        /// Virtual NMI.
+        const VNMI = 1 << 25;
+        /// IBS virtualization.
+        const IBS_VIRT = 1 << 26;
+        /// Extended LVT AVIC access changes.
+        const EXT_LVT_AVIC_ACCESS_CHG = 1 << 27;
+        /// Guest VMCB address check (SVME_ADDR_CHK).
+        const SVME_ADDR_CHK = 1 << 28;
+        /// Bus lock threshold.
+        const BUS_LOCK_THRESHOLD = 1 << 29;
+        /// Idle HLT intercept.
+        const IDLE_HLT_INTERCEPT = 1 << 30;
+    }
+}
+
+/// Short lower-case names of the features, in bit order (as `/proc/cpuinfo`
+/// and the APM spell them).
+pub const FEATURE_NAMES: &[(SvmFeatures, &str)] = &[
+    (SvmFeatures::NP, "npt"),
+    (SvmFeatures::LBR_VIRT, "lbrv"),
+    (SvmFeatures::SVML, "svm_lock"),
+    (SvmFeatures::NRIPS, "nrip_save"),
+    (SvmFeatures::TSC_RATE_MSR, "tsc_scale"),
+    (SvmFeatures::VMCB_CLEAN, "vmcb_clean"),
+    (SvmFeatures::FLUSH_BY_ASID, "flushbyasid"),
+    (SvmFeatures::DECODE_ASSISTS, "decodeassists"),
+    (SvmFeatures::PAUSE_FILTER, "pausefilter"),
+    (SvmFeatures::PAUSE_FILTER_THRESHOLD, "pfthreshold"),
+    (SvmFeatures::AVIC, "avic"),
+    (SvmFeatures::V_VMSAVE_VMLOAD, "v_vmsave_vmload"),
+    (SvmFeatures::VGIF, "vgif"),
+    (SvmFeatures::GMET, "gmet"),
+    (SvmFeatures::X2AVIC, "x2avic"),
+    (SvmFeatures::SSS_CHECK, "v_spec_ctrl_sss"),
+    (SvmFeatures::SPEC_CTRL, "v_spec_ctrl"),
+    (SvmFeatures::ROGPT, "rogpt"),
+    (SvmFeatures::HOST_MCE_OVERRIDE, "host_mce_override"),
+    (SvmFeatures::TLBI_CTL, "tlbi_ctl"),
+    (SvmFeatures::VNMI, "vnmi"),
+    (SvmFeatures::IBS_VIRT, "ibs_virt"),
+    (SvmFeatures::EXT_LVT_AVIC_ACCESS_CHG, "extlvt_avic_access_chg"),
+    (SvmFeatures::SVME_ADDR_CHK, "svme_addr_chk"),
+    (SvmFeatures::BUS_LOCK_THRESHOLD, "bus_lock_threshold"),
+    (SvmFeatures::IDLE_HLT_INTERCEPT, "idle_hlt"),
+];
+
+/// Decoded CPUID 0x8000000A.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SvmLeaf {
+    /// SVM revision number (EAX 7:0).
+    pub revision: u8,
+    /// Number of ASIDs (EBX).
+    pub nasid: u32,
+    /// Feature bits (EDX); unknown bits are kept.
+    pub features: SvmFeatures,
+}
+
+impl SvmLeaf {
+    /// Decodes the leaf's registers.
+    pub const fn decode(eax: u32, ebx: u32, _ecx: u32, edx: u32) -> Self {
+        Self {
+            revision: eax as u8,
+            nasid: ebx,
+            features: SvmFeatures::from_bits_retain(edx),
+        }
+    }
+    /// Encodes back to (EAX, EBX, ECX, EDX).
+    pub const fn encode(&self) -> (u32, u32, u32, u32) {
+        (self.revision as u32, self.nasid, 0, self.features.bits())
+    }
+    /// Names of the features set, in bit order; unknown bits are named `bitN`
+    /// by [`unknown_bits`].
+    pub fn feature_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        FEATURE_NAMES.iter().filter(|(f, _)| self.features.contains(*f)).map(|(_, n)| *n)
+    }
+    /// Feature bits set that have no name here.
+    pub const fn unknown_bits(&self) -> u32 {
+        self.features.bits() & !SvmFeatures::all().bits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_qemu_tcg_leaf() {
+        // What QEMU 10.0 TCG reports: NPT, vGIF, SVME_ADDR_CHK; 16 ASIDs; rev 1.
+        let edx = (1 << 0) | (1 << 16) | (1 << 28);
+        let l = SvmLeaf::decode(1, 16, 0, edx);
+        assert_eq!(l.revision, 1);
+        assert_eq!(l.nasid, 16);
+        assert_eq!(l.feature_names().collect::<Vec<_>>(), ["npt", "vgif", "svme_addr_chk"]);
+        assert_eq!(l.unknown_bits(), 0);
+        assert_eq!(l.encode(), (1, 16, 0, edx));
+    }
+
+    #[test]
+    fn names_cover_every_flag_once() {
+        assert_eq!(FEATURE_NAMES.len(), SvmFeatures::all().iter().count());
+        let mut acc = 0;
+        for (f, _) in FEATURE_NAMES {
+            assert_eq!(acc & f.bits(), 0);
+            acc |= f.bits();
+        }
+        assert_eq!(acc, SvmFeatures::all().bits());
+        let l = SvmLeaf::decode(1, 8, 0, 1 << 9);
+        assert_eq!(l.unknown_bits(), 1 << 9);
+        assert_eq!(l.feature_names().count(), 0);
+    }
+}

@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: GPL-2.0
+//! nsvm-core: the hardware formats and the pure logic of the nsvm hypervisor.
+//!
+//! This crate has no kernel dependency and no `unsafe`: it is compiled into
+//! `nsvm.ko` (see `Kbuild`) and unit-tested on the host with `cargo test`.
+//! Every hardware format is declared once here, with compile-time checks of
+//! its layout against AMD64 Architecture Programmer's Manual (APM) vol. 2.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod cpuid;
+pub mod event;
+pub mod exit;
+pub mod intercept;
+pub mod msr;
+pub mod uapi;
+pub mod vmcb;

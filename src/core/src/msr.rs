@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Model-specific register numbers and bits that SVM uses (APM vol. 2 15.30
+//! and appendix A).
+
+/// Time-stamp counter.
+pub const TSC: u32 = 0x0000_0010;
+/// APIC base address.
+pub const APIC_BASE: u32 = 0x0000_001b;
+/// SPEC_CTRL.
+pub const SPEC_CTRL: u32 = 0x0000_0048;
+/// SYSENTER_CS.
+pub const SYSENTER_CS: u32 = 0x0000_0174;
+/// SYSENTER_ESP.
+pub const SYSENTER_ESP: u32 = 0x0000_0175;
+/// SYSENTER_EIP.
+pub const SYSENTER_EIP: u32 = 0x0000_0176;
+/// DEBUGCTL.
+pub const DEBUGCTL: u32 = 0x0000_01d9;
+/// PAT.
+pub const PAT: u32 = 0x0000_0277;
+/// Extended feature enable register.
+pub const EFER: u32 = 0xc000_0080;
+/// SYSCALL target (legacy).
+pub const STAR: u32 = 0xc000_0081;
+/// SYSCALL target (64-bit).
+pub const LSTAR: u32 = 0xc000_0082;
+/// SYSCALL target (compatibility mode).
+pub const CSTAR: u32 = 0xc000_0083;
+/// SYSCALL flag mask.
+pub const SFMASK: u32 = 0xc000_0084;
+/// FS base.
+pub const FS_BASE: u32 = 0xc000_0100;
+/// GS base.
+pub const GS_BASE: u32 = 0xc000_0101;
+/// SWAPGS shadow.
+pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
+/// TSC_AUX (RDTSCP/RDPID).
+pub const TSC_AUX: u32 = 0xc000_0103;
+/// TSC ratio (APM 15.30.5).
+pub const TSC_RATIO: u32 = 0xc000_0104;
+/// VM_CR (APM 15.30.1).
+pub const VM_CR: u32 = 0xc001_0114;
+/// IGNNE (APM 15.30.2).
+pub const IGNNE: u32 = 0xc001_0115;
+/// SMM_CTL (APM 15.30.3).
+pub const SMM_CTL: u32 = 0xc001_0116;
+/// VM_HSAVE_PA, physical address of the host save area (APM 15.30.4).
+pub const VM_HSAVE_PA: u32 = 0xc001_0117;
+/// SVM_KEY (APM 15.31).
+pub const SVM_KEY: u32 = 0xc001_0118;
+
+/// EFER bits (APM vol. 2 3.1.7).
+pub mod efer {
+    /// System call extensions.
+    pub const SCE: u64 = 1 << 0;
+    /// Long mode enable.
+    pub const LME: u64 = 1 << 8;
+    /// Long mode active.
+    pub const LMA: u64 = 1 << 10;
+    /// No-execute enable.
+    pub const NXE: u64 = 1 << 11;
+    /// Secure virtual machine enable.
+    pub const SVME: u64 = 1 << 12;
+    /// Long mode segment limit enable.
+    pub const LMSLE: u64 = 1 << 13;
+    /// Fast FXSAVE/FXRSTOR.
+    pub const FFXSR: u64 = 1 << 14;
+    /// Translation cache extension.
+    pub const TCE: u64 = 1 << 15;
+    /// MCOMMIT enable.
+    pub const MCOMMIT: u64 = 1 << 17;
+    /// Interruptible WBINVD/WBNOINVD.
+    pub const INTWB: u64 = 1 << 18;
+    /// Upper address ignore enable.
+    pub const UAIE: u64 = 1 << 20;
+    /// Automatic IBRS enable.
+    pub const AIBRSE: u64 = 1 << 21;
+    /// Bits that are reserved (must be zero) in EFER; checked by VMRUN for the
+    /// guest (APM 15.5.1 "Any MBZ bit of EFER is set").
+    pub const RESERVED: u64 =
+        !(SCE | LME | LMA | NXE | SVME | LMSLE | FFXSR | TCE | MCOMMIT | INTWB | UAIE | AIBRSE);
+}
+
+/// VM_CR bits (APM 15.30.1).
+pub mod vm_cr {
+    /// Debug port disable.
+    pub const DPD: u64 = 1 << 0;
+    /// Intercept INIT: turn INIT into #SX.
+    pub const R_INIT: u64 = 1 << 1;
+    /// Disable A20 masking.
+    pub const DIS_A20M: u64 = 1 << 2;
+    /// SVM lock: SVMDIS is read-only when set.
+    pub const LOCK: u64 = 1 << 3;
+    /// SVM disabled: EFER.SVME cannot be set.
+    pub const SVMDIS: u64 = 1 << 4;
+}
+
+/// Name of an MSR for logs and dumps.
+pub fn name(msr: u32) -> Option<&'static str> {
+    Some(match msr {
+        TSC => "TSC",
+        APIC_BASE => "APIC_BASE",
+        SPEC_CTRL => "SPEC_CTRL",
+        SYSENTER_CS => "SYSENTER_CS",
+        SYSENTER_ESP => "SYSENTER_ESP",
+        SYSENTER_EIP => "SYSENTER_EIP",
+        DEBUGCTL => "DEBUGCTL",
+        PAT => "PAT",
+        EFER => "EFER",
+        STAR => "STAR",
+        LSTAR => "LSTAR",
+        CSTAR => "CSTAR",
+        SFMASK => "SFMASK",
+        FS_BASE => "FS_BASE",
+        GS_BASE => "GS_BASE",
+        KERNEL_GS_BASE => "KERNEL_GS_BASE",
+        TSC_AUX => "TSC_AUX",
+        TSC_RATIO => "TSC_RATIO",
+        VM_CR => "VM_CR",
+        IGNNE => "IGNNE",
+        SMM_CTL => "SMM_CTL",
+        VM_HSAVE_PA => "VM_HSAVE_PA",
+        SVM_KEY => "SVM_KEY",
+        _ => return None,
+    })
+}
+
+/// Whether a value is an acceptable VM_HSAVE_PA: page aligned and within the
+/// physical address width (APM 15.30.4: bits 11:0 must be zero; writing an
+/// address beyond the maximum physical address raises #GP).
+pub const fn hsave_pa_valid(pa: u64, phys_bits: u8) -> bool {
+    pa & 0xfff == 0 && (phys_bits >= 64 || pa >> phys_bits == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_names() {
+        assert_eq!(EFER, 0xc000_0080);
+        assert_eq!(VM_HSAVE_PA, 0xc001_0117);
+        assert_eq!(name(VM_CR), Some("VM_CR"));
+        assert_eq!(name(0x1234), None);
+        assert_eq!(efer::SVME, 0x1000);
+        assert_eq!(efer::RESERVED & efer::SVME, 0);
+        assert_ne!(efer::RESERVED & (1 << 1), 0);
+        assert_ne!(efer::RESERVED & (1 << 63), 0);
+        assert_eq!(vm_cr::SVMDIS, 0x10);
+    }
+
+    #[test]
+    fn hsave_pa_checks() {
+        assert!(hsave_pa_valid(0x1000, 48));
+        assert!(!hsave_pa_valid(0x1008, 48));
+        assert!(!hsave_pa_valid(1 << 48, 48));
+        assert!(hsave_pa_valid((1 << 48) - 0x1000, 48));
+    }
+}

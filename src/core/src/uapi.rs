@@ -1,0 +1,404 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The userspace ABI of `/dev/nsvm`: KVM's ioctl numbers and capability
+//! numbers (`include/uapi/linux/kvm.h` of Linux 7.2) and nsvm's own research
+//! ioctls (magic [`NSVMIO`], listed in `docs/uapi.md`).
+//!
+//! The decoding of an ioctl command into what the module must do lives here so
+//! it is unit-tested on the host; the module only carries out the result.
+
+use core::mem::size_of;
+use static_assertions::const_assert_eq;
+
+/// `KVM_API_VERSION`: the value `KVM_GET_API_VERSION` returns.
+pub const KVM_API_VERSION: i32 = 12;
+/// KVM's ioctl magic.
+pub const KVMIO: u32 = 0xae;
+/// nsvm's own ioctl magic (unassigned in `Documentation/userspace-api/ioctl/ioctl-number.rst`).
+pub const NSVMIO: u32 = 0xb7;
+
+const IOC_NRBITS: u32 = 8;
+const IOC_TYPEBITS: u32 = 8;
+const IOC_SIZEBITS: u32 = 14;
+const IOC_NRSHIFT: u32 = 0;
+const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
+const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
+const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
+/// No data transfer.
+pub const IOC_NONE: u32 = 0;
+/// Userspace writes, kernel reads.
+pub const IOC_WRITE: u32 = 1;
+/// Kernel writes, userspace reads.
+pub const IOC_READ: u32 = 2;
+
+/// `_IOC(dir, type, nr, size)` of `include/uapi/asm-generic/ioctl.h`.
+pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
+    (dir << IOC_DIRSHIFT) | (ty << IOC_TYPESHIFT) | (nr << IOC_NRSHIFT) | ((size as u32) << IOC_SIZESHIFT)
+}
+/// `_IO(type, nr)`.
+pub const fn io(ty: u32, nr: u32) -> u32 {
+    ioc(IOC_NONE, ty, nr, 0)
+}
+/// `_IOR(type, nr, size)`.
+pub const fn ior(ty: u32, nr: u32, size: usize) -> u32 {
+    ioc(IOC_READ, ty, nr, size)
+}
+/// `_IOW(type, nr, size)`.
+pub const fn iow(ty: u32, nr: u32, size: usize) -> u32 {
+    ioc(IOC_WRITE, ty, nr, size)
+}
+/// `_IOWR(type, nr, size)`.
+pub const fn iowr(ty: u32, nr: u32, size: usize) -> u32 {
+    ioc(IOC_READ | IOC_WRITE, ty, nr, size)
+}
+/// The type (magic) field of an ioctl command.
+pub const fn ioc_type(cmd: u32) -> u32 {
+    (cmd >> IOC_TYPESHIFT) & ((1 << IOC_TYPEBITS) - 1)
+}
+/// The number field of an ioctl command.
+pub const fn ioc_nr(cmd: u32) -> u32 {
+    (cmd >> IOC_NRSHIFT) & ((1 << IOC_NRBITS) - 1)
+}
+/// The size field of an ioctl command.
+pub const fn ioc_size(cmd: u32) -> u32 {
+    (cmd >> IOC_SIZESHIFT) & ((1 << IOC_SIZEBITS) - 1)
+}
+/// The direction field of an ioctl command.
+pub const fn ioc_dir(cmd: u32) -> u32 {
+    cmd >> IOC_DIRSHIFT
+}
+
+/// Sizes of KVM structs used in ioctl numbers (checked against `kvm-bindings`
+/// in the host tests).
+pub mod sizes {
+    /// `struct kvm_msr_list` header.
+    pub const KVM_MSR_LIST: usize = 4;
+    /// `struct kvm_cpuid2` header.
+    pub const KVM_CPUID2: usize = 8;
+    /// `struct kvm_userspace_memory_region`.
+    pub const KVM_USERSPACE_MEMORY_REGION: usize = 32;
+    /// `struct kvm_regs`.
+    pub const KVM_REGS: usize = 144;
+    /// `struct kvm_sregs`.
+    pub const KVM_SREGS: usize = 312;
+}
+
+/// KVM system ioctls (on the `/dev/kvm`-style fd).
+pub mod kvm {
+    use super::*;
+    /// `KVM_GET_API_VERSION`.
+    pub const GET_API_VERSION: u32 = io(KVMIO, 0x00);
+    /// `KVM_CREATE_VM`.
+    pub const CREATE_VM: u32 = io(KVMIO, 0x01);
+    /// `KVM_GET_MSR_INDEX_LIST`.
+    pub const GET_MSR_INDEX_LIST: u32 = iowr(KVMIO, 0x02, sizes::KVM_MSR_LIST);
+    /// `KVM_CHECK_EXTENSION`.
+    pub const CHECK_EXTENSION: u32 = io(KVMIO, 0x03);
+    /// `KVM_GET_VCPU_MMAP_SIZE`.
+    pub const GET_VCPU_MMAP_SIZE: u32 = io(KVMIO, 0x04);
+    /// `KVM_GET_SUPPORTED_CPUID`.
+    pub const GET_SUPPORTED_CPUID: u32 = iowr(KVMIO, 0x05, sizes::KVM_CPUID2);
+    /// `KVM_GET_MSR_FEATURE_INDEX_LIST`.
+    pub const GET_MSR_FEATURE_INDEX_LIST: u32 = iowr(KVMIO, 0x0a, sizes::KVM_MSR_LIST);
+    /// `KVM_CREATE_VCPU` (VM fd).
+    pub const CREATE_VCPU: u32 = io(KVMIO, 0x41);
+    /// `KVM_SET_USER_MEMORY_REGION` (VM fd).
+    pub const SET_USER_MEMORY_REGION: u32 = iow(KVMIO, 0x46, sizes::KVM_USERSPACE_MEMORY_REGION);
+    /// `KVM_RUN` (vCPU fd).
+    pub const RUN: u32 = io(KVMIO, 0x80);
+    /// `KVM_GET_REGS` (vCPU fd).
+    pub const GET_REGS: u32 = ior(KVMIO, 0x81, sizes::KVM_REGS);
+    /// `KVM_SET_REGS` (vCPU fd).
+    pub const SET_REGS: u32 = iow(KVMIO, 0x82, sizes::KVM_REGS);
+    /// `KVM_GET_SREGS` (vCPU fd).
+    pub const GET_SREGS: u32 = ior(KVMIO, 0x83, sizes::KVM_SREGS);
+    /// `KVM_SET_SREGS` (vCPU fd).
+    pub const SET_SREGS: u32 = iow(KVMIO, 0x84, sizes::KVM_SREGS);
+}
+
+/// KVM capability numbers (`KVM_CAP_*`) with their names, for
+/// `KVM_CHECK_EXTENSION` and for `nsvm info`.
+pub mod cap {
+    macro_rules! caps {
+        ($($name:ident = $v:expr),* $(,)?) => {
+            $( #[doc = concat!("`KVM_CAP_", stringify!($name), "`.")] pub const $name: u32 = $v; )*
+            /// Every capability nsvm knows by name, in number order.
+            pub const NAMED: &[(u32, &str)] = &[$(($v, stringify!($name))),*];
+        };
+    }
+    caps! {
+        IRQCHIP = 0, HLT = 1, USER_MEMORY = 3, SET_TSS_ADDR = 4, EXT_CPUID = 7, NR_VCPUS = 9,
+        NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, SET_GUEST_DEBUG = 23,
+        ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
+        X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
+        GET_TSC_KHZ = 61, MAX_VCPUS = 66, READONLY_MEM = 81, MAX_VCPU_ID = 128,
+        IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157,
+        X86_USER_SPACE_MSR = 188, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203,
+        X86_TRIPLE_FAULT_EVENT = 218, USER_MEMORY2 = 231,
+    }
+
+    /// The capabilities `/dev/nsvm` supports, with the value
+    /// `KVM_CHECK_EXTENSION` returns for each. Everything else returns 0.
+    pub const SUPPORTED: &[(u32, i32)] = &[];
+
+    /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0
+    /// when unsupported (KVM's semantics; never an error).
+    pub fn check_extension(cap: u64) -> i32 {
+        SUPPORTED.iter().find(|(c, _)| u64::from(*c) == cap).map_or(0, |(_, v)| *v)
+    }
+
+    /// Name of a capability (without `KVM_CAP_`).
+    pub fn name(cap: u32) -> Option<&'static str> {
+        NAMED.iter().find(|(c, _)| *c == cap).map(|(_, n)| *n)
+    }
+}
+
+/// ABI version of [`NsvmHostInfo`]; bumped on incompatible changes.
+pub const NSVM_HOST_INFO_VERSION: u32 = 1;
+/// Number of CPUs [`NsvmHostInfo::cpus_svm`] can describe.
+pub const NSVM_MAX_CPUS: usize = 256;
+
+/// `NSVM_GET_HOST_INFO`: what the module found and owns on the host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NsvmHostInfo {
+    /// [`NSVM_HOST_INFO_VERSION`].
+    pub version: u32,
+    /// SVM revision (CPUID 0x8000000A EAX 7:0).
+    pub svm_revision: u32,
+    /// Number of ASIDs (CPUID 0x8000000A EBX).
+    pub nasid: u32,
+    /// SVM features (CPUID 0x8000000A EDX).
+    pub svm_features: u32,
+    /// Physical address bits (CPUID 0x80000008 EAX 7:0).
+    pub phys_bits: u32,
+    /// Number of online CPUs.
+    pub cpus_online: u32,
+    /// Number of CPUs on which nsvm has EFER.SVME set and a host save area.
+    pub cpus_enabled: u32,
+    /// Flags, see [`host_flags`].
+    pub flags: u32,
+    /// CPU hotplug transitions nsvm handled since load (online + offline).
+    pub hotplug_events: u64,
+    /// Bytes the module holds for per-CPU SVM state (host save areas).
+    pub percpu_bytes: u64,
+    /// Bit n set: CPU n has SVM enabled by nsvm.
+    pub cpus_svm: [u64; NSVM_MAX_CPUS / 64],
+}
+
+const_assert_eq!(size_of::<NsvmHostInfo>(), 80);
+
+/// Bits of [`NsvmHostInfo::flags`].
+pub mod host_flags {
+    /// VM_CR could not be read (e.g. not emulated); SVMDIS was assumed clear.
+    pub const VM_CR_UNREADABLE: u32 = 1 << 0;
+    /// VM_CR.LOCK was set.
+    pub const VM_CR_LOCKED: u32 = 1 << 1;
+}
+
+impl NsvmHostInfo {
+    /// All zero.
+    pub const ZERO: Self = Self {
+        version: 0,
+        svm_revision: 0,
+        nasid: 0,
+        svm_features: 0,
+        phys_bits: 0,
+        cpus_online: 0,
+        cpus_enabled: 0,
+        flags: 0,
+        hotplug_events: 0,
+        percpu_bytes: 0,
+        cpus_svm: [0; NSVM_MAX_CPUS / 64],
+    };
+    /// Whether CPU `cpu` is marked as SVM-enabled.
+    pub const fn cpu_enabled(&self, cpu: usize) -> bool {
+        cpu < NSVM_MAX_CPUS && self.cpus_svm[cpu / 64] & (1 << (cpu % 64)) != 0
+    }
+    /// Marks CPU `cpu` SVM-enabled (ignored beyond [`NSVM_MAX_CPUS`]).
+    pub fn set_cpu_enabled(&mut self, cpu: usize) {
+        if cpu < NSVM_MAX_CPUS {
+            self.cpus_svm[cpu / 64] |= 1 << (cpu % 64);
+        }
+    }
+    /// The struct as bytes, for copying to userspace.
+    pub fn to_bytes(&self) -> [u8; size_of::<Self>()] {
+        let mut b = [0u8; size_of::<Self>()];
+        let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
+        put(0, &self.version.to_ne_bytes());
+        put(4, &self.svm_revision.to_ne_bytes());
+        put(8, &self.nasid.to_ne_bytes());
+        put(12, &self.svm_features.to_ne_bytes());
+        put(16, &self.phys_bits.to_ne_bytes());
+        put(20, &self.cpus_online.to_ne_bytes());
+        put(24, &self.cpus_enabled.to_ne_bytes());
+        put(28, &self.flags.to_ne_bytes());
+        put(32, &self.hotplug_events.to_ne_bytes());
+        put(40, &self.percpu_bytes.to_ne_bytes());
+        for (i, w) in self.cpus_svm.iter().enumerate() {
+            put(48 + 8 * i, &w.to_ne_bytes());
+        }
+        b
+    }
+    /// Parses bytes written by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8; size_of::<Self>()]) -> Self {
+        let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let u64_at = |o: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[o..o + 8]);
+            u64::from_ne_bytes(x)
+        };
+        let mut cpus_svm = [0u64; NSVM_MAX_CPUS / 64];
+        for (i, w) in cpus_svm.iter_mut().enumerate() {
+            *w = u64_at(48 + 8 * i);
+        }
+        Self {
+            version: u32_at(0),
+            svm_revision: u32_at(4),
+            nasid: u32_at(8),
+            svm_features: u32_at(12),
+            phys_bits: u32_at(16),
+            cpus_online: u32_at(20),
+            cpus_enabled: u32_at(24),
+            flags: u32_at(28),
+            hotplug_events: u64_at(32),
+            percpu_bytes: u64_at(40),
+            cpus_svm,
+        }
+    }
+}
+
+/// nsvm's own ioctls on the system fd.
+pub mod nsvm {
+    use super::*;
+    /// `NSVM_GET_HOST_INFO`: fills an [`NsvmHostInfo`].
+    pub const GET_HOST_INFO: u32 = ior(NSVMIO, 0x00, size_of::<NsvmHostInfo>());
+}
+
+/// What the module must do for an ioctl on the system (`/dev/nsvm`) fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemIoctl {
+    /// Return [`KVM_API_VERSION`].
+    GetApiVersion,
+    /// Return [`cap::check_extension`] of the argument.
+    CheckExtension(u64),
+    /// Copy an [`NsvmHostInfo`] to the user pointer in the argument.
+    GetHostInfo,
+    /// Unknown or not (yet) supported: `ENOTTY`.
+    Unsupported,
+}
+
+/// Decodes an ioctl on the system fd. Only exact command numbers match: a
+/// known number with a different size or direction is `Unsupported`.
+pub fn decode_system_ioctl(cmd: u32, arg: u64) -> SystemIoctl {
+    match cmd {
+        kvm::GET_API_VERSION => SystemIoctl::GetApiVersion,
+        kvm::CHECK_EXTENSION => SystemIoctl::CheckExtension(arg),
+        nsvm::GET_HOST_INFO => SystemIoctl::GetHostInfo,
+        _ => SystemIoctl::Unsupported,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kvm_ioctl_numbers() {
+        // Values as userspace computes them from include/uapi/linux/kvm.h.
+        assert_eq!(kvm::GET_API_VERSION, 0xae00);
+        assert_eq!(kvm::CREATE_VM, 0xae01);
+        assert_eq!(kvm::GET_MSR_INDEX_LIST, 0xc004_ae02);
+        assert_eq!(kvm::CHECK_EXTENSION, 0xae03);
+        assert_eq!(kvm::GET_VCPU_MMAP_SIZE, 0xae04);
+        assert_eq!(kvm::GET_SUPPORTED_CPUID, 0xc008_ae05);
+        assert_eq!(kvm::CREATE_VCPU, 0xae41);
+        assert_eq!(kvm::SET_USER_MEMORY_REGION, 0x4020_ae46);
+        assert_eq!(kvm::RUN, 0xae80);
+        assert_eq!(kvm::GET_REGS, 0x8090_ae81);
+        assert_eq!(kvm::SET_SREGS, 0x4138_ae84);
+    }
+
+    #[test]
+    fn struct_sizes_match_kvm_bindings() {
+        use kvm_bindings as kb;
+        assert_eq!(sizes::KVM_REGS, size_of::<kb::kvm_regs>());
+        assert_eq!(sizes::KVM_SREGS, size_of::<kb::kvm_sregs>());
+        assert_eq!(sizes::KVM_USERSPACE_MEMORY_REGION, size_of::<kb::kvm_userspace_memory_region>());
+        assert_eq!(sizes::KVM_CPUID2, size_of::<kb::kvm_cpuid2>());
+        assert_eq!(sizes::KVM_MSR_LIST, size_of::<kb::kvm_msr_list>());
+        assert_eq!(KVM_API_VERSION as u32, kb::KVM_API_VERSION);
+    }
+
+    #[test]
+    fn cap_numbers_match_kvm_bindings() {
+        use kvm_bindings as kb;
+        let expect: &[(u32, u32)] = &[
+            (cap::USER_MEMORY, kb::KVM_CAP_USER_MEMORY),
+            (cap::NR_VCPUS, kb::KVM_CAP_NR_VCPUS),
+            (cap::NR_MEMSLOTS, kb::KVM_CAP_NR_MEMSLOTS),
+            (cap::IMMEDIATE_EXIT, kb::KVM_CAP_IMMEDIATE_EXIT),
+            (cap::NESTED_STATE, kb::KVM_CAP_NESTED_STATE),
+            (cap::BINARY_STATS_FD, kb::KVM_CAP_BINARY_STATS_FD),
+            (cap::READONLY_MEM, kb::KVM_CAP_READONLY_MEM),
+            (cap::GET_TSC_KHZ, kb::KVM_CAP_GET_TSC_KHZ),
+            (cap::MAX_VCPUS, kb::KVM_CAP_MAX_VCPUS),
+            (cap::X86_USER_SPACE_MSR, kb::KVM_CAP_X86_USER_SPACE_MSR),
+            (cap::EXIT_HYPERCALL, kb::KVM_CAP_EXIT_HYPERCALL),
+        ];
+        for (a, b) in expect {
+            assert_eq!(a, b, "{:?}", cap::name(*a));
+        }
+        // Names are unique and sorted by number.
+        assert!(cap::NAMED.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn check_extension_is_zero_for_unsupported() {
+        for (c, _) in cap::NAMED {
+            let supported = cap::SUPPORTED.iter().any(|(s, _)| s == c);
+            assert_eq!(cap::check_extension(u64::from(*c)) != 0, supported);
+        }
+        assert_eq!(cap::check_extension(u64::MAX), 0);
+        assert_eq!(cap::check_extension(1 << 40), 0);
+    }
+
+    #[test]
+    fn system_ioctl_decoding() {
+        assert_eq!(decode_system_ioctl(0xae00, 99), SystemIoctl::GetApiVersion);
+        assert_eq!(decode_system_ioctl(0xae03, 7), SystemIoctl::CheckExtension(7));
+        assert_eq!(decode_system_ioctl(nsvm::GET_HOST_INFO, 0), SystemIoctl::GetHostInfo);
+        // Same number, wrong direction or size: not the same ioctl.
+        assert_eq!(decode_system_ioctl(ior(KVMIO, 0, 4), 0), SystemIoctl::Unsupported);
+        assert_eq!(decode_system_ioctl(iow(NSVMIO, 0, 80), 0), SystemIoctl::Unsupported);
+        assert_eq!(decode_system_ioctl(ior(NSVMIO, 0, 81), 0), SystemIoctl::Unsupported);
+        assert_eq!(decode_system_ioctl(kvm::RUN, 0), SystemIoctl::Unsupported);
+        assert_eq!(decode_system_ioctl(0, 0), SystemIoctl::Unsupported);
+        assert_eq!(ioc_type(nsvm::GET_HOST_INFO), NSVMIO);
+        assert_eq!(ioc_nr(kvm::RUN), 0x80);
+        assert_eq!(ioc_size(kvm::GET_REGS), 144);
+        assert_eq!(ioc_dir(kvm::GET_REGS), IOC_READ);
+    }
+
+    #[test]
+    fn host_info_bytes_round_trip() {
+        let mut h = NsvmHostInfo::ZERO;
+        h.version = NSVM_HOST_INFO_VERSION;
+        h.svm_revision = 1;
+        h.nasid = 16;
+        h.svm_features = 0x1001_0001;
+        h.phys_bits = 40;
+        h.cpus_online = 2;
+        h.cpus_enabled = 2;
+        h.flags = host_flags::VM_CR_UNREADABLE;
+        h.hotplug_events = 7;
+        h.percpu_bytes = 8192;
+        h.set_cpu_enabled(0);
+        h.set_cpu_enabled(1);
+        h.set_cpu_enabled(200);
+        h.set_cpu_enabled(9999);
+        assert!(h.cpu_enabled(200) && !h.cpu_enabled(2) && !h.cpu_enabled(9999));
+        let b = h.to_bytes();
+        assert_eq!(&b[0..4], &1u32.to_ne_bytes());
+        assert_eq!(NsvmHostInfo::from_bytes(&b), h);
+    }
+}

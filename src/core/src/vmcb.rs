@@ -1,0 +1,594 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The Virtual Machine Control Block (VMCB), APM vol. 2 appendix B.
+//!
+//! The VMCB is one 4 KiB page: the control area at offset 0 (table B-1, 1 KiB)
+//! followed by the state save area at offset 0x400 (table B-2). Every field's
+//! offset below is asserted at compile time; a wrong offset fails the build of
+//! both the module and the host tests.
+
+use core::mem::{offset_of, size_of};
+use static_assertions::const_assert_eq;
+
+use crate::intercept::Intercepts;
+
+/// Size of a VMCB: one page (APM 15.5).
+pub const VMCB_SIZE: usize = 4096;
+/// Size of the control area (APM table B-1: 000h–3FFh).
+pub const CONTROL_AREA_SIZE: usize = 0x400;
+/// Size of the state save area (APM table B-2: from 400h to the end of the page).
+pub const SAVE_AREA_SIZE: usize = VMCB_SIZE - CONTROL_AREA_SIZE;
+
+/// `TLB_CONTROL` values (VMCB offset 05Ch, APM 15.16.1).
+pub mod tlb_control {
+    /// Do nothing.
+    pub const DO_NOTHING: u8 = 0;
+    /// Flush the entire TLB (all entries, all ASIDs) on VMRUN.
+    pub const FLUSH_ALL: u8 = 1;
+    /// Flush this guest's TLB entries (this ASID).
+    pub const FLUSH_ASID: u8 = 3;
+    /// Flush this guest's non-global TLB entries.
+    pub const FLUSH_ASID_LOCAL: u8 = 7;
+}
+
+/// Bits of `int_ctl` (VMCB offset 060h, APM table B-1 and 15.21).
+pub mod int_ctl {
+    /// V_TPR, virtual TPR for the guest (bits 7:0).
+    pub const V_TPR_MASK: u32 = 0xff;
+    /// V_IRQ: a virtual interrupt is pending.
+    pub const V_IRQ: u32 = 1 << 8;
+    /// VGIF: the virtual global interrupt flag (when vGIF is enabled).
+    pub const V_GIF: u32 = 1 << 9;
+    /// V_NMI: a virtual NMI is pending.
+    pub const V_NMI_PENDING: u32 = 1 << 11;
+    /// V_NMI_MASK: virtual NMIs are masked.
+    pub const V_NMI_BLOCKING: u32 = 1 << 12;
+    /// V_INTR_PRIO, priority of the virtual interrupt (bits 19:16).
+    pub const V_INTR_PRIO_MASK: u32 = 0xf << 16;
+    /// Shift of V_INTR_PRIO.
+    pub const V_INTR_PRIO_SHIFT: u32 = 16;
+    /// V_IGN_TPR: the virtual interrupt ignores the virtual TPR.
+    pub const V_IGN_TPR: u32 = 1 << 20;
+    /// V_INTR_MASKING: virtualize EFLAGS.IF and the TPR (APM 15.21.1).
+    pub const V_INTR_MASKING: u32 = 1 << 24;
+    /// Enable virtual GIF (APM 15.33).
+    pub const V_GIF_ENABLE: u32 = 1 << 25;
+    /// Enable virtual NMI (APM 15.21.10).
+    pub const V_NMI_ENABLE: u32 = 1 << 26;
+    /// Enable x2AVIC.
+    pub const X2AVIC_ENABLE: u32 = 1 << 30;
+    /// Enable AVIC (APM 15.29).
+    pub const AVIC_ENABLE: u32 = 1 << 31;
+}
+
+/// Bits of `int_state` (VMCB offset 068h).
+pub mod int_state {
+    /// INTERRUPT_SHADOW: the guest is in an interrupt shadow (after STI / MOV SS).
+    pub const SHADOW: u32 = 1 << 0;
+    /// GUEST_INTERRUPT_MASK: value of the guest's RFLAGS.IF (when V_INTR_MASKING).
+    pub const GUEST_INTERRUPT_MASK: u32 = 1 << 1;
+}
+
+/// Bits of `nested_ctl` (VMCB offset 090h).
+pub mod nested_ctl {
+    /// NP_ENABLE: enable nested paging (APM 15.25.3).
+    pub const NP_ENABLE: u64 = 1 << 0;
+    /// Enable Secure Encrypted Virtualization.
+    pub const SEV_ENABLE: u64 = 1 << 1;
+    /// Enable encrypted state for SEV.
+    pub const SEV_ES_ENABLE: u64 = 1 << 2;
+    /// Guest mode execute trap.
+    pub const GMET_ENABLE: u64 = 1 << 3;
+    /// Enable supervisor shadow stack restrictions in nested page tables.
+    pub const SSS_CHECK_ENABLE: u64 = 1 << 4;
+    /// Virtual transparent encryption.
+    pub const VTE_ENABLE: u64 = 1 << 5;
+    /// Enable read-only guest page table support.
+    pub const RO_GPT_ENABLE: u64 = 1 << 6;
+    /// Enable INVLPGB/TLBSYNC in the guest.
+    pub const INVLPGB_TLBSYNC_ENABLE: u64 = 1 << 7;
+}
+
+/// Bits of `virt_ext` (VMCB offset 0B8h).
+pub mod virt_ext {
+    /// LBR virtualization enable (APM 15.23).
+    pub const LBR_VIRTUALIZATION_ENABLE: u64 = 1 << 0;
+    /// Virtualized VMSAVE/VMLOAD enable (APM 15.33.1).
+    pub const VIRTUAL_VMLOAD_VMSAVE_ENABLE: u64 = 1 << 1;
+    /// IBS virtualization enable.
+    pub const IBS_VIRTUALIZATION_ENABLE: u64 = 1 << 2;
+    /// PMC virtualization enable.
+    pub const PMC_VIRTUALIZATION_ENABLE: u64 = 1 << 3;
+}
+
+/// VMCB clean bits (VMCB offset 0C0h, APM 15.15.3 table 15-8).
+pub mod clean {
+    /// Intercept vectors, TSC offset, pause filter count.
+    pub const INTERCEPTS: u32 = 1 << 0;
+    /// IOPM_BASE, MSRPM_BASE.
+    pub const IOPM: u32 = 1 << 1;
+    /// ASID.
+    pub const ASID: u32 = 1 << 2;
+    /// V_TPR, V_IRQ, V_INTR_PRIO, V_IGN_TPR, V_INTR_MASKING, V_INTR_VECTOR.
+    pub const TPR: u32 = 1 << 3;
+    /// NP_ENABLE, N_CR3, gPAT.
+    pub const NP: u32 = 1 << 4;
+    /// CR0, CR3, CR4, EFER.
+    pub const CRX: u32 = 1 << 5;
+    /// DR6, DR7.
+    pub const DRX: u32 = 1 << 6;
+    /// GDT/IDT limit and base.
+    pub const DT: u32 = 1 << 7;
+    /// CS/DS/SS/ES sel/base/limit/attr, CPL.
+    pub const SEG: u32 = 1 << 8;
+    /// CR2.
+    pub const CR2: u32 = 1 << 9;
+    /// DbgCtlMsr, br_from/to, lastint_from/to.
+    pub const LBR: u32 = 1 << 10;
+    /// AVIC APIC_BAR, backing page, physical and logical tables.
+    pub const AVIC: u32 = 1 << 11;
+    /// S_CET, SSP, ISST_ADDR.
+    pub const CET: u32 = 1 << 12;
+    /// All clean bits defined by the APM.
+    pub const ALL: u32 = (1 << 13) - 1;
+}
+
+/// The VMCB control area (APM vol. 2 table B-1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControlArea {
+    /// 000h–017h: the six intercept vectors (CR, DR, exceptions, vectors 3–5).
+    pub intercepts: Intercepts,
+    /// 018h–03Bh: reserved.
+    pub reserved_018: [u8; 0x24],
+    /// 03Ch: PAUSE filter threshold.
+    pub pause_filter_thresh: u16,
+    /// 03Eh: PAUSE filter count.
+    pub pause_filter_count: u16,
+    /// 040h: physical base address of the IOPM (bits 11:0 ignored).
+    pub iopm_base_pa: u64,
+    /// 048h: physical base address of the MSRPM (bits 11:0 ignored).
+    pub msrpm_base_pa: u64,
+    /// 050h: TSC offset added to the TSC when the guest reads it.
+    pub tsc_offset: u64,
+    /// 058h: guest ASID (bits 31:0).
+    pub asid: u32,
+    /// 05Ch: TLB_CONTROL (bits 39:32), see [`tlb_control`].
+    pub tlb_ctl: u8,
+    /// 05Dh: ERAPS control (bits 47:40).
+    pub erap_ctl: u8,
+    /// 05Eh–05Fh: reserved.
+    pub reserved_05e: [u8; 2],
+    /// 060h: virtual interrupt control, see [`int_ctl`].
+    pub int_ctl: u32,
+    /// 064h: V_INTR_VECTOR (bits 7:0), rest reserved.
+    pub int_vector: u32,
+    /// 068h: interrupt shadow and guest interrupt mask, see [`int_state`].
+    pub int_state: u32,
+    /// 06Ch–06Fh: reserved.
+    pub reserved_06c: [u8; 4],
+    /// 070h: EXITCODE.
+    pub exit_code: u64,
+    /// 078h: EXITINFO1.
+    pub exit_info_1: u64,
+    /// 080h: EXITINFO2.
+    pub exit_info_2: u64,
+    /// 088h: EXITINTINFO (event being delivered when the exit happened).
+    pub exit_int_info: u32,
+    /// 08Ch: error code of EXITINTINFO.
+    pub exit_int_info_err: u32,
+    /// 090h: nested paging and SEV enables, see [`nested_ctl`].
+    pub nested_ctl: u64,
+    /// 098h: AVIC APIC_BAR (bits 51:0).
+    pub avic_vapic_bar: u64,
+    /// 0A0h: guest physical address of the GHCB (SEV-ES).
+    pub ghcb_gpa: u64,
+    /// 0A8h: EVENTINJ (event to inject on VMRUN).
+    pub event_inj: u32,
+    /// 0ACh: error code of EVENTINJ.
+    pub event_inj_err: u32,
+    /// 0B0h: N_CR3, the nested page table root.
+    pub nested_cr3: u64,
+    /// 0B8h: LBR / VMSAVE-VMLOAD virtualization enables, see [`virt_ext`].
+    pub virt_ext: u64,
+    /// 0C0h: VMCB clean bits (bits 31:0), see [`clean`].
+    pub clean: u32,
+    /// 0C4h–0C7h: reserved.
+    pub reserved_0c4: u32,
+    /// 0C8h: nRIP, next sequential instruction pointer (NRIPS).
+    pub next_rip: u64,
+    /// 0D0h: number of guest instruction bytes fetched (decode assists).
+    pub insn_len: u8,
+    /// 0D1h–0DFh: guest instruction bytes.
+    pub insn_bytes: [u8; 15],
+    /// 0E0h: AVIC APIC backing page pointer.
+    pub avic_backing_page: u64,
+    /// 0E8h–0EFh: reserved.
+    pub reserved_0e8: [u8; 8],
+    /// 0F0h: AVIC logical table pointer.
+    pub avic_logical_id: u64,
+    /// 0F8h: AVIC physical table pointer and max index.
+    pub avic_physical_id: u64,
+    /// 100h–107h: reserved.
+    pub reserved_100: [u8; 8],
+    /// 108h: VMSA pointer (SEV-ES).
+    pub vmsa_pa: u64,
+    /// 110h: VMGEXIT_RAX (SEV-ES).
+    pub vmgexit_rax: u64,
+    /// 118h: VMGEXIT_CPL (SEV-ES).
+    pub vmgexit_cpl: u8,
+    /// 119h–11Fh: reserved.
+    pub reserved_119: [u8; 7],
+    /// 120h: bus lock threshold counter.
+    pub bus_lock_counter: u16,
+    /// 122h–137h: reserved.
+    pub reserved_122: [u8; 22],
+    /// 138h: allowed SEV features.
+    pub allowed_sev_features: u64,
+    /// 140h: guest SEV features.
+    pub guest_sev_features: u64,
+    /// 148h–3DFh: reserved.
+    pub reserved_148: [u8; 0x3e0 - 0x148],
+    /// 3E0h–3FFh: reserved for host (hypervisor) software use.
+    pub reserved_sw: [u8; 32],
+}
+
+/// A segment register as the VMCB stores it (APM table B-2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Selector.
+    pub selector: u16,
+    /// Packed attributes, see [`seg_attr`].
+    pub attrib: u16,
+    /// Limit (expanded to bytes).
+    pub limit: u32,
+    /// Base (only bits 31:0 for CS/SS/DS/ES outside long mode).
+    pub base: u64,
+}
+
+/// The packed segment attribute format of the VMCB (APM 15.5.1): descriptor
+/// bits 47:40 in 7:0 and bits 55:52 in 11:8.
+pub mod seg_attr {
+    /// Segment type (bits 3:0).
+    pub const TYPE_MASK: u16 = 0xf;
+    /// S: code/data (1) or system (0).
+    pub const S: u16 = 1 << 4;
+    /// Shift of DPL (bits 6:5).
+    pub const DPL_SHIFT: u16 = 5;
+    /// DPL mask.
+    pub const DPL_MASK: u16 = 3 << 5;
+    /// P: present.
+    pub const P: u16 = 1 << 7;
+    /// AVL.
+    pub const AVL: u16 = 1 << 8;
+    /// L: 64-bit code segment.
+    pub const L: u16 = 1 << 9;
+    /// D/B: default operand size.
+    pub const DB: u16 = 1 << 10;
+    /// G: granularity.
+    pub const G: u16 = 1 << 11;
+
+    /// Packs the attribute bits of a raw 8-byte descriptor into VMCB form.
+    pub const fn from_descriptor(desc: u64) -> u16 {
+        (((desc >> 40) & 0xff) | (((desc >> 52) & 0xf) << 8)) as u16
+    }
+    /// Unpacks VMCB attributes into descriptor bits 47:40 and 55:52.
+    pub const fn to_descriptor_bits(attr: u16) -> u64 {
+        (((attr as u64) & 0xff) << 40) | ((((attr as u64) >> 8) & 0xf) << 52)
+    }
+}
+
+/// The VMCB state save area (APM vol. 2 table B-2), offsets relative to 400h.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SaveArea {
+    /// 000h: ES.
+    pub es: Segment,
+    /// 010h: CS.
+    pub cs: Segment,
+    /// 020h: SS.
+    pub ss: Segment,
+    /// 030h: DS.
+    pub ds: Segment,
+    /// 040h: FS.
+    pub fs: Segment,
+    /// 050h: GS.
+    pub gs: Segment,
+    /// 060h: GDTR (only limit and base are used).
+    pub gdtr: Segment,
+    /// 070h: LDTR.
+    pub ldtr: Segment,
+    /// 080h: IDTR (only limit and base are used).
+    pub idtr: Segment,
+    /// 090h: TR.
+    pub tr: Segment,
+    /// 0A0h–0C9h: reserved.
+    pub reserved_0a0: [u8; 42],
+    /// 0CAh: VMPL (SEV-SNP).
+    pub vmpl: u8,
+    /// 0CBh: CPL.
+    pub cpl: u8,
+    /// 0CCh–0CFh: reserved.
+    pub reserved_0cc: [u8; 4],
+    /// 0D0h: EFER.
+    pub efer: u64,
+    /// 0D8h–147h: reserved.
+    pub reserved_0d8: [u8; 112],
+    /// 148h: CR4.
+    pub cr4: u64,
+    /// 150h: CR3.
+    pub cr3: u64,
+    /// 158h: CR0.
+    pub cr0: u64,
+    /// 160h: DR7.
+    pub dr7: u64,
+    /// 168h: DR6.
+    pub dr6: u64,
+    /// 170h: RFLAGS.
+    pub rflags: u64,
+    /// 178h: RIP.
+    pub rip: u64,
+    /// 180h–1D7h: reserved.
+    pub reserved_180: [u8; 88],
+    /// 1D8h: RSP.
+    pub rsp: u64,
+    /// 1E0h: S_CET.
+    pub s_cet: u64,
+    /// 1E8h: SSP.
+    pub ssp: u64,
+    /// 1F0h: ISST_ADDR.
+    pub isst_addr: u64,
+    /// 1F8h: RAX.
+    pub rax: u64,
+    /// 200h: STAR.
+    pub star: u64,
+    /// 208h: LSTAR.
+    pub lstar: u64,
+    /// 210h: CSTAR.
+    pub cstar: u64,
+    /// 218h: SFMASK.
+    pub sfmask: u64,
+    /// 220h: KernelGSbase.
+    pub kernel_gs_base: u64,
+    /// 228h: SYSENTER_CS.
+    pub sysenter_cs: u64,
+    /// 230h: SYSENTER_ESP.
+    pub sysenter_esp: u64,
+    /// 238h: SYSENTER_EIP.
+    pub sysenter_eip: u64,
+    /// 240h: CR2.
+    pub cr2: u64,
+    /// 248h–267h: reserved.
+    pub reserved_248: [u8; 32],
+    /// 268h: G_PAT, the guest PAT used by nested paging.
+    pub g_pat: u64,
+    /// 270h: DBGCTL MSR.
+    pub dbgctl: u64,
+    /// 278h: BR_FROM MSR.
+    pub br_from: u64,
+    /// 280h: BR_TO MSR.
+    pub br_to: u64,
+    /// 288h: LASTEXCPFROM MSR.
+    pub last_excp_from: u64,
+    /// 290h: LASTEXCPTO MSR.
+    pub last_excp_to: u64,
+    /// 298h: DBGEXTNCFG.
+    pub dbg_extn_cfg: u64,
+    /// 2A0h–2DFh: reserved.
+    pub reserved_2a0: [u8; 64],
+    /// 2E0h: SPEC_CTRL (guest value).
+    pub spec_ctrl: u64,
+    /// 2E8h–BFFh: reserved up to the end of the page.
+    pub reserved_2e8: [u8; SAVE_AREA_SIZE - 0x2e8],
+}
+
+/// A whole VMCB page.
+#[repr(C, align(4096))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vmcb {
+    /// Control area at offset 0.
+    pub control: ControlArea,
+    /// State save area at offset 400h.
+    pub save: SaveArea,
+}
+
+macro_rules! assert_offsets {
+    ($ty:ty { $($field:ident : $off:expr),* $(,)? }) => {
+        $( const_assert_eq!(offset_of!($ty, $field), $off); )*
+    };
+}
+
+const_assert_eq!(size_of::<ControlArea>(), CONTROL_AREA_SIZE);
+const_assert_eq!(size_of::<SaveArea>(), SAVE_AREA_SIZE);
+const_assert_eq!(size_of::<Vmcb>(), VMCB_SIZE);
+const_assert_eq!(size_of::<Segment>(), 16);
+const_assert_eq!(offset_of!(Vmcb, save), 0x400);
+
+assert_offsets!(ControlArea {
+    intercepts: 0x000, reserved_018: 0x018, pause_filter_thresh: 0x03c,
+    pause_filter_count: 0x03e, iopm_base_pa: 0x040, msrpm_base_pa: 0x048,
+    tsc_offset: 0x050, asid: 0x058, tlb_ctl: 0x05c, erap_ctl: 0x05d,
+    int_ctl: 0x060, int_vector: 0x064, int_state: 0x068, exit_code: 0x070,
+    exit_info_1: 0x078, exit_info_2: 0x080, exit_int_info: 0x088,
+    exit_int_info_err: 0x08c, nested_ctl: 0x090, avic_vapic_bar: 0x098,
+    ghcb_gpa: 0x0a0, event_inj: 0x0a8, event_inj_err: 0x0ac, nested_cr3: 0x0b0,
+    virt_ext: 0x0b8, clean: 0x0c0, next_rip: 0x0c8, insn_len: 0x0d0,
+    insn_bytes: 0x0d1, avic_backing_page: 0x0e0, avic_logical_id: 0x0f0,
+    avic_physical_id: 0x0f8, vmsa_pa: 0x108, vmgexit_rax: 0x110,
+    vmgexit_cpl: 0x118, bus_lock_counter: 0x120, allowed_sev_features: 0x138,
+    guest_sev_features: 0x140, reserved_148: 0x148, reserved_sw: 0x3e0,
+});
+
+assert_offsets!(SaveArea {
+    es: 0x000, cs: 0x010, ss: 0x020, ds: 0x030, fs: 0x040, gs: 0x050,
+    gdtr: 0x060, ldtr: 0x070, idtr: 0x080, tr: 0x090, vmpl: 0x0ca, cpl: 0x0cb,
+    efer: 0x0d0, cr4: 0x148, cr3: 0x150, cr0: 0x158, dr7: 0x160, dr6: 0x168,
+    rflags: 0x170, rip: 0x178, rsp: 0x1d8, s_cet: 0x1e0, ssp: 0x1e8,
+    isst_addr: 0x1f0, rax: 0x1f8, star: 0x200, lstar: 0x208, cstar: 0x210,
+    sfmask: 0x218, kernel_gs_base: 0x220, sysenter_cs: 0x228,
+    sysenter_esp: 0x230, sysenter_eip: 0x238, cr2: 0x240, g_pat: 0x268,
+    dbgctl: 0x270, br_from: 0x278, br_to: 0x280, last_excp_from: 0x288,
+    last_excp_to: 0x290, dbg_extn_cfg: 0x298, spec_ctrl: 0x2e0,
+});
+
+impl ControlArea {
+    /// An all-zero control area.
+    pub const ZERO: Self = Self {
+        intercepts: Intercepts::NONE,
+        reserved_018: [0; 0x24],
+        pause_filter_thresh: 0,
+        pause_filter_count: 0,
+        iopm_base_pa: 0,
+        msrpm_base_pa: 0,
+        tsc_offset: 0,
+        asid: 0,
+        tlb_ctl: 0,
+        erap_ctl: 0,
+        reserved_05e: [0; 2],
+        int_ctl: 0,
+        int_vector: 0,
+        int_state: 0,
+        reserved_06c: [0; 4],
+        exit_code: 0,
+        exit_info_1: 0,
+        exit_info_2: 0,
+        exit_int_info: 0,
+        exit_int_info_err: 0,
+        nested_ctl: 0,
+        avic_vapic_bar: 0,
+        ghcb_gpa: 0,
+        event_inj: 0,
+        event_inj_err: 0,
+        nested_cr3: 0,
+        virt_ext: 0,
+        clean: 0,
+        reserved_0c4: 0,
+        next_rip: 0,
+        insn_len: 0,
+        insn_bytes: [0; 15],
+        avic_backing_page: 0,
+        reserved_0e8: [0; 8],
+        avic_logical_id: 0,
+        avic_physical_id: 0,
+        reserved_100: [0; 8],
+        vmsa_pa: 0,
+        vmgexit_rax: 0,
+        vmgexit_cpl: 0,
+        reserved_119: [0; 7],
+        bus_lock_counter: 0,
+        reserved_122: [0; 22],
+        allowed_sev_features: 0,
+        guest_sev_features: 0,
+        reserved_148: [0; 0x3e0 - 0x148],
+        reserved_sw: [0; 32],
+    };
+}
+
+impl SaveArea {
+    /// An all-zero state save area.
+    pub const ZERO: Self = Self {
+        es: Segment::ZERO,
+        cs: Segment::ZERO,
+        ss: Segment::ZERO,
+        ds: Segment::ZERO,
+        fs: Segment::ZERO,
+        gs: Segment::ZERO,
+        gdtr: Segment::ZERO,
+        ldtr: Segment::ZERO,
+        idtr: Segment::ZERO,
+        tr: Segment::ZERO,
+        reserved_0a0: [0; 42],
+        vmpl: 0,
+        cpl: 0,
+        reserved_0cc: [0; 4],
+        efer: 0,
+        reserved_0d8: [0; 112],
+        cr4: 0,
+        cr3: 0,
+        cr0: 0,
+        dr7: 0,
+        dr6: 0,
+        rflags: 0,
+        rip: 0,
+        reserved_180: [0; 88],
+        rsp: 0,
+        s_cet: 0,
+        ssp: 0,
+        isst_addr: 0,
+        rax: 0,
+        star: 0,
+        lstar: 0,
+        cstar: 0,
+        sfmask: 0,
+        kernel_gs_base: 0,
+        sysenter_cs: 0,
+        sysenter_esp: 0,
+        sysenter_eip: 0,
+        cr2: 0,
+        reserved_248: [0; 32],
+        g_pat: 0,
+        dbgctl: 0,
+        br_from: 0,
+        br_to: 0,
+        last_excp_from: 0,
+        last_excp_to: 0,
+        dbg_extn_cfg: 0,
+        reserved_2a0: [0; 64],
+        spec_ctrl: 0,
+        reserved_2e8: [0; SAVE_AREA_SIZE - 0x2e8],
+    };
+}
+
+impl Segment {
+    /// An all-zero (null, not present) segment.
+    pub const ZERO: Self = Self { selector: 0, attrib: 0, limit: 0, base: 0 };
+}
+
+impl Vmcb {
+    /// An all-zero VMCB.
+    pub const ZERO: Self = Self { control: ControlArea::ZERO, save: SaveArea::ZERO };
+
+    /// True when the exit code means VMEXIT_INVALID. Hardware stores -1; QEMU
+    /// 10.0.2 TCG stores `0x0000_0000_ffff_ffff` (see DESIGN.md §4), so both count.
+    pub const fn exit_is_invalid(exit_code: u64) -> bool {
+        exit_code == u64::MAX || exit_code == 0xffff_ffff
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_is_all_zero_bytes() {
+        // Field by field: every field of ZERO is zero, which also checks that
+        // the constant names every field of the layout.
+        let v = Vmcb::ZERO;
+        assert_eq!(v.control.intercepts, Intercepts::NONE);
+        assert_eq!(v.save.rip, 0);
+        assert_eq!(v.control.reserved_sw, [0; 32]);
+    }
+
+    #[test]
+    fn segment_attr_round_trip() {
+        // A flat 64-bit code descriptor: 0x00af9b000000ffff.
+        let desc = 0x00af_9b00_0000_ffffu64;
+        let attr = seg_attr::from_descriptor(desc);
+        assert_eq!(attr, 0xa9b);
+        assert_eq!(attr & seg_attr::TYPE_MASK, 0xb);
+        assert_ne!(attr & seg_attr::S, 0);
+        assert_ne!(attr & seg_attr::P, 0);
+        assert_ne!(attr & seg_attr::L, 0);
+        assert_eq!(attr & seg_attr::DB, 0);
+        assert_ne!(attr & seg_attr::G, 0);
+        assert_eq!(seg_attr::to_descriptor_bits(attr), desc & 0x00f0_ff00_0000_0000);
+    }
+
+    #[test]
+    fn invalid_exit_code_forms() {
+        assert!(Vmcb::exit_is_invalid(u64::MAX));
+        assert!(Vmcb::exit_is_invalid(0xffff_ffff));
+        assert!(!Vmcb::exit_is_invalid(0x72));
+        assert!(!Vmcb::exit_is_invalid(0xffff_fffe));
+    }
+}
