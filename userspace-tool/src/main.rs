@@ -1,1 +1,88 @@
-fn main() {}
+// SPDX-License-Identifier: GPL-2.0
+//! `nsvm`: the command-line tool of the nsvm hypervisor.
+//!
+//! Subcommands (see `nsvm help`): `info` (what the host and the device
+//! offer), `cpus` (per-CPU SVM state read back from the MSRs), `ioctl` (issue
+//! one raw ioctl and print the result; for tests and experiments).
+
+mod cpus;
+mod info;
+mod sys;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: nsvm <command> [options]
+
+commands:
+  info  [--device PATH] [--json]   API version, capabilities, host SVM revision,
+                                   ASIDs and features, which devices exist
+  cpus  [--json]                   per-CPU EFER.SVME and VM_HSAVE_PA (needs
+                                   /dev/cpu/N/msr) and nsvm's own view
+  ioctl [--device PATH] CMD [ARG] [--out SIZE | --bad-ptr]
+                                   issue one ioctl on the system fd; prints
+                                   'ok RET' or 'err ERRNO-NAME'
+  help                             this text
+
+--device defaults to /dev/nsvm; /dev/kvm works too (kvm_amd), for comparison.";
+
+/// A failure to report: a sentence that says what went wrong and what to do.
+pub struct Failure(pub String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+/// Options shared by the subcommands.
+pub struct Args {
+    pub device: String,
+    pub json: bool,
+    pub rest: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Args, Failure> {
+    let mut a = Args { device: sys::DEFAULT_DEVICE.to_string(), json: false, rest: Vec::new() };
+    let mut it = args.iter();
+    while let Some(s) = it.next() {
+        match s.as_str() {
+            "--json" => a.json = true,
+            "--device" => {
+                a.device = it
+                    .next()
+                    .ok_or_else(|| Failure("--device needs a path, e.g. --device /dev/kvm".into()))?
+                    .clone()
+            }
+            _ => a.rest.push(s.clone()),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = parse(&argv[1..]).and_then(|a| match cmd.as_str() {
+        "info" => info::run(&a),
+        "cpus" => cpus::run(&a),
+        "ioctl" => sys::run_ioctl(&a),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(Failure(format!(
+            "unknown command '{other}'; run 'nsvm help' for the list of commands"
+        ))),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("nsvm: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -8,7 +8,7 @@
 /// Defines the exit code constants and the name table in one place.
 macro_rules! exit_codes {
     ($( $(#[$m:meta])* $name:ident = $val:expr ),* $(,)?) => {
-        $( $(#[$m])* pub const $name: u64 = $val; )*
+        $( $(#[$m])* #[doc = concat!("`SVM_EXIT_", stringify!($name), "`.")] pub const $name: u64 = $val; )*
         /// Every named exit code with its `SVM_EXIT_*` name (without prefix).
         pub const NAMED: &[(u64, &str)] = &[ $( ($val, stringify!($name)) ),* ];
     };

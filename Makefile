@@ -1,0 +1,71 @@
+# nsvm — entry points. `make run` is the demo, `make test` runs every test.
+# Everything missing on a fresh Debian 12 machine is installed on the way
+# (qemu-scripts/setup-host.sh); the kernel build is cached under
+# $(NSVM_CACHE) (default ~/.cache/nsvm).
+#
+# KDIR=/path/to/kernel/build  builds the module against your own Rust-enabled
+# kernel tree instead of the cached test kernel.
+
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+BUILD := $(ROOT)/build
+KRUSTC ?= /usr/bin/rustc
+KLLVM ?= -19
+KBINDGEN ?= $(HOME)/.cargo/bin/bindgen
+export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
+TOOL_TARGET := x86_64-unknown-linux-gnu
+TOOL_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm
+SUITES ?= foundation
+
+.PHONY: all deps kernel module tool initramfs run test host-test qemu-test clean
+
+all: module tool
+
+deps:
+	@qemu-scripts/setup-host.sh
+
+# The cached test kernel (prints nothing when it is up to date).
+kernel: deps
+	@qemu-scripts/build-kernel.sh > $(BUILD)/.kdir-tmp 2>&1 < /dev/null || { cat $(BUILD)/.kdir-tmp; exit 1; } ; \
+	 tail -n 1 $(BUILD)/.kdir-tmp > $(BUILD)/kdir
+
+$(BUILD):
+	@mkdir -p $(BUILD)
+
+kernel: | $(BUILD)
+
+module: kernel
+	@kdir=$${KDIR:-$$(cat $(BUILD)/kdir)}; \
+	 eval "$$(qemu-scripts/crate-src.py bitflags static_assertions)"; \
+	 mkdir -p $(BUILD)/module; \
+	 $(MAKE) -s -C $$kdir M=$(ROOT) MO=$(BUILD)/module LLVM=$(KLLVM) RUSTC=$(KRUSTC) BINDGEN=$(KBINDGEN) \
+	   NSVM_BITFLAGS_SRC=$$NSVM_BITFLAGS_SRC NSVM_STATIC_ASSERTIONS_SRC=$$NSVM_STATIC_ASSERTIONS_SRC modules && \
+	 echo "built $(BUILD)/module/nsvm.ko"
+
+# Statically linked so it runs in the test initramfs as on any host.
+tool:
+	@CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" \
+	  cargo build -q --locked --release --target $(TOOL_TARGET) -p nsvm-tool
+
+initramfs: module tool
+	@qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko $(TOOL_BIN) $(BUILD)/initramfs.cpio
+
+# The demo: boot the test kernel with SVM emulated, load nsvm, run `nsvm info`, unload.
+run: initramfs
+	@qemu-scripts/run-qemu.sh --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
+	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/demo.log -- demo
+
+host-test:
+	cargo test --locked --workspace
+
+qemu-test: initramfs
+	@qemu-scripts/run-qemu.sh --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
+	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/qemu-test.log -- $(SUITES)
+
+# Every test: host unit tests, then the QEMU suites. Non-zero on any failure.
+test: deps
+	@$(MAKE) --no-print-directory host-test
+	@$(MAKE) --no-print-directory qemu-test
+
+clean:
+	rm -rf $(BUILD) target

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build the test initramfs: busybox (static), nsvm.ko, the kvm modules of the
+# same kernel (the reference), the static nsvm tool, the in-guest test runner
+# (tests/qemu/init) and the suites (tests/qemu/*.sh).
+# usage: build-initramfs.sh KDIR NSVM_KO TOOL OUT.cpio
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+[ $# -eq 4 ] || die "usage: $0 KDIR NSVM_KO TOOL OUT.cpio"
+kdir=$1 ko=$2 tool=$3 out=$4
+busybox=$(command -v busybox || true)
+[ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q static || busybox=/bin/busybox
+[ -x "$busybox" ] || die "busybox-static is missing: run qemu-scripts/setup-host.sh"
+for f in "$ko" "$tool" "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko"; do
+    [ -f "$f" ] || die "$f is missing: run 'make module tool' (and 'make kernel')"
+done
+
+stage=$(mktemp -d "${TMPDIR:-/tmp}/nsvm-initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,etc,lib/modules,tests}
+cp "$busybox" "$stage/bin/busybox"
+cp "$ko" "$stage/lib/modules/nsvm.ko"
+cp "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko" "$stage/lib/modules/"
+cp "$tool" "$stage/bin/nsvm"
+cp "$NSVM_ROOT/tests/qemu/init" "$stage/init"
+cp "$NSVM_ROOT"/tests/qemu/*.sh "$stage/tests/"
+chmod +x "$stage/init" "$stage"/tests/*.sh
+echo 'root:x:0:0:root:/:/bin/sh' > "$stage/etc/passwd"
+echo 'nobody:x:65534:65534:nobody:/:/bin/false' >> "$stage/etc/passwd"
+echo 'root:x:0:' > "$stage/etc/group"
+(cd "$stage" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) > "$out.tmp"
+mv "$out.tmp" "$out"
+log "initramfs: $out ($(du -h "$out" | cut -f1))"

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Boot the test kernel under QEMU TCG with AMD SVM emulated and run, inside the
+# guest, the named suites (tests/qemu/NAME.sh) or the demo. The serial log is
+# kept in a file; the exit status is the in-guest result (0 only when every
+# case passed and the kernel log shows no oops or warning).
+#
+# usage: run-qemu.sh --kernel bzImage --initrd initramfs.cpio [--log FILE]
+#                    [--smp N] [--mem SIZE] [--timeout SEC] [--icount] -- SUITE...
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+kernel="" initrd="" logf="" smp=2 mem=2G timeout=1200 icount=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --kernel) kernel=$2; shift 2;;
+        --initrd) initrd=$2; shift 2;;
+        --log) logf=$2; shift 2;;
+        --smp) smp=$2; shift 2;;
+        --mem) mem=$2; shift 2;;
+        --timeout) timeout=$2; shift 2;;
+        --icount) icount=1; shift;;
+        --) shift; break;;
+        *) die "unknown option $1";;
+    esac
+done
+[ $# -gt 0 ] || die "name at least one suite (or 'demo')"
+[ -f "$kernel" ] && [ -f "$initrd" ] || die "kernel or initramfs missing: run 'make initramfs'"
+[ -n "$logf" ] || logf=$(mktemp "${TMPDIR:-/tmp}/nsvm-qemu.XXXXXX.log")
+suites=$(IFS=,; echo "$*")
+
+# EPYC with what TCG's SVM really offers (NPT, vGIF, SVME_ADDR_CHK), minus the
+# features TCG cannot emulate (which QEMU would drop with a warning anyway).
+cpu=${NSVM_QEMU_CPU:-EPYC,+svm,+npt,+vgif,+svme-addr-chk,-nrip-save,-fxsr-opt,-misalignsse,-osvw,-topoext,-xsavec}
+qemu_args=(-machine q35 -accel tcg -cpu "$cpu" -smp "$smp" -m "$mem"
+           -nographic -no-reboot -kernel "$kernel" -initrd "$initrd"
+           -append "console=ttyS0 panic=-1 oops=panic tsc_early_khz=2000000 loglevel=4 nsvmtest=$suites")
+[ "$icount" = 1 ] && qemu_args+=(-icount shift=0)
+
+log "booting QEMU (TCG, -cpu $cpu, -smp $smp) for: $suites; serial log: $logf"
+set +e
+timeout --foreground -k 10 "$timeout" qemu-system-x86_64 "${qemu_args[@]}" < /dev/null 2>&1 | tee "$logf"
+qrc=${PIPESTATUS[0]}
+set -e
+tr -d '\r' < "$logf" > "$logf.clean" && mv "$logf.clean" "$logf"
+
+result=$(grep -a '^NSVM-RESULT:' "$logf" | tail -n 1 || true)
+if [ -z "$result" ]; then
+    if [ "$qrc" = 124 ]; then why="timed out after ${timeout}s"; else why="QEMU exited with status $qrc"; fi
+    echo "qemu: 0 passed, 1 failed"
+    die "no result from the guest ($why): see $logf"
+fi
+passed=$(sed -n 's/.*passed=\([0-9]*\).*/\1/p' <<<"$result")
+failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$result")
+if grep -aEq 'Kernel panic|BUG:|Oops|WARNING:|general protection fault|Call Trace' "$logf"; then
+    log "the kernel log shows an oops, a warning or a panic: see $logf"
+    failed=$((failed + 1))
+fi
+echo "qemu: $passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+//! nsvm: a nested-virtualization research hypervisor for AMD SVM.
+//!
+//! At load it takes SVM on every CPU (`svm`), then registers `/dev/nsvm`
+//! (`dev`), which speaks the KVM UAPI. Unloading reverses both; the module
+//! cannot be unloaded while a file of it is open.
+//!
+//! `unsafe` is confined to the leaf modules `hw`, `svm` and `fops`.
+
+use kernel::prelude::*;
+
+mod dev;
+mod fops;
+mod hw;
+mod svm;
+
+module! {
+    type: Nsvm,
+    name: "nsvm",
+    authors: ["nsvm developers"],
+    description: "nsvm: nested SVM research hypervisor with the KVM UAPI on /dev/nsvm",
+    license: "GPL",
+    params: {
+        dev_mode: u32 {
+            default: 0o600,
+            description: "Permission bits of /dev/nsvm (default 0600: root only; 0666 opens it to every user)",
+        },
+    },
+}
+
+struct Nsvm {
+    // Field order is drop order: the device goes first, then SVM is released.
+    _dev: hw::DevNode,
+    _svm: svm::Ownership,
+}
+
+impl kernel::Module for Nsvm {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let mode = *module_parameters::dev_mode.value();
+        if mode == 0 || mode & !0o777 != 0 {
+            pr_err!("dev_mode={:#o} is not a permission mode (use e.g. 0600 or 0666)\n", mode);
+            return Err(EINVAL);
+        }
+        let (leaf, phys_bits) = svm::probe()?;
+        let svm = svm::Ownership::acquire(leaf, phys_bits)?;
+        let dev = hw::DevNode::register(mode as u16)?;
+        let info = svm::host_info();
+        pr_info!(
+            "SVM revision {}, {} ASIDs, features {:#x}; enabled on {} of {} CPUs; /dev/nsvm mode {:o}\n",
+            info.svm_revision,
+            info.nasid,
+            info.svm_features,
+            info.cpus_enabled,
+            info.cpus_online,
+            mode
+        );
+        Ok(Nsvm { _dev: dev, _svm: svm })
+    }
+}
+
+impl Drop for Nsvm {
+    fn drop(&mut self) {
+        pr_info!("unloading: /dev/nsvm removed, SVM given back on every CPU\n");
+    }
+}

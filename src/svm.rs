@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Ownership of SVM on every CPU: EFER.SVME and the host save area
+//! (APM vol. 2 15.4 "Enabling SVM" and 15.30.4 "VM_HSAVE_PA MSR").
+//!
+//! A CPU hotplug state runs [`cpu_online`] on each CPU as it comes online (and
+//! on all online CPUs at load) and [`cpu_offline`] as it goes away (and on all
+//! at unload), each on the CPU concerned. The per-CPU records sit in one global
+//! mutex-protected table.
+
+use kernel::ffi::{c_int, c_uint};
+use kernel::page::Page;
+use kernel::prelude::*;
+use kernel::sync::global_lock;
+
+use nsvm_core::cpuid::{self, SvmLeaf};
+use nsvm_core::msr::{self, efer, vm_cr};
+use nsvm_core::uapi::{host_flags, NsvmHostInfo, NSVM_HOST_INFO_VERSION};
+
+use crate::hw;
+
+/// What nsvm knows about one CPU.
+struct CpuSlot {
+    /// The host save area while SVM is enabled on this CPU.
+    hsave: Option<Page>,
+    /// VM_HSAVE_PA as found before nsvm took the CPU, restored when leaving.
+    saved_hsave_pa: u64,
+}
+
+/// The global SVM state.
+struct SvmState {
+    /// SVM leaf of the boot CPU (as probed at load).
+    leaf: SvmLeaf,
+    /// Physical address width.
+    phys_bits: u8,
+    /// `host_flags` bits.
+    flags: u32,
+    /// One slot per possible CPU id (`nr_cpu_ids`).
+    cpus: KVec<CpuSlot>,
+    /// Hotplug callback invocations (online + offline), including load and unload.
+    hotplug_events: u64,
+}
+
+global_lock! {
+    // SAFETY: initialized in `Ownership::acquire` before the hotplug callbacks
+    // or the ioctl path can run.
+    unsafe(uninit) static SVM: Mutex<SvmState> = SvmState {
+        leaf: SvmLeaf { revision: 0, nasid: 0, features: cpuid::SvmFeatures::empty() },
+        phys_bits: 0,
+        flags: 0,
+        cpus: KVec::new(),
+        hotplug_events: 0,
+    };
+}
+
+/// Checks that this processor has SVM (APM 15.4: CPUID Fn8000_0001 ECX bit 2)
+/// and returns its SVM leaf (Fn8000_000A) and physical address width.
+pub(crate) fn probe() -> Result<(SvmLeaf, u8)> {
+    let (max_ext, ..) = hw::cpuid(0x8000_0000, 0);
+    let (_, _, ecx, _) = hw::cpuid(cpuid::LEAF_EXT_FEATURES, 0);
+    if max_ext < cpuid::LEAF_SVM || ecx & cpuid::EXT_FEATURES_ECX_SVM == 0 {
+        pr_err!("this CPU has no AMD SVM (AMD-V): CPUID 0x80000001 ECX bit 2 is clear\n");
+        pr_err!("under QEMU use -cpu EPYC,+svm,+npt or -cpu max; on hardware enable SVM in the firmware\n");
+        return Err(ENODEV);
+    }
+    let (a, b, c, d) = hw::cpuid(cpuid::LEAF_SVM, 0);
+    let (sz, ..) = hw::cpuid(cpuid::LEAF_ADDR_SIZE, 0);
+    Ok((SvmLeaf::decode(a, b, c, d), sz as u8))
+}
+
+/// SVM owned on every online CPU. Dropping it gives SVM back everywhere.
+///
+/// # Invariants
+///
+/// While it exists, `SVM` is initialized and every online CPU has EFER.SVME
+/// set with a host save area from its slot.
+pub(crate) struct Ownership {
+    _hotplug: hw::CpuHotplug,
+}
+
+impl Ownership {
+    /// Enables SVM on every online CPU; fails (leaving every CPU as found)
+    /// if any CPU refuses.
+    pub(crate) fn acquire(leaf: SvmLeaf, phys_bits: u8) -> Result<Self> {
+        // SAFETY: called once per module load, before anything uses `SVM`.
+        unsafe { SVM.init() };
+        {
+            let mut s = SVM.lock();
+            s.leaf = leaf;
+            s.phys_bits = phys_bits;
+            s.flags = 0;
+            s.hotplug_events = 0;
+            let n = kernel::cpu::nr_cpu_ids() as usize;
+            let mut cpus = KVec::with_capacity(n, GFP_KERNEL)?;
+            for _ in 0..n {
+                cpus.push(CpuSlot { hsave: None, saved_hsave_pa: 0 }, GFP_KERNEL)?;
+            }
+            s.cpus = cpus;
+        }
+        let hotplug = hw::CpuHotplug::setup(cpu_online, cpu_offline)?;
+        Ok(Self { _hotplug: hotplug })
+    }
+}
+
+impl Drop for Ownership {
+    fn drop(&mut self) {
+        // `_hotplug` is dropped after this body: it runs `cpu_offline` on every
+        // online CPU, which frees each host save area. Nothing else to do here.
+    }
+}
+
+extern "C" fn cpu_online(cpu: c_uint) -> c_int {
+    match enable_this_cpu(cpu) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+extern "C" fn cpu_offline(cpu: c_uint) -> c_int {
+    disable_this_cpu(cpu);
+    0
+}
+
+/// Takes SVM on the current CPU, which the hotplug core says is `cpu`.
+fn enable_this_cpu(cpu: u32) -> Result {
+    let here = kernel::cpu::CpuId::current().as_u32();
+    if here != cpu {
+        pr_err!("hotplug callback for CPU {} ran on CPU {}\n", cpu, here);
+        return Err(EINVAL);
+    }
+    let mut s = SVM.lock();
+    s.hotplug_events += 1;
+    let (_, _, ecx, _) = hw::cpuid(cpuid::LEAF_EXT_FEATURES, 0);
+    if ecx & cpuid::EXT_FEATURES_ECX_SVM == 0 {
+        pr_err!("CPU {}: no SVM (CPUID 0x80000001 ECX bit 2 clear)\n", cpu);
+        return Err(ENODEV);
+    }
+    // APM 15.30.1: with VM_CR.SVMDIS set, EFER.SVME cannot be set. Emulators
+    // that do not implement VM_CR (#GP on read) are taken as "not disabled".
+    match hw::rdmsr(msr::VM_CR) {
+        Ok(v) if v & vm_cr::SVMDIS != 0 => {
+            let locked = if v & vm_cr::LOCK != 0 { ", locked" } else { "" };
+            pr_err!(
+                "CPU {}: SVM is disabled by the firmware (VM_CR.SVMDIS=1{}); enable SVM/AMD-V in the BIOS setup\n",
+                cpu,
+                locked
+            );
+            return Err(ENODEV);
+        }
+        Ok(v) => {
+            if v & vm_cr::LOCK != 0 {
+                s.flags |= host_flags::VM_CR_LOCKED;
+            }
+        }
+        Err(_) => s.flags |= host_flags::VM_CR_UNREADABLE,
+    }
+    // APM 15.4: EFER.SVME set means some other software already enabled SVM
+    // on this CPU; it owns the host save area and the VMCBs.
+    let e = hw::rdmsr(msr::EFER)?;
+    if e & efer::SVME != 0 {
+        pr_err!(
+            "CPU {}: EFER.SVME is already set: another hypervisor owns SVM (likely kvm_amd; unload it with `rmmod kvm_amd`)\n",
+            cpu
+        );
+        return Err(EBUSY);
+    }
+    let slot = s.cpus.get_mut(cpu as usize).ok_or(EINVAL)?;
+    if slot.hsave.is_some() {
+        pr_err!("CPU {}: came online twice without going offline\n", cpu);
+        return Err(EINVAL);
+    }
+    let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+    let pa = hw::page_phys(&page);
+    let saved = hw::rdmsr(msr::VM_HSAVE_PA).unwrap_or(0);
+    // SAFETY: the page is kept in `slot.hsave` until `disable_this_cpu` has
+    // written VM_HSAVE_PA back to its previous value.
+    unsafe { hw::write_hsave_pa(pa)? };
+    if let Err(err) = hw::set_efer_svme(true) {
+        // SAFETY: restoring the value found; the new page is dropped after.
+        let _ = unsafe { hw::write_hsave_pa(saved) };
+        pr_err!("CPU {}: cannot set EFER.SVME\n", cpu);
+        return Err(err);
+    }
+    slot.hsave = Some(page);
+    slot.saved_hsave_pa = saved;
+    Ok(())
+}
+
+/// Gives SVM back on the current CPU: EFER.SVME cleared, VM_HSAVE_PA restored,
+/// host save area freed.
+fn disable_this_cpu(cpu: u32) {
+    let mut s = SVM.lock();
+    s.hotplug_events += 1;
+    let Some(slot) = s.cpus.get_mut(cpu as usize) else { return };
+    let Some(page) = slot.hsave.take() else { return };
+    if hw::set_efer_svme(false).is_err() {
+        pr_err!("CPU {}: cannot clear EFER.SVME\n", cpu);
+    }
+    // SAFETY: writes back the address found at enable time, which belongs to
+    // whoever set it (normally 0); our page is dropped only after this.
+    if unsafe { hw::write_hsave_pa(slot.saved_hsave_pa) }.is_err() {
+        pr_err!("CPU {}: cannot restore VM_HSAVE_PA\n", cpu);
+    }
+    drop(page);
+}
+
+/// What `NSVM_GET_HOST_INFO` reports.
+pub(crate) fn host_info() -> NsvmHostInfo {
+    let s = SVM.lock();
+    let mut h = NsvmHostInfo::ZERO;
+    h.version = NSVM_HOST_INFO_VERSION;
+    let (eax, ebx, _, edx) = s.leaf.encode();
+    h.svm_revision = eax;
+    h.nasid = ebx;
+    h.svm_features = edx;
+    h.phys_bits = u32::from(s.phys_bits);
+    h.cpus_online = hw::num_online_cpus();
+    h.flags = s.flags;
+    h.hotplug_events = s.hotplug_events;
+    for (i, slot) in s.cpus.iter().enumerate() {
+        if slot.hsave.is_some() {
+            h.cpus_enabled += 1;
+            h.percpu_bytes += kernel::page::PAGE_SIZE as u64;
+            h.set_cpu_enabled(i);
+        }
+    }
+    h
+}

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `nsvm info`: what the host CPU and the device offer.
+
+use std::path::Path;
+
+use kvm_ioctls::Kvm;
+use serde_json::{json, Value};
+
+use nsvm_core::cpuid::{self, SvmLeaf};
+use nsvm_core::uapi::{cap, host_flags, NsvmHostInfo};
+
+use crate::sys::{self, errno_name};
+use crate::{Args, Failure};
+
+fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
+    // CPUID is unprivileged and exists on every x86-64 CPU.
+    let r = unsafe_free_cpuid(leaf);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+#[allow(unused_unsafe)]
+fn unsafe_free_cpuid(leaf: u32) -> core::arch::x86_64::CpuidResult {
+    // SAFETY: CPUID is available on x86-64 and only writes registers.
+    unsafe { core::arch::x86_64::__cpuid_count(leaf, 0) }
+}
+
+/// The host's SVM leaf, or `None` when the CPU has no SVM.
+pub fn host_svm() -> Option<SvmLeaf> {
+    let (max, ..) = cpuid(0x8000_0000);
+    let (_, _, ecx, _) = cpuid(cpuid::LEAF_EXT_FEATURES);
+    if max < cpuid::LEAF_SVM || ecx & cpuid::EXT_FEATURES_ECX_SVM == 0 {
+        return None;
+    }
+    let (a, b, c, d) = cpuid(cpuid::LEAF_SVM);
+    Some(SvmLeaf::decode(a, b, c, d))
+}
+
+/// A list of CPU numbers as ranges: "0-3,6".
+pub fn cpu_ranges(cpus: impl Iterator<Item = usize>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Option<(usize, usize)> = None;
+    for c in cpus {
+        run = match run {
+            Some((s, e)) if c == e + 1 => Some((s, c)),
+            Some((s, e)) => {
+                out.push(if s == e { s.to_string() } else { format!("{s}-{e}") });
+                Some((c, c))
+            }
+            None => Some((c, c)),
+        };
+    }
+    if let Some((s, e)) = run {
+        out.push(if s == e { s.to_string() } else { format!("{s}-{e}") });
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(",")
+    }
+}
+
+pub fn run(a: &Args) -> Result<(), Failure> {
+    let devices: Vec<(&str, bool)> =
+        ["/dev/nsvm", "/dev/kvm"].iter().map(|p| (*p, Path::new(p).exists())).collect();
+    let svm = host_svm();
+    let f = sys::open_device(&a.device);
+    let mut j = json!({
+        "devices": devices.iter().map(|(p, e)| (p.to_string(), json!(e))).collect::<serde_json::Map<_, _>>(),
+        "device": a.device,
+        "host_svm": svm.map(|l| json!({
+            "revision": l.revision,
+            "nasid": l.nasid,
+            "features_edx": l.features.bits(),
+            "features": l.feature_names().collect::<Vec<_>>(),
+        })),
+    });
+    let mut text = String::new();
+    let dev_line = devices
+        .iter()
+        .map(|(p, e)| format!("{p} {}", if *e { "present" } else { "absent" }))
+        .collect::<Vec<_>>()
+        .join(", ");
+    text += &format!("devices:        {dev_line}\n");
+    match &svm {
+        Some(l) => {
+            text += &format!("host SVM:       revision {}, {} ASIDs\n", l.revision, l.nasid);
+            let names: Vec<_> = l.feature_names().collect();
+            text += &format!(
+                "SVM features:   {} (CPUID 0x8000000A EDX={:#010x})\n",
+                if names.is_empty() { "none".to_string() } else { names.join(" ") },
+                l.features.bits()
+            );
+        }
+        None => text += "host SVM:       none (CPUID 0x80000001 ECX bit 2 clear): this CPU cannot run nsvm\n",
+    }
+    let result = match f {
+        Err(e) => {
+            j["error"] = json!(e.0);
+            text += &format!("{}:      unavailable: {}\n", a.device, e.0);
+            Err(e)
+        }
+        Ok(file) => {
+            let cpath = std::ffi::CString::new(a.device.clone())
+                .map_err(|_| Failure("the device path contains a NUL byte".into()))?;
+            let kvm = Kvm::new_with_path(cpath)
+                .map_err(|e| Failure(format!("cannot open {}: {e}", a.device)))?;
+            let api = kvm.get_api_version();
+            let caps: Vec<(u32, &str, i32)> =
+                cap::NAMED.iter().map(|(c, n)| (*c, *n, kvm.check_extension_raw(*c as _))).collect();
+            let supported: Vec<String> =
+                caps.iter().filter(|(_, _, v)| *v != 0).map(|(_, n, v)| format!("{n}={v}")).collect();
+            text += &format!("API version:    {api}{}\n", if api == 12 { "" } else { " (KVM's is 12!)" });
+            text += &format!(
+                "capabilities:   {} of {} known KVM_CAP_* supported{}{}\n",
+                supported.len(),
+                caps.len(),
+                if supported.is_empty() { "" } else { ": " },
+                supported.join(" ")
+            );
+            j["api_version"] = json!(api);
+            j["capabilities"] = caps
+                .iter()
+                .map(|(_, n, v)| (n.to_string(), json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            match sys::host_info(&file) {
+                Ok(h) => {
+                    text += &module_text(&h);
+                    j["module"] = module_json(&h);
+                }
+                Err(e) => {
+                    text += &format!("nsvm module:    not nsvm ({} answers NSVM_GET_HOST_INFO with {})\n", a.device, errno_name(e));
+                    j["module"] = Value::Null;
+                }
+            }
+            Ok(())
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        print!("{text}");
+    }
+    result
+}
+
+fn module_text(h: &NsvmHostInfo) -> String {
+    let enabled = cpu_ranges((0..nsvm_core::uapi::NSVM_MAX_CPUS).filter(|c| h.cpu_enabled(*c)));
+    let mut s = format!(
+        "nsvm module:    SVM enabled on {} of {} online CPUs ({enabled}), {} bytes of host save areas\n",
+        h.cpus_enabled, h.cpus_online, h.percpu_bytes
+    );
+    s += &format!(
+        "module view:    revision {}, {} ASIDs, EDX={:#010x}, {} physical address bits, {} hotplug events\n",
+        h.svm_revision, h.nasid, h.svm_features, h.phys_bits, h.hotplug_events
+    );
+    if h.flags & host_flags::VM_CR_UNREADABLE != 0 {
+        s += "note:           VM_CR is not readable on this CPU (emulator?); SVMDIS assumed clear\n";
+    }
+    if h.flags & host_flags::VM_CR_LOCKED != 0 {
+        s += "note:           VM_CR.LOCK is set\n";
+    }
+    s
+}
+
+fn module_json(h: &NsvmHostInfo) -> Value {
+    json!({
+        "svm_revision": h.svm_revision,
+        "nasid": h.nasid,
+        "svm_features_edx": h.svm_features,
+        "phys_bits": h.phys_bits,
+        "cpus_online": h.cpus_online,
+        "cpus_enabled": h.cpus_enabled,
+        "cpus_svm": (0..nsvm_core::uapi::NSVM_MAX_CPUS).filter(|c| h.cpu_enabled(*c)).collect::<Vec<_>>(),
+        "percpu_bytes": h.percpu_bytes,
+        "hotplug_events": h.hotplug_events,
+        "vm_cr_unreadable": h.flags & host_flags::VM_CR_UNREADABLE != 0,
+        "vm_cr_locked": h.flags & host_flags::VM_CR_LOCKED != 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_ranges;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(cpu_ranges([0, 1, 2, 3, 6].into_iter()), "0-3,6");
+        assert_eq!(cpu_ranges([1].into_iter()), "1");
+        assert_eq!(cpu_ranges([].into_iter()), "none");
+        assert_eq!(cpu_ranges([0, 2, 3].into_iter()), "0,2-3");
+    }
+}
