@@ -26,8 +26,7 @@ deps:
 
 # The cached test kernel (prints nothing when it is up to date).
 kernel: deps
-	@qemu-scripts/build-kernel.sh > $(BUILD)/.kdir-tmp 2>&1 < /dev/null || { cat $(BUILD)/.kdir-tmp; exit 1; } ; \
-	 tail -n 1 $(BUILD)/.kdir-tmp > $(BUILD)/kdir
+	@qemu-scripts/build-kernel.sh < /dev/null > $(BUILD)/kdir.tmp && mv $(BUILD)/kdir.tmp $(BUILD)/kdir
 
 $(BUILD):
 	@mkdir -p $(BUILD)
