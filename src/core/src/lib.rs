@@ -13,6 +13,8 @@ pub mod cpuid;
 pub mod event;
 pub mod exit;
 pub mod intercept;
+pub mod memslot;
 pub mod msr;
+pub mod paging;
 pub mod uapi;
 pub mod vmcb;

@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: GPL-2.0
+//! x86-64 page tables, used twice: nested page tables that L0 builds (NPT01,
+//! APM vol. 2 15.25: same format as long-mode tables, all accesses "user"),
+//! and walks of the guest's own tables when L0 must translate a guest
+//! linear address (instruction fetch for decoding, string I/O) — APM vol. 2
+//! 5.3 (long mode), 5.2 (PAE), 5.1.3 (legacy 32-bit).
+//!
+//! Table memory is reached only through [`TableMem`], so the same code runs in
+//! the module (real pages) and in host tests (a map).
+
+/// Present.
+pub const P: u64 = 1 << 0;
+/// Writable.
+pub const RW: u64 = 1 << 1;
+/// User.
+pub const US: u64 = 1 << 2;
+/// Accessed.
+pub const A: u64 = 1 << 5;
+/// Dirty.
+pub const D: u64 = 1 << 6;
+/// Page size (large page at PDPT/PD level).
+pub const PS: u64 = 1 << 7;
+/// No-execute.
+pub const NX: u64 = 1 << 63;
+/// Physical address bits 51:12 of an entry.
+pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Access to page-table memory by physical address.
+pub trait TableMem {
+    /// Reads the 8-byte entry at physical address `pa` (8-byte aligned).
+    fn read(&self, pa: u64) -> Option<u64>;
+    /// Writes the 8-byte entry at `pa`; only called on tables from [`Self::alloc_table`].
+    fn write(&mut self, pa: u64, v: u64);
+    /// Allocates a zeroed table page; returns its physical address.
+    fn alloc_table(&mut self) -> Option<u64>;
+}
+
+/// Index of `addr` in the table of `level` (4 = PML4 .. 1 = PT).
+pub const fn index(addr: u64, level: u32) -> u64 {
+    (addr >> (12 + 9 * (level - 1))) & 0x1ff
+}
+
+/// Failure to build an NPT mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// Out of memory for a table page.
+    NoMemory,
+    /// A large page is already mapped over the address.
+    LargePage,
+}
+
+/// Maps the 4 KiB page at guest physical `gpa` to host physical `hpa` in the
+/// 4-level NPT rooted at `root`, with `flags` (P is implied; NPT entries are
+/// user entries, APM 15.25.5: "all nested page table accesses are user").
+/// Intermediate tables get P|RW|US so the leaf alone decides permissions.
+/// Returns the previous leaf entry (0 when there was none).
+pub fn map_4k(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64) -> Result<u64, MapError> {
+    let mut table = root;
+    for level in (2..=4).rev() {
+        let ea = table + 8 * index(gpa, level);
+        let e = mem.read(ea).ok_or(MapError::NoMemory)?;
+        table = if e & P == 0 {
+            let t = mem.alloc_table().ok_or(MapError::NoMemory)?;
+            mem.write(ea, t | P | RW | US);
+            t
+        } else if e & PS != 0 {
+            return Err(MapError::LargePage);
+        } else {
+            e & ADDR_MASK
+        };
+    }
+    let ea = table + 8 * index(gpa, 1);
+    let old = mem.read(ea).ok_or(MapError::NoMemory)?;
+    mem.write(ea, (hpa & ADDR_MASK) | flags | P | US);
+    Ok(old)
+}
+
+/// Removes the 4 KiB mapping of `gpa`; returns the old leaf (0 when none).
+/// Table pages stay (freed with the whole tree).
+pub fn unmap_4k(mem: &mut impl TableMem, root: u64, gpa: u64) -> u64 {
+    let mut table = root;
+    for level in (2..=4).rev() {
+        match mem.read(table + 8 * index(gpa, level)) {
+            Some(e) if e & P != 0 && e & PS == 0 => table = e & ADDR_MASK,
+            _ => return 0,
+        }
+    }
+    let ea = table + 8 * index(gpa, 1);
+    let old = mem.read(ea).unwrap_or(0);
+    if old & P != 0 {
+        mem.write(ea, 0);
+    }
+    old
+}
+
+/// Paging mode of a guest, from its CR0/CR4/EFER.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// CR0.PG = 0: linear = physical.
+    None,
+    /// 32-bit paging (CR4.PAE = 0), with 4 MiB pages when CR4.PSE.
+    Legacy { pse: bool },
+    /// PAE paging.
+    Pae,
+    /// 4-level long-mode paging.
+    Long4,
+    /// 5-level paging (CR4.LA57).
+    Long5,
+}
+
+impl Mode {
+    /// Derives the mode (APM vol. 2 5.1).
+    pub const fn from_regs(cr0: u64, cr4: u64, efer: u64) -> Self {
+        const CR0_PG: u64 = 1 << 31;
+        const CR4_PSE: u64 = 1 << 4;
+        const CR4_PAE: u64 = 1 << 5;
+        const CR4_LA57: u64 = 1 << 12;
+        const EFER_LMA: u64 = 1 << 10;
+        if cr0 & CR0_PG == 0 {
+            Mode::None
+        } else if efer & EFER_LMA != 0 {
+            if cr4 & CR4_LA57 != 0 {
+                Mode::Long5
+            } else {
+                Mode::Long4
+            }
+        } else if cr4 & CR4_PAE != 0 {
+            Mode::Pae
+        } else {
+            Mode::Legacy { pse: cr4 & CR4_PSE != 0 }
+        }
+    }
+}
+
+/// Kind of access being translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Write access.
+    pub write: bool,
+    /// User-mode (CPL 3) access.
+    pub user: bool,
+    /// Instruction fetch.
+    pub fetch: bool,
+}
+
+/// A failed guest walk, with the #PF error code the guest should see
+/// (APM vol. 2 8.4.2: P, W/R, U/S, RSV, I/D).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageFault {
+    /// #PF error code.
+    pub error_code: u32,
+}
+
+/// #PF error code bits.
+pub mod pf {
+    /// The fault was a protection violation (page present).
+    pub const P: u32 = 1 << 0;
+    /// Write access.
+    pub const W: u32 = 1 << 1;
+    /// User access.
+    pub const U: u32 = 1 << 2;
+    /// Reserved bit set in a paging structure.
+    pub const RSV: u32 = 1 << 3;
+    /// Instruction fetch.
+    pub const ID: u32 = 1 << 4;
+}
+
+/// Translates the guest linear address `la` to a guest physical address by
+/// walking the guest's tables at `cr3` in `mode`, checking present,
+/// write (honouring CR0.WP for supervisor writes), user and NX (when
+/// `nxe`). Accessed/dirty bits are not updated (L0 only reads the tables).
+/// `mem.read` receives guest physical addresses.
+pub fn walk_guest(
+    mem: &impl TableMem,
+    mode: Mode,
+    cr3: u64,
+    la: u64,
+    acc: Access,
+    wp: bool,
+    nxe: bool,
+) -> Result<u64, PageFault> {
+    let err = |extra: u32| {
+        let mut e = extra;
+        if acc.write {
+            e |= pf::W;
+        }
+        if acc.user {
+            e |= pf::U;
+        }
+        if acc.fetch && (nxe || matches!(mode, Mode::Long4 | Mode::Long5 | Mode::Pae)) {
+            e |= pf::ID;
+        }
+        PageFault { error_code: e }
+    };
+    let read = |pa: u64| mem.read(pa).ok_or(err(0));
+    match mode {
+        Mode::None => Ok(la & 0xffff_ffff),
+        Mode::Legacy { pse } => {
+            let la = la & 0xffff_ffff;
+            let read32 = |pa: u64| -> Result<u64, PageFault> {
+                // 4-byte entries: read the aligned quadword, pick the half.
+                let q = read(pa & !7)?;
+                Ok(if pa & 4 != 0 { q >> 32 } else { q & 0xffff_ffff })
+            };
+            let pde = read32((cr3 & 0xffff_f000) + 4 * ((la >> 22) & 0x3ff))?;
+            if pde & P == 0 {
+                return Err(err(0));
+            }
+            let mut rw = pde & RW != 0;
+            let mut us = pde & US != 0;
+            let pa = if pse && pde & PS != 0 {
+                // 4 MiB page: bits 31:22 from the PDE (PSE-36 high bits ignored).
+                (pde & 0xffc0_0000) | (la & 0x3f_ffff)
+            } else {
+                let pte = read32((pde & 0xffff_f000) + 4 * ((la >> 12) & 0x3ff))?;
+                if pte & P == 0 {
+                    return Err(err(0));
+                }
+                rw &= pte & RW != 0;
+                us &= pte & US != 0;
+                (pte & 0xffff_f000) | (la & 0xfff)
+            };
+            check_perms(acc, rw, us, false, wp).map_err(|_| err(pf::P))?;
+            Ok(pa)
+        }
+        Mode::Pae | Mode::Long4 | Mode::Long5 => {
+            let (mut table, top) = match mode {
+                Mode::Pae => {
+                    let pdpte = read((cr3 & 0xffff_ffe0) + 8 * ((la >> 30) & 3))?;
+                    if pdpte & P == 0 {
+                        return Err(err(0));
+                    }
+                    // PDPTE reserved bits (APM 5.3.3 PAE): 2:1, 8:5, 63.
+                    if pdpte & (0x1e6 | NX) != 0 {
+                        return Err(err(pf::P | pf::RSV));
+                    }
+                    (pdpte & ADDR_MASK, 2)
+                }
+                Mode::Long4 => (cr3 & ADDR_MASK, 4),
+                _ => (cr3 & ADDR_MASK, 5),
+            };
+            let (mut rw, mut us, mut nx) = (true, true, false);
+            let mut level = top;
+            loop {
+                let e = read(table + 8 * index(la, level))?;
+                if e & P == 0 {
+                    return Err(err(0));
+                }
+                if !nxe && e & NX != 0 {
+                    return Err(err(pf::P | pf::RSV));
+                }
+                rw &= e & RW != 0;
+                us &= e & US != 0;
+                nx |= e & NX != 0;
+                let large = level <= 3 && level >= 2 && e & PS != 0;
+                if level == 1 || large {
+                    let size_bits = 12 + 9 * (level - 1);
+                    let mask = (1u64 << size_bits) - 1;
+                    check_perms(acc, rw, us, nx && nxe, wp).map_err(|_| err(pf::P))?;
+                    return Ok((e & ADDR_MASK & !mask) | (la & mask));
+                }
+                table = e & ADDR_MASK;
+                level -= 1;
+            }
+        }
+    }
+}
+
+fn check_perms(acc: Access, rw: bool, us: bool, nx: bool, wp: bool) -> Result<(), ()> {
+    if acc.user && !us {
+        return Err(());
+    }
+    if acc.write && !rw && (acc.user || wp) {
+        return Err(());
+    }
+    if acc.fetch && nx {
+        return Err(());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Mem {
+        q: HashMap<u64, u64>,
+        next: u64,
+        allocs: usize,
+        limit: Option<usize>,
+    }
+    impl TableMem for Mem {
+        fn read(&self, pa: u64) -> Option<u64> {
+            Some(*self.q.get(&pa).unwrap_or(&0))
+        }
+        fn write(&mut self, pa: u64, v: u64) {
+            self.q.insert(pa, v);
+        }
+        fn alloc_table(&mut self) -> Option<u64> {
+            if self.limit.is_some_and(|l| self.allocs >= l) {
+                return None;
+            }
+            self.allocs += 1;
+            self.next += 0x1000;
+            Some(0x100_0000 + self.next)
+        }
+    }
+
+    const R: Access = Access { write: false, user: false, fetch: false };
+    const W: Access = Access { write: true, user: false, fetch: false };
+    const X: Access = Access { write: false, user: false, fetch: true };
+    const UR: Access = Access { write: false, user: true, fetch: false };
+
+    #[test]
+    fn npt_map_then_walk_as_long_mode() {
+        let mut m = Mem::default();
+        let root = m.alloc_table().unwrap();
+        assert_eq!(map_4k(&mut m, root, 0x1234_5000, 0xabc_d000, RW), Ok(0));
+        // Three intermediate tables were created.
+        assert_eq!(m.allocs, 4);
+        // The same tree walks like a long-mode guest table with user access.
+        assert_eq!(walk_guest(&m, Mode::Long4, root, 0x1234_5678, UR, true, true), Ok(0xabc_d678));
+        // A second page in the same 2 MiB region reuses the tables.
+        map_4k(&mut m, root, 0x1234_6000, 0x5000, 0).unwrap();
+        assert_eq!(m.allocs, 4);
+        // Read-only leaf: writes fault with P|W|U.
+        let f = walk_guest(&m, Mode::Long4, root, 0x1234_6000, Access { write: true, user: true, fetch: false }, true, true);
+        assert_eq!(f, Err(PageFault { error_code: pf::P | pf::W | pf::U }));
+        // Remap returns the old entry; unmap clears it.
+        let old = map_4k(&mut m, root, 0x1234_5000, 0x7000, RW | NX).unwrap();
+        assert_eq!(old & ADDR_MASK, 0xabc_d000);
+        assert_ne!(unmap_4k(&mut m, root, 0x1234_5000), 0);
+        assert_eq!(walk_guest(&m, Mode::Long4, root, 0x1234_5000, R, true, true), Err(PageFault { error_code: 0 }));
+        assert_eq!(unmap_4k(&mut m, root, 0x1234_5000), 0);
+        assert_eq!(unmap_4k(&mut m, root, 0x9999_9000), 0);
+    }
+
+    #[test]
+    fn npt_out_of_memory_and_large_pages() {
+        let mut m = Mem { limit: Some(2), ..Default::default() };
+        let root = m.alloc_table().unwrap();
+        assert_eq!(map_4k(&mut m, root, 0, 0x1000, RW), Err(MapError::NoMemory));
+        let mut m = Mem::default();
+        let root = m.alloc_table().unwrap();
+        map_4k(&mut m, root, 0, 0x1000, RW).unwrap();
+        // Turn the PD entry into a 2 MiB page: mapping under it is refused.
+        let pdpt = m.read(root).unwrap() & ADDR_MASK;
+        let pd = m.read(pdpt).unwrap() & ADDR_MASK;
+        m.write(pd, 0x20_0000 | P | RW | US | PS);
+        assert_eq!(map_4k(&mut m, root, 0x1000, 0x2000, RW), Err(MapError::LargePage));
+        assert_eq!(walk_guest(&m, Mode::Long4, root, 0x1_2345, R, true, true), Ok(0x21_2345));
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(Mode::from_regs(0x11, 0, 0), Mode::None);
+        assert_eq!(Mode::from_regs(0x8000_0011, 0x10, 0), Mode::Legacy { pse: true });
+        assert_eq!(Mode::from_regs(0x8000_0011, 0x20, 0), Mode::Pae);
+        assert_eq!(Mode::from_regs(0x8000_0011, 0x20, 0x500), Mode::Long4);
+        assert_eq!(Mode::from_regs(0x8000_0011, 0x1020, 0x500), Mode::Long5);
+        let m = Mem::default();
+        assert_eq!(walk_guest(&m, Mode::None, 0, 0x1_0000_1234, R, true, false), Ok(0x1234));
+    }
+
+    #[test]
+    fn legacy_32bit_walk() {
+        let mut m = Mem::default();
+        // PD at 0x1000, PT at 0x2000; 4-byte entries packed in quadwords.
+        let put32 = |m: &mut Mem, pa: u64, v: u64| {
+            let q = m.read(pa & !7).unwrap();
+            let q = if pa & 4 != 0 { (q & 0xffff_ffff) | (v << 32) } else { (q & !0xffff_ffff) | v };
+            m.write(pa & !7, q);
+        };
+        put32(&mut m, 0x1000 + 4 * 1, 0x2000 | P | RW); // la 0x0040_0000..: PT at 0x2000
+        put32(&mut m, 0x2000 + 4 * 3, 0x9000 | P); // la 0x0040_3000 -> 0x9000, read-only
+        put32(&mut m, 0x1000 + 4 * 2, 0x0c00_0000 | P | RW | PS | US); // 4 MiB page at la 0x0080_0000
+        assert_eq!(walk_guest(&m, Mode::Legacy { pse: false }, 0x1000, 0x40_3abc, R, false, false), Ok(0x9abc));
+        // CR0.WP = 0: supervisor writes ignore R/W.
+        assert_eq!(walk_guest(&m, Mode::Legacy { pse: false }, 0x1000, 0x40_3abc, W, false, false), Ok(0x9abc));
+        assert_eq!(
+            walk_guest(&m, Mode::Legacy { pse: false }, 0x1000, 0x40_3abc, W, true, false),
+            Err(PageFault { error_code: pf::P | pf::W })
+        );
+        assert_eq!(walk_guest(&m, Mode::Legacy { pse: true }, 0x1000, 0x81_2345, UR, true, false), Ok(0x0c01_2345));
+        assert_eq!(walk_guest(&m, Mode::Legacy { pse: false }, 0x1000, 0x40_3abc, UR, true, false), Err(PageFault { error_code: pf::P | pf::U }));
+        assert_eq!(walk_guest(&m, Mode::Legacy { pse: false }, 0x1000, 0xc0_0000, R, true, false), Err(PageFault { error_code: 0 }));
+    }
+
+    #[test]
+    fn pae_and_nx() {
+        let mut m = Mem::default();
+        m.write(0x1000 + 8, 0x2000 | P); // PDPTE 1
+        m.write(0x2000, 0x3000 | P | RW); // PDE 0
+        m.write(0x3000 + 8 * 5, 0x8000 | P | RW | NX); // PTE 5
+        let la = 0x4000_5010;
+        assert_eq!(walk_guest(&m, Mode::Pae, 0x1000, la, R, true, true), Ok(0x8010));
+        assert_eq!(walk_guest(&m, Mode::Pae, 0x1000, la, X, true, true), Err(PageFault { error_code: pf::P | pf::ID }));
+        // NX set while EFER.NXE = 0 is a reserved-bit fault.
+        assert_eq!(walk_guest(&m, Mode::Pae, 0x1000, la, R, true, false), Err(PageFault { error_code: pf::P | pf::RSV }));
+        // Reserved PDPTE bits.
+        m.write(0x1000 + 8, 0x2000 | P | RW);
+        assert_eq!(walk_guest(&m, Mode::Pae, 0x1000, la, R, true, true), Err(PageFault { error_code: pf::P | pf::RSV }));
+    }
+}
