@@ -10,16 +10,17 @@ kdir=$1 ko=$2 tool=$3 out=$4
 busybox=$(command -v busybox || true)
 [ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q static || busybox=/bin/busybox
 [ -x "$busybox" ] || die "busybox-static is missing: run qemu-scripts/setup-host.sh"
-for f in "$ko" "$tool" "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko"; do
+for f in "$ko" "$tool" "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko" "$kdir/virt/lib/irqbypass.ko"; do
     [ -f "$f" ] || die "$f is missing: run 'make module tool' (and 'make kernel')"
 done
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/nsvm-initramfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
+chmod 755 "$stage"
 mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,etc,lib/modules,tests}
 cp "$busybox" "$stage/bin/busybox"
 cp "$ko" "$stage/lib/modules/nsvm.ko"
-cp "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko" "$stage/lib/modules/"
+cp "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko" "$kdir/virt/lib/irqbypass.ko" "$stage/lib/modules/"
 cp "$tool" "$stage/bin/nsvm"
 cp "$NSVM_ROOT/tests/qemu/init" "$stage/init"
 cp "$NSVM_ROOT"/tests/qemu/*.sh "$stage/tests/"

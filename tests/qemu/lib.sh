@@ -18,8 +18,12 @@ unload_nsvm() { rmmod nsvm; }
 # Lines of the kernel log since the last mark_log.
 mark_log() { LOGMARK=$(dmesg | wc -l); }
 new_log() { dmesg | tail -n +$((LOGMARK + 1)); }
-# Free memory in KiB after dropping caches.
-memfree_kb() {
+# Free memory in KiB after dropping caches: free pages of every zone plus the
+# pages parked on the per-CPU free lists (which MemFree does not count, and
+# which make MemFree jump by megabytes between two reads).
+free_kb() {
     sync; echo 3 > /proc/sys/vm/drop_caches
-    awk '/^MemFree:/ {print $2}' /proc/meminfo
+    awk '$1 == "nr_free_pages" {f += $2} $1 == "count:" {c += $2} END {print (f + c) * 4}' /proc/zoneinfo
 }
+# Run a command as user nobody.
+as_nobody() { su -s /bin/sh -c "$*" nobody; }
