@@ -7,12 +7,13 @@
 //! its layout against AMD64 Architecture Programmer's Manual (APM) vol. 2.
 
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+#![cfg_attr(not(test), forbid(unsafe_code))]
 
 pub mod cpuid;
 pub mod event;
 pub mod exit;
 pub mod intercept;
+pub mod kvm;
 pub mod memslot;
 pub mod msr;
 pub mod paging;

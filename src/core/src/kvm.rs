@@ -1,0 +1,583 @@
+// SPDX-License-Identifier: GPL-2.0
+//! KVM's vCPU-level UAPI structs (`include/uapi/linux/kvm.h`,
+//! `arch/x86/include/uapi/asm/kvm.h` of Linux 7.2) as plain Rust values with
+//! explicit byte (de)serialization, so the module copies them to and from
+//! userspace without `unsafe`, and the host tests check every offset against
+//! `kvm-bindings`.
+
+use crate::vmcb::{seg_attr, Segment};
+
+fn get_u64(b: &[u8], o: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[o..o + 8]);
+    u64::from_ne_bytes(x)
+}
+fn get_u32(b: &[u8], o: usize) -> u32 {
+    u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+fn get_u16(b: &[u8], o: usize) -> u16 {
+    u16::from_ne_bytes([b[o], b[o + 1]])
+}
+fn put(b: &mut [u8], o: usize, v: &[u8]) {
+    b[o..o + v.len()].copy_from_slice(v);
+}
+
+/// `struct kvm_regs` (144 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Regs {
+    /// rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8..r15, rip, rflags, in KVM's order.
+    pub r: [u64; 18],
+}
+
+/// Indices into [`Regs::r`].
+pub mod reg {
+    /// RAX.
+    pub const RAX: usize = 0;
+    /// RBX.
+    pub const RBX: usize = 1;
+    /// RCX.
+    pub const RCX: usize = 2;
+    /// RDX.
+    pub const RDX: usize = 3;
+    /// RSI.
+    pub const RSI: usize = 4;
+    /// RDI.
+    pub const RDI: usize = 5;
+    /// RSP.
+    pub const RSP: usize = 6;
+    /// RBP.
+    pub const RBP: usize = 7;
+    /// R8 (R9..R15 follow).
+    pub const R8: usize = 8;
+    /// RIP.
+    pub const RIP: usize = 16;
+    /// RFLAGS.
+    pub const RFLAGS: usize = 17;
+}
+
+impl Regs {
+    /// Size of `struct kvm_regs`.
+    pub const SIZE: usize = 144;
+    /// From the user bytes.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let mut r = [0u64; 18];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = get_u64(b, 8 * i);
+        }
+        Self { r }
+    }
+    /// To user bytes.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        for (i, v) in self.r.iter().enumerate() {
+            put(&mut b, 8 * i, &v.to_ne_bytes());
+        }
+        b
+    }
+}
+
+/// `struct kvm_segment` (24 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvmSegment {
+    /// Base.
+    pub base: u64,
+    /// Limit.
+    pub limit: u32,
+    /// Selector.
+    pub selector: u16,
+    /// Type (4 bits).
+    pub type_: u8,
+    /// Present.
+    pub present: u8,
+    /// DPL.
+    pub dpl: u8,
+    /// D/B.
+    pub db: u8,
+    /// S.
+    pub s: u8,
+    /// L.
+    pub l: u8,
+    /// G.
+    pub g: u8,
+    /// AVL.
+    pub avl: u8,
+    /// Unusable (KVM's name for "null / not present").
+    pub unusable: u8,
+}
+
+impl KvmSegment {
+    /// Size of `struct kvm_segment`.
+    pub const SIZE: usize = 24;
+    fn read(b: &[u8], o: usize) -> Self {
+        Self {
+            base: get_u64(b, o),
+            limit: get_u32(b, o + 8),
+            selector: get_u16(b, o + 12),
+            type_: b[o + 14],
+            present: b[o + 15],
+            dpl: b[o + 16],
+            db: b[o + 17],
+            s: b[o + 18],
+            l: b[o + 19],
+            g: b[o + 20],
+            avl: b[o + 21],
+            unusable: b[o + 22],
+        }
+    }
+    fn write(&self, b: &mut [u8], o: usize) {
+        put(b, o, &self.base.to_ne_bytes());
+        put(b, o + 8, &self.limit.to_ne_bytes());
+        put(b, o + 12, &self.selector.to_ne_bytes());
+        put(b, o + 14, &[self.type_, self.present, self.dpl, self.db, self.s, self.l, self.g, self.avl, self.unusable, 0]);
+    }
+    /// To the VMCB format: an unusable segment gets attributes 0 (not present),
+    /// as KVM's `svm_set_segment` does.
+    pub fn to_vmcb(&self) -> Segment {
+        let attrib = if self.unusable != 0 {
+            0
+        } else {
+            (self.type_ as u16 & seg_attr::TYPE_MASK)
+                | ((self.s as u16 & 1) << 4)
+                | ((self.dpl as u16 & 3) << seg_attr::DPL_SHIFT)
+                | ((self.present as u16 & 1) << 7)
+                | ((self.avl as u16 & 1) << 8)
+                | ((self.l as u16 & 1) << 9)
+                | ((self.db as u16 & 1) << 10)
+                | ((self.g as u16 & 1) << 11)
+        };
+        Segment { selector: self.selector, attrib, limit: self.limit, base: self.base }
+    }
+    /// From the VMCB format; not present means unusable.
+    pub fn from_vmcb(s: &Segment) -> Self {
+        let a = s.attrib;
+        Self {
+            base: s.base,
+            limit: s.limit,
+            selector: s.selector,
+            type_: (a & seg_attr::TYPE_MASK) as u8,
+            s: ((a >> 4) & 1) as u8,
+            dpl: ((a >> 5) & 3) as u8,
+            present: ((a >> 7) & 1) as u8,
+            avl: ((a >> 8) & 1) as u8,
+            l: ((a >> 9) & 1) as u8,
+            db: ((a >> 10) & 1) as u8,
+            g: ((a >> 11) & 1) as u8,
+            unusable: u8::from(a & seg_attr::P == 0),
+        }
+    }
+}
+
+/// `struct kvm_dtable` (16 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dtable {
+    /// Base.
+    pub base: u64,
+    /// Limit.
+    pub limit: u16,
+}
+
+/// `struct kvm_sregs` (312 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sregs {
+    /// cs, ds, es, fs, gs, ss, tr, ldt.
+    pub cs: KvmSegment,
+    /// DS.
+    pub ds: KvmSegment,
+    /// ES.
+    pub es: KvmSegment,
+    /// FS.
+    pub fs: KvmSegment,
+    /// GS.
+    pub gs: KvmSegment,
+    /// SS.
+    pub ss: KvmSegment,
+    /// TR.
+    pub tr: KvmSegment,
+    /// LDT.
+    pub ldt: KvmSegment,
+    /// GDT.
+    pub gdt: Dtable,
+    /// IDT.
+    pub idt: Dtable,
+    /// CR0.
+    pub cr0: u64,
+    /// CR2.
+    pub cr2: u64,
+    /// CR3.
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// CR8.
+    pub cr8: u64,
+    /// EFER.
+    pub efer: u64,
+    /// APIC base MSR.
+    pub apic_base: u64,
+    /// Pending external interrupt bitmap (one bit at most).
+    pub interrupt_bitmap: [u64; 4],
+}
+
+impl Sregs {
+    /// Size of `struct kvm_sregs`.
+    pub const SIZE: usize = 312;
+    /// From user bytes.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let seg = |i: usize| KvmSegment::read(b, i * KvmSegment::SIZE);
+        let dt = |o: usize| Dtable { base: get_u64(b, o), limit: get_u16(b, o + 8) };
+        Self {
+            cs: seg(0),
+            ds: seg(1),
+            es: seg(2),
+            fs: seg(3),
+            gs: seg(4),
+            ss: seg(5),
+            tr: seg(6),
+            ldt: seg(7),
+            gdt: dt(192),
+            idt: dt(208),
+            cr0: get_u64(b, 224),
+            cr2: get_u64(b, 232),
+            cr3: get_u64(b, 240),
+            cr4: get_u64(b, 248),
+            cr8: get_u64(b, 256),
+            efer: get_u64(b, 264),
+            apic_base: get_u64(b, 272),
+            interrupt_bitmap: [get_u64(b, 280), get_u64(b, 288), get_u64(b, 296), get_u64(b, 304)],
+        }
+    }
+    /// To user bytes.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        for (i, s) in [&self.cs, &self.ds, &self.es, &self.fs, &self.gs, &self.ss, &self.tr, &self.ldt]
+            .iter()
+            .enumerate()
+        {
+            s.write(&mut b, i * KvmSegment::SIZE);
+        }
+        for (o, d) in [(192, &self.gdt), (208, &self.idt)] {
+            put(&mut b, o, &d.base.to_ne_bytes());
+            put(&mut b, o + 8, &d.limit.to_ne_bytes());
+        }
+        for (i, v) in [self.cr0, self.cr2, self.cr3, self.cr4, self.cr8, self.efer, self.apic_base]
+            .iter()
+            .chain(self.interrupt_bitmap.iter())
+            .enumerate()
+        {
+            put(&mut b, 224 + 8 * i, &v.to_ne_bytes());
+        }
+        b
+    }
+}
+
+/// Control register bits used by the checks.
+pub mod cr {
+    /// CR0.PE.
+    pub const CR0_PE: u64 = 1 << 0;
+    /// CR0.MP.
+    pub const CR0_MP: u64 = 1 << 1;
+    /// CR0.EM.
+    pub const CR0_EM: u64 = 1 << 2;
+    /// CR0.TS.
+    pub const CR0_TS: u64 = 1 << 3;
+    /// CR0.ET.
+    pub const CR0_ET: u64 = 1 << 4;
+    /// CR0.NE.
+    pub const CR0_NE: u64 = 1 << 5;
+    /// CR0.WP.
+    pub const CR0_WP: u64 = 1 << 16;
+    /// CR0.AM.
+    pub const CR0_AM: u64 = 1 << 18;
+    /// CR0.NW.
+    pub const CR0_NW: u64 = 1 << 29;
+    /// CR0.CD.
+    pub const CR0_CD: u64 = 1 << 30;
+    /// CR0.PG.
+    pub const CR0_PG: u64 = 1 << 31;
+    /// CR4.PAE.
+    pub const CR4_PAE: u64 = 1 << 5;
+    /// CR4.OSXSAVE.
+    pub const CR4_OSXSAVE: u64 = 1 << 18;
+    /// CR4 bits defined on AMD processors (APM vol. 2 3.1.3); others are MBZ.
+    pub const CR4_VALID: u64 = 0x1f_ffff & !(1 << 13 | 1 << 14 | 1 << 15 | 1 << 19)
+        | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 23);
+}
+
+/// Checks `KVM_SET_SREGS` input as KVM's `kvm_is_valid_sregs` does; `Err`
+/// names the broken rule (the ioctl fails with `EINVAL`).
+pub fn check_sregs(s: &Sregs) -> Result<(), &'static str> {
+    use crate::msr::efer;
+    use cr::*;
+    if s.cr0 >> 32 != 0 {
+        return Err("CR0 bits 63:32 must be zero");
+    }
+    if s.cr0 & CR0_PG != 0 && s.cr0 & CR0_PE == 0 {
+        return Err("CR0.PG requires CR0.PE");
+    }
+    if s.cr0 & CR0_NW != 0 && s.cr0 & CR0_CD == 0 {
+        return Err("CR0.NW requires CR0.CD");
+    }
+    if s.cr4 & !CR4_VALID != 0 {
+        return Err("reserved CR4 bit set");
+    }
+    if s.efer & efer::RESERVED != 0 {
+        return Err("reserved EFER bit set");
+    }
+    if s.efer & efer::LMA != 0 && s.efer & efer::LME == 0 {
+        return Err("EFER.LMA without EFER.LME");
+    }
+    if s.cr0 & CR0_PG != 0 && s.efer & efer::LME != 0 {
+        if s.cr4 & CR4_PAE == 0 {
+            return Err("long mode (EFER.LME, CR0.PG) requires CR4.PAE");
+        }
+        if s.efer & efer::LMA == 0 {
+            return Err("EFER.LME with CR0.PG requires EFER.LMA");
+        }
+    } else if s.efer & efer::LMA != 0 {
+        return Err("EFER.LMA without paging in long mode");
+    }
+    if s.interrupt_bitmap.iter().map(|w| w.count_ones()).sum::<u32>() > 1 {
+        return Err("more than one pending interrupt in interrupt_bitmap");
+    }
+    Ok(())
+}
+
+/// `struct kvm_run` offsets and exit reasons (x86).
+pub mod run {
+    /// `request_interrupt_window` (u8).
+    pub const REQUEST_INTERRUPT_WINDOW: usize = 0;
+    /// `immediate_exit` (u8).
+    pub const IMMEDIATE_EXIT: usize = 1;
+    /// `exit_reason` (u32).
+    pub const EXIT_REASON: usize = 8;
+    /// `ready_for_interrupt_injection` (u8).
+    pub const READY_FOR_INTERRUPT_INJECTION: usize = 12;
+    /// `if_flag` (u8).
+    pub const IF_FLAG: usize = 13;
+    /// `flags` (u16).
+    pub const FLAGS: usize = 14;
+    /// `cr8` (u64).
+    pub const CR8: usize = 16;
+    /// `apic_base` (u64).
+    pub const APIC_BASE: usize = 24;
+    /// Start of the exit-specific union.
+    pub const EXIT: usize = 32;
+    /// `io.direction` (u8).
+    pub const IO_DIRECTION: usize = EXIT;
+    /// `io.size` (u8).
+    pub const IO_SIZE: usize = EXIT + 1;
+    /// `io.port` (u16).
+    pub const IO_PORT: usize = EXIT + 2;
+    /// `io.count` (u32).
+    pub const IO_COUNT: usize = EXIT + 4;
+    /// `io.data_offset` (u64).
+    pub const IO_DATA_OFFSET: usize = EXIT + 8;
+    /// `mmio.phys_addr` (u64).
+    pub const MMIO_PHYS_ADDR: usize = EXIT;
+    /// `mmio.data` (8 bytes).
+    pub const MMIO_DATA: usize = EXIT + 8;
+    /// `mmio.len` (u32).
+    pub const MMIO_LEN: usize = EXIT + 16;
+    /// `mmio.is_write` (u8).
+    pub const MMIO_IS_WRITE: usize = EXIT + 20;
+    /// `fail_entry.hardware_entry_failure_reason` (u64).
+    pub const FAIL_ENTRY_REASON: usize = EXIT;
+    /// `fail_entry.cpu` (u32).
+    pub const FAIL_ENTRY_CPU: usize = EXIT + 8;
+    /// `internal.suberror` (u32).
+    pub const INTERNAL_SUBERROR: usize = EXIT;
+    /// `internal.ndata` (u32).
+    pub const INTERNAL_NDATA: usize = EXIT + 4;
+    /// `internal.data[16]` (u64 each).
+    pub const INTERNAL_DATA: usize = EXIT + 8;
+    /// `hypercall.nr` (u64).
+    pub const HYPERCALL_NR: usize = EXIT;
+    /// `hypercall.args[6]`.
+    pub const HYPERCALL_ARGS: usize = EXIT + 8;
+    /// `hypercall.ret`.
+    pub const HYPERCALL_RET: usize = EXIT + 56;
+    /// `hypercall.flags` / `longmode`.
+    pub const HYPERCALL_FLAGS: usize = EXIT + 64;
+    /// Size of the exit union.
+    pub const EXIT_SIZE: usize = 256;
+
+    /// `KVM_EXIT_UNKNOWN`.
+    pub const EXIT_UNKNOWN: u32 = 0;
+    /// `KVM_EXIT_EXCEPTION`.
+    pub const EXIT_EXCEPTION: u32 = 1;
+    /// `KVM_EXIT_IO`.
+    pub const EXIT_IO: u32 = 2;
+    /// `KVM_EXIT_HYPERCALL`.
+    pub const EXIT_HYPERCALL: u32 = 3;
+    /// `KVM_EXIT_DEBUG`.
+    pub const EXIT_DEBUG: u32 = 4;
+    /// `KVM_EXIT_HLT`.
+    pub const EXIT_HLT: u32 = 5;
+    /// `KVM_EXIT_MMIO`.
+    pub const EXIT_MMIO: u32 = 6;
+    /// `KVM_EXIT_IRQ_WINDOW_OPEN`.
+    pub const EXIT_IRQ_WINDOW_OPEN: u32 = 7;
+    /// `KVM_EXIT_SHUTDOWN`.
+    pub const EXIT_SHUTDOWN: u32 = 8;
+    /// `KVM_EXIT_FAIL_ENTRY`.
+    pub const EXIT_FAIL_ENTRY: u32 = 9;
+    /// `KVM_EXIT_INTR`.
+    pub const EXIT_INTR: u32 = 10;
+    /// `KVM_EXIT_INTERNAL_ERROR`.
+    pub const EXIT_INTERNAL_ERROR: u32 = 17;
+    /// `KVM_EXIT_IO_IN`.
+    pub const IO_IN: u8 = 0;
+    /// `KVM_EXIT_IO_OUT`.
+    pub const IO_OUT: u8 = 1;
+    /// `KVM_INTERNAL_ERROR_EMULATION`.
+    pub const INTERNAL_ERROR_EMULATION: u32 = 1;
+    /// `KVM_INTERNAL_ERROR_DELIVERY_EV`.
+    pub const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
+    /// `KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON`.
+    pub const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
+    /// Offset of the PIO data page in the vCPU mmap (`KVM_PIO_PAGE_OFFSET` pages).
+    pub const PIO_PAGE_OFFSET: u64 = 1;
+    /// Size of the vCPU mmap: the run page and the PIO data page.
+    pub const MMAP_SIZE: usize = 2 * 4096;
+
+    /// Name of an exit reason.
+    pub fn exit_name(r: u32) -> &'static str {
+        match r {
+            EXIT_UNKNOWN => "UNKNOWN",
+            EXIT_EXCEPTION => "EXCEPTION",
+            EXIT_IO => "IO",
+            EXIT_HYPERCALL => "HYPERCALL",
+            EXIT_DEBUG => "DEBUG",
+            EXIT_HLT => "HLT",
+            EXIT_MMIO => "MMIO",
+            EXIT_IRQ_WINDOW_OPEN => "IRQ_WINDOW_OPEN",
+            EXIT_SHUTDOWN => "SHUTDOWN",
+            EXIT_FAIL_ENTRY => "FAIL_ENTRY",
+            EXIT_INTR => "INTR",
+            EXIT_INTERNAL_ERROR => "INTERNAL_ERROR",
+            _ => "OTHER",
+        }
+    }
+}
+
+/// `struct kvm_userspace_memory_region` (32 bytes) as a slot request.
+pub fn memory_region_from_bytes(b: &[u8; 32]) -> crate::memslot::Request {
+    crate::memslot::Request {
+        slot: get_u32(b, 0),
+        flags: get_u32(b, 4),
+        gpa: get_u64(b, 8),
+        size: get_u64(b, 16),
+        uaddr: get_u64(b, 24),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+    use kvm_bindings as kb;
+
+    #[test]
+    fn sizes_and_offsets_match_kvm_bindings() {
+        assert_eq!(Regs::SIZE, size_of::<kb::kvm_regs>());
+        assert_eq!(Sregs::SIZE, size_of::<kb::kvm_sregs>());
+        assert_eq!(KvmSegment::SIZE, size_of::<kb::kvm_segment>());
+        assert_eq!(offset_of!(kb::kvm_regs, rip), 8 * reg::RIP);
+        assert_eq!(offset_of!(kb::kvm_regs, rsp), 8 * reg::RSP);
+        assert_eq!(offset_of!(kb::kvm_regs, r8), 8 * reg::R8);
+        assert_eq!(offset_of!(kb::kvm_sregs, gdt), 192);
+        assert_eq!(offset_of!(kb::kvm_sregs, cr0), 224);
+        assert_eq!(offset_of!(kb::kvm_sregs, efer), 264);
+        assert_eq!(offset_of!(kb::kvm_sregs, interrupt_bitmap), 280);
+        assert_eq!(offset_of!(kb::kvm_segment, unusable), 22);
+        assert_eq!(offset_of!(kb::kvm_run, exit_reason), run::EXIT_REASON);
+        assert_eq!(offset_of!(kb::kvm_run, immediate_exit), run::IMMEDIATE_EXIT);
+        assert_eq!(offset_of!(kb::kvm_run, if_flag), run::IF_FLAG);
+        assert_eq!(offset_of!(kb::kvm_run, __bindgen_anon_1), run::EXIT);
+        assert_eq!(size_of::<kb::kvm_userspace_memory_region>(), 32);
+        assert_eq!(kb::KVM_EXIT_IO, run::EXIT_IO);
+        assert_eq!(kb::KVM_EXIT_FAIL_ENTRY, run::EXIT_FAIL_ENTRY);
+        assert_eq!(kb::KVM_EXIT_INTERNAL_ERROR, run::EXIT_INTERNAL_ERROR);
+        assert_eq!(kb::KVM_EXIT_SHUTDOWN, run::EXIT_SHUTDOWN);
+    }
+
+    #[test]
+    fn regs_and_sregs_round_trip_through_kvm_bindings() {
+        let mut r = Regs::default();
+        for (i, v) in r.r.iter_mut().enumerate() {
+            *v = 0x1111_1111 * (i as u64 + 1);
+        }
+        let b = r.to_bytes();
+        // SAFETY: kvm_regs is plain old data of exactly this size.
+        let k: kb::kvm_regs = unsafe { core::mem::transmute(b) };
+        assert_eq!(k.rbx, r.r[reg::RBX]);
+        assert_eq!(k.rflags, r.r[reg::RFLAGS]);
+        assert_eq!(Regs::from_bytes(&b), r);
+
+        let mut s = Sregs::default();
+        s.cs = KvmSegment { base: 0xffff_0000, limit: 0xffff, selector: 0xf000, type_: 11, present: 1, s: 1, ..Default::default() };
+        s.tr = KvmSegment { type_: 11, present: 1, limit: 0xffff, ..Default::default() };
+        s.gdt = Dtable { base: 0x1000, limit: 0x27 };
+        s.cr0 = 0x6000_0010;
+        s.efer = 0x500;
+        s.apic_base = 0xfee0_0900;
+        s.interrupt_bitmap[1] = 1 << 3;
+        let b = s.to_bytes();
+        // SAFETY: kvm_sregs is plain old data of exactly this size.
+        let k: kb::kvm_sregs = unsafe { core::mem::transmute(b) };
+        assert_eq!(k.cs.selector, 0xf000);
+        assert_eq!(k.cs.base, 0xffff_0000);
+        assert_eq!(k.cs.type_, 11);
+        assert_eq!(k.gdt.limit, 0x27);
+        assert_eq!(k.efer, 0x500);
+        assert_eq!(k.interrupt_bitmap[1], 8);
+        assert_eq!(Sregs::from_bytes(&b), s);
+    }
+
+    #[test]
+    fn segment_vmcb_conversion() {
+        let k = KvmSegment { base: 0, limit: 0xffff_ffff, selector: 8, type_: 0xb, present: 1, dpl: 0, db: 0, s: 1, l: 1, g: 1, avl: 0, unusable: 0 };
+        let v = k.to_vmcb();
+        assert_eq!(v.attrib, 0xa9b);
+        assert_eq!(KvmSegment::from_vmcb(&v), k);
+        let u = KvmSegment { unusable: 1, type_: 3, present: 1, s: 1, ..Default::default() };
+        assert_eq!(u.to_vmcb().attrib, 0);
+        assert_eq!(KvmSegment::from_vmcb(&u.to_vmcb()).unusable, 1);
+    }
+
+    #[test]
+    fn sregs_checks() {
+        let mut s = Sregs { cr0: 0x6000_0010, ..Default::default() };
+        assert_eq!(check_sregs(&s), Ok(()));
+        s.cr0 = 0x8000_0000;
+        assert!(check_sregs(&s).is_err());
+        s.cr0 = 1 << 32;
+        assert!(check_sregs(&s).is_err());
+        s.cr0 = cr::CR0_NW;
+        assert!(check_sregs(&s).is_err());
+        s.cr0 = 0x8000_0001;
+        s.efer = 0x500;
+        assert_eq!(check_sregs(&s), Err("long mode (EFER.LME, CR0.PG) requires CR4.PAE"));
+        s.cr4 = cr::CR4_PAE;
+        assert_eq!(check_sregs(&s), Ok(()));
+        s.efer = 0x100;
+        assert!(check_sregs(&s).is_err());
+        s.efer = 0x500;
+        s.cr4 |= 1 << 13; // VMXE does not exist on AMD
+        assert!(check_sregs(&s).is_err());
+        s.cr4 = cr::CR4_PAE;
+        s.efer |= 1 << 2;
+        assert!(check_sregs(&s).is_err());
+        s.efer = 0x500;
+        s.interrupt_bitmap = [1, 2, 0, 0];
+        assert!(check_sregs(&s).is_err());
+    }
+
+    #[test]
+    fn memory_region_parse() {
+        // SAFETY: plain old data to bytes.
+        let r = kb::kvm_userspace_memory_region { slot: 3, flags: 2, guest_phys_addr: 0x1000, memory_size: 0x2000, userspace_addr: 0x7000_0000 };
+        let b: [u8; 32] = unsafe { core::mem::transmute(r) };
+        let q = memory_region_from_bytes(&b);
+        assert_eq!((q.slot, q.flags, q.gpa, q.size, q.uaddr), (3, 2, 0x1000, 0x2000, 0x7000_0000));
+    }
+}
