@@ -15,9 +15,9 @@ KBINDGEN ?= $(HOME)/.cargo/bin/bindgen
 export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
 TOOL_TARGET := x86_64-unknown-linux-gnu
 TOOL_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm
-SUITES ?= foundation
+SUITES ?= foundation l0
 
-.PHONY: all deps kernel module tool initramfs run test host-test qemu-test clean
+.PHONY: all deps kernel module tool guests initramfs run test host-test qemu-test clean
 
 all: module tool
 
@@ -46,8 +46,21 @@ tool:
 	@CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" \
 	  cargo build -q --locked --release --target $(TOOL_TARGET) -p nsvm-tool
 
-initramfs: module tool
-	@qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko $(TOOL_BIN) $(BUILD)/initramfs.cpio
+# Guest payloads (tests/guests/*.S): 16/32-bit ones as flat binaries loaded
+# at 0x1000, 64-bit ones as ELF64 images.
+GUEST_SRCS := $(wildcard tests/guests/*.S)
+GUEST_BINS := $(patsubst tests/guests/%.S,$(BUILD)/guests/%.bin,$(GUEST_SRCS))
+$(BUILD)/guests/%.bin: tests/guests/%.S
+	@mkdir -p $(dir $@)
+	@if grep -q '^\s*\.code64' $<; then \
+	   as --64 -o $@.o $< && ld -m elf_x86_64 -static -nostdlib -Ttext=0x100000 -e _start -o $@ $@.o; \
+	 else \
+	   as --32 -o $@.o $< && ld -m elf_i386 -static -nostdlib -Ttext=0x1000 -e _start --oformat binary -o $@ $@.o; \
+	 fi; rm -f $@.o
+guests: $(GUEST_BINS)
+
+initramfs: module tool guests
+	@qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko $(TOOL_BIN) $(BUILD)/initramfs.cpio $(BUILD)/guests
 
 # The demo: boot the test kernel with SVM emulated, load nsvm, run `nsvm info`, unload.
 run: initramfs

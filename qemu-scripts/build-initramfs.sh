@@ -2,11 +2,11 @@
 # Build the test initramfs: busybox (static), nsvm.ko, the kvm modules of the
 # same kernel (the reference), the static nsvm tool, the in-guest test runner
 # (tests/qemu/init) and the suites (tests/qemu/*.sh).
-# usage: build-initramfs.sh KDIR NSVM_KO TOOL OUT.cpio
+# usage: build-initramfs.sh KDIR NSVM_KO TOOL OUT.cpio [GUESTS_DIR]
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
-[ $# -eq 4 ] || die "usage: $0 KDIR NSVM_KO TOOL OUT.cpio"
-kdir=$1 ko=$2 tool=$3 out=$4
+[ $# -ge 4 ] || die "usage: $0 KDIR NSVM_KO TOOL OUT.cpio [GUESTS_DIR]"
+kdir=$1 ko=$2 tool=$3 out=$4 guests=${5:-}
 busybox=$(command -v busybox || true)
 [ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q static || busybox=/bin/busybox
 [ -x "$busybox" ] || die "busybox-static is missing: run qemu-scripts/setup-host.sh"
@@ -24,6 +24,7 @@ cp "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko" "$kdir/virt/lib/i
 cp "$tool" "$stage/bin/nsvm"
 cp "$NSVM_ROOT/tests/qemu/init" "$stage/init"
 cp "$NSVM_ROOT"/tests/qemu/*.sh "$stage/tests/"
+if [ -n "$guests" ]; then mkdir -p "$stage/guests" && cp "$guests"/*.bin "$stage/guests/"; fi
 chmod +x "$stage/init" "$stage"/tests/*.sh
 echo 'root:x:0:0:root:/:/bin/sh' > "$stage/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/:/bin/false' >> "$stage/etc/passwd"

@@ -19,6 +19,95 @@ pub(crate) fn system_ioctl(cmd: u32, arg: usize) -> Result<isize> {
             UserSlice::new(UserPtr::from_addr(arg), bytes.len()).writer().write_slice(&bytes)?;
             Ok(0)
         }
+        SystemIoctl::CreateVm(ty) => crate::vm::Vm::create(ty as usize),
+        SystemIoctl::GetVcpuMmapSize => Ok(nsvm_core::kvm::run::MMAP_SIZE as isize),
+        SystemIoctl::GetSupportedCpuid => supported_cpuid(arg),
         SystemIoctl::Unsupported => Err(ENOTTY),
     }
+}
+
+/// `KVM_GET_SUPPORTED_CPUID`: the host's leaves as `cpuid::supported_leaf`
+/// filters them. `nent` in: room; out: entries written, or needed with E2BIG.
+fn supported_cpuid(arg: usize) -> Result<isize> {
+    use nsvm_core::cpuid::{is_indexed, supported_leaf};
+    const MAX: usize = 256;
+    let mut ents: KVec<[u32; 7]> = KVec::with_capacity(MAX, GFP_KERNEL)?;
+    let mut add = |leaf: u32, sub: u32| -> Result<bool> {
+        let (a, b, c, d) = crate::hw::cpuid(leaf, sub);
+        if let Some(r) = supported_leaf(leaf, sub, [a, b, c, d]) {
+            if ents.len() >= MAX {
+                return Err(E2BIG);
+            }
+            let flags = u32::from(is_indexed(leaf));
+            ents.push([leaf, if is_indexed(leaf) { sub } else { 0 }, flags, r[0], r[1], r[2], r[3]], GFP_KERNEL)?;
+        }
+        Ok(true)
+    };
+    let (max_basic, ..) = crate::hw::cpuid(0, 0);
+    for leaf in 0..=core::cmp::min(max_basic, 0x1f) {
+        match leaf {
+            4 => {
+                for sub in 0..16 {
+                    let (a, ..) = crate::hw::cpuid(4, sub);
+                    add(4, sub)?;
+                    if a & 0x1f == 0 {
+                        break;
+                    }
+                }
+            }
+            7 => {
+                let (n, ..) = crate::hw::cpuid(7, 0);
+                for sub in 0..=core::cmp::min(n, 4) {
+                    add(7, sub)?;
+                }
+            }
+            0xb | 0x1f => {
+                for sub in 0..8 {
+                    let (_, _, c, _) = crate::hw::cpuid(leaf, sub);
+                    add(leaf, sub)?;
+                    if (c >> 8) & 0xff == 0 {
+                        break;
+                    }
+                }
+            }
+            0xd => {
+                let (xlo, _, _, xhi) = crate::hw::cpuid(0xd, 0);
+                let mask = u64::from(xlo) | (u64::from(xhi) << 32);
+                for sub in 0..64 {
+                    if sub <= 1 || mask & (1 << sub) != 0 {
+                        add(0xd, sub)?;
+                    }
+                }
+            }
+            l if is_indexed(l) => {
+                add(l, 0)?;
+            }
+            l => {
+                add(l, 0)?;
+            }
+        }
+    }
+    let (max_ext, ..) = crate::hw::cpuid(0x8000_0000, 0);
+    if max_ext >= 0x8000_0000 {
+        for leaf in 0x8000_0000..=core::cmp::min(max_ext, 0x8000_0021) {
+            add(leaf, 0)?;
+        }
+    }
+    let mut hdr = [0u8; 8];
+    UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
+    let room = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+    let n = ents.len() as u32;
+    UserSlice::new(UserPtr::from_addr(arg), 4).writer().write_slice(&n.to_ne_bytes())?;
+    if room < ents.len() {
+        return Err(E2BIG);
+    }
+    let mut w = UserSlice::new(UserPtr::from_addr(arg + 8), ents.len() * 40).writer();
+    for e in ents.iter() {
+        let mut b = [0u8; 40];
+        for (i, v) in e.iter().enumerate() {
+            b[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        w.write_slice(&b)?;
+    }
+    Ok(0)
 }

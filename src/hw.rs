@@ -6,7 +6,7 @@
 //! hand memory to the processor ([`write_hsave_pa`]).
 
 use kernel::error::to_result;
-use kernel::ffi::{c_int, c_uint, c_void};
+use kernel::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
 use kernel::page::Page;
 use kernel::prelude::*;
 
@@ -22,6 +22,20 @@ extern "C" {
     fn nsvm_num_online_cpus() -> c_uint;
     fn nsvm_misc_register(mode: u16) -> c_int;
     fn nsvm_misc_deregister();
+    fn nsvm_vm_fd(vm: *mut c_void) -> c_int;
+    fn nsvm_vcpu_fd(vcpu: *mut c_void) -> c_int;
+    fn nsvm_alloc_pages(order: c_uint, pa: *mut u64) -> *mut c_void;
+    fn nsvm_free_pages(va: *mut c_void, order: c_uint);
+    fn nsvm_virt_to_page(va: *mut c_void) -> *mut c_void;
+    fn nsvm_va(pa: u64) -> *mut c_void;
+    fn nsvm_pin_user_page(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
+    fn nsvm_unpin_user_page(page: *mut c_void, dirty: c_int);
+    fn nsvm_current_mm() -> *mut c_void;
+    fn nsvm_signal_pending() -> c_int;
+    fn nsvm_cond_resched();
+    fn nsvm_fpu_begin();
+    fn nsvm_fpu_end();
+    fn nsvm_host_xcr0() -> u64;
 }
 
 /// Executes CPUID for `leaf`/`subleaf` on the current CPU: (EAX, EBX, ECX, EDX).
@@ -137,5 +151,295 @@ impl Drop for DevNode {
     fn drop(&mut self) {
         // SAFETY: by the type invariant the device is registered.
         unsafe { nsvm_misc_deregister() }
+    }
+}
+
+/// Physically contiguous, zeroed kernel pages in the direct map.
+///
+/// # Invariants
+///
+/// `va` is the start of `PAGE_SIZE << order` bytes returned by
+/// `nsvm_alloc_pages(order)`, owned by this value and freed on drop; `pa` is
+/// their physical address. Accesses go through volatile reads and writes with
+/// bounds checks, because other parties (the processor during VMRUN,
+/// userspace through mmap) may access the same memory.
+pub(crate) struct KPages {
+    va: *mut u8,
+    pa: u64,
+    order: u32,
+}
+
+// SAFETY: the pages are plain memory owned by the value; every access is a
+// bounds-checked volatile access, so sharing between threads cannot create
+// references to changing memory.
+unsafe impl Send for KPages {}
+// SAFETY: as above.
+unsafe impl Sync for KPages {}
+
+impl KPages {
+    /// Allocates `2^order` zeroed pages (charged to the caller's memory cgroup).
+    pub(crate) fn alloc(order: u32) -> Result<Self> {
+        let mut pa = 0u64;
+        // SAFETY: `pa` is a valid u64 to write.
+        let va = unsafe { nsvm_alloc_pages(order, &mut pa) };
+        if va.is_null() {
+            return Err(ENOMEM);
+        }
+        // INVARIANT: a fresh allocation of `order`, owned from now on.
+        Ok(Self { va: va.cast(), pa, order })
+    }
+    /// One zeroed page.
+    pub(crate) fn page() -> Result<Self> {
+        Self::alloc(0)
+    }
+    /// Physical address.
+    pub(crate) fn pa(&self) -> u64 {
+        self.pa
+    }
+    /// Size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        kernel::page::PAGE_SIZE << self.order
+    }
+    fn in_bounds(&self, off: usize, n: usize) -> bool {
+        off.checked_add(n).is_some_and(|e| e <= self.len())
+    }
+    /// Reads `N` bytes at `off` (zeros when out of bounds).
+    pub(crate) fn read<const N: usize>(&self, off: usize) -> [u8; N] {
+        let mut out = [0u8; N];
+        if self.in_bounds(off, N) {
+            for (i, b) in out.iter_mut().enumerate() {
+                // SAFETY: `off + i` is within the allocation (checked above).
+                *b = unsafe { core::ptr::read_volatile(self.va.add(off + i)) };
+            }
+        }
+        out
+    }
+    /// Writes `data` at `off` (ignored when out of bounds).
+    pub(crate) fn write(&self, off: usize, data: &[u8]) {
+        if self.in_bounds(off, data.len()) {
+            for (i, b) in data.iter().enumerate() {
+                // SAFETY: `off + i` is within the allocation (checked above).
+                unsafe { core::ptr::write_volatile(self.va.add(off + i), *b) };
+            }
+        }
+    }
+    /// Start of the allocation, for instructions that take a memory operand
+    /// (XSAVE); the pointer must only be used for accesses within `len()`.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.va
+    }
+    /// Reads a u64.
+    pub(crate) fn read_u64(&self, off: usize) -> u64 {
+        u64::from_ne_bytes(self.read::<8>(off))
+    }
+    /// Reads a u8.
+    pub(crate) fn read_u8(&self, off: usize) -> u8 {
+        self.read::<1>(off)[0]
+    }
+    /// Fills the whole allocation with `b`.
+    pub(crate) fn fill(&self, b: u8) {
+        for off in 0..self.len() {
+            // SAFETY: `off` is within the allocation.
+            unsafe { core::ptr::write_volatile(self.va.add(off), b) };
+        }
+    }
+    /// The `struct page` of page `i` of the allocation (for mmap faults).
+    /// Only order-0 allocations can be mapped: the tail pages of a
+    /// non-compound block have no reference count of their own.
+    pub(crate) fn struct_page(&self, i: usize) -> Option<*mut c_void> {
+        if self.order != 0 || i != 0 {
+            return None;
+        }
+        // SAFETY: the address is inside the allocation, in the direct map.
+        Some(unsafe { nsvm_virt_to_page(self.va.add(i * kernel::page::PAGE_SIZE).cast()) })
+    }
+    /// The allocation as a typed value, for formats that fit in it and for
+    /// which every bit pattern is valid (plain integer structs such as the VMCB).
+    ///
+    /// # Safety
+    ///
+    /// `T` must be a `repr(C)` type of integers and arrays of integers with
+    /// `size_of::<T>() <= self.len()` and alignment at most 4096, and nobody
+    /// else (processor, userspace) may access the memory while the reference lives.
+    pub(crate) unsafe fn as_mut<T>(&mut self) -> &mut T {
+        // SAFETY: per the caller's guarantees; the allocation is page aligned.
+        unsafe { &mut *self.va.cast::<T>() }
+    }
+}
+
+impl Drop for KPages {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant, `va` came from `nsvm_alloc_pages(order)`.
+        unsafe { nsvm_free_pages(self.va.cast(), self.order) }
+    }
+}
+
+/// Reads an 8-byte entry of a page-table page of nsvm's own at physical `pa`.
+///
+/// # Safety
+///
+/// `pa` must be 8-byte aligned inside a live [`KPages`] allocation of nsvm.
+pub(crate) unsafe fn table_read(pa: u64) -> u64 {
+    // SAFETY: per the caller, `pa` is in a live direct-mapped allocation.
+    unsafe { core::ptr::read_volatile(nsvm_va(pa).cast::<u64>()) }
+}
+
+/// Writes an 8-byte entry of a page-table page of nsvm's own.
+///
+/// # Safety
+///
+/// As for [`table_read`].
+pub(crate) unsafe fn table_write(pa: u64, v: u64) {
+    // SAFETY: per the caller, `pa` is in a live direct-mapped allocation.
+    unsafe { core::ptr::write_volatile(nsvm_va(pa).cast::<u64>(), v) }
+}
+
+/// A page of the calling process pinned for the guest.
+///
+/// # Invariants
+///
+/// `page` was pinned by `nsvm_pin_user_page` and is unpinned once, on drop.
+pub(crate) struct PinnedPage {
+    page: *mut c_void,
+    /// Physical address.
+    pub(crate) pa: u64,
+    /// Pinned for writing (unpinned as dirty).
+    pub(crate) writable: bool,
+}
+
+// SAFETY: a pinned page reference may be released from any thread.
+unsafe impl Send for PinnedPage {}
+// SAFETY: shared access only reads the plain fields.
+unsafe impl Sync for PinnedPage {}
+
+impl PinnedPage {
+    /// Pins the page at user address `uaddr` of the current process.
+    pub(crate) fn pin(uaddr: u64, writable: bool) -> Result<Self> {
+        let mut page: *mut c_void = core::ptr::null_mut();
+        // SAFETY: `page` is a valid slot for one page pointer; the address is
+        // checked by the kernel (EFAULT for non-user addresses).
+        let r = unsafe { nsvm_pin_user_page(uaddr as c_ulong, c_int::from(writable), &mut page) };
+        if r < 0 {
+            return Err(Error::from_errno(r as c_int));
+        }
+        if r != 1 || page.is_null() {
+            return Err(EFAULT);
+        }
+        // SAFETY: `page` is a pinned page.
+        let pa = unsafe { nsvm_page_to_phys(page) };
+        // INVARIANT: pinned just now, owned by the value.
+        Ok(Self { page, pa, writable })
+    }
+}
+
+impl Drop for PinnedPage {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the page is pinned by us.
+        unsafe { nsvm_unpin_user_page(self.page, c_int::from(self.writable)) }
+    }
+}
+
+/// Creates an fd whose private data is `ptr` with the VM file operations.
+///
+/// # Safety
+///
+/// `ptr` must come from `Arc::<Vm>::into_raw`; on success the file owns it
+/// (released by `nsvm_rs_vm_release`).
+pub(crate) unsafe fn vm_fd(ptr: *const c_void) -> Result<i32> {
+    // SAFETY: per the caller.
+    let fd = unsafe { nsvm_vm_fd(ptr.cast_mut()) };
+    to_result(fd.min(0))?;
+    Ok(fd)
+}
+
+/// Creates an fd with the vCPU file operations.
+///
+/// # Safety
+///
+/// `ptr` must come from `Arc::<Vcpu>::into_raw`; on success the file owns it.
+pub(crate) unsafe fn vcpu_fd(ptr: *const c_void) -> Result<i32> {
+    // SAFETY: per the caller.
+    let fd = unsafe { nsvm_vcpu_fd(ptr.cast_mut()) };
+    to_result(fd.min(0))?;
+    Ok(fd)
+}
+
+/// Identity of the calling process's address space.
+pub(crate) fn current_mm() -> usize {
+    // SAFETY: reads `current->mm`; the value is only compared.
+    unsafe { nsvm_current_mm() as usize }
+}
+
+/// Whether the calling task has a signal pending.
+pub(crate) fn signal_pending() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { nsvm_signal_pending() != 0 }
+}
+
+/// Lets the scheduler run something else if it wants to.
+pub(crate) fn cond_resched() {
+    // SAFETY: called from process context without spinlocks held.
+    unsafe { nsvm_cond_resched() }
+}
+
+/// The host's XCR0.
+pub(crate) fn host_xcr0() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { nsvm_host_xcr0() }
+}
+
+/// Kernel FPU section: the task's FPU state is saved on entry; inside, the FPU
+/// registers belong to nsvm (the guest's state is loaded there); preemption
+/// and softirqs are off. Not `Send`: it must end on the CPU where it began.
+pub(crate) struct FpuSection(core::marker::PhantomData<*mut ()>);
+
+impl FpuSection {
+    /// Begins the section.
+    pub(crate) fn begin() -> Self {
+        // SAFETY: process context; paired with `nsvm_fpu_end` in drop.
+        unsafe { nsvm_fpu_begin() };
+        Self(core::marker::PhantomData)
+    }
+}
+
+impl Drop for FpuSection {
+    fn drop(&mut self) {
+        // SAFETY: paired with the `nsvm_fpu_begin` of `begin`.
+        unsafe { nsvm_fpu_end() }
+    }
+}
+
+/// A VMCB page (APM appendix B) with typed access.
+///
+/// # Invariants
+///
+/// The page is only accessed through `&mut self` (typed) or by the processor
+/// inside `vmrun::enter`, which also takes `&mut self`.
+pub(crate) struct VmcbPage(KPages);
+
+impl VmcbPage {
+    /// A zeroed VMCB.
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self(KPages::page()?))
+    }
+    /// Physical address (for VMRUN).
+    pub(crate) fn pa(&self) -> u64 {
+        self.0.pa()
+    }
+    /// The VMCB.
+    pub(crate) fn get(&mut self) -> &mut nsvm_core::vmcb::Vmcb {
+        // SAFETY: Vmcb is a repr(C) struct of integers, exactly one page, page
+        // aligned; by the type invariant nobody else accesses the page while
+        // this exclusive borrow lives.
+        unsafe { self.0.as_mut::<nsvm_core::vmcb::Vmcb>() }
+    }
+}
+
+/// Reads the time-stamp counter.
+pub(crate) fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects and is allowed in the kernel.
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_rdtsc()
     }
 }

@@ -5,14 +5,18 @@
 //! (`dev`), which speaks the KVM UAPI. Unloading reverses both; the module
 //! cannot be unloaded while a file of it is open.
 //!
-//! `unsafe` is confined to the leaf modules `hw`, `svm` and `fops`.
+//! `unsafe` is confined to the leaf modules `hw`, `svm`, `vmrun` and `fops`.
 
 use kernel::prelude::*;
 
 mod dev;
 mod fops;
 mod hw;
+mod npt;
 mod svm;
+mod vcpu;
+mod vm;
+mod vmrun;
 
 module! {
     type: Nsvm,
@@ -31,6 +35,7 @@ module! {
 struct Nsvm {
     // Field order is drop order: the device goes first, then SVM is released.
     _dev: hw::DevNode,
+    _maps: svm::PermissionMaps,
     _svm: svm::Ownership,
 }
 
@@ -43,6 +48,7 @@ impl kernel::Module for Nsvm {
         }
         let (leaf, phys_bits) = svm::probe()?;
         let svm = svm::Ownership::acquire(leaf, phys_bits)?;
+        let maps = svm::PermissionMaps::new()?;
         let dev = hw::DevNode::register(mode as u16)?;
         let info = svm::host_info();
         pr_info!(
@@ -54,7 +60,7 @@ impl kernel::Module for Nsvm {
             info.cpus_online,
             mode
         );
-        Ok(Nsvm { _dev: dev, _svm: svm })
+        Ok(Nsvm { _dev: dev, _maps: maps, _svm: svm })
     }
 }
 

@@ -3,12 +3,16 @@
  * C shims for what the kernel's Rust crate does not wrap. One purpose per
  * function; the Rust side declares them in src/hw.rs.
  */
+#include <linux/anon_inodes.h>
 #include <linux/cpu.h>
 #include <linux/cpuhotplug.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/sched/signal.h>
+#include <asm/fpu/api.h>
+#include <asm/fpu/xcr.h>
 #include <asm/msr.h>
 
 #include "shim.h"
@@ -79,4 +83,139 @@ u64 nsvm_page_to_phys(struct page *page)
 unsigned int nsvm_num_online_cpus(void)
 {
 	return num_online_cpus();
+}
+
+/* ---- VM and vCPU file descriptors (anonymous inodes) ---- */
+
+static const struct file_operations nsvm_vm_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = nsvm_rs_vm_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.release = nsvm_rs_vm_release,
+	.llseek = noop_llseek,
+};
+
+/* The kvm_run page (pgoff 0) and the PIO data page (pgoff 1). */
+static vm_fault_t nsvm_vcpu_fault(struct vm_fault *vmf)
+{
+	struct page *page = nsvm_rs_vcpu_page(vmf->vma->vm_file->private_data, vmf->pgoff);
+
+	if (!page)
+		return VM_FAULT_SIGBUS;
+	get_page(page);
+	vmf->page = page;
+	return 0;
+}
+
+static const struct vm_operations_struct nsvm_vcpu_vm_ops = {
+	.fault = nsvm_vcpu_fault,
+};
+
+static int nsvm_vcpu_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	vma->vm_ops = &nsvm_vcpu_vm_ops;
+	return 0;
+}
+
+static const struct file_operations nsvm_vcpu_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = nsvm_rs_vcpu_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.release = nsvm_rs_vcpu_release,
+	.mmap = nsvm_vcpu_mmap,
+	.llseek = noop_llseek,
+};
+
+/* A new fd for a VM; private_data = vm (owned by the file from now on). */
+int nsvm_vm_fd(void *vm)
+{
+	return anon_inode_getfd("nsvm-vm", &nsvm_vm_fops, vm, O_RDWR | O_CLOEXEC);
+}
+
+/* A new fd for a vCPU; private_data = vcpu. */
+int nsvm_vcpu_fd(void *vcpu)
+{
+	return anon_inode_getfd("nsvm-vcpu", &nsvm_vcpu_fops, vcpu, O_RDWR | O_CLOEXEC);
+}
+
+/* ---- memory ---- */
+
+/* 2^order zeroed, physically contiguous pages, charged to the caller's memcg. */
+void *nsvm_alloc_pages(unsigned int order, u64 *pa)
+{
+	void *va = (void *)__get_free_pages(GFP_KERNEL_ACCOUNT | __GFP_ZERO, order);
+
+	if (va)
+		*pa = __pa(va);
+	return va;
+}
+
+/* Free what nsvm_alloc_pages returned. */
+void nsvm_free_pages(void *va, unsigned int order)
+{
+	free_pages((unsigned long)va, order);
+}
+
+/* struct page of a direct-map address. */
+struct page *nsvm_virt_to_page(void *va)
+{
+	return virt_to_page(va);
+}
+
+/* Direct-map address of a physical address. */
+void *nsvm_va(u64 pa)
+{
+	return __va(pa);
+}
+
+/* Pin one page of the current process for guest use. */
+long nsvm_pin_user_page(unsigned long uaddr, int write, struct page **page)
+{
+	return pin_user_pages_fast(uaddr, 1, (write ? FOLL_WRITE : 0) | FOLL_LONGTERM, page);
+}
+
+/* Unpin a page pinned by nsvm_pin_user_page, marking it dirty if written. */
+void nsvm_unpin_user_page(struct page *page, int dirty)
+{
+	unpin_user_pages_dirty_lock(&page, 1, dirty);
+}
+
+/* ---- current task ---- */
+
+/* Identity of the current address space (compared, never dereferenced). */
+void *nsvm_current_mm(void)
+{
+	return current->mm;
+}
+
+/* Whether a signal is pending for the current task. */
+int nsvm_signal_pending(void)
+{
+	return signal_pending(current);
+}
+
+/* Give the CPU away if the scheduler wants it. */
+void nsvm_cond_resched(void)
+{
+	cond_resched();
+}
+
+/* ---- FPU and interrupts around VMRUN ---- */
+
+/* Save the task's FPU state; the FPU is ours until nsvm_fpu_end. */
+void nsvm_fpu_begin(void)
+{
+	kernel_fpu_begin();
+}
+
+/* End of kernel FPU use; the task's state is restored lazily. */
+void nsvm_fpu_end(void)
+{
+	kernel_fpu_end();
+}
+
+/* The host's XCR0 (0 without XSAVE). */
+u64 nsvm_host_xcr0(void)
+{
+	return boot_cpu_has(X86_FEATURE_OSXSAVE) ? xgetbv(XCR_XFEATURE_ENABLED_MASK) : 0;
 }

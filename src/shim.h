@@ -14,4 +14,26 @@ int nsvm_rdmsr_safe(u32 msr, u64 *val);
 int nsvm_wrmsr_safe(u32 msr, u64 val);
 u64 nsvm_page_to_phys(struct page *page);
 unsigned int nsvm_num_online_cpus(void);
+
+struct inode;
+struct vm_area_struct;
+long nsvm_rs_vm_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+int nsvm_rs_vm_release(struct inode *inode, struct file *file);
+long nsvm_rs_vcpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+int nsvm_rs_vcpu_release(struct inode *inode, struct file *file);
+struct page *nsvm_rs_vcpu_page(void *vcpu, unsigned long pgoff);
+int nsvm_vm_fd(void *vm);
+int nsvm_vcpu_fd(void *vcpu);
+void *nsvm_alloc_pages(unsigned int order, u64 *pa);
+void nsvm_free_pages(void *va, unsigned int order);
+struct page *nsvm_virt_to_page(void *va);
+void *nsvm_va(u64 pa);
+long nsvm_pin_user_page(unsigned long uaddr, int write, struct page **page);
+void nsvm_unpin_user_page(struct page *page, int dirty);
+void *nsvm_current_mm(void);
+int nsvm_signal_pending(void);
+void nsvm_cond_resched(void);
+void nsvm_fpu_begin(void);
+void nsvm_fpu_end(void);
+u64 nsvm_host_xcr0(void);
 #endif

@@ -16,7 +16,54 @@ use nsvm_core::cpuid::{self, SvmLeaf};
 use nsvm_core::msr::{self, efer, vm_cr};
 use nsvm_core::uapi::{host_flags, NsvmHostInfo, NSVM_HOST_INFO_VERSION};
 
-use crate::hw;
+use crate::hw::{self, KPages};
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Physical addresses of the shared permission maps (0 while unloaded).
+static IOPM_PA: AtomicU64 = AtomicU64::new(0);
+static MSRPM_PA: AtomicU64 = AtomicU64::new(0);
+
+/// IOPM for vmcb01 (APM 15.10.1: 12 KiB, one bit per port).
+pub(crate) fn iopm_pa() -> u64 {
+    IOPM_PA.load(Ordering::Relaxed)
+}
+/// MSRPM for vmcb01 (APM 15.11: 8 KiB, two bits per MSR).
+pub(crate) fn msrpm_pa() -> u64 {
+    MSRPM_PA.load(Ordering::Relaxed)
+}
+
+/// The IOPM and MSRPM every vmcb01 uses: all bits set, so every port and
+/// every MSR access exits to L0, which emulates the MSRs it supports and
+/// sends port I/O to userspace.
+///
+/// # Invariants
+///
+/// While a value exists `IOPM_PA`/`MSRPM_PA` hold the addresses of its pages.
+pub(crate) struct PermissionMaps {
+    _iopm: KPages,
+    _msrpm: KPages,
+}
+
+impl PermissionMaps {
+    /// Allocates and fills the maps.
+    pub(crate) fn new() -> Result<Self> {
+        let iopm = KPages::alloc(2)?; // 16 KiB: the 12 KiB map, 4 KiB aligned
+        let msrpm = KPages::alloc(1)?; // 8 KiB
+        iopm.fill(0xff);
+        msrpm.fill(0xff);
+        IOPM_PA.store(iopm.pa(), Ordering::Relaxed);
+        MSRPM_PA.store(msrpm.pa(), Ordering::Relaxed);
+        Ok(Self { _iopm: iopm, _msrpm: msrpm })
+    }
+}
+
+impl Drop for PermissionMaps {
+    fn drop(&mut self) {
+        IOPM_PA.store(0, Ordering::Relaxed);
+        MSRPM_PA.store(0, Ordering::Relaxed);
+    }
+}
 
 /// What nsvm knows about one CPU.
 struct CpuSlot {
@@ -61,6 +108,14 @@ pub(crate) fn probe() -> Result<(SvmLeaf, u8)> {
         pr_err!("this CPU has no AMD SVM (AMD-V): CPUID 0x80000001 ECX bit 2 is clear\n");
         pr_err!("under QEMU use -cpu EPYC,+svm,+npt or -cpu max; on hardware enable SVM in the firmware\n");
         return Err(ENODEV);
+    }
+    // The guest FPU state lives in one page per vCPU (vmrun::enter).
+    if hw::host_xcr0() != 0 {
+        let (_, xsave_size, ..) = hw::cpuid(0xd, 0);
+        if xsave_size as usize > kernel::page::PAGE_SIZE {
+            pr_err!("XSAVE area of {} bytes does not fit the one-page guest FPU buffer\n", xsave_size);
+            return Err(ENODEV);
+        }
     }
     let (a, b, c, d) = hw::cpuid(cpuid::LEAF_SVM, 0);
     let (sz, ..) = hw::cpuid(cpuid::LEAF_ADDR_SIZE, 0);

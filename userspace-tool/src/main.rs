@@ -7,6 +7,7 @@
 
 mod cpus;
 mod info;
+mod run;
 mod sys;
 
 use std::process::ExitCode;
@@ -22,6 +23,12 @@ commands:
   ioctl [--device PATH] CMD [ARG] [--out SIZE | --bad-ptr]
                                    issue one ioctl on the system fd; prints
                                    'ok RET' or 'err ERRNO-NAME'
+  run   [--device PATH] [--mem SIZE] [--load ADDR] [--mode real|protected|long]
+        [--dump-regs] [--max-exits N] [--quiet] IMAGE
+                                   run a flat binary (loaded at --load, default
+                                   0x1000, real mode) or an ELF64 image (long
+                                   mode); COM1 output goes to stdout, an OUT to
+                                   port 0x501 ends the run with that exit status
   help                             this text
 
 --device defaults to /dev/nsvm; /dev/kvm works too (kvm_amd), for comparison.";
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
         "info" => info::run(&a),
         "cpus" => cpus::run(&a),
         "ioctl" => sys::run_ioctl(&a),
+        "run" => run::run(&a),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -167,3 +167,112 @@ mod tests {
         assert_eq!(l.feature_names().count(), 0);
     }
 }
+
+/// Leaves whose output depends on ECX (`KVM_CPUID_FLAG_SIGNIFCANT_INDEX`).
+pub const fn is_indexed(leaf: u32) -> bool {
+    matches!(leaf, 4 | 7 | 0xb | 0xd | 0xf | 0x10 | 0x12 | 0x14 | 0x17 | 0x18 | 0x1d | 0x1e | 0x1f | 0x8000_001d | 0x8000_0020)
+}
+
+/// What nsvm offers a guest for one CPUID leaf, from the host's values
+/// (`KVM_GET_SUPPORTED_CPUID`): host features minus what nsvm does not
+/// virtualize (no VMX, no SVM yet, no MONITOR/MWAIT, no in-kernel local APIC
+/// features), plus the hypervisor-present bit. `None`: leaf not offered.
+pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
+    let [mut a, mut b, mut c, mut d] = host;
+    let _ = sub;
+    match leaf {
+        1 => {
+            // ECX: 3 MONITOR, 5 VMX, 21 x2APIC, 24 TSC-deadline off; 31 hypervisor on.
+            c &= !((1 << 3) | (1 << 5) | (1 << 21) | (1 << 24));
+            c |= 1 << 31;
+            // OSXSAVE (27) reflects the guest's CR4 at run time (runtime_adjust).
+            c &= !(1 << 27);
+            // EDX 28 HTT: off, as KVM reports it.
+            d &= !(1 << 28);
+            // EBX 31:24 initial APIC id: set per vCPU by the VMM.
+            b &= 0x00ff_ffff;
+        }
+        5 | 6 => {
+            a = 0;
+            b = 0;
+            c = 0;
+            d = 0;
+        }
+        0x8000_0001 => {
+            // ECX bit 2 SVM: not exposed until nested SVM exists.
+            c &= !(1 << 2);
+        }
+        0x8000_000a => return None,
+        _ => {}
+    }
+    Some([a, b, c, d])
+}
+
+/// The parts of CPUID that depend on the guest's state at the time it
+/// executes CPUID (what hardware computes and KVM's
+/// `kvm_update_cpuid_runtime` reproduces): leaf 1 ECX.OSXSAVE = CR4.OSXSAVE,
+/// leaf 7 ECX.OSPKE = CR4.PKE, leaf 0xD.0 EBX = XSAVE size for the guest's XCR0.
+pub fn runtime_adjust(leaf: u32, sub: u32, mut r: [u32; 4], cr4: u64, xsave_size: u32) -> [u32; 4] {
+    const CR4_OSXSAVE: u64 = 1 << 18;
+    const CR4_PKE: u64 = 1 << 22;
+    match (leaf, sub) {
+        (1, _) => {
+            r[2] = (r[2] & !(1 << 27)) | if cr4 & CR4_OSXSAVE != 0 { 1 << 27 } else { 0 };
+        }
+        (7, 0) => {
+            r[2] = (r[2] & !(1 << 4)) | if cr4 & CR4_PKE != 0 { 1 << 4 } else { 0 };
+        }
+        (0xd, 0) | (0xd, 1) if r != [0; 4] && sub == 0 => r[1] = xsave_size,
+        _ => {}
+    }
+    r
+}
+
+/// Size of the standard-format XSAVE area for the components of `xcr0`,
+/// given each component's (size, offset) from CPUID 0xD.i (EAX, EBX).
+pub fn xsave_size(xcr0: u64, component: impl Fn(u32) -> (u32, u32)) -> u32 {
+    let mut size = 512 + 64; // legacy area + header
+    for i in 2..63 {
+        if xcr0 & (1 << i) != 0 {
+            let (sz, off) = component(i);
+            size = size.max(off + sz);
+        }
+    }
+    size
+}
+
+#[cfg(test)]
+mod supported_tests {
+    use super::*;
+
+    #[test]
+    fn masks() {
+        let l1 = supported_leaf(1, 0, [0x800f12, 0x0102_0800, 0xffff_ffff, 0x178bfbff]).unwrap();
+        assert_eq!(l1[2] & (1 << 5), 0);
+        assert_eq!(l1[2] & (1 << 3), 0);
+        assert_ne!(l1[2] & (1 << 31), 0);
+        assert_eq!(l1[1] >> 24, 0);
+        assert_eq!(l1[0], 0x800f12);
+        let e = supported_leaf(0x8000_0001, 0, [0, 0, 0xffff_ffff, 0]).unwrap();
+        assert_eq!(e[2] & 4, 0);
+        assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), None);
+        assert_eq!(supported_leaf(0, 0, [0xd, 1, 2, 3]), Some([0xd, 1, 2, 3]));
+        assert!(is_indexed(7) && is_indexed(0xd) && !is_indexed(1));
+        assert_eq!(l1[2] & (1 << 27), 0);
+        assert_eq!(l1[3] & (1 << 28), 0);
+    }
+
+    #[test]
+    fn runtime() {
+        let r = runtime_adjust(1, 0, [0, 0, 0, 0], 1 << 18, 0);
+        assert_eq!(r[2], 1 << 27);
+        let r = runtime_adjust(1, 0, [0, 0, 1 << 27, 0], 0, 0);
+        assert_eq!(r[2], 0);
+        assert_eq!(runtime_adjust(7, 0, [0; 4], 1 << 22, 0)[2], 1 << 4);
+        assert_eq!(runtime_adjust(0xd, 0, [7, 0, 832, 0], 0, 576)[1], 576);
+        assert_eq!(runtime_adjust(0xd, 0, [0; 4], 0, 576), [0; 4]);
+        // x87 + SSE + AVX (component 2: 256 bytes at 576).
+        assert_eq!(xsave_size(0x7, |i| if i == 2 { (256, 576) } else { (0, 0) }), 832);
+        assert_eq!(xsave_size(0x3, |_| (0, 0)), 576);
+    }
+}

@@ -147,6 +147,21 @@ impl KvmSegment {
         };
         Segment { selector: self.selector, attrib, limit: self.limit, base: self.base }
     }
+    /// As `KVM_GET_SREGS` reports segment `kind` (KVM's `svm_get_segment`):
+    /// G derived from the limit, TR always busy, the accessed bit set on
+    /// usable DS/ES/FS/GS, D/B cleared on an unusable SS.
+    pub fn from_vmcb_as(s: &Segment, kind: SegKind) -> Self {
+        let mut k = Self::from_vmcb(s);
+        k.g = u8::from(s.limit > 0xfffff);
+        match kind {
+            SegKind::Tr => k.type_ |= 2,
+            SegKind::Data if k.unusable == 0 => k.type_ |= 1,
+            SegKind::Ss if k.unusable != 0 => k.db = 0,
+            _ => {}
+        }
+        k
+    }
+
     /// From the VMCB format; not present means unusable.
     pub fn from_vmcb(s: &Segment) -> Self {
         let a = s.attrib;
@@ -165,6 +180,21 @@ impl KvmSegment {
             unusable: u8::from(a & seg_attr::P == 0),
         }
     }
+}
+
+/// Which segment register a [`KvmSegment`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegKind {
+    /// CS.
+    Cs,
+    /// SS.
+    Ss,
+    /// DS, ES, FS, GS.
+    Data,
+    /// TR.
+    Tr,
+    /// LDTR.
+    Ldt,
 }
 
 /// `struct kvm_dtable` (16 bytes).
@@ -539,6 +569,16 @@ mod tests {
         let v = k.to_vmcb();
         assert_eq!(v.attrib, 0xa9b);
         assert_eq!(KvmSegment::from_vmcb(&v), k);
+        let d = Segment { selector: 0, attrib: 0x92, limit: 0xffff, base: 0 };
+        assert_eq!(KvmSegment::from_vmcb_as(&d, SegKind::Data).type_, 3);
+        assert_eq!(KvmSegment::from_vmcb_as(&d, SegKind::Ss).type_, 2);
+        let t = Segment { selector: 0, attrib: 0x89, limit: 0x67, base: 0 };
+        assert_eq!(KvmSegment::from_vmcb_as(&t, SegKind::Tr).type_, 0xb);
+        let big = Segment { selector: 8, attrib: 0x093, limit: 0xffff_ffff, base: 0 };
+        assert_eq!(KvmSegment::from_vmcb_as(&big, SegKind::Cs).g, 1);
+        let nul = Segment { selector: 0, attrib: 0x400, limit: 0, base: 0 };
+        assert_eq!(KvmSegment::from_vmcb_as(&nul, SegKind::Ss).db, 0);
+        assert_eq!(KvmSegment::from_vmcb_as(&nul, SegKind::Data).type_, 0);
         let u = KvmSegment { unusable: 1, type_: 3, present: 1, s: 1, ..Default::default() };
         assert_eq!(u.to_vmcb().attrib, 0);
         assert_eq!(KvmSegment::from_vmcb(&u.to_vmcb()).unusable, 1);

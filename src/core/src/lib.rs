@@ -12,6 +12,7 @@
 pub mod cpuid;
 pub mod event;
 pub mod exit;
+pub mod insn;
 pub mod intercept;
 pub mod kvm;
 pub mod memslot;

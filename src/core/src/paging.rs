@@ -99,7 +99,10 @@ pub enum Mode {
     /// CR0.PG = 0: linear = physical.
     None,
     /// 32-bit paging (CR4.PAE = 0), with 4 MiB pages when CR4.PSE.
-    Legacy { pse: bool },
+    Legacy {
+        /// CR4.PSE: 4 MiB pages allowed.
+        pse: bool,
+    },
     /// PAE paging.
     Pae,
     /// 4-level long-mode paging.

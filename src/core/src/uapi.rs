@@ -76,6 +76,10 @@ pub mod sizes {
     pub const KVM_CPUID2: usize = 8;
     /// `struct kvm_userspace_memory_region`.
     pub const KVM_USERSPACE_MEMORY_REGION: usize = 32;
+    /// `struct kvm_userspace_memory_region2`.
+    pub const KVM_USERSPACE_MEMORY_REGION2: usize = 160;
+    /// `struct kvm_cpuid_entry2`.
+    pub const KVM_CPUID_ENTRY2: usize = 40;
     /// `struct kvm_regs`.
     pub const KVM_REGS: usize = 144;
     /// `struct kvm_sregs`.
@@ -103,6 +107,14 @@ pub mod kvm {
     pub const CREATE_VCPU: u32 = io(KVMIO, 0x41);
     /// `KVM_SET_USER_MEMORY_REGION` (VM fd).
     pub const SET_USER_MEMORY_REGION: u32 = iow(KVMIO, 0x46, sizes::KVM_USERSPACE_MEMORY_REGION);
+    /// `KVM_SET_TSS_ADDR` (VM fd).
+    pub const SET_TSS_ADDR: u32 = io(KVMIO, 0x47);
+    /// `KVM_SET_USER_MEMORY_REGION2` (VM fd).
+    pub const SET_USER_MEMORY_REGION2: u32 = iow(KVMIO, 0x49, sizes::KVM_USERSPACE_MEMORY_REGION2);
+    /// `KVM_SET_CPUID2` (vCPU fd).
+    pub const SET_CPUID2: u32 = iow(KVMIO, 0x90, sizes::KVM_CPUID2);
+    /// `KVM_GET_CPUID2` (vCPU fd).
+    pub const GET_CPUID2: u32 = iowr(KVMIO, 0x91, sizes::KVM_CPUID2);
     /// `KVM_RUN` (vCPU fd).
     pub const RUN: u32 = io(KVMIO, 0x80);
     /// `KVM_GET_REGS` (vCPU fd).
@@ -138,7 +150,17 @@ pub mod cap {
 
     /// The capabilities `/dev/nsvm` supports, with the value
     /// `KVM_CHECK_EXTENSION` returns for each. Everything else returns 0.
-    pub const SUPPORTED: &[(u32, i32)] = &[];
+    pub const SUPPORTED: &[(u32, i32)] = &[
+        (USER_MEMORY, 1),
+        (SET_TSS_ADDR, 1),
+        (EXT_CPUID, 1),
+        (NR_VCPUS, 64),
+        (NR_MEMSLOTS, crate::memslot::MAX_SLOTS as i32),
+        (MAX_VCPUS, 64),
+        (MAX_VCPU_ID, 64),
+        (IMMEDIATE_EXIT, 1),
+        (USER_MEMORY2, 1),
+    ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0
     /// when unsupported (KVM's semantics; never an error).
@@ -283,6 +305,12 @@ pub enum SystemIoctl {
     CheckExtension(u64),
     /// Copy an [`NsvmHostInfo`] to the user pointer in the argument.
     GetHostInfo,
+    /// `KVM_CREATE_VM` with the machine type in the argument.
+    CreateVm(u64),
+    /// `KVM_GET_VCPU_MMAP_SIZE`.
+    GetVcpuMmapSize,
+    /// `KVM_GET_SUPPORTED_CPUID` with a `struct kvm_cpuid2` pointer.
+    GetSupportedCpuid,
     /// Unknown or not (yet) supported: `ENOTTY`.
     Unsupported,
 }
@@ -294,6 +322,9 @@ pub fn decode_system_ioctl(cmd: u32, arg: u64) -> SystemIoctl {
         kvm::GET_API_VERSION => SystemIoctl::GetApiVersion,
         kvm::CHECK_EXTENSION => SystemIoctl::CheckExtension(arg),
         nsvm::GET_HOST_INFO => SystemIoctl::GetHostInfo,
+        kvm::CREATE_VM => SystemIoctl::CreateVm(arg),
+        kvm::GET_VCPU_MMAP_SIZE => SystemIoctl::GetVcpuMmapSize,
+        kvm::GET_SUPPORTED_CPUID => SystemIoctl::GetSupportedCpuid,
         _ => SystemIoctl::Unsupported,
     }
 }
@@ -326,6 +357,8 @@ mod tests {
         assert_eq!(sizes::KVM_USERSPACE_MEMORY_REGION, size_of::<kb::kvm_userspace_memory_region>());
         assert_eq!(sizes::KVM_CPUID2, size_of::<kb::kvm_cpuid2>());
         assert_eq!(sizes::KVM_MSR_LIST, size_of::<kb::kvm_msr_list>());
+        assert_eq!(sizes::KVM_USERSPACE_MEMORY_REGION2, size_of::<kb::kvm_userspace_memory_region2>());
+        assert_eq!(sizes::KVM_CPUID_ENTRY2, size_of::<kb::kvm_cpuid_entry2>());
         assert_eq!(KVM_API_VERSION as u32, kb::KVM_API_VERSION);
     }
 
@@ -353,6 +386,13 @@ mod tests {
     }
 
     #[test]
+    fn supported_caps() {
+        assert_eq!(cap::check_extension(u64::from(cap::USER_MEMORY)), 1);
+        assert_eq!(cap::check_extension(u64::from(cap::NR_MEMSLOTS)), 256);
+        assert_eq!(cap::check_extension(u64::from(cap::NESTED_STATE)), 0);
+    }
+
+    #[test]
     fn check_extension_is_zero_for_unsupported() {
         for (c, _) in cap::NAMED {
             let supported = cap::SUPPORTED.iter().any(|(s, _)| s == c);
@@ -372,6 +412,8 @@ mod tests {
         assert_eq!(decode_system_ioctl(iow(NSVMIO, 0, 80), 0), SystemIoctl::Unsupported);
         assert_eq!(decode_system_ioctl(ior(NSVMIO, 0, 81), 0), SystemIoctl::Unsupported);
         assert_eq!(decode_system_ioctl(kvm::RUN, 0), SystemIoctl::Unsupported);
+        assert_eq!(decode_system_ioctl(kvm::CREATE_VM, 0), SystemIoctl::CreateVm(0));
+        assert_eq!(decode_system_ioctl(kvm::GET_VCPU_MMAP_SIZE, 0), SystemIoctl::GetVcpuMmapSize);
         assert_eq!(decode_system_ioctl(0, 0), SystemIoctl::Unsupported);
         assert_eq!(ioc_type(nsvm::GET_HOST_INFO), NSVMIO);
         assert_eq!(ioc_nr(kvm::RUN), 0x80);

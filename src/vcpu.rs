@@ -1,0 +1,797 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A vCPU: its vmcb01, its registers, the run loop and the exit handlers
+//! (the vCPU fd of the KVM UAPI).
+//!
+//! Exit handling follows KVM's semantics for userspace (KVM_EXIT_IO,
+//! KVM_EXIT_HLT, KVM_EXIT_SHUTDOWN, ...), with the architectural rules of
+//! APM vol. 2 chapter 15 for what the guest sees.
+
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+use kernel::uaccess::{UserPtr, UserSlice};
+use kernel::new_mutex;
+
+use nsvm_core::event::{Event, EventType};
+use nsvm_core::exit;
+use nsvm_core::insn::{self, Known};
+use nsvm_core::intercept::Intercepts;
+use nsvm_core::kvm::{self, reg, run, KvmSegment, Regs, SegKind, Sregs};
+use nsvm_core::msr::{self, efer};
+use nsvm_core::paging::{self, Access, Mode, TableMem};
+use nsvm_core::uapi;
+use nsvm_core::vmcb::{int_ctl, nested_ctl, tlb_control, Segment, Vmcb};
+
+use crate::hw::{self, KPages, VmcbPage};
+use crate::vm::{Vm, VmInner};
+use crate::vmrun::{self, Gprs};
+
+/// Default guest PAT (power-on value).
+const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
+/// Most CPUID entries `KVM_SET_CPUID2` accepts (KVM's limit).
+const MAX_CPUID_ENTRIES: usize = 256;
+/// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX`.
+const CPUID_FLAG_SIGNIFICANT_INDEX: u32 = 1;
+/// `-KVM_ENOSYS`, returned in RAX for an unknown hypercall (as KVM does).
+const KVM_ENOSYS: u64 = 1000;
+
+/// One `struct kvm_cpuid_entry2`.
+#[derive(Clone, Copy, Default)]
+struct CpuidEntry {
+    function: u32,
+    index: u32,
+    flags: u32,
+    regs: [u32; 4],
+}
+
+/// State behind the vCPU lock.
+pub(crate) struct VcpuState {
+    vmcb: VmcbPage,
+    host_save: KPages,
+    fpu: KPages,
+    gprs: Gprs,
+    /// EFER as the guest sees it; the VMCB copy always has SVME (APM 15.5.1).
+    guest_efer: u64,
+    /// The guest's XCR0.
+    xcr0: u64,
+    apic_base: u64,
+    tsc_aux: u64,
+    cpuid: KVec<CpuidEntry>,
+    /// Port I/O that userspace completes: on the next `KVM_RUN` an IN's data
+    /// is taken from the PIO page and RIP moves past the instruction (KVM
+    /// advances RIP only then, so userspace sees RIP at the I/O instruction).
+    pending_io: Option<PendingIo>,
+}
+
+/// An exit to userspace for port I/O that the next `KVM_RUN` completes.
+#[derive(Clone, Copy)]
+struct PendingIo {
+    next_rip: u64,
+    /// Size of an IN (None for OUT).
+    in_size: Option<u8>,
+}
+
+/// One vCPU.
+#[pin_data]
+pub(crate) struct Vcpu {
+    pub(crate) vm: Arc<Vm>,
+    id: u32,
+    /// `struct kvm_run` (mmap offset 0).
+    run: KPages,
+    /// PIO data (mmap offset `KVM_PIO_PAGE_OFFSET` pages). A separate order-0
+    /// page: each mapped page needs its own reference count.
+    pio: KPages,
+    #[pin]
+    state: Mutex<VcpuState>,
+}
+
+/// What an exit handler decided.
+enum Next {
+    /// Re-enter the guest.
+    Guest,
+    /// Return to userspace (exit_reason already written).
+    User,
+}
+
+impl Vcpu {
+    /// `KVM_CREATE_VCPU`: a new vCPU fd.
+    pub(crate) fn create(vm: Arc<Vm>, id: u32) -> Result<isize> {
+        let mut st = VcpuState {
+            vmcb: VmcbPage::new()?,
+            host_save: KPages::page()?,
+            fpu: KPages::page()?,
+            gprs: [0; 16],
+            guest_efer: 0,
+            xcr0: 1,
+            apic_base: 0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 },
+            tsc_aux: 0,
+            cpuid: KVec::new(),
+            pending_io: None,
+        };
+        let npt_root = vm.inner.lock().npt.root_pa();
+        st.reset(npt_root, false);
+        let vcpu = Arc::pin_init(
+            try_pin_init!(Vcpu { vm, id, run: KPages::page()?, pio: KPages::page()?, state <- new_mutex!(st, "nsvm_vcpu") }),
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        Ok(crate::fops::new_vcpu_fd(vcpu)? as isize)
+    }
+
+    /// The page behind offset `pgoff` of the vCPU mmap.
+    pub(crate) fn mmap_page(&self, pgoff: usize) -> Option<*mut kernel::ffi::c_void> {
+        match pgoff as u64 {
+            0 => self.run.struct_page(0),
+            run::PIO_PAGE_OFFSET => self.pio.struct_page(0),
+            _ => None,
+        }
+    }
+
+    /// Handles an ioctl on the vCPU fd.
+    pub(crate) fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+        if hw::current_mm() != self.vm.mm {
+            return Err(EIO);
+        }
+        let user = |len: usize| UserSlice::new(UserPtr::from_addr(arg), len);
+        match cmd {
+            uapi::kvm::RUN => {
+                if arg != 0 {
+                    return Err(EINVAL);
+                }
+                self.run()
+            }
+            uapi::kvm::GET_REGS => {
+                let r = self.state.lock().get_regs();
+                user(Regs::SIZE).writer().write_slice(&r.to_bytes())?;
+                Ok(0)
+            }
+            uapi::kvm::SET_REGS => {
+                let mut b = [0u8; Regs::SIZE];
+                user(Regs::SIZE).reader().read_slice(&mut b)?;
+                self.state.lock().set_regs(&Regs::from_bytes(&b));
+                Ok(0)
+            }
+            uapi::kvm::GET_SREGS => {
+                let s = self.state.lock().get_sregs();
+                user(Sregs::SIZE).writer().write_slice(&s.to_bytes())?;
+                Ok(0)
+            }
+            uapi::kvm::SET_SREGS => {
+                let mut b = [0u8; Sregs::SIZE];
+                user(Sregs::SIZE).reader().read_slice(&mut b)?;
+                let s = Sregs::from_bytes(&b);
+                kvm::check_sregs(&s).map_err(|_| EINVAL)?;
+                self.state.lock().set_sregs(&s);
+                Ok(0)
+            }
+            uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
+            _ => Err(ENOTTY),
+        }
+    }
+
+    fn set_cpuid(&self, arg: usize) -> Result<isize> {
+        let mut hdr = [0u8; 8];
+        UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
+        let nent = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+        if nent > MAX_CPUID_ENTRIES {
+            return Err(E2BIG);
+        }
+        let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), nent * 40).reader();
+        let mut v = KVec::with_capacity(nent, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..nent {
+            let mut e = [0u8; 40];
+            r.read_slice(&mut e)?;
+            let w = |i: usize| u32::from_ne_bytes([e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]]);
+            v.push(
+                CpuidEntry { function: w(0), index: w(1), flags: w(2), regs: [w(3), w(4), w(5), w(6)] },
+                GFP_KERNEL_ACCOUNT,
+            )?;
+        }
+        self.state.lock().cpuid = v;
+        Ok(0)
+    }
+
+    fn run_u8(&self, off: usize) -> u8 {
+        self.run.read_u8(off)
+    }
+    fn run_put(&self, off: usize, v: &[u8]) {
+        self.run.write(off, v);
+    }
+    fn set_exit(&self, reason: u32) {
+        self.run_put(run::EXIT_REASON, &reason.to_ne_bytes());
+    }
+
+    /// `KVM_RUN`.
+    fn run(&self) -> Result<isize> {
+        let mut st = self.state.lock();
+        // Complete port I/O: an IN's data from the PIO page goes to RAX, and
+        // RIP moves past the instruction.
+        if let Some(p) = st.pending_io.take() {
+            let vmcb = st.vmcb();
+            if let Some(size) = p.in_size {
+                let d = self.pio.read_u64(0);
+                let mask = match size {
+                    1 => 0xff,
+                    2 => 0xffff,
+                    _ => 0xffff_ffff,
+                };
+                vmcb.save.rax = if size == 4 {
+                    d & mask // 32-bit destinations zero-extend into RAX
+                } else {
+                    (vmcb.save.rax & !mask) | (d & mask)
+                };
+            }
+            vmcb.save.rip = p.next_rip;
+            vmcb.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+        }
+        if self.run_u8(run::IMMEDIATE_EXIT) != 0 {
+            self.set_exit(run::EXIT_INTR);
+            return Err(EINTR);
+        }
+        loop {
+            if hw::signal_pending() {
+                self.set_exit(run::EXIT_INTR);
+                return Err(EINTR);
+            }
+            hw::cond_resched();
+            st.enter();
+            match self.handle_exit(&mut st)? {
+                Next::Guest => {}
+                Next::User => {
+                    let rflags = st.vmcb().save.rflags;
+                    self.run_put(run::IF_FLAG, &[u8::from(rflags & (1 << 9) != 0)]);
+                    self.run_put(run::READY_FOR_INTERRUPT_INJECTION, &[0]);
+                    self.run_put(run::APIC_BASE, &st.apic_base.to_ne_bytes());
+                    return Ok(0);
+                }
+            }
+        }
+    }
+
+    fn handle_exit(&self, st: &mut VcpuState) -> Result<Next> {
+        let vmcb = st.vmcb();
+        let code = vmcb.control.exit_code;
+        let info1 = vmcb.control.exit_info_1;
+        let info2 = vmcb.control.exit_info_2;
+        // An event interrupted during delivery is delivered again (APM 15.7.2).
+        let pending = Event { info: vmcb.control.exit_int_info, error_code: vmcb.control.exit_int_info_err };
+        vmcb.control.event_inj = 0;
+        if pending.valid() {
+            vmcb.control.event_inj = pending.info;
+            vmcb.control.event_inj_err = pending.error_code;
+        }
+        if Vmcb::exit_is_invalid(code) {
+            pr_warn!("vCPU {}: VMRUN failed its consistency checks (VMEXIT_INVALID)\n", self.id);
+            self.set_exit(run::EXIT_FAIL_ENTRY);
+            self.run_put(run::FAIL_ENTRY_REASON, &code.to_ne_bytes());
+            let cpu = kernel::cpu::CpuId::current().as_u32();
+            self.run_put(run::FAIL_ENTRY_CPU, &cpu.to_ne_bytes());
+            return Ok(Next::User);
+        }
+        match code {
+            exit::INTR | exit::NMI | exit::SMI => Ok(Next::Guest),
+            exit::CPUID => {
+                let leaf = vmcb.save.rax as u32;
+                let sub = st.gprs[1] as u32;
+                let r = st.cpuid_lookup(leaf, sub);
+                let cr4 = st.vmcb().save.cr4;
+                let r = nsvm_core::cpuid::runtime_adjust(leaf, sub, r, cr4, xsave_size(st.xcr0));
+                st.vmcb().save.rax = u64::from(r[0]);
+                st.gprs[3] = u64::from(r[1]);
+                st.gprs[1] = u64::from(r[2]);
+                st.gprs[2] = u64::from(r[3]);
+                self.skip(st, Known::Cpuid)
+            }
+            exit::HLT => {
+                if let Next::User = self.skip(st, Known::Hlt)? {
+                    return Ok(Next::User);
+                }
+                self.set_exit(run::EXIT_HLT);
+                Ok(Next::User)
+            }
+            exit::IOIO => self.io(st, info1, info2),
+            exit::SHUTDOWN => {
+                // The VMCB is undefined after a shutdown intercept (APM
+                // 15.12): reset the vCPU, as KVM does, and report it.
+                let root = self.vm.inner.lock().npt.root_pa();
+                st.reset(root, true);
+                self.set_exit(run::EXIT_SHUTDOWN);
+                Ok(Next::User)
+            }
+            exit::NPF => self.npf(st, info1, info2),
+            exit::MSR => self.msr(st, info1 & 1 != 0),
+            exit::VMMCALL => {
+                // No hypercalls yet: KVM answers unknown ones with -KVM_ENOSYS.
+                st.vmcb().save.rax = KVM_ENOSYS.wrapping_neg();
+                self.skip(st, Known::Vmmcall)
+            }
+            exit::XSETBV => self.xsetbv(st),
+            exit::INVD => self.skip(st, Known::Invd),
+            // SVM is not exposed to the guest (yet): its instructions are #UD
+            // (APM 15.4: with EFER.SVME = 0 they raise #UD).
+            exit::VMRUN | exit::VMLOAD | exit::VMSAVE | exit::STGI | exit::CLGI | exit::SKINIT
+            | exit::INVLPGA | exit::MONITOR | exit::MWAIT | exit::MWAIT_COND | exit::RDPRU => {
+                st.inject(Event::new(EventType::Exception, 6, None));
+                Ok(Next::Guest)
+            }
+            _ => {
+                pr_warn!("vCPU {}: unexpected exit {:#x} ({})\n", self.id, code, exit::name(code).unwrap_or("?"));
+                self.internal_error(run::INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, &[code, info1, info2]);
+                Ok(Next::User)
+            }
+        }
+    }
+
+    fn internal_error(&self, sub: u32, data: &[u64]) {
+        self.set_exit(run::EXIT_INTERNAL_ERROR);
+        self.run_put(run::INTERNAL_SUBERROR, &sub.to_ne_bytes());
+        self.run_put(run::INTERNAL_NDATA, &(data.len() as u32).to_ne_bytes());
+        for (i, d) in data.iter().enumerate() {
+            self.run_put(run::INTERNAL_DATA + 8 * i, &d.to_ne_bytes());
+        }
+    }
+
+    /// Advances RIP past the intercepted instruction `which`, decoding its
+    /// length from guest memory (no NRIPS). An undecodable instruction ends
+    /// in `KVM_EXIT_INTERNAL_ERROR` (emulation failure), as in KVM.
+    fn skip(&self, st: &mut VcpuState, which: Known) -> Result<Next> {
+        let mut bytes = [0u8; 15];
+        let n = {
+            let inner = self.vm.inner.lock();
+            st.fetch(&inner, &mut bytes)
+        };
+        let long = st.vmcb().save.cs.attrib & nsvm_core::vmcb::seg_attr::L != 0
+            && st.guest_efer & efer::LMA != 0;
+        match insn::length_of(&bytes[..n], which, long) {
+            Some(len) => {
+                let v = st.vmcb();
+                v.save.rip = v.save.rip.wrapping_add(len as u64);
+                if !long {
+                    v.save.rip &= 0xffff_ffff;
+                }
+                // Skipping an instruction ends an interrupt shadow.
+                v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+                Ok(Next::Guest)
+            }
+            None => {
+                let rip = st.vmcb().save.rip;
+                let mut w = [0u64; 2];
+                for (i, b) in bytes.iter().enumerate() {
+                    w[i / 8] |= u64::from(*b) << (8 * (i % 8));
+                }
+                self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, n as u64, w[0], w[1]]);
+                Ok(Next::User)
+            }
+        }
+    }
+
+    /// IOIO intercept (APM 15.10.2): EXITINFO1 has the port, size and
+    /// direction; EXITINFO2 the RIP of the next instruction.
+    fn io(&self, st: &mut VcpuState, info1: u64, info2: u64) -> Result<Next> {
+        let is_in = info1 & 1 != 0;
+        let string = info1 & (1 << 2) != 0;
+        let size: u8 = if info1 & (1 << 4) != 0 {
+            1
+        } else if info1 & (1 << 5) != 0 {
+            2
+        } else {
+            4
+        };
+        let port = (info1 >> 16) as u16;
+        if string {
+            // INS/OUTS need the guest's segments and paging: not yet.
+            let rip = st.vmcb().save.rip;
+            self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, info1]);
+            return Ok(Next::User);
+        }
+        self.run_put(run::IO_DIRECTION, &[if is_in { run::IO_IN } else { run::IO_OUT }]);
+        self.run_put(run::IO_SIZE, &[size]);
+        self.run_put(run::IO_PORT, &port.to_ne_bytes());
+        self.run_put(run::IO_COUNT, &1u32.to_ne_bytes());
+        self.run_put(run::IO_DATA_OFFSET, &(run::PIO_PAGE_OFFSET * 4096).to_ne_bytes());
+        if !is_in {
+            let d = st.vmcb().save.rax.to_ne_bytes();
+            self.pio.write(0, &d[..size as usize]);
+        }
+        st.pending_io = Some(PendingIo { next_rip: info2, in_size: is_in.then_some(size) });
+        self.set_exit(run::EXIT_IO);
+        Ok(Next::User)
+    }
+
+    /// Nested page fault on NPT01 (APM 15.25.6): RAM gets mapped; anything
+    /// else is MMIO for userspace (decoding comes next).
+    fn npf(&self, st: &mut VcpuState, info1: u64, gpa: u64) -> Result<Next> {
+        let write = info1 & (1 << 1) != 0;
+        let mut inner = self.vm.inner.lock();
+        let inner = &mut *inner;
+        if let Some(slot) = inner.slots.find(gpa).copied() {
+            if !(write && slot.readonly()) {
+                inner.npt.map(&slot, gpa)?;
+                return Ok(Next::Guest);
+            }
+        }
+        let rip = st.vmcb().save.rip;
+        self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, gpa, info1]);
+        Ok(Next::User)
+    }
+
+    /// RDMSR/WRMSR (APM 15.11): the MSRs a 64-bit OS needs; others #GP.
+    fn msr(&self, st: &mut VcpuState, write: bool) -> Result<Next> {
+        let index = st.gprs[1] as u32;
+        let value = (st.vmcb().save.rax & 0xffff_ffff) | (st.gprs[2] << 32);
+        let ok = if write { st.write_msr(index, value) } else {
+            match st.read_msr(index) {
+                Some(v) => {
+                    st.vmcb().save.rax = v & 0xffff_ffff;
+                    st.gprs[2] = v >> 32;
+                    true
+                }
+                None => false,
+            }
+        };
+        if !ok {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        self.skip(st, if write { Known::Wrmsr } else { Known::Rdmsr })
+    }
+
+    /// XSETBV (intercepted: XCR0 is not switched by VMRUN).
+    fn xsetbv(&self, st: &mut VcpuState) -> Result<Next> {
+        let v = (st.vmcb().save.rax & 0xffff_ffff) | (st.gprs[2] << 32);
+        let ecx = st.gprs[1] as u32;
+        let host = hw::host_xcr0();
+        let cpl = st.vmcb().save.cpl;
+        // SDM XSETBV: #GP for ECX != 0, CPL > 0, x87 clear, AVX without SSE,
+        // or bits the processor (here: the host) does not support.
+        let bad = ecx != 0 || cpl != 0 || v & 1 == 0 || (v & 4 != 0 && v & 2 == 0) || v & !host != 0;
+        if host == 0 || st.vmcb().save.cr4 & kvm::cr::CR4_OSXSAVE == 0 {
+            st.inject(Event::new(EventType::Exception, 6, None));
+            return Ok(Next::Guest);
+        }
+        if bad {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        st.xcr0 = v;
+        self.skip(st, Known::Xsetbv)
+    }
+}
+
+impl VcpuState {
+    /// The VMCB. The processor touches it only inside `vmrun::run`, which
+    /// needs `&mut self` too.
+    fn vmcb(&mut self) -> &mut Vmcb {
+        self.vmcb.get()
+    }
+
+    fn inject(&mut self, e: Event) {
+        let v = self.vmcb();
+        v.control.event_inj = e.info;
+        v.control.event_inj_err = e.error_code;
+    }
+
+    /// RESET (`init == false`) or INIT (`init == true`) state, as KVM's
+    /// `kvm_vcpu_reset`: real mode at F000:FFF0; INIT keeps CR0.CD/NW, the
+    /// PAT, XCR0 and the FPU state (APM vol. 2 14.1.3).
+    fn reset(&mut self, npt_root: u64, init: bool) {
+        let iopm = crate::svm::iopm_pa();
+        let msrpm = crate::svm::msrpm_pa();
+        let v = self.vmcb();
+        let old_cr0 = v.save.cr0;
+        let old_pat = v.save.g_pat;
+        *v = Vmcb::ZERO;
+        let mut i = Intercepts::NONE;
+        for c in [
+            exit::INTR, exit::NMI, exit::SMI, exit::CPUID, exit::HLT, exit::IOIO, exit::MSR,
+            exit::SHUTDOWN, exit::INVD, exit::VMRUN, exit::VMMCALL, exit::VMLOAD, exit::VMSAVE,
+            exit::STGI, exit::CLGI, exit::SKINIT, exit::INVLPGA, exit::MONITOR, exit::MWAIT,
+            exit::MWAIT_COND, exit::XSETBV, exit::RDPRU,
+        ] {
+            i.set(c);
+        }
+        v.control.intercepts = i;
+        v.control.iopm_base_pa = iopm;
+        v.control.msrpm_base_pa = msrpm;
+        v.control.asid = 1;
+        v.control.tlb_ctl = tlb_control::FLUSH_ALL;
+        v.control.int_ctl = int_ctl::V_INTR_MASKING;
+        v.control.nested_ctl = nested_ctl::NP_ENABLE;
+        v.control.nested_cr3 = npt_root;
+        // Reset segments (APM 14.1.3): present read/write data, and CS a
+        // present execute/read code segment, none marked accessed.
+        let data = Segment { selector: 0, attrib: 0x92, limit: 0xffff, base: 0 };
+        v.save.cs = Segment { selector: 0xf000, attrib: 0x9a, limit: 0xffff, base: 0xffff_0000 };
+        v.save.ds = data;
+        v.save.es = data;
+        v.save.ss = data;
+        v.save.fs = data;
+        v.save.gs = data;
+        v.save.gdtr = Segment { limit: 0xffff, ..Segment::ZERO };
+        v.save.idtr = Segment { limit: 0xffff, ..Segment::ZERO };
+        v.save.ldtr = Segment { selector: 0, attrib: 0x82, limit: 0xffff, base: 0 };
+        v.save.tr = Segment { selector: 0, attrib: 0x8b, limit: 0xffff, base: 0 };
+        let cd_nw = kvm::cr::CR0_NW | kvm::cr::CR0_CD;
+        v.save.cr0 = kvm::cr::CR0_ET | if init { old_cr0 & cd_nw } else { cd_nw };
+        v.save.efer = efer::SVME;
+        v.save.rflags = 2;
+        v.save.rip = 0xfff0;
+        v.save.dr6 = 0xffff_0ff0;
+        v.save.dr7 = 0x400;
+        v.save.g_pat = if init { old_pat } else { PAT_DEFAULT };
+        self.gprs = [0; 16];
+        // RDX at reset: the processor signature (CPUID 1 EAX), 0x600 without a table.
+        self.gprs[2] = self.cpuid.iter().find(|e| e.function == 1).map_or(0x600, |e| u64::from(e.regs[0]));
+        self.guest_efer = 0;
+        if !init {
+            self.xcr0 = 1;
+            // FXSAVE image defaults: FCW 0x37f, MXCSR 0x1f80 (XSAVE header
+            // zero = every component in its initial state).
+            self.fpu.fill(0);
+            self.fpu.write(0, &0x37fu16.to_ne_bytes());
+            self.fpu.write(24, &0x1f80u32.to_ne_bytes());
+        }
+    }
+
+    fn get_regs(&mut self) -> Regs {
+        let g = self.gprs;
+        let v = self.vmcb();
+        let mut r = Regs::default();
+        r.r[reg::RAX] = v.save.rax;
+        r.r[reg::RBX] = g[3];
+        r.r[reg::RCX] = g[1];
+        r.r[reg::RDX] = g[2];
+        r.r[reg::RSI] = g[6];
+        r.r[reg::RDI] = g[7];
+        r.r[reg::RSP] = v.save.rsp;
+        r.r[reg::RBP] = g[5];
+        for i in 0..8 {
+            r.r[reg::R8 + i] = g[8 + i];
+        }
+        r.r[reg::RIP] = v.save.rip;
+        r.r[reg::RFLAGS] = v.save.rflags;
+        r
+    }
+
+    fn set_regs(&mut self, r: &Regs) {
+        let g = &mut self.gprs;
+        g[3] = r.r[reg::RBX];
+        g[1] = r.r[reg::RCX];
+        g[2] = r.r[reg::RDX];
+        g[6] = r.r[reg::RSI];
+        g[7] = r.r[reg::RDI];
+        g[5] = r.r[reg::RBP];
+        for i in 0..8 {
+            g[8 + i] = r.r[reg::R8 + i];
+        }
+        let v = self.vmcb();
+        v.save.rax = r.r[reg::RAX];
+        v.save.rsp = r.r[reg::RSP];
+        v.save.rip = r.r[reg::RIP];
+        // RFLAGS bit 1 is always 1; reserved bits are 0 (APM 3.1.6).
+        v.save.rflags = (r.r[reg::RFLAGS] & 0x3f_7fd5) | 2;
+    }
+
+    fn get_sregs(&mut self) -> Sregs {
+        let efer = self.guest_efer;
+        let apic_base = self.apic_base;
+        let v = self.vmcb();
+        let s = &v.save;
+        let mut ss = KvmSegment::from_vmcb_as(&s.ss, SegKind::Ss);
+        // KVM reports SS.DPL as the CPL (symmetric with set_sregs).
+        ss.dpl = s.cpl;
+        Sregs {
+            cs: KvmSegment::from_vmcb_as(&s.cs, SegKind::Cs),
+            ds: KvmSegment::from_vmcb_as(&s.ds, SegKind::Data),
+            es: KvmSegment::from_vmcb_as(&s.es, SegKind::Data),
+            fs: KvmSegment::from_vmcb_as(&s.fs, SegKind::Data),
+            gs: KvmSegment::from_vmcb_as(&s.gs, SegKind::Data),
+            ss,
+            tr: KvmSegment::from_vmcb_as(&s.tr, SegKind::Tr),
+            ldt: KvmSegment::from_vmcb_as(&s.ldtr, SegKind::Ldt),
+            gdt: kvm::Dtable { base: s.gdtr.base, limit: s.gdtr.limit as u16 },
+            idt: kvm::Dtable { base: s.idtr.base, limit: s.idtr.limit as u16 },
+            cr0: s.cr0,
+            cr2: s.cr2,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            cr8: u64::from(v.control.int_ctl & int_ctl::V_TPR_MASK),
+            efer,
+            apic_base,
+            interrupt_bitmap: [0; 4],
+        }
+    }
+
+    fn set_sregs(&mut self, s: &Sregs) {
+        self.guest_efer = s.efer;
+        self.apic_base = s.apic_base;
+        let v = self.vmcb();
+        v.save.cs = s.cs.to_vmcb();
+        v.save.ds = s.ds.to_vmcb();
+        v.save.es = s.es.to_vmcb();
+        v.save.fs = s.fs.to_vmcb();
+        v.save.gs = s.gs.to_vmcb();
+        v.save.ss = s.ss.to_vmcb();
+        v.save.tr = s.tr.to_vmcb();
+        v.save.ldtr = s.ldt.to_vmcb();
+        v.save.gdtr = Segment { base: s.gdt.base, limit: u32::from(s.gdt.limit), ..Segment::ZERO };
+        v.save.idtr = Segment { base: s.idt.base, limit: u32::from(s.idt.limit), ..Segment::ZERO };
+        v.save.cr0 = s.cr0;
+        v.save.cr2 = s.cr2;
+        v.save.cr3 = s.cr3;
+        v.save.cr4 = s.cr4;
+        v.save.efer = s.efer | efer::SVME;
+        // The CPL is the DPL of SS (APM 15.5.1 takes it from the VMCB).
+        v.save.cpl = s.ss.dpl & 3;
+        v.control.int_ctl = (v.control.int_ctl & !int_ctl::V_TPR_MASK) | (s.cr8 as u32 & 0xf);
+    }
+
+    fn cpuid_lookup(&self, leaf: u32, sub: u32) -> [u32; 4] {
+        self.cpuid
+            .iter()
+            .find(|e| e.function == leaf && (e.flags & CPUID_FLAG_SIGNIFICANT_INDEX == 0 || e.index == sub))
+            .map_or([0; 4], |e| e.regs)
+    }
+
+    fn read_msr(&mut self, index: u32) -> Option<u64> {
+        let efer_v = self.guest_efer;
+        let apic = self.apic_base;
+        let aux = self.tsc_aux;
+        let v = self.vmcb();
+        let s = &v.save;
+        Some(match index {
+            msr::EFER => efer_v,
+            msr::STAR => s.star,
+            msr::LSTAR => s.lstar,
+            msr::CSTAR => s.cstar,
+            msr::SFMASK => s.sfmask,
+            msr::KERNEL_GS_BASE => s.kernel_gs_base,
+            msr::FS_BASE => s.fs.base,
+            msr::GS_BASE => s.gs.base,
+            msr::SYSENTER_CS => s.sysenter_cs,
+            msr::SYSENTER_ESP => s.sysenter_esp,
+            msr::SYSENTER_EIP => s.sysenter_eip,
+            msr::PAT => s.g_pat,
+            msr::APIC_BASE => apic,
+            msr::TSC_AUX => aux,
+            msr::TSC => hw::rdtsc().wrapping_add(v.control.tsc_offset),
+            _ => return None,
+        })
+    }
+
+    fn write_msr(&mut self, index: u32, val: u64) -> bool {
+        match index {
+            msr::EFER => {
+                // Reserved bits and SVME (not exposed) are #GP; LMA is
+                // read-only and follows LME && CR0.PG (APM 14.6).
+                if val & (efer::RESERVED | efer::SVME) != 0 {
+                    return false;
+                }
+                let pg = self.vmcb().save.cr0 & kvm::cr::CR0_PG != 0;
+                if pg && (val ^ self.guest_efer) & efer::LME != 0 {
+                    return false; // changing LME with paging on is #GP
+                }
+                let e = (val & !efer::LMA) | (self.guest_efer & efer::LMA);
+                self.guest_efer = e;
+                self.vmcb().save.efer = e | efer::SVME;
+                true
+            }
+            msr::TSC_AUX => {
+                if val >> 32 != 0 {
+                    return false;
+                }
+                self.tsc_aux = val;
+                true
+            }
+            msr::APIC_BASE => {
+                self.apic_base = val;
+                true
+            }
+            msr::TSC => {
+                let v = self.vmcb();
+                v.control.tsc_offset = val.wrapping_sub(hw::rdtsc());
+                true
+            }
+            _ => {
+                let canonical = ((val as i64) << 16 >> 16) as u64 == val;
+                let v = self.vmcb();
+                let s = &mut v.save;
+                match index {
+                    msr::STAR => s.star = val,
+                    msr::LSTAR | msr::CSTAR | msr::KERNEL_GS_BASE | msr::FS_BASE | msr::GS_BASE
+                    | msr::SYSENTER_ESP | msr::SYSENTER_EIP
+                        if !canonical =>
+                    {
+                        return false
+                    }
+                    msr::LSTAR => s.lstar = val,
+                    msr::CSTAR => s.cstar = val,
+                    msr::SFMASK => s.sfmask = val & 0xffff_ffff,
+                    msr::KERNEL_GS_BASE => s.kernel_gs_base = val,
+                    msr::FS_BASE => s.fs.base = val,
+                    msr::GS_BASE => s.gs.base = val,
+                    msr::SYSENTER_CS => s.sysenter_cs = val & 0xffff,
+                    msr::SYSENTER_ESP => s.sysenter_esp = val,
+                    msr::SYSENTER_EIP => s.sysenter_eip = val,
+                    msr::PAT => {
+                        // Each byte must be a valid memory type (0,1,4,5,6,7).
+                        if (0..8).any(|i| matches!((val >> (8 * i)) & 0xff, 2 | 3 | 8..)) {
+                            return false;
+                        }
+                        s.g_pat = val;
+                    }
+                    _ => return false,
+                }
+                true
+            }
+        }
+    }
+
+    /// Fetches up to 15 bytes at CS:RIP through the guest's paging; returns
+    /// how many could be read.
+    fn fetch(&mut self, inner: &VmInner, out: &mut [u8; 15]) -> usize {
+        let efer_v = self.guest_efer;
+        let v = self.vmcb();
+        let s = &v.save;
+        let mode = Mode::from_regs(s.cr0, s.cr4, efer_v);
+        let long = s.cs.attrib & nsvm_core::vmcb::seg_attr::L != 0 && efer_v & efer::LMA != 0;
+        let la = if long { s.rip } else { s.cs.base.wrapping_add(s.rip) & 0xffff_ffff };
+        let acc = Access { write: false, user: s.cpl == 3, fetch: true };
+        let (cr3, wp, nxe) = (s.cr3, s.cr0 & kvm::cr::CR0_WP != 0, efer_v & efer::NXE != 0);
+        let mem = GuestMem(inner);
+        let mut n = 0;
+        while n < out.len() {
+            let addr = la.wrapping_add(n as u64);
+            let Ok(gpa) = paging::walk_guest(&mem, mode, cr3, addr, acc, wp, nxe) else { break };
+            let chunk = core::cmp::min(out.len() - n, (4096 - (gpa & 0xfff)) as usize);
+            if !mem.read_bytes(gpa, &mut out[n..n + chunk]) {
+                break;
+            }
+            n += chunk;
+        }
+        n
+    }
+
+    /// Enters the guest once and returns at its next #VMEXIT.
+    fn enter(&mut self) {
+        // Flush on every entry: one ASID for all guests and no flush-by-ASID
+        // under TCG; per-VM ASIDs come with nested SVM.
+        self.vmcb().control.tlb_ctl = tlb_control::FLUSH_ALL;
+        let xcr0 = self.xcr0;
+        vmrun::enter(&mut self.vmcb, &mut self.host_save, &mut self.fpu, &mut self.gprs, xcr0);
+    }
+
+}
+
+/// Guest-physical memory as seen through the VM's slots (reads only), for
+/// walking the guest's page tables and fetching instructions. Reads copy from
+/// the VMM's memory, so they must run in the VMM process.
+struct GuestMem<'a>(&'a VmInner);
+
+impl GuestMem<'_> {
+    fn read_bytes(&self, gpa: u64, out: &mut [u8]) -> bool {
+        let Some(slot) = self.0.slots.find(gpa) else { return false };
+        if gpa + out.len() as u64 > slot.end() {
+            return false;
+        }
+        let ua = slot.uaddr_of(gpa) as usize;
+        UserSlice::new(UserPtr::from_addr(ua), out.len()).reader().read_slice(out).is_ok()
+    }
+}
+
+impl TableMem for GuestMem<'_> {
+    fn read(&self, pa: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read_bytes(pa, &mut b).then(|| u64::from_ne_bytes(b))
+    }
+    fn write(&mut self, _pa: u64, _v: u64) {}
+    fn alloc_table(&mut self) -> Option<u64> {
+        None
+    }
+}
+
+/// Size of the XSAVE area for `xcr0` (CPUID 0xD.0 EBX as the guest sees it).
+fn xsave_size(xcr0: u64) -> u32 {
+    nsvm_core::cpuid::xsave_size(xcr0, |i| {
+        let (a, b, ..) = hw::cpuid(0xd, i);
+        (a, b)
+    })
+}

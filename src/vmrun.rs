@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Leaf module: the world switch and the FPU/XCR0 instructions around it.
+//!
+//! APM vol. 2: 15.5 (VMRUN), 15.6 (#VMEXIT), 15.5.2 (VMSAVE/VMLOAD: FS, GS,
+//! TR, LDTR with hidden state, KernelGsBase, STAR/LSTAR/CSTAR/SFMASK,
+//! SYSENTER_*), 15.17 (GIF: CLGI/STGI).
+
+use core::arch::asm;
+
+use crate::hw::{self, FpuSection, KPages, VmcbPage};
+
+/// Guest GPRs that VMRUN does not switch, by hardware encoding (0 = RAX ..
+/// 15 = R15). RAX and RSP live in the VMCB; their slots here are unused.
+pub(crate) type Gprs = [u64; 16];
+
+/// Enters the guest of `vmcb` once and returns at its next #VMEXIT, with the
+/// guest's FPU/SSE/AVX state loaded from `fpu` (and saved back) and its XCR0
+/// in force while it runs (the host's otherwise).
+///
+/// Sound because VMs exist only while the module owns SVM on every online CPU
+/// (`svm::Ownership` outlives every fd), the FPU section keeps the caller on
+/// one CPU, `vmcb` and `host_save` are borrowed exclusively, and vmcb01
+/// intercepts INTR and NMI (set at reset and never cleared).
+pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPages, gprs: &mut Gprs, guest_xcr0: u64) {
+    let osxsave = vmcb.get().save.cr4 & nsvm_core::kvm::cr::CR4_OSXSAVE != 0;
+    let host_xcr0 = hw::host_xcr0();
+    let switch_xcr0 = host_xcr0 != 0 && osxsave && guest_xcr0 != host_xcr0;
+    let _fpu = FpuSection::begin();
+    // SAFETY: inside the FPU section; the area is a page (64-byte aligned and
+    // at least the host's XSAVE size, checked at load) holding an image
+    // written by `save` or the reset defaults (valid FCW/MXCSR, zero header).
+    unsafe { restore(fpu.as_ptr(), host_xcr0) };
+    if switch_xcr0 {
+        // SAFETY: the XSETBV handler only stores values that are subsets of
+        // the host's XCR0 with x87 set and SSE set whenever AVX is.
+        unsafe { xsetbv(guest_xcr0) };
+    }
+    // SAFETY: see the function comment.
+    unsafe { run(vmcb.pa(), host_save.pa(), gprs) };
+    if switch_xcr0 {
+        // SAFETY: the host's own value.
+        unsafe { xsetbv(host_xcr0) };
+    }
+    // SAFETY: as for `restore`; the area is writable and ours.
+    unsafe { save(fpu.as_ptr(), host_xcr0) };
+}
+
+/// Runs the guest of the VMCB at `vmcb_pa` until its next #VMEXIT.
+///
+/// Host state that VMRUN does not save (the VMSAVE set) is saved to
+/// `host_save_pa` before and reloaded after. GIF is cleared around the switch
+/// so that host interrupts stay pending until the exit has been taken; the
+/// host keeps RFLAGS.IF = 1 so that, with V_INTR_MASKING, physical interrupts
+/// while the guest runs cause #VMEXIT(INTR) (APM 15.21.1, 15.21.4).
+///
+/// # Safety
+///
+/// - EFER.SVME is set on this CPU with a valid VM_HSAVE_PA, and the caller
+///   cannot migrate during the call (preemption disabled).
+/// - `vmcb_pa` is a VMCB page that nothing else accesses during the call and
+///   whose contents pass VMRUN's checks or are meant to fail them (the
+///   processor then reports VMEXIT_INVALID in the VMCB, which is harmless).
+/// - `host_save_pa` is a page nothing else uses during the call.
+/// - The VMCB intercepts INTR and NMI, so the guest cannot keep the CPU.
+unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) {
+    // SAFETY: per the function's contract. The asm saves RBX and RBP (which
+    // cannot be named as operands) on the stack, declares every other GPR
+    // clobbered, and leaves RSP as it found it (VMRUN/#VMEXIT restore it).
+    unsafe {
+        asm!(
+            "clgi",
+            "push rbp",
+            "push rbx",
+            "push rdi",              // [rsp+16] gprs
+            "push rcx",              // [rsp+8]  vmcb pa
+            "push rax",              // [rsp]    host save pa
+            "vmsave rax",
+            "mov rax, [rsp + 8]",
+            "vmload rax",
+            "mov rcx, [rdi + 8*1]",
+            "mov rdx, [rdi + 8*2]",
+            "mov rbx, [rdi + 8*3]",
+            "mov rbp, [rdi + 8*5]",
+            "mov rsi, [rdi + 8*6]",
+            "mov r8,  [rdi + 8*8]",
+            "mov r9,  [rdi + 8*9]",
+            "mov r10, [rdi + 8*10]",
+            "mov r11, [rdi + 8*11]",
+            "mov r12, [rdi + 8*12]",
+            "mov r13, [rdi + 8*13]",
+            "mov r14, [rdi + 8*14]",
+            "mov r15, [rdi + 8*15]",
+            "mov rdi, [rdi + 8*7]",
+            "vmrun rax",
+            // #VMEXIT: RAX, RSP, RIP and RFLAGS are the host's again.
+            "push rdi",              // guest rdi; gprs now at [rsp+24]
+            "mov rdi, [rsp + 24]",
+            "mov [rdi + 8*1], rcx",
+            "mov [rdi + 8*2], rdx",
+            "mov [rdi + 8*3], rbx",
+            "mov [rdi + 8*5], rbp",
+            "mov [rdi + 8*6], rsi",
+            "mov [rdi + 8*8], r8",
+            "mov [rdi + 8*9], r9",
+            "mov [rdi + 8*10], r10",
+            "mov [rdi + 8*11], r11",
+            "mov [rdi + 8*12], r12",
+            "mov [rdi + 8*13], r13",
+            "mov [rdi + 8*14], r14",
+            "mov [rdi + 8*15], r15",
+            "pop rbx",
+            "mov [rdi + 8*7], rbx",
+            "vmsave rax",            // RAX = vmcb pa (host RAX at VMRUN)
+            "pop rax",               // host save pa
+            "vmload rax",
+            "add rsp, 16",
+            "pop rbx",
+            "pop rbp",
+            "stgi",
+            inout("rax") host_save_pa => _,
+            inout("rcx") vmcb_pa => _,
+            inout("rdi") gprs.as_mut_ptr() => _,
+            out("rdx") _, out("rsi") _,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+        );
+    }
+}
+
+/// Loads the FPU/SSE/AVX state from `area` (XRSTOR with every component the
+/// host enables, or FXRSTOR without XSAVE).
+///
+/// # Safety
+///
+/// Inside an `FpuSection`; `area` is 64-byte aligned, large enough for the
+/// host's XSAVE size, and holds a valid XSAVE image (one written by [`save`],
+/// or zeroed with a valid MXCSR) — an invalid image faults in the kernel.
+unsafe fn restore(area: *const u8, xcr0: u64) {
+    // SAFETY: per the contract.
+    unsafe {
+        if xcr0 != 0 {
+            asm!("xrstor64 [{a}]", a = in(reg) area, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32);
+        } else {
+            asm!("fxrstor64 [{a}]", a = in(reg) area);
+        }
+    }
+}
+
+/// Saves the FPU/SSE/AVX state into `area`.
+///
+/// # Safety
+///
+/// As for [`restore`], with `area` writable.
+unsafe fn save(area: *mut u8, xcr0: u64) {
+    // SAFETY: per the contract.
+    unsafe {
+        if xcr0 != 0 {
+            asm!("xsave64 [{a}]", a = in(reg) area, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32);
+        } else {
+            asm!("fxsave64 [{a}]", a = in(reg) area);
+        }
+    }
+}
+
+/// Writes XCR0.
+///
+/// # Safety
+///
+/// Inside an `FpuSection` (the host value must be written back before it
+/// ends); `v` must be a value the processor accepts (a subset of the host's
+/// XCR0 with x87 set, and SSE set whenever AVX is).
+unsafe fn xsetbv(v: u64) {
+    // SAFETY: per the contract.
+    unsafe { asm!("xsetbv", in("ecx") 0u32, in("eax") v as u32, in("edx") (v >> 32) as u32) };
+}

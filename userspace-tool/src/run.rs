@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `nsvm run`: a small VMM on the KVM API (kvm-ioctls), the same code for
+//! `/dev/nsvm` and `/dev/kvm`. Loads a flat binary or an ELF64 image, starts
+//! it in real, protected or long mode, emulates COM1 output and a debug-exit
+//! port, and prints an exit summary.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+
+use crate::{Args, Failure};
+
+/// COM1 base port; data at +0, line status at +5.
+pub const COM1: u16 = 0x3f8;
+/// Debug-exit port: an OUT of value v ends the run with exit status v.
+pub const DEBUG_EXIT: u16 = 0x501;
+
+/// Guest start mode.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StartMode {
+    Real,
+    Protected,
+    Long,
+}
+
+struct Options {
+    image: String,
+    mem: u64,
+    load: u64,
+    mode: Option<StartMode>,
+    dump_regs: bool,
+    max_exits: u64,
+    quiet: bool,
+}
+
+fn parse_size(s: &str) -> Result<u64, Failure> {
+    let (num, mul) = match s.chars().last() {
+        Some('K') | Some('k') => (&s[..s.len() - 1], 1 << 10),
+        Some('M') | Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') | Some('g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n = if let Some(h) = num.strip_prefix("0x") { u64::from_str_radix(h, 16) } else { num.parse() };
+    n.map(|n| n * mul).map_err(|_| Failure(format!("'{s}' is not a size (e.g. 2M, 64K, 0x200000)")))
+}
+
+fn parse(a: &Args) -> Result<Options, Failure> {
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false };
+    let mut it = a.rest.iter();
+    while let Some(s) = it.next() {
+        let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
+        match s.as_str() {
+            "--mem" => o.mem = parse_size(&val("--mem")?)?,
+            "--load" => o.load = parse_size(&val("--load")?)?,
+            "--mode" => {
+                o.mode = Some(match val("--mode")?.as_str() {
+                    "real" => StartMode::Real,
+                    "protected" => StartMode::Protected,
+                    "long" => StartMode::Long,
+                    m => return Err(Failure(format!("unknown mode '{m}': use real, protected or long"))),
+                })
+            }
+            "--max-exits" => o.max_exits = parse_size(&val("--max-exits")?)?,
+            "--dump-regs" => o.dump_regs = true,
+            "--quiet" => o.quiet = true,
+            "--vcpus" => {
+                if val("--vcpus")? != "1" {
+                    return Err(Failure("only --vcpus 1 is supported so far".into()));
+                }
+            }
+            x if x.starts_with("--") => return Err(Failure(format!("unknown option {x}; see 'nsvm help'"))),
+            x => o.image = x.to_string(),
+        }
+    }
+    if o.image.is_empty() {
+        return Err(Failure("run needs an image: nsvm run [options] IMAGE".into()));
+    }
+    if o.mem < 0x40000 || o.mem % 0x1000 != 0 || o.mem > (64 << 30) {
+        return Err(Failure("--mem must be a multiple of 4 KiB between 256K and 64G".into()));
+    }
+    Ok(o)
+}
+
+/// Where the loader puts its own structures: the top 64 KiB of guest memory.
+fn loader_base(mem: u64) -> u64 {
+    mem - 0x10000
+}
+
+/// A loaded image: bytes placed in guest memory, entry point, mode.
+struct Image {
+    entry: u64,
+    mode: StartMode,
+}
+
+fn load_image(mem: &mut [u8], bytes: &[u8], o: &Options) -> Result<Image, Failure> {
+    let limit = loader_base(mem.len() as u64);
+    if bytes.len() >= 64 && &bytes[..4] == b"\x7fELF" {
+        if bytes[4] != 2 || bytes[5] != 1 || u16::from_le_bytes([bytes[18], bytes[19]]) != 62 {
+            return Err(Failure("only little-endian ELF64 x86-64 images are supported".into()));
+        }
+        let rd64 = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
+        let rd32 = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
+        let rd16 = |o: usize| u16::from_le_bytes(bytes[o..o + 2].try_into().unwrap()) as usize;
+        let (phoff, phentsize, phnum) = (rd64(32) as usize, rd16(54), rd16(56));
+        for i in 0..phnum {
+            let p = phoff + i * phentsize;
+            if p + 56 > bytes.len() {
+                return Err(Failure("ELF program header table is truncated".into()));
+            }
+            if rd32(p) != 1 {
+                continue; // PT_LOAD only
+            }
+            let (off, paddr, filesz, memsz) = (rd64(p + 8) as usize, rd64(p + 24), rd64(p + 32) as usize, rd64(p + 40));
+            if paddr.checked_add(memsz).is_none_or(|e| e > limit) || off + filesz > bytes.len() {
+                return Err(Failure(format!("ELF segment at {paddr:#x} does not fit in guest memory below {limit:#x}: raise --mem")));
+            }
+            mem[paddr as usize..paddr as usize + filesz].copy_from_slice(&bytes[off..off + filesz]);
+        }
+        return Ok(Image { entry: rd64(24), mode: o.mode.unwrap_or(StartMode::Long) });
+    }
+    if o.load.checked_add(bytes.len() as u64).is_none_or(|e| e > limit) {
+        return Err(Failure(format!("the image ({} bytes at {:#x}) does not fit in guest memory below {limit:#x}: raise --mem", bytes.len(), o.load)));
+    }
+    mem[o.load as usize..o.load as usize + bytes.len()].copy_from_slice(bytes);
+    Ok(Image { entry: o.load, mode: o.mode.unwrap_or(StartMode::Real) })
+}
+
+fn seg(selector: u16, type_: u8, l: u8, db: u8, g: u8) -> kvm_segment {
+    kvm_segment { base: 0, limit: if g != 0 { 0xffff_ffff } else { 0xffff }, selector, type_, present: 1, dpl: 0, db, s: 1, l, g, avl: 0, unusable: 0, padding: 0 }
+}
+
+/// Builds the GDT and (for long mode) identity page tables covering the first
+/// 4 GiB with 2 MiB pages, and returns the special registers for `mode`.
+fn setup_mode(mem: &mut [u8], mode: StartMode, base: &kvm_sregs) -> kvm_sregs {
+    let lb = loader_base(mem.len() as u64) as usize;
+    let mut s = *base;
+    let put64 = |mem: &mut [u8], at: usize, v: u64| mem[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    // GDT at lb: null, code64 (0x08), data (0x10), code32 (0x18).
+    let gdt = [0u64, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x00cf_9b00_0000_ffff];
+    for (i, d) in gdt.iter().enumerate() {
+        put64(mem, lb + 8 * i, *d);
+    }
+    match mode {
+        StartMode::Real => {
+            let rs = |sel: u16, t: u8| kvm_segment { base: 0, limit: 0xffff, selector: sel, type_: t, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0, padding: 0 };
+            s.cs = rs(0, 0xb);
+            s.ds = rs(0, 3);
+            s.es = rs(0, 3);
+            s.fs = rs(0, 3);
+            s.gs = rs(0, 3);
+            s.ss = rs(0, 3);
+            s.cr0 = 0x10;
+        }
+        StartMode::Protected | StartMode::Long => {
+            s.gdt.base = lb as u64;
+            s.gdt.limit = 8 * gdt.len() as u16 - 1;
+            let data = seg(0x10, 3, 0, 1, 1);
+            s.ds = data;
+            s.es = data;
+            s.fs = data;
+            s.gs = data;
+            s.ss = data;
+            if mode == StartMode::Protected {
+                s.cs = seg(0x18, 0xb, 0, 1, 1);
+                s.cr0 = 0x11;
+            } else {
+                s.cs = seg(0x08, 0xb, 1, 0, 1);
+                // PML4 at lb+0x1000, PDPT at lb+0x2000, 4 PDs at lb+0x3000..
+                let pml4 = lb + 0x1000;
+                let pdpt = lb + 0x2000;
+                put64(mem, pml4, (pdpt as u64) | 3);
+                for i in 0..4 {
+                    let pd = lb + 0x3000 + 0x1000 * i;
+                    put64(mem, pdpt + 8 * i, pd as u64 | 3);
+                    for j in 0..512 {
+                        put64(mem, pd + 8 * j, ((i as u64) << 30) | ((j as u64) << 21) | 0x83);
+                    }
+                }
+                s.cr3 = pml4 as u64;
+                s.cr4 = 0x20; // PAE
+                s.cr0 = 0x8000_0011;
+                s.efer = 0x500; // LME | LMA
+            }
+        }
+    }
+    s
+}
+
+/// Exit counts by KVM exit name.
+#[derive(Default)]
+struct Summary {
+    exits: BTreeMap<&'static str, u64>,
+    unhandled_ports: BTreeMap<u16, u64>,
+}
+
+impl Summary {
+    fn count(&mut self, n: &'static str) {
+        *self.exits.entry(n).or_default() += 1;
+    }
+    fn total(&self) -> u64 {
+        self.exits.values().sum()
+    }
+    fn line(&self) -> String {
+        let parts: Vec<String> = self.exits.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut s = format!("{} exits ({})", self.total(), parts.join(" "));
+        if !self.unhandled_ports.is_empty() {
+            let p: Vec<String> = self.unhandled_ports.iter().map(|(k, v)| format!("{k:#x}x{v}")).collect();
+            s += &format!("; unhandled ports: {}", p.join(" "));
+        }
+        s
+    }
+}
+
+/// How the guest run ended.
+enum End {
+    DebugExit(u8),
+    Halted,
+    Shutdown,
+    Failed(String),
+}
+
+struct Guest {
+    _vm: VmFd,
+    vcpu: VcpuFd,
+    _mem: Mem,
+}
+
+/// Anonymous guest memory, unmapped on drop.
+struct Mem {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mem {
+    fn new(len: usize) -> Result<Self, Failure> {
+        // SAFETY: anonymous private mapping; the result is checked.
+        let p = unsafe {
+            libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Failure(format!("cannot allocate {len} bytes of guest memory: {}", std::io::Error::last_os_error())));
+        }
+        Ok(Self { ptr: p.cast(), len })
+    }
+    fn slice(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable, owned by self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mem {
+    fn drop(&mut self) {
+        // SAFETY: unmaps our own mapping.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
+    let bytes = std::fs::read(&o.image).map_err(|e| Failure(format!("cannot read image {}: {e}", o.image)))?;
+    crate::sys::open_device(device)?;
+    let kvm = Kvm::new_with_path(std::ffi::CString::new(device.to_string()).map_err(|_| Failure("bad device path".into()))?)
+        .map_err(|e| Failure(format!("cannot open {device}: {e}")))?;
+    let vm = kvm.create_vm().map_err(|e| Failure(format!("KVM_CREATE_VM failed on {device}: {e}")))?;
+    let mut mem = Mem::new(o.mem as usize)?;
+    let img = load_image(mem.slice(), &bytes, o)?;
+    let region = kvm_userspace_memory_region { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: o.mem, userspace_addr: mem.ptr as u64 };
+    // SAFETY: the region is our mapping, which outlives the VM (field order in Guest).
+    unsafe { vm.set_user_memory_region(region) }.map_err(|e| Failure(format!("KVM_SET_USER_MEMORY_REGION failed: {e}")))?;
+    let vcpu = vm.create_vcpu(0).map_err(|e| Failure(format!("KVM_CREATE_VCPU failed: {e}")))?;
+    let mut cpuid = kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| Failure(format!("KVM_GET_SUPPORTED_CPUID failed on {device}: {e}")))?;
+    for e in cpuid.as_mut_slice() {
+        if e.function == 1 {
+            // APIC id of vCPU 0; no in-kernel local APIC in this VMM, so no
+            // x2APIC (ECX 21) and no TSC-deadline timer (ECX 24).
+            e.ebx &= 0x00ff_ffff;
+            e.ecx &= !((1 << 21) | (1 << 24));
+        }
+    }
+    vcpu.set_cpuid2(&cpuid).map_err(|e| Failure(format!("KVM_SET_CPUID2 failed: {e}")))?;
+    let base = vcpu.get_sregs().map_err(|e| Failure(format!("KVM_GET_SREGS failed: {e}")))?;
+    let sregs = setup_mode(mem.slice(), img.mode, &base);
+    vcpu.set_sregs(&sregs).map_err(|e| Failure(format!("KVM_SET_SREGS failed: {e}")))?;
+    let regs = kvm_regs { rip: img.entry, rflags: 2, rsp: loader_base(o.mem) - 0x10, ..Default::default() };
+    vcpu.set_regs(&regs).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
+    Ok((Guest { _vm: vm, vcpu, _mem: mem }, img.mode))
+}
+
+fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
+    let mut out = std::io::stdout();
+    loop {
+        if sum.total() >= o.max_exits {
+            return End::Failed(format!("stopped after --max-exits {} exits", o.max_exits));
+        }
+        let exit = match g.vcpu.run() {
+            Ok(e) => e,
+            Err(e) if e.errno() == libc::EINTR => {
+                sum.count("INTR");
+                continue;
+            }
+            Err(e) => return End::Failed(format!("KVM_RUN failed: {e}")),
+        };
+        match exit {
+            VcpuExit::IoOut(port, data) => {
+                sum.count("IO");
+                let v = data.first().copied().unwrap_or(0);
+                match port {
+                    COM1 => {
+                        let _ = out.write_all(&data[..1]);
+                    }
+                    DEBUG_EXIT => {
+                        let _ = out.flush();
+                        return End::DebugExit(v);
+                    }
+                    p if (COM1..COM1 + 8).contains(&p) || p == 0x80 => {}
+                    p => *sum.unhandled_ports.entry(p).or_default() += 1,
+                }
+            }
+            VcpuExit::IoIn(port, data) => {
+                sum.count("IO");
+                let v = match port {
+                    p if p == COM1 + 5 => 0x60, // LSR: transmitter empty
+                    p if (COM1..COM1 + 8).contains(&p) => 0,
+                    p => {
+                        *sum.unhandled_ports.entry(p).or_default() += 1;
+                        0xff
+                    }
+                };
+                data.iter_mut().for_each(|b| *b = v);
+            }
+            VcpuExit::Hlt => {
+                sum.count("HLT");
+                let _ = out.flush();
+                return End::Halted;
+            }
+            VcpuExit::Shutdown => {
+                sum.count("SHUTDOWN");
+                return End::Shutdown;
+            }
+            VcpuExit::FailEntry(reason, cpu) => {
+                sum.count("FAIL_ENTRY");
+                return End::Failed(format!("entry failed: hardware_entry_failure_reason={reason:#x} on CPU {cpu}"));
+            }
+            VcpuExit::InternalError => {
+                sum.count("INTERNAL_ERROR");
+                let r = g.vcpu.get_kvm_run();
+                // SAFETY: exit_reason said the union holds `internal`.
+                let i = unsafe { r.__bindgen_anon_1.internal };
+                let n = (i.ndata as usize).min(16);
+                let d: Vec<String> = i.data[..n].iter().map(|x| format!("{x:#x}")).collect();
+                return End::Failed(format!("internal error, suberror {} data [{}]", i.suberror, d.join(", ")));
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                sum.count("MMIO");
+                data.iter_mut().for_each(|b| *b = 0xff);
+                let _ = addr;
+            }
+            VcpuExit::MmioWrite(_, _) => sum.count("MMIO"),
+            other => {
+                sum.count("OTHER");
+                return End::Failed(format!("unexpected exit {other:?}"));
+            }
+        }
+    }
+}
+
+fn dump_regs(v: &VcpuFd) -> String {
+    let mut s = String::from("--- registers ---\n");
+    if let Ok(r) = v.get_regs() {
+        s += &format!(
+            "rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x}\nrsi={:#x} rdi={:#x} rsp={:#x} rbp={:#x}\nr8={:#x} r9={:#x} r10={:#x} r11={:#x}\nr12={:#x} r13={:#x} r14={:#x} r15={:#x}\nrip={:#x} rflags={:#x}\n",
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rip, r.rflags
+        );
+    }
+    if let Ok(x) = v.get_sregs() {
+        let sg = |n: &str, g: &kvm_segment| format!("{n}: sel={:#x} base={:#x} limit={:#x} type={} p={} dpl={} db={} s={} l={} g={}\n", g.selector, g.base, g.limit, g.type_, g.present, g.dpl, g.db, g.s, g.l, g.g);
+        s += &sg("cs", &x.cs);
+        s += &sg("ss", &x.ss);
+        s += &sg("ds", &x.ds);
+        s += &format!("cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x} gdt={:#x}/{:#x}\n", x.cr0, x.cr3, x.cr4, x.efer, x.gdt.base, x.gdt.limit);
+    }
+    s
+}
+
+/// `nsvm run`.
+pub fn run(a: &Args) -> Result<(), Failure> {
+    let o = parse(a)?;
+    let (mut g, mode) = setup(&a.device, &o)?;
+    let mut sum = Summary::default();
+    let end = run_loop(&mut g, &o, &mut sum);
+    if o.dump_regs {
+        print!("{}", dump_regs(&g.vcpu));
+    }
+    let _ = std::io::stdout().flush();
+    let (status, what) = match &end {
+        End::DebugExit(v) => (i32::from(*v), format!("guest wrote {v} to the debug-exit port")),
+        End::Halted => (0, "guest halted (HLT with no interrupt to wait for)".to_string()),
+        End::Shutdown => (2, "guest shut down (triple fault)".to_string()),
+        End::Failed(m) => (1, m.clone()),
+    };
+    if !o.quiet {
+        eprintln!("nsvm run: {} ({:?} mode start on {}): {}; {}", o.image, mode, a.device, what, sum.line());
+    }
+    std::process::exit(status);
+}
