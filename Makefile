@@ -15,6 +15,7 @@ KBINDGEN ?= $(HOME)/.cargo/bin/bindgen
 export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
 TOOL_TARGET := x86_64-unknown-linux-gnu
 TOOL_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm
+APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 SUITES ?= foundation l0
 
 .PHONY: all deps kernel module tool guests initramfs run test host-test qemu-test clean
@@ -44,7 +45,7 @@ module: kernel
 # Statically linked so it runs in the test initramfs as on any host.
 tool:
 	@CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" \
-	  cargo build -q --locked --release --target $(TOOL_TARGET) -p nsvm-tool
+	  cargo build -q --locked --release --target $(TOOL_TARGET) -p nsvm-tool -p nsvm-apitest
 
 # Guest payloads (tests/guests/*.S): 16/32-bit ones as flat binaries loaded
 # at 0x1000, 64-bit ones as ELF64 images.
@@ -60,7 +61,7 @@ $(BUILD)/guests/%.bin: tests/guests/%.S
 guests: $(GUEST_BINS)
 
 initramfs: module tool guests
-	@qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko $(TOOL_BIN) $(BUILD)/initramfs.cpio $(BUILD)/guests
+	@qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko "$(TOOL_BIN) $(APITEST_BIN)" $(BUILD)/initramfs.cpio $(BUILD)/guests
 
 # The demo: boot the test kernel with SVM emulated, load nsvm, run `nsvm info`, unload.
 run: initramfs

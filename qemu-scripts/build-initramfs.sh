@@ -2,7 +2,8 @@
 # Build the test initramfs: busybox (static), nsvm.ko, the kvm modules of the
 # same kernel (the reference), the static nsvm tool, the in-guest test runner
 # (tests/qemu/init) and the suites (tests/qemu/*.sh).
-# usage: build-initramfs.sh KDIR NSVM_KO TOOL OUT.cpio [GUESTS_DIR]
+# usage: build-initramfs.sh KDIR NSVM_KO "TOOL [TOOL...]" OUT.cpio [GUESTS_DIR]
+# (the first TOOL is installed as /bin/nsvm, the others under their own names)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 [ $# -ge 4 ] || die "usage: $0 KDIR NSVM_KO TOOL OUT.cpio [GUESTS_DIR]"
@@ -10,7 +11,7 @@ kdir=$1 ko=$2 tool=$3 out=$4 guests=${5:-}
 busybox=$(command -v busybox || true)
 [ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q static || busybox=/bin/busybox
 [ -x "$busybox" ] || die "busybox-static is missing: run qemu-scripts/setup-host.sh"
-for f in "$ko" "$tool" "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko" "$kdir/virt/lib/irqbypass.ko"; do
+for f in "$ko" $tool "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko" "$kdir/virt/lib/irqbypass.ko"; do
     [ -f "$f" ] || die "$f is missing: run 'make module tool' (and 'make kernel')"
 done
 
@@ -21,7 +22,9 @@ mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,etc,lib/modules,tests}
 cp "$busybox" "$stage/bin/busybox"
 cp "$ko" "$stage/lib/modules/nsvm.ko"
 cp "$kdir/arch/x86/kvm/kvm.ko" "$kdir/arch/x86/kvm/kvm-amd.ko" "$kdir/virt/lib/irqbypass.ko" "$stage/lib/modules/"
-cp "$tool" "$stage/bin/nsvm"
+set -- $tool
+cp "$1" "$stage/bin/nsvm"; shift
+for t in "$@"; do cp "$t" "$stage/bin/"; done
 cp "$NSVM_ROOT/tests/qemu/init" "$stage/init"
 cp "$NSVM_ROOT"/tests/qemu/*.sh "$stage/tests/"
 if [ -n "$guests" ]; then mkdir -p "$stage/guests" && cp "$guests"/*.bin "$stage/guests/"; fi

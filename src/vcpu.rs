@@ -222,8 +222,8 @@ impl Vcpu {
             vmcb.save.rip = p.next_rip;
             vmcb.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
         }
+        // immediate_exit: back at once with EINTR, exit_reason untouched (as KVM).
         if self.run_u8(run::IMMEDIATE_EXIT) != 0 {
-            self.set_exit(run::EXIT_INTR);
             return Err(EINTR);
         }
         loop {

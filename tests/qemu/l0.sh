@@ -47,13 +47,19 @@ case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not
 run_guest /dev/nsvm noncanon64
 [ "$(cat /tmp/nsvm.noncanon64.rc)" = 13 ] && pass || fail "rc=$(cat /tmp/nsvm.noncanon64.rc): $(cat /tmp/nsvm.noncanon64.err)"
 
+case_ "KVM UAPI conformance and 10,000 random ioctls on /dev/nsvm"
+mark_log
+nsvm-apitest --device /dev/nsvm --fuzz 10000 > /tmp/nsvm.apitest 2>&1; rc=$?
+cat /tmp/nsvm.apitest
+[ $rc = 0 ] && grep -q "^PASS: fuzz" /tmp/nsvm.apitest && ! new_log | grep -E 'WARNING:|BUG:|Oops' && pass || fail "rc=$rc"
+
 case_ "triple fault is KVM_EXIT_SHUTDOWN"
 cat /tmp/nsvm.triple.err
 # KVM resets the vCPU after a shutdown intercept (the VMCB is undefined).
 [ "$(cat /tmp/nsvm.triple.rc)" = 2 ] && grep -q "shut down" /tmp/nsvm.triple.err \
   && grep -q "^rip=0xfff0 " /tmp/nsvm.triple.out && pass || fail "rc=$(cat /tmp/nsvm.triple.rc)"
 
-case_ "unload nsvm after the guests"
+case_ "unload nsvm after the guests (nothing leaked a module reference)"
 check "unloaded" unload_nsvm
 
 # ---------------------------------------------------------------- kvm_amd
@@ -61,6 +67,10 @@ case_ "load kvm_amd (reference)"
 insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
 for p in $PAYLOADS; do run_guest /dev/kvm $p $(args_for $p); done
+case_ "the same conformance cases pass on /dev/kvm"
+nsvm-apitest --device /dev/kvm > /tmp/kvm.apitest 2>&1; rc=$?
+cat /tmp/kvm.apitest
+[ $rc = 0 ] && pass || fail "rc=$rc (a failing case here means the test, not nsvm, is wrong)"
 rmmod kvm_amd; rmmod kvm; rmmod irqbypass
 
 for p in $PAYLOADS; do

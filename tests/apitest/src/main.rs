@@ -1,0 +1,548 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `nsvm-apitest [--device PATH] [--fuzz N] [CASE...]`: KVM UAPI conformance and
+//! robustness cases that must behave the same on /dev/nsvm and /dev/kvm. Each
+//! case prints PASS/FAIL; the last line is `N passed, N failed`.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MEM_READONLY};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+
+type R = Result<(), String>;
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// A raw ioctl: Ok(ret) or Err(errno).
+fn ioctl(fd: RawFd, cmd: u64, arg: u64) -> Result<i64, i32> {
+    // SAFETY: the kernel validates every argument; pointers passed here are
+    // valid buffers of the command's size or deliberately invalid addresses.
+    let r = unsafe { libc::ioctl(fd, cmd as _, arg) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as i64)
+    }
+}
+
+fn expect_errno(what: &str, r: Result<i64, i32>, want: i32) -> R {
+    match r {
+        Err(e) if e == want => Ok(()),
+        Err(e) => Err(format!("{what}: errno {e}, expected {want}")),
+        Ok(v) => Err(format!("{what}: succeeded ({v}), expected errno {want}")),
+    }
+}
+
+const KVM_CREATE_VM: u64 = 0xae01;
+const KVM_CHECK_EXTENSION: u64 = 0xae03;
+const KVM_CREATE_VCPU: u64 = 0xae41;
+const KVM_SET_USER_MEMORY_REGION: u64 = 0x4020_ae46;
+const KVM_RUN: u64 = 0xae80;
+const KVM_GET_REGS: u64 = 0x8090_ae81;
+const KVM_SET_SREGS: u64 = 0x4138_ae84;
+const KVM_GET_API_VERSION: u64 = 0xae00;
+const KVM_CAP_NR_MEMSLOTS: u64 = 10;
+const KVM_CAP_MAX_VCPUS: u64 = 66;
+
+struct Env {
+    device: String,
+}
+
+impl Env {
+    fn kvm(&self) -> Kvm {
+        Kvm::new_with_path(std::ffi::CString::new(self.device.clone()).unwrap()).expect("open device")
+    }
+}
+
+/// Guest memory mapping.
+struct Mem {
+    ptr: *mut u8,
+    len: usize,
+}
+impl Mem {
+    fn new(len: usize) -> Mem {
+        // SAFETY: anonymous mapping, checked.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+        assert!(p != libc::MAP_FAILED);
+        Mem { ptr: p.cast(), len }
+    }
+    fn bytes(&self) -> &mut [u8] {
+        // SAFETY: our mapping of `len` bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+impl Drop for Mem {
+    fn drop(&mut self) {
+        // SAFETY: our mapping.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+// SAFETY: plain memory shared between test threads like a VMM does.
+unsafe impl Send for Mem {}
+unsafe impl Sync for Mem {}
+
+fn region(slot: u32, gpa: u64, size: u64, uaddr: u64, flags: u32) -> kvm_userspace_memory_region {
+    kvm_userspace_memory_region { slot, flags, guest_phys_addr: gpa, memory_size: size, userspace_addr: uaddr }
+}
+
+/// A VM with 64 KiB of memory at GPA 0 holding `code` at 0x1000, and one vCPU
+/// in real mode at 0:1000.
+fn small_vm(kvm: &Kvm, code: &[u8]) -> (VmFd, VcpuFd, Mem) {
+    let vm = kvm.create_vm().expect("create vm");
+    let mem = Mem::new(0x10000);
+    mem.bytes()[0x1000..0x1000 + code.len()].copy_from_slice(code);
+    // SAFETY: the mapping outlives the VM in every caller.
+    unsafe { vm.set_user_memory_region(region(0, 0, 0x10000, mem.ptr as u64, 0)) }.expect("set region");
+    let vcpu = vm.create_vcpu(0).expect("create vcpu");
+    real_mode(&vcpu, 0x1000);
+    (vm, vcpu, mem)
+}
+
+fn real_mode(vcpu: &VcpuFd, rip: u64) {
+    let mut s = vcpu.get_sregs().unwrap();
+    let rs = |t: u8| kvm_segment { base: 0, limit: 0xffff, selector: 0, type_: t, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0, padding: 0 };
+    s.cs = rs(0xb);
+    s.ds = rs(3);
+    s.es = rs(3);
+    s.ss = rs(3);
+    vcpu.set_sregs(&s).unwrap();
+    vcpu.set_regs(&kvm_regs { rip, rflags: 2, rsp: 0x8000, ..Default::default() }).unwrap();
+}
+
+// ---------------------------------------------------------------- cases
+
+fn api_version(e: &Env) -> R {
+    let k = e.kvm();
+    let v = k.get_api_version();
+    (v == 12).then_some(()).ok_or(format!("API version {v}"))
+}
+
+fn vcpu_ids(e: &Env) -> R {
+    let k = e.kvm();
+    let vm = k.create_vm().map_err(|x| format!("create vm: {x}"))?;
+    let max = k.check_extension_raw(KVM_CAP_MAX_VCPUS as _) as u64;
+    let _a = vm.create_vcpu(0).map_err(|x| format!("vcpu 0: {x}"))?;
+    let _b = vm.create_vcpu(1).map_err(|x| format!("vcpu 1: {x}"))?;
+    expect_errno("duplicate vcpu id", ioctl(vm.as_raw_fd(), KVM_CREATE_VCPU, 1), libc::EEXIST)?;
+    expect_errno("vcpu id = max", ioctl(vm.as_raw_fd(), KVM_CREATE_VCPU, max.max(4096)), libc::EINVAL)?;
+    Ok(())
+}
+
+fn memslots(e: &Env) -> R {
+    let k = e.kvm();
+    let vm = k.create_vm().map_err(|x| x.to_string())?;
+    let mem = Mem::new(0x20000);
+    let u = mem.ptr as u64;
+    let set = |r: kvm_userspace_memory_region| ioctl(vm.as_raw_fd(), KVM_SET_USER_MEMORY_REGION, &r as *const _ as u64);
+    expect_errno("gpa not page aligned", set(region(0, 0x800, 0x1000, u, 0)), libc::EINVAL)?;
+    expect_errno("size not page aligned", set(region(0, 0, 0x1800, u, 0)), libc::EINVAL)?;
+    expect_errno("uaddr not page aligned", set(region(0, 0, 0x1000, u + 8, 0)), libc::EINVAL)?;
+    expect_errno("unknown flag", set(region(0, 0, 0x1000, u, 1 << 7)), libc::EINVAL)?;
+    expect_errno("delete a slot that does not exist", set(region(5, 0, 0, 0, 0)), libc::EINVAL)?;
+    let nslots = k.check_extension_raw(KVM_CAP_NR_MEMSLOTS as _) as u32;
+    expect_errno("slot id beyond NR_MEMSLOTS", set(region(nslots.max(1) + 1, 0, 0x1000, u, 0)), libc::EINVAL)?;
+    expect_errno("huge slot", set(region(0, 0, 1 << 50, u, 0)), libc::EINVAL)?;
+    expect_errno("kernel address", set(region(0, 0, 0x1000, 0xffff_8000_0000_0000, 0)), libc::EINVAL)?;
+    set(region(0, 0x10000, 0x10000, u, 0)).map_err(|x| format!("valid slot: errno {x}"))?;
+    expect_errno("overlap", set(region(1, 0x1f000, 0x2000, u + 0x10000, 0)), libc::EEXIST)?;
+    expect_errno("overlap below", set(region(1, 0xf000, 0x2000, u + 0x10000, 0)), libc::EEXIST)?;
+    expect_errno("change size of an existing slot", set(region(0, 0x10000, 0x8000, u, 0)), libc::EINVAL)?;
+    set(region(0, 0x40000, 0x10000, u, 0)).map_err(|x| format!("move: errno {x}"))?;
+    set(region(1, 0x10000, 0x1000, u + 0x10000, KVM_MEM_READONLY)).map_err(|x| format!("read-only slot: errno {x}"))?;
+    expect_errno("toggle READONLY", set(region(1, 0x10000, 0x1000, u + 0x10000, 0)), libc::EINVAL)?;
+    set(region(0, 0x40000, 0, 0, 0)).map_err(|x| format!("delete: errno {x}"))?;
+    expect_errno("bad pointer", ioctl(vm.as_raw_fd(), KVM_SET_USER_MEMORY_REGION, 0x10), libc::EFAULT)?;
+    Ok(())
+}
+
+fn invalid_sregs(e: &Env) -> R {
+    let k = e.kvm();
+    let (_vm, vcpu, _m) = small_vm(&k, &[0xf4]);
+    let good = vcpu.get_sregs().unwrap();
+    let mut s = good;
+    s.cr0 = 0x8000_0000; // PG without PE
+    expect_errno("CR0.PG without PE", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    let mut s = good;
+    s.cr0 |= 1 << 40;
+    expect_errno("CR0 high bits", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    let mut s = good;
+    s.cr0 = 0x8000_0011;
+    s.efer = 0x500;
+    s.cr4 = 0;
+    expect_errno("long mode without PAE", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    let mut s = good;
+    s.efer = 0x400; // LMA without LME
+    expect_errno("EFER.LMA alone", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    expect_errno("bad pointer", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, 0x10), libc::EFAULT)?;
+    expect_errno("bad pointer for GET_REGS", ioctl(vcpu.as_raw_fd(), KVM_GET_REGS, 0xffff_8000_0000_0000), libc::EFAULT)?;
+    // The vCPU still runs after the refusals.
+    let mut v = vcpu;
+    match v.run() {
+        Ok(VcpuExit::Hlt) => Ok(()),
+        x => Err(format!("run after refusals: {x:?}")),
+    }
+}
+
+fn wrong_fds(e: &Env) -> R {
+    let k = e.kvm();
+    let (vm, vcpu, _m) = small_vm(&k, &[0xf4]);
+    // nsvm answers unknown system ioctls with ENOTTY (docs/uapi.md);
+    // kvm_amd's x86 kvm_arch_dev_ioctl answers EINVAL.
+    let want = if e.device.ends_with("kvm") { libc::EINVAL } else { libc::ENOTTY };
+    expect_errno("unknown system ioctl", ioctl(k.as_raw_fd(), 0xaeff, 0), want)?;
+    expect_errno("KVM_RUN on the system fd", ioctl(k.as_raw_fd(), KVM_RUN, 0), libc::ENOTTY)?;
+    expect_errno("KVM_RUN on the VM fd", ioctl(vm.as_raw_fd(), KVM_RUN, 0), libc::ENOTTY)?;
+    expect_errno("KVM_CREATE_VCPU on the vCPU fd", ioctl(vcpu.as_raw_fd(), KVM_CREATE_VCPU, 3), libc::ENOTTY)?;
+    expect_errno("KVM_CREATE_VM on the VM fd", ioctl(vm.as_raw_fd(), KVM_CREATE_VM, 0), libc::ENOTTY)?;
+    expect_errno("unknown VM ioctl", ioctl(vm.as_raw_fd(), 0xae99, 0), libc::ENOTTY)?;
+    expect_errno("unknown vCPU ioctl", ioctl(vcpu.as_raw_fd(), 0xaeee, 0), libc::ENOTTY)?;
+    expect_errno("API_VERSION on the vCPU fd", ioctl(vcpu.as_raw_fd(), KVM_GET_API_VERSION, 0), libc::ENOTTY)?;
+    let cap = ioctl(vm.as_raw_fd(), KVM_CHECK_EXTENSION, 3).map_err(|x| format!("CHECK_EXTENSION on VM fd: errno {x}"))?;
+    (cap == 1).then_some(()).ok_or(format!("USER_MEMORY on VM fd = {cap}"))
+}
+
+fn run_other_thread(e: &Env) -> R {
+    let k = e.kvm();
+    let (_vm, vcpu, _m) = small_vm(&k, &[0xb0, 0x42, 0xe6, 0x10, 0xf4]); // mov al,0x42; out 0x10,al; hlt
+    let t = std::thread::spawn(move || {
+        let mut v = vcpu;
+        let first = match v.run() {
+            Ok(VcpuExit::IoOut(0x10, d)) if d == [0x42] => true,
+            _ => false,
+        };
+        let second = matches!(v.run(), Ok(VcpuExit::Hlt));
+        (first, second, v)
+    });
+    let (a, b, _v) = t.join().map_err(|_| "thread panicked".to_string())?;
+    (a && b).then_some(()).ok_or(format!("out ok={a} hlt ok={b}"))
+}
+
+fn immediate_exit(e: &Env) -> R {
+    let k = e.kvm();
+    let (_vm, mut vcpu, _m) = small_vm(&k, &[0xf4]);
+    vcpu.set_kvm_immediate_exit(1);
+    match vcpu.run() {
+        Err(x) if x.errno() == libc::EINTR => {}
+        x => return Err(format!("immediate_exit=1: {x:?}")),
+    }
+    // KVM leaves exit_reason alone here (only a signal sets KVM_EXIT_INTR);
+    // RIP must not have moved.
+    let rip = vcpu.get_regs().unwrap().rip;
+    vcpu.set_kvm_immediate_exit(0);
+    match vcpu.run() {
+        Ok(VcpuExit::Hlt) if rip == 0x1000 => Ok(()),
+        x => Err(format!("after immediate_exit: rip {rip:#x}, {x:?}")),
+    }
+}
+
+static GOT_SIGNAL: AtomicBool = AtomicBool::new(false);
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    GOT_SIGNAL.store(true, Ordering::SeqCst);
+}
+
+fn signal_during_run(e: &Env) -> R {
+    let k = e.kvm();
+    let (_vm, vcpu, _m) = small_vm(&k, &[0xeb, 0xfe]); // jmp $
+    // SAFETY: installs a handler that only stores an atomic; no SA_RESTART.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigusr1 as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        // SAFETY: pthread_self has no preconditions.
+        tx.send(unsafe { libc::pthread_self() }).unwrap();
+        let mut v = vcpu;
+        let r = v.run().map(|_| ()).map_err(|x| x.errno());
+        let reason = v.get_kvm_run().exit_reason;
+        (r, reason)
+    });
+    let th = rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signals the test thread, which is alive until joined.
+    unsafe { libc::pthread_kill(th, libc::SIGUSR1) };
+    let (r, reason) = t.join().map_err(|_| "thread panicked".to_string())?;
+    if r != Err(libc::EINTR) || reason != kvm_bindings::KVM_EXIT_INTR || !GOT_SIGNAL.load(Ordering::SeqCst) {
+        return Err(format!("KVM_RUN {r:?}, exit_reason {reason}, handler ran {}", GOT_SIGNAL.load(Ordering::SeqCst)));
+    }
+    Ok(())
+}
+
+fn mmap_sizes(e: &Env) -> R {
+    let k = e.kvm();
+    let (_vm, vcpu, _m) = small_vm(&k, &[0xf4]);
+    let size = k.get_vcpu_mmap_size().map_err(|x| x.to_string())?;
+    if size < 4096 {
+        return Err(format!("mmap size {size}"));
+    }
+    // A mapping larger than the vCPU's pages: the extra page faults (SIGBUS).
+    // SAFETY: fork in a test process; the child only touches memory and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: mapping the vCPU fd; the access beyond its pages must fault.
+        unsafe {
+            let p = libc::mmap(std::ptr::null_mut(), size + 4096, libc::PROT_READ, libc::MAP_SHARED, vcpu.as_raw_fd(), 0);
+            if p == libc::MAP_FAILED {
+                libc::_exit(3);
+            }
+            let first = std::ptr::read_volatile(p.cast::<u8>());
+            let _ = first;
+            let _beyond = std::ptr::read_volatile(p.cast::<u8>().add(size));
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS) {
+        return Err(format!("child status {status:#x}: expected SIGBUS beyond the vCPU pages"));
+    }
+    // A mapping at an offset beyond the pages faults as well.
+    // SAFETY: as above.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_SHARED, vcpu.as_raw_fd(), 16 * 4096);
+            if p == libc::MAP_FAILED {
+                libc::_exit(4);
+            }
+            let _ = std::ptr::read_volatile(p.cast::<u8>());
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: waits for our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let ok = (libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS) || (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 4);
+    ok.then_some(()).ok_or(format!("offset mapping: child status {status:#x}"))
+}
+
+fn teardown_orders(e: &Env) -> R {
+    for order in 0..4 {
+        let k = e.kvm();
+        let (vm, vcpu, mem) = small_vm(&k, &[0xf4]);
+        match order {
+            0 => {
+                drop(vcpu);
+                drop(vm);
+            }
+            1 => {
+                // VM fd closed first: the vCPU keeps the VM alive and still runs.
+                drop(vm);
+                let mut v = vcpu;
+                if !matches!(v.run(), Ok(VcpuExit::Hlt)) {
+                    return Err("vCPU did not run after its VM fd was closed".into());
+                }
+            }
+            2 => {
+                drop(k);
+                drop(vcpu);
+                drop(vm);
+            }
+            _ => {
+                // Guest memory unmapped before the VM goes away.
+                drop(mem);
+                drop(vm);
+                drop(vcpu);
+                continue;
+            }
+        }
+        drop(mem);
+    }
+    Ok(())
+}
+
+fn two_vms_isolated(e: &Env) -> R {
+    let k = e.kvm();
+    // Each guest reads the byte at GPA 0 and writes it to port 0x10.
+    let code = [0xa0, 0x00, 0x00, 0xe6, 0x10, 0xf4]; // mov al,[0]; out 0x10,al; hlt
+    let (_vm1, mut c1, m1) = small_vm(&k, &code);
+    let (_vm2, mut c2, m2) = small_vm(&k, &code);
+    m1.bytes()[0] = 0xaa;
+    m2.bytes()[0] = 0x55;
+    let a = match c1.run() {
+        Ok(VcpuExit::IoOut(0x10, d)) => d[0],
+        x => return Err(format!("vm1: {x:?}")),
+    };
+    let b = match c2.run() {
+        Ok(VcpuExit::IoOut(0x10, d)) => d[0],
+        x => return Err(format!("vm2: {x:?}")),
+    };
+    (a == 0xaa && b == 0x55).then_some(()).ok_or(format!("vm1 read {a:#x}, vm2 read {b:#x}"))
+}
+
+fn multi_vcpu(e: &Env) -> R {
+    let k = e.kvm();
+    let vm = k.create_vm().unwrap();
+    let mem = Mem::new(0x10000);
+    // vCPU n runs at 0x1000 + 0x100*n: mov al, n; out 0x10, al; hlt
+    for n in 0..4u8 {
+        let at = 0x1000 + 0x100 * n as usize;
+        mem.bytes()[at..at + 5].copy_from_slice(&[0xb0, n, 0xe6, 0x10, 0xf4]);
+    }
+    // SAFETY: mem outlives the VM.
+    unsafe { vm.set_user_memory_region(region(0, 0, 0x10000, mem.ptr as u64, 0)) }.unwrap();
+    let mut threads = Vec::new();
+    for n in 0..4u64 {
+        let v = vm.create_vcpu(n).map_err(|x| format!("vcpu {n}: {x}"))?;
+        real_mode(&v, 0x1000 + 0x100 * n);
+        threads.push(std::thread::spawn(move || {
+            let mut v = v;
+            let out = match v.run() {
+                Ok(VcpuExit::IoOut(0x10, d)) => Some(d[0]),
+                _ => None,
+            };
+            (out, matches!(v.run(), Ok(VcpuExit::Hlt)))
+        }));
+    }
+    for (n, t) in threads.into_iter().enumerate() {
+        let (o, h) = t.join().map_err(|_| "panic".to_string())?;
+        if o != Some(n as u8) || !h {
+            return Err(format!("vcpu {n}: out {o:?}, hlt {h}"));
+        }
+    }
+    Ok(())
+}
+
+/// Random ioctls with random arguments on every kind of fd: each must return
+/// (an errno or a value); the run ends with the host still healthy.
+fn fuzz(e: &Env, n: u64) -> R {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let k = e.kvm();
+    let (vm, vcpu, _m) = small_vm(&k, &[0xf4]);
+    let buf = Mem::new(0x10000);
+    let fds = [k.as_raw_fd(), vm.as_raw_fd(), vcpu.as_raw_fd()];
+    // Commands: KVM's numbers (types 0xAE) and nsvm's (0xB7) with random
+    // direction/size bits, plus fully random ones. KVM_RUN is skipped: a
+    // random guest state may legitimately run forever.
+    let mut created: Vec<OwnedFd> = Vec::new();
+    let mut answered = 0u64;
+    for i in 0..n {
+        let r = rnd();
+        let nr = (r >> 8) as u32 & 0xff;
+        let ty = match r % 4 {
+            0 | 1 => 0xae,
+            2 => 0xb7,
+            _ => (r >> 16) as u32 & 0xff,
+        };
+        let size = if r & (1 << 40) != 0 { ((r >> 24) as u32) & 0x3fff } else { [0u32, 4, 8, 32, 144, 312, 160, 40][(r >> 41) as usize % 8] };
+        let dir = (r >> 50) as u32 & 3;
+        let cmd = (dir << 30) | (size << 16) | (ty << 8) | nr;
+        if cmd == KVM_RUN as u32 {
+            continue;
+        }
+        let arg = match (r >> 52) % 5 {
+            0 => 0,
+            1 => rnd() & 0xffff,
+            2 => buf.ptr as u64 + (rnd() % 0x8000),
+            3 => 0xffff_8000_0000_0000 | (rnd() & 0xffff_ffff),
+            _ => rnd(),
+        };
+        if arg >= buf.ptr as u64 && arg < buf.ptr as u64 + 0x10000 {
+            for b in buf.bytes()[0x8000..].iter_mut().take(64) {
+                *b = rnd() as u8;
+            }
+        }
+        let fd = fds[(r >> 58) as usize % 3];
+        let res = ioctl(fd, cmd as u64, arg);
+        answered += 1;
+        // ioctls that create fds (VM, vCPU) return them: close them.
+        if let Ok(v) = res {
+            if (ty == 0xae && (nr == 0x01 || nr == 0x41)) && v > 2 {
+                // SAFETY: the kernel just gave us this fd.
+                created.push(unsafe { OwnedFd::from_raw_fd(v as RawFd) });
+                if created.len() > 32 {
+                    created.clear();
+                }
+            }
+        }
+        if i % 2000 == 0 {
+            // The device still answers normally.
+            if ioctl(k.as_raw_fd(), KVM_GET_API_VERSION, 0) != Ok(12) {
+                return Err(format!("device broken after {i} random ioctls"));
+            }
+        }
+    }
+    drop(created);
+    let mut v = vcpu;
+    match v.run() {
+        Ok(_) | Err(_) => {}
+    }
+    println!("  {answered} random ioctls answered");
+    (ioctl(k.as_raw_fd(), KVM_GET_API_VERSION, 0) == Ok(12)).then_some(()).ok_or("device broken at the end".into())
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut device = "/dev/nsvm".to_string();
+    let mut fuzz_n = 0u64;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--device" => {
+                device = args[i + 1].clone();
+                args.drain(i..i + 2);
+            }
+            "--fuzz" => {
+                fuzz_n = args[i + 1].parse().expect("--fuzz N");
+                args.drain(i..i + 2);
+            }
+            _ => i += 1,
+        }
+    }
+    let e = Env { device };
+    let cases: Vec<(&str, fn(&Env) -> R)> = vec![
+        ("api_version", api_version),
+        ("vcpu_ids", vcpu_ids),
+        ("memslots", memslots),
+        ("invalid_sregs", invalid_sregs),
+        ("wrong_fds", wrong_fds),
+        ("run_other_thread", run_other_thread),
+        ("immediate_exit", immediate_exit),
+        ("signal_during_run", signal_during_run),
+        ("mmap_sizes", mmap_sizes),
+        ("teardown_orders", teardown_orders),
+        ("two_vms_isolated", two_vms_isolated),
+        ("multi_vcpu", multi_vcpu),
+    ];
+    let (mut p, mut f) = (0, 0);
+    for (name, c) in &cases {
+        if !args.is_empty() && !args.iter().any(|a| a == name) {
+            continue;
+        }
+        match c(&e) {
+            Ok(()) => {
+                p += 1;
+                println!("PASS: {name}");
+            }
+            Err(m) => {
+                f += 1;
+                println!("FAIL: {name}: {m}");
+            }
+        }
+    }
+    if fuzz_n > 0 {
+        match fuzz(&e, fuzz_n) {
+            Ok(()) => {
+                p += 1;
+                println!("PASS: fuzz ({fuzz_n} ioctls)");
+            }
+            Err(m) => {
+                f += 1;
+                println!("FAIL: fuzz: {m}");
+            }
+        }
+    }
+    println!("{p} passed, {f} failed");
+    std::process::exit(if f == 0 { 0 } else { 1 });
+}
