@@ -193,7 +193,7 @@ fn wrong_fds(e: &Env) -> R {
     // kvm_amd's x86 kvm_arch_dev_ioctl answers EINVAL.
     let want = if e.device.ends_with("kvm") { libc::EINVAL } else { libc::ENOTTY };
     expect_errno("unknown system ioctl", ioctl(k.as_raw_fd(), 0xaeff, 0), want)?;
-    expect_errno("KVM_RUN on the system fd", ioctl(k.as_raw_fd(), KVM_RUN, 0), libc::ENOTTY)?;
+    expect_errno("KVM_RUN on the system fd", ioctl(k.as_raw_fd(), KVM_RUN, 0), want)?;
     expect_errno("KVM_RUN on the VM fd", ioctl(vm.as_raw_fd(), KVM_RUN, 0), libc::ENOTTY)?;
     expect_errno("KVM_CREATE_VCPU on the vCPU fd", ioctl(vcpu.as_raw_fd(), KVM_CREATE_VCPU, 3), libc::ENOTTY)?;
     expect_errno("KVM_CREATE_VM on the VM fd", ioctl(vm.as_raw_fd(), KVM_CREATE_VM, 0), libc::ENOTTY)?;
