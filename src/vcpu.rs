@@ -163,7 +163,8 @@ impl Vcpu {
                 Ok(0)
             }
             uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
-            _ => Err(ENOTTY),
+            // KVM's kvm_arch_vcpu_ioctl answers unknown vCPU ioctls with EINVAL.
+            _ => Err(EINVAL),
         }
     }
 

@@ -195,11 +195,12 @@ fn wrong_fds(e: &Env) -> R {
     expect_errno("unknown system ioctl", ioctl(k.as_raw_fd(), 0xaeff, 0), want)?;
     expect_errno("KVM_RUN on the system fd", ioctl(k.as_raw_fd(), KVM_RUN, 0), want)?;
     expect_errno("KVM_RUN on the VM fd", ioctl(vm.as_raw_fd(), KVM_RUN, 0), libc::ENOTTY)?;
-    expect_errno("KVM_CREATE_VCPU on the vCPU fd", ioctl(vcpu.as_raw_fd(), KVM_CREATE_VCPU, 3), libc::ENOTTY)?;
+    // Unknown vCPU ioctls: EINVAL (KVM's kvm_arch_vcpu_ioctl); VM: ENOTTY.
+    expect_errno("KVM_CREATE_VCPU on the vCPU fd", ioctl(vcpu.as_raw_fd(), KVM_CREATE_VCPU, 3), libc::EINVAL)?;
     expect_errno("KVM_CREATE_VM on the VM fd", ioctl(vm.as_raw_fd(), KVM_CREATE_VM, 0), libc::ENOTTY)?;
     expect_errno("unknown VM ioctl", ioctl(vm.as_raw_fd(), 0xae99, 0), libc::ENOTTY)?;
-    expect_errno("unknown vCPU ioctl", ioctl(vcpu.as_raw_fd(), 0xaeee, 0), libc::ENOTTY)?;
-    expect_errno("API_VERSION on the vCPU fd", ioctl(vcpu.as_raw_fd(), KVM_GET_API_VERSION, 0), libc::ENOTTY)?;
+    expect_errno("unknown vCPU ioctl", ioctl(vcpu.as_raw_fd(), 0xaeee, 0), libc::EINVAL)?;
+    expect_errno("API_VERSION on the vCPU fd", ioctl(vcpu.as_raw_fd(), KVM_GET_API_VERSION, 0), libc::EINVAL)?;
     let cap = ioctl(vm.as_raw_fd(), KVM_CHECK_EXTENSION, 3).map_err(|x| format!("CHECK_EXTENSION on VM fd: errno {x}"))?;
     (cap == 1).then_some(()).ok_or(format!("USER_MEMORY on VM fd = {cap}"))
 }
