@@ -60,7 +60,12 @@ pub(crate) struct VcpuState {
     /// is taken from the PIO page and RIP moves past the instruction (KVM
     /// advances RIP only then, so userspace sees RIP at the I/O instruction).
     pending_io: Option<PendingIo>,
+    /// External interrupt queued by `KVM_INTERRUPT`, not yet injected.
+    pending_irq: Option<u8>,
 }
+
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// An exit to userspace for port I/O that the next `KVM_RUN` completes.
 #[derive(Clone, Copy)]
@@ -106,6 +111,7 @@ impl Vcpu {
             tsc_aux: 0,
             cpuid: KVec::new(),
             pending_io: None,
+            pending_irq: None,
         };
         let npt_root = vm.inner.lock().npt.root_pa();
         st.reset(npt_root, false);
@@ -163,6 +169,7 @@ impl Vcpu {
                 Ok(0)
             }
             uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
+            uapi::kvm::INTERRUPT => self.interrupt(arg),
             // KVM's kvm_arch_vcpu_ioctl answers unknown vCPU ioctls with EINVAL.
             _ => Err(EINVAL),
         }
@@ -227,24 +234,50 @@ impl Vcpu {
         if self.run_u8(run::IMMEDIATE_EXIT) != 0 {
             return Err(EINTR);
         }
-        loop {
+        let r = loop {
             if hw::signal_pending() {
                 self.set_exit(run::EXIT_INTR);
-                return Err(EINTR);
+                break Err(EINTR);
             }
             hw::cond_resched();
+            let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0;
+            st.prepare_interrupts(window);
             st.enter();
             match self.handle_exit(&mut st)? {
-                Next::Guest => {}
-                Next::User => {
-                    let rflags = st.vmcb().save.rflags;
-                    self.run_put(run::IF_FLAG, &[u8::from(rflags & (1 << 9) != 0)]);
-                    self.run_put(run::READY_FOR_INTERRUPT_INJECTION, &[0]);
-                    self.run_put(run::APIC_BASE, &st.apic_base.to_ne_bytes());
-                    return Ok(0);
+                Next::Guest => {
+                    // KVM: with an open window requested, return as soon as
+                    // an interrupt can be injected.
+                    if window && st.ready_for_injection() {
+                        self.set_exit(run::EXIT_IRQ_WINDOW_OPEN);
+                        break Ok(0);
+                    }
                 }
+                Next::User => break Ok(0),
             }
+        };
+        let rflags = st.vmcb().save.rflags;
+        self.run_put(run::IF_FLAG, &[u8::from(rflags & RFLAGS_IF != 0)]);
+        self.run_put(run::READY_FOR_INTERRUPT_INJECTION, &[u8::from(st.ready_for_injection())]);
+        self.run_put(run::CR8, &u64::from(st.vmcb().control.int_ctl & int_ctl::V_TPR_MASK).to_ne_bytes());
+        self.run_put(run::APIC_BASE, &st.apic_base.to_ne_bytes());
+        r
+    }
+
+    /// `KVM_INTERRUPT` (no in-kernel irqchip): queue external interrupt
+    /// `irq`, injected when the guest can take it.
+    fn interrupt(&self, arg: usize) -> Result<isize> {
+        let mut b = [0u8; 4];
+        UserSlice::new(UserPtr::from_addr(arg), 4).reader().read_slice(&mut b)?;
+        let irq = u32::from_ne_bytes(b);
+        if irq >= 256 {
+            return Err(EINVAL);
         }
+        let mut st = self.state.lock();
+        if st.pending_irq.is_some() {
+            return Err(ENXIO);
+        }
+        st.pending_irq = Some(irq as u8);
+        Ok(0)
     }
 
     fn handle_exit(&self, st: &mut VcpuState) -> Result<Next> {
@@ -269,6 +302,12 @@ impl Vcpu {
         }
         match code {
             exit::INTR | exit::NMI | exit::SMI => Ok(Next::Guest),
+            exit::VINTR => {
+                // The interrupt window is open (APM 15.21.4): drop the fake
+                // V_IRQ; prepare_interrupts injects or reopens as needed.
+                st.close_irq_window();
+                Ok(Next::Guest)
+            }
             exit::CPUID => {
                 let leaf = vmcb.save.rax as u32;
                 let sub = st.gprs[1] as u32;
@@ -464,6 +503,53 @@ impl VcpuState {
         self.vmcb.get()
     }
 
+    /// Whether the guest can take an external interrupt now: RFLAGS.IF set,
+    /// no interrupt shadow, nothing being injected, nothing queued.
+    fn ready_for_injection(&mut self) -> bool {
+        let queued = self.pending_irq.is_some();
+        let v = self.vmcb();
+        !queued
+            && v.save.rflags & RFLAGS_IF != 0
+            && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
+            && v.control.event_inj & nsvm_core::event::bits::VALID == 0
+    }
+
+    /// Before an entry: inject a queued interrupt if the guest can take it,
+    /// otherwise (or when userspace asked for a window) ask for a #VMEXIT
+    /// when it can, with a virtual interrupt that ignores the TPR and the
+    /// VINTR intercept (APM 15.21.4), as KVM's `svm_enable_irq_window` does.
+    fn prepare_interrupts(&mut self, window_requested: bool) {
+        let v = self.vmcb();
+        let interruptible = v.save.rflags & RFLAGS_IF != 0
+            && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
+            && v.control.event_inj & nsvm_core::event::bits::VALID == 0;
+        if let Some(irq) = self.pending_irq {
+            if interruptible {
+                self.pending_irq = None;
+                self.inject(Event::new(EventType::Intr, irq, None));
+                return;
+            }
+            self.open_irq_window();
+        } else if window_requested {
+            // As KVM: an open window is requested unconditionally; if the
+            // guest is already interruptible the VINTR exit comes at once.
+            self.open_irq_window();
+        }
+    }
+
+    fn open_irq_window(&mut self) {
+        let v = self.vmcb();
+        v.control.int_ctl |= int_ctl::V_IRQ | int_ctl::V_IGN_TPR;
+        v.control.int_vector = 0;
+        v.control.intercepts.set(exit::VINTR);
+    }
+
+    fn close_irq_window(&mut self) {
+        let v = self.vmcb();
+        v.control.int_ctl &= !(int_ctl::V_IRQ | int_ctl::V_IGN_TPR);
+        v.control.intercepts.clear(exit::VINTR);
+    }
+
     fn inject(&mut self, e: Event) {
         let v = self.vmcb();
         v.control.event_inj = e.info;
@@ -522,6 +608,7 @@ impl VcpuState {
         // RDX at reset: the processor signature (CPUID 1 EAX), 0x600 without a table.
         self.gprs[2] = self.cpuid.iter().find(|e| e.function == 1).map_or(0x600, |e| u64::from(e.regs[0]));
         self.guest_efer = 0;
+        self.pending_irq = None;
         if !init {
             self.xcr0 = 1;
             // FXSAVE image defaults: FCW 0x37f, MXCSR 0x1f80 (XSAVE header

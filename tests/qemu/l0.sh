@@ -14,10 +14,11 @@ run_guest() {
     sed -e "s|on $dev|on DEVICE|" /tmp/$tag.$name.err > /tmp/$tag.$name.sum
 }
 
-PAYLOADS="real16 prot32 long64 triple"
+PAYLOADS="real16 prot32 long64 triple irq16"
 args_for() {
     case $1 in
         prot32) echo "--mode protected";;
+        irq16) echo "--irq-on-hlt 0x20:3";;
         *) echo "";;
     esac
 }
@@ -42,6 +43,12 @@ o=/tmp/nsvm.long64.out
 [ "$(cat /tmp/nsvm.long64.rc)" = 7 ] && grep -q "MSR round trips ok" $o && grep -q "#GP for an unknown MSR" $o \
   && grep -q "#UD handled" $o && grep -q "#PF handled" $o && grep -q "r12=0x200000000 r13=0x500 r14=0x1122334455667788 r15=0x0" $o \
   && pass || fail "rc=$(cat /tmp/nsvm.long64.rc)"
+
+case_ "HLT woken by injected interrupts; interrupt window after STI; injection order"
+cat /tmp/nsvm.irq16.out /tmp/nsvm.irq16.err
+# 3 HLT wake-ups (I), then A and B only after STI and the instruction in its shadow.
+[ "$(cat /tmp/nsvm.irq16.rc)" = 5 ] && grep -q "^III$" /tmp/nsvm.irq16.out && grep -q "^-sAB.$" /tmp/nsvm.irq16.out \
+  && pass || fail "rc=$(cat /tmp/nsvm.irq16.rc)"
 
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64

@@ -16,6 +16,11 @@ use crate::{Args, Failure};
 pub const COM1: u16 = 0x3f8;
 /// Debug-exit port: an OUT of value v ends the run with exit status v.
 pub const DEBUG_EXIT: u16 = 0x501;
+/// Interrupt-request port: an OUT of value v raises external interrupt v,
+/// injected (KVM_INTERRUPT) as soon as the guest can take it.
+pub const IRQ_PORT: u16 = 0x511;
+/// `KVM_INTERRUPT`.
+const KVM_INTERRUPT: u64 = 0x4004_ae86;
 
 /// Guest start mode.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -33,6 +38,8 @@ struct Options {
     dump_regs: bool,
     max_exits: u64,
     quiet: bool,
+    /// Interrupt vector injected when the guest halts, and how many times.
+    irq_on_hlt: Option<(u8, u32)>,
 }
 
 fn parse_size(s: &str) -> Result<u64, Failure> {
@@ -47,7 +54,7 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false };
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None };
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
@@ -64,6 +71,16 @@ fn parse(a: &Args) -> Result<Options, Failure> {
             }
             "--max-exits" => o.max_exits = parse_size(&val("--max-exits")?)?,
             "--dump-regs" => o.dump_regs = true,
+            "--irq-on-hlt" => {
+                let v = val("--irq-on-hlt")?;
+                let (vec, n) = v.split_once(':').unwrap_or((v.as_str(), "1"));
+                let vec = parse_size(vec)?;
+                let n = parse_size(n)?;
+                if vec > 255 || n > u64::from(u32::MAX) {
+                    return Err(Failure("--irq-on-hlt takes VECTOR[:COUNT] with a vector below 256".into()));
+                }
+                o.irq_on_hlt = Some((vec as u8, n as u32));
+            }
             "--quiet" => o.quiet = true,
             "--vcpus" => {
                 if val("--vcpus")? != "1" {
@@ -193,9 +210,13 @@ fn setup_mode(mem: &mut [u8], mode: StartMode, base: &kvm_sregs) -> kvm_sregs {
 struct Summary {
     exits: BTreeMap<&'static str, u64>,
     unhandled_ports: BTreeMap<u16, u64>,
+    injected: u64,
 }
 
 impl Summary {
+    fn count_injected(&mut self) {
+        self.injected += 1;
+    }
     fn count(&mut self, n: &'static str) {
         *self.exits.entry(n).or_default() += 1;
     }
@@ -205,6 +226,9 @@ impl Summary {
     fn line(&self) -> String {
         let parts: Vec<String> = self.exits.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut s = format!("{} exits ({})", self.total(), parts.join(" "));
+        if self.injected > 0 {
+            s += &format!("; {} interrupts injected", self.injected);
+        }
         if !self.unhandled_ports.is_empty() {
             let p: Vec<String> = self.unhandled_ports.iter().map(|(k, v)| format!("{k:#x}x{v}")).collect();
             s += &format!("; unhandled ports: {}", p.join(" "));
@@ -289,9 +313,34 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
     Ok((Guest { _vm: vm, vcpu, _mem: mem }, img.mode))
 }
 
+/// Injects the first queued interrupt if the guest can take it, or asks KVM
+/// for an exit when it can (`request_interrupt_window`).
+fn deliver_irqs(g: &mut Guest, queue: &mut std::collections::VecDeque<u8>, sum: &mut Summary) -> Result<(), String> {
+    let ready = g.vcpu.get_kvm_run().ready_for_interrupt_injection != 0;
+    if let Some(&v) = queue.front() {
+        if ready {
+            let irq: u32 = u32::from(v);
+            // SAFETY: KVM_INTERRUPT reads a u32 from the pointer.
+            let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&g.vcpu), KVM_INTERRUPT as _, &irq) };
+            if r < 0 {
+                return Err(format!("KVM_INTERRUPT({v}) failed: {}", std::io::Error::last_os_error()));
+            }
+            queue.pop_front();
+            sum.count_injected();
+        }
+    }
+    g.vcpu.get_kvm_run().request_interrupt_window = u8::from(!queue.is_empty());
+    Ok(())
+}
+
 fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
     let mut out = std::io::stdout();
+    let mut irqs: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
+    let mut hlt_irqs = o.irq_on_hlt.map_or(0, |(_, n)| n);
     loop {
+        if let Err(m) = deliver_irqs(g, &mut irqs, sum) {
+            return End::Failed(m);
+        }
         if sum.total() >= o.max_exits {
             return End::Failed(format!("stopped after --max-exits {} exits", o.max_exits));
         }
@@ -315,6 +364,7 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
                         let _ = out.flush();
                         return End::DebugExit(v);
                     }
+                    IRQ_PORT => irqs.push_back(v),
                     p if (COM1..COM1 + 8).contains(&p) || p == 0x80 => {}
                     p => *sum.unhandled_ports.entry(p).or_default() += 1,
                 }
@@ -333,9 +383,18 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
             }
             VcpuExit::Hlt => {
                 sum.count("HLT");
+                if hlt_irqs > 0 {
+                    hlt_irqs -= 1;
+                    irqs.push_back(o.irq_on_hlt.map_or(0, |(v, _)| v));
+                    continue;
+                }
+                if !irqs.is_empty() {
+                    continue;
+                }
                 let _ = out.flush();
                 return End::Halted;
             }
+            VcpuExit::IrqWindowOpen => sum.count("IRQ_WINDOW_OPEN"),
             VcpuExit::Shutdown => {
                 sum.count("SHUTDOWN");
                 return End::Shutdown;

@@ -115,6 +115,8 @@ pub mod kvm {
     pub const SET_CPUID2: u32 = iow(KVMIO, 0x90, sizes::KVM_CPUID2);
     /// `KVM_GET_CPUID2` (vCPU fd).
     pub const GET_CPUID2: u32 = iowr(KVMIO, 0x91, sizes::KVM_CPUID2);
+    /// `KVM_INTERRUPT` (vCPU fd).
+    pub const INTERRUPT: u32 = iow(KVMIO, 0x86, 4);
     /// `KVM_RUN` (vCPU fd).
     pub const RUN: u32 = io(KVMIO, 0x80);
     /// `KVM_GET_REGS` (vCPU fd).
