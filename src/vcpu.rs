@@ -14,6 +14,7 @@ use kernel::new_mutex;
 use nsvm_core::event::{Event, EventType};
 use nsvm_core::exit;
 use nsvm_core::insn::{self, Known};
+use nsvm_core::mmio;
 use nsvm_core::intercept::Intercepts;
 use nsvm_core::kvm::{self, reg, run, KvmSegment, Regs, SegKind, Sregs};
 use nsvm_core::msr::{self, efer};
@@ -59,7 +60,7 @@ pub(crate) struct VcpuState {
     /// Port I/O that userspace completes: on the next `KVM_RUN` an IN's data
     /// is taken from the PIO page and RIP moves past the instruction (KVM
     /// advances RIP only then, so userspace sees RIP at the I/O instruction).
-    pending_io: Option<PendingIo>,
+    pending: Option<Pending>,
     /// External interrupt queued by `KVM_INTERRUPT`, not yet injected.
     pending_irq: Option<u8>,
 }
@@ -67,12 +68,13 @@ pub(crate) struct VcpuState {
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
 
-/// An exit to userspace for port I/O that the next `KVM_RUN` completes.
+/// An exit to userspace that the next `KVM_RUN` completes.
 #[derive(Clone, Copy)]
-struct PendingIo {
-    next_rip: u64,
-    /// Size of an IN (None for OUT).
-    in_size: Option<u8>,
+enum Pending {
+    /// Port I/O; `in_size` is the size of an IN (None for OUT).
+    Io { next_rip: u64, in_size: Option<u8> },
+    /// MMIO; `read` says where a load's data goes.
+    Mmio { next_rip: u64, read: Option<(mmio::Reg, mmio::Extend, u8)> },
 }
 
 /// One vCPU.
@@ -110,7 +112,7 @@ impl Vcpu {
             apic_base: 0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 },
             tsc_aux: 0,
             cpuid: KVec::new(),
-            pending_io: None,
+            pending: None,
             pending_irq: None,
         };
         let npt_root = vm.inner.lock().npt.root_pa();
@@ -212,22 +214,30 @@ impl Vcpu {
         let mut st = self.state.lock();
         // Complete port I/O: an IN's data from the PIO page goes to RAX, and
         // RIP moves past the instruction.
-        if let Some(p) = st.pending_io.take() {
-            let vmcb = st.vmcb();
-            if let Some(size) = p.in_size {
-                let d = self.pio.read_u64(0);
-                let mask = match size {
-                    1 => 0xff,
-                    2 => 0xffff,
-                    _ => 0xffff_ffff,
-                };
-                vmcb.save.rax = if size == 4 {
-                    d & mask // 32-bit destinations zero-extend into RAX
-                } else {
-                    (vmcb.save.rax & !mask) | (d & mask)
-                };
+        let next_rip = match st.pending.take() {
+            Some(Pending::Io { next_rip, in_size }) => {
+                if let Some(size) = in_size {
+                    let d = self.pio.read_u64(0);
+                    let mut regs = st.all_gprs();
+                    mmio::load_into(&mut regs, mmio::Reg { num: 0, high8: false }, mmio::Extend::None, size, d);
+                    st.set_all_gprs(&regs);
+                }
+                Some(next_rip)
             }
-            vmcb.save.rip = p.next_rip;
+            Some(Pending::Mmio { next_rip, read }) => {
+                if let Some((dst, ext, size)) = read {
+                    let d = self.run.read_u64(run::MMIO_DATA);
+                    let mut regs = st.all_gprs();
+                    mmio::load_into(&mut regs, dst, ext, size, d);
+                    st.set_all_gprs(&regs);
+                }
+                Some(next_rip)
+            }
+            None => None,
+        };
+        if let Some(rip) = next_rip {
+            let vmcb = st.vmcb();
+            vmcb.save.rip = rip;
             vmcb.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
         }
         // immediate_exit: back at once with EINTR, exit_reason untouched (as KVM).
@@ -431,7 +441,7 @@ impl Vcpu {
             let d = st.vmcb().save.rax.to_ne_bytes();
             self.pio.write(0, &d[..size as usize]);
         }
-        st.pending_io = Some(PendingIo { next_rip: info2, in_size: is_in.then_some(size) });
+        st.pending = Some(Pending::Io { next_rip: info2, in_size: is_in.then_some(size) });
         self.set_exit(run::EXIT_IO);
         Ok(Next::User)
     }
@@ -448,8 +458,38 @@ impl Vcpu {
                 return Ok(Next::Guest);
             }
         }
+        // MMIO (or a write to a read-only slot): decode the instruction.
+        let mut bytes = [0u8; 15];
+        let n = st.fetch(inner, &mut bytes);
+        let cs = st.code_size();
         let rip = st.vmcb().save.rip;
-        self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, gpa, info1]);
+        let acc = match mmio::decode(&bytes[..n], cs) {
+            Ok(a) => a,
+            Err(_) => {
+                let mut w = [0u64; 2];
+                for (i, b) in bytes.iter().enumerate() {
+                    w[i / 8] |= u64::from(*b) << (8 * (i % 8));
+                }
+                self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, gpa, n as u64, w[0], w[1]]);
+                return Ok(Next::User);
+            }
+        };
+        let regs = st.all_gprs();
+        let (is_write, data, read) = match acc.op {
+            mmio::Op::Read { dst, ext } => (false, 0, Some((dst, ext, acc.size))),
+            mmio::Op::WriteReg(r) => (true, mmio::store_value(&regs, r, acc.size), None),
+            mmio::Op::WriteImm(v) => (true, v, None),
+        };
+        self.run_put(run::MMIO_PHYS_ADDR, &gpa.to_ne_bytes());
+        self.run_put(run::MMIO_DATA, &data.to_ne_bytes());
+        self.run_put(run::MMIO_LEN, &u32::from(acc.size).to_ne_bytes());
+        self.run_put(run::MMIO_IS_WRITE, &[u8::from(is_write)]);
+        let mut next_rip = rip.wrapping_add(u64::from(acc.len));
+        if cs != mmio::CodeSize::Bits64 {
+            next_rip &= 0xffff_ffff;
+        }
+        st.pending = Some(Pending::Mmio { next_rip, read });
+        self.set_exit(run::EXIT_MMIO);
         Ok(Next::User)
     }
 
@@ -616,6 +656,38 @@ impl VcpuState {
             self.fpu.fill(0);
             self.fpu.write(0, &0x37fu16.to_ne_bytes());
             self.fpu.write(24, &0x1f80u32.to_ne_bytes());
+        }
+    }
+
+    /// The 16 GPRs by hardware number (RAX and RSP from the VMCB).
+    fn all_gprs(&mut self) -> [u64; 16] {
+        let mut g = self.gprs;
+        let v = self.vmcb();
+        g[0] = v.save.rax;
+        g[4] = v.save.rsp;
+        g
+    }
+
+    fn set_all_gprs(&mut self, g: &[u64; 16]) {
+        self.gprs = *g;
+        let v = self.vmcb();
+        v.save.rax = g[0];
+        v.save.rsp = g[4];
+    }
+
+    /// Size of the code segment the guest runs in (APM vol. 2 4.8).
+    fn code_size(&mut self) -> mmio::CodeSize {
+        let lma = self.guest_efer & efer::LMA != 0;
+        let v = self.vmcb();
+        let a = v.save.cs.attrib;
+        if v.save.cr0 & kvm::cr::CR0_PE == 0 {
+            mmio::CodeSize::Bits16
+        } else if lma && a & nsvm_core::vmcb::seg_attr::L != 0 {
+            mmio::CodeSize::Bits64
+        } else if a & nsvm_core::vmcb::seg_attr::DB != 0 {
+            mmio::CodeSize::Bits32
+        } else {
+            mmio::CodeSize::Bits16
         }
     }
 

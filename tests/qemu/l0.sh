@@ -14,11 +14,12 @@ run_guest() {
     sed -e "s|on $dev|on DEVICE|" /tmp/$tag.$name.err > /tmp/$tag.$name.sum
 }
 
-PAYLOADS="real16 prot32 long64 triple irq16"
+PAYLOADS="real16 prot32 long64 triple irq16 mmio64"
 args_for() {
     case $1 in
         prot32) echo "--mode protected";;
         irq16) echo "--irq-on-hlt 0x20:3";;
+        mmio64) echo "--trace-mmio";;
         *) echo "";;
     esac
 }
@@ -49,6 +50,17 @@ cat /tmp/nsvm.irq16.out /tmp/nsvm.irq16.err
 # 3 HLT wake-ups (I), then A and B only after STI and the instruction in its shadow.
 [ "$(cat /tmp/nsvm.irq16.rc)" = 5 ] && grep -q "^III$" /tmp/nsvm.irq16.out && grep -q "^-sAB.$" /tmp/nsvm.irq16.out \
   && pass || fail "rc=$(cat /tmp/nsvm.irq16.rc)"
+
+case_ "MMIO stores and loads of every width through several encodings"
+o=/tmp/nsvm.mmio64.out
+cat $o /tmp/nsvm.mmio64.err
+[ "$(cat /tmp/nsvm.mmio64.rc)" = 9 ] && [ "$(grep -c '^mmio write' $o)" = 10 ] && [ "$(grep -c '^mmio read' $o)" = 11 ] \
+  && grep -q "^mmio write 0xd0000008 len 8 <- 0xfffffffffffffffe$" $o \
+  && grep -q "^mmio write 0xd0000010 len 8 <- 0x8899aabbccddeeff$" $o \
+  && grep -q "^mmio write 0xd000001e len 1 <- 0x5a$" $o \
+  && grep -q "^r8=0x11 r9=0x2233 r10=0x44556677 r11=0xfffffffffffffffe$" $o \
+  && grep -q "^r12=0xff r13=0xffffffffffffeeff r14=0xffffffff r15=0x2233$" $o \
+  && pass || fail "rc=$(cat /tmp/nsvm.mmio64.rc)"
 
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64

@@ -24,14 +24,16 @@ commands:
                                    issue one ioctl on the system fd; prints
                                    'ok RET' or 'err ERRNO-NAME'
   run   [--device PATH] [--mem SIZE] [--load ADDR] [--mode real|protected|long]
-        [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] IMAGE
+        [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] [--trace-mmio] IMAGE
                                    run a flat binary (loaded at --load, default
                                    0x1000, real mode) or an ELF64 image (long
                                    mode); COM1 output goes to stdout, an OUT to
                                    port 0x501 ends the run with that exit status,
                                    an OUT of v to port 0x511 raises interrupt v
                                    (injected when the guest can take it); with
-                                   --irq-on-hlt each HLT is woken by interrupt VEC
+                                   --irq-on-hlt each HLT is woken by interrupt VEC;
+                                   memory outside RAM is MMIO scratch space
+                                   (reads return what was written, else 0xff)
   help                             this text
 
 --device defaults to /dev/nsvm; /dev/kvm works too (kvm_amd), for comparison.";

@@ -40,6 +40,8 @@ struct Options {
     quiet: bool,
     /// Interrupt vector injected when the guest halts, and how many times.
     irq_on_hlt: Option<(u8, u32)>,
+    /// Print every MMIO access.
+    trace_mmio: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, Failure> {
@@ -54,7 +56,7 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None };
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false };
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
@@ -71,6 +73,7 @@ fn parse(a: &Args) -> Result<Options, Failure> {
             }
             "--max-exits" => o.max_exits = parse_size(&val("--max-exits")?)?,
             "--dump-regs" => o.dump_regs = true,
+            "--trace-mmio" => o.trace_mmio = true,
             "--irq-on-hlt" => {
                 let v = val("--irq-on-hlt")?;
                 let (vec, n) = v.split_once(':').unwrap_or((v.as_str(), "1"));
@@ -335,6 +338,9 @@ fn deliver_irqs(g: &mut Guest, queue: &mut std::collections::VecDeque<u8>, sum: 
 
 fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
     let mut out = std::io::stdout();
+    // MMIO outside RAM is a sparse scratch memory: reads return what was
+    // written there (0xff where nothing was), so guests can check both ways.
+    let mut scratch: BTreeMap<u64, u8> = BTreeMap::new();
     let mut irqs: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut hlt_irqs = o.irq_on_hlt.map_or(0, |(_, n)| n);
     loop {
@@ -414,16 +420,37 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
             }
             VcpuExit::MmioRead(addr, data) => {
                 sum.count("MMIO");
-                data.iter_mut().for_each(|b| *b = 0xff);
-                let _ = addr;
+                for (i, b) in data.iter_mut().enumerate() {
+                    *b = scratch.get(&(addr + i as u64)).copied().unwrap_or(0xff);
+                }
+                if o.trace_mmio {
+                    let _ = writeln!(out, "mmio read  {addr:#x} len {} -> {}", data.len(), hex_le(data));
+                }
             }
-            VcpuExit::MmioWrite(_, _) => sum.count("MMIO"),
+            VcpuExit::MmioWrite(addr, data) => {
+                sum.count("MMIO");
+                for (i, b) in data.iter().enumerate() {
+                    scratch.insert(addr + i as u64, *b);
+                }
+                if o.trace_mmio {
+                    let _ = writeln!(out, "mmio write {addr:#x} len {} <- {}", data.len(), hex_le(data));
+                }
+            }
             other => {
                 sum.count("OTHER");
                 return End::Failed(format!("unexpected exit {other:?}"));
             }
         }
     }
+}
+
+/// Little-endian bytes as one hex number.
+fn hex_le(d: &[u8]) -> String {
+    let mut v = 0u64;
+    for (i, b) in d.iter().enumerate().take(8) {
+        v |= u64::from(*b) << (8 * i);
+    }
+    format!("{v:#x}")
 }
 
 fn dump_regs(v: &VcpuFd) -> String {

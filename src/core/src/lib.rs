@@ -16,6 +16,7 @@ pub mod insn;
 pub mod intercept;
 pub mod kvm;
 pub mod memslot;
+pub mod mmio;
 pub mod msr;
 pub mod paging;
 pub mod uapi;
