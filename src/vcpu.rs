@@ -61,6 +61,8 @@ pub(crate) struct VcpuState {
     /// is taken from the PIO page and RIP moves past the instruction (KVM
     /// advances RIP only then, so userspace sees RIP at the I/O instruction).
     pending: Option<Pending>,
+    /// Guest physical address of every byte of a pending INS/OUTS.
+    string_gpas: KVec<u64>,
     /// External interrupt queued by `KVM_INTERRUPT`, not yet injected.
     pending_irq: Option<u8>,
 }
@@ -75,6 +77,8 @@ enum Pending {
     Io { next_rip: u64, in_size: Option<u8> },
     /// MMIO; `read` says where a load's data goes.
     Mmio { next_rip: u64, read: Option<(mmio::Reg, mmio::Extend, u8)> },
+    /// INS/OUTS of `count` elements; the guest addresses are in `string_gpas`.
+    StrIo { next_rip: u64, is_in: bool, rep: bool, count: u64, size: u8, amask: u64, idx: u8, df: bool },
 }
 
 /// One vCPU.
@@ -113,6 +117,7 @@ impl Vcpu {
             tsc_aux: 0,
             cpuid: KVec::new(),
             pending: None,
+            string_gpas: KVec::new(),
             pending_irq: None,
         };
         let npt_root = vm.inner.lock().npt.root_pa();
@@ -232,6 +237,32 @@ impl Vcpu {
                     st.set_all_gprs(&regs);
                 }
                 Some(next_rip)
+            }
+            Some(Pending::StrIo { next_rip, is_in, rep, count, size, amask, idx, df }) => {
+                if is_in {
+                    let inner = self.vm.inner.lock();
+                    let mem = GuestMem(&inner);
+                    for (k, g) in st.string_gpas.iter().enumerate() {
+                        let b = [self.pio.read_u8(k)];
+                        mem.write_bytes(*g, &b);
+                    }
+                }
+                let mut regs = st.all_gprs();
+                let step = count * u64::from(size);
+                let i = idx as usize;
+                let moved = if df { regs[i].wrapping_sub(step) } else { regs[i].wrapping_add(step) };
+                // Only the address-size part of the registers changes; a
+                // 32-bit update zero-extends (APM vol. 3 INS/OUTS).
+                let merge = |old: u64, new: u64| if amask == 0xffff_ffff { new & amask } else { (old & !amask) | (new & amask) };
+                regs[i] = merge(regs[i], moved);
+                let mut done = true;
+                if rep {
+                    regs[1] = merge(regs[1], regs[1].wrapping_sub(count));
+                    done = regs[1] & amask == 0;
+                }
+                st.set_all_gprs(&regs);
+                st.string_gpas.clear();
+                done.then_some(next_rip)
             }
             None => None,
         };
@@ -427,10 +458,7 @@ impl Vcpu {
         };
         let port = (info1 >> 16) as u16;
         if string {
-            // INS/OUTS need the guest's segments and paging: not yet.
-            let rip = st.vmcb().save.rip;
-            self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, info1]);
-            return Ok(Next::User);
+            return self.string_io(st, info1, info2, is_in, size, port);
         }
         self.run_put(run::IO_DIRECTION, &[if is_in { run::IO_IN } else { run::IO_OUT }]);
         self.run_put(run::IO_SIZE, &[size]);
@@ -442,6 +470,87 @@ impl Vcpu {
             self.pio.write(0, &d[..size as usize]);
         }
         st.pending = Some(Pending::Io { next_rip: info2, in_size: is_in.then_some(size) });
+        self.set_exit(run::EXIT_IO);
+        Ok(Next::User)
+    }
+
+    /// INS/OUTS, with or without REP (APM 15.10.2; EXITINFO1 bits 9:7 give
+    /// the address size). As KVM: the data in the PIO page in execution
+    /// order, RSI/RDI/RCX updated when userspace completes, and the
+    /// instruction re-executed while RCX != 0.
+    fn string_io(&self, st: &mut VcpuState, info1: u64, info2: u64, is_in: bool, size: u8, port: u16) -> Result<Next> {
+        let rep = info1 & (1 << 3) != 0;
+        let asize: u8 = if info1 & (1 << 9) != 0 { 8 } else if info1 & (1 << 8) != 0 { 4 } else { 2 };
+        let amask = if asize == 8 { u64::MAX } else { (1u64 << (8 * asize)) - 1 };
+        let regs = st.all_gprs();
+        let mut count = if rep { regs[1] & amask } else { 1 };
+        if count == 0 {
+            // REP with rCX = 0: nothing happens.
+            st.vmcb().save.rip = info2;
+            return Ok(Next::Guest);
+        }
+        // Batching as KVM's emulator does it, so that userspace sees the same
+        // exits on both: OUTS one element per exit; INS up to 1 KiB, within
+        // the page of rDI (pio_in_emulated: min(bytes left in the page,
+        // 1024 / size, count)).
+        count = if is_in {
+            let off = regs[7] & 0xfff;
+            let df = st.vmcb().save.rflags & (1 << 10) != 0;
+            let in_page = if df { off } else { 4096 - off };
+            core::cmp::min(core::cmp::min(in_page, 1024 / u64::from(size)), count).max(1)
+        } else {
+            1
+        };
+        let inner = self.vm.inner.lock();
+        // Segment: INS writes ES:rDI; OUTS reads DS:rSI or the override prefix.
+        let mut bytes = [0u8; 15];
+        let n = st.fetch(&inner, &mut bytes);
+        let seg_base = st.string_segment_base(is_in, &bytes[..n]);
+        let idx = if is_in { 7 } else { 6 };
+        let start = regs[idx] & amask;
+        let df = st.vmcb().save.rflags & (1 << 10) != 0;
+        let la = |i: u64| {
+            let off = if df { start.wrapping_sub(i) } else { start.wrapping_add(i) };
+            seg_base.wrapping_add(off & amask)
+        };
+        // Translate every byte's page up front: a fault is delivered to the
+        // guest (#PF with CR2) before anything reaches userspace.
+        let total = count * u64::from(size);
+        let mut gpas: KVec<u64> = KVec::with_capacity(total as usize, GFP_KERNEL)?;
+        for i in 0..count {
+            for b in 0..u64::from(size) {
+                let elem = if df { la(i * u64::from(size)).wrapping_add(b) } else { la(i * u64::from(size) + b) };
+                match st.translate(&inner, elem, is_in) {
+                    Ok(g) => gpas.push(g, GFP_KERNEL)?,
+                    Err(pf) => {
+                        let v = st.vmcb();
+                        v.save.cr2 = elem;
+                        st.inject(Event::new(EventType::Exception, 14, Some(pf.error_code)));
+                        return Ok(Next::Guest);
+                    }
+                }
+            }
+        }
+        let mem = GuestMem(&inner);
+        if !is_in {
+            for (k, g) in gpas.iter().enumerate() {
+                let mut b = [0u8; 1];
+                if !mem.read_bytes(*g, &mut b) {
+                    let rip = st.vmcb().save.rip;
+                    self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, info1, *g]);
+                    return Ok(Next::User);
+                }
+                self.pio.write(k, &b);
+            }
+        }
+        drop(inner);
+        self.run_put(run::IO_DIRECTION, &[if is_in { run::IO_IN } else { run::IO_OUT }]);
+        self.run_put(run::IO_SIZE, &[size]);
+        self.run_put(run::IO_PORT, &port.to_ne_bytes());
+        self.run_put(run::IO_COUNT, &(count as u32).to_ne_bytes());
+        self.run_put(run::IO_DATA_OFFSET, &(run::PIO_PAGE_OFFSET * 4096).to_ne_bytes());
+        st.string_gpas = gpas;
+        st.pending = Some(Pending::StrIo { next_rip: info2, is_in, rep, count, size, amask, idx: idx as u8, df });
         self.set_exit(run::EXIT_IO);
         Ok(Next::User)
     }
@@ -649,6 +758,7 @@ impl VcpuState {
         self.gprs[2] = self.cpuid.iter().find(|e| e.function == 1).map_or(0x600, |e| u64::from(e.regs[0]));
         self.guest_efer = 0;
         self.pending_irq = None;
+        self.pending = None;
         if !init {
             self.xcr0 = 1;
             // FXSAVE image defaults: FCW 0x37f, MXCSR 0x1f80 (XSAVE header
@@ -885,6 +995,47 @@ impl VcpuState {
         }
     }
 
+    /// Translates a guest linear address for a data access by the guest's
+    /// current CPL (APM vol. 2 5.x walks in `paging::walk_guest`).
+    fn translate(&mut self, inner: &VmInner, la: u64, write: bool) -> core::result::Result<u64, paging::PageFault> {
+        let efer_v = self.guest_efer;
+        let v = self.vmcb();
+        let s = &v.save;
+        let mode = Mode::from_regs(s.cr0, s.cr4, efer_v);
+        let acc = Access { write, user: s.cpl == 3, fetch: false };
+        paging::walk_guest(&GuestMem(inner), mode, s.cr3, la, acc, s.cr0 & kvm::cr::CR0_WP != 0, efer_v & efer::NXE != 0)
+    }
+
+    /// Base of the segment of a string I/O instruction: ES for INS; DS or
+    /// the last segment-override prefix for OUTS (APM vol. 3 OUTS). In
+    /// 64-bit mode only FS and GS have bases.
+    fn string_segment_base(&mut self, is_in: bool, bytes: &[u8]) -> u64 {
+        let long = self.code_size() == mmio::CodeSize::Bits64;
+        let v = self.vmcb();
+        let s = &v.save;
+        let mut seg = if is_in { 0x26 } else { 0x3e };
+        if !is_in {
+            for b in bytes.iter().take_while(|b| insn::is_legacy_prefix(**b)) {
+                if matches!(b, 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65) {
+                    seg = *b;
+                }
+            }
+        }
+        let base = match seg {
+            0x26 => s.es.base,
+            0x2e => s.cs.base,
+            0x36 => s.ss.base,
+            0x64 => return s.fs.base,
+            0x65 => return s.gs.base,
+            _ => s.ds.base,
+        };
+        if long {
+            0
+        } else {
+            base & 0xffff_ffff
+        }
+    }
+
     /// Fetches up to 15 bytes at CS:RIP through the guest's paging; returns
     /// how many could be read.
     fn fetch(&mut self, inner: &VmInner, out: &mut [u8; 15]) -> usize {
@@ -934,6 +1085,18 @@ impl GuestMem<'_> {
         }
         let ua = slot.uaddr_of(gpa) as usize;
         UserSlice::new(UserPtr::from_addr(ua), out.len()).reader().read_slice(out).is_ok()
+    }
+}
+
+impl GuestMem<'_> {
+    /// Writes guest RAM (not read-only slots); false when not possible.
+    fn write_bytes(&self, gpa: u64, data: &[u8]) -> bool {
+        let Some(slot) = self.0.slots.find(gpa) else { return false };
+        if slot.readonly() || gpa + data.len() as u64 > slot.end() {
+            return false;
+        }
+        let ua = slot.uaddr_of(gpa) as usize;
+        UserSlice::new(UserPtr::from_addr(ua), data.len()).writer().write_slice(data).is_ok()
     }
 }
 

@@ -14,7 +14,7 @@ run_guest() {
     sed -e "s|on $dev|on DEVICE|" /tmp/$tag.$name.err > /tmp/$tag.$name.sum
 }
 
-PAYLOADS="real16 prot32 long64 triple irq16 mmio64"
+PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16"
 args_for() {
     case $1 in
         prot32) echo "--mode protected";;
@@ -61,6 +61,12 @@ cat $o /tmp/nsvm.mmio64.err
   && grep -q "^r8=0x11 r9=0x2233 r10=0x44556677 r11=0xfffffffffffffffe$" $o \
   && grep -q "^r12=0xff r13=0xffffffffffffeeff r14=0xffffffff r15=0x2233$" $o \
   && pass || fail "rc=$(cat /tmp/nsvm.mmio64.rc)"
+
+case_ "string port I/O: REP OUTS/INS of bytes and words, DF=1, segment override, REP with CX=0"
+o=/tmp/nsvm.strio16.out
+cat $o /tmp/nsvm.strio16.err
+[ "$(cat /tmp/nsvm.strio16.rc)" = 11 ] && grep -q "^string out$" $o && grep -q "^words round trip ok$" $o \
+  && grep -q "^abc$" $o && grep -q "^rax=0xb rbx=0x" $o && pass || fail "rc=$(cat /tmp/nsvm.strio16.rc)"
 
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64

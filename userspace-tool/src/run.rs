@@ -19,6 +19,8 @@ pub const DEBUG_EXIT: u16 = 0x501;
 /// Interrupt-request port: an OUT of value v raises external interrupt v,
 /// injected (KVM_INTERRUPT) as soon as the guest can take it.
 pub const IRQ_PORT: u16 = 0x511;
+/// FIFO port: OUT bytes are queued, IN takes them back (0xff when empty).
+pub const FIFO_PORT: u16 = 0x512;
 /// `KVM_INTERRUPT`.
 const KVM_INTERRUPT: u64 = 0x4004_ae86;
 
@@ -341,6 +343,7 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
     // MMIO outside RAM is a sparse scratch memory: reads return what was
     // written there (0xff where nothing was), so guests can check both ways.
     let mut scratch: BTreeMap<u64, u8> = BTreeMap::new();
+    let mut fifo: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut irqs: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut hlt_irqs = o.irq_on_hlt.map_or(0, |(_, n)| n);
     loop {
@@ -363,9 +366,11 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
                 sum.count("IO");
                 let v = data.first().copied().unwrap_or(0);
                 match port {
+                    // String OUTs bring several elements: print each byte.
                     COM1 => {
-                        let _ = out.write_all(&data[..1]);
+                        let _ = out.write_all(data);
                     }
+                    FIFO_PORT => fifo.extend(data.iter().copied()),
                     DEBUG_EXIT => {
                         let _ = out.flush();
                         return End::DebugExit(v);
@@ -377,6 +382,10 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
             }
             VcpuExit::IoIn(port, data) => {
                 sum.count("IO");
+                if port == FIFO_PORT {
+                    data.iter_mut().for_each(|b| *b = fifo.pop_front().unwrap_or(0xff));
+                    continue;
+                }
                 let v = match port {
                     p if p == COM1 + 5 => 0x60, // LSR: transmitter empty
                     p if (COM1..COM1 + 8).contains(&p) => 0,
