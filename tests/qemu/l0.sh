@@ -15,6 +15,7 @@ run_guest() {
 }
 
 PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16"
+# fpu32 is driven by nsvm-apitest (fpu_isolation).
 args_for() {
     case $1 in
         prot32) echo "--mode protected";;
@@ -74,7 +75,7 @@ run_guest /dev/nsvm noncanon64
 
 case_ "KVM UAPI conformance and 10,000 random ioctls on /dev/nsvm"
 mark_log
-nsvm-apitest --device /dev/nsvm --fuzz 10000 > /tmp/nsvm.apitest 2>&1; rc=$?
+nsvm-apitest --device /dev/nsvm --guests $G --fuzz 10000 > /tmp/nsvm.apitest 2>&1; rc=$?
 cat /tmp/nsvm.apitest
 [ $rc = 0 ] && grep -q "^PASS: fuzz" /tmp/nsvm.apitest && ! new_log | grep -E 'WARNING:|BUG:|Oops' && pass || fail "rc=$rc"
 
@@ -93,7 +94,7 @@ insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
 for p in $PAYLOADS; do run_guest /dev/kvm $p $(args_for $p); done
 case_ "the same conformance cases pass on /dev/kvm"
-nsvm-apitest --device /dev/kvm > /tmp/kvm.apitest 2>&1; rc=$?
+nsvm-apitest --device /dev/kvm --guests $G > /tmp/kvm.apitest 2>&1; rc=$?
 cat /tmp/kvm.apitest
 [ $rc = 0 ] && pass || fail "rc=$rc (a failing case here means the test, not nsvm, is wrong)"
 rmmod kvm_amd; rmmod kvm; rmmod irqbypass
