@@ -100,7 +100,7 @@ unsafe fn vcpu_of<'a>(file: *mut bindings::file) -> ArcBorrow<'a, Vcpu> {
 extern "C" fn nsvm_rs_vcpu_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
     // SAFETY: vCPU fops are only installed on vCPU files, open during ioctl.
     let vcpu = unsafe { vcpu_of(file) };
-    ret(vcpu.ioctl(cmd, arg as usize))
+    ret(Arc::<Vcpu>::from(vcpu).ioctl(cmd, arg as usize))
 }
 
 /// `release` of a vCPU fd.
@@ -118,4 +118,96 @@ extern "C" fn nsvm_rs_vcpu_page(priv_: *mut c_void, pgoff: c_ulong) -> *mut c_vo
     // which holds a reference to the file.
     let vcpu = unsafe { ArcBorrow::<Vcpu>::from_raw(priv_.cast::<Vcpu>()) };
     vcpu.mmap_page(pgoff as usize).unwrap_or(core::ptr::null_mut())
+}
+
+/// Gives a reference of `vm` to a new stats fd.
+pub(crate) fn new_vm_stats_fd(vm: Arc<Vm>) -> Result<i32> {
+    let raw = Arc::into_raw(vm);
+    // SAFETY: `raw` comes from `Arc::into_raw` of a Vm; on success the file
+    // owns it and `nsvm_rs_vm_stats_release` takes it back.
+    match unsafe { hw::stats_fd(raw.cast(), false) } {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            // SAFETY: no file was created, so the reference is still ours.
+            drop(unsafe { Arc::from_raw(raw) });
+            Err(e)
+        }
+    }
+}
+
+/// Gives a reference of `vcpu` to a new stats fd.
+pub(crate) fn new_vcpu_stats_fd(vcpu: Arc<Vcpu>) -> Result<i32> {
+    let raw = Arc::into_raw(vcpu);
+    // SAFETY: as above, for a Vcpu.
+    match unsafe { hw::stats_fd(raw.cast(), true) } {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            // SAFETY: no file was created, so the reference is still ours.
+            drop(unsafe { Arc::from_raw(raw) });
+            Err(e)
+        }
+    }
+}
+
+/// Copies `[*pos, *pos + len)` of `file` (the whole stats file) to `buf`.
+///
+/// # Safety
+///
+/// `pos` is the valid position pointer the VFS passes to `read`.
+unsafe fn read_window(file: &[u8], buf: *mut c_void, len: usize, pos: *mut bindings::loff_t) -> isize {
+    // SAFETY: per the caller.
+    let p = unsafe { *pos };
+    if p < 0 {
+        return EINVAL.to_errno() as isize;
+    }
+    let start = core::cmp::min(p as usize, file.len());
+    let n = core::cmp::min(len, file.len() - start);
+    let mut w = kernel::uaccess::UserSlice::new(kernel::uaccess::UserPtr::from_ptr(buf), n).writer();
+    if let Err(e) = w.write_slice(&file[start..start + n]) {
+        return e.to_errno() as isize;
+    }
+    // SAFETY: per the caller.
+    unsafe { *pos = (start + n) as bindings::loff_t };
+    n as isize
+}
+
+/// `read` of a VM stats fd.
+#[no_mangle]
+extern "C" fn nsvm_rs_vm_stats_read(file: *mut bindings::file, buf: *mut c_void, len: usize, pos: *mut bindings::loff_t) -> isize {
+    // SAFETY: VM stats fops are only installed on VM stats files (private
+    // data from `new_vm_stats_fd`), open during read.
+    let vm = unsafe { vm_of(file) };
+    match vm.stats_file() {
+        // SAFETY: `pos` comes from the VFS.
+        Ok(f) => unsafe { read_window(&f, buf, len, pos) },
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// `release` of a VM stats fd.
+#[no_mangle]
+extern "C" fn nsvm_rs_vm_stats_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: release runs once; returns the reference of `new_vm_stats_fd`.
+    drop(unsafe { Arc::from_raw((*file).private_data.cast::<Vm>()) });
+    0
+}
+
+/// `read` of a vCPU stats fd.
+#[no_mangle]
+extern "C" fn nsvm_rs_vcpu_stats_read(file: *mut bindings::file, buf: *mut c_void, len: usize, pos: *mut bindings::loff_t) -> isize {
+    // SAFETY: vCPU stats fops are only installed on vCPU stats files.
+    let vcpu = unsafe { vcpu_of(file) };
+    match vcpu.stats_file() {
+        // SAFETY: `pos` comes from the VFS.
+        Ok(f) => unsafe { read_window(&f, buf, len, pos) },
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// `release` of a vCPU stats fd.
+#[no_mangle]
+extern "C" fn nsvm_rs_vcpu_stats_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: release runs once; returns the reference of `new_vcpu_stats_fd`.
+    drop(unsafe { Arc::from_raw((*file).private_data.cast::<Vcpu>()) });
+    0
 }

@@ -36,6 +36,7 @@ extern "C" {
     fn nsvm_fpu_begin();
     fn nsvm_fpu_end();
     fn nsvm_host_xcr0() -> u64;
+    fn nsvm_stats_fd(obj: *mut c_void, vcpu: c_int) -> c_int;
 }
 
 /// Executes CPUID for `leaf`/`subleaf` on the current CPU: (EAX, EBX, ECX, EDX).
@@ -360,6 +361,19 @@ pub(crate) unsafe fn vm_fd(ptr: *const c_void) -> Result<i32> {
 pub(crate) unsafe fn vcpu_fd(ptr: *const c_void) -> Result<i32> {
     // SAFETY: per the caller.
     let fd = unsafe { nsvm_vcpu_fd(ptr.cast_mut()) };
+    to_result(fd.min(0))?;
+    Ok(fd)
+}
+
+/// Creates a stats fd whose private data is `ptr`.
+///
+/// # Safety
+///
+/// `ptr` must come from `Arc::into_raw` of a `Vm` (`vcpu == false`) or a
+/// `Vcpu` (`vcpu == true`); on success the file owns it.
+pub(crate) unsafe fn stats_fd(ptr: *const c_void, vcpu: bool) -> Result<i32> {
+    // SAFETY: per the caller.
+    let fd = unsafe { nsvm_stats_fd(ptr.cast_mut(), c_int::from(vcpu)) };
     to_result(fd.min(0))?;
     Ok(fd)
 }

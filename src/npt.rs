@@ -24,6 +24,10 @@ pub(crate) struct Npt {
     /// Bumped whenever a translation is removed or weakened: vCPUs flush
     /// their TLB (TLB_CONTROL) before the next VMRUN when it changed.
     pub(crate) generation: u64,
+    /// Pages mapped on faults since creation.
+    pub(crate) fills: u64,
+    /// Pages unmapped since creation.
+    pub(crate) unmaps: u64,
 }
 
 struct Tables<'a> {
@@ -63,12 +67,22 @@ impl TableMem for Tables<'_> {
 impl Npt {
     /// An empty NPT.
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self { root: KPages::page()?, tables: KVec::new(), pinned: KVec::new(), generation: 0 })
+        Ok(Self { root: KPages::page()?, tables: KVec::new(), pinned: KVec::new(), generation: 0, fills: 0, unmaps: 0 })
     }
 
     /// nCR3 for the VMCB.
     pub(crate) fn root_pa(&self) -> u64 {
         self.root.pa()
+    }
+
+    /// Guest pages mapped now.
+    pub(crate) fn mapped_pages(&self) -> usize {
+        self.pinned.len()
+    }
+
+    /// Page-table pages now (root included).
+    pub(crate) fn table_pages(&self) -> usize {
+        self.tables.len() + 1
     }
 
     fn mem(&mut self) -> Tables<'_> {
@@ -110,7 +124,10 @@ impl Npt {
                 self.generation += 1;
                 Ok(())
             }
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.fills += 1;
+                Ok(())
+            }
             Err(_) => {
                 self.pinned.pop();
                 Err(ENOMEM)
@@ -122,17 +139,20 @@ impl Npt {
     pub(crate) fn unmap_range(&mut self, start: u64, end: u64) {
         let root = self.root.pa();
         let mut removed = false;
+        let mut unmaps = 0;
         let mut pinned = core::mem::take(&mut self.pinned);
         pinned.retain(|(gpa, _)| {
             if *gpa >= start && *gpa < end {
                 paging::unmap_4k(&mut Tables { root, tables: &mut self.tables }, root, *gpa);
                 removed = true;
+                unmaps += 1;
                 false
             } else {
                 true
             }
         });
         self.pinned = pinned;
+        self.unmaps += unmaps;
         if removed {
             self.generation += 1;
         }

@@ -5,6 +5,7 @@
  */
 #include <linux/anon_inodes.h>
 #include <linux/cpu.h>
+#include <linux/file.h>
 #include <linux/cpuhotplug.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
@@ -218,4 +219,41 @@ void nsvm_fpu_end(void)
 u64 nsvm_host_xcr0(void)
 {
 	return boot_cpu_has(X86_FEATURE_OSXSAVE) ? xgetbv(XCR_XFEATURE_ENABLED_MASK) : 0;
+}
+
+/* ---- statistics fds (KVM_GET_STATS_FD) ---- */
+
+static const struct file_operations nsvm_vm_stats_fops = {
+	.owner = THIS_MODULE,
+	.read = nsvm_rs_vm_stats_read,
+	.release = nsvm_rs_vm_stats_release,
+	.llseek = noop_llseek,
+};
+
+static const struct file_operations nsvm_vcpu_stats_fops = {
+	.owner = THIS_MODULE,
+	.read = nsvm_rs_vcpu_stats_read,
+	.release = nsvm_rs_vcpu_stats_release,
+	.llseek = noop_llseek,
+};
+
+/* A read-only stats fd (pread works, as in KVM) for a VM or a vCPU. */
+int nsvm_stats_fd(void *obj, int vcpu)
+{
+	struct file *file;
+	int fd;
+
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	file = anon_inode_getfile(vcpu ? "nsvm-vcpu-stats" : "nsvm-vm-stats",
+				  vcpu ? &nsvm_vcpu_stats_fops : &nsvm_vm_stats_fops,
+				  obj, O_RDONLY);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		return PTR_ERR(file);
+	}
+	file->f_mode |= FMODE_PREAD;
+	fd_install(fd, file);
+	return fd;
 }

@@ -3,6 +3,7 @@
 #ifndef NSVM_SHIM_H
 #define NSVM_SHIM_H
 #include <linux/types.h>
+#include <linux/compiler_types.h>
 struct file;
 struct page;
 long nsvm_rs_sys_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
@@ -36,4 +37,9 @@ void nsvm_cond_resched(void);
 void nsvm_fpu_begin(void);
 void nsvm_fpu_end(void);
 u64 nsvm_host_xcr0(void);
+ssize_t nsvm_rs_vm_stats_read(struct file *file, char __user *buf, size_t len, loff_t *pos);
+int nsvm_rs_vm_stats_release(struct inode *inode, struct file *file);
+ssize_t nsvm_rs_vcpu_stats_read(struct file *file, char __user *buf, size_t len, loff_t *pos);
+int nsvm_rs_vcpu_stats_release(struct inode *inode, struct file *file);
+int nsvm_stats_fd(void *obj, int vcpu);
 #endif

@@ -22,6 +22,10 @@ use nsvm_core::paging::{self, Access, Mode, TableMem};
 use nsvm_core::uapi;
 use nsvm_core::vmcb::{int_ctl, nested_ctl, tlb_control, Segment, Vmcb};
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use nsvm_core::stats::{self, vcpu as st_idx};
+
 use crate::hw::{self, KPages, VmcbPage};
 use crate::vm::{Vm, VmInner};
 use crate::vmrun::{self, Gprs};
@@ -65,10 +69,32 @@ pub(crate) struct VcpuState {
     string_gpas: KVec<u64>,
     /// External interrupt queued by `KVM_INTERRUPT`, not yet injected.
     pending_irq: Option<u8>,
+    stats: Arc<VcpuStats>,
 }
 
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
+
+/// The vCPU's counters (`nsvm_core::stats` order), readable through the
+/// stats fd while the vCPU runs.
+pub(crate) struct VcpuStats {
+    v: KVec<AtomicU64>,
+}
+
+impl VcpuStats {
+    fn new() -> Result<Self> {
+        let mut v = KVec::with_capacity(stats::VCPU_COUNT, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..stats::VCPU_COUNT {
+            v.push(AtomicU64::new(0), GFP_KERNEL_ACCOUNT)?;
+        }
+        Ok(Self { v })
+    }
+    fn bump(&self, i: usize) {
+        if let Some(c) = self.v.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// An exit to userspace that the next `KVM_RUN` completes.
 #[derive(Clone, Copy)]
@@ -91,6 +117,7 @@ pub(crate) struct Vcpu {
     /// PIO data (mmap offset `KVM_PIO_PAGE_OFFSET` pages). A separate order-0
     /// page: each mapped page needs its own reference count.
     pio: KPages,
+    stats: Arc<VcpuStats>,
     #[pin]
     state: Mutex<VcpuState>,
 }
@@ -106,7 +133,9 @@ enum Next {
 impl Vcpu {
     /// `KVM_CREATE_VCPU`: a new vCPU fd.
     pub(crate) fn create(vm: Arc<Vm>, id: u32) -> Result<isize> {
+        let stats = Arc::new(VcpuStats::new()?, GFP_KERNEL_ACCOUNT)?;
         let mut st = VcpuState {
+            stats: stats.clone(),
             vmcb: VmcbPage::new()?,
             host_save: KPages::page()?,
             fpu: KPages::page()?,
@@ -123,7 +152,7 @@ impl Vcpu {
         let npt_root = vm.inner.lock().npt.root_pa();
         st.reset(npt_root, false);
         let vcpu = Arc::pin_init(
-            try_pin_init!(Vcpu { vm, id, run: KPages::page()?, pio: KPages::page()?, state <- new_mutex!(st, "nsvm_vcpu") }),
+            try_pin_init!(Vcpu { vm, id, run: KPages::page()?, pio: KPages::page()?, stats, state <- new_mutex!(st, "nsvm_vcpu") }),
             GFP_KERNEL_ACCOUNT,
         )?;
         Ok(crate::fops::new_vcpu_fd(vcpu)? as isize)
@@ -139,7 +168,11 @@ impl Vcpu {
     }
 
     /// Handles an ioctl on the vCPU fd.
-    pub(crate) fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+    pub(crate) fn ioctl(self: &Arc<Self>, cmd: u32, arg: usize) -> Result<isize> {
+        // As for the VM fd: statistics are readable from other processes.
+        if cmd == uapi::kvm::GET_STATS_FD {
+            return Ok(crate::fops::new_vcpu_stats_fd(self.clone())? as isize);
+        }
         if hw::current_mm() != self.vm.mm {
             return Err(EIO);
         }
@@ -177,6 +210,9 @@ impl Vcpu {
             }
             uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
             uapi::kvm::INTERRUPT => self.interrupt(arg),
+            uapi::kvm::GET_STATS_FD => {
+                Ok(crate::fops::new_vcpu_stats_fd(self.clone())? as isize)
+            }
             // KVM's kvm_arch_vcpu_ioctl answers unknown vCPU ioctls with EINVAL.
             _ => Err(EINVAL),
         }
@@ -202,6 +238,19 @@ impl Vcpu {
         }
         self.state.lock().cpuid = v;
         Ok(0)
+    }
+
+    /// The binary stats file (KVM's format) with the current values.
+    pub(crate) fn stats_file(&self) -> Result<KVec<u8>> {
+        let mut vals = KVec::with_capacity(stats::VCPU_COUNT, GFP_KERNEL)?;
+        for c in self.stats.v.iter() {
+            vals.push(c.load(Ordering::Relaxed), GFP_KERNEL)?;
+        }
+        let mut id = [0u8; 24];
+        let n = crate::vm::fmt_id(&mut id, self.vm.pid, Some(self.id));
+        let mut f = KVec::from_elem(0u8, stats::file_len(vals.len()), GFP_KERNEL)?;
+        stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("nsvm"), stats::vcpu_desc, &vals);
+        Ok(f)
     }
 
     fn run_u8(&self, off: usize) -> u8 {
@@ -278,6 +327,7 @@ impl Vcpu {
         let r = loop {
             if hw::signal_pending() {
                 self.set_exit(run::EXIT_INTR);
+                self.stats.bump(st_idx::SIGNAL_EXITS);
                 break Err(EINTR);
             }
             hw::cond_resched();
@@ -290,12 +340,14 @@ impl Vcpu {
                     // an interrupt can be injected.
                     if window && st.ready_for_injection() {
                         self.set_exit(run::EXIT_IRQ_WINDOW_OPEN);
+                        self.stats.bump(st_idx::IRQ_WINDOW_EXITS);
                         break Ok(0);
                     }
                 }
                 Next::User => break Ok(0),
             }
         };
+        self.stats.bump(st_idx::EXITS_USERSPACE);
         let rflags = st.vmcb().save.rflags;
         self.run_put(run::IF_FLAG, &[u8::from(rflags & RFLAGS_IF != 0)]);
         self.run_put(run::READY_FOR_INTERRUPT_INJECTION, &[u8::from(st.ready_for_injection())]);
@@ -329,7 +381,10 @@ impl Vcpu {
         // An event interrupted during delivery is delivered again (APM 15.7.2).
         let pending = Event { info: vmcb.control.exit_int_info, error_code: vmcb.control.exit_int_info_err };
         vmcb.control.event_inj = 0;
+        self.stats.bump(st_idx::EXITS);
+        self.stats.bump(stats::exit_counter(code));
         if pending.valid() {
+            self.stats.bump(st_idx::REINJECTIONS);
             vmcb.control.event_inj = pending.info;
             vmcb.control.event_inj_err = pending.error_code;
         }
@@ -366,6 +421,7 @@ impl Vcpu {
                     return Ok(Next::User);
                 }
                 self.set_exit(run::EXIT_HLT);
+                self.stats.bump(st_idx::HALT_EXITS);
                 Ok(Next::User)
             }
             exit::IOIO => self.io(st, info1, info2),
@@ -471,6 +527,7 @@ impl Vcpu {
         }
         st.pending = Some(Pending::Io { next_rip: info2, in_size: is_in.then_some(size) });
         self.set_exit(run::EXIT_IO);
+        self.stats.bump(st_idx::IO_EXITS);
         Ok(Next::User)
     }
 
@@ -552,6 +609,7 @@ impl Vcpu {
         st.string_gpas = gpas;
         st.pending = Some(Pending::StrIo { next_rip: info2, is_in, rep, count, size, amask, idx: idx as u8, df });
         self.set_exit(run::EXIT_IO);
+        self.stats.bump(st_idx::IO_EXITS);
         Ok(Next::User)
     }
 
@@ -564,6 +622,7 @@ impl Vcpu {
         if let Some(slot) = inner.slots.find(gpa).copied() {
             if !(write && slot.readonly()) {
                 inner.npt.map(&slot, gpa)?;
+                self.stats.bump(st_idx::NPT_FILLS);
                 return Ok(Next::Guest);
             }
         }
@@ -599,6 +658,7 @@ impl Vcpu {
         }
         st.pending = Some(Pending::Mmio { next_rip, read });
         self.set_exit(run::EXIT_MMIO);
+        self.stats.bump(st_idx::MMIO_EXITS);
         Ok(Next::User)
     }
 
@@ -676,6 +736,7 @@ impl VcpuState {
             if interruptible {
                 self.pending_irq = None;
                 self.inject(Event::new(EventType::Intr, irq, None));
+                self.stats.bump(st_idx::IRQ_INJECTIONS);
                 return;
             }
             self.open_irq_window();
@@ -700,6 +761,9 @@ impl VcpuState {
     }
 
     fn inject(&mut self, e: Event) {
+        if e.event_type() == Some(EventType::Exception) {
+            self.stats.bump(st_idx::EXCEPTION_INJECTIONS);
+        }
         let v = self.vmcb();
         v.control.event_inj = e.info;
         v.control.event_inj_err = e.error_code;

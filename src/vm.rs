@@ -33,6 +33,8 @@ pub(crate) struct Vm {
     /// vCPU ioctl must come from it (as in KVM), since guest memory is that
     /// process's memory.
     pub(crate) mm: usize,
+    /// Thread-group id of the creator, for the stats id (`nsvm-<pid>`).
+    pub(crate) pid: i32,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
 }
@@ -49,7 +51,11 @@ impl Vm {
             vcpu_ids: 0,
         };
         let vm = Arc::pin_init(
-            pin_init!(Vm { mm: hw::current_mm(), inner <- new_mutex!(inner, "nsvm_vm") }),
+            pin_init!(Vm {
+                mm: hw::current_mm(),
+                pid: kernel::current!().tgid_nr_ns(None),
+                inner <- new_mutex!(inner, "nsvm_vm"),
+            }),
             GFP_KERNEL_ACCOUNT,
         )?;
         Ok(crate::fops::new_vm_fd(vm)? as isize)
@@ -57,6 +63,12 @@ impl Vm {
 
     /// Handles an ioctl on the VM fd.
     pub(crate) fn ioctl(self: &Arc<Self>, cmd: u32, arg: usize) -> Result<isize> {
+        // Statistics may be read from another process (nsvm stats --pid):
+        // they touch no guest memory. Everything else must come from the
+        // creator (KVM returns EIO here too, even for KVM_GET_STATS_FD).
+        if cmd == uapi::kvm::GET_STATS_FD {
+            return Ok(crate::fops::new_vm_stats_fd(self.clone())? as isize);
+        }
         if hw::current_mm() != self.mm {
             return Err(EIO);
         }
@@ -82,10 +94,31 @@ impl Vm {
                 }
                 self.set_memory(&nsvm_core::kvm::memory_region_from_bytes(&head))
             }
+            uapi::kvm::GET_STATS_FD => Ok(crate::fops::new_vm_stats_fd(self.clone())? as isize),
             // Intel-only in KVM; accepted as a no-op so VMMs written for both work.
             uapi::kvm::SET_TSS_ADDR => Ok(0),
             _ => Err(ENOTTY),
         }
+    }
+
+    /// The binary stats file (KVM's format) with the current values.
+    pub(crate) fn stats_file(&self) -> Result<KVec<u8>> {
+        use nsvm_core::stats::{self, vm};
+        let mut v = [0u64; vm::COUNT];
+        {
+            let g = self.inner.lock();
+            v[vm::VCPUS] = u64::from(g.vcpu_ids.count_ones());
+            v[vm::MEMSLOTS] = g.slots.len() as u64;
+            v[vm::NPT_PAGES] = g.npt.mapped_pages() as u64;
+            v[vm::NPT_TABLES] = g.npt.table_pages() as u64;
+            v[vm::NPT_FILLS] = g.npt.fills;
+            v[vm::NPT_UNMAPS] = g.npt.unmaps;
+        }
+        let mut id = [0u8; 24];
+        let n = fmt_id(&mut id, self.pid, None);
+        let mut f = KVec::from_elem(0u8, stats::file_len(vm::COUNT), GFP_KERNEL)?;
+        stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("nsvm"), |i| stats::VM_DESCS.get(i).copied(), &v);
+        Ok(f)
     }
 
     fn set_memory(&self, r: &nsvm_core::memslot::Request) -> Result<isize> {
@@ -122,4 +155,41 @@ impl Vm {
         }
         r
     }
+}
+
+/// Writes the stats id `nsvm-<pid>` or `nsvm-<pid>/vcpu-<id>` into `out`;
+/// returns its length.
+pub(crate) fn fmt_id(out: &mut [u8; 24], pid: i32, vcpu: Option<u32>) -> usize {
+    let mut n = 0;
+    let mut put = |s: &[u8]| {
+        for b in s {
+            if n < out.len() {
+                out[n] = *b;
+                n += 1;
+            }
+        }
+    };
+    let num = |v: u64, buf: &mut [u8; 20]| -> usize {
+        let mut i = buf.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        i
+    };
+    let mut b = [0u8; 20];
+    put(b"nsvm-");
+    let i = num(pid.max(0) as u64, &mut b);
+    put(&b[i..]);
+    if let Some(id) = vcpu {
+        put(b"/vcpu-");
+        let i = num(u64::from(id), &mut b);
+        put(&b[i..]);
+    }
+    n
 }

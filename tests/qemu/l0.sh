@@ -9,7 +9,7 @@ G=/guests
 run_guest() {
     dev=$1; name=$2; shift 2
     tag=$(basename $dev)
-    timeout 120 nsvm run --device $dev --dump-regs "$@" $G/$name.bin > /tmp/$tag.$name.out 2> /tmp/$tag.$name.err
+    timeout 120 nsvm run --device $dev --dump-regs --stats /tmp/$tag.$name.stats "$@" $G/$name.bin > /tmp/$tag.$name.out 2> /tmp/$tag.$name.err
     echo $? > /tmp/$tag.$name.rc
     sed -e "s|on $dev|on DEVICE|" /tmp/$tag.$name.err > /tmp/$tag.$name.sum
 }
@@ -69,6 +69,24 @@ cat $o /tmp/nsvm.strio16.err
 [ "$(cat /tmp/nsvm.strio16.rc)" = 11 ] && grep -q "^string out$" $o && grep -q "^words round trip ok$" $o \
   && grep -q "^abc$" $o && grep -q "^rax=0xb rbx=0x" $o && pass || fail "rc=$(cat /tmp/nsvm.strio16.rc)"
 
+case_ "binary stats (KVM_GET_STATS_FD) count what the guest did"
+s=/tmp/nsvm.real16.stats
+grep -E "^vcpu0\.(exits|exit_cpuid|exit_ioio|io_exits|exits_userspace|npt_fills) |^vm\." $s
+# real16: one CPUID, 68 port I/O exits (all to userspace), RAM faulted in.
+grep -qx "vcpu0.exit_cpuid 1" $s && grep -qx "vcpu0.io_exits 68" $s && grep -qx "vcpu0.exit_ioio 68" $s \
+  && grep -qx "vcpu0.exits_userspace 68" $s && grep -qx "vm.vcpus 1" $s && grep -qx "vm.memslots 1" $s \
+  && [ "$(sed -n 's/^vm.npt_fills //p' $s)" -ge 2 ] && pass || fail "$(cat $s | head -20)"
+
+case_ "nsvm stats --pid reads a running VMM's VM and vCPU"
+nsvm run --quiet /guests/spin.bin & vmm=$!
+sleep 2
+nsvm stats --pid $vmm > /tmp/stats.txt 2>&1; rc=$?
+nsvm stats --pid $vmm --json > /tmp/stats.json 2>&1
+kill $vmm; wait $vmm 2>/dev/null
+cat /tmp/stats.txt
+[ $rc = 0 ] && grep -q "^vm (nsvm-$vmm):" /tmp/stats.txt && grep -q "^vcpu0 (nsvm-$vmm/vcpu-0):" /tmp/stats.txt \
+  && grep -q "^  exit_intr [1-9]" /tmp/stats.txt && grep -q '"npt_fills"' /tmp/stats.json && pass || fail "rc=$rc"
+
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64
 [ "$(cat /tmp/nsvm.noncanon64.rc)" = 13 ] && pass || fail "rc=$(cat /tmp/nsvm.noncanon64.rc): $(cat /tmp/nsvm.noncanon64.err)"
@@ -93,6 +111,16 @@ case_ "load kvm_amd (reference)"
 insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
 for p in $PAYLOADS; do run_guest /dev/kvm $p $(args_for $p); done
+case_ "nsvm stats --pid reads kvm_amd's statistics too"
+nsvm run --quiet --device /dev/kvm /guests/spin.bin & vmm=$!
+sleep 2
+nsvm stats --pid $vmm > /tmp/kstats.txt 2>&1; rc=$?
+kill $vmm; wait $vmm 2>/dev/null
+head -5 /tmp/kstats.txt
+[ $rc = 0 ] && grep -q "^vm (kvm-$vmm" /tmp/kstats.txt && grep -q "^vcpu0 (kvm-$vmm" /tmp/kstats.txt && pass || fail "rc=$rc"
+case_ "nsvm and kvm_amd count the same userspace I/O exits"
+a=$(grep "^vcpu0.io_exits " /tmp/nsvm.real16.stats); b=$(grep "^vcpu0.io_exits " /tmp/kvm.real16.stats)
+[ -n "$a" ] && [ "$a" = "$b" ] && pass "$a" || fail "nsvm '$a' kvm '$b'"
 case_ "the same conformance cases pass on /dev/kvm"
 nsvm-apitest --device /dev/kvm --guests $G > /tmp/kvm.apitest 2>&1; rc=$?
 cat /tmp/kvm.apitest

@@ -8,6 +8,7 @@
 mod cpus;
 mod info;
 mod run;
+mod stats;
 mod sys;
 
 use std::process::ExitCode;
@@ -24,7 +25,8 @@ commands:
                                    issue one ioctl on the system fd; prints
                                    'ok RET' or 'err ERRNO-NAME'
   run   [--device PATH] [--mem SIZE] [--load ADDR] [--mode real|protected|long]
-        [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] [--trace-mmio] IMAGE
+        [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] [--trace-mmio]
+        [--stats FILE] IMAGE
                                    run a flat binary (loaded at --load, default
                                    0x1000, real mode) or an ELF64 image (long
                                    mode); COM1 output goes to stdout, an OUT to
@@ -34,6 +36,10 @@ commands:
                                    --irq-on-hlt each HLT is woken by interrupt VEC;
                                    memory outside RAM is MMIO scratch space
                                    (reads return what was written, else 0xff)
+  stats --pid PID [--all] [--json] [--interval S --count N]
+                                   binary statistics (KVM_GET_STATS_FD) of the
+                                   VMs and vCPUs of a running VMM, nsvm or kvm
+                                   (non-zero ones unless --all)
   help                             this text
 
 --device defaults to /dev/nsvm; /dev/kvm works too (kvm_amd), for comparison.";
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
         "cpus" => cpus::run(&a),
         "ioctl" => sys::run_ioctl(&a),
         "run" => run::run(&a),
+        "stats" => stats::run(&a),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

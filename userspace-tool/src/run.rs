@@ -9,6 +9,7 @@ use std::io::Write;
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use std::os::fd::AsRawFd;
 
 use crate::{Args, Failure};
 
@@ -44,6 +45,8 @@ struct Options {
     irq_on_hlt: Option<(u8, u32)>,
     /// Print every MMIO access.
     trace_mmio: bool,
+    /// Write the VM's and vCPU's statistics here at the end.
+    stats: Option<String>,
 }
 
 fn parse_size(s: &str) -> Result<u64, Failure> {
@@ -58,7 +61,7 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false };
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None };
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
@@ -76,6 +79,7 @@ fn parse(a: &Args) -> Result<Options, Failure> {
             "--max-exits" => o.max_exits = parse_size(&val("--max-exits")?)?,
             "--dump-regs" => o.dump_regs = true,
             "--trace-mmio" => o.trace_mmio = true,
+            "--stats" => o.stats = Some(val("--stats")?),
             "--irq-on-hlt" => {
                 let v = val("--irq-on-hlt")?;
                 let (vec, n) = v.split_once(':').unwrap_or((v.as_str(), "1"));
@@ -488,6 +492,18 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     let end = run_loop(&mut g, &o, &mut sum);
     if o.dump_regs {
         print!("{}", dump_regs(&g.vcpu));
+    }
+    if let Some(path) = &o.stats {
+        let mut text = String::new();
+        for (prefix, fd) in [("vm.", g._vm.as_raw_fd()), ("vcpu0.", g.vcpu.as_raw_fd())] {
+            let f = crate::stats::stats_fd(fd).map_err(Failure)?;
+            let (_, s) = crate::stats::read(&f).map_err(Failure)?;
+            for l in crate::stats::lines(prefix, &s, false) {
+                text += &l;
+                text.push('\n');
+            }
+        }
+        std::fs::write(path, text).map_err(|e| Failure(format!("cannot write {path}: {e}")))?;
     }
     let _ = std::io::stdout().flush();
     let (status, what) = match &end {

@@ -19,5 +19,6 @@ pub mod memslot;
 pub mod mmio;
 pub mod msr;
 pub mod paging;
+pub mod stats;
 pub mod uapi;
 pub mod vmcb;

@@ -117,6 +117,8 @@ pub mod kvm {
     pub const GET_CPUID2: u32 = iowr(KVMIO, 0x91, sizes::KVM_CPUID2);
     /// `KVM_INTERRUPT` (vCPU fd).
     pub const INTERRUPT: u32 = iow(KVMIO, 0x86, 4);
+    /// `KVM_GET_STATS_FD` (VM and vCPU fds).
+    pub const GET_STATS_FD: u32 = io(KVMIO, 0xce);
     /// `KVM_RUN` (vCPU fd).
     pub const RUN: u32 = io(KVMIO, 0x80);
     /// `KVM_GET_REGS` (vCPU fd).
@@ -162,6 +164,7 @@ pub mod cap {
         (MAX_VCPU_ID, 64),
         (IMMEDIATE_EXIT, 1),
         (USER_MEMORY2, 1),
+        (BINARY_STATS_FD, 1),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0

@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Binary statistics in KVM's format (`KVM_GET_STATS_FD`,
+//! `Documentation/virt/kvm/api.rst` 4.133): a header, an id string, one
+//! descriptor per statistic, then the u64 values. The layout is built here;
+//! the module fills the values.
+
+use crate::exit;
+
+/// `KVM_STATS_NAME_SIZE`.
+pub const NAME_SIZE: usize = 48;
+/// Size of `struct kvm_stats_header`.
+pub const HEADER_SIZE: usize = 24;
+/// Size of one descriptor in the file (`struct kvm_stats_desc` + name).
+pub const DESC_SIZE: usize = 16 + NAME_SIZE;
+/// `KVM_STATS_TYPE_CUMULATIVE`.
+pub const TYPE_CUMULATIVE: u32 = 0;
+/// `KVM_STATS_TYPE_INSTANT`.
+pub const TYPE_INSTANT: u32 = 1;
+/// `KVM_STATS_TYPE_PEAK`.
+pub const TYPE_PEAK: u32 = 2;
+/// `KVM_STATS_UNIT_BYTES`.
+pub const UNIT_BYTES: u32 = 1 << 4;
+
+/// One statistic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Desc {
+    /// Name, NUL padded.
+    pub name: [u8; NAME_SIZE],
+    /// Type, unit and base flags.
+    pub flags: u32,
+}
+
+impl Desc {
+    const fn new(name: &str, flags: u32) -> Self {
+        let mut n = [0u8; NAME_SIZE];
+        let b = name.as_bytes();
+        let mut i = 0;
+        while i < b.len() && i < NAME_SIZE - 1 {
+            n[i] = b[i];
+            i += 1;
+        }
+        Self { name: n, flags }
+    }
+    /// The name as text.
+    pub fn name_str(&self) -> &str {
+        let end = self.name.iter().position(|c| *c == 0).unwrap_or(NAME_SIZE);
+        core::str::from_utf8(&self.name[..end]).unwrap_or("?")
+    }
+}
+
+/// VM statistics, in file order.
+pub mod vm {
+    /// vCPUs created.
+    pub const VCPUS: usize = 0;
+    /// Memory slots in use.
+    pub const MEMSLOTS: usize = 1;
+    /// Guest pages mapped in NPT01 now.
+    pub const NPT_PAGES: usize = 2;
+    /// NPT01 page tables allocated now.
+    pub const NPT_TABLES: usize = 3;
+    /// Pages mapped on nested page faults since creation.
+    pub const NPT_FILLS: usize = 4;
+    /// Pages unmapped (slot deleted or moved).
+    pub const NPT_UNMAPS: usize = 5;
+    /// Number of VM statistics.
+    pub const COUNT: usize = 6;
+}
+
+/// The VM descriptors.
+pub const VM_DESCS: [Desc; vm::COUNT] = [
+    Desc::new("vcpus", TYPE_INSTANT),
+    Desc::new("memslots", TYPE_INSTANT),
+    Desc::new("npt_pages", TYPE_INSTANT),
+    Desc::new("npt_tables", TYPE_INSTANT),
+    Desc::new("npt_fills", TYPE_CUMULATIVE),
+    Desc::new("npt_unmaps", TYPE_CUMULATIVE),
+];
+
+/// vCPU statistics that are not per exit code, in file order; the per-exit
+/// counters (`exit_<name>` for every named SVM exit code, then `exit_other`)
+/// follow from [`vcpu::EXIT_BASE`].
+pub mod vcpu {
+    /// #VMEXITs of any kind.
+    pub const EXITS: usize = 0;
+    /// Returns to userspace (KVM_RUN completing).
+    pub const EXITS_USERSPACE: usize = 1;
+    /// KVM_EXIT_HLT.
+    pub const HALT_EXITS: usize = 2;
+    /// KVM_EXIT_IO.
+    pub const IO_EXITS: usize = 3;
+    /// KVM_EXIT_MMIO.
+    pub const MMIO_EXITS: usize = 4;
+    /// KVM_RUN interrupted by a signal.
+    pub const SIGNAL_EXITS: usize = 5;
+    /// KVM_EXIT_IRQ_WINDOW_OPEN.
+    pub const IRQ_WINDOW_EXITS: usize = 6;
+    /// External interrupts injected.
+    pub const IRQ_INJECTIONS: usize = 7;
+    /// Exceptions injected by L0 (#GP, #UD, #PF from emulation).
+    pub const EXCEPTION_INJECTIONS: usize = 8;
+    /// Events re-injected from EXITINTINFO.
+    pub const REINJECTIONS: usize = 9;
+    /// Nested page faults that mapped RAM.
+    pub const NPT_FILLS: usize = 10;
+    /// First per-exit-code counter.
+    pub const EXIT_BASE: usize = 11;
+}
+
+const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
+    Desc::new("exits", TYPE_CUMULATIVE),
+    Desc::new("exits_userspace", TYPE_CUMULATIVE),
+    Desc::new("halt_exits", TYPE_CUMULATIVE),
+    Desc::new("io_exits", TYPE_CUMULATIVE),
+    Desc::new("mmio_exits", TYPE_CUMULATIVE),
+    Desc::new("signal_exits", TYPE_CUMULATIVE),
+    Desc::new("irq_window_exits", TYPE_CUMULATIVE),
+    Desc::new("irq_injections", TYPE_CUMULATIVE),
+    Desc::new("exception_injections", TYPE_CUMULATIVE),
+    Desc::new("reinjections", TYPE_CUMULATIVE),
+    Desc::new("npt_fills", TYPE_CUMULATIVE),
+];
+
+/// Number of vCPU statistics.
+pub const VCPU_COUNT: usize = vcpu::EXIT_BASE + exit::NAMED.len() + 1;
+
+/// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
+pub fn vcpu_desc(i: usize) -> Option<Desc> {
+    if i < vcpu::EXIT_BASE {
+        return Some(VCPU_FIXED[i]);
+    }
+    let k = i - vcpu::EXIT_BASE;
+    let mut n = [0u8; NAME_SIZE];
+    let name = if k < exit::NAMED.len() { exit::NAMED[k].1 } else if k == exit::NAMED.len() { "OTHER" } else { return None };
+    let prefix = b"exit_";
+    n[..prefix.len()].copy_from_slice(prefix);
+    for (j, c) in name.bytes().enumerate().take(NAME_SIZE - prefix.len() - 1) {
+        n[prefix.len() + j] = c.to_ascii_lowercase();
+    }
+    Some(Desc { name: n, flags: TYPE_CUMULATIVE })
+}
+
+/// Index of the counter for exit code `code` (a named one, or `exit_other`).
+pub fn exit_counter(code: u64) -> usize {
+    // QEMU TCG stores VMEXIT_INVALID as 0xffffffff.
+    let code = if code == 0xffff_ffff { exit::INVALID } else { code };
+    vcpu::EXIT_BASE + exit::NAMED.iter().position(|(c, _)| *c == code).unwrap_or(exit::NAMED.len())
+}
+
+/// Size of a stats file with `n` statistics.
+pub const fn file_len(n: usize) -> usize {
+    HEADER_SIZE + NAME_SIZE + n * DESC_SIZE + 8 * n
+}
+
+/// Writes the complete stats file for `id`, descriptors from `desc(i)` and
+/// `values` into `out` (which must be `file_len(values.len())` long).
+pub fn write_file(out: &mut [u8], id: &str, desc: impl Fn(usize) -> Option<Desc>, values: &[u64]) {
+    let n = values.len();
+    let id_off = HEADER_SIZE;
+    let desc_off = id_off + NAME_SIZE;
+    let data_off = desc_off + n * DESC_SIZE;
+    let put = |out: &mut [u8], at: usize, v: &[u8]| out[at..at + v.len()].copy_from_slice(v);
+    for (i, v) in [0u32, NAME_SIZE as u32, n as u32, id_off as u32, desc_off as u32, data_off as u32].iter().enumerate() {
+        put(out, 4 * i, &v.to_ne_bytes());
+    }
+    for (i, b) in id.bytes().take(NAME_SIZE - 1).enumerate() {
+        out[id_off + i] = b;
+    }
+    for i in 0..n {
+        let d = desc(i).unwrap_or(Desc::new("unknown", 0));
+        let at = desc_off + i * DESC_SIZE;
+        put(out, at, &d.flags.to_ne_bytes());
+        put(out, at + 4, &0i16.to_ne_bytes()); // exponent
+        put(out, at + 6, &1u16.to_ne_bytes()); // size: one u64
+        put(out, at + 8, &((8 * i) as u32).to_ne_bytes()); // offset in the data block
+        put(out, at + 12, &0u32.to_ne_bytes()); // bucket_size
+        put(out, at + 16, &d.name);
+        put(out, data_off + 8 * i, &values[i].to_ne_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layout_matches_kvm_bindings() {
+        assert_eq!(HEADER_SIZE, size_of::<kvm_bindings::kvm_stats_header>());
+        assert_eq!(DESC_SIZE - NAME_SIZE, size_of::<kvm_bindings::kvm_stats_desc>());
+    }
+
+    #[test]
+    fn file_round_trip() {
+        let vals = [3u64, 1, 77, 5, 9, 2];
+        let mut f = vec![0u8; file_len(vals.len())];
+        write_file(&mut f, "kvm-42", |i| VM_DESCS.get(i).copied(), &vals);
+        let u32_at = |o: usize| u32::from_ne_bytes(f[o..o + 4].try_into().unwrap());
+        assert_eq!(u32_at(4), 48);
+        assert_eq!(u32_at(8), 6);
+        let (idoff, doff, dataoff) = (u32_at(12) as usize, u32_at(16) as usize, u32_at(20) as usize);
+        assert_eq!(&f[idoff..idoff + 6], b"kvm-42");
+        // Third descriptor: npt_pages, instant, value 77.
+        let d = doff + 2 * DESC_SIZE;
+        assert_eq!(u32_at(d), TYPE_INSTANT);
+        assert_eq!(&f[d + 16..d + 16 + 9], b"npt_pages");
+        let off = u32_at(d + 8) as usize;
+        assert_eq!(u64::from_ne_bytes(f[dataoff + off..dataoff + off + 8].try_into().unwrap()), 77);
+    }
+
+    #[test]
+    fn vcpu_descs() {
+        assert_eq!(vcpu_desc(0).unwrap().name_str(), "exits");
+        assert_eq!(vcpu_desc(exit_counter(exit::CPUID)).unwrap().name_str(), "exit_cpuid");
+        assert_eq!(vcpu_desc(exit_counter(exit::NPF)).unwrap().name_str(), "exit_npf");
+        assert_eq!(vcpu_desc(exit_counter(0xffff_ffff)).unwrap().name_str(), "exit_invalid");
+        assert_eq!(vcpu_desc(exit_counter(0x3ff)).unwrap().name_str(), "exit_other");
+        assert_eq!(exit_counter(0x3ff), VCPU_COUNT - 1);
+        assert!(vcpu_desc(VCPU_COUNT).is_none());
+        // Names are unique.
+        for i in 0..VCPU_COUNT {
+            for j in i + 1..VCPU_COUNT {
+                assert_ne!(vcpu_desc(i).unwrap().name_str(), vcpu_desc(j).unwrap().name_str());
+            }
+        }
+    }
+}
