@@ -22,6 +22,23 @@ pub(crate) fn system_ioctl(cmd: u32, arg: usize) -> Result<isize> {
         SystemIoctl::CreateVm(ty) => crate::vm::Vm::create(ty as usize),
         SystemIoctl::GetVcpuMmapSize => Ok(nsvm_core::kvm::run::MMAP_SIZE as isize),
         SystemIoctl::GetSupportedCpuid => supported_cpuid(arg),
+        SystemIoctl::GetMsrIndexList => {
+            // struct kvm_msr_list { u32 nmsrs; u32 indices[]; }: E2BIG with
+            // the needed count when the caller's room is too small.
+            let list = nsvm_core::msr::GUEST_MSRS;
+            let mut hdr = [0u8; 4];
+            UserSlice::new(UserPtr::from_addr(arg), 4).reader().read_slice(&mut hdr)?;
+            let room = u32::from_ne_bytes(hdr) as usize;
+            UserSlice::new(UserPtr::from_addr(arg), 4).writer().write_slice(&(list.len() as u32).to_ne_bytes())?;
+            if room < list.len() {
+                return Err(E2BIG);
+            }
+            let mut w = UserSlice::new(UserPtr::from_addr(arg + 4), 4 * list.len()).writer();
+            for m in list {
+                w.write_slice(&m.to_ne_bytes())?;
+            }
+            Ok(0)
+        }
         SystemIoctl::Unsupported => Err(ENOTTY),
     }
 }

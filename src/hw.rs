@@ -36,6 +36,7 @@ extern "C" {
     fn nsvm_fpu_begin();
     fn nsvm_fpu_end();
     fn nsvm_host_xcr0() -> u64;
+    fn nsvm_tsc_khz() -> c_uint;
     fn nsvm_stats_fd(obj: *mut c_void, vcpu: c_int) -> c_int;
 }
 
@@ -400,6 +401,12 @@ pub(crate) fn cond_resched() {
 pub(crate) fn host_xcr0() -> u64 {
     // SAFETY: no preconditions.
     unsafe { nsvm_host_xcr0() }
+}
+
+/// TSC frequency of the host in kHz.
+pub(crate) fn tsc_khz() -> u32 {
+    // SAFETY: reads a kernel variable.
+    unsafe { nsvm_tsc_khz() }
 }
 
 /// Kernel FPU section: the task's FPU state is saved on entry; inside, the FPU

@@ -15,6 +15,7 @@
 #include <asm/fpu/api.h>
 #include <asm/fpu/xcr.h>
 #include <asm/msr.h>
+#include <asm/tsc.h>
 
 #include "shim.h"
 
@@ -256,4 +257,10 @@ int nsvm_stats_fd(void *obj, int vcpu)
 	file->f_mode |= FMODE_PREAD;
 	fd_install(fd, file);
 	return fd;
+}
+
+/* Host TSC frequency in kHz. */
+unsigned int nsvm_tsc_khz(void)
+{
+	return tsc_khz;
 }

@@ -42,4 +42,5 @@ int nsvm_rs_vm_stats_release(struct inode *inode, struct file *file);
 ssize_t nsvm_rs_vcpu_stats_read(struct file *file, char __user *buf, size_t len, loff_t *pos);
 int nsvm_rs_vcpu_stats_release(struct inode *inode, struct file *file);
 int nsvm_stats_fd(void *obj, int vcpu);
+unsigned int nsvm_tsc_khz(void);
 #endif

@@ -210,6 +210,19 @@ impl Vcpu {
             }
             uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
             uapi::kvm::INTERRUPT => self.interrupt(arg),
+            uapi::kvm::GET_MSRS | uapi::kvm::SET_MSRS => self.msrs(arg, cmd == uapi::kvm::SET_MSRS),
+            uapi::kvm::GET_FPU => {
+                let b = self.state.lock().get_fpu();
+                user(416).writer().write_slice(&b)?;
+                Ok(0)
+            }
+            uapi::kvm::SET_FPU => {
+                let mut b = [0u8; 416];
+                user(416).reader().read_slice(&mut b)?;
+                self.state.lock().set_fpu(&b)?;
+                Ok(0)
+            }
+            uapi::kvm::GET_TSC_KHZ => Ok(hw::tsc_khz() as isize),
             uapi::kvm::GET_STATS_FD => {
                 Ok(crate::fops::new_vcpu_stats_fd(self.clone())? as isize)
             }
@@ -354,6 +367,38 @@ impl Vcpu {
         self.run_put(run::CR8, &u64::from(st.vmcb().control.int_ctl & int_ctl::V_TPR_MASK).to_ne_bytes());
         self.run_put(run::APIC_BASE, &st.apic_base.to_ne_bytes());
         r
+    }
+
+    /// `KVM_GET_MSRS` / `KVM_SET_MSRS`: `struct kvm_msrs { u32 nmsrs; u32 pad;
+    /// struct kvm_msr_entry { u32 index; u32 reserved; u64 data; } entries[]; }`.
+    /// Returns how many were processed, stopping at the first refused one.
+    fn msrs(&self, arg: usize, set: bool) -> Result<isize> {
+        let mut hdr = [0u8; 8];
+        UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
+        let n = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+        if n > 256 {
+            return Err(E2BIG);
+        }
+        let mut st = self.state.lock();
+        for i in 0..n {
+            let at = arg + 8 + 16 * i;
+            let mut e = [0u8; 16];
+            UserSlice::new(UserPtr::from_addr(at), 16).reader().read_slice(&mut e)?;
+            let index = u32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
+            let mut d = [0u8; 8];
+            d.copy_from_slice(&e[8..16]);
+            if set {
+                if !st.write_msr(index, u64::from_ne_bytes(d)) {
+                    return Ok(i as isize);
+                }
+            } else {
+                match st.read_msr(index) {
+                    Some(v) => UserSlice::new(UserPtr::from_addr(at + 8), 8).writer().write_slice(&v.to_ne_bytes())?,
+                    None => return Ok(i as isize),
+                }
+            }
+        }
+        Ok(n as isize)
     }
 
     /// `KVM_INTERRUPT` (no in-kernel irqchip): queue external interrupt
@@ -767,6 +812,46 @@ impl VcpuState {
         let v = self.vmcb();
         v.control.event_inj = e.info;
         v.control.event_inj_err = e.error_code;
+    }
+
+    /// `struct kvm_fpu` from the FXSAVE part of the guest's XSAVE image.
+    fn get_fpu(&mut self) -> [u8; 416] {
+        let x: [u8; 512] = self.fpu.read(0);
+        let mut f = [0u8; 416];
+        for r in 0..8 {
+            f[16 * r..16 * r + 10].copy_from_slice(&x[32 + 16 * r..32 + 16 * r + 10]);
+        }
+        f[128..130].copy_from_slice(&x[0..2]); // fcw
+        f[130..132].copy_from_slice(&x[2..4]); // fsw
+        f[132] = x[4]; // ftwx (abridged tag word)
+        f[134..136].copy_from_slice(&x[6..8]); // last opcode
+        f[136..144].copy_from_slice(&x[8..16]); // last ip
+        f[144..152].copy_from_slice(&x[16..24]); // last dp
+        f[152..408].copy_from_slice(&x[160..416]); // xmm0-15
+        f[408..412].copy_from_slice(&x[24..28]); // mxcsr
+        f
+    }
+
+    /// Writes `struct kvm_fpu` into the guest's image. MXCSR reserved bits
+    /// are refused (`EINVAL`): XRSTOR of such an image would fault in L0.
+    fn set_fpu(&mut self, f: &[u8; 416]) -> Result {
+        let mxcsr = u32::from_ne_bytes([f[408], f[409], f[410], f[411]]);
+        if mxcsr & !vmrun::mxcsr_mask() != 0 {
+            return Err(EINVAL);
+        }
+        for r in 0..8 {
+            self.fpu.write(32 + 16 * r, &f[16 * r..16 * r + 10]);
+        }
+        self.fpu.write(0, &f[128..132]);
+        self.fpu.write(4, &[f[132]]);
+        self.fpu.write(6, &f[134..136]);
+        self.fpu.write(8, &f[136..152]);
+        self.fpu.write(160, &f[152..408]);
+        self.fpu.write(24, &f[408..412]);
+        // XSTATE_BV: x87 and SSE now come from the image, not the init state.
+        let bv = self.fpu.read_u64(512) | 3;
+        self.fpu.write(512, &bv.to_ne_bytes());
+        Ok(())
     }
 
     /// RESET (`init == false`) or INIT (`init == true`) state, as KVM's

@@ -173,3 +173,23 @@ unsafe fn xsetbv(v: u64) {
     // SAFETY: per the contract.
     unsafe { asm!("xsetbv", in("ecx") 0u32, in("eax") v as u32, in("edx") (v >> 32) as u32) };
 }
+
+/// MXCSR bits the processor accepts: MXCSR_MASK of an FXSAVE image (0 there
+/// means the architectural default 0xffbf, SDM vol. 1 11.6.6).
+pub(crate) fn mxcsr_mask() -> u32 {
+    #[repr(C, align(64))]
+    struct Area([u8; 512]);
+    let mut a = Area([0; 512]);
+    {
+        let _fpu = FpuSection::begin();
+        // SAFETY: inside the FPU section; the area is 512 bytes, 64-byte
+        // aligned; FXSAVE only writes it.
+        unsafe { asm!("fxsave64 [{a}]", a = in(reg) a.0.as_mut_ptr()) };
+    }
+    let m = u32::from_ne_bytes([a.0[28], a.0[29], a.0[30], a.0[31]]);
+    if m == 0 {
+        0xffbf
+    } else {
+        m
+    }
+}

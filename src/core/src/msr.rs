@@ -95,6 +95,12 @@ pub mod vm_cr {
     pub const SVMDIS: u64 = 1 << 4;
 }
 
+/// The MSRs `KVM_GET_MSR_INDEX_LIST` reports and `KVM_GET/SET_MSRS` handle.
+pub const GUEST_MSRS: &[u32] = &[
+    EFER, STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, FS_BASE, GS_BASE, SYSENTER_CS, SYSENTER_ESP,
+    SYSENTER_EIP, PAT, TSC, TSC_AUX, APIC_BASE,
+];
+
 /// Name of an MSR for logs and dumps.
 pub fn name(msr: u32) -> Option<&'static str> {
     Some(match msr {

@@ -119,6 +119,16 @@ pub mod kvm {
     pub const INTERRUPT: u32 = iow(KVMIO, 0x86, 4);
     /// `KVM_GET_STATS_FD` (VM and vCPU fds).
     pub const GET_STATS_FD: u32 = io(KVMIO, 0xce);
+    /// `KVM_GET_MSRS` (vCPU fd).
+    pub const GET_MSRS: u32 = iowr(KVMIO, 0x88, 8);
+    /// `KVM_SET_MSRS` (vCPU fd).
+    pub const SET_MSRS: u32 = iow(KVMIO, 0x89, 8);
+    /// `KVM_GET_FPU` (vCPU fd).
+    pub const GET_FPU: u32 = ior(KVMIO, 0x8c, 416);
+    /// `KVM_SET_FPU` (vCPU fd).
+    pub const SET_FPU: u32 = iow(KVMIO, 0x8d, 416);
+    /// `KVM_GET_TSC_KHZ` (vCPU fd).
+    pub const GET_TSC_KHZ: u32 = io(KVMIO, 0xa3);
     /// `KVM_RUN` (vCPU fd).
     pub const RUN: u32 = io(KVMIO, 0x80);
     /// `KVM_GET_REGS` (vCPU fd).
@@ -165,6 +175,7 @@ pub mod cap {
         (IMMEDIATE_EXIT, 1),
         (USER_MEMORY2, 1),
         (BINARY_STATS_FD, 1),
+        (GET_TSC_KHZ, 1),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0
@@ -316,6 +327,8 @@ pub enum SystemIoctl {
     GetVcpuMmapSize,
     /// `KVM_GET_SUPPORTED_CPUID` with a `struct kvm_cpuid2` pointer.
     GetSupportedCpuid,
+    /// `KVM_GET_MSR_INDEX_LIST` with a `struct kvm_msr_list` pointer.
+    GetMsrIndexList,
     /// Unknown or not (yet) supported: `ENOTTY`.
     Unsupported,
 }
@@ -330,6 +343,7 @@ pub fn decode_system_ioctl(cmd: u32, arg: u64) -> SystemIoctl {
         kvm::CREATE_VM => SystemIoctl::CreateVm(arg),
         kvm::GET_VCPU_MMAP_SIZE => SystemIoctl::GetVcpuMmapSize,
         kvm::GET_SUPPORTED_CPUID => SystemIoctl::GetSupportedCpuid,
+        kvm::GET_MSR_INDEX_LIST => SystemIoctl::GetMsrIndexList,
         _ => SystemIoctl::Unsupported,
     }
 }
@@ -388,6 +402,17 @@ mod tests {
         }
         // Names are unique and sorted by number.
         assert!(cap::NAMED.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn vcpu_ioctl_numbers_match_kvm() {
+        use kvm_bindings as kb;
+        assert_eq!(kvm::GET_FPU, ior(KVMIO, 0x8c, size_of::<kb::kvm_fpu>()));
+        assert_eq!(kvm::GET_MSRS, 0xc008_ae88);
+        assert_eq!(kvm::SET_MSRS, 0x4008_ae89);
+        assert_eq!(kvm::GET_TSC_KHZ, 0xaea3);
+        assert_eq!(kvm::INTERRUPT, 0x4004_ae86);
+        assert_eq!(kvm::GET_STATS_FD, 0xaece);
     }
 
     #[test]
