@@ -18,7 +18,7 @@ TOOL_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm
 APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 SUITES ?= foundation l0
 
-.PHONY: all deps kernel module tool guests initramfs run test host-test qemu-test clean
+.PHONY: all deps kernel module tool guests initramfs run test host-test qemu-test bench clean
 
 all: module tool
 
@@ -79,6 +79,13 @@ qemu-test: initramfs
 test: deps
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory qemu-test
+
+# Benchmark (not part of `make test`): nsvm vs kvm_amd in one boot under
+# -icount shift=0; figures in build/bench.log (see docs/bench.md).
+BENCH_N ?= 1000
+bench: initramfs
+	@qemu-scripts/run-qemu.sh --icount --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
+	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/bench.log --append nsvmbench=$(BENCH_N) -- bench
 
 clean:
 	rm -rf $(BUILD) target

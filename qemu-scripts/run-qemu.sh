@@ -5,11 +5,12 @@
 # case passed and the kernel log shows no oops or warning).
 #
 # usage: run-qemu.sh --kernel bzImage --initrd initramfs.cpio [--log FILE]
-#                    [--smp N] [--mem SIZE] [--timeout SEC] [--icount] -- SUITE...
+#                    [--smp N] [--mem SIZE] [--timeout SEC] [--icount]
+#                    [--append KERNEL-ARGS] -- SUITE...
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-kernel="" initrd="" logf="" smp=2 mem=2G timeout=1200 icount=0
+kernel="" initrd="" logf="" smp=2 mem=2G timeout=1200 icount=0 extra=""
 while [ $# -gt 0 ]; do
     case $1 in
         --kernel) kernel=$2; shift 2;;
@@ -19,6 +20,7 @@ while [ $# -gt 0 ]; do
         --mem) mem=$2; shift 2;;
         --timeout) timeout=$2; shift 2;;
         --icount) icount=1; shift;;
+        --append) extra="$extra $2"; shift 2;;
         --) shift; break;;
         *) die "unknown option $1";;
     esac
@@ -33,7 +35,7 @@ suites=$(IFS=,; echo "$*")
 cpu=${NSVM_QEMU_CPU:-EPYC,+svm,+npt,+vgif,+svme-addr-chk,-nrip-save,-fxsr-opt,-misalignsse,-osvw,-topoext,-xsavec}
 qemu_args=(-machine q35 -accel tcg -cpu "$cpu" -smp "$smp" -m "$mem"
            -nographic -no-reboot -kernel "$kernel" -initrd "$initrd"
-           -append "console=ttyS0 panic=-1 oops=panic tsc_early_khz=2000000 loglevel=4 nsvmtest=$suites")
+           -append "console=ttyS0 panic=-1 oops=panic tsc_early_khz=2000000 loglevel=4 nsvmtest=$suites$extra")
 [ "$icount" = 1 ] && qemu_args+=(-icount shift=0)
 
 log "booting QEMU (TCG, -cpu $cpu, -smp $smp) for: $suites; serial log: $logf"

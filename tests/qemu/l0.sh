@@ -87,6 +87,11 @@ cat /tmp/stats.txt
 [ $rc = 0 ] && grep -q "^vm (nsvm-$vmm):" /tmp/stats.txt && grep -q "^vcpu0 (nsvm-$vmm/vcpu-0):" /tmp/stats.txt \
   && grep -q "^  exit_intr [1-9]" /tmp/stats.txt && grep -q '"npt_fills"' /tmp/stats.json && pass || fail "rc=$rc"
 
+case_ "nsvm bench runs (sanity; figures come from make bench)"
+nsvm bench --iterations 20 > /tmp/bench.txt 2>&1; rc=$?
+cat /tmp/bench.txt
+[ $rc = 0 ] && [ "$(grep -cE '^(CPUID|RDMSR|IO|first|HLT).* [0-9.]+ +[0-9]+$' /tmp/bench.txt)" = 5 ] && pass || fail "rc=$rc"
+
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64
 [ "$(cat /tmp/nsvm.noncanon64.rc)" = 13 ] && pass || fail "rc=$(cat /tmp/nsvm.noncanon64.rc): $(cat /tmp/nsvm.noncanon64.err)"

@@ -5,6 +5,7 @@
 //! offer), `cpus` (per-CPU SVM state read back from the MSRs), `ioctl` (issue
 //! one raw ioctl and print the result; for tests and experiments).
 
+mod bench;
 mod cpus;
 mod info;
 mod run;
@@ -40,6 +41,11 @@ commands:
                                    binary statistics (KVM_GET_STATS_FD) of the
                                    VMs and vCPUs of a running VMM, nsvm or kvm
                                    (non-zero ones unless --all)
+  bench [--device PATH] [--iterations N] [--image PATH] [--json]
+        | --compare A.json B.json
+                                   cost per exit (guest TSC) of CPUID, RDMSR, IO
+                                   to userspace, first-touch NPF and HLT wake;
+                                   --compare prints the ratio of two runs
   help                             this text
 
 --device defaults to /dev/nsvm; /dev/kvm works too (kvm_amd), for comparison.";
@@ -90,6 +96,7 @@ fn main() -> ExitCode {
         "ioctl" => sys::run_ioctl(&a),
         "run" => run::run(&a),
         "stats" => stats::run(&a),
+        "bench" => bench::run(&a),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

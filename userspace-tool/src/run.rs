@@ -33,7 +33,7 @@ pub enum StartMode {
     Long,
 }
 
-struct Options {
+pub struct Options {
     image: String,
     mem: u64,
     load: u64,
@@ -254,14 +254,14 @@ enum End {
     Failed(String),
 }
 
-struct Guest {
+pub struct Guest {
     _vm: VmFd,
-    vcpu: VcpuFd,
+    pub vcpu: VcpuFd,
     _mem: Mem,
 }
 
 /// Anonymous guest memory, unmapped on drop.
-struct Mem {
+pub struct Mem {
     ptr: *mut u8,
     len: usize,
 }
@@ -288,6 +288,33 @@ impl Drop for Mem {
         // SAFETY: unmaps our own mapping.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
+}
+
+impl Options {
+    /// Options for `nsvm bench`: `image` in `mem` bytes, long mode.
+    pub fn for_bench(image: &str, mem: u64) -> Options {
+        Options {
+            image: image.to_string(),
+            mem: (mem + 0xfff) & !0xfff,
+            load: 0x1000,
+            mode: None,
+            dump_regs: false,
+            max_exits: u64::MAX,
+            quiet: true,
+            irq_on_hlt: None,
+            trace_mmio: false,
+            stats: None,
+        }
+    }
+}
+
+/// A guest ready for the benchmark: RBX holds the iteration count.
+pub fn setup_for_bench(device: &str, o: &Options, iterations: u64) -> Result<Guest, Failure> {
+    let (g, _) = setup(device, o)?;
+    let mut r = g.vcpu.get_regs().map_err(|e| Failure(format!("KVM_GET_REGS failed: {e}")))?;
+    r.rbx = iterations;
+    g.vcpu.set_regs(&r).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
+    Ok(g)
 }
 
 fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {

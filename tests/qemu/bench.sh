@@ -1,0 +1,21 @@
+# Benchmark suite (make bench): the same exits on /dev/nsvm and /dev/kvm in
+# one boot, then the ratio table. Run under QEMU -icount shift=0 so the guest
+# TSC counts executed instructions and the figures repeat exactly.
+. /tests/lib.sh
+N=$(sed -n 's/.*nsvmbench=\([0-9]*\).*/\1/p' /proc/cmdline)
+N=${N:-1000}
+
+case_ "nsvm bench on /dev/nsvm ($N iterations)"
+load_nsvm
+nsvm bench --iterations $N && nsvm bench --iterations $N --json > /tmp/nsvm.json && pass || fail "bench failed"
+unload_nsvm
+
+case_ "nsvm bench on /dev/kvm ($N iterations)"
+insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko; insmod $MODDIR/kvm-amd.ko
+nsvm bench --device /dev/kvm --iterations $N && nsvm bench --device /dev/kvm --iterations $N --json > /tmp/kvm.json && pass || fail "bench failed"
+rmmod kvm_amd; rmmod kvm; rmmod irqbypass
+
+case_ "ratio nsvm / kvm_amd"
+echo "=== nsvm bench --compare (TSC per exit; ratio = nsvm / kvm_amd; goal <= 1.0) ==="
+nsvm bench --compare /tmp/nsvm.json /tmp/kvm.json && pass || fail "compare failed"
+finish
