@@ -346,6 +346,7 @@ impl Vcpu {
             hw::cond_resched();
             let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0;
             st.prepare_interrupts(window);
+            st.apply_policy(self.vm.policy());
             st.enter();
             match self.handle_exit(&mut st)? {
                 Next::Guest => {
@@ -486,6 +487,22 @@ impl Vcpu {
                 self.skip(st, Known::Vmmcall)
             }
             exit::XSETBV => self.xsetbv(st),
+            exit::IDTR_READ | exit::GDTR_READ | exit::LDTR_READ | exit::TR_READ | exit::READ_CR0
+            | exit::PUSHF | exit::POPF | exit::RDTSC => self.sensitive(st, code),
+            c if (exit::EXCP_BASE..exit::EXCP_BASE + 32).contains(&c) => {
+                // An exception the policy intercepts: deliver it to the guest
+                // unchanged (error code in EXITINFO1, #PF address in
+                // EXITINFO2, APM 15.12). It supersedes an event whose
+                // delivery it interrupted, as the hardware would have
+                // delivered it next.
+                let vec = (c - exit::EXCP_BASE) as u8;
+                if vec == 14 {
+                    st.vmcb().save.cr2 = info2;
+                }
+                let ec = nsvm_core::sensitive::has_error_code(vec).then_some(info1 as u32);
+                st.inject(Event::new(EventType::Exception, vec, ec));
+                Ok(Next::Guest)
+            }
             exit::INVD => self.skip(st, Known::Invd),
             // SVM is not exposed to the guest (yet): its instructions are #UD
             // (APM 15.4: with EFER.SVME = 0 they raise #UD).
@@ -728,6 +745,88 @@ impl Vcpu {
         self.skip(st, if write { Known::Wrmsr } else { Known::Rdmsr })
     }
 
+    /// A sensitive instruction intercepted by the VM's policy: emulated with
+    /// its architectural effect (`nsvm_core::sensitive`), so the guest sees
+    /// what it would have seen; only the per-exit counters tell.
+    fn sensitive(&self, st: &mut VcpuState, code: u64) -> Result<Next> {
+        use nsvm_core::sensitive;
+        let inner = self.vm.inner.lock();
+        let mut bytes = [0u8; 15];
+        let n = st.fetch(&inner, &mut bytes);
+        let s = st.sens_state();
+        let e = match sensitive::emulate(code, &bytes[..n], &s) {
+            Ok(e) => e,
+            Err(_) => {
+                let mut w = [0u64; 2];
+                for (i, b) in bytes.iter().enumerate() {
+                    w[i / 8] |= u64::from(*b) << (8 * (i % 8));
+                }
+                self.internal_error(run::INTERNAL_ERROR_EMULATION, &[s.rip, code, w[0], w[1]]);
+                return Ok(Next::User);
+            }
+        };
+        let mut regs = s.regs;
+        let mut rflags = s.rflags;
+        if let Some((la, size)) = e.read {
+            // POPF: read the stack, then compute the new flags.
+            let mut d = [0u8; 8];
+            for k in 0..size as usize {
+                let a = la.wrapping_add(k as u64);
+                match st.translate(&inner, a, false) {
+                    Ok(g) => {
+                        if !GuestMem(&inner).read_bytes(g, &mut d[k..k + 1]) {
+                            self.internal_error(run::INTERNAL_ERROR_EMULATION, &[s.rip, code, g]);
+                            return Ok(Next::User);
+                        }
+                    }
+                    Err(pf) => return Ok(st.page_fault(a, pf)),
+                }
+            }
+            let real = s.cs == Some(mmio::CodeSize::Bits16) && st.vmcb().save.cr0 & kvm::cr::CR0_PE == 0;
+            rflags = sensitive::popf_complete(s.rflags, u64::from_le_bytes(d), size, s.cpl, real);
+        }
+        if let Some((la, data, cnt)) = e.mem {
+            // Translate every byte before writing any (a #PF leaves memory alone).
+            let mut gpas = [0u64; 10];
+            for k in 0..cnt as usize {
+                let a = la.wrapping_add(k as u64);
+                match st.translate(&inner, a, true) {
+                    Ok(g) => gpas[k] = g,
+                    Err(pf) => return Ok(st.page_fault(a, pf)),
+                }
+            }
+            for k in 0..cnt as usize {
+                if !GuestMem(&inner).write_bytes(gpas[k], &data[k..k + 1]) {
+                    self.internal_error(run::INTERNAL_ERROR_EMULATION, &[s.rip, code, gpas[k]]);
+                    return Ok(Next::User);
+                }
+            }
+        }
+        drop(inner);
+        if let Some((r, val, size)) = e.reg {
+            mmio::load_into(&mut regs, mmio::Reg { num: r, high8: false }, mmio::Extend::None, size, val);
+        }
+        if code == exit::RDTSC {
+            let tsc = hw::rdtsc().wrapping_add(st.vmcb().control.tsc_offset);
+            regs[0] = tsc & 0xffff_ffff;
+            regs[2] = tsc >> 32;
+        }
+        if let Some(rsp) = e.rsp {
+            regs[4] = rsp;
+        }
+        st.set_all_gprs(&regs);
+        let long = s.cs == Some(mmio::CodeSize::Bits64);
+        let v = st.vmcb();
+        v.save.rflags = rflags;
+        let mut rip = s.rip.wrapping_add(u64::from(e.len));
+        if !long {
+            rip &= 0xffff_ffff;
+        }
+        v.save.rip = rip;
+        v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+        Ok(Next::Guest)
+    }
+
     /// XSETBV (intercepted: XCR0 is not switched by VMRUN).
     fn xsetbv(&self, st: &mut VcpuState) -> Result<Next> {
         let v = (st.vmcb().save.rax & 0xffff_ffff) | (st.gprs[2] << 32);
@@ -755,6 +854,63 @@ impl VcpuState {
     /// needs `&mut self` too.
     fn vmcb(&mut self) -> &mut Vmcb {
         self.vmcb.get()
+    }
+
+    /// Sets the intercepts the policy asks for (vmcb01 keeps its own).
+    fn apply_policy(&mut self, p: nsvm_core::sensitive::Policy) {
+        use nsvm_core::sensitive::bits;
+        let v = self.vmcb();
+        let i = &mut v.control.intercepts;
+        for (bit, code) in [
+            (bits::SIDT, exit::IDTR_READ),
+            (bits::SGDT, exit::GDTR_READ),
+            (bits::SLDT, exit::LDTR_READ),
+            (bits::STR, exit::TR_READ),
+            (bits::CR0_READ, exit::READ_CR0),
+            (bits::PUSHF, exit::PUSHF),
+            (bits::POPF, exit::POPF),
+            (bits::RDTSC, exit::RDTSC),
+        ] {
+            if p.instructions & bit != 0 {
+                i.set(code);
+            } else {
+                i.clear(code);
+            }
+        }
+        i.0[2] = p.exceptions;
+    }
+
+    /// Guest state for `sensitive::emulate`.
+    fn sens_state(&mut self) -> nsvm_core::sensitive::State {
+        let regs = self.all_gprs();
+        let cs = self.code_size();
+        let v = self.vmcb();
+        let s = &v.save;
+        nsvm_core::sensitive::State {
+            regs,
+            rip: s.rip,
+            rflags: s.rflags,
+            cpl: s.cpl,
+            cs: Some(cs),
+            ss_big: s.ss.attrib & nsvm_core::vmcb::seg_attr::DB != 0,
+            seg_base: [s.es.base, s.cs.base, s.ss.base, s.ds.base, s.fs.base, s.gs.base],
+            idtr: (s.idtr.base, s.idtr.limit as u16),
+            gdtr: (s.gdtr.base, s.gdtr.limit as u16),
+            ldtr: s.ldtr.selector,
+            tr: s.tr.selector,
+            cr0: s.cr0,
+            cr2: s.cr2,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            cr8: u64::from(v.control.int_ctl & int_ctl::V_TPR_MASK),
+        }
+    }
+
+    /// Delivers a #PF for linear address `la` to the guest.
+    fn page_fault(&mut self, la: u64, pf: paging::PageFault) -> Next {
+        self.vmcb().save.cr2 = la;
+        self.inject(Event::new(EventType::Exception, 14, Some(pf.error_code)));
+        Next::Guest
     }
 
     /// Whether the guest can take an external interrupt now: RFLAGS.IF set,

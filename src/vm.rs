@@ -7,7 +7,10 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use kernel::new_mutex;
 
 use nsvm_core::memslot::{Change, SlotError, SlotTable};
+use nsvm_core::sensitive::Policy;
 use nsvm_core::uapi;
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::hw;
 use crate::npt::Npt;
@@ -35,6 +38,10 @@ pub(crate) struct Vm {
     pub(crate) mm: usize,
     /// Thread-group id of the creator, for the stats id (`nsvm-<pid>`).
     pub(crate) pid: i32,
+    /// Sensitive-instruction policy: instruction bits and exception bitmap
+    /// (`NSVM_SET_POLICY`), read by every vCPU before each entry.
+    pub(crate) policy_insns: AtomicU64,
+    pub(crate) policy_excs: AtomicU32,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
 }
@@ -54,6 +61,8 @@ impl Vm {
             pin_init!(Vm {
                 mm: hw::current_mm(),
                 pid: kernel::current!().tgid_nr_ns(None),
+                policy_insns: AtomicU64::new(0),
+                policy_excs: AtomicU32::new(0),
                 inner <- new_mutex!(inner, "nsvm_vm"),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -95,10 +104,28 @@ impl Vm {
                 self.set_memory(&nsvm_core::kvm::memory_region_from_bytes(&head))
             }
             uapi::kvm::GET_STATS_FD => Ok(crate::fops::new_vm_stats_fd(self.clone())? as isize),
+            uapi::nsvm::SET_POLICY => {
+                let mut b = [0u8; Policy::SIZE];
+                UserSlice::new(UserPtr::from_addr(arg), Policy::SIZE).reader().read_slice(&mut b)?;
+                let p = Policy::from_bytes(&b).map_err(|_| EINVAL)?;
+                self.policy_insns.store(p.instructions, Ordering::Relaxed);
+                self.policy_excs.store(p.exceptions, Ordering::Relaxed);
+                Ok(0)
+            }
+            uapi::nsvm::GET_POLICY => {
+                let b = self.policy().to_bytes();
+                UserSlice::new(UserPtr::from_addr(arg), Policy::SIZE).writer().write_slice(&b)?;
+                Ok(0)
+            }
             // Intel-only in KVM; accepted as a no-op so VMMs written for both work.
             uapi::kvm::SET_TSS_ADDR => Ok(0),
             _ => Err(ENOTTY),
         }
+    }
+
+    /// The current sensitive-instruction policy.
+    pub(crate) fn policy(&self) -> Policy {
+        Policy { instructions: self.policy_insns.load(Ordering::Relaxed), exceptions: self.policy_excs.load(Ordering::Relaxed) }
     }
 
     /// The binary stats file (KVM's format) with the current values.

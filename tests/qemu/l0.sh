@@ -14,7 +14,7 @@ run_guest() {
     sed -e "s|on $dev|on DEVICE|" /tmp/$tag.$name.err > /tmp/$tag.$name.sum
 }
 
-PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16"
+PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16 sens64"
 # fpu32 is driven by nsvm-apitest (fpu_isolation).
 args_for() {
     case $1 in
@@ -91,6 +91,31 @@ case_ "nsvm bench runs (sanity; figures come from make bench)"
 nsvm bench --iterations 20 > /tmp/bench.txt 2>&1; rc=$?
 cat /tmp/bench.txt
 [ $rc = 0 ] && [ "$(grep -cE '^(CPUID|RDMSR|IO|first|HLT).* [0-9.]+ +[0-9]+$' /tmp/bench.txt)" = 5 ] && pass || fail "rc=$rc"
+
+case_ "sensitive-instruction policy: the guest cannot tell, the counters can"
+ok=1
+for p in sens64 long64 real16 strio16; do
+    timeout 120 nsvm run --policy all --dump-regs --stats /tmp/pol.$p.stats $(args_for $p) $G/$p.bin > /tmp/pol.$p.out 2>/tmp/pol.$p.err
+    echo $? > /tmp/pol.$p.rc
+    if ! cmp -s /tmp/pol.$p.out /tmp/nsvm.$p.out || ! cmp -s /tmp/pol.$p.rc /tmp/nsvm.$p.rc; then
+        ok=0; echo "$p differs with the policy:"; diff /tmp/nsvm.$p.out /tmp/pol.$p.out; cat /tmp/pol.$p.err
+    fi
+done
+cat /tmp/nsvm.sens64.out
+s=/tmp/pol.sens64.stats
+grep -E "exit_(idtr|gdtr|ldtr|tr)_read|exit_read_cr0|exit_pushf|exit_popf|exit_rdtsc|exit_excp" $s /tmp/pol.long64.stats
+# sens64 executes 1 SIDT, 1 SGDT, 1 SLDT, 1 STR, 3 SMSW + 1 MOV CR0, 3 PUSHF, 3 POPF, 2 RDTSC;
+# long64 takes one #UD and one #PF from the processor, reflected to its own
+# IDT; its #GP comes from L0's RDMSR emulation (an injected event, which
+# exception intercepts do not see).
+[ $ok = 1 ] && grep -qx "vcpu0.exit_idtr_read 1" $s && grep -qx "vcpu0.exit_gdtr_read 1" $s \
+  && grep -qx "vcpu0.exit_ldtr_read 1" $s && grep -qx "vcpu0.exit_tr_read 1" $s \
+  && grep -qx "vcpu0.exit_read_cr0 4" $s && grep -qx "vcpu0.exit_pushf 3" $s \
+  && grep -qx "vcpu0.exit_popf 4" $s && grep -qx "vcpu0.exit_rdtsc 2" $s \
+  && grep -qx "vcpu0.exit_excp_gp 0" /tmp/pol.long64.stats && grep -qx "vcpu0.exception_injections 3" /tmp/pol.long64.stats \
+  && grep -qx "vcpu0.exit_excp_ud 1" /tmp/pol.long64.stats \
+  && grep -qx "vcpu0.exit_excp_pf 1" /tmp/pol.long64.stats && grep -qx "vcpu0.exit_idtr_read 0" /tmp/nsvm.sens64.stats \
+  && pass || fail "see above"
 
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64

@@ -27,7 +27,7 @@ commands:
                                    'ok RET' or 'err ERRNO-NAME'
   run   [--device PATH] [--mem SIZE] [--load ADDR] [--mode real|protected|long]
         [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] [--trace-mmio]
-        [--stats FILE] IMAGE
+        [--stats FILE] [--policy LIST] IMAGE
                                    run a flat binary (loaded at --load, default
                                    0x1000, real mode) or an ELF64 image (long
                                    mode); COM1 output goes to stdout, an OUT to
@@ -36,7 +36,10 @@ commands:
                                    (injected when the guest can take it); with
                                    --irq-on-hlt each HLT is woken by interrupt VEC;
                                    memory outside RAM is MMIO scratch space
-                                   (reads return what was written, else 0xff)
+                                   (reads return what was written, else 0xff);
+                                   --policy (nsvm only) intercepts and emulates
+                                   sidt,sgdt,sldt,str,cr0,pushf,popf,cpuid,rdtsc,
+                                   exc:N, all-insns, all-exc or all
   stats --pid PID [--all] [--json] [--interval S --count N]
                                    binary statistics (KVM_GET_STATS_FD) of the
                                    VMs and vCPUs of a running VMM, nsvm or kvm

@@ -47,6 +47,8 @@ pub struct Options {
     trace_mmio: bool,
     /// Write the VM's and vCPU's statistics here at the end.
     stats: Option<String>,
+    /// nsvm's sensitive-instruction policy (instruction bits, exceptions).
+    policy: Option<(u64, u32)>,
 }
 
 fn parse_size(s: &str) -> Result<u64, Failure> {
@@ -61,7 +63,7 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None };
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None };
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
@@ -80,6 +82,7 @@ fn parse(a: &Args) -> Result<Options, Failure> {
             "--dump-regs" => o.dump_regs = true,
             "--trace-mmio" => o.trace_mmio = true,
             "--stats" => o.stats = Some(val("--stats")?),
+            "--policy" => o.policy = Some(parse_policy(&val("--policy")?)?),
             "--irq-on-hlt" => {
                 let v = val("--irq-on-hlt")?;
                 let (vec, n) = v.split_once(':').unwrap_or((v.as_str(), "1"));
@@ -107,6 +110,42 @@ fn parse(a: &Args) -> Result<Options, Failure> {
         return Err(Failure("--mem must be a multiple of 4 KiB between 256K and 64G".into()));
     }
     Ok(o)
+}
+
+/// Parses `--policy`: comma-separated sidt, sgdt, sldt, str, cr0 (SMSW and
+/// MOV from CR0), pushf, popf, cpuid, rdtsc, all-insns, exc:N (vector N),
+/// all-exc, or all.
+fn parse_policy(s: &str) -> Result<(u64, u32), Failure> {
+    use nsvm_core::sensitive::{bits, REFLECTABLE_EXCEPTIONS};
+    let (mut i, mut e) = (0u64, 0u32);
+    for w in s.split(',') {
+        match w {
+            "sidt" => i |= bits::SIDT,
+            "sgdt" => i |= bits::SGDT,
+            "sldt" => i |= bits::SLDT,
+            "str" => i |= bits::STR,
+            "cr0" | "smsw" => i |= bits::CR0_READ,
+            "pushf" => i |= bits::PUSHF,
+            "popf" => i |= bits::POPF,
+            "cpuid" => i |= bits::CPUID,
+            "rdtsc" => i |= bits::RDTSC,
+            "all-insns" => i |= bits::ALL,
+            "all-exc" => e |= REFLECTABLE_EXCEPTIONS,
+            "all" => {
+                i |= bits::ALL;
+                e |= REFLECTABLE_EXCEPTIONS;
+            }
+            x if x.starts_with("exc:") => {
+                let v: u32 = x[4..].parse().map_err(|_| Failure(format!("'{x}': exc: takes a vector number")))?;
+                if v > 31 || REFLECTABLE_EXCEPTIONS & (1 << v) == 0 {
+                    return Err(Failure(format!("exception {v} cannot be reflected (not #DB, #BP, NMI or #MC; see docs/uapi.md)")));
+                }
+                e |= 1 << v;
+            }
+            x => return Err(Failure(format!("unknown policy item '{x}'; see 'nsvm help'"))),
+        }
+    }
+    Ok((i, e))
 }
 
 /// Where the loader puts its own structures: the top 64 KiB of guest memory.
@@ -304,6 +343,7 @@ impl Options {
             irq_on_hlt: None,
             trace_mmio: false,
             stats: None,
+            policy: None,
         }
     }
 }
@@ -328,6 +368,17 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
     let region = kvm_userspace_memory_region { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: o.mem, userspace_addr: mem.ptr as u64 };
     // SAFETY: the region is our mapping, which outlives the VM (field order in Guest).
     unsafe { vm.set_user_memory_region(region) }.map_err(|e| Failure(format!("KVM_SET_USER_MEMORY_REGION failed: {e}")))?;
+    if let Some((insns, excs)) = o.policy {
+        let p = nsvm_core::sensitive::Policy { instructions: insns, exceptions: excs }.to_bytes();
+        // SAFETY: NSVM_SET_POLICY reads 32 bytes from the pointer.
+        let r = unsafe { libc::ioctl(vm.as_raw_fd(), nsvm_core::uapi::nsvm::SET_POLICY as _, p.as_ptr()) };
+        if r < 0 {
+            return Err(Failure(format!(
+                "NSVM_SET_POLICY failed on {device}: {}; the sensitive-instruction policy is an nsvm extension (use /dev/nsvm)",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
     let vcpu = vm.create_vcpu(0).map_err(|e| Failure(format!("KVM_CREATE_VCPU failed: {e}")))?;
     let mut cpuid = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)

@@ -19,6 +19,7 @@ pub mod memslot;
 pub mod mmio;
 pub mod msr;
 pub mod paging;
+pub mod sensitive;
 pub mod stats;
 pub mod uapi;
 pub mod vmcb;

@@ -120,21 +120,42 @@ const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
     Desc::new("npt_fills", TYPE_CUMULATIVE),
 ];
 
+/// First of the 32 per-exception counters (`exit_excp_<name>`), after the
+/// named exit codes; `exit_other` is the last counter.
+pub const EXCP_BASE: usize = vcpu::EXIT_BASE + exit::NAMED.len();
+
 /// Number of vCPU statistics.
-pub const VCPU_COUNT: usize = vcpu::EXIT_BASE + exit::NAMED.len() + 1;
+pub const VCPU_COUNT: usize = EXCP_BASE + 32 + 1;
 
 /// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
 pub fn vcpu_desc(i: usize) -> Option<Desc> {
     if i < vcpu::EXIT_BASE {
         return Some(VCPU_FIXED[i]);
     }
-    let k = i - vcpu::EXIT_BASE;
     let mut n = [0u8; NAME_SIZE];
-    let name = if k < exit::NAMED.len() { exit::NAMED[k].1 } else if k == exit::NAMED.len() { "OTHER" } else { return None };
-    let prefix = b"exit_";
-    n[..prefix.len()].copy_from_slice(prefix);
-    for (j, c) in name.bytes().enumerate().take(NAME_SIZE - prefix.len() - 1) {
-        n[prefix.len() + j] = c.to_ascii_lowercase();
+    let mut w = 0;
+    let mut put = |s: &[u8]| {
+        for c in s {
+            if w < NAME_SIZE - 1 {
+                n[w] = c.to_ascii_lowercase();
+                w += 1;
+            }
+        }
+    };
+    put(b"exit_");
+    if i < EXCP_BASE {
+        put(exit::NAMED[i - vcpu::EXIT_BASE].1.as_bytes());
+    } else if i < EXCP_BASE + 32 {
+        let v = (i - EXCP_BASE) as u8;
+        put(b"excp_");
+        match exit::exception_name(v) {
+            Some(name) => put(name.as_bytes()),
+            None => put(&[b'0' + v / 10, b'0' + v % 10]),
+        }
+    } else if i == EXCP_BASE + 32 {
+        put(b"other");
+    } else {
+        return None;
     }
     Some(Desc { name: n, flags: TYPE_CUMULATIVE })
 }
@@ -143,7 +164,13 @@ pub fn vcpu_desc(i: usize) -> Option<Desc> {
 pub fn exit_counter(code: u64) -> usize {
     // QEMU TCG stores VMEXIT_INVALID as 0xffffffff.
     let code = if code == 0xffff_ffff { exit::INVALID } else { code };
-    vcpu::EXIT_BASE + exit::NAMED.iter().position(|(c, _)| *c == code).unwrap_or(exit::NAMED.len())
+    if (exit::EXCP_BASE..exit::EXCP_BASE + 32).contains(&code) {
+        return EXCP_BASE + (code - exit::EXCP_BASE) as usize;
+    }
+    match exit::NAMED.iter().position(|(c, _)| *c == code) {
+        Some(k) => vcpu::EXIT_BASE + k,
+        None => EXCP_BASE + 32,
+    }
 }
 
 /// Size of a stats file with `n` statistics.
@@ -214,6 +241,10 @@ mod tests {
         assert_eq!(vcpu_desc(exit_counter(exit::NPF)).unwrap().name_str(), "exit_npf");
         assert_eq!(vcpu_desc(exit_counter(0xffff_ffff)).unwrap().name_str(), "exit_invalid");
         assert_eq!(vcpu_desc(exit_counter(0x3ff)).unwrap().name_str(), "exit_other");
+        assert_eq!(vcpu_desc(exit_counter(0x4d)).unwrap().name_str(), "exit_excp_gp");
+        assert_eq!(vcpu_desc(exit_counter(0x40)).unwrap().name_str(), "exit_excp_de");
+        assert_eq!(vcpu_desc(exit_counter(0x40 + 22)).unwrap().name_str(), "exit_excp_22");
+        assert_eq!(vcpu_desc(exit_counter(exit::IDTR_READ)).unwrap().name_str(), "exit_idtr_read");
         assert_eq!(exit_counter(0x3ff), VCPU_COUNT - 1);
         assert!(vcpu_desc(VCPU_COUNT).is_none());
         // Names are unique.

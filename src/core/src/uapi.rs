@@ -310,6 +310,11 @@ pub mod nsvm {
     use super::*;
     /// `NSVM_GET_HOST_INFO`: fills an [`NsvmHostInfo`].
     pub const GET_HOST_INFO: u32 = ior(NSVMIO, 0x00, size_of::<NsvmHostInfo>());
+    /// `NSVM_SET_POLICY` (VM fd): the sensitive-instruction experiment,
+    /// `struct nsvm_policy` (see `sensitive::Policy`).
+    pub const SET_POLICY: u32 = iow(NSVMIO, 0x10, crate::sensitive::Policy::SIZE);
+    /// `NSVM_GET_POLICY` (VM fd).
+    pub const GET_POLICY: u32 = ior(NSVMIO, 0x11, crate::sensitive::Policy::SIZE);
 }
 
 /// What the module must do for an ioctl on the system (`/dev/nsvm`) fd.
