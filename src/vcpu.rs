@@ -435,7 +435,16 @@ impl Vcpu {
             vmcb.control.event_inj_err = pending.error_code;
         }
         if Vmcb::exit_is_invalid(code) {
-            pr_warn!("vCPU {}: VMRUN failed its consistency checks (VMEXIT_INVALID)\n", self.id);
+            // Name the rule (APM 15.5.1) in the log and the statistics.
+            let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+            let v = st.vmcb();
+            match nsvm_core::checks::check_vmrun(&v.save, &v.control, phys as u8) {
+                Err(c) => {
+                    self.stats.bump(stats::INVALID_BASE + c.index());
+                    pr_warn!("vCPU {}: VMRUN refused the state: {} (APM 15.5.1)\n", self.id, c.name());
+                }
+                Ok(()) => pr_warn!("vCPU {}: VMRUN refused the state (VMEXIT_INVALID) for a rule nsvm does not model\n", self.id),
+            }
             self.set_exit(run::EXIT_FAIL_ENTRY);
             self.run_put(run::FAIL_ENTRY_REASON, &code.to_ne_bytes());
             let cpu = kernel::cpu::CpuId::current().as_u32();

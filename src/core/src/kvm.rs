@@ -364,6 +364,8 @@ pub fn check_sregs(s: &Sregs) -> Result<(), &'static str> {
         }
     } else if s.efer & efer::LMA != 0 {
         return Err("EFER.LMA without paging in long mode");
+    } else if s.cs.l != 0 {
+        return Err("CS.L outside long mode");
     }
     if s.interrupt_bitmap.iter().map(|w| w.count_ones()).sum::<u32>() > 1 {
         return Err("more than one pending interrupt in interrupt_bitmap");
@@ -609,6 +611,11 @@ mod tests {
         assert!(check_sregs(&s).is_err());
         s.efer = 0x500;
         s.interrupt_bitmap = [1, 2, 0, 0];
+        assert!(check_sregs(&s).is_err());
+        s.interrupt_bitmap = [0; 4];
+        s.efer = 0;
+        s.cr0 = 0x11;
+        s.cs.l = 1;
         assert!(check_sregs(&s).is_err());
     }
 

@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(test), forbid(unsafe_code))]
 
+pub mod checks;
 pub mod cpuid;
 pub mod event;
 pub mod exit;

@@ -124,8 +124,12 @@ const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
 /// named exit codes; `exit_other` is the last counter.
 pub const EXCP_BASE: usize = vcpu::EXIT_BASE + exit::NAMED.len();
 
+/// First of the per-rule counters of refused VMRUNs (`vmrun_invalid_<rule>`,
+/// `checks::Check` order), after `exit_other`.
+pub const INVALID_BASE: usize = EXCP_BASE + 32 + 1;
+
 /// Number of vCPU statistics.
-pub const VCPU_COUNT: usize = EXCP_BASE + 32 + 1;
+pub const VCPU_COUNT: usize = INVALID_BASE + crate::checks::Check::ALL.len();
 
 /// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
 pub fn vcpu_desc(i: usize) -> Option<Desc> {
@@ -142,6 +146,11 @@ pub fn vcpu_desc(i: usize) -> Option<Desc> {
             }
         }
     };
+    if (INVALID_BASE..VCPU_COUNT).contains(&i) {
+        put(b"vmrun_invalid_");
+        put(crate::checks::Check::ALL[i - INVALID_BASE].name().as_bytes());
+        return Some(Desc { name: n, flags: TYPE_CUMULATIVE });
+    }
     put(b"exit_");
     if i < EXCP_BASE {
         put(exit::NAMED[i - vcpu::EXIT_BASE].1.as_bytes());
@@ -245,7 +254,8 @@ mod tests {
         assert_eq!(vcpu_desc(exit_counter(0x40)).unwrap().name_str(), "exit_excp_de");
         assert_eq!(vcpu_desc(exit_counter(0x40 + 22)).unwrap().name_str(), "exit_excp_22");
         assert_eq!(vcpu_desc(exit_counter(exit::IDTR_READ)).unwrap().name_str(), "exit_idtr_read");
-        assert_eq!(exit_counter(0x3ff), VCPU_COUNT - 1);
+        assert_eq!(exit_counter(0x3ff), INVALID_BASE - 1);
+        assert_eq!(vcpu_desc(INVALID_BASE + crate::checks::Check::CsLAndD.index()).unwrap().name_str(), "vmrun_invalid_cs_l_and_d");
         assert!(vcpu_desc(VCPU_COUNT).is_none());
         // Names are unique.
         for i in 0..VCPU_COUNT {

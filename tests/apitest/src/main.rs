@@ -176,6 +176,9 @@ fn invalid_sregs(e: &Env) -> R {
     s.cr4 = 0;
     expect_errno("long mode without PAE", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
     let mut s = good;
+    s.cs.l = 1; // 64-bit code segment outside long mode
+    expect_errno("CS.L outside long mode", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    let mut s = good;
     s.efer = 0x400; // LMA without LME
     expect_errno("EFER.LMA alone", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
     expect_errno("bad pointer", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, 0x10), libc::EFAULT)?;
@@ -630,6 +633,62 @@ fn fpu_regs(e: &Env) -> R {
     }
 }
 
+/// A state KVM_SET_SREGS accepts but VMRUN refuses (long mode with CS.L and
+/// CS.D both set, APM 15.5.1): KVM_EXIT_FAIL_ENTRY with VMEXIT_INVALID; nsvm
+/// also counts the rule in `vmrun_invalid_cs_l_and_d`.
+fn fail_entry(e: &Env) -> R {
+    let k = e.kvm();
+    let (_vm, mut vcpu, mem) = small_vm(&k, &[0xf4]);
+    // KVM checks EFER.LME against the guest's CPUID: give it the supported one.
+    let cpuid = k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(|x| x.to_string())?;
+    vcpu.set_cpuid2(&cpuid).map_err(|x| x.to_string())?;
+    // Identity-map the first 2 MiB for long mode: PML4 0x3000, PDPT 0x4000, PD 0x5000.
+    for (at, v) in [(0x3000usize, 0x4003u64), (0x4000, 0x5003), (0x5000, 0x83)] {
+        mem.bytes()[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    let mut s = vcpu.get_sregs().unwrap();
+    s.cr3 = 0x3000;
+    s.cr4 = 0x20;
+    s.cr0 = 0x8000_0011;
+    s.efer = 0x500;
+    s.cs = kvm_segment { base: 0, limit: 0xffff_ffff, selector: 8, type_: 0xb, present: 1, dpl: 0, db: 1, s: 1, l: 1, g: 1, avl: 0, unusable: 0, padding: 0 };
+    vcpu.set_sregs(&s).map_err(|x| format!("SET_SREGS: {x}"))?;
+    match vcpu.run() {
+        Ok(VcpuExit::FailEntry(reason, _cpu)) if reason == u64::MAX || reason == 0xffff_ffff => {}
+        x => return Err(format!("expected KVM_EXIT_FAIL_ENTRY(VMEXIT_INVALID), got {x:?}")),
+    }
+    if !e.device.ends_with("kvm") {
+        let f = stats_fd_of(vcpu.as_raw_fd())?;
+        if !f.contains("vmrun_invalid_cs_l_and_d=1") {
+            return Err("vmrun_invalid_cs_l_and_d was not counted".into());
+        }
+    }
+    Ok(())
+}
+
+/// The vCPU's statistics as "name=value" text (nsvm's own stats fd).
+fn stats_fd_of(fd: RawFd) -> Result<String, String> {
+    use std::os::unix::fs::FileExt;
+    let sfd = ioctl(fd, 0xaece, 0).map_err(|x| format!("KVM_GET_STATS_FD: errno {x}"))?;
+    // SAFETY: a new fd from the kernel.
+    let f = unsafe { std::fs::File::from_raw_fd(sfd as RawFd) };
+    let mut h = [0u8; 24];
+    f.read_exact_at(&mut h, 0).map_err(|x| x.to_string())?;
+    let w = |o: usize| u32::from_ne_bytes(h[o..o + 4].try_into().unwrap()) as u64;
+    let (ns, n, doff, dataoff) = (w(4), w(8), w(16), w(20));
+    let mut out = String::new();
+    for i in 0..n {
+        let mut d = vec![0u8; (16 + ns) as usize];
+        f.read_exact_at(&mut d, doff + i * (16 + ns)).map_err(|x| x.to_string())?;
+        let off = u32::from_ne_bytes(d[8..12].try_into().unwrap()) as u64;
+        let name = String::from_utf8_lossy(&d[16..]).trim_end_matches('\0').to_string();
+        let mut v = [0u8; 8];
+        f.read_exact_at(&mut v, dataoff + off).map_err(|x| x.to_string())?;
+        out += &format!("{name}={}\n", u64::from_ne_bytes(v));
+    }
+    Ok(out)
+}
+
 /// Random ioctls with random arguments on every kind of fd: each must return
 /// (an errno or a value); the run ends with the host still healthy.
 fn fuzz(e: &Env, n: u64) -> R {
@@ -744,6 +803,7 @@ fn main() {
         ("fpu_isolation", fpu_isolation),
         ("msrs", msrs),
         ("fpu_regs", fpu_regs),
+        ("fail_entry", fail_entry),
     ];
     let (mut p, mut f) = (0, 0);
     for (name, c) in &cases {
