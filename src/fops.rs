@@ -211,3 +211,17 @@ extern "C" fn nsvm_rs_vcpu_stats_release(_inode: *mut bindings::inode, file: *mu
     drop(unsafe { Arc::from_raw((*file).private_data.cast::<Vcpu>()) });
     0
 }
+
+/// `read` of a vCPU's debugfs vmcb file.
+#[no_mangle]
+extern "C" fn nsvm_rs_vmcb_read(vcpu: *mut c_void, buf: *mut c_void, len: usize, pos: *mut bindings::loff_t) -> isize {
+    // SAFETY: the file's private pointer is the vCPU, valid until its
+    // debugfs entry (dropped first in the vCPU) is removed, which waits for
+    // this read.
+    let vcpu = unsafe { &*vcpu.cast::<Vcpu>() };
+    match vcpu.vmcb_dump() {
+        // SAFETY: `pos` comes from the VFS.
+        Ok(t) => unsafe { read_window(&t, buf, len, pos) },
+        Err(e) => e.to_errno() as isize,
+    }
+}

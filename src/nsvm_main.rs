@@ -33,8 +33,10 @@ module! {
 }
 
 struct Nsvm {
-    // Field order is drop order: the device goes first, then SVM is released.
+    // Field order is drop order: the device goes first, then debugfs, then
+    // SVM is released.
     _dev: hw::DevNode,
+    _debugfs: hw::DebugfsRoot,
     _maps: svm::PermissionMaps,
     _svm: svm::Ownership,
 }
@@ -49,6 +51,7 @@ impl kernel::Module for Nsvm {
         let (leaf, phys_bits) = svm::probe()?;
         let svm = svm::Ownership::acquire(leaf, phys_bits)?;
         let maps = svm::PermissionMaps::new()?;
+        let debugfs = hw::DebugfsRoot::new();
         let dev = hw::DevNode::register(mode as u16)?;
         let info = svm::host_info();
         pr_info!(
@@ -60,7 +63,7 @@ impl kernel::Module for Nsvm {
             info.cpus_online,
             mode
         );
-        Ok(Nsvm { _dev: dev, _maps: maps, _svm: svm })
+        Ok(Nsvm { _dev: dev, _debugfs: debugfs, _maps: maps, _svm: svm })
     }
 }
 

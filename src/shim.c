@@ -5,6 +5,7 @@
  */
 #include <linux/anon_inodes.h>
 #include <linux/cpu.h>
+#include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/cpuhotplug.h>
 #include <linux/fs.h>
@@ -263,4 +264,52 @@ int nsvm_stats_fd(void *obj, int vcpu)
 unsigned int nsvm_tsc_khz(void)
 {
 	return tsc_khz;
+}
+
+/* ---- debugfs: /sys/kernel/debug/nsvm/<pid>-<n>/vcpu<id> (vmcb01 dumps) ---- */
+
+static struct dentry *nsvm_debugfs_root;
+
+static ssize_t nsvm_vmcb_read(struct file *file, char __user *buf, size_t len, loff_t *pos)
+{
+	return nsvm_rs_vmcb_read(file_inode(file)->i_private, buf, len, pos);
+}
+
+static const struct file_operations nsvm_vmcb_fops = {
+	.owner = THIS_MODULE,
+	.open = simple_open,
+	.read = nsvm_vmcb_read,
+	.llseek = default_llseek,
+};
+
+/* Create /sys/kernel/debug/nsvm (nothing happens without debugfs). */
+void nsvm_debugfs_init(void)
+{
+	nsvm_debugfs_root = debugfs_create_dir("nsvm", NULL);
+}
+
+/* Remove /sys/kernel/debug/nsvm and everything below. */
+void nsvm_debugfs_exit(void)
+{
+	debugfs_remove(nsvm_debugfs_root);
+	nsvm_debugfs_root = NULL;
+}
+
+/* A directory under /sys/kernel/debug/nsvm (parent NULL) or under `parent`. */
+void *nsvm_debugfs_dir(const char *name, void *parent)
+{
+	return debugfs_create_dir(name, parent ? parent : nsvm_debugfs_root);
+}
+
+/* A read-only vmcb dump file for `vcpu` in `dir`. */
+void *nsvm_debugfs_vmcb_file(const char *name, void *dir, void *vcpu)
+{
+	return debugfs_create_file(name, 0400, dir, vcpu, &nsvm_vmcb_fops);
+}
+
+/* Remove a debugfs entry (recursively); waits for readers to finish. */
+void nsvm_debugfs_remove(void *dentry)
+{
+	if (!IS_ERR_OR_NULL(dentry))
+		debugfs_remove(dentry);
 }

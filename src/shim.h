@@ -43,4 +43,10 @@ ssize_t nsvm_rs_vcpu_stats_read(struct file *file, char __user *buf, size_t len,
 int nsvm_rs_vcpu_stats_release(struct inode *inode, struct file *file);
 int nsvm_stats_fd(void *obj, int vcpu);
 unsigned int nsvm_tsc_khz(void);
+ssize_t nsvm_rs_vmcb_read(void *vcpu, char __user *buf, size_t len, loff_t *pos);
+void nsvm_debugfs_init(void);
+void nsvm_debugfs_exit(void);
+void *nsvm_debugfs_dir(const char *name, void *parent);
+void *nsvm_debugfs_vmcb_file(const char *name, void *dir, void *vcpu);
+void nsvm_debugfs_remove(void *dentry);
 #endif

@@ -110,6 +110,9 @@ enum Pending {
 /// One vCPU.
 #[pin_data]
 pub(crate) struct Vcpu {
+    /// debugfs vmcb01 dump file; first field, so it is removed (waiting for
+    /// readers) before anything it reads goes away.
+    debugfs: hw::DebugfsEntry,
     pub(crate) vm: Arc<Vm>,
     id: u32,
     /// `struct kvm_run` (mmap offset 0).
@@ -152,9 +155,20 @@ impl Vcpu {
         let npt_root = vm.inner.lock().npt.root_pa();
         st.reset(npt_root, false);
         let vcpu = Arc::pin_init(
-            try_pin_init!(Vcpu { vm, id, run: KPages::page()?, pio: KPages::page()?, stats, state <- new_mutex!(st, "nsvm_vcpu") }),
+            try_pin_init!(Vcpu { debugfs: hw::DebugfsEntry::empty(), vm, id, run: KPages::page()?, pio: KPages::page()?, stats, state <- new_mutex!(st, "nsvm_vcpu") }),
             GFP_KERNEL_ACCOUNT,
         )?;
+        let mut name = *b"vcpu\0\0\0";
+        let mut k = 4;
+        if id >= 10 {
+            name[k] = b'0' + (id / 10) as u8;
+            k += 1;
+        }
+        name[k] = b'0' + (id % 10) as u8;
+        k += 1;
+        // SAFETY: the file is the vCPU's first field, removed before the rest
+        // of the vCPU is dropped.
+        unsafe { vcpu.debugfs.make_vmcb_file(&name[..k], &vcpu.vm.debugfs, Arc::as_ptr(&vcpu).cast()) };
         Ok(crate::fops::new_vcpu_fd(vcpu)? as isize)
     }
 
@@ -264,6 +278,22 @@ impl Vcpu {
         let mut f = KVec::from_elem(0u8, stats::file_len(vals.len()), GFP_KERNEL)?;
         stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("nsvm"), stats::vcpu_desc, &vals);
         Ok(f)
+    }
+
+    /// The text of the debugfs vmcb01 dump, or a note while the vCPU runs
+    /// (its VMCB belongs to the processor then).
+    pub(crate) fn vmcb_dump(&self) -> Result<KVec<u8>> {
+        let mut out = TextBuf(KVec::new());
+        match self.state.try_lock() {
+            Some(mut st) => {
+                let _ = core::fmt::Write::write_fmt(&mut out, format_args!("vmcb01 of vCPU {} (stopped in userspace)\n", self.id));
+                let _ = nsvm_core::vmcb::dump(st.vmcb(), &mut out);
+            }
+            None => {
+                let _ = core::fmt::Write::write_str(&mut out, "vCPU is in KVM_RUN: read again while it is stopped in userspace\n");
+            }
+        }
+        Ok(out.0)
     }
 
     fn run_u8(&self, off: usize) -> u8 {
@@ -1431,4 +1461,13 @@ fn xsave_size(xcr0: u64) -> u32 {
         let (a, b, ..) = hw::cpuid(0xd, i);
         (a, b)
     })
+}
+
+/// A growable text buffer for `core::fmt`.
+struct TextBuf(KVec<u8>);
+
+impl core::fmt::Write for TextBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| core::fmt::Error)
+    }
 }

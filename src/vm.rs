@@ -16,6 +16,9 @@ use crate::hw;
 use crate::npt::Npt;
 use crate::vcpu::Vcpu;
 
+/// VMs created since load (debugfs directory names).
+static VM_SEQ: AtomicU64 = AtomicU64::new(0);
+
 /// Most vCPUs per VM (`KVM_CAP_MAX_VCPUS`).
 pub(crate) const MAX_VCPUS: u32 = 64;
 
@@ -32,6 +35,8 @@ pub(crate) struct VmInner {
 /// One VM.
 #[pin_data]
 pub(crate) struct Vm {
+    /// `/sys/kernel/debug/nsvm/<pid>-<n>/` (first field: removed first).
+    pub(crate) debugfs: hw::DebugfsEntry,
     /// The address space of the process that created the VM: every VM and
     /// vCPU ioctl must come from it (as in KVM), since guest memory is that
     /// process's memory.
@@ -59,6 +64,7 @@ impl Vm {
         };
         let vm = Arc::pin_init(
             pin_init!(Vm {
+                debugfs: hw::DebugfsEntry::empty(),
                 mm: hw::current_mm(),
                 pid: kernel::current!().tgid_nr_ns(None),
                 policy_insns: AtomicU64::new(0),
@@ -67,6 +73,36 @@ impl Vm {
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
+        // debugfs directory "<pid>-<n>", n counting VMs since load.
+        let mut name = [0u8; 24];
+        let n = fmt_id(&mut name, vm.pid, None);
+        let seq = VM_SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut dir = [0u8; 32];
+        let mut k = 0;
+        for b in &name[5..n] {
+            dir[k] = *b;
+            k += 1;
+        }
+        dir[k] = b'-';
+        k += 1;
+        let mut digits = [0u8; 20];
+        let mut d = digits.len();
+        let mut s = seq;
+        loop {
+            d -= 1;
+            digits[d] = b'0' + (s % 10) as u8;
+            s /= 10;
+            if s == 0 {
+                break;
+            }
+        }
+        for b in &digits[d..] {
+            if k < dir.len() {
+                dir[k] = *b;
+                k += 1;
+            }
+        }
+        vm.debugfs.make_dir(&dir[..k], None);
         Ok(crate::fops::new_vm_fd(vm)? as isize)
     }
 

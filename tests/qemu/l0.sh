@@ -117,6 +117,17 @@ grep -E "exit_(idtr|gdtr|ldtr|tr)_read|exit_read_cr0|exit_pushf|exit_popf|exit_r
   && grep -qx "vcpu0.exit_excp_pf 1" /tmp/pol.long64.stats && grep -qx "vcpu0.exit_idtr_read 0" /tmp/nsvm.sens64.stats \
   && pass || fail "see above"
 
+case_ "debugfs vmcb01 dump of a stopped VMM (nsvm dump)"
+nsvm run --quiet /guests/spin.bin & vmm=$!
+sleep 1
+kill -STOP $vmm; sleep 1
+nsvm dump --pid $vmm > /tmp/dump.txt 2>&1; rc=$?
+kill -CONT $vmm; kill $vmm; wait $vmm 2>/dev/null
+head -12 /tmp/dump.txt
+[ $rc = 0 ] && grep -q "vmcb01 of vCPU 0 (stopped in userspace)" /tmp/dump.txt && grep -q "intercepts: .*CPUID.*VMRUN" /tmp/dump.txt \
+  && grep -q "  nested_ctl: 0x1$" /tmp/dump.txt && grep -q "^  cs    sel 0x0000" /tmp/dump.txt \
+  && [ -z "$(ls /sys/kernel/debug/nsvm/)" ] && pass || fail "rc=$rc; left: $(ls /sys/kernel/debug/nsvm/)"
+
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64
 [ "$(cat /tmp/nsvm.noncanon64.rc)" = 13 ] && pass || fail "rc=$(cat /tmp/nsvm.noncanon64.rc): $(cat /tmp/nsvm.noncanon64.err)"

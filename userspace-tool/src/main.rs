@@ -49,6 +49,9 @@ commands:
                                    cost per exit (guest TSC) of CPUID, RDMSR, IO
                                    to userspace, first-touch NPF and HLT wake;
                                    --compare prints the ratio of two runs
+  dump  --pid PID                  vmcb01 of each vCPU of a VMM's nsvm VMs
+                                   (debugfs; readable while the vCPU is
+                                   stopped in userspace)
   help                             this text
 
 --device defaults to /dev/nsvm; /dev/kvm works too (kvm_amd), for comparison.";
@@ -87,6 +90,34 @@ fn parse(args: &[String]) -> Result<Args, Failure> {
     Ok(a)
 }
 
+/// `nsvm dump --pid PID`: the debugfs vmcb dumps of a process's VMs.
+fn dump(a: &Args) -> Result<(), Failure> {
+    let pid = match a.rest.as_slice() {
+        [flag, p] if flag == "--pid" => p.parse::<u32>().map_err(|_| Failure(format!("'{p}' is not a PID")))?,
+        _ => return Err(Failure("dump needs --pid PID".into())),
+    };
+    let base = "/sys/kernel/debug/nsvm";
+    let mut dirs: Vec<_> = std::fs::read_dir(base)
+        .map_err(|e| Failure(format!("cannot read {base}: {e}; mount debugfs and load nsvm")))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{pid}-")))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err(Failure(format!("process {pid} has no nsvm VM")));
+    }
+    for d in dirs {
+        let mut files: Vec<_> = std::fs::read_dir(&d).map_err(|e| Failure(e.to_string()))?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            println!("== {}", f.display());
+            print!("{}", std::fs::read_to_string(&f).map_err(|e| Failure(format!("{}: {e}", f.display())))?);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else {
@@ -100,6 +131,7 @@ fn main() -> ExitCode {
         "run" => run::run(&a),
         "stats" => stats::run(&a),
         "bench" => bench::run(&a),
+        "dump" => dump(&a),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -592,3 +592,87 @@ mod tests {
         assert!(!Vmcb::exit_is_invalid(0xffff_fffe));
     }
 }
+
+/// Writes a readable dump of `v`: every non-zero control field, the
+/// intercepts by name, the exit code and EXITINTINFO decoded, and the guest
+/// state (segments, control registers, MSR fields).
+pub fn dump(v: &Vmcb, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+    let c = &v.control;
+    let s = &v.save;
+    writeln!(w, "control area")?;
+    write!(w, "  intercepts:")?;
+    for code in c.intercepts.iter() {
+        write!(w, " {}", crate::exit::describe(code))?;
+    }
+    writeln!(w)?;
+    let fields: [(&str, u64); 17] = [
+        ("iopm_base_pa", c.iopm_base_pa),
+        ("msrpm_base_pa", c.msrpm_base_pa),
+        ("tsc_offset", c.tsc_offset),
+        ("asid", u64::from(c.asid)),
+        ("tlb_ctl", u64::from(c.tlb_ctl)),
+        ("int_ctl", u64::from(c.int_ctl)),
+        ("int_vector", u64::from(c.int_vector)),
+        ("int_state", u64::from(c.int_state)),
+        ("exit_info_1", c.exit_info_1),
+        ("exit_info_2", c.exit_info_2),
+        ("exit_int_info", u64::from(c.exit_int_info) | (u64::from(c.exit_int_info_err) << 32)),
+        ("nested_ctl", c.nested_ctl),
+        ("nested_cr3", c.nested_cr3),
+        ("event_inj", u64::from(c.event_inj) | (u64::from(c.event_inj_err) << 32)),
+        ("virt_ext", c.virt_ext),
+        ("clean", u64::from(c.clean)),
+        ("next_rip", c.next_rip),
+    ];
+    writeln!(w, "  exit_code: {:#x} ({})", c.exit_code, crate::exit::describe(c.exit_code))?;
+    for (n, val) in fields {
+        if val != 0 {
+            writeln!(w, "  {n}: {val:#x}")?;
+        }
+    }
+    writeln!(w, "state save area")?;
+    let segs: [(&str, &Segment); 10] = [
+        ("es", &s.es), ("cs", &s.cs), ("ss", &s.ss), ("ds", &s.ds), ("fs", &s.fs), ("gs", &s.gs),
+        ("gdtr", &s.gdtr), ("ldtr", &s.ldtr), ("idtr", &s.idtr), ("tr", &s.tr),
+    ];
+    for (n, g) in segs {
+        writeln!(w, "  {n:<5} sel {:#06x} attr {:#05x} limit {:#010x} base {:#018x}", g.selector, g.attrib, g.limit, g.base)?;
+    }
+    let regs: [(&str, u64); 26] = [
+        ("cpl", u64::from(s.cpl)), ("efer", s.efer), ("cr0", s.cr0), ("cr2", s.cr2), ("cr3", s.cr3),
+        ("cr4", s.cr4), ("dr6", s.dr6), ("dr7", s.dr7), ("rflags", s.rflags), ("rip", s.rip),
+        ("rsp", s.rsp), ("rax", s.rax), ("star", s.star), ("lstar", s.lstar), ("cstar", s.cstar),
+        ("sfmask", s.sfmask), ("kernel_gs_base", s.kernel_gs_base), ("sysenter_cs", s.sysenter_cs),
+        ("sysenter_esp", s.sysenter_esp), ("sysenter_eip", s.sysenter_eip), ("g_pat", s.g_pat),
+        ("dbgctl", s.dbgctl), ("br_from", s.br_from), ("br_to", s.br_to), ("last_excp_from", s.last_excp_from),
+        ("last_excp_to", s.last_excp_to),
+    ];
+    for (n, val) in regs {
+        writeln!(w, "  {n}: {val:#x}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod dump_tests {
+    use super::*;
+
+    #[test]
+    fn dump_names_fields() {
+        let mut v = Vmcb::ZERO;
+        v.control.intercepts.set(crate::exit::CPUID);
+        v.control.intercepts.set(crate::exit::VMRUN);
+        v.control.exit_code = crate::exit::HLT;
+        v.control.asid = 1;
+        v.save.rip = 0xfff0;
+        v.save.cs = Segment { selector: 0xf000, attrib: 0x9a, limit: 0xffff, base: 0xffff_0000 };
+        let mut s = String::new();
+        dump(&v, &mut s).unwrap();
+        assert!(s.contains("intercepts: CPUID VMRUN\n"), "{s}");
+        assert!(s.contains("exit_code: 0x78 (HLT)"));
+        assert!(s.contains("  asid: 0x1\n"));
+        assert!(!s.contains("tsc_offset"));
+        assert!(s.contains("cs    sel 0xf000 attr 0x09a limit 0x0000ffff base 0x00000000ffff0000"), "{s}");
+        assert!(s.contains("  rip: 0xfff0\n"));
+    }
+}
