@@ -14,13 +14,14 @@ run_guest() {
     sed -e "s|on $dev|on DEVICE|" /tmp/$tag.$name.err > /tmp/$tag.$name.sum
 }
 
-PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16 sens64"
+PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16 sens64 smp64"
 # fpu32 is driven by nsvm-apitest (fpu_isolation).
 args_for() {
     case $1 in
         prot32) echo "--mode protected";;
         irq16) echo "--irq-on-hlt 0x20:3";;
         mmio64) echo "--trace-mmio";;
+        smp64) echo "--vcpus 3";;
         *) echo "";;
     esac
 }
@@ -129,6 +130,11 @@ head -12 /tmp/dump.txt
 [ $rc = 0 ] && grep -q "vmcb01 of vCPU 0 (stopped in userspace)" /tmp/dump.txt && grep -q "intercepts: .*CPUID.*VMRUN" /tmp/dump.txt \
   && grep -q "  nested_ctl: 0x1$" /tmp/dump.txt && grep -q "^  cs    sel 0x0000" /tmp/dump.txt \
   && [ -z "$(ls /sys/kernel/debug/nsvm/)" ] && pass || fail "rc=$rc; left: $(ls /sys/kernel/debug/nsvm/)"
+
+case_ "three vCPUs in one VM (nsvm run --vcpus 3)"
+cat /tmp/nsvm.smp64.out | head -3; cat /tmp/nsvm.smp64.err
+[ "$(cat /tmp/nsvm.smp64.rc)" = 3 ] && grep -q "^all vCPUs checked in, mask 7$" /tmp/nsvm.smp64.out \
+  && grep -q "^vcpu2.exits " /tmp/nsvm.smp64.stats && pass || fail "rc=$(cat /tmp/nsvm.smp64.rc)"
 
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64

@@ -53,19 +53,19 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     let mut pending_irq = false;
     loop {
         {
-            let run = g.vcpu.get_kvm_run();
+            let run = g.vcpus[0].get_kvm_run();
             if pending_irq && run.ready_for_interrupt_injection != 0 {
                 let irq: u32 = 0x20;
                 // SAFETY: KVM_INTERRUPT reads a u32.
-                let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&g.vcpu), KVM_INTERRUPT as _, &irq) };
+                let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&g.vcpus[0]), KVM_INTERRUPT as _, &irq) };
                 if r < 0 {
                     return Err(Failure(format!("KVM_INTERRUPT failed: {}", std::io::Error::last_os_error())));
                 }
                 pending_irq = false;
             }
-            g.vcpu.get_kvm_run().request_interrupt_window = u8::from(pending_irq);
+            g.vcpus[0].get_kvm_run().request_interrupt_window = u8::from(pending_irq);
         }
-        let exit = g.vcpu.run().map_err(|e| Failure(format!("KVM_RUN failed: {e}")))?;
+        let exit = g.vcpus[0].run().map_err(|e| Failure(format!("KVM_RUN failed: {e}")))?;
         match exit {
             VcpuExit::IoOut(0x522, d) => {
                 row = d[0] as usize;

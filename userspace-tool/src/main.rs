@@ -25,7 +25,7 @@ commands:
   ioctl [--device PATH] CMD [ARG] [--out SIZE | --bad-ptr]
                                    issue one ioctl on the system fd; prints
                                    'ok RET' or 'err ERRNO-NAME'
-  run   [--device PATH] [--mem SIZE] [--load ADDR] [--mode real|protected|long]
+  run   [--device PATH] [--mem SIZE] [--vcpus N] [--load ADDR] [--mode real|protected|long]
         [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] [--trace-mmio]
         [--stats FILE] [--policy LIST] IMAGE
                                    run a flat binary (loaded at --load, default
@@ -39,7 +39,9 @@ commands:
                                    (reads return what was written, else 0xff);
                                    --policy (nsvm only) intercepts and emulates
                                    sidt,sgdt,sldt,str,cr0,pushf,popf,cpuid,rdtsc,
-                                   exc:N, all-insns, all-exc or all
+                                   exc:N, all-insns, all-exc or all; with
+                                   --vcpus N every vCPU starts at the entry with
+                                   RDI = its index and RSI = N
   stats --pid PID [--all] [--json] [--interval S --count N]
                                    binary statistics (KVM_GET_STATS_FD) of the
                                    VMs and vCPUs of a running VMM, nsvm or kvm

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
@@ -49,6 +51,8 @@ pub struct Options {
     stats: Option<String>,
     /// nsvm's sensitive-instruction policy (instruction bits, exceptions).
     policy: Option<(u64, u32)>,
+    /// Number of vCPUs.
+    vcpus: u32,
 }
 
 fn parse_size(s: &str) -> Result<u64, Failure> {
@@ -63,7 +67,7 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None };
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1 };
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
@@ -95,9 +99,11 @@ fn parse(a: &Args) -> Result<Options, Failure> {
             }
             "--quiet" => o.quiet = true,
             "--vcpus" => {
-                if val("--vcpus")? != "1" {
-                    return Err(Failure("only --vcpus 1 is supported so far".into()));
+                let n = parse_size(&val("--vcpus")?)?;
+                if n == 0 || n > 64 {
+                    return Err(Failure("--vcpus takes 1 to 64".into()));
                 }
+                o.vcpus = n as u32;
             }
             x if x.starts_with("--") => return Err(Failure(format!("unknown option {x}; see 'nsvm help'"))),
             x => o.image = x.to_string(),
@@ -295,7 +301,8 @@ enum End {
 
 pub struct Guest {
     _vm: VmFd,
-    pub vcpu: VcpuFd,
+    /// vCPU 0 first.
+    pub vcpus: Vec<VcpuFd>,
     _mem: Mem,
 }
 
@@ -344,6 +351,7 @@ impl Options {
             trace_mmio: false,
             stats: None,
             policy: None,
+            vcpus: 1,
         }
     }
 }
@@ -351,9 +359,9 @@ impl Options {
 /// A guest ready for the benchmark: RBX holds the iteration count.
 pub fn setup_for_bench(device: &str, o: &Options, iterations: u64) -> Result<Guest, Failure> {
     let (g, _) = setup(device, o)?;
-    let mut r = g.vcpu.get_regs().map_err(|e| Failure(format!("KVM_GET_REGS failed: {e}")))?;
+    let mut r = g.vcpus[0].get_regs().map_err(|e| Failure(format!("KVM_GET_REGS failed: {e}")))?;
     r.rbx = iterations;
-    g.vcpu.set_regs(&r).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
+    g.vcpus[0].set_regs(&r).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
     Ok(g)
 }
 
@@ -379,7 +387,6 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
             )));
         }
     }
-    let vcpu = vm.create_vcpu(0).map_err(|e| Failure(format!("KVM_CREATE_VCPU failed: {e}")))?;
     let mut cpuid = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| Failure(format!("KVM_GET_SUPPORTED_CPUID failed on {device}: {e}")))?;
@@ -391,58 +398,82 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
             e.ecx &= !((1 << 21) | (1 << 24));
         }
     }
-    vcpu.set_cpuid2(&cpuid).map_err(|e| Failure(format!("KVM_SET_CPUID2 failed: {e}")))?;
-    let base = vcpu.get_sregs().map_err(|e| Failure(format!("KVM_GET_SREGS failed: {e}")))?;
-    let sregs = setup_mode(mem.slice(), img.mode, &base);
-    vcpu.set_sregs(&sregs).map_err(|e| Failure(format!("KVM_SET_SREGS failed: {e}")))?;
-    let regs = kvm_regs { rip: img.entry, rflags: 2, rsp: loader_base(o.mem) - 0x10, ..Default::default() };
-    vcpu.set_regs(&regs).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
-    Ok((Guest { _vm: vm, vcpu, _mem: mem }, img.mode))
+    let mut vcpus = Vec::new();
+    for n in 0..o.vcpus {
+        let vcpu = vm.create_vcpu(u64::from(n)).map_err(|e| Failure(format!("KVM_CREATE_VCPU {n} failed: {e}")))?;
+        for e in cpuid.as_mut_slice() {
+            if e.function == 1 {
+                e.ebx = (e.ebx & 0x00ff_ffff) | (n << 24); // initial APIC id
+            }
+        }
+        vcpu.set_cpuid2(&cpuid).map_err(|e| Failure(format!("KVM_SET_CPUID2 failed: {e}")))?;
+        let base = vcpu.get_sregs().map_err(|e| Failure(format!("KVM_GET_SREGS failed: {e}")))?;
+        let sregs = setup_mode(mem.slice(), img.mode, &base);
+        vcpu.set_sregs(&sregs).map_err(|e| Failure(format!("KVM_SET_SREGS failed: {e}")))?;
+        // Every vCPU starts at the entry point with RDI = its index, RSI =
+        // the number of vCPUs, and its own 4 KiB of stack.
+        let rsp = loader_base(o.mem) - 0x10 - 0x1000 * u64::from(n);
+        let regs = kvm_regs { rip: img.entry, rflags: 2, rsp, rdi: u64::from(n), rsi: u64::from(o.vcpus), ..Default::default() };
+        vcpu.set_regs(&regs).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
+        vcpus.push(vcpu);
+    }
+    Ok((Guest { _vm: vm, vcpus, _mem: mem }, img.mode))
 }
 
 /// Injects the first queued interrupt if the guest can take it, or asks KVM
 /// for an exit when it can (`request_interrupt_window`).
-fn deliver_irqs(g: &mut Guest, queue: &mut std::collections::VecDeque<u8>, sum: &mut Summary) -> Result<(), String> {
-    let ready = g.vcpu.get_kvm_run().ready_for_interrupt_injection != 0;
+fn deliver_irqs(vcpu: &mut VcpuFd, queue: &mut std::collections::VecDeque<u8>, sh: &Shared) -> Result<(), String> {
+    let ready = vcpu.get_kvm_run().ready_for_interrupt_injection != 0;
     if let Some(&v) = queue.front() {
         if ready {
             let irq: u32 = u32::from(v);
             // SAFETY: KVM_INTERRUPT reads a u32 from the pointer.
-            let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&g.vcpu), KVM_INTERRUPT as _, &irq) };
+            let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(vcpu), KVM_INTERRUPT as _, &irq) };
             if r < 0 {
                 return Err(format!("KVM_INTERRUPT({v}) failed: {}", std::io::Error::last_os_error()));
             }
             queue.pop_front();
-            sum.count_injected();
+            sh.sum.lock().unwrap().count_injected();
         }
     }
-    g.vcpu.get_kvm_run().request_interrupt_window = u8::from(!queue.is_empty());
+    vcpu.get_kvm_run().request_interrupt_window = u8::from(!queue.is_empty());
     Ok(())
 }
 
-fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
+/// Devices and counters shared by the vCPU threads.
+struct Shared {
+    /// MMIO outside RAM is a sparse scratch memory: reads return what was
+    /// written there (0xff where nothing was), so guests can check both ways.
+    scratch: Mutex<BTreeMap<u64, u8>>,
+    fifo: Mutex<std::collections::VecDeque<u8>>,
+    sum: Mutex<Summary>,
+    /// Set when one vCPU ended the run (debug exit, shutdown, failure).
+    stop: AtomicBool,
+}
+
+fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
     let mut out = std::io::stdout();
-    // MMIO outside RAM is a sparse scratch memory: reads return what was
-    // written there (0xff where nothing was), so guests can check both ways.
-    let mut scratch: BTreeMap<u64, u8> = BTreeMap::new();
-    let mut fifo: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut irqs: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut hlt_irqs = o.irq_on_hlt.map_or(0, |(_, n)| n);
     loop {
-        if let Err(m) = deliver_irqs(g, &mut irqs, sum) {
+        if sh.stop.load(Ordering::SeqCst) {
+            return End::Halted;
+        }
+        if let Err(m) = deliver_irqs(vcpu, &mut irqs, sh) {
             return End::Failed(m);
         }
-        if sum.total() >= o.max_exits {
+        if sh.sum.lock().unwrap().total() >= o.max_exits {
             return End::Failed(format!("stopped after --max-exits {} exits", o.max_exits));
         }
-        let exit = match g.vcpu.run() {
+        let exit = match vcpu.run() {
             Ok(e) => e,
             Err(e) if e.errno() == libc::EINTR => {
-                sum.count("INTR");
+                sh.sum.lock().unwrap().count("INTR");
                 continue;
             }
             Err(e) => return End::Failed(format!("KVM_RUN failed: {e}")),
         };
+        let mut sum = sh.sum.lock().unwrap();
         match exit {
             VcpuExit::IoOut(port, data) => {
                 sum.count("IO");
@@ -452,7 +483,7 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
                     COM1 => {
                         let _ = out.write_all(data);
                     }
-                    FIFO_PORT => fifo.extend(data.iter().copied()),
+                    FIFO_PORT => sh.fifo.lock().unwrap().extend(data.iter().copied()),
                     DEBUG_EXIT => {
                         let _ = out.flush();
                         return End::DebugExit(v);
@@ -465,7 +496,8 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
             VcpuExit::IoIn(port, data) => {
                 sum.count("IO");
                 if port == FIFO_PORT {
-                    data.iter_mut().for_each(|b| *b = fifo.pop_front().unwrap_or(0xff));
+                    let mut f = sh.fifo.lock().unwrap();
+                    data.iter_mut().for_each(|b| *b = f.pop_front().unwrap_or(0xff));
                     continue;
                 }
                 let v = match port {
@@ -502,7 +534,8 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
             }
             VcpuExit::InternalError => {
                 sum.count("INTERNAL_ERROR");
-                let r = g.vcpu.get_kvm_run();
+                drop(sum);
+                let r = vcpu.get_kvm_run();
                 // SAFETY: exit_reason said the union holds `internal`.
                 let i = unsafe { r.__bindgen_anon_1.internal };
                 let n = (i.ndata as usize).min(16);
@@ -512,7 +545,7 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
             VcpuExit::MmioRead(addr, data) => {
                 sum.count("MMIO");
                 for (i, b) in data.iter_mut().enumerate() {
-                    *b = scratch.get(&(addr + i as u64)).copied().unwrap_or(0xff);
+                    *b = sh.scratch.lock().unwrap().get(&(addr + i as u64)).copied().unwrap_or(0xff);
                 }
                 if o.trace_mmio {
                     let _ = writeln!(out, "mmio read  {addr:#x} len {} -> {}", data.len(), hex_le(data));
@@ -521,7 +554,7 @@ fn run_loop(g: &mut Guest, o: &Options, sum: &mut Summary) -> End {
             VcpuExit::MmioWrite(addr, data) => {
                 sum.count("MMIO");
                 for (i, b) in data.iter().enumerate() {
-                    scratch.insert(addr + i as u64, *b);
+                    sh.scratch.lock().unwrap().insert(addr + i as u64, *b);
                 }
                 if o.trace_mmio {
                     let _ = writeln!(out, "mmio write {addr:#x} len {} <- {}", data.len(), hex_le(data));
@@ -562,21 +595,74 @@ fn dump_regs(v: &VcpuFd) -> String {
     s
 }
 
+extern "C" fn wake(_: libc::c_int) {}
+
+/// Runs every vCPU (one thread each beyond the first) until one ends the
+/// run; the others are stopped with a signal that interrupts KVM_RUN.
+fn run_all(g: &mut Guest, o: &Options) -> (End, Summary) {
+    let sh = Shared { scratch: Mutex::new(BTreeMap::new()), fifo: Mutex::new(Default::default()), sum: Mutex::new(Summary::default()), stop: AtomicBool::new(false) };
+    if g.vcpus.len() == 1 {
+        let end = vcpu_loop(&mut g.vcpus[0], o, &sh);
+        return (end, sh.sum.into_inner().unwrap());
+    }
+    // SAFETY: installs a handler that does nothing; without SA_RESTART the
+    // signal makes a blocked KVM_RUN return EINTR.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = wake as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    let threads: Mutex<Vec<libc::pthread_t>> = Mutex::new(Vec::new());
+    let ends: Vec<End> = std::thread::scope(|s| {
+        let handles: Vec<_> = g
+            .vcpus
+            .iter_mut()
+            .map(|v| {
+                let (sh, threads) = (&sh, &threads);
+                s.spawn(move || {
+                    // SAFETY: pthread_self has no preconditions.
+                    threads.lock().unwrap().push(unsafe { libc::pthread_self() });
+                    let end = vcpu_loop(v, o, sh);
+                    if !matches!(end, End::Halted) {
+                        sh.stop.store(true, Ordering::SeqCst);
+                        // SAFETY: the threads are alive until the scope ends.
+                        for t in threads.lock().unwrap().iter() {
+                            unsafe { libc::pthread_kill(*t, libc::SIGUSR1) };
+                        }
+                    }
+                    end
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(End::Failed("a vCPU thread panicked".into()))).collect()
+    });
+    let end = ends.into_iter().find(|e| !matches!(e, End::Halted)).unwrap_or(End::Halted);
+    (end, sh.sum.into_inner().unwrap())
+}
+
 /// `nsvm run`.
 pub fn run(a: &Args) -> Result<(), Failure> {
     let o = parse(a)?;
     let (mut g, mode) = setup(&a.device, &o)?;
-    let mut sum = Summary::default();
-    let end = run_loop(&mut g, &o, &mut sum);
+    let (end, sum) = run_all(&mut g, &o);
     if o.dump_regs {
-        print!("{}", dump_regs(&g.vcpu));
+        for (i, v) in g.vcpus.iter().enumerate() {
+            if g.vcpus.len() > 1 {
+                println!("--- vcpu {i}");
+            }
+            print!("{}", dump_regs(v));
+        }
     }
     if let Some(path) = &o.stats {
         let mut text = String::new();
-        for (prefix, fd) in [("vm.", g._vm.as_raw_fd()), ("vcpu0.", g.vcpu.as_raw_fd())] {
+        let mut fds = vec![("vm.".to_string(), g._vm.as_raw_fd())];
+        for (i, v) in g.vcpus.iter().enumerate() {
+            fds.push((format!("vcpu{i}."), v.as_raw_fd()));
+        }
+        for (prefix, fd) in fds {
             let f = crate::stats::stats_fd(fd).map_err(Failure)?;
             let (_, s) = crate::stats::read(&f).map_err(Failure)?;
-            for l in crate::stats::lines(prefix, &s, false) {
+            for l in crate::stats::lines(&prefix, &s, false) {
                 text += &l;
                 text.push('\n');
             }
