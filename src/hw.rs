@@ -30,6 +30,7 @@ extern "C" {
     fn nsvm_va(pa: u64) -> *mut c_void;
     fn nsvm_pin_user_page(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
     fn nsvm_unpin_user_page(page: *mut c_void, dirty: c_int);
+    fn nsvm_pin_user_huge(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
     fn nsvm_current_mm() -> *mut c_void;
     fn nsvm_signal_pending() -> c_int;
     fn nsvm_cond_resched();
@@ -336,6 +337,28 @@ impl PinnedPage {
         let pa = unsafe { nsvm_page_to_phys(page) };
         // INVARIANT: pinned just now, owned by the value.
         Ok(Self { page, pa, writable })
+    }
+}
+
+impl PinnedPage {
+    /// Pins the 2 MiB at the 2 MiB-aligned user address `uaddr` if a
+    /// transparent huge page backs it (`Ok(None)` otherwise). One pin of the
+    /// folio's first page holds all of it; `pa` is its 2 MiB-aligned start.
+    pub(crate) fn pin_huge(uaddr: u64, writable: bool) -> Result<Option<Self>> {
+        let mut page: *mut c_void = core::ptr::null_mut();
+        // SAFETY: `page` is a valid slot for one page pointer; the kernel
+        // checks the address.
+        let r = unsafe { nsvm_pin_user_huge(uaddr as c_ulong, c_int::from(writable), &mut page) };
+        if r < 0 {
+            return Err(Error::from_errno(r as c_int));
+        }
+        if r == 0 || page.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: `page` is pinned.
+        let pa = unsafe { nsvm_page_to_phys(page) };
+        // INVARIANT: pinned just now; unpinning the first page releases the folio.
+        Ok(Some(Self { page, pa, writable }))
     }
 }
 

@@ -20,7 +20,10 @@ use crate::hw::{self, KPages, PinnedPage};
 pub(crate) struct Npt {
     root: KPages,
     tables: KVec<KPages>,
+    /// 4 KiB mappings: (gpa, page).
     pinned: KVec<(u64, PinnedPage)>,
+    /// 2 MiB mappings: (gpa, first page of the folio).
+    huge: KVec<(u64, PinnedPage)>,
     /// Bumped whenever a translation is removed or weakened: vCPUs flush
     /// their TLB (TLB_CONTROL) before the next VMRUN when it changed.
     pub(crate) generation: u64,
@@ -67,7 +70,7 @@ impl TableMem for Tables<'_> {
 impl Npt {
     /// An empty NPT.
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self { root: KPages::page()?, tables: KVec::new(), pinned: KVec::new(), generation: 0, fills: 0, unmaps: 0 })
+        Ok(Self { root: KPages::page()?, tables: KVec::new(), pinned: KVec::new(), huge: KVec::new(), generation: 0, fills: 0, unmaps: 0 })
     }
 
     /// nCR3 for the VMCB.
@@ -75,9 +78,14 @@ impl Npt {
         self.root.pa()
     }
 
-    /// Guest pages mapped now.
+    /// Guest pages mapped now, in 4 KiB units.
     pub(crate) fn mapped_pages(&self) -> usize {
-        self.pinned.len()
+        self.pinned.len() + 512 * self.huge.len()
+    }
+
+    /// 2 MiB mappings now.
+    pub(crate) fn huge_pages(&self) -> usize {
+        self.huge.len()
     }
 
     /// Page-table pages now (root included).
@@ -101,6 +109,9 @@ impl Npt {
     pub(crate) fn map(&mut self, slot: &Slot, gpa: u64) -> Result {
         let gpa = gpa & !0xfff;
         if self.is_mapped(gpa, !slot.readonly()) {
+            return Ok(());
+        }
+        if self.try_map_2m(slot, gpa)? {
             return Ok(());
         }
         let pin = PinnedPage::pin(slot.uaddr_of(gpa), !slot.readonly())?;
@@ -135,6 +146,32 @@ impl Npt {
         }
     }
 
+    /// Maps the 2 MiB around `gpa` with one entry when the slot covers all of
+    /// it with the same alignment in the VMM and a transparent huge page backs
+    /// it (as KVM maps at the host's page size), and no 4 KiB mapping exists
+    /// there yet. Returns whether it did.
+    fn try_map_2m(&mut self, slot: &Slot, gpa: u64) -> Result<bool> {
+        let base = gpa & !(paging::SIZE_2M - 1);
+        let end = base + paging::SIZE_2M;
+        if base < slot.gpa || end > slot.end() || slot.uaddr_of(base) % paging::SIZE_2M != 0 {
+            return Ok(false);
+        }
+        let root = self.root.pa();
+        if paging::pd_state(&self.mem(), root, base) != paging::PdState::Free {
+            return Ok(false);
+        }
+        let Some(pin) = PinnedPage::pin_huge(slot.uaddr_of(base), !slot.readonly())? else { return Ok(false) };
+        let hpa = pin.pa;
+        let flags = if slot.readonly() { 0 } else { RW };
+        self.huge.push((base, pin), GFP_KERNEL_ACCOUNT)?;
+        if paging::map_2m(&mut self.mem(), root, base, hpa, flags).is_err() {
+            self.huge.pop();
+            return Ok(false);
+        }
+        self.fills += 1;
+        Ok(true)
+    }
+
     /// Unmaps and unpins everything in `[start, end)`.
     pub(crate) fn unmap_range(&mut self, start: u64, end: u64) {
         let root = self.root.pa();
@@ -152,6 +189,18 @@ impl Npt {
             }
         });
         self.pinned = pinned;
+        let mut huge = core::mem::take(&mut self.huge);
+        huge.retain(|(gpa, _)| {
+            if *gpa >= start && *gpa < end {
+                paging::unmap_2m(&mut Tables { root, tables: &mut self.tables }, root, *gpa);
+                removed = true;
+                unmaps += 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.huge = huge;
         self.unmaps += unmaps;
         if removed {
             self.generation += 1;

@@ -313,3 +313,26 @@ void nsvm_debugfs_remove(void *dentry)
 	if (!IS_ERR_OR_NULL(dentry))
 		debugfs_remove(dentry);
 }
+
+/*
+ * Pin the page at the 2 MiB-aligned user address `uaddr` and report whether
+ * it starts a physically contiguous, 2 MiB-aligned folio of at least 2 MiB
+ * (a transparent huge page): then one pin holds the whole 2 MiB and it can be
+ * mapped with a single NPT entry. Returns 1 (pinned, huge), 0 (not huge,
+ * nothing pinned) or -errno.
+ */
+long nsvm_pin_user_huge(unsigned long uaddr, int write, struct page **page)
+{
+	struct folio *folio;
+	long r;
+
+	r = pin_user_pages_fast(uaddr, 1, (write ? FOLL_WRITE : 0) | FOLL_LONGTERM, page);
+	if (r != 1)
+		return r < 0 ? r : -EFAULT;
+	folio = page_folio(*page);
+	if (folio_size(folio) >= PMD_SIZE && folio_page(folio, 0) == *page &&
+	    IS_ALIGNED(page_to_pfn(*page), PMD_SIZE >> PAGE_SHIFT))
+		return 1;
+	unpin_user_page(*page);
+	return 0;
+}

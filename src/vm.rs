@@ -176,6 +176,7 @@ impl Vm {
             v[vm::NPT_TABLES] = g.npt.table_pages() as u64;
             v[vm::NPT_FILLS] = g.npt.fills;
             v[vm::NPT_UNMAPS] = g.npt.unmaps;
+            v[vm::NPT_PAGES_2M] = g.npt.huge_pages() as u64;
         }
         let mut id = [0u8; 24];
         let n = fmt_id(&mut id, self.pid, None);

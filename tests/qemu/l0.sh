@@ -14,7 +14,7 @@ run_guest() {
     sed -e "s|on $dev|on DEVICE|" /tmp/$tag.$name.err > /tmp/$tag.$name.sum
 }
 
-PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16 sens64 smp64"
+PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16 sens64 smp64 thp64"
 # fpu32 is driven by nsvm-apitest (fpu_isolation).
 args_for() {
     case $1 in
@@ -22,6 +22,7 @@ args_for() {
         irq16) echo "--irq-on-hlt 0x20:3";;
         mmio64) echo "--trace-mmio";;
         smp64) echo "--vcpus 3";;
+        thp64) echo "--mem 64M";;
         *) echo "";;
     esac
 }
@@ -135,6 +136,15 @@ case_ "three vCPUs in one VM (nsvm run --vcpus 3)"
 cat /tmp/nsvm.smp64.out | head -3; cat /tmp/nsvm.smp64.err
 [ "$(cat /tmp/nsvm.smp64.rc)" = 3 ] && grep -q "^all vCPUs checked in, mask 7$" /tmp/nsvm.smp64.out \
   && grep -q "^vcpu2.exits " /tmp/nsvm.smp64.stats && pass || fail "rc=$(cat /tmp/nsvm.smp64.rc)"
+
+case_ "2 MiB NPT mappings where transparent huge pages back guest memory"
+s=/tmp/nsvm.thp64.stats
+grep "^vm\." $s
+nsvm run --mem 64M --no-thp --stats /tmp/nothp.stats $G/thp64.bin > /tmp/nothp.out 2>&1; rc=$?
+grep "^vm\.npt" /tmp/nothp.stats
+h=$(sed -n 's/^vm.npt_pages_2m //p' $s)
+[ "$(cat /tmp/nsvm.thp64.rc)" = 21 ] && [ $rc = 21 ] && [ "$h" -ge 8 ] \
+  && grep -qx "vm.npt_pages_2m 0" /tmp/nothp.stats && pass "$h of 16 regions as 2 MiB pages" || fail "2m pages: '$h'"
 
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64

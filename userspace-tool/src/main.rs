@@ -27,7 +27,7 @@ commands:
                                    'ok RET' or 'err ERRNO-NAME'
   run   [--device PATH] [--mem SIZE] [--vcpus N] [--load ADDR] [--mode real|protected|long]
         [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] [--trace-mmio]
-        [--stats FILE] [--policy LIST] IMAGE
+        [--stats FILE] [--policy LIST] [--no-thp] IMAGE
                                    run a flat binary (loaded at --load, default
                                    0x1000, real mode) or an ELF64 image (long
                                    mode); COM1 output goes to stdout, an OUT to
@@ -41,7 +41,8 @@ commands:
                                    sidt,sgdt,sldt,str,cr0,pushf,popf,cpuid,rdtsc,
                                    exc:N, all-insns, all-exc or all; with
                                    --vcpus N every vCPU starts at the entry with
-                                   RDI = its index and RSI = N
+                                   RDI = its index and RSI = N; guest memory asks
+                                   for transparent huge pages unless --no-thp
   stats --pid PID [--all] [--json] [--interval S --count N]
                                    binary statistics (KVM_GET_STATS_FD) of the
                                    VMs and vCPUs of a running VMM, nsvm or kvm

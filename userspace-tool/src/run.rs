@@ -53,6 +53,8 @@ pub struct Options {
     policy: Option<(u64, u32)>,
     /// Number of vCPUs.
     vcpus: u32,
+    /// Do not ask for transparent huge pages (4 KiB backing only).
+    no_thp: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, Failure> {
@@ -67,7 +69,7 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1 };
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1, no_thp: false };
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
@@ -85,6 +87,7 @@ fn parse(a: &Args) -> Result<Options, Failure> {
             "--max-exits" => o.max_exits = parse_size(&val("--max-exits")?)?,
             "--dump-regs" => o.dump_regs = true,
             "--trace-mmio" => o.trace_mmio = true,
+            "--no-thp" => o.no_thp = true,
             "--stats" => o.stats = Some(val("--stats")?),
             "--policy" => o.policy = Some(parse_policy(&val("--policy")?)?),
             "--irq-on-hlt" => {
@@ -306,22 +309,33 @@ pub struct Guest {
     _mem: Mem,
 }
 
-/// Anonymous guest memory, unmapped on drop.
+/// Anonymous guest memory, 2 MiB aligned, unmapped on drop.
 pub struct Mem {
     ptr: *mut u8,
     len: usize,
+    map: *mut libc::c_void,
+    map_len: usize,
 }
 
 impl Mem {
-    fn new(len: usize) -> Result<Self, Failure> {
+    /// `len` bytes aligned to 2 MiB; with `huge`, transparent huge pages are
+    /// requested (MADV_HUGEPAGE) so that the hypervisor can map 2 MiB pages.
+    fn new(len: usize, huge: bool) -> Result<Self, Failure> {
+        const ALIGN: usize = 2 << 20;
+        let map_len = len + ALIGN;
         // SAFETY: anonymous private mapping; the result is checked.
         let p = unsafe {
-            libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+            libc::mmap(core::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
         };
         if p == libc::MAP_FAILED {
             return Err(Failure(format!("cannot allocate {len} bytes of guest memory: {}", std::io::Error::last_os_error())));
         }
-        Ok(Self { ptr: p.cast(), len })
+        let start = (p as usize + ALIGN - 1) & !(ALIGN - 1);
+        if huge {
+            // SAFETY: advice on our own mapping; failure only means 4 KiB pages.
+            unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
+        }
+        Ok(Self { ptr: start as *mut u8, len, map: p, map_len })
     }
     fn slice(&mut self) -> &mut [u8] {
         // SAFETY: the mapping is `len` bytes, readable and writable, owned by self.
@@ -332,7 +346,7 @@ impl Mem {
 impl Drop for Mem {
     fn drop(&mut self) {
         // SAFETY: unmaps our own mapping.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        unsafe { libc::munmap(self.map, self.map_len) };
     }
 }
 
@@ -352,6 +366,8 @@ impl Options {
             stats: None,
             policy: None,
             vcpus: 1,
+            // The NPF row measures 4 KiB first touches.
+            no_thp: true,
         }
     }
 }
@@ -371,7 +387,7 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
     let kvm = Kvm::new_with_path(std::ffi::CString::new(device.to_string()).map_err(|_| Failure("bad device path".into()))?)
         .map_err(|e| Failure(format!("cannot open {device}: {e}")))?;
     let vm = kvm.create_vm().map_err(|e| Failure(format!("KVM_CREATE_VM failed on {device}: {e}")))?;
-    let mut mem = Mem::new(o.mem as usize)?;
+    let mut mem = Mem::new(o.mem as usize, !o.no_thp)?;
     let img = load_image(mem.slice(), &bytes, o)?;
     let region = kvm_userspace_memory_region { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: o.mem, userspace_addr: mem.ptr as u64 };
     // SAFETY: the region is our mapping, which outlives the VM (field order in Guest).

@@ -75,6 +75,83 @@ pub fn map_4k(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64
     Ok(old)
 }
 
+/// Page size of a large NPT mapping at the PD level.
+pub const SIZE_2M: u64 = 1 << 21;
+
+/// What the page-directory entry covering `gpa` holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PdState {
+    /// No PD (or PDPT) yet, or an empty PD entry: a 2 MiB page can go there.
+    Free,
+    /// A page table of 4 KiB mappings.
+    Table,
+    /// A 2 MiB mapping.
+    Large,
+}
+
+/// The state of the PD entry for `gpa` in the NPT at `root`.
+pub fn pd_state(mem: &impl TableMem, root: u64, gpa: u64) -> PdState {
+    let mut table = root;
+    for level in (3..=4).rev() {
+        match mem.read(table + 8 * index(gpa, level)) {
+            Some(e) if e & P != 0 && e & PS == 0 => table = e & ADDR_MASK,
+            _ => return PdState::Free,
+        }
+    }
+    match mem.read(table + 8 * index(gpa, 2)) {
+        Some(e) if e & P != 0 && e & PS != 0 => PdState::Large,
+        Some(e) if e & P != 0 => PdState::Table,
+        _ => PdState::Free,
+    }
+}
+
+/// Maps the 2 MiB page at `gpa` (2 MiB aligned) to `hpa` (2 MiB aligned)
+/// with a PD entry with PS set (APM 15.25.5: nested page tables support the
+/// same page sizes as long-mode tables). Fails with `LargePage` when a page
+/// table of 4 KiB mappings is already there.
+pub fn map_2m(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64) -> Result<(), MapError> {
+    let mut table = root;
+    for level in (3..=4).rev() {
+        let ea = table + 8 * index(gpa, level);
+        let e = mem.read(ea).ok_or(MapError::NoMemory)?;
+        table = if e & P == 0 {
+            let t = mem.alloc_table().ok_or(MapError::NoMemory)?;
+            mem.write(ea, t | P | RW | US);
+            t
+        } else if e & PS != 0 {
+            return Err(MapError::LargePage);
+        } else {
+            e & ADDR_MASK
+        };
+    }
+    let ea = table + 8 * index(gpa, 2);
+    let e = mem.read(ea).ok_or(MapError::NoMemory)?;
+    if e & P != 0 {
+        return Err(MapError::LargePage);
+    }
+    mem.write(ea, (hpa & ADDR_MASK & !(SIZE_2M - 1)) | flags | P | US | PS);
+    Ok(())
+}
+
+/// Removes the 2 MiB mapping of `gpa`; returns the old PD entry (0 when none).
+pub fn unmap_2m(mem: &mut impl TableMem, root: u64, gpa: u64) -> u64 {
+    let mut table = root;
+    for level in (3..=4).rev() {
+        match mem.read(table + 8 * index(gpa, level)) {
+            Some(e) if e & P != 0 && e & PS == 0 => table = e & ADDR_MASK,
+            _ => return 0,
+        }
+    }
+    let ea = table + 8 * index(gpa, 2);
+    let old = mem.read(ea).unwrap_or(0);
+    if old & P != 0 && old & PS != 0 {
+        mem.write(ea, 0);
+        old
+    } else {
+        0
+    }
+}
+
 /// Removes the 4 KiB mapping of `gpa`; returns the old leaf (0 when none).
 /// Table pages stay (freed with the whole tree).
 pub fn unmap_4k(mem: &mut impl TableMem, root: u64, gpa: u64) -> u64 {
@@ -354,6 +431,27 @@ mod tests {
         m.write(pd, 0x20_0000 | P | RW | US | PS);
         assert_eq!(map_4k(&mut m, root, 0x1000, 0x2000, RW), Err(MapError::LargePage));
         assert_eq!(walk_guest(&m, Mode::Long4, root, 0x1_2345, R, true, true), Ok(0x21_2345));
+    }
+
+    #[test]
+    fn npt_2m_pages() {
+        let mut m = Mem::default();
+        let root = m.alloc_table().unwrap();
+        assert_eq!(pd_state(&m, root, 0x20_0000), PdState::Free);
+        map_2m(&mut m, root, 0x20_0000, 0x4000_0000, RW).unwrap();
+        assert_eq!(pd_state(&m, root, 0x2f_f000), PdState::Large);
+        assert_eq!(walk_guest(&m, Mode::Long4, root, 0x21_2345, UR, true, true), Ok(0x4001_2345));
+        // 4 KiB mappings cannot go under it, nor a second 2 MiB one.
+        assert_eq!(map_4k(&mut m, root, 0x20_1000, 0x1000, RW), Err(MapError::LargePage));
+        assert_eq!(map_2m(&mut m, root, 0x20_0000, 0x6000_0000, RW), Err(MapError::LargePage));
+        // A region with 4 KiB mappings is a Table and refuses a 2 MiB page.
+        map_4k(&mut m, root, 0x40_0000, 0x1000, RW).unwrap();
+        assert_eq!(pd_state(&m, root, 0x40_0000), PdState::Table);
+        assert_eq!(map_2m(&mut m, root, 0x40_0000, 0x6000_0000, RW), Err(MapError::LargePage));
+        assert_ne!(unmap_2m(&mut m, root, 0x20_0000), 0);
+        assert_eq!(pd_state(&m, root, 0x20_0000), PdState::Free);
+        assert_eq!(unmap_2m(&mut m, root, 0x40_0000), 0); // a table, not a large page
+        assert_eq!(walk_guest(&m, Mode::Long4, root, 0x20_0000, R, true, true), Err(PageFault { error_code: 0 }));
     }
 
     #[test]
