@@ -27,12 +27,16 @@ extern "C" fn nsvm_rs_sys_ioctl(_file: *mut bindings::file, cmd: c_uint, arg: c_
     ret(crate::dev::system_ioctl(cmd, arg as usize))
 }
 
-/// Gives `vm` to a new fd.
-pub(crate) fn new_vm_fd(vm: Arc<Vm>) -> Result<i32> {
-    let raw = Arc::into_raw(vm);
-    // SAFETY: `raw` comes from `Arc::into_raw`; on success the file owns it
-    // and `nsvm_rs_vm_release` takes it back.
-    match unsafe { hw::vm_fd(raw.cast()) } {
+/// Gives one reference of `obj` to a new file made by `make`, whose
+/// `release` takes it back with `Arc::from_raw`.
+///
+/// # Safety
+///
+/// `make` must create a file whose private data is the pointer it is given
+/// and whose release callback drops it as an `Arc<T>`, or fail creating none.
+unsafe fn give_to_file<T>(obj: Arc<T>, make: impl FnOnce(*const c_void) -> Result<i32>) -> Result<i32> {
+    let raw = Arc::into_raw(obj);
+    match make(raw.cast()) {
         Ok(fd) => Ok(fd),
         Err(e) => {
             // SAFETY: no file was created, so the reference is still ours.
@@ -42,18 +46,17 @@ pub(crate) fn new_vm_fd(vm: Arc<Vm>) -> Result<i32> {
     }
 }
 
-/// Gives `vcpu` to a new fd.
+/// Gives `vm` to a new VM fd.
+pub(crate) fn new_vm_fd(vm: Arc<Vm>) -> Result<i32> {
+    // SAFETY: VM files keep the pointer as private data and
+    // `nsvm_rs_vm_release` drops it as an Arc<Vm>.
+    unsafe { give_to_file(vm, |p| hw::vm_fd(p)) }
+}
+
+/// Gives `vcpu` to a new vCPU fd.
 pub(crate) fn new_vcpu_fd(vcpu: Arc<Vcpu>) -> Result<i32> {
-    let raw = Arc::into_raw(vcpu);
-    // SAFETY: as in `new_vm_fd`, with `nsvm_rs_vcpu_release`.
-    match unsafe { hw::vcpu_fd(raw.cast()) } {
-        Ok(fd) => Ok(fd),
-        Err(e) => {
-            // SAFETY: no file was created, so the reference is still ours.
-            drop(unsafe { Arc::from_raw(raw) });
-            Err(e)
-        }
-    }
+    // SAFETY: as above, with `nsvm_rs_vcpu_release`.
+    unsafe { give_to_file(vcpu, |p| hw::vcpu_fd(p)) }
 }
 
 /// The VM of a VM file.
@@ -122,31 +125,15 @@ extern "C" fn nsvm_rs_vcpu_page(priv_: *mut c_void, pgoff: c_ulong) -> *mut c_vo
 
 /// Gives a reference of `vm` to a new stats fd.
 pub(crate) fn new_vm_stats_fd(vm: Arc<Vm>) -> Result<i32> {
-    let raw = Arc::into_raw(vm);
-    // SAFETY: `raw` comes from `Arc::into_raw` of a Vm; on success the file
-    // owns it and `nsvm_rs_vm_stats_release` takes it back.
-    match unsafe { hw::stats_fd(raw.cast(), false) } {
-        Ok(fd) => Ok(fd),
-        Err(e) => {
-            // SAFETY: no file was created, so the reference is still ours.
-            drop(unsafe { Arc::from_raw(raw) });
-            Err(e)
-        }
-    }
+    // SAFETY: VM stats files drop their pointer as an Arc<Vm>
+    // (`nsvm_rs_vm_stats_release`).
+    unsafe { give_to_file(vm, |p| hw::stats_fd(p, false)) }
 }
 
 /// Gives a reference of `vcpu` to a new stats fd.
 pub(crate) fn new_vcpu_stats_fd(vcpu: Arc<Vcpu>) -> Result<i32> {
-    let raw = Arc::into_raw(vcpu);
-    // SAFETY: as above, for a Vcpu.
-    match unsafe { hw::stats_fd(raw.cast(), true) } {
-        Ok(fd) => Ok(fd),
-        Err(e) => {
-            // SAFETY: no file was created, so the reference is still ours.
-            drop(unsafe { Arc::from_raw(raw) });
-            Err(e)
-        }
-    }
+    // SAFETY: vCPU stats files drop their pointer as an Arc<Vcpu>.
+    unsafe { give_to_file(vcpu, |p| hw::stats_fd(p, true)) }
 }
 
 /// Copies `[*pos, *pos + len)` of `file` (the whole stats file) to `buf`.

@@ -38,6 +38,7 @@ extern "C" {
     fn nsvm_fpu_end();
     fn nsvm_host_xcr0() -> u64;
     fn nsvm_tsc_khz() -> c_uint;
+    fn nsvm_ktime_ns() -> u64;
     fn nsvm_stats_fd(obj: *mut c_void, vcpu: c_int) -> c_int;
     fn nsvm_debugfs_init();
     fn nsvm_debugfs_exit();
@@ -429,6 +430,12 @@ pub(crate) fn cond_resched() {
 pub(crate) fn host_xcr0() -> u64 {
     // SAFETY: no preconditions.
     unsafe { nsvm_host_xcr0() }
+}
+
+/// Monotonic time in nanoseconds.
+pub(crate) fn now_ns() -> u64 {
+    // SAFETY: reads the monotonic clock.
+    unsafe { nsvm_ktime_ns() }
 }
 
 /// TSC frequency of the host in kHz.

@@ -336,3 +336,9 @@ long nsvm_pin_user_huge(unsigned long uaddr, int write, struct page **page)
 	unpin_user_page(*page);
 	return 0;
 }
+
+/* Monotonic time in nanoseconds. */
+u64 nsvm_ktime_ns(void)
+{
+	return ktime_get_ns();
+}

@@ -69,6 +69,8 @@ pub(crate) struct VcpuState {
     string_gpas: KVec<u64>,
     /// External interrupt queued by `KVM_INTERRUPT`, not yet injected.
     pending_irq: Option<u8>,
+    /// When the last exit was HLT: the time it happened (ns).
+    halted_since: Option<u64>,
     stats: Arc<VcpuStats>,
 }
 
@@ -90,8 +92,11 @@ impl VcpuStats {
         Ok(Self { v })
     }
     fn bump(&self, i: usize) {
+        self.add(i, 1);
+    }
+    fn add(&self, i: usize, n: u64) {
         if let Some(c) = self.v.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -151,6 +156,7 @@ impl Vcpu {
             pending: None,
             string_gpas: KVec::new(),
             pending_irq: None,
+            halted_since: None,
         };
         let npt_root = vm.inner.lock().npt.root_pa();
         st.reset(npt_root, false);
@@ -363,6 +369,10 @@ impl Vcpu {
             vmcb.save.rip = rip;
             vmcb.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
         }
+        if let Some(t) = st.halted_since.take() {
+            self.stats.bump(st_idx::HALT_WAKEUPS);
+            self.stats.add(st_idx::HALT_WAIT_NS, hw::now_ns().saturating_sub(t));
+        }
         // immediate_exit: back at once with EINTR, exit_reason untouched (as KVM).
         if self.run_u8(run::IMMEDIATE_EXIT) != 0 {
             return Err(EINTR);
@@ -507,6 +517,7 @@ impl Vcpu {
                 }
                 self.set_exit(run::EXIT_HLT);
                 self.stats.bump(st_idx::HALT_EXITS);
+                st.halted_since = Some(hw::now_ns());
                 Ok(Next::User)
             }
             exit::IOIO => self.io(st, info1, info2),

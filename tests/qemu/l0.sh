@@ -53,7 +53,11 @@ o=/tmp/nsvm.long64.out
 case_ "HLT woken by injected interrupts; interrupt window after STI; injection order"
 cat /tmp/nsvm.irq16.out /tmp/nsvm.irq16.err
 # 3 HLT wake-ups (I), then A and B only after STI and the instruction in its shadow.
+# Each of the 3 HLTs was woken (halt_wakeups) after some time halted in userspace.
+grep -E "halt_|irq_" /tmp/nsvm.irq16.stats
 [ "$(cat /tmp/nsvm.irq16.rc)" = 5 ] && grep -q "^III$" /tmp/nsvm.irq16.out && grep -q "^-sAB.$" /tmp/nsvm.irq16.out \
+  && grep -qx "vcpu0.halt_exits 3" /tmp/nsvm.irq16.stats && grep -qx "vcpu0.halt_wakeups 3" /tmp/nsvm.irq16.stats \
+  && grep -qx "vcpu0.irq_injections 5" /tmp/nsvm.irq16.stats && ! grep -qx "vcpu0.halt_wait_ns 0" /tmp/nsvm.irq16.stats \
   && pass || fail "rc=$(cat /tmp/nsvm.irq16.rc)"
 
 case_ "MMIO stores and loads of every width through several encodings"

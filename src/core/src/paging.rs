@@ -55,9 +55,19 @@ pub enum MapError {
 /// Intermediate tables get P|RW|US so the leaf alone decides permissions.
 /// Returns the previous leaf entry (0 when there was none).
 pub fn map_4k(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64) -> Result<u64, MapError> {
+    let ea = table_at(mem, root, gpa, 1)? + 8 * index(gpa, 1);
+    let old = mem.read(ea).ok_or(MapError::NoMemory)?;
+    mem.write(ea, (hpa & ADDR_MASK) | flags | P | US);
+    Ok(old)
+}
+
+/// The table at `level` (1 = PT, 2 = PD) on the way to `gpa`, creating the
+/// missing tables above it with P|RW|US (the leaf alone decides
+/// permissions); `LargePage` when a large page is in the way.
+fn table_at(mem: &mut impl TableMem, root: u64, gpa: u64, level: u32) -> Result<u64, MapError> {
     let mut table = root;
-    for level in (2..=4).rev() {
-        let ea = table + 8 * index(gpa, level);
+    for l in (level + 1..=4).rev() {
+        let ea = table + 8 * index(gpa, l);
         let e = mem.read(ea).ok_or(MapError::NoMemory)?;
         table = if e & P == 0 {
             let t = mem.alloc_table().ok_or(MapError::NoMemory)?;
@@ -69,10 +79,20 @@ pub fn map_4k(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64
             e & ADDR_MASK
         };
     }
-    let ea = table + 8 * index(gpa, 1);
-    let old = mem.read(ea).ok_or(MapError::NoMemory)?;
-    mem.write(ea, (hpa & ADDR_MASK) | flags | P | US);
-    Ok(old)
+    Ok(table)
+}
+
+/// The existing table at `level` on the way to `gpa`, if every table above
+/// it is present (no allocation).
+fn find_table(mem: &impl TableMem, root: u64, gpa: u64, level: u32) -> Option<u64> {
+    let mut table = root;
+    for l in (level + 1..=4).rev() {
+        match mem.read(table + 8 * index(gpa, l)) {
+            Some(e) if e & P != 0 && e & PS == 0 => table = e & ADDR_MASK,
+            _ => return None,
+        }
+    }
+    Some(table)
 }
 
 /// Page size of a large NPT mapping at the PD level.
@@ -91,14 +111,8 @@ pub enum PdState {
 
 /// The state of the PD entry for `gpa` in the NPT at `root`.
 pub fn pd_state(mem: &impl TableMem, root: u64, gpa: u64) -> PdState {
-    let mut table = root;
-    for level in (3..=4).rev() {
-        match mem.read(table + 8 * index(gpa, level)) {
-            Some(e) if e & P != 0 && e & PS == 0 => table = e & ADDR_MASK,
-            _ => return PdState::Free,
-        }
-    }
-    match mem.read(table + 8 * index(gpa, 2)) {
+    let Some(pd) = find_table(mem, root, gpa, 2) else { return PdState::Free };
+    match mem.read(pd + 8 * index(gpa, 2)) {
         Some(e) if e & P != 0 && e & PS != 0 => PdState::Large,
         Some(e) if e & P != 0 => PdState::Table,
         _ => PdState::Free,
@@ -110,21 +124,7 @@ pub fn pd_state(mem: &impl TableMem, root: u64, gpa: u64) -> PdState {
 /// same page sizes as long-mode tables). Fails with `LargePage` when a page
 /// table of 4 KiB mappings is already there.
 pub fn map_2m(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64) -> Result<(), MapError> {
-    let mut table = root;
-    for level in (3..=4).rev() {
-        let ea = table + 8 * index(gpa, level);
-        let e = mem.read(ea).ok_or(MapError::NoMemory)?;
-        table = if e & P == 0 {
-            let t = mem.alloc_table().ok_or(MapError::NoMemory)?;
-            mem.write(ea, t | P | RW | US);
-            t
-        } else if e & PS != 0 {
-            return Err(MapError::LargePage);
-        } else {
-            e & ADDR_MASK
-        };
-    }
-    let ea = table + 8 * index(gpa, 2);
+    let ea = table_at(mem, root, gpa, 2)? + 8 * index(gpa, 2);
     let e = mem.read(ea).ok_or(MapError::NoMemory)?;
     if e & P != 0 {
         return Err(MapError::LargePage);
@@ -135,14 +135,8 @@ pub fn map_2m(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64
 
 /// Removes the 2 MiB mapping of `gpa`; returns the old PD entry (0 when none).
 pub fn unmap_2m(mem: &mut impl TableMem, root: u64, gpa: u64) -> u64 {
-    let mut table = root;
-    for level in (3..=4).rev() {
-        match mem.read(table + 8 * index(gpa, level)) {
-            Some(e) if e & P != 0 && e & PS == 0 => table = e & ADDR_MASK,
-            _ => return 0,
-        }
-    }
-    let ea = table + 8 * index(gpa, 2);
+    let Some(pd) = find_table(mem, root, gpa, 2) else { return 0 };
+    let ea = pd + 8 * index(gpa, 2);
     let old = mem.read(ea).unwrap_or(0);
     if old & P != 0 && old & PS != 0 {
         mem.write(ea, 0);
@@ -155,14 +149,8 @@ pub fn unmap_2m(mem: &mut impl TableMem, root: u64, gpa: u64) -> u64 {
 /// Removes the 4 KiB mapping of `gpa`; returns the old leaf (0 when none).
 /// Table pages stay (freed with the whole tree).
 pub fn unmap_4k(mem: &mut impl TableMem, root: u64, gpa: u64) -> u64 {
-    let mut table = root;
-    for level in (2..=4).rev() {
-        match mem.read(table + 8 * index(gpa, level)) {
-            Some(e) if e & P != 0 && e & PS == 0 => table = e & ADDR_MASK,
-            _ => return 0,
-        }
-    }
-    let ea = table + 8 * index(gpa, 1);
+    let Some(pt) = find_table(mem, root, gpa, 1) else { return 0 };
+    let ea = pt + 8 * index(gpa, 1);
     let old = mem.read(ea).unwrap_or(0);
     if old & P != 0 {
         mem.write(ea, 0);

@@ -20,6 +20,8 @@ pub const TYPE_INSTANT: u32 = 1;
 pub const TYPE_PEAK: u32 = 2;
 /// `KVM_STATS_UNIT_BYTES`.
 pub const UNIT_BYTES: u32 = 1 << 4;
+/// `KVM_STATS_UNIT_SECONDS` (with exponent -9 in the descriptor: nanoseconds).
+pub const UNIT_SECONDS_NS: u32 = 2 << 4;
 
 /// One statistic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,8 +107,13 @@ pub mod vcpu {
     pub const REINJECTIONS: usize = 9;
     /// Nested page faults that mapped RAM.
     pub const NPT_FILLS: usize = 10;
+    /// KVM_RUN calls that resumed a vCPU whose last exit was HLT (no
+    /// in-kernel irqchip: the VMM does the waiting, nsvm counts the wake-ups).
+    pub const HALT_WAKEUPS: usize = 11;
+    /// Nanoseconds vCPUs stayed halted: from a HLT exit to the next KVM_RUN.
+    pub const HALT_WAIT_NS: usize = 12;
     /// First per-exit-code counter.
-    pub const EXIT_BASE: usize = 11;
+    pub const EXIT_BASE: usize = 13;
 }
 
 const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
@@ -121,6 +128,8 @@ const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
     Desc::new("exception_injections", TYPE_CUMULATIVE),
     Desc::new("reinjections", TYPE_CUMULATIVE),
     Desc::new("npt_fills", TYPE_CUMULATIVE),
+    Desc::new("halt_wakeups", TYPE_CUMULATIVE),
+    Desc::new("halt_wait_ns", TYPE_CUMULATIVE | UNIT_SECONDS_NS),
 ];
 
 /// First of the 32 per-exception counters (`exit_excp_<name>`), after the
@@ -208,7 +217,8 @@ pub fn write_file(out: &mut [u8], id: &str, desc: impl Fn(usize) -> Option<Desc>
         let d = desc(i).unwrap_or(Desc::new("unknown", 0));
         let at = desc_off + i * DESC_SIZE;
         put(out, at, &d.flags.to_ne_bytes());
-        put(out, at + 4, &0i16.to_ne_bytes()); // exponent
+        let exponent: i16 = if d.flags & (0xf << 4) == UNIT_SECONDS_NS { -9 } else { 0 };
+        put(out, at + 4, &exponent.to_ne_bytes()); // exponent (base 10)
         put(out, at + 6, &1u16.to_ne_bytes()); // size: one u64
         put(out, at + 8, &((8 * i) as u32).to_ne_bytes()); // offset in the data block
         put(out, at + 12, &0u32.to_ne_bytes()); // bucket_size
