@@ -20,6 +20,7 @@ pub mod memslot;
 pub mod mmio;
 pub mod msr;
 pub mod paging;
+pub mod reflect;
 pub mod sensitive;
 pub mod stats;
 pub mod uapi;
