@@ -387,6 +387,12 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
     let kvm = Kvm::new_with_path(std::ffi::CString::new(device.to_string()).map_err(|_| Failure("bad device path".into()))?)
         .map_err(|e| Failure(format!("cannot open {device}: {e}")))?;
     let vm = kvm.create_vm().map_err(|e| Failure(format!("KVM_CREATE_VM failed on {device}: {e}")))?;
+    if o.no_thp {
+        // SAFETY: PR_SET_THP_DISABLE only affects this process's future
+        // mappings (works where madvise is not built in, and against THP
+        // "always").
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
     let mut mem = Mem::new(o.mem as usize, !o.no_thp)?;
     let img = load_image(mem.slice(), &bytes, o)?;
     let region = kvm_userspace_memory_region { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: o.mem, userspace_addr: mem.ptr as u64 };

@@ -709,6 +709,24 @@ fn vm_churn(e: &Env) -> R {
     Ok(())
 }
 
+/// Prints whether the kernel backs a 2 MiB-aligned MADV_HUGEPAGE region with
+/// a transparent huge page (diagnostics for the THP test).
+fn thp_probe(_e: &Env) -> R {
+    // SAFETY: anonymous mapping, checked; touched only inside.
+    unsafe {
+        let len = 8 << 20;
+        let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        assert!(p != libc::MAP_FAILED);
+        let start = ((p as usize + (2 << 20) - 1) & !((2 << 20) - 1)) as *mut u8;
+        let r = libc::madvise(start.cast(), 4 << 20, libc::MADV_HUGEPAGE);
+        *start = 1;
+        *start.add(2 << 20) = 1;
+        let s = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+        println!("madvise={r} {}", s.lines().filter(|l| l.contains("AnonHuge")).collect::<Vec<_>>().join(" "));
+    }
+    Ok(())
+}
+
 /// Random ioctls with random arguments on every kind of fd: each must return
 /// (an errno or a value); the run ends with the host still healthy.
 fn fuzz(e: &Env, n: u64) -> R {
@@ -826,7 +844,7 @@ fn main() {
         ("fail_entry", fail_entry),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
-    let extra: Vec<(&str, fn(&Env) -> R)> = vec![("vm_churn", vm_churn)];
+    let extra: Vec<(&str, fn(&Env) -> R)> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
