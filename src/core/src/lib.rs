@@ -19,6 +19,7 @@ pub mod kvm;
 pub mod memslot;
 pub mod mmio;
 pub mod msr;
+pub mod nested;
 pub mod paging;
 pub mod reflect;
 pub mod sensitive;

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Groundwork for nested SVM (the nested-SVM issue): the pure parts of
+//! building vmcb02 from L0's policy and L1's checked vmcb12, and of shadow
+//! nested paging (NPT02 = NPT12 ∘ NPT01). Vocabulary as in KVM: vmcb01 (L0
+//! runs L1), vmcb12 (L1's VMCB for L2), vmcb02 (what L0 runs for L2).
+
+use crate::cpuid::SvmFeatures;
+use crate::paging::{index, TableMem, ADDR_MASK, NX, P, PS, RW, US};
+use crate::vmcb::{int_ctl, nested_ctl, tlb_control, ControlArea};
+
+/// Bits of EXITINFO1 for #VMEXIT(NPF) (APM 15.25.6).
+pub mod npf {
+    /// The entry was present (protection or reserved-bit fault).
+    pub const P: u64 = 1 << 0;
+    /// The access was a write.
+    pub const RW: u64 = 1 << 1;
+    /// User access (always set: nested walks are user accesses, APM 15.25.5).
+    pub const US: u64 = 1 << 2;
+    /// A reserved bit was set in a nested table entry.
+    pub const RSVD: u64 = 1 << 3;
+    /// The access was an instruction fetch.
+    pub const ID: u64 = 1 << 4;
+    /// The fault happened translating the final guest physical address.
+    pub const FINAL: u64 = 1 << 32;
+    /// The fault happened translating a guest page-table access.
+    pub const TABLE: u64 = 1 << 33;
+}
+
+/// A successful NPT12 translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Npt12Translation {
+    /// L1 physical address of the byte.
+    pub l1_gpa: u64,
+    /// Writable through every level.
+    pub writable: bool,
+    /// Executable through every level.
+    pub executable: bool,
+    /// Size of the NPT12 page (4 KiB, 2 MiB or 1 GiB).
+    pub page_size: u64,
+}
+
+/// Walks L1's nested page table (long-mode format, 4 levels, in L1 memory
+/// read through `mem`) for the L2 physical address `gpa`. `write`/`fetch`
+/// describe the access; `nxe` is L1's EFER.NXE; `phys_bits` the physical
+/// address width offered to L1; `stage` is `npf::FINAL` or `npf::TABLE` as
+/// the hardware reported for the access. On a fault returns EXITINFO1 for
+/// the #VMEXIT(NPF) L1 must see (with EXITINFO2 = `gpa`).
+pub fn walk_npt12(
+    mem: &impl TableMem,
+    ncr3: u64,
+    gpa: u64,
+    write: bool,
+    fetch: bool,
+    nxe: bool,
+    phys_bits: u8,
+    stage: u64,
+) -> Result<Npt12Translation, u64> {
+    let mut base = npf::US | stage;
+    if write {
+        base |= npf::RW;
+    }
+    if fetch {
+        base |= npf::ID;
+    }
+    // Bits above the physical address width (and below bit 52) are reserved.
+    let rsvd_addr = if phys_bits >= 52 { 0 } else { ((1u64 << 52) - 1) & !((1u64 << phys_bits) - 1) };
+    let mut table = ncr3 & ADDR_MASK;
+    let (mut w, mut x) = (true, true);
+    for level in (1..=4u32).rev() {
+        let Some(e) = mem.read(table + 8 * index(gpa, level)) else { return Err(base) };
+        if e & P == 0 {
+            return Err(base);
+        }
+        let large = e & PS != 0 && (level == 2 || level == 3);
+        let rsvd = e & rsvd_addr != 0
+            || (!nxe && e & NX != 0)
+            || (level == 4 && e & PS != 0)
+            || (large && level == 2 && e & 0x1f_e000 != 0)
+            || (large && level == 3 && e & 0x3fff_e000 != 0);
+        if rsvd {
+            return Err(base | npf::P | npf::RSVD);
+        }
+        // Nested accesses are user accesses: a supervisor-only entry faults.
+        if e & US == 0 {
+            return Err(base | npf::P);
+        }
+        w &= e & RW != 0;
+        x &= !(nxe && e & NX != 0);
+        if level == 1 || large {
+            if (write && !w) || (fetch && !x) {
+                return Err(base | npf::P);
+            }
+            let size = 1u64 << (12 + 9 * (level - 1));
+            return Ok(Npt12Translation { l1_gpa: (e & ADDR_MASK & !(size - 1)) | (gpa & (size - 1)), writable: w, executable: x, page_size: size });
+        }
+        table = e & ADDR_MASK;
+    }
+    Err(base)
+}
+
+/// The NPT02 leaf for one 4 KiB page: host physical address from NPT01, the
+/// weaker permissions of both levels (APM 15.25: the composed translation
+/// may not grant more than either).
+pub fn compose_leaf(t12: &Npt12Translation, hpa01: u64, writable01: bool, executable01: bool) -> u64 {
+    let mut e = (hpa01 & ADDR_MASK) | P | US;
+    if t12.writable && writable01 {
+        e |= RW;
+    }
+    if !(t12.executable && executable01) {
+        e |= NX;
+    }
+    e
+}
+
+/// What L0 decides for an L2 entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L0Policy {
+    /// vmcb01's control area (L0's intercepts, permission maps, TSC offset).
+    pub vmcb01: ControlArea,
+    /// ASID L0 runs L2 with.
+    pub asid: u32,
+    /// Whether L0 must flush this ASID's translations on the entry.
+    pub flush: bool,
+    /// Root of shadow NPT02 (or of NPT01 when L1 does not use nested paging).
+    pub ncr3: u64,
+    /// SVM features nsvm offers L1 (vmcb12 fields of others are ignored).
+    pub features: SvmFeatures,
+}
+
+/// Builds vmcb02's control area from L0's policy and L1's vmcb12 control
+/// area (already copied and checked):
+/// - intercepts: the union, so L0 keeps every exit it needs;
+/// - IOPM/MSRPM: L0's (which intercept at least what L1's do: exits are then
+///   reflected by `reflect::decide` according to L1's maps);
+/// - TSC offset: L1's offset applied on top of L0's (TSC seen by L2 =
+///   host TSC + offset01 + offset12);
+/// - ASID and TLB flushes: L0's choice (L1's TLB_CONTROL is honoured by L0
+///   flushing, since L2 runs in an ASID L0 owns);
+/// - virtual interrupt state: L1's V_TPR, V_IRQ, V_INTR_PRIO, V_IGN_TPR,
+///   vector and interrupt shadow, with V_INTR_MASKING forced on (L0 needs
+///   physical interrupts while L2 runs);
+/// - EVENTINJ: L1's; nested paging: on, with L0's root;
+/// - NRIPS/pause filter fields only when offered to L1.
+pub fn merge_control(p: &L0Policy, c12: &ControlArea) -> ControlArea {
+    let mut c = ControlArea::ZERO;
+    c.intercepts = p.vmcb01.intercepts.union(&c12.intercepts);
+    c.iopm_base_pa = p.vmcb01.iopm_base_pa;
+    c.msrpm_base_pa = p.vmcb01.msrpm_base_pa;
+    c.tsc_offset = p.vmcb01.tsc_offset.wrapping_add(c12.tsc_offset);
+    c.asid = p.asid;
+    c.tlb_ctl = if p.flush { tlb_control::FLUSH_ALL } else { tlb_control::DO_NOTHING };
+    let keep = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | int_ctl::V_INTR_PRIO_MASK | int_ctl::V_IGN_TPR;
+    c.int_ctl = (c12.int_ctl & keep) | int_ctl::V_INTR_MASKING;
+    c.int_vector = c12.int_vector & 0xff;
+    c.int_state = c12.int_state & crate::vmcb::int_state::SHADOW;
+    c.event_inj = c12.event_inj;
+    c.event_inj_err = c12.event_inj_err;
+    c.nested_ctl = nested_ctl::NP_ENABLE;
+    c.nested_cr3 = p.ncr3;
+    if p.features.contains(SvmFeatures::NRIPS) {
+        c.next_rip = c12.next_rip;
+    }
+    if p.features.contains(SvmFeatures::PAUSE_FILTER) {
+        c.pause_filter_count = c12.pause_filter_count;
+    }
+    if p.features.contains(SvmFeatures::PAUSE_FILTER_THRESHOLD) {
+        c.pause_filter_thresh = c12.pause_filter_thresh;
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit;
+    use crate::intercept::Intercepts;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Mem(HashMap<u64, u64>);
+    impl TableMem for Mem {
+        fn read(&self, pa: u64) -> Option<u64> {
+            Some(*self.0.get(&pa).unwrap_or(&0))
+        }
+        fn write(&mut self, pa: u64, v: u64) {
+            self.0.insert(pa, v);
+        }
+        fn alloc_table(&mut self) -> Option<u64> {
+            None
+        }
+    }
+
+    /// NPT12 at 0x1000 mapping L2 0x40_0000..: PT page 0x5000 at L1 0x9000 (RW),
+    /// page 0x6000 at L1 0xa000 (read-only, NX); 2 MiB at L2 0x60_0000 -> L1 0x80_0000.
+    fn npt12() -> Mem {
+        let mut m = Mem::default();
+        m.write(0x1000, 0x2000 | P | RW | US);
+        m.write(0x2000, 0x3000 | P | RW | US);
+        m.write(0x3000 + 8 * 2, 0x4000 | P | RW | US); // PD index 2: 0x40_0000
+        m.write(0x3000 + 8 * 3, 0x80_0000 | P | RW | US | PS); // 2 MiB at 0x60_0000
+        m.write(0x4000 + 8 * 5, 0x9000 | P | RW | US);
+        m.write(0x4000 + 8 * 6, 0xa000 | P | US | NX);
+        m
+    }
+
+    #[test]
+    fn npt12_walk_and_faults() {
+        let m = npt12();
+        let t = walk_npt12(&m, 0x1000, 0x40_5123, true, false, true, 40, npf::FINAL).unwrap();
+        assert_eq!(t, Npt12Translation { l1_gpa: 0x9123, writable: true, executable: true, page_size: 4096 });
+        let t = walk_npt12(&m, 0x1000, 0x61_2345, false, true, true, 40, npf::FINAL).unwrap();
+        assert_eq!((t.l1_gpa, t.page_size), (0x81_2345, 2 << 20));
+        // Not present: P clear, user bit and stage kept, write bit from the access.
+        assert_eq!(walk_npt12(&m, 0x1000, 0x40_7000, true, false, true, 40, npf::FINAL), Err(npf::US | npf::RW | npf::FINAL));
+        // Write to a read-only page during a guest table walk.
+        assert_eq!(walk_npt12(&m, 0x1000, 0x40_6000, true, false, true, 40, npf::TABLE), Err(npf::P | npf::US | npf::RW | npf::TABLE));
+        // Fetch from an NX page.
+        assert_eq!(walk_npt12(&m, 0x1000, 0x40_6000, false, true, true, 40, npf::FINAL), Err(npf::P | npf::US | npf::ID | npf::FINAL));
+        // NX set while L1's EFER.NXE is clear: reserved bit.
+        assert_eq!(walk_npt12(&m, 0x1000, 0x40_6000, false, false, false, 40, npf::FINAL), Err(npf::P | npf::US | npf::RSVD | npf::FINAL));
+        // An address bit beyond the physical width is reserved.
+        let mut m2 = npt12();
+        m2.write(0x4000 + 8 * 5, (1 << 45) | 0x9000 | P | RW | US);
+        assert_eq!(walk_npt12(&m2, 0x1000, 0x40_5000, false, false, true, 40, npf::FINAL), Err(npf::P | npf::US | npf::RSVD | npf::FINAL));
+        // PS in a PML4 entry is reserved; a supervisor-only entry faults.
+        let mut m3 = npt12();
+        m3.write(0x1000, 0x2000 | P | RW | US | PS);
+        assert_eq!(walk_npt12(&m3, 0x1000, 0x40_5000, false, false, true, 40, npf::FINAL), Err(npf::P | npf::US | npf::RSVD | npf::FINAL));
+        let mut m4 = npt12();
+        m4.write(0x2000, 0x3000 | P | RW);
+        assert_eq!(walk_npt12(&m4, 0x1000, 0x40_5000, false, false, true, 40, npf::FINAL), Err(npf::P | npf::US | npf::FINAL));
+    }
+
+    #[test]
+    fn composed_leaf_takes_the_weaker_permissions() {
+        let t = Npt12Translation { l1_gpa: 0x9000, writable: true, executable: false, page_size: 4096 };
+        let e = compose_leaf(&t, 0x7777_0000, false, true);
+        assert_eq!(e & ADDR_MASK, 0x7777_0000);
+        assert_eq!(e & RW, 0);
+        assert_ne!(e & NX, 0);
+        let t = Npt12Translation { writable: true, executable: true, ..t };
+        let e = compose_leaf(&t, 0x1000, true, true);
+        assert_ne!(e & RW, 0);
+        assert_eq!(e & NX, 0);
+    }
+
+    #[test]
+    fn vmcb02_merge() {
+        let mut c01 = ControlArea::ZERO;
+        c01.intercepts.set(exit::INTR);
+        c01.intercepts.set(exit::VMRUN);
+        c01.intercepts.set(exit::MSR);
+        c01.iopm_base_pa = 0x10000;
+        c01.msrpm_base_pa = 0x20000;
+        c01.tsc_offset = 1000;
+        let mut c12 = ControlArea::ZERO;
+        c12.intercepts.set(exit::CPUID);
+        c12.intercepts.set(exit::VMRUN);
+        c12.tsc_offset = (-300i64) as u64;
+        c12.asid = 7;
+        c12.int_ctl = 0x5 | int_ctl::V_IRQ | int_ctl::V_GIF_ENABLE | int_ctl::AVIC_ENABLE;
+        c12.int_vector = 0x1_0030;
+        c12.event_inj = 0x8000_0b0e;
+        c12.event_inj_err = 6;
+        c12.next_rip = 0x1234;
+        c12.iopm_base_pa = 0xdead_0000;
+        let p = L0Policy { vmcb01: c01, asid: 3, flush: true, ncr3: 0x55000, features: SvmFeatures::NP };
+        let c = merge_control(&p, &c12);
+        let want: Intercepts = c01.intercepts.union(&c12.intercepts);
+        assert_eq!(c.intercepts, want);
+        assert!(c.intercepts.test(exit::CPUID) && c.intercepts.test(exit::INTR));
+        assert_eq!((c.iopm_base_pa, c.msrpm_base_pa), (0x10000, 0x20000));
+        assert_eq!(c.tsc_offset, 700);
+        assert_eq!(c.asid, 3);
+        assert_eq!(c.tlb_ctl, tlb_control::FLUSH_ALL);
+        // L1's virtual interrupt request survives; vGIF/AVIC (not offered) do not.
+        assert_eq!(c.int_ctl, 0x5 | int_ctl::V_IRQ | int_ctl::V_INTR_MASKING);
+        assert_eq!(c.int_vector, 0x30);
+        assert_eq!((c.event_inj, c.event_inj_err), (0x8000_0b0e, 6));
+        assert_eq!((c.nested_ctl, c.nested_cr3), (nested_ctl::NP_ENABLE, 0x55000));
+        // NRIPS not offered: next_rip not taken from vmcb12.
+        assert_eq!(c.next_rip, 0);
+        let p2 = L0Policy { features: SvmFeatures::NP | SvmFeatures::NRIPS, flush: false, ..p };
+        let c2 = merge_control(&p2, &c12);
+        assert_eq!(c2.next_rip, 0x1234);
+        assert_eq!(c2.tlb_ctl, tlb_control::DO_NOTHING);
+    }
+}
