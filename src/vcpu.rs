@@ -469,7 +469,13 @@ impl Vcpu {
         vmcb.control.event_inj = 0;
         self.stats.bump(st_idx::EXITS);
         self.stats.bump(stats::exit_counter(code));
-        if pending.valid() {
+        // Software interrupts (INTn, and INT3/INTO as #BP/#OF) interrupted
+        // during delivery are not injected again: without NRIPS the VMCB
+        // has no next RIP to push (APM 15.20), so the instruction, whose
+        // address is still RIP, simply executes again (as KVM does).
+        let soft = pending.event_type() == Some(EventType::SoftInt)
+            || (pending.event_type() == Some(EventType::Exception) && matches!(pending.vector(), 3 | 4));
+        if pending.valid() && !soft {
             self.stats.bump(st_idx::REINJECTIONS);
             vmcb.control.event_inj = pending.info;
             vmcb.control.event_inj_err = pending.error_code;

@@ -174,6 +174,11 @@ delta=$((before - after))
 echo "free memory before $before KiB, after $after KiB: $delta KiB less after 200 VMs (bound 256 KiB; one leaked page per VM would be 800 KiB)"
 [ $rc = 0 ] && [ $delta -lt 256 ] && pass "delta $delta KiB" || fail "rc=$rc delta=$delta KiB"
 
+case_ "hostile guests: random code, modes and registers (300 VMs)"
+mark_log
+nsvm-apitest --device /dev/nsvm guest_fuzz; rc=$?
+[ $rc = 0 ] && ! new_log | grep -E 'WARNING:|BUG:|Oops|Call Trace' && pass || fail "rc=$rc"
+
 case_ "triple fault is KVM_EXIT_SHUTDOWN"
 cat /tmp/nsvm.triple.err
 # KVM resets the vCPU after a shutdown intercept (the VMCB is undefined).
