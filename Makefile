@@ -59,7 +59,7 @@ $(BUILD)/guests/%.bin: tests/guests/%.S
 	   as --64 -o $@.o $< && ld -m elf_x86_64 -static -nostdlib -Ttext=0x100000 -e _start -o $@ $@.o; \
 	 else \
 	   as --32 -o $@.o $< && ld -m elf_i386 -static -nostdlib -Ttext=0x1000 -e _start --oformat binary -o $@ $@.o; \
-	 fi; rm -f $@.o
+	 fi || { rm -f $@ $@.o; exit 1; }; rm -f $@.o
 guests: $(GUEST_BINS)
 
 initramfs: module tool guests

@@ -482,6 +482,12 @@ impl VmcbPage {
     pub(crate) fn pa(&self) -> u64 {
         self.0.pa()
     }
+    /// The page as bytes (copying a VMCB to and from guest memory).
+    pub(crate) fn bytes(&mut self) -> &mut [u8; 4096] {
+        // SAFETY: the page is 4096 bytes; as for `get`, nobody else accesses
+        // it while this exclusive borrow lives.
+        unsafe { self.0.as_mut::<[u8; 4096]>() }
+    }
     /// The VMCB.
     pub(crate) fn get(&mut self) -> &mut nsvm_core::vmcb::Vmcb {
         // SAFETY: Vmcb is a repr(C) struct of integers, exactly one page, page

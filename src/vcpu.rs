@@ -71,6 +71,18 @@ pub(crate) struct VcpuState {
     pending_irq: Option<u8>,
     /// When the last exit was HLT: the time it happened (ns).
     halted_since: Option<u64>,
+    /// Nested SVM: vmcb02 (L0 runs L2 with it) and L1's vmcb12, copied once
+    /// at VMRUN (never given to the processor).
+    vmcb02: VmcbPage,
+    vmcb12: VmcbPage,
+    /// SVM offered to L1 (CPUID 0x80000001 ECX bit 2 in its table).
+    svm_exposed: bool,
+    /// L1's VM_HSAVE_PA.
+    hsave_pa: u64,
+    /// L1's global interrupt flag as nsvm emulates it (APM 15.17).
+    gif: bool,
+    /// While L2 runs: vmcb12's address and L1's RIP after its VMRUN.
+    nested: Option<(u64, u64)>,
     stats: Arc<VcpuStats>,
 }
 
@@ -157,6 +169,12 @@ impl Vcpu {
             string_gpas: KVec::new(),
             pending_irq: None,
             halted_since: None,
+            vmcb02: VmcbPage::new()?,
+            vmcb12: VmcbPage::new()?,
+            svm_exposed: false,
+            hsave_pa: 0,
+            gif: true,
+            nested: None,
         };
         let npt_root = vm.inner.lock().npt.root_pa();
         st.reset(npt_root, false);
@@ -269,7 +287,9 @@ impl Vcpu {
                 GFP_KERNEL_ACCOUNT,
             )?;
         }
-        self.state.lock().cpuid = v;
+        let mut st = self.state.lock();
+        st.svm_exposed = v.iter().any(|e| e.function == 0x8000_0001 && e.regs[2] & nsvm_core::cpuid::EXT_FEATURES_ECX_SVM != 0);
+        st.cpuid = v;
         Ok(0)
     }
 
@@ -460,6 +480,9 @@ impl Vcpu {
     }
 
     fn handle_exit(&self, st: &mut VcpuState) -> Result<Next> {
+        if st.nested.is_some() && self.l2_exit_for_l1(st)? {
+            return Ok(Next::Guest);
+        }
         let vmcb = st.vmcb();
         let code = vmcb.control.exit_code;
         let info1 = vmcb.control.exit_info_1;
@@ -562,6 +585,11 @@ impl Vcpu {
             exit::INVD => self.skip(st, Known::Invd),
             // SVM is not exposed to the guest (yet): its instructions are #UD
             // (APM 15.4: with EFER.SVME = 0 they raise #UD).
+            exit::VMRUN | exit::VMLOAD | exit::VMSAVE | exit::STGI | exit::CLGI | exit::INVLPGA
+                if st.svm_exposed && st.guest_efer & efer::SVME != 0 =>
+            {
+                self.svm_insn(st, code)
+            }
             exit::VMRUN | exit::VMLOAD | exit::VMSAVE | exit::STGI | exit::CLGI | exit::SKINIT
             | exit::INVLPGA | exit::MONITOR | exit::MWAIT | exit::MWAIT_COND | exit::RDPRU => {
                 st.inject(Event::new(EventType::Exception, 6, None));
@@ -883,6 +911,200 @@ impl Vcpu {
         Ok(Next::Guest)
     }
 
+    /// An exit of L2: when L1 asked for it (`reflect::decide` on vmcb12's
+    /// intercepts and L1's permission maps), performs the #VMEXIT L1 expects
+    /// (APM 15.6): L2's state and the exit information go to vmcb12 in L1's
+    /// memory, L1 resumes after its VMRUN with GIF clear. Returns whether it
+    /// did; otherwise L0 handles the exit for L2.
+    fn l2_exit_for_l1(&self, st: &mut VcpuState) -> Result<bool> {
+        use nsvm_core::reflect::{decide, Decision};
+        let (code, info1) = {
+            let v = st.vmcb02.get();
+            (v.control.exit_code, v.control.exit_info_1)
+        };
+        let inner = self.vm.inner.lock();
+        let mem = GuestMem(&inner);
+        let (iopm, msrpm, l1_intercepts) = {
+            let c12 = &st.vmcb12.get().control;
+            (c12.iopm_base_pa & !0xfff, c12.msrpm_base_pa & !0xfff, c12.intercepts)
+        };
+        let bit = |base: u64, n: u32| {
+            let mut b = [0u8; 1];
+            mem.read_bytes(base + u64::from(n / 8), &mut b).then(|| b[0] & (1 << (n % 8)) != 0)
+        };
+        let msr_index = st.gprs[1] as u32;
+        let mut d = decide(code, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
+        // L2's triple fault always ends in L1 (as KVM does).
+        if code == exit::SHUTDOWN || Vmcb::exit_is_invalid(code) {
+            d = Decision::L1;
+        }
+        if d == Decision::L0 {
+            return Ok(false);
+        }
+        let Some((pa12, next)) = st.nested.take() else { return Ok(false) };
+        // vmcb12 := L2's state and the exit information (field by field from
+        // the pages: no 4 KiB copies on the kernel stack).
+        {
+            let v02 = st.vmcb02.get();
+            let c12 = st.vmcb12.get();
+            c12.save = v02.save;
+            let c = &mut c12.control;
+            c.exit_code = if Vmcb::exit_is_invalid(v02.control.exit_code) { exit::INVALID } else { v02.control.exit_code };
+            c.exit_info_1 = v02.control.exit_info_1;
+            c.exit_info_2 = v02.control.exit_info_2;
+            c.exit_int_info = v02.control.exit_int_info;
+            c.exit_int_info_err = v02.control.exit_int_info_err;
+            c.int_state = v02.control.int_state;
+            let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ;
+            c.int_ctl = (c.int_ctl & !virq) | (v02.control.int_ctl & virq);
+            c.event_inj = 0;
+            c.event_inj_err = 0;
+            c.next_rip = 0;
+        }
+        let ok = mem.write_bytes(pa12, &st.vmcb12.bytes()[..]);
+        drop(inner);
+        let v1 = st.vmcb.get();
+        v1.save.rip = next;
+        v1.control.event_inj = 0;
+        st.gif = false;
+        if !ok {
+            // vmcb12 is no longer writable RAM: L1 cannot be told; stop.
+            self.internal_error(run::INTERNAL_ERROR_EMULATION, &[next, pa12]);
+        }
+        self.stats.bump(st_idx::EXITS);
+        self.stats.bump(stats::exit_counter(code));
+        Ok(true)
+    }
+
+    /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, INVLPGA executed by L1 with
+    /// EFER.SVME set (APM 15.5, 15.5.2, 15.17, 15.16.4).
+    fn svm_insn(&self, st: &mut VcpuState, code: u64) -> Result<Next> {
+        if st.vmcb.get().save.cpl != 0 {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        let byte = match code {
+            exit::VMRUN => 0xd8,
+            exit::VMLOAD => 0xda,
+            exit::VMSAVE => 0xdb,
+            exit::STGI => 0xdc,
+            exit::CLGI => 0xdd,
+            _ => 0xdf, // INVLPGA
+        };
+        let rip = st.vmcb.get().save.rip;
+        let len = {
+            let inner = self.vm.inner.lock();
+            let mut b = [0u8; 15];
+            let n = st.fetch(&inner, &mut b);
+            insn::length_of(&b[..n], Known::Svm(byte), st.code_size() == mmio::CodeSize::Bits64)
+        };
+        let Some(len) = len else {
+            self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, code]);
+            return Ok(Next::User);
+        };
+        let next = rip.wrapping_add(len as u64);
+        match code {
+            exit::STGI | exit::CLGI => {
+                st.gif = code == exit::STGI;
+                st.vmcb.get().save.rip = next;
+                Ok(Next::Guest)
+            }
+            exit::INVLPGA => {
+                // Every entry flushes the whole TLB: nothing to do.
+                st.vmcb.get().save.rip = next;
+                Ok(Next::Guest)
+            }
+            exit::VMLOAD | exit::VMSAVE => self.vmload_vmsave(st, code == exit::VMLOAD, next),
+            _ => self.vmrun_l1(st, next),
+        }
+    }
+
+    /// Checks RAX as a VMCB address for VMRUN/VMLOAD/VMSAVE (APM 15.5: #GP
+    /// unless page aligned and within the physical address width).
+    fn vmcb_address(st: &mut VcpuState) -> Option<u64> {
+        let pa = st.vmcb.get().save.rax;
+        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+        if pa & 0xfff != 0 || pa >> (phys as u8) != 0 {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return None;
+        }
+        Some(pa)
+    }
+
+    /// VMLOAD/VMSAVE (APM 15.5.2): FS, GS, TR, LDTR with their hidden state,
+    /// KernelGsBase, STAR, LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP between
+    /// the VMCB at RAX (in L1 memory) and L1's own state.
+    fn vmload_vmsave(&self, st: &mut VcpuState, load: bool, next: u64) -> Result<Next> {
+        let Some(pa) = Self::vmcb_address(st) else { return Ok(Next::Guest) };
+        let inner = self.vm.inner.lock();
+        let mem = GuestMem(&inner);
+        if !mem.read_bytes(pa, &mut st.vmcb12.bytes()[..]) {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        // The scratch copy is vmcb12's cache: only used while L1 runs here.
+        let ok = if load {
+            copy_vmload_set(&st.vmcb12.get().save, &mut st.vmcb.get().save);
+            true
+        } else {
+            copy_vmload_set(&st.vmcb.get().save, &mut st.vmcb12.get().save);
+            mem.write_bytes(pa, &st.vmcb12.bytes()[..])
+        };
+        drop(inner);
+        if !ok {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        st.vmcb.get().save.rip = next;
+        Ok(Next::Guest)
+    }
+
+    /// VMRUN by L1 (APM 15.5): vmcb12 is copied once into L0's cache and
+    /// checked there (APM 15.5.1; a failure is #VMEXIT(VMEXIT_INVALID) in
+    /// vmcb12, L1 continuing after VMRUN); otherwise vmcb02 is built from
+    /// L0's policy and the copy, and L2 runs.
+    fn vmrun_l1(&self, st: &mut VcpuState, next: u64) -> Result<Next> {
+        let Some(pa) = Self::vmcb_address(st) else { return Ok(Next::Guest) };
+        let root = {
+            let inner = self.vm.inner.lock();
+            if !GuestMem(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..]) {
+                drop(inner);
+                st.inject(Event::new(EventType::Exception, 13, Some(0)));
+                return Ok(Next::Guest);
+            }
+            inner.npt.root_pa()
+        };
+        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+        // Fields of features not offered to L1 are ignored (nested paging).
+        st.vmcb12.get().control.nested_ctl = 0;
+        let checked = {
+            let c12 = st.vmcb12.get();
+            nsvm_core::checks::check_vmrun(&c12.save, &c12.control, phys as u8)
+        };
+        if let Err(c) = checked {
+            self.stats.bump(stats::INVALID_BASE + c.index());
+            let inner = self.vm.inner.lock();
+            let mem = GuestMem(&inner);
+            let mut e = [0u8; 24];
+            e[..8].copy_from_slice(&exit::INVALID.to_ne_bytes());
+            let _ = mem.write_bytes(pa + 0x70, &e);
+            drop(inner);
+            let v1 = st.vmcb.get();
+            v1.save.rip = next;
+            st.gif = false;
+            return Ok(Next::Guest);
+        }
+        let policy = nsvm_core::nested::L0Policy { asid: 2, flush: true, ncr3: root, features: nsvm_core::cpuid::SvmFeatures::empty() };
+        {
+            let (v01, v12, v02) = (st.vmcb.get(), st.vmcb12.get(), st.vmcb02.get());
+            nsvm_core::nested::merge_control(&mut v02.control, &policy, &v01.control, &v12.control);
+            v02.save = v12.save;
+        }
+        st.nested = Some((pa, next));
+        st.gif = true;
+        Ok(Next::Guest)
+    }
+
     /// XSETBV (intercepted: XCR0 is not switched by VMRUN).
     fn xsetbv(&self, st: &mut VcpuState) -> Result<Next> {
         let v = (st.vmcb().save.rax & 0xffff_ffff) | (st.gprs[2] << 32);
@@ -909,12 +1131,21 @@ impl VcpuState {
     /// The VMCB. The processor touches it only inside `vmrun::run`, which
     /// needs `&mut self` too.
     fn vmcb(&mut self) -> &mut Vmcb {
-        self.vmcb.get()
+        if self.nested.is_some() {
+            self.vmcb02.get()
+        } else {
+            self.vmcb.get()
+        }
     }
 
     /// Sets the intercepts the policy asks for (vmcb01 keeps its own).
     fn apply_policy(&mut self, p: nsvm_core::sensitive::Policy) {
         use nsvm_core::sensitive::bits;
+        // vmcb02's intercepts are the union built at VMRUN (vmcb01's, with
+        // the policy, and L1's); rewriting them here would drop L1's.
+        if self.nested.is_some() {
+            return;
+        }
         let v = self.vmcb();
         let i = &mut v.control.intercepts;
         for (bit, code) in [
@@ -973,8 +1204,10 @@ impl VcpuState {
     /// no interrupt shadow, nothing being injected, nothing queued.
     fn ready_for_injection(&mut self) -> bool {
         let queued = self.pending_irq.is_some();
+        let gif = self.gif || self.nested.is_some();
         let v = self.vmcb();
         !queued
+            && gif
             && v.save.rflags & RFLAGS_IF != 0
             && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
             && v.control.event_inj & nsvm_core::event::bits::VALID == 0
@@ -985,10 +1218,13 @@ impl VcpuState {
     /// when it can, with a virtual interrupt that ignores the TPR and the
     /// VINTR intercept (APM 15.21.4), as KVM's `svm_enable_irq_window` does.
     fn prepare_interrupts(&mut self, window_requested: bool) {
+        // With GIF clear (L1 after #VMEXIT or CLGI) interrupts stay pending.
+        let gif = self.gif || self.nested.is_some();
         let v = self.vmcb();
         let interruptible = v.save.rflags & RFLAGS_IF != 0
             && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
-            && v.control.event_inj & nsvm_core::event::bits::VALID == 0;
+            && v.control.event_inj & nsvm_core::event::bits::VALID == 0
+            && gif;
         if let Some(irq) = self.pending_irq {
             if interruptible {
                 self.pending_irq = None;
@@ -1120,6 +1356,11 @@ impl VcpuState {
         self.guest_efer = 0;
         self.pending_irq = None;
         self.pending = None;
+        self.gif = true;
+        self.nested = None;
+        if !init {
+            self.hsave_pa = 0;
+        }
         if !init {
             self.xcr0 = 1;
             // FXSAVE image defaults: FCW 0x37f, MXCSR 0x1f80 (XSAVE header
@@ -1266,6 +1507,7 @@ impl VcpuState {
         let efer_v = self.guest_efer;
         let apic = self.apic_base;
         let aux = self.tsc_aux;
+        let (svm, hsave) = (self.svm_exposed, self.hsave_pa);
         let v = self.vmcb();
         let s = &v.save;
         Some(match index {
@@ -1283,6 +1525,8 @@ impl VcpuState {
             msr::PAT => s.g_pat,
             msr::APIC_BASE => apic,
             msr::TSC_AUX => aux,
+            msr::VM_HSAVE_PA if svm => hsave,
+            msr::VM_CR if svm => 0,
             msr::TSC => hw::rdtsc().wrapping_add(v.control.tsc_offset),
             _ => return None,
         })
@@ -1291,9 +1535,9 @@ impl VcpuState {
     fn write_msr(&mut self, index: u32, val: u64) -> bool {
         match index {
             msr::EFER => {
-                // Reserved bits and SVME (not exposed) are #GP; LMA is
-                // read-only and follows LME && CR0.PG (APM 14.6).
-                if val & (efer::RESERVED | efer::SVME) != 0 {
+                // Reserved bits, and SVME unless SVM is offered, are #GP; LMA
+                // is read-only and follows LME && CR0.PG (APM 14.6).
+                if val & efer::RESERVED != 0 || (val & efer::SVME != 0 && !self.svm_exposed) {
                     return false;
                 }
                 let pg = self.vmcb().save.cr0 & kvm::cr::CR0_PG != 0;
@@ -1316,6 +1560,17 @@ impl VcpuState {
                 self.apic_base = val;
                 true
             }
+            // APM 15.30.4: page aligned, within the physical address width.
+            msr::VM_HSAVE_PA if self.svm_exposed => {
+                let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+                if !msr::hsave_pa_valid(val, phys as u8) {
+                    return false;
+                }
+                self.hsave_pa = val;
+                true
+            }
+            // VM_CR: SVMDIS and LOCK stay clear (APM 15.30.1).
+            msr::VM_CR if self.svm_exposed => val & (msr::vm_cr::SVMDIS | msr::vm_cr::LOCK) == 0,
             msr::TSC => {
                 let v = self.vmcb();
                 v.control.tsc_offset = val.wrapping_sub(hw::rdtsc());
@@ -1428,7 +1683,8 @@ impl VcpuState {
         // under TCG; per-VM ASIDs come with nested SVM.
         self.vmcb().control.tlb_ctl = tlb_control::FLUSH_ALL;
         let xcr0 = self.xcr0;
-        vmrun::enter(&mut self.vmcb, &mut self.host_save, &mut self.fpu, &mut self.gprs, xcr0);
+        let page = if self.nested.is_some() { &mut self.vmcb02 } else { &mut self.vmcb };
+        vmrun::enter(page, &mut self.host_save, &mut self.fpu, &mut self.gprs, xcr0);
     }
 
 }
@@ -1487,4 +1743,20 @@ impl core::fmt::Write for TextBuf {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| core::fmt::Error)
     }
+}
+
+/// Copies the state VMLOAD/VMSAVE transfer (APM 15.5.2).
+fn copy_vmload_set(s: &nsvm_core::vmcb::SaveArea, d: &mut nsvm_core::vmcb::SaveArea) {
+    d.fs = s.fs;
+    d.gs = s.gs;
+    d.tr = s.tr;
+    d.ldtr = s.ldtr;
+    d.kernel_gs_base = s.kernel_gs_base;
+    d.star = s.star;
+    d.lstar = s.lstar;
+    d.cstar = s.cstar;
+    d.sfmask = s.sfmask;
+    d.sysenter_cs = s.sysenter_cs;
+    d.sysenter_esp = s.sysenter_esp;
+    d.sysenter_eip = s.sysenter_eip;
 }

@@ -6,7 +6,7 @@ use kernel::sync::{Arc, Mutex};
 use kernel::uaccess::{UserPtr, UserSlice};
 use kernel::new_mutex;
 
-use nsvm_core::memslot::{Change, SlotError, SlotTable};
+use nsvm_core::memslot::{Change, Slot, SlotError, SlotStorage, SlotTable, MAX_SLOTS};
 use nsvm_core::sensitive::Policy;
 use nsvm_core::uapi;
 
@@ -16,6 +16,18 @@ use crate::hw;
 use crate::npt::Npt;
 use crate::vcpu::Vcpu;
 
+/// Slot table entries on the heap (10 KiB: not for the kernel stack).
+pub(crate) struct HeapSlots(KVec<Option<Slot>>);
+
+impl SlotStorage for HeapSlots {
+    fn slots(&self) -> &[Option<Slot>] {
+        &self.0
+    }
+    fn slots_mut(&mut self) -> &mut [Option<Slot>] {
+        &mut self.0
+    }
+}
+
 /// VMs created since load (debugfs directory names).
 static VM_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -24,8 +36,8 @@ pub(crate) const MAX_VCPUS: u32 = 64;
 
 /// State protected by the VM lock.
 pub(crate) struct VmInner {
-    /// Memory slots.
-    pub(crate) slots: KBox<SlotTable>,
+    /// Memory slots (entries on the heap).
+    pub(crate) slots: SlotTable<HeapSlots>,
     /// NPT01.
     pub(crate) npt: Npt,
     /// Ids of the vCPUs created so far (bit per id).
@@ -58,7 +70,7 @@ impl Vm {
             return Err(EINVAL);
         }
         let inner = VmInner {
-            slots: KBox::new(SlotTable::new(), GFP_KERNEL_ACCOUNT)?,
+            slots: SlotTable::with_storage(HeapSlots(KVec::from_elem(None, MAX_SLOTS, GFP_KERNEL_ACCOUNT)?)),
             npt: Npt::new()?,
             vcpu_ids: 0,
         };

@@ -14,7 +14,7 @@ run_guest() {
     sed -e "s|on $dev|on DEVICE|" /tmp/$tag.$name.err > /tmp/$tag.$name.sum
 }
 
-PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16 sens64 smp64 thp64"
+PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16 sens64 smp64 thp64 nested64"
 # fpu32 is driven by nsvm-apitest (fpu_isolation).
 args_for() {
     case $1 in
@@ -154,6 +154,13 @@ grep "^vm\.npt" /tmp/nothp.stats
 h=$(sed -n 's/^vm.npt_pages_2m //p' $s)
 [ $rc1 = 21 ] && [ $rc = 21 ] && [ "$h" -ge 8 ] \
   && grep -qx "vm.npt_pages_2m 0" /tmp/nothp.stats && pass "$h mappings of 2 MiB" || fail "2m pages: '$h'"
+
+case_ "first nested step: an L1 hypervisor runs L2 (no nested paging), exits reflected"
+cat /tmp/nsvm.nested64.out | head -5; cat /tmp/nsvm.nested64.err
+grep -E "exit_vmrun|exit_stgi|vmrun_invalid_asid" /tmp/nsvm.nested64.stats
+[ "$(cat /tmp/nsvm.nested64.rc)" = 33 ] && grep -q "^L2 exit 72$" /tmp/nsvm.nested64.out && grep -q "^L2 exit 81$" /tmp/nsvm.nested64.out \
+  && grep -q "^L2 exit 78$" /tmp/nsvm.nested64.out && grep -q "VMEXIT_INVALID" /tmp/nsvm.nested64.out \
+  && grep -qx "vcpu0.vmrun_invalid_asid_zero 1" /tmp/nsvm.nested64.stats && pass || fail "rc=$(cat /tmp/nsvm.nested64.rc)"
 
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64

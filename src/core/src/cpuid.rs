@@ -199,10 +199,13 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
             d = 0;
         }
         0x8000_0001 => {
-            // ECX bit 2 SVM: not exposed until nested SVM exists.
-            c &= !(1 << 2);
+            // ECX bit 2 SVM: offered to L1 (nested SVM).
+            c |= 1 << 2;
         }
-        0x8000_000a => return None,
+        // SVM for L1 (APM 15.4): revision 1, 8 ASIDs, and only the features
+        // nsvm implements for L1 (none yet: no nested paging, NRIPS, clean
+        // bits, flush-by-ASID or vGIF for L1).
+        0x8000_000a => return Some([1, 8, 0, 0]),
         _ => {}
     }
     Some([a, b, c, d])
@@ -253,9 +256,9 @@ mod supported_tests {
         assert_ne!(l1[2] & (1 << 31), 0);
         assert_eq!(l1[1] >> 24, 0);
         assert_eq!(l1[0], 0x800f12);
-        let e = supported_leaf(0x8000_0001, 0, [0, 0, 0xffff_ffff, 0]).unwrap();
-        assert_eq!(e[2] & 4, 0);
-        assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), None);
+        let e = supported_leaf(0x8000_0001, 0, [0, 0, 0, 0]).unwrap();
+        assert_eq!(e[2] & 4, 4);
+        assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), Some([1, 8, 0, 0]));
         assert_eq!(supported_leaf(0, 0, [0xd, 1, 2, 3]), Some([0xd, 1, 2, 3]));
         assert!(is_indexed(7) && is_indexed(0xd) && !is_indexed(1));
         assert_eq!(l1[2] & (1 << 27), 0);

@@ -24,6 +24,9 @@ pub enum Known {
     Wbinvd,
     /// `0F 31`.
     Rdtsc,
+    /// `0F 01 D8`..`0F 01 DF`: VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI,
+    /// SKINIT, INVLPGA (the third byte).
+    Svm(u8),
 }
 
 impl Known {
@@ -38,6 +41,15 @@ impl Known {
             Known::Invd => &[0x0f, 0x08],
             Known::Wbinvd => &[0x0f, 0x09],
             Known::Rdtsc => &[0x0f, 0x31],
+            Known::Svm(b) => match b {
+                0xd8 => &[0x0f, 0x01, 0xd8],
+                0xda => &[0x0f, 0x01, 0xda],
+                0xdb => &[0x0f, 0x01, 0xdb],
+                0xdc => &[0x0f, 0x01, 0xdc],
+                0xdd => &[0x0f, 0x01, 0xdd],
+                0xdf => &[0x0f, 0x01, 0xdf],
+                _ => &[0x0f, 0x01, 0xd9],
+            },
         }
     }
 }
@@ -79,6 +91,8 @@ mod tests {
         assert_eq!(length_of(&[0x0f, 0x01, 0xd1], Known::Xsetbv, true), Some(3));
         assert_eq!(length_of(&[0x0f, 0x01, 0xd9], Known::Xsetbv, true), None);
         assert_eq!(length_of(&[0x0f], Known::Cpuid, true), None);
+        assert_eq!(length_of(&[0x0f, 0x01, 0xd8], Known::Svm(0xd8), true), Some(3));
+        assert_eq!(length_of(&[0x0f, 0x01, 0xdc], Known::Svm(0xdd), true), None);
         assert_eq!(length_of(&[0x66; 14].iter().chain(&[0x0f, 0xa2]).copied().collect::<Vec<_>>(), Known::Cpuid, false), None);
         assert_eq!(length_of(&[0x66; 13].iter().chain(&[0x0f, 0xa2]).copied().collect::<Vec<_>>(), Known::Cpuid, false), Some(15));
     }

@@ -100,10 +100,29 @@ pub enum Change {
     Unchanged,
 }
 
+/// Where a [`SlotTable`] keeps its `MAX_SLOTS` entries: an array on the
+/// host, heap memory in the kernel (the table is 10 KiB: too big to build on
+/// a kernel stack).
+pub trait SlotStorage {
+    /// The entries.
+    fn slots(&self) -> &[Option<Slot>];
+    /// The entries, mutably.
+    fn slots_mut(&mut self) -> &mut [Option<Slot>];
+}
+
+impl SlotStorage for [Option<Slot>; MAX_SLOTS] {
+    fn slots(&self) -> &[Option<Slot>] {
+        self
+    }
+    fn slots_mut(&mut self) -> &mut [Option<Slot>] {
+        self
+    }
+}
+
 /// The slots of one VM (one address space: nsvm has no SMM).
 #[derive(Clone, Debug)]
-pub struct SlotTable {
-    slots: [Option<Slot>; MAX_SLOTS],
+pub struct SlotTable<S: SlotStorage = [Option<Slot>; MAX_SLOTS]> {
+    slots: S,
 }
 
 impl Default for SlotTable {
@@ -113,9 +132,16 @@ impl Default for SlotTable {
 }
 
 impl SlotTable {
-    /// An empty table.
+    /// An empty table in an array.
     pub const fn new() -> Self {
         Self { slots: [None; MAX_SLOTS] }
+    }
+}
+
+impl<S: SlotStorage> SlotTable<S> {
+    /// A table over `storage`, which must hold `MAX_SLOTS` empty entries.
+    pub fn with_storage(storage: S) -> Self {
+        Self { slots: storage }
     }
 
     /// Checks a request against the table and applies it.
@@ -141,13 +167,16 @@ impl SlotTable {
         if r.uaddr % PAGE_SIZE != 0 {
             return Err(Invalid("userspace_addr is not page aligned"));
         }
-        let old = self.slots[id];
+        if id >= self.slots.slots().len() {
+            return Err(Invalid("slot id beyond KVM_CAP_NR_MEMSLOTS"));
+        }
+        let old = self.slots.slots()[id];
         if r.size == 0 {
             // api.rst: "a memory_size of zero deletes the slot"; KVM refuses
             // to delete a slot that does not exist.
             return match old {
                 Some(o) => {
-                    self.slots[id] = None;
+                    self.slots.slots_mut()[id] = None;
                     Ok(Change::Delete(o))
                 }
                 None => Err(Invalid("deleting a slot that does not exist")),
@@ -177,7 +206,7 @@ impl SlotTable {
         if moving && self.overlaps(id, new.gpa, new.end()) {
             return Err(SlotError::Overlap);
         }
-        self.slots[id] = Some(new);
+        self.slots.slots_mut()[id] = Some(new);
         Ok(match old {
             None => Change::Create(new),
             Some(o) if o.gpa != new.gpa => Change::Move(o, new),
@@ -188,6 +217,7 @@ impl SlotTable {
 
     fn overlaps(&self, except: usize, start: u64, end: u64) -> bool {
         self.slots
+            .slots()
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != except)
@@ -197,12 +227,12 @@ impl SlotTable {
 
     /// The slot containing `gpa`.
     pub fn find(&self, gpa: u64) -> Option<&Slot> {
-        self.slots.iter().flatten().find(|s| s.contains(gpa))
+        self.slots.slots().iter().flatten().find(|s| s.contains(gpa))
     }
 
     /// Every slot.
     pub fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.slots.iter().flatten()
+        self.slots.slots().iter().flatten()
     }
 
     /// Number of slots in use.
@@ -268,6 +298,23 @@ mod tests {
             t.apply(&req(i as u32, i * 0x1000, 0x1000, 0x1000_0000 + i * 0x1000)).unwrap();
         }
         assert_eq!(t.len(), MAX_SLOTS);
+    }
+
+    #[test]
+    fn heap_storage() {
+        struct V(Vec<Option<Slot>>);
+        impl SlotStorage for V {
+            fn slots(&self) -> &[Option<Slot>] {
+                &self.0
+            }
+            fn slots_mut(&mut self) -> &mut [Option<Slot>] {
+                &mut self.0
+            }
+        }
+        let mut t = SlotTable::with_storage(V(vec![None; MAX_SLOTS]));
+        t.apply(&req(7, 0x1000, 0x1000, 0x2000)).unwrap();
+        assert_eq!(t.find(0x1800).unwrap().id, 7);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

@@ -112,11 +112,9 @@ pub fn compose_leaf(t12: &Npt12Translation, hpa01: u64, writable01: bool, execut
     e
 }
 
-/// What L0 decides for an L2 entry.
+/// What L0 decides for an L2 entry (besides vmcb01's control area).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct L0Policy {
-    /// vmcb01's control area (L0's intercepts, permission maps, TSC offset).
-    pub vmcb01: ControlArea,
     /// ASID L0 runs L2 with.
     pub asid: u32,
     /// Whether L0 must flush this ASID's translations on the entry.
@@ -141,12 +139,15 @@ pub struct L0Policy {
 ///   physical interrupts while L2 runs);
 /// - EVENTINJ: L1's; nested paging: on, with L0's root;
 /// - NRIPS/pause filter fields only when offered to L1.
-pub fn merge_control(p: &L0Policy, c12: &ControlArea) -> ControlArea {
-    let mut c = ControlArea::ZERO;
-    c.intercepts = p.vmcb01.intercepts.union(&c12.intercepts);
-    c.iopm_base_pa = p.vmcb01.iopm_base_pa;
-    c.msrpm_base_pa = p.vmcb01.msrpm_base_pa;
-    c.tsc_offset = p.vmcb01.tsc_offset.wrapping_add(c12.tsc_offset);
+/// `c01` is vmcb01's control area (L0's intercepts, permission maps, TSC
+/// offset); the result is written into `c` (no large copies on the stack:
+/// this runs on the kernel stack).
+pub fn merge_control(c: &mut ControlArea, p: &L0Policy, c01: &ControlArea, c12: &ControlArea) {
+    *c = ControlArea::ZERO;
+    c.intercepts = c01.intercepts.union(&c12.intercepts);
+    c.iopm_base_pa = c01.iopm_base_pa;
+    c.msrpm_base_pa = c01.msrpm_base_pa;
+    c.tsc_offset = c01.tsc_offset.wrapping_add(c12.tsc_offset);
     c.asid = p.asid;
     c.tlb_ctl = if p.flush { tlb_control::FLUSH_ALL } else { tlb_control::DO_NOTHING };
     let keep = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | int_ctl::V_INTR_PRIO_MASK | int_ctl::V_IGN_TPR;
@@ -166,7 +167,6 @@ pub fn merge_control(p: &L0Policy, c12: &ControlArea) -> ControlArea {
     if p.features.contains(SvmFeatures::PAUSE_FILTER_THRESHOLD) {
         c.pause_filter_thresh = c12.pause_filter_thresh;
     }
-    c
 }
 
 #[cfg(test)]
@@ -264,8 +264,9 @@ mod tests {
         c12.event_inj_err = 6;
         c12.next_rip = 0x1234;
         c12.iopm_base_pa = 0xdead_0000;
-        let p = L0Policy { vmcb01: c01, asid: 3, flush: true, ncr3: 0x55000, features: SvmFeatures::NP };
-        let c = merge_control(&p, &c12);
+        let p = L0Policy { asid: 3, flush: true, ncr3: 0x55000, features: SvmFeatures::NP };
+        let mut c = ControlArea::ZERO;
+        merge_control(&mut c, &p, &c01, &c12);
         let want: Intercepts = c01.intercepts.union(&c12.intercepts);
         assert_eq!(c.intercepts, want);
         assert!(c.intercepts.test(exit::CPUID) && c.intercepts.test(exit::INTR));
@@ -281,7 +282,8 @@ mod tests {
         // NRIPS not offered: next_rip not taken from vmcb12.
         assert_eq!(c.next_rip, 0);
         let p2 = L0Policy { features: SvmFeatures::NP | SvmFeatures::NRIPS, flush: false, ..p };
-        let c2 = merge_control(&p2, &c12);
+        let mut c2 = ControlArea::ZERO;
+        merge_control(&mut c2, &p2, &c01, &c12);
         assert_eq!(c2.next_rip, 0x1234);
         assert_eq!(c2.tlb_ctl, tlb_control::DO_NOTHING);
     }

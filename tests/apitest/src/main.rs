@@ -761,17 +761,17 @@ fn guest_fuzz(e: &Env) -> R {
         }
     };
     let k = e.kvm();
+    let cpuid = k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(|x| x.to_string())?;
     let modes: Vec<u64> = std::env::var("FUZZ_MODES").unwrap_or("012".into()).bytes().map(|b| u64::from(b - b'0')).collect();
     let runs: u32 = std::env::var("FUZZ_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
     for _ in 0..runs {
         let (_vm, mut vcpu, mem) = small_vm(&k, &[]);
+        // All of memory, interrupt vectors and (for SVM guests) the vmcb12
+        // that VMRUN reads included, is made of instruction templates with
+        // random immediates: whatever a random jump or a random L2 RIP lands
+        // on stays within them.
         fill(mem.bytes(), &mut rnd);
-        // Random real-mode interrupt vectors and descriptor tables in the
-        // first 2 KiB (pointing into instruction templates).
-        for b in mem.bytes()[..0x800].iter_mut() {
-            *b = rnd() as u8;
-        }
         let mut s = vcpu.get_sregs().unwrap();
         match modes[(rnd() % modes.len() as u64) as usize] {
             0 => {}
@@ -790,12 +790,19 @@ fn guest_fuzz(e: &Env) -> R {
                 s.cs.db = 0;
             }
         }
+        // Half of the guests get SVM (EFER.SVME, VMRUN with RAX inside
+        // guest memory): random vmcb12 contents reach nsvm's nested checks.
+        let svm = rnd() % 2 == 0;
+        if svm {
+            vcpu.set_cpuid2(&cpuid).map_err(|x| x.to_string())?;
+            s.efer |= 0x1000;
+        }
         if vcpu.set_sregs(&s).is_err() {
             *outcomes.entry("sregs refused".into()).or_default() += 1;
             continue;
         }
         let mut r = kvm_regs { rip: rnd() & 0xfff0, rflags: 2 | (rnd() & 0x8d5), ..Default::default() };
-        r.rax = rnd();
+        r.rax = if svm { rnd() & 0xf000 } else { rnd() };
         r.rbx = rnd();
         r.rcx = rnd() & 0xffff;
         r.rdx = rnd();
