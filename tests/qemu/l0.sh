@@ -162,6 +162,16 @@ grep -E "exit_vmrun|exit_stgi|vmrun_invalid_asid" /tmp/nsvm.nested64.stats
   && grep -q "^L2 exit 78$" /tmp/nsvm.nested64.out && grep -q "VMEXIT_INVALID" /tmp/nsvm.nested64.out \
   && grep -qx "vcpu0.vmrun_invalid_asid_zero 1" /tmp/nsvm.nested64.stats && pass || fail "rc=$(cat /tmp/nsvm.nested64.rc)"
 
+case_ "malicious L1: 100,000 VMRUNs of random vmcb12 contents"
+mark_log
+timeout 600 nsvm run --max-exits 100000000 --stats /tmp/evil.stats $G/evil64.bin > /tmp/evil.out 2>&1; rc=$?
+cat /tmp/evil.out
+grep -E "exit_vmrun|vmrun_invalid_[a-z_]+ [1-9]" /tmp/evil.stats | head -20
+inv=$(sed -n 's/.*VMEXIT_INVALID: \([0-9]*\),.*/\1/p' /tmp/evil.out)
+oth=$(sed -n 's/.*in L2 exits: \([0-9]*\).*/\1/p' /tmp/evil.out)
+[ $rc = 44 ] && [ $((inv + oth)) = 100000 ] && [ "$oth" -gt 10000 ] && grep -qx "vcpu0.exit_vmrun 100000" /tmp/evil.stats \
+  && ! new_log | grep -E 'WARNING:|BUG:|Oops|Call Trace' && pass "invalid $inv, ran $oth" || fail "rc=$rc inv=$inv oth=$oth"
+
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64
 [ "$(cat /tmp/nsvm.noncanon64.rc)" = 13 ] && pass || fail "rc=$(cat /tmp/nsvm.noncanon64.rc): $(cat /tmp/nsvm.noncanon64.err)"
