@@ -939,8 +939,10 @@ impl Vcpu {
             d = Decision::L1;
         }
         if d == Decision::L0 {
+            self.stats.bump(st_idx::L2_EXITS_L0);
             return Ok(false);
         }
+        self.stats.bump(st_idx::L2_EXITS_REFLECTED);
         let Some((pa12, next)) = st.nested.take() else { return Ok(false) };
         // vmcb12 := L2's state and the exit information (field by field from
         // the pages: no 4 KiB copies on the kernel stack).
@@ -1065,6 +1067,11 @@ impl Vcpu {
     /// L0's policy and the copy, and L2 runs.
     fn vmrun_l1(&self, st: &mut VcpuState, next: u64) -> Result<Next> {
         let Some(pa) = Self::vmcb_address(st) else { return Ok(Next::Guest) };
+        // No host save area set up by L1: #GP (as KVM and the issue specify).
+        if st.hsave_pa == 0 {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
         let root = {
             let inner = self.vm.inner.lock();
             if !GuestMem(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..]) {
@@ -1102,6 +1109,7 @@ impl Vcpu {
         }
         st.nested = Some((pa, next));
         st.gif = true;
+        self.stats.bump(st_idx::NESTED_VMRUNS);
         Ok(Next::Guest)
     }
 

@@ -112,8 +112,14 @@ pub mod vcpu {
     pub const HALT_WAKEUPS: usize = 11;
     /// Nanoseconds vCPUs stayed halted: from a HLT exit to the next KVM_RUN.
     pub const HALT_WAIT_NS: usize = 12;
+    /// VMRUNs of L1 that entered L2.
+    pub const NESTED_VMRUNS: usize = 13;
+    /// L2 exits reflected to L1 (#VMEXIT emulated).
+    pub const L2_EXITS_REFLECTED: usize = 14;
+    /// L2 exits handled in L0 (L2 resumed without L1 seeing them).
+    pub const L2_EXITS_L0: usize = 15;
     /// First per-exit-code counter.
-    pub const EXIT_BASE: usize = 13;
+    pub const EXIT_BASE: usize = 16;
 }
 
 const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
@@ -130,6 +136,9 @@ const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
     Desc::new("npt_fills", TYPE_CUMULATIVE),
     Desc::new("halt_wakeups", TYPE_CUMULATIVE),
     Desc::new("halt_wait_ns", TYPE_CUMULATIVE | UNIT_SECONDS_NS),
+    Desc::new("nested_vmruns", TYPE_CUMULATIVE),
+    Desc::new("l2_exits_reflected", TYPE_CUMULATIVE),
+    Desc::new("l2_exits_l0", TYPE_CUMULATIVE),
 ];
 
 /// First of the 32 per-exception counters (`exit_excp_<name>`), after the
