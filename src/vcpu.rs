@@ -943,6 +943,9 @@ impl Vcpu {
             return Ok(false);
         }
         self.stats.bump(st_idx::L2_EXITS_REFLECTED);
+        // NRIPS for L1 (emulated, APM 15.7.1): the next RIP of an intercepted
+        // instruction, decoded by L0 (no NRIPS under TCG), 0 otherwise.
+        let nrip = st.l2_next_rip(&inner, code);
         let Some((pa12, next)) = st.nested.take() else { return Ok(false) };
         // vmcb12 := L2's state and the exit information (field by field from
         // the pages: no 4 KiB copies on the kernel stack).
@@ -961,7 +964,7 @@ impl Vcpu {
             c.int_ctl = (c.int_ctl & !virq) | (v02.control.int_ctl & virq);
             c.event_inj = 0;
             c.event_inj_err = 0;
-            c.next_rip = 0;
+            c.next_rip = nrip;
         }
         let ok = mem.write_bytes(pa12, &st.vmcb12.bytes()[..]);
         drop(inner);
@@ -1143,6 +1146,43 @@ impl VcpuState {
             self.vmcb02.get()
         } else {
             self.vmcb.get()
+        }
+    }
+
+    /// The next RIP of the L2 instruction that caused exit `code` (for L1's
+    /// vmcb12.next_rip): IOIO gives it in EXITINFO2; the instructions L0
+    /// can decode are decoded; everything else reports 0.
+    fn l2_next_rip(&mut self, inner: &VmInner, code: u64) -> u64 {
+        let which = match code {
+            exit::IOIO => return self.vmcb02.get().control.exit_info_2,
+            exit::CPUID => Known::Cpuid,
+            exit::HLT => Known::Hlt,
+            exit::MSR => {
+                if self.vmcb02.get().control.exit_info_1 & 1 != 0 {
+                    Known::Wrmsr
+                } else {
+                    Known::Rdmsr
+                }
+            }
+            exit::VMMCALL => Known::Vmmcall,
+            exit::XSETBV => Known::Xsetbv,
+            exit::INVD => Known::Invd,
+            exit::WBINVD => Known::Wbinvd,
+            exit::RDTSC => Known::Rdtsc,
+            exit::VMRUN => Known::Svm(0xd8),
+            exit::VMLOAD => Known::Svm(0xda),
+            exit::VMSAVE => Known::Svm(0xdb),
+            exit::STGI => Known::Svm(0xdc),
+            exit::CLGI => Known::Svm(0xdd),
+            exit::INVLPGA => Known::Svm(0xdf),
+            _ => return 0,
+        };
+        let mut b = [0u8; 15];
+        let n = self.fetch(inner, &mut b);
+        let long = self.code_size() == mmio::CodeSize::Bits64;
+        match insn::length_of(&b[..n], which, long) {
+            Some(len) => self.vmcb02.get().save.rip.wrapping_add(len as u64),
+            None => 0,
         }
     }
 

@@ -73,7 +73,22 @@ run:	mov	%rbx, %rax
 	cmp	$0x78, %r12
 	je	invalid
 	jmp	fail
-skip2:	addq	$2, VMCB_SAVE+0x178(%rbx)
+skip2:	/* With NRIPS offered (CPUID 0x8000000A EDX[3]), next_rip must be
+	 * the address after L2's CPUID; either way the same line is printed. */
+	push	%rbx
+	mov	$0x8000000a, %eax
+	cpuid
+	pop	%rbx
+	test	$8, %edx
+	mov	$0, %edx			/* the feature words differ between hypervisors */
+	jz	1f
+	mov	VMCB_SAVE+0x178(%rbx), %rax
+	add	$2, %rax
+	cmp	0xc8(%rbx), %rax
+	jne	fail
+1:	lea	m_nrip(%rip), %rsi
+	call	puts
+	addq	$2, VMCB_SAVE+0x178(%rbx)
 	jmp	run
 skip3:	addq	$3, VMCB_SAVE+0x178(%rbx)
 	jmp	run
@@ -126,6 +141,7 @@ puts:	lodsb
 	.data
 m_exit:	.asciz	"L2 exit "
 m_inv:	.asciz	"VMRUN with ASID 0: VMEXIT_INVALID\n"
+m_nrip:	.asciz	"next_rip consistent with NRIPS\n"
 gdtr:	.fill	10, 1, 0
 	.balign	4096
 vmcb:	.fill	4096, 1, 0

@@ -160,6 +160,7 @@ cat /tmp/nsvm.nested64.out | head -5; cat /tmp/nsvm.nested64.err
 grep -E "exit_vmrun|nested_vmruns|l2_exits|vmrun_invalid_asid" /tmp/nsvm.nested64.stats
 [ "$(cat /tmp/nsvm.nested64.rc)" = 33 ] && grep -q "^L2 exit 72$" /tmp/nsvm.nested64.out && grep -q "^L2 exit 81$" /tmp/nsvm.nested64.out \
   && grep -q "^L2 exit 78$" /tmp/nsvm.nested64.out && grep -q "VMEXIT_INVALID" /tmp/nsvm.nested64.out \
+  && grep -q "^next_rip consistent with NRIPS$" /tmp/nsvm.nested64.out \
   && grep -qx "vcpu0.vmrun_invalid_asid_zero 1" /tmp/nsvm.nested64.stats \
   && grep -qx "vcpu0.nested_vmruns 3" /tmp/nsvm.nested64.stats && grep -qx "vcpu0.l2_exits_reflected 3" /tmp/nsvm.nested64.stats \
   && pass || fail "rc=$(cat /tmp/nsvm.nested64.rc)"

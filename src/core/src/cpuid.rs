@@ -203,9 +203,10 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
             c |= 1 << 2;
         }
         // SVM for L1 (APM 15.4): revision 1, 8 ASIDs, and only the features
-        // nsvm implements for L1 (none yet: no nested paging, NRIPS, clean
-        // bits, flush-by-ASID or vGIF for L1).
-        0x8000_000a => return Some([1, 8, 0, 0]),
+        // nsvm implements for L1: NRIPS (emulated: L0 decodes L2's
+        // instruction lengths). Not yet: nested paging, clean bits,
+        // flush-by-ASID, vGIF.
+        0x8000_000a => return Some([1, 8, 0, SvmFeatures::NRIPS.bits()]),
         _ => {}
     }
     Some([a, b, c, d])
@@ -258,7 +259,7 @@ mod supported_tests {
         assert_eq!(l1[0], 0x800f12);
         let e = supported_leaf(0x8000_0001, 0, [0, 0, 0, 0]).unwrap();
         assert_eq!(e[2] & 4, 4);
-        assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), Some([1, 8, 0, 0]));
+        assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), Some([1, 8, 0, 1 << 3]));
         assert_eq!(supported_leaf(0, 0, [0xd, 1, 2, 3]), Some([0xd, 1, 2, 3]));
         assert!(is_indexed(7) && is_indexed(0xd) && !is_indexed(1));
         assert_eq!(l1[2] & (1 << 27), 0);
