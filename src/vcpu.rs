@@ -313,7 +313,16 @@ impl Vcpu {
         match self.state.try_lock() {
             Some(mut st) => {
                 let _ = core::fmt::Write::write_fmt(&mut out, format_args!("vmcb01 of vCPU {} (stopped in userspace)\n", self.id));
-                let _ = nsvm_core::vmcb::dump(st.vmcb(), &mut out);
+                let _ = nsvm_core::vmcb::dump(st.vmcb.get(), &mut out);
+                if let Some((pa, _)) = st.nested {
+                    let _ = core::fmt::Write::write_fmt(&mut out, format_args!("\nvmcb12 at {:#x} (L0's checked copy, as of VMRUN)\n", pa));
+                    let _ = nsvm_core::vmcb::dump(st.vmcb12.get(), &mut out);
+                    let _ = core::fmt::Write::write_str(&mut out, "\nvmcb02 (what L0 runs L2 with)\n");
+                    let _ = nsvm_core::vmcb::dump(st.vmcb02.get(), &mut out);
+                    let _ = core::fmt::Write::write_str(&mut out, "\nvmcb12 -> vmcb02 (what the merge and L2's run changed)\n");
+                    let s = &mut *st;
+                    let _ = nsvm_core::vmcb::diff(s.vmcb12.get(), s.vmcb02.get(), &mut out);
+                }
             }
             None => {
                 let _ = core::fmt::Write::write_str(&mut out, "vCPU is in KVM_RUN: read again while it is stopped in userspace\n");

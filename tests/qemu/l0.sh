@@ -175,6 +175,16 @@ oth=$(sed -n 's/.*in L2 exits: \([0-9]*\).*/\1/p' /tmp/evil.out)
 [ $rc = 44 ] && [ $((inv + oth)) = 100000 ] && [ "$oth" -gt 10000 ] && grep -qx "vcpu0.exit_vmrun 100000" /tmp/evil.stats \
   && ! new_log | grep -E 'WARNING:|BUG:|Oops|Call Trace' && pass "invalid $inv, ran $oth" || fail "rc=$rc inv=$inv oth=$oth"
 
+case_ "debugfs shows vmcb12, vmcb02 and what the merge changed while L2 runs"
+nsvm run --quiet /guests/nestspin64.bin & vmm=$!
+sleep 1
+kill -STOP $vmm; sleep 1
+nsvm dump --pid $vmm > /tmp/ndump.txt 2>&1; rc=$?
+kill -CONT $vmm; kill $vmm; wait $vmm 2>/dev/null
+sed -n '/vmcb12 -> vmcb02/,$p' /tmp/ndump.txt
+[ $rc = 0 ] && grep -q "^vmcb12 at 0x" /tmp/ndump.txt && grep -q "^vmcb02 (what L0 runs L2 with)" /tmp/ndump.txt \
+  && grep -q "^  + intercept INTR" /tmp/ndump.txt && grep -q "^  asid: 0x1 -> 0x2" /tmp/ndump.txt && pass || fail "rc=$rc"
+
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64
 [ "$(cat /tmp/nsvm.noncanon64.rc)" = 13 ] && pass || fail "rc=$(cat /tmp/nsvm.noncanon64.rc): $(cat /tmp/nsvm.noncanon64.err)"

@@ -748,7 +748,7 @@ fn guest_fuzz(e: &Env) -> R {
         &[0x66, 0xb8, 0xaa, 0xaa, 0xaa, 0xaa], &[0x66, 0xb9, 0xaa, 0xaa, 0xaa, 0xaa], &[0xf3, 0x90], &[0x0f, 0x01, 0xf9],
         &[0x0f, 0xae, 0x06, 0xaa, 0xaa], &[0x0f, 0x0d, 0x00],
     ];
-    let mut fill = |buf: &mut [u8], rnd: &mut dyn FnMut() -> u64| {
+    let fill = |buf: &mut [u8], rnd: &mut dyn FnMut() -> u64| {
         let mut i = 0;
         while i < buf.len() {
             let s = SNIPPETS[(rnd() % SNIPPETS.len() as u64) as usize];
