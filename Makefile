@@ -86,7 +86,7 @@ test: deps
 # -icount shift=0; figures in build/bench.log (see docs/bench.md).
 BENCH_N ?= 1000
 bench: initramfs
-	@qemu-scripts/run-qemu.sh --icount --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
+	@qemu-scripts/run-qemu.sh --icount --smp 1 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
 	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/bench.log --append nsvmbench=$(BENCH_N) -- bench
 
 clean:
