@@ -30,6 +30,7 @@ extern "C" {
     fn nsvm_va(pa: u64) -> *mut c_void;
     fn nsvm_pin_user_page(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
     fn nsvm_unpin_user_page(page: *mut c_void, dirty: c_int);
+    fn nsvm_page_in_pmd_folio(page: *mut c_void) -> c_int;
     fn nsvm_pin_user_huge(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
     fn nsvm_current_mm() -> *mut c_void;
     fn nsvm_signal_pending() -> c_int;
@@ -338,6 +339,13 @@ impl PinnedPage {
         let pa = unsafe { nsvm_page_to_phys(page) };
         // INVARIANT: pinned just now, owned by the value.
         Ok(Self { page, pa, writable })
+    }
+
+    /// Whether the page belongs to a folio of 2 MiB or more (a transparent
+    /// huge page), so that the 2 MiB around it may be mapped at once.
+    pub(crate) fn in_huge_folio(&self) -> bool {
+        // SAFETY: by the type invariant the page is pinned (so its folio is live).
+        unsafe { nsvm_page_in_pmd_folio(self.page) != 0 }
     }
 }
 

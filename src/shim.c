@@ -177,6 +177,12 @@ long nsvm_pin_user_page(unsigned long uaddr, int write, struct page **page)
 	return pin_user_pages_fast(uaddr, 1, (write ? FOLL_WRITE : 0) | FOLL_LONGTERM, page);
 }
 
+/* Whether a pinned page is part of a PMD-sized (or larger) folio. */
+int nsvm_page_in_pmd_folio(struct page *page)
+{
+	return folio_size(page_folio(page)) >= PMD_SIZE;
+}
+
 /* Unpin a page pinned by nsvm_pin_user_page, marking it dirty if written. */
 void nsvm_unpin_user_page(struct page *page, int dirty)
 {

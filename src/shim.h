@@ -49,6 +49,7 @@ void nsvm_debugfs_exit(void);
 void *nsvm_debugfs_dir(const char *name, void *parent);
 void *nsvm_debugfs_vmcb_file(const char *name, void *dir, void *vcpu);
 void nsvm_debugfs_remove(void *dentry);
+int nsvm_page_in_pmd_folio(struct page *page);
 long nsvm_pin_user_huge(unsigned long uaddr, int write, struct page **page);
 u64 nsvm_ktime_ns(void);
 #endif
