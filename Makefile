@@ -56,10 +56,12 @@ GUEST_BINS := $(patsubst tests/guests/%.S,$(BUILD)/guests/%.bin,$(GUEST_SRCS))
 $(BUILD)/guests/%.bin: tests/guests/%.S
 	@mkdir -p $(dir $@)
 	@if grep -q '^\s*\.code64' $<; then \
-	   as --64 -o $@.o $< && ld -m elf_x86_64 -static -nostdlib -Ttext=0x100000 -e _start -o $@ $@.o; \
+	   as --64 -I tests/guests -o $@.o $< && ld -m elf_x86_64 -static -nostdlib -Ttext=0x100000 -e _start -o $@ $@.o; \
 	 else \
 	   as --32 -o $@.o $< && ld -m elf_i386 -static -nostdlib -Ttext=0x1000 -e _start --oformat binary -o $@ $@.o; \
 	 fi || { rm -f $@ $@.o; exit 1; }; rm -f $@.o
+# Payloads that .include another one.
+$(BUILD)/guests/nestspin64.bin: tests/guests/nested64.S
 guests: $(GUEST_BINS)
 
 initramfs: module tool guests

@@ -111,11 +111,15 @@ fail:	mov	$0x501, %dx
 	out	%al, %dx
 	hlt
 
+	.ifdef	L2_SPIN
+l2:	jmp	l2				/* nestspin64.S: no exit L1 intercepts */
+	.else
 l2:	xor	%eax, %eax
 	cpuid
 	vmmcall
 	hlt
 	jmp	l2
+	.endif
 
 /* Print AL as two hex digits. */
 hex2:	push	%rax

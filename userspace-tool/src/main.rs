@@ -100,13 +100,7 @@ fn dump(a: &Args) -> Result<(), Failure> {
         _ => return Err(Failure("dump needs --pid PID".into())),
     };
     let base = "/sys/kernel/debug/nsvm";
-    let mut dirs: Vec<_> = std::fs::read_dir(base)
-        .map_err(|e| Failure(format!("cannot read {base}: {e}; mount debugfs and load nsvm")))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{pid}-")))
-        .map(|e| e.path())
-        .collect();
-    dirs.sort();
+    let dirs = stats::debugfs_vm_dirs(base, pid).map_err(|e| Failure(format!("cannot read {base}: {e}; mount debugfs and load nsvm")))?;
     if dirs.is_empty() {
         return Err(Failure(format!("process {pid} has no nsvm VM")));
     }

@@ -173,16 +173,24 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// kvm_amd's statistics of process `pid` from debugfs.
-fn kvm_debugfs(pid: i32, json_out: bool, all: bool) -> Result<(), Failure> {
-    let base = "/sys/kernel/debug/kvm";
-    let mut dirs: Vec<_> = std::fs::read_dir(base)
-        .map_err(|e| Failure(format!("kvm_amd refuses KVM_GET_STATS_FD from another process and {base} is unreadable ({e}): mount debugfs")))?
+/// The per-VM debugfs directories of process `pid` under `base` (KVM and
+/// nsvm both name them `<pid>-<id>`), sorted.
+pub(crate) fn debugfs_vm_dirs(base: &str, pid: impl std::fmt::Display) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let prefix = format!("{pid}-");
+    let mut dirs: Vec<_> = std::fs::read_dir(base)?
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{pid}-")))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .map(|e| e.path())
         .collect();
     dirs.sort();
+    Ok(dirs)
+}
+
+/// kvm_amd's statistics of process `pid` from debugfs.
+fn kvm_debugfs(pid: i32, json_out: bool, all: bool) -> Result<(), Failure> {
+    let base = "/sys/kernel/debug/kvm";
+    let dirs = debugfs_vm_dirs(base, pid)
+        .map_err(|e| Failure(format!("kvm_amd refuses KVM_GET_STATS_FD from another process and {base} is unreadable ({e}): mount debugfs")))?;
     if dirs.is_empty() {
         return Err(Failure(format!("no kvm debugfs directory for process {pid} under {base}")));
     }
