@@ -71,6 +71,9 @@ pub(crate) struct VcpuState {
     pending_irq: Option<u8>,
     /// When the last exit was HLT: the time it happened (ns).
     halted_since: Option<u64>,
+    /// The sensitive-instruction policy vmcb01's intercepts reflect (`None`
+    /// after a reset rebuilt them), so entries rewrite them only on change.
+    applied_policy: Option<nsvm_core::sensitive::Policy>,
     /// Nested SVM: vmcb02 (L0 runs L2 with it) and L1's vmcb12, copied once
     /// at VMRUN (never given to the processor).
     vmcb02: VmcbPage,
@@ -169,6 +172,7 @@ impl Vcpu {
             string_gpas: KVec::new(),
             pending_irq: None,
             halted_since: None,
+            applied_policy: None,
             vmcb02: VmcbPage::new()?,
             vmcb12: VmcbPage::new()?,
             svm_exposed: false,
@@ -1200,9 +1204,10 @@ impl VcpuState {
         use nsvm_core::sensitive::bits;
         // vmcb02's intercepts are the union built at VMRUN (vmcb01's, with
         // the policy, and L1's); rewriting them here would drop L1's.
-        if self.nested.is_some() {
+        if self.nested.is_some() || self.applied_policy == Some(p) {
             return;
         }
+        self.applied_policy = Some(p);
         let v = self.vmcb();
         let i = &mut v.control.intercepts;
         for (bit, code) in [
@@ -1365,6 +1370,8 @@ impl VcpuState {
     fn reset(&mut self, npt_root: u64, init: bool) {
         let iopm = crate::svm::iopm_pa();
         let msrpm = crate::svm::msrpm_pa();
+        // The intercepts are rebuilt below: the next entry applies the policy.
+        self.applied_policy = None;
         let v = self.vmcb();
         let old_cr0 = v.save.cr0;
         let old_pat = v.save.g_pat;
