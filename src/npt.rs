@@ -177,34 +177,29 @@ impl Npt {
     /// Unmaps and unpins everything in `[start, end)`.
     pub(crate) fn unmap_range(&mut self, start: u64, end: u64) {
         let root = self.root.pa();
-        let mut removed = false;
         let mut unmaps = 0;
-        let mut pinned = core::mem::take(&mut self.pinned);
-        pinned.retain(|(gpa, _)| {
-            if *gpa >= start && *gpa < end {
-                paging::unmap_4k(&mut Tables { root, tables: &mut self.tables }, root, *gpa);
-                removed = true;
-                unmaps += 1;
-                false
-            } else {
-                true
-            }
-        });
-        self.pinned = pinned;
-        let mut huge = core::mem::take(&mut self.huge);
-        huge.retain(|(gpa, _)| {
-            if *gpa >= start && *gpa < end {
-                paging::unmap_2m(&mut Tables { root, tables: &mut self.tables }, root, *gpa);
-                removed = true;
-                unmaps += 1;
-                false
-            } else {
-                true
-            }
-        });
-        self.huge = huge;
+        // Drops the entries of `list` (2 MiB ones when `large`) in the range.
+        let mut sweep = |list: &mut KVec<(u64, PinnedPage)>, large: bool| {
+            let mut kept = core::mem::take(list);
+            kept.retain(|(gpa, _)| {
+                let inside = *gpa >= start && *gpa < end;
+                if inside {
+                    let mut t = Tables { root, tables: &mut self.tables };
+                    if large {
+                        paging::unmap_2m(&mut t, root, *gpa);
+                    } else {
+                        paging::unmap_4k(&mut t, root, *gpa);
+                    }
+                    unmaps += 1;
+                }
+                !inside
+            });
+            *list = kept;
+        };
+        sweep(&mut self.pinned, false);
+        sweep(&mut self.huge, true);
         self.unmaps += unmaps;
-        if removed {
+        if unmaps != 0 {
             self.generation += 1;
         }
     }

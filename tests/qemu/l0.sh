@@ -125,12 +125,19 @@ grep -E "exit_(idtr|gdtr|ldtr|tr)_read|exit_read_cr0|exit_pushf|exit_popf|exit_r
   && grep -qx "vcpu0.exit_excp_pf 1" /tmp/pol.long64.stats && grep -qx "vcpu0.exit_idtr_read 0" /tmp/nsvm.sens64.stats \
   && pass || fail "see above"
 
+# dump_stopped GUEST OUT: runs GUEST, stops its VMM while the guest runs,
+# writes `nsvm dump` of it to OUT and returns nsvm dump's status.
+dump_stopped() {
+    nsvm run --quiet "$1" & vmm=$!
+    sleep 1
+    kill -STOP $vmm; sleep 1
+    nsvm dump --pid $vmm > "$2" 2>&1; r=$?
+    kill -CONT $vmm; kill $vmm; wait $vmm 2>/dev/null
+    return $r
+}
+
 case_ "debugfs vmcb01 dump of a stopped VMM (nsvm dump)"
-nsvm run --quiet /guests/spin.bin & vmm=$!
-sleep 1
-kill -STOP $vmm; sleep 1
-nsvm dump --pid $vmm > /tmp/dump.txt 2>&1; rc=$?
-kill -CONT $vmm; kill $vmm; wait $vmm 2>/dev/null
+dump_stopped /guests/spin.bin /tmp/dump.txt; rc=$?
 head -12 /tmp/dump.txt
 [ $rc = 0 ] && grep -q "vmcb01 of vCPU 0 (stopped in userspace)" /tmp/dump.txt && grep -q "intercepts: .*CPUID.*VMRUN" /tmp/dump.txt \
   && grep -q "  nested_ctl: 0x1$" /tmp/dump.txt && grep -q "^  cs    sel 0x0000" /tmp/dump.txt \
@@ -176,11 +183,7 @@ oth=$(sed -n 's/.*in L2 exits: \([0-9]*\).*/\1/p' /tmp/evil.out)
   && ! new_log | grep -E 'WARNING:|BUG:|Oops|Call Trace' && pass "invalid $inv, ran $oth" || fail "rc=$rc inv=$inv oth=$oth"
 
 case_ "debugfs shows vmcb12, vmcb02 and what the merge changed while L2 runs"
-nsvm run --quiet /guests/nestspin64.bin & vmm=$!
-sleep 1
-kill -STOP $vmm; sleep 1
-nsvm dump --pid $vmm > /tmp/ndump.txt 2>&1; rc=$?
-kill -CONT $vmm; kill $vmm; wait $vmm 2>/dev/null
+dump_stopped /guests/nestspin64.bin /tmp/ndump.txt; rc=$?
 sed -n '/vmcb12 -> vmcb02/,$p' /tmp/ndump.txt
 [ $rc = 0 ] && grep -q "^vmcb12 at 0x" /tmp/ndump.txt && grep -q "^vmcb02 (what L0 runs L2 with)" /tmp/ndump.txt \
   && grep -q "^  + intercept INTR" /tmp/ndump.txt && grep -q "^  asid: 0x1 -> 0x2" /tmp/ndump.txt && pass || fail "rc=$rc"
