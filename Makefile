@@ -18,7 +18,7 @@ TOOL_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm
 APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 # l0 first: kvm_amd's refused load in foundation leaves its debugfs directory
 # behind, and l0 reads kvm_amd's statistics through debugfs.
-SUITES ?= l0 foundation
+SUITES ?= l0 nested foundation
 
 .PHONY: all deps kernel module tool guests initramfs run test host-test qemu-test bench clean
 
@@ -51,7 +51,8 @@ tool:
 
 # Guest payloads (tests/guests/*.S): 16/32-bit ones as flat binaries loaded
 # at 0x1000, 64-bit ones as ELF64 images.
-GUEST_SRCS := $(wildcard tests/guests/*.S)
+# l1lib.S is not a payload: the L1 hypervisors of the nested suite include it.
+GUEST_SRCS := $(filter-out tests/guests/l1lib.S,$(wildcard tests/guests/*.S))
 GUEST_BINS := $(patsubst tests/guests/%.S,$(BUILD)/guests/%.bin,$(GUEST_SRCS))
 $(BUILD)/guests/%.bin: tests/guests/%.S
 	@mkdir -p $(dir $@)
@@ -62,6 +63,7 @@ $(BUILD)/guests/%.bin: tests/guests/%.S
 	 fi || { rm -f $@ $@.o; exit 1; }; rm -f $@.o
 # Payloads that .include another one.
 $(BUILD)/guests/nestspin64.bin: tests/guests/nested64.S
+$(filter $(BUILD)/guests/l1_%.bin,$(GUEST_BINS)): tests/guests/l1lib.S
 guests: $(GUEST_BINS)
 
 initramfs: module tool guests
