@@ -204,3 +204,66 @@ impl Npt {
         }
     }
 }
+
+/// Shadow NPT02 of one vCPU: what L0 runs an L2 with when L1 enables nested
+/// paging (APM 15.25): L2 physical → host physical, composed lazily, one
+/// 4 KiB page per nested page fault, from L1's NPT12 and the VM's slots
+/// (nsvm_core::nested::{walk_npt12, compose_leaf}). A cache: dropped whole
+/// whenever it may be stale (`nsvm_core::nested::npt02_must_flush`).
+///
+/// # Invariants
+///
+/// Every table reachable from `root` is `root` or one of `tables`; every leaf
+/// maps a page of `pins` (its own pin: a leaf never outlives its page, even
+/// when NPT01 drops the slot).
+pub(crate) struct ShadowNpt {
+    root: KPages,
+    tables: KVec<KPages>,
+    pins: KVec<PinnedPage>,
+    /// What the translations were built for (nCR3, ASID, NPT01 generation).
+    pub(crate) key: Option<nsvm_core::nested::Npt02Key>,
+}
+
+impl ShadowNpt {
+    /// An empty NPT02.
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self { root: KPages::page()?, tables: KVec::new(), pins: KVec::new(), key: None })
+    }
+
+    /// nCR3 for vmcb02.
+    pub(crate) fn root_pa(&self) -> u64 {
+        self.root.pa()
+    }
+
+    /// Pages mapped now.
+    pub(crate) fn mapped_pages(&self) -> usize {
+        self.pins.len()
+    }
+
+    /// Drops every translation (and the tables and pins behind them).
+    pub(crate) fn flush(&mut self) {
+        self.root.fill(0);
+        self.tables.clear();
+        self.pins.clear();
+    }
+
+    /// Maps L2 physical page `gpa` to the page `pin` with the composed leaf
+    /// flags of `leaf` (address bits ignored). When more than `limit` pages
+    /// are mapped, everything is dropped first: a malicious L1 can alias one
+    /// page at any number of L2 addresses, and this is only a cache.
+    pub(crate) fn map(&mut self, gpa: u64, pin: PinnedPage, leaf: u64, limit: usize) -> Result {
+        if self.pins.len() >= limit {
+            self.flush();
+        }
+        let hpa = pin.pa;
+        self.pins.push(pin, GFP_KERNEL_ACCOUNT)?;
+        let root = self.root.pa();
+        let mut t = Tables { root, tables: &mut self.tables };
+        let flags = leaf & (RW | NX);
+        if paging::map_4k(&mut t, root, gpa & !0xfff, hpa, flags).is_err() {
+            self.pins.pop();
+            return Err(ENOMEM);
+        }
+        Ok(())
+    }
+}

@@ -26,7 +26,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use nsvm_core::stats::{self, vcpu as st_idx};
 
-use crate::hw::{self, KPages, VmcbPage};
+use crate::hw::{self, KPages, PinnedPage, VmcbPage};
+use crate::npt::ShadowNpt;
+use nsvm_core::cpuid::SvmFeatures;
+use nsvm_core::nested::{npf, Npt02Key};
 use crate::vm::{Vm, VmInner};
 use crate::vmrun::{self, Gprs};
 
@@ -80,6 +83,14 @@ pub(crate) struct VcpuState {
     vmcb12: VmcbPage,
     /// SVM offered to L1 (CPUID 0x80000001 ECX bit 2 in its table).
     svm_exposed: bool,
+    /// The SVM features L1 was offered: its CPUID 0x8000000A EDX limited
+    /// to what nsvm implements (`cpuid::L1_FEATURES`); vmcb12 fields of
+    /// the others are ignored, as the APM and KVM do.
+    l1_features: SvmFeatures,
+    /// Shadow NPT02 for an L2 whose L1 enabled nested paging.
+    npt02: ShadowNpt,
+    /// The running L2 was entered with nested paging (on NPT02).
+    l2_np: bool,
     /// L1's VM_HSAVE_PA.
     hsave_pa: u64,
     /// L1's global interrupt flag as nsvm emulates it (APM 15.17).
@@ -145,6 +156,17 @@ pub(crate) struct Vcpu {
     state: Mutex<VcpuState>,
 }
 
+/// How L0 resolved a nested page fault of an L2 on shadow NPT02.
+enum Npf02 {
+    /// The NPT02 leaf was composed: resume L2.
+    Filled,
+    /// A fault in NPT12: #VMEXIT(NPF) to L1 with this EXITINFO1.
+    Fault(u64),
+    /// NPT12 leads to this L1 physical address, which no RAM slot backs
+    /// (or a write to a read-only slot).
+    Unbacked(u64),
+}
+
 /// What an exit handler decided.
 enum Next {
     /// Re-enter the guest.
@@ -176,6 +198,9 @@ impl Vcpu {
             vmcb02: VmcbPage::new()?,
             vmcb12: VmcbPage::new()?,
             svm_exposed: false,
+            l1_features: SvmFeatures::empty(),
+            npt02: ShadowNpt::new()?,
+            l2_np: false,
             hsave_pa: 0,
             gif: true,
             nested: None,
@@ -293,6 +318,8 @@ impl Vcpu {
         }
         let mut st = self.state.lock();
         st.svm_exposed = v.iter().any(|e| e.function == 0x8000_0001 && e.regs[2] & nsvm_core::cpuid::EXT_FEATURES_ECX_SVM != 0);
+        let edx = v.iter().find(|e| e.function == nsvm_core::cpuid::LEAF_SVM).map_or(0, |e| e.regs[3]);
+        st.l1_features = if st.svm_exposed { SvmFeatures::from_bits_truncate(edx) & nsvm_core::cpuid::L1_FEATURES } else { SvmFeatures::empty() };
         st.cpuid = v;
         Ok(0)
     }
@@ -420,6 +447,9 @@ impl Vcpu {
             let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0;
             st.prepare_interrupts(window);
             st.apply_policy(self.vm.policy());
+            if st.l2_np {
+                self.sync_npt02(&mut st);
+            }
             st.enter();
             match self.handle_exit(&mut st)? {
                 Next::Guest => {
@@ -493,8 +523,10 @@ impl Vcpu {
     }
 
     fn handle_exit(&self, st: &mut VcpuState) -> Result<Next> {
-        if st.nested.is_some() && self.l2_exit_for_l1(st)? {
-            return Ok(Next::Guest);
+        if st.nested.is_some() {
+            if let Some(next) = self.l2_exit_for_l1(st)? {
+                return Ok(next);
+            }
         }
         let vmcb = st.vmcb();
         let code = vmcb.control.exit_code;
@@ -928,13 +960,34 @@ impl Vcpu {
     /// intercepts and L1's permission maps), performs the #VMEXIT L1 expects
     /// (APM 15.6): L2's state and the exit information go to vmcb12 in L1's
     /// memory, L1 resumes after its VMRUN with GIF clear. Returns whether it
-    /// did; otherwise L0 handles the exit for L2.
-    fn l2_exit_for_l1(&self, st: &mut VcpuState) -> Result<bool> {
+    /// did (or what else ended the exit); `None`: L0 handles it for L2.
+    fn l2_exit_for_l1(&self, st: &mut VcpuState) -> Result<Option<Next>> {
         use nsvm_core::reflect::{decide, Decision};
         let (code, info1) = {
             let v = st.vmcb02.get();
             (v.control.exit_code, v.control.exit_info_1)
         };
+        // L2 on shadow NPT02: the fault is either in NPT12 (L1's to see, as
+        // #VMEXIT(NPF) with the error code of the NPT12 walk), or L0's to
+        // resolve by composing the missing NPT02 leaf.
+        let mut npf12 = false;
+        if code == exit::NPF && st.l2_np {
+            match self.npf02(st)? {
+                Npf02::Filled => return Ok(Some(Next::Guest)),
+                Npf02::Fault(info1) => {
+                    st.vmcb02.get().control.exit_info_1 = info1;
+                    self.stats.bump(st_idx::NPT12_FAULTS);
+                    npf12 = true;
+                }
+                Npf02::Unbacked(l1_gpa) => {
+                    // L2 reaches L1 MMIO through NPT12: not emulated yet
+                    // (docs/nested.md); stop with the addresses.
+                    let gpa = st.vmcb02.get().control.exit_info_2;
+                    self.internal_error(run::INTERNAL_ERROR_EMULATION, &[st.vmcb02.get().save.rip, gpa, l1_gpa]);
+                    return Ok(Some(Next::User));
+                }
+            }
+        }
         let inner = self.vm.inner.lock();
         let mem = GuestMem(&inner);
         let (iopm, msrpm, l1_intercepts) = {
@@ -948,18 +1001,19 @@ impl Vcpu {
         let msr_index = st.gprs[1] as u32;
         let mut d = decide(code, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
         // L2's triple fault always ends in L1 (as KVM does).
-        if code == exit::SHUTDOWN || Vmcb::exit_is_invalid(code) {
+        if code == exit::SHUTDOWN || Vmcb::exit_is_invalid(code) || npf12 {
             d = Decision::L1;
         }
         if d == Decision::L0 {
             self.stats.bump(st_idx::L2_EXITS_L0);
-            return Ok(false);
+            return Ok(None);
         }
         self.stats.bump(st_idx::L2_EXITS_REFLECTED);
         // NRIPS for L1 (emulated, APM 15.7.1): the next RIP of an intercepted
         // instruction, decoded by L0 (no NRIPS under TCG), 0 otherwise.
         let nrip = st.l2_next_rip(&inner, code);
-        let Some((pa12, next)) = st.nested.take() else { return Ok(false) };
+        let Some((pa12, next)) = st.nested.take() else { return Ok(None) };
+        st.l2_np = false;
         // vmcb12 := L2's state and the exit information (field by field from
         // the pages: no 4 KiB copies on the kernel stack).
         {
@@ -979,7 +1033,12 @@ impl Vcpu {
             c.event_inj_err = 0;
             c.next_rip = nrip;
         }
-        let ok = mem.write_bytes(pa12, &st.vmcb12.bytes()[..]);
+        // Only what #VMEXIT writes (APM 15.6): L1's edits to the rest of
+        // vmcb12 while L2 ran stay.
+        let bytes = st.vmcb12.bytes();
+        let (so, sl) = nsvm_core::vmcb::SAVE_RANGE;
+        let ok = mem.write_bytes(pa12 + so as u64, &bytes[so..so + sl])
+            && nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, &bytes[o..o + l]));
         drop(inner);
         let v1 = st.vmcb.get();
         v1.save.rip = next;
@@ -991,7 +1050,7 @@ impl Vcpu {
         }
         self.stats.bump(st_idx::EXITS);
         self.stats.bump(stats::exit_counter(code));
-        Ok(true)
+        Ok(Some(Next::Guest))
     }
 
     /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, INVLPGA executed by L1 with
@@ -1098,8 +1157,10 @@ impl Vcpu {
             inner.npt.root_pa()
         };
         let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
-        // Fields of features not offered to L1 are ignored (nested paging).
-        st.vmcb12.get().control.nested_ctl = 0;
+        // Fields of features not offered to L1 are ignored: of nested_ctl
+        // only NP_ENABLE, and only when nested paging is offered.
+        let np_offered = st.l1_features.contains(SvmFeatures::NP);
+        st.vmcb12.get().control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
         let checked = {
             let c12 = st.vmcb12.get();
             nsvm_core::checks::check_vmrun(&c12.save, &c12.control, phys as u8)
@@ -1117,16 +1178,95 @@ impl Vcpu {
             st.gif = false;
             return Ok(Next::Guest);
         }
-        let policy = nsvm_core::nested::L0Policy { asid: 2, flush: true, ncr3: root, features: nsvm_core::cpuid::SvmFeatures::empty() };
+        let np = st.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0;
+        let mut ncr3 = root;
+        if np {
+            // NPT12 is walked in the format of L1's paging mode at VMRUN
+            // (APM 15.25.5: the host's CR4.PAE/EFER.LMA); nsvm walks the
+            // long-mode format only.
+            if st.vmcb.get().save.efer & efer::LMA == 0 {
+                let rip = st.vmcb.get().save.rip;
+                self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, exit::VMRUN, u64::from(nested_ctl::NP_ENABLE)]);
+                return Ok(Next::User);
+            }
+            let c12 = &st.vmcb12.get().control;
+            let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };
+            let tlb = c12.tlb_ctl;
+            if nsvm_core::nested::npt02_must_flush(st.npt02.key, key, tlb, st.l1_features.contains(SvmFeatures::FLUSH_BY_ASID)) {
+                st.npt02.flush();
+                self.stats.bump(st_idx::NPT02_FLUSHES);
+            }
+            st.npt02.key = Some(key);
+            ncr3 = st.npt02.root_pa();
+        }
+        let policy = nsvm_core::nested::L0Policy { asid: 2, flush: true, ncr3, features: st.l1_features };
         {
             let (v01, v12, v02) = (st.vmcb.get(), st.vmcb12.get(), st.vmcb02.get());
             nsvm_core::nested::merge_control(&mut v02.control, &policy, &v01.control, &v12.control);
             v02.save = v12.save;
+            // Without nested paging L2 runs on NPT01 with L1's guest PAT;
+            // with it, G_PAT is L2's (APM 15.25.8).
+            if !np {
+                v02.save.g_pat = v01.save.g_pat;
+            }
         }
+        st.l2_np = np;
         st.nested = Some((pa, next));
         st.gif = true;
         self.stats.bump(st_idx::NESTED_VMRUNS);
         Ok(Next::Guest)
+    }
+
+    /// A nested page fault of an L2 on shadow NPT02 (APM 15.25.6): walks
+    /// L1's NPT12 for the L2 physical address (EXITINFO2) with the access
+    /// the hardware reported (EXITINFO1: write, fetch, and whether the final
+    /// address or a guest table was being translated). A fault there is
+    /// L1's; otherwise the page is pinned from the VM's slot and the
+    /// composed leaf (weaker permissions of NPT12 and the slot) goes into
+    /// NPT02, 4 KiB whatever the NPT12 page size.
+    fn npf02(&self, st: &mut VcpuState) -> Result<Npf02> {
+        use nsvm_core::nested::{compose_leaf, walk_npt12};
+        let (info1, gpa) = {
+            let c = &st.vmcb02.get().control;
+            (c.exit_info_1, c.exit_info_2)
+        };
+        let ncr3 = st.vmcb12.get().control.nested_cr3;
+        let nxe = st.vmcb.get().save.efer & efer::NXE != 0;
+        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+        let (write, fetch) = (info1 & npf::RW != 0, info1 & npf::ID != 0);
+        let stage = info1 & (npf::FINAL | npf::TABLE);
+        let inner = self.vm.inner.lock();
+        let t = match walk_npt12(&GuestMem(&inner), ncr3, gpa, write, fetch, nxe, phys as u8, stage) {
+            Ok(t) => t,
+            Err(code) => return Ok(Npf02::Fault(code)),
+        };
+        let Some(slot) = inner.slots.find(t.l1_gpa).copied() else { return Ok(Npf02::Unbacked(t.l1_gpa)) };
+        if write && slot.readonly() {
+            return Ok(Npf02::Unbacked(t.l1_gpa));
+        }
+        // At most twice the VM's memory in L2 mappings (then start over).
+        let limit = 2 * inner.slots.iter().map(|s| (s.size >> 12) as usize).sum::<usize>() + 1024;
+        drop(inner);
+        let pin = PinnedPage::pin(slot.uaddr_of(t.l1_gpa & !0xfff), !slot.readonly())?;
+        let leaf = compose_leaf(&t, pin.pa, !slot.readonly(), true);
+        if st.npt02.mapped_pages() >= limit {
+            self.stats.bump(st_idx::NPT02_FLUSHES);
+        }
+        st.npt02.map(gpa, pin, leaf, limit)?;
+        self.stats.bump(st_idx::NPT02_FILLS);
+        Ok(Npf02::Filled)
+    }
+
+    /// Drops NPT02 when the VM's slots changed since it was composed.
+    fn sync_npt02(&self, st: &mut VcpuState) {
+        let g = self.vm.memory_generation.load(Ordering::Acquire);
+        if let Some(k) = st.npt02.key {
+            if k.npt01_generation != g {
+                st.npt02.flush();
+                st.npt02.key = Some(Npt02Key { npt01_generation: g, ..k });
+                self.stats.bump(st_idx::NPT02_FLUSHES);
+            }
+        }
     }
 
     /// XSETBV (intercepted: XCR0 is not switched by VMRUN).
@@ -1422,6 +1562,9 @@ impl VcpuState {
         self.pending = None;
         self.gif = true;
         self.nested = None;
+        self.l2_np = false;
+        self.npt02.flush();
+        self.npt02.key = None;
         if !init {
             self.hsave_pa = 0;
         }

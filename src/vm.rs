@@ -59,6 +59,10 @@ pub(crate) struct Vm {
     /// (`NSVM_SET_POLICY`), read by every vCPU before each entry.
     pub(crate) policy_insns: AtomicU64,
     pub(crate) policy_excs: AtomicU32,
+    /// Bumped (under the VM lock) whenever a slot is deleted, moved or
+    /// changes flags: vCPUs whose L2 runs on shadow NPT02 drop it before
+    /// the next entry (its leaves were composed from the old slots).
+    pub(crate) memory_generation: AtomicU64,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
 }
@@ -81,6 +85,7 @@ impl Vm {
                 pid: kernel::current!().tgid_nr_ns(None),
                 policy_insns: AtomicU64::new(0),
                 policy_excs: AtomicU32::new(0),
+                memory_generation: AtomicU64::new(0),
                 inner <- new_mutex!(inner, "nsvm_vm"),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -208,6 +213,7 @@ impl Vm {
         match change {
             Change::Delete(old) | Change::Move(old, _) | Change::Flags(old, _) => {
                 inner.npt.unmap_range(old.gpa, old.end());
+                self.memory_generation.fetch_add(1, Ordering::Release);
             }
             Change::Create(_) | Change::Unchanged => {}
         }

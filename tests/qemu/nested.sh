@@ -8,9 +8,10 @@
 . /tests/lib.sh
 G=/guests
 
-NESTED="l1_smoke"
+NESTED="l1_smoke l1_npt"
 args_for() {
     case $1 in
+        l1_npt) echo "--mem 8M";;
         *) echo "";;
     esac
 }
@@ -55,6 +56,14 @@ for p in $NESTED; do
     a=$(grep -c "^case " /tmp/nsvm.$p.out); b=$(grep -c "^case " /tmp/kvm.$p.out)
     [ "$n" -gt 0 ] && [ "$a" = "$b" ] && pass "$a cases" || fail "nsvm $a cases, kvm_amd $b"
 done
+
+case_ "l1_npt: per-level statistics (NPT02 fills and flushes, NPT12 faults reflected)"
+grep -E "npt02|npt12|nested_vmruns|l2_exits" /tmp/nsvm.l1_npt.stats
+# 5 faults in NPT12 (cases 2-5 and 8); flushes: the first VMRUN, three
+# TLB_CONTROL resumes, the remap, five switches between the two L2s and the
+# switch back for case 8.
+grep -qx "vcpu0.npt12_faults 5" /tmp/nsvm.l1_npt.stats && grep -qx "vcpu0.npt02_flushes 11" /tmp/nsvm.l1_npt.stats \
+  && [ "$(sed -n 's/^vcpu0.npt02_fills //p' /tmp/nsvm.l1_npt.stats)" -gt 10 ] && pass || fail "see the counters above"
 
 case_ "kernel log has no warning, oops or BUG"
 if dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection'; then fail "see above"; else pass; fi

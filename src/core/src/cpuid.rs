@@ -203,14 +203,22 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
             c |= 1 << 2;
         }
         // SVM for L1 (APM 15.4): revision 1, 8 ASIDs, and only the features
-        // nsvm implements for L1: NRIPS (emulated: L0 decodes L2's
-        // instruction lengths). Not yet: nested paging, clean bits,
-        // flush-by-ASID, vGIF.
-        0x8000_000a => return Some([1, 8, 0, SvmFeatures::NRIPS.bits()]),
+        // nsvm implements for L1 (`L1_FEATURES`).
+        0x8000_000a => return Some([1, 8, 0, L1_FEATURES.bits()]),
         _ => {}
     }
     Some([a, b, c, d])
 }
+
+/// The SVM features nsvm implements for L1 (CPUID 0x8000000A EDX):
+/// - NP: shadow NPT02 composed from L1's NPT12 and NPT01 (APM 15.25);
+/// - NRIPS: emulated (L0 decodes L2's instruction lengths: TCG has none);
+/// - VMCB_CLEAN: honoured by never trusting them, i.e. vmcb12 is copied
+///   whole on every VMRUN, which APM 15.15.1 allows ("the processor may
+///   ignore a clean bit and reload the field");
+/// - FLUSH_BY_ASID: TLB_CONTROL 3 and 7 drop L2's translations (APM 15.16.2).
+/// Not offered: vGIF, decode assists, pause filter, AVIC, LBR virtualization.
+pub const L1_FEATURES: SvmFeatures = SvmFeatures::NP.union(SvmFeatures::NRIPS).union(SvmFeatures::VMCB_CLEAN).union(SvmFeatures::FLUSH_BY_ASID);
 
 /// The parts of CPUID that depend on the guest's state at the time it
 /// executes CPUID (what hardware computes and KVM's
@@ -259,7 +267,8 @@ mod supported_tests {
         assert_eq!(l1[0], 0x800f12);
         let e = supported_leaf(0x8000_0001, 0, [0, 0, 0, 0]).unwrap();
         assert_eq!(e[2] & 4, 4);
-        assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), Some([1, 8, 0, 1 << 3]));
+        assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), Some([1, 8, 0, L1_FEATURES.bits()]));
+        assert_eq!(L1_FEATURES.bits(), 0b110_1001);
         assert_eq!(supported_leaf(0, 0, [0xd, 1, 2, 3]), Some([0xd, 1, 2, 3]));
         assert!(is_indexed(7) && is_indexed(0xd) && !is_indexed(1));
         assert_eq!(l1[2] & (1 << 27), 0);

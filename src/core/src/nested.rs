@@ -112,6 +112,38 @@ pub fn compose_leaf(t12: &Npt12Translation, hpa01: u64, writable01: bool, execut
     e
 }
 
+/// What a shadow NPT02 was built for: L1's nCR3 and ASID for L2, and the
+/// generation of NPT01 (bumped when L0 removes or weakens a translation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Npt02Key {
+    /// vmcb12's nCR3 (root of NPT12).
+    pub ncr3: u64,
+    /// vmcb12's ASID.
+    pub asid: u32,
+    /// `Vm::memory_generation` when the translations were composed.
+    pub npt01_generation: u64,
+}
+
+/// Whether L0 must drop shadow NPT02 before entering L2 (the issue's
+/// invalidation rules, which follow the TLB rules of APM 15.16 and 15.25):
+/// - L1 asked for a flush in vmcb12's TLB_CONTROL: 1 (whole TLB), or 3 / 7
+///   (this ASID's entries, all or non-global: NPT02 only holds L2-physical
+///   translations, so both drop it) when flush-by-ASID is offered (APM
+///   15.16.2); without it only 1 is defined and other values are ignored;
+/// - the translations were built for another nCR3 or ASID (a different L2,
+///   or L1 reusing an ASID for another table: APM 15.16.1 leaves stale
+///   entries possible there, dropping them is always allowed);
+/// - NPT01 changed (a slot went away): composed leaves may point at pages
+///   the L1 physical address no longer maps.
+pub fn npt02_must_flush(built: Option<Npt02Key>, now: Npt02Key, tlb_ctl: u8, flush_by_asid: bool) -> bool {
+    let asked = match tlb_ctl {
+        tlb_control::FLUSH_ALL => true,
+        3 | 7 => flush_by_asid,
+        _ => false,
+    };
+    asked || built != Some(now)
+}
+
 /// What L0 decides for an L2 entry (besides vmcb01's control area).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct L0Policy {
@@ -229,6 +261,19 @@ mod tests {
         let mut m4 = npt12();
         m4.write(0x2000, 0x3000 | P | RW);
         assert_eq!(walk_npt12(&m4, 0x1000, 0x40_5000, false, false, true, 40, npf::FINAL), Err(npf::P | npf::US | npf::FINAL));
+    }
+
+    #[test]
+    fn npt02_invalidation() {
+        let k = Npt02Key { ncr3: 0x1000, asid: 1, npt01_generation: 4 };
+        assert!(npt02_must_flush(None, k, 0, true));
+        assert!(!npt02_must_flush(Some(k), k, 0, true));
+        assert!(npt02_must_flush(Some(k), k, 1, false));
+        assert!(npt02_must_flush(Some(k), k, 3, true) && npt02_must_flush(Some(k), k, 7, true));
+        assert!(!npt02_must_flush(Some(k), k, 3, false) && !npt02_must_flush(Some(k), k, 2, true));
+        assert!(npt02_must_flush(Some(k), Npt02Key { ncr3: 0x2000, ..k }, 0, true));
+        assert!(npt02_must_flush(Some(k), Npt02Key { asid: 2, ..k }, 0, true));
+        assert!(npt02_must_flush(Some(k), Npt02Key { npt01_generation: 5, ..k }, 0, true));
     }
 
     #[test]

@@ -118,8 +118,15 @@ pub mod vcpu {
     pub const L2_EXITS_REFLECTED: usize = 14;
     /// L2 exits handled in L0 (L2 resumed without L1 seeing them).
     pub const L2_EXITS_L0: usize = 15;
+    /// Pages mapped in shadow NPT02 (L2 faults resolved by L0).
+    pub const NPT02_FILLS: usize = 16;
+    /// Times shadow NPT02 was dropped (TLB_CONTROL, nCR3/ASID change, NPT01
+    /// change, size limit).
+    pub const NPT02_FLUSHES: usize = 17;
+    /// L2 nested page faults reflected to L1 (a fault in NPT12).
+    pub const NPT12_FAULTS: usize = 18;
     /// First per-exit-code counter.
-    pub const EXIT_BASE: usize = 16;
+    pub const EXIT_BASE: usize = 19;
 }
 
 const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
@@ -139,6 +146,9 @@ const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
     Desc::new("nested_vmruns", TYPE_CUMULATIVE),
     Desc::new("l2_exits_reflected", TYPE_CUMULATIVE),
     Desc::new("l2_exits_l0", TYPE_CUMULATIVE),
+    Desc::new("npt02_fills", TYPE_CUMULATIVE),
+    Desc::new("npt02_flushes", TYPE_CUMULATIVE),
+    Desc::new("npt12_faults", TYPE_CUMULATIVE),
 ];
 
 /// First of the 32 per-exception counters (`exit_excp_<name>`), after the

@@ -404,6 +404,23 @@ const_assert_eq!(size_of::<Vmcb>(), VMCB_SIZE);
 const_assert_eq!(size_of::<Segment>(), 16);
 const_assert_eq!(offset_of!(Vmcb, save), 0x400);
 
+/// The byte ranges of a VMCB that #VMEXIT writes (APM 15.6: the guest state
+/// into the save area; in the control area the interrupt state, V_TPR/V_IRQ
+/// in int_ctl, the exit code and information, EVENTINJ's valid bit cleared,
+/// and nRIP). Everything else, intercepts and permission map addresses
+/// included, stays as the VMCB's owner left it: an emulated #VMEXIT writes
+/// back exactly these (L1 may edit its other fields while L2 runs).
+pub const EXIT_WRITEBACK: [(usize, usize); 5] = [
+    (offset_of!(ControlArea, int_ctl), 4),
+    (offset_of!(ControlArea, int_state), 4),
+    (offset_of!(ControlArea, exit_code), offset_of!(ControlArea, nested_ctl) - offset_of!(ControlArea, exit_code)),
+    (offset_of!(ControlArea, event_inj), 8),
+    (offset_of!(ControlArea, next_rip), 8),
+];
+
+/// The save area: written whole by #VMEXIT (its reserved bytes included).
+pub const SAVE_RANGE: (usize, usize) = (0x400, size_of::<SaveArea>());
+
 assert_offsets!(ControlArea {
     intercepts: 0x000, reserved_018: 0x018, pause_filter_thresh: 0x03c,
     pause_filter_count: 0x03e, iopm_base_pa: 0x040, msrpm_base_pa: 0x048,
@@ -558,6 +575,15 @@ impl Vmcb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_writeback_ranges() {
+        // int_ctl 60h, int_state 68h, exit_code..exit_int_info_err 70h-8Fh,
+        // EVENTINJ A8h, nRIP C8h; never the intercepts or the maps.
+        assert_eq!(EXIT_WRITEBACK, [(0x60, 4), (0x68, 4), (0x70, 0x20), (0xa8, 8), (0xc8, 8)]);
+        assert!(EXIT_WRITEBACK.iter().all(|(o, l)| o + l <= 0x400));
+        assert_eq!(SAVE_RANGE.0 + SAVE_RANGE.1, 0x400 + SAVE_AREA_SIZE);
+    }
 
     #[test]
     fn zero_is_all_zero_bytes() {
