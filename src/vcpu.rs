@@ -399,7 +399,7 @@ impl Vcpu {
             Some(Pending::StrIo { next_rip, is_in, rep, count, size, amask, idx, df }) => {
                 if is_in {
                     let inner = self.vm.inner.lock();
-                    let mem = GuestMem(&inner);
+                    let mem = st.guest_mem(&inner);
                     for (k, g) in st.string_gpas.iter().enumerate() {
                         let b = [self.pio.read_u8(k)];
                         mem.write_bytes(*g, &b);
@@ -631,7 +631,7 @@ impl Vcpu {
             // SVM is not exposed to the guest (yet): its instructions are #UD
             // (APM 15.4: with EFER.SVME = 0 they raise #UD).
             exit::VMRUN | exit::VMLOAD | exit::VMSAVE | exit::STGI | exit::CLGI | exit::INVLPGA
-                if st.svm_exposed && st.guest_efer & efer::SVME != 0 =>
+                if st.svm_exposed && st.efer() & efer::SVME != 0 =>
             {
                 self.svm_insn(st, code)
             }
@@ -667,7 +667,7 @@ impl Vcpu {
             st.fetch(&inner, &mut bytes)
         };
         let long = st.vmcb().save.cs.attrib & nsvm_core::vmcb::seg_attr::L != 0
-            && st.guest_efer & efer::LMA != 0;
+            && st.efer() & efer::LMA != 0;
         match insn::length_of(&bytes[..n], which, long) {
             Some(len) => {
                 let v = st.vmcb();
@@ -779,7 +779,7 @@ impl Vcpu {
                 }
             }
         }
-        let mem = GuestMem(&inner);
+        let mem = st.guest_mem(&inner);
         if !is_in {
             for (k, g) in gpas.iter().enumerate() {
                 let mut b = [0u8; 1];
@@ -817,7 +817,13 @@ impl Vcpu {
                 return Ok(Next::Guest);
             }
         }
-        // MMIO (or a write to a read-only slot): decode the instruction.
+        self.mmio(st, inner, gpa)
+    }
+
+    /// An access of the running guest to `gpa` (L1 physical) that no RAM
+    /// slot takes (MMIO, or a write to a read-only slot): decodes the
+    /// instruction at RIP and exits to userspace with KVM_EXIT_MMIO.
+    fn mmio(&self, st: &mut VcpuState, inner: &VmInner, gpa: u64) -> Result<Next> {
         let mut bytes = [0u8; 15];
         let n = st.fetch(inner, &mut bytes);
         let cs = st.code_size();
@@ -903,7 +909,7 @@ impl Vcpu {
                 let a = la.wrapping_add(k as u64);
                 match st.translate(&inner, a, false) {
                     Ok(g) => {
-                        if !GuestMem(&inner).read_bytes(g, &mut d[k..k + 1]) {
+                        if !st.guest_mem(&inner).read_bytes(g, &mut d[k..k + 1]) {
                             self.internal_error(run::INTERNAL_ERROR_EMULATION, &[s.rip, code, g]);
                             return Ok(Next::User);
                         }
@@ -925,7 +931,7 @@ impl Vcpu {
                 }
             }
             for k in 0..cnt as usize {
-                if !GuestMem(&inner).write_bytes(gpas[k], &data[k..k + 1]) {
+                if !st.guest_mem(&inner).write_bytes(gpas[k], &data[k..k + 1]) {
                     self.internal_error(run::INTERNAL_ERROR_EMULATION, &[s.rip, code, gpas[k]]);
                     return Ok(Next::User);
                 }
@@ -973,23 +979,27 @@ impl Vcpu {
         let mut npf12 = false;
         if code == exit::NPF && st.l2_np {
             match self.npf02(st)? {
-                Npf02::Filled => return Ok(Some(Next::Guest)),
+                Npf02::Filled => {
+                    self.stats.bump(st_idx::L2_EXITS_L0);
+                    return Ok(Some(Next::Guest));
+                }
                 Npf02::Fault(info1) => {
                     st.vmcb02.get().control.exit_info_1 = info1;
                     self.stats.bump(st_idx::NPT12_FAULTS);
                     npf12 = true;
                 }
                 Npf02::Unbacked(l1_gpa) => {
-                    // L2 reaches L1 MMIO through NPT12: not emulated yet
-                    // (docs/nested.md); stop with the addresses.
-                    let gpa = st.vmcb02.get().control.exit_info_2;
-                    self.internal_error(run::INTERNAL_ERROR_EMULATION, &[st.vmcb02.get().save.rip, gpa, l1_gpa]);
-                    return Ok(Some(Next::User));
+                    // L2 reaches L1's MMIO through NPT12: userspace sees the
+                    // L1 physical address (as with KVM), the instruction is
+                    // fetched and decoded through L2's paging and NPT12.
+                    self.stats.bump(st_idx::L2_EXITS_L0);
+                    let inner = self.vm.inner.lock();
+                    return self.mmio(st, &inner, l1_gpa).map(Some);
                 }
             }
         }
         let inner = self.vm.inner.lock();
-        let mem = GuestMem(&inner);
+        let mem = GuestMem::l1(&inner);
         let (iopm, msrpm, l1_intercepts) = {
             let c12 = &st.vmcb12.get().control;
             (c12.iopm_base_pa & !0xfff, c12.msrpm_base_pa & !0xfff, c12.intercepts)
@@ -1056,7 +1066,10 @@ impl Vcpu {
     /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, INVLPGA executed by L1 with
     /// EFER.SVME set (APM 15.5, 15.5.2, 15.17, 15.16.4).
     fn svm_insn(&self, st: &mut VcpuState, code: u64) -> Result<Next> {
-        if st.vmcb.get().save.cpl != 0 {
+        // The same instructions executed by an L2 that L1 lets run them (it
+        // must intercept VMRUN, APM 15.5.1) act on L2's own state.
+        let l2 = st.nested.is_some();
+        if st.vmcb().save.cpl != 0 {
             st.inject(Event::new(EventType::Exception, 13, Some(0)));
             return Ok(Next::Guest);
         }
@@ -1068,7 +1081,7 @@ impl Vcpu {
             exit::CLGI => 0xdd,
             _ => 0xdf, // INVLPGA
         };
-        let rip = st.vmcb.get().save.rip;
+        let rip = st.vmcb().save.rip;
         let len = {
             let inner = self.vm.inner.lock();
             let mut b = [0u8; 15];
@@ -1082,16 +1095,25 @@ impl Vcpu {
         let next = rip.wrapping_add(len as u64);
         match code {
             exit::STGI | exit::CLGI => {
-                st.gif = code == exit::STGI;
-                st.vmcb.get().save.rip = next;
+                // L2's own GIF is not modelled (docs/nested.md): L0 keeps
+                // physical interrupts, L1's GIF is set while L2 runs.
+                if !l2 {
+                    st.gif = code == exit::STGI;
+                }
+                st.vmcb().save.rip = next;
                 Ok(Next::Guest)
             }
             exit::INVLPGA => {
                 // Every entry flushes the whole TLB: nothing to do.
-                st.vmcb.get().save.rip = next;
+                st.vmcb().save.rip = next;
                 Ok(Next::Guest)
             }
             exit::VMLOAD | exit::VMSAVE => self.vmload_vmsave(st, code == exit::VMLOAD, next),
+            _ if l2 => {
+                // Unreachable: VMRUN intercepted by L1 is a checked rule.
+                self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, code]);
+                Ok(Next::User)
+            }
             _ => self.vmrun_l1(st, next),
         }
     }
@@ -1099,7 +1121,7 @@ impl Vcpu {
     /// Checks RAX as a VMCB address for VMRUN/VMLOAD/VMSAVE (APM 15.5: #GP
     /// unless page aligned and within the physical address width).
     fn vmcb_address(st: &mut VcpuState) -> Option<u64> {
-        let pa = st.vmcb.get().save.rax;
+        let pa = st.vmcb().save.rax;
         let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
         if pa & 0xfff != 0 || pa >> (phys as u8) != 0 {
             st.inject(Event::new(EventType::Exception, 13, Some(0)));
@@ -1110,29 +1132,37 @@ impl Vcpu {
 
     /// VMLOAD/VMSAVE (APM 15.5.2): FS, GS, TR, LDTR with their hidden state,
     /// KernelGsBase, STAR, LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP between
-    /// the VMCB at RAX (in L1 memory) and L1's own state.
+    /// the VMCB at RAX (in the running guest's physical memory) and the
+    /// running guest's state (L1's, or L2's when L1 does not intercept).
     fn vmload_vmsave(&self, st: &mut VcpuState, load: bool, next: u64) -> Result<Next> {
         let Some(pa) = Self::vmcb_address(st) else { return Ok(Next::Guest) };
+        // L1 runs: vmcb12's cache is free to serve as the scratch copy. L2
+        // runs (rare): a page of its own, vmcb12's cache is in use.
+        let mut own = if st.nested.is_some() { Some(VmcbPage::new()?) } else { None };
         let inner = self.vm.inner.lock();
-        let mem = GuestMem(&inner);
-        if !mem.read_bytes(pa, &mut st.vmcb12.bytes()[..]) {
-            st.inject(Event::new(EventType::Exception, 13, Some(0)));
-            return Ok(Next::Guest);
-        }
-        // The scratch copy is vmcb12's cache: only used while L1 runs here.
-        let ok = if load {
-            copy_vmload_set(&st.vmcb12.get().save, &mut st.vmcb.get().save);
-            true
-        } else {
-            copy_vmload_set(&st.vmcb.get().save, &mut st.vmcb12.get().save);
-            mem.write_bytes(pa, &st.vmcb12.bytes()[..])
+        let mem = st.guest_mem(&inner);
+        let ok = {
+            let (scratch, cur) = match own.as_mut() {
+                Some(p) => (p, &mut st.vmcb02),
+                None => (&mut st.vmcb12, &mut st.vmcb),
+            };
+            if !mem.read_bytes(pa, &mut scratch.bytes()[..]) {
+                false
+            } else if load {
+                copy_vmload_set(&scratch.get().save, &mut cur.get().save);
+                true
+            } else {
+                copy_vmload_set(&cur.get().save, &mut scratch.get().save);
+                // Only the save area holds what VMSAVE stores.
+                mem.write_bytes(pa + 0x400, &scratch.bytes()[0x400..])
+            }
         };
         drop(inner);
         if !ok {
             st.inject(Event::new(EventType::Exception, 13, Some(0)));
             return Ok(Next::Guest);
         }
-        st.vmcb.get().save.rip = next;
+        st.vmcb().save.rip = next;
         Ok(Next::Guest)
     }
 
@@ -1149,7 +1179,7 @@ impl Vcpu {
         }
         let root = {
             let inner = self.vm.inner.lock();
-            if !GuestMem(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..]) {
+            if !GuestMem::l1(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..]) {
                 drop(inner);
                 st.inject(Event::new(EventType::Exception, 13, Some(0)));
                 return Ok(Next::Guest);
@@ -1168,7 +1198,7 @@ impl Vcpu {
         if let Err(c) = checked {
             self.stats.bump(stats::INVALID_BASE + c.index());
             let inner = self.vm.inner.lock();
-            let mem = GuestMem(&inner);
+            let mem = GuestMem::l1(&inner);
             let mut e = [0u8; 24];
             e[..8].copy_from_slice(&exit::INVALID.to_ne_bytes());
             let _ = mem.write_bytes(pa + 0x70, &e);
@@ -1236,7 +1266,7 @@ impl Vcpu {
         let (write, fetch) = (info1 & npf::RW != 0, info1 & npf::ID != 0);
         let stage = info1 & (npf::FINAL | npf::TABLE);
         let inner = self.vm.inner.lock();
-        let t = match walk_npt12(&GuestMem(&inner), ncr3, gpa, write, fetch, nxe, phys as u8, stage) {
+        let t = match walk_npt12(&GuestMem::l1(&inner), ncr3, gpa, write, fetch, nxe, phys as u8, stage) {
             Ok(t) => t,
             Err(code) => return Ok(Npf02::Fault(code)),
         };
@@ -1300,6 +1330,37 @@ impl VcpuState {
         } else {
             self.vmcb.get()
         }
+    }
+
+    /// The physical memory of the guest that runs: L1's, or L2's (through
+    /// NPT12 when L1 enabled nested paging for it).
+    fn guest_mem<'a>(&mut self, inner: &'a VmInner) -> GuestMem<'a> {
+        if !self.l2_np {
+            return GuestMem::l1(inner);
+        }
+        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+        let ncr3 = self.vmcb12.get().control.nested_cr3;
+        let nxe = self.vmcb.get().save.efer & efer::NXE != 0;
+        GuestMem(inner, Some(Npt12View { ncr3, nxe, phys: phys as u8 }))
+    }
+
+    /// EFER of the guest that runs: L1's as nsvm keeps it (SVME as L1 set
+    /// it), or L2's from vmcb02 while L2 runs.
+    fn efer(&mut self) -> u64 {
+        if self.nested.is_some() {
+            self.vmcb02.get().save.efer
+        } else {
+            self.guest_efer
+        }
+    }
+
+    /// Sets the running guest's EFER; the VMCB always has SVME (VMRUN
+    /// requires it, APM 15.5.1).
+    fn set_efer(&mut self, e: u64) {
+        if self.nested.is_none() {
+            self.guest_efer = e;
+        }
+        self.vmcb().save.efer = e | efer::SVME;
     }
 
     /// The next RIP of the L2 instruction that caused exit `code` (for L1's
@@ -1596,7 +1657,7 @@ impl VcpuState {
 
     /// Size of the code segment the guest runs in (APM vol. 2 4.8).
     fn code_size(&mut self) -> mmio::CodeSize {
-        let lma = self.guest_efer & efer::LMA != 0;
+        let lma = self.efer() & efer::LMA != 0;
         let v = self.vmcb();
         let a = v.save.cs.attrib;
         if v.save.cr0 & kvm::cr::CR0_PE == 0 {
@@ -1650,7 +1711,7 @@ impl VcpuState {
     }
 
     fn get_sregs(&mut self) -> Sregs {
-        let efer = self.guest_efer;
+        let efer = self.efer();
         let apic_base = self.apic_base;
         let v = self.vmcb();
         let s = &v.save;
@@ -1680,7 +1741,7 @@ impl VcpuState {
     }
 
     fn set_sregs(&mut self, s: &Sregs) {
-        self.guest_efer = s.efer;
+        self.set_efer(s.efer);
         self.apic_base = s.apic_base;
         let v = self.vmcb();
         v.save.cs = s.cs.to_vmcb();
@@ -1697,7 +1758,6 @@ impl VcpuState {
         v.save.cr2 = s.cr2;
         v.save.cr3 = s.cr3;
         v.save.cr4 = s.cr4;
-        v.save.efer = s.efer | efer::SVME;
         // The CPL is the DPL of SS (APM 15.5.1 takes it from the VMCB).
         v.save.cpl = s.ss.dpl & 3;
         v.control.int_ctl = (v.control.int_ctl & !int_ctl::V_TPR_MASK) | (s.cr8 as u32 & 0xf);
@@ -1711,7 +1771,7 @@ impl VcpuState {
     }
 
     fn read_msr(&mut self, index: u32) -> Option<u64> {
-        let efer_v = self.guest_efer;
+        let efer_v = self.efer();
         let apic = self.apic_base;
         let aux = self.tsc_aux;
         let (svm, hsave) = (self.svm_exposed, self.hsave_pa);
@@ -1748,12 +1808,11 @@ impl VcpuState {
                     return false;
                 }
                 let pg = self.vmcb().save.cr0 & kvm::cr::CR0_PG != 0;
-                if pg && (val ^ self.guest_efer) & efer::LME != 0 {
+                let cur = self.efer();
+                if pg && (val ^ cur) & efer::LME != 0 {
                     return false; // changing LME with paging on is #GP
                 }
-                let e = (val & !efer::LMA) | (self.guest_efer & efer::LMA);
-                self.guest_efer = e;
-                self.vmcb().save.efer = e | efer::SVME;
+                self.set_efer((val & !efer::LMA) | (cur & efer::LMA));
                 true
             }
             msr::TSC_AUX => {
@@ -1821,12 +1880,13 @@ impl VcpuState {
     /// Translates a guest linear address for a data access by the guest's
     /// current CPL (APM vol. 2 5.x walks in `paging::walk_guest`).
     fn translate(&mut self, inner: &VmInner, la: u64, write: bool) -> core::result::Result<u64, paging::PageFault> {
-        let efer_v = self.guest_efer;
+        let efer_v = self.efer();
+        let mem = self.guest_mem(inner);
         let v = self.vmcb();
         let s = &v.save;
         let mode = Mode::from_regs(s.cr0, s.cr4, efer_v);
         let acc = Access { write, user: s.cpl == 3, fetch: false };
-        paging::walk_guest(&GuestMem(inner), mode, s.cr3, la, acc, s.cr0 & kvm::cr::CR0_WP != 0, efer_v & efer::NXE != 0)
+        paging::walk_guest(&mem, mode, s.cr3, la, acc, s.cr0 & kvm::cr::CR0_WP != 0, efer_v & efer::NXE != 0)
     }
 
     /// Base of the segment of a string I/O instruction: ES for INS; DS or
@@ -1862,7 +1922,7 @@ impl VcpuState {
     /// Fetches up to 15 bytes at CS:RIP through the guest's paging; returns
     /// how many could be read.
     fn fetch(&mut self, inner: &VmInner, out: &mut [u8; 15]) -> usize {
-        let efer_v = self.guest_efer;
+        let efer_v = self.efer();
         let v = self.vmcb();
         let s = &v.save;
         let mode = Mode::from_regs(s.cr0, s.cr4, efer_v);
@@ -1870,7 +1930,7 @@ impl VcpuState {
         let la = if long { s.rip } else { s.cs.base.wrapping_add(s.rip) & 0xffff_ffff };
         let acc = Access { write: false, user: s.cpl == 3, fetch: true };
         let (cr3, wp, nxe) = (s.cr3, s.cr0 & kvm::cr::CR0_WP != 0, efer_v & efer::NXE != 0);
-        let mem = GuestMem(inner);
+        let mem = self.guest_mem(inner);
         let mut n = 0;
         while n < out.len() {
             let addr = la.wrapping_add(n as u64);
@@ -1899,10 +1959,51 @@ impl VcpuState {
 /// Guest-physical memory as seen through the VM's slots (reads only), for
 /// walking the guest's page tables and fetching instructions. Reads copy from
 /// the VMM's memory, so they must run in the VMM process.
-struct GuestMem<'a>(&'a VmInner);
+/// With an NPT12 view, addresses are L2 physical and go through L1's
+/// nested page table first (an L2 running with nested paging).
+struct GuestMem<'a>(&'a VmInner, Option<Npt12View>);
 
-impl GuestMem<'_> {
+/// L1's nested page table as L0 walks it for an L2 (APM 15.25.5: in the
+/// long-mode format, NX per L1's EFER.NXE).
+#[derive(Clone, Copy)]
+struct Npt12View {
+    ncr3: u64,
+    nxe: bool,
+    phys: u8,
+}
+
+impl<'a> GuestMem<'a> {
+    /// L1 physical memory: the VM's slots.
+    fn l1(inner: &'a VmInner) -> Self {
+        GuestMem(inner, None)
+    }
+
+    /// Calls `f` with the L1 physical address and length of each piece of
+    /// `[gpa, gpa + len)` (split at 4 KiB boundaries under NPT12); false
+    /// when a piece does not translate (or `f` fails).
+    fn pieces(&self, gpa: u64, len: usize, write: bool, mut f: impl FnMut(u64, usize, usize) -> bool) -> bool {
+        let Some(v) = self.1 else { return f(gpa, 0, len) };
+        let l1 = GuestMem::l1(self.0);
+        let mut done = 0;
+        while done < len {
+            let g = gpa.wrapping_add(done as u64);
+            let n = core::cmp::min(len - done, (4096 - (g & 0xfff)) as usize);
+            let t = nsvm_core::nested::walk_npt12(&l1, v.ncr3, g, write, false, v.nxe, v.phys, npf::FINAL);
+            let Ok(t) = t else { return false };
+            if !f(t.l1_gpa, done, n) {
+                return false;
+            }
+            done += n;
+        }
+        true
+    }
+
     fn read_bytes(&self, gpa: u64, out: &mut [u8]) -> bool {
+        if self.1.is_some() {
+            let l1 = GuestMem::l1(self.0);
+            let len = out.len();
+            return self.pieces(gpa, len, false, |p, at, n| l1.read_bytes(p, &mut out[at..at + n]));
+        }
         let Some(slot) = self.0.slots.find(gpa) else { return false };
         if gpa + out.len() as u64 > slot.end() {
             return false;
@@ -1915,6 +2016,10 @@ impl GuestMem<'_> {
 impl GuestMem<'_> {
     /// Writes guest RAM (not read-only slots); false when not possible.
     fn write_bytes(&self, gpa: u64, data: &[u8]) -> bool {
+        if self.1.is_some() {
+            let l1 = GuestMem::l1(self.0);
+            return self.pieces(gpa, data.len(), true, |p, at, n| l1.write_bytes(p, &data[at..at + n]));
+        }
         let Some(slot) = self.0.slots.find(gpa) else { return false };
         if slot.readonly() || gpa + data.len() as u64 > slot.end() {
             return false;

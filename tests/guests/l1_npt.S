@@ -211,6 +211,25 @@ _start:
 	call	report_resumed
 	mov	%rbp, S_CR3(%rdi)
 	call	put_nl
+
+	/* 9. NPT12 maps an L2 page to an L1 address without RAM (the VMM's
+	 * MMIO scratch at D0000000h): L0 emulates L2's store and load there
+	 * (userspace sees L1 physical addresses) without L1 seeing an exit. */
+	mov	$0xd0000000 | PTE, %eax
+	mov	%rax, npt_pt+8*7(%rip)
+	mov	$0x207008, %r12
+	lea	l2_write(%rip), %rsi
+	call	run_l2
+	lea	m_mmio(%rip), %rsi
+	call	report
+	mov	$EXIT_VMMCALL, %edx
+	call	expect_code
+	mov	S_RAX(%rdi), %rax
+	lea	m_val(%rip), %rsi
+	call	put_kv
+	mov	$0x1234, %edx
+	call	expect
+	call	put_nl
 	jmp	l1_done
 
 /* RDI = PML4 page (PDPT and PD follow it), RSI = PT: identity NPT12 for
@@ -333,6 +352,7 @@ m_rsvd:		.asciz	"np_reserved_bit:"
 m_remap:	.asciz	"np_remap_tlb_control_flush:"
 m_two:		.asciz	"np_two_l2_alternating:"
 m_table:	.asciz	"np_guest_table_walk:"
+m_mmio:		.asciz	"np_l2_mmio_through_npt12:"
 m_stage:	.asciz	"bit 33"
 m_code:		.asciz	" code="
 m_i1:		.asciz	" info1="
