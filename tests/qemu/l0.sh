@@ -172,14 +172,17 @@ grep -E "exit_vmrun|nested_vmruns|l2_exits|vmrun_invalid_asid" /tmp/nsvm.nested6
   && grep -qx "vcpu0.nested_vmruns 3" /tmp/nsvm.nested64.stats && grep -qx "vcpu0.l2_exits_reflected 3" /tmp/nsvm.nested64.stats \
   && pass || fail "rc=$(cat /tmp/nsvm.nested64.rc)"
 
-case_ "malicious L1: 100,000 VMRUNs of random vmcb12 contents"
+case_ "malicious L1: 100,000 VMRUNs of random vmcb12 contents and random NPT12 trees"
 mark_log
-timeout 600 nsvm run --max-exits 100000000 --stats /tmp/evil.stats $G/evil64.bin > /tmp/evil.out 2>&1; rc=$?
+timeout 600 nsvm run --mem 16M --max-exits 100000000 --stats /tmp/evil.stats $G/evil64.bin > /tmp/evil.out 2>&1; rc=$?
 cat /tmp/evil.out
-grep -E "exit_vmrun|vmrun_invalid_[a-z_]+ [1-9]" /tmp/evil.stats | head -20
+grep -E "exit_vmrun|vmrun_invalid_[a-z_]+ [1-9]|npt02|npt12" /tmp/evil.stats | head -20
 inv=$(sed -n 's/.*VMEXIT_INVALID: \([0-9]*\),.*/\1/p' /tmp/evil.out)
 oth=$(sed -n 's/.*in L2 exits: \([0-9]*\).*/\1/p' /tmp/evil.out)
+# The random trees both fault (reflected NPFs) and translate (NPT02 fills).
+f12=$(sed -n 's/^vcpu0.npt12_faults //p' /tmp/evil.stats); f02=$(sed -n 's/^vcpu0.npt02_fills //p' /tmp/evil.stats)
 [ $rc = 44 ] && [ $((inv + oth)) = 100000 ] && [ "$oth" -gt 10000 ] && grep -qx "vcpu0.exit_vmrun 100000" /tmp/evil.stats \
+  && [ "${f12:-0}" -gt 1000 ] && [ "${f02:-0}" -gt 100 ] \
   && ! new_log | grep -E 'WARNING:|BUG:|Oops|Call Trace' && pass "invalid $inv, ran $oth" || fail "rc=$rc inv=$inv oth=$oth"
 
 case_ "debugfs shows vmcb12, vmcb02 and what the merge changed while L2 runs"
