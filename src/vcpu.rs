@@ -1046,11 +1046,12 @@ impl Vcpu {
         // Only what #VMEXIT writes (APM 15.6): L1's edits to the rest of
         // vmcb12 while L2 ran stay.
         let bytes = st.vmcb12.bytes();
-        let (so, sl) = nsvm_core::vmcb::SAVE_RANGE;
-        let ok = mem.write_bytes(pa12 + so as u64, &bytes[so..so + sl])
-            && nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, &bytes[o..o + l]));
+        let ok = nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, &bytes[o..o + l]));
         drop(inner);
-        let v1 = st.vmcb.get();
+        // What VMLOAD/VMSAVE move is not switched by #VMEXIT: L1 goes on
+        // with L2's values until it loads its own (APM 15.5.2).
+        let (v1, v2) = (st.vmcb.get(), st.vmcb02.get());
+        v1.save.copy_vmload_state(&v2.save);
         v1.save.rip = next;
         v1.control.event_inj = 0;
         st.gif = false;
@@ -1149,10 +1150,10 @@ impl Vcpu {
             if !mem.read_bytes(pa, &mut scratch.bytes()[..]) {
                 false
             } else if load {
-                copy_vmload_set(&scratch.get().save, &mut cur.get().save);
+                cur.get().save.copy_vmload_state(&scratch.get().save);
                 true
             } else {
-                copy_vmload_set(&cur.get().save, &mut scratch.get().save);
+                scratch.get().save.copy_vmload_state(&cur.get().save);
                 // Only the save area holds what VMSAVE stores.
                 mem.write_bytes(pa + 0x400, &scratch.bytes()[0x400..])
             }
@@ -1234,6 +1235,9 @@ impl Vcpu {
             let (v01, v12, v02) = (st.vmcb.get(), st.vmcb12.get(), st.vmcb02.get());
             nsvm_core::nested::merge_control(&mut v02.control, &policy, &v01.control, &v12.control);
             v02.save = v12.save;
+            // VMRUN does not load what VMLOAD does: L2 starts with L1's
+            // current FS, GS, TR, LDTR and syscall MSRs (APM 15.5.2).
+            v02.save.copy_vmload_state(&v01.save);
             // Without nested paging L2 runs on NPT01 with L1's guest PAT;
             // with it, G_PAT is L2's (APM 15.25.8).
             if !np {
@@ -2057,18 +2061,3 @@ impl core::fmt::Write for TextBuf {
     }
 }
 
-/// Copies the state VMLOAD/VMSAVE transfer (APM 15.5.2).
-fn copy_vmload_set(s: &nsvm_core::vmcb::SaveArea, d: &mut nsvm_core::vmcb::SaveArea) {
-    d.fs = s.fs;
-    d.gs = s.gs;
-    d.tr = s.tr;
-    d.ldtr = s.ldtr;
-    d.kernel_gs_base = s.kernel_gs_base;
-    d.star = s.star;
-    d.lstar = s.lstar;
-    d.cstar = s.cstar;
-    d.sfmask = s.sfmask;
-    d.sysenter_cs = s.sysenter_cs;
-    d.sysenter_esp = s.sysenter_esp;
-    d.sysenter_eip = s.sysenter_eip;
-}

@@ -404,22 +404,54 @@ const_assert_eq!(size_of::<Vmcb>(), VMCB_SIZE);
 const_assert_eq!(size_of::<Segment>(), 16);
 const_assert_eq!(offset_of!(Vmcb, save), 0x400);
 
-/// The byte ranges of a VMCB that #VMEXIT writes (APM 15.6: the guest state
-/// into the save area; in the control area the interrupt state, V_TPR/V_IRQ
-/// in int_ctl, the exit code and information, EVENTINJ's valid bit cleared,
-/// and nRIP). Everything else, intercepts and permission map addresses
+/// The byte ranges of a VMCB that #VMEXIT writes (APM 15.6): in the save
+/// area the state VMRUN loaded (ES, CS, SS, DS, GDTR, IDTR, CPL, EFER, CR0,
+/// CR2, CR3, CR4, DR6, DR7, RFLAGS, RIP, RSP, RAX), not FS, GS, TR, LDTR or
+/// the MSRs VMSAVE stores; in the control area the interrupt state, V_TPR/
+/// V_IRQ in int_ctl, the exit code and information, EVENTINJ (valid bit
+/// cleared) and nRIP. Everything else, intercepts and permission maps
 /// included, stays as the VMCB's owner left it: an emulated #VMEXIT writes
-/// back exactly these (L1 may edit its other fields while L2 runs).
-pub const EXIT_WRITEBACK: [(usize, usize); 5] = [
-    (offset_of!(ControlArea, int_ctl), 4),
-    (offset_of!(ControlArea, int_state), 4),
-    (offset_of!(ControlArea, exit_code), offset_of!(ControlArea, nested_ctl) - offset_of!(ControlArea, exit_code)),
-    (offset_of!(ControlArea, event_inj), 8),
-    (offset_of!(ControlArea, next_rip), 8),
-];
+/// back exactly these (L1 may edit the other fields while L2 runs).
+pub const EXIT_WRITEBACK: [(usize, usize); 14] = {
+    const S: usize = 0x400;
+    [
+        (offset_of!(ControlArea, int_ctl), 4),
+        (offset_of!(ControlArea, int_state), 4),
+        (offset_of!(ControlArea, exit_code), offset_of!(ControlArea, nested_ctl) - offset_of!(ControlArea, exit_code)),
+        (offset_of!(ControlArea, event_inj), 8),
+        (offset_of!(ControlArea, next_rip), 8),
+        (S + offset_of!(SaveArea, es), offset_of!(SaveArea, fs) - offset_of!(SaveArea, es)),
+        (S + offset_of!(SaveArea, gdtr), size_of::<Segment>()),
+        (S + offset_of!(SaveArea, idtr), size_of::<Segment>()),
+        (S + offset_of!(SaveArea, cpl), 1),
+        (S + offset_of!(SaveArea, efer), 8),
+        (S + offset_of!(SaveArea, cr4), offset_of!(SaveArea, rip) + 8 - offset_of!(SaveArea, cr4)),
+        (S + offset_of!(SaveArea, rsp), 8),
+        (S + offset_of!(SaveArea, rax), 8),
+        (S + offset_of!(SaveArea, cr2), 8),
+    ]
+};
 
-/// The save area: written whole by #VMEXIT (its reserved bytes included).
-pub const SAVE_RANGE: (usize, usize) = (0x400, size_of::<SaveArea>());
+impl SaveArea {
+    /// The state VMLOAD loads and VMSAVE stores (APM 15.5.2): FS, GS, TR,
+    /// LDTR with their hidden parts, KernelGsBase, STAR, LSTAR, CSTAR,
+    /// SFMASK, SYSENTER_CS/ESP/EIP. VMRUN and #VMEXIT do not switch it, so
+    /// an emulated world switch carries it over from one VMCB to the other.
+    pub fn copy_vmload_state(&mut self, from: &SaveArea) {
+        self.fs = from.fs;
+        self.gs = from.gs;
+        self.tr = from.tr;
+        self.ldtr = from.ldtr;
+        self.kernel_gs_base = from.kernel_gs_base;
+        self.star = from.star;
+        self.lstar = from.lstar;
+        self.cstar = from.cstar;
+        self.sfmask = from.sfmask;
+        self.sysenter_cs = from.sysenter_cs;
+        self.sysenter_esp = from.sysenter_esp;
+        self.sysenter_eip = from.sysenter_eip;
+    }
+}
 
 assert_offsets!(ControlArea {
     intercepts: 0x000, reserved_018: 0x018, pause_filter_thresh: 0x03c,
@@ -579,10 +611,20 @@ mod tests {
     #[test]
     fn exit_writeback_ranges() {
         // int_ctl 60h, int_state 68h, exit_code..exit_int_info_err 70h-8Fh,
-        // EVENTINJ A8h, nRIP C8h; never the intercepts or the maps.
-        assert_eq!(EXIT_WRITEBACK, [(0x60, 4), (0x68, 4), (0x70, 0x20), (0xa8, 8), (0xc8, 8)]);
-        assert!(EXIT_WRITEBACK.iter().all(|(o, l)| o + l <= 0x400));
-        assert_eq!(SAVE_RANGE.0 + SAVE_RANGE.1, 0x400 + SAVE_AREA_SIZE);
+        // EVENTINJ A8h, nRIP C8h; never the intercepts or the maps. Save
+        // area (400h+): ES-DS 000h-03Fh, GDTR 060h, IDTR 080h, CPL 0CBh,
+        // EFER 0D0h, CR4..RIP 148h-17Fh, RSP 1D8h, RAX 1F8h, CR2 240h.
+        assert_eq!(
+            EXIT_WRITEBACK,
+            [(0x60, 4), (0x68, 4), (0x70, 0x20), (0xa8, 8), (0xc8, 8), (0x400, 0x40), (0x460, 16), (0x480, 16), (0x4cb, 1), (0x4d0, 8), (0x548, 0x38), (0x5d8, 8), (0x5f8, 8), (0x640, 8)]
+        );
+        let mut a = SaveArea::ZERO;
+        let mut b = SaveArea::ZERO;
+        b.fs.base = 7;
+        b.lstar = 9;
+        b.rip = 5;
+        a.copy_vmload_state(&b);
+        assert_eq!((a.fs.base, a.lstar, a.rip), (7, 9, 0));
     }
 
     #[test]
