@@ -8,9 +8,10 @@
 . /tests/lib.sh
 G=/guests
 
-NESTED="l1_smoke l1_checks l1_vmload l1_gif"
+NESTED="l1_smoke l1_checks l1_vmload l1_gif l1_two_l2 l1_smp"
 args_for() {
     case $1 in
+        l1_smp) echo "--vcpus 2";;
         *) echo "";;
     esac
 }
