@@ -12,7 +12,8 @@
  * (CPUID 8000_000Ah EDX[0]); without NP, NP_ENABLE is ignored and L2 runs.
  * Their line says "per_cpuid=ok" when the observed outcome is the one the
  * advertised features require; an "info" line (not a case) shows np= and
- * the exit code.
+ * the exit code. The G_PAT line is tagged [apm]: kvm_amd (Linux 7.2) does
+ * not check G_PAT while its shared-PAT quirk is on (docs/nested.md).
  *
  * Preconditions (L1's own IDT catches the exception, the handler skips the
  * 3-byte instruction): #UD for VMRUN/VMLOAD/VMSAVE with EFER.SVME = 0; #GP(0)
@@ -132,6 +133,11 @@ _start:
 	/* EVENTINJ: exception type with vector 2 (NMI is not an exception). */
 	INVALID	event_inj_vector
 	movl	$0x80000302, C_EVENTINJ(%rdi)
+	RUNINV
+
+	/* EVENTINJ: exception type with reserved vector 15 (APM table 8-1). */
+	INVALID	event_inj_reserved_vector
+	movl	$0x8000030f, C_EVENTINJ(%rdi)
 	RUNINV
 
 	/* EVENTINJ: reserved type 1. */
