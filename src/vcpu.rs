@@ -1492,6 +1492,15 @@ impl VcpuState {
             && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
             && v.control.event_inj & nsvm_core::event::bits::VALID == 0
             && gif;
+        if !gif {
+            // L1's GIF is emulated: the processor's GIF is set while L1
+            // runs, so a VINTR window would exit at once, before every
+            // instruction, and L1 would never reach its STGI. STGI is always
+            // intercepted (svm_insn): the next entry after it injects or
+            // opens the window.
+            self.close_irq_window();
+            return;
+        }
         if let Some(irq) = self.pending_irq {
             if interruptible {
                 self.pending_irq = None;

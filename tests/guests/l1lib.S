@@ -14,6 +14,8 @@
  *
  * Routines (SysV-ish, all GPRs but RAX/RCX/RDX/RSI/RDI/R8-R11 preserved):
  *   l1_init            EFER.SVME=1, VM_HSAVE_PA = l1_hsave
+ *   l1_init_hsave      RDI=host save area (4 KiB aligned, one per vCPU:
+ *                      VM_HSAVE_PA is per CPU): EFER.SVME=1, VM_HSAVE_PA=RDI
  *   vmcb_init          RDI=vmcb, RSI=L2 RIP, RDX=L2 RSP: zeroes the VMCB and
  *                      gives L2 L1's own segments, CR0/3/4, EFER, GDT/IDT;
  *                      intercepts VMRUN and VMMCALL, ASID 1
@@ -96,6 +98,18 @@ l1_init:
 	mov	$0xc0010117, %ecx
 	lea	l1_hsave(%rip), %rax
 	xor	%edx, %edx
+	wrmsr
+	ret
+
+l1_init_hsave:
+	mov	$0xc0000080, %ecx
+	rdmsr
+	or	$0x1000, %eax
+	wrmsr
+	mov	$0xc0010117, %ecx
+	mov	%rdi, %rax
+	mov	%rdi, %rdx
+	shr	$32, %rdx
 	wrmsr
 	ret
 

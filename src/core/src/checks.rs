@@ -99,6 +99,14 @@ pub const fn pat_valid(pat: u64) -> bool {
     true
 }
 
+/// Whether `vector` is an exception the architecture defines (APM vol. 2
+/// table 8-1): 0-8, 10-14, 16-19, 21 (#CP), 28 (#HV), 29 (#VC), 30 (#SX).
+/// 9, 15, 20, 22-27 and 31 are reserved (2 is NMI, not an exception: left
+/// to `check_injectable`).
+pub const fn exception_vector_defined(vector: u8) -> bool {
+    matches!(vector, 0..=8 | 10..=14 | 16..=19 | 21 | 28..=30)
+}
+
 /// Applies the checks to a VMCB's state; `phys_bits` is the processor's
 /// physical address width. The first broken rule is returned.
 pub fn check_vmrun(save: &SaveArea, control: &ControlArea, phys_bits: u8) -> Result<(), Check> {
@@ -155,6 +163,11 @@ pub fn check_vmrun(save: &SaveArea, control: &ControlArea, phys_bits: u8) -> Res
     }
     let inj = Event { info: control.event_inj, error_code: control.event_inj_err };
     if inj.check_injectable().is_err() {
+        return Err(Check::EventInj);
+    }
+    // APM 15.20: an exception type whose vector is not an exception (the
+    // reserved vectors; KVM's nested_svm_event_inj_valid_exept agrees).
+    if inj.valid() && inj.event_type() == Some(crate::event::EventType::Exception) && !exception_vector_defined(inj.vector()) {
         return Err(Check::EventInj);
     }
     if control.asid == 0 {
@@ -233,6 +246,22 @@ mod tests {
             f(&mut v);
             assert_eq!(check_vmrun(&v.save, &v.control, 40), Err(want), "{}", want.name());
         }
+        // Exception vectors that are reserved (APM table 8-1) are refused;
+        // defined ones pass.
+        for vec in [9u32, 15, 20, 22, 27, 31] {
+            let mut v = good();
+            v.control.event_inj = 0x8000_0300 | vec;
+            assert_eq!(check_vmrun(&v.save, &v.control, 40), Err(Check::EventInj), "vector {vec}");
+        }
+        for vec in [0u32, 8, 13, 14, 17, 19, 21, 28, 30] {
+            let mut v = good();
+            v.control.event_inj = 0x8000_0300 | vec;
+            assert_eq!(check_vmrun(&v.save, &v.control, 40), Ok(()), "vector {vec}");
+        }
+        // Interrupts (type 0) take any vector.
+        let mut v = good();
+        v.control.event_inj = 0x8000_000f;
+        assert_eq!(check_vmrun(&v.save, &v.control, 40), Ok(()));
         // The same rules with long mode done right pass.
         let mut v = good();
         v.save.efer |= efer::LME | efer::LMA;
