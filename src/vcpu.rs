@@ -97,6 +97,9 @@ pub(crate) struct VcpuState {
     gif: bool,
     /// While L2 runs: vmcb12's address and L1's RIP after its VMRUN.
     nested: Option<(u64, u64)>,
+    /// L1's VMRUN was emulated but L2 not entered yet (vmcb02's EVENTINJ
+    /// still holds vmcb12's event): KVM_STATE_NESTED_RUN_PENDING.
+    run_pending: bool,
     stats: Arc<VcpuStats>,
 }
 
@@ -204,6 +207,7 @@ impl Vcpu {
             hsave_pa: 0,
             gif: true,
             nested: None,
+            run_pending: false,
         };
         let npt_root = vm.inner.lock().npt.root_pa();
         st.reset(npt_root, false);
@@ -276,6 +280,8 @@ impl Vcpu {
                 Ok(0)
             }
             uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
+            uapi::kvm::GET_NESTED_STATE => self.get_nested_state(arg),
+            uapi::kvm::SET_NESTED_STATE => self.set_nested_state(arg),
             uapi::kvm::INTERRUPT => self.interrupt(arg),
             uapi::kvm::GET_MSRS | uapi::kvm::SET_MSRS => self.msrs(arg, cmd == uapi::kvm::SET_MSRS),
             uapi::kvm::GET_FPU => {
@@ -321,6 +327,113 @@ impl Vcpu {
         let edx = v.iter().find(|e| e.function == nsvm_core::cpuid::LEAF_SVM).map_or(0, |e| e.regs[3]);
         st.l1_features = if st.svm_exposed { SvmFeatures::from_bits_truncate(edx) & nsvm_core::cpuid::L1_FEATURES } else { SvmFeatures::empty() };
         st.cpuid = v;
+        Ok(0)
+    }
+
+    /// `KVM_GET_NESTED_STATE` (nsvm_core::nested_state has the format): in
+    /// guest mode the header, vmcb12's cached controls and L1's saved state;
+    /// otherwise the header alone. A buffer smaller than the state gets its
+    /// `size` set to what is needed and E2BIG, as in KVM.
+    fn get_nested_state(&self, arg: usize) -> Result<isize> {
+        use nsvm_core::nested_state::{get_header, HEADER_SIZE, VMCB_SIZE};
+        let user = |off: usize, len: usize| UserSlice::new(UserPtr::from_addr(arg + off), len);
+        let mut b = [0u8; 4];
+        user(4, 4).reader().read_slice(&mut b)?;
+        let room = u32::from_ne_bytes(b) as usize;
+        let mut st = self.state.lock();
+        let h = get_header(st.nested.map(|(pa, _)| pa), st.run_pending, st.gif);
+        if room < h.size as usize {
+            user(4, 4).writer().write_slice(&h.size.to_ne_bytes())?;
+            return Err(E2BIG);
+        }
+        user(0, HEADER_SIZE).writer().write_slice(&h.to_bytes())?;
+        let Some((_, next)) = st.nested else { return Ok(0) };
+        // Built in vmcb02's scratch neighbour: a page, not the kernel stack.
+        let mut page = VmcbPage::new()?;
+        {
+            let out = page.get();
+            out.control = st.vmcb12.get().control;
+            out.save = st.vmcb.get().save;
+            // L1's own view: RIP after its VMRUN, EFER as it set it.
+            out.save.rip = next;
+            out.save.efer = st.guest_efer;
+        }
+        user(HEADER_SIZE, VMCB_SIZE).writer().write_slice(&page.bytes()[..])?;
+        Ok(0)
+    }
+
+    /// `KVM_SET_NESTED_STATE`: KVM's checks (nsvm_core::nested_state), then
+    /// in guest mode the vCPU's current state becomes L2's (unless it is in
+    /// guest mode already), L1's saved state goes to vmcb01, the controls to
+    /// vmcb12's cache, and vmcb02 is rebuilt as VMRUN would. Outside guest
+    /// mode, a running L2 is dropped and GIF set as given.
+    fn set_nested_state(&self, arg: usize) -> Result<isize> {
+        use nsvm_core::nested_state::{check_data, check_header, flags, Header, HEADER_SIZE, VMCB_SIZE};
+        let user = |off: usize, len: usize| UserSlice::new(UserPtr::from_addr(arg + off), len);
+        let mut hb = [0u8; HEADER_SIZE];
+        user(0, HEADER_SIZE).reader().read_slice(&mut hb)?;
+        let h = Header::from_bytes(&hb);
+        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        if !st.svm_exposed {
+            return Err(EINVAL);
+        }
+        let svme = st.efer() & efer::SVME != 0;
+        let guest_mode = check_header(&h, svme, phys as u8).map_err(|_| EINVAL)?;
+        let gif = h.flags & flags::GIF_SET != 0;
+        if !guest_mode {
+            if st.nested.take().is_some() {
+                // Leave L2 without a #VMEXIT (KVM's svm_leave_nested).
+                st.l2_np = false;
+                st.run_pending = false;
+            }
+            st.gif = gif;
+            return Ok(0);
+        }
+        let mut page = VmcbPage::new()?;
+        user(HEADER_SIZE, VMCB_SIZE).reader().read_slice(&mut page.bytes()[..])?;
+        let np_offered = st.l1_features.contains(SvmFeatures::NP);
+        {
+            let d = page.get();
+            d.control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
+            check_data(&d.control, &d.save, phys as u8).map_err(|_| EINVAL)?;
+            if d.save.efer & efer::LMA == 0 && d.control.nested_ctl & nested_ctl::NP_ENABLE != 0 {
+                return Err(EINVAL); // NPT12 walks are long-mode only (docs/nested.md)
+            }
+        }
+        // The current state is L2's (when not already in guest mode).
+        if st.nested.is_none() {
+            let (v01, v02) = (st.vmcb.get(), st.vmcb02.get());
+            v02.save = v01.save;
+        }
+        let next = {
+            let d = page.get();
+            let v01 = st.vmcb.get();
+            v01.save = d.save;
+            v01.save.efer = d.save.efer | efer::SVME;
+            let c12 = st.vmcb12.get();
+            c12.control = d.control;
+            c12.save = nsvm_core::vmcb::SaveArea::ZERO;
+            d.save.rip
+        };
+        st.guest_efer = page.get().save.efer;
+        // vmcb01's policy intercepts are rebuilt before the next entry.
+        st.applied_policy = None;
+        st.apply_policy(self.vm.policy());
+        st.nested = Some((h.vmcb_pa, next));
+        if let Some(Next::User) = self.build_vmcb02(st, false)? {
+            st.nested = None;
+            return Err(EINVAL);
+        }
+        st.run_pending = h.flags & flags::RUN_PENDING != 0;
+        if !st.run_pending {
+            // vmcb12's event was delivered when L2 first ran.
+            let c = &mut st.vmcb02.get().control;
+            c.event_inj = 0;
+            c.event_inj_err = 0;
+        }
+        st.gif = gif;
         Ok(0)
     }
 
@@ -451,6 +564,7 @@ impl Vcpu {
                 self.sync_npt02(&mut st);
             }
             st.enter();
+            st.run_pending = false;
             match self.handle_exit(&mut st)? {
                 Next::Guest => {
                     // KVM: with an open window requested, return as soon as
@@ -1178,15 +1292,14 @@ impl Vcpu {
             st.inject(Event::new(EventType::Exception, 13, Some(0)));
             return Ok(Next::Guest);
         }
-        let root = {
+        {
             let inner = self.vm.inner.lock();
             if !GuestMem::l1(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..]) {
                 drop(inner);
                 st.inject(Event::new(EventType::Exception, 13, Some(0)));
                 return Ok(Next::Guest);
             }
-            inner.npt.root_pa()
-        };
+        }
         let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
         // Fields of features not offered to L1 are ignored: of nested_ctl
         // only NP_ENABLE, and only when nested paging is offered.
@@ -1209,6 +1322,23 @@ impl Vcpu {
             st.gif = false;
             return Ok(Next::Guest);
         }
+        if let Some(stop) = self.build_vmcb02(st, true)? {
+            return Ok(stop);
+        }
+        st.nested = Some((pa, next));
+        st.run_pending = true;
+        st.gif = true;
+        self.stats.bump(st_idx::NESTED_VMRUNS);
+        Ok(Next::Guest)
+    }
+
+    /// vmcb02 from vmcb01, the checked vmcb12 copy and L0's policy: merged
+    /// controls (`nested::merge_control`), nested paging on shadow NPT02 or
+    /// L2 on NPT01, and with `from_vmrun` L2's state from vmcb12 (VMRUN);
+    /// without it vmcb02's state is kept (KVM_SET_NESTED_STATE: it is the
+    /// vCPU's current state). `Some` when the vCPU must stop instead.
+    fn build_vmcb02(&self, st: &mut VcpuState, from_vmrun: bool) -> Result<Option<Next>> {
+        let root = self.vm.inner.lock().npt.root_pa();
         let np = st.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0;
         let mut ncr3 = root;
         if np {
@@ -1218,7 +1348,7 @@ impl Vcpu {
             if st.vmcb.get().save.efer & efer::LMA == 0 {
                 let rip = st.vmcb.get().save.rip;
                 self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, exit::VMRUN, u64::from(nested_ctl::NP_ENABLE)]);
-                return Ok(Next::User);
+                return Ok(Some(Next::User));
             }
             let c12 = &st.vmcb12.get().control;
             let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };
@@ -1234,21 +1364,20 @@ impl Vcpu {
         {
             let (v01, v12, v02) = (st.vmcb.get(), st.vmcb12.get(), st.vmcb02.get());
             nsvm_core::nested::merge_control(&mut v02.control, &policy, &v01.control, &v12.control);
-            v02.save = v12.save;
-            // VMRUN does not load what VMLOAD does: L2 starts with L1's
-            // current FS, GS, TR, LDTR and syscall MSRs (APM 15.5.2).
-            v02.save.copy_vmload_state(&v01.save);
-            // Without nested paging L2 runs on NPT01 with L1's guest PAT;
-            // with it, G_PAT is L2's (APM 15.25.8).
-            if !np {
-                v02.save.g_pat = v01.save.g_pat;
+            if from_vmrun {
+                v02.save = v12.save;
+                // VMRUN does not load what VMLOAD does: L2 starts with L1's
+                // current FS, GS, TR, LDTR and syscall MSRs (APM 15.5.2).
+                v02.save.copy_vmload_state(&v01.save);
+                // Without nested paging L2 runs on NPT01 with L1's guest
+                // PAT; with it, G_PAT is L2's (APM 15.25.8).
+                if !np {
+                    v02.save.g_pat = v01.save.g_pat;
+                }
             }
         }
         st.l2_np = np;
-        st.nested = Some((pa, next));
-        st.gif = true;
-        self.stats.bump(st_idx::NESTED_VMRUNS);
-        Ok(Next::Guest)
+        Ok(None)
     }
 
     /// A nested page fault of an L2 on shadow NPT02 (APM 15.25.6): walks
@@ -1636,6 +1765,7 @@ impl VcpuState {
         self.pending = None;
         self.gif = true;
         self.nested = None;
+        self.run_pending = false;
         self.l2_np = false;
         self.npt02.flush();
         self.npt02.key = None;

@@ -20,6 +20,7 @@
  *                      gives L2 L1's own segments, CR0/3/4, EFER, GDT/IDT;
  *                      intercepts VMRUN and VMMCALL, ASID 1
  *   l1_vmrun           RDI=vmcb: VMRUN then STGI; returns exit code in RAX
+ *                      (RBX, RDI kept; other GPRs hold what L2 left)
  *   put_str            RSI=NUL-terminated string
  *   put_hex            RAX printed in hex without leading zeros ("0" for 0)
  *   put_kv             RSI=" key=" string, RAX value
@@ -164,14 +165,17 @@ vmcb_init:
 	pop	%rdi
 	ret
 
+/* L2 shares L1's GPRs except RAX and RSP (VMRUN/#VMEXIT switch only
+ * those): RBX and RDI come back from L1's stack. */
 l1_vmrun:
 	push	%rbx
-	mov	%rdi, %rbx
+	push	%rdi
 	mov	%rdi, %rax
 	vmrun
 	stgi
-	mov	C_EXIT_CODE(%rbx), %rax
+	pop	%rdi
 	pop	%rbx
+	mov	C_EXIT_CODE(%rdi), %rax
 	ret
 
 put_str:

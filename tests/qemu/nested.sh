@@ -8,10 +8,10 @@
 . /tests/lib.sh
 G=/guests
 
-NESTED="l1_smoke l1_npt l1_checks l1_vmload l1_gif l1_two_l2 l1_smp"
+NESTED="l1_smoke l1_npt l1_snap l1_checks l1_vmload l1_gif l1_two_l2 l1_smp"
 args_for() {
     case $1 in
-        l1_npt) echo "--mem 8M";;
+        l1_npt|l1_snap) echo "--mem 8M";;
         l1_smp) echo "--vcpus 2";;
         *) echo "";;
     esac
@@ -25,15 +25,55 @@ run_all() {
     done
 }
 
+# snap_runs DEVICE TAG: l1_snap cut by a snapshot while L2 runs, continued
+# from the file in a new VM (another process), output in /tmp/TAG.snap.*
+snap_runs() {
+    dev=$1; tag=$2
+    nsvm run --device $dev --mem 8M --snapshot /tmp/$tag.snap $G/l1_snap.bin > /tmp/$tag.snap.out1 2> /tmp/$tag.snap.err1
+    echo $? > /tmp/$tag.snap.rc1
+    nsvm run --device $dev --restore /tmp/$tag.snap > /tmp/$tag.snap.out2 2> /tmp/$tag.snap.err2
+    echo $? > /tmp/$tag.snap.rc2
+}
+# cross DEVICE FILE TAG: a snapshot taken on the other hypervisor, continued here
+cross() {
+    nsvm run --device $1 --restore $2 > /tmp/$3.out 2> /tmp/$3.err; echo $? > /tmp/$3.rc
+}
+
 case_ "load nsvm"
 check "loaded" load_nsvm
 run_all /dev/nsvm nsvm
+snap_runs /dev/nsvm nsvm
 check "unloaded after the nested payloads" unload_nsvm
 case_ "load kvm_amd nested=1 (reference)"
 insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko nested=1
 run_all /dev/kvm kvm
+snap_runs /dev/kvm kvm
+cross /dev/kvm /tmp/nsvm.snap nsvm2kvm
 rmmod kvm_amd; rmmod kvm; rmmod irqbypass
+load_nsvm
+cross /dev/nsvm /tmp/kvm.snap kvm2nsvm
+unload_nsvm
+
+for t in nsvm kvm; do
+    case_ "nested state on $t: snapshot while L2 runs, continued in a new VM, same output as one run"
+    cat /tmp/$t.snap.err1 /tmp/$t.snap.err2
+    cat /tmp/$t.snap.out1 /tmp/$t.snap.out2 > /tmp/$t.snap.joined
+    if [ "$(cat /tmp/$t.snap.rc1)" = 0 ] && [ "$(cat /tmp/$t.snap.rc2)" = 33 ] && grep -q "was running L2" /tmp/$t.snap.err1 \
+       && cmp -s /tmp/$t.snap.joined /tmp/$t.l1_snap.out && grep -q "^L2 step 4" /tmp/$t.snap.out2; then
+        pass "$(wc -l < /tmp/$t.snap.out1) lines before, $(wc -l < /tmp/$t.snap.out2) after"
+    else
+        fail "rc $(cat /tmp/$t.snap.rc1)/$(cat /tmp/$t.snap.rc2)"; diff /tmp/$t.snap.joined /tmp/$t.l1_snap.out
+    fi
+done
+for c in "nsvm2kvm nsvm kvm_amd" "kvm2nsvm kvm nsvm"; do
+    set -- $c
+    case_ "nested state moves: snapshot taken on $2 mid-L2, continued on $3"
+    cat /tmp/$1.err
+    cat /tmp/$2.snap.out1 /tmp/$1.out > /tmp/$1.joined
+    if [ "$(cat /tmp/$1.rc)" = 33 ] && cmp -s /tmp/$1.joined /tmp/nsvm.l1_snap.out; then pass; else
+        fail "rc $(cat /tmp/$1.rc)"; diff /tmp/$1.joined /tmp/nsvm.l1_snap.out; fi
+done
 
 for p in $NESTED; do
     case_ "$p: runs to the end on both (status 33)"

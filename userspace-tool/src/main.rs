@@ -9,6 +9,7 @@ mod bench;
 mod cpus;
 mod info;
 mod run;
+mod snapshot;
 mod stats;
 mod sys;
 
@@ -27,7 +28,8 @@ commands:
                                    'ok RET' or 'err ERRNO-NAME'
   run   [--device PATH] [--mem SIZE] [--vcpus N] [--load ADDR] [--mode real|protected|long]
         [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] [--trace-mmio]
-        [--stats FILE] [--policy LIST] [--no-thp] IMAGE
+        [--stats FILE] [--policy LIST] [--no-thp] [--snapshot FILE] IMAGE
+  run   [--device PATH] --restore FILE [same options]
                                    run a flat binary (loaded at --load, default
                                    0x1000, real mode) or an ELF64 image (long
                                    mode); COM1 output goes to stdout, an OUT to
@@ -42,7 +44,12 @@ commands:
                                    exc:N, all-insns, all-exc or all; with
                                    --vcpus N every vCPU starts at the entry with
                                    RDI = its index and RSI = N; guest memory asks
-                                   for transparent huge pages unless --no-thp
+                                   for transparent huge pages unless --no-thp;
+                                   with --snapshot an OUT to port 0x502 saves
+                                   the VM (memory, registers, MSRs, nested
+                                   state: also while L2 runs) to FILE and ends
+                                   the run; --restore FILE continues such a
+                                   snapshot in a new VM (nsvm or kvm_amd)
   stats --pid PID [--all] [--json] [--interval S --count N]
                                    binary statistics (KVM_GET_STATS_FD) of the
                                    VMs and vCPUs of a running VMM, nsvm or kvm

@@ -55,6 +55,10 @@ pub struct Options {
     vcpus: u32,
     /// Do not ask for transparent huge pages (4 KiB backing only).
     no_thp: bool,
+    /// Save the VM here when the guest writes to the snapshot port.
+    snapshot: Option<String>,
+    /// Start from this snapshot instead of an image.
+    restore: Option<String>,
 }
 
 fn parse_size(s: &str) -> Result<u64, Failure> {
@@ -69,7 +73,7 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1, no_thp: false };
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1, no_thp: false, snapshot: None, restore: None };
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
@@ -101,6 +105,8 @@ fn parse(a: &Args) -> Result<Options, Failure> {
                 o.irq_on_hlt = Some((vec as u8, n as u32));
             }
             "--quiet" => o.quiet = true,
+            "--snapshot" => o.snapshot = Some(val("--snapshot")?),
+            "--restore" => o.restore = Some(val("--restore")?),
             "--vcpus" => {
                 let n = parse_size(&val("--vcpus")?)?;
                 if n == 0 || n > 64 {
@@ -112,8 +118,11 @@ fn parse(a: &Args) -> Result<Options, Failure> {
             x => o.image = x.to_string(),
         }
     }
-    if o.image.is_empty() {
-        return Err(Failure("run needs an image: nsvm run [options] IMAGE".into()));
+    if o.image.is_empty() && o.restore.is_none() {
+        return Err(Failure("run needs an image: nsvm run [options] IMAGE (or --restore FILE)".into()));
+    }
+    if o.snapshot.is_some() && o.vcpus != 1 {
+        return Err(Failure("--snapshot supports one vCPU".into()));
     }
     if o.mem < 0x40000 || o.mem % 0x1000 != 0 || o.mem > (64 << 30) {
         return Err(Failure("--mem must be a multiple of 4 KiB between 256K and 64G".into()));
@@ -297,12 +306,15 @@ impl Summary {
 /// How the guest run ended.
 enum End {
     DebugExit(u8),
+    /// The guest asked for a snapshot (with --snapshot).
+    Snapshot,
     Halted,
     Shutdown,
     Failed(String),
 }
 
 pub struct Guest {
+    kvm: Kvm,
     _vm: VmFd,
     /// vCPU 0 first.
     pub vcpus: Vec<VcpuFd>,
@@ -368,6 +380,8 @@ impl Options {
             vcpus: 1,
             // The NPF row measures 4 KiB first touches.
             no_thp: true,
+            snapshot: None,
+            restore: None,
         }
     }
 }
@@ -381,8 +395,9 @@ pub fn setup_for_bench(device: &str, o: &Options, iterations: u64) -> Result<Gue
     Ok(g)
 }
 
-fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
-    let bytes = std::fs::read(&o.image).map_err(|e| Failure(format!("cannot read image {}: {e}", o.image)))?;
+/// A VM with `mem_len` bytes of memory at guest physical 0 (one slot), the
+/// policy applied, and the CPUID every vCPU gets.
+fn new_vm(device: &str, o: &Options, mem_len: u64) -> Result<(Kvm, VmFd, Mem, kvm_bindings::CpuId), Failure> {
     crate::sys::open_device(device)?;
     let kvm = Kvm::new_with_path(std::ffi::CString::new(device.to_string()).map_err(|_| Failure("bad device path".into()))?)
         .map_err(|e| Failure(format!("cannot open {device}: {e}")))?;
@@ -393,9 +408,8 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
         // "always").
         unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
-    let mut mem = Mem::new(o.mem as usize, !o.no_thp)?;
-    let img = load_image(mem.slice(), &bytes, o)?;
-    let region = kvm_userspace_memory_region { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: o.mem, userspace_addr: mem.ptr as u64 };
+    let mem = Mem::new(mem_len as usize, !o.no_thp)?;
+    let region = kvm_userspace_memory_region { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: mem_len, userspace_addr: mem.ptr as u64 };
     // SAFETY: the region is our mapping, which outlives the VM (field order in Guest).
     unsafe { vm.set_user_memory_region(region) }.map_err(|e| Failure(format!("KVM_SET_USER_MEMORY_REGION failed: {e}")))?;
     if let Some((insns, excs)) = o.policy {
@@ -420,15 +434,31 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
             e.ecx &= !((1 << 21) | (1 << 24));
         }
     }
+    Ok((kvm, vm, mem, cpuid))
+}
+
+/// vCPU `n` with its CPUID (initial APIC id `n`).
+fn new_vcpu(vm: &VmFd, cpuid: &mut kvm_bindings::CpuId, n: u32) -> Result<VcpuFd, Failure> {
+    let vcpu = vm.create_vcpu(u64::from(n)).map_err(|e| Failure(format!("KVM_CREATE_VCPU {n} failed: {e}")))?;
+    for e in cpuid.as_mut_slice() {
+        if e.function == 1 {
+            e.ebx = (e.ebx & 0x00ff_ffff) | (n << 24); // initial APIC id
+        }
+    }
+    vcpu.set_cpuid2(cpuid).map_err(|e| Failure(format!("KVM_SET_CPUID2 failed: {e}")))?;
+    Ok(vcpu)
+}
+
+fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
+    if let Some(path) = &o.restore {
+        return restore(device, o, path);
+    }
+    let bytes = std::fs::read(&o.image).map_err(|e| Failure(format!("cannot read image {}: {e}", o.image)))?;
+    let (kvm, vm, mut mem, mut cpuid) = new_vm(device, o, o.mem)?;
+    let img = load_image(mem.slice(), &bytes, o)?;
     let mut vcpus = Vec::new();
     for n in 0..o.vcpus {
-        let vcpu = vm.create_vcpu(u64::from(n)).map_err(|e| Failure(format!("KVM_CREATE_VCPU {n} failed: {e}")))?;
-        for e in cpuid.as_mut_slice() {
-            if e.function == 1 {
-                e.ebx = (e.ebx & 0x00ff_ffff) | (n << 24); // initial APIC id
-            }
-        }
-        vcpu.set_cpuid2(&cpuid).map_err(|e| Failure(format!("KVM_SET_CPUID2 failed: {e}")))?;
+        let vcpu = new_vcpu(&vm, &mut cpuid, n)?;
         let base = vcpu.get_sregs().map_err(|e| Failure(format!("KVM_GET_SREGS failed: {e}")))?;
         let sregs = setup_mode(mem.slice(), img.mode, &base);
         vcpu.set_sregs(&sregs).map_err(|e| Failure(format!("KVM_SET_SREGS failed: {e}")))?;
@@ -439,7 +469,22 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
         vcpu.set_regs(&regs).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
         vcpus.push(vcpu);
     }
-    Ok((Guest { _vm: vm, vcpus, _mem: mem }, img.mode))
+    Ok((Guest { kvm, _vm: vm, vcpus, _mem: mem }, img.mode))
+}
+
+/// A new VM from a snapshot (`--restore`).
+fn restore(device: &str, o: &Options, path: &str) -> Result<(Guest, StartMode), Failure> {
+    let snap = crate::snapshot::read(path).map_err(Failure)?;
+    let (kvm, vm, mut mem, mut cpuid) = new_vm(device, o, snap.mem.len() as u64)?;
+    mem.slice().copy_from_slice(&snap.mem);
+    let mut vcpus = Vec::new();
+    for (n, s) in snap.vcpus.iter().enumerate() {
+        let vcpu = new_vcpu(&vm, &mut cpuid, n as u32)?;
+        crate::snapshot::load_vcpu(&vcpu, s).map_err(|e| Failure(format!("restoring vCPU {n} from {path}: {e}")))?;
+        vcpus.push(vcpu);
+    }
+    let mode = if snap.vcpus[0].sregs_efer() & 0x400 != 0 { StartMode::Long } else if snap.vcpus[0].sregs_cr0() & 1 != 0 { StartMode::Protected } else { StartMode::Real };
+    Ok((Guest { kvm, _vm: vm, vcpus, _mem: mem }, mode))
 }
 
 /// Injects the first queued interrupt if the guest can take it, or asks KVM
@@ -511,6 +556,12 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                         return End::DebugExit(v);
                     }
                     IRQ_PORT => irqs.push_back(v),
+                    crate::snapshot::SNAPSHOT_PORT => {
+                        if o.snapshot.is_some() {
+                            let _ = out.flush();
+                            return End::Snapshot;
+                        }
+                    }
                     p if (COM1..COM1 + 8).contains(&p) || p == 0x80 => {}
                     p => *sum.unhandled_ports.entry(p).or_default() += 1,
                 }
@@ -666,7 +717,17 @@ fn run_all(g: &mut Guest, o: &Options) -> (End, Summary) {
 pub fn run(a: &Args) -> Result<(), Failure> {
     let o = parse(a)?;
     let (mut g, mode) = setup(&a.device, &o)?;
-    let (end, sum) = run_all(&mut g, &o);
+    let (mut end, sum) = run_all(&mut g, &o);
+    let mut snap_note = String::new();
+    if let (End::Snapshot, Some(path)) = (&end, &o.snapshot) {
+        let r = crate::snapshot::save_vcpu(&g.kvm, &mut g.vcpus[0]).and_then(|v| {
+            snap_note = format!("snapshot written to {path}{}", if crate::snapshot::in_guest_mode(&v) { " (vCPU 0 was running L2)" } else { "" });
+            crate::snapshot::write(path, g._mem.slice(), &[v])
+        });
+        if let Err(m) = r {
+            end = End::Failed(format!("snapshot failed: {m}"));
+        }
+    }
     if o.dump_regs {
         for (i, v) in g.vcpus.iter().enumerate() {
             if g.vcpus.len() > 1 {
@@ -694,12 +755,14 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     let _ = std::io::stdout().flush();
     let (status, what) = match &end {
         End::DebugExit(v) => (i32::from(*v), format!("guest wrote {v} to the debug-exit port")),
+        End::Snapshot => (0, snap_note),
         End::Halted => (0, "guest halted (HLT with no interrupt to wait for)".to_string()),
         End::Shutdown => (2, "guest shut down (triple fault)".to_string()),
         End::Failed(m) => (1, m.clone()),
     };
     if !o.quiet {
-        eprintln!("nsvm run: {} ({:?} mode start on {}): {}; {}", o.image, mode, a.device, what, sum.line());
+        let image = o.restore.as_ref().map_or(o.image.clone(), |r| format!("snapshot {r}"));
+        eprintln!("nsvm run: {} ({:?} mode start on {}): {}; {}", image, mode, a.device, what, sum.line());
     }
     std::process::exit(status);
 }

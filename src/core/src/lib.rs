@@ -20,6 +20,7 @@ pub mod memslot;
 pub mod mmio;
 pub mod msr;
 pub mod nested;
+pub mod nested_state;
 pub mod paging;
 pub mod reflect;
 pub mod sensitive;

@@ -99,6 +99,9 @@ pub mod vm_cr {
 pub const GUEST_MSRS: &[u32] = &[
     EFER, STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, FS_BASE, GS_BASE, SYSENTER_CS, SYSENTER_ESP,
     SYSENTER_EIP, PAT, TSC, TSC_AUX, APIC_BASE,
+    // Nested SVM (readable once SVM is offered to the guest): part of a
+    // vCPU's state for save/restore, as in KVM's list.
+    VM_HSAVE_PA, VM_CR,
 ];
 
 /// Name of an MSR for logs and dumps.

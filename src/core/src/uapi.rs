@@ -127,6 +127,10 @@ pub mod kvm {
     pub const GET_FPU: u32 = ior(KVMIO, 0x8c, 416);
     /// `KVM_SET_FPU` (vCPU fd).
     pub const SET_FPU: u32 = iow(KVMIO, 0x8d, 416);
+    /// `KVM_GET_NESTED_STATE` (vCPU fd).
+    pub const GET_NESTED_STATE: u32 = iowr(KVMIO, 0xbe, crate::nested_state::HEADER_SIZE);
+    /// `KVM_SET_NESTED_STATE` (vCPU fd).
+    pub const SET_NESTED_STATE: u32 = iow(KVMIO, 0xbf, crate::nested_state::HEADER_SIZE);
     /// `KVM_GET_TSC_KHZ` (vCPU fd).
     pub const GET_TSC_KHZ: u32 = io(KVMIO, 0xa3);
     /// `KVM_RUN` (vCPU fd).
@@ -176,6 +180,7 @@ pub mod cap {
         (USER_MEMORY2, 1),
         (BINARY_STATS_FD, 1),
         (GET_TSC_KHZ, 1),
+        (NESTED_STATE, crate::nested_state::MAX_SIZE as i32),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0
@@ -418,13 +423,18 @@ mod tests {
         assert_eq!(kvm::GET_TSC_KHZ, 0xaea3);
         assert_eq!(kvm::INTERRUPT, 0x4004_ae86);
         assert_eq!(kvm::GET_STATS_FD, 0xaece);
+        // _IOWR(KVMIO, 0xbe, struct kvm_nested_state) and _IOW(.., 0xbf, ..).
+        assert_eq!(kvm::GET_NESTED_STATE, 0xc080_aebe);
+        assert_eq!(kvm::SET_NESTED_STATE, 0x4080_aebf);
+        assert_eq!(size_of::<kb::kvm_nested_state>(), crate::nested_state::HEADER_SIZE);
     }
 
     #[test]
     fn supported_caps() {
         assert_eq!(cap::check_extension(u64::from(cap::USER_MEMORY)), 1);
         assert_eq!(cap::check_extension(u64::from(cap::NR_MEMSLOTS)), 256);
-        assert_eq!(cap::check_extension(u64::from(cap::NESTED_STATE)), 0);
+        // KVM's value: the largest state, header + vmcb12 page.
+        assert_eq!(cap::check_extension(u64::from(cap::NESTED_STATE)), 4224);
     }
 
     #[test]
