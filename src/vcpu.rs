@@ -1151,7 +1151,7 @@ impl Vcpu {
             c.exit_int_info = v02.control.exit_int_info;
             c.exit_int_info_err = v02.control.exit_int_info_err;
             c.int_state = v02.control.int_state;
-            let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ;
+            let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 { int_ctl::V_GIF } else { 0 };
             c.int_ctl = (c.int_ctl & !virq) | (v02.control.int_ctl & virq);
             c.event_inj = 0;
             c.event_inj_err = 0;
@@ -1210,10 +1210,15 @@ impl Vcpu {
         let next = rip.wrapping_add(len as u64);
         match code {
             exit::STGI | exit::CLGI => {
-                // L2's own GIF is not modelled (docs/nested.md): L0 keeps
-                // physical interrupts, L1's GIF is set while L2 runs.
+                // L2's: with vGIF enabled by L1 they move V_GIF (APM 15.33.2);
+                // otherwise L2's own GIF is not modelled (docs/nested.md).
                 if !l2 {
                     st.gif = code == exit::STGI;
+                } else {
+                    let c = &mut st.vmcb02.get().control;
+                    if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 {
+                        c.int_ctl = if code == exit::STGI { c.int_ctl | int_ctl::V_GIF } else { c.int_ctl & !int_ctl::V_GIF };
+                    }
                 }
                 st.vmcb().save.rip = next;
                 Ok(Next::Guest)

@@ -8,7 +8,7 @@
 . /tests/lib.sh
 G=/guests
 
-NESTED="l1_smoke l1_npt l1_snap l1_checks l1_vmload l1_gif l1_two_l2 l1_smp"
+NESTED="l1_smoke l1_npt l1_snap l1_vgif l1_checks l1_vmload l1_gif l1_two_l2 l1_smp"
 args_for() {
     case $1 in
         l1_npt|l1_snap) echo "--mem 8M";;

@@ -216,9 +216,13 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
 /// - VMCB_CLEAN: honoured by never trusting them, i.e. vmcb12 is copied
 ///   whole on every VMRUN, which APM 15.15.1 allows ("the processor may
 ///   ignore a clean bit and reload the field");
-/// - FLUSH_BY_ASID: TLB_CONTROL 3 and 7 drop L2's translations (APM 15.16.2).
-/// Not offered: vGIF, decode assists, pause filter, AVIC, LBR virtualization.
-pub const L1_FEATURES: SvmFeatures = SvmFeatures::NP.union(SvmFeatures::NRIPS).union(SvmFeatures::VMCB_CLEAN).union(SvmFeatures::FLUSH_BY_ASID);
+/// - FLUSH_BY_ASID: TLB_CONTROL 3 and 7 drop L2's translations (APM 15.16.2);
+/// - VGIF: with V_GIF_ENABLE in vmcb12, L2's STGI/CLGI (when L1 does not
+///   intercept them) set and clear V_GIF, emulated by L0, and V_GIF goes
+///   back to vmcb12 at #VMEXIT (APM 15.33).
+/// Not offered: decode assists, pause filter, AVIC, LBR virtualization, vNMI.
+pub const L1_FEATURES: SvmFeatures =
+    SvmFeatures::NP.union(SvmFeatures::NRIPS).union(SvmFeatures::VMCB_CLEAN).union(SvmFeatures::FLUSH_BY_ASID).union(SvmFeatures::VGIF);
 
 /// The parts of CPUID that depend on the guest's state at the time it
 /// executes CPUID (what hardware computes and KVM's
@@ -268,7 +272,7 @@ mod supported_tests {
         let e = supported_leaf(0x8000_0001, 0, [0, 0, 0, 0]).unwrap();
         assert_eq!(e[2] & 4, 4);
         assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), Some([1, 8, 0, L1_FEATURES.bits()]));
-        assert_eq!(L1_FEATURES.bits(), 0b110_1001);
+        assert_eq!(L1_FEATURES.bits(), (1 << 16) | 0b110_1001);
         assert_eq!(supported_leaf(0, 0, [0xd, 1, 2, 3]), Some([0xd, 1, 2, 3]));
         assert!(is_indexed(7) && is_indexed(0xd) && !is_indexed(1));
         assert_eq!(l1[2] & (1 << 27), 0);

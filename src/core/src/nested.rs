@@ -168,7 +168,8 @@ pub struct L0Policy {
 ///   flushing, since L2 runs in an ASID L0 owns);
 /// - virtual interrupt state: L1's V_TPR, V_IRQ, V_INTR_PRIO, V_IGN_TPR,
 ///   vector and interrupt shadow, with V_INTR_MASKING forced on (L0 needs
-///   physical interrupts while L2 runs);
+///   physical interrupts while L2 runs); V_GIF_ENABLE/V_GIF when vGIF is
+///   offered to L1;
 /// - EVENTINJ: L1's; nested paging: on, with L0's root;
 /// - NRIPS/pause filter fields only when offered to L1.
 /// `c01` is vmcb01's control area (L0's intercepts, permission maps, TSC
@@ -184,6 +185,11 @@ pub fn merge_control(c: &mut ControlArea, p: &L0Policy, c01: &ControlArea, c12: 
     c.tlb_ctl = if p.flush { tlb_control::FLUSH_ALL } else { tlb_control::DO_NOTHING };
     let keep = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | int_ctl::V_INTR_PRIO_MASK | int_ctl::V_IGN_TPR;
     c.int_ctl = (c12.int_ctl & keep) | int_ctl::V_INTR_MASKING;
+    // vGIF for L2 when offered and enabled by L1: V_GIF gates L2's virtual
+    // interrupts (APM 15.33.2); L2's STGI/CLGI move it.
+    if p.features.contains(SvmFeatures::VGIF) && c12.int_ctl & int_ctl::V_GIF_ENABLE != 0 {
+        c.int_ctl |= c12.int_ctl & (int_ctl::V_GIF_ENABLE | int_ctl::V_GIF);
+    }
     c.int_vector = c12.int_vector & 0xff;
     c.int_state = c12.int_state & crate::vmcb::int_state::SHADOW;
     c.event_inj = c12.event_inj;
@@ -326,10 +332,12 @@ mod tests {
         assert_eq!((c.nested_ctl, c.nested_cr3), (nested_ctl::NP_ENABLE, 0x55000));
         // NRIPS not offered: next_rip not taken from vmcb12.
         assert_eq!(c.next_rip, 0);
-        let p2 = L0Policy { features: SvmFeatures::NP | SvmFeatures::NRIPS, flush: false, ..p };
+        let p2 = L0Policy { features: SvmFeatures::NP | SvmFeatures::NRIPS | SvmFeatures::VGIF, flush: false, ..p };
         let mut c2 = ControlArea::ZERO;
         merge_control(&mut c2, &p2, &c01, &c12);
         assert_eq!(c2.next_rip, 0x1234);
+        // vGIF offered: L1's V_GIF_ENABLE (and V_GIF, clear here) survive.
+        assert_eq!(c2.int_ctl, 0x5 | int_ctl::V_IRQ | int_ctl::V_INTR_MASKING | int_ctl::V_GIF_ENABLE);
         assert_eq!(c2.tlb_ctl, tlb_control::DO_NOTHING);
     }
 }
