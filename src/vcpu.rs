@@ -30,6 +30,7 @@ use crate::hw::{self, KPages, PinnedPage, VmcbPage};
 use crate::npt::ShadowNpt;
 use nsvm_core::cpuid::SvmFeatures;
 use nsvm_core::nested::{npf, Npt02Key};
+use nsvm_core::trace::Event as TraceEvent;
 use crate::vm::{Vm, VmInner};
 use crate::vmrun::{self, Gprs};
 
@@ -97,6 +98,10 @@ pub(crate) struct VcpuState {
     gif: bool,
     /// While L2 runs: vmcb12's address and L1's RIP after its VMRUN.
     nested: Option<(u64, u64)>,
+    /// Nested event log (`nsvm_core::trace`): a ring of LOG_LEN entries and
+    /// how many were ever recorded.
+    nlog: KVec<TraceEvent>,
+    nlog_count: u64,
     /// L1's VMRUN was emulated but L2 not entered yet (vmcb02's EVENTINJ
     /// still holds vmcb12's event): KVM_STATE_NESTED_RUN_PENDING.
     run_pending: bool,
@@ -208,6 +213,8 @@ impl Vcpu {
             gif: true,
             nested: None,
             run_pending: false,
+            nlog: KVec::from_elem(TraceEvent::Empty, nsvm_core::trace::LOG_LEN, GFP_KERNEL_ACCOUNT)?,
+            nlog_count: 0,
         };
         let npt_root = vm.inner.lock().npt.root_pa();
         st.reset(npt_root, false);
@@ -470,6 +477,18 @@ impl Vcpu {
             }
             None => {
                 let _ = core::fmt::Write::write_str(&mut out, "vCPU is in KVM_RUN: read again while it is stopped in userspace\n");
+            }
+        }
+        if let Some(st) = self.state.try_lock() {
+            if st.nlog_count != 0 {
+                let _ = core::fmt::Write::write_fmt(
+                    &mut out,
+                    format_args!("\nnested events (the last {} of {}, oldest first; KVM tracepoint formats)\n", st.nlog.len().min(st.nlog_count as usize), st.nlog_count),
+                );
+                for (seq, e) in nsvm_core::trace::in_order(&st.nlog, st.nlog_count) {
+                    let _ = core::fmt::Write::write_fmt(&mut out, format_args!("{seq:>8} "));
+                    let _ = nsvm_core::trace::write_line(&mut out, self.id, e);
+                }
             }
         }
         Ok(out.0)
@@ -1087,6 +1106,12 @@ impl Vcpu {
             let v = st.vmcb02.get();
             (v.control.exit_code, v.control.exit_info_1)
         };
+        let e = {
+            let v = st.vmcb02.get();
+            let c = &v.control;
+            TraceEvent::VmExit { rip: v.save.rip, reason: code, info1, info2: c.exit_info_2, intr_info: c.exit_int_info, error_code: c.exit_int_info_err }
+        };
+        st.log(e);
         // L2 on shadow NPT02: the fault is either in NPT12 (L1's to see, as
         // #VMEXIT(NPF) with the error code of the NPT12 walk), or L0's to
         // resolve by composing the missing NPT02 leaf.
@@ -1159,6 +1184,9 @@ impl Vcpu {
         }
         // Only what #VMEXIT writes (APM 15.6): L1's edits to the rest of
         // vmcb12 while L2 ran stay.
+        let c = &st.vmcb12.get().control;
+        let e = TraceEvent::VmExitInject { reason: c.exit_code, info1: c.exit_info_1, info2: c.exit_info_2, exit_int_info: c.exit_int_info, exit_int_info_err: c.exit_int_info_err };
+        st.log(e);
         let bytes = st.vmcb12.bytes();
         let ok = nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, &bytes[o..o + l]));
         drop(inner);
@@ -1333,6 +1361,20 @@ impl Vcpu {
         st.nested = Some((pa, next));
         st.run_pending = true;
         st.gif = true;
+        let e = {
+            let (v01, v12, v02) = (st.vmcb.get(), st.vmcb12.get(), st.vmcb02.get());
+            let npt = st.l2_np;
+            TraceEvent::VmEnter {
+                rip: v01.save.rip,
+                vmcb: pa,
+                nested_rip: v02.save.rip,
+                int_ctl: v12.control.int_ctl,
+                event_inj: v12.control.event_inj,
+                npt,
+                cr3: if npt { v12.control.nested_cr3 } else { v12.save.cr3 },
+            }
+        };
+        st.log(e);
         self.stats.bump(st_idx::NESTED_VMRUNS);
         Ok(Next::Guest)
     }
@@ -1480,6 +1522,11 @@ impl VcpuState {
         let ncr3 = self.vmcb12.get().control.nested_cr3;
         let nxe = self.vmcb.get().save.efer & efer::NXE != 0;
         GuestMem(inner, Some(Npt12View { ncr3, nxe, phys: phys as u8 }))
+    }
+
+    /// Records a nested event in the log.
+    fn log(&mut self, e: TraceEvent) {
+        nsvm_core::trace::record(&mut self.nlog, &mut self.nlog_count, e);
     }
 
     /// EFER of the guest that runs: L1's as nsvm keeps it (SVME as L1 set

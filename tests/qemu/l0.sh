@@ -185,11 +185,14 @@ f12=$(sed -n 's/^vcpu0.npt12_faults //p' /tmp/evil.stats); f02=$(sed -n 's/^vcpu
   && [ "${f12:-0}" -gt 1000 ] && [ "${f02:-0}" -gt 100 ] \
   && ! new_log | grep -E 'WARNING:|BUG:|Oops|Call Trace' && pass "invalid $inv, ran $oth" || fail "rc=$rc inv=$inv oth=$oth"
 
-case_ "debugfs shows vmcb12, vmcb02 and what the merge changed while L2 runs"
+case_ "debugfs shows vmcb12, vmcb02, what the merge changed, and the nested event log while L2 runs"
 dump_stopped /guests/nestspin64.bin /tmp/ndump.txt; rc=$?
 sed -n '/vmcb12 -> vmcb02/,$p' /tmp/ndump.txt
 [ $rc = 0 ] && grep -q "^vmcb12 at 0x" /tmp/ndump.txt && grep -q "^vmcb02 (what L0 runs L2 with)" /tmp/ndump.txt \
-  && grep -q "^  + intercept INTR" /tmp/ndump.txt && grep -q "^  asid: 0x1 -> 0x2" /tmp/ndump.txt && pass || fail "rc=$rc"
+  && grep -q "^  + intercept INTR" /tmp/ndump.txt && grep -q "^  asid: 0x1 -> 0x2" /tmp/ndump.txt \
+  && grep -q "^nested events (the last 64 of [0-9]*, oldest first; KVM tracepoint formats)" /tmp/ndump.txt \
+  && grep -q "^ *[0-9]* kvm_nested_vmexit: vcpu 0 reason intr rip 0x[0-9a-f]* info1 0x0000000000000000" /tmp/ndump.txt \
+  && pass || fail "rc=$rc"
 
 case_ "non-canonical WRMSR to LSTAR raises #GP (APM; kvm_amd on TCG differs, not compared)"
 run_guest /dev/nsvm noncanon64

@@ -25,5 +25,6 @@ pub mod paging;
 pub mod reflect;
 pub mod sensitive;
 pub mod stats;
+pub mod trace;
 pub mod uapi;
 pub mod vmcb;
