@@ -73,6 +73,14 @@ pub(crate) struct VcpuState {
     string_gpas: KVec<u64>,
     /// External interrupt queued by `KVM_INTERRUPT`, not yet injected.
     pending_irq: Option<u8>,
+    /// NMI queued by `KVM_NMI`, not yet injected.
+    pending_nmi: bool,
+    /// L1 is in its NMI handler: further NMIs wait for its IRET (APM 8.5;
+    /// tracked through the IRET intercept, as KVM does without vNMI).
+    nmi_masked: bool,
+    /// RIP of the IRET that ends the NMI handler: NMIs unmask once the
+    /// guest is past it.
+    iret_rip: Option<u64>,
     /// When the last exit was HLT: the time it happened (ns).
     halted_since: Option<u64>,
     /// The sensitive-instruction policy vmcb01's intercepts reflect (`None`
@@ -201,6 +209,9 @@ impl Vcpu {
             pending: None,
             string_gpas: KVec::new(),
             pending_irq: None,
+            pending_nmi: false,
+            nmi_masked: false,
+            iret_rip: None,
             halted_since: None,
             applied_policy: None,
             vmcb02: VmcbPage::new()?,
@@ -290,6 +301,12 @@ impl Vcpu {
             uapi::kvm::GET_NESTED_STATE => self.get_nested_state(arg),
             uapi::kvm::SET_NESTED_STATE => self.set_nested_state(arg),
             uapi::kvm::INTERRUPT => self.interrupt(arg),
+            uapi::kvm::NMI => {
+                // KVM_NMI: queued; delivered when L1's GIF and NMI masking
+                // allow (or as #VMEXIT(NMI) when L2 runs and L1 intercepts).
+                self.state.lock().pending_nmi = true;
+                Ok(0)
+            }
             uapi::kvm::GET_MSRS | uapi::kvm::SET_MSRS => self.msrs(arg, cmd == uapi::kvm::SET_MSRS),
             uapi::kvm::GET_FPU => {
                 let b = self.state.lock().get_fpu();
@@ -577,6 +594,29 @@ impl Vcpu {
             }
             hw::cond_resched();
             let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0;
+            // An interrupt or NMI for L1 while L2 runs, which L1 intercepts:
+            // #VMEXIT(INTR/NMI) to L1 (APM 15.21.1, 15.21.3), the event
+            // staying pending for L1 (taken once it sets GIF).
+            if st.nested.is_some() && !st.run_pending {
+                if let Some(code) = st.l1_event_exit() {
+                    let inner = self.vm.inner.lock();
+                    {
+                        let c = &mut st.vmcb02.get().control;
+                        // An event L0 was about to deliver to L2 is reported
+                        // as interrupted (EXITINTINFO).
+                        let pending = c.event_inj & nsvm_core::event::bits::VALID != 0;
+                        c.exit_int_info = if pending { c.event_inj } else { 0 };
+                        c.exit_int_info_err = if pending { c.event_inj_err } else { 0 };
+                        c.event_inj = 0;
+                        c.exit_code = code;
+                        c.exit_info_1 = 0;
+                        c.exit_info_2 = 0;
+                    }
+                    if let Some(Next::User) = self.reflect_to_l1(&mut st, &inner, code)? {
+                        break Ok(0);
+                    }
+                }
+            }
             st.prepare_interrupts(window);
             st.apply_policy(self.vm.policy());
             if st.l2_np {
@@ -661,6 +701,12 @@ impl Vcpu {
                 return Ok(next);
             }
         }
+        if let Some(r) = st.iret_rip {
+            if st.nested.is_none() && st.vmcb.get().save.rip != r {
+                st.iret_rip = None;
+                st.nmi_masked = false;
+            }
+        }
         let vmcb = st.vmcb();
         let code = vmcb.control.exit_code;
         let info1 = vmcb.control.exit_info_1;
@@ -700,6 +746,16 @@ impl Vcpu {
         }
         match code {
             exit::INTR | exit::NMI | exit::SMI => Ok(Next::Guest),
+            exit::IRET => {
+                // Set by L0 while L1 handles an NMI: the IRET about to run
+                // ends it. NMIs unmask once RIP has moved past it.
+                if st.nested.is_none() {
+                    let v = st.vmcb.get();
+                    v.control.intercepts.clear(exit::IRET);
+                    st.iret_rip = Some(v.save.rip);
+                }
+                Ok(Next::Guest)
+            }
             exit::VINTR => {
                 // The interrupt window is open (APM 15.21.4): drop the fake
                 // V_IRQ; prepare_interrupts injects or reopens as needed.
@@ -1157,10 +1213,18 @@ impl Vcpu {
             self.stats.bump(st_idx::L2_EXITS_L0);
             return Ok(None);
         }
+        self.reflect_to_l1(st, &inner, code)
+    }
+
+    /// The #VMEXIT L1 expects for the exit in vmcb02's exit fields (APM
+    /// 15.6): what #VMEXIT writes goes to vmcb12 in L1's memory, L1 resumes
+    /// after its VMRUN with GIF clear.
+    fn reflect_to_l1(&self, st: &mut VcpuState, inner: &VmInner, code: u64) -> Result<Option<Next>> {
+        let mem = GuestMem::l1(inner);
         self.stats.bump(st_idx::L2_EXITS_REFLECTED);
         // NRIPS for L1 (emulated, APM 15.7.1): the next RIP of an intercepted
         // instruction, decoded by L0 (no NRIPS under TCG), 0 otherwise.
-        let nrip = st.l2_next_rip(&inner, code);
+        let nrip = st.l2_next_rip(inner, code);
         let Some((pa12, next)) = st.nested.take() else { return Ok(None) };
         st.l2_np = false;
         // vmcb12 := L2's state and the exit information (field by field from
@@ -1189,7 +1253,6 @@ impl Vcpu {
         st.log(e);
         let bytes = st.vmcb12.bytes();
         let ok = nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, &bytes[o..o + l]));
-        drop(inner);
         // What VMLOAD/VMSAVE move is not switched by #VMEXIT: L1 goes on
         // with L2's values until it loads its own (APM 15.5.2).
         let (v1, v2) = (st.vmcb.get(), st.vmcb02.get());
@@ -1200,11 +1263,13 @@ impl Vcpu {
         if !ok {
             // vmcb12 is no longer writable RAM: L1 cannot be told; stop.
             self.internal_error(run::INTERNAL_ERROR_EMULATION, &[next, pa12]);
+            return Ok(Some(Next::User));
         }
         self.stats.bump(st_idx::EXITS);
         self.stats.bump(stats::exit_counter(code));
         Ok(Some(Next::Guest))
     }
+
 
     /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, INVLPGA executed by L1 with
     /// EFER.SVME set (APM 15.5, 15.5.2, 15.17, 15.16.4).
@@ -1651,6 +1716,9 @@ impl VcpuState {
     /// Whether the guest can take an external interrupt now: RFLAGS.IF set,
     /// no interrupt shadow, nothing being injected, nothing queued.
     fn ready_for_injection(&mut self) -> bool {
+        if let Some(ok) = self.l1_takes_intr() {
+            return self.pending_irq.is_none() && ok;
+        }
         let queued = self.pending_irq.is_some();
         let gif = self.gif || self.nested.is_some();
         let v = self.vmcb();
@@ -1666,8 +1734,27 @@ impl VcpuState {
     /// when it can, with a virtual interrupt that ignores the TPR and the
     /// VINTR intercept (APM 15.21.4), as KVM's `svm_enable_irq_window` does.
     fn prepare_interrupts(&mut self, window_requested: bool) {
-        // With GIF clear (L1 after #VMEXIT or CLGI) interrupts stay pending.
+        // With GIF clear (L1 after #VMEXIT or CLGI) interrupts and NMIs
+        // stay pending (APM 15.17).
         let gif = self.gif || self.nested.is_some();
+        if self.pending_nmi && gif && (self.nested.is_some() || !self.nmi_masked) {
+            let v = self.vmcb();
+            if v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0 && v.control.event_inj & nsvm_core::event::bits::VALID == 0 {
+                self.pending_nmi = false;
+                self.inject(Event::new(EventType::Nmi, 2, None));
+                if self.nested.is_none() {
+                    // Masked until the handler's IRET (intercepted).
+                    self.nmi_masked = true;
+                    self.vmcb.get().control.intercepts.set(exit::IRET);
+                }
+                return;
+            }
+        }
+        // L1 intercepts INTR while L2 runs: L1's interrupts end L2 by
+        // #VMEXIT (run loop), they are never injected into L2.
+        if self.l1_takes_intr().is_some() {
+            return;
+        }
         let v = self.vmcb();
         let interruptible = v.save.rflags & RFLAGS_IF != 0
             && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
@@ -1695,6 +1782,31 @@ impl VcpuState {
             // guest is already interruptible the VINTR exit comes at once.
             self.open_irq_window();
         }
+    }
+
+    /// While L2 runs and L1 intercepts INTR: whether L1 can take an
+    /// interrupt now, i.e. L1's IF (with V_INTR_MASKING, as it was at
+    /// VMRUN) or L2's (without). `None` otherwise.
+    fn l1_takes_intr(&mut self) -> Option<bool> {
+        self.nested?;
+        let c12 = &self.vmcb12.get().control;
+        if !c12.intercepts.test(exit::INTR) {
+            return None;
+        }
+        let flags = if c12.int_ctl & int_ctl::V_INTR_MASKING != 0 { self.vmcb.get().save.rflags } else { self.vmcb02.get().save.rflags };
+        Some(flags & RFLAGS_IF != 0)
+    }
+
+    /// The #VMEXIT a pending event of L1 causes while L2 runs: NMI when L1
+    /// intercepts NMIs, INTR when it intercepts INTR and can take one.
+    fn l1_event_exit(&mut self) -> Option<u64> {
+        if self.pending_nmi && self.vmcb12.get().control.intercepts.test(exit::NMI) {
+            return Some(exit::NMI);
+        }
+        if self.pending_irq.is_some() && self.l1_takes_intr() == Some(true) {
+            return Some(exit::INTR);
+        }
+        None
     }
 
     fn open_irq_window(&mut self) {
@@ -1814,6 +1926,9 @@ impl VcpuState {
         self.gprs[2] = self.cpuid.iter().find(|e| e.function == 1).map_or(0x600, |e| u64::from(e.regs[0]));
         self.guest_efer = 0;
         self.pending_irq = None;
+        self.pending_nmi = false;
+        self.nmi_masked = false;
+        self.iret_rip = None;
         self.pending = None;
         self.gif = true;
         self.nested = None;

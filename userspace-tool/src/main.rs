@@ -35,7 +35,8 @@ commands:
                                    mode); COM1 output goes to stdout, an OUT to
                                    port 0x501 ends the run with that exit status,
                                    an OUT of v to port 0x511 raises interrupt v
-                                   (injected when the guest can take it); with
+                                   (injected when the guest can take it), an OUT
+                                   to port 0x513 raises an NMI (KVM_NMI); with
                                    --irq-on-hlt each HLT is woken by interrupt VEC;
                                    memory outside RAM is MMIO scratch space
                                    (reads return what was written, else 0xff);

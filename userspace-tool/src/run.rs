@@ -24,6 +24,9 @@ pub const DEBUG_EXIT: u16 = 0x501;
 pub const IRQ_PORT: u16 = 0x511;
 /// FIFO port: OUT bytes are queued, IN takes them back (0xff when empty).
 pub const FIFO_PORT: u16 = 0x512;
+/// An OUT to this port queues an NMI for the vCPU (KVM_NMI).
+pub const NMI_PORT: u16 = 0x513;
+const KVM_NMI: u64 = 0xae9a;
 /// `KVM_INTERRUPT`.
 const KVM_INTERRUPT: u64 = 0x4004_ae86;
 
@@ -556,6 +559,12 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                         return End::DebugExit(v);
                     }
                     IRQ_PORT => irqs.push_back(v),
+                    NMI_PORT => {
+                        // SAFETY: KVM_NMI takes no argument.
+                        if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&*vcpu), KVM_NMI as _) } < 0 {
+                            return End::Failed(format!("KVM_NMI failed: {}", std::io::Error::last_os_error()));
+                        }
+                    }
                     crate::snapshot::SNAPSHOT_PORT => {
                         if o.snapshot.is_some() {
                             let _ = out.flush();

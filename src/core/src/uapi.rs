@@ -115,6 +115,8 @@ pub mod kvm {
     pub const SET_CPUID2: u32 = iow(KVMIO, 0x90, sizes::KVM_CPUID2);
     /// `KVM_GET_CPUID2` (vCPU fd).
     pub const GET_CPUID2: u32 = iowr(KVMIO, 0x91, sizes::KVM_CPUID2);
+    /// `KVM_NMI` (vCPU fd).
+    pub const NMI: u32 = io(KVMIO, 0x9a);
     /// `KVM_INTERRUPT` (vCPU fd).
     pub const INTERRUPT: u32 = iow(KVMIO, 0x86, 4);
     /// `KVM_GET_STATS_FD` (VM and vCPU fds).
@@ -422,6 +424,7 @@ mod tests {
         assert_eq!(kvm::SET_MSRS, 0x4008_ae89);
         assert_eq!(kvm::GET_TSC_KHZ, 0xaea3);
         assert_eq!(kvm::INTERRUPT, 0x4004_ae86);
+        assert_eq!(kvm::NMI, 0xae9a);
         assert_eq!(kvm::GET_STATS_FD, 0xaece);
         // _IOWR(KVMIO, 0xbe, struct kvm_nested_state) and _IOW(.., 0xbf, ..).
         assert_eq!(kvm::GET_NESTED_STATE, 0xc080_aebe);
