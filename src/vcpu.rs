@@ -418,6 +418,9 @@ impl Vcpu {
             }
             hw::cond_resched();
             let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0;
+            if st.pending_irq.is_some() && st.intr_exit_due() {
+                self.l1_intr_exit(&mut st)?;
+            }
             st.prepare_interrupts(window);
             st.apply_policy(self.vm.policy());
             st.enter();
@@ -493,7 +496,7 @@ impl Vcpu {
     }
 
     fn handle_exit(&self, st: &mut VcpuState) -> Result<Next> {
-        if st.nested.is_some() && self.l2_exit_for_l1(st)? {
+        if st.nested.is_some() && self.l2_exit_for_l1(st, false)? {
             return Ok(Next::Guest);
         }
         let vmcb = st.vmcb();
@@ -928,8 +931,9 @@ impl Vcpu {
     /// intercepts and L1's permission maps), performs the #VMEXIT L1 expects
     /// (APM 15.6): L2's state and the exit information go to vmcb12 in L1's
     /// memory, L1 resumes after its VMRUN with GIF clear. Returns whether it
-    /// did; otherwise L0 handles the exit for L2.
-    fn l2_exit_for_l1(&self, st: &mut VcpuState) -> Result<bool> {
+    /// did; otherwise L0 handles the exit for L2. `force`: an exit L0
+    /// synthesizes for L1 (see `l1_intr_exit`), reflected unconditionally.
+    fn l2_exit_for_l1(&self, st: &mut VcpuState, force: bool) -> Result<bool> {
         use nsvm_core::reflect::{decide, Decision};
         let (code, info1) = {
             let v = st.vmcb02.get();
@@ -947,8 +951,9 @@ impl Vcpu {
         };
         let msr_index = st.gprs[1] as u32;
         let mut d = decide(code, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
-        // L2's triple fault always ends in L1 (as KVM does).
-        if code == exit::SHUTDOWN || Vmcb::exit_is_invalid(code) {
+        // L2's shutdown goes to L1 only when L1 intercepts it (`decide`);
+        // otherwise L1 itself shuts down (APM 15.12; KVM: KVM_EXIT_SHUTDOWN).
+        if Vmcb::exit_is_invalid(code) || force {
             d = Decision::L1;
         }
         if d == Decision::L0 {
@@ -992,6 +997,23 @@ impl Vcpu {
         self.stats.bump(st_idx::EXITS);
         self.stats.bump(stats::exit_counter(code));
         Ok(true)
+    }
+
+    /// A physical interrupt for L1 (queued by `KVM_INTERRUPT`) while L2 runs
+    /// and L1 intercepts INTR, unmasked (`VcpuState::intr_exit_due`):
+    /// #VMEXIT(INTR) to L1 (APM 15.21.1). EXITINFO1/2 are zero; an event
+    /// being injected into L2 and not yet delivered goes to EXITINTINFO. The
+    /// interrupt stays queued for L1.
+    fn l1_intr_exit(&self, st: &mut VcpuState) -> Result<bool> {
+        let c = &mut st.vmcb02.get().control;
+        c.exit_code = exit::INTR;
+        c.exit_info_1 = 0;
+        c.exit_info_2 = 0;
+        c.exit_int_info = c.event_inj;
+        c.exit_int_info_err = c.event_inj_err;
+        c.event_inj = 0;
+        c.event_inj_err = 0;
+        self.l2_exit_for_l1(st, true)
     }
 
     /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, INVLPGA executed by L1 with
@@ -1266,6 +1288,9 @@ impl VcpuState {
     /// no interrupt shadow, nothing being injected, nothing queued.
     fn ready_for_injection(&mut self) -> bool {
         let queued = self.pending_irq.is_some();
+        if self.l1_intercepts_intr() {
+            return !queued && self.intr_exit_due();
+        }
         let gif = self.gif || self.nested.is_some();
         let v = self.vmcb();
         !queued
@@ -1280,8 +1305,19 @@ impl VcpuState {
     /// when it can, with a virtual interrupt that ignores the TPR and the
     /// VINTR intercept (APM 15.21.4), as KVM's `svm_enable_irq_window` does.
     fn prepare_interrupts(&mut self, window_requested: bool) {
+        // L1 intercepts INTR: its interrupts end L2 (`Vcpu::l1_intr_exit`)
+        // and never enter it.
+        if self.l1_intercepts_intr() {
+            return;
+        }
         // With GIF clear (L1 after #VMEXIT or CLGI) interrupts stay pending.
         let gif = self.gif || self.nested.is_some();
+        // No window either: with GIF clear and L1's IF set (as after a
+        // #VMEXIT from a VMRUN issued with IF=1) V_IRQ would end every
+        // entry in a VINTR exit at once; STGI (intercepted) re-evaluates.
+        if !gif {
+            return;
+        }
         let v = self.vmcb();
         let interruptible = v.save.rflags & RFLAGS_IF != 0
             && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
@@ -1300,6 +1336,23 @@ impl VcpuState {
             // guest is already interruptible the VINTR exit comes at once.
             self.open_irq_window();
         }
+    }
+
+    /// While L2 runs: whether L1 intercepts INTR in vmcb12.
+    fn l1_intercepts_intr(&mut self) -> bool {
+        self.nested.is_some() && self.vmcb12.get().control.intercepts.test(exit::INTR)
+    }
+
+    /// While L2 runs: whether a physical interrupt for L1 must end L2 with
+    /// #VMEXIT(INTR) now (vmcb01 keeps L1's RFLAGS from its VMRUN).
+    fn intr_exit_due(&mut self) -> bool {
+        if self.nested.is_none() {
+            return false;
+        }
+        let l1_if = self.vmcb.get().save.rflags & RFLAGS_IF != 0;
+        let l2_if = self.vmcb02.get().save.rflags & RFLAGS_IF != 0;
+        let c12 = &self.vmcb12.get().control;
+        nsvm_core::reflect::intr_exit_due(&c12.intercepts, c12.int_ctl, l1_if, l2_if)
     }
 
     fn open_irq_window(&mut self) {
