@@ -8,7 +8,11 @@
 . /tests/lib.sh
 G=/guests
 
-NESTED="l1_smoke"
+NESTED="l1_smoke l1_intercepts l1_events l1_intr"
+# Payloads whose run kvm_amd is known not to finish as the APM requires
+# (their lines are tagged [apm]): only nsvm's exit status and cases are
+# asserted, kvm_amd's are shown.
+KVM_DIFFERS="l1_intr"
 args_for() {
     case $1 in
         *) echo "";;
@@ -36,7 +40,8 @@ rmmod kvm_amd; rmmod kvm; rmmod irqbypass
 for p in $NESTED; do
     case_ "$p: runs to the end on both (status 33)"
     cat /tmp/nsvm.$p.err
-    [ "$(cat /tmp/nsvm.$p.rc)" = 33 ] && [ "$(cat /tmp/kvm.$p.rc)" = 33 ] && pass \
+    case " $KVM_DIFFERS " in *" $p "*) kvm_ok=33;; *) kvm_ok=$(cat /tmp/kvm.$p.rc);; esac
+    [ "$(cat /tmp/nsvm.$p.rc)" = 33 ] && [ "$kvm_ok" = 33 ] && pass "kvm_amd status $(cat /tmp/kvm.$p.rc)" \
         || fail "status nsvm=$(cat /tmp/nsvm.$p.rc) kvm=$(cat /tmp/kvm.$p.rc)"
     n=0
     while IFS= read -r line; do
@@ -53,6 +58,7 @@ for p in $NESTED; do
     done < /tmp/nsvm.$p.out
     case_ "$p: same cases on both"
     a=$(grep -c "^case " /tmp/nsvm.$p.out); b=$(grep -c "^case " /tmp/kvm.$p.out)
+    case " $KVM_DIFFERS " in *" $p "*) b=$a;; esac
     [ "$n" -gt 0 ] && [ "$a" = "$b" ] && pass "$a cases" || fail "nsvm $a cases, kvm_amd $b"
 done
 
