@@ -1205,8 +1205,9 @@ impl Vcpu {
         };
         let msr_index = st.gprs[1] as u32;
         let mut d = decide(code, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
-        // L2's triple fault always ends in L1 (as KVM does).
-        if code == exit::SHUTDOWN || Vmcb::exit_is_invalid(code) || npf12 {
+        // L2's shutdown goes to L1 only when L1 intercepts it (`decide`);
+        // otherwise L1 itself shuts down (APM 15.12; KVM: KVM_EXIT_SHUTDOWN).
+        if Vmcb::exit_is_invalid(code) || npf12 {
             d = Decision::L1;
         }
         if d == Decision::L0 {
@@ -1793,8 +1794,10 @@ impl VcpuState {
         if !c12.intercepts.test(exit::INTR) {
             return None;
         }
-        let flags = if c12.int_ctl & int_ctl::V_INTR_MASKING != 0 { self.vmcb.get().save.rflags } else { self.vmcb02.get().save.rflags };
-        Some(flags & RFLAGS_IF != 0)
+        let (intercepts, int_ctl12) = (c12.intercepts, c12.int_ctl);
+        let l1_if = self.vmcb.get().save.rflags & RFLAGS_IF != 0;
+        let l2_if = self.vmcb02.get().save.rflags & RFLAGS_IF != 0;
+        Some(nsvm_core::reflect::intr_exit_due(&intercepts, int_ctl12, l1_if, l2_if))
     }
 
     /// The #VMEXIT a pending event of L1 causes while L2 runs: NMI when L1

@@ -86,6 +86,19 @@ pub fn decide(
     }
 }
 
+/// A physical interrupt for L1 (queued by `KVM_INTERRUPT`) while L2 runs:
+/// whether it must end L2 with a #VMEXIT(INTR) to L1 now. It does when L1
+/// intercepts INTR and the interrupt is not masked (APM 15.21.1, 15.21.4):
+/// with vmcb12's V_INTR_MASKING the host's (L1's) RFLAGS.IF saved at VMRUN
+/// masks physical interrupts, otherwise L2's RFLAGS.IF does; GIF is set
+/// while L2 runs. The interrupt stays pending for L1 (it is not
+/// acknowledged by the intercept). Without the INTR intercept the interrupt
+/// is delivered into L2 instead, and this returns false.
+pub fn intr_exit_due(l1: &Intercepts, int_ctl12: u32, l1_if: bool, l2_if: bool) -> bool {
+    let unmasked = if int_ctl12 & crate::vmcb::int_ctl::V_INTR_MASKING != 0 { l1_if } else { l2_if };
+    l1.test(exit::INTR) && unmasked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +149,19 @@ mod tests {
         assert_eq!(decide(exit::EXCP_BASE + 14, 0, &ex, none, none, 0), Decision::L1);
         assert_eq!(decide(exit::EXCP_BASE + 18, 0, &ex, none, none, 0), Decision::L0);
         assert_eq!(decide(exit::EXCP_BASE + 13, 0, &ex, none, none, 0), Decision::L0);
+    }
+
+    #[test]
+    fn intr_for_l1_while_l2_runs() {
+        use crate::vmcb::int_ctl::V_INTR_MASKING;
+        let mut l1 = Intercepts::NONE;
+        assert!(!intr_exit_due(&l1, V_INTR_MASKING, true, true));
+        l1.set(exit::INTR);
+        // V_INTR_MASKING: L1's IF decides, L2's does not.
+        assert!(intr_exit_due(&l1, V_INTR_MASKING, true, false));
+        assert!(!intr_exit_due(&l1, V_INTR_MASKING, false, true));
+        // Without it, L2's IF masks physical interrupts.
+        assert!(intr_exit_due(&l1, 0, false, true));
+        assert!(!intr_exit_due(&l1, 0, true, false));
     }
 }
