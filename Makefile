@@ -64,6 +64,7 @@ $(BUILD)/guests/%.bin: tests/guests/%.S
 # Payloads that .include another one.
 $(BUILD)/guests/nestspin64.bin: tests/guests/nested64.S
 $(filter $(BUILD)/guests/l1_%.bin,$(GUEST_BINS)): tests/guests/l1lib.S tests/guests/l1macros.inc
+$(BUILD)/guests/bench64.bin: tests/guests/l1lib.S
 guests: $(GUEST_BINS)
 
 initramfs: module tool guests

@@ -33,9 +33,17 @@ suites=$(IFS=,; echo "$*")
 # EPYC with what TCG's SVM really offers (NPT, vGIF, SVME_ADDR_CHK), minus the
 # features TCG cannot emulate (which QEMU would drop with a warning anyway).
 cpu=${NSVM_QEMU_CPU:-EPYC,+svm,+npt,+vgif,+svme-addr-chk,-nrip-save,-fxsr-opt,-misalignsse,-osvw,-topoext,-xsavec}
+# Under -icount shift=0 the TSC counts one tick per instruction, 1 GHz of
+# guest time: tell the kernel so, and keep the clocksource watchdog off the
+# TSC. Otherwise the watchdog finds the TSC at half the declared 2 GHz a few
+# seconds into the boot, switches the clocksource to HPET, and from then on
+# every clock read (KVM's exit paths, userspace's clock_gettime) costs more:
+# kvm_amd's userspace round trip went from ~2450 to ~5680 TSC mid-benchmark.
+tsc="tsc_early_khz=2000000"
+[ "$icount" = 1 ] && tsc="tsc_early_khz=1000000 tsc=reliable"
 qemu_args=(-machine q35 -accel tcg -cpu "$cpu" -smp "$smp" -m "$mem"
            -nographic -no-reboot -kernel "$kernel" -initrd "$initrd"
-           -append "console=ttyS0 panic=-1 oops=panic tsc_early_khz=2000000 loglevel=4 nsvmtest=$suites$extra")
+           -append "console=ttyS0 panic=-1 oops=panic $tsc loglevel=4 nsvmtest=$suites$extra")
 [ "$icount" = 1 ] && qemu_args+=(-icount shift=0)
 
 log "booting QEMU (TCG, -cpu $cpu, -smp $smp) for: $suites; serial log: $logf"

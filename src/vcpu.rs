@@ -1176,6 +1176,9 @@ impl Vcpu {
             match self.npf02(st)? {
                 Npf02::Filled => {
                     self.stats.bump(st_idx::L2_EXITS_L0);
+                    // Counted as every other exit L0 handles (`exits`).
+                    self.stats.bump(st_idx::EXITS);
+                    self.stats.bump(stats::exit_counter(code));
                     return Ok(Some(Next::Guest));
                 }
                 Npf02::Fault(info1) => {
@@ -1188,6 +1191,8 @@ impl Vcpu {
                     // L1 physical address (as with KVM), the instruction is
                     // fetched and decoded through L2's paging and NPT12.
                     self.stats.bump(st_idx::L2_EXITS_L0);
+                    self.stats.bump(st_idx::EXITS);
+                    self.stats.bump(stats::exit_counter(code));
                     let inner = self.vm.inner.lock();
                     return self.mmio(st, &inner, l1_gpa).map(Some);
                 }
@@ -1521,7 +1526,7 @@ impl Vcpu {
             return Ok(Npf02::Unbacked(t.l1_gpa));
         }
         // At most twice the VM's memory in L2 mappings (then start over).
-        let limit = 2 * inner.slots.iter().map(|s| (s.size >> 12) as usize).sum::<usize>() + 1024;
+        let limit = 2 * inner.slots.total_pages() as usize + 1024;
         drop(inner);
         let pin = PinnedPage::pin(slot.uaddr_of(t.l1_gpa & !0xfff), !slot.readonly())?;
         let leaf = compose_leaf(&t, pin.pa, !slot.readonly(), true);

@@ -3,7 +3,10 @@
 //! own TSC around N operations (tests/guests/bench64.S), on /dev/nsvm or
 //! /dev/kvm. Under QEMU `-icount shift=0` the guest TSC counts executed
 //! instructions, so the figures repeat exactly and compare the work L0 does
-//! per exit. Wall-clock exits per second are reported too.
+//! per exit. Wall-clock exits per second are reported too, and the L0 exits
+//! per iteration (and other per-level counters) from the vCPU's binary
+//! statistics read around each row. Rows 6-9 are nested: the guest is an L1
+//! hypervisor running an L2 (only when the device offers SVM to guests).
 
 use std::time::Instant;
 
@@ -14,13 +17,42 @@ use crate::run::{setup_for_bench, Options};
 use crate::{Args, Failure};
 
 /// Rows of the benchmark, as the guest numbers them (row 0 is the loop overhead).
-pub const ROWS: [&str; 6] = ["loop overhead", "CPUID exit", "RDMSR exit", "IO exit to userspace", "first-touch NPF", "HLT wake by injected interrupt"];
+pub const ROWS: [&str; 10] = [
+    "loop overhead",
+    "CPUID exit",
+    "RDMSR exit",
+    "IO exit to userspace",
+    "first-touch NPF",
+    "HLT wake by injected interrupt",
+    "L2 exit reflected to L1",
+    "L2 exit handled in L0",
+    "nested NPT fill",
+    "nested VMRUN alone",
+];
+/// The first nested row; the rows before it are single-level.
+const FIRST_NESTED: usize = 6;
+/// The single-level row nested rows are compared with (one CPUID exit).
+const SINGLE_LEVEL: usize = 1;
+
+/// vCPU statistics whose change per iteration is reported (nsvm's names and
+/// KVM's; those a device does not have are left out).
+const COUNTERS: [&str; 7] = ["exits", "nested_vmruns", "l2_exits_reflected", "l2_exits_l0", "npt02_fills", "npt_fills", "nested_run"];
 
 const KVM_INTERRUPT: u64 = 0x4004_ae86;
 
+#[derive(Default)]
 struct Row {
     cycles: u64,
     wall_ns: u128,
+    /// Change of each of COUNTERS between the row's start mark (port 0x524)
+    /// and its report (port 0x522).
+    counters: Vec<(&'static str, u64)>,
+}
+
+/// The current values of COUNTERS on the vCPU's statistics fd.
+fn snapshot(f: &std::fs::File) -> Result<Vec<(&'static str, u64)>, Failure> {
+    let (_, stats) = crate::stats::read(f).map_err(Failure)?;
+    Ok(COUNTERS.iter().filter_map(|c| stats.iter().find(|s| s.name == *c).map(|s| (*c, s.values.iter().sum()))).collect())
 }
 
 pub fn run(a: &Args) -> Result<(), Failure> {
@@ -45,8 +77,11 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     if iterations == 0 || iterations > 100_000 {
         return Err(Failure("--iterations must be between 1 and 100000".into()));
     }
-    let o = Options::for_bench(&image, (64 << 20) + (iterations + 16) * 4096 + (8 << 20));
+    // Row 4 touches N pages from 64 MiB, row 8 N more after them.
+    let o = Options::for_bench(&image, (64 << 20) + (2 * iterations + 32) * 4096 + (8 << 20));
     let mut g = setup_for_bench(&a.device, &o, iterations)?;
+    let stats = crate::stats::stats_fd(std::os::fd::AsRawFd::as_raw_fd(&g.vcpus[0])).map_err(Failure)?;
+    let mut marked: Vec<(&'static str, u64)> = Vec::new();
     let mut rows: Vec<Option<Row>> = (0..ROWS.len()).map(|_| None).collect();
     let (mut row, mut lo) = (0usize, 0u64);
     let mut last = Instant::now();
@@ -67,15 +102,22 @@ pub fn run(a: &Args) -> Result<(), Failure> {
         }
         let exit = g.vcpus[0].run().map_err(|e| Failure(format!("KVM_RUN failed: {e}")))?;
         match exit {
+            VcpuExit::IoOut(0x524, _) => {
+                marked = snapshot(&stats)?;
+                last = Instant::now();
+            }
             VcpuExit::IoOut(0x522, d) => {
                 row = d[0] as usize;
-                let now = Instant::now();
-                if let Some(Some(r)) = rows.get_mut(row).map(|r| r.as_mut()) {
-                    r.wall_ns = now.duration_since(last).as_nanos();
-                } else if row < rows.len() {
-                    rows[row] = Some(Row { cycles: 0, wall_ns: now.duration_since(last).as_nanos() });
+                let wall_ns = last.elapsed().as_nanos();
+                let now = snapshot(&stats)?;
+                let counters = now.iter().map(|(n, v)| (*n, v - marked.iter().find(|m| m.0 == *n).map_or(0, |m| m.1))).collect();
+                if row < rows.len() {
+                    rows[row] = Some(Row { cycles: 0, wall_ns, counters });
                 }
-                last = now;
+            }
+            VcpuExit::IoOut(0x525, d) => {
+                let code = u32::from_le_bytes(d.try_into().unwrap_or([0; 4]));
+                return Err(Failure(format!("nested row {}: L2 ended with exit code {code:#x} instead of VMMCALL", row + 1)));
             }
             VcpuExit::IoOut(0x520, d) => lo = u64::from(u32::from_le_bytes(d.try_into().unwrap_or([0; 4]))),
             VcpuExit::IoOut(0x521, d) => {
@@ -92,20 +134,55 @@ pub fn run(a: &Args) -> Result<(), Failure> {
         }
     }
     let base = rows[0].as_ref().map_or(0, |r| r.cycles);
+    let base_counters = rows[0].as_ref().map(|r| r.counters.clone()).unwrap_or_default();
     let mut out = Vec::new();
     for (i, r) in rows.iter().enumerate().skip(1) {
-        let Some(r) = r else { return Err(Failure(format!("row {i} reported nothing"))) };
+        let Some(r) = r else {
+            if i >= FIRST_NESTED {
+                // The device does not offer SVM to its guests.
+                out.push(json!({"row": ROWS[i], "tsc_per_exit": null, "exits_per_sec": null, "per_iteration": {}}));
+                continue;
+            }
+            return Err(Failure(format!("row {i} reported nothing")));
+        };
         let per_op = r.cycles.saturating_sub(base) as f64 / iterations as f64;
         let per_sec = if r.wall_ns > 0 { iterations as f64 * 1e9 / r.wall_ns as f64 } else { 0.0 };
-        out.push(json!({"row": ROWS[i], "tsc_per_exit": per_op, "exits_per_sec": per_sec}));
+        // Counters per iteration, less what the marks themselves cost (row 0).
+        let per_it: serde_json::Map<String, serde_json::Value> = r
+            .counters
+            .iter()
+            .map(|(n, v)| {
+                let b = base_counters.iter().find(|m| m.0 == *n).map_or(0, |m| m.1);
+                (n.to_string(), json!(v.saturating_sub(b) as f64 / iterations as f64))
+            })
+            .collect();
+        out.push(json!({"row": ROWS[i], "tsc_per_exit": per_op, "exits_per_sec": per_sec, "per_iteration": per_it}));
     }
     let doc = json!({"device": a.device, "iterations": iterations, "rows": out});
     if a.json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!("{:<34} {:>14} {:>14}", format!("{} ({} iterations)", a.device, iterations), "TSC/exit", "exits/s wall");
+        println!("{:<34} {:>12} {:>14} {:>14}", format!("{} ({} iterations)", a.device, iterations), "TSC/exit", "L0 exits/it", "exits/s wall");
         for r in doc["rows"].as_array().unwrap() {
-            println!("{:<34} {:>14.1} {:>14.0}", r["row"].as_str().unwrap(), r["tsc_per_exit"].as_f64().unwrap(), r["exits_per_sec"].as_f64().unwrap());
+            let name = r["row"].as_str().unwrap();
+            match r["tsc_per_exit"].as_f64() {
+                Some(t) => println!("{:<34} {:>12.1} {:>14.2} {:>14.0}", name, t, r["per_iteration"]["exits"].as_f64().unwrap_or(f64::NAN), r["exits_per_sec"].as_f64().unwrap_or(0.0)),
+                None => println!("{name:<34} {:>12}", "n/a (no SVM for guests)"),
+            }
+        }
+        let nested: Vec<String> = doc["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(FIRST_NESTED - 1)
+            .filter(|r| r["tsc_per_exit"].is_number())
+            .map(|r| {
+                let c: Vec<String> = r["per_iteration"].as_object().unwrap().iter().filter(|(k, _)| *k != "exits").map(|(k, v)| format!("{k}={:.2}", v.as_f64().unwrap_or(0.0))).collect();
+                format!("  {}: {}", r["row"].as_str().unwrap(), c.join(" "))
+            })
+            .collect();
+        if !nested.is_empty() {
+            println!("per iteration of the nested rows:\n{}", nested.join("\n"));
         }
     }
     Ok(())
@@ -117,21 +194,49 @@ fn compare_files(a: &str, b: &str) -> Result<(), Failure> {
         serde_json::from_str(&t).map_err(|e| Failure(format!("{p} is not nsvm bench --json output: {e}")))
     };
     let (x, y) = (load(a)?, load(b)?);
-    println!("{:<32} {:>14} {:>14} {:>9} {:>12} {:>12}", "row", format!("{} TSC", dev(&x)), format!("{} TSC", dev(&y)), "ratio", "exits/s", "exits/s");
     let (rx, ry) = (x["rows"].as_array().cloned().unwrap_or_default(), y["rows"].as_array().cloned().unwrap_or_default());
-    for (r1, r2) in rx.iter().zip(ry.iter()) {
-        let (c1, c2) = (r1["tsc_per_exit"].as_f64().unwrap_or(0.0), r2["tsc_per_exit"].as_f64().unwrap_or(0.0));
-        let ratio = if c2 > 0.0 { c1 / c2 } else { f64::NAN };
+    // nsvm's (the first file's) own single-level exit, for the nested rows.
+    let single = rx.iter().find(|r| r["row"] == ROWS[SINGLE_LEVEL]).and_then(|r| r["tsc_per_exit"].as_f64());
+    let (dx, dy) = (dev(&x), dev(&y));
+    println!(
+        "{:<32} {:>11} {:>11} {:>7} {:>9} {:>10} {:>10} {:>11} {:>11}",
+        "row",
+        format!("{dx} TSC"),
+        format!("{dy} TSC"),
+        "ratio",
+        "/1-level",
+        format!("{dx} ex/it"),
+        format!("{dy} ex/it"),
+        format!("{dx} ex/s"),
+        format!("{dy} ex/s")
+    );
+    let f = |v: Option<f64>, w: usize, p: usize| v.map_or(format!("{:>w$}", "n/a"), |v| format!("{v:>w$.p$}"));
+    for (i, (r1, r2)) in rx.iter().zip(ry.iter()).enumerate() {
+        let (c1, c2) = (r1["tsc_per_exit"].as_f64(), r2["tsc_per_exit"].as_f64());
+        let ratio = match (c1, c2) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        // Rows are numbered from 1 in the files (row 0 is subtracted).
+        let nested = i + 1 >= FIRST_NESTED;
+        let to_single = match (c1, single) {
+            (Some(a), Some(s)) if nested && s > 0.0 => format!("{:>9.2}", a / s),
+            _ => format!("{:>9}", "-"),
+        };
         println!(
-            "{:<32} {:>14.1} {:>14.1} {:>9.2} {:>12.0} {:>12.0}",
+            "{:<32} {} {} {} {} {} {} {} {}",
             r1["row"].as_str().unwrap_or("?"),
-            c1,
-            c2,
-            ratio,
-            r1["exits_per_sec"].as_f64().unwrap_or(0.0),
-            r2["exits_per_sec"].as_f64().unwrap_or(0.0)
+            f(c1, 11, 1),
+            f(c2, 11, 1),
+            f(ratio, 7, 2),
+            to_single,
+            f(r1["per_iteration"]["exits"].as_f64(), 10, 2),
+            f(r2["per_iteration"]["exits"].as_f64(), 10, 2),
+            f(r1["exits_per_sec"].as_f64(), 11, 0),
+            f(r2["exits_per_sec"].as_f64(), 11, 0)
         );
     }
+    println!("ratio = {dx} / {dy} (goal <= 1.0); /1-level = {dx} nested row / {dx} {} (goal <= 2.5); ex/it = L0 exits per iteration", ROWS[SINGLE_LEVEL]);
     Ok(())
 }
 

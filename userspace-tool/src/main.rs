@@ -58,8 +58,11 @@ commands:
   bench [--device PATH] [--iterations N] [--image PATH] [--json]
         | --compare A.json B.json
                                    cost per exit (guest TSC) of CPUID, RDMSR, IO
-                                   to userspace, first-touch NPF and HLT wake;
-                                   --compare prints the ratio of two runs
+                                   to userspace, first-touch NPF and HLT wake,
+                                   and nested: L2 exit reflected to L1 or
+                                   handled in L0, nested NPT fill, nested
+                                   VMRUN; L0 exits per iteration; --compare
+                                   prints the ratios of two runs
   dump  --pid PID                  vmcb01 of each vCPU of a VMM's nsvm VMs
                                    (debugfs; readable while the vCPU is
                                    stopped in userspace)
