@@ -1238,7 +1238,6 @@ impl Vcpu {
         {
             let v02 = st.vmcb02.get();
             let c12 = st.vmcb12.get();
-            c12.save = v02.save;
             let c = &mut c12.control;
             c.exit_code = if Vmcb::exit_is_invalid(v02.control.exit_code) { exit::INVALID } else { v02.control.exit_code };
             c.exit_info_1 = v02.control.exit_info_1;
@@ -1257,8 +1256,12 @@ impl Vcpu {
         let c = &st.vmcb12.get().control;
         let e = TraceEvent::VmExitInject { reason: c.exit_code, info1: c.exit_info_1, info2: c.exit_info_2, exit_int_info: c.exit_int_info, exit_int_info_err: c.exit_int_info_err };
         st.log(e);
-        let bytes = st.vmcb12.bytes();
-        let ok = nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, &bytes[o..o + l]));
+        // Control fields from vmcb12's cache (just updated), state from vmcb02.
+        let (b12, b02) = (st.vmcb12.bytes(), st.vmcb02.bytes());
+        let ok = nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| {
+            let src = if o >= 0x400 { &b02[o..o + l] } else { &b12[o..o + l] };
+            mem.write_bytes(pa12 + o as u64, src)
+        });
         // What VMLOAD/VMSAVE move is not switched by #VMEXIT: L1 goes on
         // with L2's values until it loads its own (APM 15.5.2).
         let (v1, v2) = (st.vmcb.get(), st.vmcb02.get());
@@ -1398,7 +1401,9 @@ impl Vcpu {
         }
         {
             let inner = self.vm.inner.lock();
-            if !GuestMem::l1(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..]) {
+            // The control area and the save area's defined fields: the rest
+            // of the page is reserved and never used.
+            if !GuestMem::l1(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..nsvm_core::vmcb::SAVE_USED_END]) {
                 drop(inner);
                 st.inject(Event::new(EventType::Exception, 13, Some(0)));
                 return Ok(Next::Guest);
@@ -1479,11 +1484,16 @@ impl Vcpu {
             ncr3 = st.npt02.root_pa();
         }
         let policy = nsvm_core::nested::L0Policy { asid: 2, flush: true, ncr3, features: st.l1_features };
+        if from_vmrun {
+            // L2's state: the save area's defined fields (not its reserved
+            // 2.3 KiB tail).
+            let end = nsvm_core::vmcb::SAVE_USED_END;
+            st.vmcb02.bytes()[0x400..end].copy_from_slice(&st.vmcb12.bytes()[0x400..end]);
+        }
         {
             let (v01, v12, v02) = (st.vmcb.get(), st.vmcb12.get(), st.vmcb02.get());
             nsvm_core::nested::merge_control(&mut v02.control, &policy, &v01.control, &v12.control);
             if from_vmrun {
-                v02.save = v12.save;
                 // VMRUN does not load what VMLOAD does: L2 starts with L1's
                 // current FS, GS, TR, LDTR and syscall MSRs (APM 15.5.2).
                 v02.save.copy_vmload_state(&v01.save);

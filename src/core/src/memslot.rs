@@ -126,6 +126,9 @@ pub struct SlotTable<S: SlotStorage = [Option<Slot>; MAX_SLOTS]> {
     /// 4 KiB pages in all slots (kept by `apply`: summing over the
     /// `MAX_SLOTS` entries costs ~1300 instructions, once per NPT02 fill).
     pages: u64,
+    /// One past the highest slot id in use: lookups (`find`, on every
+    /// guest-memory access L0 emulates) scan only `slots[..end]`.
+    end: usize,
 }
 
 impl Default for SlotTable {
@@ -137,14 +140,14 @@ impl Default for SlotTable {
 impl SlotTable {
     /// An empty table in an array.
     pub const fn new() -> Self {
-        Self { slots: [None; MAX_SLOTS], pages: 0 }
+        Self { slots: [None; MAX_SLOTS], pages: 0, end: 0 }
     }
 }
 
 impl<S: SlotStorage> SlotTable<S> {
     /// A table over `storage`, which must hold `MAX_SLOTS` empty entries.
     pub fn with_storage(storage: S) -> Self {
-        Self { slots: storage, pages: 0 }
+        Self { slots: storage, pages: 0, end: 0 }
     }
 
     /// Checks a request against the table and applies it.
@@ -181,6 +184,7 @@ impl<S: SlotStorage> SlotTable<S> {
                 Some(o) => {
                     self.slots.slots_mut()[id] = None;
                     self.pages -= o.size / PAGE_SIZE;
+                    self.end = self.slots.slots().iter().rposition(|s| s.is_some()).map_or(0, |i| i + 1);
                     Ok(Change::Delete(o))
                 }
                 None => Err(Invalid("deleting a slot that does not exist")),
@@ -213,6 +217,7 @@ impl<S: SlotStorage> SlotTable<S> {
         self.slots.slots_mut()[id] = Some(new);
         if old.is_none() {
             self.pages += new.size / PAGE_SIZE;
+            self.end = self.end.max(id + 1);
         }
         Ok(match old {
             None => Change::Create(new),
@@ -234,7 +239,7 @@ impl<S: SlotStorage> SlotTable<S> {
 
     /// The slot containing `gpa`.
     pub fn find(&self, gpa: u64) -> Option<&Slot> {
-        self.slots.slots().iter().flatten().find(|s| s.contains(gpa))
+        self.slots.slots()[..self.end].iter().flatten().find(|s| s.contains(gpa))
     }
 
     /// Number of 4 KiB pages in all slots.
@@ -244,7 +249,7 @@ impl<S: SlotStorage> SlotTable<S> {
 
     /// Every slot.
     pub fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.slots.slots().iter().flatten()
+        self.slots.slots()[..self.end].iter().flatten()
     }
 
     /// Number of slots in use.
@@ -292,6 +297,22 @@ mod tests {
         t.apply(&req(0, 0, 0, 0)).unwrap();
         assert_eq!(t.total_pages(), 3);
         assert_eq!(t.total_pages(), t.iter().map(|s| s.size / PAGE_SIZE).sum::<u64>());
+    }
+
+    #[test]
+    fn lookups_see_every_slot_in_use() {
+        let mut t = SlotTable::new();
+        t.apply(&req(200, 0x100000, 0x1000, 0x7000_0000)).unwrap();
+        t.apply(&req(5, 0, 0x1000, 0x7100_0000)).unwrap();
+        assert_eq!(t.find(0x100800).map(|s| s.id), Some(200));
+        assert_eq!(t.find(0x800).map(|s| s.id), Some(5));
+        // Deleting the highest slot keeps the lower one reachable.
+        t.apply(&req(200, 0x100000, 0, 0x7000_0000)).unwrap();
+        assert_eq!(t.find(0x100800), None);
+        assert_eq!(t.find(0x800).map(|s| s.id), Some(5));
+        assert_eq!(t.iter().count(), 1);
+        t.apply(&req(255, 0x200000, 0x1000, 0x7200_0000)).unwrap();
+        assert_eq!(t.find(0x200000).map(|s| s.id), Some(255));
     }
 
     #[test]
