@@ -29,6 +29,7 @@ extern "C" {
     fn nsvm_virt_to_page(va: *mut c_void) -> *mut c_void;
     fn nsvm_va(pa: u64) -> *mut c_void;
     fn nsvm_pin_user_page(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
+    fn nsvm_pin_user_pages(uaddr: c_ulong, n: c_int, write: c_int, pages: *mut *mut c_void) -> c_long;
     fn nsvm_unpin_user_page(page: *mut c_void, dirty: c_int);
     fn nsvm_page_in_pmd_folio(page: *mut c_void) -> c_int;
     fn nsvm_pin_user_huge(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
@@ -341,11 +342,57 @@ impl PinnedPage {
         Ok(Self { page, pa, writable })
     }
 
+    /// Pins the consecutive pages from user address `uaddr` into `out` in
+    /// one call (up to 8); returns how many were pinned (a prefix of `out`).
+    pub(crate) fn pin_run(uaddr: u64, writable: bool, out: &mut [Option<PinnedPage>]) -> usize {
+        let mut pages = [core::ptr::null_mut::<c_void>(); 8];
+        let n = out.len().min(8);
+        // SAFETY: `pages` has room for `n` page pointers; the kernel checks
+        // the addresses.
+        let r = unsafe { nsvm_pin_user_pages(uaddr as c_ulong, n as c_int, c_int::from(writable), pages.as_mut_ptr()) };
+        let got = if r < 0 { 0 } else { (r as usize).min(n) };
+        for (slot, page) in out.iter_mut().zip(pages.iter()).take(got) {
+            // SAFETY: `page` was pinned just now.
+            let pa = unsafe { nsvm_page_to_phys(*page) };
+            // INVARIANT: each pinned page is owned by one value.
+            *slot = Some(Self { page: *page, pa, writable });
+        }
+        got
+    }
+
     /// Whether the page belongs to a folio of 2 MiB or more (a transparent
     /// huge page), so that the 2 MiB around it may be mapped at once.
     pub(crate) fn in_huge_folio(&self) -> bool {
         // SAFETY: by the type invariant the page is pinned (so its folio is live).
         unsafe { nsvm_page_in_pmd_folio(self.page) != 0 }
+    }
+}
+
+impl PinnedPage {
+    /// Copies `out.len()` bytes at offset `off` of the page; false (nothing
+    /// copied) when the range leaves the page.
+    pub(crate) fn read(&self, off: usize, out: &mut [u8]) -> bool {
+        if off.checked_add(out.len()).is_none_or(|e| e > 4096) {
+            return false;
+        }
+        // SAFETY: by the type invariant the page is pinned, so its direct
+        // mapping stays valid; the range is inside it. The guest may write
+        // the page concurrently (as with copy_from_user): the bytes are
+        // plain data, any value is acceptable.
+        unsafe { core::ptr::copy_nonoverlapping(nsvm_va(self.pa).cast::<u8>().add(off), out.as_mut_ptr(), out.len()) };
+        true
+    }
+
+    /// Writes `data` at offset `off` of a page pinned writable; false
+    /// (nothing written) when the range leaves the page or it is read-only.
+    pub(crate) fn write(&self, off: usize, data: &[u8]) -> bool {
+        if !self.writable || off.checked_add(data.len()).is_none_or(|e| e > 4096) {
+            return false;
+        }
+        // SAFETY: as in `read`; pinned for writing (COW broken, dirtied on
+        // unpin).
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), nsvm_va(self.pa).cast::<u8>().add(off), data.len()) };
+        true
     }
 }
 

@@ -240,6 +240,12 @@ impl ShadowNpt {
         self.pins.len()
     }
 
+    /// Whether L2 physical page `gpa` is mapped.
+    pub(crate) fn is_mapped(&mut self, gpa: u64) -> bool {
+        let root = self.root.pa();
+        paging::leaf(&Tables { root, tables: &mut self.tables }, root, gpa).is_some()
+    }
+
     /// Drops every translation (and the tables and pins behind them).
     pub(crate) fn flush(&mut self) {
         self.root.fill(0);

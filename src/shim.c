@@ -177,6 +177,13 @@ long nsvm_pin_user_page(unsigned long uaddr, int write, struct page **page)
 	return pin_user_pages_fast(uaddr, 1, (write ? FOLL_WRITE : 0) | FOLL_LONGTERM, page);
 }
 
+/* Pin n consecutive pages of the current process (GUP-fast, one call);
+ * returns how many were pinned (a prefix), or -errno. */
+long nsvm_pin_user_pages(unsigned long uaddr, int n, int write, struct page **pages)
+{
+	return pin_user_pages_fast(uaddr, n, (write ? FOLL_WRITE : 0) | FOLL_LONGTERM, pages);
+}
+
 /* Whether a pinned page is part of a PMD-sized (or larger) folio. */
 int nsvm_page_in_pmd_folio(struct page *page)
 {

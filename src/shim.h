@@ -30,6 +30,7 @@ void nsvm_free_pages(void *va, unsigned int order);
 struct page *nsvm_virt_to_page(void *va);
 void *nsvm_va(u64 pa);
 long nsvm_pin_user_page(unsigned long uaddr, int write, struct page **page);
+long nsvm_pin_user_pages(unsigned long uaddr, int n, int write, struct page **pages);
 void nsvm_unpin_user_page(struct page *page, int dirty);
 void *nsvm_current_mm(void);
 int nsvm_signal_pending(void);

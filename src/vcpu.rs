@@ -92,6 +92,11 @@ pub(crate) struct VcpuState {
     vmcb12: VmcbPage,
     /// SVM offered to L1 (CPUID 0x80000001 ECX bit 2 in its table).
     svm_exposed: bool,
+    /// vmcb12's page pinned (its address, the VM's memory generation then,
+    /// the pin), kept while L1 VMRUNs the same VMCB, as KVM maps it: VMRUN
+    /// reads and #VMEXIT writes it with plain copies, no user-copy or slot
+    /// lookup per field.
+    vmcb12_pin: Option<(u64, u64, PinnedPage)>,
     /// The SVM features L1 was offered: its CPUID 0x8000000A EDX limited
     /// to what nsvm implements (`cpuid::L1_FEATURES`); vmcb12 fields of
     /// the others are ignored, as the APM and KVM do.
@@ -217,6 +222,7 @@ impl Vcpu {
             vmcb02: VmcbPage::new()?,
             vmcb12: VmcbPage::new()?,
             svm_exposed: false,
+            vmcb12_pin: None,
             l1_features: SvmFeatures::empty(),
             npt02: ShadowNpt::new()?,
             l2_np: false,
@@ -1256,11 +1262,17 @@ impl Vcpu {
         let c = &st.vmcb12.get().control;
         let e = TraceEvent::VmExitInject { reason: c.exit_code, info1: c.exit_info_1, info2: c.exit_info_2, exit_int_info: c.exit_int_info, exit_int_info_err: c.exit_int_info_err };
         st.log(e);
-        // Control fields from vmcb12's cache (just updated), state from vmcb02.
+        // Control fields from vmcb12's cache (just updated), state from
+        // vmcb02; into the pinned page when it is still vmcb12's.
+        let gen = self.vm.memory_generation.load(Ordering::Acquire);
+        let pin = st.vmcb12_pin.as_ref().filter(|(g, n, _)| *g == pa12 && *n == gen).map(|(_, _, p)| p);
         let (b12, b02) = (st.vmcb12.bytes(), st.vmcb02.bytes());
         let ok = nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| {
             let src = if o >= 0x400 { &b02[o..o + l] } else { &b12[o..o + l] };
-            mem.write_bytes(pa12 + o as u64, src)
+            match pin {
+                Some(p) => p.write(o, src),
+                None => mem.write_bytes(pa12 + o as u64, src),
+            }
         });
         // What VMLOAD/VMSAVE move is not switched by #VMEXIT: L1 goes on
         // with L2's values until it loads its own (APM 15.5.2).
@@ -1403,7 +1415,13 @@ impl Vcpu {
             let inner = self.vm.inner.lock();
             // The control area and the save area's defined fields: the rest
             // of the page is reserved and never used.
-            if !GuestMem::l1(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..nsvm_core::vmcb::SAVE_USED_END]) {
+            let end = nsvm_core::vmcb::SAVE_USED_END;
+            let read = if self.pin_vmcb12(st, &inner, pa) {
+                st.vmcb12_pin.as_ref().is_some_and(|(_, _, p)| p.read(0, &mut st.vmcb12.bytes()[..end]))
+            } else {
+                GuestMem::l1(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..end])
+            };
+            if !read {
                 drop(inner);
                 st.inject(Event::new(EventType::Exception, 13, Some(0)));
                 return Ok(Next::Guest);
@@ -1453,6 +1471,28 @@ impl Vcpu {
         st.log(e);
         self.stats.bump(st_idx::NESTED_VMRUNS);
         Ok(Next::Guest)
+    }
+
+    /// Makes `st.vmcb12_pin` hold vmcb12's page at `pa` (kept from the last
+    /// VMRUN when the address and the VM's slots are unchanged); false when
+    /// `pa` is not writable RAM (callers then copy through the slots).
+    fn pin_vmcb12(&self, st: &mut VcpuState, inner: &VmInner, pa: u64) -> bool {
+        let gen = self.vm.memory_generation.load(Ordering::Acquire);
+        if st.vmcb12_pin.as_ref().is_some_and(|(g, n, _)| *g == pa && *n == gen) {
+            return true;
+        }
+        st.vmcb12_pin = None;
+        let Some(slot) = inner.slots.find(pa).copied() else { return false };
+        if slot.readonly() {
+            return false;
+        }
+        match PinnedPage::pin(slot.uaddr_of(pa), true) {
+            Ok(p) => {
+                st.vmcb12_pin = Some((pa, gen, p));
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// vmcb02 from vmcb01, the checked vmcb12 copy and L0's policy: merged
@@ -1537,12 +1577,38 @@ impl Vcpu {
         }
         // At most twice the VM's memory in L2 mappings (then start over).
         let limit = 2 * inner.slots.total_pages() as usize + 1024;
-        drop(inner);
+        if st.npt02.mapped_pages() + 8 >= limit {
+            self.stats.bump(st_idx::NPT02_FLUSHES);
+            st.npt02.flush();
+        }
+        // Prefetch, as KVM's shadow MMU does for a large guest page shadowed
+        // by 4 KiB entries (PTE_PREFETCH_NUM = 8): the aligned 8-page block
+        // lies in the same NPT12 leaf, just used, so its pages translate
+        // with the same permissions (a processor may load translations ahead
+        // of use), and to consecutive L1 pages: one pin call for all eight.
+        // Not for 4 KiB NPT12 leaves, whose neighbours L1 may still edit
+        // without a flush.
+        let (block, l1_block) = (gpa & !0x7fff, (t.l1_gpa & !0xfff).wrapping_sub(gpa & 0x7000));
+        if t.page_size > 4096 && slot.contains(l1_block) && slot.contains(l1_block + 0x7fff) {
+            let mut pins: [Option<PinnedPage>; 8] = Default::default();
+            let got = PinnedPage::pin_run(slot.uaddr_of(l1_block), !slot.readonly(), &mut pins);
+            if got > ((gpa >> 12) & 7) as usize {
+                for (i, pin) in pins.into_iter().enumerate() {
+                    let Some(pin) = pin else { break };
+                    let n = block + ((i as u64) << 12);
+                    if n != gpa & !0xfff && st.npt02.is_mapped(n) {
+                        continue;
+                    }
+                    let t2 = nsvm_core::nested::Npt12Translation { l1_gpa: l1_block + ((i as u64) << 12), ..t };
+                    let leaf = compose_leaf(&t2, pin.pa, !slot.readonly(), true);
+                    st.npt02.map(n, pin, leaf, limit)?;
+                    self.stats.bump(st_idx::NPT02_FILLS);
+                }
+                return Ok(Npf02::Filled);
+            }
+        }
         let pin = PinnedPage::pin(slot.uaddr_of(t.l1_gpa & !0xfff), !slot.readonly())?;
         let leaf = compose_leaf(&t, pin.pa, !slot.readonly(), true);
-        if st.npt02.mapped_pages() >= limit {
-            self.stats.bump(st_idx::NPT02_FLUSHES);
-        }
         st.npt02.map(gpa, pin, leaf, limit)?;
         self.stats.bump(st_idx::NPT02_FILLS);
         Ok(Npf02::Filled)
@@ -1950,6 +2016,7 @@ impl VcpuState {
         self.pending = None;
         self.gif = true;
         self.nested = None;
+        self.vmcb12_pin = None;
         self.run_pending = false;
         self.l2_np = false;
         self.npt02.flush();
