@@ -702,10 +702,10 @@ impl Vcpu {
     }
 
     fn handle_exit(&self, st: &mut VcpuState) -> Result<Next> {
-        if st.nested.is_some() {
-            if let Some(next) = self.l2_exit_for_l1(st)? {
-                return Ok(next);
-            }
+        if st.nested.is_none() {
+            self.stats.bump(st_idx::L1_EXITS);
+        } else if let Some(next) = self.l2_exit_for_l1(st)? {
+            return Ok(next);
         }
         if let Some(r) = st.iret_rip {
             if st.nested.is_none() && st.vmcb.get().save.rip != r {

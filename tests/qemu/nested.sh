@@ -112,12 +112,15 @@ for p in $NESTED; do
     [ "$n" -gt 0 ] && [ "$a" = "$b" ] && pass "$a cases" || fail "nsvm $a cases, kvm_amd $b"
 done
 
-case_ "l1_npt: per-level statistics (NPT02 fills and flushes, NPT12 faults reflected)"
-grep -E "npt02|npt12|nested_vmruns|l2_exits" /tmp/nsvm.l1_npt.stats
+case_ "l1_npt: per-level statistics (L1 exits, L2 exits reflected or handled in L0, NPT02 fills and flushes, NPT12 faults)"
+grep -E "exits |npt02|npt12|nested_vmruns|l2_exits|l1_exits" /tmp/nsvm.l1_npt.stats
 # 5 faults in NPT12 (cases 2-5 and 8); flushes: the first VMRUN, three
 # TLB_CONTROL resumes, the remap, five switches between the two L2s and the
 # switch back for case 8.
-grep -qx "vcpu0.npt12_faults 5" /tmp/nsvm.l1_npt.stats && grep -qx "vcpu0.npt02_flushes 11" /tmp/nsvm.l1_npt.stats \
+st() { sed -n "s/^vcpu0.$1 //p" /tmp/nsvm.l1_npt.stats; }
+# Every exit is L1's or L2's, and L2's are reflected or handled in L0.
+[ "$(st exits)" = $(( $(st l1_exits) + $(st l2_exits_reflected) + $(st l2_exits_l0) )) ] \
+  && grep -qx "vcpu0.npt12_faults 5" /tmp/nsvm.l1_npt.stats && grep -qx "vcpu0.npt02_flushes 11" /tmp/nsvm.l1_npt.stats \
   && [ "$(sed -n 's/^vcpu0.npt02_fills //p' /tmp/nsvm.l1_npt.stats)" -gt 10 ] && pass || fail "see the counters above"
 
 case_ "kernel log has no warning, oops or BUG"

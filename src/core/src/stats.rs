@@ -125,8 +125,10 @@ pub mod vcpu {
     pub const NPT02_FLUSHES: usize = 17;
     /// L2 nested page faults reflected to L1 (a fault in NPT12).
     pub const NPT12_FAULTS: usize = 18;
+    /// #VMEXITs of L1 itself (the others, `exits` minus these, are L2's).
+    pub const L1_EXITS: usize = 19;
     /// First per-exit-code counter.
-    pub const EXIT_BASE: usize = 19;
+    pub const EXIT_BASE: usize = 20;
 }
 
 const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
@@ -149,6 +151,7 @@ const VCPU_FIXED: [Desc; vcpu::EXIT_BASE] = [
     Desc::new("npt02_fills", TYPE_CUMULATIVE),
     Desc::new("npt02_flushes", TYPE_CUMULATIVE),
     Desc::new("npt12_faults", TYPE_CUMULATIVE),
+    Desc::new("l1_exits", TYPE_CUMULATIVE),
 ];
 
 /// First of the 32 per-exception counters (`exit_excp_<name>`), after the
