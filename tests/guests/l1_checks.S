@@ -314,15 +314,7 @@ idt_init:
 	lea	idt(%rip), %rdi
 	lea	stubs(%rip), %rsi
 	xor	%ecx, %ecx
-1:	mov	%rsi, %rax
-	mov	%ax, (%rdi)
-	movw	$0x08, 2(%rdi)
-	movw	$0x8e00, 4(%rdi)
-	shr	$16, %rax
-	mov	%ax, 6(%rdi)
-	shr	$16, %rax
-	mov	%eax, 8(%rdi)
-	movl	$0, 12(%rdi)
+1:	call	idt_gate
 	add	$16, %rdi
 	add	$16, %rsi
 	inc	%ecx

@@ -159,18 +159,10 @@ setup:	lea	vmcb(%rip), %rdi
  * to l2_stubs + 16 * vector. */
 build_idt:
 	lea	l2_idt(%rip), %rdi
-	lea	l2_stubs(%rip), %rax
+	lea	l2_stubs(%rip), %rsi
 	mov	$256, %ecx
-1:	mov	%rax, %rdx
-	mov	%dx, (%rdi)
-	movw	$0x08, 2(%rdi)
-	movw	$0x8e00, 4(%rdi)
-	shr	$16, %rdx
-	mov	%dx, 6(%rdi)
-	shr	$16, %rdx
-	mov	%edx, 8(%rdi)
-	movl	$0, 12(%rdi)
-	add	$16, %rax
+1:	call	idt_gate
+	add	$16, %rsi
 	add	$16, %rdi
 	loop	1b
 	ret

@@ -151,14 +151,8 @@ case_head:
  * a shutdown, which fails the run). */
 idt_init:
 	lea	idt+VEC*16(%rip), %rdi
-	lea	irq_handler(%rip), %rax
-	mov	%ax, (%rdi)
-	movw	$0x08, 2(%rdi)
-	movw	$0x8e00, 4(%rdi)
-	shr	$16, %rax
-	mov	%ax, 6(%rdi)
-	shr	$16, %rax
-	mov	%eax, 8(%rdi)
+	lea	irq_handler(%rip), %rsi
+	call	idt_gate
 	lidt	idtr(%rip)
 	ret
 

@@ -9,15 +9,9 @@
 _start:
 	call	l1_init
 	/* IDT: vector 2 -> nmi_handler (64-bit interrupt gate, CS 08h). */
-	lea	idt(%rip), %rdi
-	lea	nmi_handler(%rip), %rax
-	mov	%ax, 2*16(%rdi)
-	movw	$0x08, 2*16+2(%rdi)
-	movw	$0x8e00, 2*16+4(%rdi)
-	shr	$16, %rax
-	mov	%ax, 2*16+6(%rdi)
-	shr	$16, %rax
-	mov	%eax, 2*16+8(%rdi)
+	lea	idt+2*16(%rip), %rdi
+	lea	nmi_handler(%rip), %rsi
+	call	idt_gate
 	lidt	idtr(%rip)
 
 	/* 1. GIF=0 holds the NMI; STGI lets it in. */

@@ -19,10 +19,10 @@ _start:
 	wrmsr
 	lea	npt_pml4(%rip), %rdi
 	lea	npt_pt(%rip), %rsi
-	call	build_npt
+	call	npt12_identity
 	lea	nptb_pml4(%rip), %rdi
 	lea	nptb_pt(%rip), %rsi
-	call	build_npt
+	call	npt12_identity
 	lea	vmcb(%rip), %rdi
 	lea	l2_read(%rip), %rsi
 	lea	l2stack(%rip), %rdx
@@ -231,36 +231,6 @@ _start:
 	call	expect
 	call	put_nl
 	jmp	l1_done
-
-/* RDI = PML4 page (PDPT and PD follow it), RSI = PT: identity NPT12 for
- * 0-8 MiB with 2 MiB pages, 2-4 MiB through the PT. */
-build_npt:
-	lea	0x1000(%rdi), %rax
-	or	$PTE, %rax
-	mov	%rax, (%rdi)
-	lea	0x2000(%rdi), %rax
-	or	$PTE, %rax
-	mov	%rax, 0x1000(%rdi)
-	xor	%ecx, %ecx
-1:	mov	%rcx, %rax
-	shl	$21, %rax
-	or	$0x80 | PTE, %rax
-	mov	%rax, 0x2000(%rdi,%rcx,8)
-	inc	%ecx
-	cmp	$4, %ecx
-	jb	1b
-	mov	%rsi, %rax
-	or	$PTE, %rax
-	mov	%rax, 0x2008(%rdi)
-	xor	%ecx, %ecx
-2:	mov	%rcx, %rax
-	shl	$12, %rax
-	add	$0x200000 | PTE, %rax
-	mov	%rax, (%rsi,%rcx,8)
-	inc	%ecx
-	cmp	$512, %ecx
-	jb	2b
-	ret
 
 /* RDI = vmcb, RSI = L2 entry, R12 = L2's address argument (RBX in L2). */
 run_l2:	mov	%rsi, S_RIP(%rdi)

@@ -14,20 +14,9 @@
 	.set	STEPS, 8
 _start:
 	call	l1_init
-	/* NPT12: PML4 -> PDPT -> PD, four 2 MiB identity pages. */
-	lea	npt(%rip), %rdi
-	lea	0x1000 + PTE(%rdi), %rax
-	mov	%rax, (%rdi)
-	lea	0x2000 + PTE(%rdi), %rax
-	mov	%rax, 0x1000(%rdi)
-	xor	%ecx, %ecx
-1:	mov	%rcx, %rax
-	shl	$21, %rax
-	or	$0x80 | PTE, %rax
-	mov	%rax, 0x2000(%rdi,%rcx,8)
-	inc	%ecx
-	cmp	$4, %ecx
-	jb	1b
+	lea	npt(%rip), %rdi			/* identity NPT12, 2 MiB pages */
+	xor	%esi, %esi
+	call	npt12_identity
 	lea	vmcb(%rip), %rdi
 	lea	l2(%rip), %rsi
 	lea	l2stack(%rip), %rdx

@@ -25,6 +25,11 @@
  *   put_hex            RAX printed in hex without leading zeros ("0" for 0)
  *   put_kv             RSI=" key=" string, RAX value
  *   put_nl
+ *   idt_gate           RDI=gate (IDT + 16 * vector), RSI=handler: a 64-bit
+ *                      interrupt gate (type 0Eh, DPL 0, present, CS 08h)
+ *   npt12_identity     RDI=3 pages (PML4, PDPT, PD), RSI=a PT page or 0: an
+ *                      identity NPT12 for 0-8 MiB (P|RW|US), 2 MiB pages, and
+ *                      with RSI the 2-4 MiB range through 4 KiB entries
  *   expect             RAX=observed, RDX=expected, RSI=what: on mismatch
  *                      prints " FAIL(what)" and counts a failure
  */
@@ -253,6 +258,49 @@ expect:
 	pop	%rsi
 	incq	l1_failures(%rip)
 1:	ret
+
+idt_gate:
+	push	%rax
+	mov	%rsi, %rax
+	mov	%ax, (%rdi)
+	movw	$0x08, 2(%rdi)
+	movw	$0x8e00, 4(%rdi)
+	shr	$16, %rax
+	mov	%ax, 6(%rdi)
+	shr	$16, %rax
+	mov	%eax, 8(%rdi)
+	movl	$0, 12(%rdi)
+	pop	%rax
+	ret
+
+npt12_identity:
+	push	%rcx
+	lea	0x1007(%rdi), %rax
+	mov	%rax, (%rdi)
+	lea	0x2007(%rdi), %rax
+	mov	%rax, 0x1000(%rdi)
+	xor	%ecx, %ecx
+1:	mov	%rcx, %rax
+	shl	$21, %rax
+	or	$0x87, %rax			/* PS | P | RW | US */
+	mov	%rax, 0x2000(%rdi,%rcx,8)
+	inc	%ecx
+	cmp	$4, %ecx
+	jb	1b
+	test	%rsi, %rsi
+	jz	3f
+	lea	7(%rsi), %rax
+	mov	%rax, 0x2008(%rdi)
+	xor	%ecx, %ecx
+2:	mov	%rcx, %rax
+	shl	$12, %rax
+	add	$0x200007, %rax
+	mov	%rax, (%rsi,%rcx,8)
+	inc	%ecx
+	cmp	$512, %ecx
+	jb	2b
+3:	pop	%rcx
+	ret
 
 l1_done:
 	mov	$33, %al
