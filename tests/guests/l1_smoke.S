@@ -1,6 +1,8 @@
 /* Smallest L1 of the nested suite (and the template for others): L2 shares
  * L1's paging (no nested paging), executes CPUID and VMMCALL; L1 intercepts
- * CPUID (APM 15.9: exit code 72h) and VMMCALL (81h). */
+ * CPUID (APM 15.9: exit code 72h) and VMMCALL (81h). Then L2 reads its TSC
+ * with vmcb12's TSC_OFFSET at 2^40: it must see L1's TSC plus the offset
+ * (APM 15.30.5; L0's own offset for L1 applies underneath). */
 	.code64
 	.globl _start
 _start:
@@ -24,6 +26,33 @@ _start:
 	call	report
 	mov	$EXIT_VMMCALL, %edx
 	lea	m_code(%rip), %rsi
+	call	expect
+	call	put_nl
+
+	lea	vmcb(%rip), %rdi
+	lea	l2_tsc(%rip), %rax
+	mov	%rax, S_RIP(%rdi)
+	mov	$1, %eax
+	shl	$40, %rax
+	mov	%rax, C_TSC_OFFSET(%rdi)
+	rdtsc
+	shl	$32, %rdx
+	or	%rax, %rdx
+	mov	%rdx, %r12			/* L1's TSC before VMRUN */
+	call	l1_vmrun
+	mov	S_RAX(%rdi), %rax		/* L2's TSC (VMMCALL) */
+	sub	%r12, %rax
+	mov	$1, %edx
+	shl	$40, %rdx
+	sub	%rdx, %rax			/* time between the two reads */
+	shr	$36, %rax			/* under 2^36 cycles: the offset applied once */
+	sete	%al
+	movzbl	%al, %eax
+	lea	m_tsc(%rip), %rsi
+	call	put_str
+	lea	m_applied(%rip), %rsi
+	call	put_kv
+	mov	$1, %edx
 	call	expect
 	call	put_nl
 	jmp	l1_done
@@ -54,6 +83,11 @@ l2:	xor	%eax, %eax
 	cpuid
 	vmmcall
 	hlt
+l2_tsc:	rdtsc
+	shl	$32, %rdx
+	or	%rdx, %rax
+	vmmcall
+	hlt
 
 	.data
 m_case:		.asciz	"case "
@@ -64,6 +98,8 @@ m_k_i1:		.asciz	" info1="
 m_k_i2:		.asciz	" info2="
 m_k_ii:		.asciz	" intinfo="
 m_code:		.asciz	"exit code"
+m_tsc:		.asciz	"case tsc_offset_composed:"
+m_applied:	.asciz	" l2_tsc_minus_l1_tsc_is_2^40_plus_elapsed="
 	.balign	4096
 vmcb:	.fill	4096, 1, 0
 	.fill	4096, 1, 0
