@@ -463,6 +463,27 @@ pub(crate) unsafe fn stats_fd(ptr: *const c_void, vcpu: bool) -> Result<i32> {
     Ok(fd)
 }
 
+/// The current CR3 (this task's page-table root as the processor holds it).
+pub(crate) fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 at CPL 0 has no side effect.
+    unsafe { core::arch::asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Logs (once per load) a VMCB that came back from VMRUN with the host's
+/// state (see `vmrun::enter`).
+pub(crate) fn note_host_state_in_vmcb(vcpu: u32, exit_code: u64) {
+    static SEEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !SEEN.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        pr_warn!(
+            "vCPU {}: VMCB back from VMRUN (exit {:#x}) holding the host's own state: known QEMU TCG issue with several vCPUs (docs/architecture.md); vCPU stopped with KVM_EXIT_INTERNAL_ERROR\n",
+            vcpu,
+            exit_code
+        );
+    }
+}
+
 /// Identity of the calling process's address space.
 pub(crate) fn current_mm() -> usize {
     // SAFETY: reads `current->mm`; the value is only compared.

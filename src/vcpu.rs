@@ -628,7 +628,14 @@ impl Vcpu {
             if st.l2_np {
                 self.sync_npt02(&mut st);
             }
-            st.enter();
+            if !st.enter() {
+                // The guest's state is gone (replaced by the host's): stop
+                // the vCPU with a recognizable error rather than run it.
+                let (code, rip) = (st.vmcb().control.exit_code, st.vmcb().save.rip);
+                hw::note_host_state_in_vmcb(self.id, code);
+                self.internal_error(run::INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, &[run::HOST_STATE_IN_VMCB, code, rip]);
+                break Ok(0);
+            }
             st.run_pending = false;
             match self.handle_exit(&mut st)? {
                 Next::Guest => {
@@ -2339,14 +2346,15 @@ impl VcpuState {
         n
     }
 
-    /// Enters the guest once and returns at its next #VMEXIT.
-    fn enter(&mut self) {
+    /// Enters the guest once and returns at its next #VMEXIT; false when the
+    /// VMCB came back holding the host's state (`vmrun::enter`).
+    fn enter(&mut self) -> bool {
         // Flush on every entry: one ASID for all guests and no flush-by-ASID
         // under TCG; per-VM ASIDs come with nested SVM.
         self.vmcb().control.tlb_ctl = tlb_control::FLUSH_ALL;
         let xcr0 = self.xcr0;
         let page = if self.nested.is_some() { &mut self.vmcb02 } else { &mut self.vmcb };
-        vmrun::enter(page, &mut self.host_save, &mut self.fpu, &mut self.gprs, xcr0);
+        vmrun::enter(page, &mut self.host_save, &mut self.fpu, &mut self.gprs, xcr0)
     }
 
 }

@@ -21,7 +21,11 @@ pub(crate) type Gprs = [u64; 16];
 /// (`svm::Ownership` outlives every fd), the FPU section keeps the caller on
 /// one CPU, `vmcb` and `host_save` are borrowed exclusively, and vmcb01
 /// intercepts INTR and NMI (set at reset and never cleared).
-pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPages, gprs: &mut Gprs, guest_xcr0: u64) {
+/// Returns false when the VMCB came back holding the host's own state (RIP
+/// after our VMRUN and the host's CR3: no guest can have both): a QEMU TCG
+/// issue with several vCPUs (docs/architecture.md); the guest state is lost
+/// and the caller must not enter the guest again.
+pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPages, gprs: &mut Gprs, guest_xcr0: u64) -> bool {
     let osxsave = vmcb.get().save.cr4 & nsvm_core::kvm::cr::CR4_OSXSAVE != 0;
     let host_xcr0 = hw::host_xcr0();
     let switch_xcr0 = host_xcr0 != 0 && osxsave && guest_xcr0 != host_xcr0;
@@ -35,14 +39,17 @@ pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPage
         // the host's XCR0 with x87 set and SSE set whenever AVX is.
         unsafe { xsetbv(guest_xcr0) };
     }
+    let host_cr3 = hw::read_cr3();
     // SAFETY: see the function comment.
-    unsafe { run(vmcb.pa(), host_save.pa(), gprs) };
+    let after_vmrun = unsafe { run(vmcb.pa(), host_save.pa(), gprs) };
     if switch_xcr0 {
         // SAFETY: the host's own value.
         unsafe { xsetbv(host_xcr0) };
     }
     // SAFETY: as for `restore`; the area is writable and ours.
     unsafe { save(fpu.as_ptr(), host_xcr0) };
+    let v = vmcb.get();
+    !(v.save.rip == after_vmrun && v.save.cr3 == host_cr3)
 }
 
 /// Runs the guest of the VMCB at `vmcb_pa` until its next #VMEXIT.
@@ -62,7 +69,8 @@ pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPage
 ///   processor then reports VMEXIT_INVALID in the VMCB, which is harmless).
 /// - `host_save_pa` is a page nothing else uses during the call.
 /// - The VMCB intercepts INTR and NMI, so the guest cannot keep the CPU.
-unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) {
+unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) -> u64 {
+    let after: u64;
     // SAFETY: per the function's contract. The asm saves RBX and RBP (which
     // cannot be named as operands) on the stack, declares every other GPR
     // clobbered, and leaves RSP as it found it (VMRUN/#VMEXIT restore it).
@@ -92,6 +100,7 @@ unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) {
             "mov r15, [rdi + 8*15]",
             "mov rdi, [rdi + 8*7]",
             "vmrun rax",
+            "2:",
             // #VMEXIT: RAX, RSP, RIP and RFLAGS are the host's again.
             "push rdi",              // guest rdi; gprs now at [rsp+24]
             "mov rdi, [rsp + 24]",
@@ -117,14 +126,16 @@ unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) {
             "pop rbx",
             "pop rbp",
             "stgi",
+            "lea rdx, [rip + 2b]",   // the RIP VMRUN saves for the host
             inout("rax") host_save_pa => _,
             inout("rcx") vmcb_pa => _,
             inout("rdi") gprs.as_mut_ptr() => _,
-            out("rdx") _, out("rsi") _,
+            out("rdx") after, out("rsi") _,
             out("r8") _, out("r9") _, out("r10") _, out("r11") _,
             out("r12") _, out("r13") _, out("r14") _, out("r15") _,
         );
     }
+    after
 }
 
 /// Loads the FPU/SSE/AVX state from `area` (XRSTOR with every component the

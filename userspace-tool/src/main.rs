@@ -28,7 +28,7 @@ commands:
                                    'ok RET' or 'err ERRNO-NAME'
   run   [--device PATH] [--mem SIZE] [--vcpus N] [--load ADDR] [--mode real|protected|long]
         [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] [--trace-mmio]
-        [--stats FILE] [--policy LIST] [--no-thp] [--snapshot FILE] IMAGE
+        [--stats FILE] [--policy LIST] [--no-thp] [--pin-vcpus] [--snapshot FILE] IMAGE
   run   [--device PATH] --restore FILE [same options]
                                    run a flat binary (loaded at --load, default
                                    0x1000, real mode) or an ELF64 image (long
@@ -46,6 +46,7 @@ commands:
                                    --vcpus N every vCPU starts at the entry with
                                    RDI = its index and RSI = N; guest memory asks
                                    for transparent huge pages unless --no-thp;
+                                   --pin-vcpus pins vCPU n's thread to CPU n;
                                    with --snapshot an OUT to port 0x502 saves
                                    the VM (memory, registers, MSRs, nested
                                    state: also while L2 runs) to FILE and ends

@@ -62,6 +62,8 @@ pub struct Options {
     snapshot: Option<String>,
     /// Start from this snapshot instead of an image.
     restore: Option<String>,
+    /// Pin vCPU n's thread to host CPU n (mod the CPUs available).
+    pin_vcpus: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, Failure> {
@@ -76,7 +78,7 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1, no_thp: false, snapshot: None, restore: None };
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1, no_thp: false, snapshot: None, restore: None, pin_vcpus: false };
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
@@ -95,6 +97,7 @@ fn parse(a: &Args) -> Result<Options, Failure> {
             "--dump-regs" => o.dump_regs = true,
             "--trace-mmio" => o.trace_mmio = true,
             "--no-thp" => o.no_thp = true,
+            "--pin-vcpus" => o.pin_vcpus = true,
             "--stats" => o.stats = Some(val("--stats")?),
             "--policy" => o.policy = Some(parse_policy(&val("--policy")?)?),
             "--irq-on-hlt" => {
@@ -385,6 +388,7 @@ impl Options {
             no_thp: true,
             snapshot: None,
             restore: None,
+            pin_vcpus: false,
         }
     }
 }
@@ -621,6 +625,12 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                 // SAFETY: exit_reason said the union holds `internal`.
                 let i = unsafe { r.__bindgen_anon_1.internal };
                 let n = (i.ndata as usize).min(16);
+                if n >= 2 && i.data[0] == nsvm_core::kvm::run::HOST_STATE_IN_VMCB {
+                    return End::Failed(format!(
+                        "internal error: the VMCB came back from VMRUN holding the host's own state (exit code {:#x}): known QEMU TCG issue with several vCPUs, see docs/architecture.md",
+                        i.data[1]
+                    ));
+                }
                 let d: Vec<String> = i.data[..n].iter().map(|x| format!("{x:#x}")).collect();
                 return End::Failed(format!("internal error, suberror {} data [{}]", i.suberror, d.join(", ")));
             }
@@ -679,6 +689,24 @@ fn dump_regs(v: &VcpuFd) -> String {
 
 extern "C" fn wake(_: libc::c_int) {}
 
+/// Pins the calling thread to the n-th CPU it may run on (wrapping).
+fn pin_to_cpu(n: usize) {
+    // SAFETY: plain libc calls on a zeroed, then filled, cpu_set_t.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|c| libc::CPU_ISSET(*c, &allowed)).collect();
+        if cpus.is_empty() {
+            return;
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus[n % cpus.len()], &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+    }
+}
+
 /// Runs every vCPU (one thread each beyond the first) until one ends the
 /// run; the others are stopped with a signal that interrupts KVM_RUN.
 fn run_all(g: &mut Guest, o: &Options) -> (End, Summary) {
@@ -699,9 +727,13 @@ fn run_all(g: &mut Guest, o: &Options) -> (End, Summary) {
         let handles: Vec<_> = g
             .vcpus
             .iter_mut()
-            .map(|v| {
+            .enumerate()
+            .map(|(n, v)| {
                 let (sh, threads) = (&sh, &threads);
                 s.spawn(move || {
+                    if o.pin_vcpus {
+                        pin_to_cpu(n);
+                    }
                     // SAFETY: pthread_self has no preconditions.
                     threads.lock().unwrap().push(unsafe { libc::pthread_self() });
                     let end = vcpu_loop(v, o, sh);

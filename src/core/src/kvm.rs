@@ -466,6 +466,10 @@ pub mod run {
     pub const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
     /// `KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON`.
     pub const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
+    /// First data word of the internal error nsvm reports when a VMCB came
+    /// back from VMRUN holding the host's own state (ASCII "nsvmHOST"): a
+    /// QEMU TCG issue seen with several vCPUs (docs/architecture.md).
+    pub const HOST_STATE_IN_VMCB: u64 = 0x6e73_766d_484f_5354;
     /// Offset of the PIO data page in the vCPU mmap (`KVM_PIO_PAGE_OFFSET` pages).
     pub const PIO_PAGE_OFFSET: u64 = 1;
     /// Size of the vCPU mmap: the run page and the PIO data page.

@@ -477,6 +477,23 @@ fn run_checking_host_fpu(fd: RawFd, host: &[u8; 512], avx: bool) -> Result<i64, 
 /// while the host threads keep theirs: guest FPU/SSE/AVX state never leaks
 /// into the host or the other vCPU.
 fn fpu_isolation(e: &Env) -> R {
+    // Two vCPUs on two CPUs of QEMU TCG rarely get a VMCB back holding the
+    // host's state (docs/architecture.md): nsvm stops such a vCPU with an
+    // internal error carrying a marker. That run is retried (twice at
+    // most); any other failure counts at once.
+    for attempt in 1..=3 {
+        match fpu_isolation_once(e) {
+            // nsvm_core::kvm::run::HOST_STATE_IN_VMCB ("nsvmHOST")
+            Err(m) if m.contains("6e73766d484f5354") && attempt < 3 => {
+                eprintln!("fpu_isolation: attempt {attempt} hit the known QEMU TCG host-state issue ({m}); retrying");
+            }
+            r => return r,
+        }
+    }
+    Ok(())
+}
+
+fn fpu_isolation_once(e: &Env) -> R {
     let Some(dir) = &e.guests else { return Err("needs --guests DIR (fpu32.bin)".into()) };
     let code = std::fs::read(format!("{dir}/fpu32.bin")).map_err(|x| format!("fpu32.bin: {x}"))?;
     let avx = std::arch::is_x86_feature_detected!("avx");
