@@ -4,6 +4,8 @@
 //! 4 KiB page per nested page fault; the table format and walks are in
 //! `nsvm_core::paging`.
 
+use core::cell::Cell;
+
 use kernel::prelude::*;
 
 use nsvm_core::memslot::Slot;
@@ -31,7 +33,14 @@ pub(crate) struct Npt {
     pub(crate) fills: u64,
     /// Pages unmapped since creation.
     pub(crate) unmaps: u64,
+    /// Recent lookups for `read`: (guest page | 1, its host page's kernel
+    /// virtual address), direct-mapped on the guest page number; emptied
+    /// whenever a translation is removed or replaced (with `generation`).
+    lookups: [Cell<(u64, usize)>; LOOKUPS],
 }
+
+/// Entries of `Npt::lookups`.
+const LOOKUPS: usize = 8;
 
 struct Tables<'a> {
     root: u64,
@@ -42,6 +51,27 @@ impl Tables<'_> {
     fn owns(&self, pa: u64) -> bool {
         let page = pa & !0xfff;
         page == self.root || self.tables.iter().any(|t| t.pa() == page)
+    }
+}
+
+/// Read-only view of NPT01's tables (lookups through a shared reference).
+struct TablesRef<'a> {
+    root: u64,
+    tables: &'a KVec<KPages>,
+}
+
+impl TableMem for TablesRef<'_> {
+    fn read(&self, pa: u64) -> Option<u64> {
+        let page = pa & !0xfff;
+        if pa % 8 != 0 || !(page == self.root || self.tables.iter().any(|t| t.pa() == page)) {
+            return None;
+        }
+        // SAFETY: `pa` is an aligned entry of a live table page of ours.
+        Some(unsafe { hw::table_read(pa) })
+    }
+    fn write(&mut self, _pa: u64, _v: u64) {}
+    fn alloc_table(&mut self) -> Option<u64> {
+        None
     }
 }
 
@@ -70,7 +100,7 @@ impl TableMem for Tables<'_> {
 impl Npt {
     /// An empty NPT.
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self { root: KPages::page()?, tables: KVec::new(), pinned: KVec::new(), huge: KVec::new(), generation: 0, fills: 0, unmaps: 0 })
+        Ok(Self { root: KPages::page()?, tables: KVec::new(), pinned: KVec::new(), huge: KVec::new(), generation: 0, fills: 0, unmaps: 0, lookups: Default::default() })
     }
 
     /// nCR3 for the VMCB.
@@ -95,6 +125,77 @@ impl Npt {
 
     fn mem(&mut self) -> Tables<'_> {
         Tables { root: self.root.pa(), tables: &mut self.tables }
+    }
+
+    /// Kernel virtual address (direct mapping) of the host page that backs
+    /// the guest page of `gpa`, when NPT01 maps it.
+    /// Inlined (a hit is a few instructions; page-table reads of the
+    /// instruction fetches go through here).
+    #[inline(always)]
+    fn host_va(&self, gpa: u64) -> Option<usize> {
+        // NPT01 is a 4-level table: it translates bits 47:0 only, and an
+        // address above would alias a low one (random NPT12 entries of a
+        // malicious L1 point there; the slots have no such address).
+        if gpa >> 48 != 0 {
+            return None;
+        }
+        let page = gpa & !0xfff;
+        let (tag, va) = self.lookups[(page >> 12) as usize % LOOKUPS].get();
+        if tag == page | 1 {
+            return Some(va);
+        }
+        self.host_va_miss(gpa)
+    }
+
+    /// `host_va` when `lookups` has no entry: NPT01's leaf, remembered.
+    #[inline(never)]
+    fn host_va_miss(&self, gpa: u64) -> Option<usize> {
+        let page = gpa & !0xfff;
+        let c = &self.lookups[(page >> 12) as usize % LOOKUPS];
+        let root = self.root.pa();
+        let e = paging::leaf(&TablesRef { root, tables: &self.tables }, root, gpa)?;
+        let hpa = if e & paging::PS != 0 {
+            (e & paging::ADDR_MASK & !(paging::SIZE_2M - 1)) | (page & (paging::SIZE_2M - 1))
+        } else {
+            e & paging::ADDR_MASK
+        };
+        let va = hw::phys_to_va(hpa);
+        c.set((page | 1, va));
+        Some(va)
+    }
+
+    /// Reads guest memory at `gpa` through NPT01's pinned page (no slot
+    /// lookup, no user copy); false when the range leaves the page or NPT01
+    /// does not map it (callers then go through the slots).
+    pub(crate) fn read(&self, gpa: u64, out: &mut [u8]) -> bool {
+        let off = (gpa & 0xfff) as usize;
+        if off + out.len() > 4096 {
+            return false;
+        }
+        let Some(va) = self.host_va(gpa) else { return false };
+        // SAFETY: NPT01 maps the page, so it is pinned (`pinned` or `huge`)
+        // until unmapped, which needs `&mut self` (the VM's lock, held by the
+        // caller for `&self`); the range is inside the page.
+        unsafe { hw::guest_read(va + off, out) };
+        true
+    }
+
+    /// The aligned quadword of guest memory at `gpa` (a guest page-table
+    /// entry), as `read`.
+    #[inline(always)]
+    pub(crate) fn read_u64(&self, gpa: u64) -> Option<u64> {
+        if gpa % 8 != 0 {
+            return None;
+        }
+        let va = self.host_va(gpa)?;
+        // SAFETY: as in `read`; aligned, inside the page.
+        Some(unsafe { hw::guest_read_u64(va + (gpa & 0xfff) as usize) })
+    }
+
+    fn forget_lookups(&mut self) {
+        for c in &self.lookups {
+            c.set((0, 0));
+        }
     }
 
     /// Whether `gpa` is mapped (with write permission when `write`).
@@ -135,6 +236,7 @@ impl Npt {
                     i += 1;
                 }
                 self.generation += 1;
+                self.forget_lookups();
                 Ok(())
             }
             Ok(_) => {
@@ -201,6 +303,7 @@ impl Npt {
         self.unmaps += unmaps;
         if unmaps != 0 {
             self.generation += 1;
+            self.forget_lookups();
         }
     }
 }
@@ -240,17 +343,50 @@ impl ShadowNpt {
         self.pins.len()
     }
 
-    /// Whether L2 physical page `gpa` is mapped.
-    pub(crate) fn is_mapped(&mut self, gpa: u64) -> bool {
-        let root = self.root.pa();
-        paging::leaf(&Tables { root, tables: &mut self.tables }, root, gpa).is_some()
-    }
-
     /// Drops every translation (and the tables and pins behind them).
     pub(crate) fn flush(&mut self) {
         self.root.fill(0);
         self.tables.clear();
         self.pins.clear();
+    }
+
+    /// Maps the run of up to 8 L2 physical pages from `gpa` (in one 2 MiB
+    /// region) with one table walk (`paging::map_4k_run`): page `i` to
+    /// `pins[i]` with the composed leaf flags of `leaves[i]`, where not
+    /// mapped yet, and page `force` (the faulting one) in any case. Pins of
+    /// pages left as they were are released. Returns how many were mapped.
+    /// Flushes first when more than `limit` pages are mapped (as `map`).
+    pub(crate) fn map_run(&mut self, gpa: u64, pins: [Option<PinnedPage>; 8], leaves: &[u64; 8], force: usize, limit: usize) -> Result<usize> {
+        if self.pins.len() + 8 >= limit {
+            self.flush();
+        }
+        let mut pages = [None; 8];
+        for (i, p) in pins.iter().enumerate() {
+            if let Some(p) = p {
+                pages[i] = Some((p.pa, leaves[i] & (RW | NX)));
+            }
+        }
+        // Room for every pin first, so that recording them cannot fail
+        // once the entries are written.
+        self.pins.reserve(8, GFP_KERNEL_ACCOUNT)?;
+        let root = self.root.pa();
+        let mut t = Tables { root, tables: &mut self.tables };
+        let written = paging::map_4k_run(&mut t, root, gpa & !0xfff, &pages, force).map_err(|_| ENOMEM)?;
+        let mut n = 0;
+        for (i, p) in pins.into_iter().enumerate() {
+            let Some(p) = p else { continue };
+            if written & (1 << i) == 0 {
+                continue;
+            }
+            if self.pins.push(p, GFP_KERNEL_ACCOUNT).is_err() {
+                // Not reached (reserved above); a leaf never outlives its pin.
+                let mut t = Tables { root, tables: &mut self.tables };
+                paging::unmap_4k(&mut t, root, (gpa & !0xfff) + ((i as u64) << 12));
+                continue;
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Maps L2 physical page `gpa` to the page `pin` with the composed leaf

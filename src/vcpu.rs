@@ -115,6 +115,12 @@ pub(crate) struct VcpuState {
     /// how many were ever recorded.
     nlog: KVec<TraceEvent>,
     nlog_count: u64,
+    /// The last instruction-fetch walk of L1 ([0]) and of L2 ([1])
+    /// (`paging::WalkMemo`: exact, it re-reads the entries).
+    fetch_walks: [paging::WalkMemo; 2],
+    /// Root of the VM's NPT01 (fixed for the VM's life: `Npt::root`), so
+    /// that building vmcb02 needs no lock for it.
+    npt01_root: u64,
     /// L1's VMRUN was emulated but L2 not entered yet (vmcb02's EVENTINJ
     /// still holds vmcb12's event): KVM_STATE_NESTED_RUN_PENDING.
     run_pending: bool,
@@ -232,8 +238,10 @@ impl Vcpu {
             run_pending: false,
             nlog: KVec::from_elem(TraceEvent::Empty, nsvm_core::trace::LOG_LEN, GFP_KERNEL_ACCOUNT)?,
             nlog_count: 0,
+            fetch_walks: Default::default(),
+            npt01_root: vm.inner.lock().npt.root_pa(),
         };
-        let npt_root = vm.inner.lock().npt.root_pa();
+        let npt_root = st.npt01_root;
         st.reset(npt_root, false);
         let vcpu = Arc::pin_init(
             try_pin_init!(Vcpu { debugfs: hw::DebugfsEntry::empty(), vm, id, run: KPages::page()?, pio: KPages::page()?, stats, state <- new_mutex!(st, "nsvm_vcpu") }),
@@ -1274,13 +1282,22 @@ impl Vcpu {
         let gen = self.vm.memory_generation.load(Ordering::Acquire);
         let pin = st.vmcb12_pin.as_ref().filter(|(g, n, _)| *g == pa12 && *n == gen).map(|(_, _, p)| p);
         let (b12, b02) = (st.vmcb12.bytes(), st.vmcb02.bytes());
-        let ok = nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| {
-            let src = if o >= 0x400 { &b02[o..o + l] } else { &b12[o..o + l] };
-            match pin {
-                Some(p) => p.write(o, src),
-                None => mem.write_bytes(pa12 + o as u64, src),
+        let src = |o: usize, l: usize| if o >= 0x400 { &b02[o..o + l] } else { &b12[o..o + l] };
+        let ok = match pin.and_then(|p| p.writer()) {
+            // Each range as a constant-size write (unrolled over the table).
+            Some(w) => {
+                use nsvm_core::vmcb::EXIT_WRITEBACK as WB;
+                macro_rules! put {
+                    ($($k:literal)*) => { true $(&& {
+                        const R: (usize, usize) = WB[$k];
+                        <&[u8; R.1]>::try_from(src(R.0, R.1)).is_ok_and(|d| w.put(R.0, d))
+                    })* };
+                }
+                const _: () = assert!(WB.len() == 14);
+                put!(0 1 2 3 4 5 6 7 8 9 10 11 12 13)
             }
-        });
+            None => nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, src(o, l))),
+        };
         // What VMLOAD/VMSAVE move is not switched by #VMEXIT: L1 goes on
         // with L2's values until it loads its own (APM 15.5.2).
         let (v1, v2) = (st.vmcb.get(), st.vmcb02.get());
@@ -1321,8 +1338,8 @@ impl Vcpu {
         let len = {
             let inner = self.vm.inner.lock();
             let mut b = [0u8; 15];
-            let n = st.fetch(&inner, &mut b);
-            insn::length_of(&b[..n], Known::Svm(byte), st.code_size() == mmio::CodeSize::Bits64)
+            let (n, long) = st.fetch_insn(&inner, &mut b);
+            insn::length_of(&b[..n], Known::Svm(byte), long)
         };
         let Some(len) = len else {
             self.internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, code]);
@@ -1387,7 +1404,8 @@ impl Vcpu {
                 Some(p) => (p, &mut st.vmcb02),
                 None => (&mut st.vmcb12, &mut st.vmcb),
             };
-            if !mem.read_bytes(pa, &mut scratch.bytes()[..]) {
+            // Only the save area holds what VMLOAD loads and VMSAVE stores.
+            if !mem.read_bytes(pa + 0x400, &mut scratch.bytes()[0x400..]) {
                 false
             } else if load {
                 cur.get().save.copy_vmload_state(&scratch.get().save);
@@ -1420,13 +1438,26 @@ impl Vcpu {
         }
         {
             let inner = self.vm.inner.lock();
-            // The control area and the save area's defined fields: the rest
-            // of the page is reserved and never used.
-            let end = nsvm_core::vmcb::SAVE_USED_END;
+            // What VMRUN uses (vmcb::VMRUN_READ): the control area's
+            // defined fields and the state VMRUN loads; not the VMLOAD state
+            // nor the reserved ranges (the cache's keep other values).
+            use nsvm_core::vmcb::VMRUN_READ as RD;
             let read = if self.pin_vmcb12(st, &inner, pa) {
-                st.vmcb12_pin.as_ref().is_some_and(|(_, _, p)| p.read(0, &mut st.vmcb12.bytes()[..end]))
+                st.vmcb12_pin.as_ref().is_some_and(|(_, _, p)| {
+                    let (r, b) = (p.reader(), st.vmcb12.bytes());
+                    // Each range as a constant-size read (unrolled).
+                    macro_rules! get {
+                        ($($k:literal)*) => { true $(&& {
+                            const R: (usize, usize) = RD[$k];
+                            <&mut [u8; R.1]>::try_from(&mut b[R.0..R.0 + R.1]).is_ok_and(|d| r.get(R.0, d))
+                        })* };
+                    }
+                    const _: () = assert!(RD.len() == 15);
+                    get!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+                })
             } else {
-                GuestMem::l1(&inner).read_bytes(pa, &mut st.vmcb12.bytes()[..end])
+                let (mem, b) = (GuestMem::l1(&inner), st.vmcb12.bytes());
+                RD.iter().all(|&(o, l)| mem.read_bytes(pa + o as u64, &mut b[o..o + l]))
             };
             if !read {
                 drop(inner);
@@ -1508,7 +1539,7 @@ impl Vcpu {
     /// without it vmcb02's state is kept (KVM_SET_NESTED_STATE: it is the
     /// vCPU's current state). `Some` when the vCPU must stop instead.
     fn build_vmcb02(&self, st: &mut VcpuState, from_vmrun: bool) -> Result<Option<Next>> {
-        let root = self.vm.inner.lock().npt.root_pa();
+        let root = st.npt01_root;
         let np = st.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0;
         let mut ncr3 = root;
         if np {
@@ -1532,10 +1563,11 @@ impl Vcpu {
         }
         let policy = nsvm_core::nested::L0Policy { asid: 2, flush: true, ncr3, features: st.l1_features };
         if from_vmrun {
-            // L2's state: the save area's defined fields (not its reserved
-            // 2.3 KiB tail).
-            let end = nsvm_core::vmcb::SAVE_USED_END;
-            st.vmcb02.bytes()[0x400..end].copy_from_slice(&st.vmcb12.bytes()[0x400..end]);
+            // L2's state: the save area's defined fields but the VMLOAD
+            // state, which comes from vmcb01 below (neither the reserved
+            // ranges).
+            let (v12, v02) = (st.vmcb12.get(), st.vmcb02.get());
+            v02.save.copy_vmrun_state(&v12.save);
         }
         {
             let (v01, v12, v02) = (st.vmcb.get(), st.vmcb12.get(), st.vmcb02.get());
@@ -1599,18 +1631,18 @@ impl Vcpu {
         if t.page_size > 4096 && slot.contains(l1_block) && slot.contains(l1_block + 0x7fff) {
             let mut pins: [Option<PinnedPage>; 8] = Default::default();
             let got = PinnedPage::pin_run(slot.uaddr_of(l1_block), !slot.readonly(), &mut pins);
-            if got > ((gpa >> 12) & 7) as usize {
-                for (i, pin) in pins.into_iter().enumerate() {
+            let force = ((gpa >> 12) & 7) as usize;
+            if got > force {
+                // One walk to the NPT02 page table for the block; pages
+                // already mapped there keep their entries (and their pins).
+                let mut leaves = [0u64; 8];
+                for (i, pin) in pins.iter().enumerate() {
                     let Some(pin) = pin else { break };
-                    let n = block + ((i as u64) << 12);
-                    if n != gpa & !0xfff && st.npt02.is_mapped(n) {
-                        continue;
-                    }
                     let t2 = nsvm_core::nested::Npt12Translation { l1_gpa: l1_block + ((i as u64) << 12), ..t };
-                    let leaf = compose_leaf(&t2, pin.pa, !slot.readonly(), true);
-                    st.npt02.map(n, pin, leaf, limit)?;
-                    self.stats.bump(st_idx::NPT02_FILLS);
+                    leaves[i] = compose_leaf(&t2, pin.pa, !slot.readonly(), true);
                 }
+                let n = st.npt02.map_run(block, pins, &leaves, force, limit)?;
+                self.stats.add(st_idx::NPT02_FILLS, n as u64);
                 return Ok(Npf02::Filled);
             }
         }
@@ -1731,8 +1763,7 @@ impl VcpuState {
             _ => return 0,
         };
         let mut b = [0u8; 15];
-        let n = self.fetch(inner, &mut b);
-        let long = self.code_size() == mmio::CodeSize::Bits64;
+        let (n, long) = self.fetch_insn(inner, &mut b);
         match insn::length_of(&b[..n], which, long) {
             Some(len) => self.vmcb02.get().save.rip.wrapping_add(len as u64),
             None => 0,
@@ -2323,7 +2354,14 @@ impl VcpuState {
 
     /// Fetches up to 15 bytes at CS:RIP through the guest's paging; returns
     /// how many could be read.
+    #[inline(always)]
     fn fetch(&mut self, inner: &VmInner, out: &mut [u8; 15]) -> usize {
+        self.fetch_insn(inner, out).0
+    }
+
+    /// `fetch`, and whether the code is 64-bit (CS.L in long mode: the
+    /// decoder's REX rule), which it works out anyway.
+    fn fetch_insn(&mut self, inner: &VmInner, out: &mut [u8; 15]) -> (usize, bool) {
         let efer_v = self.efer();
         let v = self.vmcb();
         let s = &v.save;
@@ -2333,17 +2371,19 @@ impl VcpuState {
         let acc = Access { write: false, user: s.cpl == 3, fetch: true };
         let (cr3, wp, nxe) = (s.cr3, s.cr0 & kvm::cr::CR0_WP != 0, efer_v & efer::NXE != 0);
         let mem = self.guest_mem(inner);
+        let memo = &mut self.fetch_walks[usize::from(self.nested.is_some())];
         let mut n = 0;
         while n < out.len() {
             let addr = la.wrapping_add(n as u64);
-            let Ok(gpa) = paging::walk_guest(&mem, mode, cr3, addr, acc, wp, nxe) else { break };
+            let key = paging::WalkKey { mode, cr3, page: addr & !0xfff, access: acc, wp, nxe };
+            let Ok(gpa) = memo.walk(&mem, key, addr) else { break };
             let chunk = core::cmp::min(out.len() - n, (4096 - (gpa & 0xfff)) as usize);
             if !mem.read_bytes(gpa, &mut out[n..n + chunk]) {
                 break;
             }
             n += chunk;
         }
-        n
+        (n, long)
     }
 
     /// Enters the guest once and returns at its next #VMEXIT; false when the
@@ -2407,6 +2447,11 @@ impl<'a> GuestMem<'a> {
             let len = out.len();
             return self.pieces(gpa, len, false, |p, at, n| l1.read_bytes(p, &mut out[at..at + n]));
         }
+        // Through NPT01's pinned page when L1 has touched it (page-table
+        // pages, code: the emulated NRIPS and instruction-length decodes).
+        if self.0.npt.read(gpa, out) {
+            return true;
+        }
         let Some(slot) = self.0.slots.find(gpa) else { return false };
         if gpa + out.len() as u64 > slot.end() {
             return false;
@@ -2433,7 +2478,13 @@ impl GuestMem<'_> {
 }
 
 impl TableMem for GuestMem<'_> {
+    #[inline(always)]
     fn read(&self, pa: u64) -> Option<u64> {
+        if self.1.is_none() {
+            if let Some(v) = self.0.npt.read_u64(pa) {
+                return Some(v);
+            }
+        }
         let mut b = [0u8; 8];
         self.read_bytes(pa, &mut b).then(|| u64::from_ne_bytes(b))
     }

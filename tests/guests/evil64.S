@@ -1,5 +1,7 @@
 /* A malicious L1 (long mode): 100,000 VMRUNs of a vmcb12 filled with
- * pseudo-random values (xorshift64), with VMRUN, HLT and SHUTDOWN intercepted and an L2
+ * pseudo-random values (xorshift64), with VMRUN, HLT and SHUTDOWN
+ * intercepted (an L2 triple fault L1 does not intercept shuts L1 down, APM
+ * 15.12, which would end the run early) and an L2
  * RIP on a page of HLTs; one time in two the fields APM 15.5.1 checks are
  * repaired so that L2 really runs (real or protected mode, random segments),
  * and of those, one in two runs L2 with nested paging on a random NPT12 tree.
@@ -57,9 +59,7 @@ next:	lea	vmcb(%rip), %rdi
 	jnz	1b
 	lea	vmcb(%rip), %rbx
 	orl	$1, 0x10(%rbx)			/* VMRUN intercepted */
-	orl	$0x81000000, 0x0c(%rbx)		/* HLT and SHUTDOWN intercepted: an L2
-					 * triple fault is L1's to see (without the
-					 * intercept the whole VM shuts down, APM 15.12) */
+	orl	$0x81000000, 0x0c(%rbx)		/* HLT and SHUTDOWN intercepted */
 	testb	$1, %r15b
 	jz	2f
 	/* One time in two, repair what APM 15.5.1 checks so that L2 runs, in

@@ -61,6 +61,34 @@ pub fn map_4k(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64
     Ok(old)
 }
 
+/// Maps a run of consecutive 4 KiB pages from `gpa` with one walk to their
+/// page table: page `i` (at `gpa + i * 4 KiB`) gets `(hpa & ADDR_MASK) |
+/// flags | P | US` from `pages[i] = Some((hpa, flags))`, but only where its
+/// entry is not present, except page `force`, written whatever its entry
+/// holds (as `map_4k` does). The run must stay in `gpa`'s page table (2 MiB
+/// region): pages beyond it are not mapped. Returns the bitmask of the
+/// pages whose entries were written. Equivalent to `map_4k` for `force` and
+/// for each other given page whose `leaf` is `None` (unit-tested).
+pub fn map_4k_run(mem: &mut impl TableMem, root: u64, gpa: u64, pages: &[Option<(u64, u64)>], force: usize) -> Result<u32, MapError> {
+    let pt = table_at(mem, root, gpa, 1)?;
+    let first = index(gpa, 1) as usize;
+    let mut written = 0;
+    for (i, p) in pages.iter().enumerate().take(32) {
+        let Some((hpa, flags)) = *p else { continue };
+        if first + i >= 512 {
+            break;
+        }
+        let ea = pt + 8 * (first + i) as u64;
+        let old = mem.read(ea).ok_or(MapError::NoMemory)?;
+        if i != force && old & P != 0 {
+            continue;
+        }
+        mem.write(ea, (hpa & ADDR_MASK) | flags | P | US);
+        written |= 1 << i;
+    }
+    Ok(written)
+}
+
 /// The table at `level` (1 = PT, 2 = PD) on the way to `gpa`, creating the
 /// missing tables above it with P|RW|US (the leaf alone decides
 /// permissions); `LargePage` when a large page is in the way.
@@ -236,6 +264,90 @@ pub struct PageFault {
     pub error_code: u32,
 }
 
+/// What decides a guest walk besides the table entries it reads: the mode,
+/// CR3, the 4 KiB page of the linear address, the access, CR0.WP and
+/// EFER.NXE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkKey {
+    /// Paging mode.
+    pub mode: Mode,
+    /// CR3.
+    pub cr3: u64,
+    /// The linear address's page (`la & !0xfff`).
+    pub page: u64,
+    /// The access.
+    pub access: Access,
+    /// CR0.WP.
+    pub wp: bool,
+    /// EFER.NXE.
+    pub nxe: bool,
+}
+
+/// Most entries a walk reads (5-level paging).
+const MEMO_READS: usize = 5;
+
+/// The last successful guest walk for one key, with every table entry it
+/// read (address and value). `walk_guest` is a pure function of the key and
+/// of those values (each address read depends only on the key and the values
+/// before it), so when re-reading the same addresses gives the same values
+/// the result is the same: `WalkMemo::walk` then skips the walk logic, never
+/// its memory reads (so it is exact even when the guest edits its tables
+/// or changes CR3 without telling anyone). Used for the instruction fetches
+/// of the emulated NRIPS and of L1's VMRUN, which repeat at the same RIP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WalkMemo {
+    key: Option<WalkKey>,
+    reads: [(u64, u64); MEMO_READS],
+    n: usize,
+    gpa_page: u64,
+}
+
+/// A `TableMem` that records what it reads (for `WalkMemo`).
+struct Recorder<'m, M: TableMem> {
+    mem: &'m M,
+    reads: core::cell::Cell<[(u64, u64); MEMO_READS]>,
+    n: core::cell::Cell<usize>,
+}
+
+impl<M: TableMem> TableMem for Recorder<'_, M> {
+    fn read(&self, pa: u64) -> Option<u64> {
+        let v = self.mem.read(pa)?;
+        let n = self.n.get();
+        if n < MEMO_READS {
+            let mut r = self.reads.get();
+            r[n] = (pa, v);
+            self.reads.set(r);
+        }
+        self.n.set(n + 1);
+        Some(v)
+    }
+    fn write(&mut self, _pa: u64, _v: u64) {}
+    fn alloc_table(&mut self) -> Option<u64> {
+        None
+    }
+}
+
+impl WalkMemo {
+    /// `walk_guest(mem, key.mode, key.cr3, la, key.access, key.wp, key.nxe)`
+    /// for `la` in `key.page`: from the memo when the key is the last one
+    /// and every entry it read still holds the same value, by walking (and
+    /// remembering a success) otherwise.
+    pub fn walk(&mut self, mem: &impl TableMem, key: WalkKey, la: u64) -> Result<u64, PageFault> {
+        if self.key == Some(key) && self.reads[..self.n].iter().all(|&(a, v)| mem.read(a) == Some(v)) {
+            return Ok(self.gpa_page | (la & 0xfff));
+        }
+        self.key = None;
+        let rec = Recorder { mem, reads: core::cell::Cell::new([(0, 0); MEMO_READS]), n: core::cell::Cell::new(0) };
+        let r = walk_guest(&rec, key.mode, key.cr3, la, key.access, key.wp, key.nxe);
+        if let Ok(gpa) = r {
+            if rec.n.get() <= MEMO_READS && la & !0xfff == key.page {
+                *self = WalkMemo { key: Some(key), reads: rec.reads.get(), n: rec.n.get(), gpa_page: gpa & !0xfff };
+            }
+        }
+        r
+    }
+}
+
 /// #PF error code bits.
 pub mod pf {
     /// The fault was a protection violation (page present).
@@ -397,6 +509,87 @@ mod tests {
     const W: Access = Access { write: true, user: false, fetch: false };
     const X: Access = Access { write: false, user: false, fetch: true };
     const UR: Access = Access { write: false, user: true, fetch: false };
+
+    #[test]
+    fn walk_memo_is_exact() {
+        // A 4-level guest table: 0x40_1000 -> 0x9000 (4 KiB), 0x60_0000 2 MiB -> 0x80_0000.
+        let mut m = Mem::default();
+        m.write(0x1000, 0x2000 | P | RW | US);
+        m.write(0x2000, 0x3000 | P | RW | US);
+        m.write(0x3000 + 8 * 2, 0x4000 | P | RW | US);
+        m.write(0x3000 + 8 * 3, 0x80_0000 | P | RW | US | PS);
+        m.write(0x4000 + 8, 0x9000 | P | RW | US);
+        let key = |la: u64, access| WalkKey { mode: Mode::Long4, cr3: 0x1000, page: la & !0xfff, access, wp: true, nxe: true };
+        let mut memo = WalkMemo::default();
+        for la in [0x40_1234u64, 0x40_1ff0, 0x60_5678, 0x40_1000] {
+            for acc in [R, W, X, UR] {
+                let want = walk_guest(&m, Mode::Long4, 0x1000, la, acc, true, true);
+                // First (walks) and second (from the memo) give the walk's result.
+                assert_eq!(memo.walk(&m, key(la, acc), la), want);
+                assert_eq!(memo.walk(&m, key(la, acc), la), want);
+                assert_eq!(memo.walk(&m, key(la, acc), la | 0xabc), walk_guest(&m, Mode::Long4, 0x1000, la | 0xabc, acc, true, true));
+            }
+        }
+        // Any entry it read changes: the memo sees it.
+        assert_eq!(memo.walk(&m, key(0x40_1000, R), 0x40_1000), Ok(0x9000));
+        m.write(0x4000 + 8, 0xa000 | P | RW | US);
+        assert_eq!(memo.walk(&m, key(0x40_1000, R), 0x40_1000), Ok(0xa000));
+        m.write(0x3000 + 8 * 2, 0x5000 | P | RW | US); // PT moved (empty): not present
+        assert!(memo.walk(&m, key(0x40_1000, R), 0x40_1000).is_err());
+        m.write(0x3000 + 8 * 2, 0x4000 | P | RW | US);
+        assert_eq!(memo.walk(&m, key(0x40_1000, R), 0x40_1000), Ok(0xa000));
+        m.write(0x1000, 0x2000 | P | US); // read-only PML4E: a write now faults
+        assert!(memo.walk(&m, key(0x40_1000, W), 0x40_1000).is_err());
+        assert_eq!(memo.walk(&m, key(0x40_1000, R), 0x40_1000), Ok(0xa000));
+        // Another CR3 or page is another key.
+        let other = WalkKey { cr3: 0x7000, ..key(0x40_1000, R) };
+        assert_eq!(memo.walk(&m, other, 0x40_1000), walk_guest(&m, Mode::Long4, 0x7000, 0x40_1000, R, true, true));
+        assert_eq!(memo.walk(&m, key(0x40_1000, R), 0x40_1000), Ok(0xa000));
+    }
+
+    #[test]
+    fn map_4k_run_equals_map_4k_page_by_page() {
+        // Every mix of already-mapped neighbours, each page given or not,
+        // and each forced page: the tree and the written mask are what
+        // map_4k page by page produces (for the forced page always, for the
+        // others only when unmapped).
+        let base = 0x4020_8000u64;
+        for premapped in [0u32, 0b1010_0101, 0xff, 0b0100_0000] {
+            for given in [0xffu32, 0b0111_1110, 0b1000_0001] {
+                for force in 0..8usize {
+                    let (mut a, mut b) = (Mem::default(), Mem::default());
+                    let (ra, rb) = (a.alloc_table().unwrap(), b.alloc_table().unwrap());
+                    for i in 0..8u64 {
+                        if premapped & (1 << i) != 0 {
+                            map_4k(&mut a, ra, base + (i << 12), 0x9000_0000 + (i << 12), 0).unwrap();
+                            map_4k(&mut b, rb, base + (i << 12), 0x9000_0000 + (i << 12), 0).unwrap();
+                        }
+                    }
+                    let pages: Vec<Option<(u64, u64)>> =
+                        (0..8u64).map(|i| (given & (1 << i) != 0).then_some((0x7000_0000 + (i << 12), RW | NX))).collect();
+                    let mask = map_4k_run(&mut a, ra, base, &pages, force).unwrap();
+                    let mut want = 0u32;
+                    for (i, p) in pages.iter().enumerate() {
+                        let g = base + ((i as u64) << 12);
+                        if let Some((hpa, fl)) = p {
+                            if i == force || leaf(&b, rb, g).is_none() {
+                                map_4k(&mut b, rb, g, *hpa, *fl).unwrap();
+                                want |= 1 << i;
+                            }
+                        }
+                    }
+                    assert_eq!(mask, want, "premapped {premapped:#x} given {given:#x} force {force}");
+                    assert_eq!(a.q, b.q);
+                }
+            }
+        }
+        // A run that leaves the page table stops at its end.
+        let mut m = Mem::default();
+        let r = m.alloc_table().unwrap();
+        let pages = [Some((0x5000, 0)); 8];
+        assert_eq!(map_4k_run(&mut m, r, 0x1f_d000, &pages, 0), Ok(0b111));
+        assert!(leaf(&m, r, 0x20_0000).is_none());
+    }
 
     #[test]
     fn npt_map_then_walk_as_long_mode() {
