@@ -5,7 +5,10 @@
 //! (`dev`), which speaks the KVM UAPI. Unloading reverses both; the module
 //! cannot be unloaded while a file of it is open.
 //!
-//! `unsafe` is confined to the leaf modules `hw`, `svm`, `vmrun` and `fops`.
+//! `unsafe` is confined to the leaf modules `hw`, `svm`, `vmrun` and `fops`,
+//! plus the calls of `hw`'s raw accessors in `npt` (its own page tables and
+//! the pinned guest pages it maps) and the debugfs registration in `vcpu`,
+//! each with its SAFETY comment.
 
 use kernel::prelude::*;
 
