@@ -502,6 +502,24 @@ impl PageWriter<'_> {
 }
 
 impl PinnedPage {
+    /// Atomically ORs `bits` into the aligned quadword at offset `off` of a
+    /// page pinned writable (a nested page-table entry whose accessed/dirty
+    /// bits L0 sets as the processor would, with a locked RMW like its page
+    /// walker); false when misaligned, out of the page or read-only.
+    pub(crate) fn fetch_or_u64(&self, off: usize, bits: u64) -> bool {
+        if !self.writable || off % 8 != 0 || off + 8 > 4096 {
+            return false;
+        }
+        // SAFETY: by the type invariant the page is pinned, so its direct
+        // mapping is valid; the quadword is aligned and inside it. The guest
+        // may access it concurrently from other CPUs, hence the atomic RMW.
+        let a = unsafe { &*(nsvm_va(self.pa).cast::<u8>().add(off).cast::<core::sync::atomic::AtomicU64>()) };
+        a.fetch_or(bits, core::sync::atomic::Ordering::SeqCst);
+        true
+    }
+}
+
+impl PinnedPage {
     /// Pins the 2 MiB at the 2 MiB-aligned user address `uaddr` if a
     /// transparent huge page backs it (`Ok(None)` otherwise). One pin of the
     /// folio's first page holds all of it; `pa` is its 2 MiB-aligned start.

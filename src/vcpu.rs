@@ -1610,6 +1610,18 @@ impl Vcpu {
             Ok(t) => t,
             Err(code) => return Ok(Npf02::Fault(code)),
         };
+        // The walk's accessed/dirty bits go into NPT12 (APM 15.25.5), as the
+        // processor's nested walker sets them; NPT02 keeps a clean page
+        // read-only so that its first write comes back here for D.
+        for &(ea, bits) in t.ad_updates.iter().filter(|(_, b)| *b != 0) {
+            let Some(s12) = inner.slots.find(ea).copied() else { continue };
+            if s12.readonly() {
+                continue;
+            }
+            if let Ok(p) = PinnedPage::pin(s12.uaddr_of(ea & !0xfff), true) {
+                p.fetch_or_u64((ea & 0xfff) as usize, bits);
+            }
+        }
         let Some(slot) = inner.slots.find(t.l1_gpa).copied() else { return Ok(Npf02::Unbacked(t.l1_gpa)) };
         if write && slot.readonly() {
             return Ok(Npf02::Unbacked(t.l1_gpa));

@@ -230,6 +230,41 @@ _start:
 	mov	$0x1234, %edx
 	call	expect
 	call	put_nl
+
+	/* 10. Accessed and dirty bits (APM 15.25.5): the nested walk sets A
+	 * in the entries it uses, and D in the leaf on a write. */
+	lea	vmcb(%rip), %rdi
+	movq	$0x209000 | PTE, npt_pt+8*9(%rip)
+	mov	$0x209000, %r12
+	lea	l2_read(%rip), %rsi
+	call	run_l2
+	mov	npt_pt+8*9(%rip), %r13
+	lea	l2_write(%rip), %rsi
+	call	run_l2
+	mov	npt_pt+8*9(%rip), %r14
+	lea	m_case(%rip), %rsi
+	call	put_str
+	lea	m_ad(%rip), %rsi
+	call	put_str
+	mov	npt_pml4+0x2000+8(%rip), %rax	/* PD entry of 2-4 MiB */
+	and	$0x60, %eax
+	lea	m_pde(%rip), %rsi
+	call	put_kv
+	mov	$0x20, %edx
+	call	expect
+	mov	%r13, %rax
+	and	$0x60, %eax
+	lea	m_aread(%rip), %rsi
+	call	put_kv
+	mov	$0x20, %edx
+	call	expect
+	mov	%r14, %rax
+	and	$0x60, %eax
+	lea	m_awrite(%rip), %rsi
+	call	put_kv
+	mov	$0x60, %edx
+	call	expect
+	call	put_nl
 	jmp	l1_done
 
 /* RDI = vmcb, RSI = L2 entry, R12 = L2's address argument (RBX in L2). */
@@ -323,6 +358,10 @@ m_remap:	.asciz	"np_remap_tlb_control_flush:"
 m_two:		.asciz	"np_two_l2_alternating:"
 m_table:	.asciz	"np_guest_table_walk:"
 m_mmio:		.asciz	"np_l2_mmio_through_npt12:"
+m_ad:		.asciz	"np_accessed_dirty_bits:"
+m_pde:		.asciz	" pde_ad="
+m_aread:	.asciz	" pte_ad_after_read="
+m_awrite:	.asciz	" pte_ad_after_write="
 m_stage:	.asciz	"bit 33"
 m_code:		.asciz	" code="
 m_i1:		.asciz	" info1="

@@ -5,7 +5,7 @@
 //! runs L1), vmcb12 (L1's VMCB for L2), vmcb02 (what L0 runs for L2).
 
 use crate::cpuid::SvmFeatures;
-use crate::paging::{index, TableMem, ADDR_MASK, NX, P, PS, RW, US};
+use crate::paging::{index, TableMem, A, ADDR_MASK, D, NX, P, PS, RW, US};
 use crate::vmcb::{int_ctl, nested_ctl, tlb_control, ControlArea};
 
 /// Bits of EXITINFO1 for #VMEXIT(NPF) (APM 15.25.6).
@@ -37,6 +37,15 @@ pub struct Npt12Translation {
     pub executable: bool,
     /// Size of the NPT12 page (4 KiB, 2 MiB or 1 GiB).
     pub page_size: u64,
+    /// The leaf's dirty bit is set (or is being set by this write access):
+    /// until then NPT02 maps the page read-only, so the first write comes
+    /// back to L0, which sets D in NPT12 as the processor would.
+    pub dirty: bool,
+    /// L1 physical addresses of the entries the walk used, top level first
+    /// (0 past the leaf), with the accessed/dirty bits the access must set
+    /// in each (APM 15.25.5: nested walks set A in every level and D in the
+    /// leaf on a write); 0 where nothing is to be set.
+    pub ad_updates: [(u64, u64); 4],
 }
 
 /// Walks L1's nested page table (long-mode format, 4 levels, in L1 memory
@@ -66,8 +75,10 @@ pub fn walk_npt12(
     let rsvd_addr = if phys_bits >= 52 { 0 } else { ((1u64 << 52) - 1) & !((1u64 << phys_bits) - 1) };
     let mut table = ncr3 & ADDR_MASK;
     let (mut w, mut x) = (true, true);
+    let mut ad = [(0u64, 0u64); 4];
     for level in (1..=4u32).rev() {
-        let Some(e) = mem.read(table + 8 * index(gpa, level)) else { return Err(base) };
+        let ea = table + 8 * index(gpa, level);
+        let Some(e) = mem.read(ea) else { return Err(base) };
         if e & P == 0 {
             return Err(base);
         }
@@ -86,13 +97,25 @@ pub fn walk_npt12(
         }
         w &= e & RW != 0;
         x &= !(nxe && e & NX != 0);
+        let i = (4 - level) as usize;
         if level == 1 || large {
             if (write && !w) || (fetch && !x) {
                 return Err(base | npf::P);
             }
             let size = 1u64 << (12 + 9 * (level - 1));
-            return Ok(Npt12Translation { l1_gpa: (e & ADDR_MASK & !(size - 1)) | (gpa & (size - 1)), writable: w, executable: x, page_size: size });
+            let set = (if e & A == 0 { A } else { 0 }) | (if write && e & D == 0 { D } else { 0 });
+            ad[i] = (ea, set);
+            let dirty = write || e & D != 0;
+            return Ok(Npt12Translation {
+                l1_gpa: (e & ADDR_MASK & !(size - 1)) | (gpa & (size - 1)),
+                writable: w,
+                executable: x,
+                page_size: size,
+                dirty,
+                ad_updates: ad,
+            });
         }
+        ad[i] = (ea, if e & A == 0 { A } else { 0 });
         table = e & ADDR_MASK;
     }
     Err(base)
@@ -100,10 +123,11 @@ pub fn walk_npt12(
 
 /// The NPT02 leaf for one 4 KiB page: host physical address from NPT01, the
 /// weaker permissions of both levels (APM 15.25: the composed translation
-/// may not grant more than either).
+/// may not grant more than either), read-only while NPT12's D bit is clear.
 pub fn compose_leaf(t12: &Npt12Translation, hpa01: u64, writable01: bool, executable01: bool) -> u64 {
     let mut e = (hpa01 & ADDR_MASK) | P | US;
-    if t12.writable && writable01 {
+    // Writable only once NPT12's dirty bit is set (see `dirty`).
+    if t12.writable && t12.dirty && writable01 {
         e |= RW;
     }
     if !(t12.executable && executable01) {
@@ -272,7 +296,17 @@ mod tests {
     fn npt12_walk_and_faults() {
         let m = npt12();
         let t = walk_npt12(&m, 0x1000, 0x40_5123, true, false, true, 40, npf::FINAL).unwrap();
-        assert_eq!(t, Npt12Translation { l1_gpa: 0x9123, writable: true, executable: true, page_size: 4096 });
+        assert_eq!((t.l1_gpa, t.writable, t.executable, t.page_size, t.dirty), (0x9123, true, true, 4096, true));
+        // A in every level, D in the leaf (a write); a read sets no D.
+        assert_eq!(t.ad_updates, [(0x1000, A), (0x2000, A), (0x3000 + 16, A), (0x4000 + 40, A | D)]);
+        let r = walk_npt12(&m, 0x1000, 0x40_5123, false, false, true, 40, npf::FINAL).unwrap();
+        assert!(!r.dirty);
+        assert_eq!(r.ad_updates[3], (0x4000 + 40, A));
+        // Bits already set are not set again; a 2 MiB leaf is at level 2.
+        let mut m5 = npt12();
+        m5.write(0x1000, 0x2000 | P | RW | US | A);
+        let t = walk_npt12(&m5, 0x1000, 0x61_2345, false, false, true, 40, npf::FINAL).unwrap();
+        assert_eq!(t.ad_updates, [(0x1000, 0), (0x2000, A), (0x3000 + 24, A), (0, 0)]);
         let t = walk_npt12(&m, 0x1000, 0x61_2345, false, true, true, 40, npf::FINAL).unwrap();
         assert_eq!((t.l1_gpa, t.page_size), (0x81_2345, 2 << 20));
         // Not present: P clear, user bit and stage kept, write bit from the access.
@@ -311,7 +345,7 @@ mod tests {
 
     #[test]
     fn composed_leaf_takes_the_weaker_permissions() {
-        let t = Npt12Translation { l1_gpa: 0x9000, writable: true, executable: false, page_size: 4096 };
+        let t = Npt12Translation { l1_gpa: 0x9000, writable: true, executable: false, page_size: 4096, dirty: true, ad_updates: [(0, 0); 4] };
         let e = compose_leaf(&t, 0x7777_0000, false, true);
         assert_eq!(e & ADDR_MASK, 0x7777_0000);
         assert_eq!(e & RW, 0);
@@ -320,6 +354,8 @@ mod tests {
         let e = compose_leaf(&t, 0x1000, true, true);
         assert_ne!(e & RW, 0);
         assert_eq!(e & NX, 0);
+        // Clean page: read-only until the first write sets D.
+        assert_eq!(compose_leaf(&Npt12Translation { dirty: false, ..t }, 0x1000, true, true) & RW, 0);
     }
 
     #[test]
