@@ -312,6 +312,21 @@ impl Vcpu {
                 Ok(0)
             }
             uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
+            uapi::kvm::GET_VCPU_EVENTS => {
+                let e = self.state.lock().get_events();
+                user(kvm::vcpu_events::SIZE).writer().write_slice(&e.to_bytes())?;
+                Ok(0)
+            }
+            uapi::kvm::SET_VCPU_EVENTS => {
+                let mut b = [0u8; kvm::vcpu_events::SIZE];
+                user(kvm::vcpu_events::SIZE).reader().read_slice(&mut b)?;
+                let e = kvm::VcpuEvents::from_bytes(&b);
+                if !e.check_set() {
+                    return Err(EINVAL);
+                }
+                self.state.lock().set_events(&e)?;
+                Ok(0)
+            }
             uapi::kvm::GET_NESTED_STATE => self.get_nested_state(arg),
             uapi::kvm::SET_NESTED_STATE => self.set_nested_state(arg),
             uapi::kvm::INTERRUPT => self.interrupt(arg),
@@ -1720,6 +1735,79 @@ impl VcpuState {
         let ncr3 = self.vmcb12.get().control.nested_cr3;
         let nxe = self.vmcb.get().save.efer & efer::NXE != 0;
         GuestMem(inner, Some(Npt12View { ncr3, nxe, phys: phys as u8 }))
+    }
+
+    /// `KVM_GET_VCPU_EVENTS` of the running level: the event in delivery
+    /// (vmcb EVENTINJ), the interrupt queued by `KVM_INTERRUPT` (KVM reports
+    /// it as injected), NMI pending/masked, the interrupt shadow.
+    fn get_events(&mut self) -> kvm::VcpuEvents {
+        use kvm::vcpu_events::*;
+        let mut e = kvm::VcpuEvents { flags: VALID_NMI_PENDING | VALID_SHADOW, ..Default::default() };
+        let (inj, err, shadow) = {
+            let c = &self.vmcb().control;
+            (Event { info: c.event_inj, error_code: c.event_inj_err }, c.event_inj_err, c.int_state & nsvm_core::vmcb::int_state::SHADOW != 0)
+        };
+        if inj.valid() {
+            match inj.event_type() {
+                Some(EventType::Exception) => e.exception = (true, inj.vector(), inj.info & nsvm_core::event::bits::EV != 0, err),
+                Some(EventType::Nmi) => e.nmi_injected = true,
+                Some(EventType::SoftInt) => e.interrupt = (true, inj.vector(), true),
+                _ => e.interrupt = (true, inj.vector(), false),
+            }
+        } else if let Some(irq) = self.pending_irq {
+            e.interrupt = (true, irq, false);
+        }
+        e.shadow = if shadow { 3 } else { 0 };
+        e.nmi_pending = self.pending_nmi;
+        e.nmi_masked = self.nmi_masked;
+        e
+    }
+
+    /// `KVM_SET_VCPU_EVENTS` (checked by `VcpuEvents::check_set`): an
+    /// exception or NMI in delivery goes back into EVENTINJ, an external
+    /// interrupt is queued again (injected when the guest can take it),
+    /// NMI pending/masked and the shadow as given.
+    fn set_events(&mut self, e: &kvm::VcpuEvents) -> Result {
+        use kvm::vcpu_events::*;
+        let mut inj = None;
+        if e.exception.0 || e.exception_pending {
+            let ev = Event::new(EventType::Exception, e.exception.1, e.exception.2.then_some(e.exception.3));
+            if ev.check_injectable().is_err() {
+                return Err(EINVAL);
+            }
+            inj = Some(ev);
+        } else if e.nmi_injected {
+            inj = Some(Event::new(EventType::Nmi, 2, None));
+        } else if e.interrupt.0 && e.interrupt.2 {
+            inj = Some(Event::new(EventType::SoftInt, e.interrupt.1, None));
+        }
+        self.pending_irq = (e.interrupt.0 && !e.interrupt.2).then_some(e.interrupt.1);
+        if e.flags & VALID_NMI_PENDING != 0 {
+            self.pending_nmi = e.nmi_pending;
+        }
+        self.nmi_masked = e.nmi_masked;
+        self.iret_rip = None;
+        if self.nested.is_none() {
+            // Masked NMIs end at the handler's IRET (intercepted).
+            let i = &mut self.vmcb.get().control.intercepts;
+            if e.nmi_masked {
+                i.set(exit::IRET);
+            } else {
+                i.clear(exit::IRET);
+            }
+        }
+        let c = &mut self.vmcb().control;
+        match inj {
+            Some(ev) => {
+                c.event_inj = ev.info;
+                c.event_inj_err = ev.error_code;
+            }
+            None => c.event_inj = 0,
+        }
+        if e.flags & VALID_SHADOW != 0 {
+            c.int_state = (c.int_state & !nsvm_core::vmcb::int_state::SHADOW) | u32::from(e.shadow != 0);
+        }
+        Ok(())
     }
 
     /// Records a nested event in the log.

@@ -8,7 +8,7 @@
 . /tests/lib.sh
 G=/guests
 
-NESTED="l1_smoke l1_npt l1_snap l1_vgif l1_nmi l1_checks l1_vmload l1_gif l1_two_l2 l1_smp l1_intercepts l1_events l1_intr"
+NESTED="l1_smoke l1_npt l1_snap l1_snapnmi l1_vgif l1_nmi l1_checks l1_vmload l1_gif l1_two_l2 l1_smp l1_intercepts l1_events l1_intr"
 # Payloads whose run kvm_amd is known not to finish as the APM requires
 # (their lines are tagged [apm]): only nsvm's exit status and cases are
 # asserted, kvm_amd's are shown.
@@ -35,18 +35,25 @@ run_all() {
     done
 }
 
-# snap_runs DEVICE TAG: l1_snap cut by a snapshot while L2 runs, continued
-# from the file in a new VM (another process), output in /tmp/TAG.snap.*
+# Payloads cut by a snapshot (OUT to port 0x502) and continued from it.
+SNAPS="l1_snap l1_snapnmi"
+# snap_runs DEVICE TAG: each of $SNAPS cut by its snapshot (l1_snap while L2
+# runs, l1_snapnmi inside an NMI handler with an NMI pending) and continued
+# from the file in a new VM (another process): /tmp/TAG.PAYLOAD.snap*
 snap_runs() {
     dev=$1; tag=$2
-    nsvm run --device $dev --mem 8M --snapshot /tmp/$tag.snap $G/l1_snap.bin > /tmp/$tag.snap.out1 2> /tmp/$tag.snap.err1
-    echo $? > /tmp/$tag.snap.rc1
-    nsvm run --device $dev --restore /tmp/$tag.snap > /tmp/$tag.snap.out2 2> /tmp/$tag.snap.err2
-    echo $? > /tmp/$tag.snap.rc2
+    for s in $SNAPS; do
+        nsvm run --device $dev --mem 8M --snapshot /tmp/$tag.$s.snap $G/$s.bin > /tmp/$tag.$s.snap.out1 2> /tmp/$tag.$s.snap.err1
+        echo $? > /tmp/$tag.$s.snap.rc1
+        nsvm run --device $dev --restore /tmp/$tag.$s.snap > /tmp/$tag.$s.snap.out2 2> /tmp/$tag.$s.snap.err2
+        echo $? > /tmp/$tag.$s.snap.rc2
+    done
 }
-# cross DEVICE FILE TAG: a snapshot taken on the other hypervisor, continued here
+# cross DEVICE FROM TO: the snapshots taken on FROM, continued on DEVICE
 cross() {
-    nsvm run --device $1 --restore $2 > /tmp/$3.out 2> /tmp/$3.err; echo $? > /tmp/$3.rc
+    for s in $SNAPS; do
+        nsvm run --device $1 --restore /tmp/$2.$s.snap > /tmp/$2-$3.$s.out 2> /tmp/$2-$3.$s.err; echo $? > /tmp/$2-$3.$s.rc
+    done
 }
 
 case_ "load nsvm"
@@ -59,30 +66,36 @@ insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko nested=1
 run_all /dev/kvm kvm
 snap_runs /dev/kvm kvm
-cross /dev/kvm /tmp/nsvm.snap nsvm2kvm
+cross /dev/kvm nsvm kvm
 rmmod kvm_amd; rmmod kvm; rmmod irqbypass
 load_nsvm
-cross /dev/nsvm /tmp/kvm.snap kvm2nsvm
+cross /dev/nsvm kvm nsvm
 unload_nsvm
 
 for t in nsvm kvm; do
-    case_ "nested state on $t: snapshot while L2 runs, continued in a new VM, same output as one run"
-    cat /tmp/$t.snap.err1 /tmp/$t.snap.err2
-    cat /tmp/$t.snap.out1 /tmp/$t.snap.out2 > /tmp/$t.snap.joined
-    if [ "$(cat /tmp/$t.snap.rc1)" = 0 ] && [ "$(cat /tmp/$t.snap.rc2)" = 33 ] && grep -q "was running L2" /tmp/$t.snap.err1 \
-       && cmp -s /tmp/$t.snap.joined /tmp/$t.l1_snap.out && grep -q "^L2 step 4" /tmp/$t.snap.out2; then
-        pass "$(wc -l < /tmp/$t.snap.out1) lines before, $(wc -l < /tmp/$t.snap.out2) after"
-    else
-        fail "rc $(cat /tmp/$t.snap.rc1)/$(cat /tmp/$t.snap.rc2)"; diff /tmp/$t.snap.joined /tmp/$t.l1_snap.out
-    fi
+    for s in $SNAPS; do
+        case_ "snapshot on $t ($s), continued in a new VM: same output as one run"
+        cat /tmp/$t.$s.snap.err1 /tmp/$t.$s.snap.err2
+        cat /tmp/$t.$s.snap.out1 /tmp/$t.$s.snap.out2 > /tmp/$t.$s.snap.joined
+        if [ "$(cat /tmp/$t.$s.snap.rc1)" = 0 ] && [ "$(cat /tmp/$t.$s.snap.rc2)" = 33 ] && grep -q "snapshot written" /tmp/$t.$s.snap.err1 \
+           && cmp -s /tmp/$t.$s.snap.joined /tmp/$t.$s.out; then
+            pass "$(wc -l < /tmp/$t.$s.snap.out1) lines before, $(wc -l < /tmp/$t.$s.snap.out2) after"
+        else
+            fail "rc $(cat /tmp/$t.$s.snap.rc1)/$(cat /tmp/$t.$s.snap.rc2)"; diff /tmp/$t.$s.snap.joined /tmp/$t.$s.out
+        fi
+    done
 done
-for c in "nsvm2kvm nsvm kvm_amd" "kvm2nsvm kvm nsvm"; do
+case_ "the l1_snap snapshot was taken while L2 ran"
+grep -q "was running L2" /tmp/nsvm.l1_snap.snap.err1 && grep -q "was running L2" /tmp/kvm.l1_snap.snap.err1 && pass || fail "not in guest mode"
+for c in "nsvm kvm kvm_amd" "kvm nsvm nsvm"; do
     set -- $c
-    case_ "nested state moves: snapshot taken on $2 mid-L2, continued on $3"
-    cat /tmp/$1.err
-    cat /tmp/$2.snap.out1 /tmp/$1.out > /tmp/$1.joined
-    if [ "$(cat /tmp/$1.rc)" = 33 ] && cmp -s /tmp/$1.joined /tmp/nsvm.l1_snap.out; then pass; else
-        fail "rc $(cat /tmp/$1.rc)"; diff /tmp/$1.joined /tmp/nsvm.l1_snap.out; fi
+    for s in $SNAPS; do
+        case_ "snapshots move: $s taken on $1, continued on $3"
+        cat /tmp/$1-$2.$s.err
+        cat /tmp/$1.$s.snap.out1 /tmp/$1-$2.$s.out > /tmp/$1-$2.$s.joined
+        if [ "$(cat /tmp/$1-$2.$s.rc)" = 33 ] && cmp -s /tmp/$1-$2.$s.joined /tmp/nsvm.$s.out; then pass; else
+            fail "rc $(cat /tmp/$1-$2.$s.rc)"; diff /tmp/$1-$2.$s.joined /tmp/nsvm.$s.out; fi
+    done
 done
 
 for p in $NESTED; do

@@ -14,15 +14,16 @@
 //! per vCPU:   kvm_regs  kvm_sregs  kvm_fpu
 //!             u32 n, n × (u32 index, u64 value)   MSRs KVM_GET_MSRS returned
 //!             u32 len, len bytes                  struct kvm_nested_state
+//!             kvm_vcpu_events                     pending/in-delivery events
 //! ```
 
-use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, Msrs};
+use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events, Msrs};
 use kvm_ioctls::{Kvm, VcpuFd};
 use std::os::fd::AsRawFd;
 
 /// An OUT to this port takes the snapshot (with `--snapshot`).
 pub const SNAPSHOT_PORT: u16 = 0x502;
-const MAGIC: &[u8; 8] = b"NSVMSNP1";
+const MAGIC: &[u8; 8] = b"NSVMSNP2";
 /// `struct kvm_nested_state` header + the SVM vmcb12 page.
 const NESTED_MAX: usize = nsvm_core::nested_state::MAX_SIZE;
 
@@ -33,6 +34,7 @@ pub struct VcpuState {
     fpu: kvm_fpu,
     msrs: Vec<(u32, u64)>,
     nested: Vec<u8>,
+    events: kvm_vcpu_events,
 }
 
 fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
@@ -82,7 +84,8 @@ pub fn save_vcpu(kvm: &Kvm, vcpu: &mut VcpuFd) -> Result<VcpuState, String> {
     }
     let size = u32::from_le_bytes([nested[4], nested[5], nested[6], nested[7]]) as usize;
     nested.truncate(size.min(NESTED_MAX));
-    Ok(VcpuState { regs, sregs, fpu, msrs, nested })
+    let events = vcpu.get_vcpu_events().map_err(|e| format!("KVM_GET_VCPU_EVENTS: {e}"))?;
+    Ok(VcpuState { regs, sregs, fpu, msrs, nested, events })
 }
 
 impl VcpuState {
@@ -122,6 +125,9 @@ pub fn load_vcpu(vcpu: &VcpuFd, s: &VcpuState) -> Result<(), String> {
     vcpu.set_sregs(&s.sregs).map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
     vcpu.set_regs(&s.regs).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
     vcpu.set_fpu(&s.fpu).map_err(|e| format!("KVM_SET_FPU: {e}"))?;
+    // Last: an interrupt queued or an event in delivery for the level that
+    // runs now (after the nested state chose it).
+    vcpu.set_vcpu_events(&s.events).map_err(|e| format!("KVM_SET_VCPU_EVENTS: {e}"))?;
     Ok(())
 }
 
@@ -143,6 +149,7 @@ pub fn write(path: &str, mem: &[u8], vcpus: &[VcpuState]) -> Result<(), String> 
         }
         f.extend_from_slice(&(v.nested.len() as u32).to_le_bytes());
         f.extend_from_slice(&v.nested);
+        f.extend_from_slice(pod_bytes(&v.events));
     }
     std::fs::write(path, f).map_err(|e| format!("cannot write {path}: {e}"))
 }
@@ -163,7 +170,7 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
         Ok(s)
     };
     if take(8)? != MAGIC {
-        return Err(format!("{path}: not an nsvm snapshot"));
+        return Err(format!("{path}: not an nsvm snapshot (of this version: {})", String::from_utf8_lossy(MAGIC)));
     }
     let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
     let mem_len = u64_at(take(8)?) as usize;
@@ -191,7 +198,8 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
             return Err(format!("{path}: nested state of {nl} bytes"));
         }
         let nested = take(nl)?.to_vec();
-        vcpus.push(VcpuState { regs, sregs, fpu, msrs, nested });
+        let events = pod_read::<kvm_vcpu_events>(take(std::mem::size_of::<kvm_vcpu_events>())?);
+        vcpus.push(VcpuState { regs, sregs, fpu, msrs, nested, events });
     }
     Ok(Snapshot { mem, vcpus })
 }

@@ -513,6 +513,25 @@ mod tests {
     use kvm_bindings as kb;
 
     #[test]
+    fn vcpu_events_layout_matches_kvm() {
+        use core::mem::{offset_of, size_of};
+        use kvm_bindings::kvm_vcpu_events as K;
+        assert_eq!(size_of::<K>(), vcpu_events::SIZE);
+        assert_eq!(offset_of!(K, interrupt), 8);
+        assert_eq!(offset_of!(K, nmi), 12);
+        assert_eq!(offset_of!(K, flags), 20);
+        assert_eq!(offset_of!(K, smi), 24);
+        let e = VcpuEvents { interrupt: (true, 0x40, false), nmi_pending: true, nmi_masked: true, shadow: 3, flags: vcpu_events::VALID_NMI_PENDING | vcpu_events::VALID_SHADOW, ..Default::default() };
+        let b = e.to_bytes();
+        assert_eq!((b[8], b[9], b[11], b[13], b[14]), (1, 0x40, 3, 1, 1));
+        assert_eq!(VcpuEvents::from_bytes(&b), e);
+        assert!(e.check_set());
+        assert!(!VcpuEvents { flags: 0x100, ..e }.check_set());
+        assert!(!VcpuEvents { flags: vcpu_events::VALID_SMM, smm: 1, ..e }.check_set());
+        assert!(!VcpuEvents { exception: (true, 32, false, 0), ..e }.check_set());
+    }
+
+    #[test]
     fn sizes_and_offsets_match_kvm_bindings() {
         assert_eq!(Regs::SIZE, size_of::<kb::kvm_regs>());
         assert_eq!(Sregs::SIZE, size_of::<kb::kvm_sregs>());
@@ -630,5 +649,97 @@ mod tests {
         let b: [u8; 32] = unsafe { core::mem::transmute(r) };
         let q = memory_region_from_bytes(&b);
         assert_eq!((q.slot, q.flags, q.gpa, q.size, q.uaddr), (3, 2, 0x1000, 0x2000, 0x7000_0000));
+    }
+}
+
+/// `struct kvm_vcpu_events` (x86, 64 bytes): the events a vCPU has pending
+/// or in delivery, for `KVM_GET/SET_VCPU_EVENTS` (save/restore).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuEvents {
+    /// Exception being delivered: injected, vector, has error code, error code.
+    pub exception: (bool, u8, bool, u32),
+    /// External or software interrupt being delivered or queued: injected,
+    /// vector, soft.
+    pub interrupt: (bool, u8, bool),
+    /// Interrupt shadow (KVM_X86_SHADOW_INT_*: 1 MOV SS, 2 STI).
+    pub shadow: u8,
+    /// NMI being delivered.
+    pub nmi_injected: bool,
+    /// NMI pending.
+    pub nmi_pending: bool,
+    /// NMIs masked (an NMI handler runs).
+    pub nmi_masked: bool,
+    /// `KVM_VCPUEVENT_VALID_*` flags.
+    pub flags: u32,
+    /// SMM state byte (`smi.smm`): must be 0 (no SMM).
+    pub smm: u8,
+    /// `exception.pending` (only with KVM_CAP_EXCEPTION_PAYLOAD).
+    pub exception_pending: bool,
+}
+
+/// `KVM_VCPUEVENT_VALID_*`.
+pub mod vcpu_events {
+    /// `nmi.pending` is valid.
+    pub const VALID_NMI_PENDING: u32 = 0x1;
+    /// `sipi_vector` is valid.
+    pub const VALID_SIPI_VECTOR: u32 = 0x2;
+    /// `interrupt.shadow` is valid.
+    pub const VALID_SHADOW: u32 = 0x4;
+    /// `smi` is valid.
+    pub const VALID_SMM: u32 = 0x8;
+    /// `exception_payload` is valid.
+    pub const VALID_PAYLOAD: u32 = 0x10;
+    /// `triple_fault` is valid.
+    pub const VALID_TRIPLE_FAULT: u32 = 0x20;
+    /// Size of `struct kvm_vcpu_events`.
+    pub const SIZE: usize = 64;
+}
+
+impl VcpuEvents {
+    /// The 64 bytes of `struct kvm_vcpu_events`.
+    pub fn to_bytes(&self) -> [u8; vcpu_events::SIZE] {
+        let mut b = [0u8; vcpu_events::SIZE];
+        b[0] = u8::from(self.exception.0);
+        b[1] = self.exception.1;
+        b[2] = u8::from(self.exception.2);
+        b[3] = u8::from(self.exception_pending);
+        b[4..8].copy_from_slice(&self.exception.3.to_ne_bytes());
+        b[8] = u8::from(self.interrupt.0);
+        b[9] = self.interrupt.1;
+        b[10] = u8::from(self.interrupt.2);
+        b[11] = self.shadow;
+        b[12] = u8::from(self.nmi_injected);
+        b[13] = u8::from(self.nmi_pending);
+        b[14] = u8::from(self.nmi_masked);
+        b[20..24].copy_from_slice(&self.flags.to_ne_bytes());
+        b[24] = self.smm;
+        b
+    }
+
+    /// Parses `struct kvm_vcpu_events`.
+    pub fn from_bytes(b: &[u8; vcpu_events::SIZE]) -> Self {
+        Self {
+            exception: (b[0] != 0, b[1], b[2] != 0, u32::from_ne_bytes([b[4], b[5], b[6], b[7]])),
+            exception_pending: b[3] != 0,
+            interrupt: (b[8] != 0, b[9], b[10] != 0),
+            shadow: b[11],
+            nmi_injected: b[12] != 0,
+            nmi_pending: b[13] != 0,
+            nmi_masked: b[14] != 0,
+            flags: u32::from_ne_bytes([b[20], b[21], b[22], b[23]]),
+            smm: b[24],
+        }
+    }
+
+    /// KVM's refusals for `KVM_SET_VCPU_EVENTS` that apply to nsvm (no SMM,
+    /// no exception payloads): unknown flags, SMM state, a payload, an
+    /// exception vector of 32 or more.
+    pub fn check_set(&self) -> bool {
+        use vcpu_events::*;
+        let known = VALID_NMI_PENDING | VALID_SIPI_VECTOR | VALID_SHADOW | VALID_SMM | VALID_PAYLOAD | VALID_TRIPLE_FAULT;
+        self.flags & !known == 0
+            && !(self.flags & VALID_SMM != 0 && self.smm != 0)
+            && self.flags & VALID_PAYLOAD == 0
+            && !(self.exception.0 && self.exception.1 >= 32)
     }
 }

@@ -115,6 +115,10 @@ pub mod kvm {
     pub const SET_CPUID2: u32 = iow(KVMIO, 0x90, sizes::KVM_CPUID2);
     /// `KVM_GET_CPUID2` (vCPU fd).
     pub const GET_CPUID2: u32 = iowr(KVMIO, 0x91, sizes::KVM_CPUID2);
+    /// `KVM_GET_VCPU_EVENTS` (vCPU fd).
+    pub const GET_VCPU_EVENTS: u32 = ior(KVMIO, 0x9f, crate::kvm::vcpu_events::SIZE);
+    /// `KVM_SET_VCPU_EVENTS` (vCPU fd).
+    pub const SET_VCPU_EVENTS: u32 = iow(KVMIO, 0xa0, crate::kvm::vcpu_events::SIZE);
     /// `KVM_NMI` (vCPU fd).
     pub const NMI: u32 = io(KVMIO, 0x9a);
     /// `KVM_INTERRUPT` (vCPU fd).
@@ -183,6 +187,7 @@ pub mod cap {
         (BINARY_STATS_FD, 1),
         (GET_TSC_KHZ, 1),
         (NESTED_STATE, crate::nested_state::MAX_SIZE as i32),
+        (VCPU_EVENTS, 1),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0
@@ -425,6 +430,8 @@ mod tests {
         assert_eq!(kvm::GET_TSC_KHZ, 0xaea3);
         assert_eq!(kvm::INTERRUPT, 0x4004_ae86);
         assert_eq!(kvm::NMI, 0xae9a);
+        assert_eq!(kvm::GET_VCPU_EVENTS, 0x8040_ae9f);
+        assert_eq!(kvm::SET_VCPU_EVENTS, 0x4040_aea0);
         assert_eq!(kvm::GET_STATS_FD, 0xaece);
         // _IOWR(KVMIO, 0xbe, struct kvm_nested_state) and _IOW(.., 0xbf, ..).
         assert_eq!(kvm::GET_NESTED_STATE, 0xc080_aebe);
