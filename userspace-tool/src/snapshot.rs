@@ -10,7 +10,7 @@
 //! (with `--snapshot`; ignored otherwise). File layout, little endian:
 //!
 //! ```text
-//! "NSVMSNP1"  u64 memory bytes  u64 vCPUs  memory
+//! "NSVMSNP2"  u64 memory bytes  u64 vCPUs  memory
 //! per vCPU:   kvm_regs  kvm_sregs  kvm_fpu
 //!             u32 n, n × (u32 index, u64 value)   MSRs KVM_GET_MSRS returned
 //!             u32 len, len bytes                  struct kvm_nested_state
