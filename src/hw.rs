@@ -443,11 +443,10 @@ impl PageReader<'_> {
             // Aligned quadwords, volatile (guest memory; and no rewrite of
             // the loop into a memcpy call, ~30 instructions per range).
             for i in 0..N / 8 {
-                // SAFETY: by the type invariant the page is pinned and mapped
-                // at `base`; `off + 8 * i + 8 <= off + N <= 4096`, aligned.
                 // The guest may write the page concurrently (as with
                 // copy_from_user): plain data, any value is acceptable.
-                // `out` has room for it (N bytes).
+                // SAFETY: the page is pinned and mapped at `base` (type
+                // invariant); `off + 8 * i + 8 <= 4096`, aligned; `out` holds N.
                 unsafe {
                     let v = core::ptr::read_volatile(self.base.add(off + 8 * i).cast::<u64>());
                     out.as_mut_ptr().add(8 * i).cast::<u64>().write_unaligned(v);
@@ -483,11 +482,10 @@ impl PageWriter<'_> {
         if N % 8 == 0 && off % 8 == 0 {
             // Aligned quadwords, volatile (as in `PageReader::get`).
             for i in 0..N / 8 {
-                // SAFETY: by the type invariant the page is pinned for
-                // writing (COW broken, dirtied on unpin) and mapped at
-                // `base`; `off + 8 * i + 8 <= 4096`, aligned; `data` holds N
-                // bytes. The guest may access the page concurrently (as with
-                // copy_to_user).
+                // The guest may access the page concurrently (as with
+                // copy_to_user); the page is dirtied on unpin.
+                // SAFETY: the page is pinned for writing and mapped at `base`
+                // (type invariant); `off + 8 * i + 8 <= 4096`, aligned; `data` holds N.
                 unsafe {
                     let q = data.as_ptr().add(8 * i).cast::<u64>().read_unaligned();
                     core::ptr::write_volatile(self.base.add(off + 8 * i).cast::<u64>(), q);
