@@ -311,7 +311,7 @@ exc_report:
 /* L1's IDT: vectors 0-31, each handler records vector and error code and
  * resumes 3 bytes after the faulting instruction (VMRUN/VMLOAD/VMSAVE). */
 idt_init:
-	lea	idt(%rip), %rdi
+	lea	l1_idt(%rip), %rdi
 	lea	stubs(%rip), %rsi
 	xor	%ecx, %ecx
 1:	call	idt_gate
@@ -320,7 +320,7 @@ idt_init:
 	inc	%ecx
 	cmp	$32, %ecx
 	jne	1b
-	lidt	idtr(%rip)
+	call	l1_lidt
 	ret
 
 	.balign	16
@@ -372,10 +372,6 @@ phys:		.quad	0
 np:		.quad	0
 last_vec:	.quad	0
 last_err:	.quad	0
-idtr:		.word	32*16-1
-		.quad	idt
-	.balign	4096
-idt:		.fill	32*16, 1, 0
 	.balign	4096
 vmcb:	.fill	4096, 1, 0
 	.fill	4096, 1, 0

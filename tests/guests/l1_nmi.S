@@ -9,10 +9,10 @@
 _start:
 	call	l1_init
 	/* IDT: vector 2 -> nmi_handler (64-bit interrupt gate, CS 08h). */
-	lea	idt+2*16(%rip), %rdi
-	lea	nmi_handler(%rip), %rsi
+	lea	l1_idt+2*16(%rip), %rdi
+	lea	l1_nmi_handler(%rip), %rsi
 	call	idt_gate
-	lidt	idtr(%rip)
+	call	l1_lidt
 
 	/* 1. GIF=0 holds the NMI; STGI lets it in. */
 	clgi
@@ -20,10 +20,10 @@ _start:
 	out	%al, %dx
 	mov	$10000, %ecx
 1:	loop	1b
-	mov	nmis(%rip), %r12
+	mov	l1_nmis(%rip), %r12
 	stgi
 	nop
-	mov	nmis(%rip), %r13
+	mov	l1_nmis(%rip), %r13
 	lea	m_gif(%rip), %rsi
 	call	put_str
 	mov	%r12, %rax
@@ -39,17 +39,17 @@ _start:
 	call	put_nl
 
 	/* 2. An NMI raised inside the handler waits for its IRET. */
-	movq	$1, reraise(%rip)
+	movq	$1, l1_nmi_reraise(%rip)
 	mov	$NMI_PORT, %dx
 	out	%al, %dx
 	lea	m_iret(%rip), %rsi		/* an exit after the IRET */
 	call	put_str
-	mov	nested(%rip), %rax
+	mov	l1_nmi_nested(%rip), %rax
 	lea	m_nested(%rip), %rsi
 	call	put_kv
 	xor	%edx, %edx
 	call	expect
-	mov	nmis(%rip), %rax
+	mov	l1_nmis(%rip), %rax
 	lea	m_count(%rip), %rsi
 	call	put_kv
 	mov	$3, %edx
@@ -65,7 +65,7 @@ _start:
 	orl	$0x2, C_INTERCEPT1(%rdi)	/* NMI */
 	call	l1_vmrun
 	mov	%rax, %r12
-	mov	nmis(%rip), %r13
+	mov	l1_nmis(%rip), %r13
 	lea	m_icpt(%rip), %rsi
 	call	put_str
 	mov	%r12, %rax
@@ -80,28 +80,6 @@ _start:
 	call	expect
 	call	put_nl
 	jmp	l1_done
-
-nmi_handler:
-	push	%rax
-	push	%rdx
-	push	%rcx
-	cmpq	$0, in_nmi(%rip)
-	je	1f
-	movq	$1, nested(%rip)
-1:	movq	$1, in_nmi(%rip)
-	incq	nmis(%rip)
-	cmpq	$0, reraise(%rip)
-	je	2f
-	movq	$0, reraise(%rip)
-	mov	$NMI_PORT, %dx			/* another NMI: must wait for IRET */
-	out	%al, %dx
-	mov	$10000, %ecx
-3:	loop	3b
-2:	movq	$0, in_nmi(%rip)
-	pop	%rcx
-	pop	%rdx
-	pop	%rax
-	iretq
 
 l2:	mov	$NMI_PORT, %dx
 	out	%al, %dx
@@ -119,15 +97,6 @@ m_after:	.asciz	" after_stgi="
 m_nested:	.asciz	" nested="
 m_count:	.asciz	" nmis="
 m_code:		.asciz	" code="
-	.balign	8
-nmis:		.quad	0
-in_nmi:		.quad	0
-nested:		.quad	0
-reraise:	.quad	0
-idtr:		.word	32*16-1
-		.quad	idt
-	.balign	16
-idt:		.fill	32*16, 1, 0
 	.balign	4096
 vmcb:	.fill	4096, 1, 0
 	.fill	4096, 1, 0

@@ -30,6 +30,13 @@
  *   npt12_identity     RDI=3 pages (PML4, PDPT, PD), RSI=a PT page or 0: an
  *                      identity NPT12 for 0-8 MiB (P|RW|US), 2 MiB pages, and
  *                      with RSI the 2-4 MiB range through 4 KiB entries
+ *   l1_idt, l1_idtr    a 32-vector IDT for L1 (gates by idt_gate), l1_lidt
+ *                      loads it
+ *   l1_nmi_handler     NMI handler for the NMI payloads: counts in l1_nmis,
+ *                      sets l1_nmi_nested when entered inside itself; when
+ *                      l1_nmi_reraise is set (cleared on use) raises another
+ *                      NMI (port 513h), and with l1_nmi_snapshot also asks
+ *                      for a snapshot (port 502h), then spins before IRET
  *   expect             RAX=observed, RDX=expected, RSI=what: on mismatch
  *                      prints " FAIL(what)" and counts a failure
  */
@@ -302,6 +309,36 @@ npt12_identity:
 3:	pop	%rcx
 	ret
 
+l1_lidt:
+	lidt	l1_idtr(%rip)
+	ret
+
+l1_nmi_handler:
+	push	%rax
+	push	%rdx
+	push	%rcx
+	cmpq	$0, l1_in_nmi(%rip)
+	je	1f
+	movq	$1, l1_nmi_nested(%rip)
+1:	movq	$1, l1_in_nmi(%rip)
+	incq	l1_nmis(%rip)
+	cmpq	$0, l1_nmi_reraise(%rip)
+	je	2f
+	movq	$0, l1_nmi_reraise(%rip)
+	mov	$0x513, %dx			/* another NMI: must wait for IRET */
+	out	%al, %dx
+	cmpq	$0, l1_nmi_snapshot(%rip)
+	je	3f
+	mov	$0x502, %dx			/* the snapshot, inside the handler */
+	out	%al, %dx
+3:	mov	$10000, %ecx
+4:	loop	4b
+2:	movq	$0, l1_in_nmi(%rip)
+	pop	%rcx
+	pop	%rdx
+	pop	%rax
+	iretq
+
 l1_done:
 	mov	$33, %al
 	cmpq	$0, l1_failures(%rip)
@@ -317,6 +354,15 @@ l1_m_fail:	.asciz	" FAIL("
 l1_m_close:	.asciz	")"
 	.balign	8
 l1_failures:	.quad	0
+l1_nmis:	.quad	0
+l1_in_nmi:	.quad	0
+l1_nmi_nested:	.quad	0
+l1_nmi_reraise:	.quad	0
+l1_nmi_snapshot:	.quad	0
+l1_idtr:	.word	32*16-1
+		.quad	l1_idt
+	.balign	16
+l1_idt:		.fill	32*16, 1, 0
 l1_dtr:		.fill	10, 1, 0
 	.balign	4096
 l1_hsave:	.fill	4096, 1, 0
