@@ -23,6 +23,15 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// Physical addresses of the shared permission maps (0 while unloaded).
 static IOPM_PA: AtomicU64 = AtomicU64::new(0);
 static MSRPM_PA: AtomicU64 = AtomicU64::new(0);
+/// The processor's physical address width (CPUID 8000_0008h EAX[7:0]),
+/// probed once at load: the VMRUN/VMLOAD/NPT12 address checks need it on
+/// hot paths, where a CPUID instruction would cost an exit under nesting.
+static PHYS_BITS: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// The processor's physical address width.
+pub(crate) fn phys_bits() -> u8 {
+    PHYS_BITS.load(Ordering::Relaxed)
+}
 
 /// IOPM for vmcb01 (APM 15.10.1: 12 KiB, one bit per port).
 pub(crate) fn iopm_pa() -> u64 {
@@ -142,6 +151,7 @@ impl Ownership {
             let mut s = SVM.lock();
             s.leaf = leaf;
             s.phys_bits = phys_bits;
+            PHYS_BITS.store(phys_bits, Ordering::Relaxed);
             s.flags = 0;
             s.hotplug_events = 0;
             let n = kernel::cpu::nr_cpu_ids() as usize;

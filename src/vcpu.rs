@@ -103,8 +103,6 @@ pub(crate) struct VcpuState {
     l1_features: SvmFeatures,
     /// Shadow NPT02 for an L2 whose L1 enabled nested paging.
     npt02: ShadowNpt,
-    /// The running L2 was entered with nested paging (on NPT02).
-    l2_np: bool,
     /// L1's VM_HSAVE_PA.
     hsave_pa: u64,
     /// L1's global interrupt flag as nsvm emulates it (APM 15.17).
@@ -231,7 +229,6 @@ impl Vcpu {
             vmcb12_pin: None,
             l1_features: SvmFeatures::empty(),
             npt02: ShadowNpt::new()?,
-            l2_np: false,
             hsave_pa: 0,
             gif: true,
             nested: None,
@@ -426,19 +423,18 @@ impl Vcpu {
         let mut hb = [0u8; HEADER_SIZE];
         user(0, HEADER_SIZE).reader().read_slice(&mut hb)?;
         let h = Header::from_bytes(&hb);
-        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+        let phys = crate::svm::phys_bits();
         let mut guard = self.state.lock();
         let st = &mut *guard;
         if !st.svm_exposed {
             return Err(EINVAL);
         }
         let svme = st.efer() & efer::SVME != 0;
-        let guest_mode = check_header(&h, svme, phys as u8).map_err(|_| EINVAL)?;
+        let guest_mode = check_header(&h, svme, phys).map_err(|_| EINVAL)?;
         let gif = h.flags & flags::GIF_SET != 0;
         if !guest_mode {
             if st.nested.take().is_some() {
                 // Leave L2 without a #VMEXIT (KVM's svm_leave_nested).
-                st.l2_np = false;
                 st.run_pending = false;
             }
             st.gif = gif;
@@ -450,7 +446,7 @@ impl Vcpu {
         {
             let d = page.get();
             d.control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
-            check_data(&d.control, &d.save, phys as u8).map_err(|_| EINVAL)?;
+            check_data(&d.control, &d.save, phys).map_err(|_| EINVAL)?;
             if d.save.efer & efer::LMA == 0 && d.control.nested_ctl & nested_ctl::NP_ENABLE != 0 {
                 return Err(EINVAL); // NPT12 walks are long-mode only (docs/nested.md)
             }
@@ -648,7 +644,7 @@ impl Vcpu {
             }
             st.prepare_interrupts(window);
             st.apply_policy(self.vm.policy());
-            if st.l2_np {
+            if st.l2_np() {
                 self.sync_npt02(&mut st);
             }
             if !st.enter() {
@@ -765,9 +761,9 @@ impl Vcpu {
         }
         if Vmcb::exit_is_invalid(code) {
             // Name the rule (APM 15.5.1) in the log and the statistics.
-            let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+            let phys = crate::svm::phys_bits();
             let v = st.vmcb();
-            match nsvm_core::checks::check_vmrun(&v.save, &v.control, phys as u8) {
+            match nsvm_core::checks::check_vmrun(&v.save, &v.control, phys) {
                 Err(c) => {
                     self.stats.bump(stats::INVALID_BASE + c.index());
                     pr_warn!("vCPU {}: VMRUN refused the state: {} (APM 15.5.1)\n", self.id, c.name());
@@ -1208,7 +1204,7 @@ impl Vcpu {
         // #VMEXIT(NPF) with the error code of the NPT12 walk), or L0's to
         // resolve by composing the missing NPT02 leaf.
         let mut npf12 = false;
-        if code == exit::NPF && st.l2_np {
+        if code == exit::NPF && st.l2_np() {
             match self.npf02(st)? {
                 Npf02::Filled => {
                     self.stats.bump(st_idx::L2_EXITS_L0);
@@ -1268,7 +1264,6 @@ impl Vcpu {
         // instruction, decoded by L0 (no NRIPS under TCG), 0 otherwise.
         let nrip = st.l2_next_rip(inner, code);
         let Some((pa12, next)) = st.nested.take() else { return Ok(None) };
-        st.l2_np = false;
         // vmcb12 := L2's state and the exit information (field by field from
         // the pages: no 4 KiB copies on the kernel stack).
         {
@@ -1395,8 +1390,8 @@ impl Vcpu {
     /// unless page aligned and within the physical address width).
     fn vmcb_address(st: &mut VcpuState) -> Option<u64> {
         let pa = st.vmcb().save.rax;
-        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
-        if pa & 0xfff != 0 || pa >> (phys as u8) != 0 {
+        let phys = crate::svm::phys_bits();
+        if pa & 0xfff != 0 || pa >> phys != 0 {
             st.inject(Event::new(EventType::Exception, 13, Some(0)));
             return None;
         }
@@ -1480,14 +1475,14 @@ impl Vcpu {
                 return Ok(Next::Guest);
             }
         }
-        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+        let phys = crate::svm::phys_bits();
         // Fields of features not offered to L1 are ignored: of nested_ctl
         // only NP_ENABLE, and only when nested paging is offered.
         let np_offered = st.l1_features.contains(SvmFeatures::NP);
         st.vmcb12.get().control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
         let checked = {
             let c12 = st.vmcb12.get();
-            nsvm_core::checks::check_vmrun(&c12.save, &c12.control, phys as u8)
+            nsvm_core::checks::check_vmrun(&c12.save, &c12.control, phys)
         };
         if let Err(c) = checked {
             self.stats.bump(stats::INVALID_BASE + c.index());
@@ -1510,7 +1505,7 @@ impl Vcpu {
         st.gif = true;
         let e = {
             let (v01, v12, v02) = (st.vmcb.get(), st.vmcb12.get(), st.vmcb02.get());
-            let npt = st.l2_np;
+            let npt = v12.control.nested_ctl & nested_ctl::NP_ENABLE != 0;
             TraceEvent::VmEnter {
                 rip: v01.save.rip,
                 vmcb: pa,
@@ -1598,7 +1593,6 @@ impl Vcpu {
                 }
             }
         }
-        st.l2_np = np;
         Ok(None)
     }
 
@@ -1617,11 +1611,11 @@ impl Vcpu {
         };
         let ncr3 = st.vmcb12.get().control.nested_cr3;
         let nxe = st.vmcb.get().save.efer & efer::NXE != 0;
-        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+        let phys = crate::svm::phys_bits();
         let (write, fetch) = (info1 & npf::RW != 0, info1 & npf::ID != 0);
         let stage = info1 & (npf::FINAL | npf::TABLE);
         let inner = self.vm.inner.lock();
-        let t = match walk_npt12(&GuestMem::l1(&inner), ncr3, gpa, write, fetch, nxe, phys as u8, stage) {
+        let t = match walk_npt12(&GuestMem::l1(&inner), ncr3, gpa, write, fetch, nxe, phys, stage) {
             Ok(t) => t,
             Err(code) => return Ok(Npf02::Fault(code)),
         };
@@ -1728,13 +1722,13 @@ impl VcpuState {
     /// The physical memory of the guest that runs: L1's, or L2's (through
     /// NPT12 when L1 enabled nested paging for it).
     fn guest_mem<'a>(&mut self, inner: &'a VmInner) -> GuestMem<'a> {
-        if !self.l2_np {
+        if !self.l2_np() {
             return GuestMem::l1(inner);
         }
-        let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
+        let phys = crate::svm::phys_bits();
         let ncr3 = self.vmcb12.get().control.nested_cr3;
         let nxe = self.vmcb.get().save.efer & efer::NXE != 0;
-        GuestMem(inner, Some(Npt12View { ncr3, nxe, phys: phys as u8 }))
+        GuestMem(inner, Some(Npt12View { ncr3, nxe, phys }))
     }
 
     /// `KVM_GET_VCPU_EVENTS` of the running level: the event in delivery
@@ -1808,6 +1802,12 @@ impl VcpuState {
             c.int_state = (c.int_state & !nsvm_core::vmcb::int_state::SHADOW) | u32::from(e.shadow != 0);
         }
         Ok(())
+    }
+
+    /// The running L2 was entered with nested paging (on NPT02): vmcb12's
+    /// NP_ENABLE, masked at VMRUN to what L1 was offered.
+    fn l2_np(&mut self) -> bool {
+        self.nested.is_some() && self.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0
     }
 
     /// Records a nested event in the log.
@@ -2156,7 +2156,6 @@ impl VcpuState {
         self.nested = None;
         self.vmcb12_pin = None;
         self.run_pending = false;
-        self.l2_np = false;
         self.npt02.flush();
         self.npt02.key = None;
         if !init {
@@ -2361,8 +2360,8 @@ impl VcpuState {
             }
             // APM 15.30.4: page aligned, within the physical address width.
             msr::VM_HSAVE_PA if self.svm_exposed => {
-                let (phys, ..) = hw::cpuid(nsvm_core::cpuid::LEAF_ADDR_SIZE, 0);
-                if !msr::hsave_pa_valid(val, phys as u8) {
+                let phys = crate::svm::phys_bits();
+                if !msr::hsave_pa_valid(val, phys) {
                     return false;
                 }
                 self.hsave_pa = val;
