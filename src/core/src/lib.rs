@@ -28,3 +28,4 @@ pub mod stats;
 pub mod trace;
 pub mod uapi;
 pub mod vmcb;
+pub mod x86;
