@@ -5,8 +5,9 @@
 //! broke; nested SVM applies them to the vmcb12 copy.
 
 use crate::event::Event;
-use crate::msr::efer;
+use crate::msr::{self, efer};
 use crate::vmcb::{nested_ctl, seg_attr, ControlArea, SaveArea};
+use crate::x86::{cr0, cr4};
 
 /// One consistency rule of APM 15.5.1 (plus the nested-paging ones KVM adds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,19 +87,6 @@ impl Check {
     }
 }
 
-/// Whether a PAT value has only valid memory types (0, 1, 4, 5, 6, 7).
-pub const fn pat_valid(pat: u64) -> bool {
-    let mut i = 0;
-    while i < 8 {
-        let t = (pat >> (8 * i)) & 0xff;
-        if t == 2 || t == 3 || t > 7 {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
 /// Whether `vector` is an exception the architecture defines (APM vol. 2
 /// table 8-1): 0-8, 10-14, 16-19, 21 (#CP), 28 (#HV), 29 (#VC), 30 (#SX).
 /// 9, 15, 20, 22-27 and 31 are reserved (2 is NMI, not an exception: left
@@ -110,27 +98,22 @@ pub const fn exception_vector_defined(vector: u8) -> bool {
 /// Applies the checks to a VMCB's state; `phys_bits` is the processor's
 /// physical address width. The first broken rule is returned.
 pub fn check_vmrun(save: &SaveArea, control: &ControlArea, phys_bits: u8) -> Result<(), Check> {
-    const CR0_PE: u64 = 1;
-    const CR0_NW: u64 = 1 << 29;
-    const CR0_CD: u64 = 1 << 30;
-    const CR0_PG: u64 = 1 << 31;
-    const CR4_PAE: u64 = 1 << 5;
     let limit = |pa: u64| phys_bits >= 64 || pa >> phys_bits == 0;
     if save.efer & efer::SVME == 0 {
         return Err(Check::EferSvme);
     }
-    if save.cr0 & CR0_CD == 0 && save.cr0 & CR0_NW != 0 {
+    if save.cr0 & cr0::CD == 0 && save.cr0 & cr0::NW != 0 {
         return Err(Check::Cr0CdNw);
     }
     if save.cr0 >> 32 != 0 {
         return Err(Check::Cr0High);
     }
-    let long = save.efer & efer::LME != 0 && save.cr0 & CR0_PG != 0;
+    let long = save.efer & efer::LME != 0 && save.cr0 & cr0::PG != 0;
     let cr3_ok = if long { save.cr3 >> 52 == 0 } else { save.cr3 >> 32 == 0 };
     if !cr3_ok {
         return Err(Check::Cr3Mbz);
     }
-    if save.cr4 & !crate::kvm::cr::CR4_VALID != 0 {
+    if save.cr4 & !cr4::DEFINED != 0 {
         return Err(Check::Cr4Mbz);
     }
     if save.dr6 >> 32 != 0 {
@@ -142,13 +125,13 @@ pub fn check_vmrun(save: &SaveArea, control: &ControlArea, phys_bits: u8) -> Res
     if save.efer & efer::RESERVED != 0 {
         return Err(Check::EferMbz);
     }
-    if long && save.cr4 & CR4_PAE == 0 {
+    if long && save.cr4 & cr4::PAE == 0 {
         return Err(Check::LongModeNoPae);
     }
-    if long && save.cr0 & CR0_PE == 0 {
+    if long && save.cr0 & cr0::PE == 0 {
         return Err(Check::LongModeNoPe);
     }
-    if long && save.cr4 & CR4_PAE != 0 && save.cs.attrib & seg_attr::L != 0 && save.cs.attrib & seg_attr::DB != 0 {
+    if long && save.cr4 & cr4::PAE != 0 && save.cs.attrib & seg_attr::L != 0 && save.cs.attrib & seg_attr::DB != 0 {
         return Err(Check::CsLAndD);
     }
     if !control.intercepts.test(crate::exit::VMRUN) {
@@ -177,7 +160,7 @@ pub fn check_vmrun(save: &SaveArea, control: &ControlArea, phys_bits: u8) -> Res
         if !limit(control.nested_cr3) {
             return Err(Check::NestedCr3);
         }
-        if !pat_valid(save.g_pat) {
+        if !msr::pat_valid(save.g_pat) {
             return Err(Check::GuestPat);
         }
     }

@@ -229,14 +229,13 @@ pub const L1_FEATURES: SvmFeatures =
 /// `kvm_update_cpuid_runtime` reproduces): leaf 1 ECX.OSXSAVE = CR4.OSXSAVE,
 /// leaf 7 ECX.OSPKE = CR4.PKE, leaf 0xD.0 EBX = XSAVE size for the guest's XCR0.
 pub fn runtime_adjust(leaf: u32, sub: u32, mut r: [u32; 4], cr4: u64, xsave_size: u32) -> [u32; 4] {
-    const CR4_OSXSAVE: u64 = 1 << 18;
-    const CR4_PKE: u64 = 1 << 22;
+    use crate::x86::cr4::{OSXSAVE, PKE};
     match (leaf, sub) {
         (1, _) => {
-            r[2] = (r[2] & !(1 << 27)) | if cr4 & CR4_OSXSAVE != 0 { 1 << 27 } else { 0 };
+            r[2] = (r[2] & !(1 << 27)) | if cr4 & OSXSAVE != 0 { 1 << 27 } else { 0 };
         }
         (7, 0) => {
-            r[2] = (r[2] & !(1 << 4)) | if cr4 & CR4_PKE != 0 { 1 << 4 } else { 0 };
+            r[2] = (r[2] & !(1 << 4)) | if cr4 & PKE != 0 { 1 << 4 } else { 0 };
         }
         (0xd, 0) | (0xd, 1) if r != [0; 4] && sub == 0 => r[1] = xsave_size,
         _ => {}

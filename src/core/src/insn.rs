@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Instruction-length decoding for the instructions L0 skips after emulating
 //! them. Without NRIPS (QEMU TCG has none) the VMCB gives no next RIP, so L0
-//! fetches the bytes at CS:RIP and decodes prefixes and opcode itself.
+//! fetches the bytes at CS:RIP and decodes prefixes and opcode itself; the
+//! same decoding gives L1 the next RIP of an L2 exit (emulated NRIPS,
+//! [`next_rip`]).
+
+use crate::exit::{self, SvmInsn};
 
 /// Instructions whose intercepts L0 completes by skipping them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,33 +28,94 @@ pub enum Known {
     Wbinvd,
     /// `0F 31`.
     Rdtsc,
-    /// `0F 01 D8`..`0F 01 DF`: VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI,
-    /// SKINIT, INVLPGA (the third byte).
-    Svm(u8),
+    /// An SVM instruction: `0F 01` and its ModRM byte ([`SvmInsn::modrm`]).
+    Svm(SvmInsn),
 }
 
 impl Known {
-    fn opcode(self) -> &'static [u8] {
+    /// The opcode bytes (after prefixes) and how many of the three are used.
+    fn opcode(self) -> ([u8; 3], usize) {
         match self {
-            Known::Cpuid => &[0x0f, 0xa2],
-            Known::Hlt => &[0xf4],
-            Known::Rdmsr => &[0x0f, 0x32],
-            Known::Wrmsr => &[0x0f, 0x30],
-            Known::Vmmcall => &[0x0f, 0x01, 0xd9],
-            Known::Xsetbv => &[0x0f, 0x01, 0xd1],
-            Known::Invd => &[0x0f, 0x08],
-            Known::Wbinvd => &[0x0f, 0x09],
-            Known::Rdtsc => &[0x0f, 0x31],
-            Known::Svm(b) => match b {
-                0xd8 => &[0x0f, 0x01, 0xd8],
-                0xda => &[0x0f, 0x01, 0xda],
-                0xdb => &[0x0f, 0x01, 0xdb],
-                0xdc => &[0x0f, 0x01, 0xdc],
-                0xdd => &[0x0f, 0x01, 0xdd],
-                0xdf => &[0x0f, 0x01, 0xdf],
-                _ => &[0x0f, 0x01, 0xd9],
-            },
+            Known::Cpuid => ([0x0f, 0xa2, 0], 2),
+            Known::Hlt => ([0xf4, 0, 0], 1),
+            Known::Rdmsr => ([0x0f, 0x32, 0], 2),
+            Known::Wrmsr => ([0x0f, 0x30, 0], 2),
+            Known::Vmmcall => ([0x0f, 0x01, 0xd9], 3),
+            Known::Xsetbv => ([0x0f, 0x01, 0xd1], 3),
+            Known::Invd => ([0x0f, 0x08, 0], 2),
+            Known::Wbinvd => ([0x0f, 0x09, 0], 2),
+            Known::Rdtsc => ([0x0f, 0x31, 0], 2),
+            Known::Svm(i) => ([0x0f, 0x01, i.modrm()], 3),
         }
+    }
+
+    /// The instruction whose intercept caused exit `code` (EXITINFO1
+    /// `info1`: bit 0 tells WRMSR from RDMSR, APM vol. 2 15.11), when it is
+    /// one L0 can decode: CPUID, HLT, RDMSR/WRMSR, VMMCALL, XSETBV, INVD,
+    /// WBINVD, RDTSC and the SVM instructions but SKINIT. `None` for every
+    /// other exit.
+    #[inline]
+    pub const fn for_exit(code: u64, info1: u64) -> Option<Known> {
+        Some(match code {
+            exit::CPUID => Known::Cpuid,
+            exit::HLT => Known::Hlt,
+            exit::MSR if info1 & 1 != 0 => Known::Wrmsr,
+            exit::MSR => Known::Rdmsr,
+            exit::VMMCALL => Known::Vmmcall,
+            exit::XSETBV => Known::Xsetbv,
+            exit::INVD => Known::Invd,
+            exit::WBINVD => Known::Wbinvd,
+            exit::RDTSC => Known::Rdtsc,
+            exit::SKINIT => return None,
+            c => match SvmInsn::from_exit_code(c) {
+                Some(i) => Known::Svm(i),
+                None => return None,
+            },
+        })
+    }
+}
+
+/// Where the next RIP of an intercepted instruction comes from, for L1's
+/// `vmcb12.next_rip` (NRIPS emulated by L0, APM vol. 2 15.7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextRip {
+    /// Given by the exit: IOIO's EXITINFO2 (APM 15.10.2).
+    Given(u64),
+    /// Decode the instruction at RIP.
+    Decode(Known),
+    /// Not known: L0 reports 0.
+    Unknown,
+}
+
+/// The source of the next RIP for exit `code` with `info1`/`info2`.
+#[inline]
+pub const fn next_rip_source(code: u64, info1: u64, info2: u64) -> NextRip {
+    if code == exit::IOIO {
+        return NextRip::Given(info2);
+    }
+    match Known::for_exit(code, info1) {
+        Some(k) => NextRip::Decode(k),
+        None => NextRip::Unknown,
+    }
+}
+
+/// The next RIP L0 reports for an exit (emulated NRIPS): EXITINFO2 for
+/// IOIO; for a decodable instruction `rip` plus its length, with `fetch`
+/// filling the buffer with the bytes at CS:RIP and returning how many it
+/// read and whether the code is 64-bit (called only then); 0 when the exit
+/// has no known instruction or the bytes are not that instruction.
+pub fn next_rip(code: u64, info1: u64, info2: u64, rip: u64, fetch: impl FnOnce(&mut [u8; 15]) -> (usize, bool)) -> u64 {
+    match next_rip_source(code, info1, info2) {
+        NextRip::Given(r) => r,
+        NextRip::Decode(which) => {
+            let mut b = [0u8; 15];
+            let (n, long) = fetch(&mut b);
+            match length_of(&b[..n.min(15)], which, long) {
+                Some(len) => rip.wrapping_add(len as u64),
+                None => 0,
+            }
+        }
+        NextRip::Unknown => 0,
     }
 }
 
@@ -70,9 +135,9 @@ pub fn length_of(bytes: &[u8], which: Known, long_mode: bool) -> Option<usize> {
     if long_mode && i < bytes.len() && bytes[i] & 0xf0 == 0x40 {
         i += 1;
     }
-    let op = which.opcode();
-    let end = i + op.len();
-    (end <= 15 && bytes.get(i..end) == Some(op)).then_some(end)
+    let (op, n) = which.opcode();
+    let end = i + n;
+    (end <= 15 && bytes.get(i..end) == Some(&op[..n])).then_some(end)
 }
 
 #[cfg(test)]
@@ -91,9 +156,80 @@ mod tests {
         assert_eq!(length_of(&[0x0f, 0x01, 0xd1], Known::Xsetbv, true), Some(3));
         assert_eq!(length_of(&[0x0f, 0x01, 0xd9], Known::Xsetbv, true), None);
         assert_eq!(length_of(&[0x0f], Known::Cpuid, true), None);
-        assert_eq!(length_of(&[0x0f, 0x01, 0xd8], Known::Svm(0xd8), true), Some(3));
-        assert_eq!(length_of(&[0x0f, 0x01, 0xdc], Known::Svm(0xdd), true), None);
+        assert_eq!(length_of(&[0x0f, 0x01, 0xd8], Known::Svm(SvmInsn::Vmrun), true), Some(3));
+        assert_eq!(length_of(&[0x0f, 0x01, 0xdc], Known::Svm(SvmInsn::Clgi), true), None);
+        assert_eq!(length_of(&[0x67, 0x0f, 0x01, 0xdf], Known::Svm(SvmInsn::Invlpga), false), Some(4));
         assert_eq!(length_of(&[0x66; 14].iter().chain(&[0x0f, 0xa2]).copied().collect::<Vec<_>>(), Known::Cpuid, false), None);
         assert_eq!(length_of(&[0x66; 13].iter().chain(&[0x0f, 0xa2]).copied().collect::<Vec<_>>(), Known::Cpuid, false), Some(15));
+    }
+
+    #[test]
+    fn svm_instructions_decode_by_the_one_map() {
+        for i in SvmInsn::ALL {
+            let b = [0x0f, 0x01, i.modrm()];
+            assert_eq!(length_of(&b, Known::Svm(i), true), Some(3), "{i:?}");
+            for j in SvmInsn::ALL.into_iter().filter(|&j| j != i) {
+                assert_eq!(length_of(&b, Known::Svm(j), true), None, "{i:?} as {j:?}");
+            }
+            assert_eq!(length_of(&b, Known::Vmmcall, true), None);
+        }
+    }
+
+    #[test]
+    fn exit_to_instruction() {
+        use crate::exit::*;
+        let cases = [
+            (CPUID, 0, Some(Known::Cpuid)),
+            (HLT, 0, Some(Known::Hlt)),
+            (MSR, 0, Some(Known::Rdmsr)),
+            (MSR, 1, Some(Known::Wrmsr)),
+            (VMMCALL, 0, Some(Known::Vmmcall)),
+            (XSETBV, 0, Some(Known::Xsetbv)),
+            (INVD, 0, Some(Known::Invd)),
+            (WBINVD, 0, Some(Known::Wbinvd)),
+            (RDTSC, 0, Some(Known::Rdtsc)),
+            (VMRUN, 0, Some(Known::Svm(SvmInsn::Vmrun))),
+            (VMLOAD, 0, Some(Known::Svm(SvmInsn::Vmload))),
+            (VMSAVE, 0, Some(Known::Svm(SvmInsn::Vmsave))),
+            (STGI, 0, Some(Known::Svm(SvmInsn::Stgi))),
+            (CLGI, 0, Some(Known::Svm(SvmInsn::Clgi))),
+            (INVLPGA, 0, Some(Known::Svm(SvmInsn::Invlpga))),
+            (SKINIT, 0, None),
+            (IOIO, 0, None),
+            (RDTSCP, 0, None),
+            (PAUSE, 0, None),
+            (EXCP_BASE + 6, 0, None),
+            (NPF, 0, None),
+            (INVALID, 0, None),
+        ];
+        for (code, info1, want) in cases {
+            assert_eq!(Known::for_exit(code, info1), want, "{}", describe(code));
+        }
+        assert_eq!(next_rip_source(IOIO, 0x10, 0x1234), NextRip::Given(0x1234));
+        assert_eq!(next_rip_source(MSR, 1, 0), NextRip::Decode(Known::Wrmsr));
+        assert_eq!(next_rip_source(INTR, 0, 0x55), NextRip::Unknown);
+    }
+
+    #[test]
+    fn emulated_next_rip() {
+        use crate::exit::*;
+        let fetch = |bytes: &'static [u8], long: bool| {
+            move |b: &mut [u8; 15]| {
+                b[..bytes.len()].copy_from_slice(bytes);
+                (bytes.len(), long)
+            }
+        };
+        let never = |_: &mut [u8; 15]| -> (usize, bool) { panic!("no fetch expected") };
+        // IOIO: EXITINFO2, no fetch.
+        assert_eq!(next_rip(IOIO, 0, 0x2002, 0x2000, never), 0x2002);
+        // Decoded: RIP + length, with prefixes and REX in 64-bit mode.
+        assert_eq!(next_rip(CPUID, 0, 0, 0x1000, fetch(&[0x0f, 0xa2], false)), 0x1002);
+        assert_eq!(next_rip(MSR, 1, 0, 0x1000, fetch(&[0x48, 0x0f, 0x30], true)), 0x1003);
+        assert_eq!(next_rip(VMRUN, 0, 0, 0x1000, fetch(&[0x0f, 0x01, 0xd8], true)), 0x1003);
+        // RDMSR bytes for a WRMSR exit, a short fetch, no instruction: 0.
+        assert_eq!(next_rip(MSR, 1, 0, 0x1000, fetch(&[0x0f, 0x32], true)), 0);
+        assert_eq!(next_rip(HLT, 0, 0, 0x1000, fetch(&[], false)), 0);
+        assert_eq!(next_rip(INTR, 0, 0, 0x1000, never), 0);
+        assert_eq!(next_rip(SKINIT, 0, 0, 0x1000, never), 0);
     }
 }

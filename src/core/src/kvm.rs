@@ -29,7 +29,8 @@ pub struct Regs {
     pub r: [u64; 18],
 }
 
-/// Indices into [`Regs::r`].
+/// Indices into [`Regs::r`]: KVM's `struct kvm_regs` order (a UAPI layout),
+/// not the processor's encoding order of [`crate::x86::Gpr`].
 pub mod reg {
     /// RAX.
     pub const RAX: usize = 0;
@@ -299,54 +300,21 @@ impl Sregs {
     }
 }
 
-/// Control register bits used by the checks.
-pub mod cr {
-    /// CR0.PE.
-    pub const CR0_PE: u64 = 1 << 0;
-    /// CR0.MP.
-    pub const CR0_MP: u64 = 1 << 1;
-    /// CR0.EM.
-    pub const CR0_EM: u64 = 1 << 2;
-    /// CR0.TS.
-    pub const CR0_TS: u64 = 1 << 3;
-    /// CR0.ET.
-    pub const CR0_ET: u64 = 1 << 4;
-    /// CR0.NE.
-    pub const CR0_NE: u64 = 1 << 5;
-    /// CR0.WP.
-    pub const CR0_WP: u64 = 1 << 16;
-    /// CR0.AM.
-    pub const CR0_AM: u64 = 1 << 18;
-    /// CR0.NW.
-    pub const CR0_NW: u64 = 1 << 29;
-    /// CR0.CD.
-    pub const CR0_CD: u64 = 1 << 30;
-    /// CR0.PG.
-    pub const CR0_PG: u64 = 1 << 31;
-    /// CR4.PAE.
-    pub const CR4_PAE: u64 = 1 << 5;
-    /// CR4.OSXSAVE.
-    pub const CR4_OSXSAVE: u64 = 1 << 18;
-    /// CR4 bits defined on AMD processors (APM vol. 2 3.1.3); others are MBZ.
-    pub const CR4_VALID: u64 = 0x1f_ffff & !(1 << 13 | 1 << 14 | 1 << 15 | 1 << 19)
-        | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 23);
-}
-
 /// Checks `KVM_SET_SREGS` input as KVM's `kvm_is_valid_sregs` does; `Err`
 /// names the broken rule (the ioctl fails with `EINVAL`).
 pub fn check_sregs(s: &Sregs) -> Result<(), &'static str> {
     use crate::msr::efer;
-    use cr::*;
+    use crate::x86::{cr0, cr4};
     if s.cr0 >> 32 != 0 {
         return Err("CR0 bits 63:32 must be zero");
     }
-    if s.cr0 & CR0_PG != 0 && s.cr0 & CR0_PE == 0 {
+    if s.cr0 & cr0::PG != 0 && s.cr0 & cr0::PE == 0 {
         return Err("CR0.PG requires CR0.PE");
     }
-    if s.cr0 & CR0_NW != 0 && s.cr0 & CR0_CD == 0 {
+    if s.cr0 & cr0::NW != 0 && s.cr0 & cr0::CD == 0 {
         return Err("CR0.NW requires CR0.CD");
     }
-    if s.cr4 & !CR4_VALID != 0 {
+    if s.cr4 & !cr4::DEFINED != 0 {
         return Err("reserved CR4 bit set");
     }
     if s.efer & efer::RESERVED != 0 {
@@ -355,8 +323,8 @@ pub fn check_sregs(s: &Sregs) -> Result<(), &'static str> {
     if s.efer & efer::LMA != 0 && s.efer & efer::LME == 0 {
         return Err("EFER.LMA without EFER.LME");
     }
-    if s.cr0 & CR0_PG != 0 && s.efer & efer::LME != 0 {
-        if s.cr4 & CR4_PAE == 0 {
+    if s.cr0 & cr0::PG != 0 && s.efer & efer::LME != 0 {
+        if s.cr4 & cr4::PAE == 0 {
             return Err("long mode (EFER.LME, CR0.PG) requires CR4.PAE");
         }
         if s.efer & efer::LMA == 0 {
@@ -373,127 +341,9 @@ pub fn check_sregs(s: &Sregs) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `struct kvm_run` offsets and exit reasons (x86).
-pub mod run {
-    /// `request_interrupt_window` (u8).
-    pub const REQUEST_INTERRUPT_WINDOW: usize = 0;
-    /// `immediate_exit` (u8).
-    pub const IMMEDIATE_EXIT: usize = 1;
-    /// `exit_reason` (u32).
-    pub const EXIT_REASON: usize = 8;
-    /// `ready_for_interrupt_injection` (u8).
-    pub const READY_FOR_INTERRUPT_INJECTION: usize = 12;
-    /// `if_flag` (u8).
-    pub const IF_FLAG: usize = 13;
-    /// `flags` (u16).
-    pub const FLAGS: usize = 14;
-    /// `cr8` (u64).
-    pub const CR8: usize = 16;
-    /// `apic_base` (u64).
-    pub const APIC_BASE: usize = 24;
-    /// Start of the exit-specific union.
-    pub const EXIT: usize = 32;
-    /// `io.direction` (u8).
-    pub const IO_DIRECTION: usize = EXIT;
-    /// `io.size` (u8).
-    pub const IO_SIZE: usize = EXIT + 1;
-    /// `io.port` (u16).
-    pub const IO_PORT: usize = EXIT + 2;
-    /// `io.count` (u32).
-    pub const IO_COUNT: usize = EXIT + 4;
-    /// `io.data_offset` (u64).
-    pub const IO_DATA_OFFSET: usize = EXIT + 8;
-    /// `mmio.phys_addr` (u64).
-    pub const MMIO_PHYS_ADDR: usize = EXIT;
-    /// `mmio.data` (8 bytes).
-    pub const MMIO_DATA: usize = EXIT + 8;
-    /// `mmio.len` (u32).
-    pub const MMIO_LEN: usize = EXIT + 16;
-    /// `mmio.is_write` (u8).
-    pub const MMIO_IS_WRITE: usize = EXIT + 20;
-    /// `fail_entry.hardware_entry_failure_reason` (u64).
-    pub const FAIL_ENTRY_REASON: usize = EXIT;
-    /// `fail_entry.cpu` (u32).
-    pub const FAIL_ENTRY_CPU: usize = EXIT + 8;
-    /// `internal.suberror` (u32).
-    pub const INTERNAL_SUBERROR: usize = EXIT;
-    /// `internal.ndata` (u32).
-    pub const INTERNAL_NDATA: usize = EXIT + 4;
-    /// `internal.data[16]` (u64 each).
-    pub const INTERNAL_DATA: usize = EXIT + 8;
-    /// `hypercall.nr` (u64).
-    pub const HYPERCALL_NR: usize = EXIT;
-    /// `hypercall.args[6]`.
-    pub const HYPERCALL_ARGS: usize = EXIT + 8;
-    /// `hypercall.ret`.
-    pub const HYPERCALL_RET: usize = EXIT + 56;
-    /// `hypercall.flags` / `longmode`.
-    pub const HYPERCALL_FLAGS: usize = EXIT + 64;
-    /// Size of the exit union.
-    pub const EXIT_SIZE: usize = 256;
-
-    /// `KVM_EXIT_UNKNOWN`.
-    pub const EXIT_UNKNOWN: u32 = 0;
-    /// `KVM_EXIT_EXCEPTION`.
-    pub const EXIT_EXCEPTION: u32 = 1;
-    /// `KVM_EXIT_IO`.
-    pub const EXIT_IO: u32 = 2;
-    /// `KVM_EXIT_HYPERCALL`.
-    pub const EXIT_HYPERCALL: u32 = 3;
-    /// `KVM_EXIT_DEBUG`.
-    pub const EXIT_DEBUG: u32 = 4;
-    /// `KVM_EXIT_HLT`.
-    pub const EXIT_HLT: u32 = 5;
-    /// `KVM_EXIT_MMIO`.
-    pub const EXIT_MMIO: u32 = 6;
-    /// `KVM_EXIT_IRQ_WINDOW_OPEN`.
-    pub const EXIT_IRQ_WINDOW_OPEN: u32 = 7;
-    /// `KVM_EXIT_SHUTDOWN`.
-    pub const EXIT_SHUTDOWN: u32 = 8;
-    /// `KVM_EXIT_FAIL_ENTRY`.
-    pub const EXIT_FAIL_ENTRY: u32 = 9;
-    /// `KVM_EXIT_INTR`.
-    pub const EXIT_INTR: u32 = 10;
-    /// `KVM_EXIT_INTERNAL_ERROR`.
-    pub const EXIT_INTERNAL_ERROR: u32 = 17;
-    /// `KVM_EXIT_IO_IN`.
-    pub const IO_IN: u8 = 0;
-    /// `KVM_EXIT_IO_OUT`.
-    pub const IO_OUT: u8 = 1;
-    /// `KVM_INTERNAL_ERROR_EMULATION`.
-    pub const INTERNAL_ERROR_EMULATION: u32 = 1;
-    /// `KVM_INTERNAL_ERROR_DELIVERY_EV`.
-    pub const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
-    /// `KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON`.
-    pub const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
-    /// First data word of the internal error nsvm reports when a VMCB came
-    /// back from VMRUN holding the host's own state (ASCII "nsvmHOST"): a
-    /// QEMU TCG issue seen with several vCPUs (docs/architecture.md).
-    pub const HOST_STATE_IN_VMCB: u64 = 0x6e73_766d_484f_5354;
-    /// Offset of the PIO data page in the vCPU mmap (`KVM_PIO_PAGE_OFFSET` pages).
-    pub const PIO_PAGE_OFFSET: u64 = 1;
-    /// Size of the vCPU mmap: the run page and the PIO data page.
-    pub const MMAP_SIZE: usize = 2 * 4096;
-
-    /// Name of an exit reason.
-    pub fn exit_name(r: u32) -> &'static str {
-        match r {
-            EXIT_UNKNOWN => "UNKNOWN",
-            EXIT_EXCEPTION => "EXCEPTION",
-            EXIT_IO => "IO",
-            EXIT_HYPERCALL => "HYPERCALL",
-            EXIT_DEBUG => "DEBUG",
-            EXIT_HLT => "HLT",
-            EXIT_MMIO => "MMIO",
-            EXIT_IRQ_WINDOW_OPEN => "IRQ_WINDOW_OPEN",
-            EXIT_SHUTDOWN => "SHUTDOWN",
-            EXIT_FAIL_ENTRY => "FAIL_ENTRY",
-            EXIT_INTR => "INTR",
-            EXIT_INTERNAL_ERROR => "INTERNAL_ERROR",
-            _ => "OTHER",
-        }
-    }
-}
+/// `struct kvm_run` offsets and exit reasons (x86): declared with the
+/// encoder of exits to userspace, [`crate::user_exit::run`].
+pub use crate::user_exit::run;
 
 /// `struct kvm_userspace_memory_region` (32 bytes) as a slot request.
 pub fn memory_region_from_bytes(b: &[u8; 32]) -> crate::memslot::Request {
@@ -617,19 +467,19 @@ mod tests {
         assert!(check_sregs(&s).is_err());
         s.cr0 = 1 << 32;
         assert!(check_sregs(&s).is_err());
-        s.cr0 = cr::CR0_NW;
+        s.cr0 = crate::x86::cr0::NW;
         assert!(check_sregs(&s).is_err());
         s.cr0 = 0x8000_0001;
         s.efer = 0x500;
         assert_eq!(check_sregs(&s), Err("long mode (EFER.LME, CR0.PG) requires CR4.PAE"));
-        s.cr4 = cr::CR4_PAE;
+        s.cr4 = crate::x86::cr4::PAE;
         assert_eq!(check_sregs(&s), Ok(()));
         s.efer = 0x100;
         assert!(check_sregs(&s).is_err());
         s.efer = 0x500;
         s.cr4 |= 1 << 13; // VMXE does not exist on AMD
         assert!(check_sregs(&s).is_err());
-        s.cr4 = cr::CR4_PAE;
+        s.cr4 = crate::x86::cr4::PAE;
         s.efer |= 1 << 2;
         assert!(check_sregs(&s).is_err());
         s.efer = 0x500;

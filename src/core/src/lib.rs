@@ -10,15 +10,18 @@
 #![cfg_attr(not(test), forbid(unsafe_code))]
 
 pub mod checks;
+pub mod cpu_state;
 pub mod cpuid;
 pub mod event;
 pub mod exit;
+pub mod fpu;
 pub mod insn;
 pub mod intercept;
 pub mod kvm;
 pub mod memslot;
 pub mod mmio;
 pub mod msr;
+pub mod msr_emul;
 pub mod nested;
 pub mod nested_state;
 pub mod paging;
@@ -27,5 +30,6 @@ pub mod sensitive;
 pub mod stats;
 pub mod trace;
 pub mod uapi;
+pub mod user_exit;
 pub mod vmcb;
 pub mod x86;

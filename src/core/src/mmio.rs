@@ -8,15 +8,24 @@
 //! operand size, direction, register/immediate operand and length matter.
 
 use crate::insn::is_legacy_prefix;
+use crate::x86::{Gpr, Gprs};
 
-/// A register operand: hardware number (0 = rAX .. 15 = r15), or one of the
-/// legacy high-byte registers AH, CH, DH, BH (`high8`, numbers 0–3).
+/// A register operand: a general-purpose register (its low `size` bytes),
+/// or one of the legacy high-byte registers AH, CH, DH, BH (`high8`, with
+/// `gpr` RAX, RCX, RDX or RBX: bits 15:8 of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reg {
-    /// Register number.
-    pub num: u8,
+    /// The register.
+    pub gpr: Gpr,
     /// AH/CH/DH/BH.
     pub high8: bool,
+}
+
+impl Reg {
+    /// `gpr` from its bit 0 (not a high-byte register).
+    pub const fn new(gpr: Gpr) -> Reg {
+        Reg { gpr, high8: false }
+    }
 }
 
 /// How a value read from MMIO reaches its register.
@@ -117,9 +126,9 @@ pub fn decode(b: &[u8], cs: CodeSize) -> Result<Access, DecodeError> {
     let byte = |k: usize| b.get(k).copied().ok_or(DecodeError::Truncated);
     let reg8 = |n: u8| -> Reg {
         if rex == 0 && (4..8).contains(&n) {
-            Reg { num: n - 4, high8: true }
+            Reg { gpr: Gpr::from_num(n - 4), high8: true }
         } else {
-            Reg { num: n, high8: false }
+            Reg::new(Gpr::from_num(n))
         }
     };
     let op = byte(i)?;
@@ -138,7 +147,7 @@ pub fn decode(b: &[u8], cs: CodeSize) -> Result<Access, DecodeError> {
         if len > b.len() {
             return Err(DecodeError::Truncated);
         }
-        let acc = Reg { num: 0, high8: false };
+        let acc = Reg::new(Gpr::Rax);
         let op = if op2 < 0xa2 { Op::Read { dst: acc, ext: Extend::None } } else { Op::WriteReg(acc) };
         return Ok(Access { len: len as u8, size, op });
     }
@@ -150,6 +159,7 @@ pub fn decode(b: &[u8], cs: CodeSize) -> Result<Access, DecodeError> {
     i += 1;
     let md = modrm >> 6;
     let reg = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+    let full = Reg::new(Gpr::from_num(reg));
     let rm = modrm & 7;
     if md == 3 {
         return Err(DecodeError::NotMemory);
@@ -177,9 +187,9 @@ pub fn decode(b: &[u8], cs: CodeSize) -> Result<Access, DecodeError> {
     }
     let (size, op, imm_len) = match (two_byte, op2) {
         (false, 0x88) => (1, Op::WriteReg(reg8(reg)), 0),
-        (false, 0x89) => (opsize, Op::WriteReg(Reg { num: reg, high8: false }), 0),
+        (false, 0x89) => (opsize, Op::WriteReg(full), 0),
         (false, 0x8a) => (1, Op::Read { dst: reg8(reg), ext: Extend::None }, 0),
-        (false, 0x8b) => (opsize, Op::Read { dst: Reg { num: reg, high8: false }, ext: Extend::None }, 0),
+        (false, 0x8b) => (opsize, Op::Read { dst: full, ext: Extend::None }, 0),
         (false, 0xc6) | (false, 0xc7) => {
             if (modrm >> 3) & 7 != 0 {
                 return Err(DecodeError::Unsupported);
@@ -198,7 +208,7 @@ pub fn decode(b: &[u8], cs: CodeSize) -> Result<Access, DecodeError> {
         (true, 0xb6) | (true, 0xb7) | (true, 0xbe) | (true, 0xbf) => {
             let src = if op2 & 1 == 0 { 1 } else { 2 };
             let ext = if op2 < 0xbe { Extend::Zero { dst_size: opsize } } else { Extend::Sign { dst_size: opsize } };
-            (src, Op::Read { dst: Reg { num: reg, high8: false }, ext }, 0)
+            (src, Op::Read { dst: full, ext }, 0)
         }
         _ => return Err(DecodeError::Unsupported),
     };
@@ -209,15 +219,14 @@ pub fn decode(b: &[u8], cs: CodeSize) -> Result<Access, DecodeError> {
     Ok(Access { len: len as u8, size, op })
 }
 
-/// The value a store writes: `size` bytes of register `r` (in `regs`,
-/// indexed by hardware number).
-pub fn store_value(regs: &[u64; 16], r: Reg, size: u8) -> u64 {
-    let v = if r.high8 { regs[r.num as usize] >> 8 } else { regs[r.num as usize] };
+/// The value a store writes: `size` bytes of register `r` (in `regs`).
+pub fn store_value(regs: &Gprs, r: Reg, size: u8) -> u64 {
+    let v = if r.high8 { regs[r.gpr] >> 8 } else { regs[r.gpr] };
     v & mask(size)
 }
 
 /// Applies a load of `data` (`size` bytes) to register `dst` of `regs`.
-pub fn load_into(regs: &mut [u64; 16], dst: Reg, ext: Extend, size: u8, data: u64) {
+pub fn load_into(regs: &mut Gprs, dst: Reg, ext: Extend, size: u8, data: u64) {
     let data = data & mask(size);
     let (value, wsize) = match ext {
         Extend::None => (data, size),
@@ -227,7 +236,7 @@ pub fn load_into(regs: &mut [u64; 16], dst: Reg, ext: Extend, size: u8, data: u6
             (((data << shift) as i64 >> shift) as u64, dst_size)
         }
     };
-    let r = &mut regs[dst.num as usize];
+    let r = &mut regs[dst.gpr];
     *r = match (wsize, dst.high8) {
         (1, true) => (*r & !0xff00) | ((value & 0xff) << 8),
         (1, false) => (*r & !0xff) | (value & 0xff),
@@ -249,23 +258,27 @@ const fn mask(size: u8) -> u64 {
 mod tests {
     use super::*;
     use CodeSize::*;
+    use Gpr::*;
 
-    fn r(num: u8) -> Reg {
-        Reg { num, high8: false }
+    fn r(gpr: Gpr) -> Reg {
+        Reg::new(gpr)
     }
 
     #[test]
     fn mov_forms() {
         // mov [rax], ecx
-        assert_eq!(decode(&[0x89, 0x08], Bits64), Ok(Access { len: 2, size: 4, op: Op::WriteReg(r(1)) }));
+        assert_eq!(decode(&[0x89, 0x08], Bits64), Ok(Access { len: 2, size: 4, op: Op::WriteReg(r(Rcx)) }));
         // mov rdx, [rbx+0x10]
-        assert_eq!(decode(&[0x48, 0x8b, 0x53, 0x10], Bits64), Ok(Access { len: 4, size: 8, op: Op::Read { dst: r(2), ext: Extend::None } }));
+        assert_eq!(decode(&[0x48, 0x8b, 0x53, 0x10], Bits64), Ok(Access { len: 4, size: 8, op: Op::Read { dst: r(Rdx), ext: Extend::None } }));
         // mov r9w, [r8]  (66 45 8b 08)
-        assert_eq!(decode(&[0x66, 0x45, 0x8b, 0x08], Bits64), Ok(Access { len: 4, size: 2, op: Op::Read { dst: r(9), ext: Extend::None } }));
+        assert_eq!(decode(&[0x66, 0x45, 0x8b, 0x08], Bits64), Ok(Access { len: 4, size: 2, op: Op::Read { dst: r(R9), ext: Extend::None } }));
         // mov byte [rdi], ah (no REX: high byte)
-        assert_eq!(decode(&[0x88, 0x27], Bits64), Ok(Access { len: 2, size: 1, op: Op::WriteReg(Reg { num: 0, high8: true }) }));
+        assert_eq!(decode(&[0x88, 0x27], Bits64), Ok(Access { len: 2, size: 1, op: Op::WriteReg(Reg { gpr: Rax, high8: true }) }));
+        // mov byte [rax], bh: 7 without REX is BH, with REX DIL
+        assert_eq!(decode(&[0x88, 0x38], Bits64).unwrap().op, Op::WriteReg(Reg { gpr: Rbx, high8: true }));
+        assert_eq!(decode(&[0x40, 0x88, 0x38], Bits64).unwrap().op, Op::WriteReg(r(Rdi)));
         // with REX, 4 is SPL
-        assert_eq!(decode(&[0x40, 0x88, 0x27], Bits64).unwrap().op, Op::WriteReg(r(4)));
+        assert_eq!(decode(&[0x40, 0x88, 0x27], Bits64).unwrap().op, Op::WriteReg(r(Rsp)));
         // mov dword [rip+disp32], 0x12345678
         assert_eq!(decode(&[0xc7, 0x05, 1, 2, 3, 4, 0x78, 0x56, 0x34, 0x12], Bits64), Ok(Access { len: 10, size: 4, op: Op::WriteImm(0x1234_5678) }));
         // mov qword [rax], -1 (imm32 sign-extended)
@@ -275,21 +288,21 @@ mod tests {
         // SIB with base=5 and mod=0: disp32
         assert_eq!(decode(&[0x8b, 0x04, 0x25, 0, 0x10, 0, 0], Bits64).unwrap().len, 7);
         // mov eax, [0xfee00020] moffs (64-bit address)
-        assert_eq!(decode(&[0xa1, 0x20, 0, 0xe0, 0xfe, 0, 0, 0, 0], Bits64), Ok(Access { len: 9, size: 4, op: Op::Read { dst: r(0), ext: Extend::None } }));
+        assert_eq!(decode(&[0xa1, 0x20, 0, 0xe0, 0xfe, 0, 0, 0, 0], Bits64), Ok(Access { len: 9, size: 4, op: Op::Read { dst: r(Rax), ext: Extend::None } }));
         // 16-bit: mov [bx+si+0x1234], ax ; mov [0x1000], al (moffs16)
-        assert_eq!(decode(&[0x89, 0x80, 0x34, 0x12], Bits16), Ok(Access { len: 4, size: 2, op: Op::WriteReg(r(0)) }));
-        assert_eq!(decode(&[0xa2, 0x00, 0x10], Bits16), Ok(Access { len: 3, size: 1, op: Op::WriteReg(r(0)) }));
+        assert_eq!(decode(&[0x89, 0x80, 0x34, 0x12], Bits16), Ok(Access { len: 4, size: 2, op: Op::WriteReg(r(Rax)) }));
+        assert_eq!(decode(&[0xa2, 0x00, 0x10], Bits16), Ok(Access { len: 3, size: 1, op: Op::WriteReg(r(Rax)) }));
         assert_eq!(decode(&[0x8b, 0x0e, 0x00, 0x10], Bits16).unwrap().len, 4); // mov cx, [0x1000]
         // 32-bit with 66: mov [eax], dx
-        assert_eq!(decode(&[0x66, 0x89, 0x10], Bits32), Ok(Access { len: 3, size: 2, op: Op::WriteReg(r(2)) }));
+        assert_eq!(decode(&[0x66, 0x89, 0x10], Bits32), Ok(Access { len: 3, size: 2, op: Op::WriteReg(r(Rdx)) }));
         // 16-bit with 66 67: mov [eax], edx
-        assert_eq!(decode(&[0x66, 0x67, 0x89, 0x10], Bits16), Ok(Access { len: 4, size: 4, op: Op::WriteReg(r(2)) }));
+        assert_eq!(decode(&[0x66, 0x67, 0x89, 0x10], Bits16), Ok(Access { len: 4, size: 4, op: Op::WriteReg(r(Rdx)) }));
     }
 
     #[test]
     fn movzx_movsx_and_errors() {
-        assert_eq!(decode(&[0x0f, 0xb6, 0x07], Bits64), Ok(Access { len: 3, size: 1, op: Op::Read { dst: r(0), ext: Extend::Zero { dst_size: 4 } } }));
-        assert_eq!(decode(&[0x48, 0x0f, 0xbf, 0x07], Bits64), Ok(Access { len: 4, size: 2, op: Op::Read { dst: r(0), ext: Extend::Sign { dst_size: 8 } } }));
+        assert_eq!(decode(&[0x0f, 0xb6, 0x07], Bits64), Ok(Access { len: 3, size: 1, op: Op::Read { dst: r(Rax), ext: Extend::Zero { dst_size: 4 } } }));
+        assert_eq!(decode(&[0x48, 0x0f, 0xbf, 0x07], Bits64), Ok(Access { len: 4, size: 2, op: Op::Read { dst: r(Rax), ext: Extend::Sign { dst_size: 8 } } }));
         assert_eq!(decode(&[0x89, 0xc8], Bits64), Err(DecodeError::NotMemory));
         assert_eq!(decode(&[0x01, 0x08], Bits64), Err(DecodeError::Unsupported)); // add [rax], ecx
         assert_eq!(decode(&[0xc7, 0x08, 0, 0, 0, 0], Bits64), Err(DecodeError::Unsupported)); // /1
@@ -299,25 +312,29 @@ mod tests {
 
     #[test]
     fn register_effects() {
-        let mut g = [0u64; 16];
-        g[0] = 0xffff_ffff_ffff_ffff;
-        load_into(&mut g, r(0), Extend::None, 1, 0x12);
-        assert_eq!(g[0], 0xffff_ffff_ffff_ff12);
-        load_into(&mut g, Reg { num: 0, high8: true }, Extend::None, 1, 0x34);
-        assert_eq!(g[0], 0xffff_ffff_ffff_3412);
-        load_into(&mut g, r(0), Extend::None, 2, 0xabcd);
-        assert_eq!(g[0], 0xffff_ffff_ffff_abcd);
-        load_into(&mut g, r(0), Extend::None, 4, 0x8000_0000);
-        assert_eq!(g[0], 0x8000_0000);
-        load_into(&mut g, r(3), Extend::Sign { dst_size: 8 }, 1, 0x80);
-        assert_eq!(g[3], 0xffff_ffff_ffff_ff80);
-        load_into(&mut g, r(3), Extend::Sign { dst_size: 4 }, 2, 0x8000);
-        assert_eq!(g[3], 0xffff_8000);
-        load_into(&mut g, r(3), Extend::Zero { dst_size: 2 }, 1, 0xff);
-        assert_eq!(g[3], 0xffff_00ff);
-        g[1] = 0x1122_3344_5566_7788;
-        assert_eq!(store_value(&g, r(1), 2), 0x7788);
-        assert_eq!(store_value(&g, Reg { num: 1, high8: true }, 1), 0x77);
-        assert_eq!(store_value(&g, r(1), 8), 0x1122_3344_5566_7788);
+        let mut g = Gprs::default();
+        g[Rax] = 0xffff_ffff_ffff_ffff;
+        load_into(&mut g, r(Rax), Extend::None, 1, 0x12);
+        assert_eq!(g[Rax], 0xffff_ffff_ffff_ff12);
+        load_into(&mut g, Reg { gpr: Rax, high8: true }, Extend::None, 1, 0x34);
+        assert_eq!(g[Rax], 0xffff_ffff_ffff_3412);
+        load_into(&mut g, r(Rax), Extend::None, 2, 0xabcd);
+        assert_eq!(g[Rax], 0xffff_ffff_ffff_abcd);
+        load_into(&mut g, r(Rax), Extend::None, 4, 0x8000_0000);
+        assert_eq!(g[Rax], 0x8000_0000);
+        load_into(&mut g, r(Rbx), Extend::Sign { dst_size: 8 }, 1, 0x80);
+        assert_eq!(g[Rbx], 0xffff_ffff_ffff_ff80);
+        load_into(&mut g, r(Rbx), Extend::Sign { dst_size: 4 }, 2, 0x8000);
+        assert_eq!(g[Rbx], 0xffff_8000);
+        load_into(&mut g, r(Rbx), Extend::Zero { dst_size: 2 }, 1, 0xff);
+        assert_eq!(g[Rbx], 0xffff_00ff);
+        // Only the named register changes.
+        assert_eq!(g.0, [0x8000_0000, 0, 0, 0xffff_00ff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        g[Rcx] = 0x1122_3344_5566_7788;
+        assert_eq!(store_value(&g, r(Rcx), 2), 0x7788);
+        assert_eq!(store_value(&g, Reg { gpr: Rcx, high8: true }, 1), 0x77);
+        assert_eq!(store_value(&g, r(Rcx), 8), 0x1122_3344_5566_7788);
+        g[R15] = 0xfedc;
+        assert_eq!(store_value(&g, r(R15), 1), 0xdc);
     }
 }

@@ -141,6 +141,27 @@ pub const fn hsave_pa_valid(pa: u64, phys_bits: u8) -> bool {
     pa & 0xfff == 0 && (phys_bits >= 64 || pa >> phys_bits == 0)
 }
 
+/// PAT after RESET: WB, WT, UC-, UC in entries 0-3 and again in 4-7
+/// (APM vol. 2 7.8.1).
+pub const PAT_RESET: u64 = 0x0007_0406_0007_0406;
+
+/// Whether `val` is an acceptable PAT MSR value: each of its eight bytes
+/// (PA0..PA7) is a defined memory type, UC (0), WC (1), WT (4), WP (5), WB
+/// (6) or UC- (7); 2, 3 and 8..255 are reserved and writing them raises #GP
+/// (APM vol. 2 7.8.1). VMRUN checks the same for G_PAT with nested paging
+/// (APM 15.25.4).
+pub const fn pat_valid(val: u64) -> bool {
+    let mut i = 0;
+    while i < 8 {
+        let t = (val >> (8 * i)) & 0xff;
+        if t == 2 || t == 3 || t > 7 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +177,23 @@ mod tests {
         assert_ne!(efer::RESERVED & (1 << 1), 0);
         assert_ne!(efer::RESERVED & (1 << 63), 0);
         assert_eq!(vm_cr::SVMDIS, 0x10);
+    }
+
+    #[test]
+    fn pat_values() {
+        // The reset value (WB, WT, UC-, UC twice) and every defined type in every byte.
+        assert!(pat_valid(0x0007_0406_0007_0406));
+        for t in [0u64, 1, 4, 5, 6, 7] {
+            for i in 0..8 {
+                assert!(pat_valid(t << (8 * i)));
+            }
+        }
+        // A reserved type in any single byte is refused.
+        for t in [2u64, 3, 8, 0x10, 0x80, 0xff] {
+            for i in 0..8 {
+                assert!(!pat_valid(0x0606_0606_0606_0606 & !(0xff << (8 * i)) | t << (8 * i)), "type {t:#x} in byte {i}");
+            }
+        }
     }
 
     #[test]

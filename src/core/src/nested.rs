@@ -5,8 +5,10 @@
 //! runs L1), vmcb12 (L1's VMCB for L2), vmcb02 (what L0 runs for L2).
 
 use crate::cpuid::SvmFeatures;
-use crate::paging::{index, TableMem, A, ADDR_MASK, D, NX, P, PS, RW, US};
+use crate::paging::{index, TableMem};
 use crate::vmcb::{int_ctl, nested_ctl, tlb_control, ControlArea};
+use crate::x86::pte::{self, A, D, NX, P, RW, US};
+use crate::x86::Pte;
 
 /// Bits of EXITINFO1 for #VMEXIT(NPF) (APM 15.25.6).
 pub mod npf {
@@ -72,42 +74,45 @@ pub fn walk_npt12(
         base |= npf::ID;
     }
     // Bits above the physical address width (and below bit 52) are reserved.
-    let rsvd_addr = if phys_bits >= 52 { 0 } else { ((1u64 << 52) - 1) & !((1u64 << phys_bits) - 1) };
-    let mut table = ncr3 & ADDR_MASK;
+    let rsvd_addr = pte::addr_reserved(phys_bits);
+    let mut table = ncr3 & pte::ADDR_MASK;
     let (mut w, mut x) = (true, true);
     let mut ad = [(0u64, 0u64); 4];
     for level in (1..=4u32).rev() {
         let ea = table + 8 * index(gpa, level);
-        let Some(e) = mem.read(ea) else { return Err(base) };
-        if e & P == 0 {
+        let Some(e) = mem.read(ea).map(Pte) else { return Err(base) };
+        if !e.present() {
             return Err(base);
         }
-        let large = e & PS != 0 && (level == 2 || level == 3);
-        let rsvd = e & rsvd_addr != 0
-            || (!nxe && e & NX != 0)
-            || (level == 4 && e & PS != 0)
-            || (large && level == 2 && e & 0x1f_e000 != 0)
-            || (large && level == 3 && e & 0x3fff_e000 != 0);
+        let large = e.large() && (level == 2 || level == 3);
+        // Reserved: address bits beyond the width, NX without EFER.NXE, PS
+        // in a PML4E, and a large page's address bits below its size
+        // (20:13 of a 2 MiB PDE, 29:13 of a 1 GiB PDPTE; bit 12 is PAT).
+        let rsvd = e.0 & rsvd_addr != 0
+            || (!nxe && e.nx())
+            || (level == 4 && e.large())
+            || (large && level == 2 && e.0 & 0x1f_e000 != 0)
+            || (large && level == 3 && e.0 & 0x3fff_e000 != 0);
         if rsvd {
             return Err(base | npf::P | npf::RSVD);
         }
         // Nested accesses are user accesses: a supervisor-only entry faults.
-        if e & US == 0 {
+        if !e.user() {
             return Err(base | npf::P);
         }
-        w &= e & RW != 0;
-        x &= !(nxe && e & NX != 0);
+        w &= e.writable();
+        x &= !(nxe && e.nx());
         let i = (4 - level) as usize;
         if level == 1 || large {
             if (write && !w) || (fetch && !x) {
                 return Err(base | npf::P);
             }
             let size = 1u64 << (12 + 9 * (level - 1));
-            let set = (if e & A == 0 { A } else { 0 }) | (if write && e & D == 0 { D } else { 0 });
+            let set = (if e.accessed() { 0 } else { A }) | (if write && !e.dirty() { D } else { 0 });
             ad[i] = (ea, set);
-            let dirty = write || e & D != 0;
+            let dirty = write || e.dirty();
             return Ok(Npt12Translation {
-                l1_gpa: (e & ADDR_MASK & !(size - 1)) | (gpa & (size - 1)),
+                l1_gpa: e.translate(gpa, size),
                 writable: w,
                 executable: x,
                 page_size: size,
@@ -115,8 +120,8 @@ pub fn walk_npt12(
                 ad_updates: ad,
             });
         }
-        ad[i] = (ea, if e & A == 0 { A } else { 0 });
-        table = e & ADDR_MASK;
+        ad[i] = (ea, if e.accessed() { 0 } else { A });
+        table = e.addr();
     }
     Err(base)
 }
@@ -124,16 +129,16 @@ pub fn walk_npt12(
 /// The NPT02 leaf for one 4 KiB page: host physical address from NPT01, the
 /// weaker permissions of both levels (APM 15.25: the composed translation
 /// may not grant more than either), read-only while NPT12's D bit is clear.
-pub fn compose_leaf(t12: &Npt12Translation, hpa01: u64, writable01: bool, executable01: bool) -> u64 {
-    let mut e = (hpa01 & ADDR_MASK) | P | US;
+pub fn compose_leaf(t12: &Npt12Translation, hpa01: u64, writable01: bool, executable01: bool) -> Pte {
+    let mut flags = P | US;
     // Writable only once NPT12's dirty bit is set (see `dirty`).
     if t12.writable && t12.dirty && writable01 {
-        e |= RW;
+        flags |= RW;
     }
     if !(t12.executable && executable01) {
-        e |= NX;
+        flags |= NX;
     }
-    e
+    Pte::new(hpa01, flags)
 }
 
 /// What a shadow NPT02 was built for: L1's nCR3 and ASID for L2, and the
@@ -263,6 +268,7 @@ mod tests {
     use super::*;
     use crate::exit;
     use crate::intercept::Intercepts;
+    use crate::x86::pte::PS;
     use std::collections::HashMap;
 
     #[derive(Default)]
@@ -347,15 +353,13 @@ mod tests {
     fn composed_leaf_takes_the_weaker_permissions() {
         let t = Npt12Translation { l1_gpa: 0x9000, writable: true, executable: false, page_size: 4096, dirty: true, ad_updates: [(0, 0); 4] };
         let e = compose_leaf(&t, 0x7777_0000, false, true);
-        assert_eq!(e & ADDR_MASK, 0x7777_0000);
-        assert_eq!(e & RW, 0);
-        assert_ne!(e & NX, 0);
+        assert_eq!(e, Pte(0x7777_0000 | P | US | NX));
         let t = Npt12Translation { writable: true, executable: true, ..t };
         let e = compose_leaf(&t, 0x1000, true, true);
-        assert_ne!(e & RW, 0);
-        assert_eq!(e & NX, 0);
+        assert_eq!(e, Pte(0x1000 | P | US | RW));
+        assert!(compose_leaf(&t, 0x1000, true, false).nx());
         // Clean page: read-only until the first write sets D.
-        assert_eq!(compose_leaf(&Npt12Translation { dirty: false, ..t }, 0x1000, true, true) & RW, 0);
+        assert!(!compose_leaf(&Npt12Translation { dirty: false, ..t }, 0x1000, true, true).writable());
     }
 
     #[test]

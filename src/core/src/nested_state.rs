@@ -152,10 +152,8 @@ pub fn check_header(h: &Header, svme: bool, phys_bits: u8) -> Result<bool, SetEr
 /// pass the rules: it is the state L1 executed VMRUN in), and L1 in paged
 /// protected mode outside virtual-8086 mode.
 pub fn check_data(control: &ControlArea, l1: &SaveArea, phys_bits: u8) -> Result<(), SetError> {
-    const CR0_PE: u64 = 1;
-    const CR0_PG: u64 = 1 << 31;
-    const RFLAGS_VM: u64 = 1 << 17;
-    if l1.cr0 & CR0_PG == 0 || l1.cr0 & CR0_PE == 0 || l1.rflags & RFLAGS_VM != 0 {
+    use crate::x86::{cr0, rflags};
+    if l1.cr0 & cr0::PG == 0 || l1.cr0 & cr0::PE == 0 || l1.rflags & rflags::VM != 0 {
         return Err(SetError::Inconsistent);
     }
     crate::checks::check_vmrun(l1, control, phys_bits).map_err(|_| SetError::Inconsistent)

@@ -6,24 +6,12 @@
 //! 5.3 (long mode), 5.2 (PAE), 5.1.3 (legacy 32-bit).
 //!
 //! Table memory is reached only through [`TableMem`], so the same code runs in
-//! the module (real pages) and in host tests (a map).
+//! the module (real pages) and in host tests (a map). Entries are
+//! [`Pte`] values with the bits of [`crate::x86::pte`].
 
-/// Present.
-pub const P: u64 = 1 << 0;
-/// Writable.
-pub const RW: u64 = 1 << 1;
-/// User.
-pub const US: u64 = 1 << 2;
-/// Accessed.
-pub const A: u64 = 1 << 5;
-/// Dirty.
-pub const D: u64 = 1 << 6;
-/// Page size (large page at PDPT/PD level).
-pub const PS: u64 = 1 << 7;
-/// No-execute.
-pub const NX: u64 = 1 << 63;
-/// Physical address bits 51:12 of an entry.
-pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+use crate::msr::efer;
+use crate::x86::pte::{ADDR_MASK, NX, P, PS, RW, US};
+use crate::x86::{cr0, cr4, Pte};
 
 /// Access to page-table memory by physical address.
 pub trait TableMem {
@@ -54,10 +42,10 @@ pub enum MapError {
 /// user entries, APM 15.25.5: "all nested page table accesses are user").
 /// Intermediate tables get P|RW|US so the leaf alone decides permissions.
 /// Returns the previous leaf entry (0 when there was none).
-pub fn map_4k(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64) -> Result<u64, MapError> {
+pub fn map_4k(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64) -> Result<Pte, MapError> {
     let ea = table_at(mem, root, gpa, 1)? + 8 * index(gpa, 1);
-    let old = mem.read(ea).ok_or(MapError::NoMemory)?;
-    mem.write(ea, (hpa & ADDR_MASK) | flags | P | US);
+    let old = Pte(mem.read(ea).ok_or(MapError::NoMemory)?);
+    mem.write(ea, Pte::new(hpa, flags | P | US).0);
     Ok(old)
 }
 
@@ -79,11 +67,11 @@ pub fn map_4k_run(mem: &mut impl TableMem, root: u64, gpa: u64, pages: &[Option<
             break;
         }
         let ea = pt + 8 * (first + i) as u64;
-        let old = mem.read(ea).ok_or(MapError::NoMemory)?;
-        if i != force && old & P != 0 {
+        let old = Pte(mem.read(ea).ok_or(MapError::NoMemory)?);
+        if i != force && old.present() {
             continue;
         }
-        mem.write(ea, (hpa & ADDR_MASK) | flags | P | US);
+        mem.write(ea, Pte::new(hpa, flags | P | US).0);
         written |= 1 << i;
     }
     Ok(written)
@@ -96,15 +84,15 @@ fn table_at(mem: &mut impl TableMem, root: u64, gpa: u64, level: u32) -> Result<
     let mut table = root;
     for l in (level + 1..=4).rev() {
         let ea = table + 8 * index(gpa, l);
-        let e = mem.read(ea).ok_or(MapError::NoMemory)?;
-        table = if e & P == 0 {
+        let e = Pte(mem.read(ea).ok_or(MapError::NoMemory)?);
+        table = if !e.present() {
             let t = mem.alloc_table().ok_or(MapError::NoMemory)?;
             mem.write(ea, t | P | RW | US);
             t
-        } else if e & PS != 0 {
+        } else if e.large() {
             return Err(MapError::LargePage);
         } else {
-            e & ADDR_MASK
+            e.addr()
         };
     }
     Ok(table)
@@ -115,8 +103,8 @@ fn table_at(mem: &mut impl TableMem, root: u64, gpa: u64, level: u32) -> Result<
 fn find_table(mem: &impl TableMem, root: u64, gpa: u64, level: u32) -> Option<u64> {
     let mut table = root;
     for l in (level + 1..=4).rev() {
-        match mem.read(table + 8 * index(gpa, l)) {
-            Some(e) if e & P != 0 && e & PS == 0 => table = e & ADDR_MASK,
+        match mem.read(table + 8 * index(gpa, l)).map(Pte) {
+            Some(e) if e.present() && !e.large() => table = e.addr(),
             _ => return None,
         }
     }
@@ -140,9 +128,9 @@ pub enum PdState {
 /// The state of the PD entry for `gpa` in the NPT at `root`.
 pub fn pd_state(mem: &impl TableMem, root: u64, gpa: u64) -> PdState {
     let Some(pd) = find_table(mem, root, gpa, 2) else { return PdState::Free };
-    match mem.read(pd + 8 * index(gpa, 2)) {
-        Some(e) if e & P != 0 && e & PS != 0 => PdState::Large,
-        Some(e) if e & P != 0 => PdState::Table,
+    match mem.read(pd + 8 * index(gpa, 2)).map(Pte) {
+        Some(e) if e.present() && e.large() => PdState::Large,
+        Some(e) if e.present() => PdState::Table,
         _ => PdState::Free,
     }
 }
@@ -151,17 +139,17 @@ pub fn pd_state(mem: &impl TableMem, root: u64, gpa: u64) -> PdState {
 /// `gpa` in a tree built by this module (intermediate entries always grant
 /// read, write and user access, so the leaf decides the permissions); `None`
 /// when `gpa` is not mapped. Cheaper than `walk_guest` on the fault path.
-pub fn leaf(mem: &impl TableMem, root: u64, gpa: u64) -> Option<u64> {
+pub fn leaf(mem: &impl TableMem, root: u64, gpa: u64) -> Option<Pte> {
     let pd = find_table(mem, root, gpa, 2)?;
-    let pde = mem.read(pd + 8 * index(gpa, 2))?;
-    if pde & P == 0 {
+    let pde = Pte(mem.read(pd + 8 * index(gpa, 2))?);
+    if !pde.present() {
         return None;
     }
-    if pde & PS != 0 {
+    if pde.large() {
         return Some(pde);
     }
-    let pte = mem.read((pde & ADDR_MASK) + 8 * index(gpa, 1))?;
-    (pte & P != 0).then_some(pte)
+    let pte = Pte(mem.read(pde.addr() + 8 * index(gpa, 1))?);
+    pte.present().then_some(pte)
 }
 
 /// Maps the 2 MiB page at `gpa` (2 MiB aligned) to `hpa` (2 MiB aligned)
@@ -170,34 +158,34 @@ pub fn leaf(mem: &impl TableMem, root: u64, gpa: u64) -> Option<u64> {
 /// table of 4 KiB mappings is already there.
 pub fn map_2m(mem: &mut impl TableMem, root: u64, gpa: u64, hpa: u64, flags: u64) -> Result<(), MapError> {
     let ea = table_at(mem, root, gpa, 2)? + 8 * index(gpa, 2);
-    let e = mem.read(ea).ok_or(MapError::NoMemory)?;
-    if e & P != 0 {
+    let e = Pte(mem.read(ea).ok_or(MapError::NoMemory)?);
+    if e.present() {
         return Err(MapError::LargePage);
     }
-    mem.write(ea, (hpa & ADDR_MASK & !(SIZE_2M - 1)) | flags | P | US | PS);
+    mem.write(ea, Pte::new(hpa & !(SIZE_2M - 1), flags | P | US | PS).0);
     Ok(())
 }
 
 /// Removes the 2 MiB mapping of `gpa`; returns the old PD entry (0 when none).
-pub fn unmap_2m(mem: &mut impl TableMem, root: u64, gpa: u64) -> u64 {
-    let Some(pd) = find_table(mem, root, gpa, 2) else { return 0 };
+pub fn unmap_2m(mem: &mut impl TableMem, root: u64, gpa: u64) -> Pte {
+    let Some(pd) = find_table(mem, root, gpa, 2) else { return Pte(0) };
     let ea = pd + 8 * index(gpa, 2);
-    let old = mem.read(ea).unwrap_or(0);
-    if old & P != 0 && old & PS != 0 {
+    let old = Pte(mem.read(ea).unwrap_or(0));
+    if old.present() && old.large() {
         mem.write(ea, 0);
         old
     } else {
-        0
+        Pte(0)
     }
 }
 
 /// Removes the 4 KiB mapping of `gpa`; returns the old leaf (0 when none).
 /// Table pages stay (freed with the whole tree).
-pub fn unmap_4k(mem: &mut impl TableMem, root: u64, gpa: u64) -> u64 {
-    let Some(pt) = find_table(mem, root, gpa, 1) else { return 0 };
+pub fn unmap_4k(mem: &mut impl TableMem, root: u64, gpa: u64) -> Pte {
+    let Some(pt) = find_table(mem, root, gpa, 1) else { return Pte(0) };
     let ea = pt + 8 * index(gpa, 1);
-    let old = mem.read(ea).unwrap_or(0);
-    if old & P != 0 {
+    let old = Pte(mem.read(ea).unwrap_or(0));
+    if old.present() {
         mem.write(ea, 0);
     }
     old
@@ -223,24 +211,19 @@ pub enum Mode {
 
 impl Mode {
     /// Derives the mode (APM vol. 2 5.1).
-    pub const fn from_regs(cr0: u64, cr4: u64, efer: u64) -> Self {
-        const CR0_PG: u64 = 1 << 31;
-        const CR4_PSE: u64 = 1 << 4;
-        const CR4_PAE: u64 = 1 << 5;
-        const CR4_LA57: u64 = 1 << 12;
-        const EFER_LMA: u64 = 1 << 10;
-        if cr0 & CR0_PG == 0 {
+    pub const fn from_regs(cr0_v: u64, cr4_v: u64, efer_v: u64) -> Self {
+        if cr0_v & cr0::PG == 0 {
             Mode::None
-        } else if efer & EFER_LMA != 0 {
-            if cr4 & CR4_LA57 != 0 {
+        } else if efer_v & efer::LMA != 0 {
+            if cr4_v & cr4::LA57 != 0 {
                 Mode::Long5
             } else {
                 Mode::Long4
             }
-        } else if cr4 & CR4_PAE != 0 {
+        } else if cr4_v & cr4::PAE != 0 {
             Mode::Pae
         } else {
-            Mode::Legacy { pse: cr4 & CR4_PSE != 0 }
+            Mode::Legacy { pse: cr4_v & cr4::PSE != 0 }
         }
     }
 }
@@ -399,23 +382,24 @@ pub fn walk_guest(
                 let q = read(pa & !7)?;
                 Ok(if pa & 4 != 0 { q >> 32 } else { q & 0xffff_ffff })
             };
-            let pde = read32((cr3 & 0xffff_f000) + 4 * ((la >> 22) & 0x3ff))?;
-            if pde & P == 0 {
+            // 32-bit entries (zero-extended): bits 31:12 are the address.
+            let pde = Pte(read32((cr3 & 0xffff_f000) + 4 * ((la >> 22) & 0x3ff))?);
+            if !pde.present() {
                 return Err(err(0));
             }
-            let mut rw = pde & RW != 0;
-            let mut us = pde & US != 0;
-            let pa = if pse && pde & PS != 0 {
+            let mut rw = pde.writable();
+            let mut us = pde.user();
+            let pa = if pse && pde.large() {
                 // 4 MiB page: bits 31:22 from the PDE (PSE-36 high bits ignored).
-                (pde & 0xffc0_0000) | (la & 0x3f_ffff)
+                pde.translate(la, 1 << 22)
             } else {
-                let pte = read32((pde & 0xffff_f000) + 4 * ((la >> 12) & 0x3ff))?;
-                if pte & P == 0 {
+                let pte = Pte(read32(pde.addr() + 4 * ((la >> 12) & 0x3ff))?);
+                if !pte.present() {
                     return Err(err(0));
                 }
-                rw &= pte & RW != 0;
-                us &= pte & US != 0;
-                (pte & 0xffff_f000) | (la & 0xfff)
+                rw &= pte.writable();
+                us &= pte.user();
+                pte.translate(la, 1 << 12)
             };
             check_perms(acc, rw, us, false, wp).map_err(|_| err(pf::P))?;
             Ok(pa)
@@ -423,15 +407,15 @@ pub fn walk_guest(
         Mode::Pae | Mode::Long4 | Mode::Long5 => {
             let (mut table, top) = match mode {
                 Mode::Pae => {
-                    let pdpte = read((cr3 & 0xffff_ffe0) + 8 * ((la >> 30) & 3))?;
-                    if pdpte & P == 0 {
+                    let pdpte = Pte(read((cr3 & 0xffff_ffe0) + 8 * ((la >> 30) & 3))?);
+                    if !pdpte.present() {
                         return Err(err(0));
                     }
                     // PDPTE reserved bits (APM 5.3.3 PAE): 2:1, 8:5, 63.
-                    if pdpte & (0x1e6 | NX) != 0 {
+                    if pdpte.0 & (0x1e6 | NX) != 0 {
                         return Err(err(pf::P | pf::RSV));
                     }
-                    (pdpte & ADDR_MASK, 2)
+                    (pdpte.addr(), 2)
                 }
                 Mode::Long4 => (cr3 & ADDR_MASK, 4),
                 _ => (cr3 & ADDR_MASK, 5),
@@ -439,24 +423,23 @@ pub fn walk_guest(
             let (mut rw, mut us, mut nx) = (true, true, false);
             let mut level = top;
             loop {
-                let e = read(table + 8 * index(la, level))?;
-                if e & P == 0 {
+                let e = Pte(read(table + 8 * index(la, level))?);
+                if !e.present() {
                     return Err(err(0));
                 }
-                if !nxe && e & NX != 0 {
+                if !nxe && e.nx() {
                     return Err(err(pf::P | pf::RSV));
                 }
-                rw &= e & RW != 0;
-                us &= e & US != 0;
-                nx |= e & NX != 0;
-                let large = level <= 3 && level >= 2 && e & PS != 0;
+                rw &= e.writable();
+                us &= e.user();
+                nx |= e.nx();
+                let large = level <= 3 && level >= 2 && e.large();
                 if level == 1 || large {
                     let size_bits = 12 + 9 * (level - 1);
-                    let mask = (1u64 << size_bits) - 1;
                     check_perms(acc, rw, us, nx && nxe, wp).map_err(|_| err(pf::P))?;
-                    return Ok((e & ADDR_MASK & !mask) | (la & mask));
+                    return Ok(e.translate(la, 1u64 << size_bits));
                 }
-                table = e & ADDR_MASK;
+                table = e.addr();
                 level -= 1;
             }
         }
@@ -479,6 +462,7 @@ fn check_perms(acc: Access, rw: bool, us: bool, nx: bool, wp: bool) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::x86::pte::{ADDR_MASK, NX, P, PS, RW, US};
     use std::collections::HashMap;
 
     #[derive(Default)]
@@ -595,7 +579,7 @@ mod tests {
     fn npt_map_then_walk_as_long_mode() {
         let mut m = Mem::default();
         let root = m.alloc_table().unwrap();
-        assert_eq!(map_4k(&mut m, root, 0x1234_5000, 0xabc_d000, RW), Ok(0));
+        assert_eq!(map_4k(&mut m, root, 0x1234_5000, 0xabc_d000, RW), Ok(Pte(0)));
         // Three intermediate tables were created.
         assert_eq!(m.allocs, 4);
         // The same tree walks like a long-mode guest table with user access.
@@ -608,11 +592,11 @@ mod tests {
         assert_eq!(f, Err(PageFault { error_code: pf::P | pf::W | pf::U }));
         // Remap returns the old entry; unmap clears it.
         let old = map_4k(&mut m, root, 0x1234_5000, 0x7000, RW | NX).unwrap();
-        assert_eq!(old & ADDR_MASK, 0xabc_d000);
-        assert_ne!(unmap_4k(&mut m, root, 0x1234_5000), 0);
+        assert_eq!(old.addr(), 0xabc_d000);
+        assert_eq!(unmap_4k(&mut m, root, 0x1234_5000), Pte(0x7000 | P | RW | US | NX));
         assert_eq!(walk_guest(&m, Mode::Long4, root, 0x1234_5000, R, true, true), Err(PageFault { error_code: 0 }));
-        assert_eq!(unmap_4k(&mut m, root, 0x1234_5000), 0);
-        assert_eq!(unmap_4k(&mut m, root, 0x9999_9000), 0);
+        assert_eq!(unmap_4k(&mut m, root, 0x1234_5000), Pte(0));
+        assert_eq!(unmap_4k(&mut m, root, 0x9999_9000), Pte(0));
     }
 
     #[test]
@@ -623,15 +607,17 @@ mod tests {
         map_4k(&mut m, root, 0x1234_5000, 0xabc_d000, RW).unwrap();
         map_4k(&mut m, root, 0x1234_6000, 0x5000, 0).unwrap();
         let e = leaf(&m, root, 0x1234_5fff).unwrap();
-        assert_eq!((e & ADDR_MASK, e & RW), (0xabc_d000, RW));
-        assert_eq!(leaf(&m, root, 0x1234_6000).unwrap() & RW, 0);
+        assert_eq!((e.addr(), e.writable(), e.user(), e.large()), (0xabc_d000, true, true, false));
+        assert_eq!(e, Pte(0xabc_d000 | P | RW | US));
+        assert!(!leaf(&m, root, 0x1234_6000).unwrap().writable());
         // Same page table, entry not present; other regions without tables.
         assert_eq!(leaf(&m, root, 0x1234_7000), None);
         assert_eq!(leaf(&m, root, 0x8000_0000), None);
         // A 2 MiB mapping is its own leaf for every address it covers.
         map_2m(&mut m, root, 0x20_0000, 0x4000_0000, RW).unwrap();
         let e = leaf(&m, root, 0x3f_f000).unwrap();
-        assert_eq!((e & PS, e & ADDR_MASK), (PS, 0x4000_0000));
+        assert_eq!((e.large(), e.addr()), (true, 0x4000_0000));
+        assert_eq!(e, Pte(0x4000_0000 | P | RW | US | PS));
         unmap_4k(&mut m, root, 0x1234_5000);
         assert_eq!(leaf(&m, root, 0x1234_5000), None);
     }
@@ -667,9 +653,9 @@ mod tests {
         map_4k(&mut m, root, 0x40_0000, 0x1000, RW).unwrap();
         assert_eq!(pd_state(&m, root, 0x40_0000), PdState::Table);
         assert_eq!(map_2m(&mut m, root, 0x40_0000, 0x6000_0000, RW), Err(MapError::LargePage));
-        assert_ne!(unmap_2m(&mut m, root, 0x20_0000), 0);
+        assert_eq!(unmap_2m(&mut m, root, 0x20_0000), Pte(0x4000_0000 | P | RW | US | PS));
         assert_eq!(pd_state(&m, root, 0x20_0000), PdState::Free);
-        assert_eq!(unmap_2m(&mut m, root, 0x40_0000), 0); // a table, not a large page
+        assert_eq!(unmap_2m(&mut m, root, 0x40_0000), Pte(0)); // a table, not a large page
         assert_eq!(walk_guest(&m, Mode::Long4, root, 0x20_0000, R, true, true), Err(PageFault { error_code: 0 }));
     }
 

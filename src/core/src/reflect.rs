@@ -4,7 +4,7 @@
 //! intercept bits (bit index = exit code), L1's MSR permission map for MSR
 //! exits (APM 15.11) and I/O permission map for IOIO exits (APM 15.10.1).
 
-use crate::exit;
+use crate::exit::{self, IoioInfo};
 use crate::intercept::Intercepts;
 
 /// Who handles an L2 exit.
@@ -70,9 +70,7 @@ pub fn decide(
                 return Decision::L0;
             }
             // Every byte the access touches has a bit (APM 15.10.1).
-            let port = (info1 >> 16) as u32;
-            let size = if info1 & (1 << 4) != 0 { 1 } else if info1 & (1 << 5) != 0 { 2 } else { 4 };
-            if (port..port + size).any(|p| iopm(p).unwrap_or(true)) {
+            if IoioInfo::decode(info1, 0).ports().any(|p| iopm(p).unwrap_or(true)) {
                 Decision::L1
             } else {
                 Decision::L0

@@ -9,6 +9,7 @@
 
 use crate::insn::is_legacy_prefix;
 use crate::mmio::CodeSize;
+use crate::x86::{rflags, Gpr, Gprs};
 
 /// Policy bits (`struct nsvm_policy.instructions`).
 pub mod bits {
@@ -89,8 +90,8 @@ impl Policy {
 /// Guest state an emulation reads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct State {
-    /// GPRs by hardware number.
-    pub regs: [u64; 16],
+    /// The general-purpose registers.
+    pub regs: Gprs,
     /// RIP.
     pub rip: u64,
     /// RFLAGS.
@@ -128,8 +129,8 @@ pub struct State {
 pub struct Effect {
     /// Instruction length.
     pub len: u8,
-    /// Register write: (number, value, size in bytes; 4 zero-extends).
-    pub reg: Option<(u8, u64, u8)>,
+    /// Register write: (register, value, size in bytes; 4 zero-extends).
+    pub reg: Option<(Gpr, u64, u8)>,
     /// Memory write: (linear address, bytes, count).
     pub mem: Option<(u64, [u8; 10], u8)>,
     /// Memory read needed first (POPF): (linear address, size).
@@ -186,7 +187,7 @@ fn opsize(cs: CodeSize, p: &Prefixes) -> u8 {
 
 /// A ModRM operand: a register or a memory address (linear).
 enum Operand {
-    Reg(u8),
+    Reg(Gpr),
     Mem(u64),
 }
 
@@ -199,29 +200,30 @@ fn modrm(b: &[u8], i: usize, cs: CodeSize, p: &Prefixes, s: &State, insn_end_ext
     let rm = m & 7;
     let rex_b = if p.rex & 1 != 0 { 8 } else { 0 };
     if md == 3 {
-        return Ok((Operand::Reg(rm | rex_b), reg, 1));
+        return Ok((Operand::Reg(Gpr::from_num(rm | rex_b)), reg, 1));
     }
     let asize = match cs {
         CodeSize::Bits16 => if p.addrsize { 4 } else { 2 },
         CodeSize::Bits32 => if p.addrsize { 2 } else { 4 },
         CodeSize::Bits64 => if p.addrsize { 4 } else { 8 },
     };
-    let r = |n: u8| s.regs[n as usize];
+    let r = |n: u8| s.regs[Gpr::from_num(n)];
     let sx8 = |x: u8| x as i8 as i64 as u64;
     let mut used = 1;
     let mut default_seg = 3; // DS
     let offset: u64;
     if asize == 2 {
         // APM vol. 3 table 1-12 (16-bit addressing).
+        let (bx, bp, si, di) = (s.regs[Gpr::Rbx], s.regs[Gpr::Rbp], s.regs[Gpr::Rsi], s.regs[Gpr::Rdi]);
         let (base, ss) = match rm {
-            0 => (r(3).wrapping_add(r(6)), false),
-            1 => (r(3).wrapping_add(r(7)), false),
-            2 => (r(5).wrapping_add(r(6)), true),
-            3 => (r(5).wrapping_add(r(7)), true),
-            4 => (r(6), false),
-            5 => (r(7), false),
-            6 => (r(5), true),
-            _ => (r(3), false),
+            0 => (bx.wrapping_add(si), false),
+            1 => (bx.wrapping_add(di), false),
+            2 => (bp.wrapping_add(si), true),
+            3 => (bp.wrapping_add(di), true),
+            4 => (si, false),
+            5 => (di, false),
+            6 => (bp, true),
+            _ => (bx, false),
         };
         let disp = match (md, rm) {
             (0, 6) => {
@@ -393,7 +395,7 @@ pub fn emulate(exit_code: u64, b: &[u8], s: &State) -> Result<Effect, EmuError> 
             };
             let r = (m & 7) | if p.rex & 1 != 0 { 8 } else { 0 };
             let size = if cs == CodeSize::Bits64 { 8 } else { 4 };
-            e.reg = Some((r, val, size));
+            e.reg = Some((Gpr::from_num(r), val, size));
             e.len = (i + 3) as u8;
         }
         exit::PUSHF => {
@@ -402,7 +404,7 @@ pub fn emulate(exit_code: u64, b: &[u8], s: &State) -> Result<Effect, EmuError> 
             }
             let size = if cs == CodeSize::Bits64 { if p.opsize { 2 } else { 8 } } else { osz };
             // The pushed image has VM and RF clear (APM vol. 3 PUSHF).
-            let v = s.rflags & !((1 << 16) | (1 << 17));
+            let v = s.rflags & !(rflags::RF | rflags::VM);
             let (la, rsp) = stack(s, cs, -(i64::from(size)));
             let mut d = [0u8; 10];
             d[..8].copy_from_slice(&v.to_le_bytes());
@@ -435,7 +437,7 @@ pub fn emulate(exit_code: u64, b: &[u8], s: &State) -> Result<Effect, EmuError> 
 /// The stack address after moving rSP by `delta`, and the new rSP (16-bit
 /// stacks wrap within SP and keep the upper bits).
 fn stack(s: &State, cs: CodeSize, delta: i64) -> (u64, u64) {
-    let rsp = s.regs[4];
+    let rsp = s.regs[Gpr::Rsp];
     match cs {
         CodeSize::Bits64 => {
             let n = rsp.wrapping_add(delta as u64);
@@ -457,20 +459,21 @@ fn stack(s: &State, cs: CodeSize, delta: i64) -> (u64, u64) {
 /// at CPL 0; IF only when CPL <= IOPL; a 16-bit POPF changes bits 15:0 only;
 /// bit 1 is always set and reserved bits stay clear.
 pub fn popf_complete(old: u64, value: u64, size: u8, cpl: u8, real_mode: bool) -> u64 {
-    const WRITABLE: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800 | 0x3000 | 0x4000 | (1 << 18) | (1 << 21);
-    let iopl = ((old >> 12) & 3) as u8;
+    use rflags::*;
+    const WRITABLE: u64 = CF | PF | AF | ZF | SF | TF | IF | DF | OF | IOPL | NT | AC | ID;
+    let iopl = ((old & IOPL) >> 12) as u8;
     let mut mask = WRITABLE;
     if !real_mode && cpl > 0 {
-        mask &= !0x3000;
+        mask &= !IOPL;
         if cpl > iopl {
-            mask &= !0x200;
+            mask &= !IF;
         }
     }
     if size == 2 {
         mask &= 0xffff;
     }
     let new = (old & !mask) | (value & mask);
-    (new & !(1 << 16)) | 2
+    (new & !RF) | FIXED
 }
 
 #[cfg(test)]
@@ -487,8 +490,8 @@ mod tests {
         s.cr0 = 0x8005_0033;
         s.rflags = 0x246 | (1 << 16);
         s.rip = 0x1000;
-        s.regs[4] = 0x8000;
-        s.regs[3] = 0x2000;
+        s.regs[Gpr::Rsp] = 0x8000;
+        s.regs[Gpr::Rbx] = 0x2000;
         s
     }
 
@@ -523,8 +526,8 @@ mod tests {
         assert_eq!(e.mem.unwrap().0, 0x1000 + 7 + 0x10);
         // 16-bit: sidt [bp+si+4] uses SS
         let mut r = State { cs: Some(CodeSize::Bits16), ..Default::default() };
-        r.regs[5] = 0x100;
-        r.regs[6] = 0x20;
+        r.regs[Gpr::Rbp] = 0x100;
+        r.regs[Gpr::Rsi] = 0x20;
         r.seg_base = [0, 0, 0x5000, 0x7000, 0, 0];
         let e = emulate(exit::IDTR_READ, &[0x0f, 0x01, 0x4a, 0x04], &r).unwrap();
         assert_eq!(e.mem.unwrap().0, 0x5000 + 0x124);
@@ -537,22 +540,22 @@ mod tests {
     fn sldt_str_smsw_movcr0() {
         let s = st64();
         // sldt eax: 0F 00 C0 -> reg 0, zero-extended 32-bit write
-        assert_eq!(emulate(exit::LDTR_READ, &[0x0f, 0x00, 0xc0], &s).unwrap().reg, Some((0, 0x28, 4)));
+        assert_eq!(emulate(exit::LDTR_READ, &[0x0f, 0x00, 0xc0], &s).unwrap().reg, Some((Gpr::Rax, 0x28, 4)));
         // str word [rbx]: 0F 00 0B
         let e = emulate(exit::TR_READ, &[0x0f, 0x00, 0x0b], &s).unwrap();
         assert_eq!((e.mem.unwrap().0, e.mem.unwrap().2), (0x2000, 2));
         // smsw rax (REX.W): 48 0F 01 E0
-        assert_eq!(emulate(exit::READ_CR0, &[0x48, 0x0f, 0x01, 0xe0], &s).unwrap().reg, Some((0, 0x8005_0033, 8)));
+        assert_eq!(emulate(exit::READ_CR0, &[0x48, 0x0f, 0x01, 0xe0], &s).unwrap().reg, Some((Gpr::Rax, 0x8005_0033, 8)));
         // smsw [rbx]: stores 16 bits
         let e = emulate(exit::READ_CR0, &[0x0f, 0x01, 0x23], &s).unwrap();
         assert_eq!(&e.mem.unwrap().1[..2], &0x0033u16.to_le_bytes());
         // mov r9, cr0: 41 0F 20 C1
-        assert_eq!(emulate(exit::READ_CR0, &[0x41, 0x0f, 0x20, 0xc1], &s).unwrap().reg, Some((9, 0x8005_0033, 8)));
+        assert_eq!(emulate(exit::READ_CR0, &[0x41, 0x0f, 0x20, 0xc1], &s).unwrap().reg, Some((Gpr::R9, 0x8005_0033, 8)));
         assert_eq!(emulate(exit::READ_CR0, &[0x41, 0x0f, 0x20, 0xc1], &s).unwrap().len, 4);
         // mov rax, cr2 reported as READ_CR0 (QEMU TCG): emulated as a CR2 read
         let mut s2 = s;
         s2.cr2 = 0x1234;
-        assert_eq!(emulate(exit::READ_CR0, &[0x0f, 0x20, 0xd0], &s2).unwrap().reg, Some((0, 0x1234, 8)));
+        assert_eq!(emulate(exit::READ_CR0, &[0x0f, 0x20, 0xd0], &s2).unwrap().reg, Some((Gpr::Rax, 0x1234, 8)));
         // CR5 does not exist
         assert!(emulate(exit::READ_CR0, &[0x0f, 0x20, 0xe8], &s).is_err());
     }
@@ -570,7 +573,7 @@ mod tests {
         assert_eq!(e.rsp, Some(0x8002));
         // 16-bit stack wraps in SP.
         let mut r = State { cs: Some(CodeSize::Bits16), ..Default::default() };
-        r.regs[4] = 0x1_0000;
+        r.regs[Gpr::Rsp] = 0x1_0000;
         r.seg_base[2] = 0x3000;
         let e = emulate(exit::PUSHF, &[0x9c], &r).unwrap();
         assert_eq!(e.rsp, Some(0x1_fffe));

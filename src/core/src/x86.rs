@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! x86 architectural registers: the one vocabulary of the crate and the
-//! module for CR0, CR4, RFLAGS, page-table entries and the general-purpose
-//! registers (EFER is an MSR: `msr::efer`).
+//! module for CR0, CR4, RFLAGS, page-table entries ([`pte`] bits, [`Pte`]
+//! values) and the general-purpose registers ([`Gpr`], [`Gprs`]). EFER is an
+//! MSR: its bits are `msr::efer`; the PAT check is `msr::pat_valid`.
 //!
 //! Style rule of the crate: a register's bits are `pub const` masks in a
 //! module named after the register (`cr0::PG`); `bitflags` types are for
@@ -125,6 +126,124 @@ pub mod rflags {
     pub const DEFINED: u64 = CF | FIXED | PF | AF | ZF | SF | TF | IF | DF | OF | IOPL | NT | RF | VM | AC | VIF | VIP | ID;
 }
 
+/// Page-table entry bits, shared by every level of long-mode and PAE tables
+/// (APM vol. 2 5.3.3, 5.4), by the 32-bit legacy format for bits 7:0 (5.2),
+/// and by nested page tables, which have the long-mode format (15.25.5).
+pub mod pte {
+    /// Present.
+    pub const P: u64 = 1 << 0;
+    /// Read/write: writes allowed when set.
+    pub const RW: u64 = 1 << 1;
+    /// User/supervisor: user accesses allowed when set.
+    pub const US: u64 = 1 << 2;
+    /// Page-level write-through.
+    pub const PWT: u64 = 1 << 3;
+    /// Page-level cache disable.
+    pub const PCD: u64 = 1 << 4;
+    /// Accessed.
+    pub const A: u64 = 1 << 5;
+    /// Dirty (leaf entries only).
+    pub const D: u64 = 1 << 6;
+    /// Page size: a large page at the PDPT (1 GiB) or PD (2 MiB, 4 MiB in
+    /// 32-bit paging) level; PAT bit in a 4 KiB PTE.
+    pub const PS: u64 = 1 << 7;
+    /// Global (leaf entries only).
+    pub const G: u64 = 1 << 8;
+    /// No-execute (long mode and PAE; reserved unless EFER.NXE).
+    pub const NX: u64 = 1 << 63;
+    /// Physical address bits 51:12 of an entry (table or 4 KiB page base).
+    pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+    /// The address bits of an entry beyond a physical address width of
+    /// `phys_bits` (they are reserved, APM vol. 2 5.3.3): bits
+    /// 51:`phys_bits`, 0 when the width is 52 or more.
+    #[inline]
+    pub const fn addr_reserved(phys_bits: u8) -> u64 {
+        if phys_bits >= 52 {
+            0
+        } else {
+            ADDR_MASK & !((1u64 << phys_bits) - 1)
+        }
+    }
+}
+
+/// One page-table entry (bits in [`pte`]). A plain value: the walkers read
+/// it from table memory and look at it through these accessors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Pte(pub u64);
+
+impl Pte {
+    /// The entry for a page or table at `addr` (bits 51:12 taken) with
+    /// `flags` (a set of [`pte`] bits).
+    #[inline]
+    pub const fn new(addr: u64, flags: u64) -> Pte {
+        Pte((addr & pte::ADDR_MASK) | flags)
+    }
+    /// Whether every bit of `mask` is set.
+    #[inline]
+    pub const fn has(self, mask: u64) -> bool {
+        self.0 & mask == mask
+    }
+    /// P: present.
+    #[inline]
+    pub const fn present(self) -> bool {
+        self.0 & pte::P != 0
+    }
+    /// R/W: writable.
+    #[inline]
+    pub const fn writable(self) -> bool {
+        self.0 & pte::RW != 0
+    }
+    /// U/S: user accesses allowed.
+    #[inline]
+    pub const fn user(self) -> bool {
+        self.0 & pte::US != 0
+    }
+    /// A: accessed.
+    #[inline]
+    pub const fn accessed(self) -> bool {
+        self.0 & pte::A != 0
+    }
+    /// D: dirty.
+    #[inline]
+    pub const fn dirty(self) -> bool {
+        self.0 & pte::D != 0
+    }
+    /// PS: large page (meaningful at the PDPT and PD levels).
+    #[inline]
+    pub const fn large(self) -> bool {
+        self.0 & pte::PS != 0
+    }
+    /// G: global.
+    #[inline]
+    pub const fn global(self) -> bool {
+        self.0 & pte::G != 0
+    }
+    /// NX: no-execute (only meaningful with EFER.NXE).
+    #[inline]
+    pub const fn nx(self) -> bool {
+        self.0 & pte::NX != 0
+    }
+    /// Bits 51:12: the next table, or a 4 KiB page.
+    #[inline]
+    pub const fn addr(self) -> u64 {
+        self.0 & pte::ADDR_MASK
+    }
+    /// The base of the page of `size` bytes (a power of two, 4 KiB or more)
+    /// this leaf maps: bits 51:log2(`size`).
+    #[inline]
+    pub const fn page_base(self, size: u64) -> u64 {
+        self.0 & pte::ADDR_MASK & !(size - 1)
+    }
+    /// The physical address `self` maps `addr` to, as a leaf of a page of
+    /// `size` bytes: the page base plus `addr`'s offset in the page.
+    #[inline]
+    pub const fn translate(self, addr: u64, size: u64) -> u64 {
+        self.page_base(size) | (addr & (size - 1))
+    }
+}
+
 /// A general-purpose register by name, numbered as the processor encodes
 /// it (ModRM/REX, APM vol. 3 1.4.3): the index into [`Gprs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -177,8 +296,10 @@ impl Gpr {
     }
 }
 
-/// The sixteen general-purpose registers, indexed by [`Gpr`].
+/// The sixteen general-purpose registers, indexed by [`Gpr`] (transparent:
+/// the world switch addresses it as an array in encoding order).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
 pub struct Gprs(pub [u64; 16]);
 
 impl Index<Gpr> for Gprs {
@@ -215,5 +336,32 @@ mod tests {
         assert_eq!(cr4::DEFINED & (1 << 13 | 1 << 14 | 1 << 15 | 1 << 19), 0);
         assert_eq!(cr4::DEFINED, 0x00ff_1fff & !(1 << 19) | 0);
         assert_eq!(rflags::DEFINED, 0x3f_7fd7);
+    }
+
+    #[test]
+    fn pte_accessors() {
+        use pte::*;
+        assert_eq!((P, RW, US, A, D, PS, G, NX), (1, 2, 4, 0x20, 0x40, 0x80, 0x100, 1 << 63));
+        let e = Pte::new(0xdead_beef_f123, P | US | D | NX);
+        assert_eq!(e.0, 0xdead_beef_f000 | 0x45 | 1 << 63);
+        assert!(e.present() && e.user() && e.dirty() && e.nx());
+        assert!(!e.writable() && !e.accessed() && !e.large() && !e.global());
+        assert!(e.has(P | US) && !e.has(P | RW));
+        let f = Pte(RW | A | PS | G);
+        assert!(!f.present() && f.writable() && f.accessed() && f.large() && f.global());
+        assert!(!f.user() && !f.dirty() && !f.nx());
+        // The address is bits 51:12: low flags, bits 62:52 and NX are not part of it.
+        assert_eq!(Pte(u64::MAX).addr(), 0x000f_ffff_ffff_f000);
+        assert_eq!(Pte(0x7ff0_0000_0000_1fff).addr(), 0x1000);
+        assert_eq!(Pte::new(1 << 52 | 0x5000, 0).0, 0x5000);
+        // Large pages: the offset bits below the page size are not address.
+        let big = Pte(0x4030_1000 | P | PS);
+        assert_eq!(big.page_base(1 << 21), 0x4020_0000);
+        assert_eq!(big.page_base(1 << 30), 0x4000_0000);
+        assert_eq!(big.translate(0x12_3456, 1 << 21), 0x4032_3456);
+        assert_eq!(Pte(0x9000 | P).translate(0xffff_8000_0040_1abc, 4096), 0x9abc);
+        assert_eq!(addr_reserved(40), 0x000f_ff00_0000_0000);
+        assert_eq!(addr_reserved(52), 0);
+        assert_eq!(addr_reserved(64), 0);
     }
 }
