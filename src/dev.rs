@@ -50,7 +50,7 @@ fn supported_cpuid(arg: usize) -> Result<isize> {
     const MAX: usize = 256;
     let mut ents: KVec<[u32; 7]> = KVec::with_capacity(MAX, GFP_KERNEL)?;
     let mut add = |leaf: u32, sub: u32| -> Result<bool> {
-        let (a, b, c, d) = crate::hw::cpuid(leaf, sub);
+        let (a, b, c, d) = crate::hw::cpu::cpuid(leaf, sub);
         if let Some(r) = supported_leaf(leaf, sub, [a, b, c, d]) {
             if ents.len() >= MAX {
                 return Err(E2BIG);
@@ -60,12 +60,12 @@ fn supported_cpuid(arg: usize) -> Result<isize> {
         }
         Ok(true)
     };
-    let (max_basic, ..) = crate::hw::cpuid(0, 0);
+    let (max_basic, ..) = crate::hw::cpu::cpuid(0, 0);
     for leaf in 0..=core::cmp::min(max_basic, 0x1f) {
         match leaf {
             4 => {
                 for sub in 0..16 {
-                    let (a, ..) = crate::hw::cpuid(4, sub);
+                    let (a, ..) = crate::hw::cpu::cpuid(4, sub);
                     add(4, sub)?;
                     if a & 0x1f == 0 {
                         break;
@@ -73,14 +73,14 @@ fn supported_cpuid(arg: usize) -> Result<isize> {
                 }
             }
             7 => {
-                let (n, ..) = crate::hw::cpuid(7, 0);
+                let (n, ..) = crate::hw::cpu::cpuid(7, 0);
                 for sub in 0..=core::cmp::min(n, 4) {
                     add(7, sub)?;
                 }
             }
             0xb | 0x1f => {
                 for sub in 0..8 {
-                    let (_, _, c, _) = crate::hw::cpuid(leaf, sub);
+                    let (_, _, c, _) = crate::hw::cpu::cpuid(leaf, sub);
                     add(leaf, sub)?;
                     if (c >> 8) & 0xff == 0 {
                         break;
@@ -88,7 +88,7 @@ fn supported_cpuid(arg: usize) -> Result<isize> {
                 }
             }
             0xd => {
-                let (xlo, _, _, xhi) = crate::hw::cpuid(0xd, 0);
+                let (xlo, _, _, xhi) = crate::hw::cpu::cpuid(0xd, 0);
                 let mask = u64::from(xlo) | (u64::from(xhi) << 32);
                 for sub in 0..64 {
                     if sub <= 1 || mask & (1 << sub) != 0 {
@@ -104,7 +104,7 @@ fn supported_cpuid(arg: usize) -> Result<isize> {
             }
         }
     }
-    let (max_ext, ..) = crate::hw::cpuid(0x8000_0000, 0);
+    let (max_ext, ..) = crate::hw::cpu::cpuid(0x8000_0000, 0);
     if max_ext >= 0x8000_0000 {
         for leaf in 0x8000_0000..=core::cmp::min(max_ext, 0x8000_0021) {
             add(leaf, 0)?;

@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Leaf module: the file-operation entry points the C shim's
-//! `file_operations` call (src/shim.c), and the hand-over of `Arc`s to files.
+//! The file-operation entry points the C shim's `file_operations` call
+//! (src/shim.c): the top of the module, called by nobody in Rust.
 //!
 //! A VM or vCPU fd owns one reference of its `Arc`, stored as the file's
-//! `private_data` (from `Arc::into_raw`) and given back in `release`.
+//! `private_data` (from `Arc::into_raw` in `hw::files`) and given back in
+//! `release`; the `FileObject` impls here are the promise that makes that
+//! hand-over sound.
 
 use kernel::bindings;
 use kernel::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
 use kernel::sync::{Arc, ArcBorrow};
 
-use crate::hw;
+use crate::hw::files::{FileKind, FileObject};
 use crate::vcpu::Vcpu;
 use crate::vm::Vm;
 
@@ -27,43 +29,23 @@ extern "C" fn nsvm_rs_sys_ioctl(_file: *mut bindings::file, cmd: c_uint, arg: c_
     ret(crate::dev::system_ioctl(cmd, arg as usize))
 }
 
-/// Gives one reference of `obj` to a new file made by `make`, whose
-/// `release` takes it back with `Arc::from_raw`.
-///
-/// # Safety
-///
-/// `make` must create a file whose private data is the pointer it is given
-/// and whose release callback drops it as an `Arc<T>`, or fail creating none.
-unsafe fn give_to_file<T>(obj: Arc<T>, make: impl FnOnce(*const c_void) -> Result<i32>) -> Result<i32> {
-    let raw = Arc::into_raw(obj);
-    match make(raw.cast()) {
-        Ok(fd) => Ok(fd),
-        Err(e) => {
-            // SAFETY: no file was created, so the reference is still ours.
-            drop(unsafe { Arc::from_raw(raw) });
-            Err(e)
-        }
-    }
+// SAFETY: the VM file operations (`nsvm_rs_vm_*`, `nsvm_rs_vm_stats_*`
+// below) use the private data only as an `Arc<Vm>` pointer and give it back
+// once, in release.
+unsafe impl FileObject for Vm {
+    const KIND: FileKind = FileKind::Vm;
 }
 
-/// Gives `vm` to a new VM fd.
-pub(crate) fn new_vm_fd(vm: Arc<Vm>) -> Result<i32> {
-    // SAFETY: VM files keep the pointer as private data and
-    // `nsvm_rs_vm_release` drops it as an Arc<Vm>.
-    unsafe { give_to_file(vm, |p| hw::vm_fd(p)) }
-}
-
-/// Gives `vcpu` to a new vCPU fd.
-pub(crate) fn new_vcpu_fd(vcpu: Arc<Vcpu>) -> Result<i32> {
-    // SAFETY: as above, with `nsvm_rs_vcpu_release`.
-    unsafe { give_to_file(vcpu, |p| hw::vcpu_fd(p)) }
+// SAFETY: as above, for the vCPU file operations (`nsvm_rs_vcpu_*`).
+unsafe impl FileObject for Vcpu {
+    const KIND: FileKind = FileKind::Vcpu;
 }
 
 /// The VM of a VM file.
 ///
 /// # Safety
 ///
-/// `file` is a VM file (its `private_data` came from `new_vm_fd`) that stays
+/// `file` is a VM file (its `private_data` came from `hw::files::new_fd`) that stays
 /// open for the returned lifetime.
 unsafe fn vm_of<'a>(file: *mut bindings::file) -> ArcBorrow<'a, Vm> {
     // SAFETY: per the caller, private_data is a live `Arc<Vm>` pointer.
@@ -83,7 +65,7 @@ extern "C" fn nsvm_rs_vm_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ul
 #[no_mangle]
 extern "C" fn nsvm_rs_vm_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
     // SAFETY: release runs once, after the last use of the file; the
-    // reference stored by `new_vm_fd` is returned to an `Arc` and dropped.
+    // reference stored by `hw::files::new_fd` is returned to an `Arc` and dropped.
     drop(unsafe { Arc::from_raw((*file).private_data.cast::<Vm>()) });
     0
 }
@@ -123,19 +105,6 @@ extern "C" fn nsvm_rs_vcpu_page(priv_: *mut c_void, pgoff: c_ulong) -> *mut c_vo
     vcpu.mmap_page(pgoff as usize).unwrap_or(core::ptr::null_mut())
 }
 
-/// Gives a reference of `vm` to a new stats fd.
-pub(crate) fn new_vm_stats_fd(vm: Arc<Vm>) -> Result<i32> {
-    // SAFETY: VM stats files drop their pointer as an Arc<Vm>
-    // (`nsvm_rs_vm_stats_release`).
-    unsafe { give_to_file(vm, |p| hw::stats_fd(p, false)) }
-}
-
-/// Gives a reference of `vcpu` to a new stats fd.
-pub(crate) fn new_vcpu_stats_fd(vcpu: Arc<Vcpu>) -> Result<i32> {
-    // SAFETY: vCPU stats files drop their pointer as an Arc<Vcpu>.
-    unsafe { give_to_file(vcpu, |p| hw::stats_fd(p, true)) }
-}
-
 /// Copies `[*pos, *pos + len)` of `file` (the whole stats file) to `buf`.
 ///
 /// # Safety
@@ -162,7 +131,7 @@ unsafe fn read_window(file: &[u8], buf: *mut c_void, len: usize, pos: *mut bindi
 #[no_mangle]
 extern "C" fn nsvm_rs_vm_stats_read(file: *mut bindings::file, buf: *mut c_void, len: usize, pos: *mut bindings::loff_t) -> isize {
     // SAFETY: VM stats fops are only installed on VM stats files (private
-    // data from `new_vm_stats_fd`), open during read.
+    // data from `hw::files::new_stats_fd`), open during read.
     let vm = unsafe { vm_of(file) };
     match vm.stats_file() {
         // SAFETY: `pos` comes from the VFS.
@@ -174,7 +143,7 @@ extern "C" fn nsvm_rs_vm_stats_read(file: *mut bindings::file, buf: *mut c_void,
 /// `release` of a VM stats fd.
 #[no_mangle]
 extern "C" fn nsvm_rs_vm_stats_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
-    // SAFETY: release runs once; returns the reference of `new_vm_stats_fd`.
+    // SAFETY: release runs once; returns the reference of `hw::files::new_stats_fd`.
     drop(unsafe { Arc::from_raw((*file).private_data.cast::<Vm>()) });
     0
 }
@@ -194,7 +163,7 @@ extern "C" fn nsvm_rs_vcpu_stats_read(file: *mut bindings::file, buf: *mut c_voi
 /// `release` of a vCPU stats fd.
 #[no_mangle]
 extern "C" fn nsvm_rs_vcpu_stats_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
-    // SAFETY: release runs once; returns the reference of `new_vcpu_stats_fd`.
+    // SAFETY: release runs once; returns the reference of `hw::files::new_stats_fd`.
     drop(unsafe { Arc::from_raw((*file).private_data.cast::<Vcpu>()) });
     0
 }

@@ -9,9 +9,13 @@ use core::cell::Cell;
 use kernel::prelude::*;
 
 use nsvm_core::memslot::Slot;
-use nsvm_core::paging::{self, TableMem, NX, RW};
+use nsvm_core::paging::{self, TableMem};
+use nsvm_core::x86::pte::{NX, RW};
+use nsvm_core::x86::Pte;
 
-use crate::hw::{self, KPages, PinnedPage};
+use crate::hw;
+use crate::hw::mem::KPages;
+use crate::hw::pin::PinnedPage;
 
 /// A VM's NPT01 and the pages it maps.
 ///
@@ -67,7 +71,7 @@ impl TableMem for TablesRef<'_> {
             return None;
         }
         // SAFETY: `pa` is an aligned entry of a live table page of ours.
-        Some(unsafe { hw::table_read(pa) })
+        Some(unsafe { hw::mem::table_read(pa) })
     }
     fn write(&mut self, _pa: u64, _v: u64) {}
     fn alloc_table(&mut self) -> Option<u64> {
@@ -81,12 +85,12 @@ impl TableMem for Tables<'_> {
             return None;
         }
         // SAFETY: `pa` is an aligned entry of a live table page of ours.
-        Some(unsafe { hw::table_read(pa) })
+        Some(unsafe { hw::mem::table_read(pa) })
     }
     fn write(&mut self, pa: u64, v: u64) {
         if self.owns(pa) && pa % 8 == 0 {
             // SAFETY: as in `read`.
-            unsafe { hw::table_write(pa, v) }
+            unsafe { hw::mem::table_write(pa, v) }
         }
     }
     fn alloc_table(&mut self) -> Option<u64> {
@@ -154,12 +158,8 @@ impl Npt {
         let c = &self.lookups[(page >> 12) as usize % LOOKUPS];
         let root = self.root.pa();
         let e = paging::leaf(&TablesRef { root, tables: &self.tables }, root, gpa)?;
-        let hpa = if e & paging::PS != 0 {
-            (e & paging::ADDR_MASK & !(paging::SIZE_2M - 1)) | (page & (paging::SIZE_2M - 1))
-        } else {
-            e & paging::ADDR_MASK
-        };
-        let va = hw::phys_to_va(hpa);
+        let hpa = if e.large() { e.translate(page, paging::SIZE_2M) } else { e.addr() };
+        let va = hw::mem::phys_to_va(hpa);
         c.set((page | 1, va));
         Some(va)
     }
@@ -176,7 +176,7 @@ impl Npt {
         // SAFETY: NPT01 maps the page, so it is pinned (`pinned` or `huge`)
         // until unmapped, which needs `&mut self` (the VM's lock, held by the
         // caller for `&self`); the range is inside the page.
-        unsafe { hw::guest_read(va + off, out) };
+        unsafe { hw::mem::guest_read(va + off, out) };
         true
     }
 
@@ -189,7 +189,7 @@ impl Npt {
         }
         let va = self.host_va(gpa)?;
         // SAFETY: as in `read`; aligned, inside the page.
-        Some(unsafe { hw::guest_read_u64(va + (gpa & 0xfff) as usize) })
+        Some(unsafe { hw::mem::guest_read_u64(va + (gpa & 0xfff) as usize) })
     }
 
     fn forget_lookups(&mut self) {
@@ -201,7 +201,7 @@ impl Npt {
     /// Whether `gpa` is mapped (with write permission when `write`).
     pub(crate) fn is_mapped(&mut self, gpa: u64, write: bool) -> bool {
         let root = self.root.pa();
-        paging::leaf(&self.mem(), root, gpa).is_some_and(|e| !write || e & RW != 0)
+        paging::leaf(&self.mem(), root, gpa).is_some_and(|e| !write || e.writable())
     }
 
     /// Maps the page of `gpa` from `slot` (pinning the VMM's page). Read-only
@@ -223,9 +223,9 @@ impl Npt {
         let hpa = pin.pa;
         self.pinned.push((gpa, pin), GFP_KERNEL_ACCOUNT)?;
         match paging::map_4k(&mut self.mem(), root, gpa, hpa, flags & !NX) {
-            Ok(old) if old & paging::P != 0 => {
+            Ok(old) if old.present() => {
                 // Replaced a mapping (e.g. upgrade): drop the previous pin.
-                let old_pa = old & paging::ADDR_MASK;
+                let old_pa = old.addr();
                 let last = self.pinned.len() - 1;
                 let mut i = 0;
                 while i < last {
@@ -356,14 +356,14 @@ impl ShadowNpt {
     /// mapped yet, and page `force` (the faulting one) in any case. Pins of
     /// pages left as they were are released. Returns how many were mapped.
     /// Flushes first when more than `limit` pages are mapped (as `map`).
-    pub(crate) fn map_run(&mut self, gpa: u64, pins: [Option<PinnedPage>; 8], leaves: &[u64; 8], force: usize, limit: usize) -> Result<usize> {
+    pub(crate) fn map_run(&mut self, gpa: u64, pins: [Option<PinnedPage>; 8], leaves: &[Pte; 8], force: usize, limit: usize) -> Result<usize> {
         if self.pins.len() + 8 >= limit {
             self.flush();
         }
         let mut pages = [None; 8];
         for (i, p) in pins.iter().enumerate() {
             if let Some(p) = p {
-                pages[i] = Some((p.pa, leaves[i] & (RW | NX)));
+                pages[i] = Some((p.pa, leaves[i].0 & (RW | NX)));
             }
         }
         // Room for every pin first, so that recording them cannot fail
@@ -393,7 +393,7 @@ impl ShadowNpt {
     /// flags of `leaf` (address bits ignored). When more than `limit` pages
     /// are mapped, everything is dropped first: a malicious L1 can alias one
     /// page at any number of L2 addresses, and this is only a cache.
-    pub(crate) fn map(&mut self, gpa: u64, pin: PinnedPage, leaf: u64, limit: usize) -> Result {
+    pub(crate) fn map(&mut self, gpa: u64, pin: PinnedPage, leaf: Pte, limit: usize) -> Result {
         if self.pins.len() >= limit {
             self.flush();
         }
@@ -401,7 +401,7 @@ impl ShadowNpt {
         self.pins.push(pin, GFP_KERNEL_ACCOUNT)?;
         let root = self.root.pa();
         let mut t = Tables { root, tables: &mut self.tables };
-        let flags = leaf & (RW | NX);
+        let flags = leaf.0 & (RW | NX);
         if paging::map_4k(&mut t, root, gpa & !0xfff, hpa, flags).is_err() {
             self.pins.pop();
             return Err(ENOMEM);

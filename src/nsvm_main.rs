@@ -38,8 +38,8 @@ module! {
 struct Nsvm {
     // Field order is drop order: the device goes first, then debugfs, then
     // SVM is released.
-    _dev: hw::DevNode,
-    _debugfs: hw::DebugfsRoot,
+    _dev: hw::files::DevNode,
+    _debugfs: hw::debugfs::DebugfsRoot,
     _maps: svm::PermissionMaps,
     _svm: svm::Ownership,
 }
@@ -54,8 +54,8 @@ impl kernel::Module for Nsvm {
         let (leaf, phys_bits) = svm::probe()?;
         let svm = svm::Ownership::acquire(leaf, phys_bits)?;
         let maps = svm::PermissionMaps::new()?;
-        let debugfs = hw::DebugfsRoot::new();
-        let dev = hw::DevNode::register(mode as u16)?;
+        let debugfs = hw::debugfs::DebugfsRoot::new();
+        let dev = hw::files::DevNode::register(mode as u16)?;
         let info = svm::host_info();
         pr_info!(
             "SVM revision {}, {} ASIDs, features {:#x}; enabled on {} of {} CPUs; /dev/nsvm mode {:o}\n",

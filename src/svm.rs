@@ -16,7 +16,8 @@ use nsvm_core::cpuid::{self, SvmLeaf};
 use nsvm_core::msr::{self, efer, vm_cr};
 use nsvm_core::uapi::{host_flags, NsvmHostInfo, NSVM_HOST_INFO_VERSION};
 
-use crate::hw::{self, KPages};
+use crate::hw;
+use crate::hw::mem::KPages;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -111,23 +112,23 @@ global_lock! {
 /// Checks that this processor has SVM (APM 15.4: CPUID Fn8000_0001 ECX bit 2)
 /// and returns its SVM leaf (Fn8000_000A) and physical address width.
 pub(crate) fn probe() -> Result<(SvmLeaf, u8)> {
-    let (max_ext, ..) = hw::cpuid(0x8000_0000, 0);
-    let (_, _, ecx, _) = hw::cpuid(cpuid::LEAF_EXT_FEATURES, 0);
+    let (max_ext, ..) = hw::cpu::cpuid(0x8000_0000, 0);
+    let (_, _, ecx, _) = hw::cpu::cpuid(cpuid::LEAF_EXT_FEATURES, 0);
     if max_ext < cpuid::LEAF_SVM || ecx & cpuid::EXT_FEATURES_ECX_SVM == 0 {
         pr_err!("this CPU has no AMD SVM (AMD-V): CPUID 0x80000001 ECX bit 2 is clear\n");
         pr_err!("under QEMU use -cpu EPYC,+svm,+npt or -cpu max; on hardware enable SVM in the firmware\n");
         return Err(ENODEV);
     }
     // The guest FPU state lives in one page per vCPU (vmrun::enter).
-    if hw::host_xcr0() != 0 {
-        let (_, xsave_size, ..) = hw::cpuid(0xd, 0);
+    if hw::cpu::host_xcr0() != 0 {
+        let (_, xsave_size, ..) = hw::cpu::cpuid(0xd, 0);
         if xsave_size as usize > kernel::page::PAGE_SIZE {
             pr_err!("XSAVE area of {} bytes does not fit the one-page guest FPU buffer\n", xsave_size);
             return Err(ENODEV);
         }
     }
-    let (a, b, c, d) = hw::cpuid(cpuid::LEAF_SVM, 0);
-    let (sz, ..) = hw::cpuid(cpuid::LEAF_ADDR_SIZE, 0);
+    let (a, b, c, d) = hw::cpu::cpuid(cpuid::LEAF_SVM, 0);
+    let (sz, ..) = hw::cpu::cpuid(cpuid::LEAF_ADDR_SIZE, 0);
     Ok((SvmLeaf::decode(a, b, c, d), sz as u8))
 }
 
@@ -138,7 +139,7 @@ pub(crate) fn probe() -> Result<(SvmLeaf, u8)> {
 /// While it exists, `SVM` is initialized and every online CPU has EFER.SVME
 /// set with a host save area from its slot.
 pub(crate) struct Ownership {
-    _hotplug: hw::CpuHotplug,
+    _hotplug: hw::cpu::CpuHotplug,
 }
 
 impl Ownership {
@@ -161,7 +162,7 @@ impl Ownership {
             }
             s.cpus = cpus;
         }
-        let hotplug = hw::CpuHotplug::setup(cpu_online, cpu_offline)?;
+        let hotplug = hw::cpu::CpuHotplug::setup(cpu_online, cpu_offline)?;
         Ok(Self { _hotplug: hotplug })
     }
 }
@@ -194,14 +195,14 @@ fn enable_this_cpu(cpu: u32) -> Result {
     }
     let mut s = SVM.lock();
     s.hotplug_events += 1;
-    let (_, _, ecx, _) = hw::cpuid(cpuid::LEAF_EXT_FEATURES, 0);
+    let (_, _, ecx, _) = hw::cpu::cpuid(cpuid::LEAF_EXT_FEATURES, 0);
     if ecx & cpuid::EXT_FEATURES_ECX_SVM == 0 {
         pr_err!("CPU {}: no SVM (CPUID 0x80000001 ECX bit 2 clear)\n", cpu);
         return Err(ENODEV);
     }
     // APM 15.30.1: with VM_CR.SVMDIS set, EFER.SVME cannot be set. Emulators
     // that do not implement VM_CR (#GP on read) are taken as "not disabled".
-    match hw::rdmsr(msr::VM_CR) {
+    match hw::cpu::rdmsr(msr::VM_CR) {
         Ok(v) if v & vm_cr::SVMDIS != 0 => {
             let locked = if v & vm_cr::LOCK != 0 { ", locked" } else { "" };
             pr_err!(
@@ -220,7 +221,7 @@ fn enable_this_cpu(cpu: u32) -> Result {
     }
     // APM 15.4: EFER.SVME set means some other software already enabled SVM
     // on this CPU; it owns the host save area and the VMCBs.
-    let e = hw::rdmsr(msr::EFER)?;
+    let e = hw::cpu::rdmsr(msr::EFER)?;
     if e & efer::SVME != 0 {
         pr_err!(
             "CPU {}: EFER.SVME is already set: another hypervisor owns SVM (likely kvm_amd; unload it with `rmmod kvm_amd`)\n",
@@ -234,14 +235,14 @@ fn enable_this_cpu(cpu: u32) -> Result {
         return Err(EINVAL);
     }
     let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
-    let pa = hw::page_phys(&page);
-    let saved = hw::rdmsr(msr::VM_HSAVE_PA).unwrap_or(0);
+    let pa = hw::mem::page_phys(&page);
+    let saved = hw::cpu::rdmsr(msr::VM_HSAVE_PA).unwrap_or(0);
     // SAFETY: the page is kept in `slot.hsave` until `disable_this_cpu` has
     // written VM_HSAVE_PA back to its previous value.
-    unsafe { hw::write_hsave_pa(pa)? };
-    if let Err(err) = hw::set_efer_svme(true) {
+    unsafe { hw::cpu::write_hsave_pa(pa)? };
+    if let Err(err) = hw::cpu::set_efer_svme(true) {
         // SAFETY: restoring the value found; the new page is dropped after.
-        let _ = unsafe { hw::write_hsave_pa(saved) };
+        let _ = unsafe { hw::cpu::write_hsave_pa(saved) };
         pr_err!("CPU {}: cannot set EFER.SVME\n", cpu);
         return Err(err);
     }
@@ -257,12 +258,12 @@ fn disable_this_cpu(cpu: u32) {
     s.hotplug_events += 1;
     let Some(slot) = s.cpus.get_mut(cpu as usize) else { return };
     let Some(page) = slot.hsave.take() else { return };
-    if hw::set_efer_svme(false).is_err() {
+    if hw::cpu::set_efer_svme(false).is_err() {
         pr_err!("CPU {}: cannot clear EFER.SVME\n", cpu);
     }
     // SAFETY: writes back the address found at enable time, which belongs to
     // whoever set it (normally 0); our page is dropped only after this.
-    if unsafe { hw::write_hsave_pa(slot.saved_hsave_pa) }.is_err() {
+    if unsafe { hw::cpu::write_hsave_pa(slot.saved_hsave_pa) }.is_err() {
         pr_err!("CPU {}: cannot restore VM_HSAVE_PA\n", cpu);
     }
     drop(page);
@@ -278,7 +279,7 @@ pub(crate) fn host_info() -> NsvmHostInfo {
     h.nasid = ebx;
     h.svm_features = edx;
     h.phys_bits = u32::from(s.phys_bits);
-    h.cpus_online = hw::num_online_cpus();
+    h.cpus_online = hw::cpu::num_online_cpus();
     h.flags = s.flags;
     h.hotplug_events = s.hotplug_events;
     for (i, slot) in s.cpus.iter().enumerate() {

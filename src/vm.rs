@@ -48,7 +48,7 @@ pub(crate) struct VmInner {
 #[pin_data]
 pub(crate) struct Vm {
     /// `/sys/kernel/debug/nsvm/<pid>-<n>/` (first field: removed first).
-    pub(crate) debugfs: hw::DebugfsEntry,
+    pub(crate) debugfs: hw::debugfs::DebugfsEntry,
     /// The address space of the process that created the VM: every VM and
     /// vCPU ioctl must come from it (as in KVM), since guest memory is that
     /// process's memory.
@@ -80,8 +80,8 @@ impl Vm {
         };
         let vm = Arc::pin_init(
             pin_init!(Vm {
-                debugfs: hw::DebugfsEntry::empty(),
-                mm: hw::current_mm(),
+                debugfs: hw::debugfs::DebugfsEntry::empty(),
+                mm: hw::task::current_mm(),
                 pid: kernel::current!().tgid_nr_ns(None),
                 policy_insns: AtomicU64::new(0),
                 policy_excs: AtomicU32::new(0),
@@ -120,7 +120,7 @@ impl Vm {
             }
         }
         vm.debugfs.make_dir(&dir[..k], None);
-        Ok(crate::fops::new_vm_fd(vm)? as isize)
+        Ok(hw::files::new_fd(vm)? as isize)
     }
 
     /// Handles an ioctl on the VM fd.
@@ -129,9 +129,9 @@ impl Vm {
         // they touch no guest memory. Everything else must come from the
         // creator (KVM returns EIO here too, even for KVM_GET_STATS_FD).
         if cmd == uapi::kvm::GET_STATS_FD {
-            return Ok(crate::fops::new_vm_stats_fd(self.clone())? as isize);
+            return Ok(hw::files::new_stats_fd(self.clone())? as isize);
         }
-        if hw::current_mm() != self.mm {
+        if hw::task::current_mm() != self.mm {
             return Err(EIO);
         }
         match cmd {
@@ -156,7 +156,6 @@ impl Vm {
                 }
                 self.set_memory(&nsvm_core::kvm::memory_region_from_bytes(&head))
             }
-            uapi::kvm::GET_STATS_FD => Ok(crate::fops::new_vm_stats_fd(self.clone())? as isize),
             uapi::nsvm::SET_POLICY => {
                 let mut b = [0u8; Policy::SIZE];
                 UserSlice::new(UserPtr::from_addr(arg), Policy::SIZE).reader().read_slice(&mut b)?;

@@ -7,11 +7,14 @@
 
 use core::arch::asm;
 
-use crate::hw::{self, FpuSection, KPages, VmcbPage};
+use crate::hw;
+use crate::hw::cpu::FpuSection;
+use crate::hw::mem::KPages;
+use crate::hw::mem::VmcbPage;
 
-/// Guest GPRs that VMRUN does not switch, by hardware encoding (0 = RAX ..
-/// 15 = R15). RAX and RSP live in the VMCB; their slots here are unused.
-pub(crate) type Gprs = [u64; 16];
+/// Guest GPRs that VMRUN does not switch (RAX and RSP live in the VMCB;
+/// their slots here are unused).
+pub(crate) use nsvm_core::x86::Gprs;
 
 /// Enters the guest of `vmcb` once and returns at its next #VMEXIT, with the
 /// guest's FPU/SSE/AVX state loaded from `fpu` (and saved back) and its XCR0
@@ -26,8 +29,8 @@ pub(crate) type Gprs = [u64; 16];
 /// issue with several vCPUs (docs/architecture.md); the guest state is lost
 /// and the caller must not enter the guest again.
 pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPages, gprs: &mut Gprs, guest_xcr0: u64) -> bool {
-    let osxsave = vmcb.get().save.cr4 & nsvm_core::kvm::cr::CR4_OSXSAVE != 0;
-    let host_xcr0 = hw::host_xcr0();
+    let osxsave = vmcb.get().save.cr4 & nsvm_core::x86::cr4::OSXSAVE != 0;
+    let host_xcr0 = hw::cpu::host_xcr0();
     let switch_xcr0 = host_xcr0 != 0 && osxsave && guest_xcr0 != host_xcr0;
     let _fpu = FpuSection::begin();
     // SAFETY: inside the FPU section; the area is a page (64-byte aligned and
@@ -39,7 +42,7 @@ pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPage
         // the host's XCR0 with x87 set and SSE set whenever AVX is.
         unsafe { xsetbv(guest_xcr0) };
     }
-    let host_cr3 = hw::read_cr3();
+    let host_cr3 = hw::cpu::read_cr3();
     // SAFETY: see the function comment.
     let after_vmrun = unsafe { run(vmcb.pa(), host_save.pa(), gprs) };
     if switch_xcr0 {
@@ -129,7 +132,7 @@ unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) -> u64 {
             "lea rdx, [rip + 2b]",   // the RIP VMRUN saves for the host
             inout("rax") host_save_pa => _,
             inout("rcx") vmcb_pa => _,
-            inout("rdi") gprs.as_mut_ptr() => _,
+            inout("rdi") gprs.0.as_mut_ptr() => _,
             out("rdx") after, out("rsi") _,
             out("r8") _, out("r9") _, out("r10") _, out("r11") _,
             out("r12") _, out("r13") _, out("r14") _, out("r15") _,

@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The processor: CPUID, MSRs, control registers, TSC, XCR0, the kernel-FPU
+//! section, CPU hotplug callbacks.
+
+use kernel::error::to_result;
+use kernel::ffi::{c_int, c_uint};
+use kernel::prelude::*;
+
+extern "C" {
+    fn nsvm_rdmsr_safe(msr: u32, val: *mut u64) -> c_int;
+    fn nsvm_wrmsr_safe(msr: u32, val: u64) -> c_int;
+    fn nsvm_cpuhp_setup(
+        up: extern "C" fn(c_uint) -> c_int,
+        down: extern "C" fn(c_uint) -> c_int,
+    ) -> c_int;
+    fn nsvm_cpuhp_remove(state: c_int);
+    fn nsvm_num_online_cpus() -> c_uint;
+    fn nsvm_fpu_begin();
+    fn nsvm_fpu_end();
+    fn nsvm_host_xcr0() -> u64;
+    fn nsvm_tsc_khz() -> c_uint;
+}
+
+/// Executes CPUID for `leaf`/`subleaf` on the current CPU: (EAX, EBX, ECX, EDX).
+pub(crate) fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
+    // SAFETY: CPUID exists on every x86-64 processor and has no side effects
+    // beyond writing the four registers.
+    #[allow(unused_unsafe)]
+    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// Reads an MSR on the current CPU; `EIO` when it does not exist (#GP).
+pub(crate) fn rdmsr(msr: u32) -> Result<u64> {
+    let mut v = 0u64;
+    // SAFETY: `v` is a valid u64 for the shim to write; a faulting RDMSR is
+    // caught by the kernel's exception table and reported as an error.
+    to_result(unsafe { nsvm_rdmsr_safe(msr, &mut v) })?;
+    Ok(v)
+}
+
+/// Sets or clears EFER.SVME on the current CPU, leaving the other bits as they are.
+pub(crate) fn set_efer_svme(on: bool) -> Result {
+    let efer = rdmsr(nsvm_core::msr::EFER)?;
+    let new = if on {
+        efer | nsvm_core::msr::efer::SVME
+    } else {
+        efer & !nsvm_core::msr::efer::SVME
+    };
+    // SAFETY: only SVME changes; SVME affects nothing but the SVM instructions,
+    // which only this module executes while it owns SVM (APM 15.4).
+    to_result(unsafe { nsvm_wrmsr_safe(nsvm_core::msr::EFER, new) })
+}
+
+/// Writes VM_HSAVE_PA on the current CPU (APM 15.30.4).
+///
+/// # Safety
+///
+/// `pa` must be the physical address of a 4 KiB page that stays allocated and
+/// unused by anyone else until VM_HSAVE_PA is written again: VMRUN stores host
+/// state there.
+pub(crate) unsafe fn write_hsave_pa(pa: u64) -> Result {
+    // SAFETY: the caller guarantees the page's lifetime; the write faults
+    // (caught) only for a misaligned or out-of-range address.
+    to_result(unsafe { nsvm_wrmsr_safe(nsvm_core::msr::VM_HSAVE_PA, pa) })
+}
+
+/// Number of online CPUs.
+pub(crate) fn num_online_cpus() -> u32 {
+    // SAFETY: reads a cpumask weight; no preconditions.
+    unsafe { nsvm_num_online_cpus() }
+}
+
+/// CPU hotplug callbacks registered with the kernel.
+///
+/// # Invariants
+///
+/// `state` is the dynamic hotplug state returned by a successful
+/// `cpuhp_setup_state`; it is removed exactly once, on drop.
+pub(crate) struct CpuHotplug {
+    state: c_int,
+}
+
+impl CpuHotplug {
+    /// Registers `up`/`down`: `up` runs now on every online CPU (on that CPU)
+    /// and whenever a CPU comes online; `down` when one goes offline. If `up`
+    /// fails on a CPU, `down` runs on those that succeeded and the error is
+    /// returned.
+    pub(crate) fn setup(
+        up: extern "C" fn(c_uint) -> c_int,
+        down: extern "C" fn(c_uint) -> c_int,
+    ) -> Result<Self> {
+        // SAFETY: both callbacks are functions of this module, which stay valid
+        // until the registration is dropped in the module's exit path.
+        let r = unsafe { nsvm_cpuhp_setup(up, down) };
+        to_result(r.min(0))?;
+        // INVARIANT: `r` is the state of a successful registration.
+        Ok(Self { state: r })
+    }
+}
+
+impl Drop for CpuHotplug {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the state is registered and removed once.
+        unsafe { nsvm_cpuhp_remove(self.state) }
+    }
+}
+
+/// The current CR3 (this task's page-table root as the processor holds it).
+pub(crate) fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 at CPL 0 has no side effect.
+    unsafe { core::arch::asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// The host's XCR0.
+pub(crate) fn host_xcr0() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { nsvm_host_xcr0() }
+}
+
+/// TSC frequency of the host in kHz.
+pub(crate) fn tsc_khz() -> u32 {
+    // SAFETY: reads a kernel variable.
+    unsafe { nsvm_tsc_khz() }
+}
+
+/// Kernel FPU section: the task's FPU state is saved on entry; inside, the FPU
+/// registers belong to nsvm (the guest's state is loaded there); preemption
+/// and softirqs are off. Not `Send`: it must end on the CPU where it began.
+pub(crate) struct FpuSection(core::marker::PhantomData<*mut ()>);
+
+impl FpuSection {
+    /// Begins the section.
+    pub(crate) fn begin() -> Self {
+        // SAFETY: process context; paired with `nsvm_fpu_end` in drop.
+        unsafe { nsvm_fpu_begin() };
+        Self(core::marker::PhantomData)
+    }
+}
+
+impl Drop for FpuSection {
+    fn drop(&mut self) {
+        // SAFETY: paired with the `nsvm_fpu_begin` of `begin`.
+        unsafe { nsvm_fpu_end() }
+    }
+}
+
+/// Reads the time-stamp counter.
+pub(crate) fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects and is allowed in the kernel.
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_rdtsc()
+    }
+}

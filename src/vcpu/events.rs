@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Interrupts and NMIs: injection when the guest can take them, interrupt
+//! windows (APM vol. 2 15.21.4), GIF (15.17), NMI masking until IRET, the
+//! #VMEXIT(INTR/NMI) an event of L1 causes while L2 runs, and
+//! `KVM_GET/SET_VCPU_EVENTS`.
+
+use kernel::prelude::*;
+
+use nsvm_core::event::{Event, EventType};
+use nsvm_core::exit;
+use nsvm_core::cpu_state;
+use nsvm_core::kvm;
+use nsvm_core::paging;
+use nsvm_core::stats::vcpu as st_idx;
+use nsvm_core::vmcb::int_ctl;
+use nsvm_core::x86::rflags;
+
+use super::{Next, VcpuState};
+
+impl VcpuState {
+    /// `KVM_GET_VCPU_EVENTS` of the running level (`cpu_state::get_events`).
+    pub(super) fn get_events(&mut self) -> kvm::VcpuEvents {
+        let p = self.ev;
+        cpu_state::get_events(&self.vmcb().control, &p)
+    }
+
+    /// `KVM_SET_VCPU_EVENTS` (`cpu_state::set_events`, which checks the
+    /// input as KVM does: `EINVAL`, nothing changed).
+    pub(super) fn set_events(&mut self, e: &kvm::VcpuEvents) -> Result {
+        let l1_runs = self.nst.l2.is_none();
+        let mut p = self.ev;
+        cpu_state::set_events(&mut self.vmcb().control, &mut p, e, l1_runs).map_err(|_| EINVAL)?;
+        self.ev = p;
+        Ok(())
+    }
+
+    /// Delivers a #PF for linear address `la` to the guest.
+    pub(super) fn page_fault(&mut self, la: u64, pf: paging::PageFault) -> Next {
+        self.vmcb().save.cr2 = la;
+        self.inject(Event::new(EventType::Exception, 14, Some(pf.error_code)));
+        Next::Guest
+    }
+
+    /// Whether the guest can take an external interrupt now: RFLAGS.IF set,
+    /// no interrupt shadow, nothing being injected, nothing queued.
+    pub(super) fn ready_for_injection(&mut self) -> bool {
+        if let Some(ok) = self.l1_takes_intr() {
+            return self.ev.irq.is_none() && ok;
+        }
+        let queued = self.ev.irq.is_some();
+        let gif = self.nst.gif || self.nst.l2.is_some();
+        let v = self.vmcb();
+        !queued
+            && gif
+            && v.save.rflags & rflags::IF != 0
+            && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
+            && v.control.event_inj & nsvm_core::event::bits::VALID == 0
+    }
+
+    /// Before an entry: inject a queued interrupt if the guest can take it,
+    /// otherwise (or when userspace asked for a window) ask for a #VMEXIT
+    /// when it can, with a virtual interrupt that ignores the TPR and the
+    /// VINTR intercept (APM 15.21.4), as KVM's `svm_enable_irq_window` does.
+    pub(super) fn prepare_interrupts(&mut self, window_requested: bool) {
+        // With GIF clear (L1 after #VMEXIT or CLGI) interrupts and NMIs
+        // stay pending (APM 15.17).
+        let gif = self.nst.gif || self.nst.l2.is_some();
+        if self.ev.nmi_pending && gif && (self.nst.l2.is_some() || !self.ev.nmi_masked) {
+            let v = self.vmcb();
+            if v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0 && v.control.event_inj & nsvm_core::event::bits::VALID == 0 {
+                self.ev.nmi_pending = false;
+                self.inject(Event::new(EventType::Nmi, 2, None));
+                if self.nst.l2.is_none() {
+                    // Masked until the handler's IRET (intercepted).
+                    self.ev.nmi_masked = true;
+                    self.cpu.vmcb.get().control.intercepts.set(exit::IRET);
+                }
+                return;
+            }
+        }
+        // L1 intercepts INTR while L2 runs: L1's interrupts end L2 by
+        // #VMEXIT (run loop), they are never injected into L2.
+        if self.l1_takes_intr().is_some() {
+            return;
+        }
+        let v = self.vmcb();
+        let interruptible = v.save.rflags & rflags::IF != 0
+            && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
+            && v.control.event_inj & nsvm_core::event::bits::VALID == 0
+            && gif;
+        if !gif {
+            // L1's GIF is emulated: the processor's GIF is set while L1
+            // runs, so a VINTR window would exit at once, before every
+            // instruction, and L1 would never reach its STGI. STGI is always
+            // intercepted (svm_insn): the next entry after it injects or
+            // opens the window.
+            self.close_irq_window();
+            return;
+        }
+        if let Some(irq) = self.ev.irq {
+            if interruptible {
+                self.ev.irq = None;
+                self.inject(Event::new(EventType::Intr, irq, None));
+                self.stats.bump(st_idx::IRQ_INJECTIONS);
+                return;
+            }
+            self.open_irq_window();
+        } else if window_requested {
+            // As KVM: an open window is requested unconditionally; if the
+            // guest is already interruptible the VINTR exit comes at once.
+            self.open_irq_window();
+        }
+    }
+
+    /// While L2 runs and L1 intercepts INTR: whether L1 can take an
+    /// interrupt now, i.e. L1's IF (with V_INTR_MASKING, as it was at
+    /// VMRUN) or L2's (without). `None` otherwise.
+    pub(super) fn l1_takes_intr(&mut self) -> Option<bool> {
+        self.nst.l2?;
+        let c12 = &self.nst.vmcb12.get().control;
+        if !c12.intercepts.test(exit::INTR) {
+            return None;
+        }
+        let (intercepts, int_ctl12) = (c12.intercepts, c12.int_ctl);
+        let l1_if = self.cpu.vmcb.get().save.rflags & rflags::IF != 0;
+        let l2_if = self.nst.vmcb02.get().save.rflags & rflags::IF != 0;
+        Some(nsvm_core::reflect::intr_exit_due(&intercepts, int_ctl12, l1_if, l2_if))
+    }
+
+    /// The #VMEXIT a pending event of L1 causes while L2 runs: NMI when L1
+    /// intercepts NMIs, INTR when it intercepts INTR and can take one.
+    pub(super) fn l1_event_exit(&mut self) -> Option<u64> {
+        if self.ev.nmi_pending && self.nst.vmcb12.get().control.intercepts.test(exit::NMI) {
+            return Some(exit::NMI);
+        }
+        if self.ev.irq.is_some() && self.l1_takes_intr() == Some(true) {
+            return Some(exit::INTR);
+        }
+        None
+    }
+
+    pub(super) fn open_irq_window(&mut self) {
+        let v = self.vmcb();
+        v.control.int_ctl |= int_ctl::V_IRQ | int_ctl::V_IGN_TPR;
+        v.control.int_vector = 0;
+        v.control.intercepts.set(exit::VINTR);
+    }
+
+    pub(super) fn close_irq_window(&mut self) {
+        let v = self.vmcb();
+        v.control.int_ctl &= !(int_ctl::V_IRQ | int_ctl::V_IGN_TPR);
+        v.control.intercepts.clear(exit::VINTR);
+    }
+
+    pub(super) fn inject(&mut self, e: Event) {
+        if e.event_type() == Some(EventType::Exception) {
+            self.stats.bump(st_idx::EXCEPTION_INJECTIONS);
+        }
+        let v = self.vmcb();
+        v.control.event_inj = e.info;
+        v.control.event_inj_err = e.error_code;
+    }
+}

@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: GPL-2.0
+//! L0's exit handlers: what L0 does for an exit of the guest it runs (L1,
+//! or L2 when L1 does not intercept it).
+
+use kernel::prelude::*;
+
+use nsvm_core::event::{Event, EventType};
+use nsvm_core::exit::{self, IoioInfo, NpfInfo, SvmExit, SvmInsn};
+use nsvm_core::insn::{self, Known};
+use nsvm_core::user_exit::{run, UserExit};
+use nsvm_core::mmio;
+use nsvm_core::msr::efer;
+use nsvm_core::stats::{self, vcpu as st_idx};
+use nsvm_core::x86::{cr0, cr4, Gpr};
+
+use super::{Next, Pending, Vcpu, VcpuState};
+use crate::hw;
+use crate::vm::VmInner;
+
+/// `-KVM_ENOSYS`, returned in RAX for an unknown hypercall (as KVM does).
+const KVM_ENOSYS: u64 = 1000;
+
+impl Vcpu {
+    pub(super) fn handle_exit(&self, st: &mut VcpuState) -> Result<Next> {
+        if st.nst.l2.is_none() {
+            self.stats.bump(st_idx::L1_EXITS);
+        } else if let Some(next) = self.l2_exit_for_l1(st)? {
+            return Ok(next);
+        }
+        if st.ev.iret_rip.is_some() && st.nst.l2.is_none() {
+            let rip = st.cpu.vmcb.get().save.rip;
+            st.ev.unmask_if_past_iret(rip);
+        }
+        let vmcb = st.vmcb();
+        let code = vmcb.control.exit_code;
+        let info1 = vmcb.control.exit_info_1;
+        let info2 = vmcb.control.exit_info_2;
+        // An event interrupted during delivery is delivered again (APM 15.7.2).
+        let pending = Event { info: vmcb.control.exit_int_info, error_code: vmcb.control.exit_int_info_err };
+        vmcb.control.event_inj = 0;
+        self.stats.bump(st_idx::EXITS);
+        self.stats.bump(stats::exit_counter(code));
+        // Software interrupts (INTn, and INT3/INTO as #BP/#OF) interrupted
+        // during delivery are not injected again: without NRIPS the VMCB
+        // has no next RIP to push (APM 15.20), so the instruction, whose
+        // address is still RIP, simply executes again (as KVM does).
+        let soft = pending.event_type() == Some(EventType::SoftInt)
+            || (pending.event_type() == Some(EventType::Exception) && matches!(pending.vector(), 3 | 4));
+        if pending.valid() && !soft {
+            self.stats.bump(st_idx::REINJECTIONS);
+            vmcb.control.event_inj = pending.info;
+            vmcb.control.event_inj_err = pending.error_code;
+        }
+        match SvmExit::decode(code, info1, info2) {
+            SvmExit::Invalid => {
+                // Name the rule (APM 15.5.1) in the log and the statistics.
+                let phys = crate::svm::phys_bits();
+                let v = st.vmcb();
+                match nsvm_core::checks::check_vmrun(&v.save, &v.control, phys) {
+                    Err(c) => {
+                        self.stats.bump(stats::INVALID_BASE + c.index());
+                        pr_warn!("vCPU {}: VMRUN refused the state: {} (APM 15.5.1)\n", self.id, c.name());
+                    }
+                    Ok(()) => pr_warn!("vCPU {}: VMRUN refused the state (VMEXIT_INVALID) for a rule nsvm does not model\n", self.id),
+                }
+                let cpu = kernel::cpu::CpuId::current().as_u32();
+                Ok(self.user_exit(UserExit::FailEntry { hardware_entry_failure_reason: code, cpu }))
+            }
+            SvmExit::Intr | SvmExit::Nmi | SvmExit::Smi => Ok(Next::Guest),
+            SvmExit::Iret => {
+                // Set by L0 while L1 handles an NMI: the IRET about to run
+                // ends it. NMIs unmask once RIP has moved past it.
+                if st.nst.l2.is_none() {
+                    let v = st.cpu.vmcb.get();
+                    v.control.intercepts.clear(exit::IRET);
+                    st.ev.iret_intercepted(v.save.rip);
+                }
+                Ok(Next::Guest)
+            }
+            SvmExit::Vintr => {
+                // The interrupt window is open (APM 15.21.4): drop the fake
+                // V_IRQ; prepare_interrupts injects or reopens as needed.
+                st.close_irq_window();
+                Ok(Next::Guest)
+            }
+            SvmExit::Cpuid => {
+                let leaf = st.vmcb().save.rax as u32;
+                let sub = st.cpu.gprs[Gpr::Rcx] as u32;
+                let r = st.cpuid_lookup(leaf, sub);
+                let cr4 = st.vmcb().save.cr4;
+                let r = nsvm_core::cpuid::runtime_adjust(leaf, sub, r, cr4, xsave_size(st.cpu.xcr0));
+                st.vmcb().save.rax = u64::from(r[0]);
+                st.cpu.gprs[Gpr::Rbx] = u64::from(r[1]);
+                st.cpu.gprs[Gpr::Rcx] = u64::from(r[2]);
+                st.cpu.gprs[Gpr::Rdx] = u64::from(r[3]);
+                self.skip(st, Known::Cpuid)
+            }
+            SvmExit::Hlt => {
+                if let Next::User = self.skip(st, Known::Hlt)? {
+                    return Ok(Next::User);
+                }
+                self.stats.bump(st_idx::HALT_EXITS);
+                st.uexit.halted_since = Some(hw::task::now_ns());
+                Ok(self.user_exit(UserExit::Hlt))
+            }
+            SvmExit::Ioio(io) => self.io(st, io),
+            SvmExit::Shutdown => {
+                // The VMCB is undefined after a shutdown intercept (APM
+                // 15.12): reset the vCPU, as KVM does, and report it.
+                let root = self.vm.inner.lock().npt.root_pa();
+                st.reset(root, true);
+                Ok(self.user_exit(UserExit::Shutdown))
+            }
+            SvmExit::Npf(f) => self.npf(st, f),
+            SvmExit::Msr { write } => self.msr(st, write),
+            SvmExit::Vmmcall => {
+                // No hypercalls yet: KVM answers unknown ones with -KVM_ENOSYS.
+                st.vmcb().save.rax = KVM_ENOSYS.wrapping_neg();
+                self.skip(st, Known::Vmmcall)
+            }
+            SvmExit::Xsetbv => self.xsetbv(st),
+            SvmExit::Sensitive(_) => self.sensitive(st, code),
+            SvmExit::Exception { vector, error_code, cr2 } => {
+                // An exception the policy intercepts: deliver it to the guest
+                // unchanged (error code in EXITINFO1, #PF address in
+                // EXITINFO2, APM 15.12). It supersedes an event whose
+                // delivery it interrupted, as the hardware would have
+                // delivered it next.
+                if vector == 14 {
+                    st.vmcb().save.cr2 = cr2;
+                }
+                let ec = nsvm_core::sensitive::has_error_code(vector).then_some(error_code);
+                st.inject(Event::new(EventType::Exception, vector, ec));
+                Ok(Next::Guest)
+            }
+            SvmExit::Invd => self.skip(st, Known::Invd),
+            // With SVM offered and EFER.SVME set, L1's SVM instructions are
+            // emulated (SKINIT is not offered); otherwise they are #UD (APM
+            // 15.4), as MONITOR/MWAIT and RDPRU are (not offered either).
+            SvmExit::SvmInsn(i) if i != SvmInsn::Skinit && st.nst.svm_exposed && st.efer() & efer::SVME != 0 => {
+                self.svm_insn(st, i)
+            }
+            SvmExit::SvmInsn(_) | SvmExit::Other(exit::MONITOR | exit::MWAIT | exit::MWAIT_COND | exit::RDPRU) => {
+                st.inject(Event::new(EventType::Exception, 6, None));
+                Ok(Next::Guest)
+            }
+            SvmExit::Init | SvmExit::Other(_) => {
+                pr_warn!("vCPU {}: unexpected exit {:#x} ({})\n", self.id, code, exit::name(code).unwrap_or("?"));
+                Ok(self.user_exit(UserExit::unexpected_exit(code, info1, info2)))
+            }
+        }
+    }
+
+    /// Advances RIP past the intercepted instruction `which`, decoding its
+    /// length from guest memory (no NRIPS). An undecodable instruction ends
+    /// in `KVM_EXIT_INTERNAL_ERROR` (emulation failure), as in KVM.
+    pub(super) fn skip(&self, st: &mut VcpuState, which: Known) -> Result<Next> {
+        let mut bytes = [0u8; 15];
+        let n = {
+            let inner = self.vm.inner.lock();
+            st.fetch(&inner, &mut bytes)
+        };
+        let long = st.vmcb().save.cs.attrib & nsvm_core::vmcb::seg_attr::L != 0
+            && st.efer() & efer::LMA != 0;
+        match insn::length_of(&bytes[..n], which, long) {
+            Some(len) => {
+                let v = st.vmcb();
+                v.save.rip = v.save.rip.wrapping_add(len as u64);
+                if !long {
+                    v.save.rip &= 0xffff_ffff;
+                }
+                // Skipping an instruction ends an interrupt shadow.
+                v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+                Ok(Next::Guest)
+            }
+            None => {
+                let rip = st.vmcb().save.rip;
+                Ok(self.user_exit(UserExit::emulation_failure(rip, &[], &bytes, Some(n))))
+            }
+        }
+    }
+
+    /// IOIO intercept (APM 15.10.2): EXITINFO1 has the port, size and
+    /// direction; EXITINFO2 the RIP of the next instruction.
+    pub(super) fn io(&self, st: &mut VcpuState, io: IoioInfo) -> Result<Next> {
+        if io.string {
+            return self.string_io(st, io);
+        }
+        if !io.is_in {
+            let d = st.vmcb().save.rax.to_ne_bytes();
+            self.pio.write(0, &d[..io.size as usize]);
+        }
+        st.uexit.pending = Some(Pending::Io { next_rip: io.next_rip, in_size: io.is_in.then_some(io.size) });
+        self.stats.bump(st_idx::IO_EXITS);
+        Ok(self.user_exit(UserExit::io(&io, 1)))
+    }
+
+    /// INS/OUTS, with or without REP (APM 15.10.2; EXITINFO1 bits 9:7 give
+    /// the address size). As KVM: the data in the PIO page in execution
+    /// order, RSI/RDI/RCX updated when userspace completes, and the
+    /// instruction re-executed while RCX != 0.
+    pub(super) fn string_io(&self, st: &mut VcpuState, io: IoioInfo) -> Result<Next> {
+        let (is_in, rep, size, info2) = (io.is_in, io.rep, io.size, io.next_rip);
+        let amask = io.addr_mask();
+        let regs = st.all_gprs();
+        let mut count = if rep { regs[Gpr::Rcx] & amask } else { 1 };
+        if count == 0 {
+            // REP with rCX = 0: nothing happens.
+            st.vmcb().save.rip = info2;
+            return Ok(Next::Guest);
+        }
+        // Batching as KVM's emulator does it, so that userspace sees the same
+        // exits on both: OUTS one element per exit; INS up to 1 KiB, within
+        // the page of rDI (pio_in_emulated: min(bytes left in the page,
+        // 1024 / size, count)).
+        count = if is_in {
+            let off = regs[Gpr::Rdi] & 0xfff;
+            let df = st.vmcb().save.rflags & (1 << 10) != 0;
+            let in_page = if df { off } else { 4096 - off };
+            core::cmp::min(core::cmp::min(in_page, 1024 / u64::from(size)), count).max(1)
+        } else {
+            1
+        };
+        let inner = self.vm.inner.lock();
+        // Segment: INS writes ES:rDI; OUTS reads DS:rSI or the override prefix.
+        let mut bytes = [0u8; 15];
+        let n = st.fetch(&inner, &mut bytes);
+        let seg_base = st.string_segment_base(is_in, &bytes[..n]);
+        let idx = if is_in { Gpr::Rdi } else { Gpr::Rsi };
+        let start = regs[idx] & amask;
+        let df = st.vmcb().save.rflags & (1 << 10) != 0;
+        let la = |i: u64| {
+            let off = if df { start.wrapping_sub(i) } else { start.wrapping_add(i) };
+            seg_base.wrapping_add(off & amask)
+        };
+        // Translate every byte's page up front: a fault is delivered to the
+        // guest (#PF with CR2) before anything reaches userspace.
+        let total = count * u64::from(size);
+        let mut gpas: KVec<u64> = KVec::with_capacity(total as usize, GFP_KERNEL)?;
+        for i in 0..count {
+            for b in 0..u64::from(size) {
+                let elem = if df { la(i * u64::from(size)).wrapping_add(b) } else { la(i * u64::from(size) + b) };
+                match st.translate(&inner, elem, is_in) {
+                    Ok(g) => gpas.push(g, GFP_KERNEL)?,
+                    Err(pf) => {
+                        let v = st.vmcb();
+                        v.save.cr2 = elem;
+                        st.inject(Event::new(EventType::Exception, 14, Some(pf.error_code)));
+                        return Ok(Next::Guest);
+                    }
+                }
+            }
+        }
+        let mem = st.guest_mem(&inner);
+        if !is_in {
+            for (k, g) in gpas.iter().enumerate() {
+                let mut b = [0u8; 1];
+                if !mem.read_bytes(*g, &mut b) {
+                    let rip = st.vmcb().save.rip;
+                    return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, io.exit_info_1(), *g])));
+                }
+                self.pio.write(k, &b);
+            }
+        }
+        drop(inner);
+        st.uexit.string_gpas = gpas;
+        st.uexit.pending = Some(Pending::StrIo { next_rip: info2, is_in, rep, count, size, amask, idx, df });
+        self.stats.bump(st_idx::IO_EXITS);
+        Ok(self.user_exit(UserExit::io(&io, count as u32)))
+    }
+
+    /// Nested page fault on NPT01 (APM 15.25.6): RAM gets mapped; anything
+    /// else (or a write to a read-only slot) is MMIO for userspace.
+    pub(super) fn npf(&self, st: &mut VcpuState, f: NpfInfo) -> Result<Next> {
+        let gpa = f.gpa;
+        let mut inner = self.vm.inner.lock();
+        let inner = &mut *inner;
+        if let Some(slot) = inner.slots.find(gpa).copied() {
+            if !(f.write() && slot.readonly()) {
+                inner.npt.map(&slot, gpa)?;
+                self.stats.bump(st_idx::NPT_FILLS);
+                return Ok(Next::Guest);
+            }
+        }
+        self.mmio(st, inner, gpa)
+    }
+
+    /// An access of the running guest to `gpa` (L1 physical) that no RAM
+    /// slot takes (MMIO, or a write to a read-only slot): decodes the
+    /// instruction at RIP and exits to userspace with KVM_EXIT_MMIO.
+    pub(super) fn mmio(&self, st: &mut VcpuState, inner: &VmInner, gpa: u64) -> Result<Next> {
+        let mut bytes = [0u8; 15];
+        let n = st.fetch(inner, &mut bytes);
+        let cs = st.code_size();
+        let rip = st.vmcb().save.rip;
+        let acc = match mmio::decode(&bytes[..n], cs) {
+            Ok(a) => a,
+            Err(_) => return Ok(self.user_exit(UserExit::emulation_failure(rip, &[gpa], &bytes, Some(n)))),
+        };
+        let regs = st.all_gprs();
+        let (is_write, data, read) = match acc.op {
+            mmio::Op::Read { dst, ext } => (false, 0, Some((dst, ext, acc.size))),
+            mmio::Op::WriteReg(r) => (true, mmio::store_value(&regs, r, acc.size), None),
+            mmio::Op::WriteImm(v) => (true, v, None),
+        };
+        let mut next_rip = rip.wrapping_add(u64::from(acc.len));
+        if cs != mmio::CodeSize::Bits64 {
+            next_rip &= 0xffff_ffff;
+        }
+        st.uexit.pending = Some(Pending::Mmio { next_rip, read });
+        self.stats.bump(st_idx::MMIO_EXITS);
+        Ok(self.user_exit(UserExit::Mmio { phys_addr: gpa, data, len: u32::from(acc.size), is_write }))
+    }
+
+    /// RDMSR/WRMSR (APM 15.11): the MSRs a 64-bit OS needs; others #GP.
+    pub(super) fn msr(&self, st: &mut VcpuState, write: bool) -> Result<Next> {
+        let index = st.cpu.gprs[Gpr::Rcx] as u32;
+        let value = (st.vmcb().save.rax & 0xffff_ffff) | (st.cpu.gprs[Gpr::Rdx] << 32);
+        let ok = if write { st.write_msr(index, value) } else {
+            match st.read_msr(index) {
+                Some(v) => {
+                    st.vmcb().save.rax = v & 0xffff_ffff;
+                    st.cpu.gprs[Gpr::Rdx] = v >> 32;
+                    true
+                }
+                None => false,
+            }
+        };
+        if !ok {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        self.skip(st, if write { Known::Wrmsr } else { Known::Rdmsr })
+    }
+
+    /// A sensitive instruction intercepted by the VM's policy: emulated with
+    /// its architectural effect (`nsvm_core::sensitive`), so the guest sees
+    /// what it would have seen; only the per-exit counters tell.
+    pub(super) fn sensitive(&self, st: &mut VcpuState, code: u64) -> Result<Next> {
+        use nsvm_core::sensitive;
+        let inner = self.vm.inner.lock();
+        let mut bytes = [0u8; 15];
+        let n = st.fetch(&inner, &mut bytes);
+        let s = st.sens_state();
+        let e = match sensitive::emulate(code, &bytes[..n], &s) {
+            Ok(e) => e,
+            Err(_) => {
+                let mut w = [0u64; 2];
+                for (i, b) in bytes.iter().enumerate() {
+                    w[i / 8] |= u64::from(*b) << (8 * (i % 8));
+                }
+                return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[s.rip, code, w[0], w[1]])));
+            }
+        };
+        let mut regs = s.regs;
+        let mut rflags = s.rflags;
+        if let Some((la, size)) = e.read {
+            // POPF: read the stack, then compute the new flags.
+            let mut d = [0u8; 8];
+            for k in 0..size as usize {
+                let a = la.wrapping_add(k as u64);
+                match st.translate(&inner, a, false) {
+                    Ok(g) => {
+                        if !st.guest_mem(&inner).read_bytes(g, &mut d[k..k + 1]) {
+                            return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[s.rip, code, g])));
+                        }
+                    }
+                    Err(pf) => return Ok(st.page_fault(a, pf)),
+                }
+            }
+            let real = s.cs == Some(mmio::CodeSize::Bits16) && st.vmcb().save.cr0 & cr0::PE == 0;
+            rflags = sensitive::popf_complete(s.rflags, u64::from_le_bytes(d), size, s.cpl, real);
+        }
+        if let Some((la, data, cnt)) = e.mem {
+            // Translate every byte before writing any (a #PF leaves memory alone).
+            let mut gpas = [0u64; 10];
+            for k in 0..cnt as usize {
+                let a = la.wrapping_add(k as u64);
+                match st.translate(&inner, a, true) {
+                    Ok(g) => gpas[k] = g,
+                    Err(pf) => return Ok(st.page_fault(a, pf)),
+                }
+            }
+            for k in 0..cnt as usize {
+                if !st.guest_mem(&inner).write_bytes(gpas[k], &data[k..k + 1]) {
+                    return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[s.rip, code, gpas[k]])));
+                }
+            }
+        }
+        drop(inner);
+        if let Some((r, val, size)) = e.reg {
+            mmio::load_into(&mut regs, mmio::Reg::new(r), mmio::Extend::None, size, val);
+        }
+        if code == exit::RDTSC {
+            let tsc = hw::cpu::rdtsc().wrapping_add(st.vmcb().control.tsc_offset);
+            regs[Gpr::Rax] = tsc & 0xffff_ffff;
+            regs[Gpr::Rdx] = tsc >> 32;
+        }
+        if let Some(rsp) = e.rsp {
+            regs[Gpr::Rsp] = rsp;
+        }
+        st.set_all_gprs(&regs);
+        let long = s.cs == Some(mmio::CodeSize::Bits64);
+        let v = st.vmcb();
+        v.save.rflags = rflags;
+        let mut rip = s.rip.wrapping_add(u64::from(e.len));
+        if !long {
+            rip &= 0xffff_ffff;
+        }
+        v.save.rip = rip;
+        v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+        Ok(Next::Guest)
+    }
+
+    /// XSETBV (intercepted: XCR0 is not switched by VMRUN).
+    pub(super) fn xsetbv(&self, st: &mut VcpuState) -> Result<Next> {
+        let v = (st.vmcb().save.rax & 0xffff_ffff) | (st.cpu.gprs[Gpr::Rdx] << 32);
+        let ecx = st.cpu.gprs[Gpr::Rcx] as u32;
+        let host = hw::cpu::host_xcr0();
+        let cpl = st.vmcb().save.cpl;
+        // SDM XSETBV: #GP for ECX != 0, CPL > 0, x87 clear, AVX without SSE,
+        // or bits the processor (here: the host) does not support.
+        let bad = ecx != 0 || cpl != 0 || v & 1 == 0 || (v & 4 != 0 && v & 2 == 0) || v & !host != 0;
+        if host == 0 || st.vmcb().save.cr4 & cr4::OSXSAVE == 0 {
+            st.inject(Event::new(EventType::Exception, 6, None));
+            return Ok(Next::Guest);
+        }
+        if bad {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        st.cpu.xcr0 = v;
+        self.skip(st, Known::Xsetbv)
+    }
+}
+
+/// Size of the XSAVE area for `xcr0` (CPUID 0xD.0 EBX as the guest sees it).
+fn xsave_size(xcr0: u64) -> u32 {
+    nsvm_core::cpuid::xsave_size(xcr0, |i| {
+        let (a, b, ..) = hw::cpu::cpuid(0xd, i);
+        (a, b)
+    })
+}

@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A vCPU: the vCPU fd of the KVM UAPI. This file holds the vCPU object and
+//! its state; each responsibility has its own room:
+//!
+//! - `uapi`      ioctl marshalling (registers, MSRs, CPUID, events, FPU)
+//! - `run`       the `KVM_RUN` loop, the world-switch call, exits to userspace
+//! - `exits`     L0's exit handlers (I/O, MMIO, NPF, CPUID, MSR, HLT, ...)
+//! - `nested`    nested SVM: VMRUN emulation, vmcb02, reflection, NPT02 faults
+//! - `events`    interrupts, NMIs, interrupt windows, injection
+//! - `state`     architectural state views (VMCB, GPRs, EFER, reset, policy)
+//! - `guest_mem` guest memory through the VM's slots (and NPT12 for L2)
+//!
+//! Exit handling follows KVM's semantics for userspace (KVM_EXIT_IO,
+//! KVM_EXIT_HLT, KVM_EXIT_SHUTDOWN, ...), with the architectural rules of
+//! APM vol. 2 chapter 15 for what the guest sees.
+
+mod events;
+mod exits;
+mod guest_mem;
+mod nested;
+mod run;
+mod state;
+mod uapi;
+
+use kernel::prelude::*;
+
+use nsvm_core::x86::Gpr;
+use kernel::sync::{Arc, Mutex};
+use kernel::new_mutex;
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use nsvm_core::cpu_state::PendingEvents;
+use nsvm_core::cpuid::SvmFeatures;
+use nsvm_core::mmio;
+use nsvm_core::paging;
+use nsvm_core::stats;
+use nsvm_core::trace::Event as TraceEvent;
+
+use crate::hw;
+use crate::hw::mem::KPages;
+use crate::hw::pin::PinnedPage;
+use crate::hw::mem::VmcbPage;
+use crate::npt::ShadowNpt;
+use crate::vm::Vm;
+use crate::vmrun::Gprs;
+
+pub(crate) use run::Next;
+
+/// One `struct kvm_cpuid_entry2`.
+#[derive(Clone, Copy, Default)]
+struct CpuidEntry {
+    function: u32,
+    index: u32,
+    flags: u32,
+    regs: [u32; 4],
+}
+
+/// State behind the vCPU lock, in four parts: the guest's CPU, the events
+/// waiting for it, the exit to userspace being completed, nested SVM.
+pub(crate) struct VcpuState {
+    cpu: CpuState,
+    /// Interrupts and NMIs not delivered yet.
+    ev: PendingEvents,
+    uexit: UserExitState,
+    nst: NestedState,
+    /// Root of the VM's NPT01 (fixed for the VM's life: `Npt::root`), so
+    /// that building vmcb02 needs no lock for it.
+    npt01_root: u64,
+    stats: Arc<VcpuStats>,
+}
+
+/// The guest's architectural state: vmcb01 and what VMRUN does not switch.
+struct CpuState {
+    /// vmcb01: L0 runs L1 with it.
+    vmcb: VmcbPage,
+    /// The host's VMSAVE state around VMRUN.
+    host_save: KPages,
+    /// The guest's XSAVE image.
+    fpu: KPages,
+    /// GPRs but RAX and RSP (those are in the VMCB).
+    gprs: Gprs,
+    /// EFER as the guest sees it; the VMCB copy always has SVME (APM 15.5.1).
+    guest_efer: u64,
+    /// The guest's XCR0.
+    xcr0: u64,
+    apic_base: u64,
+    tsc_aux: u64,
+    /// The table of `KVM_SET_CPUID2`.
+    cpuid: KVec<CpuidEntry>,
+    /// The sensitive-instruction policy vmcb01's intercepts reflect (`None`
+    /// after a reset rebuilt them), so entries rewrite them only on change.
+    applied_policy: Option<nsvm_core::sensitive::Policy>,
+    /// The last instruction-fetch walk of L1 ([0]) and of L2 ([1])
+    /// (`paging::WalkMemo`: exact, it re-reads the entries).
+    fetch_walks: [paging::WalkMemo; 2],
+}
+
+/// The exit to userspace that the next `KVM_RUN` completes.
+struct UserExitState {
+    /// Port I/O, MMIO or string I/O that userspace completes: on the next
+    /// `KVM_RUN` an IN's data is taken from the PIO page and RIP moves past
+    /// the instruction (KVM advances RIP only then, so userspace sees RIP at
+    /// the I/O instruction).
+    pending: Option<Pending>,
+    /// Guest physical address of every byte of a pending INS/OUTS.
+    string_gpas: KVec<u64>,
+    /// When the last exit was HLT: the time it happened (ns).
+    halted_since: Option<u64>,
+}
+
+/// Nested SVM (SVM offered to L1): L1's SVM state and, while L2 runs, the
+/// VMCBs and shadow NPT02 that run it.
+struct NestedState {
+    /// vmcb02 (L0 runs L2 with it) and L1's vmcb12, copied once at VMRUN
+    /// (never given to the processor).
+    vmcb02: VmcbPage,
+    vmcb12: VmcbPage,
+    /// SVM offered to L1 (CPUID 0x80000001 ECX bit 2 in its table).
+    svm_exposed: bool,
+    /// vmcb12's page pinned (its address, the VM's memory generation then,
+    /// the pin), kept while L1 VMRUNs the same VMCB, as KVM maps it: VMRUN
+    /// reads and #VMEXIT writes it with plain copies, no user-copy or slot
+    /// lookup per field.
+    vmcb12_pin: Option<(u64, u64, PinnedPage)>,
+    /// The SVM features L1 was offered: its CPUID 0x8000000A EDX limited
+    /// to what nsvm implements (`cpuid::L1_FEATURES`); vmcb12 fields of
+    /// the others are ignored, as the APM and KVM do.
+    l1_features: SvmFeatures,
+    /// Shadow NPT02 for an L2 whose L1 enabled nested paging.
+    npt02: ShadowNpt,
+    /// L1's VM_HSAVE_PA.
+    hsave_pa: u64,
+    /// L1's global interrupt flag as nsvm emulates it (APM 15.17).
+    gif: bool,
+    /// While L2 runs: vmcb12's address and L1's RIP after its VMRUN.
+    l2: Option<(u64, u64)>,
+    /// L1's VMRUN was emulated but L2 not entered yet (vmcb02's EVENTINJ
+    /// still holds vmcb12's event): KVM_STATE_NESTED_RUN_PENDING.
+    run_pending: bool,
+    /// Nested event log (`nsvm_core::trace`): a ring of LOG_LEN entries and
+    /// how many were ever recorded.
+    nlog: KVec<TraceEvent>,
+    nlog_count: u64,
+}
+
+/// The vCPU's counters (`nsvm_core::stats` order), readable through the
+/// stats fd while the vCPU runs.
+pub(crate) struct VcpuStats {
+    v: KVec<AtomicU64>,
+}
+
+impl VcpuStats {
+    fn new() -> Result<Self> {
+        let mut v = KVec::with_capacity(stats::VCPU_COUNT, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..stats::VCPU_COUNT {
+            v.push(AtomicU64::new(0), GFP_KERNEL_ACCOUNT)?;
+        }
+        Ok(Self { v })
+    }
+    fn bump(&self, i: usize) {
+        self.add(i, 1);
+    }
+    fn add(&self, i: usize, n: u64) {
+        if let Some(c) = self.v.get(i) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An exit to userspace that the next `KVM_RUN` completes.
+#[derive(Clone, Copy)]
+enum Pending {
+    /// Port I/O; `in_size` is the size of an IN (None for OUT).
+    Io { next_rip: u64, in_size: Option<u8> },
+    /// MMIO; `read` says where a load's data goes.
+    Mmio { next_rip: u64, read: Option<(mmio::Reg, mmio::Extend, u8)> },
+    /// INS/OUTS of `count` elements; the guest addresses are in `string_gpas`.
+    StrIo { next_rip: u64, is_in: bool, rep: bool, count: u64, size: u8, amask: u64, idx: Gpr, df: bool },
+}
+
+/// One vCPU.
+#[pin_data]
+pub(crate) struct Vcpu {
+    /// debugfs vmcb01 dump file; first field, so it is removed (waiting for
+    /// readers) before anything it reads goes away.
+    debugfs: hw::debugfs::DebugfsEntry,
+    pub(crate) vm: Arc<Vm>,
+    id: u32,
+    /// `struct kvm_run` (mmap offset 0).
+    run: KPages,
+    /// PIO data (mmap offset `KVM_PIO_PAGE_OFFSET` pages). A separate order-0
+    /// page: each mapped page needs its own reference count.
+    pio: KPages,
+    stats: Arc<VcpuStats>,
+    #[pin]
+    state: Mutex<VcpuState>,
+}
+
+impl Vcpu {
+    /// `KVM_CREATE_VCPU`: a new vCPU fd.
+    pub(crate) fn create(vm: Arc<Vm>, id: u32) -> Result<isize> {
+        let stats = Arc::new(VcpuStats::new()?, GFP_KERNEL_ACCOUNT)?;
+        let mut st = VcpuState {
+            cpu: CpuState {
+                vmcb: VmcbPage::new()?,
+                host_save: KPages::page()?,
+                fpu: KPages::page()?,
+                gprs: Gprs::default(),
+                guest_efer: 0,
+                xcr0: 1,
+                apic_base: 0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 },
+                tsc_aux: 0,
+                cpuid: KVec::new(),
+                applied_policy: None,
+                fetch_walks: Default::default(),
+            },
+            ev: PendingEvents::NONE,
+            uexit: UserExitState { pending: None, string_gpas: KVec::new(), halted_since: None },
+            nst: NestedState {
+                vmcb02: VmcbPage::new()?,
+                vmcb12: VmcbPage::new()?,
+                svm_exposed: false,
+                vmcb12_pin: None,
+                l1_features: SvmFeatures::empty(),
+                npt02: ShadowNpt::new()?,
+                hsave_pa: 0,
+                gif: true,
+                l2: None,
+                run_pending: false,
+                nlog: KVec::from_elem(TraceEvent::Empty, nsvm_core::trace::LOG_LEN, GFP_KERNEL_ACCOUNT)?,
+                nlog_count: 0,
+            },
+            npt01_root: vm.inner.lock().npt.root_pa(),
+            stats: stats.clone(),
+        };
+        let npt_root = st.npt01_root;
+        st.reset(npt_root, false);
+        let vcpu = Arc::pin_init(
+            try_pin_init!(Vcpu { debugfs: hw::debugfs::DebugfsEntry::empty(), vm, id, run: KPages::page()?, pio: KPages::page()?, stats, state <- new_mutex!(st, "nsvm_vcpu") }),
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        let mut name = *b"vcpu\0\0\0";
+        let mut k = 4;
+        if id >= 10 {
+            name[k] = b'0' + (id / 10) as u8;
+            k += 1;
+        }
+        name[k] = b'0' + (id % 10) as u8;
+        k += 1;
+        // SAFETY: the file is the vCPU's first field, removed before the rest
+        // of the vCPU is dropped.
+        unsafe { vcpu.debugfs.make_vmcb_file(&name[..k], &vcpu.vm.debugfs, Arc::as_ptr(&vcpu).cast()) };
+        Ok(hw::files::new_fd(vcpu)? as isize)
+    }
+
+    /// The page behind offset `pgoff` of the vCPU mmap.
+    pub(crate) fn mmap_page(&self, pgoff: usize) -> Option<*mut kernel::ffi::c_void> {
+        match pgoff as u64 {
+            0 => self.run.struct_page(0),
+            nsvm_core::kvm::run::PIO_PAGE_OFFSET => self.pio.struct_page(0),
+            _ => None,
+        }
+    }
+
+    /// The binary stats file (KVM's format) with the current values.
+    pub(crate) fn stats_file(&self) -> Result<KVec<u8>> {
+        let mut vals = KVec::with_capacity(stats::VCPU_COUNT, GFP_KERNEL)?;
+        for c in self.stats.v.iter() {
+            vals.push(c.load(Ordering::Relaxed), GFP_KERNEL)?;
+        }
+        let mut id = [0u8; 24];
+        let n = crate::vm::fmt_id(&mut id, self.vm.pid, Some(self.id));
+        let mut f = KVec::from_elem(0u8, stats::file_len(vals.len()), GFP_KERNEL)?;
+        stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("nsvm"), stats::vcpu_desc, &vals);
+        Ok(f)
+    }
+
+    /// The text of the debugfs vmcb01 dump, or a note while the vCPU runs
+    /// (its VMCB belongs to the processor then).
+    pub(crate) fn vmcb_dump(&self) -> Result<KVec<u8>> {
+        let mut out = TextBuf(KVec::new());
+        match self.state.try_lock() {
+            Some(mut st) => {
+                let _ = core::fmt::Write::write_fmt(&mut out, format_args!("vmcb01 of vCPU {} (stopped in userspace)\n", self.id));
+                let _ = nsvm_core::vmcb::dump(st.cpu.vmcb.get(), &mut out);
+                if let Some((pa, _)) = st.nst.l2 {
+                    let _ = core::fmt::Write::write_fmt(&mut out, format_args!("\nvmcb12 at {:#x} (L0's checked copy, as of VMRUN)\n", pa));
+                    let _ = nsvm_core::vmcb::dump(st.nst.vmcb12.get(), &mut out);
+                    let _ = core::fmt::Write::write_str(&mut out, "\nvmcb02 (what L0 runs L2 with)\n");
+                    let _ = nsvm_core::vmcb::dump(st.nst.vmcb02.get(), &mut out);
+                    let _ = core::fmt::Write::write_str(&mut out, "\nvmcb12 -> vmcb02 (what the merge and L2's run changed)\n");
+                    let s = &mut *st;
+                    let _ = nsvm_core::vmcb::diff(s.nst.vmcb12.get(), s.nst.vmcb02.get(), &mut out);
+                }
+            }
+            None => {
+                let _ = core::fmt::Write::write_str(&mut out, "vCPU is in KVM_RUN: read again while it is stopped in userspace\n");
+            }
+        }
+        if let Some(st) = self.state.try_lock() {
+            if st.nst.nlog_count != 0 {
+                let _ = core::fmt::Write::write_fmt(
+                    &mut out,
+                    format_args!("\nnested events (the last {} of {}, oldest first; KVM tracepoint formats)\n", st.nst.nlog.len().min(st.nst.nlog_count as usize), st.nst.nlog_count),
+                );
+                for (seq, e) in nsvm_core::trace::in_order(&st.nst.nlog, st.nst.nlog_count) {
+                    let _ = core::fmt::Write::write_fmt(&mut out, format_args!("{seq:>8} "));
+                    let _ = nsvm_core::trace::write_line(&mut out, self.id, e);
+                }
+            }
+        }
+        Ok(out.0)
+    }
+}
+
+/// A growable text buffer for `core::fmt`.
+struct TextBuf(KVec<u8>);
+
+impl core::fmt::Write for TextBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| core::fmt::Error)
+    }
+}

@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Nested SVM for L1 (APM vol. 2 15.5-15.6, 15.25): VMRUN emulation with
+//! vmcb12 checked and merged into vmcb02, #VMEXIT reflection, VMLOAD/VMSAVE,
+//! STGI/CLGI, shadow NPT02 faults, and `KVM_GET/SET_NESTED_STATE`.
+
+use kernel::prelude::*;
+
+use nsvm_core::x86::Gpr;
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use core::sync::atomic::Ordering;
+
+use nsvm_core::cpuid::SvmFeatures;
+use nsvm_core::event::{Event, EventType};
+use nsvm_core::exit::{self, SvmInsn};
+use nsvm_core::insn::{self, Known};
+use nsvm_core::user_exit::{run, UserExit};
+use nsvm_core::msr::efer;
+use nsvm_core::nested::{npf, Npt02Key};
+use nsvm_core::stats::{self, vcpu as st_idx};
+use nsvm_core::trace::Event as TraceEvent;
+use nsvm_core::vmcb::{int_ctl, nested_ctl, Vmcb};
+
+use super::guest_mem::GuestMem;
+use super::{Next, Vcpu, VcpuState};
+use crate::hw::pin::PinnedPage;
+use crate::hw::mem::VmcbPage;
+use crate::vm::VmInner;
+
+/// How L0 resolved a nested page fault of an L2 on shadow NPT02.
+enum Npf02 {
+    /// The NPT02 leaf was composed: resume L2.
+    Filled,
+    /// A fault in NPT12: #VMEXIT(NPF) to L1 with this EXITINFO1.
+    Fault(u64),
+    /// NPT12 leads to this L1 physical address, which no RAM slot backs
+    /// (or a write to a read-only slot).
+    Unbacked(u64),
+}
+
+impl Vcpu {
+    /// `KVM_GET_NESTED_STATE` (nsvm_core::nested_state has the format): in
+    /// guest mode the header, vmcb12's cached controls and L1's saved state;
+    /// otherwise the header alone. A buffer smaller than the state gets its
+    /// `size` set to what is needed and E2BIG, as in KVM.
+    pub(super) fn get_nested_state(&self, arg: usize) -> Result<isize> {
+        use nsvm_core::nested_state::{get_header, HEADER_SIZE, VMCB_SIZE};
+        let user = |off: usize, len: usize| UserSlice::new(UserPtr::from_addr(arg + off), len);
+        let mut b = [0u8; 4];
+        user(4, 4).reader().read_slice(&mut b)?;
+        let room = u32::from_ne_bytes(b) as usize;
+        let mut st = self.state.lock();
+        let h = get_header(st.nst.l2.map(|(pa, _)| pa), st.nst.run_pending, st.nst.gif);
+        if room < h.size as usize {
+            user(4, 4).writer().write_slice(&h.size.to_ne_bytes())?;
+            return Err(E2BIG);
+        }
+        user(0, HEADER_SIZE).writer().write_slice(&h.to_bytes())?;
+        let Some((_, next)) = st.nst.l2 else { return Ok(0) };
+        // Built in vmcb02's scratch neighbour: a page, not the kernel stack.
+        let mut page = VmcbPage::new()?;
+        {
+            let out = page.get();
+            out.control = st.nst.vmcb12.get().control;
+            out.save = st.cpu.vmcb.get().save;
+            // L1's own view: RIP after its VMRUN, EFER as it set it.
+            out.save.rip = next;
+            out.save.efer = st.cpu.guest_efer;
+        }
+        user(HEADER_SIZE, VMCB_SIZE).writer().write_slice(&page.bytes()[..])?;
+        Ok(0)
+    }
+
+    /// `KVM_SET_NESTED_STATE`: KVM's checks (nsvm_core::nested_state), then
+    /// in guest mode the vCPU's current state becomes L2's (unless it is in
+    /// guest mode already), L1's saved state goes to vmcb01, the controls to
+    /// vmcb12's cache, and vmcb02 is rebuilt as VMRUN would. Outside guest
+    /// mode, a running L2 is dropped and GIF set as given.
+    pub(super) fn set_nested_state(&self, arg: usize) -> Result<isize> {
+        use nsvm_core::nested_state::{check_data, check_header, flags, Header, HEADER_SIZE, VMCB_SIZE};
+        let user = |off: usize, len: usize| UserSlice::new(UserPtr::from_addr(arg + off), len);
+        let mut hb = [0u8; HEADER_SIZE];
+        user(0, HEADER_SIZE).reader().read_slice(&mut hb)?;
+        let h = Header::from_bytes(&hb);
+        let phys = crate::svm::phys_bits();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        if !st.nst.svm_exposed {
+            return Err(EINVAL);
+        }
+        let svme = st.efer() & efer::SVME != 0;
+        let guest_mode = check_header(&h, svme, phys).map_err(|_| EINVAL)?;
+        let gif = h.flags & flags::GIF_SET != 0;
+        if !guest_mode {
+            if st.nst.l2.take().is_some() {
+                // Leave L2 without a #VMEXIT (KVM's svm_leave_nested).
+                st.nst.run_pending = false;
+            }
+            st.nst.gif = gif;
+            return Ok(0);
+        }
+        let mut page = VmcbPage::new()?;
+        user(HEADER_SIZE, VMCB_SIZE).reader().read_slice(&mut page.bytes()[..])?;
+        let np_offered = st.nst.l1_features.contains(SvmFeatures::NP);
+        {
+            let d = page.get();
+            d.control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
+            check_data(&d.control, &d.save, phys).map_err(|_| EINVAL)?;
+            if d.save.efer & efer::LMA == 0 && d.control.nested_ctl & nested_ctl::NP_ENABLE != 0 {
+                return Err(EINVAL); // NPT12 walks are long-mode only (docs/nested.md)
+            }
+        }
+        // The current state is L2's (when not already in guest mode).
+        if st.nst.l2.is_none() {
+            let (v01, v02) = (st.cpu.vmcb.get(), st.nst.vmcb02.get());
+            v02.save = v01.save;
+        }
+        let next = {
+            let d = page.get();
+            let v01 = st.cpu.vmcb.get();
+            v01.save = d.save;
+            v01.save.efer = d.save.efer | efer::SVME;
+            let c12 = st.nst.vmcb12.get();
+            c12.control = d.control;
+            c12.save = nsvm_core::vmcb::SaveArea::ZERO;
+            d.save.rip
+        };
+        st.cpu.guest_efer = page.get().save.efer;
+        // vmcb01's policy intercepts are rebuilt before the next entry.
+        st.cpu.applied_policy = None;
+        st.apply_policy(self.vm.policy());
+        st.nst.l2 = Some((h.vmcb_pa, next));
+        if let Some(Next::User) = self.build_vmcb02(st, false)? {
+            st.nst.l2 = None;
+            return Err(EINVAL);
+        }
+        st.nst.run_pending = h.flags & flags::RUN_PENDING != 0;
+        if !st.nst.run_pending {
+            // vmcb12's event was delivered when L2 first ran.
+            let c = &mut st.nst.vmcb02.get().control;
+            c.event_inj = 0;
+            c.event_inj_err = 0;
+        }
+        st.nst.gif = gif;
+        Ok(0)
+    }
+
+    /// An exit of L2: when L1 asked for it (`reflect::decide` on vmcb12's
+    /// intercepts and L1's permission maps), performs the #VMEXIT L1 expects
+    /// (APM 15.6): L2's state and the exit information go to vmcb12 in L1's
+    /// memory, L1 resumes after its VMRUN with GIF clear. Returns whether it
+    /// did (or what else ended the exit); `None`: L0 handles it for L2.
+    pub(super) fn l2_exit_for_l1(&self, st: &mut VcpuState) -> Result<Option<Next>> {
+        use nsvm_core::reflect::{decide, Decision};
+        let (code, info1) = {
+            let v = st.nst.vmcb02.get();
+            (v.control.exit_code, v.control.exit_info_1)
+        };
+        let e = {
+            let v = st.nst.vmcb02.get();
+            let c = &v.control;
+            TraceEvent::VmExit { rip: v.save.rip, reason: code, info1, info2: c.exit_info_2, intr_info: c.exit_int_info, error_code: c.exit_int_info_err }
+        };
+        st.log(e);
+        // L2 on shadow NPT02: the fault is either in NPT12 (L1's to see, as
+        // #VMEXIT(NPF) with the error code of the NPT12 walk), or L0's to
+        // resolve by composing the missing NPT02 leaf.
+        let mut npf12 = false;
+        if code == exit::NPF && st.l2_np() {
+            match self.npf02(st)? {
+                Npf02::Filled => {
+                    self.stats.bump(st_idx::L2_EXITS_L0);
+                    // Counted as every other exit L0 handles (`exits`).
+                    self.stats.bump(st_idx::EXITS);
+                    self.stats.bump(stats::exit_counter(code));
+                    return Ok(Some(Next::Guest));
+                }
+                Npf02::Fault(info1) => {
+                    st.nst.vmcb02.get().control.exit_info_1 = info1;
+                    self.stats.bump(st_idx::NPT12_FAULTS);
+                    npf12 = true;
+                }
+                Npf02::Unbacked(l1_gpa) => {
+                    // L2 reaches L1's MMIO through NPT12: userspace sees the
+                    // L1 physical address (as with KVM), the instruction is
+                    // fetched and decoded through L2's paging and NPT12.
+                    self.stats.bump(st_idx::L2_EXITS_L0);
+                    self.stats.bump(st_idx::EXITS);
+                    self.stats.bump(stats::exit_counter(code));
+                    let inner = self.vm.inner.lock();
+                    return self.mmio(st, &inner, l1_gpa).map(Some);
+                }
+            }
+        }
+        let inner = self.vm.inner.lock();
+        let mem = GuestMem::l1(&inner);
+        let (iopm, msrpm, l1_intercepts) = {
+            let c12 = &st.nst.vmcb12.get().control;
+            (c12.iopm_base_pa & !0xfff, c12.msrpm_base_pa & !0xfff, c12.intercepts)
+        };
+        let bit = |base: u64, n: u32| {
+            let mut b = [0u8; 1];
+            mem.read_bytes(base + u64::from(n / 8), &mut b).then(|| b[0] & (1 << (n % 8)) != 0)
+        };
+        let msr_index = st.cpu.gprs[Gpr::Rcx] as u32;
+        let mut d = decide(code, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
+        // L2's shutdown goes to L1 only when L1 intercepts it (`decide`);
+        // otherwise L1 itself shuts down (APM 15.12; KVM: KVM_EXIT_SHUTDOWN).
+        if Vmcb::exit_is_invalid(code) || npf12 {
+            d = Decision::L1;
+        }
+        if d == Decision::L0 {
+            self.stats.bump(st_idx::L2_EXITS_L0);
+            return Ok(None);
+        }
+        self.reflect_to_l1(st, &inner, code)
+    }
+
+    /// The #VMEXIT L1 expects for the exit in vmcb02's exit fields (APM
+    /// 15.6): what #VMEXIT writes goes to vmcb12 in L1's memory, L1 resumes
+    /// after its VMRUN with GIF clear.
+    pub(super) fn reflect_to_l1(&self, st: &mut VcpuState, inner: &VmInner, code: u64) -> Result<Option<Next>> {
+        let mem = GuestMem::l1(inner);
+        self.stats.bump(st_idx::L2_EXITS_REFLECTED);
+        // NRIPS for L1 (emulated, APM 15.7.1): the next RIP of an intercepted
+        // instruction, decoded by L0 (no NRIPS under TCG), 0 otherwise.
+        let nrip = st.l2_next_rip(inner);
+        let Some((pa12, next)) = st.nst.l2.take() else { return Ok(None) };
+        // vmcb12 := L2's state and the exit information (field by field from
+        // the pages: no 4 KiB copies on the kernel stack).
+        {
+            let v02 = st.nst.vmcb02.get();
+            let c12 = st.nst.vmcb12.get();
+            let c = &mut c12.control;
+            c.exit_code = if Vmcb::exit_is_invalid(v02.control.exit_code) { exit::INVALID } else { v02.control.exit_code };
+            c.exit_info_1 = v02.control.exit_info_1;
+            c.exit_info_2 = v02.control.exit_info_2;
+            c.exit_int_info = v02.control.exit_int_info;
+            c.exit_int_info_err = v02.control.exit_int_info_err;
+            c.int_state = v02.control.int_state;
+            let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 { int_ctl::V_GIF } else { 0 };
+            c.int_ctl = (c.int_ctl & !virq) | (v02.control.int_ctl & virq);
+            c.event_inj = 0;
+            c.event_inj_err = 0;
+            c.next_rip = nrip;
+        }
+        // Only what #VMEXIT writes (APM 15.6): L1's edits to the rest of
+        // vmcb12 while L2 ran stay.
+        let c = &st.nst.vmcb12.get().control;
+        let e = TraceEvent::VmExitInject { reason: c.exit_code, info1: c.exit_info_1, info2: c.exit_info_2, exit_int_info: c.exit_int_info, exit_int_info_err: c.exit_int_info_err };
+        st.log(e);
+        // Control fields from vmcb12's cache (just updated), state from
+        // vmcb02; into the pinned page when it is still vmcb12's.
+        let gen = self.vm.memory_generation.load(Ordering::Acquire);
+        let pin = st.nst.vmcb12_pin.as_ref().filter(|(g, n, _)| *g == pa12 && *n == gen).map(|(_, _, p)| p);
+        let (b12, b02) = (st.nst.vmcb12.bytes(), st.nst.vmcb02.bytes());
+        let src = |o: usize, l: usize| if o >= 0x400 { &b02[o..o + l] } else { &b12[o..o + l] };
+        let ok = match pin.and_then(|p| p.writer()) {
+            // Each range as a constant-size write (unrolled over the table).
+            Some(w) => {
+                use nsvm_core::vmcb::EXIT_WRITEBACK as WB;
+                macro_rules! put {
+                    ($($k:literal)*) => { true $(&& {
+                        const R: (usize, usize) = WB[$k];
+                        <&[u8; R.1]>::try_from(src(R.0, R.1)).is_ok_and(|d| w.put(R.0, d))
+                    })* };
+                }
+                const _: () = assert!(WB.len() == 14);
+                put!(0 1 2 3 4 5 6 7 8 9 10 11 12 13)
+            }
+            None => nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, src(o, l))),
+        };
+        // What VMLOAD/VMSAVE move is not switched by #VMEXIT: L1 goes on
+        // with L2's values until it loads its own (APM 15.5.2).
+        let (v1, v2) = (st.cpu.vmcb.get(), st.nst.vmcb02.get());
+        v1.save.copy_vmload_state(&v2.save);
+        v1.save.rip = next;
+        v1.control.event_inj = 0;
+        st.nst.gif = false;
+        if !ok {
+            // vmcb12 is no longer writable RAM: L1 cannot be told; stop.
+            return Ok(Some(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[next, pa12]))));
+        }
+        self.stats.bump(st_idx::EXITS);
+        self.stats.bump(stats::exit_counter(code));
+        Ok(Some(Next::Guest))
+    }
+
+    /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, INVLPGA executed by L1 with
+    /// EFER.SVME set (APM 15.5, 15.5.2, 15.17, 15.16.4).
+    pub(super) fn svm_insn(&self, st: &mut VcpuState, i: SvmInsn) -> Result<Next> {
+        let code = i.exit_code();
+        // The same instructions executed by an L2 that L1 lets run them (it
+        // must intercept VMRUN, APM 15.5.1) act on L2's own state.
+        let l2 = st.nst.l2.is_some();
+        if st.vmcb().save.cpl != 0 {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        let rip = st.vmcb().save.rip;
+        let len = {
+            let inner = self.vm.inner.lock();
+            let mut b = [0u8; 15];
+            let (n, long) = st.fetch_insn(&inner, &mut b);
+            insn::length_of(&b[..n], Known::Svm(i), long)
+        };
+        let Some(len) = len else {
+            return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, code])));
+        };
+        let next = rip.wrapping_add(len as u64);
+        match i {
+            SvmInsn::Stgi | SvmInsn::Clgi => {
+                // L2's: with vGIF enabled by L1 they move V_GIF (APM 15.33.2);
+                // otherwise L2's own GIF is not modelled (docs/nested.md).
+                if !l2 {
+                    st.nst.gif = i == SvmInsn::Stgi;
+                } else {
+                    let c = &mut st.nst.vmcb02.get().control;
+                    if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 {
+                        c.int_ctl = if i == SvmInsn::Stgi { c.int_ctl | int_ctl::V_GIF } else { c.int_ctl & !int_ctl::V_GIF };
+                    }
+                }
+                st.vmcb().save.rip = next;
+                Ok(Next::Guest)
+            }
+            SvmInsn::Invlpga => {
+                // Every entry flushes the whole TLB: nothing to do.
+                st.vmcb().save.rip = next;
+                Ok(Next::Guest)
+            }
+            SvmInsn::Vmload | SvmInsn::Vmsave => self.vmload_vmsave(st, i == SvmInsn::Vmload, next),
+            SvmInsn::Vmrun if !l2 => self.vmrun_l1(st, next),
+            _ => {
+                // Unreachable: VMRUN intercepted by L1 is a checked rule,
+                // SKINIT is #UD (handle_exit).
+                Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, code])))
+            }
+        }
+    }
+
+    /// Checks RAX as a VMCB address for VMRUN/VMLOAD/VMSAVE (APM 15.5: #GP
+    /// unless page aligned and within the physical address width).
+    pub(super) fn vmcb_address(st: &mut VcpuState) -> Option<u64> {
+        let pa = st.vmcb().save.rax;
+        let phys = crate::svm::phys_bits();
+        if pa & 0xfff != 0 || pa >> phys != 0 {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return None;
+        }
+        Some(pa)
+    }
+
+    /// VMLOAD/VMSAVE (APM 15.5.2): FS, GS, TR, LDTR with their hidden state,
+    /// KernelGsBase, STAR, LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP between
+    /// the VMCB at RAX (in the running guest's physical memory) and the
+    /// running guest's state (L1's, or L2's when L1 does not intercept).
+    pub(super) fn vmload_vmsave(&self, st: &mut VcpuState, load: bool, next: u64) -> Result<Next> {
+        let Some(pa) = Self::vmcb_address(st) else { return Ok(Next::Guest) };
+        // L1 runs: vmcb12's cache is free to serve as the scratch copy. L2
+        // runs (rare): a page of its own, vmcb12's cache is in use.
+        let mut own = if st.nst.l2.is_some() { Some(VmcbPage::new()?) } else { None };
+        let inner = self.vm.inner.lock();
+        let mem = st.guest_mem(&inner);
+        let ok = {
+            let (scratch, cur) = match own.as_mut() {
+                Some(p) => (p, &mut st.nst.vmcb02),
+                None => (&mut st.nst.vmcb12, &mut st.cpu.vmcb),
+            };
+            // Only the save area holds what VMLOAD loads and VMSAVE stores.
+            if !mem.read_bytes(pa + 0x400, &mut scratch.bytes()[0x400..]) {
+                false
+            } else if load {
+                cur.get().save.copy_vmload_state(&scratch.get().save);
+                true
+            } else {
+                scratch.get().save.copy_vmload_state(&cur.get().save);
+                // Only the save area holds what VMSAVE stores.
+                mem.write_bytes(pa + 0x400, &scratch.bytes()[0x400..])
+            }
+        };
+        drop(inner);
+        if !ok {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        st.vmcb().save.rip = next;
+        Ok(Next::Guest)
+    }
+
+    /// VMRUN by L1 (APM 15.5): vmcb12 is copied once into L0's cache and
+    /// checked there (APM 15.5.1; a failure is #VMEXIT(VMEXIT_INVALID) in
+    /// vmcb12, L1 continuing after VMRUN); otherwise vmcb02 is built from
+    /// L0's policy and the copy, and L2 runs.
+    pub(super) fn vmrun_l1(&self, st: &mut VcpuState, next: u64) -> Result<Next> {
+        let Some(pa) = Self::vmcb_address(st) else { return Ok(Next::Guest) };
+        // No host save area set up by L1: #GP (as KVM and the issue specify).
+        if st.nst.hsave_pa == 0 {
+            st.inject(Event::new(EventType::Exception, 13, Some(0)));
+            return Ok(Next::Guest);
+        }
+        {
+            let inner = self.vm.inner.lock();
+            // What VMRUN uses (vmcb::VMRUN_READ): the control area's
+            // defined fields and the state VMRUN loads; not the VMLOAD state
+            // nor the reserved ranges (the cache's keep other values).
+            use nsvm_core::vmcb::VMRUN_READ as RD;
+            let read = if self.pin_vmcb12(st, &inner, pa) {
+                st.nst.vmcb12_pin.as_ref().is_some_and(|(_, _, p)| {
+                    let (r, b) = (p.reader(), st.nst.vmcb12.bytes());
+                    // Each range as a constant-size read (unrolled).
+                    macro_rules! get {
+                        ($($k:literal)*) => { true $(&& {
+                            const R: (usize, usize) = RD[$k];
+                            <&mut [u8; R.1]>::try_from(&mut b[R.0..R.0 + R.1]).is_ok_and(|d| r.get(R.0, d))
+                        })* };
+                    }
+                    const _: () = assert!(RD.len() == 15);
+                    get!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+                })
+            } else {
+                let (mem, b) = (GuestMem::l1(&inner), st.nst.vmcb12.bytes());
+                RD.iter().all(|&(o, l)| mem.read_bytes(pa + o as u64, &mut b[o..o + l]))
+            };
+            if !read {
+                drop(inner);
+                st.inject(Event::new(EventType::Exception, 13, Some(0)));
+                return Ok(Next::Guest);
+            }
+        }
+        let phys = crate::svm::phys_bits();
+        // Fields of features not offered to L1 are ignored: of nested_ctl
+        // only NP_ENABLE, and only when nested paging is offered.
+        let np_offered = st.nst.l1_features.contains(SvmFeatures::NP);
+        st.nst.vmcb12.get().control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
+        let checked = {
+            let c12 = st.nst.vmcb12.get();
+            nsvm_core::checks::check_vmrun(&c12.save, &c12.control, phys)
+        };
+        if let Err(c) = checked {
+            self.stats.bump(stats::INVALID_BASE + c.index());
+            let inner = self.vm.inner.lock();
+            let mem = GuestMem::l1(&inner);
+            let mut e = [0u8; 24];
+            e[..8].copy_from_slice(&exit::INVALID.to_ne_bytes());
+            let _ = mem.write_bytes(pa + 0x70, &e);
+            drop(inner);
+            let v1 = st.cpu.vmcb.get();
+            v1.save.rip = next;
+            st.nst.gif = false;
+            return Ok(Next::Guest);
+        }
+        if let Some(stop) = self.build_vmcb02(st, true)? {
+            return Ok(stop);
+        }
+        st.nst.l2 = Some((pa, next));
+        st.nst.run_pending = true;
+        st.nst.gif = true;
+        let e = {
+            let (v01, v12, v02) = (st.cpu.vmcb.get(), st.nst.vmcb12.get(), st.nst.vmcb02.get());
+            let npt = v12.control.nested_ctl & nested_ctl::NP_ENABLE != 0;
+            TraceEvent::VmEnter {
+                rip: v01.save.rip,
+                vmcb: pa,
+                nested_rip: v02.save.rip,
+                int_ctl: v12.control.int_ctl,
+                event_inj: v12.control.event_inj,
+                npt,
+                cr3: if npt { v12.control.nested_cr3 } else { v12.save.cr3 },
+            }
+        };
+        st.log(e);
+        self.stats.bump(st_idx::NESTED_VMRUNS);
+        Ok(Next::Guest)
+    }
+
+    /// Makes `st.nst.vmcb12_pin` hold vmcb12's page at `pa` (kept from the last
+    /// VMRUN when the address and the VM's slots are unchanged); false when
+    /// `pa` is not writable RAM (callers then copy through the slots).
+    pub(super) fn pin_vmcb12(&self, st: &mut VcpuState, inner: &VmInner, pa: u64) -> bool {
+        let gen = self.vm.memory_generation.load(Ordering::Acquire);
+        if st.nst.vmcb12_pin.as_ref().is_some_and(|(g, n, _)| *g == pa && *n == gen) {
+            return true;
+        }
+        st.nst.vmcb12_pin = None;
+        let Some(slot) = inner.slots.find(pa).copied() else { return false };
+        if slot.readonly() {
+            return false;
+        }
+        match PinnedPage::pin(slot.uaddr_of(pa), true) {
+            Ok(p) => {
+                st.nst.vmcb12_pin = Some((pa, gen, p));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// vmcb02 from vmcb01, the checked vmcb12 copy and L0's policy: merged
+    /// controls (`nested::merge_control`), nested paging on shadow NPT02 or
+    /// L2 on NPT01, and with `from_vmrun` L2's state from vmcb12 (VMRUN);
+    /// without it vmcb02's state is kept (KVM_SET_NESTED_STATE: it is the
+    /// vCPU's current state). `Some` when the vCPU must stop instead.
+    pub(super) fn build_vmcb02(&self, st: &mut VcpuState, from_vmrun: bool) -> Result<Option<Next>> {
+        let root = st.npt01_root;
+        let np = st.nst.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0;
+        let mut ncr3 = root;
+        if np {
+            // NPT12 is walked in the format of L1's paging mode at VMRUN
+            // (APM 15.25.5: the host's CR4.PAE/EFER.LMA); nsvm walks the
+            // long-mode format only.
+            if st.cpu.vmcb.get().save.efer & efer::LMA == 0 {
+                let rip = st.cpu.vmcb.get().save.rip;
+                return Ok(Some(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, exit::VMRUN, u64::from(nested_ctl::NP_ENABLE)]))));
+            }
+            let c12 = &st.nst.vmcb12.get().control;
+            let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };
+            let tlb = c12.tlb_ctl;
+            if nsvm_core::nested::npt02_must_flush(st.nst.npt02.key, key, tlb, st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID)) {
+                st.nst.npt02.flush();
+                self.stats.bump(st_idx::NPT02_FLUSHES);
+            }
+            st.nst.npt02.key = Some(key);
+            ncr3 = st.nst.npt02.root_pa();
+        }
+        let policy = nsvm_core::nested::L0Policy { asid: 2, flush: true, ncr3, features: st.nst.l1_features };
+        if from_vmrun {
+            // L2's state: the save area's defined fields but the VMLOAD
+            // state, which comes from vmcb01 below (neither the reserved
+            // ranges).
+            let (v12, v02) = (st.nst.vmcb12.get(), st.nst.vmcb02.get());
+            v02.save.copy_vmrun_state(&v12.save);
+        }
+        {
+            let (v01, v12, v02) = (st.cpu.vmcb.get(), st.nst.vmcb12.get(), st.nst.vmcb02.get());
+            nsvm_core::nested::merge_control(&mut v02.control, &policy, &v01.control, &v12.control);
+            if from_vmrun {
+                // VMRUN does not load what VMLOAD does: L2 starts with L1's
+                // current FS, GS, TR, LDTR and syscall MSRs (APM 15.5.2).
+                v02.save.copy_vmload_state(&v01.save);
+                // Without nested paging L2 runs on NPT01 with L1's guest
+                // PAT; with it, G_PAT is L2's (APM 15.25.8).
+                if !np {
+                    v02.save.g_pat = v01.save.g_pat;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A nested page fault of an L2 on shadow NPT02 (APM 15.25.6): walks
+    /// L1's NPT12 for the L2 physical address (EXITINFO2) with the access
+    /// the hardware reported (EXITINFO1: write, fetch, and whether the final
+    /// address or a guest table was being translated). A fault there is
+    /// L1's; otherwise the page is pinned from the VM's slot and the
+    /// composed leaf (weaker permissions of NPT12 and the slot) goes into
+    /// NPT02, 4 KiB whatever the NPT12 page size.
+    fn npf02(&self, st: &mut VcpuState) -> Result<Npf02> {
+        use nsvm_core::nested::{compose_leaf, walk_npt12};
+        let (info1, gpa) = {
+            let c = &st.nst.vmcb02.get().control;
+            (c.exit_info_1, c.exit_info_2)
+        };
+        let ncr3 = st.nst.vmcb12.get().control.nested_cr3;
+        let nxe = st.cpu.vmcb.get().save.efer & efer::NXE != 0;
+        let phys = crate::svm::phys_bits();
+        let (write, fetch) = (info1 & npf::RW != 0, info1 & npf::ID != 0);
+        let stage = info1 & (npf::FINAL | npf::TABLE);
+        let inner = self.vm.inner.lock();
+        let t = match walk_npt12(&GuestMem::l1(&inner), ncr3, gpa, write, fetch, nxe, phys, stage) {
+            Ok(t) => t,
+            Err(code) => return Ok(Npf02::Fault(code)),
+        };
+        // The walk's accessed/dirty bits go into NPT12 (APM 15.25.5), as the
+        // processor's nested walker sets them; NPT02 keeps a clean page
+        // read-only so that its first write comes back here for D.
+        for &(ea, bits) in t.ad_updates.iter().filter(|(_, b)| *b != 0) {
+            let Some(s12) = inner.slots.find(ea).copied() else { continue };
+            if s12.readonly() {
+                continue;
+            }
+            if let Ok(p) = PinnedPage::pin(s12.uaddr_of(ea & !0xfff), true) {
+                p.fetch_or_u64((ea & 0xfff) as usize, bits);
+            }
+        }
+        let Some(slot) = inner.slots.find(t.l1_gpa).copied() else { return Ok(Npf02::Unbacked(t.l1_gpa)) };
+        if write && slot.readonly() {
+            return Ok(Npf02::Unbacked(t.l1_gpa));
+        }
+        // At most twice the VM's memory in L2 mappings (then start over).
+        let limit = 2 * inner.slots.total_pages() as usize + 1024;
+        if st.nst.npt02.mapped_pages() + 8 >= limit {
+            self.stats.bump(st_idx::NPT02_FLUSHES);
+            st.nst.npt02.flush();
+        }
+        // Prefetch, as KVM's shadow MMU does for a large guest page shadowed
+        // by 4 KiB entries (PTE_PREFETCH_NUM = 8): the aligned 8-page block
+        // lies in the same NPT12 leaf, just used, so its pages translate
+        // with the same permissions (a processor may load translations ahead
+        // of use), and to consecutive L1 pages: one pin call for all eight.
+        // Not for 4 KiB NPT12 leaves, whose neighbours L1 may still edit
+        // without a flush.
+        let (block, l1_block) = (gpa & !0x7fff, (t.l1_gpa & !0xfff).wrapping_sub(gpa & 0x7000));
+        if t.page_size > 4096 && slot.contains(l1_block) && slot.contains(l1_block + 0x7fff) {
+            let mut pins: [Option<PinnedPage>; 8] = Default::default();
+            let got = PinnedPage::pin_run(slot.uaddr_of(l1_block), !slot.readonly(), &mut pins);
+            let force = ((gpa >> 12) & 7) as usize;
+            if got > force {
+                // One walk to the NPT02 page table for the block; pages
+                // already mapped there keep their entries (and their pins).
+                let mut leaves = [nsvm_core::x86::Pte(0); 8];
+                for (i, pin) in pins.iter().enumerate() {
+                    let Some(pin) = pin else { break };
+                    let t2 = nsvm_core::nested::Npt12Translation { l1_gpa: l1_block + ((i as u64) << 12), ..t };
+                    leaves[i] = compose_leaf(&t2, pin.pa, !slot.readonly(), true);
+                }
+                let n = st.nst.npt02.map_run(block, pins, &leaves, force, limit)?;
+                self.stats.add(st_idx::NPT02_FILLS, n as u64);
+                return Ok(Npf02::Filled);
+            }
+        }
+        let pin = PinnedPage::pin(slot.uaddr_of(t.l1_gpa & !0xfff), !slot.readonly())?;
+        let leaf = compose_leaf(&t, pin.pa, !slot.readonly(), true);
+        st.nst.npt02.map(gpa, pin, leaf, limit)?;
+        self.stats.bump(st_idx::NPT02_FILLS);
+        Ok(Npf02::Filled)
+    }
+
+    /// Drops NPT02 when the VM's slots changed since it was composed.
+    pub(super) fn sync_npt02(&self, st: &mut VcpuState) {
+        let g = self.vm.memory_generation.load(Ordering::Acquire);
+        if let Some(k) = st.nst.npt02.key {
+            if k.npt01_generation != g {
+                st.nst.npt02.flush();
+                st.nst.npt02.key = Some(Npt02Key { npt01_generation: g, ..k });
+                self.stats.bump(st_idx::NPT02_FLUSHES);
+            }
+        }
+    }
+}
+
+impl VcpuState {
+    /// The running L2 was entered with nested paging (on NPT02): vmcb12's
+    /// NP_ENABLE, masked at VMRUN to what L1 was offered.
+    pub(super) fn l2_np(&mut self) -> bool {
+        self.nst.l2.is_some() && self.nst.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0
+    }
+
+    /// Records a nested event in the log.
+    pub(super) fn log(&mut self, e: TraceEvent) {
+        nsvm_core::trace::record(&mut self.nst.nlog, &mut self.nst.nlog_count, e);
+    }
+
+    /// The next RIP of the L2 instruction that caused exit `code` (for L1's
+    /// vmcb12.next_rip): IOIO gives it in EXITINFO2; the instructions L0
+    /// can decode are decoded; everything else reports 0.
+    pub(super) fn l2_next_rip(&mut self, inner: &VmInner) -> u64 {
+        let (code, info1, info2, rip) = {
+            let v = self.nst.vmcb02.get();
+            (v.control.exit_code, v.control.exit_info_1, v.control.exit_info_2, v.save.rip)
+        };
+        insn::next_rip(code, info1, info2, rip, |b| self.fetch_insn(inner, b))
+    }
+}

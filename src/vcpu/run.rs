@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `KVM_RUN`: completing the last exit to userspace, the loop around the
+//! world switch, and the exits to userspace it ends with.
+
+use kernel::prelude::*;
+
+use nsvm_core::user_exit::{run, RunCommon, RunPage, UserExit};
+use nsvm_core::mmio;
+use nsvm_core::stats::vcpu as st_idx;
+use nsvm_core::vmcb::{int_ctl, tlb_control};
+use nsvm_core::x86::{rflags, Gpr};
+
+use super::{Pending, Vcpu, VcpuState};
+use crate::hw;
+use crate::hw::mem::KPages;
+use crate::vmrun;
+
+/// The vCPU's `kvm_run` page, as user exits are encoded into it.
+struct RunPageWriter<'a>(&'a KPages);
+
+impl RunPage for RunPageWriter<'_> {
+    #[inline]
+    fn put(&mut self, off: usize, bytes: &[u8]) {
+        self.0.write(off, bytes);
+    }
+}
+
+/// What an exit handler decided.
+pub(crate) enum Next {
+    /// Re-enter the guest.
+    Guest,
+    /// Return to userspace (exit_reason already written).
+    User,
+}
+
+impl Vcpu {
+    pub(super) fn run_u8(&self, off: usize) -> u8 {
+        self.run.read_u8(off)
+    }
+
+    /// Ends `KVM_RUN` with `e`: its `exit_reason` and fields in `kvm_run`.
+    pub(super) fn user_exit(&self, e: UserExit) -> Next {
+        e.encode(&mut RunPageWriter(&self.run));
+        Next::User
+    }
+
+    /// `KVM_RUN`.
+    pub(super) fn run(&self) -> Result<isize> {
+        let mut st = self.state.lock();
+        // Complete port I/O: an IN's data from the PIO page goes to RAX, and
+        // RIP moves past the instruction.
+        let next_rip = match st.uexit.pending.take() {
+            Some(Pending::Io { next_rip, in_size }) => {
+                if let Some(size) = in_size {
+                    let d = self.pio.read_u64(0);
+                    let mut regs = st.all_gprs();
+                    mmio::load_into(&mut regs, mmio::Reg::new(Gpr::Rax), mmio::Extend::None, size, d);
+                    st.set_all_gprs(&regs);
+                }
+                Some(next_rip)
+            }
+            Some(Pending::Mmio { next_rip, read }) => {
+                if let Some((dst, ext, size)) = read {
+                    let d = self.run.read_u64(run::MMIO_DATA);
+                    let mut regs = st.all_gprs();
+                    mmio::load_into(&mut regs, dst, ext, size, d);
+                    st.set_all_gprs(&regs);
+                }
+                Some(next_rip)
+            }
+            Some(Pending::StrIo { next_rip, is_in, rep, count, size, amask, idx, df }) => {
+                if is_in {
+                    let inner = self.vm.inner.lock();
+                    let mem = st.guest_mem(&inner);
+                    for (k, g) in st.uexit.string_gpas.iter().enumerate() {
+                        let b = [self.pio.read_u8(k)];
+                        mem.write_bytes(*g, &b);
+                    }
+                }
+                let mut regs = st.all_gprs();
+                let step = count * u64::from(size);
+                let i = idx;
+                let moved = if df { regs[i].wrapping_sub(step) } else { regs[i].wrapping_add(step) };
+                // Only the address-size part of the registers changes; a
+                // 32-bit update zero-extends (APM vol. 3 INS/OUTS).
+                let merge = |old: u64, new: u64| if amask == 0xffff_ffff { new & amask } else { (old & !amask) | (new & amask) };
+                regs[i] = merge(regs[i], moved);
+                let mut done = true;
+                if rep {
+                    regs[Gpr::Rcx] = merge(regs[Gpr::Rcx], regs[Gpr::Rcx].wrapping_sub(count));
+                    done = regs[Gpr::Rcx] & amask == 0;
+                }
+                st.set_all_gprs(&regs);
+                st.uexit.string_gpas.clear();
+                done.then_some(next_rip)
+            }
+            None => None,
+        };
+        if let Some(rip) = next_rip {
+            let vmcb = st.vmcb();
+            vmcb.save.rip = rip;
+            vmcb.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+        }
+        if let Some(t) = st.uexit.halted_since.take() {
+            self.stats.bump(st_idx::HALT_WAKEUPS);
+            self.stats.add(st_idx::HALT_WAIT_NS, hw::task::now_ns().saturating_sub(t));
+        }
+        // immediate_exit: back at once with EINTR, exit_reason untouched (as KVM).
+        if self.run_u8(run::IMMEDIATE_EXIT) != 0 {
+            return Err(EINTR);
+        }
+        let r = loop {
+            if hw::task::signal_pending() {
+                self.user_exit(UserExit::Intr);
+                self.stats.bump(st_idx::SIGNAL_EXITS);
+                break Err(EINTR);
+            }
+            hw::task::cond_resched();
+            let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0;
+            // An interrupt or NMI for L1 while L2 runs, which L1 intercepts:
+            // #VMEXIT(INTR/NMI) to L1 (APM 15.21.1, 15.21.3), the event
+            // staying pending for L1 (taken once it sets GIF).
+            if st.nst.l2.is_some() && !st.nst.run_pending {
+                if let Some(code) = st.l1_event_exit() {
+                    let inner = self.vm.inner.lock();
+                    {
+                        let c = &mut st.nst.vmcb02.get().control;
+                        // An event L0 was about to deliver to L2 is reported
+                        // as interrupted (EXITINTINFO).
+                        let pending = c.event_inj & nsvm_core::event::bits::VALID != 0;
+                        c.exit_int_info = if pending { c.event_inj } else { 0 };
+                        c.exit_int_info_err = if pending { c.event_inj_err } else { 0 };
+                        c.event_inj = 0;
+                        c.exit_code = code;
+                        c.exit_info_1 = 0;
+                        c.exit_info_2 = 0;
+                    }
+                    if let Some(Next::User) = self.reflect_to_l1(&mut st, &inner, code)? {
+                        break Ok(0);
+                    }
+                }
+            }
+            st.prepare_interrupts(window);
+            st.apply_policy(self.vm.policy());
+            if st.l2_np() {
+                self.sync_npt02(&mut st);
+            }
+            if !st.enter() {
+                // The guest's state is gone (replaced by the host's): stop
+                // the vCPU with a recognizable error rather than run it.
+                let (code, rip) = (st.vmcb().control.exit_code, st.vmcb().save.rip);
+                note_host_state_in_vmcb(self.id, code);
+                self.user_exit(UserExit::host_state_in_vmcb(code, rip));
+                break Ok(0);
+            }
+            st.nst.run_pending = false;
+            match self.handle_exit(&mut st)? {
+                Next::Guest => {
+                    // KVM: with an open window requested, return as soon as
+                    // an interrupt can be injected.
+                    if window && st.ready_for_injection() {
+                        self.user_exit(UserExit::IrqWindowOpen);
+                        self.stats.bump(st_idx::IRQ_WINDOW_EXITS);
+                        break Ok(0);
+                    }
+                }
+                Next::User => break Ok(0),
+            }
+        };
+        self.stats.bump(st_idx::EXITS_USERSPACE);
+        let common = RunCommon {
+            if_flag: st.vmcb().save.rflags & rflags::IF != 0,
+            ready_for_interrupt_injection: st.ready_for_injection(),
+            cr8: u64::from(st.vmcb().control.int_ctl & int_ctl::V_TPR_MASK),
+            apic_base: st.cpu.apic_base,
+        };
+        common.encode(&mut RunPageWriter(&self.run));
+        r
+    }
+}
+
+impl VcpuState {
+    /// Enters the guest once and returns at its next #VMEXIT; false when the
+    /// VMCB came back holding the host's state (`vmrun::enter`).
+    pub(super) fn enter(&mut self) -> bool {
+        // Flush on every entry: one ASID for all guests and no flush-by-ASID
+        // under TCG; per-VM ASIDs come with nested SVM.
+        self.vmcb().control.tlb_ctl = tlb_control::FLUSH_ALL;
+        let xcr0 = self.cpu.xcr0;
+        let page = if self.nst.l2.is_some() { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };
+        vmrun::enter(page, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0)
+    }
+}
+
+/// Logs (once per load) a VMCB that came back from VMRUN with the host's
+/// state (see `vmrun::enter`).
+fn note_host_state_in_vmcb(vcpu: u32, exit_code: u64) {
+    static SEEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !SEEN.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        pr_warn!(
+            "vCPU {}: VMCB back from VMRUN (exit {:#x}) holding the host's own state: known QEMU TCG issue with several vCPUs (docs/architecture.md); vCPU stopped with KVM_EXIT_INTERNAL_ERROR\n",
+            vcpu,
+            exit_code
+        );
+    }
+}

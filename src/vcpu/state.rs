@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The vCPU's architectural state: the VMCB of the running level, GPRs,
+//! EFER as the guest sees it, RESET/INIT, registers and MSRs for the ioctls
+//! and the exit handlers, and the sensitive-instruction policy.
+
+use kernel::prelude::*;
+
+use nsvm_core::exit;
+use nsvm_core::kvm::{Regs, Sregs};
+use nsvm_core::mmio;
+use nsvm_core::msr::efer;
+use nsvm_core::vmcb::{int_ctl, Vmcb};
+use nsvm_core::x86::{cr0, Gpr, Gprs};
+use nsvm_core::{cpu_state, fpu, msr_emul};
+
+use super::VcpuState;
+use crate::hw;
+use crate::vmrun;
+
+/// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX`.
+const CPUID_FLAG_SIGNIFICANT_INDEX: u32 = 1;
+
+impl VcpuState {
+    /// The VMCB. The processor touches it only inside `vmrun::run`, which
+    /// needs `&mut self` too.
+    pub(super) fn vmcb(&mut self) -> &mut Vmcb {
+        if self.nst.l2.is_some() {
+            self.nst.vmcb02.get()
+        } else {
+            self.cpu.vmcb.get()
+        }
+    }
+
+    /// EFER of the guest that runs: L1's as nsvm keeps it (SVME as L1 set
+    /// it), or L2's from vmcb02 while L2 runs.
+    pub(super) fn efer(&mut self) -> u64 {
+        if self.nst.l2.is_some() {
+            self.nst.vmcb02.get().save.efer
+        } else {
+            self.cpu.guest_efer
+        }
+    }
+
+    /// Sets the running guest's EFER; the VMCB always has SVME (VMRUN
+    /// requires it, APM 15.5.1).
+    pub(super) fn set_efer(&mut self, e: u64) {
+        if self.nst.l2.is_none() {
+            self.cpu.guest_efer = e;
+        }
+        self.vmcb().save.efer = cpu_state::vmcb_efer(e);
+    }
+
+    /// Sets the intercepts the policy asks for (vmcb01 keeps its own).
+    pub(super) fn apply_policy(&mut self, p: nsvm_core::sensitive::Policy) {
+        use nsvm_core::sensitive::bits;
+        // vmcb02's intercepts are the union built at VMRUN (vmcb01's, with
+        // the policy, and L1's); rewriting them here would drop L1's.
+        if self.nst.l2.is_some() || self.cpu.applied_policy == Some(p) {
+            return;
+        }
+        self.cpu.applied_policy = Some(p);
+        let v = self.vmcb();
+        let i = &mut v.control.intercepts;
+        for (bit, code) in [
+            (bits::SIDT, exit::IDTR_READ),
+            (bits::SGDT, exit::GDTR_READ),
+            (bits::SLDT, exit::LDTR_READ),
+            (bits::STR, exit::TR_READ),
+            (bits::CR0_READ, exit::READ_CR0),
+            (bits::PUSHF, exit::PUSHF),
+            (bits::POPF, exit::POPF),
+            (bits::RDTSC, exit::RDTSC),
+        ] {
+            if p.instructions & bit != 0 {
+                i.set(code);
+            } else {
+                i.clear(code);
+            }
+        }
+        i.0[2] = p.exceptions;
+    }
+
+    /// Guest state for `sensitive::emulate`.
+    pub(super) fn sens_state(&mut self) -> nsvm_core::sensitive::State {
+        let regs = self.all_gprs();
+        let cs = self.code_size();
+        let v = self.vmcb();
+        let s = &v.save;
+        nsvm_core::sensitive::State {
+            regs,
+            rip: s.rip,
+            rflags: s.rflags,
+            cpl: s.cpl,
+            cs: Some(cs),
+            ss_big: s.ss.attrib & nsvm_core::vmcb::seg_attr::DB != 0,
+            seg_base: [s.es.base, s.cs.base, s.ss.base, s.ds.base, s.fs.base, s.gs.base],
+            idtr: (s.idtr.base, s.idtr.limit as u16),
+            gdtr: (s.gdtr.base, s.gdtr.limit as u16),
+            ldtr: s.ldtr.selector,
+            tr: s.tr.selector,
+            cr0: s.cr0,
+            cr2: s.cr2,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            cr8: u64::from(v.control.int_ctl & int_ctl::V_TPR_MASK),
+        }
+    }
+
+    /// `struct kvm_fpu` from the FXSAVE part of the guest's XSAVE image.
+    pub(super) fn get_fpu(&mut self) -> [u8; fpu::KVM_FPU_SIZE] {
+        fpu::to_kvm_fpu(&self.cpu.fpu.read::<{ fpu::FXSAVE_SIZE }>(0))
+    }
+
+    /// Writes `struct kvm_fpu` into the guest's image. MXCSR reserved bits
+    /// are refused (`EINVAL`): XRSTOR of such an image would fault in L0.
+    pub(super) fn set_fpu(&mut self, f: &[u8; fpu::KVM_FPU_SIZE]) -> Result {
+        let mut img: [u8; fpu::IMAGE_PREFIX_SIZE] = self.cpu.fpu.read(0);
+        fpu::from_kvm_fpu(f, vmrun::mxcsr_mask(), &mut img).map_err(|_| EINVAL)?;
+        self.cpu.fpu.write(0, &img);
+        Ok(())
+    }
+
+    /// RESET (`init == false`) or INIT (`init == true`) state, as KVM's
+    /// `kvm_vcpu_reset` (`cpu_state::reset` has the rules, APM vol. 2
+    /// 14.1.3): a running L2 is left first (without a #VMEXIT), so vmcb01
+    /// is what gets the state; INIT keeps CR0.CD/NW, the PAT, XCR0, the FPU
+    /// state and VM_HSAVE_PA.
+    pub(super) fn reset(&mut self, npt_root: u64, init: bool) {
+        self.nst.l2 = None;
+        self.nst.gif = true;
+        self.nst.vmcb12_pin = None;
+        self.nst.run_pending = false;
+        self.nst.npt02.flush();
+        self.nst.npt02.key = None;
+        let cfg = cpu_state::ResetConfig {
+            iopm_pa: crate::svm::iopm_pa(),
+            msrpm_pa: crate::svm::msrpm_pa(),
+            npt_root,
+            cpuid1_eax: self.cpu.cpuid.iter().find(|e| e.function == 1).map(|e| e.regs[0]),
+        };
+        // The intercepts are rebuilt: the next entry applies the policy.
+        self.cpu.applied_policy = None;
+        cpu_state::reset(self.cpu.vmcb.get(), &mut self.cpu.gprs, init, &cfg);
+        self.cpu.guest_efer = 0;
+        self.ev = cpu_state::PendingEvents::NONE;
+        self.uexit.pending = None;
+        if !init {
+            self.nst.hsave_pa = 0;
+            self.cpu.xcr0 = fpu::XCR0_RESET;
+            self.cpu.fpu.fill(0);
+            self.cpu.fpu.write(0, &fpu::default_image());
+        }
+    }
+
+    /// The 16 GPRs by hardware number (RAX and RSP from the VMCB).
+    pub(super) fn all_gprs(&mut self) -> Gprs {
+        let mut g = self.cpu.gprs;
+        let v = self.vmcb();
+        g[Gpr::Rax] = v.save.rax;
+        g[Gpr::Rsp] = v.save.rsp;
+        g
+    }
+
+    pub(super) fn set_all_gprs(&mut self, g: &Gprs) {
+        self.cpu.gprs = *g;
+        let v = self.vmcb();
+        v.save.rax = g[Gpr::Rax];
+        v.save.rsp = g[Gpr::Rsp];
+    }
+
+    /// Size of the code segment the guest runs in (APM vol. 2 4.8).
+    pub(super) fn code_size(&mut self) -> mmio::CodeSize {
+        let lma = self.efer() & efer::LMA != 0;
+        let v = self.vmcb();
+        let a = v.save.cs.attrib;
+        if v.save.cr0 & cr0::PE == 0 {
+            mmio::CodeSize::Bits16
+        } else if lma && a & nsvm_core::vmcb::seg_attr::L != 0 {
+            mmio::CodeSize::Bits64
+        } else if a & nsvm_core::vmcb::seg_attr::DB != 0 {
+            mmio::CodeSize::Bits32
+        } else {
+            mmio::CodeSize::Bits16
+        }
+    }
+
+    pub(super) fn get_regs(&mut self) -> Regs {
+        let g = self.cpu.gprs;
+        cpu_state::get_regs(&self.vmcb().save, &g)
+    }
+
+    pub(super) fn set_regs(&mut self, r: &Regs) {
+        let mut g = self.cpu.gprs;
+        cpu_state::set_regs(&mut self.vmcb().save, &mut g, r);
+        self.cpu.gprs = g;
+    }
+
+    pub(super) fn get_sregs(&mut self) -> Sregs {
+        let (efer, apic) = (self.efer(), self.cpu.apic_base);
+        cpu_state::get_sregs(self.vmcb(), efer, apic)
+    }
+
+    pub(super) fn set_sregs(&mut self, s: &Sregs) {
+        self.set_efer(s.efer);
+        self.cpu.apic_base = s.apic_base;
+        cpu_state::set_sregs(self.vmcb(), s);
+    }
+
+    pub(super) fn cpuid_lookup(&self, leaf: u32, sub: u32) -> [u32; 4] {
+        self.cpu.cpuid
+            .iter()
+            .find(|e| e.function == leaf && (e.flags & CPUID_FLAG_SIGNIFICANT_INDEX == 0 || e.index == sub))
+            .map_or([0; 4], |e| e.regs)
+    }
+
+    /// RDMSR of the running guest, or `KVM_GET_MSRS` (`msr_emul` has the
+    /// rules); `None` for an MSR nsvm does not emulate (#GP).
+    pub(super) fn read_msr(&mut self, index: u32) -> Option<u64> {
+        msr_emul::read(self, index, hw::cpu::rdtsc)
+    }
+
+    /// WRMSR of the running guest, or `KVM_SET_MSRS`; false when refused
+    /// (#GP for the guest).
+    pub(super) fn write_msr(&mut self, index: u32, val: u64) -> bool {
+        msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok()
+    }
+}
+
+impl msr_emul::MsrTarget for VcpuState {
+    fn vmcb(&mut self) -> &mut Vmcb {
+        VcpuState::vmcb(self)
+    }
+    fn efer(&mut self) -> u64 {
+        VcpuState::efer(self)
+    }
+    fn set_efer(&mut self, e: u64) {
+        VcpuState::set_efer(self, e)
+    }
+    fn apic_base(&mut self) -> &mut u64 {
+        &mut self.cpu.apic_base
+    }
+    fn tsc_aux(&mut self) -> &mut u64 {
+        &mut self.cpu.tsc_aux
+    }
+    fn hsave_pa(&mut self) -> &mut u64 {
+        &mut self.nst.hsave_pa
+    }
+    fn svm_exposed(&self) -> bool {
+        self.nst.svm_exposed
+    }
+}

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The vCPU fd's ioctls: argument marshalling between userspace and the
+//! vCPU state (KVM's structs, errnos as `kvm_arch_vcpu_ioctl` returns them).
+
+use kernel::prelude::*;
+
+use kernel::sync::Arc;
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use nsvm_core::cpuid::SvmFeatures;
+use nsvm_core::fpu;
+use nsvm_core::kvm::{self, Regs, Sregs};
+use nsvm_core::uapi;
+
+use super::{CpuidEntry, Vcpu};
+use crate::hw;
+
+/// Most CPUID entries `KVM_SET_CPUID2` accepts (KVM's limit).
+const MAX_CPUID_ENTRIES: usize = 256;
+
+impl Vcpu {
+    /// Handles an ioctl on the vCPU fd.
+    pub(crate) fn ioctl(self: &Arc<Self>, cmd: u32, arg: usize) -> Result<isize> {
+        // As for the VM fd: statistics are readable from other processes.
+        if cmd == uapi::kvm::GET_STATS_FD {
+            return Ok(hw::files::new_stats_fd(self.clone())? as isize);
+        }
+        if hw::task::current_mm() != self.vm.mm {
+            return Err(EIO);
+        }
+        let user = |len: usize| UserSlice::new(UserPtr::from_addr(arg), len);
+        match cmd {
+            uapi::kvm::RUN => {
+                if arg != 0 {
+                    return Err(EINVAL);
+                }
+                self.run()
+            }
+            uapi::kvm::GET_REGS => {
+                let r = self.state.lock().get_regs();
+                user(Regs::SIZE).writer().write_slice(&r.to_bytes())?;
+                Ok(0)
+            }
+            uapi::kvm::SET_REGS => {
+                let mut b = [0u8; Regs::SIZE];
+                user(Regs::SIZE).reader().read_slice(&mut b)?;
+                self.state.lock().set_regs(&Regs::from_bytes(&b));
+                Ok(0)
+            }
+            uapi::kvm::GET_SREGS => {
+                let s = self.state.lock().get_sregs();
+                user(Sregs::SIZE).writer().write_slice(&s.to_bytes())?;
+                Ok(0)
+            }
+            uapi::kvm::SET_SREGS => {
+                let mut b = [0u8; Sregs::SIZE];
+                user(Sregs::SIZE).reader().read_slice(&mut b)?;
+                let s = Sregs::from_bytes(&b);
+                kvm::check_sregs(&s).map_err(|_| EINVAL)?;
+                self.state.lock().set_sregs(&s);
+                Ok(0)
+            }
+            uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
+            uapi::kvm::GET_VCPU_EVENTS => {
+                let e = self.state.lock().get_events();
+                user(kvm::vcpu_events::SIZE).writer().write_slice(&e.to_bytes())?;
+                Ok(0)
+            }
+            uapi::kvm::SET_VCPU_EVENTS => {
+                let mut b = [0u8; kvm::vcpu_events::SIZE];
+                user(kvm::vcpu_events::SIZE).reader().read_slice(&mut b)?;
+                self.state.lock().set_events(&kvm::VcpuEvents::from_bytes(&b))?;
+                Ok(0)
+            }
+            uapi::kvm::GET_NESTED_STATE => self.get_nested_state(arg),
+            uapi::kvm::SET_NESTED_STATE => self.set_nested_state(arg),
+            uapi::kvm::INTERRUPT => self.interrupt(arg),
+            uapi::kvm::NMI => {
+                // KVM_NMI: queued; delivered when L1's GIF and NMI masking
+                // allow (or as #VMEXIT(NMI) when L2 runs and L1 intercepts).
+                self.state.lock().ev.nmi_pending = true;
+                Ok(0)
+            }
+            uapi::kvm::GET_MSRS | uapi::kvm::SET_MSRS => self.msrs(arg, cmd == uapi::kvm::SET_MSRS),
+            uapi::kvm::GET_FPU => {
+                let b = self.state.lock().get_fpu();
+                user(fpu::KVM_FPU_SIZE).writer().write_slice(&b)?;
+                Ok(0)
+            }
+            uapi::kvm::SET_FPU => {
+                let mut b = [0u8; fpu::KVM_FPU_SIZE];
+                user(fpu::KVM_FPU_SIZE).reader().read_slice(&mut b)?;
+                self.state.lock().set_fpu(&b)?;
+                Ok(0)
+            }
+            uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
+            // KVM's kvm_arch_vcpu_ioctl answers unknown vCPU ioctls with EINVAL.
+            _ => Err(EINVAL),
+        }
+    }
+
+    pub(super) fn set_cpuid(&self, arg: usize) -> Result<isize> {
+        let mut hdr = [0u8; 8];
+        UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
+        let nent = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+        if nent > MAX_CPUID_ENTRIES {
+            return Err(E2BIG);
+        }
+        let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), nent * 40).reader();
+        let mut v = KVec::with_capacity(nent, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..nent {
+            let mut e = [0u8; 40];
+            r.read_slice(&mut e)?;
+            let w = |i: usize| u32::from_ne_bytes([e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]]);
+            v.push(
+                CpuidEntry { function: w(0), index: w(1), flags: w(2), regs: [w(3), w(4), w(5), w(6)] },
+                GFP_KERNEL_ACCOUNT,
+            )?;
+        }
+        let mut st = self.state.lock();
+        st.nst.svm_exposed = v.iter().any(|e| e.function == 0x8000_0001 && e.regs[2] & nsvm_core::cpuid::EXT_FEATURES_ECX_SVM != 0);
+        let edx = v.iter().find(|e| e.function == nsvm_core::cpuid::LEAF_SVM).map_or(0, |e| e.regs[3]);
+        st.nst.l1_features = if st.nst.svm_exposed { SvmFeatures::from_bits_truncate(edx) & nsvm_core::cpuid::L1_FEATURES } else { SvmFeatures::empty() };
+        st.cpu.cpuid = v;
+        Ok(0)
+    }
+
+    /// `KVM_GET_MSRS` / `KVM_SET_MSRS`: `struct kvm_msrs { u32 nmsrs; u32 pad;
+    /// struct kvm_msr_entry { u32 index; u32 reserved; u64 data; } entries[]; }`.
+    /// Returns how many were processed, stopping at the first refused one.
+    pub(super) fn msrs(&self, arg: usize, set: bool) -> Result<isize> {
+        let mut hdr = [0u8; 8];
+        UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
+        let n = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+        if n > 256 {
+            return Err(E2BIG);
+        }
+        let mut st = self.state.lock();
+        for i in 0..n {
+            let at = arg + 8 + 16 * i;
+            let mut e = [0u8; 16];
+            UserSlice::new(UserPtr::from_addr(at), 16).reader().read_slice(&mut e)?;
+            let index = u32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
+            let mut d = [0u8; 8];
+            d.copy_from_slice(&e[8..16]);
+            if set {
+                if !st.write_msr(index, u64::from_ne_bytes(d)) {
+                    return Ok(i as isize);
+                }
+            } else {
+                match st.read_msr(index) {
+                    Some(v) => UserSlice::new(UserPtr::from_addr(at + 8), 8).writer().write_slice(&v.to_ne_bytes())?,
+                    None => return Ok(i as isize),
+                }
+            }
+        }
+        Ok(n as isize)
+    }
+
+    /// `KVM_INTERRUPT` (no in-kernel irqchip): queue external interrupt
+    /// `irq`, injected when the guest can take it.
+    pub(super) fn interrupt(&self, arg: usize) -> Result<isize> {
+        let mut b = [0u8; 4];
+        UserSlice::new(UserPtr::from_addr(arg), 4).reader().read_slice(&mut b)?;
+        let irq = u32::from_ne_bytes(b);
+        if irq >= 256 {
+            return Err(EINVAL);
+        }
+        let mut st = self.state.lock();
+        if st.ev.irq.is_some() {
+            return Err(ENXIO);
+        }
+        st.ev.irq = Some(irq as u8);
+        Ok(0)
+    }
+}
