@@ -20,7 +20,7 @@ pub(crate) fn system_ioctl(cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         SystemIoctl::CreateVm(ty) => crate::vm::Vm::create(ty as usize),
-        SystemIoctl::GetVcpuMmapSize => Ok(nsvm_core::kvm::run::MMAP_SIZE as isize),
+        SystemIoctl::GetVcpuMmapSize => Ok(nsvm_core::user_exit::run::MMAP_SIZE as isize),
         SystemIoctl::GetSupportedCpuid => supported_cpuid(arg),
         SystemIoctl::GetMsrIndexList => {
             // struct kvm_msr_list { u32 nmsrs; u32 indices[]; }: E2BIG with

@@ -26,7 +26,7 @@ fn ret(r: Result<isize>) -> c_long {
 /// `unlocked_ioctl` of `/dev/nsvm`.
 #[no_mangle]
 extern "C" fn nsvm_rs_sys_ioctl(_file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
-    ret(crate::dev::system_ioctl(cmd, arg as usize))
+    ret(crate::dev::system_ioctl(cmd, arg))
 }
 
 // SAFETY: the VM file operations (`nsvm_rs_vm_*`, `nsvm_rs_vm_stats_*`
@@ -58,7 +58,7 @@ extern "C" fn nsvm_rs_vm_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ul
     // SAFETY: the VM fops are only installed on VM files; the file is open
     // during its ioctl.
     let vm = unsafe { vm_of(file) };
-    ret(Arc::<Vm>::from(vm).ioctl(cmd, arg as usize))
+    ret(Arc::<Vm>::from(vm).ioctl(cmd, arg))
 }
 
 /// `release` of a VM fd: drops the file's reference.
@@ -85,7 +85,7 @@ unsafe fn vcpu_of<'a>(file: *mut bindings::file) -> ArcBorrow<'a, Vcpu> {
 extern "C" fn nsvm_rs_vcpu_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
     // SAFETY: vCPU fops are only installed on vCPU files, open during ioctl.
     let vcpu = unsafe { vcpu_of(file) };
-    ret(Arc::<Vcpu>::from(vcpu).ioctl(cmd, arg as usize))
+    ret(Arc::<Vcpu>::from(vcpu).ioctl(cmd, arg))
 }
 
 /// `release` of a vCPU fd.
@@ -102,7 +102,7 @@ extern "C" fn nsvm_rs_vcpu_page(priv_: *mut c_void, pgoff: c_ulong) -> *mut c_vo
     // SAFETY: `priv_` is the private_data of a vCPU file with a live mapping,
     // which holds a reference to the file.
     let vcpu = unsafe { ArcBorrow::<Vcpu>::from_raw(priv_.cast::<Vcpu>()) };
-    vcpu.mmap_page(pgoff as usize).unwrap_or(core::ptr::null_mut())
+    vcpu.mmap_page(pgoff).unwrap_or(core::ptr::null_mut())
 }
 
 /// Copies `[*pos, *pos + len)` of `file` (the whole stats file) to `buf`.

@@ -114,7 +114,7 @@ impl Vcpu {
             SvmExit::Npf(f) => self.npf(st, f),
             SvmExit::Msr { write } => self.msr(st, write),
             SvmExit::Vmmcall => {
-                // No hypercalls yet: KVM answers unknown ones with -KVM_ENOSYS.
+                // nsvm offers no hypercalls: KVM answers unknown ones with -KVM_ENOSYS.
                 st.vmcb().save.rax = KVM_ENOSYS.wrapping_neg();
                 self.skip(st, Known::Vmmcall)
             }
@@ -344,13 +344,7 @@ impl Vcpu {
         let s = st.sens_state();
         let e = match sensitive::emulate(code, &bytes[..n], &s) {
             Ok(e) => e,
-            Err(_) => {
-                let mut w = [0u64; 2];
-                for (i, b) in bytes.iter().enumerate() {
-                    w[i / 8] |= u64::from(*b) << (8 * (i % 8));
-                }
-                return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[s.rip, code, w[0], w[1]])));
-            }
+            Err(_) => return Ok(self.user_exit(UserExit::emulation_failure(s.rip, &[code], &bytes, None))),
         };
         let mut regs = s.regs;
         let mut rflags = s.rflags;
@@ -374,10 +368,10 @@ impl Vcpu {
         if let Some((la, data, cnt)) = e.mem {
             // Translate every byte before writing any (a #PF leaves memory alone).
             let mut gpas = [0u64; 10];
-            for k in 0..cnt as usize {
+            for (k, gpa) in gpas.iter_mut().enumerate().take(cnt as usize) {
                 let a = la.wrapping_add(k as u64);
                 match st.translate(&inner, a, true) {
-                    Ok(g) => gpas[k] = g,
+                    Ok(g) => *gpa = g,
                     Err(pf) => return Ok(st.page_fault(a, pf)),
                 }
             }

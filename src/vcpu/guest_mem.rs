@@ -105,9 +105,11 @@ impl VcpuState {
     }
 }
 
-/// Guest-physical memory as seen through the VM's slots (reads only), for
-/// walking the guest's page tables and fetching instructions. Reads copy from
-/// the VMM's memory, so they must run in the VMM process.
+/// Guest-physical memory as seen through the VM's slots, for walking the
+/// guest's page tables, fetching instructions and the emulated accesses
+/// (string I/O, VMLOAD/VMSAVE, vmcb12). Reads and writes copy from and to
+/// the VMM's memory, so they must run in the VMM process; writes never reach
+/// read-only slots.
 /// With an NPT12 view, addresses are L2 physical and go through L1's
 /// nested page table first (an L2 running with nested paging).
 pub(super) struct GuestMem<'a>(&'a VmInner, Option<Npt12View>);

@@ -258,7 +258,7 @@ impl Vcpu {
     pub(crate) fn mmap_page(&self, pgoff: usize) -> Option<*mut kernel::ffi::c_void> {
         match pgoff as u64 {
             0 => self.run.struct_page(0),
-            nsvm_core::kvm::run::PIO_PAGE_OFFSET => self.pio.struct_page(0),
+            nsvm_core::user_exit::run::PIO_PAGE_OFFSET => self.pio.struct_page(0),
             _ => None,
         }
     }

@@ -393,7 +393,7 @@ impl Vcpu {
     /// L0's policy and the copy, and L2 runs.
     pub(super) fn vmrun_l1(&self, st: &mut VcpuState, next: u64) -> Result<Next> {
         let Some(pa) = Self::vmcb_address(st) else { return Ok(Next::Guest) };
-        // No host save area set up by L1: #GP (as KVM and the issue specify).
+        // No host save area set up by L1: #GP (as KVM does).
         if st.nst.hsave_pa == 0 {
             st.inject(Event::new(EventType::Exception, 13, Some(0)));
             return Ok(Next::Guest);
@@ -510,7 +510,7 @@ impl Vcpu {
             // long-mode format only.
             if st.cpu.vmcb.get().save.efer & efer::LMA == 0 {
                 let rip = st.cpu.vmcb.get().save.rip;
-                return Ok(Some(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, exit::VMRUN, u64::from(nested_ctl::NP_ENABLE)]))));
+                return Ok(Some(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, exit::VMRUN, nested_ctl::NP_ENABLE]))));
             }
             let c12 = &st.nst.vmcb12.get().control;
             let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };

@@ -183,8 +183,9 @@ impl VcpuState {
     /// Enters the guest once and returns at its next #VMEXIT; false when the
     /// VMCB came back holding the host's state (`vmrun::enter`).
     pub(super) fn enter(&mut self) -> bool {
-        // Flush on every entry: one ASID for all guests and no flush-by-ASID
-        // under TCG; per-VM ASIDs come with nested SVM.
+        // Flush on every entry (APM 15.16.1): every L1 runs on ASID 1 and
+        // every L2 on ASID 2, and TCG offers no flush-by-ASID. Per-vCPU
+        // ASIDs are the hardware-costs issue's.
         self.vmcb().control.tlb_ctl = tlb_control::FLUSH_ALL;
         let xcr0 = self.cpu.xcr0;
         let page = if self.nst.l2.is_some() { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };

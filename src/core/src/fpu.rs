@@ -42,29 +42,29 @@ pub const MXCSR_MASK_DEFAULT: u32 = 0xffbf;
 
 /// Offsets in the FXSAVE legacy region.
 mod fx {
-    pub const FCW: usize = 0;
-    pub const FSW: usize = 2;
-    pub const FTW: usize = 4;
-    pub const FOP: usize = 6;
-    pub const FIP: usize = 8;
-    pub const FDP: usize = 16;
-    pub const MXCSR: usize = 24;
-    pub const MXCSR_MASK: usize = 28;
-    pub const ST0: usize = 32;
-    pub const XMM0: usize = 160;
+    pub(super) const FCW: usize = 0;
+    pub(super) const FSW: usize = 2;
+    pub(super) const FTW: usize = 4;
+    pub(super) const FOP: usize = 6;
+    pub(super) const FIP: usize = 8;
+    pub(super) const FDP: usize = 16;
+    pub(super) const MXCSR: usize = 24;
+    pub(super) const MXCSR_MASK: usize = 28;
+    pub(super) const ST0: usize = 32;
+    pub(super) const XMM0: usize = 160;
 }
 
 /// Offsets in `struct kvm_fpu`.
 mod kf {
-    pub const FPR: usize = 0;
-    pub const FCW: usize = 128;
-    pub const FSW: usize = 130;
-    pub const FTWX: usize = 132;
-    pub const LAST_OPCODE: usize = 134;
-    pub const LAST_IP: usize = 136;
-    pub const LAST_DP: usize = 144;
-    pub const XMM: usize = 152;
-    pub const MXCSR: usize = 408;
+    pub(super) const FPR: usize = 0;
+    pub(super) const FCW: usize = 128;
+    pub(super) const FSW: usize = 130;
+    pub(super) const FTWX: usize = 132;
+    pub(super) const LAST_OPCODE: usize = 134;
+    pub(super) const LAST_IP: usize = 136;
+    pub(super) const LAST_DP: usize = 144;
+    pub(super) const XMM: usize = 152;
+    pub(super) const MXCSR: usize = 408;
 }
 
 /// Bytes of an x87 register (80-bit value) in either format's 16-byte slot.

@@ -341,10 +341,6 @@ pub fn check_sregs(s: &Sregs) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `struct kvm_run` offsets and exit reasons (x86): declared with the
-/// encoder of exits to userspace, [`crate::user_exit::run`].
-pub use crate::user_exit::run;
-
 /// `struct kvm_userspace_memory_region` (32 bytes) as a slot request.
 pub fn memory_region_from_bytes(b: &[u8; 32]) -> crate::memslot::Request {
     crate::memslot::Request {
@@ -361,6 +357,7 @@ mod tests {
     use super::*;
     use core::mem::{offset_of, size_of};
     use kvm_bindings as kb;
+    use crate::user_exit::run;
 
     #[test]
     fn vcpu_events_layout_matches_kvm() {

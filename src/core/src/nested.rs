@@ -153,8 +153,8 @@ pub struct Npt02Key {
     pub npt01_generation: u64,
 }
 
-/// Whether L0 must drop shadow NPT02 before entering L2 (the issue's
-/// invalidation rules, which follow the TLB rules of APM 15.16 and 15.25):
+/// Whether L0 must drop shadow NPT02 before entering L2 (invalidation
+/// rules that follow the TLB rules of APM 15.16 and 15.25):
 /// - L1 asked for a flush in vmcb12's TLB_CONTROL: 1 (whole TLB), or 3 / 7
 ///   (this ASID's entries, all or non-global: NPT02 only holds L2-physical
 ///   translations, so both drop it) when flush-by-ASID is offered (APM

@@ -378,7 +378,7 @@ pub fn emulate(exit_code: u64, b: &[u8], s: &State) -> Result<Effect, EmuError> 
             // MOV r, CRn: 0F 20 /r, always a register operand of the mode's
             // width. Only CR0 reads are intercepted, but QEMU >= 9.1 TCG
             // reports any MOV from a CR as READ_CR0 while the CR0 read
-            // intercept is set (DESIGN.md section 4), so CR2/3/4/8 are
+            // intercept is set (docs/architecture.md, "QEMU TCG"), so CR2/3/4/8 are
             // emulated too.
             if op(0)? != 0x0f || op(1)? != 0x20 {
                 return Err(EmuError::Undecodable);

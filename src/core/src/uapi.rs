@@ -346,7 +346,7 @@ pub enum SystemIoctl {
     GetSupportedCpuid,
     /// `KVM_GET_MSR_INDEX_LIST` with a `struct kvm_msr_list` pointer.
     GetMsrIndexList,
-    /// Unknown or not (yet) supported: `ENOTTY`.
+    /// Unknown or not supported: `ENOTTY`.
     Unsupported,
 }
 

@@ -673,7 +673,7 @@ impl Vmcb {
     pub const ZERO: Self = Self { control: ControlArea::ZERO, save: SaveArea::ZERO };
 
     /// True when the exit code means VMEXIT_INVALID. Hardware stores -1; QEMU
-    /// 10.0.2 TCG stores `0x0000_0000_ffff_ffff` (see DESIGN.md §4), so both count.
+    /// 10.0.2 TCG stores `0x0000_0000_ffff_ffff` (docs/architecture.md, "QEMU TCG"), so both count.
     pub const fn exit_is_invalid(exit_code: u64) -> bool {
         exit_code == u64::MAX || exit_code == 0xffff_ffff
     }
