@@ -11,7 +11,7 @@ use nsvm_core::user_exit::{run, UserExit};
 use nsvm_core::mmio;
 use nsvm_core::msr::efer;
 use nsvm_core::stats::{self, vcpu as st_idx};
-use nsvm_core::x86::{cr0, cr4, Gpr};
+use nsvm_core::x86::{cr0, cr4, rflags, Gpr};
 
 use super::{Next, Pending, Vcpu, VcpuState};
 use crate::hw;
@@ -215,7 +215,7 @@ impl Vcpu {
         // 1024 / size, count)).
         count = if is_in {
             let off = regs[Gpr::Rdi] & 0xfff;
-            let df = st.vmcb().save.rflags & (1 << 10) != 0;
+            let df = st.vmcb().save.rflags & rflags::DF != 0;
             let in_page = if df { off } else { 4096 - off };
             core::cmp::min(core::cmp::min(in_page, 1024 / u64::from(size)), count).max(1)
         } else {
@@ -228,7 +228,7 @@ impl Vcpu {
         let seg_base = st.string_segment_base(is_in, &bytes[..n]);
         let idx = if is_in { Gpr::Rdi } else { Gpr::Rsi };
         let start = regs[idx] & amask;
-        let df = st.vmcb().save.rflags & (1 << 10) != 0;
+        let df = st.vmcb().save.rflags & rflags::DF != 0;
         let la = |i: u64| {
             let off = if df { start.wrapping_sub(i) } else { start.wrapping_add(i) };
             seg_base.wrapping_add(off & amask)

@@ -209,7 +209,7 @@ impl Vcpu {
                 gprs: Gprs::default(),
                 guest_efer: 0,
                 xcr0: 1,
-                apic_base: 0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 },
+                apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
                 tsc_aux: 0,
                 cpuid: KVec::new(),
                 applied_policy: None,

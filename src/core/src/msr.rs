@@ -81,6 +81,24 @@ pub mod efer {
         !(SCE | LME | LMA | NXE | SVME | LMSLE | FFXSR | TCE | MCOMMIT | INTWB | UAIE | AIBRSE);
 }
 
+/// APIC_BASE (MSR 0x1B) bits (APM vol. 2 ch. 16, "APIC Base Address").
+pub mod apic_base {
+    /// The processor is the bootstrap processor.
+    pub const BSP: u64 = 1 << 8;
+    /// x2APIC mode enable.
+    pub const EXTD: u64 = 1 << 10;
+    /// APIC global enable.
+    pub const AE: u64 = 1 << 11;
+    /// The architectural default base of the APIC registers.
+    pub const DEFAULT_BASE: u64 = 0xfee0_0000;
+
+    /// APIC_BASE after RESET: the default base, enabled, BSP on vCPU 0
+    /// (KVM makes vCPU 0 the bootstrap processor).
+    pub const fn reset_value(bsp: bool) -> u64 {
+        DEFAULT_BASE | AE | if bsp { BSP } else { 0 }
+    }
+}
+
 /// VM_CR bits (APM 15.30.1).
 pub mod vm_cr {
     /// Debug port disable.
@@ -177,6 +195,13 @@ mod tests {
         assert_ne!(efer::RESERVED & (1 << 1), 0);
         assert_ne!(efer::RESERVED & (1 << 63), 0);
         assert_eq!(vm_cr::SVMDIS, 0x10);
+    }
+
+    #[test]
+    fn apic_base_reset() {
+        // KVM's and the hardware's value: 0xfee00900 on the BSP.
+        assert_eq!(apic_base::reset_value(true), 0xfee0_0900);
+        assert_eq!(apic_base::reset_value(false), 0xfee0_0800);
     }
 
     #[test]
