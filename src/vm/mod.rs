@@ -1,20 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
-//! A VM: its memory slots, its NPT01 and its vCPUs (the VM fd of the KVM UAPI).
+//! A VM: the object its fd and its vCPUs share — memory slots, NPT01, the
+//! sensitive-instruction policy, its identity and statistics. The VM fd's
+//! ioctls are in `uapi` (the one place above `vcpu`).
+
+mod uapi;
 
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
-use kernel::uaccess::{UserPtr, UserSlice};
 use kernel::new_mutex;
 
-use nsvm_core::memslot::{Change, Slot, SlotError, SlotStorage, SlotTable, MAX_SLOTS};
+use nsvm_core::memslot::{Slot, SlotStorage, SlotTable, MAX_SLOTS};
 use nsvm_core::sensitive::Policy;
-use nsvm_core::uapi;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::hw;
 use crate::npt::Npt;
-use crate::vcpu::Vcpu;
 
 /// Slot table entries on the heap (10 KiB: not for the kernel stack).
 pub(crate) struct HeapSlots(KVec<Option<Slot>>);
@@ -123,58 +124,6 @@ impl Vm {
         Ok(hw::files::new_fd(vm)? as isize)
     }
 
-    /// Handles an ioctl on the VM fd.
-    pub(crate) fn ioctl(self: &Arc<Self>, cmd: u32, arg: usize) -> Result<isize> {
-        // Statistics may be read from another process (nsvm stats --pid):
-        // they touch no guest memory. Everything else must come from the
-        // creator (KVM returns EIO here too, even for KVM_GET_STATS_FD).
-        if cmd == uapi::kvm::GET_STATS_FD {
-            return Ok(hw::files::new_stats_fd(self.clone())? as isize);
-        }
-        if hw::task::current_mm() != self.mm {
-            return Err(EIO);
-        }
-        match cmd {
-            uapi::kvm::CHECK_EXTENSION => Ok(uapi::cap::check_extension(arg as u64) as isize),
-            uapi::kvm::CREATE_VCPU => self.create_vcpu(arg),
-            uapi::kvm::SET_USER_MEMORY_REGION => {
-                let mut b = [0u8; 32];
-                UserSlice::new(UserPtr::from_addr(arg), 32).reader().read_slice(&mut b)?;
-                self.set_memory(&nsvm_core::kvm::memory_region_from_bytes(&b))
-            }
-            uapi::kvm::SET_USER_MEMORY_REGION2 => {
-                let mut b = [0u8; 160];
-                UserSlice::new(UserPtr::from_addr(arg), 160).reader().read_slice(&mut b)?;
-                // guest_memfd_offset, guest_memfd and the padding must be zero
-                // (no private memory in nsvm).
-                if b[32..].iter().any(|x| *x != 0) {
-                    return Err(EINVAL);
-                }
-                let mut head = [0u8; 32];
-                for (d, s) in head.iter_mut().zip(b.iter()) {
-                    *d = *s;
-                }
-                self.set_memory(&nsvm_core::kvm::memory_region_from_bytes(&head))
-            }
-            uapi::nsvm::SET_POLICY => {
-                let mut b = [0u8; Policy::SIZE];
-                UserSlice::new(UserPtr::from_addr(arg), Policy::SIZE).reader().read_slice(&mut b)?;
-                let p = Policy::from_bytes(&b).map_err(|_| EINVAL)?;
-                self.policy_insns.store(p.instructions, Ordering::Relaxed);
-                self.policy_excs.store(p.exceptions, Ordering::Relaxed);
-                Ok(0)
-            }
-            uapi::nsvm::GET_POLICY => {
-                let b = self.policy().to_bytes();
-                UserSlice::new(UserPtr::from_addr(arg), Policy::SIZE).writer().write_slice(&b)?;
-                Ok(0)
-            }
-            // Intel-only in KVM; accepted as a no-op so VMMs written for both work.
-            uapi::kvm::SET_TSS_ADDR => Ok(0),
-            _ => Err(ENOTTY),
-        }
-    }
-
     /// The current sensitive-instruction policy.
     pub(crate) fn policy(&self) -> Policy {
         Policy { instructions: self.policy_insns.load(Ordering::Relaxed), exceptions: self.policy_excs.load(Ordering::Relaxed) }
@@ -200,43 +149,8 @@ impl Vm {
         stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("nsvm"), |i| stats::VM_DESCS.get(i).copied(), &v);
         Ok(f)
     }
-
-    fn set_memory(&self, r: &nsvm_core::memslot::Request) -> Result<isize> {
-        let mut g = self.inner.lock();
-        let inner = &mut *g;
-        let change = inner.slots.apply(r).map_err(|e| match e {
-            SlotError::Invalid(_) => EINVAL,
-            SlotError::Overlap => EEXIST,
-            SlotError::NoSpace => ENOSPC,
-        })?;
-        match change {
-            Change::Delete(old) | Change::Move(old, _) | Change::Flags(old, _) => {
-                inner.npt.unmap_range(old.gpa, old.end());
-                self.memory_generation.fetch_add(1, Ordering::Release);
-            }
-            Change::Create(_) | Change::Unchanged => {}
-        }
-        Ok(0)
-    }
-
-    fn create_vcpu(self: &Arc<Self>, id: usize) -> Result<isize> {
-        if id >= MAX_VCPUS as usize {
-            return Err(EINVAL);
-        }
-        {
-            let mut g = self.inner.lock();
-            if g.vcpu_ids & (1 << id) != 0 {
-                return Err(EEXIST);
-            }
-            g.vcpu_ids |= 1 << id;
-        }
-        let r = Vcpu::create(self.clone(), id as u32);
-        if r.is_err() {
-            self.inner.lock().vcpu_ids &= !(1 << id);
-        }
-        r
-    }
 }
+
 
 /// Writes the stats id `nsvm-<pid>` or `nsvm-<pid>/vcpu-<id>` into `out`;
 /// returns its length.
