@@ -89,6 +89,18 @@ impl KPages {
             }
         }
     }
+    /// Writes the naturally aligned integer `v` at `off` with one store
+    /// (ignored when out of bounds or misaligned): the `kvm_run` fields.
+    #[inline]
+    pub(crate) fn write_int<T: Copy>(&self, off: usize, v: T) {
+        let n = core::mem::size_of::<T>();
+        if self.in_bounds(off, n) && off % n == 0 && n <= 8 {
+            // SAFETY: `off + n` is within the allocation (checked above) and
+            // `off` is a multiple of `T`'s size, so the store is aligned
+            // (the allocation is page aligned); `T: Copy` is written by value.
+            unsafe { core::ptr::write_volatile(self.va.add(off).cast::<T>(), v) };
+        }
+    }
     /// Start of the allocation, for instructions that take a memory operand
     /// (XSAVE); the pointer must only be used for accesses within `len()`.
     pub(crate) fn as_ptr(&self) -> *mut u8 {

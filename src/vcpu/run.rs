@@ -23,6 +23,22 @@ impl RunPage for RunPageWriter<'_> {
     fn put(&mut self, off: usize, bytes: &[u8]) {
         self.0.write(off, bytes);
     }
+    #[inline]
+    fn put_u8(&mut self, off: usize, v: u8) {
+        self.0.write_int(off, v);
+    }
+    #[inline]
+    fn put_u16(&mut self, off: usize, v: u16) {
+        self.0.write_int(off, v);
+    }
+    #[inline]
+    fn put_u32(&mut self, off: usize, v: u32) {
+        self.0.write_int(off, v);
+    }
+    #[inline]
+    fn put_u64(&mut self, off: usize, v: u64) {
+        self.0.write_int(off, v);
+    }
 }
 
 /// What an exit handler decided.

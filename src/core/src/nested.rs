@@ -55,7 +55,9 @@ pub struct Npt12Translation {
 /// describe the access; `nxe` is L1's EFER.NXE; `phys_bits` the physical
 /// address width offered to L1; `stage` is `npf::FINAL` or `npf::TABLE` as
 /// the hardware reported for the access. On a fault returns EXITINFO1 for
-/// the #VMEXIT(NPF) L1 must see (with EXITINFO2 = `gpa`).
+/// the #VMEXIT(NPF) L1 must see (with EXITINFO2 = `gpa`). The parameters
+/// are the walk's inputs as the hardware has them, hence their number.
+#[allow(clippy::too_many_arguments)]
 pub fn walk_npt12(
     mem: &impl TableMem,
     ncr3: u64,
@@ -129,6 +131,7 @@ pub fn walk_npt12(
 /// The NPT02 leaf for one 4 KiB page: host physical address from NPT01, the
 /// weaker permissions of both levels (APM 15.25: the composed translation
 /// may not grant more than either), read-only while NPT12's D bit is clear.
+#[inline]
 pub fn compose_leaf(t12: &Npt12Translation, hpa01: u64, writable01: bool, executable01: bool) -> Pte {
     let mut flags = P | US;
     // Writable only once NPT12's dirty bit is set (see `dirty`).
@@ -201,6 +204,7 @@ pub struct L0Policy {
 ///   offered to L1;
 /// - EVENTINJ: L1's; nested paging: on, with L0's root;
 /// - NRIPS/pause filter fields only when offered to L1.
+///
 /// `c01` is vmcb01's control area (L0's intercepts, permission maps, TSC
 /// offset); the result is written into `c` (no large copies on the stack:
 /// this runs on the kernel stack). Only `c`'s defined fields are written
@@ -424,7 +428,7 @@ mod tests {
         for features in [SvmFeatures::NP, SvmFeatures::all(), SvmFeatures::empty()] {
             let p = L0Policy { asid: 2, flush: true, ncr3: 0x55000, features };
             let mut used = ControlArea::ZERO;
-            // SAFETY (test only): ControlArea is plain old data (repr(C),
+            // SAFETY: (test only) ControlArea is plain old data (repr(C),
             // integers and byte arrays): any byte pattern is a valid value.
             let bytes = unsafe { core::slice::from_raw_parts_mut((&mut used as *mut ControlArea).cast::<u8>(), core::mem::size_of::<ControlArea>()) };
             for (i, b) in bytes[..crate::vmcb::CONTROL_USED_END].iter_mut().enumerate() {

@@ -138,6 +138,26 @@ pub mod run {
 pub trait RunPage {
     /// Stores `bytes` at byte offset `off` of the page.
     fn put(&mut self, off: usize, bytes: &[u8]);
+    /// Stores a byte (a page may do it with one store).
+    #[inline]
+    fn put_u8(&mut self, off: usize, v: u8) {
+        self.put(off, &[v]);
+    }
+    /// Stores a naturally aligned u16.
+    #[inline]
+    fn put_u16(&mut self, off: usize, v: u16) {
+        self.put(off, &v.to_ne_bytes());
+    }
+    /// Stores a naturally aligned u32.
+    #[inline]
+    fn put_u32(&mut self, off: usize, v: u32) {
+        self.put(off, &v.to_ne_bytes());
+    }
+    /// Stores a naturally aligned u64.
+    #[inline]
+    fn put_u64(&mut self, off: usize, v: u64) {
+        self.put(off, &v.to_ne_bytes());
+    }
 }
 
 impl RunPage for [u8] {
@@ -233,6 +253,7 @@ impl UserExit {
 
     /// Port I/O of `count` elements for the access `io`, the data in the
     /// PIO page.
+    #[inline]
     pub const fn io(io: &IoioInfo, count: u32) -> Self {
         UserExit::Io { is_in: io.is_in, size: io.size, port: io.port, count, data_offset: run::PIO_DATA_OFFSET }
     }
@@ -292,33 +313,34 @@ impl UserExit {
 
     /// Writes `exit_reason` and the fields of this exit's union member, and
     /// nothing else (the rest of the page keeps its bytes, as in KVM).
+    #[inline]
     pub fn encode<P: RunPage + ?Sized>(&self, page: &mut P) {
-        page.put(run::EXIT_REASON, &self.reason().to_ne_bytes());
+        page.put_u32(run::EXIT_REASON, self.reason());
         match *self {
             UserExit::Io { is_in, size, port, count, data_offset } => {
-                page.put(run::IO_DIRECTION, &[if is_in { run::IO_IN } else { run::IO_OUT }]);
-                page.put(run::IO_SIZE, &[size]);
-                page.put(run::IO_PORT, &port.to_ne_bytes());
-                page.put(run::IO_COUNT, &count.to_ne_bytes());
-                page.put(run::IO_DATA_OFFSET, &data_offset.to_ne_bytes());
+                page.put_u8(run::IO_DIRECTION, if is_in { run::IO_IN } else { run::IO_OUT });
+                page.put_u8(run::IO_SIZE, size);
+                page.put_u16(run::IO_PORT, port);
+                page.put_u32(run::IO_COUNT, count);
+                page.put_u64(run::IO_DATA_OFFSET, data_offset);
             }
             UserExit::Mmio { phys_addr, data, len, is_write } => {
-                page.put(run::MMIO_PHYS_ADDR, &phys_addr.to_ne_bytes());
-                page.put(run::MMIO_DATA, &data.to_le_bytes());
-                page.put(run::MMIO_LEN, &len.to_ne_bytes());
-                page.put(run::MMIO_IS_WRITE, &[u8::from(is_write)]);
+                page.put_u64(run::MMIO_PHYS_ADDR, phys_addr);
+                page.put_u64(run::MMIO_DATA, data);
+                page.put_u32(run::MMIO_LEN, len);
+                page.put_u8(run::MMIO_IS_WRITE, u8::from(is_write));
             }
             UserExit::Hlt | UserExit::Shutdown | UserExit::IrqWindowOpen | UserExit::Intr => {}
             UserExit::FailEntry { hardware_entry_failure_reason, cpu } => {
-                page.put(run::FAIL_ENTRY_REASON, &hardware_entry_failure_reason.to_ne_bytes());
-                page.put(run::FAIL_ENTRY_CPU, &cpu.to_ne_bytes());
+                page.put_u64(run::FAIL_ENTRY_REASON, hardware_entry_failure_reason);
+                page.put_u32(run::FAIL_ENTRY_CPU, cpu);
             }
             UserExit::InternalError { suberror, ndata, ref data } => {
                 let n = core::cmp::min(ndata as usize, INTERNAL_DATA_MAX);
-                page.put(run::INTERNAL_SUBERROR, &suberror.to_ne_bytes());
-                page.put(run::INTERNAL_NDATA, &(n as u32).to_ne_bytes());
+                page.put_u32(run::INTERNAL_SUBERROR, suberror);
+                page.put_u32(run::INTERNAL_NDATA, n as u32);
                 for (i, d) in data[..n].iter().enumerate() {
-                    page.put(run::INTERNAL_DATA + 8 * i, &d.to_ne_bytes());
+                    page.put_u64(run::INTERNAL_DATA + 8 * i, *d);
                 }
             }
         }
@@ -341,11 +363,12 @@ pub struct RunCommon {
 
 impl RunCommon {
     /// Writes the four fields and nothing else.
+    #[inline]
     pub fn encode<P: RunPage + ?Sized>(&self, page: &mut P) {
-        page.put(run::IF_FLAG, &[u8::from(self.if_flag)]);
-        page.put(run::READY_FOR_INTERRUPT_INJECTION, &[u8::from(self.ready_for_interrupt_injection)]);
-        page.put(run::CR8, &self.cr8.to_ne_bytes());
-        page.put(run::APIC_BASE, &self.apic_base.to_ne_bytes());
+        page.put_u8(run::IF_FLAG, u8::from(self.if_flag));
+        page.put_u8(run::READY_FOR_INTERRUPT_INJECTION, u8::from(self.ready_for_interrupt_injection));
+        page.put_u64(run::CR8, self.cr8);
+        page.put_u64(run::APIC_BASE, self.apic_base);
     }
 }
 
