@@ -5,10 +5,12 @@
 //! (`dev`), which speaks the KVM UAPI. Unloading reverses both; the module
 //! cannot be unloaded while a file of it is open.
 //!
-//! `unsafe` is confined to the leaf modules `hw`, `svm`, `vmrun` and `fops`,
-//! plus the calls of `hw`'s raw accessors in `npt` (its own page tables and
-//! the pinned guest pages it maps) and the debugfs registration in `vcpu`,
-//! each with its SAFETY comment.
+//! `unsafe` is confined to the leaf modules `hw` (one file per concern),
+//! `svm`, `vmrun` and `fops`, plus the calls of `hw::mem`'s raw accessors in
+//! `npt` (its own page tables and the pinned guest pages it maps) and the
+//! debugfs registration in `vcpu/mod.rs`, each with its SAFETY comment
+//! (clippy's `undocumented_unsafe_blocks` is denied in `make test`). The
+//! module map is in docs/architecture.md.
 
 use kernel::prelude::*;
 

@@ -170,6 +170,9 @@ pub fn check_vmrun(save: &SaveArea, control: &ControlArea, phys_bits: u8) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mutation of a good VMCB and the rule it must break.
+    type Case = (fn(&mut Vmcb), Check);
     use crate::vmcb::Vmcb;
 
     fn good() -> Vmcb {
@@ -192,7 +195,7 @@ mod tests {
     fn each_rule() {
         let ok = good();
         assert_eq!(check_vmrun(&ok.save, &ok.control, 40), Ok(()));
-        let cases: [(fn(&mut Vmcb), Check); 18] = [
+        let cases: [Case; 18] = [
             (|v| v.save.efer = 0, Check::EferSvme),
             (|v| v.save.cr0 = 1 << 29, Check::Cr0CdNw),
             (|v| v.save.cr0 |= 1 << 32, Check::Cr0High),

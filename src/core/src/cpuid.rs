@@ -220,6 +220,7 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
 /// - VGIF: with V_GIF_ENABLE in vmcb12, L2's STGI/CLGI (when L1 does not
 ///   intercept them) set and clear V_GIF, emulated by L0, and V_GIF goes
 ///   back to vmcb12 at #VMEXIT (APM 15.33).
+///
 /// Not offered: decode assists, pause filter, AVIC, LBR virtualization, vNMI.
 pub const L1_FEATURES: SvmFeatures =
     SvmFeatures::NP.union(SvmFeatures::NRIPS).union(SvmFeatures::VMCB_CLEAN).union(SvmFeatures::FLUSH_BY_ASID).union(SvmFeatures::VGIF);

@@ -491,8 +491,8 @@ mod tests {
 
     #[test]
     fn memory_region_parse() {
-        // SAFETY: plain old data to bytes.
         let r = kb::kvm_userspace_memory_region { slot: 3, flags: 2, guest_phys_addr: 0x1000, memory_size: 0x2000, userspace_addr: 0x7000_0000 };
+        // SAFETY: plain old data to bytes of the same size.
         let b: [u8; 32] = unsafe { core::mem::transmute(r) };
         let q = memory_region_from_bytes(&b);
         assert_eq!((q.slot, q.flags, q.gpa, q.size, q.uaddr), (3, 2, 0x1000, 0x2000, 0x7000_0000));

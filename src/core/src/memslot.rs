@@ -164,13 +164,13 @@ impl<S: SlotStorage> SlotTable<S> {
         if r.flags & !(SUPPORTED_FLAGS | KVM_MEM_LOG_DIRTY_PAGES) != 0 {
             return Err(Invalid("unknown or unsupported flags"));
         }
-        if r.size % PAGE_SIZE != 0 {
+        if !r.size.is_multiple_of(PAGE_SIZE) {
             return Err(Invalid("memory_size is not a multiple of the page size"));
         }
-        if r.gpa % PAGE_SIZE != 0 {
+        if !r.gpa.is_multiple_of(PAGE_SIZE) {
             return Err(Invalid("guest_phys_addr is not page aligned"));
         }
-        if r.uaddr % PAGE_SIZE != 0 {
+        if !r.uaddr.is_multiple_of(PAGE_SIZE) {
             return Err(Invalid("userspace_addr is not page aligned"));
         }
         if id >= self.slots.slots().len() {

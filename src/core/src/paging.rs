@@ -433,7 +433,7 @@ pub fn walk_guest(
                 rw &= e.writable();
                 us &= e.user();
                 nx |= e.nx();
-                let large = level <= 3 && level >= 2 && e.large();
+                let large = (2..=3).contains(&level) && e.large();
                 if level == 1 || large {
                     let size_bits = 12 + 9 * (level - 1);
                     check_perms(acc, rw, us, nx && nxe, wp).map_err(|_| err(pf::P))?;
@@ -679,7 +679,7 @@ mod tests {
             let q = if pa & 4 != 0 { (q & 0xffff_ffff) | (v << 32) } else { (q & !0xffff_ffff) | v };
             m.write(pa & !7, q);
         };
-        put32(&mut m, 0x1000 + 4 * 1, 0x2000 | P | RW); // la 0x0040_0000..: PT at 0x2000
+        put32(&mut m, 0x1000 + 4, 0x2000 | P | RW); // la 0x0040_0000..: PT at 0x2000
         put32(&mut m, 0x2000 + 4 * 3, 0x9000 | P); // la 0x0040_3000 -> 0x9000, read-only
         put32(&mut m, 0x1000 + 4 * 2, 0x0c00_0000 | P | RW | PS | US); // 4 MiB page at la 0x0080_0000
         assert_eq!(walk_guest(&m, Mode::Legacy { pse: false }, 0x1000, 0x40_3abc, R, false, false), Ok(0x9abc));

@@ -279,7 +279,7 @@ pub fn write_file(out: &mut [u8], id: &str, desc: impl Fn(usize) -> Option<Desc>
     for (i, b) in id.bytes().take(NAME_SIZE - 1).enumerate() {
         out[id_off + i] = b;
     }
-    for i in 0..n {
+    for (i, value) in values.iter().enumerate().take(n) {
         let d = desc(i).unwrap_or(Desc::new("unknown", 0));
         let at = desc_off + i * DESC_SIZE;
         put(out, at, &d.flags.to_ne_bytes());
@@ -289,7 +289,7 @@ pub fn write_file(out: &mut [u8], id: &str, desc: impl Fn(usize) -> Option<Desc>
         put(out, at + 8, &((8 * i) as u32).to_ne_bytes()); // offset in the data block
         put(out, at + 12, &0u32.to_ne_bytes()); // bucket_size
         put(out, at + 16, &d.name);
-        put(out, data_off + 8 * i, &values[i].to_ne_bytes());
+        put(out, data_off + 8 * i, &value.to_ne_bytes());
     }
 }
 

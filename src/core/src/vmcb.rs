@@ -693,13 +693,13 @@ mod tests {
         assert!(VMRUN_READ.iter().all(|&(o, l)| l <= 64 && (o + l <= CONTROL_USED_END || (o >= 0x400 && o + l <= SAVE_USED_END))));
         {
             let mut full = SaveArea::ZERO;
-            // SAFETY (test only): SaveArea is plain old data.
+            // SAFETY: (test only) SaveArea is plain old data.
             let b = unsafe { core::slice::from_raw_parts_mut((&mut full as *mut SaveArea).cast::<u8>(), SAVE_USED_END - 0x400) };
             for (i, x) in b.iter_mut().enumerate() {
                 *x = (i as u8).wrapping_mul(13) | 0x80;
             }
             let mut part = SaveArea::ZERO;
-            // SAFETY (test only): as above.
+            // SAFETY: (test only) as above.
             let p = unsafe { core::slice::from_raw_parts_mut((&mut part as *mut SaveArea).cast::<u8>(), SAVE_USED_END - 0x400) };
             for &(o, l) in VMRUN_READ.iter().filter(|(o, _)| *o >= 0x400) {
                 p[o - 0x400..o - 0x400 + l].copy_from_slice(&b[o - 0x400..o - 0x400 + l]);
@@ -716,7 +716,7 @@ mod tests {
         // copy_vmrun_state + copy_vmload_state copy every defined field of
         // the save area (all but the reserved ranges).
         let mut from = SaveArea::ZERO;
-        // SAFETY (test only): SaveArea is plain old data.
+        // SAFETY: (test only) SaveArea is plain old data.
         let fb = unsafe { core::slice::from_raw_parts_mut((&mut from as *mut SaveArea).cast::<u8>(), SAVE_USED_END - 0x400) };
         for (i, b) in fb.iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(7) | 1;
@@ -724,8 +724,9 @@ mod tests {
         let mut to = SaveArea::ZERO;
         to.copy_vmrun_state(&from);
         to.copy_vmload_state(&from);
-        // SAFETY (test only): as above.
+        // SAFETY: (test only) as above.
         let tb = unsafe { core::slice::from_raw_parts((&to as *const SaveArea).cast::<u8>(), SAVE_USED_END - 0x400) };
+        // SAFETY: (test only) as above.
         let fb = unsafe { core::slice::from_raw_parts((&from as *const SaveArea).cast::<u8>(), SAVE_USED_END - 0x400) };
         let reserved = [(0xa0, 0xca), (0xcc, 0xd0), (0xd8, 0x148), (0x180, 0x1d8), (0x248, 0x268), (0x2a0, 0x2e0)];
         for i in 0..SAVE_USED_END - 0x400 {
