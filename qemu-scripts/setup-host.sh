@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 need_pkgs=(make binutils flex bison bc libelf-dev libssl-dev cpio dwarves busybox-static
-           xz-utils python3 rustc-web rust-web-src
+           xz-utils python3 rustc-web rust-web-src rust-web-clippy
            clang-19 llvm-19 lld-19 libclang-19-dev)
 
 missing=()
@@ -82,5 +82,12 @@ command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing afte
 if ! "$KBINDGEN" --version >/dev/null 2>&1; then
     log "installing bindgen-cli with cargo"
     cargo install --locked bindgen-cli --version 0.73.2 >/dev/null
+fi
+# clippy for the workspace (`make clippy`): the rustup toolchain's component.
+# (The module is linted with Debian's /usr/bin/clippy-driver from
+# rust-web-clippy, which matches the kernel's /usr/bin/rustc.)
+if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null; then
+    log "adding the clippy component to the rustup toolchain"
+    rustup component add clippy >/dev/null
 fi
 log "host ready: $("$KRUSTC" --version), $("$KBINDGEN" --version), $(qemu-system-x86_64 --version | head -1)"

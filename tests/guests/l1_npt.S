@@ -265,6 +265,77 @@ _start:
 	mov	$0x60, %edx
 	call	expect
 	call	put_nl
+
+	/* 11. L1 remaps an L2 page L2 has just used, then runs L2 with an
+	 * ASID it never used before and no TLB_CONTROL: no TLB can hold a
+	 * translation for that ASID (APM 15.16), so L2 must see the new page. */
+	lea	vmcb(%rip), %rdi
+	mov	$0x205000, %r12
+	lea	l2_read(%rip), %rsi
+	call	run_l2				/* NPT12: 205000h -> 206000h (case 6) */
+	mov	S_RAX(%rdi), %r13
+	movq	$0x205000 | PTE, npt_pt+8*5(%rip)
+	movl	$3, C_ASID(%rdi)		/* ASIDs 1 and 2 ran above */
+	lea	l2_read(%rip), %rsi
+	call	run_l2
+	mov	S_RAX(%rdi), %r14
+	lea	m_case(%rip), %rsi
+	call	put_str
+	lea	m_newasid(%rip), %rsi
+	call	put_str
+	mov	%r13, %rax
+	lea	m_before(%rip), %rsi
+	call	put_kv
+	mov	$0xbbbb, %edx
+	lea	m_before(%rip), %rsi		/* names the value in a FAIL( ) */
+	call	expect
+	mov	%r14, %rax
+	lea	m_after(%rip), %rsi
+	call	put_kv
+	mov	$0xaaaa, %edx
+	lea	m_after(%rip), %rsi		/* names the value in a FAIL( ) */
+	call	expect
+	call	put_nl
+
+	/* 12. The same with flush-by-ASID (CPUID 8000_000Ah EDX bit 6, offered
+	 * by nsvm and kvm_amd): same ASID, TLB_CONTROL=3 (flush this guest's
+	 * translations, APM 15.16.2); L2 must see the new page. */
+	lea	m_case(%rip), %rsi
+	call	put_str
+	lea	m_fbasid(%rip), %rsi
+	call	put_str
+	mov	$0x8000000a, %eax
+	cpuid
+	mov	%rdx, %rax
+	shr	$6, %rax
+	and	$1, %eax
+	lea	m_fbabit(%rip), %rsi
+	call	put_kv
+	mov	$1, %edx
+	lea	m_fbabit(%rip), %rsi		/* names the value in a FAIL( ) */
+	call	expect
+	lea	vmcb(%rip), %rdi
+	mov	$0x205000, %r12
+	lea	l2_read(%rip), %rsi
+	call	run_l2				/* 205000h -> 205000h (case 11), ASID 3 */
+	mov	S_RAX(%rdi), %rax
+	lea	m_before(%rip), %rsi
+	call	put_kv
+	mov	$0xaaaa, %edx
+	lea	m_before(%rip), %rsi		/* names the value in a FAIL( ) */
+	call	expect
+	movq	$0x206000 | PTE, npt_pt+8*5(%rip)
+	movb	$3, C_TLB_CTL(%rdi)
+	lea	l2_read(%rip), %rsi
+	call	run_l2
+	movb	$0, C_TLB_CTL(%rdi)
+	mov	S_RAX(%rdi), %rax
+	lea	m_after(%rip), %rsi
+	call	put_kv
+	mov	$0xbbbb, %edx
+	lea	m_after(%rip), %rsi		/* names the value in a FAIL( ) */
+	call	expect
+	call	put_nl
 	jmp	l1_done
 
 /* RDI = vmcb, RSI = L2 entry, R12 = L2's address argument (RBX in L2). */
@@ -359,6 +430,9 @@ m_two:		.asciz	"np_two_l2_alternating:"
 m_table:	.asciz	"np_guest_table_walk:"
 m_mmio:		.asciz	"np_l2_mmio_through_npt12:"
 m_ad:		.asciz	"np_accessed_dirty_bits:"
+m_newasid:	.asciz	"np_remap_new_asid:"
+m_fbasid:	.asciz	"np_remap_flush_by_asid:"
+m_fbabit:	.asciz	" flush_by_asid="
 m_pde:		.asciz	" pde_ad="
 m_aread:	.asciz	" pte_ad_after_read="
 m_awrite:	.asciz	" pte_ad_after_write="

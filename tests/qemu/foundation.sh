@@ -6,62 +6,68 @@ NCPU=$(grep -c ^processor /proc/cpuinfo)
 # ---------------------------------------------------------------- load
 case_ "module loads and /dev/nsvm appears"
 mark_log
-if load_nsvm && [ -c /dev/nsvm ] && loaded nsvm; then
-    pass
-else
-    fail "insmod or /dev/nsvm missing"; new_log
-fi
+expect "insmod succeeds" load_nsvm
+expect "/dev/nsvm is a character device" [ -c /dev/nsvm ]
+expect "nsvm is in /proc/modules" loaded nsvm
+[ -z "$WRONG" ] || new_log
+verdict
 
 case_ "/dev/nsvm is root-only by default"
 m=$(stat -c %a /dev/nsvm)
-[ "$m" = 600 ] && pass "mode $m" || fail "mode is $m, expected 600"
+expect_eq "mode of /dev/nsvm" 600 "$m"
+verdict "mode $m"
 
 case_ "non-root user is refused with a sentence"
-out=$(as_nobody nsvm info 2>&1); rc=$?
-if [ $rc -ne 0 ] && echo "$out" | grep -q "permission denied.*root-only.*dev_mode=0666"; then
-    pass
-else
-    fail "rc=$rc out=$out"
-fi
+as_nobody nsvm info > /tmp/nobody.out 2>&1; rc=$?
+cat /tmp/nobody.out
+expect_num "status of nsvm info as nobody" $rc -ne 0
+expect_line /tmp/nobody.out "permission denied.*root-only.*dev_mode=0666"
+verdict
 
 case_ "load message names revision, ASIDs and CPUs"
-new_log | grep -q "nsvm: SVM revision [0-9]*, [0-9]* ASIDs, .* enabled on $NCPU of $NCPU CPUs" && pass || { fail "no load message"; new_log; }
+new_log > /tmp/load.log
+# The module's CPUID must read what `nsvm info` reads in userspace.
+rev=$(nsvm info | sed -n 's/^host SVM: *revision \([0-9]*\), \([0-9]*\) ASIDs.*/\1/p')
+nasid=$(nsvm info | sed -n 's/^host SVM: *revision \([0-9]*\), \([0-9]*\) ASIDs.*/\2/p')
+expect_line /tmp/load.log "nsvm: SVM revision $rev, $nasid ASIDs, .* enabled on $NCPU of $NCPU CPUs"
+[ -z "$WRONG" ] || cat /tmp/load.log
+verdict "revision $rev, $nasid ASIDs"
 
 # ---------------------------------------------------------------- info
 case_ "nsvm info shows API version, SVM and NPT"
-out=$(nsvm info); echo "$out"
-if echo "$out" | grep -q "^API version:    12$" \
-   && echo "$out" | grep -q "^host SVM:       revision [0-9]*, [1-9][0-9]* ASIDs" \
-   && echo "$out" | grep -q "^SVM features:   .*npt" \
-   && echo "$out" | grep -q "SVM enabled on $NCPU of $NCPU online CPUs" \
-   && echo "$out" | grep -q "/dev/nsvm present"; then
-    pass
-else
-    fail "unexpected info output"
-fi
+nsvm info > /tmp/info.txt; cat /tmp/info.txt
+expect_line /tmp/info.txt "^API version:    12$"
+expect_line /tmp/info.txt "^host SVM:       revision [0-9]*, [1-9][0-9]* ASIDs"
+expect_line /tmp/info.txt "^SVM features:   .*npt"
+expect_line /tmp/info.txt "SVM enabled on $NCPU of $NCPU online CPUs"
+expect_line /tmp/info.txt "/dev/nsvm present"
+verdict
 
 case_ "nsvm info --json agrees with CPUID"
-j=$(nsvm info --json)
-if echo "$j" | grep -q '"api_version": 12' && echo "$j" | grep -q '"npt"' \
-   && echo "$j" | grep -q "\"cpus_enabled\": $NCPU" && echo "$j" | grep -q '"USER_MEMORY": 1' \
-   && echo "$j" | grep -q '"NESTED_STATE": 4224'; then
-    pass
-else
-    fail "$j"
-fi
+nsvm info --json > /tmp/info.json
+expect_line /tmp/info.json '"api_version": 12'
+expect_line /tmp/info.json '"npt"'
+expect_line /tmp/info.json "\"cpus_enabled\": $NCPU"
+expect_line /tmp/info.json '"USER_MEMORY": 1'
+expect_line /tmp/info.json '"NESTED_STATE": 4224'
+[ -z "$WRONG" ] || cat /tmp/info.json
+verdict
 
 case_ "every online CPU has EFER.SVME and a page-aligned host save area"
 out=$(nsvm cpus); echo "$out"
-bad=$(echo "$out" | grep online | grep -v 'svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1')
-nok=$(echo "$out" | grep -c 'online svme=1')
-[ -z "$bad" ] && [ "$nok" = "$NCPU" ] && ! echo "$out" | grep -q 'hsave_pa=0x0 ' && pass || fail "$bad"
+echo "$out" > /tmp/cpus.txt
+expect_no_line /tmp/cpus.txt "online.*svme=0"
+expect_count /tmp/cpus.txt "online svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1" $NCPU
+expect_no_line /tmp/cpus.txt "hsave_pa=0x0 "
+verdict
 
 # ---------------------------------------------------------------- ioctls
 ioc() { nsvm ioctl "$@"; }
 expect_ioctl() { # DESCRIPTION EXPECTED ARGS...
     d=$1; e=$2; shift 2
     got=$(ioc "$@" | cut -c1-${#e})
-    [ "$got" = "$e" ] && pass "$d" || fail "$d: got '$got' expected '$e'"
+    expect_eq "nsvm ioctl $*" "$e" "$got"
+    verdict "$d"
 }
 case_ "KVM_GET_API_VERSION"; expect_ioctl "returns 12" "ok 12" 0xae00
 case_ "KVM_GET_API_VERSION ignores its argument"; expect_ioctl "returns 12" "ok 12" 0xae00 0xdeadbeef
@@ -86,19 +92,21 @@ if rmmod nsvm 2>/dev/null; then
     fail "rmmod succeeded with an open file"
 else
     kill $holder; wait $holder 2>/dev/null
-    check "rmmod works once closed" rmmod nsvm
+    expect "rmmod works once /dev/nsvm is closed" rmmod nsvm
+    verdict
 fi
 
 case_ "unload gives SVM back: EFER.SVME clear and VM_HSAVE_PA restored everywhere"
-out=$(nsvm cpus 2>/dev/null); echo "$out"
-n=$(echo "$out" | grep -c 'online svme=0 hsave_pa=0x0 ')
-[ "$n" = "$NCPU" ] && [ ! -e /dev/nsvm ] && pass || fail "after unload: $out"
+nsvm cpus > /tmp/cpus.txt 2>/dev/null; cat /tmp/cpus.txt
+expect_count /tmp/cpus.txt "online svme=0 hsave_pa=0x0 " $NCPU
+expect "/dev/nsvm is gone" [ ! -e /dev/nsvm ]
+verdict
 
 case_ "dev_mode=0666 widens /dev/nsvm to every user"
 if load_nsvm dev_mode=0666; then
-    m=$(stat -c %a /dev/nsvm)
-    out=$(as_nobody nsvm ioctl 0xae00)
-    [ "$m" = 666 ] && [ "$out" = "ok 12" ] && pass || fail "mode $m, non-root got '$out'"
+    expect_eq "mode of /dev/nsvm" 666 "$(stat -c %a /dev/nsvm)"
+    expect_eq "KVM_GET_API_VERSION as nobody" "ok 12" "$(as_nobody nsvm ioctl 0xae00)"
+    verdict
     unload_nsvm
 else
     fail "load with dev_mode=0666 failed"
@@ -109,7 +117,11 @@ mark_log
 if load_nsvm dev_mode=01000 2>/tmp/err; then
     fail "loaded"; unload_nsvm
 else
-    grep -q "Invalid argument" /tmp/err && new_log | grep -q "dev_mode=0o1000 is not a permission mode" && pass || { fail "$(cat /tmp/err)"; new_log; }
+    new_log > /tmp/load.log
+    expect_line /tmp/err "Invalid argument"
+    expect_line /tmp/load.log "dev_mode=0o1000 is not a permission mode"
+    [ -z "$WRONG" ] || cat /tmp/load.log
+    verdict
 fi
 
 # ---------------------------------------------------------------- leaks
@@ -138,7 +150,9 @@ for rep in 1 2 3; do
     [ $best -lt 192 ] && break
 done
 echo "free memory lost over 50 cycles, per measurement (KiB):$deltas (bound: 192 KiB, below one leaked page per cycle; leaking one host save area per CPU per cycle would be $((50 * NCPU * 4)) KiB)"
-[ $ok = 1 ] && [ $best -lt 192 ] && pass "delta ${best} KiB" || fail "ok=$ok smallest delta=$best KiB"
+expect "every load and unload succeeded" [ $ok = 1 ]
+expect_num "smallest loss over 50 cycles (KiB)" $best -lt 192
+verdict "delta ${best} KiB"
 
 # ---------------------------------------------------------------- kvm_amd
 case_ "kvm_amd is refused while nsvm owns SVM"
@@ -152,14 +166,19 @@ else
     # KVM finds EFER.SVME set (EBUSY from its per-CPU enable) and fails to
     # load; nsvm must still own SVM everywhere afterwards.
     cat /tmp/err; new_log
-    n=$(nsvm cpus | grep -c 'online svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1')
-    ! loaded kvm_amd && [ "$n" = "$NCPU" ] && pass "refused, nsvm intact" || fail "nsvm state after: $(nsvm cpus)"
+    nsvm cpus > /tmp/cpus.txt; cat /tmp/cpus.txt
+    expect "kvm_amd is not in /proc/modules" eval '! loaded kvm_amd'
+    expect_count /tmp/cpus.txt "online svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1" $NCPU
+    verdict "refused, nsvm intact"
 fi
 
 case_ "kvm_amd loads once nsvm is gone"
 unload_nsvm
 check "kvm_amd loads" insmod $MODDIR/kvm-amd.ko
-[ -c /dev/kvm ] && nsvm info --device /dev/kvm | grep -q "API version:    12" && pass "/dev/kvm answers" || fail "/dev/kvm missing"
+nsvm info --device /dev/kvm > /tmp/kinfo.txt 2>&1
+expect "/dev/kvm is a character device" [ -c /dev/kvm ]
+expect_line /tmp/kinfo.txt "API version:    12"
+verdict "/dev/kvm answers"
 
 case_ "nsvm is refused with EBUSY while kvm_amd is loaded, naming it"
 mark_log
@@ -167,42 +186,55 @@ if load_nsvm 2>/tmp/err; then
     fail "nsvm loaded over kvm_amd"; unload_nsvm
 else
     cat /tmp/err
-    grep -q "busy" /tmp/err && new_log | grep -q "EFER.SVME is already set: another hypervisor owns SVM (likely kvm_amd" \
-        && [ ! -e /dev/nsvm ] && pass || { fail "wrong errno or message"; new_log; }
+    new_log > /tmp/load.log
+    expect_line /tmp/err "busy"
+    expect_line /tmp/load.log "EFER.SVME is already set: another hypervisor owns SVM (likely kvm_amd"
+    expect "no /dev/nsvm" [ ! -e /dev/nsvm ]
+    [ -z "$WRONG" ] || cat /tmp/load.log
+    verdict
 fi
 
 case_ "nsvm loads again once kvm_amd is gone"
 rmmod kvm_amd; rmmod kvm; rmmod irqbypass
 check "nsvm loads" load_nsvm
-nsvm cpus | grep -c 'svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1' | grep -qx "$NCPU" && pass "all CPUs" || fail "not all CPUs enabled"
+nsvm cpus > /tmp/cpus.txt
+expect_count /tmp/cpus.txt "svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1" $NCPU
+verdict "all CPUs"
 
 # ---------------------------------------------------------------- hotplug
 if [ -e /sys/devices/system/cpu/cpu1/online ]; then
     case_ "CPU 1 offline: nsvm drops it"
     ev0=$(nsvm info --json | sed -n 's/.*"hotplug_events": \([0-9]*\).*/\1/p')
     echo 0 > /sys/devices/system/cpu/cpu1/online
-    out=$(nsvm cpus); echo "$out"
-    j=$(nsvm info --json)
-    echo "$out" | grep -q '^cpu1 offline' && echo "$j" | grep -q "\"cpus_enabled\": $((NCPU - 1))" \
-        && echo "$out" | grep -q '^cpu0 online svme=1' && pass || fail "$j"
+    nsvm cpus > /tmp/cpus.txt; cat /tmp/cpus.txt
+    nsvm info --json > /tmp/info.json
+    expect_line /tmp/cpus.txt '^cpu1 offline'
+    expect_line /tmp/cpus.txt '^cpu0 online svme=1'
+    expect_line /tmp/info.json "\"cpus_enabled\": $((NCPU - 1))"
+    verdict
 
     case_ "CPU 1 online again: SVM enabled with a fresh host save area"
     echo 1 > /sys/devices/system/cpu/cpu1/online
-    out=$(nsvm cpus); echo "$out"
+    nsvm cpus > /tmp/cpus.txt; cat /tmp/cpus.txt
     ev1=$(nsvm info --json | sed -n 's/.*"hotplug_events": \([0-9]*\).*/\1/p')
-    echo "$out" | grep -q '^cpu1 online svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1' && [ $((ev1 - ev0)) = 2 ] \
-        && pass "events $ev0 -> $ev1" || fail "events $ev0 -> $ev1"
+    expect_line /tmp/cpus.txt '^cpu1 online svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1'
+    # One offline and one online event.
+    expect_eq "hotplug events since the offline ($ev0 before)" 2 $((ev1 - ev0))
+    verdict "events $ev0 -> $ev1"
 
     case_ "unload after hotplug gives SVM back on every CPU"
     unload_nsvm
-    n=$(nsvm cpus 2>/dev/null | grep -c 'online svme=0 hsave_pa=0x0 ')
-    [ "$n" = "$NCPU" ] && pass || fail "$(nsvm cpus)"
+    nsvm cpus > /tmp/cpus.txt 2>/dev/null; cat /tmp/cpus.txt
+    expect_count /tmp/cpus.txt 'online svme=0 hsave_pa=0x0 ' $NCPU
+    verdict
 
     case_ "CPU offline before load, online after load"
     echo 0 > /sys/devices/system/cpu/cpu1/online
     load_nsvm
     echo 1 > /sys/devices/system/cpu/cpu1/online
-    nsvm cpus | grep -q '^cpu1 online svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1' && pass || fail "$(nsvm cpus)"
+    nsvm cpus > /tmp/cpus.txt; cat /tmp/cpus.txt
+    expect_line /tmp/cpus.txt '^cpu1 online svme=1 hsave_pa=0x[0-9a-f]*000 nsvm=1'
+    verdict
     unload_nsvm
 else
     case_ "CPU hotplug"; fail "no /sys/devices/system/cpu/cpu1/online: boot with -smp 2 and CONFIG_HOTPLUG_CPU"
@@ -210,5 +242,7 @@ fi
 
 # ---------------------------------------------------------------- log
 case_ "kernel log has no warning, oops or BUG"
-if dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection'; then fail "see above"; else pass; fi
+LOGMARK=0
+expect_clean_log
+verdict
 finish

@@ -5,12 +5,71 @@ FAILED=0
 CASE=""
 MODDIR=/lib/modules
 
-case_() { CASE=$1; echo "--- $CASE"; }
+case_() { CASE=$1; WRONG=""; echo "--- $CASE"; }
 pass() { PASSED=$((PASSED + 1)); echo "PASS: $CASE${1:+ ($1)}"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL: $CASE: $*"; }
 # check DESCRIPTION COMMAND...: pass when the command succeeds.
 check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
 finish() { echo "$PASSED passed, $FAILED failed"; }
+
+# A case made of several conditions: each expect* below checks one and
+# remembers one that does not hold, with the value observed; `verdict [NOTE]`
+# ends the case: PASS when every condition held, else one FAIL line naming
+# each condition that did not ("FAIL: CASE: rbx in FILE is '0x0', expected
+# '0x107a'; ...").
+WRONG=""
+wrong_() { WRONG="$WRONG${WRONG:+; }$*"; }
+verdict() { if [ -z "$WRONG" ]; then pass "$@"; else fail "$WRONG"; fi; }
+# expect DESCRIPTION COMMAND...: the command succeeds.
+expect() { _d=$1; shift; "$@" || wrong_ "$_d"; }
+# expect_eq WHAT EXPECTED OBSERVED: the strings are equal.
+expect_eq() { [ "$3" = "$2" ] || wrong_ "$1 is '$3', expected '$2'"; }
+# expect_num WHAT OBSERVED OP BOUND: integer comparison (OP: -lt -le -gt -ge).
+expect_num() {
+    if [ "$2" -eq "$2" ] 2>/dev/null && [ "$2" "$3" "$4" ]; then return 0; fi
+    wrong_ "$1 is '$2', expected $3 $4"
+}
+# expect_status TAG.NAME VALUE: the exit status run_guest-style runs left in
+# /tmp/TAG.NAME.rc.
+expect_status() { expect_eq "exit status of $1" "$2" "$(cat /tmp/$1.rc 2>/dev/null)"; }
+# expect_line FILE PATTERN: a line of FILE matches the basic regular
+# expression. On failure, the lines that share PATTERN's literal start (up
+# to its first ':', '=' or regex character; else its first word) are shown
+# as the observed value.
+expect_line() {
+    grep -q -e "$2" "$1" 2>/dev/null && return 0
+    _o=""
+    for _k in "$(printf '%s' "$2" | sed 's/^\^//; s/[]:=$*.[\\].*//')" \
+              "$(printf '%s' "$2" | sed 's/^\^//; s/[^A-Za-z0-9_].*//')"; do
+        [ -n "$_k" ] && _o=$(grep -F -e "$_k" "$1" 2>/dev/null | head -3 | tr '\n' '|')
+        [ -n "$_o" ] && break
+    done
+    wrong_ "no line of $1 matches '$2'${_o:+, observed '${_o%|}'}"
+}
+# expect_no_line FILE PATTERN: no line of FILE matches.
+expect_no_line() {
+    _m=$(grep -m 1 -e "$2" "$1" 2>/dev/null)
+    [ -z "$_m" ] || wrong_ "$1 has '$_m' (matches '$2')"
+}
+# expect_count FILE PATTERN N: exactly N lines of FILE match.
+expect_count() {
+    _n=$(grep -c -e "$2" "$1" 2>/dev/null)
+    [ "$_n" = "$3" ] || wrong_ "${_n:-0} lines of $1 match '$2', expected $3"
+}
+# stat_of FILE NAME: the value of a "NAME VALUE" line (statistics files).
+stat_of() { sed -n "s/^$2 //p" "$1" | head -1; }
+# expect_stat FILE NAME VALUE: statistic NAME is VALUE.
+expect_stat() {
+    _v=$(stat_of "$1" "$2")
+    [ "$_v" = "$3" ] || wrong_ "$2 is '${_v:-missing}' in $1, expected $3"
+}
+# reg FILE NAME: a register's value in an `nsvm run --dump-regs` dump.
+reg() { tr ' ' '\n' < "$1" | sed -n "s/^$2=//p" | head -1; }
+# expect_regs FILE NAME=VALUE...: registers of a dump.
+expect_regs() {
+    _f=$1; shift
+    for _rv in "$@"; do expect_eq "${_rv%%=*} in $_f" "${_rv#*=}" "$(reg "$_f" "${_rv%%=*}")"; done
+}
 
 loaded() { grep -q "^$1 " /proc/modules; }
 load_nsvm() { insmod $MODDIR/nsvm.ko "$@"; }
@@ -18,6 +77,14 @@ unload_nsvm() { rmmod nsvm; }
 # Lines of the kernel log since the last mark_log.
 mark_log() { LOGMARK=$(dmesg | wc -l); }
 new_log() { dmesg | tail -n +$((LOGMARK + 1)); }
+# The kernel log since the last mark_log (all of it with LOGMARK=0) has no
+# warning, BUG or oops; the lines that do are printed.
+expect_clean_log() {
+    _b=$(new_log | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection')
+    [ -z "$_b" ] && return 0
+    echo "$_b"
+    wrong_ "kernel log has '$(echo "$_b" | head -1)' ($(echo "$_b" | wc -l) such lines, above)"
+}
 # Free memory in KiB after dropping caches: free pages of every zone plus the
 # pages parked on the per-CPU free lists (which MemFree does not count, and
 # which make MemFree jump by megabytes between two reads).

@@ -38,8 +38,6 @@ const SINGLE_LEVEL: usize = 1;
 /// KVM's; those a device does not have are left out).
 const COUNTERS: [&str; 7] = ["exits", "nested_vmruns", "l2_exits_reflected", "l2_exits_l0", "npt02_fills", "npt_fills", "nested_run"];
 
-const KVM_INTERRUPT: u64 = 0x4004_ae86;
-
 #[derive(Default)]
 struct Row {
     cycles: u64,
@@ -90,12 +88,7 @@ pub fn run(a: &Args) -> Result<(), Failure> {
         {
             let run = g.vcpus[0].get_kvm_run();
             if pending_irq && run.ready_for_interrupt_injection != 0 {
-                let irq: u32 = 0x20;
-                // SAFETY: KVM_INTERRUPT reads a u32.
-                let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&g.vcpus[0]), KVM_INTERRUPT as _, &irq) };
-                if r < 0 {
-                    return Err(Failure(format!("KVM_INTERRUPT failed: {}", std::io::Error::last_os_error())));
-                }
+                crate::run::inject_interrupt(&g.vcpus[0], 0x20).map_err(|e| Failure(format!("KVM_INTERRUPT failed: {e}")))?;
                 pending_irq = false;
             }
             g.vcpus[0].get_kvm_run().request_interrupt_window = u8::from(pending_irq);

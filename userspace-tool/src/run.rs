@@ -26,9 +26,19 @@ pub const IRQ_PORT: u16 = 0x511;
 pub const FIFO_PORT: u16 = 0x512;
 /// An OUT to this port queues an NMI for the vCPU (KVM_NMI).
 pub const NMI_PORT: u16 = 0x513;
-const KVM_NMI: u64 = 0xae9a;
-/// `KVM_INTERRUPT`.
-const KVM_INTERRUPT: u64 = 0x4004_ae86;
+
+/// `KVM_INTERRUPT`: queues external interrupt `vector` for the vCPU (with a
+/// userspace interrupt controller; kvm-ioctls has no wrapper for it).
+pub fn inject_interrupt(vcpu: &VcpuFd, vector: u8) -> std::io::Result<()> {
+    let irq = u32::from(vector); // struct kvm_interrupt { __u32 irq; }
+    // SAFETY: KVM_INTERRUPT reads one u32 (`struct kvm_interrupt`) from the
+    // pointer, which is valid for the duration of the call.
+    let r = unsafe { libc::ioctl(vcpu.as_raw_fd(), nsvm_core::uapi::kvm::INTERRUPT as _, &irq) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// Guest start mode.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -130,7 +140,7 @@ fn parse(a: &Args) -> Result<Options, Failure> {
     if o.snapshot.is_some() && o.vcpus != 1 {
         return Err(Failure("--snapshot supports one vCPU".into()));
     }
-    if o.mem < 0x40000 || o.mem % 0x1000 != 0 || o.mem > (64 << 30) {
+    if o.mem < 0x40000 || !o.mem.is_multiple_of(0x1000) || o.mem > (64 << 30) {
         return Err(Failure("--mem must be a multiple of 4 KiB between 256K and 64G".into()));
     }
     Ok(o)
@@ -500,12 +510,7 @@ fn deliver_irqs(vcpu: &mut VcpuFd, queue: &mut std::collections::VecDeque<u8>, s
     let ready = vcpu.get_kvm_run().ready_for_interrupt_injection != 0;
     if let Some(&v) = queue.front() {
         if ready {
-            let irq: u32 = u32::from(v);
-            // SAFETY: KVM_INTERRUPT reads a u32 from the pointer.
-            let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(vcpu), KVM_INTERRUPT as _, &irq) };
-            if r < 0 {
-                return Err(format!("KVM_INTERRUPT({v}) failed: {}", std::io::Error::last_os_error()));
-            }
+            inject_interrupt(vcpu, v).map_err(|e| format!("KVM_INTERRUPT({v}) failed: {e}"))?;
             queue.pop_front();
             sh.sum.lock().unwrap().count_injected();
         }
@@ -564,9 +569,8 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                     }
                     IRQ_PORT => irqs.push_back(v),
                     NMI_PORT => {
-                        // SAFETY: KVM_NMI takes no argument.
-                        if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&*vcpu), KVM_NMI as _) } < 0 {
-                            return End::Failed(format!("KVM_NMI failed: {}", std::io::Error::last_os_error()));
+                        if let Err(e) = vcpu.nmi() {
+                            return End::Failed(format!("KVM_NMI failed: {e}"));
                         }
                     }
                     crate::snapshot::SNAPSHOT_PORT => {
@@ -625,7 +629,7 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                 // SAFETY: exit_reason said the union holds `internal`.
                 let i = unsafe { r.__bindgen_anon_1.internal };
                 let n = (i.ndata as usize).min(16);
-                if n >= 2 && i.data[0] == nsvm_core::kvm::run::HOST_STATE_IN_VMCB {
+                if n >= 2 && i.data[0] == nsvm_core::user_exit::run::HOST_STATE_IN_VMCB {
                     return End::Failed(format!(
                         "internal error: the VMCB came back from VMRUN holding the host's own state (exit code {:#x}): known QEMU TCG issue with several vCPUs, see docs/architecture.md",
                         i.data[1]
@@ -739,8 +743,8 @@ fn run_all(g: &mut Guest, o: &Options) -> (End, Summary) {
                     let end = vcpu_loop(v, o, sh);
                     if !matches!(end, End::Halted) {
                         sh.stop.store(true, Ordering::SeqCst);
-                        // SAFETY: the threads are alive until the scope ends.
                         for t in threads.lock().unwrap().iter() {
+                            // SAFETY: the threads are alive until the scope ends.
                             unsafe { libc::pthread_kill(*t, libc::SIGUSR1) };
                         }
                     }

@@ -175,7 +175,7 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
     let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
     let mem_len = u64_at(take(8)?) as usize;
     let n = u64_at(take(8)?) as usize;
-    if mem_len % 4096 != 0 || mem_len > 64 << 30 || n == 0 || n > 64 {
+    if !mem_len.is_multiple_of(4096) || mem_len > 64 << 30 || n == 0 || n > 64 {
         return Err(format!("{path}: bad header (memory {mem_len} bytes, {n} vCPUs)"));
     }
     let mem = take(mem_len)?.to_vec();

@@ -11,9 +11,6 @@ use serde_json::json;
 
 use crate::{Args, Failure};
 
-/// `KVM_GET_STATS_FD`.
-const KVM_GET_STATS_FD: u64 = 0xaece;
-
 /// One statistic.
 pub struct Stat {
     pub name: String,
@@ -24,7 +21,7 @@ pub struct Stat {
 /// Opens the stats fd of a VM or vCPU fd.
 pub fn stats_fd(obj: RawFd) -> Result<File, String> {
     // SAFETY: KVM_GET_STATS_FD takes no argument and returns a new fd.
-    let fd = unsafe { libc::ioctl(obj, KVM_GET_STATS_FD as _, 0) };
+    let fd = unsafe { libc::ioctl(obj, nsvm_core::uapi::kvm::GET_STATS_FD as _, 0) };
     if fd < 0 {
         return Err(format!("KVM_GET_STATS_FD failed: {}", std::io::Error::last_os_error()));
     }

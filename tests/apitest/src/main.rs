@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MEM_READONLY};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use nsvm_core::uapi::{cap, ioc_nr, kvm, KVMIO, NSVMIO};
 
 type R = Result<(), String>;
+/// A named test case.
+type Case = (&'static str, fn(&Env) -> R);
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 /// A raw ioctl: Ok(ret) or Err(errno).
-fn ioctl(fd: RawFd, cmd: u64, arg: u64) -> Result<i64, i32> {
+fn ioctl(fd: RawFd, cmd: u32, arg: u64) -> Result<i64, i32> {
     // SAFETY: the kernel validates every argument; pointers passed here are
     // valid buffers of the command's size or deliberately invalid addresses.
     let r = unsafe { libc::ioctl(fd, cmd as _, arg) };
@@ -35,17 +38,6 @@ fn expect_errno(what: &str, r: Result<i64, i32>, want: i32) -> R {
         Ok(v) => Err(format!("{what}: succeeded ({v}), expected errno {want}")),
     }
 }
-
-const KVM_CREATE_VM: u64 = 0xae01;
-const KVM_CHECK_EXTENSION: u64 = 0xae03;
-const KVM_CREATE_VCPU: u64 = 0xae41;
-const KVM_SET_USER_MEMORY_REGION: u64 = 0x4020_ae46;
-const KVM_RUN: u64 = 0xae80;
-const KVM_GET_REGS: u64 = 0x8090_ae81;
-const KVM_SET_SREGS: u64 = 0x4138_ae84;
-const KVM_GET_API_VERSION: u64 = 0xae00;
-const KVM_CAP_NR_MEMSLOTS: u64 = 10;
-const KVM_CAP_MAX_VCPUS: u64 = 66;
 
 struct Env {
     device: String,
@@ -71,9 +63,25 @@ impl Mem {
         assert!(p != libc::MAP_FAILED);
         Mem { ptr: p.cast(), len }
     }
-    fn bytes(&self) -> &mut [u8] {
-        // SAFETY: our mapping of `len` bytes.
+    /// The whole mapping, for a single owner (no vCPU thread shares it).
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: our mapping of `len` bytes, borrowed exclusively through `self`.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+    /// Copies `data` to offset `at` (the mapping may be shared with vCPU threads).
+    fn write(&self, at: usize, data: &[u8]) {
+        assert!(at.checked_add(data.len()).is_some_and(|end| end <= self.len));
+        // SAFETY: the range is inside our mapping (checked above); a raw copy
+        // makes no claim of exclusive access to guest memory.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(at), data.len()) };
+    }
+    /// A copy of `len` bytes at offset `at` (the mapping may be shared with vCPU threads).
+    fn read(&self, at: usize, len: usize) -> Vec<u8> {
+        assert!(at.checked_add(len).is_some_and(|end| end <= self.len));
+        let mut v = vec![0u8; len];
+        // SAFETY: as in `write`, the source range is inside our mapping.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(at), v.as_mut_ptr(), len) };
+        v
     }
 }
 impl Drop for Mem {
@@ -82,8 +90,11 @@ impl Drop for Mem {
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
-// SAFETY: plain memory shared between test threads like a VMM does.
+// SAFETY: plain memory shared between test threads like a VMM does; the
+// pointer is owned by `Mem` and unmapped only on drop.
 unsafe impl Send for Mem {}
+// SAFETY: shared access goes through `read`/`write` (raw copies), exclusive
+// access through `bytes(&mut self)`.
 unsafe impl Sync for Mem {}
 
 fn region(slot: u32, gpa: u64, size: u64, uaddr: u64, flags: u32) -> kvm_userspace_memory_region {
@@ -94,7 +105,7 @@ fn region(slot: u32, gpa: u64, size: u64, uaddr: u64, flags: u32) -> kvm_userspa
 /// in real mode at 0:1000.
 fn small_vm(kvm: &Kvm, code: &[u8]) -> (VmFd, VcpuFd, Mem) {
     let vm = kvm.create_vm().expect("create vm");
-    let mem = Mem::new(0x10000);
+    let mut mem = Mem::new(0x10000);
     mem.bytes()[0x1000..0x1000 + code.len()].copy_from_slice(code);
     // SAFETY: the mapping outlives the VM in every caller.
     unsafe { vm.set_user_memory_region(region(0, 0, 0x10000, mem.ptr as u64, 0)) }.expect("set region");
@@ -125,11 +136,11 @@ fn api_version(e: &Env) -> R {
 fn vcpu_ids(e: &Env) -> R {
     let k = e.kvm();
     let vm = k.create_vm().map_err(|x| format!("create vm: {x}"))?;
-    let max = k.check_extension_raw(KVM_CAP_MAX_VCPUS as _) as u64;
+    let max = k.check_extension_raw(cap::MAX_VCPUS as _) as u64;
     let _a = vm.create_vcpu(0).map_err(|x| format!("vcpu 0: {x}"))?;
     let _b = vm.create_vcpu(1).map_err(|x| format!("vcpu 1: {x}"))?;
-    expect_errno("duplicate vcpu id", ioctl(vm.as_raw_fd(), KVM_CREATE_VCPU, 1), libc::EEXIST)?;
-    expect_errno("vcpu id = max", ioctl(vm.as_raw_fd(), KVM_CREATE_VCPU, max.max(4096)), libc::EINVAL)?;
+    expect_errno("duplicate vcpu id", ioctl(vm.as_raw_fd(), kvm::CREATE_VCPU, 1), libc::EEXIST)?;
+    expect_errno("vcpu id = max", ioctl(vm.as_raw_fd(), kvm::CREATE_VCPU, max.max(4096)), libc::EINVAL)?;
     Ok(())
 }
 
@@ -138,13 +149,13 @@ fn memslots(e: &Env) -> R {
     let vm = k.create_vm().map_err(|x| x.to_string())?;
     let mem = Mem::new(0x20000);
     let u = mem.ptr as u64;
-    let set = |r: kvm_userspace_memory_region| ioctl(vm.as_raw_fd(), KVM_SET_USER_MEMORY_REGION, &r as *const _ as u64);
+    let set = |r: kvm_userspace_memory_region| ioctl(vm.as_raw_fd(), kvm::SET_USER_MEMORY_REGION, &r as *const _ as u64);
     expect_errno("gpa not page aligned", set(region(0, 0x800, 0x1000, u, 0)), libc::EINVAL)?;
     expect_errno("size not page aligned", set(region(0, 0, 0x1800, u, 0)), libc::EINVAL)?;
     expect_errno("uaddr not page aligned", set(region(0, 0, 0x1000, u + 8, 0)), libc::EINVAL)?;
     expect_errno("unknown flag", set(region(0, 0, 0x1000, u, 1 << 7)), libc::EINVAL)?;
     expect_errno("delete a slot that does not exist", set(region(5, 0, 0, 0, 0)), libc::EINVAL)?;
-    let nslots = k.check_extension_raw(KVM_CAP_NR_MEMSLOTS as _) as u32;
+    let nslots = k.check_extension_raw(cap::NR_MEMSLOTS as _) as u32;
     expect_errno("slot id beyond NR_MEMSLOTS", set(region(nslots.max(1) + 1, 0, 0x1000, u, 0)), libc::EINVAL)?;
     expect_errno("huge slot", set(region(0, 0, 1 << 50, u, 0)), libc::EINVAL)?;
     expect_errno("kernel address", set(region(0, 0, 0x1000, 0xffff_8000_0000_0000, 0)), libc::EINVAL)?;
@@ -156,7 +167,7 @@ fn memslots(e: &Env) -> R {
     set(region(1, 0x10000, 0x1000, u + 0x10000, KVM_MEM_READONLY)).map_err(|x| format!("read-only slot: errno {x}"))?;
     expect_errno("toggle READONLY", set(region(1, 0x10000, 0x1000, u + 0x10000, 0)), libc::EINVAL)?;
     set(region(0, 0x40000, 0, 0, 0)).map_err(|x| format!("delete: errno {x}"))?;
-    expect_errno("bad pointer", ioctl(vm.as_raw_fd(), KVM_SET_USER_MEMORY_REGION, 0x10), libc::EFAULT)?;
+    expect_errno("bad pointer", ioctl(vm.as_raw_fd(), kvm::SET_USER_MEMORY_REGION, 0x10), libc::EFAULT)?;
     Ok(())
 }
 
@@ -166,23 +177,23 @@ fn invalid_sregs(e: &Env) -> R {
     let good = vcpu.get_sregs().unwrap();
     let mut s = good;
     s.cr0 = 0x8000_0000; // PG without PE
-    expect_errno("CR0.PG without PE", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    expect_errno("CR0.PG without PE", ioctl(vcpu.as_raw_fd(), kvm::SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
     let mut s = good;
     s.cr0 |= 1 << 40;
-    expect_errno("CR0 high bits", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    expect_errno("CR0 high bits", ioctl(vcpu.as_raw_fd(), kvm::SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
     let mut s = good;
     s.cr0 = 0x8000_0011;
     s.efer = 0x500;
     s.cr4 = 0;
-    expect_errno("long mode without PAE", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    expect_errno("long mode without PAE", ioctl(vcpu.as_raw_fd(), kvm::SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
     let mut s = good;
     s.cs.l = 1; // 64-bit code segment outside long mode
-    expect_errno("CS.L outside long mode", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    expect_errno("CS.L outside long mode", ioctl(vcpu.as_raw_fd(), kvm::SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
     let mut s = good;
     s.efer = 0x400; // LMA without LME
-    expect_errno("EFER.LMA alone", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
-    expect_errno("bad pointer", ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS, 0x10), libc::EFAULT)?;
-    expect_errno("bad pointer for GET_REGS", ioctl(vcpu.as_raw_fd(), KVM_GET_REGS, 0xffff_8000_0000_0000), libc::EFAULT)?;
+    expect_errno("EFER.LMA alone", ioctl(vcpu.as_raw_fd(), kvm::SET_SREGS, &s as *const _ as u64), libc::EINVAL)?;
+    expect_errno("bad pointer", ioctl(vcpu.as_raw_fd(), kvm::SET_SREGS, 0x10), libc::EFAULT)?;
+    expect_errno("bad pointer for GET_REGS", ioctl(vcpu.as_raw_fd(), kvm::GET_REGS, 0xffff_8000_0000_0000), libc::EFAULT)?;
     // The vCPU still runs after the refusals.
     let mut v = vcpu;
     match v.run() {
@@ -198,15 +209,15 @@ fn wrong_fds(e: &Env) -> R {
     // kvm_amd's x86 kvm_arch_dev_ioctl answers EINVAL.
     let want = if e.device.ends_with("kvm") { libc::EINVAL } else { libc::ENOTTY };
     expect_errno("unknown system ioctl", ioctl(k.as_raw_fd(), 0xaeff, 0), want)?;
-    expect_errno("KVM_RUN on the system fd", ioctl(k.as_raw_fd(), KVM_RUN, 0), want)?;
-    expect_errno("KVM_RUN on the VM fd", ioctl(vm.as_raw_fd(), KVM_RUN, 0), libc::ENOTTY)?;
+    expect_errno("KVM_RUN on the system fd", ioctl(k.as_raw_fd(), kvm::RUN, 0), want)?;
+    expect_errno("KVM_RUN on the VM fd", ioctl(vm.as_raw_fd(), kvm::RUN, 0), libc::ENOTTY)?;
     // Unknown vCPU ioctls: EINVAL (KVM's kvm_arch_vcpu_ioctl); VM: ENOTTY.
-    expect_errno("KVM_CREATE_VCPU on the vCPU fd", ioctl(vcpu.as_raw_fd(), KVM_CREATE_VCPU, 3), libc::EINVAL)?;
-    expect_errno("KVM_CREATE_VM on the VM fd", ioctl(vm.as_raw_fd(), KVM_CREATE_VM, 0), libc::ENOTTY)?;
+    expect_errno("KVM_CREATE_VCPU on the vCPU fd", ioctl(vcpu.as_raw_fd(), kvm::CREATE_VCPU, 3), libc::EINVAL)?;
+    expect_errno("KVM_CREATE_VM on the VM fd", ioctl(vm.as_raw_fd(), kvm::CREATE_VM, 0), libc::ENOTTY)?;
     expect_errno("unknown VM ioctl", ioctl(vm.as_raw_fd(), 0xae99, 0), libc::ENOTTY)?;
     expect_errno("unknown vCPU ioctl", ioctl(vcpu.as_raw_fd(), 0xaeee, 0), libc::EINVAL)?;
-    expect_errno("API_VERSION on the vCPU fd", ioctl(vcpu.as_raw_fd(), KVM_GET_API_VERSION, 0), libc::EINVAL)?;
-    let cap = ioctl(vm.as_raw_fd(), KVM_CHECK_EXTENSION, 3).map_err(|x| format!("CHECK_EXTENSION on VM fd: errno {x}"))?;
+    expect_errno("API_VERSION on the vCPU fd", ioctl(vcpu.as_raw_fd(), kvm::GET_API_VERSION, 0), libc::EINVAL)?;
+    let cap = ioctl(vm.as_raw_fd(), kvm::CHECK_EXTENSION, 3).map_err(|x| format!("CHECK_EXTENSION on VM fd: errno {x}"))?;
     (cap == 1).then_some(()).ok_or(format!("USER_MEMORY on VM fd = {cap}"))
 }
 
@@ -215,10 +226,7 @@ fn run_other_thread(e: &Env) -> R {
     let (_vm, vcpu, _m) = small_vm(&k, &[0xb0, 0x42, 0xe6, 0x10, 0xf4]); // mov al,0x42; out 0x10,al; hlt
     let t = std::thread::spawn(move || {
         let mut v = vcpu;
-        let first = match v.run() {
-            Ok(VcpuExit::IoOut(0x10, d)) if d == [0x42] => true,
-            _ => false,
-        };
+        let first = matches!(v.run(), Ok(VcpuExit::IoOut(0x10, d)) if d == [0x42]);
         let second = matches!(v.run(), Ok(VcpuExit::Hlt));
         (first, second, v)
     });
@@ -366,8 +374,8 @@ fn two_vms_isolated(e: &Env) -> R {
     let k = e.kvm();
     // Each guest reads the byte at GPA 0 and writes it to port 0x10.
     let code = [0xa0, 0x00, 0x00, 0xe6, 0x10, 0xf4]; // mov al,[0]; out 0x10,al; hlt
-    let (_vm1, mut c1, m1) = small_vm(&k, &code);
-    let (_vm2, mut c2, m2) = small_vm(&k, &code);
+    let (_vm1, mut c1, mut m1) = small_vm(&k, &code);
+    let (_vm2, mut c2, mut m2) = small_vm(&k, &code);
     m1.bytes()[0] = 0xaa;
     m2.bytes()[0] = 0x55;
     let a = match c1.run() {
@@ -384,7 +392,7 @@ fn two_vms_isolated(e: &Env) -> R {
 fn multi_vcpu(e: &Env) -> R {
     let k = e.kvm();
     let vm = k.create_vm().unwrap();
-    let mem = Mem::new(0x10000);
+    let mut mem = Mem::new(0x10000);
     // vCPU n runs at 0x1000 + 0x100*n: mov al, n; out 0x10, al; hlt
     for n in 0..4u8 {
         let at = 0x1000 + 0x100 * n as usize;
@@ -436,7 +444,7 @@ fn run_checking_host_fpu(fd: RawFd, host: &[u8; 512], avx: bool) -> Result<i64, 
                 "vmovdqu [{a}+256], ymm8", "vmovdqu [{a}+288], ymm9", "vmovdqu [{a}+320], ymm10", "vmovdqu [{a}+352], ymm11",
                 "vmovdqu [{a}+384], ymm12", "vmovdqu [{a}+416], ymm13", "vmovdqu [{a}+448], ymm14", "vmovdqu [{a}+480], ymm15",
                 h = in(reg) host.as_ptr(), a = in(reg) after.as_mut_ptr(),
-                inlateout("rax") libc::SYS_ioctl => ret, in("rdi") fd as u64, in("rsi") KVM_RUN, in("rdx") 0u64,
+                inlateout("rax") libc::SYS_ioctl => ret, in("rdi") fd as u64, in("rsi") u64::from(kvm::RUN), in("rdx") 0u64,
                 out("rcx") _, out("r11") _,
                 out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _, out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
                 out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _, out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
@@ -453,7 +461,7 @@ fn run_checking_host_fpu(fd: RawFd, host: &[u8; 512], avx: bool) -> Result<i64, 
                 "movdqu [{a}+256], xmm8", "movdqu [{a}+288], xmm9", "movdqu [{a}+320], xmm10", "movdqu [{a}+352], xmm11",
                 "movdqu [{a}+384], xmm12", "movdqu [{a}+416], xmm13", "movdqu [{a}+448], xmm14", "movdqu [{a}+480], xmm15",
                 h = in(reg) host.as_ptr(), a = in(reg) after.as_mut_ptr(),
-                inlateout("rax") libc::SYS_ioctl => ret, in("rdi") fd as u64, in("rsi") KVM_RUN, in("rdx") 0u64,
+                inlateout("rax") libc::SYS_ioctl => ret, in("rdi") fd as u64, in("rsi") u64::from(kvm::RUN), in("rdx") 0u64,
                 out("rcx") _, out("r11") _,
                 out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _, out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
                 out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _, out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
@@ -483,7 +491,7 @@ fn fpu_isolation(e: &Env) -> R {
     // most); any other failure counts at once.
     for attempt in 1..=3 {
         match fpu_isolation_once(e) {
-            // nsvm_core::kvm::run::HOST_STATE_IN_VMCB ("nsvmHOST")
+            // nsvm_core::user_exit::run::HOST_STATE_IN_VMCB ("nsvmHOST")
             Err(m) if m.contains("6e73766d484f5354") && attempt < 3 => {
                 eprintln!("fpu_isolation: attempt {attempt} hit the known QEMU TCG host-state issue ({m}); retrying");
             }
@@ -500,10 +508,10 @@ fn fpu_isolation_once(e: &Env) -> R {
     let k = e.kvm();
     let vm = k.create_vm().map_err(|x| x.to_string())?;
     let mem = std::sync::Arc::new(Mem::new(0x10000));
-    mem.bytes()[0x1000..0x1000 + code.len()].copy_from_slice(&code);
+    mem.write(0x1000, &code);
     // GDT at 0x500: null, flat code32 (0x08), flat data (0x10).
     for (i, d) in [0u64, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff].iter().enumerate() {
-        mem.bytes()[0x500 + 8 * i..0x508 + 8 * i].copy_from_slice(&d.to_le_bytes());
+        mem.write(0x500 + 8 * i, &d.to_le_bytes());
     }
     // SAFETY: the mapping outlives the VM (joined threads below).
     unsafe { vm.set_user_memory_region(region(0, 0, 0x10000, mem.ptr as u64, 0)) }.map_err(|x| x.to_string())?;
@@ -525,9 +533,8 @@ fn fpu_isolation_once(e: &Env) -> R {
         let base = 0x2000 + 0x1000 * n;
         // Each vCPU has its own stack.
         v.set_regs(&kvm_regs { rip: 0x1000, rflags: 2, rsp: 0x8000 + 0x1000 * n, rbx: base, ..Default::default() }).unwrap();
-        for i in 0..256u64 {
-            mem.bytes()[(base + i) as usize] = (0x40 * (n + 1) + i) as u8;
-        }
+        let pattern: Vec<u8> = (0..256u64).map(|i| (0x40 * (n + 1) + i) as u8).collect();
+        mem.write(base as usize, &pattern);
         let mem = mem.clone();
         threads.push(std::thread::spawn(move || -> R {
             let mut v = v;
@@ -553,8 +560,8 @@ fn fpu_isolation_once(e: &Env) -> R {
                 }
                 let width = if avx { 32 } else { 16 };
                 for reg in 0..8usize {
-                    let want = &mem.bytes()[base as usize + 32 * reg..base as usize + 32 * reg + width];
-                    let got = &mem.bytes()[base as usize + 0x400 + 32 * reg..base as usize + 0x400 + 32 * reg + width];
+                    let want = mem.read(base as usize + 32 * reg, width);
+                    let got = mem.read(base as usize + 0x400 + 32 * reg, width);
                     if want != got {
                         let g = v.get_regs().unwrap();
                         return Err(format!("vcpu {n} iteration {iter}: guest register {reg} changed: want {want:02x?} got {got:02x?} rbx={:#x} rsi={:#x} rip={:#x}", g.rbx, g.rsi, g.rip));
@@ -631,9 +638,10 @@ fn fpu_regs(e: &Env) -> R {
     // kvm_amd copies KVM_SET_FPU's XMM values into the legacy area without
     // setting the SSE bit of XSTATE_BV, so a vCPU whose SSE state is still in
     // its initial state runs with zeros (documented difference; nsvm sets it).
-    let kvm_quirk = e.device.ends_with("kvm") && mem.bytes()[0x2000..0x2010] == [0u8; 16];
-    if mem.bytes()[0x2000..0x2010] != want[..] && !kvm_quirk {
-        return Err(format!("guest stored {:02x?}", &mem.bytes()[0x2000..0x2010]));
+    let stored = mem.read(0x2000, 16);
+    let kvm_quirk = e.device.ends_with("kvm") && stored == [0u8; 16];
+    if stored != want && !kvm_quirk {
+        return Err(format!("guest stored {stored:02x?}"));
     }
     let g = vcpu.get_fpu().map_err(|x| x.to_string())?;
     if g.xmm[1] != [0xff; 16] {
@@ -650,12 +658,12 @@ fn fpu_regs(e: &Env) -> R {
     }
 }
 
-/// A state KVM_SET_SREGS accepts but VMRUN refuses (long mode with CS.L and
+/// A state kvm::SET_SREGS accepts but VMRUN refuses (long mode with CS.L and
 /// CS.D both set, APM 15.5.1): KVM_EXIT_FAIL_ENTRY with VMEXIT_INVALID; nsvm
 /// also counts the rule in `vmrun_invalid_cs_l_and_d`.
 fn fail_entry(e: &Env) -> R {
     let k = e.kvm();
-    let (_vm, mut vcpu, mem) = small_vm(&k, &[0xf4]);
+    let (_vm, mut vcpu, mut mem) = small_vm(&k, &[0xf4]);
     // KVM checks EFER.LME against the guest's CPUID: give it the supported one.
     let cpuid = k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(|x| x.to_string())?;
     vcpu.set_cpuid2(&cpuid).map_err(|x| x.to_string())?;
@@ -686,7 +694,7 @@ fn fail_entry(e: &Env) -> R {
 /// The vCPU's statistics as "name=value" text (nsvm's own stats fd).
 fn stats_fd_of(fd: RawFd) -> Result<String, String> {
     use std::os::unix::fs::FileExt;
-    let sfd = ioctl(fd, 0xaece, 0).map_err(|x| format!("KVM_GET_STATS_FD: errno {x}"))?;
+    let sfd = ioctl(fd, kvm::GET_STATS_FD, 0).map_err(|x| format!("KVM_GET_STATS_FD: errno {x}"))?;
     // SAFETY: a new fd from the kernel.
     let f = unsafe { std::fs::File::from_raw_fd(sfd as RawFd) };
     let mut h = [0u8; 24];
@@ -783,7 +791,7 @@ fn guest_fuzz(e: &Env) -> R {
     let runs: u32 = std::env::var("FUZZ_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
     for _ in 0..runs {
-        let (_vm, mut vcpu, mem) = small_vm(&k, &[]);
+        let (_vm, mut vcpu, mut mem) = small_vm(&k, &[]);
         // All of memory, interrupt vectors and (for SVM guests) the vmcb12
         // that VMRUN reads included, is made of instruction templates with
         // random immediates: whatever a random jump or a random L2 RIP lands
@@ -893,7 +901,7 @@ fn fuzz(e: &Env, n: u64) -> R {
     };
     let k = e.kvm();
     let (vm, vcpu, _m) = small_vm(&k, &[0xf4]);
-    let buf = Mem::new(0x10000);
+    let mut buf = Mem::new(0x10000);
     let fds = [k.as_raw_fd(), vm.as_raw_fd(), vcpu.as_raw_fd()];
     // Commands: KVM's numbers (types 0xAE) and nsvm's (0xB7) with random
     // direction/size bits, plus fully random ones. KVM_RUN is skipped: a
@@ -904,14 +912,14 @@ fn fuzz(e: &Env, n: u64) -> R {
         let r = rnd();
         let nr = (r >> 8) as u32 & 0xff;
         let ty = match r % 4 {
-            0 | 1 => 0xae,
-            2 => 0xb7,
+            0 | 1 => KVMIO,
+            2 => NSVMIO,
             _ => (r >> 16) as u32 & 0xff,
         };
         let size = if r & (1 << 40) != 0 { ((r >> 24) as u32) & 0x3fff } else { [0u32, 4, 8, 32, 144, 312, 160, 40][(r >> 41) as usize % 8] };
         let dir = (r >> 50) as u32 & 3;
         let cmd = (dir << 30) | (size << 16) | (ty << 8) | nr;
-        if cmd == KVM_RUN as u32 {
+        if cmd == kvm::RUN {
             continue;
         }
         let arg = match (r >> 52) % 5 {
@@ -927,11 +935,11 @@ fn fuzz(e: &Env, n: u64) -> R {
             }
         }
         let fd = fds[(r >> 58) as usize % 3];
-        let res = ioctl(fd, cmd as u64, arg);
+        let res = ioctl(fd, cmd, arg);
         answered += 1;
         // ioctls that create fds (VM, vCPU) return them: close them.
         if let Ok(v) = res {
-            if (ty == 0xae && (nr == 0x01 || nr == 0x41)) && v > 2 {
+            if ty == KVMIO && (nr == ioc_nr(kvm::CREATE_VM) || nr == ioc_nr(kvm::CREATE_VCPU)) && v > 2 {
                 // SAFETY: the kernel just gave us this fd.
                 created.push(unsafe { OwnedFd::from_raw_fd(v as RawFd) });
                 if created.len() > 32 {
@@ -941,7 +949,7 @@ fn fuzz(e: &Env, n: u64) -> R {
         }
         if i % 2000 == 0 {
             // The device still answers normally.
-            if ioctl(k.as_raw_fd(), KVM_GET_API_VERSION, 0) != Ok(12) {
+            if ioctl(k.as_raw_fd(), kvm::GET_API_VERSION, 0) != Ok(12) {
                 return Err(format!("device broken after {i} random ioctls"));
             }
         }
@@ -952,7 +960,7 @@ fn fuzz(e: &Env, n: u64) -> R {
         Ok(_) | Err(_) => {}
     }
     println!("  {answered} random ioctls answered");
-    (ioctl(k.as_raw_fd(), KVM_GET_API_VERSION, 0) == Ok(12)).then_some(()).ok_or("device broken at the end".into())
+    (ioctl(k.as_raw_fd(), kvm::GET_API_VERSION, 0) == Ok(12)).then_some(()).ok_or("device broken at the end".into())
 }
 
 fn main() {
@@ -979,7 +987,7 @@ fn main() {
         }
     }
     let e = Env { device, guests };
-    let cases: Vec<(&str, fn(&Env) -> R)> = vec![
+    let cases: Vec<Case> = vec![
         ("api_version", api_version),
         ("vcpu_ids", vcpu_ids),
         ("memslots", memslots),
@@ -998,7 +1006,7 @@ fn main() {
         ("fail_entry", fail_entry),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
-    let extra: Vec<(&str, fn(&Env) -> R)> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz)];
+    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
