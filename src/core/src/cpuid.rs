@@ -175,8 +175,9 @@ pub const fn is_indexed(leaf: u32) -> bool {
 
 /// What nsvm offers a guest for one CPUID leaf, from the host's values
 /// (`KVM_GET_SUPPORTED_CPUID`): host features minus what nsvm does not
-/// virtualize (no VMX, no SVM yet, no MONITOR/MWAIT, no in-kernel local APIC
-/// features), plus the hypervisor-present bit. `None`: leaf not offered.
+/// virtualize (no VMX, no MONITOR/MWAIT, no in-kernel local APIC features),
+/// plus the hypervisor-present bit and SVM for L1 (with the features of
+/// [`L1_FEATURES`]). `None`: leaf not offered.
 pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
     let [mut a, mut b, mut c, mut d] = host;
     let _ = sub;

@@ -16,7 +16,8 @@ pub const KVM_MEM_LOG_DIRTY_PAGES: u32 = 1 << 0;
 pub const KVM_MEM_READONLY: u32 = 1 << 1;
 /// `KVM_MEM_GUEST_MEMFD` (not supported by nsvm: no private memory).
 pub const KVM_MEM_GUEST_MEMFD: u32 = 1 << 2;
-/// Flags nsvm accepts. Dirty logging is accepted but not yet reported.
+/// Flags nsvm accepts (no dirty logging: `KVM_MEM_LOG_DIRTY_PAGES` is
+/// refused with `EINVAL`).
 pub const SUPPORTED_FLAGS: u32 = KVM_MEM_READONLY;
 /// Number of user memory slots per VM (`KVM_CAP_NR_MEMSLOTS`).
 pub const MAX_SLOTS: usize = 256;
