@@ -5,12 +5,12 @@
 # case passed and the kernel log shows no oops or warning).
 #
 # usage: run-qemu.sh --kernel bzImage --initrd initramfs.cpio [--log FILE]
-#                    [--smp N] [--mem SIZE] [--timeout SEC] [--icount]
+#                    [--smp N] [--mem SIZE] [--timeout SEC] [--icount] [--tcg-single]
 #                    [--append KERNEL-ARGS] -- SUITE...
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-kernel="" initrd="" logf="" smp=2 mem=2G timeout=1200 icount=0 extra=""
+kernel="" initrd="" logf="" smp=2 mem=2G timeout=1200 icount=0 extra="" accel=tcg
 while [ $# -gt 0 ]; do
     case $1 in
         --kernel) kernel=$2; shift 2;;
@@ -20,6 +20,8 @@ while [ $# -gt 0 ]; do
         --mem) mem=$2; shift 2;;
         --timeout) timeout=$2; shift 2;;
         --icount) icount=1; shift;;
+        # One host thread for every guest CPU (MTTCG off).
+        --tcg-single) accel=tcg,thread=single; shift;;
         --append) extra="$extra $2"; shift 2;;
         --) shift; break;;
         *) die "unknown option $1";;
@@ -41,12 +43,12 @@ cpu=${NSVM_QEMU_CPU:-EPYC,+svm,+npt,+vgif,+svme-addr-chk,-nrip-save,-fxsr-opt,-m
 # kvm_amd's userspace round trip went from ~2450 to ~5680 TSC mid-benchmark.
 tsc="tsc_early_khz=2000000"
 [ "$icount" = 1 ] && tsc="tsc_early_khz=1000000 tsc=reliable"
-qemu_args=(-machine q35 -accel tcg -cpu "$cpu" -smp "$smp" -m "$mem"
+qemu_args=(-machine q35 -accel "$accel" -cpu "$cpu" -smp "$smp" -m "$mem"
            -nographic -no-reboot -kernel "$kernel" -initrd "$initrd"
            -append "console=ttyS0 panic=-1 oops=panic $tsc loglevel=4 nsvmtest=$suites$extra")
 [ "$icount" = 1 ] && qemu_args+=(-icount shift=0)
 
-log "booting QEMU (TCG, -cpu $cpu, -smp $smp) for: $suites; serial log: $logf"
+log "booting QEMU ($accel, -cpu $cpu, -smp $smp) for: $suites; serial log: $logf"
 set +e
 timeout --foreground -k 10 "$timeout" qemu-system-x86_64 "${qemu_args[@]}" < /dev/null 2>&1 | tee "$logf"
 qrc=${PIPESTATUS[0]}

@@ -22,7 +22,9 @@ use crate::hw::pin::PinnedPage;
 /// # Invariants
 ///
 /// Every table reachable from `root` is `root` or one of `tables`; every leaf
-/// maps exactly one page of `pinned`, which stays pinned while mapped.
+/// maps exactly one page of `pinned` (or `huge`), which stays pinned while
+/// mapped and until the VM's TLB shootdown after its leaf is removed
+/// (`stale`: pins whose leaf is gone, released by `release_stale`).
 pub(crate) struct Npt {
     root: KPages,
     tables: KVec<KPages>,
@@ -30,16 +32,17 @@ pub(crate) struct Npt {
     pinned: KVec<(u64, PinnedPage)>,
     /// 2 MiB mappings: (gpa, first page of the folio).
     huge: KVec<(u64, PinnedPage)>,
-    /// Bumped whenever a translation is removed or weakened: vCPUs flush
-    /// their TLB (TLB_CONTROL) before the next VMRUN when it changed.
-    pub(crate) generation: u64,
+    /// Some pins lost their leaf and wait for `release_stale` (after the
+    /// VM's TLB shootdown: a vCPU in guest mode may still use the old
+    /// translation until it has left guest mode).
+    stale: bool,
     /// Pages mapped on faults since creation.
     pub(crate) fills: u64,
     /// Pages unmapped since creation.
     pub(crate) unmaps: u64,
     /// Recent lookups for `read`: (guest page | 1, its host page's kernel
     /// virtual address), direct-mapped on the guest page number; emptied
-    /// whenever a translation is removed or replaced (with `generation`).
+    /// whenever a translation is removed or replaced.
     lookups: [Cell<(u64, usize)>; LOOKUPS],
 }
 
@@ -104,7 +107,7 @@ impl TableMem for Tables<'_> {
 impl Npt {
     /// An empty NPT.
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self { root: KPages::page()?, tables: KVec::new(), pinned: KVec::new(), huge: KVec::new(), generation: 0, fills: 0, unmaps: 0, lookups: Default::default() })
+        Ok(Self { root: KPages::page()?, tables: KVec::new(), pinned: KVec::new(), huge: KVec::new(), stale: false, fills: 0, unmaps: 0, lookups: Default::default() })
     }
 
     /// nCR3 for the VMCB.
@@ -224,18 +227,9 @@ impl Npt {
         self.pinned.push((gpa, pin), GFP_KERNEL_ACCOUNT)?;
         match paging::map_4k(&mut self.mem(), root, gpa, hpa, flags & !NX) {
             Ok(old) if old.present() => {
-                // Replaced a mapping (e.g. upgrade): drop the previous pin.
-                let old_pa = old.addr();
-                let last = self.pinned.len() - 1;
-                let mut i = 0;
-                while i < last {
-                    if self.pinned[i].0 == gpa && self.pinned[i].1.pa == old_pa {
-                        let _ = self.pinned.remove(i);
-                        break;
-                    }
-                    i += 1;
-                }
-                self.generation += 1;
+                // Replaced a mapping (e.g. upgrade): the previous pin waits
+                // for the VM's TLB shootdown (`has_stale`, the caller's).
+                self.stale |= old.addr() != hpa;
                 self.forget_lookups();
                 Ok(())
             }
@@ -280,32 +274,44 @@ impl Npt {
     pub(crate) fn unmap_range(&mut self, start: u64, end: u64) {
         let root = self.root.pa();
         let mut unmaps = 0;
-        // Drops the entries of `list` (2 MiB ones when `large`) in the range.
-        let mut sweep = |list: &mut KVec<(u64, PinnedPage)>, large: bool| {
-            let mut kept = core::mem::take(list);
-            kept.retain(|(gpa, _)| {
-                let inside = *gpa >= start && *gpa < end;
-                if inside {
-                    let mut t = Tables { root, tables: &mut self.tables };
-                    if large {
-                        paging::unmap_2m(&mut t, root, *gpa);
-                    } else {
-                        paging::unmap_4k(&mut t, root, *gpa);
-                    }
-                    unmaps += 1;
-                }
-                !inside
-            });
-            *list = kept;
-        };
-        sweep(&mut self.pinned, false);
-        sweep(&mut self.huge, true);
+        let mut t = Tables { root, tables: &mut self.tables };
+        for (gpa, _) in self.pinned.iter().filter(|(g, _)| *g >= start && *g < end) {
+            paging::unmap_4k(&mut t, root, *gpa);
+            unmaps += 1;
+        }
+        for (gpa, _) in self.huge.iter().filter(|(g, _)| *g >= start && *g < end) {
+            paging::unmap_2m(&mut t, root, *gpa);
+            unmaps += 1;
+        }
         self.unmaps += unmaps;
         if unmaps != 0 {
-            self.generation += 1;
+            self.stale = true;
             self.forget_lookups();
         }
     }
+
+    /// Whether pins lost their leaf since the last `release_stale`.
+    pub(crate) fn has_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Unpins the pages whose leaf was removed or replaced. Only after the
+    /// VM's TLB shootdown (`Vm::shootdown`): until then a vCPU in guest
+    /// mode may still reach them through a cached translation.
+    pub(crate) fn release_stale(&mut self) {
+        if !self.stale {
+            return;
+        }
+        self.stale = false;
+        let root = self.root.pa();
+        let t = TablesRef { root, tables: &self.tables };
+        let keep = |gpa: u64, pa: u64, large: bool| {
+            paging::leaf(&t, root, gpa).is_some_and(|e| e.large() == large && (if large { e.page_base(paging::SIZE_2M) } else { e.addr() }) == pa)
+        };
+        self.pinned.retain(|(gpa, p)| keep(*gpa, p.pa, false));
+        self.huge.retain(|(gpa, p)| keep(*gpa, p.pa, true));
+    }
+
 }
 
 /// Shadow NPT02 of one vCPU: what L0 runs an L2 with when L1 enables nested

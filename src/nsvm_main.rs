@@ -34,6 +34,10 @@ module! {
             default: 0o600,
             description: "Permission bits of /dev/nsvm (default 0600: root only; 0666 opens it to every user)",
         },
+        flush_every_entry: u32 {
+            default: 1,
+            description: "Flush the whole TLB on every VMRUN (default); 0: only when needed (tests the TLB shootdown of slot changes)",
+        },
     },
 }
 
@@ -53,6 +57,8 @@ impl kernel::Module for Nsvm {
             pr_err!("dev_mode={:#o} is not a permission mode (use e.g. 0600 or 0666)\n", mode);
             return Err(EINVAL);
         }
+        let flush = *module_parameters::flush_every_entry.value() != 0;
+        vmrun::FLUSH_EVERY_ENTRY.store(flush, core::sync::atomic::Ordering::Relaxed);
         let (leaf, phys_bits) = svm::probe()?;
         let svm = svm::Ownership::acquire(leaf, phys_bits)?;
         let maps = svm::PermissionMaps::new()?;

@@ -204,6 +204,42 @@ void *nsvm_current_mm(void)
 	return current->mm;
 }
 
+/*
+ * A counted reference to the current address space (mmgrab: the mm_struct
+ * stays allocated, so its address cannot be reused by another process while
+ * the reference is held); NULL for a kernel thread.
+ */
+void *nsvm_mm_grab_current(void)
+{
+	struct mm_struct *mm = current->mm;
+
+	if (mm)
+		mmgrab(mm);
+	return mm;
+}
+
+/* Drops a reference taken by nsvm_mm_grab_current. */
+void nsvm_mm_drop(void *mm)
+{
+	mmdrop(mm);
+}
+
+/*
+ * Interrupts CPU `cpu` (a reschedule IPI, as KVM's vCPU kick sends): a vCPU
+ * in guest mode there leaves it by #VMEXIT(INTR); one between CLGI and
+ * VMRUN exits right after VMRUN. Not waited for: the caller watches the
+ * vCPU's guest-mode word. Nothing is sent to the calling CPU (no vCPU of
+ * it can be in guest mode while this runs) or to an offline one.
+ */
+void nsvm_kick_cpu(int cpu)
+{
+	if (cpu < 0 || cpu >= nr_cpu_ids || !cpu_online(cpu))
+		return;
+	if (cpu != get_cpu())
+		arch_smp_send_reschedule(cpu);
+	put_cpu();
+}
+
 /* Whether a signal is pending for the current task. */
 int nsvm_signal_pending(void)
 {

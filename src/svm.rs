@@ -139,7 +139,7 @@ pub(crate) fn probe() -> Result<(SvmLeaf, u8)> {
 /// While it exists, `SVM` is initialized and every online CPU has EFER.SVME
 /// set with a host save area from its slot.
 pub(crate) struct Ownership {
-    _hotplug: hw::cpu::CpuHotplug,
+    hotplug: Option<hw::cpu::CpuHotplug>,
 }
 
 impl Ownership {
@@ -162,16 +162,31 @@ impl Ownership {
             }
             s.cpus = cpus;
         }
-        let hotplug = hw::cpu::CpuHotplug::setup(cpu_online, cpu_offline)?;
-        Ok(Self { _hotplug: hotplug })
+        let hotplug = match hw::cpu::CpuHotplug::setup(cpu_online, cpu_offline) {
+            Ok(h) => h,
+            Err(e) => {
+                free_cpu_slots();
+                return Err(e);
+            }
+        };
+        Ok(Self { hotplug: Some(hotplug) })
     }
 }
 
 impl Drop for Ownership {
     fn drop(&mut self) {
-        // `_hotplug` is dropped after this body: it runs `cpu_offline` on every
-        // online CPU, which frees each host save area. Nothing else to do here.
+        // Removing the hotplug state runs `cpu_offline` on every online CPU,
+        // which frees each host save area; then the per-CPU table goes too
+        // (the static outlives the module's data, nothing else frees it).
+        drop(self.hotplug.take());
+        free_cpu_slots();
     }
+}
+
+/// Frees the per-CPU table (every CPU is offline for nsvm by now).
+fn free_cpu_slots() {
+    let mut s = SVM.lock();
+    s.cpus = KVec::new();
 }
 
 extern "C" fn cpu_online(cpu: c_uint) -> c_int {

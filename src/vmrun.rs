@@ -6,6 +6,10 @@
 //! SYSENTER_*), 15.17 (GIF: CLGI/STGI).
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use nsvm_core::tlb::TlbTracker;
+use nsvm_core::vmcb::tlb_control;
 
 use crate::hw;
 use crate::hw::cpu::FpuSection;
@@ -15,6 +19,64 @@ use crate::hw::mem::VmcbPage;
 /// Guest GPRs that VMRUN does not switch (RAX and RSP live in the VMCB;
 /// their slots here are unused).
 pub(crate) use nsvm_core::x86::Gprs;
+
+/// Whether every entry flushes the whole TLB (module parameter
+/// `flush_every_entry`, default on). Off, an entry flushes only when
+/// `TlbTracker::must_flush` says so: the setting under which the TLB
+/// shootdown of slot changes is tested (docs/architecture.md).
+pub(crate) static FLUSH_EVERY_ENTRY: AtomicBool = AtomicBool::new(true);
+
+/// CPUs whose last entered VMCB is remembered (others flush on every entry).
+const TRACKED_CPUS: usize = 256;
+
+/// Per CPU: the identity (`VmcbPage::id`) of the VMCB it entered last.
+static LAST_VMCB: [AtomicU64; TRACKED_CPUS] = [const { AtomicU64::new(0) }; TRACKED_CPUS];
+
+/// A vCPU's guest mode as the VM's TLB shootdown sees it: `state` is
+/// `2 * entries + 1` between CLGI and STGI around VMRUN, `2 * entries`
+/// outside (only the vCPU's thread writes it), `cpu` where it runs.
+pub(crate) struct GuestMode {
+    state: AtomicU64,
+    cpu: AtomicU32,
+}
+
+impl GuestMode {
+    /// Not in guest mode.
+    pub(crate) const fn new() -> Self {
+        Self { state: AtomicU64::new(0), cpu: AtomicU32::new(0) }
+    }
+
+    /// Makes the vCPU leave guest mode if it is in it: a reschedule IPI to
+    /// its CPU, then a wait until that entry is over (re-sent now and then:
+    /// the wait must not depend on one IPI). Callers changed what the vCPU
+    /// may use and bumped the generation it reads after entering guest mode
+    /// before calling: sequentially consistent on both sides, so either this
+    /// sees the vCPU in guest mode and waits for that entry to end, or the
+    /// vCPU's next entry sees the new generation and flushes.
+    pub(crate) fn kick(&self) {
+        let s = self.state.load(Ordering::SeqCst);
+        if s & 1 == 0 {
+            return;
+        }
+        let cpu = self.cpu.load(Ordering::Relaxed);
+        let mut spins = 0u32;
+        while self.state.load(Ordering::Acquire) == s {
+            if spins % (1 << 16) == 0 {
+                hw::cpu::kick_cpu(cpu);
+            }
+            spins = spins.wrapping_add(1);
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// The TLB side of an entry: the vCPU's guest mode flag, its flush
+/// tracker, and its VM's translation generation.
+pub(crate) struct EntryTlb<'a> {
+    pub(crate) mode: &'a GuestMode,
+    pub(crate) tracker: &'a mut TlbTracker,
+    pub(crate) generation: &'a AtomicU64,
+}
 
 /// Enters the guest of `vmcb` once and returns at its next #VMEXIT, with the
 /// guest's FPU/SSE/AVX state loaded from `fpu` (and saved back) and its XCR0
@@ -28,7 +90,12 @@ pub(crate) use nsvm_core::x86::Gprs;
 /// after our VMRUN and the host's CR3: no guest can have both): a QEMU TCG
 /// issue with several vCPUs (docs/architecture.md); the guest state is lost
 /// and the caller must not enter the guest again.
-pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPages, gprs: &mut Gprs, guest_xcr0: u64) -> bool {
+///
+/// GIF is clear from before the guest's XCR0 is loaded until the host's is
+/// back, so host interrupts and NMIs never run with the guest's XCR0, and
+/// the guest-mode flag `tlb.mode` is set over the same window; TLB_CONTROL
+/// is chosen inside it, on the CPU that runs the guest (APM 15.16).
+pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPages, gprs: &mut Gprs, guest_xcr0: u64, tlb: EntryTlb<'_>) -> bool {
     let osxsave = vmcb.get().save.cr4 & nsvm_core::x86::cr4::OSXSAVE != 0;
     let host_xcr0 = hw::cpu::host_xcr0();
     let switch_xcr0 = host_xcr0 != 0 && osxsave && guest_xcr0 != host_xcr0;
@@ -37,18 +104,34 @@ pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPage
     // at least the host's XSAVE size, checked at load) holding an image
     // written by `save` or the reset defaults (valid FCW/MXCSR, zero header).
     unsafe { restore(fpu.as_ptr(), host_xcr0) };
+    let host_cr3 = hw::cpu::read_cr3();
+    // SAFETY: EFER.SVME is set on every CPU while a VM exists; GIF = 0 holds
+    // interrupts and NMIs until STGI below (APM 15.17).
+    unsafe { asm!("clgi", options(nostack)) };
+    let cpu = kernel::cpu::CpuId::current().as_u32();
+    tlb.mode.cpu.store(cpu, Ordering::Relaxed);
+    let entries = tlb.mode.state.load(Ordering::Relaxed);
+    tlb.mode.state.store(entries | 1, Ordering::SeqCst);
+    let generation = tlb.generation.load(Ordering::SeqCst);
+    let id = vmcb.id();
+    let last = LAST_VMCB.get(cpu as usize).map_or(0, |l| l.swap(id, Ordering::Relaxed));
+    let flush = tlb.tracker.must_flush(cpu, last, id, generation) || FLUSH_EVERY_ENTRY.load(Ordering::Relaxed);
+    vmcb.get().control.tlb_ctl = if flush { tlb_control::FLUSH_ALL } else { tlb_control::DO_NOTHING };
     if switch_xcr0 {
         // SAFETY: the XSETBV handler only stores values that are subsets of
         // the host's XCR0 with x87 set and SSE set whenever AVX is.
         unsafe { xsetbv(guest_xcr0) };
     }
-    let host_cr3 = hw::cpu::read_cr3();
     // SAFETY: see the function comment.
     let after_vmrun = unsafe { run(vmcb.pa(), host_save.pa(), gprs) };
     if switch_xcr0 {
         // SAFETY: the host's own value.
         unsafe { xsetbv(host_xcr0) };
     }
+    tlb.mode.state.store((entries | 1) + 1, Ordering::Release);
+    // SAFETY: ends the GIF = 0 window begun above; pending interrupts and
+    // NMIs are taken now, in the host.
+    unsafe { asm!("stgi", options(nostack)) };
     // SAFETY: as for `restore`; the area is writable and ours.
     unsafe { save(fpu.as_ptr(), host_xcr0) };
     let v = vmcb.get();
@@ -58,15 +141,16 @@ pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPage
 /// Runs the guest of the VMCB at `vmcb_pa` until its next #VMEXIT.
 ///
 /// Host state that VMRUN does not save (the VMSAVE set) is saved to
-/// `host_save_pa` before and reloaded after. GIF is cleared around the switch
-/// so that host interrupts stay pending until the exit has been taken; the
-/// host keeps RFLAGS.IF = 1 so that, with V_INTR_MASKING, physical interrupts
-/// while the guest runs cause #VMEXIT(INTR) (APM 15.21.1, 15.21.4).
+/// `host_save_pa` before and reloaded after. The caller keeps GIF clear
+/// around the call so that host interrupts stay pending until the exit has
+/// been taken; the host keeps RFLAGS.IF = 1 so that, with V_INTR_MASKING,
+/// physical interrupts while the guest runs cause #VMEXIT(INTR) (APM
+/// 15.21.1, 15.21.4).
 ///
 /// # Safety
 ///
-/// - EFER.SVME is set on this CPU with a valid VM_HSAVE_PA, and the caller
-///   cannot migrate during the call (preemption disabled).
+/// - EFER.SVME is set on this CPU with a valid VM_HSAVE_PA, GIF is clear,
+///   and the caller cannot migrate during the call (preemption disabled).
 /// - `vmcb_pa` is a VMCB page that nothing else accesses during the call and
 ///   whose contents pass VMRUN's checks or are meant to fail them (the
 ///   processor then reports VMEXIT_INVALID in the VMCB, which is harmless).
@@ -79,7 +163,6 @@ unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) -> u64 {
     // clobbered, and leaves RSP as it found it (VMRUN/#VMEXIT restore it).
     unsafe {
         asm!(
-            "clgi",
             "push rbp",
             "push rbx",
             "push rdi",              // [rsp+16] gprs
@@ -128,7 +211,6 @@ unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) -> u64 {
             "add rsp, 16",
             "pop rbx",
             "pop rbp",
-            "stgi",
             "lea rdx, [rip + 2b]",   // the RIP VMRUN saves for the host
             inout("rax") host_save_pa => _,
             inout("rcx") vmcb_pa => _,

@@ -7,6 +7,7 @@ use kernel::ffi::{c_int, c_uint};
 use kernel::prelude::*;
 
 extern "C" {
+    fn nsvm_kick_cpu(cpu: c_int);
     fn nsvm_rdmsr_safe(msr: u32, val: *mut u64) -> c_int;
     fn nsvm_wrmsr_safe(msr: u32, val: u64) -> c_int;
     fn nsvm_cpuhp_setup(
@@ -154,4 +155,12 @@ pub(crate) fn rdtsc() -> u64 {
     unsafe {
         core::arch::x86_64::_rdtsc()
     }
+}
+
+/// Sends CPU `cpu` a reschedule IPI (not waited for): a vCPU in guest mode
+/// there leaves it by #VMEXIT(INTR). Nothing for this CPU or offline ones.
+pub(crate) fn kick_cpu(cpu: u32) {
+    // SAFETY: any context where the IPI may be sent (the shim checks the
+    // CPU number and skips the calling CPU).
+    unsafe { nsvm_kick_cpu(cpu as c_int) }
 }

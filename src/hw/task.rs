@@ -5,6 +5,8 @@ use kernel::ffi::{c_int, c_void};
 
 extern "C" {
     fn nsvm_current_mm() -> *mut c_void;
+    fn nsvm_mm_grab_current() -> *mut c_void;
+    fn nsvm_mm_drop(mm: *mut c_void);
     fn nsvm_signal_pending() -> c_int;
     fn nsvm_cond_resched();
     fn nsvm_ktime_ns() -> u64;
@@ -14,6 +16,47 @@ extern "C" {
 pub(crate) fn current_mm() -> usize {
     // SAFETY: reads `current->mm`; the value is only compared.
     unsafe { nsvm_current_mm() as usize }
+}
+
+/// A counted reference (`mmgrab`) to the address space of the process that
+/// created it: the `mm_struct` stays allocated while the value lives, so no
+/// later process can have an address space at the same address.
+///
+/// # Invariants
+///
+/// `mm` is null (created by a kernel thread) or an `mm_struct` with one
+/// reference of ours, dropped once, on drop.
+pub(crate) struct MmRef {
+    mm: *mut c_void,
+}
+
+// SAFETY: the reference may be dropped from any thread (`mmdrop`), and the
+// pointer is only compared otherwise.
+unsafe impl Send for MmRef {}
+// SAFETY: shared access only compares the pointer.
+unsafe impl Sync for MmRef {}
+
+impl MmRef {
+    /// A reference to the calling process's address space.
+    pub(crate) fn current() -> Self {
+        // SAFETY: takes a reference to `current->mm` (or returns null).
+        // INVARIANT: the reference is ours until drop.
+        Self { mm: unsafe { nsvm_mm_grab_current() } }
+    }
+
+    /// Whether the calling task runs in this address space.
+    pub(crate) fn is_current(&self) -> bool {
+        !self.mm.is_null() && current_mm() == self.mm as usize
+    }
+}
+
+impl Drop for MmRef {
+    fn drop(&mut self) {
+        if !self.mm.is_null() {
+            // SAFETY: by the type invariant we hold one reference.
+            unsafe { nsvm_mm_drop(self.mm) };
+        }
+    }
 }
 
 /// Whether the calling task has a signal pending.

@@ -278,6 +278,11 @@ impl Vcpu {
         if let Some(slot) = inner.slots.find(gpa).copied() {
             if !(f.write() && slot.readonly()) {
                 inner.npt.map(&slot, gpa)?;
+                if inner.npt.has_stale() {
+                    // A mapping was replaced: its old page is released
+                    // only once no vCPU can use the old translation.
+                    self.vm.shootdown(inner);
+                }
                 self.stats.bump(st_idx::NPT_FILLS);
                 return Ok(Next::Guest);
             }

@@ -35,6 +35,7 @@ use nsvm_core::cpuid::SvmFeatures;
 use nsvm_core::mmio;
 use nsvm_core::paging;
 use nsvm_core::stats;
+use nsvm_core::tlb::TlbTracker;
 use nsvm_core::trace::Event as TraceEvent;
 
 use crate::hw;
@@ -91,6 +92,8 @@ struct CpuState {
     /// The sensitive-instruction policy vmcb01's intercepts reflect (`None`
     /// after a reset rebuilt them), so entries rewrite them only on change.
     applied_policy: Option<nsvm_core::sensitive::Policy>,
+    /// When entries must flush the TLB (`vmrun::EntryTlb`).
+    tlb: TlbTracker,
     /// The last instruction-fetch walk of L1 ([0]) and of L2 ([1])
     /// (`paging::WalkMemo`: exact, it re-reads the entries).
     fetch_walks: [paging::WalkMemo; 2],
@@ -214,6 +217,7 @@ impl Vcpu {
                 cpuid: KVec::new(),
                 applied_policy: None,
                 fetch_walks: Default::default(),
+                tlb: TlbTracker::new(),
             },
             ev: PendingEvents::NONE,
             uexit: UserExitState { pending: None, string_gpas: KVec::new(), halted_since: None },

@@ -19,7 +19,7 @@ use nsvm_core::msr::efer;
 use nsvm_core::nested::{npf, Npt02Key};
 use nsvm_core::stats::{self, vcpu as st_idx};
 use nsvm_core::trace::Event as TraceEvent;
-use nsvm_core::vmcb::{int_ctl, nested_ctl, Vmcb};
+use nsvm_core::vmcb::{int_ctl, nested_ctl, Vmcb, VMSAVE_STATE};
 
 use super::guest_mem::GuestMem;
 use super::{Next, Vcpu, VcpuState};
@@ -130,6 +130,7 @@ impl Vcpu {
         st.cpu.applied_policy = None;
         st.apply_policy(self.vm.policy());
         st.nst.l2 = Some((h.vmcb_pa, next));
+        st.cpu.tlb.request();
         if let Some(Next::User) = self.build_vmcb02(st, false)? {
             st.nst.l2 = None;
             return Err(EINVAL);
@@ -324,7 +325,10 @@ impl Vcpu {
                 Ok(Next::Guest)
             }
             SvmInsn::Invlpga => {
-                // Every entry flushes the whole TLB: nothing to do.
+                // The guest's mapping of one address in one ASID (APM
+                // 15.16.3): L1's ASIDs all run as ASID 2, and the
+                // whole TLB is flushed at the next entry (more than asked).
+                st.cpu.tlb.request();
                 st.vmcb().save.rip = next;
                 Ok(Next::Guest)
             }
@@ -366,16 +370,19 @@ impl Vcpu {
                 Some(p) => (p, &mut st.nst.vmcb02),
                 None => (&mut st.nst.vmcb12, &mut st.cpu.vmcb),
             };
-            // Only the save area holds what VMLOAD loads and VMSAVE stores.
-            if !mem.read_bytes(pa + 0x400, &mut scratch.bytes()[0x400..]) {
-                false
-            } else if load {
-                cur.get().save.copy_vmload_state(&scratch.get().save);
-                true
+            // Exactly the bytes VMLOAD reads and VMSAVE writes (APM
+            // 15.5.2): the rest of the page is the guest's, which it may be
+            // writing on another vCPU meanwhile.
+            if load {
+                let b = scratch.bytes();
+                let read = VMSAVE_STATE.iter().all(|&(o, l)| mem.read_bytes(pa + o as u64, &mut b[o..o + l]));
+                if read {
+                    cur.get().save.copy_vmload_state(&scratch.get().save);
+                }
+                read
             } else {
-                scratch.get().save.copy_vmload_state(&cur.get().save);
-                // Only the save area holds what VMSAVE stores.
-                mem.write_bytes(pa + 0x400, &scratch.bytes()[0x400..])
+                let b = cur.bytes();
+                VMSAVE_STATE.iter().all(|&(o, l)| mem.write_bytes(pa + o as u64, &b[o..o + l]))
             }
         };
         drop(inner);
@@ -469,6 +476,10 @@ impl Vcpu {
             }
         };
         st.log(e);
+        // Every L2 of every L1 runs as ASID 2, whatever ASID L1 gave it
+        // (APM 15.16: L1 expects other ASIDs' translations to stay apart):
+        // its first entry flushes.
+        st.cpu.tlb.request();
         self.stats.bump(st_idx::NESTED_VMRUNS);
         Ok(Next::Guest)
     }
@@ -516,7 +527,7 @@ impl Vcpu {
             let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };
             let tlb = c12.tlb_ctl;
             if nsvm_core::nested::npt02_must_flush(st.nst.npt02.key, key, tlb, st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID)) {
-                st.nst.npt02.flush();
+                st.drop_npt02();
                 self.stats.bump(st_idx::NPT02_FLUSHES);
             }
             st.nst.npt02.key = Some(key);
@@ -590,7 +601,7 @@ impl Vcpu {
         let limit = 2 * inner.slots.total_pages() as usize + 1024;
         if st.nst.npt02.mapped_pages() + 8 >= limit {
             self.stats.bump(st_idx::NPT02_FLUSHES);
-            st.nst.npt02.flush();
+            st.drop_npt02();
         }
         // Prefetch, as KVM's shadow MMU does for a large guest page shadowed
         // by 4 KiB entries (PTE_PREFETCH_NUM = 8): the aligned 8-page block
@@ -630,7 +641,7 @@ impl Vcpu {
         let g = self.vm.memory_generation.load(Ordering::Acquire);
         if let Some(k) = st.nst.npt02.key {
             if k.npt01_generation != g {
-                st.nst.npt02.flush();
+                st.drop_npt02();
                 st.nst.npt02.key = Some(Npt02Key { npt01_generation: g, ..k });
                 self.stats.bump(st_idx::NPT02_FLUSHES);
             }

@@ -7,13 +7,15 @@ use kernel::prelude::*;
 use nsvm_core::user_exit::{run, RunCommon, RunPage, UserExit};
 use nsvm_core::mmio;
 use nsvm_core::stats::vcpu as st_idx;
-use nsvm_core::vmcb::{int_ctl, tlb_control};
+use nsvm_core::vmcb::int_ctl;
 use nsvm_core::x86::{rflags, Gpr};
 
 use super::{Pending, Vcpu, VcpuState};
 use crate::hw;
 use crate::hw::mem::KPages;
-use crate::vmrun;
+use crate::vmrun::{self, GuestMode};
+
+use core::sync::atomic::AtomicU64;
 
 /// The vCPU's `kvm_run` page, as user exits are encoded into it.
 struct RunPageWriter<'a>(&'a KPages);
@@ -161,7 +163,7 @@ impl Vcpu {
             if st.l2_np() {
                 self.sync_npt02(&mut st);
             }
-            if !st.enter() {
+            if !st.enter(&self.vm.guest_modes[self.id as usize], &self.vm.memory_generation) {
                 // The guest's state is gone (replaced by the host's): stop
                 // the vCPU with a recognizable error rather than run it.
                 let (code, rip) = (st.vmcb().control.exit_code, st.vmcb().save.rip);
@@ -197,15 +199,14 @@ impl Vcpu {
 
 impl VcpuState {
     /// Enters the guest once and returns at its next #VMEXIT; false when the
-    /// VMCB came back holding the host's state (`vmrun::enter`).
-    pub(super) fn enter(&mut self) -> bool {
-        // Flush on every entry (APM 15.16.1): every L1 runs on ASID 1 and
-        // every L2 on ASID 2, and TCG offers no flush-by-ASID. Per-vCPU
-        // ASIDs are the hardware-costs issue's.
-        self.vmcb().control.tlb_ctl = tlb_control::FLUSH_ALL;
+    /// VMCB came back holding the host's state (`vmrun::enter`). `mode` is
+    /// this vCPU's guest-mode flag in its VM, `generation` the VM's memory
+    /// generation (the TLB shootdown of `Vm::shootdown`).
+    pub(super) fn enter(&mut self, mode: &GuestMode, generation: &AtomicU64) -> bool {
         let xcr0 = self.cpu.xcr0;
         let page = if self.nst.l2.is_some() { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };
-        vmrun::enter(page, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0)
+        let tlb = vmrun::EntryTlb { mode, tracker: &mut self.cpu.tlb, generation };
+        vmrun::enter(page, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb)
     }
 }
 

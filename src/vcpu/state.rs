@@ -50,6 +50,13 @@ impl VcpuState {
         self.vmcb().save.efer = cpu_state::vmcb_efer(e);
     }
 
+    /// Drops shadow NPT02 (its pins with it): the next entry flushes the
+    /// TLB, which may hold its translations (APM 15.16).
+    pub(super) fn drop_npt02(&mut self) {
+        self.nst.npt02.flush();
+        self.cpu.tlb.request();
+    }
+
     /// Sets the intercepts the policy asks for (vmcb01 keeps its own).
     pub(super) fn apply_policy(&mut self, p: nsvm_core::sensitive::Policy) {
         use nsvm_core::sensitive::bits;
@@ -130,7 +137,7 @@ impl VcpuState {
         self.nst.gif = true;
         self.nst.vmcb12_pin = None;
         self.nst.run_pending = false;
-        self.nst.npt02.flush();
+        self.drop_npt02();
         self.nst.npt02.key = None;
         let cfg = cpu_state::ResetConfig {
             iopm_pa: crate::svm::iopm_pa(),
@@ -201,6 +208,9 @@ impl VcpuState {
     }
 
     pub(super) fn set_sregs(&mut self, s: &Sregs) {
+        // New paging registers from outside the guest: nothing the TLB holds
+        // for the old ones may be used (KVM requests a flush too).
+        self.cpu.tlb.request();
         self.set_efer(s.efer);
         self.cpu.apic_base = s.apic_base;
         cpu_state::set_sregs(self.vmcb(), s);

@@ -25,7 +25,7 @@ impl Vcpu {
         if cmd == uapi::kvm::GET_STATS_FD {
             return Ok(hw::files::new_stats_fd(self.clone())? as isize);
         }
-        if hw::task::current_mm() != self.vm.mm {
+        if !self.vm.mm.is_current() {
             return Err(EIO);
         }
         let user = |len: usize| UserSlice::new(UserPtr::from_addr(arg), len);

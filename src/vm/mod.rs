@@ -16,6 +16,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::hw;
 use crate::npt::Npt;
+use crate::vmrun::GuestMode;
 
 /// Slot table entries on the heap (10 KiB: not for the kernel stack).
 pub(crate) struct HeapSlots(KVec<Option<Slot>>);
@@ -53,17 +54,21 @@ pub(crate) struct Vm {
     /// The address space of the process that created the VM: every VM and
     /// vCPU ioctl must come from it (as in KVM), since guest memory is that
     /// process's memory.
-    pub(crate) mm: usize,
+    pub(crate) mm: hw::task::MmRef,
     /// Thread-group id of the creator, for the stats id (`nsvm-<pid>`).
     pub(crate) pid: i32,
     /// Sensitive-instruction policy: instruction bits and exception bitmap
     /// (`NSVM_SET_POLICY`), read by every vCPU before each entry.
     pub(crate) policy_insns: AtomicU64,
     pub(crate) policy_excs: AtomicU32,
-    /// Bumped (under the VM lock) whenever a slot is deleted, moved or
-    /// changes flags: vCPUs whose L2 runs on shadow NPT02 drop it before
-    /// the next entry (its leaves were composed from the old slots).
+    /// Bumped (under the VM lock, by `zap_done`) whenever an NPT01
+    /// translation is removed or replaced (slot deleted, moved, flags
+    /// changed): every vCPU flushes its TLB before its next entry
+    /// (`vmrun::EntryTlb`), and one whose L2 runs on shadow NPT02 drops it
+    /// (its leaves were composed from the old slots).
     pub(crate) memory_generation: AtomicU64,
+    /// Guest mode of each vCPU (index: vCPU id), for the TLB shootdown.
+    pub(crate) guest_modes: [GuestMode; MAX_VCPUS as usize],
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
 }
@@ -82,11 +87,12 @@ impl Vm {
         let vm = Arc::pin_init(
             pin_init!(Vm {
                 debugfs: hw::debugfs::DebugfsEntry::empty(),
-                mm: hw::task::current_mm(),
+                mm: hw::task::MmRef::current(),
                 pid: kernel::current!().tgid_nr_ns(None),
                 policy_insns: AtomicU64::new(0),
                 policy_excs: AtomicU32::new(0),
                 memory_generation: AtomicU64::new(0),
+                guest_modes: [const { GuestMode::new() }; MAX_VCPUS as usize],
                 inner <- new_mutex!(inner, "nsvm_vm"),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -122,6 +128,23 @@ impl Vm {
         }
         vm.debugfs.make_dir(&dir[..k], None);
         Ok(hw::files::new_fd(vm)? as isize)
+    }
+
+    /// Completes a removal or downgrade of translations of the VM's memory
+    /// (NPT01 entries already gone from the tables, their pages still
+    /// pinned; or a slot change that NPT02s and vmcb12 pins were built
+    /// from): bumps the memory generation, makes every vCPU in guest mode
+    /// leave it (`GuestMode::kick`), so that none can use an old
+    /// translation any more and each flushes (and drops its NPT02) before
+    /// it enters again, then releases NPT01's pages. KVM does the same with
+    /// its remote TLB flush before freeing. Called with the VM lock held
+    /// (`inner`), which keeps vCPUs from mapping the range again meanwhile.
+    pub(crate) fn shootdown(&self, inner: &mut VmInner) {
+        self.memory_generation.fetch_add(1, Ordering::SeqCst);
+        for m in self.guest_modes.iter() {
+            m.kick();
+        }
+        inner.npt.release_stale();
     }
 
     /// The current sensitive-instruction policy.

@@ -26,7 +26,7 @@ impl Vm {
         if cmd == uapi::kvm::GET_STATS_FD {
             return Ok(hw::files::new_stats_fd(self.clone())? as isize);
         }
-        if hw::task::current_mm() != self.mm {
+        if !self.mm.is_current() {
             return Err(EIO);
         }
         match cmd {
@@ -80,8 +80,10 @@ impl Vm {
         })?;
         match change {
             Change::Delete(old) | Change::Move(old, _) | Change::Flags(old, _) => {
+                // Even with nothing of it in NPT01: NPT02 leaves and vmcb12
+                // pins may have been built from the old slot.
                 inner.npt.unmap_range(old.gpa, old.end());
-                self.memory_generation.fetch_add(1, Ordering::Release);
+                self.shootdown(inner);
             }
             Change::Create(_) | Change::Unchanged => {}
         }

@@ -28,6 +28,7 @@ pub mod paging;
 pub mod reflect;
 pub mod sensitive;
 pub mod stats;
+pub mod tlb;
 pub mod trace;
 pub mod uapi;
 pub mod user_exit;

@@ -442,6 +442,21 @@ pub const VMRUN_READ: [(usize, usize); 15] = {
     ]
 };
 
+/// The byte ranges of a VMCB that VMLOAD reads and VMSAVE writes (APM
+/// 15.5.2): FS, GS, LDTR and TR with their hidden parts, and STAR, LSTAR,
+/// CSTAR, SFMASK, KernelGsBase, SYSENTER_CS/ESP/EIP (one run from 200h to
+/// 240h) — `SaveArea::copy_vmload_state`'s fields. An emulated VMSAVE
+/// writes exactly these: the guest may be writing the rest of the page.
+pub const VMSAVE_STATE: [(usize, usize); 4] = {
+    const S: usize = 0x400;
+    [
+        (S + offset_of!(SaveArea, fs), offset_of!(SaveArea, gdtr) - offset_of!(SaveArea, fs)),
+        (S + offset_of!(SaveArea, ldtr), size_of::<Segment>()),
+        (S + offset_of!(SaveArea, tr), size_of::<Segment>()),
+        (S + offset_of!(SaveArea, star), offset_of!(SaveArea, cr2) - offset_of!(SaveArea, star)),
+    ]
+};
+
 /// The byte ranges of a VMCB that #VMEXIT writes (APM 15.6): in the save
 /// area the state VMRUN loaded (ES, CS, SS, DS, GDTR, IDTR, CPL, EFER, CR0,
 /// CR2, CR3, CR4, DR6, DR7, RFLAGS, RIP, RSP, RAX), not FS, GS, TR, LDTR or
@@ -712,6 +727,29 @@ mod tests {
             let read: usize = VMRUN_READ.iter().filter(|(o, _)| *o >= 0x400).map(|(_, l)| l).sum();
             assert_eq!(read, 0x40 + 16 + 16 + 16 + 0x38 + 0x28 + 8 + 0x38 + 8);
             assert!(VMRUN_READ.iter().all(|(o, l)| o % 8 == 0 && l % 8 == 0));
+        }
+        // VMSAVE_STATE is exactly what copy_vmload_state copies.
+        {
+            let mut from = SaveArea::ZERO;
+            // SAFETY: (test only) SaveArea is plain old data.
+            let fb = unsafe { core::slice::from_raw_parts_mut((&mut from as *mut SaveArea).cast::<u8>(), SAVE_USED_END - 0x400) };
+            for (i, b) in fb.iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(11) | 1;
+            }
+            let mut by_ranges = Vmcb::ZERO;
+            {
+                // SAFETY: (test only) Vmcb is plain old data, one page.
+                let vb = unsafe { core::slice::from_raw_parts_mut((&mut by_ranges as *mut Vmcb).cast::<u8>(), VMCB_SIZE) };
+                // SAFETY: (test only) as above.
+                let fb = unsafe { core::slice::from_raw_parts((&from as *const SaveArea).cast::<u8>(), SAVE_USED_END - 0x400) };
+                for &(o, l) in VMSAVE_STATE.iter() {
+                    vb[o..o + l].copy_from_slice(&fb[o - 0x400..o - 0x400 + l]);
+                }
+            }
+            let mut by_fields = SaveArea::ZERO;
+            by_fields.copy_vmload_state(&from);
+            assert_eq!(by_ranges.save, by_fields);
+            assert_eq!(by_ranges.control, ControlArea::ZERO);
         }
         // copy_vmrun_state + copy_vmload_state copy every defined field of
         // the save area (all but the reserved ranges).

@@ -15,6 +15,8 @@ type R = Result<(), String>;
 /// A named test case.
 type Case = (&'static str, fn(&Env) -> R);
 
+mod slot_churn;
+
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -963,6 +965,12 @@ fn fuzz(e: &Env, n: u64) -> R {
     (ioctl(k.as_raw_fd(), kvm::GET_API_VERSION, 0) == Ok(12)).then_some(()).ok_or("device broken at the end".into())
 }
 
+/// `slot_churn` with the rounds of `NSVM_SLOT_CHURN_ROUNDS` (10,000 by default).
+fn slot_churn_case(e: &Env) -> R {
+    let rounds = std::env::var("NSVM_SLOT_CHURN_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    slot_churn::slot_churn(e, rounds)
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut device = "/dev/nsvm".to_string();
@@ -1006,7 +1014,7 @@ fn main() {
         ("fail_entry", fail_entry),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
-    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz)];
+    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
