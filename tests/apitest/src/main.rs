@@ -15,6 +15,7 @@ type R = Result<(), String>;
 /// A named test case.
 type Case = (&'static str, fn(&Env) -> R);
 
+mod mm_identity;
 mod slot_churn;
 
 fn errno() -> i32 {
@@ -1012,6 +1013,7 @@ fn main() {
         ("msrs", msrs),
         ("fpu_regs", fpu_regs),
         ("fail_entry", fail_entry),
+        ("mm_identity", mm_identity::mm_identity),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
     let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case)];
