@@ -105,7 +105,7 @@ impl Vcpu {
         {
             let d = page.get();
             d.control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
-            check_data(&d.control, &d.save, phys).map_err(|_| EINVAL)?;
+            check_data(&d.control, &d.save, &st.features()).map_err(|_| EINVAL)?;
             if d.save.efer & efer::LMA == 0 && d.control.nested_ctl & nested_ctl::NP_ENABLE != 0 {
                 return Err(EINVAL); // NPT12 walks are long-mode only (docs/nested.md)
             }
@@ -427,14 +427,16 @@ impl Vcpu {
                 return Ok(Next::Guest);
             }
         }
-        let phys = crate::svm::phys_bits();
         // Fields of features not offered to L1 are ignored: of nested_ctl
         // only NP_ENABLE, and only when nested paging is offered.
         let np_offered = st.nst.l1_features.contains(SvmFeatures::NP);
         st.nst.vmcb12.get().control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
+        // The processor-dependent rules with what both the host and L1's
+        // CPUID offer: a state the processor would refuse never reaches it.
+        let f = st.features();
         let checked = {
             let c12 = st.nst.vmcb12.get();
-            nsvm_core::checks::check_vmrun(&c12.save, &c12.control, phys)
+            nsvm_core::checks::check_vmrun(&c12.save, &c12.control, &f)
         };
         if let Err(c) = checked {
             self.stats.bump(stats::INVALID_BASE + c.index());
