@@ -63,7 +63,10 @@ impl Vcpu {
                         self.stats.bump(stats::INVALID_BASE + c.index());
                         pr_warn!("vCPU {}: VMRUN refused the state: {} (APM 15.5.1)\n", self.id, c.name());
                     }
-                    Ok(()) => pr_warn!("vCPU {}: VMRUN refused the state (VMEXIT_INVALID) for a rule nsvm does not model\n", self.id),
+                    Ok(()) => {
+                        self.stats.bump(stats::INVALID_PROCESSOR);
+                        pr_warn!("vCPU {}: VMRUN refused the state (VMEXIT_INVALID) for a rule nsvm does not model\n", self.id)
+                    }
                 }
                 let cpu = kernel::cpu::CpuId::current().as_u32();
                 Ok(self.user_exit(UserExit::FailEntry { hardware_entry_failure_reason: code, cpu }))

@@ -92,6 +92,9 @@ struct CpuState {
     /// (physical address width, CR4 and EFER bits): what both the host and
     /// the CPUID table offer, recomputed when the table is set.
     features: nsvm_core::checks::Features,
+    /// What the VMCB entered last held of the state a VMRUN may overwrite
+    /// (`VcpuState::enter` puts it back after a failed VMRUN).
+    entry: nsvm_core::vmcb::EntryState,
     /// The sensitive-instruction policy vmcb01's intercepts reflect (`None`
     /// after a reset rebuilt them), so entries rewrite them only on change.
     applied_policy: Option<nsvm_core::sensitive::Policy>,
@@ -217,6 +220,7 @@ impl Vcpu {
                 tsc_aux: 0,
                 cpuid: KVec::new(),
                 features: state::vcpu_features(&[]),
+                entry: nsvm_core::vmcb::EntryState::ZERO,
                 applied_policy: None,
                 fetch_walks: Default::default(),
             },

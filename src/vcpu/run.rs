@@ -7,7 +7,7 @@ use kernel::prelude::*;
 use nsvm_core::user_exit::{run, RunCommon, RunPage, UserExit};
 use nsvm_core::mmio;
 use nsvm_core::stats::vcpu as st_idx;
-use nsvm_core::vmcb::{int_ctl, tlb_control};
+use nsvm_core::vmcb::{int_ctl, tlb_control, Vmcb};
 use nsvm_core::x86::{rflags, Gpr};
 
 use super::{Pending, Vcpu, VcpuState};
@@ -162,8 +162,9 @@ impl Vcpu {
                 self.sync_npt02(&mut st);
             }
             if !st.enter() {
-                // The guest's state is gone (replaced by the host's): stop
-                // the vCPU with a recognizable error rather than run it.
+                // The guest ran but its state is gone (replaced by the
+                // host's, and put back as it was at the entry): stop the
+                // vCPU with a recognizable error rather than run it again.
                 let (code, rip) = (st.vmcb().control.exit_code, st.vmcb().save.rip);
                 note_host_state_in_vmcb(self.id, code);
                 self.user_exit(UserExit::host_state_in_vmcb(code, rip));
@@ -197,7 +198,12 @@ impl Vcpu {
 
 impl VcpuState {
     /// Enters the guest once and returns at its next #VMEXIT; false when the
-    /// VMCB came back holding the host's state (`vmrun::enter`).
+    /// VMCB came back holding the host's state (`vmrun::enter`) from a VMRUN
+    /// that did not fail. Host state never stays in the VMCB, where
+    /// `KVM_GET_REGS/SREGS` or L1 (through vmcb12) would read it: when VMRUN
+    /// failed (VMEXIT_INVALID) or the host's state came back, the state the
+    /// VMCB had before VMRUN is put back (`EntryState`), the exit code and
+    /// information staying the processor's.
     pub(super) fn enter(&mut self) -> bool {
         // Flush on every entry (APM 15.16.1): every L1 runs on ASID 1 and
         // every L2 on ASID 2, and TCG offers no flush-by-ASID. Per-vCPU
@@ -205,7 +211,14 @@ impl VcpuState {
         self.vmcb().control.tlb_ctl = tlb_control::FLUSH_ALL;
         let xcr0 = self.cpu.xcr0;
         let page = if self.nst.l2.is_some() { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };
-        vmrun::enter(page, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0)
+        self.cpu.entry.save(page.get());
+        let clean = vmrun::enter(page, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0);
+        let v = page.get();
+        let failed = Vmcb::exit_is_invalid(v.control.exit_code);
+        if failed || !clean {
+            self.cpu.entry.put_back(v);
+        }
+        clean || failed
     }
 }
 
