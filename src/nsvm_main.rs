@@ -34,6 +34,10 @@ module! {
             default: 0o600,
             description: "Permission bits of /dev/nsvm (default 0600: root only; 0666 opens it to every user)",
         },
+        vmcb12_checks: u32 {
+            default: 1,
+            description: "Check vmcb12 before the processor sees it (APM 15.5.1; default 1). 0 is for tests only: the processor's own refusals then reach L1",
+        },
     },
 }
 

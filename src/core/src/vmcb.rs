@@ -442,6 +442,15 @@ pub const VMRUN_READ: [(usize, usize); 15] = {
     ]
 };
 
+/// The byte ranges of a VMCB that a VMRUN failing its consistency checks
+/// writes (#VMEXIT with VMEXIT_INVALID, APM 15.5.1): the exit code (-1),
+/// EXITINFO1 and EXITINFO2 (0), and EVENTINJ cleared as by every #VMEXIT
+/// ([`EXIT_WRITEBACK`]), as KVM's `nested_svm_copy_vmcb12_to_cache` writes
+/// a refused vmcb12 and QEMU's TCG a refused VMCB. No guest state was
+/// loaded, so none is saved: the rest of the VMCB, the save area in
+/// particular, keeps what its owner wrote.
+pub const INVALID_WRITEBACK: [(usize, usize); 2] = [(offset_of!(ControlArea, exit_code), 24), (offset_of!(ControlArea, event_inj), 8)];
+
 /// The byte ranges of a VMCB that #VMEXIT writes (APM 15.6): in the save
 /// area the state VMRUN loaded (ES, CS, SS, DS, GDTR, IDTR, CPL, EFER, CR0,
 /// CR2, CR3, CR4, DR6, DR7, RFLAGS, RIP, RSP, RAX), not FS, GS, TR, LDTR or
@@ -862,6 +871,11 @@ mod tests {
             assert_eq!(tb[i], want, "save area byte {i:#x}");
         }
         assert!(EXIT_WRITEBACK.iter().all(|(o, l)| o + l <= SAVE_USED_END));
+        // A failed VMRUN: exit code, EXITINFO1, EXITINFO2, EVENTINJ (and
+        // its error code) only; all of it is also what #VMEXIT writes.
+        assert_eq!(INVALID_WRITEBACK, [(0x70, 24), (0xa8, 8)]);
+        assert_eq!(offset_of!(ControlArea, exit_info_2) + 8, 0x70 + 24);
+        assert!(INVALID_WRITEBACK.iter().all(|&(o, l)| EXIT_WRITEBACK.iter().any(|&(a, n)| a <= o && o + l <= a + n)));
         // int_ctl 60h, int_state 68h, exit_code..exit_int_info_err 70h-8Fh,
         // EVENTINJ A8h, nRIP C8h; never the intercepts or the maps. Save
         // area (400h+): ES-DS 000h-03Fh, GDTR 060h, IDTR 080h, CPL 0CBh,
