@@ -38,6 +38,10 @@ module! {
             default: 1,
             description: "Flush the whole TLB on every VMRUN (default); 0: only when needed (tests the TLB shootdown of slot changes)",
         },
+        vmcb12_checks: u32 {
+            default: 1,
+            description: "Check vmcb12 before the processor sees it (APM 15.5.1; default 1). 0 is for tests only: the processor's own refusals then reach L1",
+        },
     },
 }
 

@@ -86,10 +86,11 @@ pub(crate) struct EntryTlb<'a> {
 /// (`svm::Ownership` outlives every fd), the FPU section keeps the caller on
 /// one CPU, `vmcb` and `host_save` are borrowed exclusively, and vmcb01
 /// intercepts INTR and NMI (set at reset and never cleared).
-/// Returns false when the VMCB came back holding the host's own state (RIP
-/// after our VMRUN and the host's CR3: no guest can have both): a QEMU TCG
-/// issue with several vCPUs (docs/architecture.md); the guest state is lost
-/// and the caller must not enter the guest again.
+/// Returns false when the VMCB came back holding the host's own state
+/// (`SaveArea::holds_host_state`: the host's CR3 with RIP at our VMRUN
+/// instruction or right after it). The caller puts back the state the VMCB
+/// had before VMRUN and does not run the guest again unless VMRUN failed
+/// (VMEXIT_INVALID).
 ///
 /// GIF is clear from before the guest's XCR0 is loaded until the host's is
 /// back, so host interrupts and NMIs never run with the guest's XCR0, and
@@ -134,8 +135,7 @@ pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPage
     unsafe { asm!("stgi", options(nostack)) };
     // SAFETY: as for `restore`; the area is writable and ours.
     unsafe { save(fpu.as_ptr(), host_xcr0) };
-    let v = vmcb.get();
-    !(v.save.rip == after_vmrun && v.save.cr3 == host_cr3)
+    !vmcb.get().save.holds_host_state(after_vmrun, host_cr3)
 }
 
 /// Runs the guest of the VMCB at `vmcb_pa` until its next #VMEXIT.

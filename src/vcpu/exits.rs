@@ -53,15 +53,20 @@ impl Vcpu {
         }
         match SvmExit::decode(code, info1, info2) {
             SvmExit::Invalid => {
-                // Name the rule (APM 15.5.1) in the log and the statistics.
-                let phys = crate::svm::phys_bits();
+                // Name the rule (APM 15.5.1) in the log and the statistics
+                // (vmcb01 always has EFER.SVME, whatever the CPUID offers).
+                let mut f = st.features();
+                f.efer |= nsvm_core::msr::efer::SVME;
                 let v = st.vmcb();
-                match nsvm_core::checks::check_vmrun(&v.save, &v.control, phys) {
+                match nsvm_core::checks::check_vmrun(&v.save, &v.control, &f) {
                     Err(c) => {
                         self.stats.bump(stats::INVALID_BASE + c.index());
                         pr_warn!("vCPU {}: VMRUN refused the state: {} (APM 15.5.1)\n", self.id, c.name());
                     }
-                    Ok(()) => pr_warn!("vCPU {}: VMRUN refused the state (VMEXIT_INVALID) for a rule nsvm does not model\n", self.id),
+                    Ok(()) => {
+                        self.stats.bump(stats::INVALID_PROCESSOR);
+                        pr_warn!("vCPU {}: VMRUN refused the state (VMEXIT_INVALID) for a rule nsvm does not model\n", self.id)
+                    }
                 }
                 let cpu = kernel::cpu::CpuId::current().as_u32();
                 Ok(self.user_exit(UserExit::FailEntry { hardware_entry_failure_reason: code, cpu }))

@@ -89,6 +89,13 @@ struct CpuState {
     tsc_aux: u64,
     /// The table of `KVM_SET_CPUID2`.
     cpuid: KVec<CpuidEntry>,
+    /// What the processor-dependent VMRUN and `KVM_SET_SREGS` rules allow
+    /// (physical address width, CR4 and EFER bits): what both the host and
+    /// the CPUID table offer, recomputed when the table is set.
+    features: nsvm_core::checks::Features,
+    /// What the VMCB entered last held of the state a VMRUN may overwrite
+    /// (`VcpuState::enter` puts it back after a failed VMRUN).
+    entry: nsvm_core::vmcb::EntryState,
     /// The sensitive-instruction policy vmcb01's intercepts reflect (`None`
     /// after a reset rebuilt them), so entries rewrite them only on change.
     applied_policy: Option<nsvm_core::sensitive::Policy>,
@@ -215,6 +222,8 @@ impl Vcpu {
                 apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
                 tsc_aux: 0,
                 cpuid: KVec::new(),
+                features: state::vcpu_features(&[]),
+                entry: nsvm_core::vmcb::EntryState::ZERO,
                 applied_policy: None,
                 fetch_walks: Default::default(),
                 tlb: TlbTracker::new(),

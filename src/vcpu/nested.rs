@@ -105,7 +105,7 @@ impl Vcpu {
         {
             let d = page.get();
             d.control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
-            check_data(&d.control, &d.save, phys).map_err(|_| EINVAL)?;
+            check_data(&d.control, &d.save, &st.features()).map_err(|_| EINVAL)?;
             if d.save.efer & efer::LMA == 0 && d.control.nested_ctl & nested_ctl::NP_ENABLE != 0 {
                 return Err(EINVAL); // NPT12 walks are long-mode only (docs/nested.md)
             }
@@ -163,6 +163,21 @@ impl Vcpu {
             TraceEvent::VmExit { rip: v.save.rip, reason: code, info1, info2: c.exit_info_2, intr_info: c.exit_int_info, error_code: c.exit_int_info_err }
         };
         st.log(e);
+        // The processor refused vmcb02 although vmcb12 passed nsvm's checks:
+        // L1's VMRUN failed. Whatever the processor left in vmcb02's state
+        // (`VcpuState::enter` has put back what it held before VMRUN), none
+        // of it goes to vmcb12.
+        if Vmcb::exit_is_invalid(code) {
+            let Some((pa12, next)) = st.nst.l2.take() else { return Ok(None) };
+            st.nst.run_pending = false;
+            self.stats.bump(stats::INVALID_PROCESSOR);
+            self.stats.bump(st_idx::EXITS);
+            self.stats.bump(stats::exit_counter(code));
+            note_vmcb02_refused(self.id);
+            // Logged as KVM does when it reflects the processor's refusal.
+            st.log(TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
+            return self.vmrun_failed(st, pa12, next).map(Some);
+        }
         // L2 on shadow NPT02: the fault is either in NPT12 (L1's to see, as
         // #VMEXIT(NPF) with the error code of the NPT12 walk), or L0's to
         // resolve by composing the missing NPT02 leaf.
@@ -207,7 +222,7 @@ impl Vcpu {
         let mut d = decide(code, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
         // L2's shutdown goes to L1 only when L1 intercepts it (`decide`);
         // otherwise L1 itself shuts down (APM 15.12; KVM: KVM_EXIT_SHUTDOWN).
-        if Vmcb::exit_is_invalid(code) || npf12 {
+        if npf12 {
             d = Decision::L1;
         }
         if d == Decision::L0 {
@@ -228,12 +243,13 @@ impl Vcpu {
         let nrip = st.l2_next_rip(inner);
         let Some((pa12, next)) = st.nst.l2.take() else { return Ok(None) };
         // vmcb12 := L2's state and the exit information (field by field from
-        // the pages: no 4 KiB copies on the kernel stack).
+        // the pages: no 4 KiB copies on the kernel stack). A failed VMRUN
+        // never comes here (`vmrun_failed`): this state is L2's.
         {
             let v02 = st.nst.vmcb02.get();
             let c12 = st.nst.vmcb12.get();
             let c = &mut c12.control;
-            c.exit_code = if Vmcb::exit_is_invalid(v02.control.exit_code) { exit::INVALID } else { v02.control.exit_code };
+            c.exit_code = v02.control.exit_code;
             c.exit_info_1 = v02.control.exit_info_1;
             c.exit_info_2 = v02.control.exit_info_2;
             c.exit_int_info = v02.control.exit_int_info;
@@ -434,27 +450,25 @@ impl Vcpu {
                 return Ok(Next::Guest);
             }
         }
-        let phys = crate::svm::phys_bits();
         // Fields of features not offered to L1 are ignored: of nested_ctl
         // only NP_ENABLE, and only when nested paging is offered.
         let np_offered = st.nst.l1_features.contains(SvmFeatures::NP);
         st.nst.vmcb12.get().control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
+        // The processor-dependent rules with what both the host and L1's
+        // CPUID offer: a state the processor would refuse never reaches it.
+        // (The module parameter vmcb12_checks=0 skips them, for tests of the
+        // processor's own refusals: `l2_exit_for_l1` handles those.)
+        let f = st.features();
         let checked = {
             let c12 = st.nst.vmcb12.get();
-            nsvm_core::checks::check_vmrun(&c12.save, &c12.control, phys)
+            match *crate::module_parameters::vmcb12_checks.value() {
+                0 => Ok(()),
+                _ => nsvm_core::checks::check_vmrun(&c12.save, &c12.control, &f),
+            }
         };
         if let Err(c) = checked {
             self.stats.bump(stats::INVALID_BASE + c.index());
-            let inner = self.vm.inner.lock();
-            let mem = GuestMem::l1(&inner);
-            let mut e = [0u8; 24];
-            e[..8].copy_from_slice(&exit::INVALID.to_ne_bytes());
-            let _ = mem.write_bytes(pa + 0x70, &e);
-            drop(inner);
-            let v1 = st.cpu.vmcb.get();
-            v1.save.rip = next;
-            st.nst.gif = false;
-            return Ok(Next::Guest);
+            return self.vmrun_failed(st, pa, next);
         }
         if let Some(stop) = self.build_vmcb02(st, true)? {
             return Ok(stop);
@@ -481,6 +495,34 @@ impl Vcpu {
         // its first entry flushes.
         st.cpu.tlb.request();
         self.stats.bump(st_idx::NESTED_VMRUNS);
+        Ok(Next::Guest)
+    }
+
+    /// The end of a VMRUN of L1 that failed, refused by nsvm's checks or by
+    /// the processor: #VMEXIT(VMEXIT_INVALID) into vmcb12 at `pa`. No guest
+    /// ran, so there is no guest state to save (APM 15.5.1: the checks come
+    /// before anything is loaded): only `vmcb::INVALID_WRITEBACK` is written
+    /// (EXITCODE -1, EXITINFO1 and EXITINFO2 0, EVENTINJ cleared, as KVM
+    /// writes a refused vmcb12) and vmcb12's save area keeps exactly what L1
+    /// wrote. L1 continues after its VMRUN (`next`) with its own state,
+    /// which VMRUN did not change, and GIF clear.
+    fn vmrun_failed(&self, st: &mut VcpuState, pa: u64, next: u64) -> Result<Next> {
+        use nsvm_core::vmcb::INVALID_WRITEBACK as IW;
+        let mut exit_fields = [0u8; IW[0].1];
+        exit_fields[..8].copy_from_slice(&exit::INVALID.to_ne_bytes());
+        let written = {
+            let inner = self.vm.inner.lock();
+            let mem = GuestMem::l1(&inner);
+            mem.write_bytes(pa + IW[0].0 as u64, &exit_fields) && mem.write_bytes(pa + IW[1].0 as u64, &[0u8; IW[1].1])
+        };
+        let v1 = st.cpu.vmcb.get();
+        v1.save.rip = next;
+        v1.control.event_inj = 0;
+        st.nst.gif = false;
+        if !written {
+            // vmcb12 is no longer writable RAM: L1 cannot be told; stop.
+            return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[next, pa])));
+        }
         Ok(Next::Guest)
     }
 
@@ -670,5 +712,14 @@ impl VcpuState {
             (v.control.exit_code, v.control.exit_info_1, v.control.exit_info_2, v.save.rip)
         };
         insn::next_rip(code, info1, info2, rip, |b| self.fetch_insn(inner, b))
+    }
+}
+
+/// Logs (once per load) a vmcb02 the processor refused although vmcb12
+/// passed nsvm's checks (statistic `vmrun_invalid_processor`).
+fn note_vmcb02_refused(vcpu: u32) {
+    static SEEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !SEEN.swap(true, Ordering::Relaxed) {
+        pr_info!("vCPU {}: the processor refused a VMRUN of L2 that passed nsvm's checks: VMEXIT_INVALID for L1, vmcb12's state left as L1 wrote it\n", vcpu);
     }
 }

@@ -7,7 +7,7 @@ use kernel::prelude::*;
 use nsvm_core::user_exit::{run, RunCommon, RunPage, UserExit};
 use nsvm_core::mmio;
 use nsvm_core::stats::vcpu as st_idx;
-use nsvm_core::vmcb::int_ctl;
+use nsvm_core::vmcb::{int_ctl, Vmcb};
 use nsvm_core::x86::{rflags, Gpr};
 
 use super::{Pending, Vcpu, VcpuState};
@@ -164,8 +164,9 @@ impl Vcpu {
                 self.sync_npt02(&mut st);
             }
             if !st.enter(&self.vm.guest_modes[self.id as usize], &self.vm.memory_generation) {
-                // The guest's state is gone (replaced by the host's): stop
-                // the vCPU with a recognizable error rather than run it.
+                // The guest ran but its state is gone (replaced by the
+                // host's, and put back as it was at the entry): stop the
+                // vCPU with a recognizable error rather than run it again.
                 let (code, rip) = (st.vmcb().control.exit_code, st.vmcb().save.rip);
                 note_host_state_in_vmcb(self.id, code);
                 self.user_exit(UserExit::host_state_in_vmcb(code, rip));
@@ -199,14 +200,26 @@ impl Vcpu {
 
 impl VcpuState {
     /// Enters the guest once and returns at its next #VMEXIT; false when the
-    /// VMCB came back holding the host's state (`vmrun::enter`). `mode` is
-    /// this vCPU's guest-mode flag in its VM, `generation` the VM's memory
-    /// generation (the TLB shootdown of `Vm::shootdown`).
+    /// VMCB came back holding the host's state (`vmrun::enter`) from a VMRUN
+    /// that did not fail. Host state never stays in the VMCB, where
+    /// `KVM_GET_REGS/SREGS` or L1 (through vmcb12) would read it: when VMRUN
+    /// failed (VMEXIT_INVALID) or the host's state came back, the state the
+    /// VMCB had before VMRUN is put back (`EntryState`), the exit code and
+    /// information staying the processor's. `mode` is this vCPU's
+    /// guest-mode word in its VM, `generation` the VM's memory generation
+    /// (the TLB shootdown of `Vm::shootdown`).
     pub(super) fn enter(&mut self, mode: &GuestMode, generation: &AtomicU64) -> bool {
         let xcr0 = self.cpu.xcr0;
         let page = if self.nst.l2.is_some() { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };
+        self.cpu.entry.save(page.get());
         let tlb = vmrun::EntryTlb { mode, tracker: &mut self.cpu.tlb, generation };
-        vmrun::enter(page, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb)
+        let clean = vmrun::enter(page, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb);
+        let v = page.get();
+        let failed = Vmcb::exit_is_invalid(v.control.exit_code);
+        if failed || !clean {
+            self.cpu.entry.put_back(v);
+        }
+        clean || failed
     }
 }
 

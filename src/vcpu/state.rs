@@ -5,6 +5,7 @@
 
 use kernel::prelude::*;
 
+use nsvm_core::checks::Features;
 use nsvm_core::exit;
 use nsvm_core::kvm::{Regs, Sregs};
 use nsvm_core::mmio;
@@ -19,6 +20,34 @@ use crate::vmrun;
 
 /// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX`.
 const CPUID_FLAG_SIGNIFICANT_INDEX: u32 = 1;
+
+/// The host processor's features for the reserved-bit rules (APM 15.5.1):
+/// its CPUID, leaves beyond its maximum read as zeros, and the physical
+/// address width probed at load.
+fn host_features() -> Features {
+    let max = |leaf: u32| hw::cpu::cpuid(leaf & 0x8000_0000, 0).0;
+    let f = Features::from_cpuid(|leaf, sub| {
+        if leaf > max(leaf) {
+            return [0; 4];
+        }
+        let (a, b, c, d) = hw::cpu::cpuid(leaf, sub);
+        [a, b, c, d]
+    });
+    Features { phys_bits: crate::svm::phys_bits(), ..f }
+}
+
+/// A vCPU's features: what its CPUID table (`KVM_SET_CPUID2`; empty before
+/// the first) and the host both offer, as KVM combines its capabilities and
+/// the guest's CPUID.
+pub(super) fn vcpu_features(table: &[super::CpuidEntry]) -> Features {
+    let lookup = |leaf: u32, sub: u32| {
+        table
+            .iter()
+            .find(|e| e.function == leaf && (e.flags & CPUID_FLAG_SIGNIFICANT_INDEX == 0 || e.index == sub))
+            .map_or([0; 4], |e| e.regs)
+    };
+    host_features().and(Features::from_cpuid(lookup))
+}
 
 impl VcpuState {
     /// The VMCB. The processor touches it only inside `vmrun::run`, which
@@ -207,13 +236,22 @@ impl VcpuState {
         cpu_state::get_sregs(self.vmcb(), efer, apic)
     }
 
-    pub(super) fn set_sregs(&mut self, s: &Sregs) {
+    /// `KVM_SET_SREGS`: refused with `EINVAL`, changing nothing, when the
+    /// state breaks a rule of `kvm::check_sregs` for this vCPU's features.
+    pub(super) fn set_sregs(&mut self, s: &Sregs) -> Result {
+        nsvm_core::kvm::check_sregs(s, &self.cpu.features).map_err(|_| EINVAL)?;
         // New paging registers from outside the guest: nothing the TLB holds
         // for the old ones may be used (KVM requests a flush too).
         self.cpu.tlb.request();
         self.set_efer(s.efer);
         self.cpu.apic_base = s.apic_base;
         cpu_state::set_sregs(self.vmcb(), s);
+        Ok(())
+    }
+
+    /// The features the reserved-bit rules use (`checks::Features`).
+    pub(super) fn features(&self) -> Features {
+        self.cpu.features
     }
 
     pub(super) fn cpuid_lookup(&self, leaf: u32, sub: u32) -> [u32; 4] {
@@ -257,5 +295,8 @@ impl msr_emul::MsrTarget for VcpuState {
     }
     fn svm_exposed(&self) -> bool {
         self.nst.svm_exposed
+    }
+    fn efer_allowed(&self) -> u64 {
+        self.cpu.features.efer
     }
 }

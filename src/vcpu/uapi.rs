@@ -55,9 +55,8 @@ impl Vcpu {
             uapi::kvm::SET_SREGS => {
                 let mut b = [0u8; Sregs::SIZE];
                 user(Sregs::SIZE).reader().read_slice(&mut b)?;
-                let s = Sregs::from_bytes(&b);
-                kvm::check_sregs(&s).map_err(|_| EINVAL)?;
-                self.state.lock().set_sregs(&s);
+                // Checked against the vCPU's features under its lock.
+                self.state.lock().set_sregs(&Sregs::from_bytes(&b))?;
                 Ok(0)
             }
             uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
@@ -121,6 +120,7 @@ impl Vcpu {
         st.nst.svm_exposed = v.iter().any(|e| e.function == 0x8000_0001 && e.regs[2] & nsvm_core::cpuid::EXT_FEATURES_ECX_SVM != 0);
         let edx = v.iter().find(|e| e.function == nsvm_core::cpuid::LEAF_SVM).map_or(0, |e| e.regs[3]);
         st.nst.l1_features = if st.nst.svm_exposed { SvmFeatures::from_bits_truncate(edx) & nsvm_core::cpuid::L1_FEATURES } else { SvmFeatures::empty() };
+        st.cpu.features = super::state::vcpu_features(&v);
         st.cpu.cpuid = v;
         Ok(0)
     }

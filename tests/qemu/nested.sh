@@ -8,7 +8,7 @@
 . /tests/lib.sh
 G=/guests
 
-NESTED="l1_smoke l1_npt l1_snap l1_snapnmi l1_vgif l1_nmi l1_checks l1_vmload l1_gif l1_two_l2 l1_smp l1_vmsave_race l1_intercepts l1_events l1_intr"
+NESTED="l1_smoke l1_npt l1_snap l1_snapnmi l1_vgif l1_nmi l1_checks l1_refused l1_vmload l1_gif l1_two_l2 l1_smp l1_vmsave_race l1_intercepts l1_events l1_intr"
 # Payloads whose run kvm_amd is known not to finish as the APM requires
 # (their lines are tagged [apm]): only nsvm's exit status and cases are
 # asserted, kvm_amd's are shown.
@@ -61,6 +61,15 @@ check "loaded" load_nsvm
 run_all /dev/nsvm nsvm
 snap_runs /dev/nsvm nsvm
 check "unloaded after the nested payloads" unload_nsvm
+# l1_refused once more with nsvm's vmcb12 checks off (a test-only module
+# parameter): every refused state then reaches the processor, whose refusal
+# (QEMU's TCG saves its host state into vmcb02 for most of them) must leave
+# vmcb12 as L1 wrote it too.
+case_ "load nsvm with vmcb12_checks=0"
+check "loaded" load_nsvm vmcb12_checks=0
+nsvm run --device /dev/nsvm --stats /tmp/unchecked.l1_refused.stats $G/l1_refused.bin \
+    > /tmp/unchecked.l1_refused.out 2> /tmp/unchecked.l1_refused.err
+check "unloaded" unload_nsvm
 case_ "load kvm_amd nested=1 (reference)"
 insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko nested=1
@@ -171,6 +180,35 @@ expect_line $o "^case np_two_l2_alternating: a=bbbb b=aaaa a=bbbb b=aaaa a=bbbb 
 expect_line $o "^case np_remap_new_asid: before=bbbb after=aaaa$"
 expect_line $o "^case np_remap_flush_by_asid: flush_by_asid=1 before=aaaa after=bbbb$"
 verdict
+
+case_ "l1_refused: a state the APM allows and the processor refuses (EFER.LMSLE under TCG) leaves vmcb12 as L1 wrote it"
+# The case line (compared above) has changed=none; here: it was the
+# processor that refused it, not nsvm's checks. A processor that implements
+# LMSLE runs L2 (code=81) and counts nothing.
+o=/tmp/nsvm.l1_refused.out
+grep "^case processor_decides_efer_lmsle" $o
+n=$(grep -c "^case processor_decides_efer_lmsle: code=ffffffffffffffff " $o)
+expect_stat /tmp/nsvm.l1_refused.stats vcpu0.vmrun_invalid_processor "$n"
+verdict "refused by the processor: $n"
+
+case_ "l1_refused with vmcb12_checks=0: each refusal of the processor leaves vmcb12 as L1 wrote it"
+o=/tmp/unchecked.l1_refused.out
+cat /tmp/unchecked.l1_refused.err
+# Every state the processor refused: VMEXIT_INVALID, EXITINFO1/2 0,
+# EVENTINJ cleared, nothing else changed (no FAIL on the line). The states
+# QEMU's TCG accepts although the APM and its CPUID make them reserved
+# (CR4.UMIP, EFER.FFXSR on QEMU 10.0.2) run L2 instead: listed, not failed.
+refused=$(grep -c "^case .*: code=ffffffffffffffff " $o)
+expect_no_line $o "^case .*: code=ffffffffffffffff .*FAIL("
+expect_no_line $o "^case .*: code=ffffffff FAIL"
+grep "^case refused_.*: code=81 " $o | sed 's/ info1=.*//; s/^/ran L2 (the processor accepts it): /'
+expect_stat /tmp/unchecked.l1_refused.stats vcpu0.vmrun_invalid_processor "$refused"
+# Every rule of nsvm was off: no refusal was nsvm's.
+grep "vmrun_invalid_" /tmp/unchecked.l1_refused.stats | grep -v "vmrun_invalid_processor " > /tmp/unchecked.rules
+expect_no_line /tmp/unchecked.rules " [1-9][0-9]*$"
+expect_num "states the processor refused" "$refused" -ge 100
+expect_line $o "^case vmrun_valid_after_refusals: code=81$"
+verdict "$refused refused by the processor"
 
 case_ "kernel log has no warning, oops or BUG"
 LOGMARK=0

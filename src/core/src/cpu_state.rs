@@ -402,7 +402,9 @@ mod tests {
         reset(&mut v, &mut g, false, &ResetConfig { cpuid1_eax: None, ..CFG });
         assert_eq!(g[Gpr::Rdx], 0x600);
         // A VMCB that VMRUN accepts.
-        assert_eq!(crate::checks::check_vmrun(&v.save, &v.control, 48), Ok(()));
+        // (on a processor without any optional feature but SVM)
+        let f = crate::checks::Features { phys_bits: 48, cr4: 0x7ff, efer: crate::msr::efer::SCE | crate::msr::efer::SVME };
+        assert_eq!(crate::checks::check_vmrun(&v.save, &v.control, &f), Ok(()));
     }
 
     #[test]

@@ -300,9 +300,17 @@ impl Sregs {
     }
 }
 
-/// Checks `KVM_SET_SREGS` input as KVM's `kvm_is_valid_sregs` does; `Err`
-/// names the broken rule (the ioctl fails with `EINVAL`).
-pub fn check_sregs(s: &Sregs) -> Result<(), &'static str> {
+/// Checks `KVM_SET_SREGS` input as KVM's `kvm_is_valid_sregs` does, for a
+/// vCPU with features `f` (what the host processor and the vCPU's CPUID both
+/// offer: `checks::Features::and`); `Err` names the broken rule (the ioctl
+/// fails with `EINVAL` and changes nothing). These are also the VMRUN rules
+/// of APM 15.5.1 that `kvm_sregs` can break and KVM refuses here: CR0 bits
+/// 63:32 and CD/NW, CR3 bits above the physical address width in long mode,
+/// CR4 and EFER bits that are undefined or whose feature is not offered,
+/// long mode without PAE; a state that passes them but not VMRUN (CS.L with
+/// CS.D in long mode, which KVM accepts here) ends `KVM_RUN` in
+/// `KVM_EXIT_FAIL_ENTRY` with the state as it was set.
+pub fn check_sregs(s: &Sregs, f: &crate::checks::Features) -> Result<(), &'static str> {
     use crate::msr::efer;
     use crate::x86::{cr0, cr4};
     if s.cr0 >> 32 != 0 {
@@ -314,11 +322,11 @@ pub fn check_sregs(s: &Sregs) -> Result<(), &'static str> {
     if s.cr0 & cr0::NW != 0 && s.cr0 & cr0::CD == 0 {
         return Err("CR0.NW requires CR0.CD");
     }
-    if s.cr4 & !cr4::DEFINED != 0 {
-        return Err("reserved CR4 bit set");
+    if s.cr4 & !f.cr4 != 0 {
+        return Err("reserved CR4 bit set (undefined, or its feature not offered)");
     }
-    if s.efer & efer::RESERVED != 0 {
-        return Err("reserved EFER bit set");
+    if s.efer & !f.efer != 0 {
+        return Err("reserved EFER bit set (undefined, or its feature not offered)");
     }
     if s.efer & efer::LMA != 0 && s.efer & efer::LME == 0 {
         return Err("EFER.LMA without EFER.LME");
@@ -329,6 +337,9 @@ pub fn check_sregs(s: &Sregs) -> Result<(), &'static str> {
         }
         if s.efer & efer::LMA == 0 {
             return Err("EFER.LME with CR0.PG requires EFER.LMA");
+        }
+        if s.cr3 & f.cr3_mbz(true) != 0 {
+            return Err("CR3 bits above the physical address width in long mode");
         }
     } else if s.efer & efer::LMA != 0 {
         return Err("EFER.LMA without paging in long mode");
@@ -458,35 +469,66 @@ mod tests {
 
     #[test]
     fn sregs_checks() {
+        use crate::checks::Features;
+        use crate::msr::efer;
+        use crate::x86::cr4;
+        // Long mode, NX, SVM and every CR4 feature, 40 address bits.
+        let f = Features { phys_bits: 40, cr4: cr4::DEFINED, efer: efer::SCE | efer::LME | efer::LMA | efer::NXE | efer::SVME };
         let mut s = Sregs { cr0: 0x6000_0010, ..Default::default() };
-        assert_eq!(check_sregs(&s), Ok(()));
+        assert_eq!(check_sregs(&s, &f), Ok(()));
         s.cr0 = 0x8000_0000;
-        assert!(check_sregs(&s).is_err());
+        assert!(check_sregs(&s, &f).is_err());
         s.cr0 = 1 << 32;
-        assert!(check_sregs(&s).is_err());
+        assert!(check_sregs(&s, &f).is_err());
         s.cr0 = crate::x86::cr0::NW;
-        assert!(check_sregs(&s).is_err());
+        assert!(check_sregs(&s, &f).is_err());
         s.cr0 = 0x8000_0001;
         s.efer = 0x500;
-        assert_eq!(check_sregs(&s), Err("long mode (EFER.LME, CR0.PG) requires CR4.PAE"));
-        s.cr4 = crate::x86::cr4::PAE;
-        assert_eq!(check_sregs(&s), Ok(()));
+        assert_eq!(check_sregs(&s, &f), Err("long mode (EFER.LME, CR0.PG) requires CR4.PAE"));
+        s.cr4 = cr4::PAE;
+        assert_eq!(check_sregs(&s, &f), Ok(()));
         s.efer = 0x100;
-        assert!(check_sregs(&s).is_err());
+        assert!(check_sregs(&s, &f).is_err());
         s.efer = 0x500;
         s.cr4 |= 1 << 13; // VMXE does not exist on AMD
-        assert!(check_sregs(&s).is_err());
-        s.cr4 = crate::x86::cr4::PAE;
+        assert!(check_sregs(&s, &f).is_err());
+        s.cr4 = cr4::PAE;
         s.efer |= 1 << 2;
-        assert!(check_sregs(&s).is_err());
+        assert!(check_sregs(&s, &f).is_err());
         s.efer = 0x500;
         s.interrupt_bitmap = [1, 2, 0, 0];
-        assert!(check_sregs(&s).is_err());
+        assert!(check_sregs(&s, &f).is_err());
         s.interrupt_bitmap = [0; 4];
+        // CR3 in long mode: below the physical address width only.
+        s.cr3 = (1 << 40) - 0x1000;
+        assert_eq!(check_sregs(&s, &f), Ok(()));
+        for bit in 40..64 {
+            s.cr3 = 1 << bit;
+            assert!(check_sregs(&s, &f).is_err(), "CR3 bit {bit}");
+        }
+        s.cr3 = 0x1000;
+        // CR4 and EFER bits whose feature is not offered.
+        for b in [cr4::UMIP, cr4::LA57, cr4::PKE, cr4::CET, cr4::PCIDE, cr4::OSXSAVE] {
+            let without = Features { cr4: f.cr4 & !b, ..f };
+            s.cr4 = cr4::PAE | b;
+            assert_eq!(check_sregs(&s, &f), Ok(()));
+            assert!(check_sregs(&s, &without).is_err(), "CR4 {b:#x}");
+        }
+        s.cr4 = cr4::PAE;
+        for b in [efer::FFXSR, efer::TCE, efer::LMSLE, efer::MCOMMIT, efer::AIBRSE] {
+            s.efer = 0x500 | b;
+            assert!(check_sregs(&s, &f).is_err(), "EFER {b:#x}");
+            assert_eq!(check_sregs(&s, &Features { efer: f.efer | b, ..f }), Ok(()));
+        }
+        // Without long mode in the features, EFER.LME is refused.
+        s.efer = 0x500;
+        assert!(check_sregs(&s, &Features { efer: efer::SCE, ..f }).is_err());
         s.efer = 0;
         s.cr0 = 0x11;
+        s.cr3 = 1 << 45; // not checked outside long mode (as KVM)
+        assert_eq!(check_sregs(&s, &f), Ok(()));
         s.cs.l = 1;
-        assert!(check_sregs(&s).is_err());
+        assert!(check_sregs(&s, &f).is_err());
     }
 
     #[test]

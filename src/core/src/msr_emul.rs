@@ -30,6 +30,10 @@ pub trait MsrTarget {
     /// SVM is offered to the guest (CPUID 0x8000_0001 ECX.SVM): EFER.SVME,
     /// VM_CR and VM_HSAVE_PA exist for it.
     fn svm_exposed(&self) -> bool;
+    /// The EFER bits the guest may set: defined, and with their feature
+    /// offered by both the host and its CPUID (`checks::Features::efer`),
+    /// so that EFER never holds a bit VMRUN then refuses (APM 15.5.1).
+    fn efer_allowed(&self) -> u64;
 }
 
 /// Why a WRMSR is refused (#GP for the guest; `KVM_SET_MSRS` stops there).
@@ -102,10 +106,11 @@ pub fn read<T: MsrTarget + ?Sized>(t: &mut T, index: u32, host_tsc: impl FnOnce(
 pub fn write<T: MsrTarget + ?Sized>(t: &mut T, index: u32, val: u64, phys_bits: u8, host_tsc: impl FnOnce() -> u64) -> Result<(), WriteError> {
     match index {
         msr::EFER => {
-            // APM 3.1.7: MBZ bits are #GP, and SVME without SVM support.
-            // LMA is read-only: it follows LME && CR0.PG (APM 14.6), and
-            // changing LME while paging is on is #GP.
-            if val & efer::RESERVED != 0 {
+            // APM 3.1.7: MBZ bits are #GP (undefined ones, and those of
+            // features the guest is not offered), and SVME without SVM
+            // support. LMA is read-only: it follows LME && CR0.PG (APM
+            // 14.6), and changing LME while paging is on is #GP.
+            if val & !(t.efer_allowed() | efer::SVME) != 0 {
                 return Err(WriteError::Reserved);
             }
             if val & efer::SVME != 0 && !t.svm_exposed() {
@@ -183,11 +188,12 @@ mod tests {
         tsc_aux: u64,
         hsave_pa: u64,
         svm: bool,
+        efer_ok: u64,
     }
 
     impl T {
         fn new(svm: bool) -> Self {
-            Self { vmcb: Box::new(Vmcb::ZERO), efer: 0, apic_base: 0xfee0_0900, tsc_aux: 0, hsave_pa: 0, svm }
+            Self { vmcb: Box::new(Vmcb::ZERO), efer: 0, apic_base: 0xfee0_0900, tsc_aux: 0, hsave_pa: 0, svm, efer_ok: !efer::RESERVED }
         }
     }
 
@@ -213,6 +219,9 @@ mod tests {
         }
         fn svm_exposed(&self) -> bool {
             self.svm
+        }
+        fn efer_allowed(&self) -> u64 {
+            self.efer_ok
         }
     }
 
@@ -253,6 +262,15 @@ mod tests {
         let mut t = T::new(true);
         assert_eq!(w(&mut t, msr::EFER, efer::SVME), Ok(()));
         assert_eq!(r(&mut t, msr::EFER), Some(efer::SVME));
+        // A defined bit whose feature the guest is not offered is reserved
+        // too (VMRUN would refuse the state).
+        for b in [efer::TCE, efer::FFXSR, efer::LMSLE, efer::NXE, efer::LME] {
+            t.efer_ok = !efer::RESERVED & !b;
+            assert_eq!(w(&mut t, msr::EFER, efer::SVME | b), Err(WriteError::Reserved), "{b:#x}");
+            t.efer_ok = !efer::RESERVED;
+            assert_eq!(w(&mut t, msr::EFER, efer::SVME | b), Ok(()), "{b:#x}");
+            assert_eq!(w(&mut t, msr::EFER, efer::SVME), Ok(()));
+        }
     }
 
     #[test]

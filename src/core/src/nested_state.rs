@@ -150,13 +150,14 @@ pub fn check_header(h: &Header, svme: bool, phys_bits: u8) -> Result<bool, SetEr
 /// The checks of the data in guest mode: the controls as VMRUN checks them
 /// (with L1's saved state standing in for the save area, which must itself
 /// pass the rules: it is the state L1 executed VMRUN in), and L1 in paged
-/// protected mode outside virtual-8086 mode.
-pub fn check_data(control: &ControlArea, l1: &SaveArea, phys_bits: u8) -> Result<(), SetError> {
+/// protected mode outside virtual-8086 mode. `f`: the vCPU's features
+/// (`checks::Features`), as for VMRUN.
+pub fn check_data(control: &ControlArea, l1: &SaveArea, f: &crate::checks::Features) -> Result<(), SetError> {
     use crate::x86::{cr0, rflags};
     if l1.cr0 & cr0::PG == 0 || l1.cr0 & cr0::PE == 0 || l1.rflags & rflags::VM != 0 {
         return Err(SetError::Inconsistent);
     }
-    crate::checks::check_vmrun(l1, control, phys_bits).map_err(|_| SetError::Inconsistent)
+    crate::checks::check_vmrun(l1, control, f).map_err(|_| SetError::Inconsistent)
 }
 
 #[cfg(test)]
@@ -202,10 +203,15 @@ mod tests {
         l1.cr4 = 0x20;
         l1.efer = efer::SVME | efer::LME | efer::LMA;
         l1.cs.attrib = crate::vmcb::seg_attr::L;
-        assert_eq!(check_data(&c, &l1, 40), Ok(()));
-        assert_eq!(check_data(&c, &SaveArea { cr0: 0x11, ..l1 }, 40), Err(SetError::Inconsistent));
-        assert_eq!(check_data(&c, &SaveArea { rflags: 1 << 17, ..l1 }, 40), Err(SetError::Inconsistent));
-        assert_eq!(check_data(&ControlArea { asid: 0, ..c }, &l1, 40), Err(SetError::Inconsistent));
-        assert_eq!(check_data(&c, &SaveArea { efer: efer::LME | efer::LMA, ..l1 }, 40), Err(SetError::Inconsistent));
+        let f = crate::checks::Features { phys_bits: 40, cr4: crate::x86::cr4::DEFINED, efer: !efer::RESERVED };
+        assert_eq!(check_data(&c, &l1, &f), Ok(()));
+        assert_eq!(check_data(&c, &SaveArea { cr0: 0x11, ..l1 }, &f), Err(SetError::Inconsistent));
+        assert_eq!(check_data(&c, &SaveArea { rflags: 1 << 17, ..l1 }, &f), Err(SetError::Inconsistent));
+        assert_eq!(check_data(&ControlArea { asid: 0, ..c }, &l1, &f), Err(SetError::Inconsistent));
+        assert_eq!(check_data(&c, &SaveArea { efer: efer::LME | efer::LMA, ..l1 }, &f), Err(SetError::Inconsistent));
+        // The processor-dependent rules apply to L1's saved state too.
+        assert_eq!(check_data(&c, &SaveArea { cr3: 1 << 40, ..l1 }, &f), Err(SetError::Inconsistent));
+        let no_smep = crate::checks::Features { cr4: f.cr4 & !crate::x86::cr4::SMEP, ..f };
+        assert_eq!(check_data(&c, &SaveArea { cr4: 0x20 | crate::x86::cr4::SMEP, ..l1 }, &no_smep), Err(SetError::Inconsistent));
     }
 }

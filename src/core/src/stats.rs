@@ -162,8 +162,13 @@ pub const EXCP_BASE: usize = vcpu::EXIT_BASE + exit::NAMED.len();
 /// `checks::Check` order), after `exit_other`.
 pub const INVALID_BASE: usize = EXCP_BASE + 32 + 1;
 
+/// `vmrun_invalid_processor`: VMRUNs the processor refused (VMEXIT_INVALID)
+/// although the state broke none of nsvm's rules (`checks`); the VMCB's
+/// state as it was before VMRUN is kept, whatever the processor wrote.
+pub const INVALID_PROCESSOR: usize = INVALID_BASE + crate::checks::Check::ALL.len();
+
 /// Number of vCPU statistics.
-pub const VCPU_COUNT: usize = INVALID_BASE + crate::checks::Check::ALL.len();
+pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 1;
 
 /// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
 pub fn vcpu_desc(i: usize) -> Option<Desc> {
@@ -182,7 +187,10 @@ pub fn vcpu_desc(i: usize) -> Option<Desc> {
     };
     if (INVALID_BASE..VCPU_COUNT).contains(&i) {
         put(b"vmrun_invalid_");
-        put(crate::checks::Check::ALL[i - INVALID_BASE].name().as_bytes());
+        match crate::checks::Check::ALL.get(i - INVALID_BASE) {
+            Some(c) => put(c.name().as_bytes()),
+            None => put(b"processor"),
+        }
         return Some(Desc { name: n, flags: TYPE_CUMULATIVE });
     }
     put(b"exit_");
@@ -335,6 +343,7 @@ mod tests {
         assert_eq!(vcpu_desc(exit_counter(exit::IDTR_READ)).unwrap().name_str(), "exit_idtr_read");
         assert_eq!(exit_counter(0x3ff), INVALID_BASE - 1);
         assert_eq!(vcpu_desc(INVALID_BASE + crate::checks::Check::CsLAndD.index()).unwrap().name_str(), "vmrun_invalid_cs_l_and_d");
+        assert_eq!(vcpu_desc(INVALID_PROCESSOR).unwrap().name_str(), "vmrun_invalid_processor");
         assert!(vcpu_desc(VCPU_COUNT).is_none());
         // Names are unique.
         for i in 0..VCPU_COUNT {

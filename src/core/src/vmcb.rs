@@ -457,6 +457,15 @@ pub const VMSAVE_STATE: [(usize, usize); 4] = {
     ]
 };
 
+/// The byte ranges of a VMCB that a VMRUN failing its consistency checks
+/// writes (#VMEXIT with VMEXIT_INVALID, APM 15.5.1): the exit code (-1),
+/// EXITINFO1 and EXITINFO2 (0), and EVENTINJ cleared as by every #VMEXIT
+/// ([`EXIT_WRITEBACK`]), as KVM's `nested_svm_copy_vmcb12_to_cache` writes
+/// a refused vmcb12 and QEMU's TCG a refused VMCB. No guest state was
+/// loaded, so none is saved: the rest of the VMCB, the save area in
+/// particular, keeps what its owner wrote.
+pub const INVALID_WRITEBACK: [(usize, usize); 2] = [(offset_of!(ControlArea, exit_code), 24), (offset_of!(ControlArea, event_inj), 8)];
+
 /// The byte ranges of a VMCB that #VMEXIT writes (APM 15.6): in the save
 /// area the state VMRUN loaded (ES, CS, SS, DS, GDTR, IDTR, CPL, EFER, CR0,
 /// CR2, CR3, CR4, DR6, DR7, RFLAGS, RIP, RSP, RAX), not FS, GS, TR, LDTR or
@@ -485,7 +494,135 @@ pub const EXIT_WRITEBACK: [(usize, usize); 14] = {
     ]
 };
 
+/// The part of a VMCB that a VMRUN ending in #VMEXIT may rewrite besides the
+/// exit's own report: what #VMEXIT writes ([`EXIT_WRITEBACK`]) but the exit
+/// code, EXITINFO1/2, EXITINTINFO, EVENTINJ (which #VMEXIT moves into
+/// EXITINTINFO, whence L0 re-injects it) and nRIP. Saved before every VMRUN
+/// and put back when VMRUN failed (VMEXIT_INVALID: there was no guest, so
+/// there is no guest state to save, APM 15.5.1) or came back holding the
+/// host's own state: a processor that checks guest state after it began to
+/// save or load state (QEMU's TCG does, docs/nested.md) saves what it had
+/// then, partly the host's RIP, RSP, CR3, GDTR..., as if it were the guest's.
+/// Kept in the vCPU and saved field by field in place: 26 quadword moves per
+/// entry, no copy of a temporary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryState {
+    es: Segment,
+    cs: Segment,
+    ss: Segment,
+    ds: Segment,
+    gdtr: Segment,
+    idtr: Segment,
+    cpl: u8,
+    int_ctl: u32,
+    int_state: u32,
+    efer: u64,
+    cr0: u64,
+    cr2: u64,
+    cr3: u64,
+    cr4: u64,
+    dr7: u64,
+    dr6: u64,
+    rflags: u64,
+    rip: u64,
+    rsp: u64,
+    rax: u64,
+}
+
+impl EntryState {
+    /// Nothing saved yet.
+    pub const ZERO: Self = Self {
+        es: Segment::ZERO,
+        cs: Segment::ZERO,
+        ss: Segment::ZERO,
+        ds: Segment::ZERO,
+        gdtr: Segment::ZERO,
+        idtr: Segment::ZERO,
+        cpl: 0,
+        int_ctl: 0,
+        int_state: 0,
+        efer: 0,
+        cr0: 0,
+        cr2: 0,
+        cr3: 0,
+        cr4: 0,
+        dr7: 0,
+        dr6: 0,
+        rflags: 0,
+        rip: 0,
+        rsp: 0,
+        rax: 0,
+    };
+
+    /// Saves the state of `v` that a VMRUN may overwrite.
+    #[inline]
+    pub fn save(&mut self, v: &Vmcb) {
+        let (s, c) = (&v.save, &v.control);
+        self.es = s.es;
+        self.cs = s.cs;
+        self.ss = s.ss;
+        self.ds = s.ds;
+        self.gdtr = s.gdtr;
+        self.idtr = s.idtr;
+        self.cpl = s.cpl;
+        self.int_ctl = c.int_ctl;
+        self.int_state = c.int_state;
+        self.efer = s.efer;
+        self.cr0 = s.cr0;
+        self.cr2 = s.cr2;
+        self.cr3 = s.cr3;
+        self.cr4 = s.cr4;
+        self.dr7 = s.dr7;
+        self.dr6 = s.dr6;
+        self.rflags = s.rflags;
+        self.rip = s.rip;
+        self.rsp = s.rsp;
+        self.rax = s.rax;
+    }
+
+    /// Puts the saved state back into `v`; the exit's report stays.
+    #[cold]
+    pub fn put_back(&self, v: &mut Vmcb) {
+        let (s, c) = (&mut v.save, &mut v.control);
+        s.es = self.es;
+        s.cs = self.cs;
+        s.ss = self.ss;
+        s.ds = self.ds;
+        s.gdtr = self.gdtr;
+        s.idtr = self.idtr;
+        s.cpl = self.cpl;
+        c.int_ctl = self.int_ctl;
+        c.int_state = self.int_state;
+        s.efer = self.efer;
+        s.cr0 = self.cr0;
+        s.cr2 = self.cr2;
+        s.cr3 = self.cr3;
+        s.cr4 = self.cr4;
+        s.dr7 = self.dr7;
+        s.dr6 = self.dr6;
+        s.rflags = self.rflags;
+        s.rip = self.rip;
+        s.rsp = self.rsp;
+        s.rax = self.rax;
+    }
+}
+
+/// Length of the VMRUN instruction (0F 01 D8).
+pub const VMRUN_LEN: u64 = 3;
+
 impl SaveArea {
+    /// Whether this save area, back from a VMRUN whose instruction ends at
+    /// `vmrun_end` (the RIP VMRUN saves for the host), holds the host's own
+    /// state: the host's CR3 with RIP at that VMRUN or right after it. No
+    /// guest can have both. After it: the host state saved by VMRUN (a QEMU
+    /// TCG issue with several vCPUs, docs/architecture.md); at it: what a
+    /// processor that faults VMRUN after saving the host state reports (QEMU's
+    /// TCG for a check it makes late, docs/nested.md).
+    #[inline]
+    pub const fn holds_host_state(&self, vmrun_end: u64, host_cr3: u64) -> bool {
+        self.cr3 == host_cr3 && (self.rip == vmrun_end || self.rip == vmrun_end.wrapping_sub(VMRUN_LEN))
+    }
+
     /// Copies every defined field except the state VMLOAD/VMSAVE move
     /// (`copy_vmload_state`) and the reserved ranges: what nested VMRUN takes
     /// from vmcb12 into vmcb02 (the VMLOAD state comes from vmcb01). Field
@@ -772,6 +909,11 @@ mod tests {
             assert_eq!(tb[i], want, "save area byte {i:#x}");
         }
         assert!(EXIT_WRITEBACK.iter().all(|(o, l)| o + l <= SAVE_USED_END));
+        // A failed VMRUN: exit code, EXITINFO1, EXITINFO2, EVENTINJ (and
+        // its error code) only; all of it is also what #VMEXIT writes.
+        assert_eq!(INVALID_WRITEBACK, [(0x70, 24), (0xa8, 8)]);
+        assert_eq!(offset_of!(ControlArea, exit_info_2) + 8, 0x70 + 24);
+        assert!(INVALID_WRITEBACK.iter().all(|&(o, l)| EXIT_WRITEBACK.iter().any(|&(a, n)| a <= o && o + l <= a + n)));
         // int_ctl 60h, int_state 68h, exit_code..exit_int_info_err 70h-8Fh,
         // EVENTINJ A8h, nRIP C8h; never the intercepts or the maps. Save
         // area (400h+): ES-DS 000h-03Fh, GDTR 060h, IDTR 080h, CPL 0CBh,
@@ -787,6 +929,53 @@ mod tests {
         b.rip = 5;
         a.copy_vmload_state(&b);
         assert_eq!((a.fs.base, a.lstar, a.rip), (7, 9, 0));
+    }
+
+    #[test]
+    fn entry_state_covers_what_vmexit_writes_but_the_exit_information() {
+        fn bytes(v: &mut Vmcb) -> &mut [u8] {
+            // SAFETY: (test only) Vmcb is plain old data.
+            unsafe { core::slice::from_raw_parts_mut((v as *mut Vmcb).cast::<u8>(), core::mem::size_of::<Vmcb>()) }
+        }
+        let mut a = Vmcb::ZERO;
+        for (i, b) in bytes(&mut a).iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(7) | 1;
+        }
+        let mut saved = EntryState::ZERO;
+        saved.save(&a);
+        let mut b = Vmcb::ZERO;
+        for (i, x) in bytes(&mut b).iter_mut().enumerate() {
+            *x = (i as u8).wrapping_mul(11) ^ 0x5a;
+        }
+        let before_b = b;
+        saved.put_back(&mut b);
+        let (ab, bb, b0) = (bytes(&mut a).to_vec(), bytes(&mut b).to_vec(), {
+            let mut x = before_b;
+            bytes(&mut x).to_vec()
+        });
+        // The exit's report: exit code, EXITINFO1/2, EXITINTINFO, EVENTINJ, nRIP.
+        let report = [0x70..0x90, 0xa8..0xb0, 0xc8..0xd0];
+        for i in 0..ab.len() {
+            let written = EXIT_WRITEBACK.iter().any(|&(o, l)| (o..o + l).contains(&i)) && !report.iter().any(|r| r.contains(&i));
+            let want = if written { ab[i] } else { b0[i] };
+            assert_eq!(bb[i], want, "VMCB byte {i:#x}");
+        }
+    }
+
+    #[test]
+    fn host_state_detector() {
+        let (end, host_cr3) = (0xffff_ffff_a000_a21f, 0x24a_9000);
+        let at = |rip: u64, cr3: u64| SaveArea { rip, cr3, ..SaveArea::ZERO }.holds_host_state(end, host_cr3);
+        // RIP after VMRUN (VMRUN's own host save) or at it (a VMRUN that
+        // faulted after saving the host state), with the host's CR3.
+        assert!(at(end, host_cr3));
+        assert!(at(end - 3, host_cr3));
+        // A guest: its own CR3, or its own RIP.
+        assert!(!at(end, 0x1000));
+        assert!(!at(end - 3, 0x1000));
+        assert!(!at(0x1000, host_cr3));
+        assert!(!at(end - 1, host_cr3));
+        assert!(!at(end + 3, host_cr3));
     }
 
     #[test]
