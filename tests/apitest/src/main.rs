@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `nsvm-apitest [--device PATH] [--fuzz N] [CASE...]`: KVM UAPI conformance and
-//! robustness cases that must behave the same on /dev/nsvm and /dev/kvm. Each
-//! case prints PASS/FAIL; the last line is `N passed, N failed`.
+//! `nsvm-apitest [--device PATH] [--fuzz N] [--errnos FILE] [CASE...]`: KVM UAPI
+//! conformance and robustness cases that must behave the same on /dev/nsvm and
+//! /dev/kvm. Each case prints PASS/FAIL; the last line is `N passed, N failed`.
+//! `nsvm-apitest --compare-errnos NSVM KVM` compares two `errno_table` files
+//! (see `errnos.rs`); `--list-ioctls` prints the ioctls `errno_table` issues.
+
+mod errnos;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +49,8 @@ struct Env {
     device: String,
     /// Directory of the guest payloads (for the cases that need one).
     guests: Option<String>,
+    /// Where `errno_table` writes its results.
+    errnos: Option<String>,
 }
 
 impl Env {
@@ -992,6 +998,7 @@ fn main() {
     let mut device = "/dev/nsvm".to_string();
     let mut fuzz_n = 0u64;
     let mut guests = None;
+    let mut errnos = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -1007,10 +1014,27 @@ fn main() {
                 fuzz_n = args[i + 1].parse().expect("--fuzz N");
                 args.drain(i..i + 2);
             }
+            "--errnos" => {
+                errnos = Some(args[i + 1].clone());
+                args.drain(i..i + 2);
+            }
+            "--list-ioctls" => {
+                errnos::list_ioctls();
+                std::process::exit(0);
+            }
+            "--compare-errnos" => {
+                let r = errnos::compare_files(&args[i + 1], &args[i + 2]);
+                if let Err(m) = &r {
+                    println!("FAIL: compare_errnos: {m}");
+                } else {
+                    println!("PASS: compare_errnos");
+                }
+                std::process::exit(if r.is_ok() { 0 } else { 1 });
+            }
             _ => i += 1,
         }
     }
-    let e = Env { device, guests };
+    let e = Env { device, guests, errnos };
     let cases: Vec<Case> = vec![
         ("api_version", api_version),
         ("vcpu_ids", vcpu_ids),
@@ -1031,7 +1055,7 @@ fn main() {
         ("fail_entry", fail_entry),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
-    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case)];
+    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
