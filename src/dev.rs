@@ -4,12 +4,13 @@
 use kernel::prelude::*;
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use nsvm_core::uapi::{self, SystemIoctl};
+use nsvm_core::uapi::{self, Errno, SystemIoctl};
 
 use crate::svm;
 
 /// Handles an ioctl on `/dev/nsvm`. `arg` is untrusted: pointers are only
-/// used through `UserSlice`, which fails with `EFAULT`.
+/// used through `UserSlice`, which fails with `EFAULT`. Errors are KVM's
+/// (`kvm_dev_ioctl`, `kvm_arch_dev_ioctl`): unknown commands are `EINVAL`.
 pub(crate) fn system_ioctl(cmd: u32, arg: usize) -> Result<isize> {
     match uapi::decode_system_ioctl(cmd, arg as u64) {
         SystemIoctl::GetApiVersion => Ok(uapi::KVM_API_VERSION as isize),
@@ -39,12 +40,18 @@ pub(crate) fn system_ioctl(cmd: u32, arg: usize) -> Result<isize> {
             }
             Ok(0)
         }
-        SystemIoctl::Unsupported => Err(ENOTTY),
+        SystemIoctl::Refused(e) => Err(errno(e)),
     }
 }
 
+/// The kernel error for an [`Errno`] of the core's UAPI decisions.
+fn errno(e: Errno) -> Error {
+    Error::from_errno(-e.number())
+}
+
 /// `KVM_GET_SUPPORTED_CPUID`: the host's leaves as `cpuid::supported_leaf`
-/// filters them. `nent` in: room; out: entries written, or needed with E2BIG.
+/// filters them. `nent` in: room; out: entries written. As in KVM, `nent`
+/// is written back only on success (not with `E2BIG` nor after a fault).
 fn supported_cpuid(arg: usize) -> Result<isize> {
     use nsvm_core::cpuid::{is_indexed, supported_leaf};
     const MAX: usize = 256;
@@ -113,8 +120,6 @@ fn supported_cpuid(arg: usize) -> Result<isize> {
     let mut hdr = [0u8; 8];
     UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
     let room = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-    let n = ents.len() as u32;
-    UserSlice::new(UserPtr::from_addr(arg), 4).writer().write_slice(&n.to_ne_bytes())?;
     if room < ents.len() {
         return Err(E2BIG);
     }
@@ -126,5 +131,7 @@ fn supported_cpuid(arg: usize) -> Result<isize> {
         }
         w.write_slice(&b)?;
     }
+    let n = ents.len() as u32;
+    UserSlice::new(UserPtr::from_addr(arg), 4).writer().write_slice(&n.to_ne_bytes())?;
     Ok(0)
 }

@@ -10,7 +10,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use nsvm_core::cpuid::SvmFeatures;
 use nsvm_core::fpu;
 use nsvm_core::kvm::{self, Regs, Sregs};
-use nsvm_core::uapi;
+use nsvm_core::uapi::{self, Refusal};
 
 use super::{CpuidEntry, Vcpu};
 use crate::hw;
@@ -93,8 +93,10 @@ impl Vcpu {
                 Ok(0)
             }
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
-            // KVM's kvm_arch_vcpu_ioctl answers unknown vCPU ioctls with EINVAL.
-            _ => Err(EINVAL),
+            // Unknown vCPU ioctls are EINVAL (kvm_vcpu_ioctl for other
+            // magics, kvm_arch_vcpu_ioctl for KVM's), a few as KVM refuses
+            // them (`uapi::vcpu_refusal`).
+            _ => refuse(arg, uapi::vcpu_refusal(cmd)),
         }
     }
 
@@ -127,38 +129,57 @@ impl Vcpu {
 
     /// `KVM_GET_MSRS` / `KVM_SET_MSRS`: `struct kvm_msrs { u32 nmsrs; u32 pad;
     /// struct kvm_msr_entry { u32 index; u32 reserved; u64 data; } entries[]; }`.
-    /// Returns how many were processed, stopping at the first refused one.
+    /// As KVM's `msr_io`: `E2BIG` from `MAX_IO_MSRS` entries up, every entry
+    /// read before any is processed (`EFAULT` changes nothing), processing
+    /// stops at the first refused one, GET writes all entries back; returns
+    /// how many were processed.
     pub(super) fn msrs(&self, arg: usize, set: bool) -> Result<isize> {
         let mut hdr = [0u8; 8];
         UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
         let n = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-        if n > 256 {
+        if n >= uapi::MAX_IO_MSRS {
             return Err(E2BIG);
         }
-        let mut st = self.state.lock();
-        for i in 0..n {
-            let at = arg + 8 + 16 * i;
+        let mut ents: KVec<[u8; 16]> = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).reader();
+        for _ in 0..n {
             let mut e = [0u8; 16];
-            UserSlice::new(UserPtr::from_addr(at), 16).reader().read_slice(&mut e)?;
-            let index = u32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
-            let mut d = [0u8; 8];
-            d.copy_from_slice(&e[8..16]);
-            if set {
-                if !st.write_msr(index, u64::from_ne_bytes(d)) {
-                    return Ok(i as isize);
+            r.read_slice(&mut e)?;
+            ents.push(e, GFP_KERNEL)?;
+        }
+        let mut done = 0;
+        {
+            let mut st = self.state.lock();
+            for e in ents.iter_mut() {
+                let index = u32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
+                if set {
+                    let mut d = [0u8; 8];
+                    d.copy_from_slice(&e[8..16]);
+                    if !st.write_msr(index, u64::from_ne_bytes(d)) {
+                        break;
+                    }
+                } else {
+                    match st.read_msr(index) {
+                        Some(v) => e[8..16].copy_from_slice(&v.to_ne_bytes()),
+                        None => break,
+                    }
                 }
-            } else {
-                match st.read_msr(index) {
-                    Some(v) => UserSlice::new(UserPtr::from_addr(at + 8), 8).writer().write_slice(&v.to_ne_bytes())?,
-                    None => return Ok(i as isize),
-                }
+                done += 1;
             }
         }
-        Ok(n as isize)
+        if !set {
+            let mut w = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).writer();
+            for e in ents.iter() {
+                w.write_slice(e)?;
+            }
+        }
+        Ok(done as isize)
     }
 
     /// `KVM_INTERRUPT` (no in-kernel irqchip): queue external interrupt
-    /// `irq`, injected when the guest can take it.
+    /// `irq`, injected when the guest can take it. As in KVM without an
+    /// in-kernel irqchip (`kvm_vcpu_ioctl_interrupt`), a second one before
+    /// the first was injected replaces it.
     pub(super) fn interrupt(&self, arg: usize) -> Result<isize> {
         let mut b = [0u8; 4];
         UserSlice::new(UserPtr::from_addr(arg), 4).reader().read_slice(&mut b)?;
@@ -166,11 +187,19 @@ impl Vcpu {
         if irq >= 256 {
             return Err(EINVAL);
         }
-        let mut st = self.state.lock();
-        if st.ev.irq.is_some() {
-            return Err(ENXIO);
-        }
-        st.ev.irq = Some(irq as u8);
+        self.state.lock().ev.irq = Some(irq as u8);
         Ok(0)
     }
+}
+
+/// Refuses an ioctl as KVM does ([`Refusal`]): reads what KVM would copy
+/// from the argument (`EFAULT` if it cannot), then fails.
+fn refuse(arg: usize, r: Refusal) -> Result<isize> {
+    let mut rd = UserSlice::new(UserPtr::from_addr(arg), r.read).reader();
+    let mut chunk = [0u8; 64];
+    while !rd.is_empty() {
+        let n = core::cmp::min(rd.len(), chunk.len());
+        rd.read_slice(&mut chunk[..n])?;
+    }
+    Err(Error::from_errno(-r.errno.number()))
 }

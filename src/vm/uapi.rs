@@ -11,7 +11,7 @@ use core::sync::atomic::Ordering;
 
 use nsvm_core::memslot::{Change, SlotError};
 use nsvm_core::sensitive::Policy;
-use nsvm_core::uapi;
+use nsvm_core::uapi::{self, Refusal};
 
 use super::{Vm, MAX_VCPUS};
 use crate::hw;
@@ -40,11 +40,10 @@ impl Vm {
             uapi::kvm::SET_USER_MEMORY_REGION2 => {
                 let mut b = [0u8; 160];
                 UserSlice::new(UserPtr::from_addr(arg), 160).reader().read_slice(&mut b)?;
-                // guest_memfd_offset, guest_memfd and the padding must be zero
-                // (no private memory in nsvm).
-                if b[32..].iter().any(|x| *x != 0) {
-                    return Err(EINVAL);
-                }
+                // guest_memfd_offset, guest_memfd and the padding mean
+                // something only with KVM_MEM_GUEST_MEMFD, which the slot
+                // table refuses (no guest_memfd in nsvm): ignored, as KVM
+                // ignores them without that flag.
                 let mut head = [0u8; 32];
                 for (d, s) in head.iter_mut().zip(b.iter()) {
                     *d = *s;
@@ -64,9 +63,22 @@ impl Vm {
                 UserSlice::new(UserPtr::from_addr(arg), Policy::SIZE).writer().write_slice(&b)?;
                 Ok(0)
             }
-            // Intel-only in KVM; accepted as a no-op so VMMs written for both work.
+            // Intel-only in KVM (svm_set_tss_addr does nothing): accepted as
+            // a no-op so VMMs written for both work, with KVM's range check.
+            uapi::kvm::SET_TSS_ADDR if arg as u64 > uapi::TSS_ADDR_MAX => Err(EINVAL),
             uapi::kvm::SET_TSS_ADDR => Ok(0),
-            _ => Err(ENOTTY),
+            // Intel-only too (a no-op on SVM), refused once a vCPU exists.
+            uapi::kvm::SET_IDENTITY_MAP_ADDR => {
+                if self.inner.lock().vcpu_ids != 0 {
+                    return Err(EINVAL);
+                }
+                let mut b = [0u8; 8];
+                UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut b)?;
+                Ok(0)
+            }
+            // The VM's default for its vCPUs: the host's rate (no TSC scaling).
+            uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
+            _ => refuse(arg, uapi::vm_refusal(cmd)),
         }
     }
 
@@ -90,12 +102,17 @@ impl Vm {
         Ok(0)
     }
 
+    /// `KVM_CREATE_VCPU`, with `kvm_vm_ioctl_create_vcpu`'s order: an id
+    /// beyond the limit, then a full VM (`EINVAL`), then a used id (`EEXIST`).
     fn create_vcpu(self: &Arc<Self>, id: usize) -> Result<isize> {
         if id >= MAX_VCPUS as usize {
             return Err(EINVAL);
         }
         {
             let mut g = self.inner.lock();
+            if g.vcpu_ids.count_ones() >= MAX_VCPUS {
+                return Err(EINVAL);
+            }
             if g.vcpu_ids & (1 << id) != 0 {
                 return Err(EEXIST);
             }
@@ -107,4 +124,16 @@ impl Vm {
         }
         r
     }
+}
+
+/// Refuses an ioctl as KVM does ([`Refusal`]): reads what KVM would copy
+/// from the argument (`EFAULT` if it cannot), then fails.
+fn refuse(arg: usize, r: Refusal) -> Result<isize> {
+    let mut rd = UserSlice::new(UserPtr::from_addr(arg), r.read).reader();
+    let mut chunk = [0u8; 64];
+    while !rd.is_empty() {
+        let n = core::cmp::min(rd.len(), chunk.len());
+        rd.read_slice(&mut chunk[..n])?;
+    }
+    Err(Error::from_errno(-r.errno.number()))
 }

@@ -72,7 +72,7 @@ pub fn ioctl(f: &File, cmd: u32, arg: u64) -> Result<i64, i32> {
     }
 }
 
-/// `NSVM_GET_HOST_INFO`, or the errno (ENOTTY on a device that is not nsvm).
+/// `NSVM_GET_HOST_INFO`, or the errno (EINVAL from KVM's /dev/kvm, which does not know it).
 pub fn host_info(f: &File) -> Result<NsvmHostInfo, i32> {
     let mut buf = [0u8; core::mem::size_of::<NsvmHostInfo>()];
     ioctl(f, uapi::nsvm::GET_HOST_INFO, buf.as_mut_ptr() as u64)?;

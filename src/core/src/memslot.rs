@@ -16,8 +16,9 @@ pub const KVM_MEM_LOG_DIRTY_PAGES: u32 = 1 << 0;
 pub const KVM_MEM_READONLY: u32 = 1 << 1;
 /// `KVM_MEM_GUEST_MEMFD` (not supported by nsvm: no private memory).
 pub const KVM_MEM_GUEST_MEMFD: u32 = 1 << 2;
-/// Flags nsvm accepts (no dirty logging: `KVM_MEM_LOG_DIRTY_PAGES` is
-/// refused with `EINVAL`).
+/// Flags nsvm implements. `KVM_MEM_LOG_DIRTY_PAGES` is accepted as KVM
+/// accepts it, but nothing is logged: `KVM_GET_DIRTY_LOG` is not offered
+/// (`KVM_CAP_*` dirty-log capabilities are 0).
 pub const SUPPORTED_FLAGS: u32 = KVM_MEM_READONLY;
 /// Number of user memory slots per VM (`KVM_CAP_NR_MEMSLOTS`).
 pub const MAX_SLOTS: usize = 256;

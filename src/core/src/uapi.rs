@@ -84,6 +84,26 @@ pub mod sizes {
     pub const KVM_REGS: usize = 144;
     /// `struct kvm_sregs`.
     pub const KVM_SREGS: usize = 312;
+    /// `struct kvm_enable_cap`.
+    pub const KVM_ENABLE_CAP: usize = 104;
+    /// `struct kvm_irqchip`.
+    pub const KVM_IRQCHIP: usize = 520;
+    /// `struct kvm_pit_state`.
+    pub const KVM_PIT_STATE: usize = 72;
+    /// `struct kvm_pit_state2`.
+    pub const KVM_PIT_STATE2: usize = 112;
+    /// `struct kvm_pit_config`.
+    pub const KVM_PIT_CONFIG: usize = 64;
+    /// `struct kvm_reinject_control`.
+    pub const KVM_REINJECT_CONTROL: usize = 32;
+    /// `struct kvm_irq_level`.
+    pub const KVM_IRQ_LEVEL: usize = 8;
+    /// `struct kvm_msi`.
+    pub const KVM_MSI: usize = 32;
+    /// `struct kvm_irq_routing` header.
+    pub const KVM_IRQ_ROUTING: usize = 8;
+    /// `struct kvm_enc_region`.
+    pub const KVM_ENC_REGION: usize = 16;
 }
 
 /// KVM system ioctls (on the `/dev/kvm`-style fd).
@@ -109,6 +129,8 @@ pub mod kvm {
     pub const SET_USER_MEMORY_REGION: u32 = iow(KVMIO, 0x46, sizes::KVM_USERSPACE_MEMORY_REGION);
     /// `KVM_SET_TSS_ADDR` (VM fd).
     pub const SET_TSS_ADDR: u32 = io(KVMIO, 0x47);
+    /// `KVM_SET_IDENTITY_MAP_ADDR` (VM fd).
+    pub const SET_IDENTITY_MAP_ADDR: u32 = iow(KVMIO, 0x48, 8);
     /// `KVM_SET_USER_MEMORY_REGION2` (VM fd).
     pub const SET_USER_MEMORY_REGION2: u32 = iow(KVMIO, 0x49, sizes::KVM_USERSPACE_MEMORY_REGION2);
     /// `KVM_SET_CPUID2` (vCPU fd).
@@ -139,6 +161,42 @@ pub mod kvm {
     pub const SET_NESTED_STATE: u32 = iow(KVMIO, 0xbf, crate::nested_state::HEADER_SIZE);
     /// `KVM_GET_TSC_KHZ` (vCPU fd).
     pub const GET_TSC_KHZ: u32 = io(KVMIO, 0xa3);
+    /// `KVM_ENABLE_CAP` (VM and vCPU fds).
+    pub const ENABLE_CAP: u32 = iow(KVMIO, 0xa3, sizes::KVM_ENABLE_CAP);
+    /// `KVM_CREATE_PIT` (VM fd).
+    pub const CREATE_PIT: u32 = io(KVMIO, 0x64);
+    /// `KVM_CREATE_PIT2` (VM fd).
+    pub const CREATE_PIT2: u32 = iow(KVMIO, 0x77, sizes::KVM_PIT_CONFIG);
+    /// `KVM_GET_IRQCHIP` (VM fd).
+    pub const GET_IRQCHIP: u32 = iowr(KVMIO, 0x62, sizes::KVM_IRQCHIP);
+    /// `KVM_SET_IRQCHIP` (VM fd; `_IOR` in the header).
+    pub const SET_IRQCHIP: u32 = ior(KVMIO, 0x63, sizes::KVM_IRQCHIP);
+    /// `KVM_GET_PIT` (VM fd).
+    pub const GET_PIT: u32 = iowr(KVMIO, 0x65, sizes::KVM_PIT_STATE);
+    /// `KVM_SET_PIT` (VM fd; `_IOR` in the header).
+    pub const SET_PIT: u32 = ior(KVMIO, 0x66, sizes::KVM_PIT_STATE);
+    /// `KVM_GET_PIT2` (VM fd).
+    pub const GET_PIT2: u32 = ior(KVMIO, 0x9f, sizes::KVM_PIT_STATE2);
+    /// `KVM_SET_PIT2` (VM fd).
+    pub const SET_PIT2: u32 = iow(KVMIO, 0xa0, sizes::KVM_PIT_STATE2);
+    /// `KVM_REINJECT_CONTROL` (VM fd; `_IO` although it takes a pointer).
+    pub const REINJECT_CONTROL: u32 = io(KVMIO, 0x71);
+    /// `KVM_IRQ_LINE` (VM fd).
+    pub const IRQ_LINE: u32 = iow(KVMIO, 0x61, sizes::KVM_IRQ_LEVEL);
+    /// `KVM_IRQ_LINE_STATUS` (VM fd).
+    pub const IRQ_LINE_STATUS: u32 = iowr(KVMIO, 0x67, sizes::KVM_IRQ_LEVEL);
+    /// `KVM_SIGNAL_MSI` (VM fd).
+    pub const SIGNAL_MSI: u32 = iow(KVMIO, 0xa5, sizes::KVM_MSI);
+    /// `KVM_SET_GSI_ROUTING` (VM fd).
+    pub const SET_GSI_ROUTING: u32 = iow(KVMIO, 0x6a, sizes::KVM_IRQ_ROUTING);
+    /// `KVM_RESET_DIRTY_RINGS` (VM fd).
+    pub const RESET_DIRTY_RINGS: u32 = io(KVMIO, 0xc7);
+    /// `KVM_MEMORY_ENCRYPT_OP` (VM and vCPU fds).
+    pub const MEMORY_ENCRYPT_OP: u32 = iowr(KVMIO, 0xba, 8);
+    /// `KVM_MEMORY_ENCRYPT_REG_REGION` (VM fd; `_IOR` in the header).
+    pub const MEMORY_ENCRYPT_REG_REGION: u32 = ior(KVMIO, 0xbb, sizes::KVM_ENC_REGION);
+    /// `KVM_MEMORY_ENCRYPT_UNREG_REGION` (VM fd; `_IOR` in the header).
+    pub const MEMORY_ENCRYPT_UNREG_REGION: u32 = ior(KVMIO, 0xbc, sizes::KVM_ENC_REGION);
     /// `KVM_RUN` (vCPU fd).
     pub const RUN: u32 = io(KVMIO, 0x80);
     /// `KVM_GET_REGS` (vCPU fd).
@@ -164,7 +222,7 @@ pub mod cap {
     caps! {
         IRQCHIP = 0, HLT = 1, USER_MEMORY = 3, SET_TSS_ADDR = 4, EXT_CPUID = 7, NR_VCPUS = 9,
         NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, SET_GUEST_DEBUG = 23,
-        ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
+        SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
         GET_TSC_KHZ = 61, MAX_VCPUS = 66, READONLY_MEM = 81, MAX_VCPU_ID = 128,
         IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157,
@@ -177,6 +235,7 @@ pub mod cap {
     pub const SUPPORTED: &[(u32, i32)] = &[
         (USER_MEMORY, 1),
         (SET_TSS_ADDR, 1),
+        (SET_IDENTITY_MAP_ADDR, 1),
         (EXT_CPUID, 1),
         (NR_VCPUS, 64),
         (NR_MEMSLOTS, crate::memslot::MAX_SLOTS as i32),
@@ -329,6 +388,75 @@ pub mod nsvm {
     pub const GET_POLICY: u32 = ior(NSVMIO, 0x11, crate::sensitive::Policy::SIZE);
 }
 
+/// The errors the UAPI answers with, numbered as Linux numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Errno {
+    /// No such file or directory.
+    Enoent = 2,
+    /// I/O error (an fd used from a process other than its VM's creator).
+    Eio = 5,
+    /// No such device or address.
+    Enxio = 6,
+    /// Argument list too long (a buffer too small, too many entries).
+    E2big = 7,
+    /// Bad address.
+    Efault = 14,
+    /// Device or resource busy.
+    Ebusy = 16,
+    /// File exists.
+    Eexist = 17,
+    /// Invalid argument.
+    Einval = 22,
+    /// Inappropriate ioctl for device.
+    Enotty = 25,
+}
+
+impl Errno {
+    /// The positive errno value.
+    pub const fn number(self) -> i32 {
+        self as i32
+    }
+    /// The C name (`EINVAL`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Errno::Enoent => "ENOENT",
+            Errno::Eio => "EIO",
+            Errno::Enxio => "ENXIO",
+            Errno::E2big => "E2BIG",
+            Errno::Efault => "EFAULT",
+            Errno::Ebusy => "EBUSY",
+            Errno::Eexist => "EEXIST",
+            Errno::Einval => "EINVAL",
+            Errno::Enotty => "ENOTTY",
+        }
+    }
+}
+
+/// How an ioctl nsvm does not carry out is refused: the way KVM refuses it
+/// in the configuration an nsvm VM always has (no in-kernel irqchip, PIT or
+/// LAPIC, no dirty ring, no SEV, no capability enabled). KVM first copies
+/// `read` bytes of the argument (`EFAULT` if they cannot be read), then
+/// fails with `errno`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Bytes of the argument KVM copies from userspace before refusing.
+    pub read: usize,
+    /// The error once the copy succeeded.
+    pub errno: Errno,
+}
+
+impl Refusal {
+    /// Refused without reading the argument.
+    pub const fn plain(errno: Errno) -> Self {
+        Self { read: 0, errno }
+    }
+    /// Refused after reading `read` bytes of the argument.
+    pub const fn after_reading(read: usize, errno: Errno) -> Self {
+        Self { read, errno }
+    }
+}
+
 /// What the module must do for an ioctl on the system (`/dev/nsvm`) fd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SystemIoctl {
@@ -346,24 +474,81 @@ pub enum SystemIoctl {
     GetSupportedCpuid,
     /// `KVM_GET_MSR_INDEX_LIST` with a `struct kvm_msr_list` pointer.
     GetMsrIndexList,
-    /// Unknown or not supported: `ENOTTY`.
-    Unsupported,
+    /// Fail with this error: `EINVAL` for unknown commands and for a
+    /// non-zero argument where KVM wants 0 (KVM's `kvm_dev_ioctl` and
+    /// `kvm_arch_dev_ioctl`).
+    Refused(Errno),
 }
 
 /// Decodes an ioctl on the system fd. Only exact command numbers match: a
-/// known number with a different size or direction is `Unsupported`.
+/// known number with a different size or direction is unknown.
 pub fn decode_system_ioctl(cmd: u32, arg: u64) -> SystemIoctl {
     match cmd {
+        kvm::GET_API_VERSION if arg != 0 => SystemIoctl::Refused(Errno::Einval),
         kvm::GET_API_VERSION => SystemIoctl::GetApiVersion,
         kvm::CHECK_EXTENSION => SystemIoctl::CheckExtension(arg),
         nsvm::GET_HOST_INFO => SystemIoctl::GetHostInfo,
         kvm::CREATE_VM => SystemIoctl::CreateVm(arg),
+        kvm::GET_VCPU_MMAP_SIZE if arg != 0 => SystemIoctl::Refused(Errno::Einval),
         kvm::GET_VCPU_MMAP_SIZE => SystemIoctl::GetVcpuMmapSize,
         kvm::GET_SUPPORTED_CPUID => SystemIoctl::GetSupportedCpuid,
         kvm::GET_MSR_INDEX_LIST => SystemIoctl::GetMsrIndexList,
-        _ => SystemIoctl::Unsupported,
+        _ => SystemIoctl::Refused(Errno::Einval),
     }
 }
+
+/// How the VM fd refuses a command its dispatcher does not carry out
+/// (`kvm_vm_ioctl`, `kvm_arch_vm_ioctl`): the ioctls of an in-kernel
+/// irqchip, PIT, dirty ring or SEV answer as KVM answers a VM that has none
+/// and can get none; `KVM_ENABLE_CAP` as for a capability KVM cannot
+/// enable; everything else `ENOTTY`.
+pub fn vm_refusal(cmd: u32) -> Refusal {
+    use Errno::*;
+    match cmd {
+        // No PIT can exist without an in-kernel PIC.
+        kvm::CREATE_PIT => Refusal::plain(Enoent),
+        kvm::CREATE_PIT2 => Refusal::after_reading(sizes::KVM_PIT_CONFIG, Enoent),
+        // irqchip_full() is false.
+        kvm::GET_IRQCHIP | kvm::SET_IRQCHIP => Refusal::after_reading(sizes::KVM_IRQCHIP, Enxio),
+        // kvm->arch.vpit is NULL.
+        kvm::GET_PIT | kvm::SET_PIT => Refusal::after_reading(sizes::KVM_PIT_STATE, Enxio),
+        kvm::GET_PIT2 => Refusal::plain(Enxio),
+        kvm::SET_PIT2 => Refusal::after_reading(sizes::KVM_PIT_STATE2, Enxio),
+        kvm::REINJECT_CONTROL => Refusal::after_reading(sizes::KVM_REINJECT_CONTROL, Enxio),
+        // irqchip_in_kernel() is false.
+        kvm::IRQ_LINE | kvm::IRQ_LINE_STATUS => Refusal::after_reading(sizes::KVM_IRQ_LEVEL, Enxio),
+        kvm::SIGNAL_MSI => Refusal::after_reading(sizes::KVM_MSI, Einval),
+        kvm::SET_GSI_ROUTING => Refusal::after_reading(sizes::KVM_IRQ_ROUTING, Einval),
+        // No dirty ring was enabled.
+        kvm::RESET_DIRTY_RINGS => Refusal::plain(Einval),
+        // No capability nsvm can enable.
+        kvm::ENABLE_CAP => Refusal::after_reading(sizes::KVM_ENABLE_CAP, Einval),
+        // No SEV: the region is copied before the missing operation is noticed.
+        kvm::MEMORY_ENCRYPT_REG_REGION | kvm::MEMORY_ENCRYPT_UNREG_REGION => Refusal::after_reading(sizes::KVM_ENC_REGION, Enotty),
+        _ => Refusal::plain(Enotty),
+    }
+}
+
+/// How the vCPU fd refuses a command its dispatcher does not carry out
+/// (`kvm_vcpu_ioctl`, `kvm_arch_vcpu_ioctl`): `EINVAL` for every other
+/// magic and every unknown number, `KVM_ENABLE_CAP` as for a capability
+/// KVM cannot enable, `KVM_MEMORY_ENCRYPT_OP` as without SEV.
+pub fn vcpu_refusal(cmd: u32) -> Refusal {
+    match cmd {
+        _ if ioc_type(cmd) != KVMIO => Refusal::plain(Errno::Einval),
+        kvm::ENABLE_CAP => Refusal::after_reading(sizes::KVM_ENABLE_CAP, Errno::Einval),
+        kvm::MEMORY_ENCRYPT_OP => Refusal::plain(Errno::Enotty),
+        _ => Refusal::plain(Errno::Einval),
+    }
+}
+
+/// The highest address `KVM_SET_TSS_ADDR` accepts: the three pages of the
+/// TSS must end below 4 GiB (`kvm_vm_ioctl_set_tss_addr`).
+pub const TSS_ADDR_MAX: u64 = 0xffff_d000;
+
+/// `KVM_GET_MSRS`/`KVM_SET_MSRS` refuse `nmsrs` from this number up with
+/// `E2BIG` (KVM's `MAX_IO_MSRS`).
+pub const MAX_IO_MSRS: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -459,21 +644,94 @@ mod tests {
 
     #[test]
     fn system_ioctl_decoding() {
-        assert_eq!(decode_system_ioctl(0xae00, 99), SystemIoctl::GetApiVersion);
+        assert_eq!(decode_system_ioctl(0xae00, 0), SystemIoctl::GetApiVersion);
         assert_eq!(decode_system_ioctl(0xae03, 7), SystemIoctl::CheckExtension(7));
         assert_eq!(decode_system_ioctl(nsvm::GET_HOST_INFO, 0), SystemIoctl::GetHostInfo);
-        // Same number, wrong direction or size: not the same ioctl.
-        assert_eq!(decode_system_ioctl(ior(KVMIO, 0, 4), 0), SystemIoctl::Unsupported);
-        assert_eq!(decode_system_ioctl(iow(NSVMIO, 0, 80), 0), SystemIoctl::Unsupported);
-        assert_eq!(decode_system_ioctl(ior(NSVMIO, 0, 81), 0), SystemIoctl::Unsupported);
-        assert_eq!(decode_system_ioctl(kvm::RUN, 0), SystemIoctl::Unsupported);
+        // Same number, wrong direction or size: not the same ioctl, and
+        // unknown on the system fd is EINVAL (kvm_arch_dev_ioctl).
+        let unknown = SystemIoctl::Refused(Errno::Einval);
+        assert_eq!(decode_system_ioctl(ior(KVMIO, 0, 4), 0), unknown);
+        assert_eq!(decode_system_ioctl(iow(NSVMIO, 0, 80), 0), unknown);
+        assert_eq!(decode_system_ioctl(ior(NSVMIO, 0, 81), 0), unknown);
+        assert_eq!(decode_system_ioctl(kvm::RUN, 0), unknown);
         assert_eq!(decode_system_ioctl(kvm::CREATE_VM, 0), SystemIoctl::CreateVm(0));
+        assert_eq!(decode_system_ioctl(kvm::CREATE_VM, 5), SystemIoctl::CreateVm(5));
         assert_eq!(decode_system_ioctl(kvm::GET_VCPU_MMAP_SIZE, 0), SystemIoctl::GetVcpuMmapSize);
-        assert_eq!(decode_system_ioctl(0, 0), SystemIoctl::Unsupported);
+        assert_eq!(decode_system_ioctl(0, 0), unknown);
+        assert_eq!(decode_system_ioctl(0xdead_beef, 0), unknown);
+        // KVM wants 0 as the argument of these two (kvm_dev_ioctl).
+        assert_eq!(decode_system_ioctl(kvm::GET_API_VERSION, 1), unknown);
+        assert_eq!(decode_system_ioctl(kvm::GET_VCPU_MMAP_SIZE, 0xdead_beef), unknown);
+        assert_eq!(Errno::Einval.number(), 22);
+        assert_eq!(Errno::Enotty.number(), 25);
         assert_eq!(ioc_type(nsvm::GET_HOST_INFO), NSVMIO);
         assert_eq!(ioc_nr(kvm::RUN), 0x80);
         assert_eq!(ioc_size(kvm::GET_REGS), 144);
         assert_eq!(ioc_dir(kvm::GET_REGS), IOC_READ);
+    }
+
+    #[test]
+    fn vm_refusals_as_kvm_without_irqchip() {
+        // Unknown on the VM fd: ENOTTY without touching the argument.
+        assert_eq!(vm_refusal(0xae99), Refusal::plain(Errno::Enotty));
+        assert_eq!(vm_refusal(kvm::RUN), Refusal::plain(Errno::Enotty));
+        assert_eq!(vm_refusal(kvm::GET_REGS), Refusal::plain(Errno::Enotty));
+        assert_eq!(vm_refusal(iow(NSVMIO, 0x7f, 8)), Refusal::plain(Errno::Enotty));
+        // The component ioctls read their struct first, as KVM copies it first.
+        assert_eq!(vm_refusal(kvm::GET_IRQCHIP), Refusal::after_reading(520, Errno::Enxio));
+        assert_eq!(vm_refusal(kvm::SET_PIT2), Refusal::after_reading(112, Errno::Enxio));
+        assert_eq!(vm_refusal(kvm::GET_PIT2), Refusal::plain(Errno::Enxio));
+        assert_eq!(vm_refusal(kvm::CREATE_PIT), Refusal::plain(Errno::Enoent));
+        assert_eq!(vm_refusal(kvm::CREATE_PIT2), Refusal::after_reading(64, Errno::Enoent));
+        assert_eq!(vm_refusal(kvm::IRQ_LINE_STATUS), Refusal::after_reading(8, Errno::Enxio));
+        assert_eq!(vm_refusal(kvm::SET_GSI_ROUTING), Refusal::after_reading(8, Errno::Einval));
+        assert_eq!(vm_refusal(kvm::ENABLE_CAP), Refusal::after_reading(104, Errno::Einval));
+        assert_eq!(vm_refusal(kvm::MEMORY_ENCRYPT_OP), Refusal::plain(Errno::Enotty));
+        assert_eq!(vm_refusal(kvm::MEMORY_ENCRYPT_REG_REGION), Refusal::after_reading(16, Errno::Enotty));
+        // Every refusal reads at most what the command's size field says
+        // (REINJECT_CONTROL is _IO in the header but takes a pointer).
+        for c in [kvm::CREATE_PIT2, kvm::GET_IRQCHIP, kvm::SET_IRQCHIP, kvm::GET_PIT, kvm::SET_PIT, kvm::SET_PIT2, kvm::IRQ_LINE, kvm::SIGNAL_MSI, kvm::SET_GSI_ROUTING, kvm::ENABLE_CAP, kvm::MEMORY_ENCRYPT_UNREG_REGION] {
+            assert_eq!(vm_refusal(c).read, ioc_size(c) as usize, "{c:#x}");
+        }
+    }
+
+    #[test]
+    fn vcpu_refusals() {
+        // kvm_vcpu_ioctl: any other magic is EINVAL, whatever the number.
+        assert_eq!(vcpu_refusal(iow(NSVMIO, 0x10, 32)), Refusal::plain(Errno::Einval));
+        assert_eq!(vcpu_refusal(iow(0xb7, 0xa3, 104)), Refusal::plain(Errno::Einval));
+        assert_eq!(vcpu_refusal(kvm::CREATE_VCPU), Refusal::plain(Errno::Einval));
+        assert_eq!(vcpu_refusal(0xaeee), Refusal::plain(Errno::Einval));
+        assert_eq!(vcpu_refusal(kvm::ENABLE_CAP), Refusal::after_reading(104, Errno::Einval));
+        assert_eq!(vcpu_refusal(kvm::MEMORY_ENCRYPT_OP), Refusal::plain(Errno::Enotty));
+    }
+
+    #[test]
+    fn refused_struct_sizes_match_kvm_bindings() {
+        use kvm_bindings as kb;
+        assert_eq!(sizes::KVM_ENABLE_CAP, size_of::<kb::kvm_enable_cap>());
+        assert_eq!(sizes::KVM_IRQCHIP, size_of::<kb::kvm_irqchip>());
+        assert_eq!(sizes::KVM_PIT_STATE, size_of::<kb::kvm_pit_state>());
+        assert_eq!(sizes::KVM_PIT_STATE2, size_of::<kb::kvm_pit_state2>());
+        assert_eq!(sizes::KVM_PIT_CONFIG, size_of::<kb::kvm_pit_config>());
+        assert_eq!(sizes::KVM_REINJECT_CONTROL, size_of::<kb::kvm_reinject_control>());
+        assert_eq!(sizes::KVM_IRQ_LEVEL, size_of::<kb::kvm_irq_level>());
+        assert_eq!(sizes::KVM_MSI, size_of::<kb::kvm_msi>());
+        assert_eq!(sizes::KVM_IRQ_ROUTING, size_of::<kb::kvm_irq_routing>());
+        assert_eq!(sizes::KVM_ENC_REGION, size_of::<kb::kvm_enc_region>());
+        // Numbers as the 7.2 header computes them.
+        assert_eq!(kvm::ENABLE_CAP, 0x4068_aea3);
+        assert_eq!(kvm::SET_IDENTITY_MAP_ADDR, 0x4008_ae48);
+        assert_eq!(kvm::GET_IRQCHIP, 0xc208_ae62);
+        assert_eq!(kvm::SET_IRQCHIP, 0x8208_ae63);
+        assert_eq!(kvm::CREATE_PIT2, 0x4040_ae77);
+        assert_eq!(kvm::GET_PIT2, 0x8070_ae9f);
+        assert_eq!(kvm::REINJECT_CONTROL, 0xae71);
+        assert_eq!(kvm::IRQ_LINE_STATUS, 0xc008_ae67);
+        assert_eq!(kvm::SIGNAL_MSI, 0x4020_aea5);
+        assert_eq!(kvm::RESET_DIRTY_RINGS, 0xaec7);
+        assert_eq!(kvm::MEMORY_ENCRYPT_OP, 0xc008_aeba);
+        assert_eq!(kvm::MEMORY_ENCRYPT_UNREG_REGION, 0x8010_aebc);
     }
 
     #[test]

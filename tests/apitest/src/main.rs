@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `nsvm-apitest [--device PATH] [--fuzz N] [CASE...]`: KVM UAPI conformance and
-//! robustness cases that must behave the same on /dev/nsvm and /dev/kvm. Each
-//! case prints PASS/FAIL; the last line is `N passed, N failed`.
+//! `nsvm-apitest [--device PATH] [--fuzz N] [--errnos FILE] [CASE...]`: KVM UAPI
+//! conformance and robustness cases that must behave the same on /dev/nsvm and
+//! /dev/kvm. Each case prints PASS/FAIL; the last line is `N passed, N failed`.
+//! `nsvm-apitest --compare-errnos NSVM KVM` compares two `errno_table` files
+//! (see `errnos.rs`); `--list-ioctls` prints the ioctls `errno_table` issues.
+
+mod errnos;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +50,8 @@ struct Env {
     device: String,
     /// Directory of the guest payloads (for the cases that need one).
     guests: Option<String>,
+    /// Where `errno_table` writes its results.
+    errnos: Option<String>,
 }
 
 impl Env {
@@ -208,11 +214,10 @@ fn invalid_sregs(e: &Env) -> R {
 fn wrong_fds(e: &Env) -> R {
     let k = e.kvm();
     let (vm, vcpu, _m) = small_vm(&k, &[0xf4]);
-    // nsvm answers unknown system ioctls with ENOTTY (docs/uapi.md);
-    // kvm_amd's x86 kvm_arch_dev_ioctl answers EINVAL.
-    let want = if e.device.ends_with("kvm") { libc::EINVAL } else { libc::ENOTTY };
-    expect_errno("unknown system ioctl", ioctl(k.as_raw_fd(), 0xaeff, 0), want)?;
-    expect_errno("KVM_RUN on the system fd", ioctl(k.as_raw_fd(), kvm::RUN, 0), want)?;
+    // Unknown system ioctls: EINVAL (kvm_dev_ioctl, kvm_arch_dev_ioctl).
+    expect_errno("unknown system ioctl", ioctl(k.as_raw_fd(), 0xaeff, 0), libc::EINVAL)?;
+    expect_errno("KVM_RUN on the system fd", ioctl(k.as_raw_fd(), kvm::RUN, 0), libc::EINVAL)?;
+    expect_errno("KVM_GET_API_VERSION with an argument", ioctl(k.as_raw_fd(), kvm::GET_API_VERSION, 1), libc::EINVAL)?;
     expect_errno("KVM_RUN on the VM fd", ioctl(vm.as_raw_fd(), kvm::RUN, 0), libc::ENOTTY)?;
     // Unknown vCPU ioctls: EINVAL (KVM's kvm_arch_vcpu_ioctl); VM: ENOTTY.
     expect_errno("KVM_CREATE_VCPU on the vCPU fd", ioctl(vcpu.as_raw_fd(), kvm::CREATE_VCPU, 3), libc::EINVAL)?;
@@ -222,6 +227,23 @@ fn wrong_fds(e: &Env) -> R {
     expect_errno("API_VERSION on the vCPU fd", ioctl(vcpu.as_raw_fd(), kvm::GET_API_VERSION, 0), libc::EINVAL)?;
     let cap = ioctl(vm.as_raw_fd(), kvm::CHECK_EXTENSION, 3).map_err(|x| format!("CHECK_EXTENSION on VM fd: errno {x}"))?;
     (cap == 1).then_some(()).ok_or(format!("USER_MEMORY on VM fd = {cap}"))
+}
+
+/// KVM_INTERRUPT without an in-kernel irqchip: a second interrupt queued
+/// before the first was injected replaces it (kvm_vcpu_ioctl_interrupt),
+/// and KVM_GET_VCPU_EVENTS reports the one that will be injected.
+fn interrupt_replaced(e: &Env) -> R {
+    let k = e.kvm();
+    let (_vm, vcpu, _m) = small_vm(&k, &[0xf4]);
+    let irq = |v: u32| ioctl(vcpu.as_raw_fd(), kvm::INTERRUPT, &v as *const u32 as u64);
+    irq(0x20).map_err(|x| format!("first KVM_INTERRUPT: errno {x}"))?;
+    irq(0x21).map_err(|x| format!("second KVM_INTERRUPT: errno {x}"))?;
+    expect_errno("KVM_INTERRUPT(256)", irq(256), libc::EINVAL)?;
+    let ev = vcpu.get_vcpu_events().map_err(|x| x.to_string())?;
+    if ev.interrupt.injected != 1 || ev.interrupt.nr != 0x21 {
+        return Err(format!("after 0x20 then 0x21: interrupt injected {} nr {:#x}", ev.interrupt.injected, ev.interrupt.nr));
+    }
+    Ok(())
 }
 
 fn run_other_thread(e: &Env) -> R {
@@ -1087,6 +1109,7 @@ fn main() {
     let mut device = "/dev/nsvm".to_string();
     let mut fuzz_n = 0u64;
     let mut guests = None;
+    let mut errnos = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -1102,16 +1125,34 @@ fn main() {
                 fuzz_n = args[i + 1].parse().expect("--fuzz N");
                 args.drain(i..i + 2);
             }
+            "--errnos" => {
+                errnos = Some(args[i + 1].clone());
+                args.drain(i..i + 2);
+            }
+            "--list-ioctls" => {
+                errnos::list_ioctls();
+                std::process::exit(0);
+            }
+            "--compare-errnos" => {
+                let r = errnos::compare_files(&args[i + 1], &args[i + 2]);
+                if let Err(m) = &r {
+                    println!("FAIL: compare_errnos: {m}");
+                } else {
+                    println!("PASS: compare_errnos");
+                }
+                std::process::exit(if r.is_ok() { 0 } else { 1 });
+            }
             _ => i += 1,
         }
     }
-    let e = Env { device, guests };
+    let e = Env { device, guests, errnos };
     let cases: Vec<Case> = vec![
         ("api_version", api_version),
         ("vcpu_ids", vcpu_ids),
         ("memslots", memslots),
         ("invalid_sregs", invalid_sregs),
         ("wrong_fds", wrong_fds),
+        ("interrupt_replaced", interrupt_replaced),
         ("run_other_thread", run_other_thread),
         ("immediate_exit", immediate_exit),
         ("signal_during_run", signal_during_run),
@@ -1127,7 +1168,7 @@ fn main() {
         ("sregs_refused", sregs_refused),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
-    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case)];
+    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
