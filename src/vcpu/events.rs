@@ -27,6 +27,7 @@ impl VcpuState {
     /// `KVM_SET_VCPU_EVENTS` (`cpu_state::set_events`, which checks the
     /// input as KVM does: `EINVAL`, nothing changed).
     pub(super) fn set_events(&mut self, e: &kvm::VcpuEvents) -> Result {
+        self.mark_untrusted();
         let l1_runs = self.nst.l2.is_none();
         let mut p = self.ev;
         cpu_state::set_events(&mut self.vmcb().control, &mut p, e, l1_runs).map_err(|_| EINVAL)?;

@@ -96,6 +96,10 @@ struct CpuState {
     /// What the VMCB entered last held of the state a VMRUN may overwrite
     /// (`VcpuState::enter` puts it back after a failed VMRUN).
     entry: nsvm_core::vmcb::EntryState,
+    /// vmcb01's ([0]) and vmcb02's ([1]) state was set from outside the
+    /// processor since its last successful entry (`run::enter` saves it
+    /// before VMRUN).
+    entry_untrusted: [bool; 2],
     /// The sensitive-instruction policy vmcb01's intercepts reflect (`None`
     /// after a reset rebuilt them), so entries rewrite them only on change.
     applied_policy: Option<nsvm_core::sensitive::Policy>,
@@ -224,6 +228,7 @@ impl Vcpu {
                 cpuid: KVec::new(),
                 features: state::vcpu_features(&[]),
                 entry: nsvm_core::vmcb::EntryState::ZERO,
+                entry_untrusted: [true; 2],
                 applied_policy: None,
                 fetch_walks: Default::default(),
                 tlb: TlbTracker::new(),

@@ -131,6 +131,8 @@ impl Vcpu {
         st.apply_policy(self.vm.policy());
         st.nst.l2 = Some((h.vmcb_pa, next));
         st.cpu.tlb.request();
+        // vmcb01 holds L1's state from userspace too.
+        st.cpu.entry_untrusted = [true; 2];
         if let Some(Next::User) = self.build_vmcb02(st, false)? {
             st.nst.l2 = None;
             return Err(EINVAL);
@@ -381,6 +383,7 @@ impl Vcpu {
         let mut own = if st.nst.l2.is_some() { Some(VmcbPage::new()?) } else { None };
         let inner = self.vm.inner.lock();
         let mem = st.guest_mem(&inner);
+        let mut st_untrusted = false;
         let ok = {
             let (scratch, cur) = match own.as_mut() {
                 Some(p) => (p, &mut st.nst.vmcb02),
@@ -390,6 +393,8 @@ impl Vcpu {
             // 15.5.2): the rest of the page is the guest's, which it may be
             // writing on another vCPU meanwhile.
             if load {
+                // State from guest memory: saved before the next entry.
+                st_untrusted = true;
                 let b = scratch.bytes();
                 let read = VMSAVE_STATE.iter().all(|&(o, l)| mem.read_bytes(pa + o as u64, &mut b[o..o + l]));
                 if read {
@@ -402,6 +407,9 @@ impl Vcpu {
             }
         };
         drop(inner);
+        if st_untrusted {
+            st.mark_untrusted();
+        }
         if !ok {
             st.inject(Event::new(EventType::Exception, 13, Some(0)));
             return Ok(Next::Guest);
@@ -554,6 +562,7 @@ impl Vcpu {
     /// without it vmcb02's state is kept (KVM_SET_NESTED_STATE: it is the
     /// vCPU's current state). `Some` when the vCPU must stop instead.
     pub(super) fn build_vmcb02(&self, st: &mut VcpuState, from_vmrun: bool) -> Result<Option<Next>> {
+        st.cpu.entry_untrusted[1] = true;
         let root = st.npt01_root;
         let np = st.nst.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0;
         let mut ncr3 = root;

@@ -7,7 +7,7 @@ use kernel::prelude::*;
 use nsvm_core::user_exit::{run, RunCommon, RunPage, UserExit};
 use nsvm_core::mmio;
 use nsvm_core::stats::vcpu as st_idx;
-use nsvm_core::vmcb::{int_ctl, Vmcb};
+use nsvm_core::vmcb::{int_ctl, EntryState, Vmcb};
 use nsvm_core::x86::{rflags, Gpr};
 
 use super::{Pending, Vcpu, VcpuState};
@@ -211,13 +211,27 @@ impl VcpuState {
     pub(super) fn enter(&mut self, mode: &GuestMode, generation: &AtomicU64) -> bool {
         let xcr0 = self.cpu.xcr0;
         let page = if self.nst.l2.is_some() { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };
-        self.cpu.entry.save(page.get());
+        // Saved only when the state is not one the processor itself left at
+        // the last #VMEXIT (set from outside: ioctls, a nested VMRUN, a
+        // reset): a processor that refuses a state it produced itself, or
+        // hands back the host's (QEMU TCG), gets it scrubbed instead.
+        let level = usize::from(self.nst.l2.is_some());
+        let untrusted = self.cpu.entry_untrusted[level];
+        if untrusted {
+            self.cpu.entry.save(page.get());
+        }
         let tlb = vmrun::EntryTlb { mode, tracker: &mut self.cpu.tlb, generation };
         let clean = vmrun::enter(page, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb);
         let v = page.get();
         let failed = Vmcb::exit_is_invalid(v.control.exit_code);
         if failed || !clean {
-            self.cpu.entry.put_back(v);
+            if untrusted {
+                self.cpu.entry.put_back(v);
+            } else {
+                EntryState::scrub(v);
+            }
+        } else {
+            self.cpu.entry_untrusted[level] = false;
         }
         clean || failed
     }

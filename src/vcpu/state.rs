@@ -79,6 +79,12 @@ impl VcpuState {
         self.vmcb().save.efer = cpu_state::vmcb_efer(e);
     }
 
+    /// The running VMCB's state was set from outside the processor: the
+    /// next entry saves it first (`run::enter`).
+    pub(super) fn mark_untrusted(&mut self) {
+        self.cpu.entry_untrusted[usize::from(self.nst.l2.is_some())] = true;
+    }
+
     /// Drops shadow NPT02 (its pins with it): the next entry flushes the
     /// TLB, which may hold its translations (APM 15.16).
     pub(super) fn drop_npt02(&mut self) {
@@ -162,6 +168,7 @@ impl VcpuState {
     /// is what gets the state; INIT keeps CR0.CD/NW, the PAT, XCR0, the FPU
     /// state and VM_HSAVE_PA.
     pub(super) fn reset(&mut self, npt_root: u64, init: bool) {
+        self.cpu.entry_untrusted = [true; 2];
         self.nst.l2 = None;
         self.nst.gif = true;
         self.nst.vmcb12_pin = None;
@@ -226,6 +233,7 @@ impl VcpuState {
     }
 
     pub(super) fn set_regs(&mut self, r: &Regs) {
+        self.mark_untrusted();
         let mut g = self.cpu.gprs;
         cpu_state::set_regs(&mut self.vmcb().save, &mut g, r);
         self.cpu.gprs = g;
@@ -240,6 +248,7 @@ impl VcpuState {
     /// state breaks a rule of `kvm::check_sregs` for this vCPU's features.
     pub(super) fn set_sregs(&mut self, s: &Sregs) -> Result {
         nsvm_core::kvm::check_sregs(s, &self.cpu.features).map_err(|_| EINVAL)?;
+        self.mark_untrusted();
         // New paging registers from outside the guest: nothing the TLB holds
         // for the old ones may be used (KVM requests a flush too).
         self.cpu.tlb.request();
@@ -270,6 +279,7 @@ impl VcpuState {
     /// WRMSR of the running guest, or `KVM_SET_MSRS`; false when refused
     /// (#GP for the guest).
     pub(super) fn write_msr(&mut self, index: u32, val: u64) -> bool {
+        self.mark_untrusted();
         msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok()
     }
 }

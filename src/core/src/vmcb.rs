@@ -580,6 +580,19 @@ impl EntryState {
         self.rax = s.rax;
     }
 
+    /// Replaces what `save` covers with zeros (EFER keeps SVME, as VMRUN
+    /// requires it): for a VMCB that came back holding the host's state
+    /// when nothing was saved before the entry (`save` is skipped while the
+    /// state is one the processor produced itself), so that no host value
+    /// stays where `KVM_GET_REGS/SREGS` or L1 could read it. The exit's
+    /// report stays.
+    #[cold]
+    pub fn scrub(v: &mut Vmcb) {
+        let mut zero = Self::ZERO;
+        zero.efer = crate::msr::efer::SVME;
+        zero.put_back(v);
+    }
+
     /// Puts the saved state back into `v`; the exit's report stays.
     #[cold]
     pub fn put_back(&self, v: &mut Vmcb) {
