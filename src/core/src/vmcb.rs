@@ -580,6 +580,18 @@ impl EntryState {
         self.rax = s.rax;
     }
 
+    /// RIP before the VMRUN.
+    #[inline]
+    pub const fn rip(&self) -> u64 {
+        self.rip
+    }
+
+    /// `int_ctl` before the VMRUN.
+    #[inline]
+    pub const fn int_ctl(&self) -> u32 {
+        self.int_ctl
+    }
+
     /// Puts the saved state back into `v`; the exit's report stays.
     #[cold]
     pub fn put_back(&self, v: &mut Vmcb) {
