@@ -29,6 +29,40 @@ static MSRPM_PA: AtomicU64 = AtomicU64::new(0);
 /// hot paths, where a CPUID instruction would cost an exit under nesting.
 static PHYS_BITS: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
 
+/// CPUs whose GDT base and host save area are remembered for the log of a
+/// VMCB that no #VMEXIT of its VMRUN wrote (`nsvm_core::hoststate`).
+const NOTED_CPUS: usize = 256;
+/// Per CPU: its GDT base (SGDT at `cpu_online`), 0 when unknown.
+static GDT_BASE: [AtomicU64; NOTED_CPUS] = [const { AtomicU64::new(0) }; NOTED_CPUS];
+/// Per CPU: the physical address of its host save area, 0 while nsvm does
+/// not own SVM there.
+static HSAVE_PA: [AtomicU64; NOTED_CPUS] = [const { AtomicU64::new(0) }; NOTED_CPUS];
+
+/// The CPU whose GDT is at `base`.
+pub(crate) fn gdt_owner(base: u64) -> Option<u32> {
+    nsvm_core::hoststate::gdt_owner(GDT_BASE.iter().map(|b| b.load(Ordering::Relaxed)), base)
+}
+
+/// What the current CPU's host save area holds, as QEMU lays it out
+/// (`nsvm_core::hoststate::Hsave`), and VM_HSAVE_PA as read now. Called
+/// with preemption off, right after a VMRUN on this CPU.
+pub(crate) fn this_cpu_hsave(cpu: u32) -> nsvm_core::hoststate::Hsave {
+    let msr = hw::cpu::rdmsr(msr::VM_HSAVE_PA).unwrap_or(0);
+    let pa = HSAVE_PA.get(cpu as usize).map_or(0, |p| p.load(Ordering::Relaxed));
+    if pa == 0 {
+        return nsvm_core::hoststate::Hsave { msr, ..Default::default() };
+    }
+    let at = hw::mem::phys_to_va(pa) + core::mem::offset_of!(nsvm_core::vmcb::Vmcb, save);
+    // SAFETY: `pa` is this CPU's host save page, allocated in
+    // `enable_this_cpu` and freed only by `disable_this_cpu`, which runs on
+    // this CPU from the hotplug thread and so cannot run while the caller
+    // keeps preemption off here; the save area is inside the page and
+    // aligned, `SaveArea` is plain integers (any bit pattern is valid), and
+    // the processor writes the page only during VMRUN on this CPU.
+    let s = unsafe { core::ptr::read_volatile(at as *const nsvm_core::vmcb::SaveArea) };
+    nsvm_core::hoststate::Hsave::from_save(msr, &s)
+}
+
 /// The processor's physical address width.
 pub(crate) fn phys_bits() -> u8 {
     PHYS_BITS.load(Ordering::Relaxed)
@@ -263,6 +297,10 @@ fn enable_this_cpu(cpu: u32) -> Result {
     }
     slot.hsave = Some(page);
     slot.saved_hsave_pa = saved;
+    if let (Some(g), Some(h)) = (GDT_BASE.get(cpu as usize), HSAVE_PA.get(cpu as usize)) {
+        g.store(hw::cpu::gdt_base(), Ordering::Relaxed);
+        h.store(pa, Ordering::Relaxed);
+    }
     Ok(())
 }
 
@@ -273,6 +311,9 @@ fn disable_this_cpu(cpu: u32) {
     s.hotplug_events += 1;
     let Some(slot) = s.cpus.get_mut(cpu as usize) else { return };
     let Some(page) = slot.hsave.take() else { return };
+    if let Some(h) = HSAVE_PA.get(cpu as usize) {
+        h.store(0, Ordering::Relaxed);
+    }
     if hw::cpu::set_efer_svme(false).is_err() {
         pr_err!("CPU {}: cannot clear EFER.SVME\n", cpu);
     }

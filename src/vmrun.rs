@@ -8,8 +8,9 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use nsvm_core::hoststate::{self, Hsave, Sign};
 use nsvm_core::tlb::TlbTracker;
-use nsvm_core::vmcb::tlb_control;
+use nsvm_core::vmcb::{tlb_control, EntryState};
 
 use crate::hw;
 use crate::hw::cpu::FpuSection;
@@ -78,6 +79,23 @@ pub(crate) struct EntryTlb<'a> {
     pub(crate) generation: &'a AtomicU64,
 }
 
+/// What `enter` saw of the entry.
+pub(crate) struct Entered {
+    /// The CPU that ran it.
+    pub(crate) cpu: u32,
+    /// The vCPU's entry count at this entry (its sequence number).
+    pub(crate) seq: u64,
+    /// Why the VMCB cannot be what this VMRUN's #VMEXIT wrote
+    /// (`nsvm_core::hoststate::check`), if it cannot.
+    pub(crate) sign: Option<Sign>,
+    /// The host's CR3 at the VMRUN and the RIP VMRUN saved for the host.
+    pub(crate) host_cr3: u64,
+    pub(crate) vmrun_end: u64,
+    /// The running CPU's host save area right after the #VMEXIT (read only
+    /// when `sign` is set).
+    pub(crate) hsave: Hsave,
+}
+
 /// Enters the guest of `vmcb` once and returns at its next #VMEXIT, with the
 /// guest's FPU/SSE/AVX state loaded from `fpu` (and saved back) and its XCR0
 /// in force while it runs (the host's otherwise).
@@ -86,17 +104,26 @@ pub(crate) struct EntryTlb<'a> {
 /// (`svm::Ownership` outlives every fd), the FPU section keeps the caller on
 /// one CPU, `vmcb` and `host_save` are borrowed exclusively, and vmcb01
 /// intercepts INTR and NMI (set at reset and never cleared).
-/// Returns false when the VMCB came back holding the host's own state
-/// (`SaveArea::holds_host_state`: the host's CR3 with RIP at our VMRUN
-/// instruction or right after it). The caller puts back the state the VMCB
-/// had before VMRUN and does not run the guest again unless VMRUN failed
+/// `Entered::sign` is set when the VMCB came back with what no #VMEXIT of
+/// this VMRUN writes (`nsvm_core::hoststate::check` against `entry`, the
+/// state it had before: the host's own state, or `int_ctl` without the
+/// V_INTR_MASKING it had). The caller puts back the state the VMCB had
+/// before VMRUN and does not run the guest again unless VMRUN failed
 /// (VMEXIT_INVALID).
 ///
 /// GIF is clear from before the guest's XCR0 is loaded until the host's is
 /// back, so host interrupts and NMIs never run with the guest's XCR0, and
 /// the guest-mode flag `tlb.mode` is set over the same window; TLB_CONTROL
 /// is chosen inside it, on the CPU that runs the guest (APM 15.16).
-pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPages, gprs: &mut Gprs, guest_xcr0: u64, tlb: EntryTlb<'_>) -> bool {
+pub(crate) fn enter(
+    vmcb: &mut VmcbPage,
+    entry: &EntryState,
+    host_save: &mut KPages,
+    fpu: &mut KPages,
+    gprs: &mut Gprs,
+    guest_xcr0: u64,
+    tlb: EntryTlb<'_>,
+) -> Entered {
     let osxsave = vmcb.get().save.cr4 & nsvm_core::x86::cr4::OSXSAVE != 0;
     let host_xcr0 = hw::cpu::host_xcr0();
     let switch_xcr0 = host_xcr0 != 0 && osxsave && guest_xcr0 != host_xcr0;
@@ -135,7 +162,11 @@ pub(crate) fn enter(vmcb: &mut VmcbPage, host_save: &mut KPages, fpu: &mut KPage
     unsafe { asm!("stgi", options(nostack)) };
     // SAFETY: as for `restore`; the area is writable and ours.
     unsafe { save(fpu.as_ptr(), host_xcr0) };
-    !vmcb.get().save.holds_host_state(after_vmrun, host_cr3)
+    let sign = hoststate::check(vmcb.get(), entry, after_vmrun, host_cr3);
+    // Still on the CPU that ran the VMRUN (FPU section): its host save area
+    // is what that VMRUN saved.
+    let hsave = if sign.is_some() { crate::svm::this_cpu_hsave(cpu) } else { Hsave::default() };
+    Entered { cpu, seq: entries / 2, sign, host_cr3, vmrun_end: after_vmrun, hsave }
 }
 
 /// Runs the guest of the VMCB at `vmcb_pa` until its next #VMEXIT.

@@ -115,6 +115,16 @@ pub(crate) fn read_cr3() -> u64 {
     v
 }
 
+/// The base of the current CPU's GDT (SGDT): each CPU has its own, so it
+/// tells whose host state a save area holds.
+pub(crate) fn gdt_base() -> u64 {
+    let mut d = [0u8; 10];
+    // SAFETY: SGDT at CPL 0 stores the 10-byte GDTR image (limit, base) into
+    // `d` and has no other effect.
+    unsafe { core::arch::asm!("sgdt [{}]", in(reg) d.as_mut_ptr(), options(nostack, preserves_flags)) };
+    u64::from_le_bytes([d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]])
+}
+
 /// The host's XCR0.
 pub(crate) fn host_xcr0() -> u64 {
     // SAFETY: no preconditions.

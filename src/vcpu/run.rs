@@ -4,6 +4,7 @@
 
 use kernel::prelude::*;
 
+use nsvm_core::hoststate::Sighting;
 use nsvm_core::user_exit::{run, RunCommon, RunPage, UserExit};
 use nsvm_core::mmio;
 use nsvm_core::stats::vcpu as st_idx;
@@ -163,12 +164,13 @@ impl Vcpu {
             if st.l2_np() {
                 self.sync_npt02(&mut st);
             }
-            if !st.enter(&self.vm.guest_modes[self.id as usize], &self.vm.memory_generation) {
-                // The guest ran but its state is gone (replaced by the
-                // host's, and put back as it was at the entry): stop the
-                // vCPU with a recognizable error rather than run it again.
+            if let Some(seen) = st.enter(self.id, &self.vm.guest_modes[self.id as usize], &self.vm.memory_generation) {
+                // The guest ran but its state is gone (replaced by what no
+                // #VMEXIT of that VMRUN writes, and put back as it was at
+                // the entry): stop the vCPU with a recognizable error
+                // rather than run it again.
                 let (code, rip) = (st.vmcb().control.exit_code, st.vmcb().save.rip);
-                note_host_state_in_vmcb(self.id, code);
+                note_foreign_vmcb(&seen);
                 self.user_exit(UserExit::host_state_in_vmcb(code, rip));
                 break Ok(0);
             }
@@ -199,32 +201,50 @@ impl Vcpu {
 }
 
 impl VcpuState {
-    /// Enters the guest once and returns at its next #VMEXIT; false when the
-    /// VMCB came back holding the host's state (`vmrun::enter`) from a VMRUN
-    /// that did not fail. Host state never stays in the VMCB, where
-    /// `KVM_GET_REGS/SREGS` or L1 (through vmcb12) would read it: when VMRUN
-    /// failed (VMEXIT_INVALID) or the host's state came back, the state the
-    /// VMCB had before VMRUN is put back (`EntryState`), the exit code and
-    /// information staying the processor's. `mode` is this vCPU's
-    /// guest-mode word in its VM, `generation` the VM's memory generation
-    /// (the TLB shootdown of `Vm::shootdown`).
-    pub(super) fn enter(&mut self, mode: &GuestMode, generation: &AtomicU64) -> bool {
+    /// Enters the guest once and returns at its next #VMEXIT: `None`, or
+    /// what was seen when the VMCB came back from a VMRUN that did not
+    /// fail with what no #VMEXIT of that VMRUN writes (`vmrun::enter`:
+    /// the host's own state, or `int_ctl` without V_INTR_MASKING). State
+    /// from elsewhere never stays in the VMCB, where `KVM_GET_REGS/SREGS`
+    /// or L1 (through vmcb12) would read it: when VMRUN failed
+    /// (VMEXIT_INVALID) or such state came back, the state the VMCB had
+    /// before VMRUN is put back (`EntryState`), the exit code and
+    /// information staying the processor's. `vcpu` is this vCPU's id,
+    /// `mode` its guest-mode word in its VM, `generation` the VM's memory
+    /// generation (the TLB shootdown of `Vm::shootdown`).
+    pub(super) fn enter(&mut self, vcpu: u32, mode: &GuestMode, generation: &AtomicU64) -> Option<Sighting> {
         let xcr0 = self.cpu.xcr0;
-        let page = if self.nst.l2.is_some() { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };
-        // Saved only when the state is not one the processor itself left at
-        // the last #VMEXIT (set from outside: ioctls, a nested VMRUN, a
-        // reset): a processor that refuses a state it produced itself, or
-        // hands back the host's (QEMU TCG), gets it scrubbed instead.
-        let level = usize::from(self.nst.l2.is_some());
+        let l2 = self.nst.l2.is_some();
+        let page = if l2 { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };
+        // Saved in full only when the state is not one the processor itself
+        // left at the last #VMEXIT (set from outside: ioctls, a nested
+        // VMRUN, VMLOAD, a reset); otherwise only what the checks after
+        // VMRUN read, and a VMCB refused or holding foreign state is
+        // scrubbed instead of restored.
+        let level = usize::from(l2);
         let untrusted = self.cpu.entry_untrusted[level];
         if untrusted {
             self.cpu.entry.save(page.get());
+        } else {
+            self.cpu.entry.note(page.get());
         }
         let tlb = vmrun::EntryTlb { mode, tracker: &mut self.cpu.tlb, generation };
-        let clean = vmrun::enter(page, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb);
+        let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb);
+        let pa = page.pa();
         let v = page.get();
         let failed = Vmcb::exit_is_invalid(v.control.exit_code);
-        if failed || !clean {
+        let seen = match e.sign {
+            Some(sign) if !failed => {
+                let mut s = Sighting::new(sign, vcpu, e.cpu, e.seq, pa, l2, v, &self.cpu.entry);
+                s.host_cr3 = e.host_cr3;
+                s.vmrun_end = e.vmrun_end;
+                s.gdt_cpu = crate::svm::gdt_owner(s.gdtr_base);
+                s.hsave = e.hsave;
+                Some(s)
+            }
+            _ => None,
+        };
+        if failed || e.sign.is_some() {
             if untrusted {
                 self.cpu.entry.put_back(v);
             } else {
@@ -233,19 +253,20 @@ impl VcpuState {
         } else {
             self.cpu.entry_untrusted[level] = false;
         }
-        clean || failed
+        seen
     }
 }
 
-/// Logs (once per load) a VMCB that came back from VMRUN with the host's
-/// state (see `vmrun::enter`).
-fn note_host_state_in_vmcb(vcpu: u32, exit_code: u64) {
-    static SEEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-    if !SEEN.swap(true, core::sync::atomic::Ordering::Relaxed) {
+/// Logs a VMCB that came back from VMRUN with what no #VMEXIT of that VMRUN
+/// writes (`nsvm_core::hoststate`): the first 20 of each load, in full.
+fn note_foreign_vmcb(s: &Sighting) {
+    static SEEN: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    let n = SEEN.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    if n < 20 {
         pr_warn!(
-            "vCPU {}: VMCB back from VMRUN (exit {:#x}) holding the host's own state: known QEMU TCG issue with several vCPUs (docs/architecture.md); vCPU stopped with KVM_EXIT_INTERNAL_ERROR\n",
-            vcpu,
-            exit_code
+            "VMCB back from VMRUN not written by its #VMEXIT ({} of at most 20 logged; a QEMU TCG race, docs/architecture.md); vCPU stopped with KVM_EXIT_INTERNAL_ERROR: {}\n",
+            n + 1,
+            core::format_args!("{s}")
         );
     }
 }

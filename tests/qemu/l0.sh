@@ -9,8 +9,10 @@ G=/guests
 run_guest() {
     dev=$1; name=$2; shift 2
     tag=$(basename $dev)
-    # A run stopped by the known QEMU TCG host-state issue (several vCPUs,
-    # docs/architecture.md) is run again, twice at most.
+    # A run stopped by the known QEMU TCG host-state issue (QEMU's
+    # multi-threaded TCG: an FXRSTOR/XRSTOR on one CPU undoes CPU 0's own
+    # VMRUN/#VMEXIT flag changes, docs/architecture.md) is run again, twice
+    # at most.
     for attempt in 1 2 3; do
         timeout 120 nsvm run --device $dev --dump-regs --stats /tmp/$tag.$name.stats "$@" $G/$name.bin > /tmp/$tag.$name.out 2> /tmp/$tag.$name.err
         echo $? > /tmp/$tag.$name.rc

@@ -23,8 +23,10 @@ args_for() {
 run_all() {
     dev=$1; tag=$2
     for p in $NESTED; do
-        # A run stopped by the known QEMU TCG host-state issue (several
-        # vCPUs, docs/architecture.md) is run again, twice at most.
+        # A run stopped by the known QEMU TCG host-state issue (QEMU's
+        # multi-threaded TCG: an FXRSTOR/XRSTOR on one CPU undoes CPU 0's
+        # own VMRUN/#VMEXIT flag changes, docs/architecture.md) is run
+        # again, twice at most.
         for attempt in 1 2 3; do
             timeout 300 nsvm run --device $dev --stats /tmp/$tag.$p.stats $(args_for $p) $G/$p.bin \
                 > /tmp/$tag.$p.out 2> /tmp/$tag.$p.err

@@ -631,7 +631,7 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                 let n = (i.ndata as usize).min(16);
                 if n >= 2 && i.data[0] == nsvm_core::user_exit::run::HOST_STATE_IN_VMCB {
                     return End::Failed(format!(
-                        "internal error: the VMCB came back from VMRUN holding the host's own state (exit code {:#x}): known QEMU TCG issue with several vCPUs, see docs/architecture.md",
+                        "internal error: the VMCB came back from VMRUN with state its #VMEXIT did not write, the host's own (exit code {:#x}): known QEMU TCG issue (multi-threaded TCG: FXRSTOR/XRSTOR on another CPU races with VMRUN/#VMEXIT on CPU 0), see docs/architecture.md",
                         i.data[1]
                     ));
                 }

@@ -593,6 +593,27 @@ impl EntryState {
         zero.put_back(v);
     }
 
+    /// Records only what the checks after VMRUN read (RIP, `int_ctl`): for
+    /// an entry whose state the processor produced itself, which is not
+    /// saved in full (a later `put_back` is then not used: `scrub` is).
+    #[inline]
+    pub fn note(&mut self, v: &Vmcb) {
+        self.rip = v.save.rip;
+        self.int_ctl = v.control.int_ctl;
+    }
+
+    /// RIP before the VMRUN.
+    #[inline]
+    pub const fn rip(&self) -> u64 {
+        self.rip
+    }
+
+    /// `int_ctl` before the VMRUN.
+    #[inline]
+    pub const fn int_ctl(&self) -> u32 {
+        self.int_ctl
+    }
+
     /// Puts the saved state back into `v`; the exit's report stays.
     #[cold]
     pub fn put_back(&self, v: &mut Vmcb) {

@@ -510,10 +510,11 @@ fn run_checking_host_fpu(fd: RawFd, host: &[u8; 512], avx: bool) -> Result<i64, 
 /// while the host threads keep theirs: guest FPU/SSE/AVX state never leaks
 /// into the host or the other vCPU.
 fn fpu_isolation(e: &Env) -> R {
-    // Two vCPUs on two CPUs of QEMU TCG rarely get a VMCB back holding the
-    // host's state (docs/architecture.md): nsvm stops such a vCPU with an
-    // internal error carrying a marker. That run is retried (twice at
-    // most); any other failure counts at once.
+    // Under QEMU's multi-threaded TCG a VMRUN on CPU 0 can come back with
+    // the host's state in the VMCB when another CPU executes FXRSTOR or
+    // XRSTOR at that moment (a QEMU race, docs/architecture.md): nsvm stops
+    // such a vCPU with an internal error carrying a marker. That run is
+    // retried (twice at most); any other failure counts at once.
     for attempt in 1..=3 {
         match fpu_isolation_once(e) {
             // nsvm_core::user_exit::run::HOST_STATE_IN_VMCB ("nsvmHOST")

@@ -46,9 +46,23 @@ fn wait(what: &str, mut done: impl FnMut() -> bool) -> R {
     Ok(())
 }
 
+/// The registers that say whose state a vCPU has: vCPU `n` runs at
+/// 0x1000 + 0x100 * n with its counter in CX.
+fn state_of(v: &kvm_ioctls::VcpuFd) -> String {
+    match (v.get_regs(), v.get_sregs()) {
+        (Ok(r), Ok(s)) => format!(
+            "regs: rip {:#x} rcx {:#x} rax {:#x} rsp {:#x} rflags {:#x} cs {:#x}/{:#x} ds {:#x}/{:#x} cr0 {:#x} cr3 {:#x}",
+            r.rip, r.rcx, r.rax, r.rsp, r.rflags, s.cs.selector, s.cs.base, s.ds.selector, s.ds.base, s.cr0, s.cr3
+        ),
+        (r, s) => format!("regs unreadable: {:?} {:?}", r.err(), s.err()),
+    }
+}
+
 /// `slot_churn_once`, run again (twice at most) when a vCPU was stopped by
-/// the known QEMU TCG host-state issue of several vCPUs (docs/architecture.md;
-/// its internal error carries nsvm_core::user_exit::run::HOST_STATE_IN_VMCB).
+/// the known QEMU TCG host-state issue (QEMU's multi-threaded TCG: an
+/// FXRSTOR/XRSTOR on one CPU undoes CPU 0's own VMRUN/#VMEXIT flag changes,
+/// docs/architecture.md; the internal error carries
+/// nsvm_core::user_exit::run::HOST_STATE_IN_VMCB).
 pub(crate) fn slot_churn(e: &Env, rounds: u64) -> R {
     for attempt in 1..=3 {
         match slot_churn_once(e, rounds) {
@@ -98,9 +112,12 @@ fn slot_churn_once(e: &Env, rounds: u64) -> R {
                         // `internal` is the union member the kernel wrote.
                         let i = unsafe { r.__bindgen_anon_1.internal };
                         let d: Vec<String> = i.data.iter().take(i.ndata.min(16) as usize).map(|w| format!("{w:#x}")).collect();
-                        return Err(format!("vcpu {n}: internal error {} [{}]", i.suberror, d.join(", ")));
+                        return Err(format!("vcpu {n}: internal error {} [{}]; {}", i.suberror, d.join(", "), state_of(&v)));
                     }
-                    Ok(x) => return Err(format!("vcpu {n}: unexpected exit {x:?}")),
+                    Ok(x) => {
+                        let what = format!("{x:?}");
+                        return Err(format!("vcpu {n}: unexpected exit {what}; {}", state_of(&v)));
+                    }
                     Err(x) if x.errno() == libc::EINTR => {}
                     Err(x) => return Err(format!("vcpu {n}: KVM_RUN: {x}")),
                 }
