@@ -116,8 +116,11 @@ clippy-module: kernel
 SINGLE_SUITES ?= shootdown
 qemu-test: initramfs
 	@set -o pipefail; kernel=$$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage; rc=0; \
-	 qemu-scripts/run-qemu.sh --kernel $$kernel --initrd $(BUILD)/initramfs.cpio \
-	   --log $(BUILD)/qemu-test.log -- $(SUITES) | tee $(BUILD)/qemu-test.summary || rc=1; \
+	 : > $(BUILD)/qemu-test.summary; \
+	 if [ -n "$(SUITES)" ]; then \
+	   qemu-scripts/run-qemu.sh --kernel $$kernel --initrd $(BUILD)/initramfs.cpio \
+	     --log $(BUILD)/qemu-test.log -- $(SUITES) | tee -a $(BUILD)/qemu-test.summary || rc=1; \
+	 fi; \
 	 if [ -n "$(SINGLE_SUITES)" ]; then \
 	   qemu-scripts/run-qemu.sh --tcg-single --kernel $$kernel --initrd $(BUILD)/initramfs.cpio \
 	     --log $(BUILD)/qemu-test-single.log -- $(SINGLE_SUITES) | tee -a $(BUILD)/qemu-test.summary || rc=1; \
