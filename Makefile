@@ -23,7 +23,8 @@ APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 # behind, and l0 reads kvm_amd's statistics through debugfs.
 SUITES ?= l0 nested foundation
 
-.PHONY: all deps kernel module tool guests initramfs run test host-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean
+.PHONY: all deps kernel module tool guests initramfs run test host-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
+	kernel-debug module-debug initramfs-debug
 
 all: module tool
 
@@ -39,13 +40,28 @@ $(BUILD):
 
 kernel: | $(BUILD)
 
-module: kernel
-	@kdir=$${KDIR:-$$(cat $(BUILD)/kdir)}; \
+# build_module KDIR OUTDIR: nsvm.ko built against the kernel tree KDIR (a
+# module is loaded only by the kernel it was built against).
+define build_module
+	@kdir=$(1); \
 	 eval "$$(qemu-scripts/crate-src.py bitflags static_assertions)"; \
-	 mkdir -p $(BUILD)/module; \
-	 $(MAKE) -s -C $$kdir M=$(ROOT) MO=$(BUILD)/module LLVM=$(KLLVM) RUSTC=$(KRUSTC) BINDGEN=$(KBINDGEN) \
+	 mkdir -p $(2); \
+	 $(MAKE) -s -C $$kdir M=$(ROOT) MO=$(2) LLVM=$(KLLVM) RUSTC=$(KRUSTC) BINDGEN=$(KBINDGEN) \
 	   NSVM_BITFLAGS_SRC=$$NSVM_BITFLAGS_SRC NSVM_STATIC_ASSERTIONS_SRC=$$NSVM_STATIC_ASSERTIONS_SRC modules && \
-	 echo "built $(BUILD)/module/nsvm.ko"
+	 echo "built $(2)/nsvm.ko"
+endef
+
+module: kernel
+	$(call build_module,$${KDIR:-$$(cat $(BUILD)/kdir)},$(BUILD)/module)
+
+# The debug kernel (qemu-scripts/kernel-debug.config: KASAN, lockdep,
+# kmemleak, ...), cached beside the normal one, and everything built against
+# it under build/debug/.
+kernel-debug: deps | $(BUILD)
+	@qemu-scripts/build-kernel.sh debug < /dev/null > $(BUILD)/kdir-debug.tmp && mv $(BUILD)/kdir-debug.tmp $(BUILD)/kdir-debug
+
+module-debug: kernel-debug
+	$(call build_module,$$(cat $(BUILD)/kdir-debug),$(BUILD)/debug/module)
 
 # Statically linked so it runs in the test initramfs as on any host.
 tool:
@@ -73,6 +89,10 @@ guests: $(GUEST_BINS)
 
 initramfs: module tool guests
 	@qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko "$(TOOL_BIN) $(APITEST_BIN)" $(BUILD)/initramfs.cpio $(BUILD)/guests
+
+initramfs-debug: module-debug tool guests
+	@mkdir -p $(BUILD)/debug
+	@qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir-debug) $(BUILD)/debug/module/nsvm.ko "$(TOOL_BIN) $(APITEST_BIN)" $(BUILD)/debug/initramfs.cpio $(BUILD)/guests
 
 # The demo: boot the test kernel with SVM emulated, load nsvm, run `nsvm info`, unload.
 run: initramfs
