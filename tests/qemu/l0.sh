@@ -329,6 +329,15 @@ nsvm-apitest --device /dev/nsvm --errnos /tmp/nsvm.errnos errno_table; rc=$?
 expect_eq "errno_table status" 0 $rc
 verdict
 
+case_ "random ioctls from several threads on one VM: slot changes and fd closes while vCPUs are in KVM_RUN"
+mark_log
+timeout 600 nsvm-apitest --device /dev/nsvm fuzz_mt > /tmp/nsvm.fuzz_mt 2>&1; rc=$?
+cat /tmp/nsvm.fuzz_mt
+expect_eq "nsvm-apitest fuzz_mt status" 0 $rc
+expect_line /tmp/nsvm.fuzz_mt "^PASS: fuzz_mt"
+expect_clean_log
+verdict
+
 case_ "200 VMs created, run and destroyed leak no memory"
 nsvm-apitest --device /dev/nsvm vm_churn > /dev/null 2>&1   # warm-up (slab caches)
 before=$(free_kb)
@@ -398,6 +407,11 @@ verdict
 case_ "the errno of every ioctl number of the 7.2 UAPI header on each fd, on /dev/kvm"
 nsvm-apitest --device /dev/kvm --errnos /tmp/kvm.errnos errno_table; rc=$?
 expect_eq "errno_table status on /dev/kvm" 0 $rc
+verdict
+case_ "the multi-threaded fuzz's own checks hold on /dev/kvm"
+timeout 600 nsvm-apitest --device /dev/kvm fuzz_mt > /tmp/kvm.fuzz_mt 2>&1; rc=$?
+cat /tmp/kvm.fuzz_mt
+expect_eq "nsvm-apitest fuzz_mt status on /dev/kvm" 0 $rc
 verdict
 rmmod kvm_amd; rmmod kvm; rmmod irqbypass
 

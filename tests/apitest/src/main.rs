@@ -15,6 +15,8 @@ use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MEM_R
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use nsvm_core::uapi::{cap, ioc_nr, kvm, KVMIO, NSVMIO};
 
+mod fuzz_mt;
+
 type R = Result<(), String>;
 /// A named test case.
 type Case = (&'static str, fn(&Env) -> R);
@@ -1169,7 +1171,7 @@ fn main() {
         ("sregs_refused", sregs_refused),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
-    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table)];
+    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
