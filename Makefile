@@ -24,7 +24,7 @@ APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 SUITES ?= l0 nested foundation
 
 .PHONY: all deps kernel module tool guests initramfs run test host-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
-	kernel-debug module-debug initramfs-debug
+	kernel-debug module-debug initramfs-debug qemu-test-debug
 
 all: module tool
 
@@ -149,11 +149,43 @@ qemu-test: initramfs
 	   awk '{p += $$1; f += $$2} END {printf "QEMU suites: %d passed, %d failed\n", p, f}'; \
 	 exit $$rc
 
-# Every test: host unit tests, lints, then the QEMU suites. Non-zero on any failure.
+# The debug run: the debug kernel (nsvmdebug=1 on its command line) runs
+# DEBUG_SUITES in one boot and DEBUG_SINGLE_SUITES (the shootdown suite,
+# single-threaded TCG as in qemu-test) in a second one; each boot ends with
+# kcheck, which scans for kmemleak reports and fails on any KASAN, lockdep,
+# kmemleak, BUG or WARNING report in the kernel log (printed), and with its
+# own "qemu: N passed, N failed". A new suite that should run on the debug
+# kernel too joins one of the two lists.
+DEBUG_SUITES ?= l0 nested
+DEBUG_SINGLE_SUITES ?= shootdown
+DEBUG_TIMEOUT ?= 2400
+# loglevel=5: warnings (lockdep splats, WARN(), the stacks in KASAN
+# reports) reach the serial log as they happen, where run-qemu.sh looks
+# for them too, even when a deadlock stops the boot before kcheck.
+DEBUG_APPEND := nsvmdebug=1 loglevel=5
+qemu-test-debug: initramfs-debug
+	@set -o pipefail; kernel=$$(cat $(BUILD)/kdir-debug)/arch/x86/boot/bzImage; rc=0; : > $(BUILD)/qemu-test-debug.summary; \
+	 if [ -n "$(strip $(DEBUG_SUITES))" ]; then \
+	   qemu-scripts/run-qemu.sh --timeout $(DEBUG_TIMEOUT) --append "$(DEBUG_APPEND)" --kernel $$kernel \
+	     --initrd $(BUILD)/debug/initramfs.cpio --log $(BUILD)/qemu-test-debug.log -- $(DEBUG_SUITES) kcheck \
+	     | tee -a $(BUILD)/qemu-test-debug.summary || rc=1; \
+	 fi; \
+	 if [ -n "$(strip $(DEBUG_SINGLE_SUITES))" ]; then \
+	   qemu-scripts/run-qemu.sh --tcg-single --timeout $(DEBUG_TIMEOUT) --append "$(DEBUG_APPEND)" --kernel $$kernel \
+	     --initrd $(BUILD)/debug/initramfs.cpio --log $(BUILD)/qemu-test-debug-single.log -- $(DEBUG_SINGLE_SUITES) kcheck \
+	     | tee -a $(BUILD)/qemu-test-debug.summary || rc=1; \
+	 fi; \
+	 sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$$/\1 \2/p' $(BUILD)/qemu-test-debug.summary | \
+	   awk '{p += $$1; f += $$2} END {printf "QEMU suites on the debug kernel: %d passed, %d failed\n", p, f}'; \
+	 exit $$rc
+
+# Every test: host unit tests, lints, the QEMU suites, then the same on the
+# debug kernel. Non-zero on any failure.
 test: deps
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory clippy
 	@$(MAKE) --no-print-directory qemu-test
+	@$(MAKE) --no-print-directory qemu-test-debug
 
 # The QEMU TCG race behind "host state in a VMCB" (docs/architecture.md),
 # shown without nsvm (not part of `make test`): kvm_amd runs the

@@ -372,9 +372,14 @@ FREE1=$(free_kb); TMP1=$(tmp_used)
 # The suite's own result files live in /tmp (tmpfs, i.e. RAM): not a leak.
 delta=$((FREE0 - FREE1 - (TMP1 - TMP0)))
 # A coarse check over the whole suite (slab caches grow with the 10,000
-# random ioctls); the precise one is the 200-VM churn above.
-echo "free memory before loading nsvm $FREE0 KiB, after all VMs and unloading $FREE1 KiB, /tmp grew $((TMP1 - TMP0)) KiB: $delta KiB unaccounted (bound 2048 KiB: catches guest pages left pinned or page tables left behind)"
-expect_num "free memory unaccounted (KiB)" $delta -lt 2048
+# random ioctls); the precise one is the 200-VM churn above. The debug
+# kernel's own bookkeeping grows too (kmemleak's object cache, slab debug
+# data, KASAN shadow of vmalloc areas freed lazily: 1.6-1.9 MiB measured):
+# twice the bound there, where kmemleak checks every object (kcheck).
+bound=2048
+debug_kernel && bound=4096
+echo "free memory before loading nsvm $FREE0 KiB, after all VMs and unloading $FREE1 KiB, /tmp grew $((TMP1 - TMP0)) KiB: $delta KiB unaccounted (bound $bound KiB: catches guest pages left pinned or page tables left behind)"
+expect_num "free memory unaccounted (KiB)" $delta -lt $bound
 verdict "delta $delta KiB"
 
 # ---------------------------------------------------------------- kvm_amd
