@@ -74,7 +74,7 @@ for f in "${frags[@]}"; do
 done
 
 # 4. Build.
-log "building the $variant kernel: bzImage and modules with -j$JOBS (8 to 9 minutes on 2 idle cores)"
+log "building the $variant kernel: bzImage and modules with -j$JOBS (6 to 9 minutes on 2 cores, more when other jobs share them)"
 make -s -C "$srcdir" O="$out" "${margs[@]}" -j"$JOBS" bzImage modules >&2
 touch "$out/.nsvm-built"
 # Drop older builds of this variant so the cache does not grow without bound.
