@@ -23,7 +23,7 @@ APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 # behind, and l0 reads kvm_amd's statistics through debugfs.
 SUITES ?= l0 nested foundation
 
-.PHONY: all deps kernel module tool guests initramfs run test host-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
+.PHONY: all deps kernel module tool guests initramfs run test host-test tcg-cost-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
 	kernel-debug module-debug initramfs-debug qemu-test-debug
 
 all: module tool
@@ -99,8 +99,14 @@ run: initramfs
 	@qemu-scripts/run-qemu.sh --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
 	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/demo.log -- demo
 
-host-test:
+host-test: tcg-cost-test
 	cargo test --locked --workspace
+
+# Host test of the bench cost plugin's instruction classifier
+# (tools/tcg-cost/classify_test.c, cases encoded by the assembler).
+tcg-cost-test: | $(BUILD)
+	@$(CC) -O2 -Wall -Wextra -Werror -o $(BUILD)/tcg-cost-test tools/tcg-cost/classify.c \
+	   tools/tcg-cost/classify_test.c tools/tcg-cost/classify_cases.S && $(BUILD)/tcg-cost-test
 
 # Lints, part of `make test`; any warning fails. The workspace: cargo clippy
 # with the [workspace.lints] of Cargo.toml (undocumented unsafe blocks and
@@ -205,11 +211,25 @@ qemu-bug: initramfs
 	 else echo "qemu-bug: not reproduced (log: $$log)"; exit 1; fi
 
 # Benchmark (not part of `make test`): nsvm vs kvm_amd in one boot under
-# -icount shift=0; figures in build/bench.log (see docs/bench.md).
+# -icount shift=0; figures in build/bench.log (see docs/bench.md). The TCG
+# plugin tools/tcg-cost counts the instructions of each measurement window
+# by class; bench-report.sh then prints the comparison with the estimated
+# hardware cycles (build/bench-cost.txt: the plugin's counts).
 BENCH_N ?= 1000
-bench: initramfs
+bench: initramfs $(BUILD)/tcg-cost.so
+	@rm -f $(BUILD)/bench-cost.txt
 	@qemu-scripts/run-qemu.sh --icount --smp 1 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
-	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/bench.log --append nsvmbench=$(BENCH_N) -- bench
+	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/bench.log --append "nsvmbench=$(BENCH_N) nokaslr" \
+	   --plugin $(BUILD)/tcg-cost.so,out=$(BUILD)/bench-cost.txt -- bench
+	@qemu-scripts/bench-report.sh $(BUILD)/bench.log $(BUILD)/bench-cost.txt $(TOOL_BIN) | tee -a $(BUILD)/bench.log
+
+# The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h
+# (not packaged by Debian: qemu-scripts/plugin-header.sh takes it from the
+# source package into the cache).
+$(BUILD)/tcg-cost.so: tools/tcg-cost/cost.c tools/tcg-cost/classify.c tools/tcg-cost/classify.h | $(BUILD)
+	@hdr=$$(qemu-scripts/plugin-header.sh) && \
+	 $(CC) -shared -fPIC -O2 -Wall -Wextra -Werror -I$$hdr $$(pkg-config --cflags glib-2.0) \
+	   -o $@ tools/tcg-cost/cost.c tools/tcg-cost/classify.c && echo "built $@"
 
 clean:
 	rm -rf $(BUILD) target

@@ -6,11 +6,11 @@
 #
 # usage: run-qemu.sh --kernel bzImage --initrd initramfs.cpio [--log FILE]
 #                    [--smp N] [--mem SIZE] [--timeout SEC] [--icount] [--tcg-single]
-#                    [--append KERNEL-ARGS] -- SUITE...
+#                    [--append KERNEL-ARGS] [--plugin FILE[,ARG=V...]] -- SUITE...
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-kernel="" initrd="" logf="" smp=2 mem=2G timeout=1200 icount=0 extra="" accel=tcg
+kernel="" initrd="" logf="" smp=2 mem=2G timeout=1200 icount=0 extra="" accel=tcg plugin="" 
 while [ $# -gt 0 ]; do
     case $1 in
         --kernel) kernel=$2; shift 2;;
@@ -23,6 +23,8 @@ while [ $# -gt 0 ]; do
         # One host thread for every guest CPU (MTTCG off).
         --tcg-single) accel=tcg,thread=single; shift;;
         --append) extra="$extra $2"; shift 2;;
+        # A TCG plugin (make bench's tools/tcg-cost) with its arguments.
+        --plugin) plugin=$2; shift 2;;
         --) shift; break;;
         *) die "unknown option $1";;
     esac
@@ -47,6 +49,7 @@ qemu_args=(-machine q35 -accel "$accel" -cpu "$cpu" -smp "$smp" -m "$mem"
            -nographic -no-reboot -kernel "$kernel" -initrd "$initrd"
            -append "console=ttyS0 panic=-1 oops=panic $tsc loglevel=4 nsvmtest=$suites$extra")
 [ "$icount" = 1 ] && qemu_args+=(-icount shift=0)
+[ -n "$plugin" ] && qemu_args+=(-plugin "file=$plugin")
 
 log "booting QEMU ($accel, -cpu $cpu, -smp $smp) for: $suites; serial log: $logf"
 set +e

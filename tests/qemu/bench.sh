@@ -18,4 +18,9 @@ rmmod kvm_amd; rmmod kvm; rmmod irqbypass
 case_ "ratio nsvm / kvm_amd"
 echo "=== nsvm bench --compare (TSC per exit; ratio = nsvm / kvm_amd, goal <= 1.0; nested rows also / nsvm CPUID exit, goal <= 2.5) ==="
 nsvm bench --compare /tmp/nsvm.json /tmp/kvm.json && pass || fail "compare failed"
+# For the host (qemu-scripts/bench-report.sh): the two JSON files, so that
+# the comparison can be printed again with the cost plugin's counts.
+for d in nsvm kvm; do
+    echo "NSVM-BENCH-JSON-BEGIN $d"; cat /tmp/$d.json; echo "NSVM-BENCH-JSON-END $d"
+done
 finish

@@ -57,6 +57,7 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     let mut iterations = 1000u64;
     let mut image = "/guests/bench64.bin".to_string();
     let mut compare: Vec<String> = Vec::new();
+    let mut cost: Option<String> = None;
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         match s.as_str() {
@@ -66,11 +67,15 @@ pub fn run(a: &Args) -> Result<(), Failure> {
                 compare.push(it.next().cloned().ok_or_else(|| Failure("--compare needs two JSON files".into()))?);
                 compare.push(it.next().cloned().ok_or_else(|| Failure("--compare needs two JSON files".into()))?);
             }
+            "--cost" => cost = Some(it.next().cloned().ok_or_else(|| Failure("--cost needs the file of the cost plugin".into()))?),
             x => return Err(Failure(format!("unknown option {x}; see 'nsvm help'"))),
         }
     }
     if !compare.is_empty() {
-        return compare_files(&compare[0], &compare[1]);
+        return compare_files(&compare[0], &compare[1], cost.as_deref());
+    }
+    if cost.is_some() {
+        return Err(Failure("--cost goes with --compare".into()));
     }
     if iterations == 0 || iterations > 100_000 {
         return Err(Failure("--iterations must be between 1 and 100000".into()));
@@ -84,6 +89,10 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     let (mut row, mut lo) = (0usize, 0u64);
     let mut last = Instant::now();
     let mut pending_irq = false;
+    // The cost plugin of `make bench` attributes the guest's measurement
+    // windows to this run by this tag (the JSON output carries it).
+    let tag = u64::from(std::process::id());
+    crate::cost::mark_run(tag, false);
     loop {
         {
             let run = g.vcpus[0].get_kvm_run();
@@ -126,6 +135,7 @@ pub fn run(a: &Args) -> Result<(), Failure> {
             other => return Err(Failure(format!("unexpected exit during the benchmark: {other:?}"))),
         }
     }
+    crate::cost::mark_run(tag, true);
     let base = rows[0].as_ref().map_or(0, |r| r.cycles);
     let base_counters = rows[0].as_ref().map(|r| r.counters.clone()).unwrap_or_default();
     let mut out = Vec::new();
@@ -151,7 +161,7 @@ pub fn run(a: &Args) -> Result<(), Failure> {
             .collect();
         out.push(json!({"row": ROWS[i], "tsc_per_exit": per_op, "exits_per_sec": per_sec, "per_iteration": per_it}));
     }
-    let doc = json!({"device": a.device, "iterations": iterations, "rows": out});
+    let doc = json!({"device": a.device, "iterations": iterations, "cost_tag": tag, "rows": out});
     if a.json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
@@ -181,7 +191,7 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn compare_files(a: &str, b: &str) -> Result<(), Failure> {
+fn compare_files(a: &str, b: &str, cost: Option<&str>) -> Result<(), Failure> {
     let load = |p: &str| -> Result<serde_json::Value, Failure> {
         let t = std::fs::read_to_string(p).map_err(|e| Failure(format!("cannot read {p}: {e}")))?;
         serde_json::from_str(&t).map_err(|e| Failure(format!("{p} is not nsvm bench --json output: {e}")))
@@ -191,18 +201,31 @@ fn compare_files(a: &str, b: &str) -> Result<(), Failure> {
     // nsvm's (the first file's) own single-level exit, for the nested rows.
     let single = rx.iter().find(|r| r["row"] == ROWS[SINGLE_LEVEL]).and_then(|r| r["tsc_per_exit"].as_f64());
     let (dx, dy) = (dev(&x), dev(&y));
+    // The hardware-weighted estimate per iteration of each row (row i + 1),
+    // for each file, when the cost plugin's output is given.
+    let windows = match cost {
+        Some(p) => Some(crate::cost::parse(&std::fs::read_to_string(p).map_err(|e| Failure(format!("cannot read {p}: {e}")))?).map_err(Failure)?),
+        None => None,
+    };
+    let est = |v: &serde_json::Value, i: usize| -> Result<Option<crate::cost::PerIteration>, Failure> {
+        let (Some(w), Some(tag), Some(n)) = (windows.as_ref(), v["cost_tag"].as_u64(), v["iterations"].as_u64()) else { return Ok(None) };
+        crate::cost::per_iteration(w, tag, i as u64 + 1, n).map_err(Failure)
+    };
+    let est_head = if windows.is_some() { format!(" {:>11} {:>11} {:>9}", format!("{dx} est.cyc"), format!("{dy} est.cyc"), "est.ratio") } else { String::new() };
     println!(
-        "{:<32} {:>11} {:>11} {:>7} {:>9} {:>10} {:>10} {:>11} {:>11}",
+        "{:<32} {:>11} {:>11} {:>7} {:>9}{} {:>10} {:>10} {:>11} {:>11}",
         "row",
         format!("{dx} TSC"),
         format!("{dy} TSC"),
         "ratio",
         "/1-level",
+        est_head,
         format!("{dx} ex/it"),
         format!("{dy} ex/it"),
         format!("{dx} ex/s"),
         format!("{dy} ex/s")
     );
+    let mut breakdown = Vec::new();
     let f = |v: Option<f64>, w: usize, p: usize| v.map_or(format!("{:>w$}", "n/a"), |v| format!("{v:>w$.p$}"));
     for (i, (r1, r2)) in rx.iter().zip(ry.iter()).enumerate() {
         let (c1, c2) = (r1["tsc_per_exit"].as_f64(), r2["tsc_per_exit"].as_f64());
@@ -216,13 +239,31 @@ fn compare_files(a: &str, b: &str) -> Result<(), Failure> {
             (Some(a), Some(s)) if nested && s > 0.0 => format!("{:>9.2}", a / s),
             _ => format!("{:>9}", "-"),
         };
+        let est_cols = if windows.is_some() {
+            let (e1, e2) = (est(&x, i)?, est(&y, i)?);
+            let (k1, k2) = (e1.as_ref().map(|e| e.cycles), e2.as_ref().map(|e| e.cycles));
+            let kr = match (k1, k2) {
+                (Some(a), Some(b)) if b > 0.0 && c1.is_some() && c2.is_some() => Some(a / b),
+                _ => None,
+            };
+            for (d, e) in [(&dx, &e1), (&dy, &e2)] {
+                if let Some(e) = e {
+                    let cls: Vec<String> = e.classes.iter().filter(|(c, v)| *c != "base" && v.abs() >= 0.005).map(|(c, v)| format!("{c}={v:.2}")).collect();
+                    breakdown.push(format!("  {:<32} {:<5} instr/it {:>9.1}  est.cyc/it {:>9.1}  {}", r1["row"].as_str().unwrap_or("?"), d, e.instructions, e.cycles, cls.join(" ")));
+                }
+            }
+            format!(" {} {} {}", f(k1, 11, 1), f(k2, 11, 1), f(kr, 9, 2))
+        } else {
+            String::new()
+        };
         println!(
-            "{:<32} {} {} {} {} {} {} {} {}",
+            "{:<32} {} {} {} {}{} {} {} {} {}",
             r1["row"].as_str().unwrap_or("?"),
             f(c1, 11, 1),
             f(c2, 11, 1),
             f(ratio, 7, 2),
             to_single,
+            est_cols,
             f(r1["per_iteration"]["exits"].as_f64(), 10, 2),
             f(r2["per_iteration"]["exits"].as_f64(), 10, 2),
             f(r1["exits_per_sec"].as_f64(), 11, 0),
@@ -230,6 +271,10 @@ fn compare_files(a: &str, b: &str) -> Result<(), Failure> {
         );
     }
     println!("ratio = {dx} / {dy} (goal <= 1.0); /1-level = {dx} nested row / {dx} {} (goal <= 2.5); ex/it = L0 exits per iteration", ROWS[SINGLE_LEVEL]);
+    if windows.is_some() {
+        println!("est.cyc = estimated hardware cycles per iteration (Zen 3/4 weights, docs/bench.md); est.ratio = {dx} / {dy} (goal <= 1.0)");
+        println!("per iteration, from the cost plugin (instr/it should equal the TSC column; classes other than base):\n{}", breakdown.join("\n"));
+    }
     Ok(())
 }
 

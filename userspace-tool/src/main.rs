@@ -6,6 +6,7 @@
 //! one raw ioctl and print the result; for tests and experiments).
 
 mod bench;
+mod cost;
 mod cpus;
 mod info;
 mod run;
@@ -57,13 +58,15 @@ commands:
                                    VMs and vCPUs of a running VMM, nsvm or kvm
                                    (non-zero ones unless --all)
   bench [--device PATH] [--iterations N] [--image PATH] [--json]
-        | --compare A.json B.json
+        | --compare A.json B.json [--cost FILE]
                                    cost per exit (guest TSC) of CPUID, RDMSR, IO
                                    to userspace, first-touch NPF and HLT wake,
                                    and nested: L2 exit reflected to L1 or
                                    handled in L0, nested NPT fill, nested
                                    VMRUN; L0 exits per iteration; --compare
-                                   prints the ratios of two runs
+                                   prints the ratios of two runs, with --cost
+                                   also the estimated hardware cycles from the
+                                   counts of `make bench`'s TCG plugin
   dump  --pid PID                  vmcb01 of each vCPU of a VMM's nsvm VMs
                                    (debugfs; readable while the vCPU is
                                    stopped in userspace)
