@@ -225,11 +225,14 @@ bench: initramfs $(BUILD)/tcg-cost.so
 
 # The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h
 # (not packaged by Debian: qemu-scripts/plugin-header.sh takes it from the
-# source package into the cache).
-$(BUILD)/tcg-cost.so: tools/tcg-cost/cost.c tools/tcg-cost/classify.c tools/tcg-cost/classify.h | $(BUILD)
+# source package into the cache), then loaded once by that QEMU (the plugin
+# refuses a QEMU whose plugin API is not its header's).
+$(BUILD)/tcg-cost.so: tools/tcg-cost/cost.c tools/tcg-cost/classify.c tools/tcg-cost/classify.h | $(BUILD) deps
 	@hdr=$$(qemu-scripts/plugin-header.sh) && \
 	 $(CC) -shared -fPIC -O2 -Wall -Wextra -Werror -I$$hdr $$(pkg-config --cflags glib-2.0) \
-	   -o $@ tools/tcg-cost/cost.c tools/tcg-cost/classify.c && echo "built $@"
+	   -o $@.tmp tools/tcg-cost/cost.c tools/tcg-cost/classify.c && \
+	 echo quit | qemu-system-x86_64 -M none -accel tcg -nodefaults -display none -monitor stdio \
+	   -plugin file=$@.tmp,out=/dev/null > /dev/null && mv $@.tmp $@ && echo "built $@"
 
 clean:
 	rm -rf $(BUILD) target
