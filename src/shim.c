@@ -217,10 +217,13 @@ void nsvm_unpin_user_page(struct page *page, int dirty)
  * KVM's hva_to_pfn: a write fault faults the page in for writing; a read
  * fault of a writable slot takes the page writable when the process's PTE
  * already is (GUP-fast only, no fault), read-only otherwise (the zero page,
- * a KSM page, a page shared copy-on-write). *writable says which. Returns
+ * a KSM page, a page shared copy-on-write). *writable says which. With
+ * `no_fault` (a prefetch) only what the process maps now, without faulting
+ * anything in or sleeping (KVM prefetches with GUP-fast only too). Returns
  * 1, or -errno (-EFAULT for an address the process does not map).
  */
-long nsvm_get_user_page(unsigned long uaddr, int write_fault, int may_write, struct page **page, int *writable)
+long nsvm_get_user_page(unsigned long uaddr, int write_fault, int may_write, int no_fault,
+			struct page **page, int *writable)
 {
 	long r;
 
@@ -230,7 +233,10 @@ long nsvm_get_user_page(unsigned long uaddr, int write_fault, int may_write, str
 		nsvm_refs_add(1);
 		return 1;
 	}
-	r = get_user_pages_fast(uaddr, 1, write_fault ? FOLL_WRITE : 0, page);
+	if (no_fault)
+		r = get_user_pages_fast_only(uaddr, 1, write_fault ? FOLL_WRITE : 0, page);
+	else
+		r = get_user_pages_fast(uaddr, 1, write_fault ? FOLL_WRITE : 0, page);
 	if (r == 1) {
 		*writable = write_fault;
 		nsvm_refs_add(1);

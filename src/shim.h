@@ -30,7 +30,7 @@ void nsvm_free_pages(void *va, unsigned int order);
 struct page *nsvm_virt_to_page(void *va);
 void *nsvm_va(u64 pa);
 long nsvm_pin_user_page(unsigned long uaddr, int write, struct page **page);
-long nsvm_get_user_page(unsigned long uaddr, int write_fault, int may_write, struct page **page, int *writable);
+long nsvm_get_user_page(unsigned long uaddr, int write_fault, int may_write, int no_fault, struct page **page, int *writable);
 void nsvm_put_user_page(struct page *page, int dirty);
 int nsvm_user_pmd_mapped(unsigned long uaddr);
 void nsvm_rs_mmu_invalidate_start(void *vm, unsigned long start, unsigned long end);

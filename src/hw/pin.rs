@@ -14,7 +14,7 @@ extern "C" {
     fn nsvm_va(pa: u64) -> *mut c_void;
     fn nsvm_pin_user_page(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
     fn nsvm_unpin_user_page(page: *mut c_void, dirty: c_int);
-    fn nsvm_get_user_page(uaddr: c_ulong, write_fault: c_int, may_write: c_int, page: *mut *mut c_void, writable: *mut c_int) -> c_long;
+    fn nsvm_get_user_page(uaddr: c_ulong, write_fault: c_int, may_write: c_int, no_fault: c_int, page: *mut *mut c_void, writable: *mut c_int) -> c_long;
     fn nsvm_put_user_page(page: *mut c_void, dirty: c_int);
     fn nsvm_user_pmd_mapped(uaddr: c_ulong) -> c_int;
 }
@@ -43,11 +43,21 @@ impl HostPage {
     /// when the process's PTE already is, read-only otherwise (the zero
     /// page, KSM, copy-on-write). `EFAULT` when the process does not map it.
     pub(crate) fn get(uaddr: u64, write_fault: bool, may_write: bool) -> Result<Self> {
+        Self::lookup(uaddr, write_fault, may_write, false)
+    }
+
+    /// `get` for a prefetch: only a page the process maps now (GUP-fast,
+    /// nothing faulted in, no sleep).
+    pub(crate) fn get_mapped(uaddr: u64, may_write: bool) -> Result<Self> {
+        Self::lookup(uaddr, false, may_write, true)
+    }
+
+    fn lookup(uaddr: u64, write_fault: bool, may_write: bool, no_fault: bool) -> Result<Self> {
         let mut page: *mut c_void = core::ptr::null_mut();
         let mut writable: c_int = 0;
         // SAFETY: `page` and `writable` are valid slots; the kernel checks
         // the address.
-        let r = unsafe { nsvm_get_user_page(uaddr as c_ulong, c_int::from(write_fault), c_int::from(may_write), &mut page, &mut writable) };
+        let r = unsafe { nsvm_get_user_page(uaddr as c_ulong, c_int::from(write_fault), c_int::from(may_write), c_int::from(no_fault), &mut page, &mut writable) };
         if r < 0 {
             return Err(Error::from_errno(r as c_int));
         }

@@ -676,8 +676,11 @@ impl Vcpu {
         let run = t.page_size > 4096 && slot.contains(l1_block) && slot.contains(l1_block + 0x7fff);
         if run {
             for (i, p) in pages.iter_mut().enumerate() {
-                let w = write && i == force;
-                match HostPage::get(slot.uaddr_of(l1_block + ((i as u64) << 12)), w, may_write) {
+                let ua = slot.uaddr_of(l1_block + ((i as u64) << 12));
+                // The faulting page as for NPT01; its neighbours only if
+                // the VMM maps them now (nothing faulted in for a prefetch).
+                let r = if i == force { HostPage::get(ua, write, may_write) } else { HostPage::get_mapped(ua, may_write) };
+                match r {
                     Ok(h) => *p = Some(h),
                     Err(e) if i == force => return Err(e),
                     Err(_) => {}
