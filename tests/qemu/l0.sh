@@ -280,10 +280,13 @@ s=/tmp/nsvm.l1_alias.stats
 grep -E "npt02_fills|npt02_flushes" $s
 expect_status nsvm.l1_alias 33
 expect_line /tmp/nsvm.l1_alias.out "^case alias_1024_l2_pages_one_l1_page: code=81 value=1dc00$"
-# 1,040 NPT02 fills in the first run, the second finds them all: one per
-# aliased L2 page (4 KiB NPT12 leaves, no prefetch), and two prefetched
-# blocks of 8 for L2's code, stack and page tables (2 MiB NPT12 leaves).
-expect_stat $s vcpu0.npt02_fills 1040
+# Over 1,024 NPT02 fills in the first run, the second finds them all: one
+# per aliased L2 page (4 KiB NPT12 leaves, no prefetch), and up to two
+# prefetched blocks of 8 for L2's code, stack and page tables (2 MiB NPT12
+# leaves; neighbours only where the VMM maps them already).
+f=$(stat_of $s vcpu0.npt02_fills)
+expect_num "vcpu0.npt02_fills" "$f" -ge 1026
+expect_num "vcpu0.npt02_fills" "$f" -le 1040
 # At most one fault's pages per vCPU at a time (8 for a prefetched NPT02
 # block) plus vmcb12's pin; smp64's 3 vCPUs need 1 each. With a reference
 # per mapping it would be over 1,024 (l1_alias) and 16,384 (thp64).
