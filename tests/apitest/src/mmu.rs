@@ -64,6 +64,45 @@ fn discard(p: *mut u8) -> Result<&'static str, String> {
     Ok("mmap(MAP_FIXED) (no madvise(2) in this kernel)")
 }
 
+/// Ends a `KVM_RUN` of the calling thread that lasts beyond 20 s (SIGUSR1:
+/// `EINTR`), so that a guest that never sees the change fails the case
+/// instead of hanging the suite.
+struct Watchdog {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    t: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn new() -> Watchdog {
+        super::install_sigusr1();
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        let t = std::thread::spawn(move || {
+            let mut waited = 0;
+            while !d.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+                waited += 50;
+                if waited % 20_000 == 0 {
+                    // SAFETY: the watched thread joins this one before it ends.
+                    unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+                }
+            }
+        });
+        Watchdog { done, t: Some(t) }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.t.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn out_value(r: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Result<u8, String> {
     match r {
         Ok(VcpuExit::IoOut(0x10, d)) if d.len() == 1 => Ok(d[0]),
@@ -81,6 +120,7 @@ pub(crate) fn mmu_discard(e: &Env) -> R {
         return Err(format!("KVM_CAP_SYNC_MMU = {c}"));
     }
     let (_vm, mut vcpu, _code, data) = watch_vm(&k);
+    let dog = Watchdog::new();
     data.write(0, &[0x11]);
     let v = out_value(vcpu.run())?;
     if v != 0x11 {
@@ -97,6 +137,7 @@ pub(crate) fn mmu_discard(e: &Env) -> R {
             return Err(format!("round {round} ({how}): guest read {v:#x}, the VMM's page holds {want:#x}"));
         }
     }
+    drop(dog);
     // Concurrently: the vCPU loops in the guest; each value must reach it.
     // Not on kvm_amd: in one of two l0 runs under QEMU TCG, kvm_amd hit its
     // own WARN_ON_ONCE in kvm_tdp_mmu_map (a spurious fault whose fresh pfn
@@ -163,6 +204,7 @@ pub(crate) fn mmu_discard(e: &Env) -> R {
 pub(crate) fn mmu_munmap(e: &Env) -> R {
     let k = e.kvm();
     let (_vm, mut vcpu, _code, data) = watch_vm(&k);
+    let dog = Watchdog::new();
     data.write(0, &[0x33]);
     if out_value(vcpu.run())? != 0x33 {
         return Err("first read".into());
@@ -186,12 +228,17 @@ pub(crate) fn mmu_munmap(e: &Env) -> R {
     if v != 0x44 {
         return Err(format!("after remapping: guest read {v:#x}, expected 0x44"));
     }
+    drop(dog);
     // While the vCPU runs in another thread.
+    let (ttx, trx) = mpsc::channel();
     let t = std::thread::spawn(move || {
+        // SAFETY: pthread_self has no preconditions.
+        ttx.send(unsafe { libc::pthread_self() }).unwrap();
         let mut v = vcpu;
         let r = v.run().map(|_| ()).map_err(|x| x.errno());
         (r, v)
     });
+    let th = trx.recv().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: as above.
     unsafe { libc::munmap(data.ptr.cast(), 0x1000) };
@@ -200,6 +247,10 @@ pub(crate) fn mmu_munmap(e: &Env) -> R {
         std::thread::sleep(Duration::from_millis(10));
     }
     if !t.is_finished() {
+        // SAFETY: the vCPU thread is alive until joined; the signal ends its KVM_RUN.
+        unsafe { libc::pthread_kill(th, libc::SIGUSR1) };
+        let _ = t.join();
+        let _ = remap();
         return Err("KVM_RUN still running 20 s after the munmap of the page the guest reads".into());
     }
     let (r, _v) = t.join().map_err(|_| "vCPU thread panicked".to_string())?;
