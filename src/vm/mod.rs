@@ -76,7 +76,12 @@ impl Mmu {
     /// invalidation count may be out of date: an invalidation finished since,
     /// or one covering it is running (as KVM's `mmu_invalidate_retry_gfn`).
     pub(crate) fn retry(&self, seq: u64, uaddr: u64) -> bool {
-        self.released || self.seq != seq || (self.in_progress != 0 && uaddr >= self.range.0 && uaddr < self.range.1)
+        self.retry_range(seq, uaddr, uaddr + 1)
+    }
+
+    /// `retry` for the VMM's range `[lo, hi)` (a 2 MiB mapping).
+    pub(crate) fn retry_range(&self, seq: u64, lo: u64, hi: u64) -> bool {
+        self.released || self.seq != seq || (self.in_progress != 0 && lo < self.range.1 && hi > self.range.0)
     }
 
     /// The invalidation count now (taken before a page lookup).
@@ -211,9 +216,12 @@ impl<'a> VmMem<'a> {
             && hw::pin::user_pmd_mapped(uaddr))
             .then(|| page.pa.wrapping_sub(gpa - base))
             .filter(|h| h % paging::SIZE_2M == 0);
+        // The whole 2 MiB for a huge mapping (a split or collapse notifies
+        // the whole PMD range anyway).
+        let (lo, hi) = if huge.is_some() { (slot.uaddr_of(base), slot.uaddr_of(base) + paging::SIZE_2M) } else { (uaddr, uaddr + 0x1000) };
         let mapped = {
             let mut m = vm.mmu.lock();
-            if m.retry(seq, uaddr) {
+            if m.retry_range(seq, lo, hi) {
                 return Ok(());
             }
             m.npt.map(gpa, page.pa, page.writable, huge)
