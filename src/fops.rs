@@ -181,3 +181,36 @@ extern "C" fn nsvm_rs_vmcb_read(vcpu: *mut c_void, buf: *mut c_void, len: usize,
         Err(e) => e.to_errno() as isize,
     }
 }
+
+/// The VM of an MMU notifier callback.
+///
+/// # Safety
+///
+/// `vm` is the pointer `Vm::create` registered the notifier with: the VM
+/// stays whole until its drop has unregistered the notifier, which waits
+/// for every callback to return.
+unsafe fn vm_of_notifier<'a>(vm: *mut c_void) -> &'a Vm {
+    // SAFETY: per the caller.
+    unsafe { &*vm.cast::<Vm>() }
+}
+
+/// `invalidate_range_start` of a VM's MMU notifier.
+#[no_mangle]
+extern "C" fn nsvm_rs_mmu_invalidate_start(vm: *mut c_void, start: c_ulong, end: c_ulong) {
+    // SAFETY: called by the VM's notifier (src/shim.c) with its pointer.
+    unsafe { vm_of_notifier(vm) }.invalidate_start(start as u64, end as u64);
+}
+
+/// `invalidate_range_end` of a VM's MMU notifier.
+#[no_mangle]
+extern "C" fn nsvm_rs_mmu_invalidate_end(vm: *mut c_void, start: c_ulong, end: c_ulong) {
+    // SAFETY: as above.
+    unsafe { vm_of_notifier(vm) }.invalidate_end(start as u64, end as u64);
+}
+
+/// `release` of a VM's MMU notifier.
+#[no_mangle]
+extern "C" fn nsvm_rs_mmu_release(vm: *mut c_void) {
+    // SAFETY: as above.
+    unsafe { vm_of_notifier(vm) }.release();
+}

@@ -1,41 +1,49 @@
-// SPDX-License-Identifier: GPL-2.0
 //! NPT01: the nested page table through which L0 backs a VM's guest-physical
 //! memory with pages of the VMM process (APM vol. 2 15.25). Built lazily, one
-//! 4 KiB page per nested page fault; the table format and walks are in
-//! `nsvm_core::paging`.
+//! page (4 KiB, or 2 MiB where the process maps a huge page) per nested page
+//! fault; the table format and walks are in `nsvm_core::paging`. Leaves hold
+//! no page reference: they follow the process's page tables, and the VM's
+//! MMU notifier removes them before the process's page changes
+//! (`Vm::invalidate_start`). NPT01 lives under the VM's MMU spinlock, so
+//! nothing here sleeps or allocates: table pages come from a cache filled
+//! outside the lock (`TopUp`).
 
 use core::cell::Cell;
 
 use kernel::prelude::*;
 
-use nsvm_core::memslot::Slot;
 use nsvm_core::paging::{self, TableMem};
-use nsvm_core::x86::pte::{NX, RW};
+use nsvm_core::x86::pte::RW;
 use nsvm_core::x86::Pte;
 
 use crate::hw;
 use crate::hw::mem::KPages;
-use crate::hw::pin::PinnedPage;
 
-/// A VM's NPT01 and the pages it maps.
+/// Table pages one 4 KiB mapping may need below the root (PDPT, PD, PT).
+const MAP_TABLES: usize = 3;
+
+/// A VM's NPT01.
 ///
 /// # Invariants
 ///
-/// Every table reachable from `root` is `root` or one of `tables`; every leaf
-/// maps exactly one page of `pinned` (or `huge`), which stays pinned while
-/// mapped and until the VM's TLB shootdown after its leaf is removed
-/// (`stale`: pins whose leaf is gone, released by `release_stale`).
+/// Every table reachable from `root` is `root` or one of `tables`; every
+/// leaf maps a page (4 KiB) or a 2 MiB huge page that the VM's creator maps
+/// at the slot's address for that guest-physical address, with no more
+/// permission than the process has: it was so when the leaf was written
+/// under the MMU lock with no invalidation of the range running or run
+/// since the page was looked up (`Mmu::retry`), and every invalidation
+/// removes the leaves of its range under the MMU lock before the process's
+/// page changes. `tables` always has room for `MAP_TABLES` more entries
+/// when `cache` is full (`topup`), so `map` never allocates.
 pub(crate) struct Npt {
     root: KPages,
     tables: KVec<KPages>,
-    /// 4 KiB mappings: (gpa, page).
-    pinned: KVec<(u64, PinnedPage)>,
-    /// 2 MiB mappings: (gpa, first page of the folio).
-    huge: KVec<(u64, PinnedPage)>,
-    /// Some pins lost their leaf and wait for `release_stale` (after the
-    /// VM's TLB shootdown: a vCPU in guest mode may still use the old
-    /// translation until it has left guest mode).
-    stale: bool,
+    /// Zeroed table pages for `map`, filled outside the lock.
+    cache: [Option<KPages>; MAP_TABLES],
+    /// 4 KiB leaves now.
+    pages_4k: usize,
+    /// 2 MiB leaves now.
+    pages_2m: usize,
     /// Pages mapped on faults since creation.
     pub(crate) fills: u64,
     /// Pages unmapped since creation.
@@ -49,9 +57,36 @@ pub(crate) struct Npt {
 /// Entries of `Npt::lookups`.
 const LOOKUPS: usize = 8;
 
+/// What `Npt::topup` takes: table pages and a larger table list, allocated
+/// outside the MMU lock (with `GFP_KERNEL`: reclaim may call the MMU
+/// notifier, which takes that lock). What is not used is freed by the
+/// caller, after the lock.
+pub(crate) struct TopUp {
+    pages: [Option<KPages>; MAP_TABLES],
+    tables: Option<KVec<KPages>>,
+}
+
+impl TopUp {
+    /// `pages` zeroed table pages and, when `capacity` is given, an empty
+    /// list with room for that many table pages.
+    pub(crate) fn alloc(pages: usize, capacity: Option<usize>) -> Result<Self> {
+        let mut t = TopUp { pages: Default::default(), tables: None };
+        for p in t.pages.iter_mut().take(pages) {
+            *p = Some(KPages::page()?);
+        }
+        if let Some(c) = capacity {
+            t.tables = Some(KVec::with_capacity(c, GFP_KERNEL_ACCOUNT)?);
+        }
+        Ok(t)
+    }
+}
+
 struct Tables<'a> {
     root: u64,
     tables: &'a mut KVec<KPages>,
+    /// NPT01: pages from its cache, recorded within the list's capacity
+    /// (no allocation). NPT02 (`None`): allocated here.
+    cache: Option<&'a mut [Option<KPages>; MAP_TABLES]>,
 }
 
 impl Tables<'_> {
@@ -97,17 +132,49 @@ impl TableMem for Tables<'_> {
         }
     }
     fn alloc_table(&mut self) -> Option<u64> {
-        let t = KPages::page().ok()?;
-        let pa = t.pa();
-        self.tables.push(t, GFP_KERNEL_ACCOUNT).ok()?;
-        Some(pa)
+        match self.cache.as_mut() {
+            Some(cache) => {
+                let t = cache.iter_mut().find_map(|c| c.take())?;
+                let pa = t.pa();
+                // Within capacity (`Npt::topup`): no allocation under the lock.
+                self.tables.push_within_capacity(t).ok()?;
+                Some(pa)
+            }
+            None => {
+                let t = KPages::page().ok()?;
+                let pa = t.pa();
+                self.tables.push(t, GFP_KERNEL_ACCOUNT).ok()?;
+                Some(pa)
+            }
+        }
     }
+}
+
+/// Result of `Npt::map`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mapped {
+    /// The leaf is there (written now, or already).
+    Done,
+    /// A leaf for another page was replaced: vCPUs must be kicked
+    /// (`Vm::shootdown`) before anything relies on the old page being gone.
+    Replaced,
+    /// The table cache ran dry (another vCPU used it): top up and retry.
+    NoTables,
 }
 
 impl Npt {
     /// An empty NPT.
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self { root: KPages::page()?, tables: KVec::new(), pinned: KVec::new(), huge: KVec::new(), stale: false, fills: 0, unmaps: 0, lookups: Default::default() })
+        Ok(Self {
+            root: KPages::page()?,
+            tables: KVec::with_capacity(16, GFP_KERNEL_ACCOUNT)?,
+            cache: Default::default(),
+            pages_4k: 0,
+            pages_2m: 0,
+            fills: 0,
+            unmaps: 0,
+            lookups: Default::default(),
+        })
     }
 
     /// nCR3 for the VMCB.
@@ -117,12 +184,12 @@ impl Npt {
 
     /// Guest pages mapped now, in 4 KiB units.
     pub(crate) fn mapped_pages(&self) -> usize {
-        self.pinned.len() + 512 * self.huge.len()
+        self.pages_4k + 512 * self.pages_2m
     }
 
     /// 2 MiB mappings now.
     pub(crate) fn huge_pages(&self) -> usize {
-        self.huge.len()
+        self.pages_2m
     }
 
     /// Page-table pages now (root included).
@@ -131,7 +198,40 @@ impl Npt {
     }
 
     fn mem(&mut self) -> Tables<'_> {
-        Tables { root: self.root.pa(), tables: &mut self.tables }
+        Tables { root: self.root.pa(), tables: &mut self.tables, cache: Some(&mut self.cache) }
+    }
+
+    /// What a `map` may need that is missing: (table pages, a table list
+    /// capacity), for `TopUp::alloc`; `None` when nothing is.
+    pub(crate) fn topup_wanted(&self) -> Option<(usize, Option<usize>)> {
+        let pages = self.cache.iter().filter(|c| c.is_none()).count();
+        let room = self.tables.capacity() - self.tables.len() >= MAP_TABLES;
+        let capacity = (!room).then(|| 2 * self.tables.capacity() + MAP_TABLES);
+        (pages != 0 || capacity.is_some()).then_some((pages, capacity))
+    }
+
+    /// Takes what `t` brings (under the lock, without allocating): table
+    /// pages into empty cache entries, a larger table list in place of the
+    /// current one (the old list, now empty, stays in `t` to be freed).
+    pub(crate) fn topup(&mut self, t: &mut TopUp) {
+        for (c, p) in self.cache.iter_mut().zip(t.pages.iter_mut()) {
+            if c.is_none() {
+                *c = p.take();
+            }
+        }
+        if let Some(mut v) = t.tables.take() {
+            if v.capacity() >= self.tables.len() + MAP_TABLES && v.capacity() > self.tables.capacity() {
+                for p in self.tables.drain_all() {
+                    // Within capacity (checked above).
+                    if let Err(e) = v.push_within_capacity(p) {
+                        // Not reached; a table page is never freed while mapped.
+                        core::mem::forget(e);
+                    }
+                }
+                core::mem::swap(&mut self.tables, &mut v);
+            }
+            t.tables = Some(v);
+        }
     }
 
     /// Kernel virtual address (direct mapping) of the host page that backs
@@ -167,18 +267,19 @@ impl Npt {
         Some(va)
     }
 
-    /// Reads guest memory at `gpa` through NPT01's pinned page (no slot
-    /// lookup, no user copy); false when the range leaves the page or NPT01
-    /// does not map it (callers then go through the slots).
+    /// Reads guest memory at `gpa` through NPT01's page (no slot lookup, no
+    /// user copy); false when the range leaves the page or NPT01 does not
+    /// map it (callers then go through the slots).
     pub(crate) fn read(&self, gpa: u64, out: &mut [u8]) -> bool {
         let off = (gpa & 0xfff) as usize;
         if off + out.len() > 4096 {
             return false;
         }
         let Some(va) = self.host_va(gpa) else { return false };
-        // SAFETY: NPT01 maps the page, so it is pinned (`pinned` or `huge`)
-        // until unmapped, which needs `&mut self` (the VM's lock, held by the
-        // caller for `&self`); the range is inside the page.
+        // SAFETY: NPT01 maps the page, so the VMM process maps it too (type
+        // invariant) and it cannot be freed before an invalidation has
+        // removed the leaf, which needs the MMU lock the caller holds for
+        // `&self`; the range is inside the page.
         unsafe { hw::mem::guest_read(va + off, out) };
         true
     }
@@ -207,128 +308,112 @@ impl Npt {
         paging::leaf(&self.mem(), root, gpa).is_some_and(|e| !write || e.writable())
     }
 
-    /// Maps the page of `gpa` from `slot` (pinning the VMM's page). Read-only
-    /// slots map read-only; writes to them exit to userspace as MMIO.
-    pub(crate) fn map(&mut self, slot: &Slot, gpa: u64) -> Result {
+    /// Maps the page of `gpa` to host page `hpa` (writable or not), or,
+    /// with `huge` (the 2 MiB-aligned host address of a huge page the
+    /// process maps, which the slot covers whole with the same alignment),
+    /// the whole 2 MiB around it with one entry when no 4 KiB mapping is
+    /// there yet (as KVM maps at the host's page size). Called under the
+    /// MMU lock after `Mmu::retry` said the page is current.
+    pub(crate) fn map(&mut self, gpa: u64, hpa: u64, writable: bool, huge: Option<u64>) -> Mapped {
         let gpa = gpa & !0xfff;
-        if self.is_mapped(gpa, !slot.readonly()) {
-            return Ok(());
-        }
-        let pin = PinnedPage::pin(slot.uaddr_of(gpa), !slot.readonly())?;
-        // The 2 MiB path is tried only when a huge folio backs the page: its
-        // checks (another walk, a second pin) cost ~5% of a 4 KiB fault
-        // (docs/bench.md), too much to pay on memory that has no THP.
-        if pin.in_huge_folio() && self.try_map_2m(slot, gpa)? {
-            return Ok(());
-        }
-        let flags = if slot.readonly() { 0 } else { RW };
+        let flags = if writable { RW } else { 0 };
         let root = self.root.pa();
-        let hpa = pin.pa;
-        self.pinned.push((gpa, pin), GFP_KERNEL_ACCOUNT)?;
-        match paging::map_4k(&mut self.mem(), root, gpa, hpa, flags & !NX) {
+        if let Some(hpa2m) = huge {
+            let base = gpa & !(paging::SIZE_2M - 1);
+            match paging::pd_state(&self.mem(), root, base) {
+                paging::PdState::Free => {
+                    if paging::map_2m(&mut self.mem(), root, base, hpa2m, flags).is_ok() {
+                        self.pages_2m += 1;
+                        self.fills += 1;
+                        return Mapped::Done;
+                    }
+                    return Mapped::NoTables;
+                }
+                paging::PdState::Large => {
+                    // A 2 MiB leaf already (read-only, now wanted writable,
+                    // or another vCPU's): replaced in place.
+                    let old = paging::unmap_2m(&mut self.mem(), root, base);
+                    self.forget_lookups();
+                    if paging::map_2m(&mut self.mem(), root, base, hpa2m, flags).is_err() {
+                        self.pages_2m -= 1;
+                        return Mapped::Replaced;
+                    }
+                    return if old.page_base(paging::SIZE_2M) != hpa2m & !(paging::SIZE_2M - 1) { Mapped::Replaced } else { Mapped::Done };
+                }
+                paging::PdState::Table => {}
+            }
+        }
+        match paging::map_4k(&mut self.mem(), root, gpa, hpa, flags) {
             Ok(old) if old.present() => {
-                // Replaced a mapping (e.g. upgrade): the previous pin waits
-                // for the VM's TLB shootdown (`has_stale`, the caller's).
-                self.stale |= old.addr() != hpa;
+                // An upgrade (read-only to writable) of the same page, or,
+                // should the process have changed the page without an
+                // invalidation, another page: the caller kicks the vCPUs.
                 self.forget_lookups();
-                Ok(())
+                if old.addr() != hpa {
+                    Mapped::Replaced
+                } else {
+                    Mapped::Done
+                }
             }
             Ok(_) => {
+                self.pages_4k += 1;
                 self.fills += 1;
-                Ok(())
+                Mapped::Done
             }
-            Err(_) => {
-                self.pinned.pop();
-                Err(ENOMEM)
+            Err(paging::MapError::LargePage) => {
+                // A 2 MiB leaf covers it (mapped by another vCPU meanwhile):
+                // drop it, the fault comes back and maps again.
+                let base = gpa & !(paging::SIZE_2M - 1);
+                if paging::unmap_2m(&mut self.mem(), root, base).present() {
+                    self.pages_2m -= 1;
+                    self.unmaps += 1;
+                }
+                self.forget_lookups();
+                Mapped::Replaced
             }
+            Err(paging::MapError::NoMemory) => Mapped::NoTables,
         }
     }
 
-    /// Maps the 2 MiB around `gpa` with one entry when the slot covers all of
-    /// it with the same alignment in the VMM and a transparent huge page backs
-    /// it (as KVM maps at the host's page size), and no 4 KiB mapping exists
-    /// there yet. Returns whether it did.
-    fn try_map_2m(&mut self, slot: &Slot, gpa: u64) -> Result<bool> {
-        let base = gpa & !(paging::SIZE_2M - 1);
-        let end = base + paging::SIZE_2M;
-        if base < slot.gpa || end > slot.end() || slot.uaddr_of(base) % paging::SIZE_2M != 0 {
-            return Ok(false);
-        }
+    /// Removes every leaf mapping part of `[start, end)`; returns whether
+    /// there was one (the caller then kicks the vCPUs before the pages may
+    /// change: `Vm::shootdown`).
+    pub(crate) fn unmap_range(&mut self, start: u64, end: u64) -> bool {
         let root = self.root.pa();
-        if paging::pd_state(&self.mem(), root, base) != paging::PdState::Free {
-            return Ok(false);
-        }
-        let Some(pin) = PinnedPage::pin_huge(slot.uaddr_of(base), !slot.readonly())? else { return Ok(false) };
-        let hpa = pin.pa;
-        let flags = if slot.readonly() { 0 } else { RW };
-        self.huge.push((base, pin), GFP_KERNEL_ACCOUNT)?;
-        if paging::map_2m(&mut self.mem(), root, base, hpa, flags).is_err() {
-            self.huge.pop();
-            return Ok(false);
-        }
-        self.fills += 1;
-        Ok(true)
-    }
-
-    /// Unmaps and unpins everything in `[start, end)`.
-    pub(crate) fn unmap_range(&mut self, start: u64, end: u64) {
-        let root = self.root.pa();
-        let mut unmaps = 0;
-        let mut t = Tables { root, tables: &mut self.tables };
-        for (gpa, _) in self.pinned.iter().filter(|(g, _)| *g >= start && *g < end) {
-            paging::unmap_4k(&mut t, root, *gpa);
-            unmaps += 1;
-        }
-        for (gpa, _) in self.huge.iter().filter(|(g, _)| *g >= start && *g < end) {
-            paging::unmap_2m(&mut t, root, *gpa);
-            unmaps += 1;
-        }
-        self.unmaps += unmaps;
-        if unmaps != 0 {
-            self.stale = true;
+        let (mut small, mut large) = (0usize, 0usize);
+        let mut t = Tables { root, tables: &mut self.tables, cache: None };
+        paging::unmap_range(&mut t, root, start, end, |_, e| if e.large() { large += 1 } else { small += 1 });
+        self.pages_4k -= small;
+        self.pages_2m -= large;
+        self.unmaps += (small + large) as u64;
+        if small + large != 0 {
             self.forget_lookups();
         }
+        small + large != 0
     }
-
-    /// Whether pins lost their leaf since the last `release_stale`.
-    pub(crate) fn has_stale(&self) -> bool {
-        self.stale
-    }
-
-    /// Unpins the pages whose leaf was removed or replaced. Only after the
-    /// VM's TLB shootdown (`Vm::shootdown`): until then a vCPU in guest
-    /// mode may still reach them through a cached translation.
-    pub(crate) fn release_stale(&mut self) {
-        if !self.stale {
-            return;
-        }
-        self.stale = false;
-        let root = self.root.pa();
-        let t = TablesRef { root, tables: &self.tables };
-        let keep = |gpa: u64, pa: u64, large: bool| {
-            paging::leaf(&t, root, gpa).is_some_and(|e| e.large() == large && (if large { e.page_base(paging::SIZE_2M) } else { e.addr() }) == pa)
-        };
-        self.pinned.retain(|(gpa, p)| keep(*gpa, p.pa, false));
-        self.huge.retain(|(gpa, p)| keep(*gpa, p.pa, true));
-    }
-
 }
 
 /// Shadow NPT02 of one vCPU: what L0 runs an L2 with when L1 enables nested
 /// paging (APM 15.25): L2 physical → host physical, composed lazily, one
 /// 4 KiB page per nested page fault, from L1's NPT12 and the VM's slots
 /// (nsvm_core::nested::{walk_npt12, compose_leaf}). A cache: dropped whole
-/// whenever it may be stale (`nsvm_core::nested::npt02_must_flush`).
+/// whenever it may be stale (`nsvm_core::nested::npt02_must_flush`), in
+/// particular whenever the VM's memory generation moves (an invalidation of
+/// the VMM's memory, a slot change): its leaves hold no page reference.
 ///
 /// # Invariants
 ///
-/// Every table reachable from `root` is `root` or one of `tables`; every leaf
-/// maps a page of `pins` (its own pin: a leaf never outlives its page, even
-/// when NPT01 drops the slot).
+/// Every table reachable from `root` is `root` or one of `tables`; every
+/// leaf maps a page the VMM mapped for that L1 address when the leaf was
+/// written with no invalidation of it running or run since its lookup
+/// (checked after writing, the leaf removed otherwise), and the vCPU enters
+/// L2 only after comparing the VM's memory generation with `key`'s in guest
+/// mode (`vmrun::enter`): a later invalidation makes it drop the whole
+/// table first.
 pub(crate) struct ShadowNpt {
     root: KPages,
     tables: KVec<KPages>,
-    pins: KVec<PinnedPage>,
+    mapped: usize,
     /// What the translations were built for (nCR3, ASID, NPT01 generation).
     pub(crate) key: Option<nsvm_core::nested::Npt02Key>,
 }
@@ -336,7 +421,7 @@ pub(crate) struct ShadowNpt {
 impl ShadowNpt {
     /// An empty NPT02.
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self { root: KPages::page()?, tables: KVec::new(), pins: KVec::new(), key: None })
+        Ok(Self { root: KPages::page()?, tables: KVec::new(), mapped: 0, key: None })
     }
 
     /// nCR3 for vmcb02.
@@ -346,72 +431,68 @@ impl ShadowNpt {
 
     /// Pages mapped now.
     pub(crate) fn mapped_pages(&self) -> usize {
-        self.pins.len()
+        self.mapped
     }
 
-    /// Drops every translation (and the tables and pins behind them).
+    /// Drops every translation (and the tables behind them).
     pub(crate) fn flush(&mut self) {
         self.root.fill(0);
         self.tables.clear();
-        self.pins.clear();
+        self.mapped = 0;
+    }
+
+    fn mem(&mut self) -> Tables<'_> {
+        Tables { root: self.root.pa(), tables: &mut self.tables, cache: None }
     }
 
     /// Maps the run of up to 8 L2 physical pages from `gpa` (in one 2 MiB
     /// region) with one table walk (`paging::map_4k_run`): page `i` to
-    /// `pins[i]` with the composed leaf flags of `leaves[i]`, where not
-    /// mapped yet, and page `force` (the faulting one) in any case. Pins of
-    /// pages left as they were are released. Returns how many were mapped.
-    /// Flushes first when more than `limit` pages are mapped (as `map`).
-    pub(crate) fn map_run(&mut self, gpa: u64, pins: [Option<PinnedPage>; 8], leaves: &[Pte; 8], force: usize, limit: usize) -> Result<usize> {
-        if self.pins.len() + 8 >= limit {
+    /// host page `pages[i]` with the composed leaf flags of `leaves[i]`,
+    /// where not mapped yet, and page `force` (the faulting one) in any
+    /// case. Returns the mask of pages mapped. Flushes first when more than
+    /// `limit` pages are mapped (as `map`).
+    pub(crate) fn map_run(&mut self, gpa: u64, pages: &[Option<u64>; 8], leaves: &[Pte; 8], force: usize, limit: usize) -> Result<u32> {
+        if self.mapped + 8 >= limit {
             self.flush();
         }
-        let mut pages = [None; 8];
-        for (i, p) in pins.iter().enumerate() {
-            if let Some(p) = p {
-                pages[i] = Some((p.pa, leaves[i].0 & (RW | NX)));
+        let mut run = [None; 8];
+        for (i, p) in pages.iter().enumerate() {
+            if let Some(pa) = p {
+                run[i] = Some((*pa, leaves[i].0 & (RW | nsvm_core::x86::pte::NX)));
             }
         }
-        // Room for every pin first, so that recording them cannot fail
-        // once the entries are written.
-        self.pins.reserve(8, GFP_KERNEL_ACCOUNT)?;
         let root = self.root.pa();
-        let mut t = Tables { root, tables: &mut self.tables };
-        let written = paging::map_4k_run(&mut t, root, gpa & !0xfff, &pages, force).map_err(|_| ENOMEM)?;
-        let mut n = 0;
-        for (i, p) in pins.into_iter().enumerate() {
-            let Some(p) = p else { continue };
-            if written & (1 << i) == 0 {
-                continue;
-            }
-            if self.pins.push(p, GFP_KERNEL_ACCOUNT).is_err() {
-                // Not reached (reserved above); a leaf never outlives its pin.
-                let mut t = Tables { root, tables: &mut self.tables };
-                paging::unmap_4k(&mut t, root, (gpa & !0xfff) + ((i as u64) << 12));
-                continue;
-            }
-            n += 1;
-        }
-        Ok(n)
+        let written = paging::map_4k_run(&mut self.mem(), root, gpa & !0xfff, &run, force).map_err(|_| ENOMEM)?;
+        self.mapped += written.count_ones() as usize;
+        Ok(written)
     }
 
-    /// Maps L2 physical page `gpa` to the page `pin` with the composed leaf
-    /// flags of `leaf` (address bits ignored). When more than `limit` pages
-    /// are mapped, everything is dropped first: a malicious L1 can alias one
-    /// page at any number of L2 addresses, and this is only a cache.
-    pub(crate) fn map(&mut self, gpa: u64, pin: PinnedPage, leaf: Pte, limit: usize) -> Result {
-        if self.pins.len() >= limit {
+    /// Maps L2 physical page `gpa` to host page `hpa` with the composed
+    /// leaf flags of `leaf` (address bits ignored). When more than `limit`
+    /// pages are mapped, everything is dropped first: a malicious L1 can
+    /// alias one page at any number of L2 addresses, and this is only a
+    /// cache.
+    pub(crate) fn map(&mut self, gpa: u64, hpa: u64, leaf: Pte, limit: usize) -> Result {
+        if self.mapped >= limit {
             self.flush();
         }
-        let hpa = pin.pa;
-        self.pins.push(pin, GFP_KERNEL_ACCOUNT)?;
         let root = self.root.pa();
-        let mut t = Tables { root, tables: &mut self.tables };
-        let flags = leaf.0 & (RW | NX);
-        if paging::map_4k(&mut t, root, gpa & !0xfff, hpa, flags).is_err() {
-            self.pins.pop();
-            return Err(ENOMEM);
+        let flags = leaf.0 & (RW | nsvm_core::x86::pte::NX);
+        let old = paging::map_4k(&mut self.mem(), root, gpa & !0xfff, hpa, flags).map_err(|_| ENOMEM)?;
+        if !old.present() {
+            self.mapped += 1;
         }
         Ok(())
+    }
+
+    /// Removes the 4 KiB leaves of the pages of `mask` from `gpa` (a fill
+    /// that an invalidation overtook).
+    pub(crate) fn unmap(&mut self, gpa: u64, mask: u32) {
+        let root = self.root.pa();
+        for i in 0..32u64 {
+            if mask & (1 << i) != 0 && paging::unmap_4k(&mut self.mem(), root, (gpa & !0xfff) + (i << 12)).present() {
+                self.mapped -= 1;
+            }
+        }
     }
 }

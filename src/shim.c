@@ -11,6 +11,8 @@
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
+#include <linux/mmu_notifier.h>
+#include <linux/slab.h>
 #include <linux/module.h>
 #include <linux/sched/signal.h>
 #include <asm/fpu/api.h>
@@ -171,29 +173,218 @@ void *nsvm_va(u64 pa)
 	return __va(pa);
 }
 
-/* Pin one page of the current process for guest use. */
+/*
+ * Page references nsvm holds now, and the most it held at once since load
+ * or since page_refs_max was last written (debugfs; the test of "no
+ * reference per mapping": NPT01 and NPT02 leaves hold none).
+ */
+static atomic_t nsvm_page_refs = ATOMIC_INIT(0);
+static atomic_t nsvm_page_refs_max = ATOMIC_INIT(0);
+
+static void nsvm_refs_add(int n)
+{
+	int now = atomic_add_return(n, &nsvm_page_refs);
+	int max = atomic_read(&nsvm_page_refs_max);
+
+	while (now > max && !atomic_try_cmpxchg(&nsvm_page_refs_max, &max, now))
+		;
+}
+
+/*
+ * Pin one page of the current process for a short use (vmcb12 while L1
+ * runs the same VMCB, an NPT12 entry's accessed/dirty bits): FOLL_PIN
+ * without FOLL_LONGTERM, released by nsvm_unpin_user_page.
+ */
 long nsvm_pin_user_page(unsigned long uaddr, int write, struct page **page)
 {
-	return pin_user_pages_fast(uaddr, 1, (write ? FOLL_WRITE : 0) | FOLL_LONGTERM, page);
-}
+	long r = pin_user_pages_fast(uaddr, 1, write ? FOLL_WRITE : 0, page);
 
-/* Pin n consecutive pages of the current process (GUP-fast, one call);
- * returns how many were pinned (a prefix), or -errno. */
-long nsvm_pin_user_pages(unsigned long uaddr, int n, int write, struct page **pages)
-{
-	return pin_user_pages_fast(uaddr, n, (write ? FOLL_WRITE : 0) | FOLL_LONGTERM, pages);
-}
-
-/* Whether a pinned page is part of a PMD-sized (or larger) folio. */
-int nsvm_page_in_pmd_folio(struct page *page)
-{
-	return folio_size(page_folio(page)) >= PMD_SIZE;
+	if (r == 1)
+		nsvm_refs_add(1);
+	return r;
 }
 
 /* Unpin a page pinned by nsvm_pin_user_page, marking it dirty if written. */
 void nsvm_unpin_user_page(struct page *page, int dirty)
 {
 	unpin_user_pages_dirty_lock(&page, 1, dirty);
+	nsvm_refs_add(-1);
+}
+
+/*
+ * The page that the current process maps at `uaddr`, with a reference
+ * (get_user_pages, not a pin) held only while nsvm maps it into an NPT, as
+ * KVM's hva_to_pfn: a write fault faults the page in for writing; a read
+ * fault of a writable slot takes the page writable when the process's PTE
+ * already is (GUP-fast only, no fault), read-only otherwise (the zero page,
+ * a KSM page, a page shared copy-on-write). *writable says which. With
+ * `no_fault` (a prefetch) only what the process maps now, without faulting
+ * anything in or sleeping (KVM prefetches with GUP-fast only too). Returns
+ * 1, or -errno (-EFAULT for an address the process does not map).
+ */
+long nsvm_get_user_page(unsigned long uaddr, int write_fault, int may_write, int no_fault,
+			struct page **page, int *writable)
+{
+	long r;
+
+	*writable = 0;
+	if (!write_fault && may_write && get_user_page_fast_only(uaddr, FOLL_WRITE, page)) {
+		*writable = 1;
+		nsvm_refs_add(1);
+		return 1;
+	}
+	if (no_fault)
+		r = get_user_pages_fast_only(uaddr, 1, write_fault ? FOLL_WRITE : 0, page);
+	else
+		r = get_user_pages_fast(uaddr, 1, write_fault ? FOLL_WRITE : 0, page);
+	if (r == 1) {
+		*writable = write_fault;
+		nsvm_refs_add(1);
+		return 1;
+	}
+	return r < 0 ? r : -EFAULT;
+}
+
+/*
+ * Drops a reference from nsvm_get_user_page. A page mapped writable is
+ * marked dirty first (as KVM releases a faulted-in page): the guest may
+ * write it through the NPT without the process's PTE seeing it, and anon or
+ * shmem memory cannot be cleaned without being unmapped first (which the
+ * MMU notifier sees).
+ */
+void nsvm_put_user_page(struct page *page, int dirty)
+{
+	if (dirty && !PageReserved(page))
+		set_page_dirty_lock(page);
+	put_page(page);
+	nsvm_refs_add(-1);
+}
+
+/*
+ * Whether the current process maps `uaddr` with a PMD (or PUD) leaf, so
+ * that the whole aligned 2 MiB around it is one huge page of the process.
+ * A lockless walk as GUP-fast's (interrupts off: x86 frees page tables only
+ * after an IPI or an RCU grace period); the caller revalidates under its
+ * MMU-notifier sequence, since a split or collapse invalidates the range.
+ */
+int nsvm_user_pmd_mapped(unsigned long uaddr)
+{
+	struct mm_struct *mm = current->mm;
+	unsigned long flags;
+	pgd_t pgd;
+	p4d_t p4d;
+	pud_t pud;
+	pmd_t pmd;
+	int r = 0;
+
+	if (!mm)
+		return 0;
+	local_irq_save(flags);
+	pgd = pgdp_get(pgd_offset(mm, uaddr));
+	if (pgd_none(pgd) || !pgd_present(pgd))
+		goto out;
+	p4d = p4dp_get(p4d_offset(&pgd, uaddr));
+	if (p4d_none(p4d) || !p4d_present(p4d))
+		goto out;
+	pud = pudp_get(pud_offset(&p4d, uaddr));
+	if (pud_none(pud) || !pud_present(pud))
+		goto out;
+	if (pud_leaf(pud)) {
+		r = 1;
+		goto out;
+	}
+	pmd = pmdp_get_lockless(pmd_offset(&pud, uaddr));
+	if (pmd_present(pmd) && pmd_leaf(pmd))
+		r = 1;
+out:
+	local_irq_restore(flags);
+	return r;
+}
+
+/* Page reference counters in /sys/kernel/debug/nsvm. */
+static void nsvm_debugfs_refs(struct dentry *root)
+{
+	debugfs_create_atomic_t("page_refs", 0400, root, &nsvm_page_refs);
+	debugfs_create_atomic_t("page_refs_max", 0600, root, &nsvm_page_refs_max);
+}
+
+/* ---- MMU notifier: a VM's NPTs follow its creator's page tables ---- */
+
+struct nsvm_mn {
+	struct mmu_notifier mn;
+	void *vm;
+};
+
+/*
+ * Never sleeps (a spinlock, then waits for vCPUs to leave guest mode by
+ * spinning), so it also serves non-blockable ranges (the OOM reaper) and
+ * never fails: a notifier that may fail must not have invalidate_range_end.
+ */
+static int nsvm_mn_start(struct mmu_notifier *mn, const struct mmu_notifier_range *range)
+{
+	struct nsvm_mn *n = container_of(mn, struct nsvm_mn, mn);
+
+	nsvm_rs_mmu_invalidate_start(n->vm, range->start, range->end);
+	return 0;
+}
+
+static void nsvm_mn_end(struct mmu_notifier *mn, const struct mmu_notifier_range *range)
+{
+	struct nsvm_mn *n = container_of(mn, struct nsvm_mn, mn);
+
+	nsvm_rs_mmu_invalidate_end(n->vm, range->start, range->end);
+}
+
+/* The address space is going away (exit_mmap, or unregistration). */
+static void nsvm_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
+{
+	struct nsvm_mn *n = container_of(mn, struct nsvm_mn, mn);
+
+	nsvm_rs_mmu_release(n->vm);
+}
+
+static const struct mmu_notifier_ops nsvm_mn_ops = {
+	.release = nsvm_mn_release,
+	.invalidate_range_start = nsvm_mn_start,
+	.invalidate_range_end = nsvm_mn_end,
+};
+
+/*
+ * Registers an MMU notifier for `vm` on the current process's mm; *err gets
+ * the errno on failure (NULL returned). The callbacks receive `vm`.
+ */
+void *nsvm_mmu_notifier_register(void *vm, int *err)
+{
+	struct nsvm_mn *n = kzalloc(sizeof(*n), GFP_KERNEL_ACCOUNT);
+	int r;
+
+	if (!n) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	n->vm = vm;
+	n->mn.ops = &nsvm_mn_ops;
+	r = mmu_notifier_register(&n->mn, current->mm);
+	if (r) {
+		kfree(n);
+		*err = r;
+		return NULL;
+	}
+	return n;
+}
+
+/*
+ * Unregisters and frees what nsvm_mmu_notifier_register returned; `mm` is
+ * the mm it was registered on (kept by mmgrab). Runs ->release if exit_mmap
+ * has not, then waits (SRCU) until no callback runs: after the return none
+ * can reach the VM or this module again (as KVM's mmu_notifier_unregister).
+ */
+void nsvm_mmu_notifier_unregister(void *notifier, void *mm)
+{
+	struct nsvm_mn *n = notifier;
+
+	mmu_notifier_unregister(&n->mn, mm);
+	kfree(n);
 }
 
 /* ---- current task ---- */
@@ -335,6 +526,7 @@ static const struct file_operations nsvm_vmcb_fops = {
 void nsvm_debugfs_init(void)
 {
 	nsvm_debugfs_root = debugfs_create_dir("nsvm", NULL);
+	nsvm_debugfs_refs(nsvm_debugfs_root);
 }
 
 /* Remove /sys/kernel/debug/nsvm and everything below. */
@@ -361,29 +553,6 @@ void nsvm_debugfs_remove(void *dentry)
 {
 	if (!IS_ERR_OR_NULL(dentry))
 		debugfs_remove(dentry);
-}
-
-/*
- * Pin the page at the 2 MiB-aligned user address `uaddr` and report whether
- * it starts a physically contiguous, 2 MiB-aligned folio of at least 2 MiB
- * (a transparent huge page): then one pin holds the whole 2 MiB and it can be
- * mapped with a single NPT entry. Returns 1 (pinned, huge), 0 (not huge,
- * nothing pinned) or -errno.
- */
-long nsvm_pin_user_huge(unsigned long uaddr, int write, struct page **page)
-{
-	struct folio *folio;
-	long r;
-
-	r = pin_user_pages_fast(uaddr, 1, (write ? FOLL_WRITE : 0) | FOLL_LONGTERM, page);
-	if (r != 1)
-		return r < 0 ? r : -EFAULT;
-	folio = page_folio(*page);
-	if (folio_size(folio) >= PMD_SIZE && folio_page(folio, 0) == *page &&
-	    IS_ALIGNED(page_to_pfn(*page), PMD_SIZE >> PAGE_SHIFT))
-		return 1;
-	unpin_user_page(*page);
-	return 0;
 }
 
 /* Monotonic time in nanoseconds. */

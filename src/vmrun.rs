@@ -77,10 +77,19 @@ pub(crate) struct EntryTlb<'a> {
     pub(crate) mode: &'a GuestMode,
     pub(crate) tracker: &'a mut TlbTracker,
     pub(crate) generation: &'a AtomicU64,
+    /// The memory generation the vCPU's NPT02 was composed for, when L2
+    /// runs on it: the entry is abandoned (no VMRUN) when the generation
+    /// read in guest mode differs, since NPT02's leaves hold no page
+    /// reference and an invalidation may have freed their pages.
+    pub(crate) npt02_generation: Option<u64>,
 }
 
 /// What `enter` saw of the entry.
 pub(crate) struct Entered {
+    /// No VMRUN: the memory generation moved under NPT02
+    /// (`EntryTlb::npt02_generation`); the caller drops NPT02 and enters
+    /// again. Nothing else of the value means anything then.
+    pub(crate) abandoned: bool,
     /// The CPU that ran it.
     pub(crate) cpu: u32,
     /// The vCPU's entry count at this entry (its sequence number).
@@ -141,6 +150,14 @@ pub(crate) fn enter(
     let entries = tlb.mode.state.load(Ordering::Relaxed);
     tlb.mode.state.store(entries | 1, Ordering::SeqCst);
     let generation = tlb.generation.load(Ordering::SeqCst);
+    if tlb.npt02_generation.is_some_and(|g| g != generation) {
+        // An invalidation ran since NPT02 was checked: leave guest mode
+        // without entering (its kick, if any, sees the word move).
+        tlb.mode.state.store((entries | 1) + 1, Ordering::Release);
+        // SAFETY: ends the GIF = 0 window begun above.
+        unsafe { asm!("stgi", options(nostack)) };
+        return Entered { abandoned: true, cpu, seq: entries / 2, sign: None, host_cr3, vmrun_end: 0, hsave: Hsave::default() };
+    }
     let id = vmcb.id();
     let last = LAST_VMCB.get(cpu as usize).map_or(0, |l| l.swap(id, Ordering::Relaxed));
     let flush = tlb.tracker.must_flush(cpu, last, id, generation) || FLUSH_EVERY_ENTRY.load(Ordering::Relaxed);
@@ -166,7 +183,7 @@ pub(crate) fn enter(
     // Still on the CPU that ran the VMRUN (FPU section): its host save area
     // is what that VMRUN saved.
     let hsave = if sign.is_some() { crate::svm::this_cpu_hsave(cpu) } else { Hsave::default() };
-    Entered { cpu, seq: entries / 2, sign, host_cr3, vmrun_end: after_vmrun, hsave }
+    Entered { abandoned: false, cpu, seq: entries / 2, sign, host_cr3, vmrun_end: after_vmrun, hsave }
 }
 
 /// Runs the guest of the VMCB at `vmcb_pa` until its next #VMEXIT.

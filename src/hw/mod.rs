@@ -9,5 +9,6 @@ pub(crate) mod cpu;
 pub(crate) mod debugfs;
 pub(crate) mod files;
 pub(crate) mod mem;
+pub(crate) mod mmu;
 pub(crate) mod pin;
 pub(crate) mod task;

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Pages of the VMM process pinned for the guest (`PinnedPage`) and
-//! constant-size readers/writers of them.
+//! Pages of the VMM process that nsvm holds for a short while: a page
+//! referenced while it is being mapped into an NPT (`HostPage`, dropped once
+//! the leaf is written: leaves hold no reference, the MMU notifier removes
+//! them before the page changes), and a page pinned across a nested VMRUN
+//! or an NPT12 accessed/dirty update (`PinnedPage`), with constant-size
+//! readers/writers.
 
 use kernel::ffi::{c_int, c_long, c_ulong, c_void};
 use kernel::prelude::*;
@@ -9,13 +13,86 @@ extern "C" {
     fn nsvm_page_to_phys(page: *mut c_void) -> u64;
     fn nsvm_va(pa: u64) -> *mut c_void;
     fn nsvm_pin_user_page(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
-    fn nsvm_pin_user_pages(uaddr: c_ulong, n: c_int, write: c_int, pages: *mut *mut c_void) -> c_long;
     fn nsvm_unpin_user_page(page: *mut c_void, dirty: c_int);
-    fn nsvm_page_in_pmd_folio(page: *mut c_void) -> c_int;
-    fn nsvm_pin_user_huge(uaddr: c_ulong, write: c_int, page: *mut *mut c_void) -> c_long;
+    fn nsvm_get_user_page(uaddr: c_ulong, write_fault: c_int, may_write: c_int, no_fault: c_int, page: *mut *mut c_void, writable: *mut c_int) -> c_long;
+    fn nsvm_put_user_page(page: *mut c_void, dirty: c_int);
+    fn nsvm_user_pmd_mapped(uaddr: c_ulong) -> c_int;
 }
 
-/// A page of the calling process pinned for the guest.
+/// A page of the calling process with a reference (not a pin) held while
+/// nsvm maps it into an NPT, as KVM's `hva_to_pfn`: the leaf keeps no
+/// reference; the VM's MMU notifier removes it before the process's page
+/// changes, and the fault protocol (`Vm::fault_in`) refuses a page an
+/// invalidation may have overtaken.
+///
+/// # Invariants
+///
+/// `page` was referenced by `nsvm_get_user_page` and is released once, on
+/// drop (marked dirty when `writable`).
+pub(crate) struct HostPage {
+    page: *mut c_void,
+    /// Physical address.
+    pub(crate) pa: u64,
+    /// The process maps it writable (and it may be mapped so).
+    pub(crate) writable: bool,
+}
+
+impl HostPage {
+    /// The page the calling process maps at `uaddr`: faulted in for
+    /// writing on a write fault; on a read fault with `may_write`, writable
+    /// when the process's PTE already is, read-only otherwise (the zero
+    /// page, KSM, copy-on-write). `EFAULT` when the process does not map it.
+    pub(crate) fn get(uaddr: u64, write_fault: bool, may_write: bool) -> Result<Self> {
+        Self::lookup(uaddr, write_fault, may_write, false)
+    }
+
+    /// `get` for a prefetch: only a page the process maps now (GUP-fast,
+    /// nothing faulted in, no sleep).
+    pub(crate) fn get_mapped(uaddr: u64, may_write: bool) -> Result<Self> {
+        Self::lookup(uaddr, false, may_write, true)
+    }
+
+    fn lookup(uaddr: u64, write_fault: bool, may_write: bool, no_fault: bool) -> Result<Self> {
+        let mut page: *mut c_void = core::ptr::null_mut();
+        let mut writable: c_int = 0;
+        // SAFETY: `page` and `writable` are valid slots; the kernel checks
+        // the address.
+        let r = unsafe { nsvm_get_user_page(uaddr as c_ulong, c_int::from(write_fault), c_int::from(may_write), c_int::from(no_fault), &mut page, &mut writable) };
+        if r < 0 {
+            return Err(Error::from_errno(r as c_int));
+        }
+        if page.is_null() {
+            return Err(EFAULT);
+        }
+        // SAFETY: `page` is referenced.
+        let pa = unsafe { nsvm_page_to_phys(page) };
+        // INVARIANT: referenced just now, owned by the value.
+        Ok(Self { page, pa, writable: writable != 0 })
+    }
+}
+
+// SAFETY: a page reference may be dropped from any thread.
+unsafe impl Send for HostPage {}
+
+impl Drop for HostPage {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the reference is ours.
+        unsafe { nsvm_put_user_page(self.page, c_int::from(self.writable)) }
+    }
+}
+
+/// Whether the calling process maps `uaddr` with a 2 MiB (or larger) page
+/// (a transparent huge page mapped by a PMD): then the aligned 2 MiB around
+/// it may go into one NPT entry. Only a hint: the caller maps under the
+/// MMU-notifier sequence, which a split or collapse moves.
+pub(crate) fn user_pmd_mapped(uaddr: u64) -> bool {
+    // SAFETY: a lockless read of the current process's page tables.
+    unsafe { nsvm_user_pmd_mapped(uaddr as c_ulong) != 0 }
+}
+
+/// A page of the calling process pinned for a short use (FOLL_PIN without
+/// FOLL_LONGTERM): vmcb12 from L1's VMRUN until the VM's memory generation
+/// moves, an NPT12 entry during its accessed/dirty update.
 ///
 /// # Invariants
 ///
@@ -50,31 +127,6 @@ impl PinnedPage {
         let pa = unsafe { nsvm_page_to_phys(page) };
         // INVARIANT: pinned just now, owned by the value.
         Ok(Self { page, pa, writable })
-    }
-
-    /// Pins the consecutive pages from user address `uaddr` into `out` in
-    /// one call (up to 8); returns how many were pinned (a prefix of `out`).
-    pub(crate) fn pin_run(uaddr: u64, writable: bool, out: &mut [Option<PinnedPage>]) -> usize {
-        let mut pages = [core::ptr::null_mut::<c_void>(); 8];
-        let n = out.len().min(8);
-        // SAFETY: `pages` has room for `n` page pointers; the kernel checks
-        // the addresses.
-        let r = unsafe { nsvm_pin_user_pages(uaddr as c_ulong, n as c_int, c_int::from(writable), pages.as_mut_ptr()) };
-        let got = if r < 0 { 0 } else { (r as usize).min(n) };
-        for (slot, page) in out.iter_mut().zip(pages.iter()).take(got) {
-            // SAFETY: `page` was pinned just now.
-            let pa = unsafe { nsvm_page_to_phys(*page) };
-            // INVARIANT: each pinned page is owned by one value.
-            *slot = Some(Self { page: *page, pa, writable });
-        }
-        got
-    }
-
-    /// Whether the page belongs to a folio of 2 MiB or more (a transparent
-    /// huge page), so that the 2 MiB around it may be mapped at once.
-    pub(crate) fn in_huge_folio(&self) -> bool {
-        // SAFETY: by the type invariant the page is pinned (so its folio is live).
-        unsafe { nsvm_page_in_pmd_folio(self.page) != 0 }
     }
 }
 
@@ -192,28 +244,6 @@ impl PinnedPage {
         let a = unsafe { &*(nsvm_va(self.pa).cast::<u8>().add(off).cast::<core::sync::atomic::AtomicU64>()) };
         a.fetch_or(bits, core::sync::atomic::Ordering::SeqCst);
         true
-    }
-}
-
-impl PinnedPage {
-    /// Pins the 2 MiB at the 2 MiB-aligned user address `uaddr` if a
-    /// transparent huge page backs it (`Ok(None)` otherwise). One pin of the
-    /// folio's first page holds all of it; `pa` is its 2 MiB-aligned start.
-    pub(crate) fn pin_huge(uaddr: u64, writable: bool) -> Result<Option<Self>> {
-        let mut page: *mut c_void = core::ptr::null_mut();
-        // SAFETY: `page` is a valid slot for one page pointer; the kernel
-        // checks the address.
-        let r = unsafe { nsvm_pin_user_huge(uaddr as c_ulong, c_int::from(writable), &mut page) };
-        if r < 0 {
-            return Err(Error::from_errno(r as c_int));
-        }
-        if r == 0 || page.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: `page` is pinned.
-        let pa = unsafe { nsvm_page_to_phys(page) };
-        // INVARIANT: pinned just now; unpinning the first page releases the folio.
-        Ok(Some(Self { page, pa, writable }))
     }
 }
 

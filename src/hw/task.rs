@@ -48,6 +48,11 @@ impl MmRef {
     pub(crate) fn is_current(&self) -> bool {
         !self.mm.is_null() && current_mm() == self.mm as usize
     }
+
+    /// The `mm_struct` (null for a kernel thread), for `hw::mmu`.
+    pub(super) fn as_ptr(&self) -> *mut c_void {
+        self.mm
+    }
 }
 
 impl Drop for MmRef {

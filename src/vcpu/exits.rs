@@ -15,7 +15,7 @@ use nsvm_core::x86::{cr0, cr4, rflags, Gpr};
 
 use super::{Next, Pending, Vcpu, VcpuState};
 use crate::hw;
-use crate::vm::VmInner;
+use crate::vm::VmMem;
 
 /// `-KVM_ENOSYS`, returned in RAX for an unknown hypercall (as KVM does).
 const KVM_ENOSYS: u64 = 1000;
@@ -112,7 +112,7 @@ impl Vcpu {
             SvmExit::Shutdown => {
                 // The VMCB is undefined after a shutdown intercept (APM
                 // 15.12): reset the vCPU, as KVM does, and report it.
-                let root = self.vm.inner.lock().npt.root_pa();
+                let root = self.vm.mmu.lock().npt.root_pa();
                 st.reset(root, true);
                 Ok(self.user_exit(UserExit::Shutdown))
             }
@@ -162,7 +162,7 @@ impl Vcpu {
     pub(super) fn skip(&self, st: &mut VcpuState, which: Known) -> Result<Next> {
         let mut bytes = [0u8; 15];
         let n = {
-            let inner = self.vm.inner.lock();
+            let inner = self.vm.mem();
             st.fetch(&inner, &mut bytes)
         };
         let long = st.vmcb().save.cs.attrib & nsvm_core::vmcb::seg_attr::L != 0
@@ -226,7 +226,7 @@ impl Vcpu {
         } else {
             1
         };
-        let inner = self.vm.inner.lock();
+        let inner = self.vm.mem();
         // Segment: INS writes ES:rDI; OUTS reads DS:rSI or the override prefix.
         let mut bytes = [0u8; 15];
         let n = st.fetch(&inner, &mut bytes);
@@ -278,27 +278,23 @@ impl Vcpu {
     /// else (or a write to a read-only slot) is MMIO for userspace.
     pub(super) fn npf(&self, st: &mut VcpuState, f: NpfInfo) -> Result<Next> {
         let gpa = f.gpa;
-        let mut inner = self.vm.inner.lock();
-        let inner = &mut *inner;
-        if let Some(slot) = inner.slots.find(gpa).copied() {
+        let inner = self.vm.mem();
+        if let Some(slot) = inner.slot(gpa) {
             if !(f.write() && slot.readonly()) {
-                inner.npt.map(&slot, gpa)?;
-                if inner.npt.has_stale() {
-                    // A mapping was replaced: its old page is released
-                    // only once no vCPU can use the old translation.
-                    self.vm.shootdown(inner);
-                }
+                // The VMM's current page (or nothing when an invalidation
+                // overtook the lookup: the guest faults again).
+                inner.fault_in(&slot, gpa, f.write())?;
                 self.stats.bump(st_idx::NPT_FILLS);
                 return Ok(Next::Guest);
             }
         }
-        self.mmio(st, inner, gpa)
+        self.mmio(st, &inner, gpa)
     }
 
     /// An access of the running guest to `gpa` (L1 physical) that no RAM
     /// slot takes (MMIO, or a write to a read-only slot): decodes the
     /// instruction at RIP and exits to userspace with KVM_EXIT_MMIO.
-    pub(super) fn mmio(&self, st: &mut VcpuState, inner: &VmInner, gpa: u64) -> Result<Next> {
+    pub(super) fn mmio(&self, st: &mut VcpuState, inner: &VmMem<'_>, gpa: u64) -> Result<Next> {
         let mut bytes = [0u8; 15];
         let n = st.fetch(inner, &mut bytes);
         let cs = st.code_size();
@@ -348,7 +344,7 @@ impl Vcpu {
     /// what it would have seen; only the per-exit counters tell.
     pub(super) fn sensitive(&self, st: &mut VcpuState, code: u64) -> Result<Next> {
         use nsvm_core::sensitive;
-        let inner = self.vm.inner.lock();
+        let inner = self.vm.mem();
         let mut bytes = [0u8; 15];
         let n = st.fetch(&inner, &mut bytes);
         let s = st.sens_state();

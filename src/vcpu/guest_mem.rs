@@ -13,12 +13,12 @@ use nsvm_core::insn;
 use nsvm_core::mmio;
 
 use super::VcpuState;
-use crate::vm::VmInner;
+use crate::vm::VmMem;
 
 impl VcpuState {
     /// The physical memory of the guest that runs: L1's, or L2's (through
     /// NPT12 when L1 enabled nested paging for it).
-    pub(super) fn guest_mem<'a>(&mut self, inner: &'a VmInner) -> GuestMem<'a> {
+    pub(super) fn guest_mem<'a>(&mut self, inner: &'a VmMem<'a>) -> GuestMem<'a> {
         if !self.l2_np() {
             return GuestMem::l1(inner);
         }
@@ -30,7 +30,7 @@ impl VcpuState {
 
     /// Translates a guest linear address for a data access by the guest's
     /// current CPL (APM vol. 2 5.x walks in `paging::walk_guest`).
-    pub(super) fn translate(&mut self, inner: &VmInner, la: u64, write: bool) -> core::result::Result<u64, paging::PageFault> {
+    pub(super) fn translate(&mut self, inner: &VmMem<'_>, la: u64, write: bool) -> core::result::Result<u64, paging::PageFault> {
         let efer_v = self.efer();
         let mem = self.guest_mem(inner);
         let v = self.vmcb();
@@ -73,13 +73,13 @@ impl VcpuState {
     /// Fetches up to 15 bytes at CS:RIP through the guest's paging; returns
     /// how many could be read.
     #[inline(always)]
-    pub(super) fn fetch(&mut self, inner: &VmInner, out: &mut [u8; 15]) -> usize {
+    pub(super) fn fetch(&mut self, inner: &VmMem<'_>, out: &mut [u8; 15]) -> usize {
         self.fetch_insn(inner, out).0
     }
 
     /// `fetch`, and whether the code is 64-bit (CS.L in long mode: the
     /// decoder's REX rule), which it works out anyway.
-    pub(super) fn fetch_insn(&mut self, inner: &VmInner, out: &mut [u8; 15]) -> (usize, bool) {
+    pub(super) fn fetch_insn(&mut self, inner: &VmMem<'_>, out: &mut [u8; 15]) -> (usize, bool) {
         let efer_v = self.efer();
         let v = self.vmcb();
         let s = &v.save;
@@ -112,7 +112,7 @@ impl VcpuState {
 /// read-only slots.
 /// With an NPT12 view, addresses are L2 physical and go through L1's
 /// nested page table first (an L2 running with nested paging).
-pub(super) struct GuestMem<'a>(&'a VmInner, Option<Npt12View>);
+pub(super) struct GuestMem<'a>(&'a VmMem<'a>, Option<Npt12View>);
 
 /// L1's nested page table as L0 walks it for an L2 (APM 15.25.5: in the
 /// long-mode format, NX per L1's EFER.NXE).
@@ -125,7 +125,7 @@ struct Npt12View {
 
 impl<'a> GuestMem<'a> {
     /// L1 physical memory: the VM's slots.
-    pub(super) fn l1(inner: &'a VmInner) -> Self {
+    pub(super) fn l1(inner: &'a VmMem<'a>) -> Self {
         GuestMem(inner, None)
     }
 
@@ -155,12 +155,14 @@ impl<'a> GuestMem<'a> {
             let len = out.len();
             return self.pieces(gpa, len, false, |p, at, n| l1.read_bytes(p, &mut out[at..at + n]));
         }
-        // Through NPT01's pinned page when L1 has touched it (page-table
-        // pages, code: the emulated NRIPS and instruction-length decodes).
-        if self.0.npt.read(gpa, out) {
+        // Through NPT01's page when L1 has touched it (page-table pages,
+        // code: the emulated NRIPS and instruction-length decodes).
+        if self.0.npt_read(gpa, out) {
             return true;
         }
-        let Some(slot) = self.0.slots.find(gpa) else { return false };
+        // Otherwise a user copy, with the VM lock (the slot stays) and
+        // without the MMU lock (the copy may fault and sleep).
+        let Some(slot) = self.0.slot(gpa) else { return false };
         if gpa + out.len() as u64 > slot.end() {
             return false;
         }
@@ -176,7 +178,7 @@ impl GuestMem<'_> {
             let l1 = GuestMem::l1(self.0);
             return self.pieces(gpa, data.len(), true, |p, at, n| l1.write_bytes(p, &data[at..at + n]));
         }
-        let Some(slot) = self.0.slots.find(gpa) else { return false };
+        let Some(slot) = self.0.slot(gpa) else { return false };
         if slot.readonly() || gpa + data.len() as u64 > slot.end() {
             return false;
         }
@@ -189,7 +191,7 @@ impl TableMem for GuestMem<'_> {
     #[inline(always)]
     fn read(&self, pa: u64) -> Option<u64> {
         if self.1.is_none() {
-            if let Some(v) = self.0.npt.read_u64(pa) {
+            if let Some(v) = self.0.npt_read_u64(pa) {
                 return Some(v);
             }
         }

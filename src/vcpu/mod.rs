@@ -249,7 +249,7 @@ impl Vcpu {
                 nlog: KVec::from_elem(TraceEvent::Empty, nsvm_core::trace::LOG_LEN, GFP_KERNEL_ACCOUNT)?,
                 nlog_count: 0,
             },
-            npt01_root: vm.inner.lock().npt.root_pa(),
+            npt01_root: vm.mmu.lock().npt.root_pa(),
             stats: stats.clone(),
         };
         let npt_root = st.npt01_root;

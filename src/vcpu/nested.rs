@@ -23,9 +23,9 @@ use nsvm_core::vmcb::{int_ctl, nested_ctl, Vmcb, VMSAVE_STATE};
 
 use super::guest_mem::GuestMem;
 use super::{Next, Vcpu, VcpuState};
-use crate::hw::pin::PinnedPage;
+use crate::hw::pin::{HostPage, PinnedPage};
 use crate::hw::mem::VmcbPage;
-use crate::vm::VmInner;
+use crate::vm::VmMem;
 
 /// How L0 resolved a nested page fault of an L2 on shadow NPT02.
 enum Npf02 {
@@ -205,12 +205,12 @@ impl Vcpu {
                     self.stats.bump(st_idx::L2_EXITS_L0);
                     self.stats.bump(st_idx::EXITS);
                     self.stats.bump(stats::exit_counter(code));
-                    let inner = self.vm.inner.lock();
+                    let inner = self.vm.mem();
                     return self.mmio(st, &inner, l1_gpa).map(Some);
                 }
             }
         }
-        let inner = self.vm.inner.lock();
+        let inner = self.vm.mem();
         let mem = GuestMem::l1(&inner);
         let (iopm, msrpm, l1_intercepts) = {
             let c12 = &st.nst.vmcb12.get().control;
@@ -237,7 +237,7 @@ impl Vcpu {
     /// The #VMEXIT L1 expects for the exit in vmcb02's exit fields (APM
     /// 15.6): what #VMEXIT writes goes to vmcb12 in L1's memory, L1 resumes
     /// after its VMRUN with GIF clear.
-    pub(super) fn reflect_to_l1(&self, st: &mut VcpuState, inner: &VmInner, code: u64) -> Result<Option<Next>> {
+    pub(super) fn reflect_to_l1(&self, st: &mut VcpuState, inner: &VmMem<'_>, code: u64) -> Result<Option<Next>> {
         let mem = GuestMem::l1(inner);
         self.stats.bump(st_idx::L2_EXITS_REFLECTED);
         // NRIPS for L1 (emulated, APM 15.7.1): the next RIP of an intercepted
@@ -318,7 +318,7 @@ impl Vcpu {
         }
         let rip = st.vmcb().save.rip;
         let len = {
-            let inner = self.vm.inner.lock();
+            let inner = self.vm.mem();
             let mut b = [0u8; 15];
             let (n, long) = st.fetch_insn(&inner, &mut b);
             insn::length_of(&b[..n], Known::Svm(i), long)
@@ -381,7 +381,7 @@ impl Vcpu {
         // L1 runs: vmcb12's cache is free to serve as the scratch copy. L2
         // runs (rare): a page of its own, vmcb12's cache is in use.
         let mut own = if st.nst.l2.is_some() { Some(VmcbPage::new()?) } else { None };
-        let inner = self.vm.inner.lock();
+        let inner = self.vm.mem();
         let mem = st.guest_mem(&inner);
         let mut st_untrusted = false;
         let ok = {
@@ -430,7 +430,7 @@ impl Vcpu {
             return Ok(Next::Guest);
         }
         {
-            let inner = self.vm.inner.lock();
+            let inner = self.vm.mem();
             // What VMRUN uses (vmcb::VMRUN_READ): the control area's
             // defined fields and the state VMRUN loads; not the VMLOAD state
             // nor the reserved ranges (the cache's keep other values).
@@ -519,7 +519,7 @@ impl Vcpu {
         let mut exit_fields = [0u8; IW[0].1];
         exit_fields[..8].copy_from_slice(&exit::INVALID.to_ne_bytes());
         let written = {
-            let inner = self.vm.inner.lock();
+            let inner = self.vm.mem();
             let mem = GuestMem::l1(&inner);
             mem.write_bytes(pa + IW[0].0 as u64, &exit_fields) && mem.write_bytes(pa + IW[1].0 as u64, &[0u8; IW[1].1])
         };
@@ -537,13 +537,13 @@ impl Vcpu {
     /// Makes `st.nst.vmcb12_pin` hold vmcb12's page at `pa` (kept from the last
     /// VMRUN when the address and the VM's slots are unchanged); false when
     /// `pa` is not writable RAM (callers then copy through the slots).
-    pub(super) fn pin_vmcb12(&self, st: &mut VcpuState, inner: &VmInner, pa: u64) -> bool {
+    pub(super) fn pin_vmcb12(&self, st: &mut VcpuState, inner: &VmMem<'_>, pa: u64) -> bool {
         let gen = self.vm.memory_generation.load(Ordering::Acquire);
         if st.nst.vmcb12_pin.as_ref().is_some_and(|(g, n, _)| *g == pa && *n == gen) {
             return true;
         }
         st.nst.vmcb12_pin = None;
-        let Some(slot) = inner.slots.find(pa).copied() else { return false };
+        let Some(slot) = inner.slot(pa) else { return false };
         if slot.readonly() {
             return false;
         }
@@ -627,16 +627,17 @@ impl Vcpu {
         let phys = crate::svm::phys_bits();
         let (write, fetch) = (info1 & npf::RW != 0, info1 & npf::ID != 0);
         let stage = info1 & (npf::FINAL | npf::TABLE);
-        let inner = self.vm.inner.lock();
+        let inner = self.vm.mem();
         let t = match walk_npt12(&GuestMem::l1(&inner), ncr3, gpa, write, fetch, nxe, phys, stage) {
             Ok(t) => t,
             Err(code) => return Ok(Npf02::Fault(code)),
         };
         // The walk's accessed/dirty bits go into NPT12 (APM 15.25.5), as the
         // processor's nested walker sets them; NPT02 keeps a clean page
-        // read-only so that its first write comes back here for D.
+        // read-only so that its first write comes back here for D. (A pin
+        // for the update only.)
         for &(ea, bits) in t.ad_updates.iter().filter(|(_, b)| *b != 0) {
-            let Some(s12) = inner.slots.find(ea).copied() else { continue };
+            let Some(s12) = inner.slot(ea) else { continue };
             if s12.readonly() {
                 continue;
             }
@@ -644,45 +645,75 @@ impl Vcpu {
                 p.fetch_or_u64((ea & 0xfff) as usize, bits);
             }
         }
-        let Some(slot) = inner.slots.find(t.l1_gpa).copied() else { return Ok(Npf02::Unbacked(t.l1_gpa)) };
+        let Some(slot) = inner.slot(t.l1_gpa) else { return Ok(Npf02::Unbacked(t.l1_gpa)) };
         if write && slot.readonly() {
             return Ok(Npf02::Unbacked(t.l1_gpa));
         }
         // At most twice the VM's memory in L2 mappings (then start over).
-        let limit = 2 * inner.slots.total_pages() as usize + 1024;
+        let limit = 2 * inner.total_pages() as usize + 1024;
         if st.nst.npt02.mapped_pages() + 8 >= limit {
             self.stats.bump(st_idx::NPT02_FLUSHES);
             st.drop_npt02();
         }
+        // The VMM's pages are looked up as for NPT01 (`VmMem::fault_in`):
+        // the invalidation count first, then the pages (a reference each
+        // while mapping), then the leaves, checked afterwards under the MMU
+        // lock and removed again if an invalidation overtook the lookup (the
+        // guest then faults again). The leaves keep no reference: any later
+        // invalidation bumps the memory generation, and the vCPU drops NPT02
+        // before it enters L2 again (`vmrun::enter` checks in guest mode).
+        let seq = inner.mmu().seq();
+        let may_write = !slot.readonly();
         // Prefetch, as KVM's shadow MMU does for a large guest page shadowed
         // by 4 KiB entries (PTE_PREFETCH_NUM = 8): the aligned 8-page block
         // lies in the same NPT12 leaf, just used, so its pages translate
         // with the same permissions (a processor may load translations ahead
-        // of use), and to consecutive L1 pages: one pin call for all eight.
-        // Not for 4 KiB NPT12 leaves, whose neighbours L1 may still edit
-        // without a flush.
+        // of use), and to consecutive L1 pages. Not for 4 KiB NPT12 leaves,
+        // whose neighbours L1 may still edit without a flush.
         let (block, l1_block) = (gpa & !0x7fff, (t.l1_gpa & !0xfff).wrapping_sub(gpa & 0x7000));
-        if t.page_size > 4096 && slot.contains(l1_block) && slot.contains(l1_block + 0x7fff) {
-            let mut pins: [Option<PinnedPage>; 8] = Default::default();
-            let got = PinnedPage::pin_run(slot.uaddr_of(l1_block), !slot.readonly(), &mut pins);
-            let force = ((gpa >> 12) & 7) as usize;
-            if got > force {
-                // One walk to the NPT02 page table for the block; pages
-                // already mapped there keep their entries (and their pins).
-                let mut leaves = [nsvm_core::x86::Pte(0); 8];
-                for (i, pin) in pins.iter().enumerate() {
-                    let Some(pin) = pin else { break };
-                    let t2 = nsvm_core::nested::Npt12Translation { l1_gpa: l1_block + ((i as u64) << 12), ..t };
-                    leaves[i] = compose_leaf(&t2, pin.pa, !slot.readonly(), true);
+        let force = ((gpa >> 12) & 7) as usize;
+        let mut pages: [Option<HostPage>; 8] = Default::default();
+        let run = t.page_size > 4096 && slot.contains(l1_block) && slot.contains(l1_block + 0x7fff);
+        if run {
+            for (i, p) in pages.iter_mut().enumerate() {
+                let ua = slot.uaddr_of(l1_block + ((i as u64) << 12));
+                // The faulting page as for NPT01; its neighbours only if
+                // the VMM maps them now (nothing faulted in for a prefetch).
+                let r = if i == force { HostPage::get(ua, write, may_write) } else { HostPage::get_mapped(ua, may_write) };
+                match r {
+                    Ok(h) => *p = Some(h),
+                    Err(e) if i == force => return Err(e),
+                    Err(_) => {}
                 }
-                let n = st.nst.npt02.map_run(block, pins, &leaves, force, limit)?;
-                self.stats.add(st_idx::NPT02_FILLS, n as u64);
+            }
+            let mut leaves = [nsvm_core::x86::Pte(0); 8];
+            let mut pas = [None; 8];
+            for (i, p) in pages.iter().enumerate() {
+                let Some(p) = p else { continue };
+                let t2 = nsvm_core::nested::Npt12Translation { l1_gpa: l1_block + ((i as u64) << 12), ..t };
+                leaves[i] = compose_leaf(&t2, p.pa, p.writable, true);
+                pas[i] = Some(p.pa);
+            }
+            let mask = st.nst.npt02.map_run(block, &pas, &leaves, force, limit)?;
+            let stale = {
+                let m = inner.mmu();
+                (0..8).any(|i| mask & (1 << i) != 0 && m.retry(seq, slot.uaddr_of(l1_block + ((i as u64) << 12))))
+            };
+            if stale {
+                st.nst.npt02.unmap(block, mask);
                 return Ok(Npf02::Filled);
             }
+            self.stats.add(st_idx::NPT02_FILLS, u64::from(mask.count_ones()));
+            return Ok(Npf02::Filled);
         }
-        let pin = PinnedPage::pin(slot.uaddr_of(t.l1_gpa & !0xfff), !slot.readonly())?;
-        let leaf = compose_leaf(&t, pin.pa, !slot.readonly(), true);
-        st.nst.npt02.map(gpa, pin, leaf, limit)?;
+        let uaddr = slot.uaddr_of(t.l1_gpa & !0xfff);
+        let page = HostPage::get(uaddr, write, may_write)?;
+        let leaf = compose_leaf(&t, page.pa, page.writable, true);
+        st.nst.npt02.map(gpa, page.pa, leaf, limit)?;
+        if inner.mmu().retry(seq, uaddr) {
+            st.nst.npt02.unmap(gpa, 1);
+            return Ok(Npf02::Filled);
+        }
         self.stats.bump(st_idx::NPT02_FILLS);
         Ok(Npf02::Filled)
     }
@@ -715,7 +746,7 @@ impl VcpuState {
     /// The next RIP of the L2 instruction that caused exit `code` (for L1's
     /// vmcb12.next_rip): IOIO gives it in EXITINFO2; the instructions L0
     /// can decode are decoded; everything else reports 0.
-    pub(super) fn l2_next_rip(&mut self, inner: &VmInner) -> u64 {
+    pub(super) fn l2_next_rip(&mut self, inner: &VmMem<'_>) -> u64 {
         let (code, info1, info2, rip) = {
             let v = self.nst.vmcb02.get();
             (v.control.exit_code, v.control.exit_info_1, v.control.exit_info_2, v.save.rip)

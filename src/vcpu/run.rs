@@ -89,7 +89,7 @@ impl Vcpu {
             }
             Some(Pending::StrIo { next_rip, is_in, rep, count, size, amask, idx, df }) => {
                 if is_in {
-                    let inner = self.vm.inner.lock();
+                    let inner = self.vm.mem();
                     let mem = st.guest_mem(&inner);
                     for (k, g) in st.uexit.string_gpas.iter().enumerate() {
                         let b = [self.pio.read_u8(k)];
@@ -141,7 +141,7 @@ impl Vcpu {
             // staying pending for L1 (taken once it sets GIF).
             if st.nst.l2.is_some() && !st.nst.run_pending {
                 if let Some(code) = st.l1_event_exit() {
-                    let inner = self.vm.inner.lock();
+                    let inner = self.vm.mem();
                     {
                         let c = &mut st.nst.vmcb02.get().control;
                         // An event L0 was about to deliver to L2 is reported
@@ -161,10 +161,21 @@ impl Vcpu {
             }
             st.prepare_interrupts(window);
             st.apply_policy(self.vm.policy());
-            if st.l2_np() {
-                self.sync_npt02(&mut st);
-            }
-            if let Some(seen) = st.enter(self.id, &self.vm.guest_modes[self.id as usize], &self.vm.memory_generation) {
+            let seen = loop {
+                // L2 on NPT02: dropped if the VM's memory changed since it
+                // was composed, and the entry abandoned if it changes again
+                // before the VMRUN (`EntryTlb::npt02_generation`).
+                let npt02 = if st.l2_np() {
+                    self.sync_npt02(&mut st);
+                    st.nst.npt02.key.map(|k| k.npt01_generation)
+                } else {
+                    None
+                };
+                if let Entry::Ran(seen) = st.enter(self.id, &self.vm.guest_modes[self.id as usize], &self.vm.memory_generation, npt02) {
+                    break seen;
+                }
+            };
+            if let Some(seen) = seen {
                 // The guest ran but its state is gone (replaced by what no
                 // #VMEXIT of that VMRUN writes, and put back as it was at
                 // the entry): stop the vCPU with a recognizable error
@@ -201,8 +212,9 @@ impl Vcpu {
 }
 
 impl VcpuState {
-    /// Enters the guest once and returns at its next #VMEXIT: `None`, or
-    /// what was seen when the VMCB came back from a VMRUN that did not
+    /// Enters the guest once and returns at its next #VMEXIT
+    /// (`Entry::Ran`; `Entry::Retry` when the entry was abandoned before
+    /// VMRUN because NPT02 went stale): `None`, or what was seen when the VMCB came back from a VMRUN that did not
     /// fail with what no #VMEXIT of that VMRUN writes (`vmrun::enter`:
     /// the host's own state, or `int_ctl` without V_INTR_MASKING). State
     /// from elsewhere never stays in the VMCB, where `KVM_GET_REGS/SREGS`
@@ -212,7 +224,7 @@ impl VcpuState {
     /// information staying the processor's. `vcpu` is this vCPU's id,
     /// `mode` its guest-mode word in its VM, `generation` the VM's memory
     /// generation (the TLB shootdown of `Vm::shootdown`).
-    pub(super) fn enter(&mut self, vcpu: u32, mode: &GuestMode, generation: &AtomicU64) -> Option<Sighting> {
+    pub(super) fn enter(&mut self, vcpu: u32, mode: &GuestMode, generation: &AtomicU64, npt02_generation: Option<u64>) -> Entry {
         let xcr0 = self.cpu.xcr0;
         let l2 = self.nst.l2.is_some();
         let page = if l2 { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };
@@ -228,8 +240,11 @@ impl VcpuState {
         } else {
             self.cpu.entry.note(page.get());
         }
-        let tlb = vmrun::EntryTlb { mode, tracker: &mut self.cpu.tlb, generation };
+        let tlb = vmrun::EntryTlb { mode, tracker: &mut self.cpu.tlb, generation, npt02_generation };
         let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb);
+        if e.abandoned {
+            return Entry::Retry;
+        }
         let pa = page.pa();
         let v = page.get();
         let failed = Vmcb::exit_is_invalid(v.control.exit_code);
@@ -253,8 +268,20 @@ impl VcpuState {
         } else {
             self.cpu.entry_untrusted[level] = false;
         }
-        seen
+        Entry::Ran(seen)
     }
+}
+
+/// How `VcpuState::enter` ended.
+// As large as the `Option<Sighting>` it returned before: built once per
+// entry, in place.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Entry {
+    /// The guest ran; what was seen if the VMCB came back with what no
+    /// #VMEXIT of that VMRUN writes.
+    Ran(Option<Sighting>),
+    /// No VMRUN: NPT02 went stale on the way in (drop it, enter again).
+    Retry,
 }
 
 /// Logs a VMCB that came back from VMRUN with what no #VMEXIT of that VMRUN

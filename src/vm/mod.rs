@@ -6,16 +6,20 @@
 mod uapi;
 
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
-use kernel::new_mutex;
+use kernel::sync::lock::mutex::MutexGuard;
+use kernel::sync::lock::spinlock::SpinLockGuard;
+use kernel::sync::{Arc, Mutex, SpinLock};
+use kernel::{new_mutex, new_spinlock};
 
 use nsvm_core::memslot::{Slot, SlotStorage, SlotTable, MAX_SLOTS};
+use nsvm_core::paging;
 use nsvm_core::sensitive::Policy;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::hw;
-use crate::npt::Npt;
+use crate::hw::pin::HostPage;
+use crate::npt::{Mapped, Npt, TopUp};
 use crate::vmrun::GuestMode;
 
 /// Slot table entries on the heap (10 KiB: not for the kernel stack).
@@ -36,18 +40,79 @@ static VM_SEQ: AtomicU64 = AtomicU64::new(0);
 /// Most vCPUs per VM (`KVM_CAP_MAX_VCPUS`).
 pub(crate) const MAX_VCPUS: u32 = 64;
 
-/// State protected by the VM lock.
+/// State protected by the VM lock (a mutex): slot changes and vCPU
+/// creation take it; a vCPU holds it while it uses guest memory through the
+/// slots (user copies, page lookups that may fault and sleep), so that a
+/// slot it found stays what it was until it is done (the part of KVM's SRCU
+/// read side nsvm needs). The MMU notifier never takes it.
 pub(crate) struct VmInner {
-    /// Memory slots (entries on the heap).
-    pub(crate) slots: SlotTable<HeapSlots>,
-    /// NPT01.
-    pub(crate) npt: Npt,
     /// Ids of the vCPUs created so far (bit per id).
     vcpu_ids: u64,
 }
 
+/// State protected by the VM's MMU lock (a spinlock, KVM's `mmu_lock`):
+/// what the MMU notifier reads and changes. Never held across a user
+/// access, an allocation that may sleep, or a wait; changes of `slots` also
+/// hold the VM lock, so a holder of either sees a stable table.
+pub(crate) struct Mmu {
+    /// Memory slots (entries on the heap).
+    pub(crate) slots: SlotTable<HeapSlots>,
+    /// NPT01.
+    pub(crate) npt: Npt,
+    /// Invalidations of the VMM's memory finished since creation (KVM's
+    /// `mmu_invalidate_seq`).
+    seq: u64,
+    /// Invalidations begun and not yet finished, and the union of their
+    /// host-virtual ranges (KVM's `mmu_invalidate_in_progress` and range).
+    in_progress: u32,
+    range: (u64, u64),
+    /// The address space went away (the notifier's release): nothing is
+    /// mapped any more.
+    released: bool,
+}
+
+impl Mmu {
+    /// Whether a page of the VMM at `uaddr` looked up when `seq` was the
+    /// invalidation count may be out of date: an invalidation finished since,
+    /// or one covering it is running (as KVM's `mmu_invalidate_retry_gfn`).
+    pub(crate) fn retry(&self, seq: u64, uaddr: u64) -> bool {
+        self.retry_range(seq, uaddr, uaddr + 1)
+    }
+
+    /// `retry` for the VMM's range `[lo, hi)` (a 2 MiB mapping).
+    pub(crate) fn retry_range(&self, seq: u64, lo: u64, hi: u64) -> bool {
+        self.released || self.seq != seq || (self.in_progress != 0 && lo < self.range.1 && hi > self.range.0)
+    }
+
+    /// The invalidation count now (taken before a page lookup).
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Removes NPT01's leaves of the guest-physical ranges that the slots
+    /// map from `[start, end)` of the VMM; whether `[start, end)` meets a
+    /// slot (NPT02s and vmcb12 pins may be built from it even when NPT01
+    /// maps none of it).
+    fn unmap_hva(&mut self, start: u64, end: u64) -> bool {
+        let mut hit = false;
+        let Mmu { slots, npt, .. } = self;
+        for s in slots.iter() {
+            let (lo, hi) = (s.uaddr.max(start), s.uaddr.saturating_add(s.size).min(end));
+            if lo >= hi {
+                continue;
+            }
+            hit = true;
+            // Whole pages: the range may start or end inside one.
+            let g0 = s.gpa + ((lo - s.uaddr) & !0xfff);
+            let g1 = s.gpa + ((hi - s.uaddr + 0xfff) & !0xfff).min(s.size);
+            npt.unmap_range(g0, g1);
+        }
+        hit
+    }
+}
+
 /// One VM.
-#[pin_data]
+#[pin_data(PinnedDrop)]
 pub(crate) struct Vm {
     /// `/sys/kernel/debug/nsvm/<pid>-<n>/` (first field: removed first).
     pub(crate) debugfs: hw::debugfs::DebugfsEntry,
@@ -69,8 +134,103 @@ pub(crate) struct Vm {
     pub(crate) memory_generation: AtomicU64,
     /// Guest mode of each vCPU (index: vCPU id), for the TLB shootdown.
     pub(crate) guest_modes: [GuestMode; MAX_VCPUS as usize],
+    /// The MMU notifier on `mm` (unregistered first thing on drop).
+    notifier: hw::mmu::Notifier,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
+    #[pin]
+    pub(crate) mmu: SpinLock<Mmu>,
+}
+
+/// Guest memory as a vCPU reaches it: the VM lock held (the slots cannot
+/// change), the MMU lock taken for each lookup and never across a user
+/// access.
+pub(crate) struct VmMem<'a> {
+    vm: &'a Vm,
+    _slots: MutexGuard<'a, VmInner>,
+}
+
+impl<'a> VmMem<'a> {
+    /// The MMU state (slots, NPT01), locked.
+    pub(crate) fn mmu(&self) -> SpinLockGuard<'a, Mmu> {
+        self.vm.mmu.lock()
+    }
+
+    /// The slot that holds `gpa`.
+    pub(crate) fn slot(&self, gpa: u64) -> Option<Slot> {
+        self.mmu().slots.find(gpa).copied()
+    }
+
+    /// Guest pages the slots hold.
+    pub(crate) fn total_pages(&self) -> u64 {
+        self.mmu().slots.total_pages()
+    }
+
+    /// Reads guest memory through NPT01 (`Npt::read`).
+    pub(crate) fn npt_read(&self, gpa: u64, out: &mut [u8]) -> bool {
+        self.mmu().npt.read(gpa, out)
+    }
+
+    /// A guest quadword through NPT01 (`Npt::read_u64`).
+    #[inline(always)]
+    pub(crate) fn npt_read_u64(&self, gpa: u64) -> Option<u64> {
+        self.mmu().npt.read_u64(gpa)
+    }
+
+    /// Maps the page of `gpa` (in `slot`) into NPT01 for a `write` or read
+    /// fault, from the VMM's current page table entry, as KVM's fault path:
+    /// the invalidation count is read, the page looked up (faulting it in:
+    /// may sleep; a reference held meanwhile), then under the MMU lock the
+    /// leaf is written only if no invalidation ran or runs over it since
+    /// (`Mmu::retry`); otherwise nothing is mapped and the guest faults
+    /// again. 2 MiB at once when the VMM maps a huge page there and the slot
+    /// covers the aligned 2 MiB with the same alignment. `EFAULT` when the
+    /// VMM does not map the address (munmap: `KVM_RUN` fails with it, as
+    /// KVM's `kvm_handle_error_pfn`).
+    pub(crate) fn fault_in(&self, slot: &Slot, gpa: u64, write: bool) -> Result {
+        let vm = self.vm;
+        let gpa = gpa & !0xfff;
+        let may_write = !slot.readonly();
+        let write = write && may_write;
+        let seq = loop {
+            let want = {
+                let mut m = vm.mmu.lock();
+                if m.npt.is_mapped(gpa, write) {
+                    return Ok(());
+                }
+                match m.npt.topup_wanted() {
+                    None => break m.seq(),
+                    Some(w) => w,
+                }
+            };
+            let mut t = TopUp::alloc(want.0, want.1)?;
+            vm.mmu.lock().npt.topup(&mut t);
+            drop(t);
+        };
+        let uaddr = slot.uaddr_of(gpa);
+        let page = HostPage::get(uaddr, write, may_write)?;
+        let base = gpa & !(paging::SIZE_2M - 1);
+        let huge = (base >= slot.gpa
+            && base + paging::SIZE_2M <= slot.end()
+            && slot.uaddr_of(base) % paging::SIZE_2M == 0
+            && hw::pin::user_pmd_mapped(uaddr))
+            .then(|| page.pa.wrapping_sub(gpa - base))
+            .filter(|h| h % paging::SIZE_2M == 0);
+        // The whole 2 MiB for a huge mapping (a split or collapse notifies
+        // the whole PMD range anyway).
+        let (lo, hi) = if huge.is_some() { (slot.uaddr_of(base), slot.uaddr_of(base) + paging::SIZE_2M) } else { (uaddr, uaddr + 0x1000) };
+        let mapped = {
+            let mut m = vm.mmu.lock();
+            if m.retry_range(seq, lo, hi) {
+                return Ok(());
+            }
+            m.npt.map(gpa, page.pa, page.writable, huge)
+        };
+        if mapped == Mapped::Replaced {
+            vm.shootdown();
+        }
+        Ok(())
+    }
 }
 
 impl Vm {
@@ -79,10 +239,14 @@ impl Vm {
         if vm_type != 0 {
             return Err(EINVAL);
         }
-        let inner = VmInner {
+        let inner = VmInner { vcpu_ids: 0 };
+        let mmu = Mmu {
             slots: SlotTable::with_storage(HeapSlots(KVec::from_elem(None, MAX_SLOTS, GFP_KERNEL_ACCOUNT)?)),
             npt: Npt::new()?,
-            vcpu_ids: 0,
+            seq: 0,
+            in_progress: 0,
+            range: (0, 0),
+            released: false,
         };
         let vm = Arc::pin_init(
             pin_init!(Vm {
@@ -93,10 +257,16 @@ impl Vm {
                 policy_excs: AtomicU32::new(0),
                 memory_generation: AtomicU64::new(0),
                 guest_modes: [const { GuestMode::new() }; MAX_VCPUS as usize],
+                notifier: hw::mmu::Notifier::empty(),
                 inner <- new_mutex!(inner, "nsvm_vm"),
+                mmu <- new_spinlock!(mmu, "nsvm_mmu"),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
+        // SAFETY: the caller's mm is the one `vm.mm` holds (taken just
+        // above); the VM is pinned in its `Arc` and unregisters the notifier
+        // in its drop, before any of it goes.
+        unsafe { vm.notifier.register(core::ptr::from_ref::<Vm>(&vm).cast())? };
         // debugfs directory "<pid>-<n>", n counting VMs since load.
         let mut name = [0u8; 24];
         let n = fmt_id(&mut name, vm.pid, None);
@@ -130,21 +300,67 @@ impl Vm {
         Ok(hw::files::new_fd(vm)? as isize)
     }
 
+    /// The VM's guest memory for a vCPU (takes the VM lock).
+    pub(crate) fn mem(&self) -> VmMem<'_> {
+        VmMem { vm: self, _slots: self.inner.lock() }
+    }
+
     /// Completes a removal or downgrade of translations of the VM's memory
-    /// (NPT01 entries already gone from the tables, their pages still
-    /// pinned; or a slot change that NPT02s and vmcb12 pins were built
-    /// from): bumps the memory generation, makes every vCPU in guest mode
-    /// leave it (`GuestMode::kick`), so that none can use an old
-    /// translation any more and each flushes (and drops its NPT02) before
-    /// it enters again, then releases NPT01's pages. KVM does the same with
-    /// its remote TLB flush before freeing. Called with the VM lock held
-    /// (`inner`), which keeps vCPUs from mapping the range again meanwhile.
-    pub(crate) fn shootdown(&self, inner: &mut VmInner) {
+    /// (NPT01 entries already gone from the tables; or a change that NPT02s
+    /// and vmcb12 pins were built from): bumps the memory generation and
+    /// makes every vCPU in guest mode leave it (`GuestMode::kick`), so that
+    /// none can use an old translation any more and each flushes (and drops
+    /// its NPT02) before it enters again. KVM does the same with its remote
+    /// TLB flush. Never sleeps (the MMU notifier calls it, also for ranges
+    /// that must not block); called without the MMU lock.
+    pub(crate) fn shootdown(&self) {
         self.memory_generation.fetch_add(1, Ordering::SeqCst);
         for m in self.guest_modes.iter() {
             m.kick();
         }
-        inner.npt.release_stale();
+    }
+
+    /// The MMU notifier's `invalidate_range_start` (src/shim.c): the VMM's
+    /// `[start, end)` is about to change. Later faults on it wait for
+    /// `invalidate_end`; NPT01's leaves for it go, and when it meets a slot
+    /// every vCPU is kicked out of guest mode and will drop its NPT02
+    /// (generation) before this returns and the kernel frees the pages.
+    /// Never sleeps and never fails, so non-blockable ranges are served as
+    /// the others (a notifier that may fail must not have `invalidate_end`).
+    pub(crate) fn invalidate_start(&self, start: u64, end: u64) {
+        let hit = {
+            let mut m = self.mmu.lock();
+            if m.in_progress == 0 {
+                m.range = (start, end);
+            } else {
+                m.range = (m.range.0.min(start), m.range.1.max(end));
+            }
+            m.in_progress += 1;
+            m.unmap_hva(start, end)
+        };
+        if hit {
+            self.shootdown();
+        }
+    }
+
+    /// The MMU notifier's `invalidate_range_end`: faults may map the range
+    /// again (with the new pages).
+    pub(crate) fn invalidate_end(&self, _start: u64, _end: u64) {
+        let mut m = self.mmu.lock();
+        m.seq = m.seq.wrapping_add(1);
+        m.in_progress = m.in_progress.saturating_sub(1);
+    }
+
+    /// The MMU notifier's `release`: the address space goes (the creator
+    /// exits, or the VM is destroyed): everything is unmapped and nothing
+    /// is mapped again.
+    pub(crate) fn release(&self) {
+        {
+            let mut m = self.mmu.lock();
+            m.released = true;
+            m.npt.unmap_range(0, u64::MAX);
+        }
+        self.shootdown();
     }
 
     /// The current sensitive-instruction policy.
@@ -156,9 +372,9 @@ impl Vm {
     pub(crate) fn stats_file(&self) -> Result<KVec<u8>> {
         use nsvm_core::stats::{self, vm};
         let mut v = [0u64; vm::COUNT];
+        v[vm::VCPUS] = u64::from(self.inner.lock().vcpu_ids.count_ones());
         {
-            let g = self.inner.lock();
-            v[vm::VCPUS] = u64::from(g.vcpu_ids.count_ones());
+            let g = self.mmu.lock();
             v[vm::MEMSLOTS] = g.slots.len() as u64;
             v[vm::NPT_PAGES] = g.npt.mapped_pages() as u64;
             v[vm::NPT_TABLES] = g.npt.table_pages() as u64;
@@ -174,6 +390,14 @@ impl Vm {
     }
 }
 
+#[pinned_drop]
+impl PinnedDrop for Vm {
+    fn drop(self: Pin<&mut Self>) {
+        // First, with the whole VM alive: after this no notifier callback
+        // runs or will run (mmu_notifier_unregister waits for them).
+        self.notifier.unregister(&self.mm);
+    }
+}
 
 /// Writes the stats id `nsvm-<pid>` or `nsvm-<pid>/vcpu-<id>` into `out`;
 /// returns its length.

@@ -83,21 +83,24 @@ impl Vm {
     }
 
     pub(super) fn set_memory(&self, r: &nsvm_core::memslot::Request) -> Result<isize> {
-        let mut g = self.inner.lock();
-        let inner = &mut *g;
-        let change = inner.slots.apply(r).map_err(|e| match e {
-            SlotError::Invalid(_) => EINVAL,
-            SlotError::Overlap => EEXIST,
-            SlotError::NoSpace => ENOSPC,
-        })?;
-        match change {
-            Change::Delete(old) | Change::Move(old, _) | Change::Flags(old, _) => {
-                // Even with nothing of it in NPT01: NPT02 leaves and vmcb12
-                // pins may have been built from the old slot.
-                inner.npt.unmap_range(old.gpa, old.end());
-                self.shootdown(inner);
+        // The VM lock: no vCPU uses a slot while it changes.
+        let _g = self.inner.lock();
+        let change = {
+            let mut m = self.mmu.lock();
+            let change = m.slots.apply(r).map_err(|e| match e {
+                SlotError::Invalid(_) => EINVAL,
+                SlotError::Overlap => EEXIST,
+                SlotError::NoSpace => ENOSPC,
+            })?;
+            if let Change::Delete(old) | Change::Move(old, _) | Change::Flags(old, _) = change {
+                m.npt.unmap_range(old.gpa, old.end());
             }
-            Change::Create(_) | Change::Unchanged => {}
+            change
+        };
+        if let Change::Delete(_) | Change::Move(..) | Change::Flags(..) = change {
+            // Even with nothing of it in NPT01: NPT02 leaves and vmcb12
+            // pins may have been built from the old slot.
+            self.shootdown();
         }
         Ok(0)
     }

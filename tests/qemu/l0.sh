@@ -22,7 +22,7 @@ run_guest() {
     sed -e "s|on $dev|on DEVICE|" /tmp/$tag.$name.err > /tmp/$tag.$name.sum
 }
 
-PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16 sens64 smp64 thp64 nested64"
+PAYLOADS="real16 prot32 long64 triple irq16 mmio64 strio16 sens64 smp64 thp64 nested64 l1_alias"
 # fpu32 is driven by nsvm-apitest (fpu_isolation).
 args_for() {
     case $1 in
@@ -31,6 +31,7 @@ args_for() {
         mmio64) echo "--trace-mmio";;
         smp64) echo "--vcpus 3";;
         thp64) echo "--mem 64M";;
+        l1_alias) echo "--mem 8M";;
         *) echo "";;
     esac
 }
@@ -39,7 +40,11 @@ tmp_used() { df -k /tmp | awk 'NR==2 {print $3}'; }
 FREE0=$(free_kb); TMP0=$(tmp_used)
 case_ "load nsvm"
 check "loaded" load_nsvm
+# The most page references nsvm held at once while the payloads ran (NPT
+# leaves hold none: only the page being mapped, vmcb12 during L2 runs).
+echo 0 > /sys/kernel/debug/nsvm/page_refs_max
 for p in $PAYLOADS; do run_guest /dev/nsvm $p $(args_for $p); done
+REFS_MAX=$(cat /sys/kernel/debug/nsvm/page_refs_max)
 
 case_ "real mode: serial output, port I/O of every size, CPUID vendor, debug exit"
 o=/tmp/nsvm.real16.out
@@ -217,7 +222,7 @@ expect_line /tmp/dump.txt "vmcb01 of vCPU 0 (stopped in userspace)"
 expect_line /tmp/dump.txt "intercepts: .*CPUID.*VMRUN"
 expect_line /tmp/dump.txt "  nested_ctl: 0x1$"
 expect_line /tmp/dump.txt "^  cs    sel 0x0000"
-expect_eq "debugfs entries left after the VMM" "" "$(ls /sys/kernel/debug/nsvm/)"
+expect_eq "debugfs entries left after the VMM" "" "$(ls /sys/kernel/debug/nsvm/ | grep -v "^page_refs")"
 verdict
 
 case_ "three vCPUs in one VM (nsvm run --vcpus 3)"
@@ -268,6 +273,26 @@ expect_stat $s vcpu0.vmrun_invalid_asid_zero 1
 expect_stat $s vcpu0.nested_vmruns 3
 expect_stat $s vcpu0.l2_exits_reflected 3
 verdict
+
+case_ "guest memory holds no page reference per mapping: 1,024 L2 mappings of one L1 page (l1_alias), 64 MiB (thp64)"
+cat /tmp/nsvm.l1_alias.out; cat /tmp/nsvm.l1_alias.err
+s=/tmp/nsvm.l1_alias.stats
+grep -E "npt02_fills|npt02_flushes" $s
+expect_status nsvm.l1_alias 33
+expect_line /tmp/nsvm.l1_alias.out "^case alias_1024_l2_pages_one_l1_page: code=81 value=1dc00$"
+# Over 1,024 NPT02 fills in the first run, the second finds them all: one
+# per aliased L2 page (4 KiB NPT12 leaves, no prefetch), and up to two
+# prefetched blocks of 8 for L2's code, stack and page tables (2 MiB NPT12
+# leaves; neighbours only where the VMM maps them already).
+f=$(stat_of $s vcpu0.npt02_fills)
+expect_num "vcpu0.npt02_fills" "$f" -ge 1026
+expect_num "vcpu0.npt02_fills" "$f" -le 1040
+# At most one fault's pages per vCPU at a time (8 for a prefetched NPT02
+# block) plus vmcb12's pin; smp64's 3 vCPUs need 1 each. With a reference
+# per mapping it would be over 1,024 (l1_alias) and 16,384 (thp64).
+expect_num "page_refs_max over all payloads" "$REFS_MAX" -le 9
+expect_eq "page references left after the payloads" 0 "$(cat /sys/kernel/debug/nsvm/page_refs)"
+verdict "page_refs_max $REFS_MAX"
 
 case_ "malicious L1: 100,000 VMRUNs of random vmcb12 contents and random NPT12 trees"
 mark_log

@@ -191,6 +191,39 @@ pub fn unmap_4k(mem: &mut impl TableMem, root: u64, gpa: u64) -> Pte {
     old
 }
 
+/// Removes every leaf (4 KiB PTE or 2 MiB PDE) of the 4-level NPT at `root`
+/// that maps any part of `[start, end)` — a 2 MiB leaf that only overlaps
+/// the range goes whole — calling `f(gpa, old leaf)` for each. Absent
+/// tables are skipped whole, so the cost follows what is mapped, not the
+/// size of the range. Table pages stay (freed with the whole tree).
+pub fn unmap_range(mem: &mut impl TableMem, root: u64, start: u64, end: u64, mut f: impl FnMut(u64, Pte)) {
+    fn level(mem: &mut impl TableMem, table: u64, l: u32, base: u64, start: u64, end: u64, f: &mut impl FnMut(u64, Pte)) {
+        let span = 1u64 << (12 + 9 * (l - 1));
+        for i in 0..512u64 {
+            let lo = base + i * span;
+            let hi = lo + span;
+            if hi <= start || lo >= end {
+                continue;
+            }
+            let ea = table + 8 * i;
+            let Some(e) = mem.read(ea).map(Pte) else { continue };
+            if !e.present() {
+                continue;
+            }
+            if l == 1 || (l == 2 && e.large()) {
+                mem.write(ea, 0);
+                f(lo, e);
+            } else if !e.large() {
+                level(mem, e.addr(), l - 1, lo, start, end, f);
+            }
+        }
+    }
+    let end = end.min(1 << 48);
+    if start < end {
+        level(mem, root, 4, 0, start, end, &mut f);
+    }
+}
+
 /// Paging mode of a guest, from its CR0/CR4/EFER.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -493,6 +526,33 @@ mod tests {
     const W: Access = Access { write: true, user: false, fetch: false };
     const X: Access = Access { write: false, user: false, fetch: true };
     const UR: Access = Access { write: false, user: true, fetch: false };
+
+    #[test]
+    fn unmap_range_removes_overlapping_leaves_only() {
+        let mut m = Mem::default();
+        let root = 0x1000;
+        for g in [0x0u64, 0x1000, 0x2000, 0x3f_f000, 0x40_0000, 0x8000_0000] {
+            map_4k(&mut m, root, g, 0x5000_0000 + g, RW).unwrap();
+        }
+        map_2m(&mut m, root, 0x60_0000, 0x4000_0000, RW).unwrap();
+        let mut seen = std::vec::Vec::new();
+        // [0x1000, 0x60_1000): 4 KiB pages from 0x1000 up to 0x40_0000, and
+        // the 2 MiB page it overlaps by one page.
+        unmap_range(&mut m, root, 0x1000, 0x60_1000, |g, e| seen.push((g, e.large())));
+        seen.sort();
+        assert_eq!(seen, [(0x1000, false), (0x2000, false), (0x3f_f000, false), (0x40_0000, false), (0x60_0000, true)]);
+        assert!(leaf(&m, root, 0).is_some());
+        assert!(leaf(&m, root, 0x8000_0000).is_some());
+        for g in [0x1000u64, 0x2000, 0x3f_f000, 0x40_0000, 0x60_0000, 0x7f_f000] {
+            assert!(leaf(&m, root, g).is_none(), "{g:#x}");
+        }
+        // Everything: the rest goes, twice is harmless.
+        let mut n = 0;
+        unmap_range(&mut m, root, 0, u64::MAX, |_, _| n += 1);
+        unmap_range(&mut m, root, 0, u64::MAX, |_, _| n += 1);
+        assert_eq!(n, 2);
+        assert!(leaf(&m, root, 0).is_none());
+    }
 
     #[test]
     fn walk_memo_is_exact() {

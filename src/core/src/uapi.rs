@@ -247,6 +247,8 @@ pub mod cap {
         (GET_TSC_KHZ, 1),
         (NESTED_STATE, crate::nested_state::MAX_SIZE as i32),
         (VCPU_EVENTS, 1),
+        // Guest memory follows the VMM's page tables (an MMU notifier per VM).
+        (SYNC_MMU, 1),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0

@@ -22,6 +22,7 @@ type R = Result<(), String>;
 type Case = (&'static str, fn(&Env) -> R);
 
 mod mm_identity;
+mod mmu;
 mod slot_churn;
 
 fn errno() -> i32 {
@@ -284,15 +285,21 @@ extern "C" fn on_sigusr1(_: libc::c_int) {
     GOT_SIGNAL.store(true, Ordering::SeqCst);
 }
 
-fn signal_during_run(e: &Env) -> R {
-    let k = e.kvm();
-    let (_vm, vcpu, _m) = small_vm(&k, &[0xeb, 0xfe]); // jmp $
+/// Installs the SIGUSR1 handler (`on_sigusr1`), without SA_RESTART: the
+/// signal ends a `KVM_RUN` with `EINTR`.
+fn install_sigusr1() {
     // SAFETY: installs a handler that only stores an atomic; no SA_RESTART.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = on_sigusr1 as *const () as usize;
         libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
     }
+}
+
+fn signal_during_run(e: &Env) -> R {
+    let k = e.kvm();
+    let (_vm, vcpu, _m) = small_vm(&k, &[0xeb, 0xfe]); // jmp $
+    install_sigusr1();
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
         // SAFETY: pthread_self has no preconditions.
@@ -1169,6 +1176,9 @@ fn main() {
         ("fail_entry", fail_entry),
         ("mm_identity", mm_identity::mm_identity),
         ("sregs_refused", sregs_refused),
+        ("mmu_discard", mmu::mmu_discard),
+        ("mmu_munmap", mmu::mmu_munmap),
+        ("mmu_memlock", mmu::mmu_memlock),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
     let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt)];
