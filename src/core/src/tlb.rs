@@ -433,9 +433,9 @@ mod tests {
                         // Vm::shootdown: every VMCB of the VM.
                         let vm = rnd(2) as usize;
                         gen[vm] += 1;
-                        for k in 0..VMCBS {
+                        for (k, ver) in version.iter_mut().enumerate() {
                             if vm_of(k) == vm {
-                                version[k] += 1;
+                                *ver += 1;
                             }
                         }
                     }

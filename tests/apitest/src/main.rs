@@ -16,6 +16,7 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use nsvm_core::uapi::{cap, ioc_nr, kvm, KVMIO, NSVMIO};
 
 mod fuzz_mt;
+mod fpu_load;
 
 type R = Result<(), String>;
 /// A named test case.
@@ -1169,6 +1170,8 @@ fn main() {
         ("fail_entry", fail_entry),
         ("mm_identity", mm_identity::mm_identity),
         ("sregs_refused", sregs_refused),
+        ("fpu_once_per_run", fpu_load::fpu_once_per_run),
+        ("fpu_migration", fpu_load::fpu_migration),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
     let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt)];
