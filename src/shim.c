@@ -353,12 +353,7 @@ static struct preempt_ops nsvm_preempt_ops = {
 	.sched_out = nsvm_sched_out,
 };
 
-/* Preemption off / on (the Rust side's NoPreempt guard). */
-void nsvm_preempt_disable(void)
-{
-	preempt_disable();
-}
-
+/* Preemption on again after nsvm_loaded_enter (the Rust NoPreempt guard). */
 void nsvm_preempt_enable(void)
 {
 	preempt_enable();
@@ -399,35 +394,52 @@ void nsvm_loaded_free(void *p)
 }
 
 /*
- * Preemption disabled, in the thread that runs the vCPU: loads the guest's
- * FPU image unless it is loaded; returns 1 when it loaded it now. Returns -1
- * when the registers were taken from it (a kernel-FPU section of someone
- * else ran in this thread and ended ours: the registers hold its data, not
- * the guest's): the image is loaded again, the registers' contents lost.
+ * The start of an entry, in the thread that runs the vCPU: disables
+ * preemption (until nsvm_preempt_enable), loads the guest's FPU image unless
+ * it is loaded, and tells whether the host save page must be written
+ * (VMSAVE) for this entry: it does not hold this thread's state on this CPU,
+ * or the task's LDT may change under it (LDTR not null: modify_ldt reloads
+ * LDTR on running CPUs by IPI); records that it will. Returns the CPU number
+ * with NSVM_ENTER_* bits. NSVM_ENTER_FPU_LOST: the registers had been taken
+ * (a kernel-FPU section of someone else ran in this thread and ended ours:
+ * they hold its data, not the guest's); the image is loaded again.
  */
-int nsvm_loaded_load_fpu(void *p)
+#define NSVM_ENTER_FPU_LOADED	(1u << 24)
+#define NSVM_ENTER_FPU_LOST	(1u << 25)
+#define NSVM_ENTER_HOST_SAVE	(1u << 26)
+unsigned int nsvm_loaded_enter(void *p)
 {
 	struct nsvm_loaded *l = p;
 	unsigned long flags;
-	int r = 1;
+	unsigned short ldt;
+	unsigned int cpu, r;
 
-	if (!l->registered) {
+	preempt_disable();
+	cpu = smp_processor_id();
+	r = cpu;
+	if (unlikely(!l->registered)) {
 		preempt_notifier_register(&l->pn);
 		l->registered = true;
 	}
-	if (l->fpu) {
-		/* Ours: kernel_fpu_allowed is false until we end it. */
-		if (likely(!irq_fpu_usable()))
-			return 0;
+	if (l->fpu && unlikely(irq_fpu_usable())) {
+		/* Ours keeps kernel_fpu_allowed false until we end it. */
 		WARN_ONCE(1, "nsvm: the guest's FPU registers were taken by another kernel-FPU user\n");
 		l->fpu = false;
-		r = -1;
+		r |= NSVM_ENTER_FPU_LOST;
 	}
-	local_irq_save(flags);
-	kernel_fpu_begin();
-	nsvm_xrstor(l);
-	l->fpu = true;
-	local_irq_restore(flags);
+	if (!l->fpu) {
+		local_irq_save(flags);
+		kernel_fpu_begin();
+		nsvm_xrstor(l);
+		l->fpu = true;
+		local_irq_restore(flags);
+		r |= NSVM_ENTER_FPU_LOADED;
+	}
+	asm volatile("sldt %0" : "=r"(ldt));
+	if (l->host_cpu != (int)cpu || ldt) {
+		l->host_cpu = cpu;
+		r |= NSVM_ENTER_HOST_SAVE;
+	}
 	return r;
 }
 
@@ -455,24 +467,6 @@ void nsvm_loaded_vcpu_put(void *p)
 		l->registered = false;
 	}
 	preempt_enable();
-}
-
-/*
- * Preemption disabled: whether the host save page must be written (VMSAVE)
- * before this entry on `cpu`, i.e. it does not hold this thread's state on
- * this CPU, or the task's LDT may change under it (LDTR not null: modify_ldt
- * reloads LDTR by IPI); records that it will.
- */
-int nsvm_loaded_host_save(void *p, int cpu)
-{
-	struct nsvm_loaded *l = p;
-	unsigned short ldt;
-
-	asm volatile("sldt %0" : "=r"(ldt));
-	if (l->host_cpu == cpu && !ldt)
-		return 0;
-	l->host_cpu = cpu;
-	return 1;
 }
 
 /* The host's XCR0 (0 without XSAVE). */

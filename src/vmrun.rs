@@ -13,7 +13,7 @@ use nsvm_core::tlb::{AsidEntry, CpuAsids, VmcbAsid};
 use nsvm_core::vmcb::{tlb_control, EntryState};
 
 use crate::hw;
-use crate::hw::cpu::{FpuLoad, FpuSection, Loaded, NoPreempt};
+use crate::hw::cpu::{FpuLoad, FpuSection, Loaded};
 use crate::hw::mem::KPages;
 use crate::hw::mem::VmcbPage;
 
@@ -57,9 +57,10 @@ impl CpuAsidSlot {
     const fn new() -> Self {
         Self { generation: AtomicU64::new(0), next: AtomicU32::new(0), flush_all: AtomicBool::new(true) }
     }
+    #[inline]
     fn load(&self) -> CpuAsids {
-        let fresh = CpuAsids::new(NASID.load(Ordering::Relaxed));
         let generation = self.generation.load(Ordering::Relaxed);
+        let fresh = CpuAsids::new(NASID.load(Ordering::Relaxed));
         if generation == 0 {
             return fresh;
         }
@@ -191,18 +192,16 @@ pub(crate) fn enter(
     let osxsave = vmcb.get().save.cr4 & nsvm_core::x86::cr4::OSXSAVE != 0;
     let host_xcr0 = hw::cpu::host_xcr0();
     let switch_xcr0 = host_xcr0 != 0 && osxsave && guest_xcr0 != host_xcr0;
-    let np = NoPreempt::begin();
-    let fpu_load = loaded.load_fpu(&np);
+    let (np, le) = loaded.enter();
+    let (cpu, fpu_load, host_saved) = (le.cpu, le.fpu, le.save_host);
     let host_cr3 = hw::cpu::read_cr3();
     // SAFETY: EFER.SVME is set on every CPU while a VM exists; GIF = 0 holds
     // interrupts and NMIs until STGI below (APM 15.17).
     unsafe { asm!("clgi", options(nostack)) };
-    let cpu = kernel::cpu::CpuId::current().as_u32();
     tlb.mode.cpu.store(cpu, Ordering::Relaxed);
     let entries = tlb.mode.state.load(Ordering::Relaxed);
     tlb.mode.state.store(entries | 1, Ordering::SeqCst);
     let generation = tlb.generation.load(Ordering::SeqCst);
-    let host_saved = loaded.host_save_needed(&np, cpu);
     let slot = CPU_ASIDS.get(cpu as usize);
     let mut asids = slot.map(CpuAsidSlot::load);
     let e = match asids.as_mut() {

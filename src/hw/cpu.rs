@@ -21,15 +21,13 @@ extern "C" {
     fn nsvm_host_xcr0() -> u64;
     fn nsvm_tsc_khz() -> c_uint;
     fn nsvm_preempt_notifiers_enable();
-    fn nsvm_preempt_disable();
     fn nsvm_preempt_enable();
     fn nsvm_preempt_notifiers_disable();
     fn nsvm_loaded_alloc(area: *mut u8, rfbm: u64) -> *mut c_void;
     fn nsvm_loaded_free(l: *mut c_void);
-    fn nsvm_loaded_load_fpu(l: *mut c_void) -> c_int;
+    fn nsvm_loaded_enter(l: *mut c_void) -> c_uint;
     fn nsvm_loaded_put(l: *mut c_void);
     fn nsvm_loaded_vcpu_put(l: *mut c_void);
-    fn nsvm_loaded_host_save(l: *mut c_void, cpu: c_int) -> c_int;
 }
 
 /// Executes CPUID for `leaf`/`subleaf` on the current CPU: (EAX, EBX, ECX, EDX).
@@ -257,18 +255,26 @@ impl Loaded {
         Ok(Self { ptr })
     }
 
-    /// Loads the guest's FPU image into the registers unless they hold it.
-    /// Preemption must be off from here to the VMRUN that uses them (the
-    /// caller's `NoPreempt`).
-    pub(crate) fn load_fpu(&mut self, _np: &NoPreempt) -> FpuLoad {
-        // SAFETY: a valid record (type invariant), preemption off, in the
-        // vCPU thread; the image is valid (written by XSAVE or the reset
-        // defaults).
-        match unsafe { nsvm_loaded_load_fpu(self.ptr) } {
-            0 => FpuLoad::Kept,
-            1 => FpuLoad::Loaded,
-            _ => FpuLoad::Lost,
-        }
+    /// The start of an entry: preemption off until the returned guard is
+    /// dropped (the VMRUN that uses the registers must come before), the
+    /// guest's FPU image loaded into the registers unless they hold it, and
+    /// whether the host's VMSAVE state must be saved for this entry (the
+    /// host save page does not hold this thread's state on this CPU, or the
+    /// task has an LDT), recorded as saved.
+    pub(crate) fn enter(&mut self) -> (NoPreempt, LoadedEntry) {
+        // SAFETY: a valid record (type invariant), in the vCPU thread; the
+        // image is valid (written by XSAVE or the reset defaults). The shim
+        // disabled preemption: the guard enables it again.
+        let r = unsafe { nsvm_loaded_enter(self.ptr) };
+        let fpu = if r & ENTER_FPU_LOST != 0 {
+            FpuLoad::Lost
+        } else if r & ENTER_FPU_LOADED != 0 {
+            FpuLoad::Loaded
+        } else {
+            FpuLoad::Kept
+        };
+        let e = LoadedEntry { cpu: r & 0xff_ffff, fpu, save_host: r & ENTER_HOST_SAVE != 0 };
+        (NoPreempt(core::marker::PhantomData), e)
     }
 
     /// Saves the guest's registers into the image if they are loaded (the
@@ -285,13 +291,20 @@ impl Loaded {
         unsafe { nsvm_loaded_vcpu_put(self.ptr) }
     }
 
-    /// Whether this entry on `cpu` must save the host's VMSAVE state first
-    /// (not saved since the thread came to this CPU, or the task has an
-    /// LDT); records that it will.
-    pub(crate) fn host_save_needed(&mut self, _np: &NoPreempt, cpu: u32) -> bool {
-        // SAFETY: a valid record, preemption off.
-        unsafe { nsvm_loaded_host_save(self.ptr, cpu as c_int) != 0 }
-    }
+}
+
+/// `nsvm_loaded_enter`'s bits above the CPU number (shim.c).
+const ENTER_FPU_LOADED: u32 = 1 << 24;
+const ENTER_FPU_LOST: u32 = 1 << 25;
+const ENTER_HOST_SAVE: u32 = 1 << 26;
+
+/// What [`Loaded::enter`] found.
+pub(crate) struct LoadedEntry {
+    /// The CPU the entry runs on.
+    pub(crate) cpu: u32,
+    pub(crate) fpu: FpuLoad,
+    /// The host's VMSAVE state must be saved (VMSAVE) before VMRUN.
+    pub(crate) save_host: bool,
 }
 
 impl Drop for Loaded {
@@ -302,21 +315,13 @@ impl Drop for Loaded {
     }
 }
 
-/// Preemption off on this CPU (the caller stays on it) until dropped. Not
-/// `Send`.
+/// Preemption off on this CPU (the caller stays on it) until dropped
+/// (made by [`Loaded::enter`], which disabled it). Not `Send`.
 pub(crate) struct NoPreempt(core::marker::PhantomData<*mut ()>);
-
-impl NoPreempt {
-    pub(crate) fn begin() -> Self {
-        // SAFETY: process context; paired with the enable in drop.
-        unsafe { nsvm_preempt_disable() };
-        Self(core::marker::PhantomData)
-    }
-}
 
 impl Drop for NoPreempt {
     fn drop(&mut self) {
-        // SAFETY: paired with `begin`.
+        // SAFETY: paired with the disable of `nsvm_loaded_enter`.
         unsafe { nsvm_preempt_enable() }
     }
 }

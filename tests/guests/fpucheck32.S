@@ -2,8 +2,11 @@
  * fpu_once_per_run: enables SSE and, when CPUID says AVX, XCR0 =
  * x87|SSE|AVX; loads XMM/YMM0-7 from [EBX], then repeats: [EBX+0x3f8]
  * times CPUID (an exit handled in L0) each followed by a check that the
- * registers still hold [EBX] (stored to [EBX+0x400], compared), then
- * OUT 0x10. A mismatch ends in OUT 0x12 forever (AL = iteration). */
+ * registers still hold [EBX] (stored to [EBX+0x400], compared) and an
+ * increment of the low four dwords of each register and of [EBX]'s copy
+ * (with [EBX+0x3e0], four dwords of 1: an older image of the registers
+ * never matches), then OUT 0x10. A mismatch ends in OUT 0x12 forever
+ * (AL = iteration). */
 	.code32
 	.globl _start
 _start:
@@ -80,6 +83,22 @@ compare:
 	mov	$64, %ecx			/* 256 bytes */
 	repe cmpsl
 	jne	bad
+	paddd	0x3e0(%ebx), %xmm0		/* legacy SSE: YMM upper halves kept */
+	paddd	0x3e0(%ebx), %xmm1
+	paddd	0x3e0(%ebx), %xmm2
+	paddd	0x3e0(%ebx), %xmm3
+	paddd	0x3e0(%ebx), %xmm4
+	paddd	0x3e0(%ebx), %xmm5
+	paddd	0x3e0(%ebx), %xmm6
+	paddd	0x3e0(%ebx), %xmm7
+	xor	%ecx, %ecx
+3:	addl	$1, (%ebx,%ecx)
+	addl	$1, 4(%ebx,%ecx)
+	addl	$1, 8(%ebx,%ecx)
+	addl	$1, 12(%ebx,%ecx)
+	add	$32, %ecx
+	cmp	$256, %ecx
+	jb	3b
 	incl	0x3f4(%ebx)
 	mov	0x3f4(%ebx), %eax
 	cmp	0x3f8(%ebx), %eax

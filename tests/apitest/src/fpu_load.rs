@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The guest's FPU state loaded once per `KVM_RUN` (issue 13 item 2), with
 //! `fpucheck32.bin`: a guest that holds XMM/YMM0-7 across runs of CPUID
-//! exits handled in the kernel and checks them after each one.
+//! exits handled in the kernel, checks them after each one and then
+//! changes them (so that an older image of them never passes).
 //!
 //! - `fpu_once_per_run`: 1,000 CPUID exits in one `KVM_RUN`; on nsvm the
 //!   statistics `fpu_loads` and `host_state_saves` grow by one per `KVM_RUN`
@@ -55,6 +56,9 @@ fn setup(e: &Env, per_run: u32) -> Result<(kvm_ioctls::VmFd, kvm_ioctls::VcpuFd,
     mem.write(BASE as usize, &pattern);
     mem.write(BASE as usize + 0x400, &pattern);
     mem.write(BASE as usize + 0x3f8, &per_run.to_le_bytes());
+    for i in 0..4 {
+        mem.write(BASE as usize + 0x3e0 + 4 * i, &1u32.to_le_bytes());
+    }
     Ok((vm, v, mem))
 }
 
