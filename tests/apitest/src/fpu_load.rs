@@ -12,7 +12,9 @@
 //!   `sched_setaffinity` every 200 µs while the guest checks its registers,
 //!   and two host threads, one per CPU, keep YMM0-15 (XMM without AVX) in
 //!   tight loops and check them: neither side may see the other's values,
-//!   and the host registers of the vCPU thread survive each `KVM_RUN`.
+//!   and the host registers of the vCPU thread survive each `KVM_RUN`. Run
+//!   by name, in the shootdown suite (single-threaded TCG: under MTTCG it
+//!   makes the QEMU race of docs/architecture.md frequent, on kvm_amd too).
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
