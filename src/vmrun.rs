@@ -179,7 +179,7 @@ pub(crate) struct Entered {
 /// TLB_CONTROL are chosen inside it, on the CPU that runs the guest (APM
 /// 15.16), with that CPU's ASID allocator. The host's VMSAVE state is saved
 /// into `host_save` only when it does not hold this thread's state on this
-/// CPU (`Loaded::host_save_needed`) and loaded back after every #VMEXIT.
+/// CPU (`Loaded::enter`) and loaded back after every #VMEXIT.
 pub(crate) fn enter(
     vmcb: &mut VmcbPage,
     entry: &EntryState,

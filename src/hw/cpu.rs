@@ -216,7 +216,7 @@ impl Drop for PreemptNotifiers {
 ///
 /// `ptr` is a record from `nsvm_loaded_alloc` whose image is `area`, a page
 /// the owner keeps allocated as long as the record (the vCPU's FPU page);
-/// it is registered as a preempt notifier only between a `load_fpu` and the
+/// it is registered as a preempt notifier only between an `enter` and the
 /// next `vcpu_put` of the same `KVM_RUN`, in the thread running it.
 pub(crate) struct Loaded {
     ptr: *mut c_void,
@@ -229,7 +229,7 @@ unsafe impl Send for Loaded {}
 // SAFETY: as above; `&self` gives no access.
 unsafe impl Sync for Loaded {}
 
-/// What [`Loaded::load_fpu`] did.
+/// What [`Loaded::enter`] did with the FPU registers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FpuLoad {
     /// The guest's registers were loaded already.

@@ -77,13 +77,14 @@ struct CpuState {
     vmcb: VmcbPage,
     /// The host's VMSAVE state around VMRUN.
     host_save: KPages,
+    /// What of the vCPU stays loaded on the CPU between exits: the guest's
+    /// FPU registers, the host's VMSAVE state (`hw::cpu::Loaded`; before
+    /// `fpu`, so that it is dropped first).
+    loaded: hw::cpu::Loaded,
     /// The guest's XSAVE image. While a `KVM_RUN` runs the guest, the
     /// registers may hold a newer state (`loaded`): read or write it through
     /// `VcpuState::guest_fpu_image`, which puts the registers back first.
     fpu: KPages,
-    /// What of the vCPU stays loaded on the CPU between exits: the guest's
-    /// FPU registers, the host's VMSAVE state (`hw::cpu::Loaded`).
-    loaded: hw::cpu::Loaded,
     /// GPRs but RAX and RSP (those are in the VMCB).
     gprs: Gprs,
     /// EFER as the guest sees it; the VMCB copy always has SVME (APM 15.5.1).
