@@ -31,8 +31,7 @@ verdict
 
 # fpu_migration is here for the same reason: a vCPU thread moved between
 # the two CPUs while host threads reload their vector registers on both
-# makes the QEMU race frequent under MTTCG (seen on kvm_amd as a TDP MMU
-# warning, "spurious" fault with another pfn, in the l0 suite).
+# (XRSTOR at every switch) makes the QEMU race frequent under MTTCG.
 case_ "the guest's FPU registers stay its own while its thread moves between CPUs in KVM_RUN and host threads use AVX there (nsvm)"
 load_nsvm
 mark_log
