@@ -35,8 +35,8 @@ module! {
             description: "Permission bits of /dev/nsvm (default 0600: root only; 0666 opens it to every user)",
         },
         flush_every_entry: u32 {
-            default: 1,
-            description: "Flush the whole TLB on every VMRUN (default); 0: only when needed (tests the TLB shootdown of slot changes)",
+            default: 0,
+            description: "1: flush the whole TLB on every VMRUN. 0 (default): per-vCPU ASIDs, flushed only when needed (nsvm_core::tlb::VmcbAsid)",
         },
         vmcb12_checks: u32 {
             default: 1,
@@ -52,6 +52,7 @@ struct Nsvm {
     _debugfs: hw::debugfs::DebugfsRoot,
     _maps: svm::PermissionMaps,
     _svm: svm::Ownership,
+    _notifiers: hw::cpu::PreemptNotifiers,
 }
 
 impl kernel::Module for Nsvm {
@@ -64,6 +65,8 @@ impl kernel::Module for Nsvm {
         let flush = *module_parameters::flush_every_entry.value() != 0;
         vmrun::FLUSH_EVERY_ENTRY.store(flush, core::sync::atomic::Ordering::Relaxed);
         let (leaf, phys_bits) = svm::probe()?;
+        vmrun::set_asid_features(leaf.nasid, leaf.features.contains(nsvm_core::cpuid::SvmFeatures::FLUSH_BY_ASID));
+        let notifiers = hw::cpu::PreemptNotifiers::enable();
         let svm = svm::Ownership::acquire(leaf, phys_bits)?;
         let maps = svm::PermissionMaps::new()?;
         let debugfs = hw::debugfs::DebugfsRoot::new();
@@ -78,7 +81,7 @@ impl kernel::Module for Nsvm {
             info.cpus_online,
             mode
         );
-        Ok(Nsvm { _dev: dev, _debugfs: debugfs, _maps: maps, _svm: svm })
+        Ok(Nsvm { _dev: dev, _debugfs: debugfs, _maps: maps, _svm: svm, _notifiers: notifiers })
     }
 }
 

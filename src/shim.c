@@ -14,13 +14,19 @@
 #include <linux/mmu_notifier.h>
 #include <linux/slab.h>
 #include <linux/module.h>
+#include <linux/preempt.h>
 #include <linux/sched/signal.h>
+#include <linux/slab.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/xcr.h>
 #include <asm/msr.h>
 #include <asm/tsc.h>
 
 #include "shim.h"
+
+#ifndef CONFIG_PREEMPT_NOTIFIERS
+#error "nsvm needs CONFIG_PREEMPT_NOTIFIERS (selected by CONFIG_KVM)"
+#endif
 
 /*
  * /dev/nsvm. Our own file_operations (not the Rust miscdevice vtable) so that
@@ -455,6 +461,203 @@ void nsvm_fpu_begin(void)
 void nsvm_fpu_end(void)
 {
 	kernel_fpu_end();
+}
+
+/*
+ * ---- What of a vCPU stays loaded on the CPU between exits ----
+ *
+ * KVM keeps the guest's FPU registers loaded from the first entry of a
+ * KVM_RUN until it returns to userspace or the thread is scheduled out
+ * (fpu_swap_kvm_fpstate, exported to the kvm modules only). nsvm does the
+ * same with the kernel-FPU API: the guest's image is loaded inside a
+ * kernel-FPU section begun with interrupts disabled, so that
+ * kernel_fpu_begin() takes no fpregs_lock() and the section can stay open
+ * while the thread runs preemptible kernel code between exits. While it is
+ * open:
+ *  - the task's own FPU state is in its fpstate (kernel_fpu_begin saved it
+ *    and set TIF_NEED_FPU_LOAD), so the context switch and the return to
+ *    userspace restore it from there and never save the guest's registers
+ *    into it;
+ *  - kernel_fpu_allowed is false on this CPU: irq_fpu_usable() is false for
+ *    interrupts and softirqs, so no kernel-mode FPU user runs over the
+ *    guest's registers (they fall back to their non-SIMD code);
+ *  - a preempt notifier closes it when the thread is scheduled out (sleep,
+ *    preemption, migration): the guest's registers are saved into its image
+ *    and the section ends on the CPU where it began, before the next task
+ *    runs there.
+ * nsvm_loaded_put() closes it at the end of KVM_RUN and whenever the image
+ * is read or written. The same notifier forgets the host's VMSAVE state
+ * (saved once per CPU entry of the thread: FS/GS/TR/LDTR, KernelGsBase,
+ * the SYSCALL and SYSENTER MSRs), which belongs to the thread on that CPU.
+ */
+struct nsvm_loaded {
+	struct preempt_notifier pn;
+	void *area;		/* the guest's XSAVE image (a page) */
+	u64 rfbm;		/* XSAVE components (the host's XCR0; 0: FXSAVE) */
+	bool registered;	/* pn is on current's list */
+	bool fpu;		/* the guest's registers are loaded */
+	int host_cpu;		/* the host save page holds this CPU's state, or -1 */
+};
+
+static void nsvm_xsave(struct nsvm_loaded *l)
+{
+	if (l->rfbm)
+		asm volatile("xsave64 (%0)" : : "r"(l->area), "a"((u32)l->rfbm),
+			     "d"((u32)(l->rfbm >> 32)) : "memory");
+	else
+		asm volatile("fxsave64 (%0)" : : "r"(l->area) : "memory");
+}
+
+static void nsvm_xrstor(struct nsvm_loaded *l)
+{
+	if (l->rfbm)
+		asm volatile("xrstor64 (%0)" : : "r"(l->area), "a"((u32)l->rfbm),
+			     "d"((u32)(l->rfbm >> 32)) : "memory");
+	else
+		asm volatile("fxrstor64 (%0)" : : "r"(l->area) : "memory");
+}
+
+/* Interrupts disabled: saves the guest's registers and ends the section. */
+static void __nsvm_loaded_put_fpu(struct nsvm_loaded *l)
+{
+	if (!l->fpu)
+		return;
+	nsvm_xsave(l);
+	kernel_fpu_end();
+	l->fpu = false;
+}
+
+static void nsvm_sched_in(struct preempt_notifier *pn, int cpu)
+{
+}
+
+static void nsvm_sched_out(struct preempt_notifier *pn, struct task_struct *next)
+{
+	struct nsvm_loaded *l = container_of(pn, struct nsvm_loaded, pn);
+
+	__nsvm_loaded_put_fpu(l);
+	l->host_cpu = -1;
+}
+
+static struct preempt_ops nsvm_preempt_ops = {
+	.sched_in = nsvm_sched_in,
+	.sched_out = nsvm_sched_out,
+};
+
+/* Preemption on again after nsvm_loaded_enter (the Rust NoPreempt guard). */
+void nsvm_preempt_enable(void)
+{
+	preempt_enable();
+}
+
+/* Enable preempt notifiers (a static key; KVM does the same at its load). */
+void nsvm_preempt_notifiers_enable(void)
+{
+	preempt_notifier_inc();
+}
+
+void nsvm_preempt_notifiers_disable(void)
+{
+	preempt_notifier_dec();
+}
+
+/* The loaded-state record of a vCPU whose XSAVE image is the page `area`. */
+void *nsvm_loaded_alloc(void *area, u64 rfbm)
+{
+	struct nsvm_loaded *l = kzalloc(sizeof(*l), GFP_KERNEL_ACCOUNT);
+
+	if (!l)
+		return NULL;
+	preempt_notifier_init(&l->pn, &nsvm_preempt_ops);
+	l->area = area;
+	l->rfbm = rfbm;
+	l->host_cpu = -1;
+	return l;
+}
+
+/* Frees it; never registered then (nsvm_loaded_vcpu_put ran). */
+void nsvm_loaded_free(void *p)
+{
+	struct nsvm_loaded *l = p;
+
+	WARN_ON_ONCE(l->registered || l->fpu);
+	kfree(l);
+}
+
+/*
+ * The start of an entry, in the thread that runs the vCPU: disables
+ * preemption (until nsvm_preempt_enable), loads the guest's FPU image unless
+ * it is loaded, and tells whether the host save page must be written
+ * (VMSAVE) for this entry: it does not hold this thread's state on this CPU,
+ * or the task's LDT may change under it (LDTR not null: modify_ldt reloads
+ * LDTR on running CPUs by IPI); records that it will. Returns the CPU number
+ * with NSVM_ENTER_* bits. NSVM_ENTER_FPU_LOST: the registers had been taken
+ * (a kernel-FPU section of someone else ran in this thread and ended ours:
+ * they hold its data, not the guest's); the image is loaded again.
+ */
+#define NSVM_ENTER_FPU_LOADED	(1u << 24)
+#define NSVM_ENTER_FPU_LOST	(1u << 25)
+#define NSVM_ENTER_HOST_SAVE	(1u << 26)
+unsigned int nsvm_loaded_enter(void *p)
+{
+	struct nsvm_loaded *l = p;
+	unsigned long flags;
+	unsigned short ldt;
+	unsigned int cpu, r;
+
+	preempt_disable();
+	cpu = smp_processor_id();
+	r = cpu;
+	if (unlikely(!l->registered)) {
+		preempt_notifier_register(&l->pn);
+		l->registered = true;
+	}
+	if (l->fpu && unlikely(irq_fpu_usable())) {
+		/* Ours keeps kernel_fpu_allowed false until we end it. */
+		WARN_ONCE(1, "nsvm: the guest's FPU registers were taken by another kernel-FPU user\n");
+		l->fpu = false;
+		r |= NSVM_ENTER_FPU_LOST;
+	}
+	if (!l->fpu) {
+		local_irq_save(flags);
+		kernel_fpu_begin();
+		nsvm_xrstor(l);
+		l->fpu = true;
+		local_irq_restore(flags);
+		r |= NSVM_ENTER_FPU_LOADED;
+	}
+	asm volatile("sldt %0" : "=r"(ldt));
+	if (l->host_cpu != (int)cpu || ldt) {
+		l->host_cpu = cpu;
+		r |= NSVM_ENTER_HOST_SAVE;
+	}
+	return r;
+}
+
+/* Saves the guest's registers into the image and ends the section. */
+void nsvm_loaded_put(void *p)
+{
+	struct nsvm_loaded *l = p;
+	unsigned long flags;
+
+	local_irq_save(flags);
+	__nsvm_loaded_put_fpu(l);
+	local_irq_restore(flags);
+}
+
+/* The end of KVM_RUN: put, forget the host state, unregister. */
+void nsvm_loaded_vcpu_put(void *p)
+{
+	struct nsvm_loaded *l = p;
+
+	preempt_disable();
+	nsvm_loaded_put(l);
+	l->host_cpu = -1;
+	if (l->registered) {
+		preempt_notifier_unregister(&l->pn);
+		l->registered = false;
+	}
+	preempt_enable();
 }
 
 /* The host's XCR0 (0 without XSAVE). */

@@ -224,6 +224,8 @@ fn free_cpu_slots() {
 }
 
 extern "C" fn cpu_online(cpu: c_uint) -> c_int {
+    // Whatever its TLB holds now, the CPU's next entry flushes it.
+    crate::vmrun::reset_cpu_asids(cpu);
     match enable_this_cpu(cpu) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),

@@ -9,11 +9,11 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use nsvm_core::hoststate::{self, Hsave, Sign};
-use nsvm_core::tlb::TlbTracker;
+use nsvm_core::tlb::{AsidEntry, CpuAsids, VmcbAsid};
 use nsvm_core::vmcb::{tlb_control, EntryState};
 
 use crate::hw;
-use crate::hw::cpu::FpuSection;
+use crate::hw::cpu::{FpuLoad, FpuSection, Loaded};
 use crate::hw::mem::KPages;
 use crate::hw::mem::VmcbPage;
 
@@ -22,16 +22,69 @@ use crate::hw::mem::VmcbPage;
 pub(crate) use nsvm_core::x86::Gprs;
 
 /// Whether every entry flushes the whole TLB (module parameter
-/// `flush_every_entry`, default on). Off, an entry flushes only when
-/// `TlbTracker::must_flush` says so: the setting under which the TLB
-/// shootdown of slot changes is tested (docs/architecture.md).
-pub(crate) static FLUSH_EVERY_ENTRY: AtomicBool = AtomicBool::new(true);
+/// `flush_every_entry`, default off). Off, an entry flushes only what
+/// `nsvm_core::tlb::VmcbAsid::prepare` says: each VMCB runs on its own ASID
+/// per CPU, flushed (by ASID, or by taking a new one) when something it
+/// may have cached was invalidated. On, every VMRUN flushes the whole TLB
+/// as well (a safety net, and the setting the figures before per-vCPU ASIDs
+/// were measured with).
+pub(crate) static FLUSH_EVERY_ENTRY: AtomicBool = AtomicBool::new(false);
 
-/// CPUs whose last entered VMCB is remembered (others flush on every entry).
+/// The processor's ASID count (CPUID 0x8000000A EBX) and whether it offers
+/// flush-by-ASID (EDX bit 6), set at load (`set_asid_features`).
+static NASID: AtomicU32 = AtomicU32::new(2);
+static FLUSH_BY_ASID: AtomicBool = AtomicBool::new(false);
+
+/// Records the ASID count and flush-by-ASID of the processor (its SVM leaf).
+pub(crate) fn set_asid_features(nasid: u32, flush_by_asid: bool) {
+    NASID.store(nasid, Ordering::Relaxed);
+    FLUSH_BY_ASID.store(flush_by_asid, Ordering::Relaxed);
+}
+
+/// CPUs with an ASID allocator (others flush the whole TLB on every entry).
 const TRACKED_CPUS: usize = 256;
 
-/// Per CPU: the identity (`VmcbPage::id`) of the VMCB it entered last.
-static LAST_VMCB: [AtomicU64; TRACKED_CPUS] = [const { AtomicU64::new(0) }; TRACKED_CPUS];
+/// One CPU's ASID allocator (`nsvm_core::tlb::CpuAsids`), used only by that
+/// CPU with GIF clear (no interrupt, NMI or other thread can reach it in
+/// between): `generation` 0 means never used.
+struct CpuAsidSlot {
+    generation: AtomicU64,
+    next: AtomicU32,
+    flush_all: AtomicBool,
+}
+
+impl CpuAsidSlot {
+    const fn new() -> Self {
+        Self { generation: AtomicU64::new(0), next: AtomicU32::new(0), flush_all: AtomicBool::new(true) }
+    }
+    #[inline]
+    fn load(&self) -> CpuAsids {
+        let generation = self.generation.load(Ordering::Relaxed);
+        let fresh = CpuAsids::new(NASID.load(Ordering::Relaxed));
+        if generation == 0 {
+            return fresh;
+        }
+        CpuAsids { generation, next: self.next.load(Ordering::Relaxed), max: fresh.max, flush_all: self.flush_all.load(Ordering::Relaxed) }
+    }
+    fn store(&self, c: &CpuAsids) {
+        self.generation.store(c.generation, Ordering::Relaxed);
+        self.next.store(c.next, Ordering::Relaxed);
+        self.flush_all.store(c.flush_all, Ordering::Relaxed);
+    }
+}
+
+static CPU_ASIDS: [CpuAsidSlot; TRACKED_CPUS] = [const { CpuAsidSlot::new() }; TRACKED_CPUS];
+
+/// CPU `cpu` came online (its TLB may hold anything): its next entry starts
+/// a new ASID generation with a flush of the whole TLB, keeping the
+/// generation count going up so that no VMCB's old (ASID, generation) pair
+/// is handed out again. Runs on that CPU before any vCPU can run there.
+pub(crate) fn reset_cpu_asids(cpu: u32) {
+    if let Some(s) = CPU_ASIDS.get(cpu as usize) {
+        s.next.store(0, Ordering::Relaxed);
+        s.flush_all.store(true, Ordering::Relaxed);
+    }
+}
 
 /// A vCPU's guest mode as the VM's TLB shootdown sees it: `state` is
 /// `2 * entries + 1` between CLGI and STGI around VMRUN, `2 * entries`
@@ -71,11 +124,11 @@ impl GuestMode {
     }
 }
 
-/// The TLB side of an entry: the vCPU's guest mode flag, its flush
-/// tracker, and its VM's translation generation.
+/// The TLB side of an entry: the vCPU's guest mode flag, the ASID state of
+/// the VMCB entered, and its VM's translation generation.
 pub(crate) struct EntryTlb<'a> {
     pub(crate) mode: &'a GuestMode,
-    pub(crate) tracker: &'a mut TlbTracker,
+    pub(crate) asid: &'a mut VmcbAsid,
     pub(crate) generation: &'a AtomicU64,
     /// The memory generation the vCPU's NPT02 was composed for, when L2
     /// runs on it: the entry is abandoned (no VMRUN) when the generation
@@ -103,16 +156,25 @@ pub(crate) struct Entered {
     /// The running CPU's host save area right after the #VMEXIT (read only
     /// when `sign` is set).
     pub(crate) hsave: Hsave,
+    /// Whether the guest's FPU image was loaded for this entry (not kept
+    /// from the previous one), and whether the host's VMSAVE state was
+    /// saved (statistics `fpu_loads`, `host_state_saves`).
+    pub(crate) fpu_load: FpuLoad,
+    pub(crate) host_saved: bool,
 }
 
 /// Enters the guest of `vmcb` once and returns at its next #VMEXIT, with the
-/// guest's FPU/SSE/AVX state loaded from `fpu` (and saved back) and its XCR0
-/// in force while it runs (the host's otherwise).
+/// guest's FPU/SSE/AVX state in the registers (loaded from its image at the
+/// first entry of a `KVM_RUN` or after the thread was scheduled out, and
+/// left there: `Loaded`) and its XCR0 in force while it runs (the host's
+/// otherwise).
 ///
 /// Sound because VMs exist only while the module owns SVM on every online CPU
-/// (`svm::Ownership` outlives every fd), the FPU section keeps the caller on
-/// one CPU, `vmcb` and `host_save` are borrowed exclusively, and vmcb01
-/// intercepts INTR and NMI (set at reset and never cleared).
+/// (`svm::Ownership` outlives every fd), preemption is off over the whole
+/// entry (the caller stays on one CPU, where the guest's FPU registers and
+/// the host save page were loaded), `vmcb` and `host_save` are borrowed
+/// exclusively, and vmcb01 intercepts INTR and NMI (set at reset and never
+/// cleared).
 /// `Entered::sign` is set when the VMCB came back with what no #VMEXIT of
 /// this VMRUN writes (`nsvm_core::hoststate::check` against `entry`, the
 /// state it had before: the host's own state, or `int_ctl` without the
@@ -122,13 +184,16 @@ pub(crate) struct Entered {
 ///
 /// GIF is clear from before the guest's XCR0 is loaded until the host's is
 /// back, so host interrupts and NMIs never run with the guest's XCR0, and
-/// the guest-mode flag `tlb.mode` is set over the same window; TLB_CONTROL
-/// is chosen inside it, on the CPU that runs the guest (APM 15.16).
+/// the guest-mode flag `tlb.mode` is set over the same window; the ASID and
+/// TLB_CONTROL are chosen inside it, on the CPU that runs the guest (APM
+/// 15.16), with that CPU's ASID allocator. The host's VMSAVE state is saved
+/// into `host_save` only when it does not hold this thread's state on this
+/// CPU (`Loaded::enter`) and loaded back after every #VMEXIT.
 pub(crate) fn enter(
     vmcb: &mut VmcbPage,
     entry: &EntryState,
     host_save: &mut KPages,
-    fpu: &mut KPages,
+    loaded: &mut Loaded,
     gprs: &mut Gprs,
     guest_xcr0: u64,
     tlb: EntryTlb<'_>,
@@ -136,16 +201,12 @@ pub(crate) fn enter(
     let osxsave = vmcb.get().save.cr4 & nsvm_core::x86::cr4::OSXSAVE != 0;
     let host_xcr0 = hw::cpu::host_xcr0();
     let switch_xcr0 = host_xcr0 != 0 && osxsave && guest_xcr0 != host_xcr0;
-    let _fpu = FpuSection::begin();
-    // SAFETY: inside the FPU section; the area is a page (64-byte aligned and
-    // at least the host's XSAVE size, checked at load) holding an image
-    // written by `save` or the reset defaults (valid FCW/MXCSR, zero header).
-    unsafe { restore(fpu.as_ptr(), host_xcr0) };
+    let (np, le) = loaded.enter();
+    let (cpu, fpu_load, host_saved) = (le.cpu, le.fpu, le.save_host);
     let host_cr3 = hw::cpu::read_cr3();
     // SAFETY: EFER.SVME is set on every CPU while a VM exists; GIF = 0 holds
     // interrupts and NMIs until STGI below (APM 15.17).
     unsafe { asm!("clgi", options(nostack)) };
-    let cpu = kernel::cpu::CpuId::current().as_u32();
     tlb.mode.cpu.store(cpu, Ordering::Relaxed);
     let entries = tlb.mode.state.load(Ordering::Relaxed);
     tlb.mode.state.store(entries | 1, Ordering::SeqCst);
@@ -153,43 +214,82 @@ pub(crate) fn enter(
     if tlb.npt02_generation.is_some_and(|g| g != generation) {
         // An invalidation ran since NPT02 was checked: leave guest mode
         // without entering (its kick, if any, sees the word move).
+        if host_saved {
+            // `Loaded::enter` recorded the host save page as holding this
+            // thread's state on this CPU: make it so, as the VMRUN would.
+            // SAFETY: EFER.SVME is set; the page is ours and nothing else
+            // uses it (preemption is off); VMSAVE only writes it.
+            unsafe { asm!("vmsave rax", in("rax") host_save.pa(), options(nostack)) };
+        }
         tlb.mode.state.store((entries | 1) + 1, Ordering::Release);
         // SAFETY: ends the GIF = 0 window begun above.
         unsafe { asm!("stgi", options(nostack)) };
-        return Entered { abandoned: true, cpu, seq: entries / 2, sign: None, host_cr3, vmrun_end: 0, hsave: Hsave::default() };
+        drop(np);
+        return Entered {
+            abandoned: true,
+            cpu,
+            seq: entries / 2,
+            sign: None,
+            host_cr3,
+            vmrun_end: 0,
+            hsave: Hsave::default(),
+            fpu_load,
+            host_saved,
+        };
     }
-    let id = vmcb.id();
-    let last = LAST_VMCB.get(cpu as usize).map_or(0, |l| l.swap(id, Ordering::Relaxed));
-    let flush = tlb.tracker.must_flush(cpu, last, id, generation) || FLUSH_EVERY_ENTRY.load(Ordering::Relaxed);
-    vmcb.get().control.tlb_ctl = if flush { tlb_control::FLUSH_ALL } else { tlb_control::DO_NOTHING };
+    let slot = CPU_ASIDS.get(cpu as usize);
+    let mut asids = slot.map(CpuAsidSlot::load);
+    let e = match asids.as_mut() {
+        Some(c) => tlb.asid.prepare(cpu, c, generation, FLUSH_BY_ASID.load(Ordering::Relaxed)),
+        // No allocator: ASID 1, and everything flushed every time.
+        None => AsidEntry { asid: 1, tlb_ctl: tlb_control::FLUSH_ALL },
+    };
+    {
+        let c = &mut vmcb.get().control;
+        c.asid = e.asid;
+        c.tlb_ctl = if FLUSH_EVERY_ENTRY.load(Ordering::Relaxed) { tlb_control::FLUSH_ALL } else { e.tlb_ctl };
+    }
     if switch_xcr0 {
         // SAFETY: the XSETBV handler only stores values that are subsets of
         // the host's XCR0 with x87 set and SSE set whenever AVX is.
         unsafe { xsetbv(guest_xcr0) };
     }
     // SAFETY: see the function comment.
-    let after_vmrun = unsafe { run(vmcb.pa(), host_save.pa(), gprs) };
+    let after_vmrun = unsafe { run(vmcb.pa(), host_save.pa(), gprs, host_saved) };
     if switch_xcr0 {
         // SAFETY: the host's own value.
         unsafe { xsetbv(host_xcr0) };
+    }
+    if let (Some(slot), Some(mut c)) = (slot, asids) {
+        // A VMRUN refused before it acted on TLB_CONTROL leaves its flushes
+        // to the next entry.
+        if nsvm_core::vmcb::Vmcb::exit_is_invalid(vmcb.get().control.exit_code) {
+            tlb.asid.not_entered(&mut c, e);
+        }
+        slot.store(&c);
     }
     tlb.mode.state.store((entries | 1) + 1, Ordering::Release);
     // SAFETY: ends the GIF = 0 window begun above; pending interrupts and
     // NMIs are taken now, in the host.
     unsafe { asm!("stgi", options(nostack)) };
-    // SAFETY: as for `restore`; the area is writable and ours.
-    unsafe { save(fpu.as_ptr(), host_xcr0) };
     let sign = hoststate::check(vmcb.get(), entry, after_vmrun, host_cr3);
-    // Still on the CPU that ran the VMRUN (FPU section): its host save area
-    // is what that VMRUN saved.
+    if sign.is_some() {
+        // What this VMCB cached may come from state it should not have
+        // had: its ASID is flushed before it runs again.
+        tlb.asid.request();
+    }
+    // Still on the CPU that ran the VMRUN (preemption off): its host save
+    // area is what that VMRUN saved.
     let hsave = if sign.is_some() { crate::svm::this_cpu_hsave(cpu) } else { Hsave::default() };
-    Entered { abandoned: false, cpu, seq: entries / 2, sign, host_cr3, vmrun_end: after_vmrun, hsave }
+    drop(np);
+    Entered { abandoned: false, cpu, seq: entries / 2, sign, host_cr3, vmrun_end: after_vmrun, hsave, fpu_load, host_saved }
 }
 
 /// Runs the guest of the VMCB at `vmcb_pa` until its next #VMEXIT.
 ///
 /// Host state that VMRUN does not save (the VMSAVE set) is saved to
-/// `host_save_pa` before and reloaded after. The caller keeps GIF clear
+/// `host_save_pa` before when `save_host` (otherwise the page holds it
+/// already: this thread's state on this CPU) and reloaded after. The caller keeps GIF clear
 /// around the call so that host interrupts stay pending until the exit has
 /// been taken; the host keeps RFLAGS.IF = 1 so that, with V_INTR_MASKING,
 /// physical interrupts while the guest runs cause #VMEXIT(INTR) (APM
@@ -202,9 +302,11 @@ pub(crate) fn enter(
 /// - `vmcb_pa` is a VMCB page that nothing else accesses during the call and
 ///   whose contents pass VMRUN's checks or are meant to fail them (the
 ///   processor then reports VMEXIT_INVALID in the VMCB, which is harmless).
-/// - `host_save_pa` is a page nothing else uses during the call.
+/// - `host_save_pa` is a page nothing else uses during the call; without
+///   `save_host` it holds what VMSAVE stored there on this CPU in this
+///   thread, and the state has not changed since.
 /// - The VMCB intercepts INTR and NMI, so the guest cannot keep the CPU.
-unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) -> u64 {
+unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs, save_host: bool) -> u64 {
     let after: u64;
     // SAFETY: per the function's contract. The asm saves RBX and RBP (which
     // cannot be named as operands) on the stack, declares every other GPR
@@ -216,7 +318,10 @@ unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) -> u64 {
             "push rdi",              // [rsp+16] gprs
             "push rcx",              // [rsp+8]  vmcb pa
             "push rax",              // [rsp]    host save pa
+            "test rsi, rsi",
+            "jz 3f",
             "vmsave rax",
+            "3:",
             "mov rax, [rsp + 8]",
             "vmload rax",
             "mov rcx, [rdi + 8*1]",
@@ -263,7 +368,7 @@ unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) -> u64 {
             inout("rax") host_save_pa => _,
             inout("rcx") vmcb_pa => _,
             inout("rdi") gprs.0.as_mut_ptr() => _,
-            out("rdx") after, out("rsi") _,
+            out("rdx") after, inout("rsi") u64::from(save_host) => _,
             out("r8") _, out("r9") _, out("r10") _, out("r11") _,
             out("r12") _, out("r13") _, out("r14") _, out("r15") _,
         );
@@ -271,47 +376,12 @@ unsafe fn run(vmcb_pa: u64, host_save_pa: u64, gprs: &mut Gprs) -> u64 {
     after
 }
 
-/// Loads the FPU/SSE/AVX state from `area` (XRSTOR with every component the
-/// host enables, or FXRSTOR without XSAVE).
-///
-/// # Safety
-///
-/// Inside an `FpuSection`; `area` is 64-byte aligned, large enough for the
-/// host's XSAVE size, and holds a valid XSAVE image (one written by [`save`],
-/// or zeroed with a valid MXCSR) — an invalid image faults in the kernel.
-unsafe fn restore(area: *const u8, xcr0: u64) {
-    // SAFETY: per the contract.
-    unsafe {
-        if xcr0 != 0 {
-            asm!("xrstor64 [{a}]", a = in(reg) area, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32);
-        } else {
-            asm!("fxrstor64 [{a}]", a = in(reg) area);
-        }
-    }
-}
-
-/// Saves the FPU/SSE/AVX state into `area`.
-///
-/// # Safety
-///
-/// As for [`restore`], with `area` writable.
-unsafe fn save(area: *mut u8, xcr0: u64) {
-    // SAFETY: per the contract.
-    unsafe {
-        if xcr0 != 0 {
-            asm!("xsave64 [{a}]", a = in(reg) area, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32);
-        } else {
-            asm!("fxsave64 [{a}]", a = in(reg) area);
-        }
-    }
-}
-
 /// Writes XCR0.
 ///
 /// # Safety
 ///
-/// Inside an `FpuSection` (the host value must be written back before it
-/// ends); `v` must be a value the processor accepts (a subset of the host's
+/// Preemption off (the host value must be written back before it is
+/// enabled again); `v` must be a value the processor accepts (a subset of the host's
 /// XCR0 with x87 set, and SSE set whenever AVX is).
 unsafe fn xsetbv(v: u64) {
     // SAFETY: per the contract.

@@ -3,7 +3,7 @@
 //! section, CPU hotplug callbacks.
 
 use kernel::error::to_result;
-use kernel::ffi::{c_int, c_uint};
+use kernel::ffi::{c_int, c_uint, c_void};
 use kernel::prelude::*;
 
 extern "C" {
@@ -20,6 +20,14 @@ extern "C" {
     fn nsvm_fpu_end();
     fn nsvm_host_xcr0() -> u64;
     fn nsvm_tsc_khz() -> c_uint;
+    fn nsvm_preempt_notifiers_enable();
+    fn nsvm_preempt_enable();
+    fn nsvm_preempt_notifiers_disable();
+    fn nsvm_loaded_alloc(area: *mut u8, rfbm: u64) -> *mut c_void;
+    fn nsvm_loaded_free(l: *mut c_void);
+    fn nsvm_loaded_enter(l: *mut c_void) -> c_uint;
+    fn nsvm_loaded_put(l: *mut c_void);
+    fn nsvm_loaded_vcpu_put(l: *mut c_void);
 }
 
 /// Executes CPUID for `leaf`/`subleaf` on the current CPU: (EAX, EBX, ECX, EDX).
@@ -173,4 +181,147 @@ pub(crate) fn kick_cpu(cpu: u32) {
     // SAFETY: any context where the IPI may be sent (the shim checks the
     // CPU number and skips the calling CPU).
     unsafe { nsvm_kick_cpu(cpu as c_int) }
+}
+
+/// Preempt notifiers switched on (a kernel static key) while nsvm is loaded.
+///
+/// # Invariants
+///
+/// Created once at load; its drop undoes exactly that one enable.
+pub(crate) struct PreemptNotifiers(());
+
+impl PreemptNotifiers {
+    pub(crate) fn enable() -> Self {
+        // SAFETY: a counted static-key increment, undone in drop.
+        unsafe { nsvm_preempt_notifiers_enable() };
+        Self(())
+    }
+}
+
+impl Drop for PreemptNotifiers {
+    fn drop(&mut self) {
+        // SAFETY: paired with the enable of `enable`.
+        unsafe { nsvm_preempt_notifiers_disable() }
+    }
+}
+
+/// What of a vCPU stays loaded on the CPU between exits of one `KVM_RUN`
+/// (shim.c, `struct nsvm_loaded`): the guest's FPU registers (loaded at the
+/// first entry, saved back into the image by [`Loaded::put`], by
+/// [`Loaded::vcpu_put`] at the end of `KVM_RUN`, and by the preempt
+/// notifier whenever the thread is scheduled out), and whether the host's
+/// VMSAVE state was saved on this CPU since the thread came there.
+///
+/// # Invariants
+///
+/// `ptr` is a record from `nsvm_loaded_alloc` whose image is `area`, a page
+/// the owner keeps allocated as long as the record (the vCPU's FPU page);
+/// it is registered as a preempt notifier only between an `enter` and the
+/// next `vcpu_put` of the same `KVM_RUN`, in the thread running it.
+pub(crate) struct Loaded {
+    ptr: *mut c_void,
+}
+
+// SAFETY: the record is only used by the thread holding the vCPU lock
+// (every method takes `&mut self` behind it); the notifier runs on the
+// registering thread's own context switches.
+unsafe impl Send for Loaded {}
+// SAFETY: as above; `&self` gives no access.
+unsafe impl Sync for Loaded {}
+
+/// What [`Loaded::enter`] did with the FPU registers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FpuLoad {
+    /// The guest's registers were loaded already.
+    Kept,
+    /// Loaded now from the image.
+    Loaded,
+    /// Loaded again from the image: the registers had been taken by another
+    /// kernel-FPU user (warned once; the guest's registers since the last
+    /// save are lost).
+    Lost,
+}
+
+impl Loaded {
+    /// A record for the image `area` (the vCPU's FPU page, 64-byte aligned,
+    /// at least the host's XSAVE size).
+    pub(crate) fn new(area: &crate::hw::mem::KPages) -> Result<Self> {
+        // SAFETY: `area` is a page the caller keeps for the record's life
+        // (it is the vCPU's FPU page, dropped after this record).
+        let ptr = unsafe { nsvm_loaded_alloc(area.as_ptr(), host_xcr0()) };
+        if ptr.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Self { ptr })
+    }
+
+    /// The start of an entry: preemption off until the returned guard is
+    /// dropped (the VMRUN that uses the registers must come before), the
+    /// guest's FPU image loaded into the registers unless they hold it, and
+    /// whether the host's VMSAVE state must be saved for this entry (the
+    /// host save page does not hold this thread's state on this CPU, or the
+    /// task has an LDT), recorded as saved.
+    pub(crate) fn enter(&mut self) -> (NoPreempt, LoadedEntry) {
+        // SAFETY: a valid record (type invariant), in the vCPU thread; the
+        // image is valid (written by XSAVE or the reset defaults). The shim
+        // disabled preemption: the guard enables it again.
+        let r = unsafe { nsvm_loaded_enter(self.ptr) };
+        let fpu = if r & ENTER_FPU_LOST != 0 {
+            FpuLoad::Lost
+        } else if r & ENTER_FPU_LOADED != 0 {
+            FpuLoad::Loaded
+        } else {
+            FpuLoad::Kept
+        };
+        let e = LoadedEntry { cpu: r & 0xff_ffff, fpu, save_host: r & ENTER_HOST_SAVE != 0 };
+        (NoPreempt(core::marker::PhantomData), e)
+    }
+
+    /// Saves the guest's registers into the image if they are loaded (the
+    /// next entry loads them again): before the image is read or written.
+    pub(crate) fn put(&mut self) {
+        // SAFETY: a valid record; a no-op unless this thread loaded it.
+        unsafe { nsvm_loaded_put(self.ptr) }
+    }
+
+    /// The end of `KVM_RUN`: [`Loaded::put`], the host state forgotten, the
+    /// notifier unregistered.
+    pub(crate) fn vcpu_put(&mut self) {
+        // SAFETY: a valid record, in the thread of the `KVM_RUN`.
+        unsafe { nsvm_loaded_vcpu_put(self.ptr) }
+    }
+
+}
+
+/// `nsvm_loaded_enter`'s bits above the CPU number (shim.c).
+const ENTER_FPU_LOADED: u32 = 1 << 24;
+const ENTER_FPU_LOST: u32 = 1 << 25;
+const ENTER_HOST_SAVE: u32 = 1 << 26;
+
+/// What [`Loaded::enter`] found.
+pub(crate) struct LoadedEntry {
+    /// The CPU the entry runs on.
+    pub(crate) cpu: u32,
+    pub(crate) fpu: FpuLoad,
+    /// The host's VMSAVE state must be saved (VMSAVE) before VMRUN.
+    pub(crate) save_host: bool,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        // SAFETY: by the invariant, not registered any more (every KVM_RUN
+        // ends with `vcpu_put`, and the vCPU outlives its KVM_RUNs).
+        unsafe { nsvm_loaded_free(self.ptr) }
+    }
+}
+
+/// Preemption off on this CPU (the caller stays on it) until dropped
+/// (made by [`Loaded::enter`], which disabled it). Not `Send`.
+pub(crate) struct NoPreempt(core::marker::PhantomData<*mut ()>);
+
+impl Drop for NoPreempt {
+    fn drop(&mut self) {
+        // SAFETY: paired with the disable of `nsvm_loaded_enter`.
+        unsafe { nsvm_preempt_enable() }
+    }
 }

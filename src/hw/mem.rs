@@ -209,23 +209,13 @@ pub(crate) unsafe fn table_write(pa: u64, v: u64) {
 /// # Invariants
 ///
 /// The page is only accessed through `&mut self` (typed) or by the processor
-/// inside `vmrun::enter`, which also takes `&mut self`. `id` is unique among
-/// every VMCB ever created since load (never reused, unlike the address).
-pub(crate) struct VmcbPage(KPages, u64);
-
-/// The next `VmcbPage::id`.
-static NEXT_VMCB_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+/// inside `vmrun::enter`, which also takes `&mut self`.
+pub(crate) struct VmcbPage(KPages);
 
 impl VmcbPage {
     /// A zeroed VMCB.
     pub(crate) fn new() -> Result<Self> {
-        let id = NEXT_VMCB_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        Ok(Self(KPages::page()?, id))
-    }
-    /// An identity no other VMCB has had since load (the TLB tracking of
-    /// `vmrun` keys on it: a freed page's address comes back).
-    pub(crate) fn id(&self) -> u64 {
-        self.1
+        Ok(Self(KPages::page()?))
     }
     /// Physical address (for VMRUN).
     pub(crate) fn pa(&self) -> u64 {

@@ -35,7 +35,7 @@ use nsvm_core::cpuid::SvmFeatures;
 use nsvm_core::mmio;
 use nsvm_core::paging;
 use nsvm_core::stats;
-use nsvm_core::tlb::TlbTracker;
+use nsvm_core::tlb::VmcbAsid;
 use nsvm_core::trace::Event as TraceEvent;
 
 use crate::hw;
@@ -77,7 +77,13 @@ struct CpuState {
     vmcb: VmcbPage,
     /// The host's VMSAVE state around VMRUN.
     host_save: KPages,
-    /// The guest's XSAVE image.
+    /// What of the vCPU stays loaded on the CPU between exits: the guest's
+    /// FPU registers, the host's VMSAVE state (`hw::cpu::Loaded`; before
+    /// `fpu`, so that it is dropped first).
+    loaded: hw::cpu::Loaded,
+    /// The guest's XSAVE image. While a `KVM_RUN` runs the guest, the
+    /// registers may hold a newer state (`loaded`): read or write it through
+    /// `VcpuState::guest_fpu_image`, which puts the registers back first.
     fpu: KPages,
     /// GPRs but RAX and RSP (those are in the VMCB).
     gprs: Gprs,
@@ -103,8 +109,9 @@ struct CpuState {
     /// The sensitive-instruction policy vmcb01's intercepts reflect (`None`
     /// after a reset rebuilt them), so entries rewrite them only on change.
     applied_policy: Option<nsvm_core::sensitive::Policy>,
-    /// When entries must flush the TLB (`vmrun::EntryTlb`).
-    tlb: TlbTracker,
+    /// vmcb01's ([0]) and vmcb02's ([1]) ASID and pending flushes
+    /// (`nsvm_core::tlb::VmcbAsid`, `vmrun::EntryTlb`).
+    asids: [VmcbAsid; 2],
     /// The last instruction-fetch walk of L1 ([0]) and of L2 ([1])
     /// (`paging::WalkMemo`: exact, it re-reads the entries).
     fetch_walks: [paging::WalkMemo; 2],
@@ -141,6 +148,9 @@ struct NestedState {
     /// to what nsvm implements (`cpuid::L1_FEATURES`); vmcb12 fields of
     /// the others are ignored, as the APM and KVM do.
     l1_features: SvmFeatures,
+    /// vmcb12's ASID the vCPU's L2 ASID holds translations of (its last
+    /// nested VMRUN), `None` when none is known.
+    l2_asid12: Option<u32>,
     /// Shadow NPT02 for an L2 whose L1 enabled nested paging.
     npt02: ShadowNpt,
     /// L1's VM_HSAVE_PA.
@@ -215,11 +225,14 @@ impl Vcpu {
     /// `KVM_CREATE_VCPU`: a new vCPU fd.
     pub(crate) fn create(vm: Arc<Vm>, id: u32) -> Result<isize> {
         let stats = Arc::new(VcpuStats::new()?, GFP_KERNEL_ACCOUNT)?;
+        let fpu = KPages::page()?;
+        let loaded = hw::cpu::Loaded::new(&fpu)?;
         let mut st = VcpuState {
             cpu: CpuState {
                 vmcb: VmcbPage::new()?,
                 host_save: KPages::page()?,
-                fpu: KPages::page()?,
+                fpu,
+                loaded,
                 gprs: Gprs::default(),
                 guest_efer: 0,
                 xcr0: 1,
@@ -231,7 +244,7 @@ impl Vcpu {
                 entry_untrusted: [true; 2],
                 applied_policy: None,
                 fetch_walks: Default::default(),
-                tlb: TlbTracker::new(),
+                asids: [VmcbAsid::new(); 2],
             },
             ev: PendingEvents::NONE,
             uexit: UserExitState { pending: None, string_gpas: KVec::new(), halted_since: None },
@@ -241,6 +254,7 @@ impl Vcpu {
                 svm_exposed: false,
                 vmcb12_pin: None,
                 l1_features: SvmFeatures::empty(),
+                l2_asid12: None,
                 npt02: ShadowNpt::new()?,
                 hsave_pa: 0,
                 gif: true,

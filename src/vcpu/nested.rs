@@ -130,7 +130,8 @@ impl Vcpu {
         st.cpu.applied_policy = None;
         st.apply_policy(self.vm.policy());
         st.nst.l2 = Some((h.vmcb_pa, next));
-        st.cpu.tlb.request();
+        // State from outside the processor at both levels.
+        st.request_tlb_flush(true, true);
         // vmcb01 holds L1's state from userspace too.
         st.cpu.entry_untrusted = [true; 2];
         if let Some(Next::User) = self.build_vmcb02(st, false)? {
@@ -343,10 +344,14 @@ impl Vcpu {
                 Ok(Next::Guest)
             }
             SvmInsn::Invlpga => {
-                // The guest's mapping of one address in one ASID (APM
-                // 15.16.3): L1's ASIDs all run as ASID 2, and the
-                // whole TLB is flushed at the next entry (more than asked).
-                st.cpu.tlb.request();
+                // The guest's mapping of one address in one ASID (ECX; APM
+                // 15.16.3): ASID 0 is L1's own, which its vmcb01 ASID
+                // holds; any other is one of L1's guests, which all run on
+                // the vCPU's L2 ASID: that ASID is flushed at its next
+                // entry (more than asked).
+                let asid = st.all_gprs()[nsvm_core::x86::Gpr::Rcx] as u32;
+                let (l1, l2) = nsvm_core::tlb::l1_invlpga(asid);
+                st.request_tlb_flush(l1, l2);
                 st.vmcb().save.rip = next;
                 Ok(Next::Guest)
             }
@@ -498,10 +503,20 @@ impl Vcpu {
             }
         };
         st.log(e);
-        // Every L2 of every L1 runs as ASID 2, whatever ASID L1 gave it
+        // Every L2 of this vCPU runs on its L2 ASID whatever ASID L1 gave it
         // (APM 15.16: L1 expects other ASIDs' translations to stay apart):
-        // its first entry flushes.
-        st.cpu.tlb.request();
+        // it is flushed when vmcb12's ASID is not the one it last held, and
+        // for what L1's TLB_CONTROL asks (1 flushes L1's own ASID too).
+        // An NPT02 dropped for a new nCR3 or NPT01 change flushed it already
+        // (`drop_npt02`).
+        {
+            let c12 = &st.nst.vmcb12.get().control;
+            let (asid12, ctl) = (c12.asid, c12.tlb_ctl);
+            let (l1, mut l2) = nsvm_core::tlb::l1_tlb_control(ctl, st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID));
+            l2 |= st.nst.l2_asid12 != Some(asid12);
+            st.nst.l2_asid12 = Some(asid12);
+            st.request_tlb_flush(l1, l2);
+        }
         self.stats.bump(st_idx::NESTED_VMRUNS);
         Ok(Next::Guest)
     }

@@ -13,6 +13,7 @@ use nsvm_core::x86::{rflags, Gpr};
 
 use super::{Pending, Vcpu, VcpuState};
 use crate::hw;
+use crate::hw::cpu::FpuLoad;
 use crate::hw::mem::KPages;
 use crate::vmrun::{self, GuestMode};
 
@@ -63,9 +64,17 @@ impl Vcpu {
         Next::User
     }
 
-    /// `KVM_RUN`.
+    /// `KVM_RUN`: the run loop, then what stayed loaded on the CPU (the
+    /// guest's FPU registers, the host's VMSAVE state) is put back before
+    /// the vCPU lock is released and the thread returns to userspace.
     pub(super) fn run(&self) -> Result<isize> {
         let mut st = self.state.lock();
+        let r = self.run_locked(&mut st);
+        st.cpu.loaded.vcpu_put();
+        r
+    }
+
+    fn run_locked(&self, st: &mut VcpuState) -> Result<isize> {
         // Complete port I/O: an IN's data from the PIO page goes to RAX, and
         // RIP moves past the instruction.
         let next_rip = match st.uexit.pending.take() {
@@ -154,7 +163,7 @@ impl Vcpu {
                         c.exit_info_1 = 0;
                         c.exit_info_2 = 0;
                     }
-                    if let Some(Next::User) = self.reflect_to_l1(&mut st, &inner, code)? {
+                    if let Some(Next::User) = self.reflect_to_l1(st, &inner, code)? {
                         break Ok(0);
                     }
                 }
@@ -166,7 +175,7 @@ impl Vcpu {
                 // was composed, and the entry abandoned if it changes again
                 // before the VMRUN (`EntryTlb::npt02_generation`).
                 let npt02 = if st.l2_np() {
-                    self.sync_npt02(&mut st);
+                    self.sync_npt02(st);
                     st.nst.npt02.key.map(|k| k.npt01_generation)
                 } else {
                     None
@@ -186,7 +195,7 @@ impl Vcpu {
                 break Ok(0);
             }
             st.nst.run_pending = false;
-            match self.handle_exit(&mut st)? {
+            match self.handle_exit(st)? {
                 Next::Guest => {
                     // KVM: with an open window requested, return as soon as
                     // an interrupt can be injected.
@@ -240,8 +249,14 @@ impl VcpuState {
         } else {
             self.cpu.entry.note(page.get());
         }
-        let tlb = vmrun::EntryTlb { mode, tracker: &mut self.cpu.tlb, generation, npt02_generation };
-        let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb);
+        let tlb = vmrun::EntryTlb { mode, asid: &mut self.cpu.asids[level], generation, npt02_generation };
+        let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.loaded, &mut self.cpu.gprs, xcr0, tlb);
+        if e.fpu_load != FpuLoad::Kept {
+            self.stats.bump(nsvm_core::stats::FPU_LOADS);
+        }
+        if e.host_saved {
+            self.stats.bump(nsvm_core::stats::HOST_STATE_SAVES);
+        }
         if e.abandoned {
             return Entry::Retry;
         }

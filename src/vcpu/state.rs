@@ -15,6 +15,7 @@ use nsvm_core::x86::{cr0, Gpr, Gprs};
 use nsvm_core::{cpu_state, fpu, msr_emul};
 
 use super::VcpuState;
+use crate::hw::mem::KPages;
 use crate::hw;
 use crate::vmrun;
 
@@ -89,7 +90,36 @@ impl VcpuState {
     /// TLB, which may hold its translations (APM 15.16).
     pub(super) fn drop_npt02(&mut self) {
         self.nst.npt02.flush();
-        self.cpu.tlb.request();
+        self.cpu.asids[1].request();
+    }
+
+    /// Flushes what vmcb01's (`l1`) and vmcb02's (`l2`) ASIDs hold before
+    /// their next entries (APM 15.16).
+    pub(super) fn request_tlb_flush(&mut self, l1: bool, l2: bool) {
+        if l1 {
+            self.cpu.asids[0].request();
+        }
+        if l2 {
+            self.cpu.asids[1].request();
+        }
+    }
+
+    /// Puts the guest's FPU registers back into its image if this thread
+    /// has them loaded (`hw::cpu::Loaded::put`; the next entry loads them
+    /// again). The preempt notifier does it whenever the vCPU thread is
+    /// scheduled out, so a sleep needs no call; code that blocks the vCPU
+    /// thread for long (HLT in the kernel) may call it first so that the
+    /// registers are given back at once.
+    pub(crate) fn put_guest_fpu(&mut self) {
+        self.cpu.loaded.put();
+    }
+
+    /// The guest's XSAVE image, current: the registers are put back first
+    /// (for `KVM_GET/SET_FPU`, `KVM_GET/SET_XSAVE`, reset). Writes go to
+    /// the image and are loaded at the next entry.
+    pub(crate) fn guest_fpu_image(&mut self) -> &KPages {
+        self.put_guest_fpu();
+        &self.cpu.fpu
     }
 
     /// Sets the intercepts the policy asks for (vmcb01 keeps its own).
@@ -150,15 +180,15 @@ impl VcpuState {
 
     /// `struct kvm_fpu` from the FXSAVE part of the guest's XSAVE image.
     pub(super) fn get_fpu(&mut self) -> [u8; fpu::KVM_FPU_SIZE] {
-        fpu::to_kvm_fpu(&self.cpu.fpu.read::<{ fpu::FXSAVE_SIZE }>(0))
+        fpu::to_kvm_fpu(&self.guest_fpu_image().read::<{ fpu::FXSAVE_SIZE }>(0))
     }
 
     /// Writes `struct kvm_fpu` into the guest's image. MXCSR reserved bits
     /// are refused (`EINVAL`): XRSTOR of such an image would fault in L0.
     pub(super) fn set_fpu(&mut self, f: &[u8; fpu::KVM_FPU_SIZE]) -> Result {
-        let mut img: [u8; fpu::IMAGE_PREFIX_SIZE] = self.cpu.fpu.read(0);
+        let mut img: [u8; fpu::IMAGE_PREFIX_SIZE] = self.guest_fpu_image().read(0);
         fpu::from_kvm_fpu(f, vmrun::mxcsr_mask(), &mut img).map_err(|_| EINVAL)?;
-        self.cpu.fpu.write(0, &img);
+        self.guest_fpu_image().write(0, &img);
         Ok(())
     }
 
@@ -175,6 +205,9 @@ impl VcpuState {
         self.nst.run_pending = false;
         self.drop_npt02();
         self.nst.npt02.key = None;
+        self.nst.l2_asid12 = None;
+        // New paging state from outside the processor.
+        self.request_tlb_flush(true, true);
         let cfg = cpu_state::ResetConfig {
             iopm_pa: crate::svm::iopm_pa(),
             msrpm_pa: crate::svm::msrpm_pa(),
@@ -190,8 +223,9 @@ impl VcpuState {
         if !init {
             self.nst.hsave_pa = 0;
             self.cpu.xcr0 = fpu::XCR0_RESET;
-            self.cpu.fpu.fill(0);
-            self.cpu.fpu.write(0, &fpu::default_image());
+            let image = self.guest_fpu_image();
+            image.fill(0);
+            image.write(0, &fpu::default_image());
         }
     }
 
@@ -250,8 +284,10 @@ impl VcpuState {
         nsvm_core::kvm::check_sregs(s, &self.cpu.features).map_err(|_| EINVAL)?;
         self.mark_untrusted();
         // New paging registers from outside the guest: nothing the TLB holds
-        // for the old ones may be used (KVM requests a flush too).
-        self.cpu.tlb.request();
+        // for the old ones may be used (KVM requests a flush too): the
+        // running level's ASID is flushed.
+        let l2 = self.nst.l2.is_some();
+        self.request_tlb_flush(!l2, l2);
         self.set_efer(s.efer);
         self.cpu.apic_base = s.apic_base;
         cpu_state::set_sregs(self.vmcb(), s);

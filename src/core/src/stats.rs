@@ -167,8 +167,18 @@ pub const INVALID_BASE: usize = EXCP_BASE + 32 + 1;
 /// state as it was before VMRUN is kept, whatever the processor wrote.
 pub const INVALID_PROCESSOR: usize = INVALID_BASE + crate::checks::Check::ALL.len();
 
+/// `fpu_loads`: entries that loaded the guest's FPU image into the
+/// registers (the first of a `KVM_RUN`, and the first after the vCPU thread
+/// was scheduled out); the others found it loaded.
+pub const FPU_LOADS: usize = INVALID_PROCESSOR + 1;
+
+/// `host_state_saves`: entries that saved the host's VMSAVE state (the first
+/// of the vCPU thread on a CPU in a `KVM_RUN`, and every one while the task
+/// has an LDT); the others reused it.
+pub const HOST_STATE_SAVES: usize = INVALID_PROCESSOR + 2;
+
 /// Number of vCPU statistics.
-pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 1;
+pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 3;
 
 /// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
 pub fn vcpu_desc(i: usize) -> Option<Desc> {
@@ -185,7 +195,13 @@ pub fn vcpu_desc(i: usize) -> Option<Desc> {
             }
         }
     };
-    if (INVALID_BASE..VCPU_COUNT).contains(&i) {
+    if i == FPU_LOADS {
+        return Some(Desc::new("fpu_loads", TYPE_CUMULATIVE));
+    }
+    if i == HOST_STATE_SAVES {
+        return Some(Desc::new("host_state_saves", TYPE_CUMULATIVE));
+    }
+    if (INVALID_BASE..=INVALID_PROCESSOR).contains(&i) {
         put(b"vmrun_invalid_");
         match crate::checks::Check::ALL.get(i - INVALID_BASE) {
             Some(c) => put(c.name().as_bytes()),
@@ -345,6 +361,9 @@ mod tests {
         assert_eq!(vcpu_desc(INVALID_BASE + crate::checks::Check::CsLAndD.index()).unwrap().name_str(), "vmrun_invalid_cs_l_and_d");
         assert_eq!(vcpu_desc(INVALID_PROCESSOR).unwrap().name_str(), "vmrun_invalid_processor");
         assert!(vcpu_desc(VCPU_COUNT).is_none());
+        assert_eq!(vcpu_desc(INVALID_PROCESSOR).unwrap().name_str(), "vmrun_invalid_processor");
+        assert_eq!(vcpu_desc(FPU_LOADS).unwrap().name_str(), "fpu_loads");
+        assert_eq!(vcpu_desc(HOST_STATE_SAVES).unwrap().name_str(), "host_state_saves");
         // Names are unique.
         for i in 0..VCPU_COUNT {
             for j in i + 1..VCPU_COUNT {

@@ -16,6 +16,7 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use nsvm_core::uapi::{cap, ioc_nr, kvm, KVMIO, NSVMIO};
 
 mod fuzz_mt;
+mod fpu_load;
 
 type R = Result<(), String>;
 /// A named test case.
@@ -1179,9 +1180,10 @@ fn main() {
         ("mmu_discard", mmu::mmu_discard),
         ("mmu_munmap", mmu::mmu_munmap),
         ("mmu_memlock", mmu::mmu_memlock),
+        ("fpu_once_per_run", fpu_load::fpu_once_per_run),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
-    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt)];
+    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt), ("fpu_migration", fpu_load::fpu_migration)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
