@@ -292,6 +292,11 @@ pub const BUS_CYCLE_NS: u64 = 1;
 /// (`min_timer_period_us`, 200 µs): a guest cannot flood the host.
 pub const MIN_PERIOD_NS: u64 = 200_000;
 
+/// A write the APIC refuses: #GP for an MSR write (APM 16.11), `EINVAL`
+/// for `KVM_SET_LAPIC`; xAPIC MMIO writes ignore it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused;
+
 /// Effects of a register write the caller carries out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteEffect {
@@ -725,10 +730,10 @@ impl Lapic {
         self.write(off & 0xff0, val, c).unwrap_or_default()
     }
 
-    /// Writes register `off` as KVM's `kvm_lapic_reg_write`: `Err(())`
+    /// Writes register `off` as KVM's `kvm_lapic_reg_write`: `Err(Refused)`
     /// where an x2APIC MSR write would #GP (read-only or absent register
     /// in the current mode); xAPIC callers ignore the error.
-    pub fn write(&mut self, off: u32, val: u32, c: &Clock) -> Result<WriteEffect, ()> {
+    pub fn write(&mut self, off: u32, val: u32, c: &Clock) -> Result<WriteEffect, Refused> {
         let x2 = self.x2apic();
         let mut e = WriteEffect::default();
         match off {
@@ -819,17 +824,17 @@ impl Lapic {
             }
             reg::ESR => {
                 if x2 && val != 0 {
-                    return Err(());
+                    return Err(Refused);
                 }
                 self.set(reg::ESR, 0);
             }
             reg::SELF_IPI if x2 => {
                 if val & !0xff != 0 {
-                    return Err(());
+                    return Err(Refused);
                 }
                 e.ipi = Some(Irq { vector: val as u8, mode: DeliveryMode::Fixed, logical: false, level: true, trigger_level: false, shorthand: Shorthand::SelfOnly, dest: 0, ipi: true });
             }
-            _ => return Err(()),
+            _ => return Err(Refused),
         }
         Ok(e)
     }
@@ -853,15 +858,15 @@ impl Lapic {
     /// WRMSR of x2APIC MSR `msr`: `Err` is #GP (not in x2APIC mode,
     /// read-only or reserved register, bits 63:32 set outside ICR, ICR
     /// reserved bits; APM 16.11, KVM's `kvm_x2apic_msr_write`).
-    pub fn msr_write(&mut self, msr: u32, v: u64, c: &Clock) -> Result<WriteEffect, ()> {
+    pub fn msr_write(&mut self, msr: u32, v: u64, c: &Clock) -> Result<WriteEffect, Refused> {
         if !self.x2apic() || !(X2APIC_MSR_FIRST..=X2APIC_MSR_LAST).contains(&msr) {
-            return Err(());
+            return Err(Refused);
         }
         let off = (msr - X2APIC_MSR_FIRST) << 4;
         if off == reg::ICR {
             // Reserved: bits 31:20, 17:16 and 13 (KVM's X2APIC_ICR_RESERVED_BITS).
             if v & 0xfff3_2000 != 0 {
-                return Err(());
+                return Err(Refused);
             }
             let low = (v as u32) & !(1 << 12);
             let high = (v >> 32) as u32;
@@ -870,7 +875,7 @@ impl Lapic {
             return Ok(WriteEffect { ipi: Some(Irq::from_icr(low, high, true)), ..Default::default() });
         }
         if v >> 32 != 0 {
-            return Err(());
+            return Err(Refused);
         }
         self.write(off, v as u32, c)
     }
@@ -881,7 +886,7 @@ impl Lapic {
     /// the guest the transitions APM 16.11.1 forbids (x2APIC -> xAPIC,
     /// disabled -> x2APIC). Entering x2APIC mode loads the x2APIC ID and
     /// its LDR; re-enabling resets the xAPIC ID to the vCPU id.
-    pub fn set_base(&mut self, v: u64, host: bool, maxphy: u32) -> Result<WriteEffect, ()> {
+    pub fn set_base(&mut self, v: u64, host: bool, maxphy: u32) -> Result<WriteEffect, Refused> {
         if v == self.base {
             return Ok(WriteEffect::default());
         }
@@ -894,10 +899,10 @@ impl Lapic {
         }
         let (old, new) = (mode_of(self.base), mode_of(v));
         if v & reserved != 0 || new == Mode::Invalid {
-            return Err(());
+            return Err(Refused);
         }
         if !host && ((old == Mode::X2Apic && new == Mode::XApic) || (old == Mode::Disabled && new == Mode::X2Apic)) {
-            return Err(());
+            return Err(Refused);
         }
         let changed = self.base ^ v;
         self.base = v;
@@ -933,12 +938,12 @@ impl Lapic {
     /// changed — an x2APIC ID other than the vCPU's with the x2APIC API
     /// format). In x2APIC mode the ID and LDR are the vCPU's whatever the
     /// page says; the timer restarts from TMICT, TMCCT reads as computed.
-    pub fn set_state(&mut self, page: &[u8; REG_SIZE], c: &Clock, x2apic_format: bool) -> Result<(), ()> {
+    pub fn set_state(&mut self, page: &[u8; REG_SIZE], c: &Clock, x2apic_format: bool) -> Result<(), Refused> {
         let mut n = self.clone();
         n.regs = *page;
         if self.x2apic() {
             if x2apic_format && n.get(reg::ID) != self.vcpu_id {
-                return Err(());
+                return Err(Refused);
             }
             n.set(reg::ID, self.vcpu_id);
             n.set(reg::LDR, x2apic_ldr(self.vcpu_id));
