@@ -181,3 +181,19 @@ extern "C" fn nsvm_rs_vmcb_read(vcpu: *mut c_void, buf: *mut c_void, len: usize,
         Err(e) => e.to_errno() as isize,
     }
 }
+
+/// The hrtimer of an in-kernel APIC expired (src/apic_shim.c, hardirq
+/// context): posts the timer event to vCPU `id`'s mailbox, wakes it and
+/// kicks it out of guest mode.
+#[no_mangle]
+extern "C" fn nsvm_rs_apic_timer(vm: *mut c_void, id: c_int) {
+    // SAFETY: `vm` is the VM whose bus holds this waiter (`Vcpu::create`
+    // passes `Arc::as_ptr` of it): the waiter's drop, part of the VM's,
+    // cancels the timer and waits for a running callback before the VM's
+    // memory goes, so the VM is alive here.
+    let vm = unsafe { &*vm.cast::<Vm>() };
+    let id = id as u32;
+    if let Some(mode) = vm.guest_modes.get(id as usize) {
+        vm.apic.timer_fired(id, mode);
+    }
+}

@@ -11,3 +11,4 @@ pub(crate) mod files;
 pub(crate) mod mem;
 pub(crate) mod pin;
 pub(crate) mod task;
+pub(crate) mod apic;

@@ -98,6 +98,16 @@ impl VcpuState {
             self.close_irq_window();
             return;
         }
+        if self.ev.irq.is_none() && self.nst.l2.is_none() {
+            if let Some(v) = self.apic_pending() {
+                if interruptible {
+                    self.apic_inject(v);
+                    return;
+                }
+                self.open_irq_window();
+                return;
+            }
+        }
         if let Some(irq) = self.ev.irq {
             if interruptible {
                 self.ev.irq = None;
@@ -134,7 +144,7 @@ impl VcpuState {
         if self.ev.nmi_pending && self.nst.vmcb12.get().control.intercepts.test(exit::NMI) {
             return Some(exit::NMI);
         }
-        if self.ev.irq.is_some() && self.l1_takes_intr() == Some(true) {
+        if (self.ev.irq.is_some() || self.apic_pending().is_some()) && self.l1_takes_intr() == Some(true) {
             return Some(exit::INTR);
         }
         None

@@ -105,6 +105,11 @@ impl Vcpu {
                     return Ok(Next::User);
                 }
                 self.stats.bump(st_idx::HALT_EXITS);
+                if st.apic.is_some() {
+                    // With an in-kernel APIC the vCPU waits in the kernel.
+                    self.apic_halt(st);
+                    return Ok(Next::Guest);
+                }
                 st.uexit.halted_since = Some(hw::task::now_ns());
                 Ok(self.user_exit(UserExit::Hlt))
             }
@@ -280,6 +285,11 @@ impl Vcpu {
         let gpa = f.gpa;
         let mut inner = self.vm.inner.lock();
         let inner = &mut *inner;
+        // The xAPIC page of an in-kernel APIC is never mapped: its
+        // accesses are emulated (as KVM's APIC MMIO device comes first).
+        if let Some(r) = self.apic_mmio(st, inner, gpa) {
+            return r;
+        }
         if let Some(slot) = inner.slots.find(gpa).copied() {
             if !(f.write() && slot.readonly()) {
                 inner.npt.map(&slot, gpa)?;

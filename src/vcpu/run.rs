@@ -159,6 +159,12 @@ impl Vcpu {
                     }
                 }
             }
+            // The in-kernel APIC: posted interrupts and the timer in, and
+            // a halted vCPU waits here for an event.
+            self.apic_sync(&mut st);
+            if let Some(r) = self.apic_block(&mut st) {
+                break r;
+            }
             st.prepare_interrupts(window);
             st.apply_policy(self.vm.policy());
             if st.l2_np() {
@@ -175,7 +181,9 @@ impl Vcpu {
                 break Ok(0);
             }
             st.nst.run_pending = false;
-            match self.handle_exit(&mut st)? {
+            let next = self.handle_exit(&mut st)?;
+            self.apic_flush(&mut st);
+            match next {
                 Next::Guest => {
                     // KVM: with an open window requested, return as soon as
                     // an interrupt can be injected.

@@ -3,6 +3,7 @@
 //! sensitive-instruction policy, its identity and statistics. The VM fd's
 //! ioctls are in `uapi` (the one place above `vcpu`).
 
+pub(crate) mod apic_bus;
 mod uapi;
 
 use kernel::prelude::*;
@@ -43,7 +44,7 @@ pub(crate) struct VmInner {
     /// NPT01.
     pub(crate) npt: Npt,
     /// Ids of the vCPUs created so far (bit per id).
-    vcpu_ids: u64,
+    pub(super) vcpu_ids: u64,
 }
 
 /// One VM.
@@ -69,6 +70,15 @@ pub(crate) struct Vm {
     pub(crate) memory_generation: AtomicU64,
     /// Guest mode of each vCPU (index: vCPU id), for the TLB shootdown.
     pub(crate) guest_modes: [GuestMode; MAX_VCPUS as usize],
+    /// Split irqchip enabled (`KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)`):
+    /// vCPUs get an in-kernel local APIC; the reserved I/O APIC pins.
+    pub(crate) irqchip_split: core::sync::atomic::AtomicBool,
+    pub(crate) ioapic_pins: AtomicU32,
+    /// `KVM_CAP_X2APIC_API` flags enabled.
+    pub(crate) x2apic_api: AtomicU32,
+    /// The APIC bus of the in-kernel local APICs (`apic_bus`); its timers
+    /// call back with this VM, so it is dropped with it.
+    pub(crate) apic: apic_bus::ApicBus,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
 }
@@ -93,6 +103,10 @@ impl Vm {
                 policy_excs: AtomicU32::new(0),
                 memory_generation: AtomicU64::new(0),
                 guest_modes: [const { GuestMode::new() }; MAX_VCPUS as usize],
+                irqchip_split: core::sync::atomic::AtomicBool::new(false),
+                ioapic_pins: AtomicU32::new(0),
+                x2apic_api: AtomicU32::new(0),
+                apic: apic_bus::ApicBus::new(),
                 inner <- new_mutex!(inner, "nsvm_vm"),
             }),
             GFP_KERNEL_ACCOUNT,

@@ -76,6 +76,7 @@ impl Vm {
                 UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut b)?;
                 Ok(0)
             }
+            uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
             // The VM's default for its vCPUs: the host's rate (no TSC scaling).
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
             _ => refuse(arg, uapi::vm_refusal(cmd)),
@@ -100,6 +101,38 @@ impl Vm {
             Change::Create(_) | Change::Unchanged => {}
         }
         Ok(0)
+    }
+
+    /// `KVM_ENABLE_CAP` on the VM fd (`struct kvm_enable_cap`: cap, flags,
+    /// args[4], pad): KVM's order — the struct copied (`EFAULT`), flags
+    /// (`EINVAL`), then the capability's own rules; every capability nsvm
+    /// cannot enable is `EINVAL`.
+    fn enable_cap(&self, arg: usize) -> Result<isize> {
+        let mut b = [0u8; uapi::sizes::KVM_ENABLE_CAP];
+        UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let (cap, flags) = (w(0), w(4));
+        let arg0 = u64::from(w(8)) | (u64::from(w(12)) << 32);
+        if flags != 0 {
+            return Err(EINVAL);
+        }
+        match cap {
+            uapi::cap::SPLIT_IRQCHIP => {
+                // KVM: too many reserved pins EINVAL; an irqchip already
+                // there or a vCPU already created EEXIST.
+                if arg0 > uapi::kvm::MAX_IRQ_ROUTES {
+                    return Err(EINVAL);
+                }
+                let g = self.inner.lock();
+                if self.irqchip_split.load(Ordering::Acquire) || g.vcpu_ids != 0 {
+                    return Err(EEXIST);
+                }
+                self.ioapic_pins.store(arg0 as u32, Ordering::Relaxed);
+                self.irqchip_split.store(true, Ordering::Release);
+                Ok(0)
+            }
+            _ => Err(EINVAL),
+        }
     }
 
     /// `KVM_CREATE_VCPU`, with `kvm_vm_ioctl_create_vcpu`'s order: an id

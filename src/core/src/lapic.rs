@@ -20,36 +20,63 @@ pub const REG_SIZE: usize = 0x400;
 /// Register offsets (APM 16.3.2 table 16-2; the x2APIC MSR is
 /// `0x800 + offset / 16`, APM 16.11).
 pub mod reg {
+    /// The `APIC_ID` register.
     pub const ID: u32 = 0x20;
+    /// The `APIC_LVR` register.
     pub const LVR: u32 = 0x30;
+    /// The `APIC_TASKPRI` register.
     pub const TASKPRI: u32 = 0x80;
+    /// The `APIC_ARBPRI` register.
     pub const ARBPRI: u32 = 0x90;
+    /// The `APIC_PROCPRI` register.
     pub const PROCPRI: u32 = 0xa0;
+    /// The `APIC_EOI` register.
     pub const EOI: u32 = 0xb0;
+    /// The `APIC_LDR` register.
     pub const LDR: u32 = 0xd0;
+    /// The `APIC_DFR` register.
     pub const DFR: u32 = 0xe0;
+    /// The `APIC_SPIV` register.
     pub const SPIV: u32 = 0xf0;
+    /// The `APIC_ISR` register.
     pub const ISR: u32 = 0x100;
+    /// The `APIC_TMR` register.
     pub const TMR: u32 = 0x180;
+    /// The `APIC_IRR` register.
     pub const IRR: u32 = 0x200;
+    /// The `APIC_ESR` register.
     pub const ESR: u32 = 0x280;
+    /// The `APIC_LVTCMCI` register.
     pub const LVTCMCI: u32 = 0x2f0;
+    /// The `APIC_ICR` register.
     pub const ICR: u32 = 0x300;
+    /// The `APIC_ICR2` register.
     pub const ICR2: u32 = 0x310;
+    /// The `APIC_LVTT` register.
     pub const LVTT: u32 = 0x320;
+    /// The `APIC_LVTTHMR` register.
     pub const LVTTHMR: u32 = 0x330;
+    /// The `APIC_LVTPC` register.
     pub const LVTPC: u32 = 0x340;
+    /// The `APIC_LVT0` register.
     pub const LVT0: u32 = 0x350;
+    /// The `APIC_LVT1` register.
     pub const LVT1: u32 = 0x360;
+    /// The `APIC_LVTERR` register.
     pub const LVTERR: u32 = 0x370;
+    /// The `APIC_TMICT` register.
     pub const TMICT: u32 = 0x380;
+    /// The `APIC_TMCCT` register.
     pub const TMCCT: u32 = 0x390;
+    /// The `APIC_TDCR` register.
     pub const TDCR: u32 = 0x3e0;
+    /// The `APIC_SELF_IPI` register.
     pub const SELF_IPI: u32 = 0x3f0;
 }
 
-/// First and last x2APIC MSR (APM 16.11).
+/// First x2APIC MSR (APM 16.11).
 pub const X2APIC_MSR_FIRST: u32 = 0x800;
+/// Last x2APIC MSR.
 pub const X2APIC_MSR_LAST: u32 = 0x8ff;
 /// IA32_TSC_DEADLINE.
 pub const MSR_TSC_DEADLINE: u32 = 0x6e0;
@@ -63,22 +90,33 @@ pub const LVR_DIRECTED_EOI: u32 = 1 << 24;
 
 /// LVT bits (APM 16.4.1).
 pub mod lvt {
+    /// `VECTOR`.
     pub const VECTOR: u32 = 0xff;
+    /// `DELIVERY_MODE`.
     pub const DELIVERY_MODE: u32 = 7 << 8;
+    /// `PENDING`.
     pub const PENDING: u32 = 1 << 12;
+    /// `POLARITY`.
     pub const POLARITY: u32 = 1 << 13;
+    /// `REMOTE_IRR`.
     pub const REMOTE_IRR: u32 = 1 << 14;
+    /// `LEVEL`.
     pub const LEVEL: u32 = 1 << 15;
+    /// `MASKED`.
     pub const MASKED: u32 = 1 << 16;
     /// Timer mode (bits 18:17): one-shot 0, periodic 1, TSC-deadline 2.
     pub const TIMER_MODE_SHIFT: u32 = 17;
+    /// `TIMER_PERIODIC`.
     pub const TIMER_PERIODIC: u32 = 1 << 17;
+    /// `TIMER_TSCDEADLINE`.
     pub const TIMER_TSCDEADLINE: u32 = 2 << 17;
 }
 
 /// SPIV bits.
 pub mod spiv {
+    /// `ENABLED`.
     pub const ENABLED: u32 = 1 << 8;
+    /// `DIRECTED_EOI`.
     pub const DIRECTED_EOI: u32 = 1 << 12;
 }
 
@@ -96,14 +134,21 @@ const LVT_MASKS: [u32; 6] = [
 /// Delivery modes of the ICR, LVTs and MSIs (APM 16.5 table 16-3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeliveryMode {
+    /// Fixed: the vector to every destination.
     Fixed,
+    /// Lowest priority: the vector to one destination.
     LowestPriority,
+    /// System management interrupt.
     Smi,
     /// Remote read (reserved on AMD; KVM treats it as a PV unhalt).
     RemoteRead,
+    /// Non-maskable interrupt.
     Nmi,
+    /// INIT.
     Init,
+    /// Startup IPI (SIPI): the vector is the start page.
     Startup,
+    /// External interrupt (the 8259's vector).
     ExtInt,
 }
 
@@ -126,9 +171,13 @@ impl DeliveryMode {
 /// Destination shorthand (ICR bits 19:18).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shorthand {
+    /// The destination field addresses the targets.
     None,
+    /// The sender only.
     SelfOnly,
+    /// Every APIC, the sender included.
     AllIncludingSelf,
+    /// Every APIC but the sender.
     AllExcludingSelf,
 }
 
@@ -136,7 +185,9 @@ pub enum Shorthand {
 /// an LVT, or an MSI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Irq {
+    /// Vector.
     pub vector: u8,
+    /// Delivery mode.
     pub mode: DeliveryMode,
     /// Logical destination mode.
     pub logical: bool,
@@ -144,6 +195,7 @@ pub struct Irq {
     pub level: bool,
     /// Level triggered (ICR bit 15).
     pub trigger_level: bool,
+    /// Destination shorthand.
     pub shorthand: Shorthand,
     /// Destination: 8 bits in xAPIC mode, 32 in x2APIC mode.
     pub dest: u32,
@@ -203,10 +255,13 @@ impl Irq {
 pub struct DestInfo {
     /// IA32_APIC_BASE.AE.
     pub hw_enabled: bool,
+    /// x2APIC mode.
     pub x2apic: bool,
     /// xAPIC ID (bits 31:24 of the ID register) or the x2APIC ID.
     pub id: u32,
+    /// Logical destination register.
     pub ldr: u32,
+    /// Destination format register (xAPIC).
     pub dfr: u32,
 }
 
@@ -265,8 +320,11 @@ pub const fn x2apic_ldr(id: u32) -> u32 {
 /// and the guest's TSC at the same moment, and the TSC rate.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Clock {
+    /// Host monotonic time (ns).
     pub now_ns: u64,
+    /// The guest's TSC at `now_ns`.
     pub guest_tsc: u64,
+    /// TSC rate (kHz).
     pub tsc_khz: u64,
 }
 
@@ -332,9 +390,11 @@ pub struct Lapic {
     pub base: u64,
     /// The vCPU id (the x2APIC ID and the xAPIC ID at RESET).
     pub vcpu_id: u32,
+    /// The timer's running state.
     pub timer: Timer,
     /// The guest's CPUID offers x2APIC / the TSC-deadline timer.
     pub cpuid_x2apic: bool,
+    /// The guest's CPUID offers the TSC-deadline timer.
     pub cpuid_tsc_deadline: bool,
     /// A periodic timer asked for a shorter period than allowed (the first
     /// time is logged by the caller).
@@ -344,9 +404,13 @@ pub struct Lapic {
 /// Which mode IA32_APIC_BASE selects (APM 16.11.1 table 16-6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// AE clear: the APIC is off.
     Disabled,
+    /// EXTD without AE: refused.
     Invalid,
+    /// xAPIC mode (MMIO page).
     XApic,
+    /// x2APIC mode (MSRs).
     X2Apic,
 }
 
