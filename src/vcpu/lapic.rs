@@ -313,7 +313,14 @@ impl Vcpu {
     /// decoded and carried out on the APIC model (KVM's `apic_mmio_read`
     /// and `apic_mmio_write`). `None` if `gpa` is not on that page.
     pub(super) fn apic_mmio(&self, st: &mut VcpuState, inner: &VmInner, gpa: u64) -> Option<Result<Next>> {
-        let base = st.apic.as_ref()?.m.mmio_base()?;
+        let m = &st.apic.as_ref()?.m;
+        // The page stays the APIC's when it is disabled or in x2APIC mode:
+        // reads all ones, writes ignored (KVM_X86_QUIRK_LAPIC_MMIO_HOLE, on
+        // by default).
+        let (base, decoded) = match m.mmio_base() {
+            Some(b) => (b, true),
+            None => (m.base & 0x000f_ffff_ffff_f000, false),
+        };
         if st.nst.l2.is_some() || gpa & !0xfff != base {
             return None;
         }
@@ -331,7 +338,11 @@ impl Vcpu {
         let size = u32::from(acc.size);
         match acc.op {
             mmio::Op::Read { dst, ext } => {
-                let v = st.apic.as_mut().map_or(0, |a| if off < 0x400 { a.m.mmio_read(off, size, &c) } else { 0 });
+                let v = match st.apic.as_mut() {
+                    Some(_) if !decoded => u64::MAX,
+                    Some(a) if off < 0x400 => a.m.mmio_read(off, size, &c),
+                    _ => 0,
+                };
                 mmio::load_into(&mut regs, dst, ext, acc.size, v);
                 st.set_all_gprs(&regs);
             }
@@ -342,7 +353,7 @@ impl Vcpu {
                     _ => 0,
                 };
                 if let Some(a) = st.apic.as_mut() {
-                    if off < 0x400 {
+                    if off < 0x400 && decoded {
                         let e = a.m.mmio_write(off, size, v as u32, &c);
                         a.note(e);
                     }

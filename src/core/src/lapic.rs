@@ -334,12 +334,11 @@ impl Clock {
         if deadline <= self.guest_tsc || self.tsc_khz == 0 {
             return 0;
         }
-        let d = (deadline - self.guest_tsc) as u128 * 1_000_000 / self.tsc_khz as u128;
-        if d > u64::MAX as u128 / 2 {
-            u64::MAX / 2
-        } else {
-            d as u64
-        }
+        // ticks * 10^6 / kHz without 128-bit division (none in the kernel).
+        let ticks = deadline - self.guest_tsc;
+        let (q, r) = (ticks / self.tsc_khz, ticks % self.tsc_khz);
+        let r_ns = if self.tsc_khz < (1 << 40) { r * 1_000_000 / self.tsc_khz } else { 0 };
+        q.saturating_mul(1_000_000).saturating_add(r_ns).min(u64::MAX / 2)
     }
 }
 

@@ -5,6 +5,7 @@
 //! `nsvm-apitest --compare-errnos NSVM KVM` compares two `errno_table` files
 //! (see `errnos.rs`); `--list-ioctls` prints the ioctls `errno_table` issues.
 
+mod apic;
 mod errnos;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -1171,7 +1172,11 @@ fn main() {
         ("sregs_refused", sregs_refused),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
-    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt)];
+    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt),
+        ("apic_caps", apic::apic_caps), ("apic_self_ipi", apic::apic_self_ipi), ("apic_timer_oneshot", apic::apic_timer_oneshot),
+        ("apic_timer_periodic", apic::apic_timer_periodic), ("apic_tsc_deadline", apic::apic_tsc_deadline), ("apic_x2apic", apic::apic_x2apic),
+        ("apic_nmi_ipi", apic::apic_nmi_ipi), ("apic_get_set_lapic", apic::apic_get_set_lapic), ("apic_no_eoi", apic::apic_no_eoi),
+        ("apic_init_sipi", apic::apic_init_sipi)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
