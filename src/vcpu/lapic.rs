@@ -47,11 +47,18 @@ pub(super) struct VApic {
     pub(super) mp: u32,
     /// When the vCPU started waiting in the kernel (HLT), ns.
     halted_since: Option<u64>,
+    /// Vectors whose EOI userspace's I/O APIC wants (level-triggered MSI
+    /// routes of its reserved pins aimed at this APIC: KVM's
+    /// `ioapic_handled_vectors`), and the route generation they reflect.
+    ioapic_vectors: [u64; 4],
+    routes_seen: u64,
+    /// An EOI of one of them: `KVM_EXIT_IOAPIC_EOI` before the next entry.
+    eoi_exit: Option<u8>,
 }
 
 impl VApic {
     pub(super) fn new(id: u32) -> Self {
-        Self { m: Lapic::new(id, id == 0), ipi: None, timer_dirty: false, dest_dirty: true, armed: None, mp: if id == 0 { mp::RUNNABLE } else { mp::UNINITIALIZED }, halted_since: None }
+        Self { m: Lapic::new(id, id == 0), ipi: None, timer_dirty: false, dest_dirty: true, armed: None, mp: if id == 0 { mp::RUNNABLE } else { mp::UNINITIALIZED }, halted_since: None, ioapic_vectors: [0; 4], routes_seen: u64::MAX, eoi_exit: None }
     }
     fn note(&mut self, e: WriteEffect) {
         if e.ipi.is_some() {
@@ -59,6 +66,13 @@ impl VApic {
         }
         self.timer_dirty |= e.timer;
         self.dest_dirty |= e.dest;
+        if let Some(v) = e.eoi {
+            // Unless the guest suppresses EOI broadcasts (SPIV bit 12).
+            let handled = self.ioapic_vectors[usize::from(v >> 6)] & (1 << (v & 63)) != 0;
+            if handled && self.m.get(lapic::reg::SPIV) & lapic::spiv::DIRECTED_EOI == 0 {
+                self.eoi_exit = Some(v);
+            }
+        }
     }
 }
 
@@ -232,6 +246,48 @@ impl Vcpu {
             st.apic_sipi(sipi);
         }
         self.apic_flush(st);
+        self.apic_scan_routes(st);
+    }
+
+    /// Recomputes which vectors' EOIs go to userspace's I/O APIC when the
+    /// routes or this APIC's addressing changed (KVM's
+    /// `kvm_scan_ioapic_routes`): level-triggered MSI routes of the
+    /// reserved pins that address this APIC, and vectors of such routes
+    /// still requested or in service here.
+    fn apic_scan_routes(&self, st: &mut VcpuState) {
+        let gen = self.vm.routes_gen.load(core::sync::atomic::Ordering::Acquire);
+        let Some(a) = st.apic.as_mut() else { return };
+        if a.routes_seen == gen {
+            return;
+        }
+        let pins = self.vm.ioapic_pins.load(core::sync::atomic::Ordering::Relaxed);
+        let fmt = self.vm.x2apic_format();
+        let quirk = self.vm.apic.broadcast_quirk.load(core::sync::atomic::Ordering::Relaxed);
+        let me = a.m.dest_info();
+        let mut set = [0u64; 4];
+        {
+            let inner = self.vm.inner.lock();
+            for r in inner.routes.iter().filter(|r| r.gsi < pins) {
+                let i = r.irq(fmt);
+                if i.trigger_level && (me.matches(i.dest, i.logical, false, quirk) || a.m.irr(i.vector) || a.m.isr(i.vector)) {
+                    set[usize::from(i.vector >> 6)] |= 1 << (i.vector & 63);
+                }
+            }
+        }
+        a.ioapic_vectors = set;
+        a.routes_seen = gen;
+    }
+
+    /// After an exit handled in the kernel: the EOI userspace's I/O APIC
+    /// must see ends `KVM_RUN` with `KVM_EXIT_IOAPIC_EOI` (RIP past the EOI).
+    pub(super) fn apic_eoi_exit(&self, st: &mut VcpuState) -> bool {
+        match st.apic.as_mut().and_then(|a| a.eoi_exit.take()) {
+            Some(vector) => {
+                self.user_exit(UserExit::IoapicEoi { vector });
+                true
+            }
+            None => false,
+        }
     }
 
     /// After an exit or an ioctl: sends the IPI the guest wrote, publishes
@@ -242,6 +298,8 @@ impl Vcpu {
         if a.dest_dirty {
             a.dest_dirty = false;
             mb.publish(a.m.dest_info());
+            // The routes that address it may have changed.
+            a.routes_seen = u64::MAX;
         }
         if a.timer_dirty {
             a.timer_dirty = false;
@@ -255,7 +313,7 @@ impl Vcpu {
             }
         }
         if let Some(irq) = a.ipi.take() {
-            self.vm.apic.deliver(&irq, Some(self.id), &self.vm.guest_modes);
+            let _ = self.vm.apic.deliver(&irq, Some(self.id), &self.vm.guest_modes);
         }
     }
 

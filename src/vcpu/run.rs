@@ -183,6 +183,9 @@ impl Vcpu {
             st.nst.run_pending = false;
             let next = self.handle_exit(&mut st)?;
             self.apic_flush(&mut st);
+            if matches!(next, Next::Guest) && self.apic_eoi_exit(&mut st) {
+                break Ok(0);
+            }
             match next {
                 Next::Guest => {
                     // KVM: with an open window requested, return as soon as

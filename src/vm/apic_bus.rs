@@ -127,10 +127,15 @@ impl ApicBus {
     /// Delivers `irq` from vCPU `src` (None: an MSI) to every APIC it
     /// addresses (APM 16.5/16.6; KVM's `kvm_irq_delivery_to_apic`):
     /// fixed and NMI/INIT/SIPI to each match, lowest priority to one of
-    /// them chosen by vector (KVM's vector hashing). Returns how many
-    /// APICs it reached. `modes` kicks targets out of guest mode.
-    pub(crate) fn deliver(&self, irq: &Irq, src: Option<u32>, modes: &[GuestMode]) -> u32 {
+    /// them chosen by vector (KVM's vector hashing). Returns what KVM's
+    /// `kvm_irq_delivery_to_apic` does: how many APICs accepted it (a
+    /// software-disabled APIC drops fixed interrupts), -1 when a broadcast
+    /// or lowest-priority interrupt found no APIC at all.
+    /// `modes` kicks targets out of guest mode.
+    pub(crate) fn deliver(&self, irq: &Irq, src: Option<u32>, modes: &[GuestMode]) -> i32 {
         let quirk = self.broadcast_quirk.load(Ordering::Relaxed);
+        let fixed = matches!(irq.mode, DeliveryMode::Fixed | DeliveryMode::LowestPriority);
+        let mut matched = false;
         let mut targets = 0u64;
         for (id, m) in self.boxes.iter().enumerate() {
             if !m.present.load(Ordering::Acquire) {
@@ -144,8 +149,19 @@ impl ApicBus {
                 Shorthand::None => m.dest_info().matches(irq.dest, irq.logical, irq.ipi, quirk),
             };
             if hit {
-                targets |= 1 << id;
+                matched |= irq.mode != DeliveryMode::LowestPriority;
+                // Fixed interrupts only reach software-enabled APICs.
+                if !fixed || m.dest_info().sw_enabled {
+                    targets |= 1 << id;
+                }
             }
+        }
+        if !matched && targets == 0 {
+            // KVM's fast path (its APIC map) answers 0 for a unicast
+            // destination nobody has; only the slow path (broadcasts,
+            // lowest priority) answers -1.
+            let bcast = irq.dest == 0xff || irq.dest == 0xffff_ffff || irq.shorthand != Shorthand::None;
+            return if bcast || irq.mode == DeliveryMode::LowestPriority { -1 } else { 0 };
         }
         if irq.mode == DeliveryMode::LowestPriority && targets.count_ones() > 1 && irq.shorthand == Shorthand::None {
             let n = u32::from(irq.vector) % targets.count_ones();

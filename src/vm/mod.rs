@@ -4,6 +4,7 @@
 //! ioctls are in `uapi` (the one place above `vcpu`).
 
 pub(crate) mod apic_bus;
+mod irq;
 mod uapi;
 
 use kernel::prelude::*;
@@ -45,6 +46,8 @@ pub(crate) struct VmInner {
     pub(crate) npt: Npt,
     /// Ids of the vCPUs created so far (bit per id).
     pub(super) vcpu_ids: u64,
+    /// The MSI routes of `KVM_SET_GSI_ROUTING` (split irqchip).
+    pub(crate) routes: KVec<nsvm_core::lapic::MsiRoute>,
 }
 
 /// One VM.
@@ -76,6 +79,8 @@ pub(crate) struct Vm {
     pub(crate) ioapic_pins: AtomicU32,
     /// `KVM_CAP_X2APIC_API` flags enabled.
     pub(crate) x2apic_api: AtomicU32,
+    /// Bumped when `VmInner::routes` changes: vCPUs rescan them.
+    pub(crate) routes_gen: AtomicU64,
     /// The APIC bus of the in-kernel local APICs (`apic_bus`); its timers
     /// call back with this VM, so it is dropped with it.
     pub(crate) apic: apic_bus::ApicBus,
@@ -93,6 +98,7 @@ impl Vm {
             slots: SlotTable::with_storage(HeapSlots(KVec::from_elem(None, MAX_SLOTS, GFP_KERNEL_ACCOUNT)?)),
             npt: Npt::new()?,
             vcpu_ids: 0,
+            routes: KVec::new(),
         };
         let vm = Arc::pin_init(
             pin_init!(Vm {
@@ -106,6 +112,7 @@ impl Vm {
                 irqchip_split: core::sync::atomic::AtomicBool::new(false),
                 ioapic_pins: AtomicU32::new(0),
                 x2apic_api: AtomicU32::new(0),
+                routes_gen: AtomicU64::new(0),
                 apic: apic_bus::ApicBus::new(),
                 inner <- new_mutex!(inner, "nsvm_vm"),
             }),

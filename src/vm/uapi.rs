@@ -77,6 +77,8 @@ impl Vm {
                 Ok(0)
             }
             uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
+            uapi::kvm::SIGNAL_MSI => self.signal_msi(arg),
+            uapi::kvm::SET_GSI_ROUTING => self.set_gsi_routing(arg),
             // The VM's default for its vCPUs: the host's rate (no TSC scaling).
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
             _ => refuse(arg, uapi::vm_refusal(cmd)),

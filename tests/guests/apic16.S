@@ -59,6 +59,8 @@ _start:
 	je	no_eoi
 	cmp	$9, %bx
 	je	init_sipi
+	cmp	$10, %bx
+	je	msi
 	out	%al, $0x1f
 	jmp	.
 
@@ -207,6 +209,17 @@ init_sipi:
 	je	1b
 	cli
 	out	%al, $0x1b
+	jmp	.
+
+/* 10: MSIs from the VMM (KVM_SIGNAL_MSI): two, the second waking HLT. */
+msi:
+	out	%al, $0x1c
+	sti
+1:	hlt
+	cmpb	$2, LOG_N
+	jb	1b
+	cli
+	out	%al, $0x1e
 	jmp	.
 
 /* The AP (its APIC also at 0x20000): enable, IPI 0x45 to APIC ID 0. */

@@ -255,6 +255,8 @@ impl Irq {
 pub struct DestInfo {
     /// IA32_APIC_BASE.AE.
     pub hw_enabled: bool,
+    /// SPIV.APIC software enable: fixed interrupts are accepted.
+    pub sw_enabled: bool,
     /// x2APIC mode.
     pub x2apic: bool,
     /// xAPIC ID (bits 31:24 of the ID register) or the x2APIC ID.
@@ -271,12 +273,12 @@ impl DestInfo {
     /// bits each and `dfr` only as flat/cluster).
     pub const fn pack(self) -> (u64, u64) {
         let a = (self.id as u64) | ((self.ldr as u64) << 32);
-        let b = (self.hw_enabled as u64) | ((self.x2apic as u64) << 1) | ((self.dfr as u64) << 32);
+        let b = (self.hw_enabled as u64) | ((self.x2apic as u64) << 1) | ((self.sw_enabled as u64) << 2) | ((self.dfr as u64) << 32);
         (a, b)
     }
     /// The inverse of `pack`.
     pub const fn unpack(a: u64, b: u64) -> Self {
-        Self { id: a as u32, ldr: (a >> 32) as u32, hw_enabled: b & 1 != 0, x2apic: b & 2 != 0, dfr: (b >> 32) as u32 }
+        Self { id: a as u32, ldr: (a >> 32) as u32, hw_enabled: b & 1 != 0, x2apic: b & 2 != 0, sw_enabled: b & 4 != 0, dfr: (b >> 32) as u32 }
     }
 
     /// Whether an interrupt with destination `dest` (mode `logical`, no
@@ -307,6 +309,59 @@ impl DestInfo {
             0x0fff_ffff => (lid >> 4) == (mda >> 4) && (lid & mda & 0xf) != 0,
             _ => false,
         }
+    }
+}
+
+/// `KVM_MAX_IRQ_ROUTES`: GSIs are below it.
+pub const MAX_IRQ_ROUTES: u32 = 4096;
+/// Size of `struct kvm_irq_routing_entry`.
+pub const ROUTING_ENTRY_SIZE: usize = 48;
+/// `KVM_IRQ_ROUTING_MSI`.
+pub const ROUTING_MSI: u32 = 2;
+/// `KVM_MSI_VALID_DEVID`.
+pub const MSI_VALID_DEVID: u32 = 1;
+
+/// An MSI route of `KVM_SET_GSI_ROUTING`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsiRoute {
+    /// The GSI.
+    pub gsi: u32,
+    /// MSI address, low and high halves.
+    pub address_lo: u32,
+    /// High half (x2APIC destination bits 31:8 with KVM_CAP_X2APIC_API).
+    pub address_hi: u32,
+    /// MSI data.
+    pub data: u32,
+}
+
+impl MsiRoute {
+    /// Checks one `struct kvm_irq_routing_entry` as KVM does with the split
+    /// irqchip (`kvm_set_irq_routing`, `kvm_set_routing_entry`): the GSI
+    /// below [`MAX_IRQ_ROUTES`], only `KVM_MSI_VALID_DEVID` among the flags
+    /// of an MSI and no flag for other types, and only MSI routes (I/O
+    /// APIC and PIC pins are userspace's; Hyper-V and Xen routes are not
+    /// offered); with the x2APIC API format, address_hi bits 7:0 clear.
+    /// Every refusal is `EINVAL`.
+    pub fn parse(e: &[u8; ROUTING_ENTRY_SIZE], x2apic_format: bool) -> Result<Self, Refused> {
+        let w = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+        let (gsi, ty, flags) = (w(0), w(4), w(8));
+        if gsi >= MAX_IRQ_ROUTES {
+            return Err(Refused);
+        }
+        let bad_flags = if ty == ROUTING_MSI { flags & !MSI_VALID_DEVID != 0 } else { flags != 0 };
+        if bad_flags || ty != ROUTING_MSI {
+            return Err(Refused);
+        }
+        let r = Self { gsi, address_lo: w(16), address_hi: w(20), data: w(24) };
+        if x2apic_format && r.address_hi & 0xff != 0 {
+            return Err(Refused);
+        }
+        Ok(r)
+    }
+
+    /// The interrupt the route raises.
+    pub const fn irq(&self, x2apic_format: bool) -> Irq {
+        Irq::from_msi(self.address_lo, self.address_hi, self.data, x2apic_format)
     }
 }
 
@@ -525,7 +580,7 @@ impl Lapic {
 
     /// The addressing state other vCPUs match destinations against.
     pub fn dest_info(&self) -> DestInfo {
-        DestInfo { hw_enabled: self.hw_enabled(), x2apic: self.x2apic(), id: self.apic_id(), ldr: self.get(reg::LDR), dfr: self.get(reg::DFR) }
+        DestInfo { hw_enabled: self.hw_enabled(), sw_enabled: self.sw_enabled(), x2apic: self.x2apic(), id: self.apic_id(), ldr: self.get(reg::LDR), dfr: self.get(reg::DFR) }
     }
 
     // ------------------------------------------------ IRR / ISR / TMR
@@ -1138,8 +1193,37 @@ mod tests {
     }
 
     #[test]
+    fn routing_entries() {
+        let mut e = [0u8; ROUTING_ENTRY_SIZE];
+        let put = |e: &mut [u8; ROUTING_ENTRY_SIZE], o: usize, v: u32| e[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        put(&mut e, 0, 5);
+        put(&mut e, 4, ROUTING_MSI);
+        put(&mut e, 16, 0xfee0_1000);
+        put(&mut e, 24, 0x8041);
+        let r = MsiRoute::parse(&e, false).unwrap();
+        assert_eq!((r.gsi, r.address_lo, r.data), (5, 0xfee0_1000, 0x8041));
+        let i = r.irq(false);
+        assert_eq!((i.dest, i.vector, i.trigger_level), (1, 0x41, true));
+        let mut f = e;
+        put(&mut f, 8, MSI_VALID_DEVID);
+        assert!(MsiRoute::parse(&f, false).is_ok());
+        put(&mut f, 8, 2);
+        assert_eq!(MsiRoute::parse(&f, false), Err(Refused), "unknown flag");
+        let mut g = e;
+        put(&mut g, 0, MAX_IRQ_ROUTES);
+        assert_eq!(MsiRoute::parse(&g, false), Err(Refused), "GSI too big");
+        let mut h = e;
+        put(&mut h, 4, 1);
+        assert_eq!(MsiRoute::parse(&h, false), Err(Refused), "irqchip route with the split irqchip");
+        let mut x = e;
+        put(&mut x, 20, 0x101);
+        assert!(MsiRoute::parse(&x, false).is_ok());
+        assert_eq!(MsiRoute::parse(&x, true), Err(Refused), "address_hi low byte with the x2APIC format");
+    }
+
+    #[test]
     fn destinations() {
-        let phys = DestInfo { hw_enabled: true, x2apic: false, id: 2, ldr: 0x0400_0000, dfr: 0xffff_ffff };
+        let phys = DestInfo { hw_enabled: true, sw_enabled: true, x2apic: false, id: 2, ldr: 0x0400_0000, dfr: 0xffff_ffff };
         assert!(phys.matches(2, false, true, true));
         assert!(!phys.matches(3, false, true, true));
         assert!(phys.matches(0xff, false, true, true));
@@ -1151,7 +1235,7 @@ mod tests {
         assert!(cl.matches(0x12, true, true, true));
         assert!(cl.matches(0x13, true, true, true));
         assert!(!cl.matches(0x22, true, true, true));
-        let x2 = DestInfo { hw_enabled: true, x2apic: true, id: 0x21, ldr: x2apic_ldr(0x21), dfr: 0 };
+        let x2 = DestInfo { hw_enabled: true, sw_enabled: false, x2apic: true, id: 0x21, ldr: x2apic_ldr(0x21), dfr: 0 };
         assert_eq!(x2.ldr, 0x0002_0002);
         assert!(x2.matches(0x21, false, true, true));
         assert!(x2.matches(0x0002_0003, true, true, true));

@@ -329,3 +329,86 @@ pub fn apic_init_sipi(e: &Env) -> R {
     let s1 = mp_state(&v1)?;
     (s1 == 0).then_some(()).ok_or(format!("AP MP state {s1} after SIPI"))
 }
+
+/// `KVM_SIGNAL_MSI`: `struct kvm_msi` {address_lo, address_hi, data, flags, devid}.
+fn signal_msi(vm: &VmFd, lo: u32, hi: u32, data: u32, flags: u32) -> Result<i64, i32> {
+    let mut b = [0u8; 32];
+    for (i, w) in [lo, hi, data, flags].iter().enumerate() {
+        b[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    ioctl(vm.as_raw_fd(), kvm::SIGNAL_MSI, b.as_ptr() as u64)
+}
+
+/// `KVM_SET_GSI_ROUTING` with entries (gsi, type, flags, address_lo, data).
+fn set_routing(vm: &VmFd, ents: &[(u32, u32, u32, u32, u32)], nr: Option<u32>) -> Result<i64, i32> {
+    let mut b = vec![0u8; 8 + 48 * ents.len()];
+    b[0..4].copy_from_slice(&nr.unwrap_or(ents.len() as u32).to_ne_bytes());
+    for (i, (gsi, ty, flags, lo, data)) in ents.iter().enumerate() {
+        let o = 8 + 48 * i;
+        b[o..o + 4].copy_from_slice(&gsi.to_ne_bytes());
+        b[o + 4..o + 8].copy_from_slice(&ty.to_ne_bytes());
+        b[o + 8..o + 12].copy_from_slice(&flags.to_ne_bytes());
+        b[o + 16..o + 20].copy_from_slice(&lo.to_ne_bytes());
+        b[o + 24..o + 28].copy_from_slice(&data.to_ne_bytes());
+    }
+    ioctl(vm.as_raw_fd(), kvm::SET_GSI_ROUTING, b.as_ptr() as u64)
+}
+
+/// MSIs: KVM_SIGNAL_MSI's answers (delivered count, EPERM for no
+/// destination, EINVAL for bad flags or no irqchip), KVM_SET_GSI_ROUTING's
+/// checks, an MSI waking HLT, and the EOI of a level-triggered vector
+/// routed through a reserved I/O APIC pin ending KVM_RUN with
+/// KVM_EXIT_IOAPIC_EOI.
+pub fn apic_msi(e: &Env) -> R {
+    let k = e.kvm();
+    let plain = k.create_vm().map_err(|x| x.to_string())?;
+    expect_errno("KVM_SIGNAL_MSI without irqchip", signal_msi(&plain, 0xfee0_0000, 0, 0x40, 0), libc::EINVAL)?;
+    expect_errno("KVM_SET_GSI_ROUTING without irqchip", set_routing(&plain, &[], None), libc::EINVAL)?;
+    let (k, vm, mem) = apic_vm(e)?;
+    let mut v = apic_vcpu(&k, &vm, 0, 10)?;
+    expect_errno("KVM_SIGNAL_MSI bad flags", signal_msi(&vm, 0xfee0_0000, 0, 0x40, 2), libc::EINVAL)?;
+    expect_errno("KVM_SIGNAL_MSI bad pointer", ioctl(vm.as_raw_fd(), kvm::SIGNAL_MSI, 0x10), libc::EFAULT)?;
+    expect_errno("routes: too many", set_routing(&vm, &[], Some(4097)), libc::EINVAL)?;
+    expect_errno("routes: GSI 4096", set_routing(&vm, &[(4096, 2, 0, 0xfee0_0000, 0x40)], None), libc::EINVAL)?;
+    expect_errno("routes: an irqchip pin with the split irqchip", set_routing(&vm, &[(1, 1, 0, 2, 1)], None), libc::EINVAL)?;
+    expect_errno("routes: one GSI twice", set_routing(&vm, &[(1, 2, 0, 0xfee0_0000, 0x40), (1, 2, 0, 0xfee0_0000, 0x41)], None), libc::EINVAL)?;
+    expect_errno("routes: unknown flag", set_routing(&vm, &[(1, 2, 2, 0xfee0_0000, 0x40)], None), libc::EINVAL)?;
+    expect_errno("routes: unknown type", set_routing(&vm, &[(1, 7, 0, 0, 0)], None), libc::EINVAL)?;
+    expect_errno("routes: bad pointer", ioctl(vm.as_raw_fd(), kvm::SET_GSI_ROUTING, 0x10), libc::EFAULT)?;
+    // GSI 3 (a reserved I/O APIC pin): level-triggered vector 0x50 to APIC 0.
+    set_routing(&vm, &[(3, 2, 0, 0xfee0_0000, 0xc050), (30, 2, 1, 0xfee0_0000, 0x41)], None).map_err(|x| format!("KVM_SET_GSI_ROUTING: errno {x}"))?;
+    // Before the guest enables its APIC: the destination drops it.
+    let r = signal_msi(&vm, 0xfee0_0000, 0, 0x40, 0).map_err(|x| format!("KVM_SIGNAL_MSI before SPIV: errno {x}"))?;
+    if r != 0 {
+        return Err(format!("KVM_SIGNAL_MSI to a software-disabled APIC returned {r}, expected 0"));
+    }
+    expect_out(&mut v, 0x1c)?;
+    let r = signal_msi(&vm, 0xfee0_0000, 0, 0x40, 0).map_err(|x| format!("KVM_SIGNAL_MSI: errno {x}"))?;
+    if r != 1 {
+        return Err(format!("KVM_SIGNAL_MSI returned {r}, expected 1"));
+    }
+    // No APIC has ID 7: nothing accepts it (KVM's APIC map answers 0).
+    let r = signal_msi(&vm, 0xfee0_7000, 0, 0x40, 0).map_err(|x| format!("KVM_SIGNAL_MSI to APIC ID 7: errno {x}"))?;
+    if r != 0 {
+        return Err(format!("KVM_SIGNAL_MSI to APIC ID 7 (none) returned {r}, expected 0"));
+    }
+    let t = std::thread::spawn(move || -> Result<VcpuFd, String> {
+        let mut v = v;
+        match v.run() {
+            Ok(VcpuExit::IoapicEoi(0x50)) => {}
+            x => return Err(format!("expected KVM_EXIT_IOAPIC_EOI for 0x50, got {x:?}")),
+        }
+        match v.run() {
+            Ok(VcpuExit::IoOut(0x1e, _)) => Ok(v),
+            x => Err(format!("after the EOI exit: {x:?}")),
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The vCPU waits in HLT in the kernel: the level MSI wakes it.
+    let r = signal_msi(&vm, 0xfee0_0000, 0, 0xc050, 0).map_err(|x| format!("KVM_SIGNAL_MSI (level): errno {x}"));
+    let v = t.join().map_err(|_| "vCPU thread panicked".to_string())??;
+    r?;
+    expect_log(&mem, &[0x40, 0x50])?;
+    drop(v);
+    Ok(())
+}
