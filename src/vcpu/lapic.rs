@@ -24,6 +24,12 @@ use crate::hw;
 use crate::vm::apic_bus::flag;
 use crate::vm::VmInner;
 
+/// KVM_CAP_X2APIC_API flags (`KVM_X2APIC_*`).
+pub(crate) const X2APIC_API_USE_32BIT_IDS: u32 = 1;
+pub(crate) const X2APIC_API_DISABLE_BROADCAST_QUIRK: u32 = 2;
+pub(crate) const X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST: u32 = 4;
+pub(crate) const X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST: u32 = 8;
+
 /// `KVM_MP_STATE_*`.
 pub(super) mod mp {
     pub(crate) const RUNNABLE: u32 = 0;
@@ -54,11 +60,14 @@ pub(super) struct VApic {
     routes_seen: u64,
     /// An EOI of one of them: `KVM_EXIT_IOAPIC_EOI` before the next entry.
     eoi_exit: Option<u8>,
+    /// The guest's EOI broadcast suppression is honoured (the VM's
+    /// KVM_CAP_X2APIC_API flags, read before each entry).
+    suppress_eoi: bool,
 }
 
 impl VApic {
     pub(super) fn new(id: u32) -> Self {
-        Self { m: Lapic::new(id, id == 0), ipi: None, timer_dirty: false, dest_dirty: true, armed: None, mp: if id == 0 { mp::RUNNABLE } else { mp::UNINITIALIZED }, halted_since: None, ioapic_vectors: [0; 4], routes_seen: u64::MAX, eoi_exit: None }
+        Self { m: Lapic::new(id, id == 0), ipi: None, timer_dirty: false, dest_dirty: true, armed: None, mp: if id == 0 { mp::RUNNABLE } else { mp::UNINITIALIZED }, halted_since: None, ioapic_vectors: [0; 4], routes_seen: u64::MAX, eoi_exit: None, suppress_eoi: false }
     }
     fn note(&mut self, e: WriteEffect) {
         if e.ipi.is_some() {
@@ -68,8 +77,12 @@ impl VApic {
         self.dest_dirty |= e.dest;
         if let Some(v) = e.eoi {
             // Unless the guest suppresses EOI broadcasts (SPIV bit 12).
+            // Honoured only when the VMM enabled it
+            // (KVM_X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST); by default KVM's
+            // split irqchip broadcasts every such EOI (its quirk).
             let handled = self.ioapic_vectors[usize::from(v >> 6)] & (1 << (v & 63)) != 0;
-            if handled && self.m.get(lapic::reg::SPIV) & lapic::spiv::DIRECTED_EOI == 0 {
+            let suppressed = self.suppress_eoi && self.m.get(lapic::reg::SPIV) & lapic::spiv::DIRECTED_EOI != 0;
+            if handled && !suppressed {
                 self.eoi_exit = Some(v);
             }
         }
@@ -221,7 +234,9 @@ impl Vcpu {
             st.ev.nmi_pending = true;
         }
         let mut sipi_now = false;
+        let api = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed);
         let Some(a) = st.apic.as_mut() else { return };
+        a.suppress_eoi = api & X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST != 0;
         for (i, w) in irr.iter().enumerate() {
             let mut w = *w;
             while w != 0 {

@@ -17,7 +17,7 @@
 mod events;
 mod exits;
 mod guest_mem;
-mod lapic;
+pub(crate) mod lapic;
 mod nested;
 mod run;
 mod state;

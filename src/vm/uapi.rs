@@ -30,6 +30,11 @@ impl Vm {
             return Err(EIO);
         }
         match cmd {
+            // KVM_CAP_X2APIC_API on a VM without the split irqchip: EOI
+            // broadcast suppression cannot be enabled there (as KVM).
+            uapi::kvm::CHECK_EXTENSION if arg as u64 == u64::from(uapi::cap::X2APIC_API) && !self.irqchip_split.load(Ordering::Acquire) => {
+                Ok((uapi::cap::check_extension(arg as u64) & !(crate::vcpu::lapic::X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST as i32)) as isize)
+            }
             uapi::kvm::CHECK_EXTENSION => Ok(uapi::cap::check_extension(arg as u64) as isize),
             uapi::kvm::CREATE_VCPU => self.create_vcpu(arg),
             uapi::kvm::SET_USER_MEMORY_REGION => {
@@ -131,6 +136,28 @@ impl Vm {
                 }
                 self.ioapic_pins.store(arg0 as u32, Ordering::Relaxed);
                 self.irqchip_split.store(true, Ordering::Release);
+                Ok(0)
+            }
+            uapi::cap::X2APIC_API => {
+                use crate::vcpu::lapic::*;
+                let valid = X2APIC_API_USE_32BIT_IDS | X2APIC_API_DISABLE_BROADCAST_QUIRK | X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST | X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST;
+                let f = arg0 as u32;
+                let both = X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST | X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST;
+                if arg0 & !u64::from(valid) != 0
+                    || f & both == both
+                    || (f & X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST != 0 && !self.irqchip_split.load(Ordering::Acquire))
+                {
+                    return Err(EINVAL);
+                }
+                // Flags accumulate; the two EOI-broadcast modes replace each other.
+                let mut cur = self.x2apic_api.load(Ordering::Relaxed);
+                if f & both != 0 {
+                    cur &= !both;
+                }
+                self.x2apic_api.store(cur | f, Ordering::Relaxed);
+                if f & X2APIC_API_DISABLE_BROADCAST_QUIRK != 0 {
+                    self.apic.broadcast_quirk.store(false, Ordering::Relaxed);
+                }
                 Ok(0)
             }
             _ => Err(EINVAL),

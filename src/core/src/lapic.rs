@@ -453,6 +453,10 @@ pub struct Lapic {
     /// A periodic timer asked for a shorter period than allowed (the first
     /// time is logged by the caller).
     pub period_clamped: bool,
+    /// The VM advertises EOI broadcast suppression (KVM's
+    /// `kvm_lapic_advertise_suppress_eoi_broadcast`: yes with the split
+    /// irqchip unless KVM_X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST).
+    pub advertise_directed_eoi: bool,
 }
 
 /// Which mode IA32_APIC_BASE selects (APM 16.11.1 table 16-6).
@@ -490,6 +494,7 @@ impl Lapic {
             cpuid_x2apic: false,
             cpuid_tsc_deadline: false,
             period_clamped: false,
+            advertise_directed_eoi: true,
         };
         a.reset(false, bsp);
         a
@@ -532,7 +537,7 @@ impl Lapic {
 
     /// The version register for the current CPUID.
     pub fn set_version(&mut self) {
-        self.set(reg::LVR, VERSION | if self.cpuid_x2apic { LVR_DIRECTED_EOI } else { 0 });
+        self.set(reg::LVR, VERSION | if self.cpuid_x2apic && self.advertise_directed_eoi { LVR_DIRECTED_EOI } else { 0 });
     }
 
     /// A 32-bit register.

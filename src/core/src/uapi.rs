@@ -262,6 +262,11 @@ pub mod cap {
         (SPLIT_IRQCHIP, 1),
         (TSC_DEADLINE_TIMER, 1),
         (MP_STATE, 1),
+        // KVM_X2APIC_API_USE_32BIT_IDS, _DISABLE_BROADCAST_QUIRK and the
+        // two EOI-broadcast-suppression modes.
+        (X2APIC_API, 0xf),
+        (SIGNAL_MSI, 1),
+        (IRQ_ROUTING, crate::lapic::MAX_IRQ_ROUTES as i32),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0

@@ -24,11 +24,49 @@ const LOG: usize = 0x600;
 
 /// `KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)` with `pins` reserved, `flags`.
 fn enable_split(vm: &VmFd, pins: u64, flags: u32) -> Result<i64, i32> {
+    enable_cap(vm, cap::SPLIT_IRQCHIP, pins, flags)
+}
+
+/// `KVM_ENABLE_CAP(c)` with args[0] = `arg0`.
+fn enable_cap(vm: &VmFd, c: u32, arg0: u64, flags: u32) -> Result<i64, i32> {
     let mut b = [0u8; 104];
-    b[0..4].copy_from_slice(&cap::SPLIT_IRQCHIP.to_ne_bytes());
+    b[0..4].copy_from_slice(&c.to_ne_bytes());
     b[4..8].copy_from_slice(&flags.to_ne_bytes());
-    b[8..16].copy_from_slice(&pins.to_ne_bytes());
+    b[8..16].copy_from_slice(&arg0.to_ne_bytes());
     ioctl(vm.as_raw_fd(), kvm::ENABLE_CAP, b.as_ptr() as u64)
+}
+
+/// KVM_CAP_X2APIC_API: its value per VM, the flag checks, and the x2APIC
+/// ID format of KVM_GET/SET_LAPIC it selects.
+pub fn apic_x2apic_api(e: &Env) -> R {
+    let k = e.kvm();
+    let sys = k.check_extension_raw(u64::from(cap::X2APIC_API) as _);
+    let plain = k.create_vm().map_err(|x| x.to_string())?;
+    let on_plain = ioctl(plain.as_raw_fd(), kvm::CHECK_EXTENSION, u64::from(cap::X2APIC_API)).map_err(|x| format!("errno {x}"))?;
+    if sys != 0xf || on_plain != 0xb {
+        return Err(format!("KVM_CAP_X2APIC_API: {sys:#x} on the system fd, {on_plain:#x} on a VM without irqchip"));
+    }
+    expect_errno("ENABLE_SUPPRESS_EOI_BROADCAST without the split irqchip", enable_cap(&plain, cap::X2APIC_API, 4, 0), libc::EINVAL)?;
+    let vm = k.create_vm().map_err(|x| x.to_string())?;
+    enable_split(&vm, 24, 0).map_err(|x| format!("split: errno {x}"))?;
+    expect_errno("unknown X2APIC_API flag", enable_cap(&vm, cap::X2APIC_API, 0x10, 0), libc::EINVAL)?;
+    expect_errno("both EOI broadcast modes", enable_cap(&vm, cap::X2APIC_API, 0xc, 0), libc::EINVAL)?;
+    enable_cap(&vm, cap::X2APIC_API, 3, 0).map_err(|x| format!("X2APIC_API(3): errno {x}"))?;
+    let v = vm.create_vcpu(1).map_err(|x| x.to_string())?;
+    let cpuid = k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(|x| x.to_string())?;
+    v.set_cpuid2(&cpuid).map_err(|x| format!("SET_CPUID2: {x}"))?;
+    let m = Msrs::from_entries(&[kvm_msr_entry { index: 0x1b, reserved: 0, data: 0xfee0_0c00 }]).unwrap();
+    if v.set_msrs(&m).map_err(|x| x.to_string())? != 1 {
+        return Err("APIC_BASE x2APIC refused".into());
+    }
+    let mut p = get_lapic(&v)?;
+    if reg(&p, 0x20) != 1 || reg(&p, 0xd0) != 2 {
+        return Err(format!("x2APIC with 32-bit IDs: ID {:#x} LDR {:#x}", reg(&p, 0x20), reg(&p, 0xd0)));
+    }
+    set_reg(&mut p, 0x20, 5);
+    expect_errno("KVM_SET_LAPIC with another x2APIC ID", ioctl(v.as_raw_fd(), kvm::SET_LAPIC, p.as_ptr() as u64), libc::EINVAL)?;
+    set_reg(&mut p, 0x20, 1);
+    set_lapic(&v, &p)
 }
 
 fn get_lapic(v: &VcpuFd) -> Result<[u8; 1024], String> {

@@ -1176,7 +1176,8 @@ fn main() {
         ("apic_caps", apic::apic_caps), ("apic_self_ipi", apic::apic_self_ipi), ("apic_timer_oneshot", apic::apic_timer_oneshot),
         ("apic_timer_periodic", apic::apic_timer_periodic), ("apic_tsc_deadline", apic::apic_tsc_deadline), ("apic_x2apic", apic::apic_x2apic),
         ("apic_nmi_ipi", apic::apic_nmi_ipi), ("apic_get_set_lapic", apic::apic_get_set_lapic), ("apic_no_eoi", apic::apic_no_eoi),
-        ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi)];
+        ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
+        ("apic_x2apic_api", apic::apic_x2apic_api)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
