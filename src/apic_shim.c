@@ -10,6 +10,8 @@
 #include <linux/wait.h>
 #include <linux/atomic.h>
 
+#include "shim.h"
+
 struct nsvm_apic_waiter {
 	wait_queue_head_t wq;
 	struct hrtimer timer;
@@ -17,9 +19,6 @@ struct nsvm_apic_waiter {
 	int id;
 	atomic_t events;
 };
-
-/* Rust: the timer of the APIC whose context is `ctx` expired (hardirq). */
-void nsvm_rs_apic_timer(void *ctx, int id);
 
 static enum hrtimer_restart nsvm_apic_timer_fn(struct hrtimer *t)
 {

@@ -56,4 +56,12 @@ void nsvm_debugfs_remove(void *dentry);
 int nsvm_page_in_pmd_folio(struct page *page);
 long nsvm_pin_user_huge(unsigned long uaddr, int write, struct page **page);
 u64 nsvm_ktime_ns(void);
+/* src/apic_shim.c: a vCPU's wait queue and APIC hrtimer. */
+void nsvm_rs_apic_timer(void *ctx, int id);
+void *nsvm_apic_waiter_new(void *ctx, int id);
+void nsvm_apic_waiter_free(void *p);
+void nsvm_apic_timer_start(void *p, u64 ns);
+void nsvm_apic_timer_cancel(void *p);
+void nsvm_apic_wake(void *p);
+int nsvm_apic_wait(void *p);
 #endif
