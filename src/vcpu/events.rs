@@ -98,7 +98,9 @@ impl VcpuState {
             self.close_irq_window();
             return;
         }
-        if self.ev.irq.is_none() && self.nst.l2.is_none() {
+        // The in-kernel APIC's interrupt (L1's; while L2 runs and L1 does
+        // not intercept INTR it is taken by whoever runs, as above).
+        if self.ev.irq.is_none() {
             if let Some(v) = self.apic_pending() {
                 if interruptible {
                     self.apic_inject(v);

@@ -12,6 +12,12 @@
 	.set	LOG_N, 0x5f0
 	.set	X2, 0x5f2
 	.set	LOG, 0x600
+	.set	AP_LOG_N, 0x5f4
+	.set	AP_CASE, 0x5f5
+	.set	AP_READY, 0x5f6
+	.set	AP_DONE, 0x5f7
+	.set	FLOOD_N, 0x5f8
+	.set	AP_LOG, 0x700
 _start:
 	cli
 	/* BX = 0: an AP started by SIPI (vector 1: CS = 0x100, IP = 0). */
@@ -35,6 +41,23 @@ _start:
 	movw	$0, 0x0d*4+2
 	movw	$h45, 0x45*4
 	movw	$0, 0x45*4+2
+	movw	$h41, 0x41*4
+	movw	$0, 0x41*4+2
+	movw	$h42, 0x42*4
+	movw	$0, 0x42*4+2
+	movw	$h43, 0x43*4
+	movw	$0, 0x43*4+2
+	movw	$h44, 0x44*4
+	movw	$0, 0x44*4+2
+	movw	$h46, 0x46*4
+	movw	$0, 0x46*4+2
+	movw	$h47, 0x47*4
+	movw	$0, 0x47*4+2
+	movb	$0, AP_LOG_N
+	movb	$0, AP_READY
+	movb	$0, AP_DONE
+	movw	$0, FLOOD_N
+	mov	%bl, AP_CASE
 	movb	$0, LOG_N
 	movb	$0, X2
 	mov	$0x2000, %ax
@@ -61,6 +84,8 @@ _start:
 	je	init_sipi
 	cmp	$10, %bx
 	je	msi
+	cmp	$11, %bx
+	je	ipi_modes
 	out	%al, $0x1f
 	jmp	.
 
@@ -222,22 +247,87 @@ msi:
 	out	%al, $0x1e
 	jmp	.
 
+/* 11: IPIs between two vCPUs in several modes; the AP (started by
+ * INIT/SIPI) has LDR bit 1 in the flat model, the BSP bit 0. */
+ipi_modes:
+	movl	$0x01000000, %es:0xd0	/* LDR: logical ID bit 0 */
+	sti
+	movl	$0, %es:0x310
+	movl	$0xc4500, %es:0x300	/* INIT to all but self */
+	movl	$0xc4601, %es:0x300	/* SIPI, vector 1 */
+1:	pause
+	cmpb	$0, AP_READY
+	je	1b
+	movl	$0x01000000, %es:0x310
+	movl	$0x4041, %es:0x300	/* physical 1, fixed 0x41 */
+	movl	$0x02000000, %es:0x310
+	movl	$0x4842, %es:0x300	/* logical flat 0x02 (the AP), 0x42 */
+	movl	$0x84043, %es:0x300	/* all including self, 0x43 */
+	movl	$0x01000000, %es:0x310
+	movl	$0x4400, %es:0x300	/* physical 1, NMI */
+	movl	$0x03000000, %es:0x310
+	movl	$0x4944, %es:0x300	/* logical 0x03, lowest priority, 0x44 */
+	/* Flood: 5000 fixed IPIs 0x47 to the AP as fast as possible. */
+	movl	$0x01000000, %es:0x310
+	mov	$5000, %ecx
+2:	movl	$0x4047, %es:0x300
+	dec	%ecx
+	jnz	2b
+	movl	$0x4046, %es:0x300	/* 0x46: the AP stops */
+	mov	$100000, %ecx
+3:	dec	%ecx
+	jnz	3b
+	cli
+	out	%al, $0x1b
+	jmp	.
+
+/* The AP of case 11. */
+ap_modes:
+	movl	$0x02000000, %es:0xd0	/* LDR: logical ID bit 1 */
+	movb	$1, AP_READY
+	sti
+1:	hlt
+	cmpb	$0, AP_DONE
+	je	1b
+	cli
+	out	%al, $0x1d
+	jmp	.
+
 /* The AP (its APIC also at 0x20000): enable, IPI 0x45 to APIC ID 0. */
 ap:
+	xor	%ax, %ax
+	mov	%ax, %ds
+	mov	%ax, %ss
+	mov	$0x7000, %sp
 	mov	$0x2000, %ax
 	mov	%ax, %es
 	movl	$0x1ff, %es:0xf0
+	cmpb	$11, AP_CASE
+	je	ap_modes
 	movl	$0, %es:0x310
 	movl	$0x4045, %es:0x300	/* physical, assert, fixed, vector 0x45 */
 	out	%al, $0x1d
 	jmp	.
 
-/* log(AL): append to the log. */
+/* log(AL): append to this CPU's log (APIC ID 0: LOG, else AP_LOG). */
 log:
 	push	%bx
+	cmpb	$0, X2			/* x2APIC: only the BSP runs */
+	jne	2f
+	movb	%es:0x23, %bl		/* APIC ID (MOV: nsvm decodes MOVs only) */
+	test	%bl, %bl
+	jnz	1f
+2:
 	movzbw	LOG_N, %bx
+	and	$63, %bx
 	mov	%al, LOG(%bx)
 	incb	LOG_N
+	pop	%bx
+	ret
+1:	movzbw	AP_LOG_N, %bx
+	and	$63, %bx
+	mov	%al, AP_LOG(%bx)
+	incb	AP_LOG_N
 	pop	%bx
 	ret
 
@@ -281,6 +371,29 @@ h45:	push	%ax
 	call	log
 	call	eoi
 	pop	%ax
+	iret
+h41:	push	%ax
+	mov	$0x41, %al
+	jmp	hcommon
+h42:	push	%ax
+	mov	$0x42, %al
+	jmp	hcommon
+h43:	push	%ax
+	mov	$0x43, %al
+	jmp	hcommon
+h44:	push	%ax
+	mov	$0x44, %al
+	jmp	hcommon
+hcommon:
+	call	log
+	call	eoi
+	pop	%ax
+	iret
+h46:	movb	$1, AP_DONE
+	call	eoi
+	iret
+h47:	incw	FLOOD_N
+	call	eoi
 	iret
 h61:	push	%ax
 	mov	$0x61, %al

@@ -450,3 +450,38 @@ pub fn apic_msi(e: &Env) -> R {
     drop(v);
     Ok(())
 }
+
+/// IPIs between two vCPUs (the AP started by INIT/SIPI): physical fixed,
+/// logical flat, all-including-self, NMI, lowest priority (exactly one of
+/// the two takes it), then a flood of 5000 fixed IPIs and a last one that
+/// stops the AP; both vCPUs end and the host stays responsive.
+pub fn apic_ipi_modes(e: &Env) -> R {
+    let (k, vm, mem) = apic_vm(e)?;
+    let mut v0 = apic_vcpu(&k, &vm, 0, 11)?;
+    let v1 = apic_vcpu(&k, &vm, 1, 0)?;
+    let ap = std::thread::spawn(move || -> Result<VcpuFd, String> {
+        let mut v1 = v1;
+        let mut eagain = 0;
+        loop {
+            match v1.run() {
+                Err(x) if x.errno() == libc::EAGAIN && eagain < 100 => eagain += 1,
+                Ok(VcpuExit::IoOut(0x1d, _)) => return Ok(v1),
+                x => return Err(format!("AP: {x:?} after {eagain} EAGAIN")),
+            }
+        }
+    });
+    let r0 = expect_out(&mut v0, 0x1b);
+    let v1 = ap.join().map_err(|_| "AP thread panicked".to_string())??;
+    r0?;
+    drop(v1);
+    let bsp = log(&mem);
+    let n = mem.read(0x5f4, 1)[0] as usize;
+    let aplog = mem.read(0x700, n.min(64));
+    let flood = u16::from_le_bytes([mem.read(0x5f8, 2)[0], mem.read(0x5f8, 2)[1]]);
+    let has = |l: &[u8], v: u8| l.contains(&v);
+    let lowest = bsp.iter().chain(aplog.iter()).filter(|x| **x == 0x44).count();
+    let ok = has(&bsp, 0x43) && !has(&bsp, 0x41) && !has(&bsp, 0x42) && !has(&bsp, 0x02)
+        && has(&aplog, 0x41) && has(&aplog, 0x42) && has(&aplog, 0x43) && has(&aplog, 0x02)
+        && lowest == 1 && (1..=5000).contains(&flood);
+    ok.then_some(()).ok_or(format!("BSP log {bsp:02x?}, AP log {aplog:02x?}, lowest-priority deliveries {lowest}, flood IPIs taken {flood}"))
+}
