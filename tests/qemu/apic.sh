@@ -18,7 +18,19 @@ for dev in nsvm kvm; do
     fi
     mark_log
     : > /tmp/$dev.apic
-    for c in $CASES; do timeout 60 nsvm-apitest --device /dev/$dev --guests $G $c >> /tmp/$dev.apic 2>&1 || echo "(exit status $? for $c)" >> /tmp/$dev.apic; done
+    # A case that times out is run once more, and the log says so: two
+    # vCPUs under QEMU's multi-threaded TCG are exposed to its host-state
+    # race (docs/architecture.md), which can leave a guest stuck; one
+    # stuck run of a two-vCPU case was seen on each of nsvm and kvm_amd
+    # in about 20 boots, none in 16 repeated runs.
+    for c in $CASES; do
+        timeout 60 nsvm-apitest --device /dev/$dev --guests $G $c > /tmp/case.out 2>&1; rc=$?
+        if [ $rc = 124 ] || [ $rc = 143 ]; then
+            echo "note: $c on /dev/$dev timed out; run again"
+            timeout 60 nsvm-apitest --device /dev/$dev --guests $G $c > /tmp/case.out 2>&1 || echo "(exit status $? for $c)" >> /tmp/case.out
+        fi
+        cat /tmp/case.out >> /tmp/$dev.apic
+    done
     sed "s/^/  [$dev] /" /tmp/$dev.apic
     case_ "the kernel log stays clean on /dev/$dev"
     expect_clean_log
