@@ -156,7 +156,7 @@ qemu-test: initramfs
 # kmemleak, BUG or WARNING report in the kernel log (printed), and with its
 # own "qemu: N passed, N failed". A new suite that should run on the debug
 # kernel too joins one of the two lists.
-DEBUG_SUITES ?= l0 nested
+DEBUG_SUITES ?= l0 nested apic
 DEBUG_SINGLE_SUITES ?= shootdown
 DEBUG_TIMEOUT ?= 2400
 # loglevel=5: warnings (lockdep splats, WARN(), the stacks in KASAN

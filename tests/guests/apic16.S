@@ -86,6 +86,8 @@ _start:
 	je	msi
 	cmp	$11, %bx
 	je	ipi_modes
+	cmp	$12, %bx
+	je	hlt_cli
 	out	%al, $0x1f
 	jmp	.
 
@@ -279,6 +281,12 @@ ipi_modes:
 	jnz	3b
 	cli
 	out	%al, $0x1b
+	jmp	.
+
+/* 12: HLT with IF = 0: only an NMI (or a signal, to userspace) ends it. */
+hlt_cli:
+	hlt
+	out	%al, $0x10
 	jmp	.
 
 /* The AP of case 11. */

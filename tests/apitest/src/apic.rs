@@ -485,3 +485,46 @@ pub fn apic_ipi_modes(e: &Env) -> R {
         && lowest == 1 && (1..=5000).contains(&flood);
     ok.then_some(()).ok_or(format!("BSP log {bsp:02x?}, AP log {aplog:02x?}, lowest-priority deliveries {lowest}, flood IPIs taken {flood}"))
 }
+
+/// HLT with RFLAGS.IF = 0 waits in the kernel: a signal ends KVM_RUN with
+/// EINTR and KVM_EXIT_INTR (MP state HALTED), immediate_exit is honoured,
+/// and KVM_NMI wakes it.
+pub fn apic_hlt_signal(e: &Env) -> R {
+    let (v, mem, _vm) = one(e, 12)?;
+    // SAFETY: installs a handler that only stores an atomic; no SA_RESTART.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = super::on_sigusr1 as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        // SAFETY: pthread_self has no preconditions.
+        tx.send(unsafe { libc::pthread_self() }).unwrap();
+        let mut v = v;
+        let r = v.run().map(|_| ()).map_err(|x| x.errno());
+        let reason = v.get_kvm_run().exit_reason;
+        (r, reason, v)
+    });
+    let th = rx.recv().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signals the test thread, which is alive until joined.
+    unsafe { libc::pthread_kill(th, libc::SIGUSR1) };
+    let (r, reason, mut v) = t.join().map_err(|_| "vCPU thread panicked".to_string())?;
+    if r != Err(libc::EINTR) || reason != kvm_bindings::KVM_EXIT_INTR {
+        return Err(format!("HLT with IF=0 and a signal: KVM_RUN {r:?}, exit_reason {reason}"));
+    }
+    let s = mp_state(&v)?;
+    if s != 3 {
+        return Err(format!("MP state {s} after the signal, expected HALTED (3)"));
+    }
+    v.set_kvm_immediate_exit(1);
+    match v.run() {
+        Err(x) if x.errno() == libc::EINTR => {}
+        x => return Err(format!("immediate_exit while halted: {x:?}")),
+    }
+    v.set_kvm_immediate_exit(0);
+    ioctl(v.as_raw_fd(), kvm::NMI, 0).map_err(|x| format!("KVM_NMI: errno {x}"))?;
+    expect_out(&mut v, 0x10)?;
+    expect_log(&mem, &[0x02])
+}

@@ -281,7 +281,7 @@ fn immediate_exit(e: &Env) -> R {
 }
 
 static GOT_SIGNAL: AtomicBool = AtomicBool::new(false);
-extern "C" fn on_sigusr1(_: libc::c_int) {
+pub(crate) extern "C" fn on_sigusr1(_: libc::c_int) {
     GOT_SIGNAL.store(true, Ordering::SeqCst);
 }
 
@@ -1177,7 +1177,8 @@ fn main() {
         ("apic_timer_periodic", apic::apic_timer_periodic), ("apic_tsc_deadline", apic::apic_tsc_deadline), ("apic_x2apic", apic::apic_x2apic),
         ("apic_nmi_ipi", apic::apic_nmi_ipi), ("apic_get_set_lapic", apic::apic_get_set_lapic), ("apic_no_eoi", apic::apic_no_eoi),
         ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
-        ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes)];
+        ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
+        ("apic_hlt_signal", apic::apic_hlt_signal)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
