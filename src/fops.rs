@@ -197,3 +197,14 @@ extern "C" fn nsvm_rs_apic_timer(vm: *mut c_void, id: c_int) {
         vm.apic.timer_fired(id, mode);
     }
 }
+
+/// An irqfd's eventfd was signalled (src/apic_shim.c, any context, the
+/// eventfd's wait-queue lock held): raises the MSI of its route.
+#[no_mangle]
+extern "C" fn nsvm_rs_irqfd_fire(vm: *mut c_void, lo: u32, hi: u32, data: u32) {
+    // SAFETY: `vm` is the VM whose `irqfds` list holds this irqfd: the
+    // list's drop, first in the VM's, unhooks every irqfd (no callback runs
+    // afterwards) before the rest of the VM goes.
+    let vm = unsafe { &*vm.cast::<Vm>() };
+    let _ = vm.deliver_msi(&nsvm_core::lapic::Irq::from_msi(lo, hi, data, vm.x2apic_format()));
+}

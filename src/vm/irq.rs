@@ -87,8 +87,46 @@ impl Vm {
             }
             routes.push(r, GFP_KERNEL_ACCOUNT)?;
         }
-        self.inner.lock().routes = routes;
+        let mut quads: KVec<[u32; 4]> = KVec::with_capacity(routes.len(), GFP_KERNEL_ACCOUNT)?;
+        for r in routes.iter() {
+            quads.push([r.gsi, r.address_lo, r.address_hi, r.data], GFP_KERNEL_ACCOUNT)?;
+        }
+        let mut g = self.inner.lock();
+        g.routes = routes;
+        self.irqfds.reroute(&quads);
+        drop(g);
         self.routes_gen.fetch_add(1, Ordering::AcqRel);
+        Ok(0)
+    }
+
+    /// `KVM_IRQFD` (`struct kvm_irqfd`: fd, gsi, flags, resamplefd, pad):
+    /// `EFAULT`, then `EINVAL` for unknown flags; deassign (`EBADF`/`EINVAL`
+    /// for a bad fd, 0 also when nothing matched); assign: `EINVAL` without
+    /// the split irqchip or with `KVM_IRQFD_FLAG_RESAMPLE` (KVM offers it
+    /// only with the full irqchip), `EBADF`, `EINVAL` for a file that is
+    /// not an eventfd, `EBUSY` for one already assigned. A signal raises
+    /// the MSI of the GSI's route at that moment (none: nothing).
+    pub(super) fn irqfd(&self, arg: usize) -> Result<isize> {
+        const DEASSIGN: u32 = 1;
+        const RESAMPLE: u32 = 2;
+        let mut b = [0u8; 32];
+        UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let (fd, gsi, flags) = (w(0) as i32, w(4), w(8));
+        if flags & !(DEASSIGN | RESAMPLE) != 0 {
+            return Err(EINVAL);
+        }
+        if flags & DEASSIGN != 0 {
+            self.irqfds.deassign(fd, gsi)?;
+            return Ok(0);
+        }
+        if !self.irqchip_split.load(Ordering::Acquire) || flags & RESAMPLE != 0 {
+            return Err(EINVAL);
+        }
+        let g = self.inner.lock();
+        let msi = g.routes.iter().find(|r| r.gsi == gsi).map(|r| (r.address_lo, r.address_hi, r.data));
+        self.irqfds.assign(fd, gsi, msi)?;
+        drop(g);
         Ok(0)
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct VmInner {
 pub(crate) struct Vm {
     /// `/sys/kernel/debug/nsvm/<pid>-<n>/` (first field: removed first).
     pub(crate) debugfs: hw::debugfs::DebugfsEntry,
+    /// `KVM_IRQFD`s: dropped before what their callbacks use (the bus).
+    pub(crate) irqfds: hw::apic::IrqfdList,
     /// The address space of the process that created the VM: every VM and
     /// vCPU ioctl must come from it (as in KVM), since guest memory is that
     /// process's memory.
@@ -103,6 +105,7 @@ impl Vm {
         let vm = Arc::pin_init(
             pin_init!(Vm {
                 debugfs: hw::debugfs::DebugfsEntry::empty(),
+                irqfds: hw::apic::IrqfdList::new(),
                 mm: hw::task::MmRef::current(),
                 pid: kernel::current!().tgid_nr_ns(None),
                 policy_insns: AtomicU64::new(0),
@@ -148,6 +151,7 @@ impl Vm {
             }
         }
         vm.debugfs.make_dir(&dir[..k], None);
+        vm.irqfds.init(Arc::as_ptr(&vm).cast())?;
         Ok(hw::files::new_fd(vm)? as isize)
     }
 

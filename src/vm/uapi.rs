@@ -84,6 +84,7 @@ impl Vm {
             uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
             uapi::kvm::SIGNAL_MSI => self.signal_msi(arg),
             uapi::kvm::SET_GSI_ROUTING => self.set_gsi_routing(arg),
+            uapi::kvm::IRQFD => self.irqfd(arg),
             // The VM's default for its vCPUs: the host's rate (no TSC scaling).
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
             _ => refuse(arg, uapi::vm_refusal(cmd)),

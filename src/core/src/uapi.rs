@@ -197,6 +197,8 @@ pub mod kvm {
     pub const IRQ_LINE_STATUS: u32 = iowr(KVMIO, 0x67, sizes::KVM_IRQ_LEVEL);
     /// `KVM_SIGNAL_MSI` (VM fd).
     pub const SIGNAL_MSI: u32 = iow(KVMIO, 0xa5, sizes::KVM_MSI);
+    /// `KVM_IRQFD` (VM fd).
+    pub const IRQFD: u32 = iow(KVMIO, 0x76, 32);
     /// `KVM_SET_GSI_ROUTING` (VM fd).
     pub const SET_GSI_ROUTING: u32 = iow(KVMIO, 0x6a, sizes::KVM_IRQ_ROUTING);
     /// `KVM_RESET_DIRTY_RINGS` (VM fd).
@@ -267,6 +269,7 @@ pub mod cap {
         (X2APIC_API, 0xf),
         (SIGNAL_MSI, 1),
         (IRQ_ROUTING, crate::lapic::MAX_IRQ_ROUTES as i32),
+        (IRQFD, 1),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0

@@ -528,3 +528,73 @@ pub fn apic_hlt_signal(e: &Env) -> R {
     expect_out(&mut v, 0x10)?;
     expect_log(&mem, &[0x02])
 }
+
+/// `KVM_IRQFD` with `struct kvm_irqfd` {fd, gsi, flags, resamplefd}.
+fn irqfd(vm: &VmFd, fd: i32, gsi: u32, flags: u32) -> Result<i64, i32> {
+    let mut b = [0u8; 32];
+    b[0..4].copy_from_slice(&fd.to_ne_bytes());
+    b[4..8].copy_from_slice(&gsi.to_ne_bytes());
+    b[8..12].copy_from_slice(&flags.to_ne_bytes());
+    ioctl(vm.as_raw_fd(), 0x4020_ae76, b.as_ptr() as u64)
+}
+
+/// irqfd: KVM_IRQFD's checks (no irqchip, unknown flags, resample with the
+/// split irqchip, bad fd, not an eventfd, an eventfd twice), an eventfd
+/// signal raising its GSI's MSI, a new route taking effect for it (a
+/// level-triggered one on a reserved pin: KVM_EXIT_IOAPIC_EOI) while the
+/// vCPU waits in HLT, deassign.
+pub fn apic_irqfd(e: &Env) -> R {
+    // SAFETY: plain syscall creating an fd we own.
+    let efd = unsafe { libc::eventfd(0, 0) };
+    if efd < 0 {
+        return Err("eventfd failed".into());
+    }
+    let k = e.kvm();
+    let plain = k.create_vm().map_err(|x| x.to_string())?;
+    expect_errno("KVM_IRQFD without irqchip", irqfd(&plain, efd, 7, 0), libc::EINVAL)?;
+    let (k, vm, mem) = apic_vm(e)?;
+    let mut v = apic_vcpu(&k, &vm, 0, 10)?;
+    expect_errno("KVM_IRQFD unknown flag", irqfd(&vm, efd, 7, 4), libc::EINVAL)?;
+    expect_errno("KVM_IRQFD resample with the split irqchip", irqfd(&vm, efd, 7, 2), libc::EINVAL)?;
+    expect_errno("KVM_IRQFD fd -1", irqfd(&vm, -1, 7, 0), libc::EBADF)?;
+    expect_errno("KVM_IRQFD on a VM fd", irqfd(&vm, vm.as_raw_fd(), 7, 0), libc::EINVAL)?;
+    expect_errno("KVM_IRQFD bad pointer", ioctl(vm.as_raw_fd(), 0x4020_ae76, 0x10), libc::EFAULT)?;
+    set_routing(&vm, &[(7, 2, 0, 0xfee0_0000, 0x40)], None).map_err(|x| format!("routes: errno {x}"))?;
+    irqfd(&vm, efd, 7, 0).map_err(|x| format!("KVM_IRQFD: errno {x}"))?;
+    expect_errno("the same eventfd twice", irqfd(&vm, efd, 8, 0), libc::EBUSY)?;
+    expect_out(&mut v, 0x1c)?;
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live buffer to our eventfd.
+    if unsafe { libc::write(efd, one.as_ptr().cast(), 8) } != 8 {
+        return Err("eventfd write failed".into());
+    }
+    let t = std::thread::spawn(move || -> Result<VcpuFd, String> {
+        let mut v = v;
+        match v.run() {
+            Ok(VcpuExit::IoapicEoi(0x50)) => {}
+            x => return Err(format!("expected KVM_EXIT_IOAPIC_EOI for 0x50, got {x:?}")),
+        }
+        match v.run() {
+            Ok(VcpuExit::IoOut(0x1e, _)) => Ok(v),
+            x => Err(format!("after the EOI exit: {x:?}")),
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The route changes under the irqfd: level-triggered 0x50 now.
+    let r = set_routing(&vm, &[(7, 2, 0, 0xfee0_0000, 0xc050)], None).map_err(|x| format!("new routes: errno {x}"));
+    // SAFETY: as above.
+    let w = unsafe { libc::write(efd, one.as_ptr().cast(), 8) };
+    let v = t.join().map_err(|_| "vCPU thread panicked".to_string())??;
+    r?;
+    if w != 8 {
+        return Err("eventfd write failed".into());
+    }
+    expect_log(&mem, &[0x40, 0x50])?;
+    irqfd(&vm, efd, 7, 1).map_err(|x| format!("deassign: errno {x}"))?;
+    irqfd(&vm, efd, 7, 1).map_err(|x| format!("deassign again: errno {x}"))?;
+    expect_errno("deassign fd -1", irqfd(&vm, -1, 7, 1), libc::EBADF)?;
+    // SAFETY: our fd.
+    unsafe { libc::close(efd) };
+    drop(v);
+    Ok(())
+}
