@@ -95,12 +95,16 @@ _start:
  * drops; each EOI lets the next one in. */
 self_ipi:
 	movl	$0x50, %es:0x80
+	/* Accesses KVM ignores: a 2-byte and an unaligned write to TPR. */
+	movw	$0x20, %es:0x80
+	movl	$0x30, %es:0x84
 	movl	$0x44040, %es:0x300	/* self, assert, fixed, vector 0x40 */
 	movl	$0x44050, %es:0x300	/* vector 0x50 */
 	sti
 	nop
 	nop
 	cli
+	movw	%es:0x32, %ax		/* a 2-byte read: LVR bits 31:16 */
 	out	%al, $0x10		/* held: IRR 0x40, 0x50; log empty */
 	sti
 	movl	$0, %es:0x80

@@ -233,9 +233,12 @@ pub fn apic_caps(e: &Env) -> R {
 /// EOI letting the next in; IRR/ISR/PPR seen through KVM_GET_LAPIC.
 pub fn apic_self_ipi(e: &Env) -> R {
     let (mut v, mem, _vm) = one(e, 1)?;
-    expect_out(&mut v, 0x10)?;
+    let lvr_hi = expect_out(&mut v, 0x10)? & 0xffff;
     expect_log(&mem, &[])?;
     let p = get_lapic(&v)?;
+    if lvr_hi != reg(&p, 0x30) >> 16 {
+        return Err(format!("2-byte read of LVR[31:16] gave {lvr_hi:#x}, LVR is {:#x}", reg(&p, 0x30)));
+    }
     if !bit(&p, 0x200, 0x40) || !bit(&p, 0x200, 0x50) || reg(&p, 0x80) != 0x50 {
         return Err(format!("held: IRR 0x40 {} 0x50 {}, TPR {:#x}", bit(&p, 0x200, 0x40), bit(&p, 0x200, 0x50), reg(&p, 0x80)));
     }
