@@ -214,3 +214,30 @@ extern "C" fn nsvm_rs_mmu_release(vm: *mut c_void) {
     // SAFETY: as above.
     unsafe { vm_of_notifier(vm) }.release();
 }
+
+/// The hrtimer of an in-kernel APIC expired (src/apic_shim.c, hardirq
+/// context): posts the timer event to vCPU `id`'s mailbox, wakes it and
+/// kicks it out of guest mode.
+#[no_mangle]
+extern "C" fn nsvm_rs_apic_timer(vm: *mut c_void, id: c_int) {
+    // SAFETY: `vm` is the VM whose bus holds this waiter (`Vcpu::create`
+    // passes `Arc::as_ptr` of it): the waiter's drop, part of the VM's,
+    // cancels the timer and waits for a running callback before the VM's
+    // memory goes, so the VM is alive here.
+    let vm = unsafe { &*vm.cast::<Vm>() };
+    let id = id as u32;
+    if let Some(mode) = vm.guest_modes.get(id as usize) {
+        vm.apic.timer_fired(id, mode);
+    }
+}
+
+/// An irqfd's eventfd was signalled (src/apic_shim.c, any context, the
+/// eventfd's wait-queue lock held): raises the MSI of its route.
+#[no_mangle]
+extern "C" fn nsvm_rs_irqfd_fire(vm: *mut c_void, lo: u32, hi: u32, data: u32) {
+    // SAFETY: `vm` is the VM whose `irqfds` list holds this irqfd: the
+    // list's drop, first in the VM's, unhooks every irqfd (no callback runs
+    // afterwards) before the rest of the VM goes.
+    let vm = unsafe { &*vm.cast::<Vm>() };
+    let _ = vm.deliver_msi(&nsvm_core::lapic::Irq::from_msi(lo, hi, data, vm.x2apic_format()));
+}

@@ -69,4 +69,18 @@ void *nsvm_debugfs_dir(const char *name, void *parent);
 void *nsvm_debugfs_vmcb_file(const char *name, void *dir, void *vcpu);
 void nsvm_debugfs_remove(void *dentry);
 u64 nsvm_ktime_ns(void);
+/* src/apic_shim.c: a vCPU's wait queue and APIC hrtimer. */
+void nsvm_rs_apic_timer(void *ctx, int id);
+void *nsvm_apic_waiter_new(void *ctx, int id);
+void nsvm_apic_waiter_free(void *p);
+void nsvm_apic_timer_start(void *p, u64 ns);
+void nsvm_apic_timer_cancel(void *p);
+void nsvm_apic_wake(void *p);
+int nsvm_apic_wait(void *p);
+void nsvm_rs_irqfd_fire(void *vm, u32 lo, u32 hi, u32 data);
+void *nsvm_irqfds_new(void *vm);
+int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 data);
+int nsvm_irqfd_deassign(void *p, int fd, u32 gsi);
+void nsvm_irqfds_reroute(void *p, const u32 *routes, u32 n);
+void nsvm_irqfds_free(void *p);
 #endif

@@ -100,6 +100,15 @@ impl GuestMode {
         Self { state: AtomicU64::new(0), cpu: AtomicU32::new(0) }
     }
 
+    /// Makes the vCPU leave guest mode soon if it is in it (an event was
+    /// posted for it: an APIC interrupt, its timer), without waiting: one
+    /// reschedule IPI to its CPU. Callable from any context.
+    pub(crate) fn poke(&self) {
+        if self.state.load(Ordering::SeqCst) & 1 != 0 {
+            hw::cpu::kick_cpu(self.cpu.load(Ordering::Relaxed));
+        }
+    }
+
     /// Makes the vCPU leave guest mode if it is in it: a reschedule IPI to
     /// its CPU, then a wait until that entry is over (re-sent now and then:
     /// the wait must not depend on one IPI). Callers changed what the vCPU

@@ -12,3 +12,4 @@ pub(crate) mod mem;
 pub(crate) mod mmu;
 pub(crate) mod pin;
 pub(crate) mod task;
+pub(crate) mod apic;

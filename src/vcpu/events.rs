@@ -98,6 +98,18 @@ impl VcpuState {
             self.close_irq_window();
             return;
         }
+        // The in-kernel APIC's interrupt (L1's; while L2 runs and L1 does
+        // not intercept INTR it is taken by whoever runs, as above).
+        if self.ev.irq.is_none() {
+            if let Some(v) = self.apic_pending() {
+                if interruptible {
+                    self.apic_inject(v);
+                    return;
+                }
+                self.open_irq_window();
+                return;
+            }
+        }
         if let Some(irq) = self.ev.irq {
             if interruptible {
                 self.ev.irq = None;
@@ -134,7 +146,7 @@ impl VcpuState {
         if self.ev.nmi_pending && self.nst.vmcb12.get().control.intercepts.test(exit::NMI) {
             return Some(exit::NMI);
         }
-        if self.ev.irq.is_some() && self.l1_takes_intr() == Some(true) {
+        if (self.ev.irq.is_some() || self.apic_pending().is_some()) && self.l1_takes_intr() == Some(true) {
             return Some(exit::INTR);
         }
         None

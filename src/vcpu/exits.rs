@@ -105,6 +105,11 @@ impl Vcpu {
                     return Ok(Next::User);
                 }
                 self.stats.bump(st_idx::HALT_EXITS);
+                if st.apic.is_some() {
+                    // With an in-kernel APIC the vCPU waits in the kernel.
+                    self.apic_halt(st);
+                    return Ok(Next::Guest);
+                }
                 st.uexit.halted_since = Some(hw::task::now_ns());
                 Ok(self.user_exit(UserExit::Hlt))
             }
@@ -279,6 +284,11 @@ impl Vcpu {
     pub(super) fn npf(&self, st: &mut VcpuState, f: NpfInfo) -> Result<Next> {
         let gpa = f.gpa;
         let inner = self.vm.mem();
+        // The xAPIC page of an in-kernel APIC is never mapped: its
+        // accesses are emulated (as KVM's APIC MMIO device comes first).
+        if let Some(r) = self.apic_mmio(st, &inner, gpa) {
+            return r;
+        }
         if let Some(slot) = inner.slot(gpa) {
             if !(f.write() && slot.readonly()) {
                 // The VMM's current page (or nothing when an invalidation

@@ -17,6 +17,7 @@
 mod events;
 mod exits;
 mod guest_mem;
+pub(crate) mod lapic;
 mod nested;
 mod run;
 mod state;
@@ -69,6 +70,8 @@ pub(crate) struct VcpuState {
     /// that building vmcb02 needs no lock for it.
     npt01_root: u64,
     stats: Arc<VcpuStats>,
+    /// The in-kernel local APIC (split irqchip), if the VM has one.
+    apic: Option<KBox<lapic::VApic>>,
 }
 
 /// The guest's architectural state: vmcb01 and what VMRUN does not switch.
@@ -265,9 +268,19 @@ impl Vcpu {
             },
             npt01_root: vm.mmu.lock().npt.root_pa(),
             stats: stats.clone(),
+            apic: None,
         };
+        if vm.irqchip_split.load(Ordering::Acquire) {
+            // The APIC timer calls back with the VM (fops.rs): the waiter
+            // lives in the VM's bus, freed with the VM.
+            vm.apic.mailbox(id).waiter.init(Arc::as_ptr(&vm).cast(), id)?;
+            st.apic = Some(KBox::new(lapic::VApic::new(id), GFP_KERNEL_ACCOUNT)?);
+        }
         let npt_root = st.npt01_root;
         st.reset(npt_root, false);
+        if st.apic.is_some() {
+            vm.apic.attach(id);
+        }
         let vcpu = Arc::pin_init(
             try_pin_init!(Vcpu { debugfs: hw::debugfs::DebugfsEntry::empty(), vm, id, run: KPages::page()?, pio: KPages::page()?, stats, state <- new_mutex!(st, "nsvm_vcpu") }),
             GFP_KERNEL_ACCOUNT,

@@ -168,6 +168,12 @@ impl Vcpu {
                     }
                 }
             }
+            // The in-kernel APIC: posted interrupts and the timer in, and
+            // a halted vCPU waits here for an event.
+            self.apic_sync(st);
+            if let Some(r) = self.apic_block(st) {
+                break r;
+            }
             st.prepare_interrupts(window);
             st.apply_policy(self.vm.policy());
             let seen = loop {
@@ -195,7 +201,12 @@ impl Vcpu {
                 break Ok(0);
             }
             st.nst.run_pending = false;
-            match self.handle_exit(st)? {
+            let next = self.handle_exit(st)?;
+            self.apic_flush(st);
+            if matches!(next, Next::Guest) && self.apic_eoi_exit(st) {
+                break Ok(0);
+            }
+            match next {
                 Next::Guest => {
                     // KVM: with an open window requested, return as soon as
                     // an interrupt can be injected.

@@ -220,6 +220,7 @@ impl VcpuState {
         self.cpu.guest_efer = 0;
         self.ev = cpu_state::PendingEvents::NONE;
         self.uexit.pending = None;
+        self.apic_reset(init);
         if !init {
             self.nst.hsave_pa = 0;
             self.cpu.xcr0 = fpu::XCR0_RESET;
@@ -291,6 +292,15 @@ impl VcpuState {
         self.set_efer(s.efer);
         self.cpu.apic_base = s.apic_base;
         cpu_state::set_sregs(self.vmcb(), s);
+        if self.apic.is_some() {
+            // With an in-kernel APIC, CR8 is its TPR and APIC_BASE its
+            // base (KVM's __set_sregs).
+            let _ = self.apic_msr_write(nsvm_core::msr::APIC_BASE, s.apic_base, true);
+            if let Some(a) = self.apic.as_mut() {
+                a.m.set_tpr(((s.cr8 & 0xf) << 4) as u32);
+                self.cpu.apic_base = a.m.base;
+            }
+        }
         Ok(())
     }
 
@@ -309,12 +319,24 @@ impl VcpuState {
     /// RDMSR of the running guest, or `KVM_GET_MSRS` (`msr_emul` has the
     /// rules); `None` for an MSR nsvm does not emulate (#GP).
     pub(super) fn read_msr(&mut self, index: u32) -> Option<u64> {
+        if let Some(r) = self.apic_msr_read(index) {
+            return r;
+        }
         msr_emul::read(self, index, hw::cpu::rdtsc)
     }
 
     /// WRMSR of the running guest, or `KVM_SET_MSRS`; false when refused
     /// (#GP for the guest).
     pub(super) fn write_msr(&mut self, index: u32, val: u64) -> bool {
+        self.write_msr_from(index, val, false)
+    }
+
+    /// WRMSR (`host` false) or `KVM_SET_MSRS` (`host` true: the APIC mode
+    /// transitions the guest may not make are allowed, as in KVM).
+    pub(super) fn write_msr_from(&mut self, index: u32, val: u64, host: bool) -> bool {
+        if let Some(ok) = self.apic_msr_write(index, val, host) {
+            return ok;
+        }
         self.mark_untrusted();
         msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok()
     }

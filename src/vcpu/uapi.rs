@@ -93,6 +93,10 @@ impl Vcpu {
                 Ok(0)
             }
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
+            uapi::kvm::GET_LAPIC => self.get_lapic(arg),
+            uapi::kvm::SET_LAPIC => self.set_lapic(arg),
+            uapi::kvm::GET_MP_STATE => self.get_mp_state(arg),
+            uapi::kvm::SET_MP_STATE => self.set_mp_state(arg),
             // Unknown vCPU ioctls are EINVAL (kvm_vcpu_ioctl for other
             // magics, kvm_arch_vcpu_ioctl for KVM's), a few as KVM refuses
             // them (`uapi::vcpu_refusal`).
@@ -123,6 +127,15 @@ impl Vcpu {
         let edx = v.iter().find(|e| e.function == nsvm_core::cpuid::LEAF_SVM).map_or(0, |e| e.regs[3]);
         st.nst.l1_features = if st.nst.svm_exposed { SvmFeatures::from_bits_truncate(edx) & nsvm_core::cpuid::L1_FEATURES } else { SvmFeatures::empty() };
         st.cpu.features = super::state::vcpu_features(&v);
+        let ecx1 = v.iter().find(|e| e.function == 1).map_or(0, |e| e.regs[2]);
+        if let Some(a) = st.apic.as_mut() {
+            // CPUID.1:ECX[21] x2APIC, [24] TSC-deadline timer: what the
+            // APIC then allows (KVM's kvm_apic_set_version, timer_mode_mask).
+            a.m.cpuid_x2apic = ecx1 & (1 << 21) != 0;
+            a.m.cpuid_tsc_deadline = ecx1 & (1 << 24) != 0;
+            a.m.advertise_directed_eoi = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed) & super::lapic::X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST == 0;
+            a.m.set_version();
+        }
         st.cpu.cpuid = v;
         Ok(0)
     }
@@ -155,7 +168,7 @@ impl Vcpu {
                 if set {
                     let mut d = [0u8; 8];
                     d.copy_from_slice(&e[8..16]);
-                    if !st.write_msr(index, u64::from_ne_bytes(d)) {
+                    if !st.write_msr_from(index, u64::from_ne_bytes(d), true) {
                         break;
                     }
                 } else {
@@ -166,6 +179,7 @@ impl Vcpu {
                 }
                 done += 1;
             }
+            self.apic_flush(&mut st);
         }
         if !set {
             let mut w = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).writer();
@@ -187,7 +201,12 @@ impl Vcpu {
         if irq >= 256 {
             return Err(EINVAL);
         }
-        self.state.lock().ev.irq = Some(irq as u8);
+        let mut st = self.state.lock();
+        // With an in-kernel APIC, KVM_INTERRUPT is an ExtINT: one at a time.
+        if st.apic.is_some() && st.ev.irq.is_some() {
+            return Err(EEXIST);
+        }
+        st.ev.irq = Some(irq as u8);
         Ok(0)
     }
 }

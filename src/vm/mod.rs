@@ -3,6 +3,8 @@
 //! sensitive-instruction policy, its identity and statistics. The VM fd's
 //! ioctls are in `uapi` (the one place above `vcpu`).
 
+pub(crate) mod apic_bus;
+mod irq;
 mod uapi;
 
 use kernel::prelude::*;
@@ -47,7 +49,9 @@ pub(crate) const MAX_VCPUS: u32 = 64;
 /// read side nsvm needs). The MMU notifier never takes it.
 pub(crate) struct VmInner {
     /// Ids of the vCPUs created so far (bit per id).
-    vcpu_ids: u64,
+    pub(super) vcpu_ids: u64,
+    /// The MSI routes of `KVM_SET_GSI_ROUTING` (split irqchip).
+    pub(crate) routes: KVec<nsvm_core::lapic::MsiRoute>,
 }
 
 /// State protected by the VM's MMU lock (a spinlock, KVM's `mmu_lock`):
@@ -116,6 +120,8 @@ impl Mmu {
 pub(crate) struct Vm {
     /// `/sys/kernel/debug/nsvm/<pid>-<n>/` (first field: removed first).
     pub(crate) debugfs: hw::debugfs::DebugfsEntry,
+    /// `KVM_IRQFD`s: dropped before what their callbacks use (the bus).
+    pub(crate) irqfds: hw::apic::IrqfdList,
     /// The address space of the process that created the VM: every VM and
     /// vCPU ioctl must come from it (as in KVM), since guest memory is that
     /// process's memory.
@@ -136,6 +142,17 @@ pub(crate) struct Vm {
     pub(crate) guest_modes: [GuestMode; MAX_VCPUS as usize],
     /// The MMU notifier on `mm` (unregistered first thing on drop).
     notifier: hw::mmu::Notifier,
+    /// Split irqchip enabled (`KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)`):
+    /// vCPUs get an in-kernel local APIC; the reserved I/O APIC pins.
+    pub(crate) irqchip_split: core::sync::atomic::AtomicBool,
+    pub(crate) ioapic_pins: AtomicU32,
+    /// `KVM_CAP_X2APIC_API` flags enabled.
+    pub(crate) x2apic_api: AtomicU32,
+    /// Bumped when `VmInner::routes` changes: vCPUs rescan them.
+    pub(crate) routes_gen: AtomicU64,
+    /// The APIC bus of the in-kernel local APICs (`apic_bus`); its timers
+    /// call back with this VM, so it is dropped with it.
+    pub(crate) apic: apic_bus::ApicBus,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
     #[pin]
@@ -239,7 +256,7 @@ impl Vm {
         if vm_type != 0 {
             return Err(EINVAL);
         }
-        let inner = VmInner { vcpu_ids: 0 };
+        let inner = VmInner { vcpu_ids: 0, routes: KVec::new() };
         let mmu = Mmu {
             slots: SlotTable::with_storage(HeapSlots(KVec::from_elem(None, MAX_SLOTS, GFP_KERNEL_ACCOUNT)?)),
             npt: Npt::new()?,
@@ -251,6 +268,7 @@ impl Vm {
         let vm = Arc::pin_init(
             pin_init!(Vm {
                 debugfs: hw::debugfs::DebugfsEntry::empty(),
+                irqfds: hw::apic::IrqfdList::new(),
                 mm: hw::task::MmRef::current(),
                 pid: kernel::current!().tgid_nr_ns(None),
                 policy_insns: AtomicU64::new(0),
@@ -258,6 +276,11 @@ impl Vm {
                 memory_generation: AtomicU64::new(0),
                 guest_modes: [const { GuestMode::new() }; MAX_VCPUS as usize],
                 notifier: hw::mmu::Notifier::empty(),
+                irqchip_split: core::sync::atomic::AtomicBool::new(false),
+                ioapic_pins: AtomicU32::new(0),
+                x2apic_api: AtomicU32::new(0),
+                routes_gen: AtomicU64::new(0),
+                apic: apic_bus::ApicBus::new(),
                 inner <- new_mutex!(inner, "nsvm_vm"),
                 mmu <- new_spinlock!(mmu, "nsvm_mmu"),
             }),
@@ -297,6 +320,7 @@ impl Vm {
             }
         }
         vm.debugfs.make_dir(&dir[..k], None);
+        vm.irqfds.init(Arc::as_ptr(&vm).cast())?;
         Ok(hw::files::new_fd(vm)? as isize)
     }
 

@@ -30,6 +30,11 @@ impl Vm {
             return Err(EIO);
         }
         match cmd {
+            // KVM_CAP_X2APIC_API on a VM without the split irqchip: EOI
+            // broadcast suppression cannot be enabled there (as KVM).
+            uapi::kvm::CHECK_EXTENSION if arg as u64 == u64::from(uapi::cap::X2APIC_API) && !self.irqchip_split.load(Ordering::Acquire) => {
+                Ok((uapi::cap::check_extension(arg as u64) & !(crate::vcpu::lapic::X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST as i32)) as isize)
+            }
             uapi::kvm::CHECK_EXTENSION => Ok(uapi::cap::check_extension(arg as u64) as isize),
             uapi::kvm::CREATE_VCPU => self.create_vcpu(arg),
             uapi::kvm::SET_USER_MEMORY_REGION => {
@@ -76,6 +81,10 @@ impl Vm {
                 UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut b)?;
                 Ok(0)
             }
+            uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
+            uapi::kvm::SIGNAL_MSI => self.signal_msi(arg),
+            uapi::kvm::SET_GSI_ROUTING => self.set_gsi_routing(arg),
+            uapi::kvm::IRQFD => self.irqfd(arg),
             // The VM's default for its vCPUs: the host's rate (no TSC scaling).
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
             _ => refuse(arg, uapi::vm_refusal(cmd)),
@@ -103,6 +112,60 @@ impl Vm {
             self.shootdown();
         }
         Ok(0)
+    }
+
+    /// `KVM_ENABLE_CAP` on the VM fd (`struct kvm_enable_cap`: cap, flags,
+    /// args[4], pad): KVM's order — the struct copied (`EFAULT`), flags
+    /// (`EINVAL`), then the capability's own rules; every capability nsvm
+    /// cannot enable is `EINVAL`.
+    fn enable_cap(&self, arg: usize) -> Result<isize> {
+        let mut b = [0u8; uapi::sizes::KVM_ENABLE_CAP];
+        UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let (cap, flags) = (w(0), w(4));
+        let arg0 = u64::from(w(8)) | (u64::from(w(12)) << 32);
+        if flags != 0 {
+            return Err(EINVAL);
+        }
+        match cap {
+            uapi::cap::SPLIT_IRQCHIP => {
+                // KVM: too many reserved pins EINVAL; an irqchip already
+                // there or a vCPU already created EEXIST.
+                if arg0 > uapi::kvm::MAX_IRQ_ROUTES {
+                    return Err(EINVAL);
+                }
+                let g = self.inner.lock();
+                if self.irqchip_split.load(Ordering::Acquire) || g.vcpu_ids != 0 {
+                    return Err(EEXIST);
+                }
+                self.ioapic_pins.store(arg0 as u32, Ordering::Relaxed);
+                self.irqchip_split.store(true, Ordering::Release);
+                Ok(0)
+            }
+            uapi::cap::X2APIC_API => {
+                use crate::vcpu::lapic::*;
+                let valid = X2APIC_API_USE_32BIT_IDS | X2APIC_API_DISABLE_BROADCAST_QUIRK | X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST | X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST;
+                let f = arg0 as u32;
+                let both = X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST | X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST;
+                if arg0 & !u64::from(valid) != 0
+                    || f & both == both
+                    || (f & X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST != 0 && !self.irqchip_split.load(Ordering::Acquire))
+                {
+                    return Err(EINVAL);
+                }
+                // Flags accumulate; the two EOI-broadcast modes replace each other.
+                let mut cur = self.x2apic_api.load(Ordering::Relaxed);
+                if f & both != 0 {
+                    cur &= !both;
+                }
+                self.x2apic_api.store(cur | f, Ordering::Relaxed);
+                if f & X2APIC_API_DISABLE_BROADCAST_QUIRK != 0 {
+                    self.apic.broadcast_quirk.store(false, Ordering::Relaxed);
+                }
+                Ok(0)
+            }
+            _ => Err(EINVAL),
+        }
     }
 
     /// `KVM_CREATE_VCPU`, with `kvm_vm_ioctl_create_vcpu`'s order: an id

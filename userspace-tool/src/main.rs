@@ -29,7 +29,8 @@ commands:
                                    'ok RET' or 'err ERRNO-NAME'
   run   [--device PATH] [--mem SIZE] [--vcpus N] [--load ADDR] [--mode real|protected|long]
         [--dump-regs] [--max-exits N] [--quiet] [--irq-on-hlt VEC[:N]] [--trace-mmio]
-        [--stats FILE] [--policy LIST] [--no-thp] [--pin-vcpus] [--snapshot FILE] IMAGE
+        [--stats FILE] [--policy LIST] [--no-thp] [--pin-vcpus] [--snapshot FILE]
+        [--irqchip split] IMAGE
   run   [--device PATH] --restore FILE [same options]
                                    run a flat binary (loaded at --load, default
                                    0x1000, real mode) or an ELF64 image (long
@@ -52,7 +53,11 @@ commands:
                                    the VM (memory, registers, MSRs, nested
                                    state: also while L2 runs) to FILE and ends
                                    the run; --restore FILE continues such a
-                                   snapshot in a new VM (nsvm or kvm_amd)
+                                   snapshot in a new VM (nsvm or kvm_amd);
+                                   --irqchip split enables KVM_CAP_SPLIT_IRQCHIP
+                                   (in-kernel local APICs, x2APIC and the
+                                   TSC-deadline timer in the CPUID; HLT then
+                                   waits in the kernel)
   stats --pid PID [--all] [--json] [--interval S --count N]
                                    binary statistics (KVM_GET_STATS_FD) of the
                                    VMs and vCPUs of a running VMM, nsvm or kvm

@@ -68,6 +68,8 @@ pub struct Options {
     vcpus: u32,
     /// Do not ask for transparent huge pages (4 KiB backing only).
     no_thp: bool,
+    /// `--irqchip split`: KVM_CAP_SPLIT_IRQCHIP before the vCPUs.
+    irqchip_split: bool,
     /// Save the VM here when the guest writes to the snapshot port.
     snapshot: Option<String>,
     /// Start from this snapshot instead of an image.
@@ -88,7 +90,7 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1, no_thp: false, snapshot: None, restore: None, pin_vcpus: false };
+    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1, no_thp: false, irqchip_split: false, snapshot: None, restore: None, pin_vcpus: false };
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
@@ -107,6 +109,10 @@ fn parse(a: &Args) -> Result<Options, Failure> {
             "--dump-regs" => o.dump_regs = true,
             "--trace-mmio" => o.trace_mmio = true,
             "--no-thp" => o.no_thp = true,
+            "--irqchip" => match val("--irqchip")?.as_str() {
+                "split" => o.irqchip_split = true,
+                m => return Err(Failure(format!("unknown irqchip '{m}': only 'split' (KVM_CAP_SPLIT_IRQCHIP)"))),
+            },
             "--pin-vcpus" => o.pin_vcpus = true,
             "--stats" => o.stats = Some(val("--stats")?),
             "--policy" => o.policy = Some(parse_policy(&val("--policy")?)?),
@@ -396,6 +402,7 @@ impl Options {
             vcpus: 1,
             // The NPF row measures 4 KiB first touches.
             no_thp: true,
+            irqchip_split: false,
             snapshot: None,
             restore: None,
             pin_vcpus: false,
@@ -440,15 +447,21 @@ fn new_vm(device: &str, o: &Options, mem_len: u64) -> Result<(Kvm, VmFd, Mem, kv
             )));
         }
     }
+    if o.irqchip_split {
+        let cap = kvm_bindings::kvm_enable_cap { cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP, args: [24, 0, 0, 0], ..Default::default() };
+        vm.enable_cap(&cap).map_err(|e| Failure(format!("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) failed on {device}: {e}")))?;
+    }
     let mut cpuid = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| Failure(format!("KVM_GET_SUPPORTED_CPUID failed on {device}: {e}")))?;
     for e in cpuid.as_mut_slice() {
         if e.function == 1 {
-            // APIC id of vCPU 0; no in-kernel local APIC in this VMM, so no
+            // APIC id of vCPU 0; without an in-kernel local APIC, no
             // x2APIC (ECX 21) and no TSC-deadline timer (ECX 24).
             e.ebx &= 0x00ff_ffff;
-            e.ecx &= !((1 << 21) | (1 << 24));
+            if !o.irqchip_split {
+                e.ecx &= !((1 << 21) | (1 << 24));
+            }
         }
     }
     Ok((kvm, vm, mem, cpuid))

@@ -175,7 +175,7 @@ pub const fn is_indexed(leaf: u32) -> bool {
 
 /// What nsvm offers a guest for one CPUID leaf, from the host's values
 /// (`KVM_GET_SUPPORTED_CPUID`): host features minus what nsvm does not
-/// virtualize (no VMX, no MONITOR/MWAIT, no in-kernel local APIC features),
+/// virtualize (no VMX, no MONITOR/MWAIT; x2APIC and the TSC-deadline timer of the in-kernel local APIC),
 /// plus the hypervisor-present bit and SVM for L1 (with the features of
 /// [`L1_FEATURES`]). `None`: leaf not offered.
 pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
@@ -183,9 +183,11 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
     let _ = sub;
     match leaf {
         1 => {
-            // ECX: 3 MONITOR, 5 VMX, 21 x2APIC, 24 TSC-deadline off; 31 hypervisor on.
-            c &= !((1 << 3) | (1 << 5) | (1 << 21) | (1 << 24));
-            c |= 1 << 31;
+            // ECX: 3 MONITOR, 5 VMX off; 21 x2APIC and 24 TSC-deadline on
+            // (the in-kernel local APIC emulates both, whatever the host
+            // has, as KVM reports them); 31 hypervisor on.
+            c &= !((1 << 3) | (1 << 5));
+            c |= (1 << 21) | (1 << 24) | (1 << 31);
             // OSXSAVE (27) reflects the guest's CR4 at run time (runtime_adjust).
             c &= !(1 << 27);
             // EDX 28 HTT: off, as KVM reports it.

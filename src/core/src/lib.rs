@@ -19,6 +19,7 @@ pub mod hoststate;
 pub mod insn;
 pub mod intercept;
 pub mod kvm;
+pub mod lapic;
 pub mod memslot;
 pub mod mmio;
 pub mod msr;

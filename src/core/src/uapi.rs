@@ -159,8 +159,18 @@ pub mod kvm {
     pub const GET_NESTED_STATE: u32 = iowr(KVMIO, 0xbe, crate::nested_state::HEADER_SIZE);
     /// `KVM_SET_NESTED_STATE` (vCPU fd).
     pub const SET_NESTED_STATE: u32 = iow(KVMIO, 0xbf, crate::nested_state::HEADER_SIZE);
+    /// `KVM_GET_LAPIC` (vCPU fd).
+    pub const GET_LAPIC: u32 = ior(KVMIO, 0x8e, crate::lapic::REG_SIZE);
+    /// `KVM_SET_LAPIC` (vCPU fd).
+    pub const SET_LAPIC: u32 = iow(KVMIO, 0x8f, crate::lapic::REG_SIZE);
+    /// `KVM_GET_MP_STATE` (vCPU fd).
+    pub const GET_MP_STATE: u32 = ior(KVMIO, 0x98, 4);
+    /// `KVM_SET_MP_STATE` (vCPU fd).
+    pub const SET_MP_STATE: u32 = iow(KVMIO, 0x99, 4);
     /// `KVM_GET_TSC_KHZ` (vCPU fd).
     pub const GET_TSC_KHZ: u32 = io(KVMIO, 0xa3);
+    /// `KVM_MAX_IRQ_ROUTES`: the most reserved I/O APIC pins and routes.
+    pub const MAX_IRQ_ROUTES: u64 = 4096;
     /// `KVM_ENABLE_CAP` (VM and vCPU fds).
     pub const ENABLE_CAP: u32 = iow(KVMIO, 0xa3, sizes::KVM_ENABLE_CAP);
     /// `KVM_CREATE_PIT` (VM fd).
@@ -187,6 +197,8 @@ pub mod kvm {
     pub const IRQ_LINE_STATUS: u32 = iowr(KVMIO, 0x67, sizes::KVM_IRQ_LEVEL);
     /// `KVM_SIGNAL_MSI` (VM fd).
     pub const SIGNAL_MSI: u32 = iow(KVMIO, 0xa5, sizes::KVM_MSI);
+    /// `KVM_IRQFD` (VM fd).
+    pub const IRQFD: u32 = iow(KVMIO, 0x76, 32);
     /// `KVM_SET_GSI_ROUTING` (VM fd).
     pub const SET_GSI_ROUTING: u32 = iow(KVMIO, 0x6a, sizes::KVM_IRQ_ROUTING);
     /// `KVM_RESET_DIRTY_RINGS` (VM fd).
@@ -221,10 +233,11 @@ pub mod cap {
     }
     caps! {
         IRQCHIP = 0, HLT = 1, USER_MEMORY = 3, SET_TSS_ADDR = 4, EXT_CPUID = 7, NR_VCPUS = 9,
-        NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, SET_GUEST_DEBUG = 23,
+        NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, SET_GUEST_DEBUG = 23, IRQ_ROUTING = 25, IRQFD = 32,
         SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
-        GET_TSC_KHZ = 61, MAX_VCPUS = 66, READONLY_MEM = 81, MAX_VCPU_ID = 128,
+        GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, SIGNAL_MSI = 77, READONLY_MEM = 81,
+        SPLIT_IRQCHIP = 121, MAX_VCPU_ID = 128, X2APIC_API = 129,
         IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157,
         X86_USER_SPACE_MSR = 188, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203,
         X86_TRIPLE_FAULT_EVENT = 218, USER_MEMORY2 = 231,
@@ -249,6 +262,16 @@ pub mod cap {
         (VCPU_EVENTS, 1),
         // Guest memory follows the VMM's page tables (an MMU notifier per VM).
         (SYNC_MMU, 1),
+        // The in-kernel local APIC (split irqchip, nsvm_core::lapic).
+        (SPLIT_IRQCHIP, 1),
+        (TSC_DEADLINE_TIMER, 1),
+        (MP_STATE, 1),
+        // KVM_X2APIC_API_USE_32BIT_IDS, _DISABLE_BROADCAST_QUIRK and the
+        // two EOI-broadcast-suppression modes.
+        (X2APIC_API, 0xf),
+        (SIGNAL_MSI, 1),
+        (IRQ_ROUTING, crate::lapic::MAX_IRQ_ROUTES as i32),
+        (IRQFD, 1),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0

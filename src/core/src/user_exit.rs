@@ -92,6 +92,10 @@ pub mod run {
     pub const EXIT_INTR: u32 = 10;
     /// `KVM_EXIT_INTERNAL_ERROR`.
     pub const EXIT_INTERNAL_ERROR: u32 = 17;
+    /// `KVM_EXIT_IOAPIC_EOI`.
+    pub const EXIT_IOAPIC_EOI: u32 = 26;
+    /// `eoi.vector` of `KVM_EXIT_IOAPIC_EOI` (the union's start).
+    pub const EOI_VECTOR: usize = 32;
     /// `KVM_EXIT_IO_IN`.
     pub const IO_IN: u8 = 0;
     /// `KVM_EXIT_IO_OUT`.
@@ -129,6 +133,7 @@ pub mod run {
             EXIT_FAIL_ENTRY => "FAIL_ENTRY",
             EXIT_INTR => "INTR",
             EXIT_INTERNAL_ERROR => "INTERNAL_ERROR",
+            EXIT_IOAPIC_EOI => "IOAPIC_EOI",
             _ => "OTHER",
         }
     }
@@ -206,6 +211,12 @@ pub enum UserExit {
     IrqWindowOpen,
     /// `KVM_EXIT_INTR` (a signal is pending).
     Intr,
+    /// `KVM_EXIT_IOAPIC_EOI`: the guest EOIed a level-triggered vector
+    /// routed through the userspace I/O APIC (split irqchip).
+    IoapicEoi {
+        /// The vector.
+        vector: u8,
+    },
     /// `KVM_EXIT_FAIL_ENTRY`: VMRUN refused the state.
     FailEntry {
         /// The exit code VMRUN returned (`VMEXIT_INVALID`).
@@ -246,6 +257,7 @@ impl UserExit {
             UserExit::Shutdown => run::EXIT_SHUTDOWN,
             UserExit::IrqWindowOpen => run::EXIT_IRQ_WINDOW_OPEN,
             UserExit::Intr => run::EXIT_INTR,
+            UserExit::IoapicEoi { .. } => run::EXIT_IOAPIC_EOI,
             UserExit::FailEntry { .. } => run::EXIT_FAIL_ENTRY,
             UserExit::InternalError { .. } => run::EXIT_INTERNAL_ERROR,
         }
@@ -331,6 +343,7 @@ impl UserExit {
                 page.put_u8(run::MMIO_IS_WRITE, u8::from(is_write));
             }
             UserExit::Hlt | UserExit::Shutdown | UserExit::IrqWindowOpen | UserExit::Intr => {}
+            UserExit::IoapicEoi { vector } => page.put_u8(run::EOI_VECTOR, vector),
             UserExit::FailEntry { hardware_entry_failure_reason, cpu } => {
                 page.put_u64(run::FAIL_ENTRY_REASON, hardware_entry_failure_reason);
                 page.put_u32(run::FAIL_ENTRY_CPU, cpu);
@@ -491,6 +504,7 @@ mod tests {
             (UserExit::Shutdown, kb::KVM_EXIT_SHUTDOWN),
             (UserExit::IrqWindowOpen, kb::KVM_EXIT_IRQ_WINDOW_OPEN),
             (UserExit::Intr, kb::KVM_EXIT_INTR),
+            (UserExit::IoapicEoi { vector: 0x31 }, kb::KVM_EXIT_IOAPIC_EOI),
             (UserExit::FailEntry { hardware_entry_failure_reason: 0, cpu: 0 }, kb::KVM_EXIT_FAIL_ENTRY),
             (UserExit::InternalError { suberror: 1, ndata: 0, data: none }, kb::KVM_EXIT_INTERNAL_ERROR),
         ];

@@ -5,6 +5,7 @@
 //! `nsvm-apitest --compare-errnos NSVM KVM` compares two `errno_table` files
 //! (see `errnos.rs`); `--list-ioctls` prints the ioctls `errno_table` issues.
 
+mod apic;
 mod errnos;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -282,7 +283,7 @@ fn immediate_exit(e: &Env) -> R {
 }
 
 static GOT_SIGNAL: AtomicBool = AtomicBool::new(false);
-extern "C" fn on_sigusr1(_: libc::c_int) {
+pub(crate) extern "C" fn on_sigusr1(_: libc::c_int) {
     GOT_SIGNAL.store(true, Ordering::SeqCst);
 }
 
@@ -1183,7 +1184,13 @@ fn main() {
         ("fpu_once_per_run", fpu_load::fpu_once_per_run),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
-    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt), ("fpu_migration", fpu_load::fpu_migration)];
+    let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt), ("fpu_migration", fpu_load::fpu_migration),
+        ("apic_caps", apic::apic_caps), ("apic_self_ipi", apic::apic_self_ipi), ("apic_timer_oneshot", apic::apic_timer_oneshot),
+        ("apic_timer_periodic", apic::apic_timer_periodic), ("apic_tsc_deadline", apic::apic_tsc_deadline), ("apic_x2apic", apic::apic_x2apic),
+        ("apic_nmi_ipi", apic::apic_nmi_ipi), ("apic_get_set_lapic", apic::apic_get_set_lapic), ("apic_no_eoi", apic::apic_no_eoi),
+        ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
+        ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
+        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);

@@ -1,0 +1,1424 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The local APIC register model (AMD APM vol. 2 chapter 16): the register
+//! page as KVM's `struct kvm_lapic_state` holds it (`KVM_GET/SET_LAPIC`),
+//! IRR/ISR/TMR, the processor priority, EOI, ICR decoding into an IPI
+//! request, destination matching (physical, flat and cluster logical, x2APIC
+//! cluster), the timer's arithmetic (divide configuration, current count,
+//! one-shot, periodic and TSC-deadline modes) from a time source passed in,
+//! x2APIC MSR access rules and IA32_APIC_BASE mode transitions.
+//!
+//! KVM (arch/x86/kvm/lapic.c of Linux 7.2) is the behaviour reference for
+//! what the APM leaves open (how bad writes are ignored, which registers
+//! read as what); nothing here knows about the kernel or other vCPUs: the
+//! module delivers the IPI requests this model produces.
+
+use crate::msr::apic_base;
+
+/// Size of `struct kvm_lapic_state` (`KVM_APIC_REG_SIZE`).
+pub const REG_SIZE: usize = 0x400;
+
+/// Register offsets (APM 16.3.2 table 16-2; the x2APIC MSR is
+/// `0x800 + offset / 16`, APM 16.11).
+pub mod reg {
+    /// The `APIC_ID` register.
+    pub const ID: u32 = 0x20;
+    /// The `APIC_LVR` register.
+    pub const LVR: u32 = 0x30;
+    /// The `APIC_TASKPRI` register.
+    pub const TASKPRI: u32 = 0x80;
+    /// The `APIC_ARBPRI` register.
+    pub const ARBPRI: u32 = 0x90;
+    /// The `APIC_PROCPRI` register.
+    pub const PROCPRI: u32 = 0xa0;
+    /// The `APIC_EOI` register.
+    pub const EOI: u32 = 0xb0;
+    /// The `APIC_LDR` register.
+    pub const LDR: u32 = 0xd0;
+    /// The `APIC_DFR` register.
+    pub const DFR: u32 = 0xe0;
+    /// The `APIC_SPIV` register.
+    pub const SPIV: u32 = 0xf0;
+    /// The `APIC_ISR` register.
+    pub const ISR: u32 = 0x100;
+    /// The `APIC_TMR` register.
+    pub const TMR: u32 = 0x180;
+    /// The `APIC_IRR` register.
+    pub const IRR: u32 = 0x200;
+    /// The `APIC_ESR` register.
+    pub const ESR: u32 = 0x280;
+    /// The `APIC_LVTCMCI` register.
+    pub const LVTCMCI: u32 = 0x2f0;
+    /// The `APIC_ICR` register.
+    pub const ICR: u32 = 0x300;
+    /// The `APIC_ICR2` register.
+    pub const ICR2: u32 = 0x310;
+    /// The `APIC_LVTT` register.
+    pub const LVTT: u32 = 0x320;
+    /// The `APIC_LVTTHMR` register.
+    pub const LVTTHMR: u32 = 0x330;
+    /// The `APIC_LVTPC` register.
+    pub const LVTPC: u32 = 0x340;
+    /// The `APIC_LVT0` register.
+    pub const LVT0: u32 = 0x350;
+    /// The `APIC_LVT1` register.
+    pub const LVT1: u32 = 0x360;
+    /// The `APIC_LVTERR` register.
+    pub const LVTERR: u32 = 0x370;
+    /// The `APIC_TMICT` register.
+    pub const TMICT: u32 = 0x380;
+    /// The `APIC_TMCCT` register.
+    pub const TMCCT: u32 = 0x390;
+    /// The `APIC_TDCR` register.
+    pub const TDCR: u32 = 0x3e0;
+    /// The `APIC_SELF_IPI` register.
+    pub const SELF_IPI: u32 = 0x3f0;
+}
+
+/// First x2APIC MSR (APM 16.11).
+pub const X2APIC_MSR_FIRST: u32 = 0x800;
+/// Last x2APIC MSR.
+pub const X2APIC_MSR_LAST: u32 = 0x8ff;
+/// IA32_TSC_DEADLINE.
+pub const MSR_TSC_DEADLINE: u32 = 0x6e0;
+
+/// Version register: version 0x14, max LVT entry 5 (six LVTs: timer,
+/// thermal, performance, LINT0, LINT1, error), as KVM without CMCI.
+pub const VERSION: u32 = 0x14 | (5 << 16);
+/// LVR bit 24: EOI broadcast suppression supported (KVM sets it with x2APIC
+/// in the CPUID and no in-kernel I/O APIC, i.e. with the split irqchip).
+pub const LVR_DIRECTED_EOI: u32 = 1 << 24;
+
+/// LVT bits (APM 16.4.1).
+pub mod lvt {
+    /// `VECTOR`.
+    pub const VECTOR: u32 = 0xff;
+    /// `DELIVERY_MODE`.
+    pub const DELIVERY_MODE: u32 = 7 << 8;
+    /// `PENDING`.
+    pub const PENDING: u32 = 1 << 12;
+    /// `POLARITY`.
+    pub const POLARITY: u32 = 1 << 13;
+    /// `REMOTE_IRR`.
+    pub const REMOTE_IRR: u32 = 1 << 14;
+    /// `LEVEL`.
+    pub const LEVEL: u32 = 1 << 15;
+    /// `MASKED`.
+    pub const MASKED: u32 = 1 << 16;
+    /// Timer mode (bits 18:17): one-shot 0, periodic 1, TSC-deadline 2.
+    pub const TIMER_MODE_SHIFT: u32 = 17;
+    /// `TIMER_PERIODIC`.
+    pub const TIMER_PERIODIC: u32 = 1 << 17;
+    /// `TIMER_TSCDEADLINE`.
+    pub const TIMER_TSCDEADLINE: u32 = 2 << 17;
+}
+
+/// SPIV bits.
+pub mod spiv {
+    /// `ENABLED`.
+    pub const ENABLED: u32 = 1 << 8;
+    /// `DIRECTED_EOI`.
+    pub const DIRECTED_EOI: u32 = 1 << 12;
+}
+
+/// The writable bits of each LVT in register order LVTT, LVTTHMR, LVTPC,
+/// LVT0, LVT1, LVTERR (KVM's `apic_lvt_mask`, timer-mode bits apart).
+const LVT_MASKS: [u32; 6] = [
+    lvt::VECTOR | lvt::MASKED,                                                      // timer (+ mode)
+    lvt::VECTOR | lvt::DELIVERY_MODE | lvt::MASKED,                                 // thermal
+    lvt::VECTOR | lvt::DELIVERY_MODE | lvt::MASKED,                                 // performance
+    lvt::VECTOR | lvt::DELIVERY_MODE | lvt::MASKED | lvt::POLARITY | lvt::LEVEL,    // LINT0
+    lvt::VECTOR | lvt::DELIVERY_MODE | lvt::MASKED | lvt::POLARITY | lvt::LEVEL,    // LINT1
+    lvt::VECTOR | lvt::MASKED,                                                      // error
+];
+
+/// Delivery modes of the ICR, LVTs and MSIs (APM 16.5 table 16-3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Fixed: the vector to every destination.
+    Fixed,
+    /// Lowest priority: the vector to one destination.
+    LowestPriority,
+    /// System management interrupt.
+    Smi,
+    /// Remote read (reserved on AMD; KVM treats it as a PV unhalt).
+    RemoteRead,
+    /// Non-maskable interrupt.
+    Nmi,
+    /// INIT.
+    Init,
+    /// Startup IPI (SIPI): the vector is the start page.
+    Startup,
+    /// External interrupt (the 8259's vector).
+    ExtInt,
+}
+
+impl DeliveryMode {
+    /// From the 3-bit field.
+    pub const fn from_bits(b: u32) -> Self {
+        match b & 7 {
+            0 => Self::Fixed,
+            1 => Self::LowestPriority,
+            2 => Self::Smi,
+            3 => Self::RemoteRead,
+            4 => Self::Nmi,
+            5 => Self::Init,
+            6 => Self::Startup,
+            _ => Self::ExtInt,
+        }
+    }
+}
+
+/// Destination shorthand (ICR bits 19:18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shorthand {
+    /// The destination field addresses the targets.
+    None,
+    /// The sender only.
+    SelfOnly,
+    /// Every APIC, the sender included.
+    AllIncludingSelf,
+    /// Every APIC but the sender.
+    AllExcludingSelf,
+}
+
+/// An interrupt request to deliver to local APICs: from the ICR (an IPI),
+/// an LVT, or an MSI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Irq {
+    /// Vector.
+    pub vector: u8,
+    /// Delivery mode.
+    pub mode: DeliveryMode,
+    /// Logical destination mode.
+    pub logical: bool,
+    /// Level asserted (ICR bit 14).
+    pub level: bool,
+    /// Level triggered (ICR bit 15).
+    pub trigger_level: bool,
+    /// Destination shorthand.
+    pub shorthand: Shorthand,
+    /// Destination: 8 bits in xAPIC mode, 32 in x2APIC mode.
+    pub dest: u32,
+    /// Sent by a local APIC (an IPI): broadcast IDs are the sender's mode's.
+    pub ipi: bool,
+}
+
+impl Irq {
+    /// Decodes an ICR write (`low`, `high` = ICR2 or x2APIC bits 63:32),
+    /// as the sending APIC's mode reads the destination (APM 16.5).
+    pub const fn from_icr(low: u32, high: u32, x2apic: bool) -> Self {
+        Self {
+            vector: low as u8,
+            mode: DeliveryMode::from_bits(low >> 8),
+            logical: low & (1 << 11) != 0,
+            level: low & (1 << 14) != 0,
+            trigger_level: low & (1 << 15) != 0,
+            shorthand: match (low >> 18) & 3 {
+                0 => Shorthand::None,
+                1 => Shorthand::SelfOnly,
+                2 => Shorthand::AllIncludingSelf,
+                _ => Shorthand::AllExcludingSelf,
+            },
+            dest: if x2apic { high } else { high >> 24 },
+            ipi: true,
+        }
+    }
+
+    /// Decodes an MSI (address, data) as the APIC bus sees it (APM 16.4.6
+    /// does not define MSIs; the format is the x86 one KVM's
+    /// `kvm_set_msi_irq` reads): destination ID in address bits 19:12
+    /// (with bits 11:5 as extended ID when `x2apic_format`: KVM's
+    /// `address_hi` bits 31:8), logical mode in bit 2; vector, delivery
+    /// mode, level and trigger in the data.
+    pub const fn from_msi(address_lo: u32, address_hi: u32, data: u32, x2apic_format: bool) -> Self {
+        let mut dest = (address_lo >> 12) & 0xff;
+        if x2apic_format {
+            dest |= address_hi & 0xffff_ff00;
+        }
+        Self {
+            vector: data as u8,
+            mode: DeliveryMode::from_bits(data >> 8),
+            logical: address_lo & (1 << 2) != 0,
+            level: data & (1 << 14) != 0,
+            trigger_level: data & (1 << 15) != 0,
+            shorthand: Shorthand::None,
+            dest,
+            ipi: false,
+        }
+    }
+}
+
+/// What decides whether an APIC accepts an interrupt addressed to it: its
+/// mode and IDs (shared with other vCPUs so that a sender can match
+/// without the target's lock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestInfo {
+    /// IA32_APIC_BASE.AE.
+    pub hw_enabled: bool,
+    /// SPIV.APIC software enable: fixed interrupts are accepted.
+    pub sw_enabled: bool,
+    /// x2APIC mode.
+    pub x2apic: bool,
+    /// xAPIC ID (bits 31:24 of the ID register) or the x2APIC ID.
+    pub id: u32,
+    /// Logical destination register.
+    pub ldr: u32,
+    /// Destination format register (xAPIC).
+    pub dfr: u32,
+}
+
+impl DestInfo {
+    /// Packs into one word for an atomic (x2APIC ID and LDR are derived
+    /// from the vCPU id in x2APIC mode, so `id` and `ldr` are kept in 32
+    /// bits each and `dfr` only as flat/cluster).
+    pub const fn pack(self) -> (u64, u64) {
+        let a = (self.id as u64) | ((self.ldr as u64) << 32);
+        let b = (self.hw_enabled as u64) | ((self.x2apic as u64) << 1) | ((self.sw_enabled as u64) << 2) | ((self.dfr as u64) << 32);
+        (a, b)
+    }
+    /// The inverse of `pack`.
+    pub const fn unpack(a: u64, b: u64) -> Self {
+        Self { id: a as u32, ldr: (a >> 32) as u32, hw_enabled: b & 1 != 0, x2apic: b & 2 != 0, sw_enabled: b & 4 != 0, dfr: (b >> 32) as u32 }
+    }
+
+    /// Whether an interrupt with destination `dest` (mode `logical`, no
+    /// shorthand) reaches this APIC (APM 16.6.1 and 16.11, KVM's
+    /// `kvm_apic_match_dest`): the broadcast ID of the target's mode, the
+    /// physical ID, or the logical ID in flat, cluster or x2APIC cluster
+    /// model. A non-IPI broadcast 0xff reaches x2APIC targets too (KVM's
+    /// broadcast quirk, on unless KVM_CAP_X2APIC_API disables it).
+    pub const fn matches(&self, dest: u32, logical: bool, ipi: bool, broadcast_quirk: bool) -> bool {
+        if !self.hw_enabled {
+            return false;
+        }
+        let mda = if broadcast_quirk && !ipi && dest == 0xff && self.x2apic { 0xffff_ffff } else { dest };
+        let bcast = if self.x2apic { 0xffff_ffff } else { 0xff };
+        if mda == bcast {
+            return true;
+        }
+        if !logical {
+            // KVM does not alias x2APIC IDs above 0xff onto xAPIC IDs.
+            return mda == self.id;
+        }
+        if self.x2apic {
+            return (self.ldr >> 16) == (mda >> 16) && (self.ldr & mda & 0xffff) != 0;
+        }
+        let lid = self.ldr >> 24;
+        match self.dfr {
+            0xffff_ffff => lid & mda != 0,
+            0x0fff_ffff => (lid >> 4) == (mda >> 4) && (lid & mda & 0xf) != 0,
+            _ => false,
+        }
+    }
+}
+
+/// `KVM_MAX_IRQ_ROUTES`: GSIs are below it.
+pub const MAX_IRQ_ROUTES: u32 = 4096;
+/// Size of `struct kvm_irq_routing_entry`.
+pub const ROUTING_ENTRY_SIZE: usize = 48;
+/// `KVM_IRQ_ROUTING_MSI`.
+pub const ROUTING_MSI: u32 = 2;
+/// `KVM_MSI_VALID_DEVID`.
+pub const MSI_VALID_DEVID: u32 = 1;
+
+/// An MSI route of `KVM_SET_GSI_ROUTING`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsiRoute {
+    /// The GSI.
+    pub gsi: u32,
+    /// MSI address, low and high halves.
+    pub address_lo: u32,
+    /// High half (x2APIC destination bits 31:8 with KVM_CAP_X2APIC_API).
+    pub address_hi: u32,
+    /// MSI data.
+    pub data: u32,
+}
+
+impl MsiRoute {
+    /// Checks one `struct kvm_irq_routing_entry` as KVM does with the split
+    /// irqchip (`kvm_set_irq_routing`, `kvm_set_routing_entry`): the GSI
+    /// below [`MAX_IRQ_ROUTES`], only `KVM_MSI_VALID_DEVID` among the flags
+    /// of an MSI and no flag for other types, and only MSI routes (I/O
+    /// APIC and PIC pins are userspace's; Hyper-V and Xen routes are not
+    /// offered); with the x2APIC API format, address_hi bits 7:0 clear.
+    /// Every refusal is `EINVAL`.
+    pub fn parse(e: &[u8; ROUTING_ENTRY_SIZE], x2apic_format: bool) -> Result<Self, Refused> {
+        let w = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+        let (gsi, ty, flags) = (w(0), w(4), w(8));
+        if gsi >= MAX_IRQ_ROUTES {
+            return Err(Refused);
+        }
+        let bad_flags = if ty == ROUTING_MSI { flags & !MSI_VALID_DEVID != 0 } else { flags != 0 };
+        if bad_flags || ty != ROUTING_MSI {
+            return Err(Refused);
+        }
+        let r = Self { gsi, address_lo: w(16), address_hi: w(20), data: w(24) };
+        if x2apic_format && r.address_hi & 0xff != 0 {
+            return Err(Refused);
+        }
+        Ok(r)
+    }
+
+    /// The interrupt the route raises.
+    pub const fn irq(&self, x2apic_format: bool) -> Irq {
+        Irq::from_msi(self.address_lo, self.address_hi, self.data, x2apic_format)
+    }
+}
+
+/// The x2APIC logical ID of x2APIC ID `id` (APM 16.11: cluster in bits
+/// 31:16, one bit of the low four ID bits in 15:0).
+pub const fn x2apic_ldr(id: u32) -> u32 {
+    ((id >> 4) << 16) | (1 << (id & 0xf))
+}
+
+/// The time an APIC timer computation needs: the host's monotonic clock
+/// and the guest's TSC at the same moment, and the TSC rate.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Clock {
+    /// Host monotonic time (ns).
+    pub now_ns: u64,
+    /// The guest's TSC at `now_ns`.
+    pub guest_tsc: u64,
+    /// TSC rate (kHz).
+    pub tsc_khz: u64,
+}
+
+impl Clock {
+    /// Nanoseconds from now until guest TSC value `deadline` (0 if past).
+    pub fn ns_until_tsc(&self, deadline: u64) -> u64 {
+        if deadline <= self.guest_tsc || self.tsc_khz == 0 {
+            return 0;
+        }
+        // ticks * 10^6 / kHz without 128-bit division (none in the kernel).
+        let ticks = deadline - self.guest_tsc;
+        let (q, r) = (ticks / self.tsc_khz, ticks % self.tsc_khz);
+        let r_ns = if self.tsc_khz < (1 << 40) { r * 1_000_000 / self.tsc_khz } else { 0 };
+        q.saturating_mul(1_000_000).saturating_add(r_ns).min(u64::MAX / 2)
+    }
+}
+
+/// KVM's APIC bus cycle (`APIC_BUS_CYCLE_NS_DEFAULT`): one timer tick per
+/// divided nanosecond.
+pub const BUS_CYCLE_NS: u64 = 1;
+/// The shortest periodic timer KVM lets a guest program
+/// (`min_timer_period_us`, 200 µs): a guest cannot flood the host.
+pub const MIN_PERIOD_NS: u64 = 200_000;
+
+/// A write the APIC refuses: #GP for an MSR write (APM 16.11), `EINVAL`
+/// for `KVM_SET_LAPIC`; xAPIC MMIO writes ignore it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused;
+
+/// Effects of a register write the caller carries out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteEffect {
+    /// An IPI to deliver.
+    pub ipi: Option<Irq>,
+    /// The vector an EOI retired (None: EOI with nothing in service).
+    pub eoi: Option<u8>,
+    /// The timer was (re)programmed or stopped: rearm the host timer at
+    /// [`Lapic::timer_expiry`].
+    pub timer: bool,
+    /// IDs, LDR, DFR, enables changed: publish [`Lapic::dest_info`].
+    pub dest: bool,
+}
+
+/// The timer's running state (not in the register page).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timer {
+    /// Absolute host time (ns) of the next expiry, if armed.
+    pub expiry_ns: Option<u64>,
+    /// Period (ns) of a periodic or one-shot count (0: stopped).
+    pub period_ns: u64,
+    /// TSC-deadline mode: IA32_TSC_DEADLINE (0: disarmed).
+    pub tsc_deadline: u64,
+}
+
+/// One local APIC.
+#[derive(Clone, Debug)]
+pub struct Lapic {
+    /// The register page (`struct kvm_lapic_state`): each register 32 bits
+    /// at its offset, little-endian.
+    pub regs: [u8; REG_SIZE],
+    /// IA32_APIC_BASE.
+    pub base: u64,
+    /// The vCPU id (the x2APIC ID and the xAPIC ID at RESET).
+    pub vcpu_id: u32,
+    /// The timer's running state.
+    pub timer: Timer,
+    /// The guest's CPUID offers x2APIC / the TSC-deadline timer.
+    pub cpuid_x2apic: bool,
+    /// The guest's CPUID offers the TSC-deadline timer.
+    pub cpuid_tsc_deadline: bool,
+    /// A periodic timer asked for a shorter period than allowed (the first
+    /// time is logged by the caller).
+    pub period_clamped: bool,
+    /// The VM advertises EOI broadcast suppression (KVM's
+    /// `kvm_lapic_advertise_suppress_eoi_broadcast`: yes with the split
+    /// irqchip unless KVM_X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST).
+    pub advertise_directed_eoi: bool,
+}
+
+/// Which mode IA32_APIC_BASE selects (APM 16.11.1 table 16-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// AE clear: the APIC is off.
+    Disabled,
+    /// EXTD without AE: refused.
+    Invalid,
+    /// xAPIC mode (MMIO page).
+    XApic,
+    /// x2APIC mode (MSRs).
+    X2Apic,
+}
+
+/// The mode of an IA32_APIC_BASE value.
+pub const fn mode_of(base: u64) -> Mode {
+    match (base & apic_base::AE != 0, base & apic_base::EXTD != 0) {
+        (false, false) => Mode::Disabled,
+        (false, true) => Mode::Invalid,
+        (true, false) => Mode::XApic,
+        (true, true) => Mode::X2Apic,
+    }
+}
+
+impl Lapic {
+    /// An APIC after RESET of vCPU `vcpu_id` (the bootstrap processor when
+    /// `bsp`), as KVM's `kvm_lapic_reset` leaves it.
+    pub fn new(vcpu_id: u32, bsp: bool) -> Self {
+        let mut a = Self {
+            regs: [0; REG_SIZE],
+            base: apic_base::reset_value(bsp),
+            vcpu_id,
+            timer: Timer::default(),
+            cpuid_x2apic: false,
+            cpuid_tsc_deadline: false,
+            period_clamped: false,
+            advertise_directed_eoi: true,
+        };
+        a.reset(false, bsp);
+        a
+    }
+
+    /// RESET (`init` false) or INIT (`init` true) of the APIC registers
+    /// (APM 16.3.5: INIT leaves the ID, the base and the mode alone).
+    pub fn reset(&mut self, init: bool, bsp: bool) {
+        if !init {
+            self.base = apic_base::reset_value(bsp);
+            self.set(reg::ID, self.vcpu_id << 24);
+        }
+        self.set_version();
+        for r in [reg::LVTT, reg::LVTTHMR, reg::LVTPC, reg::LVT0, reg::LVT1, reg::LVTERR] {
+            self.set(r, lvt::MASKED);
+        }
+        if bsp && !init {
+            // KVM_X86_QUIRK_LINT0_REENABLED: LINT0 in ExtINT mode on the BSP.
+            self.set(reg::LVT0, 7 << 8);
+        }
+        self.set(reg::DFR, 0xffff_ffff);
+        self.set(reg::SPIV, 0xff);
+        self.set(reg::TASKPRI, 0);
+        if !self.x2apic() {
+            self.set(reg::LDR, 0);
+        }
+        self.set(reg::ESR, 0);
+        self.set(reg::ICR, 0);
+        self.set(reg::ICR2, 0);
+        self.set(reg::TDCR, 0);
+        self.set(reg::TMICT, 0);
+        for i in 0..8 {
+            self.set(reg::IRR + 0x10 * i, 0);
+            self.set(reg::ISR + 0x10 * i, 0);
+            self.set(reg::TMR + 0x10 * i, 0);
+        }
+        self.timer = Timer::default();
+        self.update_ppr();
+    }
+
+    /// The version register for the current CPUID.
+    pub fn set_version(&mut self) {
+        self.set(reg::LVR, VERSION | if self.cpuid_x2apic && self.advertise_directed_eoi { LVR_DIRECTED_EOI } else { 0 });
+    }
+
+    /// A 32-bit register.
+    pub fn get(&self, off: u32) -> u32 {
+        let o = off as usize & (REG_SIZE - 4);
+        u32::from_le_bytes([self.regs[o], self.regs[o + 1], self.regs[o + 2], self.regs[o + 3]])
+    }
+    fn set(&mut self, off: u32, v: u32) {
+        let o = off as usize & (REG_SIZE - 4);
+        self.regs[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// IA32_APIC_BASE.AE.
+    pub const fn hw_enabled(&self) -> bool {
+        self.base & apic_base::AE != 0
+    }
+    /// SPIV.APIC software enable.
+    pub fn sw_enabled(&self) -> bool {
+        self.get(reg::SPIV) & spiv::ENABLED != 0
+    }
+    /// Both enables: fixed interrupts are accepted and delivered.
+    pub fn enabled(&self) -> bool {
+        self.hw_enabled() && self.sw_enabled()
+    }
+    /// x2APIC mode.
+    pub const fn x2apic(&self) -> bool {
+        matches!(mode_of(self.base), Mode::X2Apic)
+    }
+    /// The xAPIC MMIO page is decoded (enabled in xAPIC mode); its address.
+    pub const fn mmio_base(&self) -> Option<u64> {
+        match mode_of(self.base) {
+            Mode::XApic => Some(self.base & 0x000f_ffff_ffff_f000),
+            _ => None,
+        }
+    }
+
+    /// The APIC ID the destination logic compares.
+    pub fn apic_id(&self) -> u32 {
+        if self.x2apic() {
+            self.get(reg::ID)
+        } else {
+            self.get(reg::ID) >> 24
+        }
+    }
+
+    /// The addressing state other vCPUs match destinations against.
+    pub fn dest_info(&self) -> DestInfo {
+        DestInfo { hw_enabled: self.hw_enabled(), sw_enabled: self.sw_enabled(), x2apic: self.x2apic(), id: self.apic_id(), ldr: self.get(reg::LDR), dfr: self.get(reg::DFR) }
+    }
+
+    // ------------------------------------------------ IRR / ISR / TMR
+
+    fn test_bit(&self, base: u32, v: u8) -> bool {
+        self.get(base + 0x10 * (u32::from(v) >> 5)) & (1 << (v & 31)) != 0
+    }
+    fn put_bit(&mut self, base: u32, v: u8, on: bool) {
+        let r = base + 0x10 * (u32::from(v) >> 5);
+        let x = self.get(r);
+        self.set(r, if on { x | 1 << (v & 31) } else { x & !(1 << (v & 31)) });
+    }
+    fn highest(&self, base: u32) -> Option<u8> {
+        for i in (0..8u32).rev() {
+            let x = self.get(base + 0x10 * i);
+            if x != 0 {
+                return Some((i * 32 + 31 - x.leading_zeros()) as u8);
+            }
+        }
+        None
+    }
+    /// Whether `v` is requested.
+    pub fn irr(&self, v: u8) -> bool {
+        self.test_bit(reg::IRR, v)
+    }
+    /// Whether `v` is in service.
+    pub fn isr(&self, v: u8) -> bool {
+        self.test_bit(reg::ISR, v)
+    }
+    /// Whether `v` was accepted level-triggered.
+    pub fn tmr(&self, v: u8) -> bool {
+        self.test_bit(reg::TMR, v)
+    }
+    /// Highest requested vector.
+    pub fn highest_irr(&self) -> Option<u8> {
+        self.highest(reg::IRR)
+    }
+    /// Highest vector in service.
+    pub fn highest_isr(&self) -> Option<u8> {
+        self.highest(reg::ISR)
+    }
+
+    /// Accepts a fixed (or lowest-priority) interrupt: sets IRR and the
+    /// trigger mode in TMR (APM 16.6.2). Dropped while the APIC is
+    /// disabled, and a level-triggered de-assert does nothing (KVM's
+    /// `__apic_accept_irq`). Returns whether it was accepted.
+    pub fn accept_fixed(&mut self, v: u8, trigger_level: bool, level: bool) -> bool {
+        if (trigger_level && !level) || !self.enabled() {
+            return false;
+        }
+        self.put_bit(reg::TMR, v, trigger_level);
+        self.put_bit(reg::IRR, v, true);
+        true
+    }
+
+    /// Recomputes PPR from TPR and the highest vector in service (APM
+    /// 16.6.4: the higher of TPR and ISRV's priority class).
+    pub fn update_ppr(&mut self) -> u32 {
+        let tpr = self.get(reg::TASKPRI) & 0xff;
+        let isrv = u32::from(self.highest_isr().unwrap_or(0));
+        let ppr = if (tpr & 0xf0) >= (isrv & 0xf0) { tpr } else { isrv & 0xf0 };
+        self.set(reg::PROCPRI, ppr);
+        ppr
+    }
+
+    /// The vector the APIC presents to the processor, if any: the highest
+    /// requested one whose priority class is above PPR's (APM 16.6.4).
+    pub fn pending_vector(&self) -> Option<u8> {
+        if !self.hw_enabled() {
+            return None;
+        }
+        let v = self.highest_irr()?;
+        let ppr = self.get(reg::PROCPRI);
+        (u32::from(v) & 0xf0 > ppr & 0xf0).then_some(v)
+    }
+
+    /// The processor takes vector `v` (INTA): IRR -> ISR, PPR raised.
+    pub fn acknowledge(&mut self, v: u8) {
+        self.put_bit(reg::IRR, v, false);
+        self.put_bit(reg::ISR, v, true);
+        self.update_ppr();
+    }
+
+    /// TPR written (MMIO, x2APIC MSR, CR8 or V_TPR): bits 7:0 kept.
+    pub fn set_tpr(&mut self, tpr: u32) {
+        self.set(reg::TASKPRI, tpr & 0xff);
+        self.update_ppr();
+    }
+
+    /// EOI: retires the highest vector in service (APM 16.6.3).
+    pub fn eoi(&mut self) -> Option<u8> {
+        let v = self.highest_isr()?;
+        self.put_bit(reg::ISR, v, false);
+        self.update_ppr();
+        Some(v)
+    }
+
+    // ------------------------------------------------ timer
+
+    /// The divisor of TDCR (APM 16.4.1: bits 3 and 1:0; 0b111 is 1).
+    pub fn divisor(&self) -> u64 {
+        let t = self.get(reg::TDCR);
+        let n = ((t & 3) | ((t & 8) >> 1)) + 1;
+        1 << (n & 7)
+    }
+    /// The timer mode of LVTT (0 one-shot, 1 periodic, 2 TSC-deadline).
+    pub fn timer_mode(&self) -> u32 {
+        (self.get(reg::LVTT) >> lvt::TIMER_MODE_SHIFT) & 3
+    }
+    fn tsc_deadline_mode(&self) -> bool {
+        self.timer_mode() == 2
+    }
+    fn timer_mode_mask(&self) -> u32 {
+        if self.cpuid_tsc_deadline {
+            3 << lvt::TIMER_MODE_SHIFT
+        } else {
+            1 << lvt::TIMER_MODE_SHIFT
+        }
+    }
+
+    /// Starts counting TMICT down from `now` (one-shot or periodic).
+    fn start_count(&mut self, c: &Clock) {
+        let tmict = u64::from(self.get(reg::TMICT));
+        let mut period = tmict * BUS_CYCLE_NS * self.divisor();
+        if period == 0 {
+            self.timer.expiry_ns = None;
+            self.timer.period_ns = 0;
+            return;
+        }
+        if self.timer_mode() == 1 && period < MIN_PERIOD_NS {
+            period = MIN_PERIOD_NS;
+            self.period_clamped = true;
+        }
+        self.timer.period_ns = period;
+        self.timer.expiry_ns = Some(c.now_ns.saturating_add(period));
+    }
+
+    /// Arms TSC-deadline mode from IA32_TSC_DEADLINE.
+    fn start_deadline(&mut self, c: &Clock) {
+        self.timer.period_ns = 0;
+        self.timer.expiry_ns = (self.timer.tsc_deadline != 0).then(|| c.now_ns.saturating_add(c.ns_until_tsc(self.timer.tsc_deadline)));
+    }
+
+    /// When the host timer must fire next (absolute ns).
+    pub fn timer_expiry(&self) -> Option<u64> {
+        self.timer.expiry_ns
+    }
+
+    /// The current count (TMCCT): what is left of the period, in divided
+    /// bus cycles; 0 when stopped or in TSC-deadline mode.
+    pub fn current_count(&self, c: &Clock) -> u32 {
+        if self.tsc_deadline_mode() || self.timer.period_ns == 0 {
+            return 0;
+        }
+        let Some(exp) = self.timer.expiry_ns else { return 0 };
+        if exp <= c.now_ns {
+            return 0;
+        }
+        let left = (exp - c.now_ns) % self.timer.period_ns.max(1);
+        let left = if left == 0 && exp > c.now_ns { self.timer.period_ns.min(exp - c.now_ns) } else { left };
+        (left / (BUS_CYCLE_NS * self.divisor())) as u32
+    }
+
+    /// The host timer fired (or an entry noticed the expiry passed): if the
+    /// expiry is due, request LVTT's vector unless masked, then rearm a
+    /// periodic timer (skipping missed periods: a guest never makes the
+    /// host catch up a backlog) or stop. Returns whether an interrupt was
+    /// requested.
+    pub fn timer_tick(&mut self, c: &Clock) -> bool {
+        let Some(exp) = self.timer.expiry_ns else { return false };
+        if exp > c.now_ns {
+            return false;
+        }
+        let lvtt = self.get(reg::LVTT);
+        let fired = lvtt & lvt::MASKED == 0 && self.accept_fixed(lvtt as u8, false, true);
+        match self.timer_mode() {
+            1 if self.timer.period_ns != 0 => {
+                let p = self.timer.period_ns;
+                let mut next = exp.saturating_add(p);
+                if next <= c.now_ns {
+                    next = c.now_ns.saturating_add(p);
+                }
+                self.timer.expiry_ns = Some(next);
+            }
+            2 => {
+                self.timer.expiry_ns = None;
+                self.timer.tsc_deadline = 0;
+            }
+            _ => {
+                self.timer.expiry_ns = None;
+            }
+        }
+        fired
+    }
+
+    /// IA32_TSC_DEADLINE read: the armed deadline in TSC-deadline mode, 0
+    /// otherwise.
+    pub fn read_tsc_deadline(&self) -> u64 {
+        if self.hw_enabled() && self.tsc_deadline_mode() {
+            self.timer.tsc_deadline
+        } else {
+            0
+        }
+    }
+    /// IA32_TSC_DEADLINE write: ignored outside TSC-deadline mode (APM
+    /// 16.4.2 / KVM); 0 disarms.
+    pub fn write_tsc_deadline(&mut self, v: u64, c: &Clock) -> bool {
+        if !self.hw_enabled() || !self.tsc_deadline_mode() {
+            return false;
+        }
+        self.timer.tsc_deadline = v;
+        self.start_deadline(c);
+        true
+    }
+
+    // ------------------------------------------------ register access
+
+    /// Whether register `off` reads in the current mode (KVM's readable
+    /// set: write-only EOI and SELF_IPI, reserved offsets, and in x2APIC
+    /// mode ARBPRI, DFR and ICR2 do not).
+    pub fn readable(&self, off: u32) -> bool {
+        if off > 0x3f0 || off & 0xf != 0 {
+            return false;
+        }
+        let ok = matches!(
+            off,
+            reg::ID | reg::LVR | reg::TASKPRI | reg::PROCPRI | reg::LDR | reg::SPIV | reg::ESR | reg::ICR
+                | reg::LVTT | reg::LVTTHMR | reg::LVTPC | reg::LVT0 | reg::LVT1 | reg::LVTERR
+                | reg::TMICT | reg::TMCCT | reg::TDCR
+        ) || (0x100..0x280).contains(&off);
+        ok || (!self.x2apic() && matches!(off, reg::ARBPRI | reg::DFR | reg::ICR2))
+    }
+
+    /// Reads register `off` (16-byte aligned, readable).
+    pub fn read(&mut self, off: u32, c: &Clock) -> u32 {
+        match off {
+            reg::ARBPRI => 0,
+            reg::TMCCT => self.current_count(c),
+            reg::PROCPRI => self.update_ppr(),
+            _ => self.get(off),
+        }
+    }
+
+    /// A guest MMIO read of `len` bytes at page offset `off` (xAPIC mode):
+    /// within one 32-bit register; unreadable registers read 0.
+    pub fn mmio_read(&mut self, off: u32, len: u32, c: &Clock) -> u64 {
+        let align = off & 0xf;
+        if align + len > 4 || !self.readable(off & !0xf) {
+            return 0;
+        }
+        let v = self.read(off & !0xf, c) >> (8 * align);
+        if len >= 4 {
+            u64::from(v)
+        } else {
+            u64::from(v) & ((1u64 << (8 * len)) - 1)
+        }
+    }
+
+    /// A guest MMIO write (xAPIC mode): only aligned 32-bit writes reach a
+    /// register (APM 16.3.2; KVM ignores the others).
+    pub fn mmio_write(&mut self, off: u32, len: u32, val: u32, c: &Clock) -> WriteEffect {
+        if len != 4 || off & 0xf != 0 {
+            return WriteEffect::default();
+        }
+        self.write(off & 0xff0, val, c).unwrap_or_default()
+    }
+
+    /// Writes register `off` as KVM's `kvm_lapic_reg_write`: `Err(Refused)`
+    /// where an x2APIC MSR write would #GP (read-only or absent register
+    /// in the current mode); xAPIC callers ignore the error.
+    pub fn write(&mut self, off: u32, val: u32, c: &Clock) -> Result<WriteEffect, Refused> {
+        let x2 = self.x2apic();
+        let mut e = WriteEffect::default();
+        match off {
+            reg::ID if !x2 => {
+                self.set(reg::ID, val & 0xff00_0000);
+                e.dest = true;
+            }
+            reg::TASKPRI => self.set_tpr(val),
+            reg::EOI => {
+                e.eoi = self.eoi();
+            }
+            reg::LDR if !x2 => {
+                self.set(reg::LDR, val & 0xff00_0000);
+                e.dest = true;
+            }
+            reg::DFR if !x2 => {
+                self.set(reg::DFR, val | 0x0fff_ffff);
+                e.dest = true;
+            }
+            reg::SPIV => {
+                let mut mask = 0x3ff;
+                if self.get(reg::LVR) & LVR_DIRECTED_EOI != 0 {
+                    mask |= spiv::DIRECTED_EOI;
+                }
+                self.set(reg::SPIV, val & mask);
+                if val & spiv::ENABLED == 0 {
+                    // Software disable masks every LVT (APM 16.4.7).
+                    for r in [reg::LVTT, reg::LVTTHMR, reg::LVTPC, reg::LVT0, reg::LVT1, reg::LVTERR] {
+                        let x = self.get(r);
+                        self.set(r, x | lvt::MASKED);
+                    }
+                }
+                e.dest = true;
+            }
+            reg::ICR if !x2 => {
+                // Delivery is immediate: the status bit (12) always reads 0.
+                let v = val & !(1 << 12);
+                self.set(reg::ICR, v);
+                e.ipi = Some(Irq::from_icr(v, self.get(reg::ICR2), false));
+            }
+            reg::ICR2 if !x2 => self.set(reg::ICR2, val & 0xff00_0000),
+            reg::LVTTHMR | reg::LVTPC | reg::LVT0 | reg::LVT1 | reg::LVTERR => {
+                let i = ((off - reg::LVTT) >> 4) as usize;
+                let mut v = val;
+                if !self.sw_enabled() {
+                    v |= lvt::MASKED;
+                }
+                self.set(off, v & LVT_MASKS[i]);
+            }
+            reg::LVTT => {
+                let old_mode = self.timer_mode();
+                let mut v = val;
+                if !self.sw_enabled() {
+                    v |= lvt::MASKED;
+                }
+                self.set(reg::LVTT, v & (LVT_MASKS[0] | self.timer_mode_mask()));
+                if self.timer_mode() != old_mode {
+                    // A mode change stops the timer (KVM's apic_update_lvtt).
+                    self.timer = Timer::default();
+                    self.set(reg::TMICT, 0);
+                    e.timer = true;
+                }
+            }
+            reg::TMICT => {
+                if !self.tsc_deadline_mode() {
+                    self.set(reg::TMICT, val);
+                    self.start_count(c);
+                    e.timer = true;
+                }
+            }
+            reg::TDCR => {
+                let old = self.divisor();
+                self.set(reg::TDCR, val & 0xb);
+                let new = self.divisor();
+                if old != new && self.timer.period_ns != 0 {
+                    if let Some(exp) = self.timer.expiry_ns {
+                        // The remaining count keeps counting at the new rate.
+                        let left = exp.saturating_sub(c.now_ns);
+                        let left = left / old * new;
+                        self.timer.period_ns = self.timer.period_ns / old * new;
+                        if self.timer_mode() == 1 && self.timer.period_ns < MIN_PERIOD_NS {
+                            self.timer.period_ns = MIN_PERIOD_NS;
+                        }
+                        self.timer.expiry_ns = Some(c.now_ns.saturating_add(left));
+                        e.timer = true;
+                    }
+                }
+            }
+            reg::ESR => {
+                if x2 && val != 0 {
+                    return Err(Refused);
+                }
+                self.set(reg::ESR, 0);
+            }
+            reg::SELF_IPI if x2 => {
+                if val & !0xff != 0 {
+                    return Err(Refused);
+                }
+                e.ipi = Some(Irq { vector: val as u8, mode: DeliveryMode::Fixed, logical: false, level: true, trigger_level: false, shorthand: Shorthand::SelfOnly, dest: 0, ipi: true });
+            }
+            _ => return Err(Refused),
+        }
+        Ok(e)
+    }
+
+    /// RDMSR of x2APIC MSR `msr`: `None` is #GP (not in x2APIC mode, or the
+    /// register is not readable; APM 16.11). ICR reads as 64 bits.
+    pub fn msr_read(&mut self, msr: u32, c: &Clock) -> Option<u64> {
+        if !self.x2apic() || !(X2APIC_MSR_FIRST..=X2APIC_MSR_LAST).contains(&msr) {
+            return None;
+        }
+        let off = (msr - X2APIC_MSR_FIRST) << 4;
+        if off == reg::ICR {
+            return Some(u64::from(self.get(reg::ICR)) | (u64::from(self.get(reg::ICR2)) << 32));
+        }
+        if !self.readable(off) {
+            return None;
+        }
+        Some(u64::from(self.read(off, c)))
+    }
+
+    /// WRMSR of x2APIC MSR `msr`: `Err` is #GP (not in x2APIC mode,
+    /// read-only or reserved register, bits 63:32 set outside ICR, ICR
+    /// reserved bits; APM 16.11, KVM's `kvm_x2apic_msr_write`).
+    pub fn msr_write(&mut self, msr: u32, v: u64, c: &Clock) -> Result<WriteEffect, Refused> {
+        if !self.x2apic() || !(X2APIC_MSR_FIRST..=X2APIC_MSR_LAST).contains(&msr) {
+            return Err(Refused);
+        }
+        let off = (msr - X2APIC_MSR_FIRST) << 4;
+        if off == reg::ICR {
+            // Reserved: bits 31:20, 17:16 and 13 (KVM's X2APIC_ICR_RESERVED_BITS).
+            if v & 0xfff3_2000 != 0 {
+                return Err(Refused);
+            }
+            let low = (v as u32) & !(1 << 12);
+            let high = (v >> 32) as u32;
+            self.set(reg::ICR, low);
+            self.set(reg::ICR2, high);
+            return Ok(WriteEffect { ipi: Some(Irq::from_icr(low, high, true)), ..Default::default() });
+        }
+        if v >> 32 != 0 {
+            return Err(Refused);
+        }
+        self.write(off, v as u32, c)
+    }
+
+    /// IA32_APIC_BASE write (KVM's `kvm_apic_set_base`): `Err` for
+    /// reserved bits (above MAXPHYADDR `maxphy`, 7:0, 9, EXTD without
+    /// x2APIC in the CPUID), the invalid mode (EXTD without AE), and from
+    /// the guest the transitions APM 16.11.1 forbids (x2APIC -> xAPIC,
+    /// disabled -> x2APIC). Entering x2APIC mode loads the x2APIC ID and
+    /// its LDR; re-enabling resets the xAPIC ID to the vCPU id.
+    pub fn set_base(&mut self, v: u64, host: bool, maxphy: u32) -> Result<WriteEffect, Refused> {
+        if v == self.base {
+            return Ok(WriteEffect::default());
+        }
+        let mut reserved = 0x2ffu64;
+        if maxphy < 64 {
+            reserved |= !((1u64 << maxphy) - 1);
+        }
+        if !self.cpuid_x2apic {
+            reserved |= apic_base::EXTD;
+        }
+        let (old, new) = (mode_of(self.base), mode_of(v));
+        if v & reserved != 0 || new == Mode::Invalid {
+            return Err(Refused);
+        }
+        if !host && ((old == Mode::X2Apic && new == Mode::XApic) || (old == Mode::Disabled && new == Mode::X2Apic)) {
+            return Err(Refused);
+        }
+        let changed = self.base ^ v;
+        self.base = v;
+        if changed & apic_base::AE != 0 && v & apic_base::AE != 0 {
+            self.set(reg::ID, self.vcpu_id << 24);
+        }
+        if changed & apic_base::EXTD != 0 {
+            if v & apic_base::EXTD != 0 {
+                self.set(reg::ID, self.vcpu_id);
+                self.set(reg::LDR, x2apic_ldr(self.vcpu_id));
+            } else if v & apic_base::AE != 0 {
+                self.set(reg::ID, self.vcpu_id << 24);
+            }
+        }
+        Ok(WriteEffect { dest: true, ..Default::default() })
+    }
+
+    /// `KVM_GET_LAPIC`: the register page with TMCCT's current value and,
+    /// in x2APIC mode without KVM_CAP_X2APIC_API's format, the ID shifted
+    /// into bits 31:24 as the xAPIC layout has it (KVM's
+    /// `kvm_apic_state_fixup`).
+    pub fn get_state(&self, c: &Clock, x2apic_format: bool) -> [u8; REG_SIZE] {
+        let mut s = self.clone();
+        let cc = self.current_count(c);
+        s.set(reg::TMCCT, cc);
+        if self.x2apic() && !x2apic_format {
+            s.set(reg::ID, self.vcpu_id << 24);
+        }
+        s.regs
+    }
+
+    /// `KVM_SET_LAPIC`: loads a register page (`Err`: EINVAL, nothing
+    /// changed — an x2APIC ID other than the vCPU's with the x2APIC API
+    /// format). In x2APIC mode the ID and LDR are the vCPU's whatever the
+    /// page says; the timer restarts from TMICT, TMCCT reads as computed.
+    pub fn set_state(&mut self, page: &[u8; REG_SIZE], c: &Clock, x2apic_format: bool) -> Result<(), Refused> {
+        let mut n = self.clone();
+        n.regs = *page;
+        if self.x2apic() {
+            if x2apic_format && n.get(reg::ID) != self.vcpu_id {
+                return Err(Refused);
+            }
+            n.set(reg::ID, self.vcpu_id);
+            n.set(reg::LDR, x2apic_ldr(self.vcpu_id));
+        }
+        n.set_version();
+        n.update_ppr();
+        n.timer = Timer::default();
+        if !n.tsc_deadline_mode() {
+            n.start_count(c);
+        }
+        n.set(reg::TMCCT, 0);
+        *self = n;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clk(ns: u64) -> Clock {
+        Clock { now_ns: ns, guest_tsc: ns * 2, tsc_khz: 2_000_000 }
+    }
+
+    fn enabled(id: u32) -> Lapic {
+        let mut a = Lapic::new(id, id == 0);
+        a.write(reg::SPIV, 0x1ff, &clk(0)).unwrap();
+        a
+    }
+
+    #[test]
+    fn reset_matches_kvm() {
+        let a = Lapic::new(0, true);
+        assert_eq!(a.base, 0xfee0_0900);
+        assert_eq!(a.get(reg::ID), 0);
+        assert_eq!(a.get(reg::LVR), 0x50014);
+        assert_eq!(a.get(reg::SPIV), 0xff);
+        assert_eq!(a.get(reg::DFR), 0xffff_ffff);
+        assert_eq!(a.get(reg::LVT0), 0x700);
+        assert_eq!(a.get(reg::LVT1), lvt::MASKED);
+        assert_eq!(a.get(reg::LVTT), lvt::MASKED);
+        let b = Lapic::new(3, false);
+        assert_eq!(b.get(reg::ID), 3 << 24);
+        assert_eq!(b.get(reg::LVT0), lvt::MASKED);
+        assert_eq!(b.mmio_base(), Some(0xfee0_0000));
+        let mut c = Lapic::new(1, false);
+        c.cpuid_x2apic = true;
+        c.set_version();
+        assert_eq!(c.get(reg::LVR), 0x0105_0014);
+    }
+
+    #[test]
+    fn fixed_interrupts_priority_and_eoi() {
+        let mut a = enabled(0);
+        assert!(a.accept_fixed(0x31, false, true));
+        assert!(a.accept_fixed(0x52, false, true));
+        assert_eq!(a.pending_vector(), Some(0x52));
+        a.acknowledge(0x52);
+        assert_eq!(a.get(reg::PROCPRI), 0x50);
+        // 0x31 is below the in-service class: held.
+        assert_eq!(a.pending_vector(), None);
+        assert!(a.accept_fixed(0x61, false, true));
+        assert_eq!(a.pending_vector(), Some(0x61));
+        a.acknowledge(0x61);
+        assert_eq!(a.eoi(), Some(0x61));
+        assert_eq!(a.eoi(), Some(0x52));
+        assert_eq!(a.get(reg::PROCPRI), 0);
+        assert_eq!(a.pending_vector(), Some(0x31));
+        // TPR masks classes at and below it.
+        a.set_tpr(0x30);
+        assert_eq!(a.pending_vector(), None);
+        assert_eq!(a.get(reg::PROCPRI), 0x30);
+        a.set_tpr(0x2f);
+        assert_eq!(a.pending_vector(), Some(0x31));
+        assert_eq!(a.eoi(), None);
+        // Level-triggered: TMR; a de-assert is ignored.
+        assert!(a.accept_fixed(0x40, true, true));
+        assert!(a.tmr(0x40));
+        assert!(!a.accept_fixed(0x41, true, false));
+        assert!(!a.irr(0x41));
+    }
+
+    #[test]
+    fn sw_disabled_drops_and_masks() {
+        let mut a = Lapic::new(0, true);
+        assert!(!a.accept_fixed(0x40, false, true));
+        let mut a = enabled(0);
+        a.write(reg::LVTT, 0x20, &clk(0)).unwrap();
+        assert_eq!(a.get(reg::LVTT), 0x20);
+        a.write(reg::SPIV, 0xff, &clk(0)).unwrap();
+        assert_eq!(a.get(reg::LVTT), 0x20 | lvt::MASKED);
+        // Writes while disabled stay masked.
+        a.write(reg::LVT1, 0x400, &clk(0)).unwrap();
+        assert_eq!(a.get(reg::LVT1), 0x400 | lvt::MASKED);
+    }
+
+    #[test]
+    fn icr_decoding() {
+        let i = Irq::from_icr(0x000c_4031, 0x0300_0000, false);
+        assert_eq!(i.vector, 0x31);
+        assert_eq!(i.mode, DeliveryMode::Fixed);
+        assert_eq!(i.shorthand, Shorthand::AllExcludingSelf);
+        assert!(i.level);
+        assert_eq!(i.dest, 3);
+        let n = Irq::from_icr(0x0000_0c00, 0x5, true);
+        assert_eq!(n.mode, DeliveryMode::Nmi);
+        assert!(n.logical);
+        assert_eq!(n.dest, 5);
+        assert_eq!(Irq::from_icr(0x4500, 0, false).mode, DeliveryMode::Init);
+        assert_eq!(Irq::from_icr(0x0608, 0, false).mode, DeliveryMode::Startup);
+        assert_eq!(Irq::from_icr(0x0608, 0, false).vector, 8);
+        // The xAPIC write clears the delivery-status bit.
+        let mut a = enabled(0);
+        let e = a.write(reg::ICR, 0x1031, &clk(0)).unwrap();
+        assert_eq!(a.get(reg::ICR), 0x31);
+        assert_eq!(e.ipi.unwrap().vector, 0x31);
+    }
+
+    #[test]
+    fn msi_decoding() {
+        let m = Irq::from_msi(0xfee0_3004, 0, 0x4041, false);
+        assert_eq!(m.dest, 3);
+        assert!(m.logical);
+        assert_eq!(m.vector, 0x41);
+        assert!(m.level);
+        assert!(!m.ipi);
+        let x = Irq::from_msi(0xfee0_1000, 0x100, 0x30, true);
+        assert_eq!(x.dest, 0x101);
+    }
+
+    #[test]
+    fn routing_entries() {
+        let mut e = [0u8; ROUTING_ENTRY_SIZE];
+        let put = |e: &mut [u8; ROUTING_ENTRY_SIZE], o: usize, v: u32| e[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        put(&mut e, 0, 5);
+        put(&mut e, 4, ROUTING_MSI);
+        put(&mut e, 16, 0xfee0_1000);
+        put(&mut e, 24, 0x8041);
+        let r = MsiRoute::parse(&e, false).unwrap();
+        assert_eq!((r.gsi, r.address_lo, r.data), (5, 0xfee0_1000, 0x8041));
+        let i = r.irq(false);
+        assert_eq!((i.dest, i.vector, i.trigger_level), (1, 0x41, true));
+        let mut f = e;
+        put(&mut f, 8, MSI_VALID_DEVID);
+        assert!(MsiRoute::parse(&f, false).is_ok());
+        put(&mut f, 8, 2);
+        assert_eq!(MsiRoute::parse(&f, false), Err(Refused), "unknown flag");
+        let mut g = e;
+        put(&mut g, 0, MAX_IRQ_ROUTES);
+        assert_eq!(MsiRoute::parse(&g, false), Err(Refused), "GSI too big");
+        let mut h = e;
+        put(&mut h, 4, 1);
+        assert_eq!(MsiRoute::parse(&h, false), Err(Refused), "irqchip route with the split irqchip");
+        let mut x = e;
+        put(&mut x, 20, 0x101);
+        assert!(MsiRoute::parse(&x, false).is_ok());
+        assert_eq!(MsiRoute::parse(&x, true), Err(Refused), "address_hi low byte with the x2APIC format");
+    }
+
+    #[test]
+    fn destinations() {
+        let phys = DestInfo { hw_enabled: true, sw_enabled: true, x2apic: false, id: 2, ldr: 0x0400_0000, dfr: 0xffff_ffff };
+        assert!(phys.matches(2, false, true, true));
+        assert!(!phys.matches(3, false, true, true));
+        assert!(phys.matches(0xff, false, true, true));
+        // Flat: any common bit.
+        assert!(phys.matches(0x06, true, true, true));
+        assert!(!phys.matches(0x03, true, true, true));
+        // Cluster: cluster 0 member bit 2 of LDR 0x04.
+        let cl = DestInfo { dfr: 0x0fff_ffff, ldr: 0x1200_0000, ..phys };
+        assert!(cl.matches(0x12, true, true, true));
+        assert!(cl.matches(0x13, true, true, true));
+        assert!(!cl.matches(0x22, true, true, true));
+        let x2 = DestInfo { hw_enabled: true, sw_enabled: false, x2apic: true, id: 0x21, ldr: x2apic_ldr(0x21), dfr: 0 };
+        assert_eq!(x2.ldr, 0x0002_0002);
+        assert!(x2.matches(0x21, false, true, true));
+        assert!(x2.matches(0x0002_0003, true, true, true));
+        assert!(!x2.matches(0x0001_0002, true, true, true));
+        assert!(x2.matches(0xffff_ffff, false, true, true));
+        // 0xff is not a broadcast for x2APIC IPIs; for MSIs with the quirk it is.
+        assert!(!x2.matches(0xff, false, true, true));
+        assert!(x2.matches(0xff, false, false, true));
+        assert!(!x2.matches(0xff, false, false, false));
+        let off = DestInfo { hw_enabled: false, ..phys };
+        assert!(!off.matches(0xff, false, true, true));
+        let (a, b) = x2.pack();
+        assert_eq!(DestInfo::unpack(a, b), x2);
+    }
+
+    #[test]
+    fn timer_one_shot_periodic_and_count() {
+        let mut a = enabled(0);
+        a.write(reg::TDCR, 0xb, &clk(0)).unwrap(); // divide by 1
+        assert_eq!(a.divisor(), 1);
+        a.write(reg::TDCR, 0x0, &clk(0)).unwrap();
+        assert_eq!(a.divisor(), 2);
+        a.write(reg::TDCR, 0xa, &clk(0)).unwrap();
+        assert_eq!(a.divisor(), 128);
+        a.write(reg::TDCR, 0x3, &clk(0)).unwrap();
+        assert_eq!(a.divisor(), 16);
+        a.write(reg::LVTT, 0x40, &clk(0)).unwrap();
+        let e = a.write(reg::TMICT, 1_000_000, &clk(1000)).unwrap();
+        assert!(e.timer);
+        assert_eq!(a.timer_expiry(), Some(1000 + 16_000_000));
+        assert_eq!(a.read(reg::TMCCT, &clk(1000 + 8_000_000)), 500_000);
+        assert!(!a.timer_tick(&clk(1000)));
+        assert!(a.timer_tick(&clk(16_001_000)));
+        assert!(a.irr(0x40));
+        assert_eq!(a.timer_expiry(), None);
+        assert_eq!(a.read(reg::TMCCT, &clk(17_000_000)), 0);
+        // Periodic, with a 1 ns period clamped to the minimum.
+        a.write(reg::TDCR, 0xb, &clk(0)).unwrap();
+        a.write(reg::LVTT, 0x41 | lvt::TIMER_PERIODIC, &clk(0)).unwrap();
+        a.write(reg::TMICT, 1, &clk(0)).unwrap();
+        assert_eq!(a.timer.period_ns, MIN_PERIOD_NS);
+        assert!(a.period_clamped);
+        assert!(a.timer_tick(&clk(MIN_PERIOD_NS)));
+        assert_eq!(a.timer_expiry(), Some(2 * MIN_PERIOD_NS));
+        // Far behind: no backlog.
+        assert!(a.timer_tick(&clk(100 * MIN_PERIOD_NS)));
+        assert_eq!(a.timer_expiry(), Some(101 * MIN_PERIOD_NS));
+        // Masked: counts, no interrupt.
+        a.write(reg::LVTT, 0x41 | lvt::TIMER_PERIODIC | lvt::MASKED, &clk(0)).unwrap();
+        assert!(!a.timer_tick(&clk(200 * MIN_PERIOD_NS)));
+        // TMICT 0 stops.
+        a.write(reg::TMICT, 0, &clk(0)).unwrap();
+        assert_eq!(a.timer_expiry(), None);
+    }
+
+    #[test]
+    fn timer_tsc_deadline() {
+        let mut a = enabled(0);
+        // Without the CPUID bit the mode field keeps one bit only.
+        a.write(reg::LVTT, 0x42 | lvt::TIMER_TSCDEADLINE, &clk(0)).unwrap();
+        assert_eq!(a.timer_mode(), 0);
+        a.cpuid_tsc_deadline = true;
+        a.write(reg::LVTT, 0x42 | lvt::TIMER_TSCDEADLINE, &clk(0)).unwrap();
+        assert_eq!(a.timer_mode(), 2);
+        // TMICT is ignored in this mode.
+        a.write(reg::TMICT, 5, &clk(0)).unwrap();
+        assert_eq!(a.get(reg::TMICT), 0);
+        let c = clk(1000); // guest TSC 2000 at 2 GHz
+        assert!(a.write_tsc_deadline(2000 + 2_000_000, &c));
+        assert_eq!(a.timer_expiry(), Some(1000 + 1_000_000));
+        assert_eq!(a.read_tsc_deadline(), 2_002_000);
+        assert!(a.timer_tick(&clk(1_001_000)));
+        assert!(a.irr(0x42));
+        assert_eq!(a.read_tsc_deadline(), 0);
+        // A deadline in the past fires at once.
+        assert!(a.write_tsc_deadline(1, &clk(5000)));
+        assert_eq!(a.timer_expiry(), Some(5000));
+        // Leaving the mode stops the timer.
+        a.write(reg::LVTT, 0x42, &clk(0)).unwrap();
+        assert_eq!(a.timer_expiry(), None);
+        assert!(!a.write_tsc_deadline(5, &clk(0)));
+    }
+
+    #[test]
+    fn x2apic_msrs_and_modes() {
+        let mut a = enabled(5);
+        let c = clk(0);
+        // Not in x2APIC mode: every x2APIC MSR #GPs.
+        assert!(a.msr_read(0x802, &c).is_none());
+        // EXTD without the CPUID bit is reserved.
+        assert!(a.set_base(0xfee0_0c00, false, 48).is_err());
+        a.cpuid_x2apic = true;
+        a.set_version();
+        assert!(a.set_base(0xfee0_0400, false, 48).is_err(), "EXTD without AE");
+        assert!(a.set_base(0xfee0_0c01, false, 48).is_err(), "reserved bit 0");
+        assert!(a.set_base(1 << 48 | 0xc00, false, 48).is_err(), "above MAXPHYADDR");
+        a.set_base(0xfee0_0c00, false, 48).unwrap();
+        assert!(a.x2apic());
+        assert_eq!(a.mmio_base(), None);
+        assert_eq!(a.msr_read(0x802, &c), Some(5));
+        assert_eq!(a.msr_read(0x80d, &c), Some(x2apic_ldr(5) as u64));
+        assert!(a.msr_read(0x80b, &c).is_none(), "EOI is write-only");
+        assert!(a.msr_read(0x83f, &c).is_none(), "SELF_IPI is write-only");
+        assert!(a.msr_read(0x80e, &c).is_none(), "no DFR in x2APIC mode");
+        assert!(a.msr_read(0x831, &c).is_none(), "no ICR2 in x2APIC mode");
+        assert!(a.msr_write(0x802, 7, &c).is_err(), "ID is read-only");
+        assert!(a.msr_write(0x80d, 7, &c).is_err(), "LDR is read-only");
+        assert!(a.msr_write(0x808, 1 << 32, &c).is_err(), "high bits");
+        assert!(a.msr_write(0x828, 1, &c).is_err(), "ESR write of non-zero");
+        assert!(a.msr_write(0x828, 0, &c).is_ok());
+        assert!(a.msr_write(0x83f, 0x100, &c).is_err(), "SELF_IPI reserved bits");
+        let e = a.msr_write(0x83f, 0x44, &c).unwrap();
+        assert_eq!(e.ipi.unwrap().shorthand, Shorthand::SelfOnly);
+        assert!(a.msr_write(0x830, 1 << 13, &c).is_err(), "ICR reserved bit 13");
+        let e = a.msr_write(0x830, (9u64 << 32) | 0x4830, &c).unwrap();
+        let i = e.ipi.unwrap();
+        assert_eq!((i.dest, i.vector, i.logical), (9, 0x30, true));
+        assert_eq!(a.msr_read(0x830, &c), Some((9u64 << 32) | 0x4830));
+        a.msr_write(0x808, 0x20, &c).unwrap();
+        assert_eq!(a.msr_read(0x80a, &c), Some(0x20));
+        // x2APIC -> xAPIC is refused from the guest, allowed from the host.
+        assert!(a.set_base(0xfee0_0800, false, 48).is_err());
+        a.set_base(0, false, 48).unwrap();
+        assert!(!a.hw_enabled());
+        assert!(a.set_base(0xfee0_0c00, false, 48).is_err(), "disabled -> x2APIC");
+        a.set_base(0xfee0_0800, false, 48).unwrap();
+        assert_eq!(a.get(reg::ID), 5 << 24);
+        a.set_base(0xfee0_0c00, false, 48).unwrap();
+        a.set_base(0xfee0_0800, true, 48).unwrap();
+        assert_eq!(a.get(reg::ID), 5 << 24);
+    }
+
+    #[test]
+    fn mmio_access_rules() {
+        let mut a = enabled(2);
+        let c = clk(0);
+        assert_eq!(a.mmio_read(reg::ID, 4, &c), 2 << 24);
+        assert_eq!(a.mmio_read(reg::ID + 3, 1, &c), 2);
+        assert_eq!(a.mmio_read(reg::ID + 2, 4, &c), 0, "crosses the register");
+        assert_eq!(a.mmio_read(reg::EOI, 4, &c), 0, "write-only");
+        // Unaligned or short writes are ignored.
+        a.mmio_write(reg::TASKPRI + 1, 4, 0x50, &c);
+        a.mmio_write(reg::TASKPRI, 2, 0x50, &c);
+        assert_eq!(a.get(reg::TASKPRI), 0);
+        a.mmio_write(reg::TASKPRI, 4, 0x1_50, &c);
+        assert_eq!(a.get(reg::TASKPRI), 0x50);
+        a.mmio_write(reg::LDR, 4, 0x0312_3456, &c);
+        assert_eq!(a.get(reg::LDR), 0x0300_0000);
+        a.mmio_write(reg::DFR, 4, 0, &c);
+        assert_eq!(a.get(reg::DFR), 0x0fff_ffff);
+    }
+
+    #[test]
+    fn state_round_trip() {
+        let mut a = enabled(1);
+        a.write(reg::LVTT, 0x40 | lvt::TIMER_PERIODIC, &clk(0)).unwrap();
+        a.write(reg::TMICT, 1_000_000, &clk(0)).unwrap();
+        a.accept_fixed(0x55, false, true);
+        let s = a.get_state(&clk(250_000), false);
+        let mut b = Lapic::new(1, false);
+        b.set_state(&s, &clk(300_000), false).unwrap();
+        assert!(b.irr(0x55));
+        assert_eq!(b.get(reg::TMICT), 1_000_000);
+        // Restarted from TMICT at the set.
+        assert_eq!(b.timer_expiry(), Some(300_000 + 2_000_000));
+        let tmcct = u32::from_le_bytes([s[0x390], s[0x391], s[0x392], s[0x393]]);
+        assert_eq!(tmcct, (2_000_000 - 250_000) / 2);
+        // x2APIC: ID shifted without the x2APIC API format, refused if wrong with it.
+        let mut x = enabled(3);
+        x.cpuid_x2apic = true;
+        x.set_base(0xfee0_0c00, false, 48).unwrap();
+        let s = x.get_state(&clk(0), false);
+        assert_eq!(u32::from_le_bytes([s[0x20], s[0x21], s[0x22], s[0x23]]), 3 << 24);
+        let s2 = x.get_state(&clk(0), true);
+        assert_eq!(u32::from_le_bytes([s2[0x20], s2[0x21], s2[0x22], s2[0x23]]), 3);
+        assert!(x.set_state(&s, &clk(0), true).is_err());
+        x.set_state(&s, &clk(0), false).unwrap();
+        assert_eq!(x.get(reg::ID), 3);
+        x.set_state(&s2, &clk(0), true).unwrap();
+    }
+}

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The APIC bus of a VM with in-kernel local APICs (split irqchip): one
+//! mailbox per vCPU id that senders (other vCPUs' IPIs, MSIs, the APIC
+//! timer) post to without the target's lock, as KVM sets IRR bits
+//! atomically; the target moves what was posted into its APIC model
+//! (`vcpu/lapic.rs`) before each entry. Each mailbox also publishes its
+//! APIC's addressing state (`lapic::DestInfo`) so that destinations are
+//! matched without the target's lock, as KVM's APIC map does.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use nsvm_core::lapic::{DeliveryMode, DestInfo, Irq, Shorthand};
+
+use super::MAX_VCPUS;
+use crate::hw::apic::WaiterSlot;
+use crate::vmrun::GuestMode;
+
+/// Mailbox flags.
+pub(crate) mod flag {
+    pub(crate) const NMI: u32 = 1;
+    pub(crate) const INIT: u32 = 2;
+    pub(crate) const SIPI: u32 = 4;
+    pub(crate) const TIMER: u32 = 8;
+    pub(crate) const SMI: u32 = 16;
+}
+
+/// What was posted to one vCPU's APIC.
+pub(crate) struct Mailbox {
+    /// Requested vectors and their trigger mode (set: level).
+    irr: [AtomicU64; 4],
+    tmr: [AtomicU64; 4],
+    flags: AtomicU32,
+    sipi_vector: AtomicU32,
+    /// `DestInfo::pack` of the APIC (hw_enabled clear: no APIC there yet).
+    dest: [AtomicU64; 2],
+    /// A vCPU with an in-kernel APIC has this id.
+    present: AtomicBool,
+    pub(crate) waiter: WaiterSlot,
+}
+
+impl Mailbox {
+    const fn new() -> Self {
+        Self {
+            irr: [const { AtomicU64::new(0) }; 4],
+            tmr: [const { AtomicU64::new(0) }; 4],
+            flags: AtomicU32::new(0),
+            sipi_vector: AtomicU32::new(0),
+            dest: [const { AtomicU64::new(0) }; 2],
+            present: AtomicBool::new(false),
+            waiter: WaiterSlot::new(),
+        }
+    }
+
+    /// Takes everything posted: (IRR bits, TMR bits, flags, SIPI vector).
+    pub(crate) fn take(&self) -> ([u64; 4], [u64; 4], u32, u8) {
+        let mut irr = [0u64; 4];
+        let mut tmr = [0u64; 4];
+        let flags = self.flags.swap(0, Ordering::AcqRel);
+        for i in 0..4 {
+            irr[i] = self.irr[i].swap(0, Ordering::AcqRel);
+            tmr[i] = self.tmr[i].load(Ordering::Acquire) & irr[i];
+        }
+        (irr, tmr, flags, self.sipi_vector.load(Ordering::Acquire) as u8)
+    }
+
+    /// Posts the last SIPI again (`KVM_SET_MP_STATE(SIPI_RECEIVED)`).
+    pub(crate) fn repost_sipi(&self) {
+        self.post_flag(flag::SIPI);
+    }
+
+    /// Publishes the APIC's addressing state.
+    pub(crate) fn publish(&self, d: DestInfo) {
+        let (a, b) = d.pack();
+        self.dest[0].store(a, Ordering::Release);
+        self.dest[1].store(b, Ordering::Release);
+    }
+
+    fn dest_info(&self) -> DestInfo {
+        DestInfo::unpack(self.dest[0].load(Ordering::Acquire), self.dest[1].load(Ordering::Acquire))
+    }
+
+    fn post_flag(&self, f: u32) {
+        self.flags.fetch_or(f, Ordering::AcqRel);
+    }
+
+    fn post_vector(&self, v: u8, level: bool) {
+        let (i, b) = (usize::from(v >> 6), 1u64 << (v & 63));
+        if level {
+            self.tmr[i].fetch_or(b, Ordering::AcqRel);
+        } else {
+            self.tmr[i].fetch_and(!b, Ordering::AcqRel);
+        }
+        self.irr[i].fetch_or(b, Ordering::AcqRel);
+    }
+}
+
+/// The mailboxes of a VM's vCPUs, by id.
+pub(crate) struct ApicBus {
+    boxes: [Mailbox; MAX_VCPUS as usize],
+    /// KVM_CAP_X2APIC_API's broadcast quirk is on (the default).
+    pub(crate) broadcast_quirk: AtomicBool,
+}
+
+impl ApicBus {
+    pub(crate) const fn new() -> Self {
+        Self { boxes: [const { Mailbox::new() }; MAX_VCPUS as usize], broadcast_quirk: AtomicBool::new(true) }
+    }
+
+    /// Mailbox of vCPU `id`.
+    pub(crate) fn mailbox(&self, id: u32) -> &Mailbox {
+        &self.boxes[id as usize % MAX_VCPUS as usize]
+    }
+
+    /// Marks vCPU `id` as having an in-kernel APIC.
+    pub(crate) fn attach(&self, id: u32) {
+        self.mailbox(id).present.store(true, Ordering::Release);
+    }
+
+    /// The APIC timer of vCPU `id` expired (hardirq context).
+    pub(crate) fn timer_fired(&self, id: u32, mode: &GuestMode) {
+        let m = self.mailbox(id);
+        m.post_flag(flag::TIMER);
+        m.waiter.wake();
+        mode.poke();
+    }
+
+    /// Delivers `irq` from vCPU `src` (None: an MSI) to every APIC it
+    /// addresses (APM 16.5/16.6; KVM's `kvm_irq_delivery_to_apic`):
+    /// fixed and NMI/INIT/SIPI to each match, lowest priority to one of
+    /// them chosen by vector (KVM's vector hashing). Returns what KVM's
+    /// `kvm_irq_delivery_to_apic` does: how many APICs accepted it (a
+    /// software-disabled APIC drops fixed interrupts), -1 when a broadcast
+    /// or lowest-priority interrupt found no APIC at all.
+    /// `modes` kicks targets out of guest mode.
+    pub(crate) fn deliver(&self, irq: &Irq, src: Option<u32>, modes: &[GuestMode]) -> i32 {
+        let quirk = self.broadcast_quirk.load(Ordering::Relaxed);
+        let fixed = matches!(irq.mode, DeliveryMode::Fixed | DeliveryMode::LowestPriority);
+        let mut matched = false;
+        let mut targets = 0u64;
+        for (id, m) in self.boxes.iter().enumerate() {
+            if !m.present.load(Ordering::Acquire) {
+                continue;
+            }
+            let id32 = id as u32;
+            let hit = match irq.shorthand {
+                Shorthand::SelfOnly => src == Some(id32),
+                Shorthand::AllIncludingSelf => true,
+                Shorthand::AllExcludingSelf => src != Some(id32),
+                Shorthand::None => m.dest_info().matches(irq.dest, irq.logical, irq.ipi, quirk),
+            };
+            if hit {
+                matched |= irq.mode != DeliveryMode::LowestPriority;
+                // Fixed interrupts only reach software-enabled APICs.
+                if !fixed || m.dest_info().sw_enabled {
+                    targets |= 1 << id;
+                }
+            }
+        }
+        if !matched && targets == 0 {
+            // KVM's fast path (its APIC map) answers 0 for a unicast
+            // destination nobody has; only the slow path (broadcasts,
+            // lowest priority) answers -1.
+            let bcast = irq.dest == 0xff || irq.dest == 0xffff_ffff || irq.shorthand != Shorthand::None;
+            return if bcast || irq.mode == DeliveryMode::LowestPriority { -1 } else { 0 };
+        }
+        if irq.mode == DeliveryMode::LowestPriority && targets.count_ones() > 1 && irq.shorthand == Shorthand::None {
+            let n = u32::from(irq.vector) % targets.count_ones();
+            let mut t = targets;
+            for _ in 0..n {
+                t &= t - 1;
+            }
+            targets = t & t.wrapping_neg();
+        }
+        let mut count = 0;
+        let mut t = targets;
+        while t != 0 {
+            let id = t.trailing_zeros();
+            t &= t - 1;
+            let m = self.mailbox(id);
+            match irq.mode {
+                DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
+                    // A level-triggered de-assert does nothing (KVM).
+                    if irq.trigger_level && !irq.level {
+                        continue;
+                    }
+                    m.post_vector(irq.vector, irq.trigger_level);
+                }
+                DeliveryMode::Nmi => m.post_flag(flag::NMI),
+                DeliveryMode::Smi => m.post_flag(flag::SMI),
+                DeliveryMode::Init => {
+                    // INIT level de-assert is ignored (KVM, APM 16.5).
+                    if irq.trigger_level && !irq.level {
+                        continue;
+                    }
+                    m.post_flag(flag::INIT);
+                }
+                DeliveryMode::Startup => {
+                    m.sipi_vector.store(u32::from(irq.vector), Ordering::Release);
+                    m.post_flag(flag::SIPI);
+                }
+                // Remote read and ExtINT are not delivered through the bus.
+                DeliveryMode::RemoteRead | DeliveryMode::ExtInt => continue,
+            }
+            count += 1;
+            m.waiter.wake();
+            if let Some(mode) = modes.get(id as usize) {
+                mode.poke();
+            }
+        }
+        count
+    }
+}

@@ -1,0 +1,47 @@
+# APIC suite: the in-kernel local APIC with the split irqchip (nsvm-apitest
+# apic_* cases, tests/apitest/src/apic.rs, payload apic16.bin) on /dev/nsvm
+# and then on /dev/kvm (kvm_amd, KVM_CAP_SPLIT_IRQCHIP enabled by the test
+# program) in the same boot; every case must pass on both, and the kernel
+# log must stay clean.
+. /tests/lib.sh
+G=/guests
+CASES="apic_caps apic_self_ipi apic_timer_oneshot apic_timer_periodic apic_tsc_deadline apic_x2apic apic_nmi_ipi apic_get_set_lapic apic_no_eoi apic_init_sipi apic_msi apic_x2apic_api apic_ipi_modes apic_hlt_signal apic_irqfd"
+
+for dev in nsvm kvm; do
+    if [ $dev = nsvm ]; then
+        case_ "load nsvm"
+        check "loaded" load_nsvm
+    else
+        case_ "load kvm_amd (reference)"
+        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
+        check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
+    fi
+    mark_log
+    : > /tmp/$dev.apic
+    # A case that times out is run once more, and the log says so: two
+    # vCPUs under QEMU's multi-threaded TCG are exposed to its host-state
+    # race (docs/architecture.md), which can leave a guest stuck; one
+    # stuck run of a two-vCPU case was seen on each of nsvm and kvm_amd
+    # in about 20 boots, none in 16 repeated runs.
+    for c in $CASES; do
+        timeout 60 nsvm-apitest --device /dev/$dev --guests $G $c > /tmp/case.out 2>&1; rc=$?
+        if [ $rc = 124 ] || [ $rc = 143 ]; then
+            echo "note: $c on /dev/$dev timed out; run again"
+            timeout 60 nsvm-apitest --device /dev/$dev --guests $G $c > /tmp/case.out 2>&1 || echo "(exit status $? for $c)" >> /tmp/case.out
+        fi
+        cat /tmp/case.out >> /tmp/$dev.apic
+    done
+    sed "s/^/  [$dev] /" /tmp/$dev.apic
+    case_ "the kernel log stays clean on /dev/$dev"
+    expect_clean_log
+    verdict
+    if [ $dev = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
+done
+
+for c in $CASES; do
+    case_ "$c: the same result on nsvm and kvm_amd"
+    expect_line /tmp/kvm.apic "^PASS: $c$"
+    expect_line /tmp/nsvm.apic "^PASS: $c$"
+    verdict
+done
+finish
