@@ -56,4 +56,9 @@ void nsvm_debugfs_remove(void *dentry);
 int nsvm_page_in_pmd_folio(struct page *page);
 long nsvm_pin_user_huge(unsigned long uaddr, int write, struct page **page);
 u64 nsvm_ktime_ns(void);
+void *nsvm_eventfd_get(int fd);
+void nsvm_eventfd_signal(void *ctx);
+void nsvm_eventfd_put(void *ctx);
+void nsvm_load_guest_db(const u64 *guest, u64 *host);
+void nsvm_save_guest_db(u64 *guest, const u64 *host);
 #endif

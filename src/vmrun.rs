@@ -98,7 +98,10 @@ pub(crate) struct Entered {
 
 /// Enters the guest of `vmcb` once and returns at its next #VMEXIT, with the
 /// guest's FPU/SSE/AVX state loaded from `fpu` (and saved back) and its XCR0
-/// in force while it runs (the host's otherwise).
+/// in force while it runs (the host's otherwise), and its DR0-3 (`db`,
+/// loaded after CLGI and read back before STGI; VMRUN switches only DR6 and
+/// DR7, APM vol. 2 15.5.1; the host's are put back when it has breakpoints
+/// armed).
 ///
 /// Sound because VMs exist only while the module owns SVM on every online CPU
 /// (`svm::Ownership` outlives every fd), the FPU section keeps the caller on
@@ -115,6 +118,8 @@ pub(crate) struct Entered {
 /// back, so host interrupts and NMIs never run with the guest's XCR0, and
 /// the guest-mode flag `tlb.mode` is set over the same window; TLB_CONTROL
 /// is chosen inside it, on the CPU that runs the guest (APM 15.16).
+// Everything an entry switches, each borrowed separately from `CpuState`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn enter(
     vmcb: &mut VmcbPage,
     entry: &EntryState,
@@ -123,6 +128,7 @@ pub(crate) fn enter(
     gprs: &mut Gprs,
     guest_xcr0: u64,
     tlb: EntryTlb<'_>,
+    db: &mut [u64; 4],
 ) -> Entered {
     let osxsave = vmcb.get().save.cr4 & nsvm_core::x86::cr4::OSXSAVE != 0;
     let host_xcr0 = hw::cpu::host_xcr0();
@@ -136,6 +142,8 @@ pub(crate) fn enter(
     // SAFETY: EFER.SVME is set on every CPU while a VM exists; GIF = 0 holds
     // interrupts and NMIs until STGI below (APM 15.17).
     unsafe { asm!("clgi", options(nostack)) };
+    // DR0-3 are the guest's while it runs (VMRUN switches only DR6/DR7).
+    let host_db = hw::cpu::load_guest_db(db);
     let cpu = kernel::cpu::CpuId::current().as_u32();
     tlb.mode.cpu.store(cpu, Ordering::Relaxed);
     let entries = tlb.mode.state.load(Ordering::Relaxed);
@@ -156,6 +164,7 @@ pub(crate) fn enter(
         // SAFETY: the host's own value.
         unsafe { xsetbv(host_xcr0) };
     }
+    hw::cpu::save_guest_db(db, &host_db);
     tlb.mode.state.store((entries | 1) + 1, Ordering::Release);
     // SAFETY: ends the GIF = 0 window begun above; pending interrupts and
     // NMIs are taken now, in the host.

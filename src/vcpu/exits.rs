@@ -192,7 +192,16 @@ impl Vcpu {
             return self.string_io(st, io);
         }
         if !io.is_in {
-            let d = st.vmcb().save.rax.to_ne_bytes();
+            let rax = st.vmcb().save.rax;
+            // A write an ioeventfd takes completes here (KVM's PIO bus).
+            let val = rax & (u64::MAX >> (64 - 8 * u32::from(io.size)));
+            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(io.size), val) {
+                let v = st.vmcb();
+                v.save.rip = io.next_rip;
+                v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+                return Ok(Next::Guest);
+            }
+            let d = rax.to_ne_bytes();
             self.pio.write(0, &d[..io.size as usize]);
         }
         st.uexit.pending = Some(Pending::Io { next_rip: io.next_rip, in_size: io.is_in.then_some(io.size) });
@@ -316,6 +325,16 @@ impl Vcpu {
         let mut next_rip = rip.wrapping_add(u64::from(acc.len));
         if cs != mmio::CodeSize::Bits64 {
             next_rip &= 0xffff_ffff;
+        }
+        if is_write {
+            // A write an ioeventfd takes completes here (KVM's MMIO bus).
+            let val = if acc.size >= 8 { data } else { data & ((1u64 << (8 * u32::from(acc.size))) - 1) };
+            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, gpa, u32::from(acc.size), val) {
+                let v = st.vmcb();
+                v.save.rip = next_rip;
+                v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+                return Ok(Next::Guest);
+            }
         }
         st.uexit.pending = Some(Pending::Mmio { next_rip, read });
         self.stats.bump(st_idx::MMIO_EXITS);

@@ -21,6 +21,7 @@ mod nested;
 mod run;
 mod state;
 mod uapi;
+mod xstate;
 
 use kernel::prelude::*;
 
@@ -85,6 +86,8 @@ struct CpuState {
     guest_efer: u64,
     /// The guest's XCR0.
     xcr0: u64,
+    /// The guest's DR0-3 (in the processor only while it runs).
+    db: [u64; 4],
     apic_base: u64,
     tsc_aux: u64,
     /// The table of `KVM_SET_CPUID2`.
@@ -223,6 +226,7 @@ impl Vcpu {
                 gprs: Gprs::default(),
                 guest_efer: 0,
                 xcr0: 1,
+                db: [0; 4],
                 apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
                 tsc_aux: 0,
                 cpuid: KVec::new(),

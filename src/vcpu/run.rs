@@ -229,7 +229,7 @@ impl VcpuState {
             self.cpu.entry.note(page.get());
         }
         let tlb = vmrun::EntryTlb { mode, tracker: &mut self.cpu.tlb, generation };
-        let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb);
+        let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb, &mut self.cpu.db);
         let pa = page.pa();
         let v = page.get();
         let failed = Vmcb::exit_is_invalid(v.control.exit_code);

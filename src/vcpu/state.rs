@@ -184,6 +184,8 @@ impl VcpuState {
         // The intercepts are rebuilt: the next entry applies the policy.
         self.cpu.applied_policy = None;
         cpu_state::reset(self.cpu.vmcb.get(), &mut self.cpu.gprs, init, &cfg);
+        // DR0-3 are zero after RESET and INIT (DR6/DR7 are in the VMCB).
+        self.cpu.db = [0; 4];
         self.cpu.guest_efer = 0;
         self.ev = cpu_state::PendingEvents::NONE;
         self.uexit.pending = None;

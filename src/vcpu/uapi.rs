@@ -93,6 +93,14 @@ impl Vcpu {
                 Ok(0)
             }
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
+            uapi::kvm::GET_XSAVE => self.get_xsave(arg, nsvm_core::xsave::KVM_XSAVE_SIZE),
+            uapi::kvm::GET_XSAVE2 => self.get_xsave(arg, super::xstate::uabi_size()),
+            uapi::kvm::SET_XSAVE => self.set_xsave(arg),
+            uapi::kvm::GET_XCRS => self.get_xcrs(arg),
+            uapi::kvm::SET_XCRS => self.set_xcrs(arg),
+            uapi::kvm::GET_DEBUGREGS => self.get_debugregs(arg),
+            uapi::kvm::SET_DEBUGREGS => self.set_debugregs(arg),
+            uapi::kvm::GET_CPUID2 => self.get_cpuid(arg),
             // Unknown vCPU ioctls are EINVAL (kvm_vcpu_ioctl for other
             // magics, kvm_arch_vcpu_ioctl for KVM's), a few as KVM refuses
             // them (`uapi::vcpu_refusal`).

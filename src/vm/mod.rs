@@ -71,6 +71,9 @@ pub(crate) struct Vm {
     pub(crate) guest_modes: [GuestMode; MAX_VCPUS as usize],
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
+    /// `KVM_IOEVENTFD` registrations (`nsvm_core::ioeventfd` rules).
+    #[pin]
+    pub(crate) ioeventfds: Mutex<KVec<nsvm_core::ioeventfd::Entry<hw::eventfd::EventFd>>>,
 }
 
 impl Vm {
@@ -94,6 +97,7 @@ impl Vm {
                 memory_generation: AtomicU64::new(0),
                 guest_modes: [const { GuestMode::new() }; MAX_VCPUS as usize],
                 inner <- new_mutex!(inner, "nsvm_vm"),
+                ioeventfds <- new_mutex!(KVec::new(), "nsvm_ioeventfds"),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
@@ -210,4 +214,20 @@ pub(crate) fn fmt_id(out: &mut [u8; 24], pid: i32, vcpu: Option<u32>) -> usize {
         put(&b[i..]);
     }
     n
+}
+
+impl Vm {
+    /// A guest write of `len` bytes of `val` to `addr` on `bus`: signals the
+    /// `KVM_IOEVENTFD` registration it hits and returns true (the write is
+    /// then complete: no exit to userspace), false when none does.
+    pub(crate) fn ioeventfd_write(&self, bus: nsvm_core::ioeventfd::Bus, addr: u64, len: u32, val: u64) -> bool {
+        let t = self.ioeventfds.lock();
+        match nsvm_core::ioeventfd::find_hit(&t, bus, addr, len, val) {
+            Some(i) => {
+                t[i].h.signal();
+                true
+            }
+            None => false,
+        }
+    }
 }

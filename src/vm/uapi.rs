@@ -76,6 +76,11 @@ impl Vm {
                 UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut b)?;
                 Ok(0)
             }
+            uapi::kvm::IOEVENTFD => {
+                let mut b = [0u8; nsvm_core::ioeventfd::KVM_IOEVENTFD_SIZE];
+                UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;
+                self.ioeventfd(&nsvm_core::ioeventfd::Request::from_bytes(&b))
+            }
             // The VM's default for its vCPUs: the host's rate (no TSC scaling).
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
             _ => refuse(arg, uapi::vm_refusal(cmd)),
@@ -99,6 +104,31 @@ impl Vm {
             }
             Change::Create(_) | Change::Unchanged => {}
         }
+        Ok(0)
+    }
+
+    /// `KVM_IOEVENTFD`, with KVM's order: the checks of a new registration
+    /// (`EINVAL`), the eventfd (`EBADF`, `EINVAL`), a collision (`EEXIST`);
+    /// removal: the eventfd, then the exact registration (`ENOENT`).
+    fn ioeventfd(&self, r: &nsvm_core::ioeventfd::Request) -> Result<isize> {
+        use nsvm_core::ioeventfd::find_deassign;
+        if r.deassign() {
+            let fd = hw::eventfd::EventFd::get(r.fd)?;
+            let mut t = self.ioeventfds.lock();
+            let i = find_deassign(&t, r, |h| h.same(&fd)).ok_or(ENOENT)?;
+            let e = t.remove(i).map_err(|_| ENOENT)?;
+            drop(t);
+            drop(e);
+            return Ok(0);
+        }
+        r.check_assign().map_err(|_| EINVAL)?;
+        let fd = hw::eventfd::EventFd::get(r.fd)?;
+        let e = r.entry(fd);
+        let mut t = self.ioeventfds.lock();
+        if t.iter().any(|o| o.collides(&e)) {
+            return Err(EEXIST);
+        }
+        t.push(e, GFP_KERNEL_ACCOUNT)?;
         Ok(0)
     }
 

@@ -207,6 +207,22 @@ pub mod kvm {
     pub const GET_SREGS: u32 = ior(KVMIO, 0x83, sizes::KVM_SREGS);
     /// `KVM_SET_SREGS` (vCPU fd).
     pub const SET_SREGS: u32 = iow(KVMIO, 0x84, sizes::KVM_SREGS);
+    /// `KVM_GET_DEBUGREGS` (vCPU fd).
+    pub const GET_DEBUGREGS: u32 = ior(KVMIO, 0xa1, crate::xsave::KVM_DEBUGREGS_SIZE);
+    /// `KVM_SET_DEBUGREGS` (vCPU fd).
+    pub const SET_DEBUGREGS: u32 = iow(KVMIO, 0xa2, crate::xsave::KVM_DEBUGREGS_SIZE);
+    /// `KVM_GET_XSAVE` (vCPU fd).
+    pub const GET_XSAVE: u32 = ior(KVMIO, 0xa4, crate::xsave::KVM_XSAVE_SIZE);
+    /// `KVM_SET_XSAVE` (vCPU fd).
+    pub const SET_XSAVE: u32 = iow(KVMIO, 0xa5, crate::xsave::KVM_XSAVE_SIZE);
+    /// `KVM_GET_XCRS` (vCPU fd).
+    pub const GET_XCRS: u32 = ior(KVMIO, 0xa6, crate::xsave::KVM_XCRS_SIZE);
+    /// `KVM_SET_XCRS` (vCPU fd).
+    pub const SET_XCRS: u32 = iow(KVMIO, 0xa7, crate::xsave::KVM_XCRS_SIZE);
+    /// `KVM_GET_XSAVE2` (vCPU fd; copies `KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2)` bytes).
+    pub const GET_XSAVE2: u32 = ior(KVMIO, 0xcf, crate::xsave::KVM_XSAVE_SIZE);
+    /// `KVM_IOEVENTFD` (VM fd).
+    pub const IOEVENTFD: u32 = iow(KVMIO, 0x79, crate::ioeventfd::KVM_IOEVENTFD_SIZE);
 }
 
 /// KVM capability numbers (`KVM_CAP_*`) with their names, for
@@ -221,12 +237,14 @@ pub mod cap {
     }
     caps! {
         IRQCHIP = 0, HLT = 1, USER_MEMORY = 3, SET_TSS_ADDR = 4, EXT_CPUID = 7, NR_VCPUS = 9,
-        NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, SET_GUEST_DEBUG = 23,
+        NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, DESTROY_MEMORY_REGION_WORKS = 21, SET_GUEST_DEBUG = 23,
+        JOIN_MEMORY_REGIONS_WORKS = 30, IOEVENTFD = 36,
         SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
-        GET_TSC_KHZ = 61, MAX_VCPUS = 66, READONLY_MEM = 81, MAX_VCPU_ID = 128,
+        GET_TSC_KHZ = 61, MAX_VCPUS = 66, READONLY_MEM = 81, IOEVENTFD_NO_LENGTH = 100,
+        IOEVENTFD_ANY_LENGTH = 122, MAX_VCPU_ID = 128,
         IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157,
-        X86_USER_SPACE_MSR = 188, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203,
+        X86_USER_SPACE_MSR = 188, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
         X86_TRIPLE_FAULT_EVENT = 218, USER_MEMORY2 = 231,
     }
 
@@ -247,6 +265,21 @@ pub mod cap {
         (GET_TSC_KHZ, 1),
         (NESTED_STATE, crate::nested_state::MAX_SIZE as i32),
         (VCPU_EVENTS, 1),
+        // Slot deletion and merging work (KVM answers 1 unconditionally).
+        (DESTROY_MEMORY_REGION_WORKS, 1),
+        (JOIN_MEMORY_REGIONS_WORKS, 1),
+        // KVM_EXIT_INTERNAL_ERROR fills `internal.ndata` and `data`.
+        (INTERNAL_ERROR_DATA, 1),
+        (DEBUGREGS, 1),
+        // KVM_IOEVENTFD on PIO and MMIO, length 0 (any) included.
+        (IOEVENTFD, 1),
+        (IOEVENTFD_NO_LENGTH, 1),
+        (IOEVENTFD_ANY_LENGTH, 1),
+        (XSAVE, 1),
+        (XCRS, 1),
+        // Bytes KVM_GET_XSAVE2 copies: the guest image fits 4096 (checked
+        // at load), so `struct kvm_xsave`'s size, as KVM reports then.
+        (XSAVE2, crate::xsave::KVM_XSAVE_SIZE as i32),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0
@@ -598,6 +631,16 @@ mod tests {
             (cap::MAX_VCPUS, kb::KVM_CAP_MAX_VCPUS),
             (cap::X86_USER_SPACE_MSR, kb::KVM_CAP_X86_USER_SPACE_MSR),
             (cap::EXIT_HYPERCALL, kb::KVM_CAP_EXIT_HYPERCALL),
+            (cap::DESTROY_MEMORY_REGION_WORKS, kb::KVM_CAP_DESTROY_MEMORY_REGION_WORKS),
+            (cap::JOIN_MEMORY_REGIONS_WORKS, kb::KVM_CAP_JOIN_MEMORY_REGIONS_WORKS),
+            (cap::INTERNAL_ERROR_DATA, kb::KVM_CAP_INTERNAL_ERROR_DATA),
+            (cap::IOEVENTFD, kb::KVM_CAP_IOEVENTFD),
+            (cap::IOEVENTFD_NO_LENGTH, kb::KVM_CAP_IOEVENTFD_NO_LENGTH),
+            (cap::IOEVENTFD_ANY_LENGTH, kb::KVM_CAP_IOEVENTFD_ANY_LENGTH),
+            (cap::DEBUGREGS, kb::KVM_CAP_DEBUGREGS),
+            (cap::XSAVE, kb::KVM_CAP_XSAVE),
+            (cap::XCRS, kb::KVM_CAP_XCRS),
+            (cap::XSAVE2, kb::KVM_CAP_XSAVE2),
         ];
         for (a, b) in expect {
             assert_eq!(a, b, "{:?}", cap::name(*a));
@@ -610,6 +653,18 @@ mod tests {
     fn vcpu_ioctl_numbers_match_kvm() {
         use kvm_bindings as kb;
         assert_eq!(kvm::GET_FPU, ior(KVMIO, 0x8c, size_of::<kb::kvm_fpu>()));
+        assert_eq!(kvm::GET_DEBUGREGS, 0x8080_aea1);
+        assert_eq!(kvm::SET_DEBUGREGS, 0x4080_aea2);
+        assert_eq!(kvm::GET_XSAVE, 0x9000_aea4);
+        assert_eq!(kvm::SET_XSAVE, 0x5000_aea5);
+        assert_eq!(kvm::GET_XCRS, 0x8188_aea6);
+        assert_eq!(kvm::SET_XCRS, 0x4188_aea7);
+        assert_eq!(kvm::GET_XSAVE2, 0x9000_aecf);
+        assert_eq!(kvm::IOEVENTFD, 0x4040_ae79);
+        assert_eq!(crate::xsave::KVM_XCRS_SIZE, size_of::<kb::kvm_xcrs>());
+        assert_eq!(crate::xsave::KVM_DEBUGREGS_SIZE, size_of::<kb::kvm_debugregs>());
+        assert_eq!(crate::xsave::KVM_XSAVE_SIZE, size_of::<kb::kvm_xsave>());
+        assert_eq!(crate::ioeventfd::KVM_IOEVENTFD_SIZE, size_of::<kb::kvm_ioeventfd>());
         assert_eq!(kvm::GET_MSRS, 0xc008_ae88);
         assert_eq!(kvm::SET_MSRS, 0x4008_ae89);
         assert_eq!(kvm::GET_TSC_KHZ, 0xaea3);
