@@ -88,6 +88,8 @@ struct CpuState {
     xcr0: u64,
     /// The guest's DR0-3 (in the processor only while it runs).
     db: [u64; 4],
+    /// The guest's MTRRs (`nsvm_core::mtrr`).
+    mtrr: nsvm_core::mtrr::Mtrrs,
     apic_base: u64,
     tsc_aux: u64,
     /// The table of `KVM_SET_CPUID2`.
@@ -227,6 +229,7 @@ impl Vcpu {
                 guest_efer: 0,
                 xcr0: 1,
                 db: [0; 4],
+                mtrr: nsvm_core::mtrr::Mtrrs::default(),
                 apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
                 tsc_aux: 0,
                 cpuid: KVec::new(),

@@ -275,12 +275,19 @@ impl VcpuState {
     /// RDMSR of the running guest, or `KVM_GET_MSRS` (`msr_emul` has the
     /// rules); `None` for an MSR nsvm does not emulate (#GP).
     pub(super) fn read_msr(&mut self, index: u32) -> Option<u64> {
+        if nsvm_core::mtrr::is_mtrr(index) {
+            return self.cpu.mtrr.read(index);
+        }
         msr_emul::read(self, index, hw::cpu::rdtsc)
     }
 
     /// WRMSR of the running guest, or `KVM_SET_MSRS`; false when refused
     /// (#GP for the guest).
     pub(super) fn write_msr(&mut self, index: u32, val: u64) -> bool {
+        if nsvm_core::mtrr::is_mtrr(index) {
+            let bits = self.cpu.features.phys_bits;
+            return self.cpu.mtrr.write(index, val, bits).is_ok();
+        }
         self.mark_untrusted();
         msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok()
     }

@@ -1181,6 +1181,7 @@ fn main() {
         ("debugregs", surface::debugregs),
         ("cpuid2", surface::cpuid2),
         ("ioeventfd", surface::ioeventfd),
+        ("mtrrs", surface::mtrrs),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
     let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt)];

@@ -341,3 +341,56 @@ pub fn ioeventfd(e: &Env) -> R {
     }
     Ok(())
 }
+
+/// MTRRs (what QEMU writes when CPUID has MTRR): KVM_SET/GET_MSRS of
+/// MTRRdefType, fixed and variable ranges round-trip; invalid values stop
+/// KVM_SET_MSRS; MTRRcap is read-only 0x508; the guest reads what was set.
+pub fn mtrrs(e: &Env) -> R {
+    use kvm_bindings::{kvm_msr_entry, Msrs};
+    let k = e.kvm();
+    // Guest: rdmsr MTRRdefType; out 0x10, al; rdmsr MTRRcap; out 0x10, al; hlt.
+    let code = [0x66, 0xb9, 0xff, 0x02, 0, 0, 0x0f, 0x32, 0xe6, 0x10, 0x66, 0xb9, 0xfe, 0, 0, 0, 0x0f, 0x32, 0xe6, 0x10, 0xf4];
+    let (_vm, mut vcpu, _m) = small_vm(&k, &code);
+    let ent = |index: u32, data: u64| kvm_msr_entry { index, reserved: 0, data };
+    let good = [ent(0x2ff, 0xc06), ent(0x250, 0x0606_0606_0606_0606), ent(0x26f, 0x0505_0505_0505_0505), ent(0x200, 0xe000_0000), ent(0x201, 0xf_e000_0800), ent(0x20e, 0x6)];
+    let n = vcpu.set_msrs(&Msrs::from_entries(&good).unwrap()).map_err(|x| format!("SET_MSRS: {x}"))?;
+    if n != good.len() {
+        return Err(format!("SET_MSRS of MTRRs processed {n} of {}", good.len()));
+    }
+    let mut get = Msrs::from_entries(&good.iter().map(|e| ent(e.index, 0)).chain([ent(0xfe, 0)]).collect::<Vec<_>>()).unwrap();
+    let n = vcpu.get_msrs(&mut get).map_err(|x| format!("GET_MSRS: {x}"))?;
+    let g = get.as_slice();
+    for (i, e) in good.iter().enumerate() {
+        if g[i].data != e.data {
+            return Err(format!("MTRR {:#x} reads {:#x}, set {:#x}", e.index, g[i].data, e.data));
+        }
+    }
+    if n != good.len() + 1 || g[good.len()].data != 0x508 {
+        return Err(format!("GET_MSRS: {n} read, MTRRcap {:#x} (expected 0x508)", g[good.len()].data));
+    }
+    // Each refused one stops KVM_SET_MSRS at 0 processed, changing nothing.
+    for (what, m) in [
+        ("MTRRdefType bit 12", ent(0x2ff, 0x1006)),
+        ("MTRRdefType type 2", ent(0x2ff, 0x2)),
+        ("fixed type 7", ent(0x258, 0x0707)),
+        ("variable base bit 8", ent(0x202, 0x106)),
+        ("variable mask bit 10", ent(0x203, 0x400)),
+        ("variable base bit 63", ent(0x204, 1 << 63 | 6)),
+        ("MTRRcap", ent(0xfe, 0x508)),
+        ("a gap at 0x210", ent(0x210, 0)),
+    ] {
+        let n = vcpu.set_msrs(&Msrs::from_entries(&[m]).unwrap()).map_err(|x| format!("SET_MSRS({what}): {x}"))?;
+        if n != 0 {
+            return Err(format!("SET_MSRS({what}) processed {n}, expected 0"));
+        }
+    }
+    match vcpu.run() {
+        Ok(VcpuExit::IoOut(0x10, d)) if d == [0x06] => {}
+        r => return Err(format!("guest RDMSR of MTRRdefType: {r:?}")),
+    }
+    match vcpu.run() {
+        Ok(VcpuExit::IoOut(0x10, d)) if d == [0x08] => {}
+        r => return Err(format!("guest RDMSR of MTRRcap: {r:?}")),
+    }
+    Ok(())
+}
