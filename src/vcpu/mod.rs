@@ -90,6 +90,8 @@ struct CpuState {
     db: [u64; 4],
     /// The guest's MTRRs (`nsvm_core::mtrr`).
     mtrr: nsvm_core::mtrr::Mtrrs,
+    /// Machine-check banks and HWCR (`nsvm_core::mce`; 4 KiB: boxed).
+    mce: KBox<nsvm_core::mce::Mce>,
     apic_base: u64,
     tsc_aux: u64,
     /// The table of `KVM_SET_CPUID2`.
@@ -126,6 +128,9 @@ struct UserExitState {
     string_gpas: KVec<u64>,
     /// When the last exit was HLT: the time it happened (ns).
     halted_since: Option<u64>,
+    /// A shutdown requested from outside (`KVM_X86_SET_MCE` during a
+    /// machine check): the next `KVM_RUN` ends in `KVM_EXIT_SHUTDOWN`.
+    triple_fault: bool,
 }
 
 /// Nested SVM (SVM offered to L1): L1's SVM state and, while L2 runs, the
@@ -230,6 +235,7 @@ impl Vcpu {
                 xcr0: 1,
                 db: [0; 4],
                 mtrr: nsvm_core::mtrr::Mtrrs::default(),
+                mce: KBox::new(nsvm_core::mce::Mce::default(), GFP_KERNEL_ACCOUNT)?,
                 apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
                 tsc_aux: 0,
                 cpuid: KVec::new(),
@@ -241,7 +247,7 @@ impl Vcpu {
                 tlb: TlbTracker::new(),
             },
             ev: PendingEvents::NONE,
-            uexit: UserExitState { pending: None, string_gpas: KVec::new(), halted_since: None },
+            uexit: UserExitState { pending: None, string_gpas: KVec::new(), halted_since: None, triple_fault: false },
             nst: NestedState {
                 vmcb02: VmcbPage::new()?,
                 vmcb12: VmcbPage::new()?,

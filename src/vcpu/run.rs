@@ -129,6 +129,10 @@ impl Vcpu {
             return Err(EINTR);
         }
         let r = loop {
+            if core::mem::take(&mut st.uexit.triple_fault) {
+                self.user_exit(UserExit::Shutdown);
+                break Ok(0);
+            }
             if hw::task::signal_pending() {
                 self.user_exit(UserExit::Intr);
                 self.stats.bump(st_idx::SIGNAL_EXITS);

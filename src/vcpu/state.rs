@@ -275,6 +275,15 @@ impl VcpuState {
     /// RDMSR of the running guest, or `KVM_GET_MSRS` (`msr_emul` has the
     /// rules); `None` for an MSR nsvm does not emulate (#GP).
     pub(super) fn read_msr(&mut self, index: u32) -> Option<u64> {
+        self.read_msr_as(index, false)
+    }
+
+    /// RDMSR, or `KVM_GET_MSRS` when `host` (some MSRs read differently
+    /// for userspace, as in KVM).
+    pub(super) fn read_msr_as(&mut self, index: u32, host: bool) -> Option<u64> {
+        if nsvm_core::mce::is_mce_msr(index) {
+            return self.cpu.mce.read(index, host);
+        }
         if nsvm_core::mtrr::is_mtrr(index) {
             return self.cpu.mtrr.read(index);
         }
@@ -284,12 +293,29 @@ impl VcpuState {
     /// WRMSR of the running guest, or `KVM_SET_MSRS`; false when refused
     /// (#GP for the guest).
     pub(super) fn write_msr(&mut self, index: u32, val: u64) -> bool {
+        self.write_msr_as(index, val, false)
+    }
+
+    /// WRMSR, or `KVM_SET_MSRS` when `host`.
+    pub(super) fn write_msr_as(&mut self, index: u32, val: u64, host: bool) -> bool {
+        if nsvm_core::mce::is_mce_msr(index) {
+            let amd = self.amd_vendor();
+            return self.cpu.mce.write(index, val, host, amd).is_ok();
+        }
         if nsvm_core::mtrr::is_mtrr(index) {
             let bits = self.cpu.features.phys_bits;
             return self.cpu.mtrr.write(index, val, bits).is_ok();
         }
         self.mark_untrusted();
         msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok()
+    }
+}
+
+impl VcpuState {
+    /// The vendor of the vCPU's CPUID leaf 0 is AMD or Hygon (KVM's
+    /// `guest_cpuid_is_amd_compatible`; without a table: no).
+    pub(super) fn amd_vendor(&self) -> bool {
+        self.cpu.cpuid.iter().find(|e| e.function == 0).is_some_and(|e| matches!(e.regs[1], 0x6874_7541 | 0x6f67_7948))
     }
 }
 

@@ -101,6 +101,8 @@ impl Vcpu {
             uapi::kvm::GET_DEBUGREGS => self.get_debugregs(arg),
             uapi::kvm::SET_DEBUGREGS => self.set_debugregs(arg),
             uapi::kvm::GET_CPUID2 => self.get_cpuid(arg),
+            uapi::kvm::X86_SETUP_MCE => self.setup_mce(arg),
+            uapi::kvm::X86_SET_MCE => self.set_mce(arg),
             // Unknown vCPU ioctls are EINVAL (kvm_vcpu_ioctl for other
             // magics, kvm_arch_vcpu_ioctl for KVM's), a few as KVM refuses
             // them (`uapi::vcpu_refusal`).
@@ -163,11 +165,11 @@ impl Vcpu {
                 if set {
                     let mut d = [0u8; 8];
                     d.copy_from_slice(&e[8..16]);
-                    if !st.write_msr(index, u64::from_ne_bytes(d)) {
+                    if !st.write_msr_as(index, u64::from_ne_bytes(d), true) {
                         break;
                     }
                 } else {
-                    match st.read_msr(index) {
+                    match st.read_msr_as(index, true) {
                         Some(v) => e[8..16].copy_from_slice(&v.to_ne_bytes()),
                         None => break,
                     }

@@ -162,3 +162,37 @@ impl Vcpu {
         Ok(0)
     }
 }
+
+impl Vcpu {
+    /// `KVM_X86_SETUP_MCE`: `EFAULT`, then `EINVAL` for a bank count of 0
+    /// or above 32 or an unsupported capability bit.
+    pub(super) fn setup_mce(&self, arg: usize) -> Result<isize> {
+        let mut b = [0u8; 8];
+        UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut b)?;
+        self.state.lock().cpu.mce.setup(u64::from_ne_bytes(b)).map_err(|_| EINVAL)?;
+        Ok(0)
+    }
+
+    /// `KVM_X86_SET_MCE`: records the error (`EINVAL` for a bank beyond
+    /// MCG_CAP or a status without VAL) and raises #MC, or ends the next
+    /// `KVM_RUN` in `KVM_EXIT_SHUTDOWN` for a machine check during one or
+    /// with CR4.MCE clear (APM vol. 2 9.3).
+    pub(super) fn set_mce(&self, arg: usize) -> Result<isize> {
+        use nsvm_core::event::{Event, EventType};
+        use nsvm_core::mce::{Delivery, X86Mce, KVM_X86_MCE_SIZE};
+        let mut b = [0u8; KVM_X86_MCE_SIZE];
+        UserSlice::new(UserPtr::from_addr(arg), KVM_X86_MCE_SIZE).reader().read_slice(&mut b)?;
+        let m = X86Mce::from_bytes(&b);
+        let mut st = self.state.lock();
+        let cr4_mce = st.vmcb().save.cr4 & nsvm_core::x86::cr4::MCE != 0;
+        match st.cpu.mce.inject(&m, cr4_mce).map_err(|_| EINVAL)? {
+            Delivery::None => {}
+            Delivery::MachineCheck => {
+                st.mark_untrusted();
+                st.inject(Event::new(EventType::Exception, 18, None));
+            }
+            Delivery::Shutdown => st.uexit.triple_fault = true,
+        }
+        Ok(0)
+    }
+}

@@ -218,7 +218,7 @@ impl Mce {
                 }
                 // MCi_CTL: 0 or all ones (bits 10 and 0 may be clear, which
                 // old Linux and UnixWare write, as KVM allows).
-                if off % 4 == 0 && val != 0 && (val | (1 << 10) | 1) != u64::MAX {
+                if off.is_multiple_of(4) && val != 0 && (val | (1 << 10) | 1) != u64::MAX {
                     return Err(Invalid);
                 }
                 // MCi_STATUS: the guest may write only 0 unless

@@ -221,6 +221,12 @@ pub mod kvm {
     pub const SET_XCRS: u32 = iow(KVMIO, 0xa7, crate::xsave::KVM_XCRS_SIZE);
     /// `KVM_GET_XSAVE2` (vCPU fd; copies `KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2)` bytes).
     pub const GET_XSAVE2: u32 = ior(KVMIO, 0xcf, crate::xsave::KVM_XSAVE_SIZE);
+    /// `KVM_X86_SETUP_MCE` (vCPU fd).
+    pub const X86_SETUP_MCE: u32 = iow(KVMIO, 0x9c, 8);
+    /// `KVM_X86_GET_MCE_CAP_SUPPORTED` (system fd).
+    pub const X86_GET_MCE_CAP_SUPPORTED: u32 = ior(KVMIO, 0x9d, 8);
+    /// `KVM_X86_SET_MCE` (vCPU fd).
+    pub const X86_SET_MCE: u32 = iow(KVMIO, 0x9e, crate::mce::KVM_X86_MCE_SIZE);
     /// `KVM_IOEVENTFD` (VM fd).
     pub const IOEVENTFD: u32 = iow(KVMIO, 0x79, crate::ioeventfd::KVM_IOEVENTFD_SIZE);
 }
@@ -238,7 +244,7 @@ pub mod cap {
     caps! {
         IRQCHIP = 0, HLT = 1, USER_MEMORY = 3, SET_TSS_ADDR = 4, EXT_CPUID = 7, NR_VCPUS = 9,
         NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, DESTROY_MEMORY_REGION_WORKS = 21, SET_GUEST_DEBUG = 23,
-        JOIN_MEMORY_REGIONS_WORKS = 30, IOEVENTFD = 36,
+        JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IOEVENTFD = 36,
         SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
         GET_TSC_KHZ = 61, MAX_VCPUS = 66, READONLY_MEM = 81, IOEVENTFD_NO_LENGTH = 100,
@@ -277,6 +283,8 @@ pub mod cap {
         (IOEVENTFD_ANY_LENGTH, 1),
         (XSAVE, 1),
         (XCRS, 1),
+        // Machine-check banks (`KVM_X86_SETUP_MCE`, `KVM_X86_SET_MCE`).
+        (MCE, crate::mce::MAX_BANKS as i32),
         // Bytes KVM_GET_XSAVE2 copies: the guest image fits 4096 (checked
         // at load), so `struct kvm_xsave`'s size, as KVM reports then.
         (XSAVE2, crate::xsave::KVM_XSAVE_SIZE as i32),
@@ -507,6 +515,8 @@ pub enum SystemIoctl {
     GetSupportedCpuid,
     /// `KVM_GET_MSR_INDEX_LIST` with a `struct kvm_msr_list` pointer.
     GetMsrIndexList,
+    /// `KVM_X86_GET_MCE_CAP_SUPPORTED`: a u64 to the pointer.
+    GetMceCapSupported,
     /// Fail with this error: `EINVAL` for unknown commands and for a
     /// non-zero argument where KVM wants 0 (KVM's `kvm_dev_ioctl` and
     /// `kvm_arch_dev_ioctl`).
@@ -526,6 +536,7 @@ pub fn decode_system_ioctl(cmd: u32, arg: u64) -> SystemIoctl {
         kvm::GET_VCPU_MMAP_SIZE => SystemIoctl::GetVcpuMmapSize,
         kvm::GET_SUPPORTED_CPUID => SystemIoctl::GetSupportedCpuid,
         kvm::GET_MSR_INDEX_LIST => SystemIoctl::GetMsrIndexList,
+        kvm::X86_GET_MCE_CAP_SUPPORTED => SystemIoctl::GetMceCapSupported,
         _ => SystemIoctl::Refused(Errno::Einval),
     }
 }
@@ -641,6 +652,7 @@ mod tests {
             (cap::XSAVE, kb::KVM_CAP_XSAVE),
             (cap::XCRS, kb::KVM_CAP_XCRS),
             (cap::XSAVE2, kb::KVM_CAP_XSAVE2),
+            (cap::MCE, kb::KVM_CAP_MCE),
         ];
         for (a, b) in expect {
             assert_eq!(a, b, "{:?}", cap::name(*a));
@@ -661,6 +673,10 @@ mod tests {
         assert_eq!(kvm::SET_XCRS, 0x4188_aea7);
         assert_eq!(kvm::GET_XSAVE2, 0x9000_aecf);
         assert_eq!(kvm::IOEVENTFD, 0x4040_ae79);
+        assert_eq!(kvm::X86_SETUP_MCE, 0x4008_ae9c);
+        assert_eq!(kvm::X86_GET_MCE_CAP_SUPPORTED, 0x8008_ae9d);
+        assert_eq!(kvm::X86_SET_MCE, 0x4040_ae9e);
+        assert_eq!(crate::mce::KVM_X86_MCE_SIZE, size_of::<kb::kvm_x86_mce>());
         assert_eq!(crate::xsave::KVM_XCRS_SIZE, size_of::<kb::kvm_xcrs>());
         assert_eq!(crate::xsave::KVM_DEBUGREGS_SIZE, size_of::<kb::kvm_debugregs>());
         assert_eq!(crate::xsave::KVM_XSAVE_SIZE, size_of::<kb::kvm_xsave>());

@@ -394,3 +394,89 @@ pub fn mtrrs(e: &Env) -> R {
     }
     Ok(())
 }
+
+/// Machine checks: KVM_CAP_MCE (32 banks), KVM_X86_GET_MCE_CAP_SUPPORTED,
+/// KVM_X86_SETUP_MCE and its refusals, the bank MSRs it initializes,
+/// KVM_X86_SET_MCE raising #MC through the guest's IVT, then a second
+/// machine check during the first ending in KVM_EXIT_SHUTDOWN; HWCR.
+pub fn mce(e: &Env) -> R {
+    use kvm_bindings::{kvm_msr_entry, Msrs};
+    let k = e.kvm();
+    let n = k.check_extension_raw(cap::MCE as _);
+    if n != 32 {
+        return Err(format!("KVM_CAP_MCE = {n}, expected 32"));
+    }
+    let mut sup = 0u64;
+    ioctl(k.as_raw_fd(), kvm::X86_GET_MCE_CAP_SUPPORTED, &mut sup as *mut u64 as u64).map_err(|x| format!("GET_MCE_CAP_SUPPORTED: errno {x}"))?;
+    if sup != 0x0100_0100 {
+        return Err(format!("supported MCG_CAP {sup:#x}, expected MCG_CTL_P | MCG_SER_P"));
+    }
+    expect_errno("GET_MCE_CAP_SUPPORTED(NULL)", ioctl(k.as_raw_fd(), kvm::X86_GET_MCE_CAP_SUPPORTED, 0), libc::EFAULT)?;
+    // Guest: hlt at 0x1000; the #MC handler (IVT vector 18 -> 0:2000) does
+    // mov al, 0x12; out 0x10, al; hlt.
+    let (_vm, mut vcpu, mut mem) = small_vm(&k, &[0xf4, 0xf4]);
+    mem.bytes()[0x2000..0x2005].copy_from_slice(&[0xb0, 0x12, 0xe6, 0x10, 0xf4]);
+    mem.bytes()[4 * 18..4 * 18 + 4].copy_from_slice(&[0x00, 0x20, 0x00, 0x00]);
+    let fd = vcpu.as_raw_fd();
+    let ent = |index: u32, data: u64| kvm_msr_entry { index, reserved: 0, data };
+    let read = |vcpu: &kvm_ioctls::VcpuFd, idx: &[u32]| -> Result<(usize, Vec<u64>), String> {
+        let mut m = Msrs::from_entries(&idx.iter().map(|&i| ent(i, 0xdead)).collect::<Vec<_>>()).unwrap();
+        let n = vcpu.get_msrs(&mut m).map_err(|x| format!("GET_MSRS: {x}"))?;
+        Ok((n, m.as_slice().iter().map(|e| e.data).collect()))
+    };
+    let (n, v) = read(&vcpu, &[0x179])?;
+    if n != 1 || v[0] != 32 {
+        return Err(format!("MCG_CAP before SETUP_MCE: {n} read, {:#x}", v[0]));
+    }
+    let setup = |cap: u64| ioctl(fd, kvm::X86_SETUP_MCE, &cap as *const u64 as u64);
+    expect_errno("SETUP_MCE(0 banks)", setup(0x100), libc::EINVAL)?;
+    expect_errno("SETUP_MCE(33 banks)", setup(0x100 | 33), libc::EINVAL)?;
+    expect_errno("SETUP_MCE(CMCI_P)", setup(0x400 | 4), libc::EINVAL)?;
+    expect_errno("SETUP_MCE(NULL)", ioctl(fd, kvm::X86_SETUP_MCE, 0), libc::EFAULT)?;
+    setup(0x100 | 4).map_err(|x| format!("SETUP_MCE(MCG_CTL_P, 4 banks): errno {x}"))?;
+    let (n, v) = read(&vcpu, &[0x179, 0x17b, 0x17a, 0x400, 0x40c, 0x40d, 0x410])?;
+    if n != 6 || v[..6] != [0x104, u64::MAX, 0, u64::MAX, u64::MAX, 0] {
+        return Err(format!("after SETUP_MCE: {n} read (expected 6: bank 4 absent), {v:x?}"));
+    }
+    // HWCR: McStatusWrEn and TscFreqSel may be set, other bits not.
+    let set = |vcpu: &kvm_ioctls::VcpuFd, m: &[kvm_msr_entry]| vcpu.set_msrs(&Msrs::from_entries(m).unwrap()).map_err(|x| format!("SET_MSRS: {x}"));
+    if set(&vcpu, &[ent(0xc001_0015, 1 << 18 | 1 << 24), ent(0xc001_0015, 1 << 17)])? != 1 {
+        return Err("HWCR: bit 17 accepted or McStatusWrEn refused".into());
+    }
+    let mce_arg = |status: u64, mcg: u64, bank: u8| {
+        let mut b = vec![0u8; 64];
+        b[0..8].copy_from_slice(&status.to_ne_bytes());
+        b[8..16].copy_from_slice(&0x1234_5000u64.to_ne_bytes());
+        b[24..32].copy_from_slice(&mcg.to_ne_bytes());
+        b[32] = bank;
+        b
+    };
+    const VAL: u64 = 1 << 63;
+    const UC: u64 = 1 << 61;
+    const PCC: u64 = 1 << 57;
+    expect_errno("SET_MCE(bank 4 of 4)", ioctl(fd, kvm::X86_SET_MCE, mce_arg(VAL | UC | PCC, 5, 4).as_ptr() as u64), libc::EINVAL)?;
+    expect_errno("SET_MCE(no VAL)", ioctl(fd, kvm::X86_SET_MCE, mce_arg(UC | PCC, 5, 1).as_ptr() as u64), libc::EINVAL)?;
+    expect_errno("SET_MCE(NULL)", ioctl(fd, kvm::X86_SET_MCE, 0), libc::EFAULT)?;
+    match vcpu.run() {
+        Ok(VcpuExit::Hlt) => {}
+        r => return Err(format!("first run: {r:?}, expected HLT")),
+    }
+    let mut s = vcpu.get_sregs().unwrap();
+    s.cr4 |= 0x40; // CR4.MCE
+    vcpu.set_sregs(&s).map_err(|x| x.to_string())?;
+    ioctl(fd, kvm::X86_SET_MCE, mce_arg(VAL | UC | PCC, 5, 1).as_ptr() as u64).map_err(|x| format!("SET_MCE: errno {x}"))?;
+    match vcpu.run() {
+        Ok(VcpuExit::IoOut(0x10, d)) if d == [0x12] => {}
+        r => return Err(format!("after SET_MCE: {r:?}, expected the #MC handler's OUT 0x10 = 0x12")),
+    }
+    let (_, v) = read(&vcpu, &[0x17a, 0x405, 0x406])?;
+    if v != [5, VAL | UC | PCC, 0x1234_5000] {
+        return Err(format!("MCG_STATUS, MC1_STATUS, MC1_ADDR after #MC: {v:x?}"));
+    }
+    // A second uncorrected error while MCIP is set: shutdown.
+    ioctl(fd, kvm::X86_SET_MCE, mce_arg(VAL | UC | PCC, 5, 2).as_ptr() as u64).map_err(|x| format!("SET_MCE (during #MC): errno {x}"))?;
+    match vcpu.run() {
+        Ok(VcpuExit::Shutdown) => Ok(()),
+        r => Err(format!("machine check during a machine check: {r:?}, expected SHUTDOWN")),
+    }
+}
