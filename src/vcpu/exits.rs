@@ -125,6 +125,11 @@ impl Vcpu {
             }
             SvmExit::Xsetbv => self.xsetbv(st),
             SvmExit::Sensitive(_) => self.sensitive(st, code),
+            SvmExit::Exception { vector: v @ (1 | 3), .. }
+                if st.nst.l2.is_none() && (if v == 1 { st.cpu.dbg.intercept_db() } else { st.cpu.dbg.intercept_bp() }) =>
+            {
+                self.debug_exit(st, v)
+            }
             SvmExit::Exception { vector, error_code, cr2 } => {
                 // An exception the policy intercepts: deliver it to the guest
                 // unchanged (error code in EXITINFO1, #PF address in
@@ -176,6 +181,13 @@ impl Vcpu {
                 }
                 // Skipping an instruction ends an interrupt shadow.
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+                // Single-stepped by a debugger: this instruction counts as
+                // a step (HLT ends in KVM_EXIT_HLT instead, as in KVM).
+                if which != Known::Hlt {
+                    if let Some(n) = self.step_after_emulation(st) {
+                        return Ok(n);
+                    }
+                }
                 Ok(Next::Guest)
             }
             None => {

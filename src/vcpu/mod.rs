@@ -20,6 +20,7 @@ mod guest_mem;
 mod nested;
 mod run;
 mod state;
+mod debug;
 mod uapi;
 mod xstate;
 
@@ -92,6 +93,12 @@ struct CpuState {
     mtrr: nsvm_core::mtrr::Mtrrs,
     /// Machine-check banks and HWCR (`nsvm_core::mce`; 4 KiB: boxed).
     mce: KBox<nsvm_core::mce::Mce>,
+    /// `KVM_SET_GUEST_DEBUG` in force (`debug.rs`).
+    dbg: nsvm_core::guest_debug::GuestDebug,
+    /// The guest's DR7 while the debugger's is in the VMCB.
+    dbg_guest_dr7: u64,
+    /// DR6 at the last entry (what a #DB then set, for `KVM_EXIT_DEBUG`).
+    dbg_dr6: u64,
     apic_base: u64,
     tsc_aux: u64,
     /// The table of `KVM_SET_CPUID2`.
@@ -236,6 +243,9 @@ impl Vcpu {
                 db: [0; 4],
                 mtrr: nsvm_core::mtrr::Mtrrs::default(),
                 mce: KBox::new(nsvm_core::mce::Mce::default(), GFP_KERNEL_ACCOUNT)?,
+                dbg: nsvm_core::guest_debug::GuestDebug::default(),
+                dbg_guest_dr7: 0,
+                dbg_dr6: 0,
                 apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
                 tsc_aux: 0,
                 cpuid: KVec::new(),

@@ -165,6 +165,7 @@ impl Vcpu {
             }
             st.prepare_interrupts(window);
             st.apply_policy(self.vm.policy());
+            st.apply_guest_debug();
             if st.l2_np() {
                 self.sync_npt02(&mut st);
             }
@@ -233,7 +234,12 @@ impl VcpuState {
             self.cpu.entry.note(page.get());
         }
         let tlb = vmrun::EntryTlb { mode, tracker: &mut self.cpu.tlb, generation };
-        let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb, &mut self.cpu.db);
+        // DR0-3: the debugger's breakpoints while it uses them (what the
+        // guest writes to them meanwhile is not kept), else the guest's.
+        let d = &self.cpu.dbg.debugreg;
+        let mut dbg_db = [d[0], d[1], d[2], d[3]];
+        let db = if self.cpu.dbg.hw_bp() && !l2 { &mut dbg_db } else { &mut self.cpu.db };
+        let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.fpu, &mut self.cpu.gprs, xcr0, tlb, db);
         let pa = page.pa();
         let v = page.get();
         let failed = Vmcb::exit_is_invalid(v.control.exit_code);

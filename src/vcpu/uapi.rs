@@ -37,14 +37,27 @@ impl Vcpu {
                 self.run()
             }
             uapi::kvm::GET_REGS => {
-                let r = self.state.lock().get_regs();
+                let r = {
+                    let mut st = self.state.lock();
+                    let mut r = st.get_regs();
+                    // The TF of single-stepping is the debugger's (KVM hides it).
+                    if st.cpu.dbg.singlestep() {
+                        r.r[17] &= !nsvm_core::x86::rflags::TF;
+                    }
+                    r
+                };
                 user(Regs::SIZE).writer().write_slice(&r.to_bytes())?;
                 Ok(0)
             }
             uapi::kvm::SET_REGS => {
                 let mut b = [0u8; Regs::SIZE];
                 user(Regs::SIZE).reader().read_slice(&mut b)?;
-                self.state.lock().set_regs(&Regs::from_bytes(&b));
+                let mut r = Regs::from_bytes(&b);
+                let mut st = self.state.lock();
+                if st.cpu.dbg.singlestep() {
+                    r.r[17] |= nsvm_core::x86::rflags::TF;
+                }
+                st.set_regs(&r);
                 Ok(0)
             }
             uapi::kvm::GET_SREGS => {
@@ -102,6 +115,7 @@ impl Vcpu {
             uapi::kvm::SET_DEBUGREGS => self.set_debugregs(arg),
             uapi::kvm::GET_CPUID2 => self.get_cpuid(arg),
             uapi::kvm::X86_SETUP_MCE => self.setup_mce(arg),
+            uapi::kvm::SET_GUEST_DEBUG => self.set_guest_debug(arg),
             uapi::kvm::X86_SET_MCE => self.set_mce(arg),
             // Unknown vCPU ioctls are EINVAL (kvm_vcpu_ioctl for other
             // magics, kvm_arch_vcpu_ioctl for KVM's), a few as KVM refuses

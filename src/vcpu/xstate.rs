@@ -113,9 +113,10 @@ impl Vcpu {
     pub(super) fn get_debugregs(&self, arg: usize) -> Result<isize> {
         let r = {
             let mut st = self.state.lock();
-            let db = st.cpu.db;
+            let (db, hw_bp, saved) = (st.cpu.db, st.cpu.dbg.hw_bp(), st.cpu.dbg_guest_dr7);
             let v = st.vmcb();
-            DebugRegs { db, dr6: v.save.dr6, dr7: v.save.dr7 }
+            // The guest's DR7, not the debugger's (KVM_SET_GUEST_DEBUG).
+            DebugRegs { db, dr6: v.save.dr6, dr7: if hw_bp { saved } else { v.save.dr7 } }
         };
         UserSlice::new(UserPtr::from_addr(arg), KVM_DEBUGREGS_SIZE).writer().write_slice(&r.to_bytes())?;
         Ok(0)
@@ -130,9 +131,12 @@ impl Vcpu {
         let mut st = self.state.lock();
         st.cpu.db = r.db;
         st.mark_untrusted();
-        let v = st.vmcb();
-        v.save.dr6 = r.dr6;
-        v.save.dr7 = r.dr7;
+        if st.cpu.dbg.hw_bp() {
+            st.cpu.dbg_guest_dr7 = r.dr7;
+        } else {
+            st.vmcb().save.dr7 = r.dr7;
+        }
+        st.vmcb().save.dr6 = r.dr6;
         Ok(0)
     }
 

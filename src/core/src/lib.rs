@@ -15,6 +15,7 @@ pub mod cpuid;
 pub mod event;
 pub mod exit;
 pub mod fpu;
+pub mod guest_debug;
 pub mod hoststate;
 pub mod insn;
 pub mod ioeventfd;

@@ -227,6 +227,8 @@ pub mod kvm {
     pub const X86_GET_MCE_CAP_SUPPORTED: u32 = ior(KVMIO, 0x9d, 8);
     /// `KVM_X86_SET_MCE` (vCPU fd).
     pub const X86_SET_MCE: u32 = iow(KVMIO, 0x9e, crate::mce::KVM_X86_MCE_SIZE);
+    /// `KVM_SET_GUEST_DEBUG` (vCPU fd).
+    pub const SET_GUEST_DEBUG: u32 = iow(KVMIO, 0x9b, crate::guest_debug::KVM_GUEST_DEBUG_SIZE);
     /// `KVM_IOEVENTFD` (VM fd).
     pub const IOEVENTFD: u32 = iow(KVMIO, 0x79, crate::ioeventfd::KVM_IOEVENTFD_SIZE);
 }
@@ -250,7 +252,7 @@ pub mod cap {
         GET_TSC_KHZ = 61, MAX_VCPUS = 66, READONLY_MEM = 81, IOEVENTFD_NO_LENGTH = 100,
         IOEVENTFD_ANY_LENGTH = 122, MAX_VCPU_ID = 128,
         IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157,
-        X86_USER_SPACE_MSR = 188, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
+        X86_USER_SPACE_MSR = 188, SET_GUEST_DEBUG2 = 195, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
         X86_TRIPLE_FAULT_EVENT = 218, USER_MEMORY2 = 231,
     }
 
@@ -285,6 +287,10 @@ pub mod cap {
         (XCRS, 1),
         // Machine-check banks (`KVM_X86_SETUP_MCE`, `KVM_X86_SET_MCE`).
         (MCE, crate::mce::MAX_BANKS as i32),
+        // KVM_SET_GUEST_DEBUG: single step, hardware and software
+        // breakpoints; GUEST_DEBUG2 lists the control bits.
+        (SET_GUEST_DEBUG, 1),
+        (SET_GUEST_DEBUG2, crate::guest_debug::flags::VALID as i32),
         // Bytes KVM_GET_XSAVE2 copies: the guest image fits 4096 (checked
         // at load), so `struct kvm_xsave`'s size, as KVM reports then.
         (XSAVE2, crate::xsave::KVM_XSAVE_SIZE as i32),
@@ -674,6 +680,8 @@ mod tests {
         assert_eq!(kvm::GET_XSAVE2, 0x9000_aecf);
         assert_eq!(kvm::IOEVENTFD, 0x4040_ae79);
         assert_eq!(kvm::X86_SETUP_MCE, 0x4008_ae9c);
+        assert_eq!(kvm::SET_GUEST_DEBUG, 0x4048_ae9b);
+        assert_eq!(crate::guest_debug::KVM_GUEST_DEBUG_SIZE, size_of::<kb::kvm_guest_debug>());
         assert_eq!(kvm::X86_GET_MCE_CAP_SUPPORTED, 0x8008_ae9d);
         assert_eq!(kvm::X86_SET_MCE, 0x4040_ae9e);
         assert_eq!(crate::mce::KVM_X86_MCE_SIZE, size_of::<kb::kvm_x86_mce>());
