@@ -394,6 +394,18 @@ u64 nsvm_ktime_ns(void)
 	return ktime_get_ns();
 }
 
+/* Boot-time clock (counts suspend), ns: the base of KVM_GET/SET_CLOCK. */
+u64 nsvm_boottime_ns(void)
+{
+	return ktime_get_boottime_ns();
+}
+
+/* Real (wall-clock) time, ns. */
+u64 nsvm_realtime_ns(void)
+{
+	return ktime_get_real_ns();
+}
+
 /* ---- eventfds (KVM_IOEVENTFD) ---- */
 
 /* A reference to the eventfd behind fd, or an ERR_PTR (EBADF, EINVAL). */

@@ -56,6 +56,8 @@ void nsvm_debugfs_remove(void *dentry);
 int nsvm_page_in_pmd_folio(struct page *page);
 long nsvm_pin_user_huge(unsigned long uaddr, int write, struct page **page);
 u64 nsvm_ktime_ns(void);
+u64 nsvm_boottime_ns(void);
+u64 nsvm_realtime_ns(void);
 void *nsvm_eventfd_get(int fd);
 void nsvm_eventfd_signal(void *ctx);
 void nsvm_eventfd_put(void *ctx);

@@ -66,6 +66,19 @@ impl Vcpu {
     /// `KVM_RUN`.
     pub(super) fn run(&self) -> Result<isize> {
         let mut st = self.state.lock();
+        // The TPR from userspace (no in-kernel LAPIC: KVM loads `cr8` on
+        // every KVM_RUN, before anything else; bits 63:4 are reserved,
+        // EINVAL): it is V_TPR, which the guest's MOV CR8 reads and writes
+        // under V_INTR_MASKING (APM 15.21.4).
+        let cr8 = self.run.read_u64(run::CR8);
+        if cr8 > 0xf {
+            return Err(EINVAL);
+        }
+        if st.vmcb().control.int_ctl & int_ctl::V_TPR_MASK != cr8 as u32 {
+            st.mark_untrusted();
+            let c = &mut st.vmcb().control;
+            c.int_ctl = (c.int_ctl & !int_ctl::V_TPR_MASK) | cr8 as u32;
+        }
         // Complete port I/O: an IN's data from the PIO page goes to RAX, and
         // RIP moves past the instruction.
         let next_rip = match st.uexit.pending.take() {

@@ -71,6 +71,9 @@ pub(crate) struct Vm {
     pub(crate) guest_modes: [GuestMode; MAX_VCPUS as usize],
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
+    /// The VM's clock as an offset from the host's boot-time clock
+    /// (`KVM_GET/SET_CLOCK`, `nsvm_core::clock`); 0 at creation.
+    pub(crate) kvmclock_offset: core::sync::atomic::AtomicI64,
     /// `KVM_IOEVENTFD` registrations (`nsvm_core::ioeventfd` rules).
     #[pin]
     pub(crate) ioeventfds: Mutex<KVec<nsvm_core::ioeventfd::Entry<hw::eventfd::EventFd>>>,
@@ -97,6 +100,7 @@ impl Vm {
                 memory_generation: AtomicU64::new(0),
                 guest_modes: [const { GuestMode::new() }; MAX_VCPUS as usize],
                 inner <- new_mutex!(inner, "nsvm_vm"),
+                kvmclock_offset: core::sync::atomic::AtomicI64::new((hw::task::boottime_ns() as i64).wrapping_neg()),
                 ioeventfds <- new_mutex!(KVec::new(), "nsvm_ioeventfds"),
             }),
             GFP_KERNEL_ACCOUNT,

@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), forbid(unsafe_code))]
 
 pub mod checks;
+pub mod clock;
 pub mod cpu_state;
 pub mod cpuid;
 pub mod event;

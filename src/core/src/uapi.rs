@@ -229,6 +229,10 @@ pub mod kvm {
     pub const X86_SET_MCE: u32 = iow(KVMIO, 0x9e, crate::mce::KVM_X86_MCE_SIZE);
     /// `KVM_SET_GUEST_DEBUG` (vCPU fd).
     pub const SET_GUEST_DEBUG: u32 = iow(KVMIO, 0x9b, crate::guest_debug::KVM_GUEST_DEBUG_SIZE);
+    /// `KVM_SET_CLOCK` (VM fd).
+    pub const SET_CLOCK: u32 = iow(KVMIO, 0x7b, crate::clock::KVM_CLOCK_DATA_SIZE);
+    /// `KVM_GET_CLOCK` (VM fd).
+    pub const GET_CLOCK: u32 = ior(KVMIO, 0x7c, crate::clock::KVM_CLOCK_DATA_SIZE);
     /// `KVM_IOEVENTFD` (VM fd).
     pub const IOEVENTFD: u32 = iow(KVMIO, 0x79, crate::ioeventfd::KVM_IOEVENTFD_SIZE);
 }
@@ -290,6 +294,8 @@ pub mod cap {
         // KVM_SET_GUEST_DEBUG: single step, hardware and software
         // breakpoints; GUEST_DEBUG2 lists the control bits.
         (SET_GUEST_DEBUG, 1),
+        // KVM_GET/SET_CLOCK: the flags KVM_SET_CLOCK accepts.
+        (ADJUST_CLOCK, crate::clock::flags::VALID as i32),
         (SET_GUEST_DEBUG2, crate::guest_debug::flags::VALID as i32),
         // Bytes KVM_GET_XSAVE2 copies: the guest image fits 4096 (checked
         // at load), so `struct kvm_xsave`'s size, as KVM reports then.
@@ -681,6 +687,9 @@ mod tests {
         assert_eq!(kvm::IOEVENTFD, 0x4040_ae79);
         assert_eq!(kvm::X86_SETUP_MCE, 0x4008_ae9c);
         assert_eq!(kvm::SET_GUEST_DEBUG, 0x4048_ae9b);
+        assert_eq!(kvm::SET_CLOCK, 0x4030_ae7b);
+        assert_eq!(kvm::GET_CLOCK, 0x8030_ae7c);
+        assert_eq!(crate::clock::KVM_CLOCK_DATA_SIZE, size_of::<kb::kvm_clock_data>());
         assert_eq!(crate::guest_debug::KVM_GUEST_DEBUG_SIZE, size_of::<kb::kvm_guest_debug>());
         assert_eq!(kvm::X86_GET_MCE_CAP_SUPPORTED, 0x8008_ae9d);
         assert_eq!(kvm::X86_SET_MCE, 0x4040_ae9e);

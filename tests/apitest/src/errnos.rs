@@ -381,6 +381,7 @@ pub fn extra_probes() -> Vec<Probe> {
         p(Vcpu, "KVM_X86_SETUP_MCE(CMCI_P)", kvm::X86_SETUP_MCE, Buf(le(&[(0, 0x404, 8)], 8))),
         p(Vcpu, "KVM_X86_SET_MCE(bank 40)", kvm::X86_SET_MCE, Buf(le(&[(0, 1 << 63, 8), (32, 40, 1)], 64))),
         p(Vcpu, "KVM_X86_SET_MCE(no VAL)", kvm::X86_SET_MCE, Buf(le(&[(0, 1 << 61, 8), (32, 1, 1)], 64))),
+        p(Vm, "KVM_SET_CLOCK(flags 1)", kvm::SET_CLOCK, Buf(le(&[(8, 1, 4)], 48))),
         p(Vm, "KVM_IOEVENTFD(len 3)", kvm::IOEVENTFD, Buf(le(&[(8, 0x80, 8), (16, 3, 4), (20, 0xffff_ffff, 4), (24, 2, 4)], 64))),
         p(Vm, "KVM_IOEVENTFD(fd -1)", kvm::IOEVENTFD, Buf(le(&[(8, 0x80, 8), (16, 1, 4), (20, 0xffff_ffff, 4), (24, 2, 4)], 64))),
         p(Vm, "KVM_IOEVENTFD(deassign fd -1)", kvm::IOEVENTFD, Buf(le(&[(8, 0x80, 8), (16, 1, 4), (20, 0xffff_ffff, 4), (24, 6, 4)], 64))),

@@ -1060,10 +1060,11 @@ fn fuzz(e: &Env, n: u64) -> R {
         let cmd = (dir << 30) | (size << 16) | (ty << 8) | nr;
         // One in four: exactly one of the ioctls of the QEMU surface (issue
         // 10), so their argument checks see random input often.
-        const SURFACE: [u32; 13] = [
+        const SURFACE: [u32; 15] = [
             kvm::GET_XSAVE, kvm::SET_XSAVE, kvm::GET_XSAVE2, kvm::GET_XCRS, kvm::SET_XCRS,
             kvm::GET_DEBUGREGS, kvm::SET_DEBUGREGS, kvm::GET_CPUID2, kvm::IOEVENTFD,
             kvm::X86_SETUP_MCE, kvm::X86_SET_MCE, kvm::X86_GET_MCE_CAP_SUPPORTED, kvm::SET_GUEST_DEBUG,
+            kvm::GET_CLOCK, kvm::SET_CLOCK,
         ];
         let cmd = if (r >> 60) & 3 == 0 { SURFACE[(r >> 32) as usize % SURFACE.len()] } else { cmd };
         if cmd == kvm::RUN {
@@ -1185,6 +1186,8 @@ fn main() {
         ("mtrrs", surface::mtrrs),
         ("mce", surface::mce),
         ("guest_debug", surface::guest_debug),
+        ("run_cr8", surface::run_cr8),
+        ("clock", surface::clock),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
     let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt)];

@@ -555,3 +555,76 @@ pub fn guest_debug(e: &Env) -> R {
         r => Err(format!("injected #DB: {r:?}, expected the handler's OUT 0x10 = 0x11")),
     }
 }
+
+/// `kvm_run->cr8` is the TPR userspace sets for the next KVM_RUN (no
+/// in-kernel LAPIC): kept across a run, reported back, and EINVAL above 15.
+pub fn run_cr8(e: &Env) -> R {
+    let k = e.kvm();
+    let (_vm, mut vcpu, _m) = small_vm(&k, &[0xf4, 0xf4]);
+    vcpu.get_kvm_run().cr8 = 16;
+    match vcpu.run() {
+        Err(x) if x.errno() == libc::EINVAL => {}
+        r => return Err(format!("KVM_RUN with cr8 16: {r:?}, expected EINVAL")),
+    }
+    vcpu.get_kvm_run().cr8 = 5;
+    match vcpu.run() {
+        Ok(VcpuExit::Hlt) => {}
+        r => return Err(format!("KVM_RUN with cr8 5: {r:?}, expected HLT")),
+    }
+    let c = vcpu.get_kvm_run().cr8;
+    if c != 5 {
+        return Err(format!("kvm_run->cr8 after the run: {c}, expected 5"));
+    }
+    // 64-bit CR8 reads need long mode; the value also shows in KVM_GET_SREGS.
+    let s = vcpu.get_sregs().unwrap();
+    (s.cr8 == 5).then_some(()).ok_or(format!("KVM_GET_SREGS cr8 {}, expected 5", s.cr8))
+}
+
+/// KVM_GET_CLOCK / KVM_SET_CLOCK: the clock advances, is set to a value
+/// and moves on from it, REALTIME adds the real time elapsed, unknown
+/// flags are EINVAL.
+pub fn clock(e: &Env) -> R {
+    let k = e.kvm();
+    let adj = k.check_extension_raw(cap::ADJUST_CLOCK as _);
+    if adj != 0xe {
+        return Err(format!("KVM_CAP_ADJUST_CLOCK = {adj:#x}, expected TSC_STABLE | REALTIME | HOST_TSC"));
+    }
+    let vm = k.create_vm().map_err(|x| x.to_string())?;
+    let fd = vm.as_raw_fd();
+    let get = || -> Result<u64, String> {
+        let mut b = [0u8; 48];
+        ioctl(fd, kvm::GET_CLOCK, b.as_mut_ptr() as u64).map_err(|x| format!("GET_CLOCK: errno {x}"))?;
+        Ok(le64(&b, 0))
+    };
+    let set = |clock: u64, flags: u32, realtime: u64| {
+        let mut b = [0u8; 48];
+        b[0..8].copy_from_slice(&clock.to_ne_bytes());
+        b[8..12].copy_from_slice(&flags.to_ne_bytes());
+        b[16..24].copy_from_slice(&realtime.to_ne_bytes());
+        ioctl(fd, kvm::SET_CLOCK, b.as_ptr() as u64)
+    };
+    let a = get()?;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let b = get()?;
+    if b < a + 20_000_000 {
+        return Err(format!("the clock went from {a} to {b} in 20 ms"));
+    }
+    expect_errno("SET_CLOCK(flags 1)", set(0, 1, 0), libc::EINVAL)?;
+    expect_errno("SET_CLOCK(flags 1 << 4)", set(0, 1 << 4, 0), libc::EINVAL)?;
+    expect_errno("SET_CLOCK(NULL)", ioctl(fd, kvm::SET_CLOCK, 0), libc::EFAULT)?;
+    expect_errno("GET_CLOCK(NULL)", ioctl(fd, kvm::GET_CLOCK, 0), libc::EFAULT)?;
+    const T: u64 = 1_000_000_000_000;
+    set(T, 0, 0).map_err(|x| format!("SET_CLOCK: errno {x}"))?;
+    let c = get()?;
+    if !(T..T + 1_000_000_000).contains(&c) {
+        return Err(format!("after SET_CLOCK({T}): {c}"));
+    }
+    // REALTIME one second in the past: the clock is a second further on.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    set(T, 4, now - 1_000_000_000).map_err(|x| format!("SET_CLOCK(REALTIME): errno {x}"))?;
+    let c = get()?;
+    if !(T + 1_000_000_000..T + 2_000_000_000).contains(&c) {
+        return Err(format!("after SET_CLOCK({T}, realtime 1 s ago): {c}"));
+    }
+    Ok(())
+}
