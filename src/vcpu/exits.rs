@@ -211,7 +211,7 @@ impl Vcpu {
                 let v = st.vmcb();
                 v.save.rip = io.next_rip;
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
-                return Ok(Next::Guest);
+                return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
             }
             let d = rax.to_ne_bytes();
             self.pio.write(0, &d[..io.size as usize]);
@@ -345,7 +345,7 @@ impl Vcpu {
                 let v = st.vmcb();
                 v.save.rip = next_rip;
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
-                return Ok(Next::Guest);
+                return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
             }
         }
         st.uexit.pending = Some(Pending::Mmio { next_rip, read });
@@ -444,7 +444,7 @@ impl Vcpu {
         }
         v.save.rip = rip;
         v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
-        Ok(Next::Guest)
+        Ok(self.step_after_emulation(st).unwrap_or(Next::Guest))
     }
 
     /// XSETBV (intercepted: XCR0 is not switched by VMRUN).

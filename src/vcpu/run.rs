@@ -133,6 +133,16 @@ impl Vcpu {
             vmcb.save.rip = rip;
             vmcb.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
         }
+        // An instruction userspace completed (port I/O, MMIO) is a step for
+        // a debugger single-stepping the guest: report it now, as KVM does
+        // when it completes the instruction.
+        if next_rip.is_some() {
+            if let Some(Next::User) = self.step_after_emulation(&mut st) {
+                self.stats.bump(st_idx::EXITS_USERSPACE);
+                self.encode_common(&mut st);
+                return Ok(0);
+            }
+        }
         if let Some(t) = st.uexit.halted_since.take() {
             self.stats.bump(st_idx::HALT_WAKEUPS);
             self.stats.add(st_idx::HALT_WAIT_NS, hw::task::now_ns().saturating_sub(t));
@@ -277,6 +287,20 @@ impl VcpuState {
             self.cpu.entry_untrusted[level] = false;
         }
         seen
+    }
+}
+
+impl Vcpu {
+    /// The fields every return from `KVM_RUN` fills (`RunCommon`), for the
+    /// early return of a completed step.
+    fn encode_common(&self, st: &mut VcpuState) {
+        let common = RunCommon {
+            if_flag: st.vmcb().save.rflags & rflags::IF != 0,
+            ready_for_interrupt_injection: st.ready_for_injection(),
+            cr8: u64::from(st.vmcb().control.int_ctl & int_ctl::V_TPR_MASK),
+            apic_base: st.cpu.apic_base,
+        };
+        common.encode(&mut RunPageWriter(&self.run));
     }
 }
 

@@ -294,6 +294,8 @@ pub mod cap {
         // KVM_SET_GUEST_DEBUG: single step, hardware and software
         // breakpoints; GUEST_DEBUG2 lists the control bits.
         (SET_GUEST_DEBUG, 1),
+        // Single steps also over what L0 emulates or userspace completes.
+        (X86_ROBUST_SINGLESTEP, 1),
         // KVM_GET/SET_CLOCK: the flags KVM_SET_CLOCK accepts.
         (ADJUST_CLOCK, crate::clock::flags::VALID as i32),
         (SET_GUEST_DEBUG2, crate::guest_debug::flags::VALID as i32),

@@ -502,12 +502,14 @@ pub fn guest_debug(e: &Env) -> R {
     const INJECT_DB: u32 = 1 << 18;
     const INJECT_BP: u32 = 1 << 19;
     let k = e.kvm();
-    if k.check_extension_raw(cap::SET_GUEST_DEBUG as _) != 1 {
-        return Err("KVM_CAP_SET_GUEST_DEBUG not 1".into());
+    for c in [cap::SET_GUEST_DEBUG, cap::X86_ROBUST_SINGLESTEP] {
+        if k.check_extension_raw(c as _) != 1 {
+            return Err(format!("capability {c} not 1"));
+        }
     }
-    // 1000: inc ax; inc ax; cpuid; nop; int3; nop; hlt. #DB handler (IVT 1
-    // -> 0:2000): mov al, 0x11; out 0x10, al; hlt.
-    let code = [0x40, 0x40, 0x0f, 0xa2, 0x90, 0xcc, 0x90, 0xf4];
+    // 1000: inc ax; inc ax; cpuid; out 0x80, al; nop; int3; nop; hlt. #DB
+    // handler (IVT 1 -> 0:2000): mov al, 0x11; out 0x10, al; hlt.
+    let code = [0x40, 0x40, 0x0f, 0xa2, 0xe6, 0x80, 0x90, 0xcc, 0x90, 0xf4];
     let (_vm, mut vcpu, mut mem) = small_vm(&k, &code);
     mem.bytes()[0x2000..0x2005].copy_from_slice(&[0xb0, 0x11, 0xe6, 0x10, 0xf4]);
     mem.bytes()[4..8].copy_from_slice(&[0x00, 0x20, 0x00, 0x00]);
@@ -532,16 +534,25 @@ pub fn guest_debug(e: &Env) -> R {
             return Err(format!("{what}: exception {ex} pc {pc:#x} dr6 {dr6:#x}, expected #DB at {want_pc:#x} with DR6.BS"));
         }
     }
-    // Hardware breakpoint on the INT3 at 0x1005 (DR7: L0, execute, 1 byte).
-    set(ENABLE | USE_HW_BP, [0x1005, 0, 0, 0, 0, 0, 0, 0x401]).map_err(|x| format!("SET_GUEST_DEBUG(hw bp): errno {x}"))?;
+    // OUT exits to userspace; completing it is the next step.
+    match vcpu.run() {
+        Ok(VcpuExit::IoOut(0x80, _)) => {}
+        r => return Err(format!("single-stepped OUT: {r:?}, expected the port I/O exit")),
+    }
+    let (ex, pc, dr6) = debug_exit(&mut vcpu, "step over OUT")?;
+    if ex != 1 || pc != 0x1006 || dr6 & 0x4000 == 0 {
+        return Err(format!("step over OUT: exception {ex} pc {pc:#x} dr6 {dr6:#x}, expected #DB at 0x1006 with DR6.BS"));
+    }
+    // Hardware breakpoint on the INT3 at 0x1007 (DR7: L0, execute, 1 byte).
+    set(ENABLE | USE_HW_BP, [0x1007, 0, 0, 0, 0, 0, 0, 0x401]).map_err(|x| format!("SET_GUEST_DEBUG(hw bp): errno {x}"))?;
     let mut dregs = vec![0u8; 128];
     ioctl(fd, kvm::GET_DEBUGREGS, dregs.as_mut_ptr() as u64).unwrap();
     if le64(&dregs, 40) != 0x400 || le64(&dregs, 0) != 0 {
         return Err(format!("KVM_GET_DEBUGREGS under hw breakpoints: DR0 {:#x} DR7 {:#x}, expected the guest's 0 and 0x400", le64(&dregs, 0), le64(&dregs, 40)));
     }
     let (ex, pc, dr6) = debug_exit(&mut vcpu, "hw breakpoint")?;
-    if ex != 1 || pc != 0x1005 || dr6 & 1 == 0 {
-        return Err(format!("hw breakpoint: exception {ex} pc {pc:#x} dr6 {dr6:#x}, expected #DB at 0x1005 with DR6.B0"));
+    if ex != 1 || pc != 0x1007 || dr6 & 1 == 0 {
+        return Err(format!("hw breakpoint: exception {ex} pc {pc:#x} dr6 {dr6:#x}, expected #DB at 0x1007 with DR6.B0"));
     }
     // USE_SW_BP (the #BP intercept) cannot be shown under QEMU TCG: TCG
     // reports INT3 as a software interrupt (SVM_EXIT_SWINT semantics,
