@@ -14,8 +14,11 @@
 # the third of kvm_arch_required_capabilities (target/i386/kvm/kvm.c), which
 # comes with the in-kernel LAPIC (branch lapic), as do SIGNAL_MSI and
 # IRQ_ROUTING after it; every other required capability is answered
-# (checked by answering those three in a throwaway build: QEMU then went
-# on to KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP), the LAPIC's too).
+# (checked by answering those three in a throwaway build: QEMU then passed
+# kvm_init and kvm_arch_init and stopped at "KVM does not support userspace
+# APIC", because with KVM_CAP_IRQCHIP 0 kvm_irqchip_create skips the
+# irqchip; next it needs KVM_CAP_IRQCHIP, KVM_CAP_IRQFD and
+# KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP), the LAPIC's too).
 NEXT_MISSING="kvm does not support KVM_CAP_MP_STATE"
 
 inner_qemu() {
