@@ -208,6 +208,10 @@ enum Pending {
     Mmio { next_rip: u64, read: Option<(mmio::Reg, mmio::Extend, u8)> },
     /// INS/OUTS of `count` elements; the guest addresses are in `string_gpas`.
     StrIo { next_rip: u64, is_in: bool, rep: bool, count: u64, size: u8, amask: u64, idx: Gpr, df: bool },
+    /// One element of MOVS/STOS on MMIO: rSI (`si`) and rDI (`di`) move by
+    /// `size`, rCX counts down with `rep`; `store` is the RAM address a
+    /// MOVS from MMIO writes the data userspace returned to.
+    StrMmio { next_rip: u64, rep: bool, size: u8, amask: u64, df: bool, si: bool, di: bool, store: Option<u64> },
 }
 
 /// One vCPU.

@@ -639,3 +639,39 @@ pub fn clock(e: &Env) -> R {
     }
     Ok(())
 }
+
+/// MOVS and STOS on MMIO, as firmware and kernels use them: REP STOSB and
+/// REP MOVSW from RAM to MMIO exit once per element, MOVSW from MMIO stores
+/// what userspace returns into RAM; rSI/rDI/rCX end as the hardware leaves
+/// them.
+pub fn string_mmio(e: &Env) -> R {
+    let k = e.kvm();
+    let code = [
+        0xb8, 0x00, 0x20, 0x8e, 0xc0, 0x31, 0xff, 0xb9, 0x03, 0x00, 0xb0, 0x5a, 0xfc, 0xf3, 0xaa, // es=0x2000; rep stosb x3
+        0xbe, 0x00, 0x30, 0xbf, 0x10, 0x00, 0xb9, 0x02, 0x00, 0xf3, 0xa5, // rep movsw [0x3000] -> es:0x10 x2
+        0xb8, 0x00, 0x20, 0x8e, 0xd8, 0x31, 0xc0, 0x8e, 0xc0, 0xbe, 0x20, 0x00, 0xbf, 0x00, 0x31, 0xa5, // movsw 0x2000:0x20 -> 0:0x3100
+        0xf4,
+    ];
+    let (_vm, mut vcpu, mut mem) = small_vm(&k, &code);
+    mem.bytes()[0x3000..0x3004].copy_from_slice(&[0x11, 0x11, 0x22, 0x22]);
+    for (i, want) in [(0x20000u64, vec![0x5a]), (0x20001, vec![0x5a]), (0x20002, vec![0x5a]), (0x20010, vec![0x11, 0x11]), (0x20012, vec![0x22, 0x22])].iter().enumerate() {
+        match vcpu.run() {
+            Ok(VcpuExit::MmioWrite(a, d)) if a == want.0 && d == want.1.as_slice() => {}
+            r => return Err(format!("exit {i}: {r:?}, expected an MMIO write of {:x?} at {:#x}", want.1, want.0)),
+        }
+    }
+    match vcpu.run() {
+        Ok(VcpuExit::MmioRead(0x20020, d)) if d.len() == 2 => d.copy_from_slice(&[0x34, 0x12]),
+        r => return Err(format!("MOVSW from MMIO: {r:?}, expected a 2-byte MMIO read at 0x20020")),
+    }
+    match vcpu.run() {
+        Ok(VcpuExit::Hlt) => {}
+        r => return Err(format!("end: {r:?}, expected HLT")),
+    }
+    let r = vcpu.get_regs().unwrap();
+    let got = mem.read(0x3100, 2);
+    if got != [0x34, 0x12] || r.rdi & 0xffff != 0x3102 || r.rsi & 0xffff != 0x22 || r.rcx & 0xffff != 0 {
+        return Err(format!("after the string moves: RAM {got:x?}, di {:#x} si {:#x} cx {:#x}", r.rdi, r.rsi, r.rcx));
+    }
+    Ok(())
+}
