@@ -289,6 +289,17 @@ impl Vcpu {
             }
         }
         drop(inner);
+        // One OUTS element an ioeventfd takes completes here, as a plain
+        // OUT does (KVM's PIO bus sees each element).
+        if !is_in && count == 1 {
+            let mut d = [0u8; 8];
+            for (k, b) in d.iter_mut().enumerate().take(size as usize) {
+                *b = self.pio.read_u8(k);
+            }
+            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(size), u64::from_le_bytes(d)) {
+                return Ok(self.string_step(st, StrElem { next_rip: info2, rep, size, amask, df }, &[(idx, true)]));
+            }
+        }
         st.uexit.string_gpas = gpas;
         st.uexit.pending = Some(Pending::StrIo { next_rip: info2, is_in, rep, count, size, amask, idx, df });
         self.stats.bump(st_idx::IO_EXITS);
@@ -411,9 +422,44 @@ impl Vcpu {
                 }
             }
         };
+        // A write an ioeventfd takes completes here (KVM's MMIO bus).
+        if let UserExit::Mmio { phys_addr, data, len, is_write: true } = exit {
+            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, phys_addr, len, data) {
+                return Ok(self.string_step(st, StrElem { next_rip, rep: s.rep, size: s.size, amask, df }, &[(Gpr::Rsi, si), (Gpr::Rdi, true)]));
+            }
+        }
         st.uexit.pending = Some(Pending::StrMmio { next_rip, rep: s.rep, size: s.size, amask, df, si, di: true, store });
         self.stats.bump(st_idx::MMIO_EXITS);
         Ok(self.user_exit(exit))
+    }
+
+    /// Completes one element of a string instruction in the kernel: the
+    /// index registers of `regs` that are on move by `size` (down with DF),
+    /// rCX counts down with REP, and RIP moves on once the count is done
+    /// (only the address-size part changes; a 32-bit update zero-extends).
+    fn string_step(&self, st: &mut VcpuState, e: StrElem, regs_on: &[(Gpr, bool)]) -> Next {
+        let StrElem { next_rip, rep, size, amask, df } = e;
+        let mut regs = st.all_gprs();
+        let merge = |old: u64, new: u64| if amask == 0xffff_ffff { new & amask } else { (old & !amask) | (new & amask) };
+        for &(r, on) in regs_on {
+            if on {
+                let moved = if df { regs[r].wrapping_sub(u64::from(size)) } else { regs[r].wrapping_add(u64::from(size)) };
+                regs[r] = merge(regs[r], moved);
+            }
+        }
+        let mut done = true;
+        if rep {
+            regs[Gpr::Rcx] = merge(regs[Gpr::Rcx], regs[Gpr::Rcx].wrapping_sub(1));
+            done = regs[Gpr::Rcx] & amask == 0;
+        }
+        st.set_all_gprs(&regs);
+        if !done {
+            return Next::Guest;
+        }
+        let v = st.vmcb();
+        v.save.rip = next_rip;
+        v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+        self.step_after_emulation(st).unwrap_or(Next::Guest)
     }
 
     /// RDMSR/WRMSR (APM 15.11): the MSRs a 64-bit OS needs; others #GP.
@@ -538,4 +584,15 @@ fn xsave_size(xcr0: u64) -> u32 {
         let (a, b, ..) = hw::cpu::cpuid(0xd, i);
         (a, b)
     })
+}
+
+/// One element of a string instruction: where RIP goes once the count is
+/// done, REP, element size, address-size mask, direction (RFLAGS.DF).
+#[derive(Clone, Copy)]
+struct StrElem {
+    next_rip: u64,
+    rep: bool,
+    size: u8,
+    amask: u64,
+    df: bool,
 }

@@ -1189,6 +1189,7 @@ fn main() {
         ("run_cr8", surface::run_cr8),
         ("clock", surface::clock),
         ("string_mmio", surface::string_mmio),
+        ("outs_ioeventfd", surface::outs_ioeventfd),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
     let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt)];

@@ -641,9 +641,9 @@ pub fn clock(e: &Env) -> R {
 }
 
 /// MOVS and STOS on MMIO, as firmware and kernels use them: REP STOSB and
-/// REP MOVSW from RAM to MMIO exit once per element, MOVSW from MMIO stores
-/// what userspace returns into RAM; rSI/rDI/rCX end as the hardware leaves
-/// them.
+/// REP MOVSW from RAM to MMIO exit once per element (but for the elements an
+/// ioeventfd takes), MOVSW from MMIO stores what userspace returns into RAM;
+/// rSI/rDI/rCX end as the hardware leaves them.
 pub fn string_mmio(e: &Env) -> R {
     let k = e.kvm();
     let code = [
@@ -652,9 +652,14 @@ pub fn string_mmio(e: &Env) -> R {
         0xb8, 0x00, 0x20, 0x8e, 0xd8, 0x31, 0xc0, 0x8e, 0xc0, 0xbe, 0x20, 0x00, 0xbf, 0x00, 0x31, 0xa5, // movsw 0x2000:0x20 -> 0:0x3100
         0xf4,
     ];
-    let (_vm, mut vcpu, mut mem) = small_vm(&k, &code);
+    let (vm, mut vcpu, mut mem) = small_vm(&k, &code);
     mem.bytes()[0x3000..0x3004].copy_from_slice(&[0x11, 0x11, 0x22, 0x22]);
-    for (i, want) in [(0x20000u64, vec![0x5a]), (0x20001, vec![0x5a]), (0x20002, vec![0x5a]), (0x20010, vec![0x11, 0x11]), (0x20012, vec![0x22, 0x22])].iter().enumerate() {
+    // An ioeventfd takes the second STOSB element and the first MOVSW one.
+    let (efd1, efd2) = (eventfd(), eventfd());
+    let reg = |b: Vec<u8>| ioctl(vm.as_raw_fd(), kvm::IOEVENTFD, b.as_ptr() as u64);
+    reg(ioeventfd_req(0x20001, 1, efd1.as_raw_fd(), 0, 0)).map_err(|x| format!("IOEVENTFD(0x20001): errno {x}"))?;
+    reg(ioeventfd_req(0x20010, 2, efd2.as_raw_fd(), nsvm_core::ioeventfd::flags::DATAMATCH, 0x1111)).map_err(|x| format!("IOEVENTFD(0x20010): errno {x}"))?;
+    for (i, want) in [(0x20000u64, vec![0x5a]), (0x20002, vec![0x5a]), (0x20012, vec![0x22, 0x22])].iter().enumerate() {
         match vcpu.run() {
             Ok(VcpuExit::MmioWrite(a, d)) if a == want.0 && d == want.1.as_slice() => {}
             r => return Err(format!("exit {i}: {r:?}, expected an MMIO write of {:x?} at {:#x}", want.1, want.0)),
@@ -668,10 +673,41 @@ pub fn string_mmio(e: &Env) -> R {
         Ok(VcpuExit::Hlt) => {}
         r => return Err(format!("end: {r:?}, expected HLT")),
     }
+    if efd_count(&efd1) != 1 || efd_count(&efd2) != 1 {
+        return Err("the string elements on ioeventfds did not signal them once each".into());
+    }
     let r = vcpu.get_regs().unwrap();
     let got = mem.read(0x3100, 2);
     if got != [0x34, 0x12] || r.rdi & 0xffff != 0x3102 || r.rsi & 0xffff != 0x22 || r.rcx & 0xffff != 0 {
         return Err(format!("after the string moves: RAM {got:x?}, di {:#x} si {:#x} cx {:#x}", r.rdi, r.rsi, r.rcx));
+    }
+    Ok(())
+}
+
+/// OUTS elements hit PIO ioeventfds like OUT: REP OUTSB of three bytes to
+/// a port whose ioeventfd matches the second byte exits twice.
+pub fn outs_ioeventfd(e: &Env) -> R {
+    let k = e.kvm();
+    // mov si, 0x3000; mov dx, 0x90; mov cx, 3; cld; rep outsb; hlt.
+    let code = [0xbe, 0x00, 0x30, 0xba, 0x90, 0x00, 0xb9, 0x03, 0x00, 0xfc, 0xf3, 0x6e, 0xf4];
+    let (vm, mut vcpu, mut mem) = small_vm(&k, &code);
+    mem.bytes()[0x3000..0x3003].copy_from_slice(&[1, 2, 3]);
+    let efd = eventfd();
+    let b = ioeventfd_req(0x90, 1, efd.as_raw_fd(), nsvm_core::ioeventfd::flags::PIO | nsvm_core::ioeventfd::flags::DATAMATCH, 2);
+    ioctl(vm.as_raw_fd(), kvm::IOEVENTFD, b.as_ptr() as u64).map_err(|x| format!("IOEVENTFD: errno {x}"))?;
+    for want in [1u8, 3] {
+        match vcpu.run() {
+            Ok(VcpuExit::IoOut(0x90, d)) if d == [want] => {}
+            r => return Err(format!("REP OUTSB: {r:?}, expected OUT 0x90 = {want}")),
+        }
+    }
+    match vcpu.run() {
+        Ok(VcpuExit::Hlt) => {}
+        r => return Err(format!("end: {r:?}, expected HLT")),
+    }
+    let r = vcpu.get_regs().unwrap();
+    if efd_count(&efd) != 1 || r.rsi & 0xffff != 0x3003 || r.rcx & 0xffff != 0 {
+        return Err(format!("eventfd or registers wrong: si {:#x} cx {:#x}", r.rsi, r.rcx));
     }
     Ok(())
 }
