@@ -562,9 +562,11 @@ impl Vcpu {
         let ecx = st.cpu.gprs[Gpr::Rcx] as u32;
         let host = hw::cpu::host_xcr0();
         let cpl = st.vmcb().save.cpl;
-        // SDM XSETBV: #GP for ECX != 0, CPL > 0, x87 clear, AVX without SSE,
-        // or bits the processor (here: the host) does not support.
-        let bad = ecx != 0 || cpl != 0 || v & 1 == 0 || (v & 4 != 0 && v & 2 == 0) || v & !host != 0;
+        // XSETBV: #GP for ECX != 0, CPL > 0, or an XCR0 the processor the
+        // guest sees refuses: x87 clear, AVX without SSE, a component its
+        // CPUID leaf 0xD does not offer (within the host's XCR0), split
+        // MPX/AVX-512/AMX groups (`xsave::xcr0_valid`, KVM's `__kvm_set_xcr`).
+        let bad = ecx != 0 || cpl != 0 || !nsvm_core::xsave::xcr0_valid(v, st.guest_supported_xcr0());
         if host == 0 || st.vmcb().save.cr4 & cr4::OSXSAVE == 0 {
             st.inject(Event::new(EventType::Exception, 6, None));
             return Ok(Next::Guest);

@@ -43,7 +43,7 @@ pub(super) fn uabi_size() -> usize {
 impl VcpuState {
     /// XCR0 bits the vCPU's CPUID offers (leaf 0xD.0 EDX:EAX) within what
     /// the host saves (KVM's `guest_supported_xcr0`).
-    fn guest_supported_xcr0(&self) -> u64 {
+    pub(super) fn guest_supported_xcr0(&self) -> u64 {
         let e = self.cpu.cpuid.iter().find(|e| e.function == 0xd && e.index == 0);
         e.map_or(0, |e| u64::from(e.regs[0]) | (u64::from(e.regs[3]) << 32)) & host_supported()
     }

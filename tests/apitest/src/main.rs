@@ -1190,6 +1190,7 @@ fn main() {
         ("clock", surface::clock),
         ("string_mmio", surface::string_mmio),
         ("outs_ioeventfd", surface::outs_ioeventfd),
+        ("xsetbv_cpuid", surface::xsetbv_cpuid),
     ];
     // Not in the default list: run by name (the suite measures memory around it).
     let extra: Vec<Case> = vec![("vm_churn", vm_churn), ("thp_probe", thp_probe), ("guest_fuzz", guest_fuzz), ("slot_churn", slot_churn_case), ("errno_table", errnos::errno_table), ("fuzz_mt", fuzz_mt::fuzz_mt)];

@@ -711,3 +711,47 @@ pub fn outs_ioeventfd(e: &Env) -> R {
     }
     Ok(())
 }
+
+/// Guest XSETBV follows the vCPU's CPUID: with leaf 0xD offering x87 and
+/// SSE only, XSETBV of x87|SSE|AVX is #GP (even where the host has AVX),
+/// and XSETBV of x87|SSE succeeds and shows in KVM_GET_XCRS.
+pub fn xsetbv_cpuid(e: &Env) -> R {
+    let k = e.kvm();
+    // 1000: xor ecx, ecx; xor edx, edx; mov eax, 7; xsetbv; mov al, 0x77;
+    // out 0x10, al; 1013: mov eax, 3; xsetbv; mov al, 0x33; out 0x10, al; hlt.
+    let code = [
+        0x66, 0x31, 0xc9, 0x66, 0x31, 0xd2, 0x66, 0xb8, 0x07, 0, 0, 0, 0x0f, 0x01, 0xd1, 0xb0, 0x77, 0xe6, 0x10, // 1000..1012
+        0x66, 0xb8, 0x03, 0, 0, 0, 0x0f, 0x01, 0xd1, 0xb0, 0x33, 0xe6, 0x10, 0xf4,
+    ];
+    let (_vm, mut vcpu, mut mem) = small_vm(&k, &code);
+    // #GP handler (IVT 13 -> 0:2000): mov al, 0x0d; out 0x10, al; jmp 0:1013.
+    mem.bytes()[0x2000..0x2009].copy_from_slice(&[0xb0, 0x0d, 0xe6, 0x10, 0xea, 0x13, 0x10, 0x00, 0x00]);
+    mem.bytes()[4 * 13..4 * 13 + 4].copy_from_slice(&[0x00, 0x20, 0x00, 0x00]);
+    let fd = vcpu.as_raw_fd();
+    // CPUID: max leaf 0xd; leaf 1 ECX.XSAVE (26); leaf 0xD.0 EAX = x87|SSE.
+    let ent = |f: u32, idx: u32, flags: u32, regs: [u32; 4]| {
+        let mut b = vec![0u8; 40];
+        for (i, v) in [f, idx, flags, regs[0], regs[1], regs[2], regs[3]].iter().enumerate() {
+            b[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        b
+    };
+    let mut t = vec![0u8; 8];
+    t[0..4].copy_from_slice(&3u32.to_ne_bytes());
+    t.extend(ent(0, 0, 0, [0xd, 0x6874_7541, 0x444d_4163, 0x6974_6e65]));
+    t.extend(ent(1, 0, 0, [0x800f12, 0, 1 << 26, 0x0789_fbff]));
+    t.extend(ent(0xd, 0, 1, [3, 576, 576, 0]));
+    ioctl(fd, kvm::SET_CPUID2, t.as_ptr() as u64).map_err(|x| format!("SET_CPUID2: errno {x}"))?;
+    let mut s = vcpu.get_sregs().unwrap();
+    s.cr4 |= 0x4_0200; // OSXSAVE, OSFXSR
+    vcpu.set_sregs(&s).map_err(|x| format!("SET_SREGS(CR4.OSXSAVE): {x}"))?;
+    for (what, want) in [("XSETBV(7) without AVX in CPUID", 0x0d), ("XSETBV(3)", 0x33)] {
+        match vcpu.run() {
+            Ok(VcpuExit::IoOut(0x10, d)) if d == [want] => {}
+            r => return Err(format!("{what}: {r:?}, expected OUT 0x10 = {want:#x}")),
+        }
+    }
+    let mut xcrs = vec![0u8; 392];
+    ioctl(fd, kvm::GET_XCRS, xcrs.as_mut_ptr() as u64).map_err(|x| format!("GET_XCRS: errno {x}"))?;
+    (le64(&xcrs, 16) == 3).then_some(()).ok_or(format!("XCR0 after the guest's XSETBV(3): {:#x}", le64(&xcrs, 16)))
+}
