@@ -4,6 +4,10 @@
 # (tests/qemu/init) and the suites (tests/qemu/*.sh).
 # usage: build-initramfs.sh KDIR NSVM_KO "TOOL [TOOL...]" OUT.cpio [GUESTS_DIR]
 # (the first TOOL is installed as /bin/nsvm, the others under their own names)
+# With NSVM_WITH_QEMU=1 (the qemu suite only, tests/qemu/qemu.sh): also the
+# host's qemu-system-x86_64 with the libraries ldd lists and their loader,
+# its x86 firmware files, the test kernel as /qemu/bzImage and a tiny
+# initramfs /qemu/inner.cpio for the guest QEMU boots (DESIGN.md section 5).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 [ $# -ge 4 ] || die "usage: $0 KDIR NSVM_KO TOOL OUT.cpio [GUESTS_DIR]"
@@ -29,6 +33,40 @@ cp "$NSVM_ROOT/tests/qemu/init" "$stage/init"
 cp "$NSVM_ROOT"/tests/qemu/*.sh "$stage/tests/"
 if [ -n "$guests" ]; then mkdir -p "$stage/guests" && cp "$guests"/*.bin "$stage/guests/"; fi
 chmod +x "$stage/init" "$stage"/tests/*.sh
+if [ "${NSVM_WITH_QEMU:-0}" = 1 ]; then
+    qemu=$(command -v qemu-system-x86_64) || die "qemu-system-x86_64 is missing: run qemu-scripts/setup-host.sh"
+    cp "$qemu" "$stage/bin/qemu-system-x86_64"
+    # Libraries at the paths ldd resolves (the loader included), so the
+    # binary's own search finds them.
+    ldd "$qemu" | awk '/=> \//{print $3} $1 ~ /^\//{print $1}' | while read -r lib; do
+        mkdir -p "$stage$(dirname "$lib")"
+        cp -L "$lib" "$stage$lib"
+    done
+    mkdir -p "$stage/usr/share/qemu"
+    for f in bios-256k.bin linuxboot_dma.bin kvmvapic.bin multiboot_dma.bin; do
+        # (Debian links the BIOS from seabios's package; the link may be absent.)
+        src=/usr/share/qemu/$f
+        [ -e "$src" ] || src=/usr/share/seabios/$f
+        cp -L "$src" "$stage/usr/share/qemu/"
+    done
+    mkdir -p "$stage/qemu"
+    cp "$kdir/arch/x86/boot/bzImage" "$stage/qemu/bzImage"
+    # The guest's initramfs: busybox and an init that reports the CPUs it
+    # brought up, then ends the guest.
+    inner=$(mktemp -d "${TMPDIR:-/tmp}/nsvm-inner.XXXXXX")
+    mkdir -p "$inner"/{bin,proc,sys,dev}
+    cp "$busybox" "$inner/bin/busybox"
+    cat > "$inner/init" <<'INNER'
+#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+echo "NSVM-INNER-UP cpus=$(/bin/busybox cat /sys/devices/system/cpu/online)"
+/bin/busybox reboot -f
+INNER
+    chmod 755 "$inner/init"
+    (cd "$inner" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) > "$stage/qemu/inner.cpio"
+    rm -rf "$inner"
+fi
 echo 'root:x:0:0:root:/:/bin/sh' > "$stage/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/:/bin/false' >> "$stage/etc/passwd"
 echo 'root:x:0:' > "$stage/etc/group"

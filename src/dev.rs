@@ -40,6 +40,11 @@ pub(crate) fn system_ioctl(cmd: u32, arg: usize) -> Result<isize> {
             }
             Ok(0)
         }
+        SystemIoctl::GetMceCapSupported => {
+            let v = nsvm_core::mce::SUPPORTED_CAP.to_ne_bytes();
+            UserSlice::new(UserPtr::from_addr(arg), 8).writer().write_slice(&v)?;
+            Ok(0)
+        }
         SystemIoctl::Refused(e) => Err(errno(e)),
     }
 }

@@ -6,6 +6,7 @@
 #include <linux/anon_inodes.h>
 #include <linux/cpu.h>
 #include <linux/debugfs.h>
+#include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/cpuhotplug.h>
 #include <linux/fs.h>
@@ -17,6 +18,7 @@
 #include <linux/preempt.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <asm/debugreg.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/xcr.h>
 #include <asm/msr.h>
@@ -762,4 +764,79 @@ void nsvm_debugfs_remove(void *dentry)
 u64 nsvm_ktime_ns(void)
 {
 	return ktime_get_ns();
+}
+
+/* Boot-time clock (counts suspend), ns: the base of KVM_GET/SET_CLOCK. */
+u64 nsvm_boottime_ns(void)
+{
+	return ktime_get_boottime_ns();
+}
+
+/* Real (wall-clock) time, ns. */
+u64 nsvm_realtime_ns(void)
+{
+	return ktime_get_real_ns();
+}
+
+/* ---- eventfds (KVM_IOEVENTFD) ---- */
+
+/* A reference to the eventfd behind fd, or an ERR_PTR (EBADF, EINVAL). */
+void *nsvm_eventfd_get(int fd)
+{
+	return eventfd_ctx_fdget(fd);
+}
+
+/* Adds 1 to the eventfd's counter and wakes its waiters. */
+void nsvm_eventfd_signal(void *ctx)
+{
+	eventfd_signal(ctx);
+}
+
+/* Drops a reference from nsvm_eventfd_get. */
+void nsvm_eventfd_put(void *ctx)
+{
+	eventfd_ctx_put(ctx);
+}
+
+/* ---- debug registers around VMRUN ---- */
+
+/*
+ * With interrupts held (GIF clear): the host's DR0-3 into host[], the
+ * guest's from guest[] into the processor (VMRUN switches DR6/DR7 but not
+ * DR0-3, APM vol. 2 15.5.1 and appendix B). Host breakpoints are disarmed
+ * first so that none fires on a guest address.
+ */
+void nsvm_load_guest_db(const u64 *guest, u64 *host)
+{
+	if (hw_breakpoint_active())
+		set_debugreg(0UL, 7);
+	host[0] = native_get_debugreg(0);
+	host[1] = native_get_debugreg(1);
+	host[2] = native_get_debugreg(2);
+	host[3] = native_get_debugreg(3);
+	set_debugreg(guest[0], 0);
+	set_debugreg(guest[1], 1);
+	set_debugreg(guest[2], 2);
+	set_debugreg(guest[3], 3);
+}
+
+/*
+ * After #VMEXIT, still with GIF clear: the guest's DR0-3 back into guest[],
+ * the host's from host[] with its DR6 and DR7 when it has breakpoints armed
+ * (what hw_breakpoint_restore does, which is exported to KVM alone).
+ */
+void nsvm_save_guest_db(u64 *guest, const u64 *host)
+{
+	guest[0] = native_get_debugreg(0);
+	guest[1] = native_get_debugreg(1);
+	guest[2] = native_get_debugreg(2);
+	guest[3] = native_get_debugreg(3);
+	if (hw_breakpoint_active()) {
+		set_debugreg(host[0], 0);
+		set_debugreg(host[1], 1);
+		set_debugreg(host[2], 2);
+		set_debugreg(host[3], 3);
+		set_debugreg(DR6_RESERVED, 6);
+		set_debugreg(__this_cpu_read(cpu_dr7), 7);
+	}
 }

@@ -83,4 +83,11 @@ int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 d
 int nsvm_irqfd_deassign(void *p, int fd, u32 gsi);
 void nsvm_irqfds_reroute(void *p, const u32 *routes, u32 n);
 void nsvm_irqfds_free(void *p);
+u64 nsvm_boottime_ns(void);
+u64 nsvm_realtime_ns(void);
+void *nsvm_eventfd_get(int fd);
+void nsvm_eventfd_signal(void *ctx);
+void nsvm_eventfd_put(void *ctx);
+void nsvm_load_guest_db(const u64 *guest, u64 *host);
+void nsvm_save_guest_db(u64 *guest, const u64 *host);
 #endif

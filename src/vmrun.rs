@@ -175,8 +175,10 @@ pub(crate) struct Entered {
 /// Enters the guest of `vmcb` once and returns at its next #VMEXIT, with the
 /// guest's FPU/SSE/AVX state in the registers (loaded from its image at the
 /// first entry of a `KVM_RUN` or after the thread was scheduled out, and
-/// left there: `Loaded`) and its XCR0 in force while it runs (the host's
-/// otherwise).
+/// left there: `Loaded`), its XCR0 in force while it runs (the host's
+/// otherwise), and its DR0-3 (`db`, loaded after CLGI and read back before
+/// STGI; VMRUN switches only DR6 and DR7, APM vol. 2 15.5.1; the host's are
+/// put back when it has breakpoints armed).
 ///
 /// Sound because VMs exist only while the module owns SVM on every online CPU
 /// (`svm::Ownership` outlives every fd), preemption is off over the whole
@@ -198,6 +200,8 @@ pub(crate) struct Entered {
 /// 15.16), with that CPU's ASID allocator. The host's VMSAVE state is saved
 /// into `host_save` only when it does not hold this thread's state on this
 /// CPU (`Loaded::enter`) and loaded back after every #VMEXIT.
+// Everything an entry switches, each borrowed separately from `CpuState`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn enter(
     vmcb: &mut VmcbPage,
     entry: &EntryState,
@@ -206,6 +210,7 @@ pub(crate) fn enter(
     gprs: &mut Gprs,
     guest_xcr0: u64,
     tlb: EntryTlb<'_>,
+    db: &mut [u64; 4],
 ) -> Entered {
     let osxsave = vmcb.get().save.cr4 & nsvm_core::x86::cr4::OSXSAVE != 0;
     let host_xcr0 = hw::cpu::host_xcr0();
@@ -258,6 +263,8 @@ pub(crate) fn enter(
         c.asid = e.asid;
         c.tlb_ctl = if FLUSH_EVERY_ENTRY.load(Ordering::Relaxed) { tlb_control::FLUSH_ALL } else { e.tlb_ctl };
     }
+    // DR0-3 are the guest's while it runs (VMRUN switches only DR6/DR7).
+    let host_db = hw::cpu::load_guest_db(db);
     if switch_xcr0 {
         // SAFETY: the XSETBV handler only stores values that are subsets of
         // the host's XCR0 with x87 set and SSE set whenever AVX is.
@@ -277,6 +284,7 @@ pub(crate) fn enter(
         }
         slot.store(&c);
     }
+    hw::cpu::save_guest_db(db, &host_db);
     tlb.mode.state.store((entries | 1) + 1, Ordering::Release);
     // SAFETY: ends the GIF = 0 window begun above; pending interrupts and
     // NMIs are taken now, in the host.

@@ -325,3 +325,25 @@ impl Drop for NoPreempt {
         unsafe { nsvm_preempt_enable() }
     }
 }
+
+extern "C" {
+    fn nsvm_load_guest_db(guest: *const u64, host: *mut u64);
+    fn nsvm_save_guest_db(guest: *mut u64, host: *const u64);
+}
+
+/// Loads the guest's DR0-3 into the processor and returns the host's. Only
+/// between CLGI and STGI around VMRUN (no interrupt may see them).
+pub(crate) fn load_guest_db(guest: &[u64; 4]) -> [u64; 4] {
+    let mut host = [0u64; 4];
+    // SAFETY: both arrays hold four u64; MOV DR at CPL 0 has no other effect
+    // than on breakpoints, which the shim disarms for the host first.
+    unsafe { nsvm_load_guest_db(guest.as_ptr(), host.as_mut_ptr()) };
+    host
+}
+
+/// Reads the guest's DR0-3 back after #VMEXIT and puts the host's back
+/// when it has breakpoints armed (`host` from [`load_guest_db`]).
+pub(crate) fn save_guest_db(guest: &mut [u64; 4], host: &[u64; 4]) {
+    // SAFETY: as for `load_guest_db`.
+    unsafe { nsvm_save_guest_db(guest.as_mut_ptr(), host.as_ptr()) };
+}

@@ -80,6 +80,17 @@ impl KPages {
         }
         out
     }
+    /// Reads `out.len()` bytes at `off` (zeros when out of bounds).
+    pub(crate) fn read_slice(&self, off: usize, out: &mut [u8]) {
+        if !self.in_bounds(off, out.len()) {
+            out.fill(0);
+            return;
+        }
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: `off + i` is within the allocation (checked above).
+            *b = unsafe { core::ptr::read_volatile(self.va.add(off + i)) };
+        }
+    }
     /// Writes `data` at `off` (ignored when out of bounds).
     pub(crate) fn write(&self, off: usize, data: &[u8]) {
         if self.in_bounds(off, data.len()) {

@@ -7,6 +7,7 @@
 
 pub(crate) mod cpu;
 pub(crate) mod debugfs;
+pub(crate) mod eventfd;
 pub(crate) mod files;
 pub(crate) mod mem;
 pub(crate) mod mmu;

@@ -81,3 +81,20 @@ pub(crate) fn now_ns() -> u64 {
     // SAFETY: reads the monotonic clock.
     unsafe { nsvm_ktime_ns() }
 }
+
+extern "C" {
+    fn nsvm_boottime_ns() -> u64;
+    fn nsvm_realtime_ns() -> u64;
+}
+
+/// Boot-time clock in nanoseconds (monotonic, counts suspend).
+pub(crate) fn boottime_ns() -> u64 {
+    // SAFETY: reads a clock.
+    unsafe { nsvm_boottime_ns() }
+}
+
+/// Real (wall-clock) time in nanoseconds.
+pub(crate) fn realtime_ns() -> u64 {
+    // SAFETY: reads a clock.
+    unsafe { nsvm_realtime_ns() }
+}

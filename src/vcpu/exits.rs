@@ -130,6 +130,11 @@ impl Vcpu {
             }
             SvmExit::Xsetbv => self.xsetbv(st),
             SvmExit::Sensitive(_) => self.sensitive(st, code),
+            SvmExit::Exception { vector: v @ (1 | 3), .. }
+                if st.nst.l2.is_none() && (if v == 1 { st.cpu.dbg.intercept_db() } else { st.cpu.dbg.intercept_bp() }) =>
+            {
+                self.debug_exit(st, v)
+            }
             SvmExit::Exception { vector, error_code, cr2 } => {
                 // An exception the policy intercepts: deliver it to the guest
                 // unchanged (error code in EXITINFO1, #PF address in
@@ -181,6 +186,13 @@ impl Vcpu {
                 }
                 // Skipping an instruction ends an interrupt shadow.
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+                // Single-stepped by a debugger: this instruction counts as
+                // a step (HLT ends in KVM_EXIT_HLT instead, as in KVM).
+                if which != Known::Hlt {
+                    if let Some(n) = self.step_after_emulation(st) {
+                        return Ok(n);
+                    }
+                }
                 Ok(Next::Guest)
             }
             None => {
@@ -197,7 +209,16 @@ impl Vcpu {
             return self.string_io(st, io);
         }
         if !io.is_in {
-            let d = st.vmcb().save.rax.to_ne_bytes();
+            let rax = st.vmcb().save.rax;
+            // A write an ioeventfd takes completes here (KVM's PIO bus).
+            let val = rax & (u64::MAX >> (64 - 8 * u32::from(io.size)));
+            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(io.size), val) {
+                let v = st.vmcb();
+                v.save.rip = io.next_rip;
+                v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+                return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
+            }
+            let d = rax.to_ne_bytes();
             self.pio.write(0, &d[..io.size as usize]);
         }
         st.uexit.pending = Some(Pending::Io { next_rip: io.next_rip, in_size: io.is_in.then_some(io.size) });
@@ -273,6 +294,17 @@ impl Vcpu {
             }
         }
         drop(inner);
+        // One OUTS element an ioeventfd takes completes here, as a plain
+        // OUT does (KVM's PIO bus sees each element).
+        if !is_in && count == 1 {
+            let mut d = [0u8; 8];
+            for (k, b) in d.iter_mut().enumerate().take(size as usize) {
+                *b = self.pio.read_u8(k);
+            }
+            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(size), u64::from_le_bytes(d)) {
+                return Ok(self.string_step(st, StrElem { next_rip: info2, rep, size, amask, df }, &[(idx, true)]));
+            }
+        }
         st.uexit.string_gpas = gpas;
         st.uexit.pending = Some(Pending::StrIo { next_rip: info2, is_in, rep, count, size, amask, idx, df });
         self.stats.bump(st_idx::IO_EXITS);
@@ -311,7 +343,12 @@ impl Vcpu {
         let rip = st.vmcb().save.rip;
         let acc = match mmio::decode(&bytes[..n], cs) {
             Ok(a) => a,
-            Err(_) => return Ok(self.user_exit(UserExit::emulation_failure(rip, &[gpa], &bytes, Some(n)))),
+            Err(_) => {
+                if let Ok(s) = mmio::decode_string(&bytes[..n], cs) {
+                    return self.string_mmio(st, inner, s, &bytes[..n]);
+                }
+                return Ok(self.user_exit(UserExit::emulation_failure(rip, &[gpa], &bytes, Some(n))));
+            }
         };
         let regs = st.all_gprs();
         let (is_write, data, read) = match acc.op {
@@ -323,9 +360,112 @@ impl Vcpu {
         if cs != mmio::CodeSize::Bits64 {
             next_rip &= 0xffff_ffff;
         }
+        if is_write {
+            // A write an ioeventfd takes completes here (KVM's MMIO bus).
+            let val = if acc.size >= 8 { data } else { data & ((1u64 << (8 * u32::from(acc.size))) - 1) };
+            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, gpa, u32::from(acc.size), val) {
+                let v = st.vmcb();
+                v.save.rip = next_rip;
+                v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+                return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
+            }
+        }
         st.uexit.pending = Some(Pending::Mmio { next_rip, read });
         self.stats.bump(st_idx::MMIO_EXITS);
         Ok(self.user_exit(UserExit::Mmio { phys_addr: gpa, data, len: u32::from(acc.size), is_write }))
+    }
+
+    /// MOVS or STOS with an element on MMIO (APM vol. 3): as KVM's emulator,
+    /// one element per exit to userspace (`KVM_EXIT_MMIO` of `size` bytes),
+    /// rSI/rDI/rCX updated when it completes and the instruction run again
+    /// while REP has a count left (the elements on RAM then run in the
+    /// guest). MOVS from RAM to MMIO writes the source element; from MMIO
+    /// to RAM it reads and stores the data userspace returns. MOVS between
+    /// two MMIO addresses is not emulated (emulation failure).
+    fn string_mmio(&self, st: &mut VcpuState, inner: &VmMem<'_>, s: mmio::StrAccess, bytes: &[u8]) -> Result<Next> {
+        let regs = st.all_gprs();
+        let amask = s.addr_mask();
+        let (rip, cs) = (st.vmcb().save.rip, st.code_size());
+        let df = st.vmcb().save.rflags & rflags::DF != 0;
+        let mut next_rip = rip.wrapping_add(u64::from(s.len));
+        if cs != mmio::CodeSize::Bits64 {
+            next_rip &= 0xffff_ffff;
+        }
+        let size = usize::from(s.size);
+        let es = st.string_segment_base(true, bytes);
+        let dst_la = es.wrapping_add(regs[Gpr::Rdi] & amask);
+        let dst = match st.translate(inner, dst_la, true) {
+            Ok(g) => g,
+            Err(pf) => return Ok(st.page_fault(dst_la, pf)),
+        };
+        let is_ram = |g: u64, write: bool| inner.slot(g).is_some_and(|sl| !(write && sl.readonly()));
+        let fail = |st: &mut VcpuState| {
+            let rip = st.vmcb().save.rip;
+            UserExit::emulation_failure(rip, &[dst], bytes, Some(bytes.len()))
+        };
+        let (exit, si, store) = match s.kind {
+            mmio::StrKind::Stos => {
+                let data = if size == 8 { regs[Gpr::Rax] } else { regs[Gpr::Rax] & ((1u64 << (8 * size)) - 1) };
+                (UserExit::Mmio { phys_addr: dst, data, len: u32::from(s.size), is_write: true }, false, None)
+            }
+            mmio::StrKind::Movs => {
+                let ds = st.string_segment_base(false, bytes);
+                let src_la = ds.wrapping_add(regs[Gpr::Rsi] & amask);
+                let src = match st.translate(inner, src_la, false) {
+                    Ok(g) => g,
+                    Err(pf) => return Ok(st.page_fault(src_la, pf)),
+                };
+                if is_ram(src, false) {
+                    let mut d = [0u8; 8];
+                    if !st.guest_mem(inner).read_bytes(src, &mut d[..size]) {
+                        return Ok(self.user_exit(fail(st)));
+                    }
+                    (UserExit::Mmio { phys_addr: dst, data: u64::from_le_bytes(d), len: u32::from(s.size), is_write: true }, true, None)
+                } else if is_ram(dst, true) {
+                    (UserExit::Mmio { phys_addr: src, data: 0, len: u32::from(s.size), is_write: false }, true, Some(dst))
+                } else {
+                    return Ok(self.user_exit(fail(st)));
+                }
+            }
+        };
+        // A write an ioeventfd takes completes here (KVM's MMIO bus).
+        if let UserExit::Mmio { phys_addr, data, len, is_write: true } = exit {
+            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, phys_addr, len, data) {
+                return Ok(self.string_step(st, StrElem { next_rip, rep: s.rep, size: s.size, amask, df }, &[(Gpr::Rsi, si), (Gpr::Rdi, true)]));
+            }
+        }
+        st.uexit.pending = Some(Pending::StrMmio { next_rip, rep: s.rep, size: s.size, amask, df, si, di: true, store });
+        self.stats.bump(st_idx::MMIO_EXITS);
+        Ok(self.user_exit(exit))
+    }
+
+    /// Completes one element of a string instruction in the kernel: the
+    /// index registers of `regs` that are on move by `size` (down with DF),
+    /// rCX counts down with REP, and RIP moves on once the count is done
+    /// (only the address-size part changes; a 32-bit update zero-extends).
+    fn string_step(&self, st: &mut VcpuState, e: StrElem, regs_on: &[(Gpr, bool)]) -> Next {
+        let StrElem { next_rip, rep, size, amask, df } = e;
+        let mut regs = st.all_gprs();
+        let merge = |old: u64, new: u64| if amask == 0xffff_ffff { new & amask } else { (old & !amask) | (new & amask) };
+        for &(r, on) in regs_on {
+            if on {
+                let moved = if df { regs[r].wrapping_sub(u64::from(size)) } else { regs[r].wrapping_add(u64::from(size)) };
+                regs[r] = merge(regs[r], moved);
+            }
+        }
+        let mut done = true;
+        if rep {
+            regs[Gpr::Rcx] = merge(regs[Gpr::Rcx], regs[Gpr::Rcx].wrapping_sub(1));
+            done = regs[Gpr::Rcx] & amask == 0;
+        }
+        st.set_all_gprs(&regs);
+        if !done {
+            return Next::Guest;
+        }
+        let v = st.vmcb();
+        v.save.rip = next_rip;
+        v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+        self.step_after_emulation(st).unwrap_or(Next::Guest)
     }
 
     /// RDMSR/WRMSR (APM 15.11): the MSRs a 64-bit OS needs; others #GP.
@@ -419,7 +559,7 @@ impl Vcpu {
         }
         v.save.rip = rip;
         v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
-        Ok(Next::Guest)
+        Ok(self.step_after_emulation(st).unwrap_or(Next::Guest))
     }
 
     /// XSETBV (intercepted: XCR0 is not switched by VMRUN).
@@ -428,9 +568,11 @@ impl Vcpu {
         let ecx = st.cpu.gprs[Gpr::Rcx] as u32;
         let host = hw::cpu::host_xcr0();
         let cpl = st.vmcb().save.cpl;
-        // SDM XSETBV: #GP for ECX != 0, CPL > 0, x87 clear, AVX without SSE,
-        // or bits the processor (here: the host) does not support.
-        let bad = ecx != 0 || cpl != 0 || v & 1 == 0 || (v & 4 != 0 && v & 2 == 0) || v & !host != 0;
+        // XSETBV: #GP for ECX != 0, CPL > 0, or an XCR0 the processor the
+        // guest sees refuses: x87 clear, AVX without SSE, a component its
+        // CPUID leaf 0xD does not offer (within the host's XCR0), split
+        // MPX/AVX-512/AMX groups (`xsave::xcr0_valid`, KVM's `__kvm_set_xcr`).
+        let bad = ecx != 0 || cpl != 0 || !nsvm_core::xsave::xcr0_valid(v, st.guest_supported_xcr0());
         if host == 0 || st.vmcb().save.cr4 & cr4::OSXSAVE == 0 {
             st.inject(Event::new(EventType::Exception, 6, None));
             return Ok(Next::Guest);
@@ -450,4 +592,15 @@ fn xsave_size(xcr0: u64) -> u32 {
         let (a, b, ..) = hw::cpu::cpuid(0xd, i);
         (a, b)
     })
+}
+
+/// One element of a string instruction: where RIP goes once the count is
+/// done, REP, element size, address-size mask, direction (RFLAGS.DF).
+#[derive(Clone, Copy)]
+struct StrElem {
+    next_rip: u64,
+    rep: bool,
+    size: u8,
+    amask: u64,
+    df: bool,
 }

@@ -21,7 +21,9 @@ pub(crate) mod lapic;
 mod nested;
 mod run;
 mod state;
+mod debug;
 mod uapi;
+mod xstate;
 
 use kernel::prelude::*;
 
@@ -94,6 +96,18 @@ struct CpuState {
     guest_efer: u64,
     /// The guest's XCR0.
     xcr0: u64,
+    /// The guest's DR0-3 (in the processor only while it runs).
+    db: [u64; 4],
+    /// The guest's MTRRs (`nsvm_core::mtrr`).
+    mtrr: nsvm_core::mtrr::Mtrrs,
+    /// Machine-check banks and HWCR (`nsvm_core::mce`; 4 KiB: boxed).
+    mce: KBox<nsvm_core::mce::Mce>,
+    /// `KVM_SET_GUEST_DEBUG` in force (`debug.rs`).
+    dbg: nsvm_core::guest_debug::GuestDebug,
+    /// The guest's DR7 while the debugger's is in the VMCB.
+    dbg_guest_dr7: u64,
+    /// DR6 at the last entry (what a #DB then set, for `KVM_EXIT_DEBUG`).
+    dbg_dr6: u64,
     apic_base: u64,
     tsc_aux: u64,
     /// The table of `KVM_SET_CPUID2`.
@@ -131,6 +145,9 @@ struct UserExitState {
     string_gpas: KVec<u64>,
     /// When the last exit was HLT: the time it happened (ns).
     halted_since: Option<u64>,
+    /// A shutdown requested from outside (`KVM_X86_SET_MCE` during a
+    /// machine check): the next `KVM_RUN` ends in `KVM_EXIT_SHUTDOWN`.
+    triple_fault: bool,
 }
 
 /// Nested SVM (SVM offered to L1): L1's SVM state and, while L2 runs, the
@@ -204,6 +221,10 @@ enum Pending {
     Mmio { next_rip: u64, read: Option<(mmio::Reg, mmio::Extend, u8)> },
     /// INS/OUTS of `count` elements; the guest addresses are in `string_gpas`.
     StrIo { next_rip: u64, is_in: bool, rep: bool, count: u64, size: u8, amask: u64, idx: Gpr, df: bool },
+    /// One element of MOVS/STOS on MMIO: rSI (`si`) and rDI (`di`) move by
+    /// `size`, rCX counts down with `rep`; `store` is the RAM address a
+    /// MOVS from MMIO writes the data userspace returned to.
+    StrMmio { next_rip: u64, rep: bool, size: u8, amask: u64, df: bool, si: bool, di: bool, store: Option<u64> },
 }
 
 /// One vCPU.
@@ -239,6 +260,12 @@ impl Vcpu {
                 gprs: Gprs::default(),
                 guest_efer: 0,
                 xcr0: 1,
+                db: [0; 4],
+                mtrr: nsvm_core::mtrr::Mtrrs::default(),
+                mce: KBox::new(nsvm_core::mce::Mce::default(), GFP_KERNEL_ACCOUNT)?,
+                dbg: nsvm_core::guest_debug::GuestDebug::default(),
+                dbg_guest_dr7: 0,
+                dbg_dr6: 0,
                 apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
                 tsc_aux: 0,
                 cpuid: KVec::new(),
@@ -250,7 +277,7 @@ impl Vcpu {
                 asids: [VmcbAsid::new(); 2],
             },
             ev: PendingEvents::NONE,
-            uexit: UserExitState { pending: None, string_gpas: KVec::new(), halted_since: None },
+            uexit: UserExitState { pending: None, string_gpas: KVec::new(), halted_since: None, triple_fault: false },
             nst: NestedState {
                 vmcb02: VmcbPage::new()?,
                 vmcb12: VmcbPage::new()?,

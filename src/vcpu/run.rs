@@ -75,6 +75,21 @@ impl Vcpu {
     }
 
     fn run_locked(&self, st: &mut VcpuState) -> Result<isize> {
+        if st.apic.is_none() {
+            // The TPR from userspace (no in-kernel LAPIC: KVM loads `cr8` on
+            // every KVM_RUN, before anything else; bits 63:4 are reserved,
+            // EINVAL): it is V_TPR, which the guest's MOV CR8 reads and writes
+            // under V_INTR_MASKING (APM 15.21.4).
+            let cr8 = self.run.read_u64(run::CR8);
+            if cr8 > 0xf {
+                return Err(EINVAL);
+            }
+            if st.vmcb().control.int_ctl & int_ctl::V_TPR_MASK != cr8 as u32 {
+                st.mark_untrusted();
+                let c = &mut st.vmcb().control;
+                c.int_ctl = (c.int_ctl & !int_ctl::V_TPR_MASK) | cr8 as u32;
+            }
+        }
         // Complete port I/O: an IN's data from the PIO page goes to RAX, and
         // RIP moves past the instruction.
         let next_rip = match st.uexit.pending.take() {
@@ -122,12 +137,47 @@ impl Vcpu {
                 st.uexit.string_gpas.clear();
                 done.then_some(next_rip)
             }
+            Some(Pending::StrMmio { next_rip, rep, size, amask, df, si, di, store }) => {
+                if let Some(g) = store {
+                    let d = self.run.read_u64(run::MMIO_DATA).to_le_bytes();
+                    let inner = self.vm.mem();
+                    st.guest_mem(&inner).write_bytes(g, &d[..usize::from(size)]);
+                }
+                let mut regs = st.all_gprs();
+                let step = u64::from(size);
+                // Only the address-size part changes; a 32-bit update
+                // zero-extends (APM vol. 3 MOVS/STOS).
+                let merge = |old: u64, new: u64| if amask == 0xffff_ffff { new & amask } else { (old & !amask) | (new & amask) };
+                for (on, r) in [(si, Gpr::Rsi), (di, Gpr::Rdi)] {
+                    if on {
+                        let moved = if df { regs[r].wrapping_sub(step) } else { regs[r].wrapping_add(step) };
+                        regs[r] = merge(regs[r], moved);
+                    }
+                }
+                let mut done = true;
+                if rep {
+                    regs[Gpr::Rcx] = merge(regs[Gpr::Rcx], regs[Gpr::Rcx].wrapping_sub(1));
+                    done = regs[Gpr::Rcx] & amask == 0;
+                }
+                st.set_all_gprs(&regs);
+                done.then_some(next_rip)
+            }
             None => None,
         };
         if let Some(rip) = next_rip {
             let vmcb = st.vmcb();
             vmcb.save.rip = rip;
             vmcb.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+        }
+        // An instruction userspace completed (port I/O, MMIO) is a step for
+        // a debugger single-stepping the guest: report it now, as KVM does
+        // when it completes the instruction.
+        if next_rip.is_some() {
+            if let Some(Next::User) = self.step_after_emulation(st) {
+                self.stats.bump(st_idx::EXITS_USERSPACE);
+                self.encode_common(st);
+                return Ok(0);
+            }
         }
         if let Some(t) = st.uexit.halted_since.take() {
             self.stats.bump(st_idx::HALT_WAKEUPS);
@@ -138,6 +188,10 @@ impl Vcpu {
             return Err(EINTR);
         }
         let r = loop {
+            if core::mem::take(&mut st.uexit.triple_fault) {
+                self.user_exit(UserExit::Shutdown);
+                break Ok(0);
+            }
             if hw::task::signal_pending() {
                 self.user_exit(UserExit::Intr);
                 self.stats.bump(st_idx::SIGNAL_EXITS);
@@ -176,6 +230,7 @@ impl Vcpu {
             }
             st.prepare_interrupts(window);
             st.apply_policy(self.vm.policy());
+            st.apply_guest_debug();
             let seen = loop {
                 // L2 on NPT02: dropped if the VM's memory changed since it
                 // was composed, and the entry abandoned if it changes again
@@ -261,7 +316,12 @@ impl VcpuState {
             self.cpu.entry.note(page.get());
         }
         let tlb = vmrun::EntryTlb { mode, asid: &mut self.cpu.asids[level], generation, npt02_generation };
-        let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.loaded, &mut self.cpu.gprs, xcr0, tlb);
+        // DR0-3: the debugger's breakpoints while it uses them (what the
+        // guest writes to them meanwhile is not kept), else the guest's.
+        let d = &self.cpu.dbg.debugreg;
+        let mut dbg_db = [d[0], d[1], d[2], d[3]];
+        let db = if self.cpu.dbg.hw_bp() && !l2 { &mut dbg_db } else { &mut self.cpu.db };
+        let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.loaded, &mut self.cpu.gprs, xcr0, tlb, db);
         if e.fpu_load != FpuLoad::Kept {
             self.stats.bump(nsvm_core::stats::FPU_LOADS);
         }
@@ -308,6 +368,20 @@ pub(super) enum Entry {
     Ran(Option<Sighting>),
     /// No VMRUN: NPT02 went stale on the way in (drop it, enter again).
     Retry,
+}
+
+impl Vcpu {
+    /// The fields every return from `KVM_RUN` fills (`RunCommon`), for the
+    /// early return of a completed step.
+    fn encode_common(&self, st: &mut VcpuState) {
+        let common = RunCommon {
+            if_flag: st.vmcb().save.rflags & rflags::IF != 0,
+            ready_for_interrupt_injection: st.ready_for_injection(),
+            cr8: u64::from(st.vmcb().control.int_ctl & int_ctl::V_TPR_MASK),
+            apic_base: st.cpu.apic_base,
+        };
+        common.encode(&mut RunPageWriter(&self.run));
+    }
 }
 
 /// Logs a VMCB that came back from VMRUN with what no #VMEXIT of that VMRUN

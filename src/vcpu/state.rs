@@ -217,6 +217,8 @@ impl VcpuState {
         // The intercepts are rebuilt: the next entry applies the policy.
         self.cpu.applied_policy = None;
         cpu_state::reset(self.cpu.vmcb.get(), &mut self.cpu.gprs, init, &cfg);
+        // DR0-3 are zero after RESET and INIT (DR6/DR7 are in the VMCB).
+        self.cpu.db = [0; 4];
         self.cpu.guest_efer = 0;
         self.ev = cpu_state::PendingEvents::NONE;
         self.uexit.pending = None;
@@ -319,6 +321,18 @@ impl VcpuState {
     /// RDMSR of the running guest, or `KVM_GET_MSRS` (`msr_emul` has the
     /// rules); `None` for an MSR nsvm does not emulate (#GP).
     pub(super) fn read_msr(&mut self, index: u32) -> Option<u64> {
+        self.read_msr_as(index, false)
+    }
+
+    /// RDMSR, or `KVM_GET_MSRS` when `host` (some MSRs read differently
+    /// for userspace, as in KVM).
+    pub(super) fn read_msr_as(&mut self, index: u32, host: bool) -> Option<u64> {
+        if nsvm_core::mce::is_mce_msr(index) {
+            return self.cpu.mce.read(index, host);
+        }
+        if nsvm_core::mtrr::is_mtrr(index) {
+            return self.cpu.mtrr.read(index);
+        }
         if let Some(r) = self.apic_msr_read(index) {
             return r;
         }
@@ -328,17 +342,32 @@ impl VcpuState {
     /// WRMSR of the running guest, or `KVM_SET_MSRS`; false when refused
     /// (#GP for the guest).
     pub(super) fn write_msr(&mut self, index: u32, val: u64) -> bool {
-        self.write_msr_from(index, val, false)
+        self.write_msr_as(index, val, false)
     }
 
-    /// WRMSR (`host` false) or `KVM_SET_MSRS` (`host` true: the APIC mode
-    /// transitions the guest may not make are allowed, as in KVM).
-    pub(super) fn write_msr_from(&mut self, index: u32, val: u64, host: bool) -> bool {
+    /// WRMSR, or `KVM_SET_MSRS` when `host`.
+    pub(super) fn write_msr_as(&mut self, index: u32, val: u64, host: bool) -> bool {
+        if nsvm_core::mce::is_mce_msr(index) {
+            let amd = self.amd_vendor();
+            return self.cpu.mce.write(index, val, host, amd).is_ok();
+        }
+        if nsvm_core::mtrr::is_mtrr(index) {
+            let bits = self.cpu.features.phys_bits;
+            return self.cpu.mtrr.write(index, val, bits).is_ok();
+        }
         if let Some(ok) = self.apic_msr_write(index, val, host) {
             return ok;
         }
         self.mark_untrusted();
         msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok()
+    }
+}
+
+impl VcpuState {
+    /// The vendor of the vCPU's CPUID leaf 0 is AMD or Hygon (KVM's
+    /// `guest_cpuid_is_amd_compatible`; without a table: no).
+    pub(super) fn amd_vendor(&self) -> bool {
+        self.cpu.cpuid.iter().find(|e| e.function == 0).is_some_and(|e| matches!(e.regs[1], 0x6874_7541 | 0x6f67_7948))
     }
 }
 

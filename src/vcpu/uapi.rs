@@ -37,14 +37,27 @@ impl Vcpu {
                 self.run()
             }
             uapi::kvm::GET_REGS => {
-                let r = self.state.lock().get_regs();
+                let r = {
+                    let mut st = self.state.lock();
+                    let mut r = st.get_regs();
+                    // The TF of single-stepping is the debugger's (KVM hides it).
+                    if st.cpu.dbg.singlestep() {
+                        r.r[17] &= !nsvm_core::x86::rflags::TF;
+                    }
+                    r
+                };
                 user(Regs::SIZE).writer().write_slice(&r.to_bytes())?;
                 Ok(0)
             }
             uapi::kvm::SET_REGS => {
                 let mut b = [0u8; Regs::SIZE];
                 user(Regs::SIZE).reader().read_slice(&mut b)?;
-                self.state.lock().set_regs(&Regs::from_bytes(&b));
+                let mut r = Regs::from_bytes(&b);
+                let mut st = self.state.lock();
+                if st.cpu.dbg.singlestep() {
+                    r.r[17] |= nsvm_core::x86::rflags::TF;
+                }
+                st.set_regs(&r);
                 Ok(0)
             }
             uapi::kvm::GET_SREGS => {
@@ -97,6 +110,17 @@ impl Vcpu {
             uapi::kvm::SET_LAPIC => self.set_lapic(arg),
             uapi::kvm::GET_MP_STATE => self.get_mp_state(arg),
             uapi::kvm::SET_MP_STATE => self.set_mp_state(arg),
+            uapi::kvm::GET_XSAVE => self.get_xsave(arg, nsvm_core::xsave::KVM_XSAVE_SIZE),
+            uapi::kvm::GET_XSAVE2 => self.get_xsave(arg, super::xstate::uabi_size()),
+            uapi::kvm::SET_XSAVE => self.set_xsave(arg),
+            uapi::kvm::GET_XCRS => self.get_xcrs(arg),
+            uapi::kvm::SET_XCRS => self.set_xcrs(arg),
+            uapi::kvm::GET_DEBUGREGS => self.get_debugregs(arg),
+            uapi::kvm::SET_DEBUGREGS => self.set_debugregs(arg),
+            uapi::kvm::GET_CPUID2 => self.get_cpuid(arg),
+            uapi::kvm::X86_SETUP_MCE => self.setup_mce(arg),
+            uapi::kvm::SET_GUEST_DEBUG => self.set_guest_debug(arg),
+            uapi::kvm::X86_SET_MCE => self.set_mce(arg),
             // Unknown vCPU ioctls are EINVAL (kvm_vcpu_ioctl for other
             // magics, kvm_arch_vcpu_ioctl for KVM's), a few as KVM refuses
             // them (`uapi::vcpu_refusal`).
@@ -168,11 +192,11 @@ impl Vcpu {
                 if set {
                     let mut d = [0u8; 8];
                     d.copy_from_slice(&e[8..16]);
-                    if !st.write_msr_from(index, u64::from_ne_bytes(d), true) {
+                    if !st.write_msr_as(index, u64::from_ne_bytes(d), true) {
                         break;
                     }
                 } else {
-                    match st.read_msr(index) {
+                    match st.read_msr_as(index, true) {
                         Some(v) => e[8..16].copy_from_slice(&v.to_ne_bytes()),
                         None => break,
                     }

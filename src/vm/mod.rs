@@ -155,6 +155,12 @@ pub(crate) struct Vm {
     pub(crate) apic: apic_bus::ApicBus,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
+    /// The VM's clock as an offset from the host's boot-time clock
+    /// (`KVM_GET/SET_CLOCK`, `nsvm_core::clock`); 0 at creation.
+    pub(crate) kvmclock_offset: core::sync::atomic::AtomicI64,
+    /// `KVM_IOEVENTFD` registrations (`nsvm_core::ioeventfd` rules).
+    #[pin]
+    pub(crate) ioeventfds: Mutex<KVec<nsvm_core::ioeventfd::Entry<hw::eventfd::EventFd>>>,
     #[pin]
     pub(crate) mmu: SpinLock<Mmu>,
 }
@@ -283,6 +289,8 @@ impl Vm {
                 apic: apic_bus::ApicBus::new(),
                 inner <- new_mutex!(inner, "nsvm_vm"),
                 mmu <- new_spinlock!(mmu, "nsvm_mmu"),
+                kvmclock_offset: core::sync::atomic::AtomicI64::new((hw::task::boottime_ns() as i64).wrapping_neg()),
+                ioeventfds <- new_mutex!(KVec::new(), "nsvm_ioeventfds"),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
@@ -458,4 +466,20 @@ pub(crate) fn fmt_id(out: &mut [u8; 24], pid: i32, vcpu: Option<u32>) -> usize {
         put(&b[i..]);
     }
     n
+}
+
+impl Vm {
+    /// A guest write of `len` bytes of `val` to `addr` on `bus`: signals the
+    /// `KVM_IOEVENTFD` registration it hits and returns true (the write is
+    /// then complete: no exit to userspace), false when none does.
+    pub(crate) fn ioeventfd_write(&self, bus: nsvm_core::ioeventfd::Bus, addr: u64, len: u32, val: u64) -> bool {
+        let t = self.ioeventfds.lock();
+        match nsvm_core::ioeventfd::find_hit(&t, bus, addr, len, val) {
+            Some(i) => {
+                t[i].h.signal();
+                true
+            }
+            None => false,
+        }
+    }
 }

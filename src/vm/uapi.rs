@@ -85,6 +85,27 @@ impl Vm {
             uapi::kvm::SIGNAL_MSI => self.signal_msi(arg),
             uapi::kvm::SET_GSI_ROUTING => self.set_gsi_routing(arg),
             uapi::kvm::IRQFD => self.irqfd(arg),
+            uapi::kvm::GET_CLOCK => {
+                use nsvm_core::clock::{read, ClockData, KVM_CLOCK_DATA_SIZE};
+                // No master clock: flags 0, as KVM without a stable TSC.
+                let off = self.kvmclock_offset.load(Ordering::Relaxed);
+                let d = ClockData { clock: read(hw::task::boottime_ns(), off), ..Default::default() };
+                UserSlice::new(UserPtr::from_addr(arg), KVM_CLOCK_DATA_SIZE).writer().write_slice(&d.to_bytes())?;
+                Ok(0)
+            }
+            uapi::kvm::SET_CLOCK => {
+                use nsvm_core::clock::{ClockData, KVM_CLOCK_DATA_SIZE};
+                let mut b = [0u8; KVM_CLOCK_DATA_SIZE];
+                UserSlice::new(UserPtr::from_addr(arg), KVM_CLOCK_DATA_SIZE).reader().read_slice(&mut b)?;
+                let off = ClockData::from_bytes(&b).offset(hw::task::boottime_ns(), hw::task::realtime_ns()).map_err(|_| EINVAL)?;
+                self.kvmclock_offset.store(off, Ordering::Relaxed);
+                Ok(0)
+            }
+            uapi::kvm::IOEVENTFD => {
+                let mut b = [0u8; nsvm_core::ioeventfd::KVM_IOEVENTFD_SIZE];
+                UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;
+                self.ioeventfd(&nsvm_core::ioeventfd::Request::from_bytes(&b))
+            }
             // The VM's default for its vCPUs: the host's rate (no TSC scaling).
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
             _ => refuse(arg, uapi::vm_refusal(cmd)),
@@ -166,6 +187,31 @@ impl Vm {
             }
             _ => Err(EINVAL),
         }
+    }
+
+    /// `KVM_IOEVENTFD`, with KVM's order: the checks of a new registration
+    /// (`EINVAL`), the eventfd (`EBADF`, `EINVAL`), a collision (`EEXIST`);
+    /// removal: the eventfd, then the exact registration (`ENOENT`).
+    fn ioeventfd(&self, r: &nsvm_core::ioeventfd::Request) -> Result<isize> {
+        use nsvm_core::ioeventfd::find_deassign;
+        if r.deassign() {
+            let fd = hw::eventfd::EventFd::get(r.fd)?;
+            let mut t = self.ioeventfds.lock();
+            let i = find_deassign(&t, r, |h| h.same(&fd)).ok_or(ENOENT)?;
+            let e = t.remove(i).map_err(|_| ENOENT)?;
+            drop(t);
+            drop(e);
+            return Ok(0);
+        }
+        r.check_assign().map_err(|_| EINVAL)?;
+        let fd = hw::eventfd::EventFd::get(r.fd)?;
+        let e = r.entry(fd);
+        let mut t = self.ioeventfds.lock();
+        if t.iter().any(|o| o.collides(&e)) {
+            return Err(EEXIST);
+        }
+        t.push(e, GFP_KERNEL_ACCOUNT)?;
+        Ok(0)
     }
 
     /// `KVM_CREATE_VCPU`, with `kvm_vm_ioctl_create_vcpu`'s order: an id

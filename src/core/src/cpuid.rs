@@ -180,7 +180,6 @@ pub const fn is_indexed(leaf: u32) -> bool {
 /// [`L1_FEATURES`]). `None`: leaf not offered.
 pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
     let [mut a, mut b, mut c, mut d] = host;
-    let _ = sub;
     match leaf {
         1 => {
             // ECX: 3 MONITOR, 5 VMX off; 21 x2APIC and 24 TSC-deadline on
@@ -201,10 +200,40 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
             c = 0;
             d = 0;
         }
+        7 if sub == 0 => {
+            // Features whose MSRs nsvm does not virtualize: EBX 12 PQM and
+            // 15 PQE (resource monitoring/allocation), 14 MPX (BNDCFGS);
+            // ECX 5 WAITPKG (UMWAIT_CONTROL); EDX 26 IBRS/IBPB, 27 STIBP,
+            // 28 L1D_FLUSH, 29 ARCH_CAPABILITIES, 31 SSBD (SPEC_CTRL,
+            // PRED_CMD, FLUSH_CMD, ARCH_CAPABILITIES).
+            b &= !((1 << 12) | (1 << 14) | (1 << 15));
+            c &= !(1 << 5);
+            d &= !((1 << 26) | (1 << 27) | (1 << 28) | (1 << 29) | (1 << 31));
+        }
+        // Architectural performance monitoring: no PMU is virtualized.
+        0xa => {
+            a = 0;
+            b = 0;
+            c = 0;
+            d = 0;
+        }
         0x8000_0001 => {
             // ECX bit 2 SVM: offered to L1 (nested SVM).
             c |= 1 << 2;
+            // Not virtualized: 10 IBS, 13 WDT, 15 LWP, 23/24/28 the core,
+            // northbridge and LLC performance counter extensions (their
+            // MSRs would #GP).
+            c &= !((1 << 10) | (1 << 13) | (1 << 15) | (1 << 23) | (1 << 24) | (1 << 28));
         }
+        // EBX: the speculation-control features (IBPB 12, IBRS 14, STIBP
+        // 15, their always-on/preferred/same-mode hints 16-19, SSBD 24,
+        // VIRT_SSBD 25) need SPEC_CTRL/PRED_CMD/VIRT_SPEC_CTRL, which nsvm
+        // does not virtualize.
+        0x8000_0008 => {
+            b &= !((1 << 12) | (0x3f << 14) | (1 << 24) | (1 << 25));
+        }
+        // IBS and PerfMonV2 leaves: not virtualized.
+        0x8000_001b | 0x8000_0022 => return None,
         // SVM for L1 (APM 15.4): revision 1, 8 ASIDs, and only the features
         // nsvm implements for L1 (`L1_FEATURES`).
         0x8000_000a => return Some([1, 8, 0, L1_FEATURES.bits()]),
@@ -280,6 +309,20 @@ mod supported_tests {
         assert!(is_indexed(7) && is_indexed(0xd) && !is_indexed(1));
         assert_eq!(l1[2] & (1 << 27), 0);
         assert_eq!(l1[3] & (1 << 28), 0);
+        // Features nsvm does not virtualize are not offered.
+        let e = supported_leaf(0x8000_0001, 0, [0, 0, u32::MAX, 0]).unwrap();
+        assert_eq!(e[2] & ((1 << 10) | (1 << 23) | (1 << 24) | (1 << 28)), 0);
+        let l7 = supported_leaf(7, 0, [0, u32::MAX, u32::MAX, u32::MAX]).unwrap();
+        assert_eq!(l7[3] & (1 << 26 | 1 << 27 | 1 << 29 | 1 << 31), 0);
+        assert_eq!(l7[1] & (1 << 14), 0);
+        assert_eq!(l7[1] & 1, 1, "FSGSBASE stays");
+        let l8 = supported_leaf(0x8000_0008, 0, [0x3030, u32::MAX, 0, 0]).unwrap();
+        assert_eq!(l8[1] & ((1 << 12) | (1 << 14) | (1 << 24)), 0);
+        assert_eq!(l8[0], 0x3030);
+        assert_eq!(supported_leaf(0xa, 0, [u32::MAX; 4]), Some([0; 4]));
+        assert_eq!(supported_leaf(0x8000_0022, 0, [1; 4]), None);
+        // Leaf 7 sub-leaf 1 is left as the host has it.
+        assert_eq!(supported_leaf(7, 1, [1, 2, 3, 4]), Some([1, 2, 3, 4]));
     }
 
     #[test]

@@ -10,20 +10,25 @@
 #![cfg_attr(not(test), forbid(unsafe_code))]
 
 pub mod checks;
+pub mod clock;
 pub mod cpu_state;
 pub mod cpuid;
 pub mod event;
 pub mod exit;
 pub mod fpu;
+pub mod guest_debug;
 pub mod hoststate;
 pub mod insn;
+pub mod ioeventfd;
 pub mod intercept;
 pub mod kvm;
 pub mod lapic;
+pub mod mce;
 pub mod memslot;
 pub mod mmio;
 pub mod msr;
 pub mod msr_emul;
+pub mod mtrr;
 pub mod nested;
 pub mod nested_state;
 pub mod paging;
@@ -36,3 +41,4 @@ pub mod uapi;
 pub mod user_exit;
 pub mod vmcb;
 pub mod x86;
+pub mod xsave;

@@ -120,6 +120,8 @@ pub const GUEST_MSRS: &[u32] = &[
     // Nested SVM (readable once SVM is offered to the guest): part of a
     // vCPU's state for save/restore, as in KVM's list.
     VM_HSAVE_PA, VM_CR,
+    // Machine-check state (`mce`): MCG_STATUS and MCG_CTL, as KVM lists them.
+    crate::mce::MCG_STATUS, crate::mce::MCG_CTL,
 ];
 
 /// Name of an MSR for logs and dumps.

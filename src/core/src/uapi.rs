@@ -219,6 +219,34 @@ pub mod kvm {
     pub const GET_SREGS: u32 = ior(KVMIO, 0x83, sizes::KVM_SREGS);
     /// `KVM_SET_SREGS` (vCPU fd).
     pub const SET_SREGS: u32 = iow(KVMIO, 0x84, sizes::KVM_SREGS);
+    /// `KVM_GET_DEBUGREGS` (vCPU fd).
+    pub const GET_DEBUGREGS: u32 = ior(KVMIO, 0xa1, crate::xsave::KVM_DEBUGREGS_SIZE);
+    /// `KVM_SET_DEBUGREGS` (vCPU fd).
+    pub const SET_DEBUGREGS: u32 = iow(KVMIO, 0xa2, crate::xsave::KVM_DEBUGREGS_SIZE);
+    /// `KVM_GET_XSAVE` (vCPU fd).
+    pub const GET_XSAVE: u32 = ior(KVMIO, 0xa4, crate::xsave::KVM_XSAVE_SIZE);
+    /// `KVM_SET_XSAVE` (vCPU fd).
+    pub const SET_XSAVE: u32 = iow(KVMIO, 0xa5, crate::xsave::KVM_XSAVE_SIZE);
+    /// `KVM_GET_XCRS` (vCPU fd).
+    pub const GET_XCRS: u32 = ior(KVMIO, 0xa6, crate::xsave::KVM_XCRS_SIZE);
+    /// `KVM_SET_XCRS` (vCPU fd).
+    pub const SET_XCRS: u32 = iow(KVMIO, 0xa7, crate::xsave::KVM_XCRS_SIZE);
+    /// `KVM_GET_XSAVE2` (vCPU fd; copies `KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2)` bytes).
+    pub const GET_XSAVE2: u32 = ior(KVMIO, 0xcf, crate::xsave::KVM_XSAVE_SIZE);
+    /// `KVM_X86_SETUP_MCE` (vCPU fd).
+    pub const X86_SETUP_MCE: u32 = iow(KVMIO, 0x9c, 8);
+    /// `KVM_X86_GET_MCE_CAP_SUPPORTED` (system fd).
+    pub const X86_GET_MCE_CAP_SUPPORTED: u32 = ior(KVMIO, 0x9d, 8);
+    /// `KVM_X86_SET_MCE` (vCPU fd).
+    pub const X86_SET_MCE: u32 = iow(KVMIO, 0x9e, crate::mce::KVM_X86_MCE_SIZE);
+    /// `KVM_SET_GUEST_DEBUG` (vCPU fd).
+    pub const SET_GUEST_DEBUG: u32 = iow(KVMIO, 0x9b, crate::guest_debug::KVM_GUEST_DEBUG_SIZE);
+    /// `KVM_SET_CLOCK` (VM fd).
+    pub const SET_CLOCK: u32 = iow(KVMIO, 0x7b, crate::clock::KVM_CLOCK_DATA_SIZE);
+    /// `KVM_GET_CLOCK` (VM fd).
+    pub const GET_CLOCK: u32 = ior(KVMIO, 0x7c, crate::clock::KVM_CLOCK_DATA_SIZE);
+    /// `KVM_IOEVENTFD` (VM fd).
+    pub const IOEVENTFD: u32 = iow(KVMIO, 0x79, crate::ioeventfd::KVM_IOEVENTFD_SIZE);
 }
 
 /// KVM capability numbers (`KVM_CAP_*`) with their names, for
@@ -233,13 +261,14 @@ pub mod cap {
     }
     caps! {
         IRQCHIP = 0, HLT = 1, USER_MEMORY = 3, SET_TSS_ADDR = 4, EXT_CPUID = 7, NR_VCPUS = 9,
-        NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, SET_GUEST_DEBUG = 23, IRQ_ROUTING = 25, IRQFD = 32,
+        NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, DESTROY_MEMORY_REGION_WORKS = 21, SET_GUEST_DEBUG = 23,
+        IRQ_ROUTING = 25, JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IRQFD = 32, IOEVENTFD = 36,
         SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
         GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, SIGNAL_MSI = 77, READONLY_MEM = 81,
-        SPLIT_IRQCHIP = 121, MAX_VCPU_ID = 128, X2APIC_API = 129,
+        IOEVENTFD_NO_LENGTH = 100, SPLIT_IRQCHIP = 121, IOEVENTFD_ANY_LENGTH = 122, MAX_VCPU_ID = 128, X2APIC_API = 129,
         IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157,
-        X86_USER_SPACE_MSR = 188, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203,
+        X86_USER_SPACE_MSR = 188, SET_GUEST_DEBUG2 = 195, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
         X86_TRIPLE_FAULT_EVENT = 218, USER_MEMORY2 = 231,
     }
 
@@ -272,6 +301,31 @@ pub mod cap {
         (SIGNAL_MSI, 1),
         (IRQ_ROUTING, crate::lapic::MAX_IRQ_ROUTES as i32),
         (IRQFD, 1),
+        // Slot deletion and merging work (KVM answers 1 unconditionally).
+        (DESTROY_MEMORY_REGION_WORKS, 1),
+        (JOIN_MEMORY_REGIONS_WORKS, 1),
+        // KVM_EXIT_INTERNAL_ERROR fills `internal.ndata` and `data`.
+        (INTERNAL_ERROR_DATA, 1),
+        (DEBUGREGS, 1),
+        // KVM_IOEVENTFD on PIO and MMIO, length 0 (any) included.
+        (IOEVENTFD, 1),
+        (IOEVENTFD_NO_LENGTH, 1),
+        (IOEVENTFD_ANY_LENGTH, 1),
+        (XSAVE, 1),
+        (XCRS, 1),
+        // Machine-check banks (`KVM_X86_SETUP_MCE`, `KVM_X86_SET_MCE`).
+        (MCE, crate::mce::MAX_BANKS as i32),
+        // KVM_SET_GUEST_DEBUG: single step, hardware and software
+        // breakpoints; GUEST_DEBUG2 lists the control bits.
+        (SET_GUEST_DEBUG, 1),
+        // Single steps also over what L0 emulates or userspace completes.
+        (X86_ROBUST_SINGLESTEP, 1),
+        // KVM_GET/SET_CLOCK: the flags KVM_SET_CLOCK accepts.
+        (ADJUST_CLOCK, crate::clock::flags::VALID as i32),
+        (SET_GUEST_DEBUG2, crate::guest_debug::flags::VALID as i32),
+        // Bytes KVM_GET_XSAVE2 copies: the guest image fits 4096 (checked
+        // at load), so `struct kvm_xsave`'s size, as KVM reports then.
+        (XSAVE2, crate::xsave::KVM_XSAVE_SIZE as i32),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0
@@ -499,6 +553,8 @@ pub enum SystemIoctl {
     GetSupportedCpuid,
     /// `KVM_GET_MSR_INDEX_LIST` with a `struct kvm_msr_list` pointer.
     GetMsrIndexList,
+    /// `KVM_X86_GET_MCE_CAP_SUPPORTED`: a u64 to the pointer.
+    GetMceCapSupported,
     /// Fail with this error: `EINVAL` for unknown commands and for a
     /// non-zero argument where KVM wants 0 (KVM's `kvm_dev_ioctl` and
     /// `kvm_arch_dev_ioctl`).
@@ -518,6 +574,7 @@ pub fn decode_system_ioctl(cmd: u32, arg: u64) -> SystemIoctl {
         kvm::GET_VCPU_MMAP_SIZE => SystemIoctl::GetVcpuMmapSize,
         kvm::GET_SUPPORTED_CPUID => SystemIoctl::GetSupportedCpuid,
         kvm::GET_MSR_INDEX_LIST => SystemIoctl::GetMsrIndexList,
+        kvm::X86_GET_MCE_CAP_SUPPORTED => SystemIoctl::GetMceCapSupported,
         _ => SystemIoctl::Refused(Errno::Einval),
     }
 }
@@ -623,6 +680,17 @@ mod tests {
             (cap::MAX_VCPUS, kb::KVM_CAP_MAX_VCPUS),
             (cap::X86_USER_SPACE_MSR, kb::KVM_CAP_X86_USER_SPACE_MSR),
             (cap::EXIT_HYPERCALL, kb::KVM_CAP_EXIT_HYPERCALL),
+            (cap::DESTROY_MEMORY_REGION_WORKS, kb::KVM_CAP_DESTROY_MEMORY_REGION_WORKS),
+            (cap::JOIN_MEMORY_REGIONS_WORKS, kb::KVM_CAP_JOIN_MEMORY_REGIONS_WORKS),
+            (cap::INTERNAL_ERROR_DATA, kb::KVM_CAP_INTERNAL_ERROR_DATA),
+            (cap::IOEVENTFD, kb::KVM_CAP_IOEVENTFD),
+            (cap::IOEVENTFD_NO_LENGTH, kb::KVM_CAP_IOEVENTFD_NO_LENGTH),
+            (cap::IOEVENTFD_ANY_LENGTH, kb::KVM_CAP_IOEVENTFD_ANY_LENGTH),
+            (cap::DEBUGREGS, kb::KVM_CAP_DEBUGREGS),
+            (cap::XSAVE, kb::KVM_CAP_XSAVE),
+            (cap::XCRS, kb::KVM_CAP_XCRS),
+            (cap::XSAVE2, kb::KVM_CAP_XSAVE2),
+            (cap::MCE, kb::KVM_CAP_MCE),
         ];
         for (a, b) in expect {
             assert_eq!(a, b, "{:?}", cap::name(*a));
@@ -635,6 +703,27 @@ mod tests {
     fn vcpu_ioctl_numbers_match_kvm() {
         use kvm_bindings as kb;
         assert_eq!(kvm::GET_FPU, ior(KVMIO, 0x8c, size_of::<kb::kvm_fpu>()));
+        assert_eq!(kvm::GET_DEBUGREGS, 0x8080_aea1);
+        assert_eq!(kvm::SET_DEBUGREGS, 0x4080_aea2);
+        assert_eq!(kvm::GET_XSAVE, 0x9000_aea4);
+        assert_eq!(kvm::SET_XSAVE, 0x5000_aea5);
+        assert_eq!(kvm::GET_XCRS, 0x8188_aea6);
+        assert_eq!(kvm::SET_XCRS, 0x4188_aea7);
+        assert_eq!(kvm::GET_XSAVE2, 0x9000_aecf);
+        assert_eq!(kvm::IOEVENTFD, 0x4040_ae79);
+        assert_eq!(kvm::X86_SETUP_MCE, 0x4008_ae9c);
+        assert_eq!(kvm::SET_GUEST_DEBUG, 0x4048_ae9b);
+        assert_eq!(kvm::SET_CLOCK, 0x4030_ae7b);
+        assert_eq!(kvm::GET_CLOCK, 0x8030_ae7c);
+        assert_eq!(crate::clock::KVM_CLOCK_DATA_SIZE, size_of::<kb::kvm_clock_data>());
+        assert_eq!(crate::guest_debug::KVM_GUEST_DEBUG_SIZE, size_of::<kb::kvm_guest_debug>());
+        assert_eq!(kvm::X86_GET_MCE_CAP_SUPPORTED, 0x8008_ae9d);
+        assert_eq!(kvm::X86_SET_MCE, 0x4040_ae9e);
+        assert_eq!(crate::mce::KVM_X86_MCE_SIZE, size_of::<kb::kvm_x86_mce>());
+        assert_eq!(crate::xsave::KVM_XCRS_SIZE, size_of::<kb::kvm_xcrs>());
+        assert_eq!(crate::xsave::KVM_DEBUGREGS_SIZE, size_of::<kb::kvm_debugregs>());
+        assert_eq!(crate::xsave::KVM_XSAVE_SIZE, size_of::<kb::kvm_xsave>());
+        assert_eq!(crate::ioeventfd::KVM_IOEVENTFD_SIZE, size_of::<kb::kvm_ioeventfd>());
         assert_eq!(kvm::GET_MSRS, 0xc008_ae88);
         assert_eq!(kvm::SET_MSRS, 0x4008_ae89);
         assert_eq!(kvm::GET_TSC_KHZ, 0xaea3);

@@ -49,6 +49,14 @@ pub mod run {
     pub const MMIO_IS_WRITE: usize = EXIT + 20;
     /// `fail_entry.hardware_entry_failure_reason` (u64).
     pub const FAIL_ENTRY_REASON: usize = EXIT;
+    /// `debug.arch.exception` (u32; then pad, `pc`, `dr6`, `dr7`, u64 each).
+    pub const DEBUG_EXCEPTION: usize = EXIT;
+    /// `debug.arch.pc`.
+    pub const DEBUG_PC: usize = EXIT + 8;
+    /// `debug.arch.dr6`.
+    pub const DEBUG_DR6: usize = EXIT + 16;
+    /// `debug.arch.dr7`.
+    pub const DEBUG_DR7: usize = EXIT + 24;
     /// `fail_entry.cpu` (u32).
     pub const FAIL_ENTRY_CPU: usize = EXIT + 8;
     /// `internal.suberror` (u32).
@@ -224,6 +232,18 @@ pub enum UserExit {
         /// The CPU that tried.
         cpu: u32,
     },
+    /// `KVM_EXIT_DEBUG` (`KVM_SET_GUEST_DEBUG`): the exception that
+    /// stopped the guest (1: single step or hardware breakpoint, 3: INT3).
+    Debug {
+        /// `DB_VECTOR` or `BP_VECTOR`.
+        exception: u32,
+        /// Linear address of the instruction (CS base + RIP).
+        pc: u64,
+        /// DR6 at the exit (0 for #BP).
+        dr6: u64,
+        /// DR7 at the exit (0 for #BP).
+        dr7: u64,
+    },
     /// `KVM_EXIT_INTERNAL_ERROR`: `suberror` and the first `ndata` words of
     /// `data` (only those are written).
     InternalError {
@@ -260,6 +280,7 @@ impl UserExit {
             UserExit::IoapicEoi { .. } => run::EXIT_IOAPIC_EOI,
             UserExit::FailEntry { .. } => run::EXIT_FAIL_ENTRY,
             UserExit::InternalError { .. } => run::EXIT_INTERNAL_ERROR,
+            UserExit::Debug { .. } => run::EXIT_DEBUG,
         }
     }
 
@@ -347,6 +368,12 @@ impl UserExit {
             UserExit::FailEntry { hardware_entry_failure_reason, cpu } => {
                 page.put_u64(run::FAIL_ENTRY_REASON, hardware_entry_failure_reason);
                 page.put_u32(run::FAIL_ENTRY_CPU, cpu);
+            }
+            UserExit::Debug { exception, pc, dr6, dr7 } => {
+                page.put_u32(run::DEBUG_EXCEPTION, exception);
+                page.put_u64(run::DEBUG_PC, pc);
+                page.put_u64(run::DEBUG_DR6, dr6);
+                page.put_u64(run::DEBUG_DR7, dr7);
             }
             UserExit::InternalError { suberror, ndata, ref data } => {
                 let n = core::cmp::min(ndata as usize, INTERNAL_DATA_MAX);
@@ -481,6 +508,14 @@ mod tests {
         assert_eq!(exit_field!(Internal, suberror), (run::INTERNAL_SUBERROR, 4));
         assert_eq!(exit_field!(Internal, ndata), (run::INTERNAL_NDATA, 4));
         assert_eq!(exit_field!(Internal, data), (run::INTERNAL_DATA, 8 * INTERNAL_DATA_MAX));
+        {
+            type Dbg = kb::kvm_run__bindgen_ty_1__bindgen_ty_5;
+            let base = offset_of!(kb::kvm_run, __bindgen_anon_1) + offset_of!(Dbg, arch);
+            assert_eq!(base + offset_of!(kb::kvm_debug_exit_arch, exception), run::DEBUG_EXCEPTION);
+            assert_eq!(base + offset_of!(kb::kvm_debug_exit_arch, pc), run::DEBUG_PC);
+            assert_eq!(base + offset_of!(kb::kvm_debug_exit_arch, dr6), run::DEBUG_DR6);
+            assert_eq!(base + offset_of!(kb::kvm_debug_exit_arch, dr7), run::DEBUG_DR7);
+        }
         type Hc = kb::kvm_run__bindgen_ty_1__bindgen_ty_8;
         assert_eq!(exit_field!(Hc, nr).0, run::HYPERCALL_NR);
         assert_eq!(exit_field!(Hc, args).0, run::HYPERCALL_ARGS);
@@ -507,6 +542,7 @@ mod tests {
             (UserExit::IoapicEoi { vector: 0x31 }, kb::KVM_EXIT_IOAPIC_EOI),
             (UserExit::FailEntry { hardware_entry_failure_reason: 0, cpu: 0 }, kb::KVM_EXIT_FAIL_ENTRY),
             (UserExit::InternalError { suberror: 1, ndata: 0, data: none }, kb::KVM_EXIT_INTERNAL_ERROR),
+            (UserExit::Debug { exception: 1, pc: 0, dr6: 0, dr7: 0 }, kb::KVM_EXIT_DEBUG),
         ];
         for (e, want) in cases {
             assert_eq!(e.reason(), want, "{e:?}");

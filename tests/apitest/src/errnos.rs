@@ -370,6 +370,21 @@ pub fn extra_probes() -> Vec<Probe> {
         p(Vcpu, "KVM_SET_VCPU_EVENTS(unknown flag)", kvm::SET_VCPU_EVENTS, Buf(le(&[(20, 1 << 31, 4)], 64))),
         v(Vcpu, "KVM_SET_FPU(MXCSR bit 31)", kvm::SET_FPU, Buf(fpu)),
         p(Vcpu, "KVM_GET_REGS(NULL)", kvm::GET_REGS, Int(0)),
+        p(Vcpu, "KVM_SET_DEBUGREGS(flags 1)", kvm::SET_DEBUGREGS, Buf(le(&[(40, 0x400, 8), (48, 1, 8)], 128))),
+        p(Vcpu, "KVM_SET_DEBUGREGS(DR7 bit 32)", kvm::SET_DEBUGREGS, Buf(le(&[(40, 0x1_0000_0400, 8)], 128))),
+        p(Vcpu, "KVM_SET_XCRS(nr_xcrs 17)", kvm::SET_XCRS, Buf(le(&[(0, 17, 4), (16, 1, 8)], 392))),
+        p(Vcpu, "KVM_SET_XCRS(XCR0 0)", kvm::SET_XCRS, Buf(le(&[(0, 1, 4)], 392))),
+        p(Vcpu, "KVM_SET_XSAVE(XCOMP_BV set)", kvm::SET_XSAVE, Buf(le(&[(0, 0x37f, 2), (24, 0x1f80, 4), (512, 3, 8), (520, 1 << 63, 8)], 4096))),
+        v(Vcpu, "KVM_GET_CPUID2(nent 0)", kvm::GET_CPUID2, Buf(u32s(&[0, 0]))),
+        p(System, "KVM_X86_GET_MCE_CAP_SUPPORTED(8-byte buffer)", kvm::X86_GET_MCE_CAP_SUPPORTED, Buf(vec![0; 8])),
+        p(Vcpu, "KVM_X86_SETUP_MCE(0 banks)", kvm::X86_SETUP_MCE, Buf(le(&[(0, 0x100, 8)], 8))),
+        p(Vcpu, "KVM_X86_SETUP_MCE(CMCI_P)", kvm::X86_SETUP_MCE, Buf(le(&[(0, 0x404, 8)], 8))),
+        p(Vcpu, "KVM_X86_SET_MCE(bank 40)", kvm::X86_SET_MCE, Buf(le(&[(0, 1 << 63, 8), (32, 40, 1)], 64))),
+        p(Vcpu, "KVM_X86_SET_MCE(no VAL)", kvm::X86_SET_MCE, Buf(le(&[(0, 1 << 61, 8), (32, 1, 1)], 64))),
+        p(Vm, "KVM_SET_CLOCK(flags 1)", kvm::SET_CLOCK, Buf(le(&[(8, 1, 4)], 48))),
+        p(Vm, "KVM_IOEVENTFD(len 3)", kvm::IOEVENTFD, Buf(le(&[(8, 0x80, 8), (16, 3, 4), (20, 0xffff_ffff, 4), (24, 2, 4)], 64))),
+        p(Vm, "KVM_IOEVENTFD(fd -1)", kvm::IOEVENTFD, Buf(le(&[(8, 0x80, 8), (16, 1, 4), (20, 0xffff_ffff, 4), (24, 2, 4)], 64))),
+        p(Vm, "KVM_IOEVENTFD(deassign fd -1)", kvm::IOEVENTFD, Buf(le(&[(8, 0x80, 8), (16, 1, 4), (20, 0xffff_ffff, 4), (24, 6, 4)], 64))),
     ]
 }
 
