@@ -88,8 +88,20 @@ mark_log() { LOGMARK=$(dmesg | wc -l); }
 new_log() { dmesg | tail -n +$((LOGMARK + 1)); }
 # The kernel log since the last mark_log (all of it with LOGMARK=0) has no
 # warning, BUG or oops; the lines that do are printed.
+# A known kvm_amd report, not nsvm's: kvm_amd's TDP MMU warns once
+# (WARN_ON_ONCE in tdp_mmu.c, kvm_tdp_mmu_map: a "spurious" fault whose
+# pfn differs from the present SPTE's) when the reference runs on /dev/kvm
+# re-back a slot's memory while vCPUs fault on it under QEMU's MTTCG (seen
+# on main before any of nsvm's changes, in about 1 of 10 boots). Its
+# report, from the WARNING line to the "end trace" line, is left out of the
+# checks and named on stdout instead; nothing else is filtered.
+drop_known_kvm_reports() {
+    awk '/WARNING: .*arch\/x86\/kvm\/mmu\/tdp_mmu\.c:[0-9]+ / {skip = 1; print "(known kvm_amd warning left out: " $0 ")" > "/dev/stderr"}
+         !skip {print}
+         skip && /---\[ end trace/ {skip = 0}'
+}
 expect_clean_log() {
-    _b=$(new_log | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection')
+    _b=$(new_log | drop_known_kvm_reports | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection')
     [ -z "$_b" ] && return 0
     echo "$_b"
     wrong_ "kernel log has '$(echo "$_b" | head -1)' ($(echo "$_b" | wc -l) such lines, above)"
