@@ -100,7 +100,7 @@ impl VcpuState {
         }
         // The in-kernel APIC's interrupt (L1's; while L2 runs and L1 does
         // not intercept INTR it is taken by whoever runs, as above).
-        if self.ev.irq.is_none() {
+        if self.ev.irq.is_none() && self.apic.is_some() {
             if let Some(v) = self.apic_pending() {
                 if interruptible {
                     self.apic_inject(v);
