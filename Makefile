@@ -97,7 +97,7 @@ initramfs-debug: module-debug tool guests
 # The qemu suite (tests/qemu/qemu.sh): QEMU 10 inside the test VM, on
 # kvm_amd and on nsvm; its own initramfs carries QEMU (~24 MB compressed),
 # so other boots stay small, and the outer VM gets 3 GiB. Not in `make
-# test` (QEMU does not boot on nsvm yet: the suite records how far it gets).
+# test`: QEMU boots the test kernel on kvm_amd and on nsvm (both CPUs up).
 initramfs-qemu: module tool guests
 	@NSVM_WITH_QEMU=1 qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko "$(TOOL_BIN) $(APITEST_BIN)" $(BUILD)/initramfs-qemu.cpio $(BUILD)/guests
 

@@ -480,6 +480,24 @@ impl Vcpu {
         Ok(0)
     }
 
+    /// `KVM_SET_VAPIC_ADDR` (`struct kvm_vapic_addr`: the guest-physical
+    /// address of a TPR-shadow page), as KVM's order: `EINVAL` without an
+    /// in-kernel APIC, then the struct copied (`EFAULT`). nsvm keeps no
+    /// TPR shadow in guest memory (`KVM_CAP_VAPIC` is 0): address 0 (none,
+    /// what QEMU sets at every APIC reset) is accepted, any other is
+    /// `EINVAL` (docs/uapi.md).
+    pub(super) fn set_vapic_addr(&self, arg: usize) -> Result<isize> {
+        if self.state.lock().apic.is_none() {
+            return Err(EINVAL);
+        }
+        let mut b = [0u8; 8];
+        UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut b)?;
+        if u64::from_ne_bytes(b) != 0 {
+            return Err(EINVAL);
+        }
+        Ok(0)
+    }
+
     /// `KVM_GET_MP_STATE` (RUNNABLE without an in-kernel APIC, as KVM).
     pub(super) fn get_mp_state(&self, arg: usize) -> Result<isize> {
         let s = {

@@ -65,7 +65,7 @@ impl Vcpu {
             out.save = st.cpu.vmcb.get().save;
             // L1's own view: RIP after its VMRUN, EFER as it set it.
             out.save.rip = next;
-            out.save.efer = st.cpu.guest_efer;
+            out.save.efer = st.l1_efer();
         }
         user(HEADER_SIZE, VMCB_SIZE).writer().write_slice(&page.bytes()[..])?;
         Ok(0)

@@ -67,8 +67,17 @@ impl VcpuState {
         if self.nst.l2.is_some() {
             self.nst.vmcb02.get().save.efer
         } else {
-            self.cpu.guest_efer
+            self.l1_efer()
         }
+    }
+
+    /// L1's EFER: the bits nsvm keeps, with LMA from vmcb01. LMA is the
+    /// processor's: it sets and clears it when the guest toggles CR0.PG
+    /// with EFER.LME set (APM vol. 2 14.6.2), which a guest does without
+    /// an exit (a kernel entering long mode on its own, Linux's
+    /// decompressor under QEMU's boot ROM).
+    pub(super) fn l1_efer(&mut self) -> u64 {
+        (self.cpu.guest_efer & !efer::LMA) | (self.cpu.vmcb.get().save.efer & efer::LMA)
     }
 
     /// Sets the running guest's EFER; the VMCB always has SVME (VMRUN

@@ -110,6 +110,7 @@ impl Vcpu {
             uapi::kvm::SET_LAPIC => self.set_lapic(arg),
             uapi::kvm::GET_MP_STATE => self.get_mp_state(arg),
             uapi::kvm::SET_MP_STATE => self.set_mp_state(arg),
+            uapi::kvm::SET_VAPIC_ADDR => self.set_vapic_addr(arg),
             uapi::kvm::GET_XSAVE => self.get_xsave(arg, nsvm_core::xsave::KVM_XSAVE_SIZE),
             uapi::kvm::GET_XSAVE2 => self.get_xsave(arg, super::xstate::uabi_size()),
             uapi::kvm::SET_XSAVE => self.set_xsave(arg),

@@ -99,6 +99,35 @@ impl Vm {
         Ok(0)
     }
 
+    /// `KVM_IRQ_LINE` and `KVM_IRQ_LINE_STATUS` (`struct kvm_irq_level`:
+    /// irq/status, level), as `kvm_vm_ioctl_irq_line` with the split
+    /// irqchip: the struct copied (`EFAULT`), `ENXIO` without an in-kernel
+    /// irqchip; then the GSI's route fires: an MSI route delivers its
+    /// message while `level` is non-zero (QEMU's I/O APIC raises its pins
+    /// this way, `ioapic_service`), and nothing happens for level 0 or a
+    /// GSI without a route. `KVM_IRQ_LINE_STATUS` writes back KVM's status
+    /// (-1: not delivered, else how many APICs accepted it).
+    pub(super) fn irq_line(&self, arg: usize, status: bool) -> Result<isize> {
+        let mut b = [0u8; 8];
+        UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;
+        if !self.irqchip_split.load(Ordering::Acquire) {
+            return Err(ENXIO);
+        }
+        let gsi = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let level = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+        let g = self.inner.lock();
+        let msi = g.routes.iter().find(|r| r.gsi == gsi).map(|r| (r.address_lo, r.address_hi, r.data));
+        drop(g);
+        let r = match msi {
+            Some((lo, hi, data)) if level != 0 => self.deliver_msi(&Irq::from_msi(lo, hi, data, self.x2apic_format())),
+            _ => -1,
+        };
+        if status {
+            UserSlice::new(UserPtr::from_addr(arg), 4).writer().write_slice(&r.to_ne_bytes())?;
+        }
+        Ok(0)
+    }
+
     /// `KVM_IRQFD` (`struct kvm_irqfd`: fd, gsi, flags, resamplefd, pad):
     /// `EFAULT`, then `EINVAL` for unknown flags; deassign (`EBADF`/`EINVAL`
     /// for a bad fd, 0 also when nothing matched); assign: `EINVAL` without

@@ -131,6 +131,10 @@ pub mod kvm {
     pub const SET_TSS_ADDR: u32 = io(KVMIO, 0x47);
     /// `KVM_SET_IDENTITY_MAP_ADDR` (VM fd).
     pub const SET_IDENTITY_MAP_ADDR: u32 = iow(KVMIO, 0x48, 8);
+    /// `KVM_SET_VAPIC_ADDR` (vCPU fd).
+    pub const SET_VAPIC_ADDR: u32 = iow(KVMIO, 0x93, 8);
+    /// `KVM_CREATE_IRQCHIP` (VM fd).
+    pub const CREATE_IRQCHIP: u32 = io(KVMIO, 0x60);
     /// `KVM_SET_USER_MEMORY_REGION2` (VM fd).
     pub const SET_USER_MEMORY_REGION2: u32 = iow(KVMIO, 0x49, sizes::KVM_USERSPACE_MEMORY_REGION2);
     /// `KVM_SET_CPUID2` (vCPU fd).
@@ -275,6 +279,12 @@ pub mod cap {
     /// The capabilities `/dev/nsvm` supports, with the value
     /// `KVM_CHECK_EXTENSION` returns for each. Everything else returns 0.
     pub const SUPPORTED: &[(u32, i32)] = &[
+        // 1 as KVM on x86: the in-kernel irqchip interface exists. Only its
+        // split form (local APICs in the kernel, `KVM_CAP_SPLIT_IRQCHIP`)
+        // is implemented; `KVM_CREATE_IRQCHIP` (I/O APIC and PICs too) fails
+        // with ENODEV (docs/uapi.md). QEMU asks this before it enables the
+        // split irqchip (`kvm_irqchip_create`), so 0 would lock it out.
+        (IRQCHIP, 1),
         (USER_MEMORY, 1),
         (SET_TSS_ADDR, 1),
         (SET_IDENTITY_MAP_ADDR, 1),
@@ -836,6 +846,8 @@ mod tests {
         // Numbers as the 7.2 header computes them.
         assert_eq!(kvm::ENABLE_CAP, 0x4068_aea3);
         assert_eq!(kvm::SET_IDENTITY_MAP_ADDR, 0x4008_ae48);
+        assert_eq!(kvm::SET_VAPIC_ADDR, 0x4008_ae93);
+        assert_eq!(kvm::CREATE_IRQCHIP, 0xae60);
         assert_eq!(kvm::GET_IRQCHIP, 0xc208_ae62);
         assert_eq!(kvm::SET_IRQCHIP, 0x8208_ae63);
         assert_eq!(kvm::CREATE_PIT2, 0x4040_ae77);

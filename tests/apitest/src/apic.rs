@@ -601,3 +601,69 @@ pub fn apic_irqfd(e: &Env) -> R {
     drop(v);
     Ok(())
 }
+
+/// `KVM_IRQ_LINE` (`_STATUS`: status written back) on GSI `gsi`.
+fn irq_line(vm: &VmFd, gsi: u32, level: u32, status: bool) -> Result<i32, i32> {
+    let mut b = [0u8; 8];
+    b[0..4].copy_from_slice(&gsi.to_ne_bytes());
+    b[4..8].copy_from_slice(&level.to_ne_bytes());
+    let cmd = if status { 0xc008_ae67 } else { 0x4008_ae61 };
+    ioctl(vm.as_raw_fd(), cmd, b.as_mut_ptr() as u64)?;
+    Ok(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// What QEMU's split irqchip asks besides the LAPIC: `KVM_IRQ_LINE` and
+/// `KVM_IRQ_LINE_STATUS` raising a GSI's MSI route (QEMU's I/O APIC pins:
+/// `ENXIO` without an irqchip, nothing for level 0 or a GSI without a
+/// route, status = APICs reached, a level-triggered route's EOI ending
+/// `KVM_RUN` with `KVM_EXIT_IOAPIC_EOI`), `KVM_CREATE_IRQCHIP`'s refusals
+/// (`EEXIST` with the split irqchip, `EINVAL` once a vCPU exists) and
+/// `KVM_SET_VAPIC_ADDR(0)` (QEMU's APIC reset; `EINVAL` without an APIC).
+pub fn apic_irq_line(e: &Env) -> R {
+    const CREATE_IRQCHIP: u32 = 0xae60;
+    const SET_VAPIC_ADDR: u32 = 0x4008_ae93;
+    let zero = 0u64;
+    let k = e.kvm();
+    let plain = k.create_vm().map_err(|x| x.to_string())?;
+    let pv = plain.create_vcpu(0).map_err(|x| x.to_string())?;
+    expect_errno("KVM_IRQ_LINE without irqchip", irq_line(&plain, 7, 1, false).map(i64::from), libc::ENXIO)?;
+    expect_errno("KVM_IRQ_LINE bad pointer", ioctl(plain.as_raw_fd(), 0x4008_ae61, 0x10), libc::EFAULT)?;
+    expect_errno("KVM_CREATE_IRQCHIP after a vCPU", ioctl(plain.as_raw_fd(), CREATE_IRQCHIP, 0), libc::EINVAL)?;
+    expect_errno("KVM_SET_VAPIC_ADDR without irqchip", ioctl(pv.as_raw_fd(), SET_VAPIC_ADDR, &zero as *const u64 as u64), libc::EINVAL)?;
+    let (k, vm, mem) = apic_vm(e)?;
+    expect_errno("KVM_CREATE_IRQCHIP with the split irqchip", ioctl(vm.as_raw_fd(), CREATE_IRQCHIP, 0), libc::EEXIST)?;
+    let mut v = apic_vcpu(&k, &vm, 0, 10)?;
+    ioctl(v.as_raw_fd(), SET_VAPIC_ADDR, &zero as *const u64 as u64).map_err(|x| format!("KVM_SET_VAPIC_ADDR(0): errno {x}"))?;
+    expect_errno("KVM_SET_VAPIC_ADDR bad pointer", ioctl(v.as_raw_fd(), SET_VAPIC_ADDR, 0x10), libc::EFAULT)?;
+    set_routing(&vm, &[(7, 2, 0, 0xfee0_0000, 0x40)], None).map_err(|x| format!("routes: errno {x}"))?;
+    expect_out(&mut v, 0x1c)?;
+    let st = |gsi, level| irq_line(&vm, gsi, level, true).map_err(|x| format!("KVM_IRQ_LINE_STATUS({gsi}, {level}): errno {x}"));
+    let s = (st(7, 0)?, st(9, 1)?);
+    if s != (-1, -1) {
+        return Err(format!("status for level 0 and for a GSI without a route: {s:?}, expected (-1, -1)"));
+    }
+    irq_line(&vm, 7, 1, false).map_err(|x| format!("KVM_IRQ_LINE: errno {x}"))?;
+    let t = std::thread::spawn(move || -> Result<VcpuFd, String> {
+        let mut v = v;
+        match v.run() {
+            Ok(VcpuExit::IoapicEoi(0x50)) => {}
+            x => return Err(format!("expected KVM_EXIT_IOAPIC_EOI for 0x50, got {x:?}")),
+        }
+        match v.run() {
+            Ok(VcpuExit::IoOut(0x1e, _)) => Ok(v),
+            x => Err(format!("after the EOI exit: {x:?}")),
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // A level-triggered route on a reserved pin, as QEMU's I/O APIC sets.
+    let r = set_routing(&vm, &[(7, 2, 0, 0xfee0_0000, 0xc050)], None).map_err(|x| format!("new routes: errno {x}"));
+    let s = irq_line(&vm, 7, 1, true);
+    let v = t.join().map_err(|_| "vCPU thread panicked".to_string())??;
+    r?;
+    if s != Ok(1) {
+        return Err(format!("KVM_IRQ_LINE_STATUS of the level-triggered route: {s:?}, expected status 1"));
+    }
+    expect_log(&mem, &[0x40, 0x50])?;
+    drop(v);
+    Ok(())
+}

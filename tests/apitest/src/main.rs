@@ -748,6 +748,49 @@ fn long_mode_vm(k: &Kvm) -> Result<(VmFd, VcpuFd, Mem, kvm_bindings::CpuId), Str
     Ok((vm, vcpu, mem, cpuid))
 }
 
+/// A guest entering long mode itself (32-bit protected mode, PAE, EFER.LME
+/// from KVM_SET_SREGS; the guest sets CR0.PG): the processor sets EFER.LMA
+/// (APM vol. 2 14.6.2), which the guest's RDMSR and KVM_GET_SREGS show, and
+/// a later guest WRMSR of EFER (NXE) keeps it. Linux's decompressor does
+/// this under QEMU's boot ROM.
+fn long_mode_entry(e: &Env) -> R {
+    let code: &[u8] = &[
+        0x0f, 0x20, 0xc0, // mov %cr0, %eax
+        0x0d, 0x00, 0x00, 0x00, 0x80, // or $0x80000000, %eax
+        0x0f, 0x22, 0xc0, // mov %eax, %cr0
+        0xb9, 0x80, 0x00, 0x00, 0xc0, // mov $0xc0000080, %ecx
+        0x0f, 0x32, // rdmsr
+        0xe7, 0x10, // out %eax, $0x10
+        0x0d, 0x00, 0x08, 0x00, 0x00, // or $0x800, %eax (NXE)
+        0x0f, 0x30, // wrmsr
+        0x31, 0xc0, // xor %eax, %eax
+        0x0f, 0x32, // rdmsr
+        0xe7, 0x11, // out %eax, $0x11
+        0xf4, // hlt
+    ];
+    let k = e.kvm();
+    let (_vm, mut vcpu, mut mem, _) = long_mode_vm(&k)?;
+    mem.bytes()[0x1000..0x1000 + code.len()].copy_from_slice(code);
+    let mut s = vcpu.get_sregs().unwrap();
+    s.cr0 = 0x11;
+    s.efer = 0x100;
+    s.cs = kvm_segment { base: 0, limit: 0xffff_ffff, selector: 8, type_: 0xb, present: 1, dpl: 0, db: 1, s: 1, l: 0, g: 1, avl: 0, unusable: 0, padding: 0 };
+    vcpu.set_sregs(&s).map_err(|x| format!("SET_SREGS (protected mode, LME): {x}"))?;
+    vcpu.set_regs(&kvm_regs { rip: 0x1000, rflags: 2, rsp: 0x8000, ..Default::default() }).unwrap();
+    for (port, want) in [(0x10u16, 0x500u64), (0x11, 0xd00)] {
+        match vcpu.run() {
+            Ok(VcpuExit::IoOut(p, _)) if p == port => {}
+            x => return Err(format!("expected OUT {port:#x}, got {x:?}")),
+        }
+        let eax = vcpu.get_regs().unwrap().rax & 0xffff_ffff;
+        let efer = vcpu.get_sregs().unwrap().efer;
+        if (eax, efer) != (want, want) {
+            return Err(format!("at OUT {port:#x}: guest RDMSR(EFER) {eax:#x}, KVM_GET_SREGS efer {efer:#x}, expected {want:#x}"));
+        }
+    }
+    Ok(())
+}
+
 /// KVM_SET_SREGS with states VMRUN refuses for a must-be-zero bit (APM
 /// 15.5.1): CR3 with each bit from MAXPHYADDR up in long mode, CR4 and
 /// EFER with each bit that is undefined or whose feature the vCPU's CPUID
@@ -1188,6 +1231,7 @@ fn main() {
         ("fail_entry", fail_entry),
         ("mm_identity", mm_identity::mm_identity),
         ("sregs_refused", sregs_refused),
+        ("long_mode_entry", long_mode_entry),
         ("mmu_discard", mmu::mmu_discard),
         ("mmu_munmap", mmu::mmu_munmap),
         ("mmu_memlock", mmu::mmu_memlock),
@@ -1212,7 +1256,7 @@ fn main() {
         ("apic_nmi_ipi", apic::apic_nmi_ipi), ("apic_get_set_lapic", apic::apic_get_set_lapic), ("apic_no_eoi", apic::apic_no_eoi),
         ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
         ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
-        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd)];
+        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
