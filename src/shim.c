@@ -439,6 +439,17 @@ void nsvm_kick_cpu(int cpu)
 	put_cpu();
 }
 
+/*
+ * A reschedule IPI to the calling CPU, preemption off: sent with GIF clear
+ * just before VMRUN it stays pending and ends the guest at once with
+ * #VMEXIT(INTR) (an event was posted for the vCPU after it took its
+ * mailbox); the host then takes it as an ordinary reschedule IPI.
+ */
+void nsvm_kick_self(void)
+{
+	arch_smp_send_reschedule(smp_processor_id());
+}
+
 /* Whether a signal is pending for the current task. */
 int nsvm_signal_pending(void)
 {

@@ -43,6 +43,7 @@ void *nsvm_current_mm(void);
 void *nsvm_mm_grab_current(void);
 void nsvm_mm_drop(void *mm);
 void nsvm_kick_cpu(int cpu);
+void nsvm_kick_self(void);
 int nsvm_signal_pending(void);
 void nsvm_cond_resched(void);
 void nsvm_fpu_begin(void);

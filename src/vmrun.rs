@@ -144,6 +144,13 @@ pub(crate) struct EntryTlb<'a> {
     /// read in guest mode differs, since NPT02's leaves hold no page
     /// reference and an invalidation may have freed their pages.
     pub(crate) npt02_generation: Option<u64>,
+    /// The vCPU's in-kernel APIC mailbox word (`Mailbox::posted`), if it
+    /// has one: read in guest mode, and when an event was posted since the
+    /// vCPU took its mailbox (the poster may have seen it outside guest
+    /// mode and sent no IPI), a reschedule IPI to this CPU is left pending
+    /// so that the guest exits at once (#VMEXIT(INTR), APM 15.21.2) and the
+    /// event is taken — KVM checks `kvm_vcpu_exit_request` at the same point.
+    pub(crate) posted: Option<&'a AtomicU32>,
 }
 
 /// What `enter` saw of the entry.
@@ -262,6 +269,9 @@ pub(crate) fn enter(
         let c = &mut vmcb.get().control;
         c.asid = e.asid;
         c.tlb_ctl = if FLUSH_EVERY_ENTRY.load(Ordering::Relaxed) { tlb_control::FLUSH_ALL } else { e.tlb_ctl };
+    }
+    if tlb.posted.is_some_and(|p| p.load(Ordering::SeqCst) != 0) {
+        hw::cpu::kick_self();
     }
     // DR0-3 are the guest's while it runs (VMRUN switches only DR6/DR7).
     let host_db = hw::cpu::load_guest_db(db);

@@ -8,6 +8,7 @@ use kernel::prelude::*;
 
 extern "C" {
     fn nsvm_kick_cpu(cpu: c_int);
+    fn nsvm_kick_self();
     fn nsvm_rdmsr_safe(msr: u32, val: *mut u64) -> c_int;
     fn nsvm_wrmsr_safe(msr: u32, val: u64) -> c_int;
     fn nsvm_cpuhp_setup(
@@ -181,6 +182,13 @@ pub(crate) fn kick_cpu(cpu: u32) {
     // SAFETY: any context where the IPI may be sent (the shim checks the
     // CPU number and skips the calling CPU).
     unsafe { nsvm_kick_cpu(cpu as c_int) }
+}
+
+/// Leaves a reschedule IPI pending on this CPU (the caller has preemption
+/// off and, before a VMRUN, GIF clear: the guest exits at once).
+pub(crate) fn kick_self() {
+    // SAFETY: an IPI to the calling CPU, which is online (it runs this).
+    unsafe { nsvm_kick_self() }
 }
 
 /// Preempt notifiers switched on (a kernel static key) while nsvm is loaded.

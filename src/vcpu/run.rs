@@ -17,7 +17,7 @@ use crate::hw::cpu::FpuLoad;
 use crate::hw::mem::KPages;
 use crate::vmrun::{self, GuestMode};
 
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicU32, AtomicU64};
 
 /// The vCPU's `kvm_run` page, as user exits are encoded into it.
 struct RunPageWriter<'a>(&'a KPages);
@@ -247,7 +247,8 @@ impl Vcpu {
                 } else {
                     None
                 };
-                if let Entry::Ran(seen) = st.enter(self.id, &self.vm.guest_modes[self.id as usize], &self.vm.memory_generation, npt02) {
+                let posted = st.apic.is_some().then(|| self.vm.apic.mailbox(self.id).posted());
+                if let Entry::Ran(seen) = st.enter(self.id, &self.vm.guest_modes[self.id as usize], &self.vm.memory_generation, npt02, posted) {
                     break seen;
                 }
             };
@@ -307,7 +308,14 @@ impl VcpuState {
     /// information staying the processor's. `vcpu` is this vCPU's id,
     /// `mode` its guest-mode word in its VM, `generation` the VM's memory
     /// generation (the TLB shootdown of `Vm::shootdown`).
-    pub(super) fn enter(&mut self, vcpu: u32, mode: &GuestMode, generation: &AtomicU64, npt02_generation: Option<u64>) -> Entry {
+    pub(super) fn enter(
+        &mut self,
+        vcpu: u32,
+        mode: &GuestMode,
+        generation: &AtomicU64,
+        npt02_generation: Option<u64>,
+        posted: Option<&AtomicU32>,
+    ) -> Entry {
         let xcr0 = self.cpu.xcr0;
         let l2 = self.nst.l2.is_some();
         let page = if l2 { &mut self.nst.vmcb02 } else { &mut self.cpu.vmcb };
@@ -323,7 +331,7 @@ impl VcpuState {
         } else {
             self.cpu.entry.note(page.get());
         }
-        let tlb = vmrun::EntryTlb { mode, asid: &mut self.cpu.asids[level], generation, npt02_generation };
+        let tlb = vmrun::EntryTlb { mode, asid: &mut self.cpu.asids[level], generation, npt02_generation, posted };
         // DR0-3: the debugger's breakpoints while it uses them (what the
         // guest writes to them meanwhile is not kept), else the guest's.
         let d = &self.cpu.dbg.debugreg;

@@ -31,6 +31,12 @@ pub(crate) struct Mailbox {
     tmr: [AtomicU64; 4],
     flags: AtomicU32,
     sipi_vector: AtomicU32,
+    /// Non-zero once anything was posted since the last `take` (set after
+    /// the event itself): what `vmrun::enter` reads in guest mode, so that
+    /// an event posted between the target's `take` and its VMRUN (the
+    /// poster then saw it outside guest mode and sent no IPI) still ends
+    /// that entry at once.
+    posted: AtomicU32,
     /// `DestInfo::pack` of the APIC (hw_enabled clear: no APIC there yet).
     dest: [AtomicU64; 2],
     /// A vCPU with an in-kernel APIC has this id.
@@ -45,6 +51,7 @@ impl Mailbox {
             tmr: [const { AtomicU64::new(0) }; 4],
             flags: AtomicU32::new(0),
             sipi_vector: AtomicU32::new(0),
+            posted: AtomicU32::new(0),
             dest: [const { AtomicU64::new(0) }; 2],
             present: AtomicBool::new(false),
             waiter: WaiterSlot::new(),
@@ -55,6 +62,8 @@ impl Mailbox {
     pub(crate) fn take(&self) -> ([u64; 4], [u64; 4], u32, u8) {
         let mut irr = [0u64; 4];
         let mut tmr = [0u64; 4];
+        // Cleared first: a post from now on sets it again.
+        self.posted.store(0, Ordering::SeqCst);
         let flags = self.flags.swap(0, Ordering::AcqRel);
         for i in 0..4 {
             irr[i] = self.irr[i].swap(0, Ordering::AcqRel);
@@ -79,8 +88,14 @@ impl Mailbox {
         DestInfo::unpack(self.dest[0].load(Ordering::Acquire), self.dest[1].load(Ordering::Acquire))
     }
 
+    /// The word `vmrun::enter` checks in guest mode (`posted`).
+    pub(crate) fn posted(&self) -> &AtomicU32 {
+        &self.posted
+    }
+
     fn post_flag(&self, f: u32) {
         self.flags.fetch_or(f, Ordering::AcqRel);
+        self.posted.store(1, Ordering::SeqCst);
     }
 
     fn post_vector(&self, v: u8, level: bool) {
@@ -91,6 +106,7 @@ impl Mailbox {
             self.tmr[i].fetch_and(!b, Ordering::AcqRel);
         }
         self.irr[i].fetch_or(b, Ordering::AcqRel);
+        self.posted.store(1, Ordering::SeqCst);
     }
 }
 

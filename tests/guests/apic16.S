@@ -219,7 +219,9 @@ no_eoi:
 	movl	$0x20061, %es:0x320	/* periodic, vector 0x61 */
 	movl	$1, %es:0x380
 	sti
-	mov	$2000000, %ecx
+	/* Long enough for the 200 us minimum period to pass many times even
+	 * when TCG runs this loop at its fastest (a few ms for 2M rounds). */
+	mov	$20000000, %ecx
 1:	nop
 	dec	%ecx
 	jnz	1b
