@@ -96,8 +96,9 @@ initramfs-debug: module-debug tool guests
 
 # The qemu suite (tests/qemu/qemu.sh): QEMU 10 inside the test VM, on
 # kvm_amd and on nsvm; its own initramfs carries QEMU (~24 MB compressed),
-# so other boots stay small, and the outer VM gets 3 GiB. Not in `make
-# test`: QEMU boots the test kernel on kvm_amd and on nsvm (both CPUs up).
+# so other boots stay small, and the outer VM gets 3 GiB. QEMU boots the
+# test kernel on kvm_amd and on nsvm (both CPUs up); `make qemu-test` runs
+# it as its third boot (QEMU_SUITES), `make qemu-test-qemu` alone.
 initramfs-qemu: module tool guests
 	@NSVM_WITH_QEMU=1 qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko "$(TOOL_BIN) $(APITEST_BIN)" $(BUILD)/initramfs-qemu.cpio $(BUILD)/guests
 
@@ -148,10 +149,11 @@ clippy-module: kernel
 	 echo "clippy: module clean"
 
 # The suites in one boot, then the shootdown suite in a second one with
-# QEMU's single-threaded TCG (tests/qemu/shootdown.sh says why); the last
-# line sums both boots.
+# QEMU's single-threaded TCG (tests/qemu/shootdown.sh says why), then the
+# qemu suite (QEMU inside the test VM) in a third; the last line sums them.
 SINGLE_SUITES ?= shootdown
-qemu-test: initramfs
+QEMU_SUITES ?= qemu
+qemu-test: initramfs $(if $(strip $(QEMU_SUITES)),initramfs-qemu)
 	@set -o pipefail; kernel=$$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage; rc=0; \
 	 : > $(BUILD)/qemu-test.summary; \
 	 if [ -n "$(SUITES)" ]; then \
@@ -161,6 +163,10 @@ qemu-test: initramfs
 	 if [ -n "$(SINGLE_SUITES)" ]; then \
 	   qemu-scripts/run-qemu.sh --tcg-single --kernel $$kernel --initrd $(BUILD)/initramfs.cpio \
 	     --log $(BUILD)/qemu-test-single.log -- $(SINGLE_SUITES) | tee -a $(BUILD)/qemu-test.summary || rc=1; \
+	 fi; \
+	 if [ -n "$(strip $(QEMU_SUITES))" ]; then \
+	   qemu-scripts/run-qemu.sh --mem 3G --kernel $$kernel --initrd $(BUILD)/initramfs-qemu.cpio \
+	     --log $(BUILD)/qemu-test-qemu.log -- $(QEMU_SUITES) | tee -a $(BUILD)/qemu-test.summary || rc=1; \
 	 fi; \
 	 sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$$/\1 \2/p' $(BUILD)/qemu-test.summary | \
 	   awk '{p += $$1; f += $$2} END {printf "QEMU suites: %d passed, %d failed\n", p, f}'; \
