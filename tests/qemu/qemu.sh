@@ -36,9 +36,19 @@ if load_nsvm; then
     rm -f /dev/kvm
     mknod /dev/kvm c $(tr ':' ' ' < /sys/class/misc/nsvm/dev)
     mark_log
-    t0=$(date +%s)
-    inner_qemu /tmp/qemu-nsvm.log
-    t1=$(date +%s)
+    # QEMU's MTTCG race (docs/architecture.md, "host state after VMRUN"):
+    # the test VM's CPU 0 can lose its own VMRUN/#VMEXIT state when CPU 1
+    # executes FXRSTOR/XRSTOR; nsvm detects it and stops that vCPU with
+    # KVM_EXIT_INTERNAL_ERROR carrying "nsvmHOST" (0x6e73766d484f5354),
+    # which QEMU prints. That boot is retried (twice at most) and the retry
+    # said; any other failure counts at once.
+    for attempt in 1 2 3; do
+        t0=$(date +%s)
+        inner_qemu /tmp/qemu-nsvm.log
+        t1=$(date +%s)
+        grep -q "0x6e73766d484f5354" /tmp/qemu-nsvm.log && [ $attempt -lt 3 ] || break
+        echo "attempt $attempt hit the known QEMU TCG host-state race (nsvmHOST); booting again"
+    done
     grep -q "NSVM-INNER-UP cpus=0-1" /tmp/qemu-nsvm.log || {
         echo "QEMU on nsvm said:"; grep -v '^\s*$' /tmp/qemu-nsvm.log | head -n 60; }
     tail -n 5 /tmp/qemu-nsvm.log
