@@ -308,6 +308,12 @@ impl Vcpu {
     /// After an exit or an ioctl: sends the IPI the guest wrote, publishes
     /// the APIC's addressing state, rearms the host timer.
     pub(super) fn apic_flush(&self, st: &mut VcpuState) {
+        // The clock only when the timer changed (read once, below).
+        let clock = match st.apic.as_ref() {
+            Some(a) if a.timer_dirty => Some(st.apic_clock()),
+            Some(_) => None,
+            None => return,
+        };
         let Some(a) = st.apic.as_mut() else { return };
         let mb = self.vm.apic.mailbox(self.id);
         if a.dest_dirty {
@@ -318,6 +324,15 @@ impl Vcpu {
         }
         if a.timer_dirty {
             a.timer_dirty = false;
+            // A deadline already passed fires here, not through the host
+            // timer: an hrtimer armed in the past would only interrupt the
+            // next entry with #VMEXIT(INTR) (KVM's start_sw_timer expires
+            // such a timer at once too).
+            if let (Some(c), Some(e)) = (clock.as_ref(), a.m.timer_expiry()) {
+                if e <= c.now_ns {
+                    a.m.timer_tick(c);
+                }
+            }
             let e = a.m.timer_expiry();
             if e != a.armed {
                 match e {
