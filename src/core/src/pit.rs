@@ -65,16 +65,17 @@ pub mod rw {
     pub const WORD1: u8 = 4;
 }
 
-/// Host nanoseconds to PIT clocks.
+/// Host nanoseconds to PIT clocks (no 128-bit division: the kernel has none).
 pub fn ns_to_ticks(ns: u64) -> u64 {
-    ((u128::from(ns) * u128::from(PIT_FREQ)) / 1_000_000_000) as u64
+    const NS: u64 = 1_000_000_000;
+    (ns / NS) * PIT_FREQ + (ns % NS) * PIT_FREQ / NS
 }
 
 /// PIT clocks to host nanoseconds (rounded up: `ns_to_ticks` of the result
-/// is `ticks` again).
+/// is `ticks` again; saturating).
 pub fn ticks_to_ns(ticks: u64) -> u64 {
-    let n = u128::from(ticks) * 1_000_000_000;
-    n.div_ceil(u128::from(PIT_FREQ)).min(u128::from(u64::MAX)) as u64
+    const NS: u64 = 1_000_000_000;
+    (ticks / PIT_FREQ).saturating_mul(NS).saturating_add((ticks % PIT_FREQ * NS).div_ceil(PIT_FREQ))
 }
 
 /// `struct kvm_pit_channel_state`: one channel as `KVM_GET/SET_PIT(2)` carry
@@ -83,18 +84,31 @@ pub fn ticks_to_ns(ticks: u64) -> u64 {
 /// in ns at which counting started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChannelState {
+    /// Initial count (0x10000 for 0).
     pub count: u32,
+    /// Count held by a counter latch.
     pub latched_count: u16,
+    /// A latched count is pending: the `rw` state of its next byte.
     pub count_latched: u8,
+    /// A latched status byte is pending.
     pub status_latched: u8,
+    /// The latched status byte.
     pub status: u8,
+    /// Next byte a read returns (`rw`).
     pub read_state: u8,
+    /// Next byte a write sets (`rw`).
     pub write_state: u8,
+    /// Low byte of a two-byte count being written.
     pub write_latch: u8,
+    /// Access field of the last control word (1-3).
     pub rw_mode: u8,
+    /// Mode (0-5; 0xff before any control word).
     pub mode: u8,
+    /// BCD counting (bit 0).
     pub bcd: u8,
+    /// Gate input level.
     pub gate: u8,
+    /// Host monotonic ns at which counting started.
     pub count_load_time: i64,
 }
 
@@ -142,7 +156,9 @@ impl ChannelState {
 /// without `flags`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PitState2 {
+    /// The three channels.
     pub channels: [ChannelState; 3],
+    /// `KVM_PIT_FLAGS_*`.
     pub flags: u32,
 }
 
@@ -420,13 +436,16 @@ impl Channel {
 /// and 3), 0 for a single edge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Irq0Timer {
+    /// Absolute host monotonic ns of the first edge.
     pub first_ns: u64,
+    /// Period in ns, 0 for a single edge.
     pub period_ns: u64,
 }
 
 /// The whole PIT.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pit {
+    /// The three channels.
     pub ch: [Channel; 3],
     /// `KVM_PIT_FLAGS_*` (`KVM_GET/SET_PIT2`).
     pub flags: u32,
@@ -490,12 +509,13 @@ impl Pit {
         c.null_count = true;
     }
 
-    /// A guest read of port `0x40 + (port & 3)`; the control-word port
-    /// reads as a floating bus (0xff).
-    pub fn read(&mut self, port: u16, now: u64) -> u8 {
+    /// A guest read of port `0x40 + (port & 3)`; None for the control-word
+    /// port, which drives nothing (KVM leaves the destination register as
+    /// it was).
+    pub fn read(&mut self, port: u16, now: u64) -> Option<u8> {
         match port & 3 {
-            3 => 0xff,
-            p => self.ch[p as usize].read(now),
+            3 => None,
+            p => Some(self.ch[p as usize].read(now)),
         }
     }
 
@@ -534,34 +554,24 @@ impl Pit {
         }
     }
 
-    /// When channel 0 next raises IRQ 0, or None (not counting, stopped by
-    /// its gate, a single edge already past, a mode never programmed, or
-    /// the HPET's legacy replacement on). Modes 0 and 1 rise at terminal
-    /// count, 4 and 5 one clock later, 2 and 3 every N clocks.
-    pub fn irq0_timer(&self, now: u64) -> Option<Irq0Timer> {
+    /// When channel 0 raises IRQ 0, or None (not counting, stopped by its
+    /// gate, a mode never programmed, or the HPET's legacy replacement on).
+    /// Modes 0 and 1 rise at terminal count, 4 and 5 one clock later (a
+    /// single edge each), 2 and 3 every N clocks. A function of the state
+    /// only, not of the time: it changes exactly when the timer must be
+    /// armed anew.
+    pub fn irq0_timer(&self) -> Option<Irq0Timer> {
         let c = &self.ch[0];
         if self.flags & KVM_PIT_FLAGS_HPET_LEGACY != 0 || !c.counting || c.frozen.is_some() {
             return None;
         }
         let n = c.n();
-        let start = c.start_ns();
-        let (at, periodic) = match c.mode()? {
-            0 | 1 => (n, false),
-            4 | 5 => (n + 1, false),
-            _ => (n, true),
+        let (at, period_ns) = match c.mode()? {
+            0 | 1 => (n, 0),
+            4 | 5 => (n + 1, 0),
+            _ => (n, ticks_to_ns(n)),
         };
-        if periodic {
-            let period = ticks_to_ns(n);
-            let mut first = start.saturating_add(ticks_to_ns(at));
-            if first < now {
-                // Skip whole periods already gone (a restored state).
-                let k = (now - first).div_ceil(period.max(1));
-                first = first.saturating_add(k.saturating_mul(period));
-            }
-            return Some(Irq0Timer { first_ns: first, period_ns: period });
-        }
-        let first = start.saturating_add(ticks_to_ns(at));
-        (c.elapsed(now) < at).then_some(Irq0Timer { first_ns: first, period_ns: 0 })
+        Some(Irq0Timer { first_ns: c.start_ns().saturating_add(ticks_to_ns(at)), period_ns })
     }
 }
 
@@ -573,6 +583,7 @@ impl Pit {
 /// off, every tick raises IRQ 0 and late ones merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reinject {
+    /// Reinjection on (`KVM_REINJECT_CONTROL`).
     pub reinject: bool,
     /// Ticks not yet acknowledged (the one raised included).
     pub pending: u32,
