@@ -420,6 +420,7 @@ impl Vm {
             v[vm::NPT_UNMAPS] = g.npt.unmaps;
             v[vm::NPT_PAGES_2M] = g.npt.huge_pages() as u64;
         }
+        v[vm::PIT_IRQ0] = self.pit.irq0_edges.load(Ordering::Relaxed);
         let mut id = [0u8; 24];
         let n = fmt_id(&mut id, self.pid, None);
         let mut f = KVec::from_elem(0u8, stats::file_len(vm::COUNT), GFP_KERNEL)?;

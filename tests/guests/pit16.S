@@ -138,7 +138,7 @@ c_mode0:
 	jmp	done
 
 /* 3: latch and read-back: status after the control word (null count),
- * a latched count (held while time passes), the live count, the status
+ * a latched count (held while time passes), a second latched count, the status
  * after the count was loaded, a read-back count, then status and count
  * latched together by one read-back command. */
 c_latch:
@@ -154,7 +154,7 @@ c_latch:
 	call	delay
 	call	rd0_nolatch
 	call	log
-	call	rd0_nolatch
+	call	rd0
 	call	log
 	call	st0
 	call	log

@@ -882,7 +882,7 @@ fn fail_entry(e: &Env) -> R {
 }
 
 /// The vCPU's statistics as "name=value" text (nsvm's own stats fd).
-fn stats_fd_of(fd: RawFd) -> Result<String, String> {
+pub(crate) fn stats_fd_of(fd: RawFd) -> Result<String, String> {
     use std::os::unix::fs::FileExt;
     let sfd = ioctl(fd, kvm::GET_STATS_FD, 0).map_err(|x| format!("KVM_GET_STATS_FD: errno {x}"))?;
     // SAFETY: a new fd from the kernel.
@@ -1261,7 +1261,7 @@ fn main() {
         ("pit_caps", pit::pit_caps), ("pit_needs_irqchip", pit::pit_needs_irqchip), ("pit_errnos", pit::pit_errnos),
         ("pit_mode2", pit::pit_mode2), ("pit_mode0", pit::pit_mode0), ("pit_latch", pit::pit_latch), ("pit_gate2", pit::pit_gate2),
         ("pit_speaker_port", pit::pit_speaker_port), ("pit_bcd", pit::pit_bcd), ("pit_set_count", pit::pit_set_count),
-        ("pit_state", pit::pit_state), ("pit_teardown", pit::pit_teardown)];
+        ("pit_state", pit::pit_state), ("pit_teardown", pit::pit_teardown), ("pit_irq0_timer", pit::pit_irq0_timer)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
