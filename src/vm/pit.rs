@@ -260,9 +260,10 @@ impl Vm {
     /// Raises one IRQ 0 edge (GSI 0 high then low, KVM's `pit_do_work`).
     fn pit_raise_irq0(&self) {
         self.pit.irq0_edges.fetch_add(1, Ordering::Relaxed);
-        // LEAD: with the irqchip merged, raise the edge here:
-        //     self.set_irq(nsvm_core::KVM_PIT_IRQ_SOURCE_ID, 0, true);
-        //     self.set_irq(nsvm_core::KVM_PIT_IRQ_SOURCE_ID, 0, false);
+        // LEAD: with the irqchip merged, raise the edge here (the constant
+        // from wherever the irqchip branch puts it in nsvm_core):
+        //     self.set_irq(KVM_PIT_IRQ_SOURCE_ID, 0, true);
+        //     self.set_irq(KVM_PIT_IRQ_SOURCE_ID, 0, false);
         // (no PIT lock is held here; set_irq may take the irqchip's locks).
         // KVM also delivers an NMI to every vCPU whose LVT0 is in NMI mode
         // (kvm_apic_nmi_wd_deliver): not done.
