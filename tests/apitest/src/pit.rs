@@ -212,7 +212,9 @@ pub fn pit_mode0(e: &Env) -> R {
     check(l[2] & 0xbf == 0x30, "mode 0 status before terminal count (OUT low, lo/hi, mode 0)", &l)?;
     check(l[3] != 0, "OUT never went high (65535 polls)", &l)?;
     check(l[4] & 0xbf == 0xb0, "mode 0 status after terminal count (OUT high)", &l)?;
-    check(l[5] > 0xf000, "mode 0 did not wrap to 0xffff", &l)
+    // Below the count of 200 until terminal count, from 0xffff down after it
+    // (how far down depends on the host: TCG can delay the read by ms).
+    check(l[5] > 200, "mode 0 did not wrap to 0xffff", &l)
 }
 
 /// Counter latch and read-back: the status right after the control word
@@ -245,7 +247,7 @@ pub fn pit_gate2(e: &Env) -> R {
     check(l[0] == 0x01, "port 0x61 after programming (gate 1, OUT2 low)", &l)?;
     check(l[1] != 0, "OUT2 never went high (65535 polls)", &l)?;
     check(l[2] == 0x21, "port 0x61 after terminal count (gate 1, OUT2 high)", &l)?;
-    check(l[3] > 0xf000, "channel 2 did not wrap", &l)?;
+    check(l[3] > 1193, "channel 2 did not wrap", &l)?;
     check(l[4] == 0x00, "port 0x61 with the gate low", &l)
 }
 
