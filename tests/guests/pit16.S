@@ -226,13 +226,16 @@ c_bcd:
 	call	log
 	jmp	done
 
-/* 6: no programming: channel 0 as KVM_SET_PIT2 left it, read twice. */
+/* 6: no programming: channel 0 as KVM_SET_PIT2 left it, read twice, and
+ * its status. */
 c_read:
 	call	rd0
 	call	log
 	mov	$200, %cx
 	call	delay
 	call	rd0
+	call	log
+	call	st0
 	call	log
 	jmp	done
 
