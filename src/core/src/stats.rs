@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn file_round_trip() {
-        let vals = [3u64, 1, 77, 5, 9, 2, 0];
+        let vals = [3u64, 1, 77, 5, 9, 2, 0, 4];
         let mut f = vec![0u8; file_len(vals.len())];
         write_file(&mut f, "kvm-42", |i| VM_DESCS.get(i).copied(), &vals);
         let u32_at = |o: usize| u32::from_ne_bytes(f[o..o + 4].try_into().unwrap());
