@@ -233,6 +233,9 @@ pub struct Channel {
     frozen: Option<u64>,
     /// A control word or count was written and not yet loaded.
     null_count: bool,
+    /// A count was written since the last control word (modes 1 and 5
+    /// trigger only then).
+    armed: bool,
 }
 
 impl Channel {
@@ -332,6 +335,7 @@ impl Channel {
     fn load(&mut self, val: u32, now: u64, start: bool) {
         self.s.count = if val == 0 { 0x10000 } else { val };
         self.null_count = true;
+        self.armed = true;
         self.s.count_load_time = now as i64;
         self.counting = start || !matches!(self.mode(), Some(1 | 5));
         self.frozen = (self.counting && !self.gate() && matches!(self.mode(), Some(0 | 2 | 3 | 4))).then_some(0);
@@ -342,7 +346,7 @@ impl Channel {
         let was = self.gate();
         self.s.gate = u8::from(gate);
         match (was, gate, self.mode()) {
-            (false, true, Some(1 | 5)) if self.s.count != 0 => {
+            (false, true, Some(1 | 5)) if self.armed => {
                 self.counting = true;
                 self.frozen = None;
                 self.s.count_load_time = now as i64;
@@ -507,6 +511,7 @@ impl Pit {
         c.counting = false;
         c.frozen = None;
         c.null_count = true;
+        c.armed = false;
     }
 
     /// A guest read of port `0x40 + (port & 3)`; None for the control-word

@@ -269,6 +269,12 @@ fn channel2_gate_and_out_through_port_61() {
     assert!(!p.ch[2].out(at(350)));
     assert_eq!(p.ch[2].value(at(350)), 50);
     assert!(p.ch[2].out(at(400)));
+    // Mode 1 without a count written since the control word: no trigger.
+    let mut p = Pit::new(0);
+    p.write(3, 0xb2, T0);
+    p.speaker_write(0x01, at(10));
+    assert!(p.ch[2].out(at(20)));
+    assert_eq!(p.ch[2].elapsed(at(20)), 0);
     // Mode 2 with gate low: OUT high, held; rising edge reloads.
     let mut p = programmed(2, 0xb4, 100);
     assert_eq!(p.ch[2].value(at(50)), 100);
