@@ -83,6 +83,13 @@ impl Vm {
             }
             uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
             uapi::kvm::CREATE_IRQCHIP => self.create_irqchip(),
+            uapi::kvm::CREATE_PIT => self.create_pit(None),
+            uapi::kvm::CREATE_PIT2 => self.create_pit(Some(arg)),
+            uapi::kvm::GET_PIT => self.get_pit(arg, false),
+            uapi::kvm::GET_PIT2 => self.get_pit(arg, true),
+            uapi::kvm::SET_PIT => self.set_pit(arg, false),
+            uapi::kvm::SET_PIT2 => self.set_pit(arg, true),
+            uapi::kvm::REINJECT_CONTROL => self.reinject_control(arg),
             uapi::kvm::SIGNAL_MSI => self.signal_msi(arg),
             uapi::kvm::SET_GSI_ROUTING => self.set_gsi_routing(arg),
             uapi::kvm::IRQFD => self.irqfd(arg),

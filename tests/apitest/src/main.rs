@@ -6,6 +6,7 @@
 //! (see `errnos.rs`); `--list-ioctls` prints the ioctls `errno_table` issues.
 
 mod apic;
+mod pit;
 mod errnos;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -881,7 +882,7 @@ fn fail_entry(e: &Env) -> R {
 }
 
 /// The vCPU's statistics as "name=value" text (nsvm's own stats fd).
-fn stats_fd_of(fd: RawFd) -> Result<String, String> {
+pub(crate) fn stats_fd_of(fd: RawFd) -> Result<String, String> {
     use std::os::unix::fs::FileExt;
     let sfd = ioctl(fd, kvm::GET_STATS_FD, 0).map_err(|x| format!("KVM_GET_STATS_FD: errno {x}"))?;
     // SAFETY: a new fd from the kernel.
@@ -1256,7 +1257,11 @@ fn main() {
         ("apic_nmi_ipi", apic::apic_nmi_ipi), ("apic_get_set_lapic", apic::apic_get_set_lapic), ("apic_no_eoi", apic::apic_no_eoi),
         ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
         ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
-        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line)];
+        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line),
+        ("pit_caps", pit::pit_caps), ("pit_needs_irqchip", pit::pit_needs_irqchip), ("pit_errnos", pit::pit_errnos),
+        ("pit_mode2", pit::pit_mode2), ("pit_mode0", pit::pit_mode0), ("pit_latch", pit::pit_latch), ("pit_gate2", pit::pit_gate2),
+        ("pit_speaker_port", pit::pit_speaker_port), ("pit_bcd", pit::pit_bcd), ("pit_set_count", pit::pit_set_count),
+        ("pit_state", pit::pit_state), ("pit_teardown", pit::pit_teardown), ("pit_irq0_timer", pit::pit_irq0_timer)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
