@@ -7,6 +7,7 @@
 # kernel tree instead of the cached test kernel.
 
 SHELL := /bin/bash
+comma := ,
 ROOT := $(CURDIR)
 BUILD := $(ROOT)/build
 KRUSTC ?= /usr/bin/rustc
@@ -233,13 +234,24 @@ qemu-bug: initramfs
 # plugin tools/tcg-cost counts the instructions of each measurement window
 # by class; bench-report.sh then prints the comparison with the estimated
 # hardware cycles (build/bench-cost.txt: the plugin's counts).
+# BENCH_PROFILE=1 adds a profile: the functions (host kernel, nsvm, kvm,
+# kvm_amd; guest and VMM as "[user half]") that execute the instructions of
+# each row, per iteration and device (BENCH_TOP of them, default 15), from
+# the plugin's per-block counts (build/bench-profile.txt); the plugin's
+# callbacks slow the boot down a few times.
 BENCH_N ?= 1000
+BENCH_PROFILE ?=
+BENCH_TOP ?= 15
 bench: initramfs $(BUILD)/tcg-cost.so
-	@rm -f $(BUILD)/bench-cost.txt
+	@rm -f $(BUILD)/bench-cost.txt $(BUILD)/bench-profile.txt
 	@qemu-scripts/run-qemu.sh --icount --smp 1 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
 	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/bench.log --append "nsvmbench=$(BENCH_N) nokaslr" \
-	   --plugin $(BUILD)/tcg-cost.so,out=$(BUILD)/bench-cost.txt -- bench
+	   --plugin $(BUILD)/tcg-cost.so,out=$(BUILD)/bench-cost.txt$(if $(BENCH_PROFILE),$(comma)profile=$(BUILD)/bench-profile.txt) -- bench
 	@qemu-scripts/bench-report.sh $(BUILD)/bench.log $(BUILD)/bench-cost.txt $(TOOL_BIN) | tee -a $(BUILD)/bench.log
+	@if [ -n "$(BENCH_PROFILE)" ]; then kdir=$$(cat $(BUILD)/kdir); \
+	   echo "=== where each row's instructions go (per iteration; qemu-scripts/bench-profile.py) ==="; \
+	   qemu-scripts/bench-profile.py $(BUILD)/bench-profile.txt $(BUILD)/bench.log $$kdir/System.map $(BENCH_N) $(BENCH_TOP) \
+	     nsvm=$(BUILD)/module/nsvm.ko kvm=$$kdir/arch/x86/kvm/kvm.ko kvm_amd=$$kdir/arch/x86/kvm/kvm-amd.ko | tee $(BUILD)/bench-profile.log; fi
 
 # The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h
 # (not packaged by Debian: qemu-scripts/plugin-header.sh takes it from the
