@@ -236,7 +236,8 @@ qemu-bug: initramfs
 # hardware cycles (build/bench-cost.txt: the plugin's counts).
 # BENCH_PROFILE=1 adds a profile: the functions (host kernel, nsvm, kvm,
 # kvm_amd; guest and VMM as "[user half]") that execute the instructions of
-# each row, per iteration and device (BENCH_TOP of them, default 15), from
+# each row, per iteration and device (BENCH_TOP of them, default 15; with
+# BENCH_DETAIL=TEXT, the blocks of the functions whose name has TEXT), from
 # the plugin's per-block counts (build/bench-profile.txt); the plugin's
 # callbacks slow the boot down a few times.
 BENCH_N ?= 1000
@@ -251,7 +252,7 @@ bench: initramfs $(BUILD)/tcg-cost.so
 	@if [ -n "$(BENCH_PROFILE)" ]; then kdir=$$(cat $(BUILD)/kdir); \
 	   echo "=== where each row's instructions go (per iteration; qemu-scripts/bench-profile.py) ==="; \
 	   qemu-scripts/bench-profile.py $(BUILD)/bench-profile.txt $(BUILD)/bench.log $$kdir/System.map $(BENCH_N) $(BENCH_TOP) \
-	     nsvm=$(BUILD)/module/nsvm.ko kvm=$$kdir/arch/x86/kvm/kvm.ko kvm_amd=$$kdir/arch/x86/kvm/kvm-amd.ko | tee $(BUILD)/bench-profile.log; fi
+	     nsvm=$(BUILD)/module/nsvm.ko kvm=$$kdir/arch/x86/kvm/kvm.ko kvm_amd=$$kdir/arch/x86/kvm/kvm-amd.ko $(if $(BENCH_DETAIL),"detail=$(BENCH_DETAIL)") | tee $(BUILD)/bench-profile.log; fi
 
 # The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h
 # (not packaged by Debian: qemu-scripts/plugin-header.sh takes it from the

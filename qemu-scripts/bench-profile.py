@@ -15,6 +15,10 @@ module ones come from the module's sections as loaded; user-half addresses
 are the guest's or the VMM's ("[user half]").
 
 usage: bench-profile.py PROFILE LOG SYSTEM.MAP ITERATIONS TOP [module=file.ko ...]
+                        [detail=TEXT]
+With detail=TEXT, each function whose name contains TEXT is broken down by
+translated block: its start (function+offset, for `llvm-objdump-19 -d
+--start-address=...` of the .ko), instructions per iteration.
 """
 import bisect
 import collections
@@ -64,6 +68,7 @@ def main():
     prof, log, system_map, iterations, top = sys.argv[1:6]
     iterations, top = int(iterations), int(top)
     kos = dict(a.split("=", 1) for a in sys.argv[6:])
+    detail = kos.pop("detail", None)
     runs, sections = {}, collections.defaultdict(dict)
     dev = None
     with open(log, errors="replace") as f:
@@ -93,6 +98,7 @@ def main():
     # (device, row) -> function -> instructions, from the JSON run of each
     # device (bench.sh runs the tool twice per device, text and JSON).
     per = collections.defaultdict(collections.Counter)
+    blocks = collections.defaultdict(collections.Counter)
     with open(prof) as f:
         for line in f:
             m = re.match(r"tb run=(\d+) row=(\d+) pc=0x([0-9a-f]+) insns=(\d+) execs=(\d+)", line)
@@ -100,7 +106,10 @@ def main():
                 continue
             tag, row, pc, n, execs = int(m.group(1)), int(m.group(2)), int(m.group(3), 16), int(m.group(4)), int(m.group(5))
             if tag in runs:
-                per[(runs[tag], row)][name(pc)] += n * execs
+                fn = name(pc)
+                per[(runs[tag], row)][fn] += n * execs
+                if detail and detail in fn:
+                    blocks[(runs[tag], row, fn)][pc] += n * execs
     devs = sorted({d for d, _ in per})
     for row in sorted({r for _, r in per}):
         for dev in devs:
@@ -111,6 +120,12 @@ def main():
             print(f"--- row {row} on {dev}: {total:.1f} instructions per iteration (loop overhead included)")
             for fn, v in c.most_common(top):
                 print(f"  {v / iterations:9.1f}  {fn}")
+                b = blocks.get((dev, row, fn))
+                if b:
+                    pcs = [pc for pc, _ in b.most_common(top)]
+                    start = syms[bisect.bisect_right(addrs, pcs[0]) - 1][0] if pcs else 0
+                    for pc in pcs:
+                        print(f"  {'':9} {b[pc] / iterations:9.1f}  +{pc - start:#x}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ impl Vcpu {
                 let sub = st.cpu.gprs[Gpr::Rcx] as u32;
                 let r = st.cpuid_lookup(leaf, sub);
                 let cr4 = st.vmcb().save.cr4;
-                let r = nsvm_core::cpuid::runtime_adjust(leaf, sub, r, cr4, xsave_size(st.cpu.xcr0));
+                let xcr0 = st.cpu.xcr0;
+                let r = nsvm_core::cpuid::runtime_adjust(leaf, sub, r, cr4, || xsave_size(xcr0));
                 st.vmcb().save.rax = u64::from(r[0]);
                 st.cpu.gprs[Gpr::Rbx] = u64::from(r[1]);
                 st.cpu.gprs[Gpr::Rcx] = u64::from(r[2]);
