@@ -226,6 +226,10 @@ impl Vcpu {
         if irq >= 256 {
             return Err(EINVAL);
         }
+        // The PICs are in the kernel: refused (KVM's kvm_vcpu_ioctl_interrupt).
+        if self.vm.irqchip_full() {
+            return Err(ENXIO);
+        }
         let mut st = self.state.lock();
         // With an in-kernel APIC, KVM_INTERRUPT is an ExtINT: one at a time.
         if st.apic.is_some() && st.ev.irq.is_some() {

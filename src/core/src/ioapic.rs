@@ -19,23 +19,28 @@
 use crate::irqchip_state::{IoapicState, IOAPIC_NUM_PINS};
 use crate::lapic::{DeliveryMode, Irq, Shorthand};
 use crate::pic::line_state;
+pub use crate::irq_routing::KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID;
 
-/// The default base (`IOAPIC_DEFAULT_BASE_ADDRESS`) and size of the MMIO
-/// window (`IOAPIC_MEM_LENGTH`).
+/// The default base of the MMIO window (`IOAPIC_DEFAULT_BASE_ADDRESS`).
 pub const IOAPIC_DEFAULT_BASE: u64 = 0xfec0_0000;
+/// The size of the MMIO window (`IOAPIC_MEM_LENGTH`).
 pub const IOAPIC_MEM_LENGTH: u64 = 0x100;
 /// `IOAPIC_VERSION_ID`.
 pub const IOAPIC_VERSION_ID: u32 = 0x11;
-/// `KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID`.
-pub const KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID: u32 = 1;
 
 /// Redirection entry bits.
 pub mod redir {
+    /// Vector (bits 7:0).
     pub const VECTOR: u64 = 0xff;
+    /// Logical destination mode.
     pub const DEST_LOGICAL: u64 = 1 << 11;
+    /// Delivery status (read-only).
     pub const DELIVERY_STATUS: u64 = 1 << 12;
+    /// Remote IRR (read-only): a level interrupt awaits its EOI.
     pub const REMOTE_IRR: u64 = 1 << 14;
+    /// Level triggered.
     pub const LEVEL: u64 = 1 << 15;
+    /// Masked.
     pub const MASK: u64 = 1 << 16;
 }
 
@@ -58,14 +63,18 @@ pub trait IoapicHost {
 /// The I/O APIC (`struct kvm_ioapic` minus the kernel parts).
 #[derive(Clone, Debug)]
 pub struct Ioapic {
+    /// Base of the MMIO window.
     pub base_address: u64,
+    /// IOREGSEL.
     pub ioregsel: u32,
+    /// The I/O APIC id (bits 27:24 of register 0).
     pub id: u32,
     /// Pins requested (level pins: high).
     pub irr: u32,
     /// Edge pins delivered since they were raised (left out of the saved
     /// IRR, as KVM).
     pub irr_delivered: u32,
+    /// The redirection table.
     pub redirtbl: [u64; IOAPIC_NUM_PINS],
     /// Per pin, a bit per irq source id holding it high.
     pub irq_states: [u64; IOAPIC_NUM_PINS],

@@ -10,13 +10,15 @@
 use crate::irqchip_state::{IOAPIC_NUM_PINS, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_NR_IRQCHIPS};
 use crate::lapic::{MsiRoute, Refused, MAX_IRQ_ROUTES, MSI_VALID_DEVID, ROUTING_ENTRY_SIZE};
 
-/// `KVM_IRQ_ROUTING_IRQCHIP`, `KVM_IRQ_ROUTING_MSI`.
+/// `KVM_IRQ_ROUTING_IRQCHIP`.
 pub const ROUTING_IRQCHIP: u32 = 1;
+/// `KVM_IRQ_ROUTING_MSI`.
 pub const ROUTING_MSI: u32 = 2;
-/// `KVM_USERSPACE_IRQ_SOURCE_ID`, `KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID`,
-/// `KVM_PIT_IRQ_SOURCE_ID`: the irq source ids KVM gives its line users.
+/// `KVM_USERSPACE_IRQ_SOURCE_ID` (`KVM_IRQ_LINE`, plain irqfds).
 pub const KVM_USERSPACE_IRQ_SOURCE_ID: u32 = 0;
+/// `KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID` (resampling irqfds).
 pub const KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID: u32 = 1;
+/// `KVM_PIT_IRQ_SOURCE_ID` (the in-kernel PIT).
 pub const KVM_PIT_IRQ_SOURCE_ID: u32 = 2;
 /// `KVM_IRQCHIP_NUM_PINS` (the chip -> GSI map's width).
 pub const KVM_IRQCHIP_NUM_PINS: usize = IOAPIC_NUM_PINS;
@@ -26,7 +28,14 @@ pub const KVM_IRQCHIP_NUM_PINS: usize = IOAPIC_NUM_PINS;
 pub enum Route {
     /// A pin of an irqchip: `chip` is `KVM_IRQCHIP_*`; `pin` is the pin
     /// as KVM keeps it (slave pins 8-15 as PIC pins, I/O APIC 0-23).
-    Irqchip { gsi: u32, chip: u32, pin: u32 },
+    Irqchip {
+        /// The GSI.
+        gsi: u32,
+        /// `KVM_IRQCHIP_PIC_MASTER`, `_PIC_SLAVE` or `_IOAPIC`.
+        chip: u32,
+        /// The pin (PIC 0-15, I/O APIC 0-23).
+        pin: u32,
+    },
     /// An MSI (as the split irqchip's).
     Msi(MsiRoute),
 }

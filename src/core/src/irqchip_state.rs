@@ -3,9 +3,11 @@
 //! id, padding, and 512 bytes holding `struct kvm_pic_state` (16 bytes) or
 //! `struct kvm_ioapic_state` (24 + 24 * 8 bytes), little-endian.
 
-/// `KVM_IRQCHIP_PIC_MASTER`, `KVM_IRQCHIP_PIC_SLAVE`, `KVM_IRQCHIP_IOAPIC`.
+/// `KVM_IRQCHIP_PIC_MASTER`.
 pub const KVM_IRQCHIP_PIC_MASTER: u32 = 0;
+/// `KVM_IRQCHIP_PIC_SLAVE`.
 pub const KVM_IRQCHIP_PIC_SLAVE: u32 = 1;
+/// `KVM_IRQCHIP_IOAPIC`.
 pub const KVM_IRQCHIP_IOAPIC: u32 = 2;
 /// `KVM_NR_IRQCHIPS`.
 pub const KVM_NR_IRQCHIPS: u32 = 3;
@@ -23,21 +25,37 @@ pub const IOAPIC_STATE_SIZE: usize = 24 + IOAPIC_NUM_PINS * 8;
 /// `struct kvm_pic_state`, field for field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PicState {
+    /// Line levels seen (edge detection).
     pub last_irr: u8,
+    /// Interrupt request register.
     pub irr: u8,
+    /// Interrupt mask register (OCW1).
     pub imr: u8,
+    /// In-service register.
     pub isr: u8,
+    /// Pin of the highest priority (rotation).
     pub priority_add: u8,
+    /// Vector base (ICW2).
     pub irq_base: u8,
+    /// OCW3: read ISR (1) or IRR (0).
     pub read_reg_select: u8,
+    /// OCW3: the next read polls.
     pub poll: u8,
+    /// OCW3: special mask mode.
     pub special_mask: u8,
+    /// Initialization step (0 done, 1-3 expecting ICW2-4).
     pub init_state: u8,
+    /// ICW4: automatic EOI.
     pub auto_eoi: u8,
+    /// OCW2: rotate on automatic EOI.
     pub rotate_on_auto_eoi: u8,
+    /// ICW4: special fully nested mode.
     pub special_fully_nested_mode: u8,
+    /// ICW1: ICW4 expected.
     pub init4: u8,
+    /// PIIX edge/level control register.
     pub elcr: u8,
+    /// Writable ELCR bits.
     pub elcr_mask: u8,
 }
 
@@ -90,10 +108,15 @@ impl PicState {
 /// `struct kvm_ioapic_state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoapicState {
+    /// Base of the MMIO window.
     pub base_address: u64,
+    /// IOREGSEL.
     pub ioregsel: u32,
+    /// The I/O APIC id.
     pub id: u32,
+    /// Requested pins (delivered edge pins left out).
     pub irr: u32,
+    /// Padding.
     pub pad: u32,
     /// The redirection table entries (`redirtbl[i].bits`).
     pub redirtbl: [u64; IOAPIC_NUM_PINS],

@@ -397,6 +397,13 @@ impl Pic {
         (v, e)
     }
 
+    /// The output recomputed (`kvm_pic_update_irq`).
+    pub fn refresh(&mut self) -> PicEffect {
+        let mut e = PicEffect::default();
+        self.update(&mut e);
+        e
+    }
+
     /// `KVM_SET_IRQCHIP` of chip `c` (0 master, 1 slave): the state as
     /// given (KVM copies it verbatim), then the output recomputed.
     pub fn set_state(&mut self, c: usize, s: PicState) -> PicEffect {
