@@ -7,6 +7,7 @@
 
 mod apic;
 mod errnos;
+mod irqchip;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1256,7 +1257,8 @@ fn main() {
         ("apic_nmi_ipi", apic::apic_nmi_ipi), ("apic_get_set_lapic", apic::apic_get_set_lapic), ("apic_no_eoi", apic::apic_no_eoi),
         ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
         ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
-        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line)];
+        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line),
+        ("irqchip_errnos", irqchip::irqchip_errnos), ("irqchip_pic", irqchip::irqchip_pic), ("irqchip_ioapic", irqchip::irqchip_ioapic)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
