@@ -76,8 +76,14 @@ pub(super) struct VApic {
 
 impl VApic {
     pub(super) fn new(id: u32, full: bool) -> Self {
+        let mut m = Lapic::new(id, id == 0);
+        if full {
+            // No directed EOI with the in-kernel I/O APIC (KVM's quirk).
+            m.advertise_directed_eoi = false;
+            m.set_version();
+        }
         Self {
-            m: Lapic::new(id, id == 0),
+            m,
             ipi: None,
             timer_dirty: false,
             dest_dirty: true,

@@ -69,7 +69,7 @@ pub fn apic_x2apic_api(e: &Env) -> R {
     set_lapic(&v, &p)
 }
 
-fn get_lapic(v: &VcpuFd) -> Result<[u8; 1024], String> {
+pub(super) fn get_lapic(v: &VcpuFd) -> Result<[u8; 1024], String> {
     let mut p = [0u8; 1024];
     ioctl(v.as_raw_fd(), kvm::GET_LAPIC, p.as_mut_ptr() as u64).map_err(|e| format!("KVM_GET_LAPIC: errno {e}"))?;
     Ok(p)
@@ -80,7 +80,7 @@ fn set_lapic(v: &VcpuFd, p: &[u8; 1024]) -> Result<(), String> {
     Ok(())
 }
 
-fn reg(p: &[u8; 1024], off: usize) -> u32 {
+pub(super) fn reg(p: &[u8; 1024], off: usize) -> u32 {
     u32::from_le_bytes([p[off], p[off + 1], p[off + 2], p[off + 3]])
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use kvm_ioctls::{VcpuFd, VmFd};
 use nsvm_core::uapi::kvm;
 
-use super::apic::{apic_vcpu, expect_log, expect_out, irq_line, irqfd, log, run_to_out};
+use super::apic::{apic_vcpu, expect_log, expect_out, get_lapic, irq_line, irqfd, log, reg, run_to_out};
 use super::{expect_errno, ioctl, region, Env, Mem, R};
 
 const CREATE_IRQCHIP: u32 = 0xae60;
@@ -190,6 +190,11 @@ pub fn irqchip_errnos(e: &Env) -> R {
 pub fn irqchip_pic(e: &Env) -> R {
     let (k, vm, mem) = chip_vm(e)?;
     let mut v = chip_vcpu(&k, &vm, 1)?;
+    // No directed EOI (LVR bit 24) with the in-kernel I/O APIC, x2APIC in
+    // CPUID or not (KVM's quirk: that I/O APIC has no EOI register).
+    let p = get_lapic(&v)?;
+    want("LVR directed-EOI bit with the full irqchip", reg(&p, 0x30) & (1 << 24), 0)?;
+    want("LVT0 of the BSP (ExtINT, unmasked)", reg(&p, 0x350), 0x700)?;
     expect_out(&mut v, 0x10)?;
     want("ready_for_interrupt_injection with IF=0", v.get_kvm_run().ready_for_interrupt_injection, 1)?;
     want("if_flag", v.get_kvm_run().if_flag, 0)?;
