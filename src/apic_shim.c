@@ -97,6 +97,7 @@ int nsvm_apic_wait(void *p)
 #include <linux/file.h>
 #include <linux/poll.h>
 #include <linux/workqueue.h>
+#include <linux/mutex.h>
 
 struct nsvm_irqfd {
 	struct list_head link;
@@ -121,6 +122,12 @@ struct nsvm_irqfd {
 
 struct nsvm_irqfds {
 	spinlock_t lock;
+	/*
+	 * Held (outside `lock`) by every change of `items`, so that the
+	 * resample eventfds can be signalled walking `items` under it alone:
+	 * never under `lock`, which the eventfd wake-ups take.
+	 */
+	struct mutex rlock;
 	struct list_head items;
 	void *vm;
 };
@@ -132,6 +139,7 @@ void *nsvm_irqfds_new(void *vm)
 	if (!l)
 		return NULL;
 	spin_lock_init(&l->lock);
+	mutex_init(&l->rlock);
 	INIT_LIST_HEAD(&l->items);
 	l->vm = vm;
 	return l;
@@ -252,10 +260,12 @@ int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 d
 	INIT_LIST_HEAD(&f->link);
 	init_waitqueue_func_entry(&f->wait, nsvm_irqfd_wakeup);
 	init_poll_funcptr(&f->pt, nsvm_irqfd_queue);
+	mutex_lock(&l->rlock);
 	spin_lock_irq(&l->lock);
 	list_for_each_entry(o, &l->items, link) {
 		if (o->eventfd == ctx && !o->dead) {
 			spin_unlock_irq(&l->lock);
+			mutex_unlock(&l->rlock);
 			kfree(f);
 			ret = -EBUSY;
 			goto put;
@@ -263,6 +273,7 @@ int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 d
 	}
 	list_add_tail(&f->link, &l->items);
 	spin_unlock_irq(&l->lock);
+	mutex_unlock(&l->rlock);
 	events = vfs_poll(file, &f->pt);
 	if (events & EPOLLIN) {
 		u64 cnt;
@@ -296,18 +307,21 @@ int nsvm_irqfds_has_resampler(void *p, u32 gsi)
 	return n;
 }
 
-/* Signals the resample eventfd of every resampling irqfd of `gsi`. */
+/*
+ * Signals the resample eventfd of every resampling irqfd of `gsi`
+ * (process context, no spinlock held): under `rlock` only, so that no
+ * eventfd wait-queue lock is taken under `lock`.
+ */
 void nsvm_irqfds_resample(void *p, u32 gsi)
 {
 	struct nsvm_irqfds *l = p;
 	struct nsvm_irqfd *f;
-	unsigned long flags;
 
-	spin_lock_irqsave(&l->lock, flags);
+	mutex_lock(&l->rlock);
 	list_for_each_entry(f, &l->items, link)
-		if (f->resamplefd && f->gsi == gsi && !f->dead)
+		if (f->resamplefd && f->gsi == gsi && !READ_ONCE(f->dead))
 			eventfd_signal(f->resamplefd);
-	spin_unlock_irqrestore(&l->lock, flags);
+	mutex_unlock(&l->rlock);
 }
 
 /*
@@ -324,12 +338,14 @@ int nsvm_irqfd_deassign(void *p, int fd, u32 gsi)
 	ctx = eventfd_ctx_fdget(fd);
 	if (IS_ERR(ctx))
 		return PTR_ERR(ctx);
+	mutex_lock(&l->rlock);
 	spin_lock_irq(&l->lock);
 	list_for_each_entry_safe(f, t, &l->items, link) {
 		if (f->eventfd == ctx && f->gsi == gsi)
 			list_move(&f->link, &gone);
 	}
 	spin_unlock_irq(&l->lock);
+	mutex_unlock(&l->rlock);
 	list_for_each_entry_safe(f, t, &gone, link)
 		nsvm_irqfd_free(f);
 	eventfd_ctx_put(ctx);
@@ -369,9 +385,11 @@ void nsvm_irqfds_free(void *p)
 	struct nsvm_irqfd *f, *t;
 	LIST_HEAD(gone);
 
+	mutex_lock(&l->rlock);
 	spin_lock_irq(&l->lock);
 	list_splice_init(&l->items, &gone);
 	spin_unlock_irq(&l->lock);
+	mutex_unlock(&l->rlock);
 	list_for_each_entry_safe(f, t, &gone, link)
 		nsvm_irqfd_free(f);
 	kfree(l);

@@ -202,10 +202,12 @@ impl IrqfdList {
         }
     }
 
-    /// Signals the resample eventfds of `gsi` (any context).
+    /// Signals the resample eventfds of `gsi` (process context, no
+    /// spinlock held: takes the list's mutex).
     pub(crate) fn resample(&self, gsi: u32) {
         if let Ok(l) = self.get() {
-            // SAFETY: a live list; the C side locks with interrupts saved.
+            // SAFETY: a live list; process context without spinlocks (the
+            // callers run after the irqchip lock is released).
             unsafe { nsvm_irqfds_resample(l, gsi) };
         }
     }

@@ -54,14 +54,20 @@ struct After {
     /// Pins acknowledged (PIC 0-15, I/O APIC 0-23).
     pic_acked: u16,
     ioapic_acked: u32,
+    /// I/O APIC pins whose request a resampling irqfd dropped on unmask:
+    /// their resample eventfds are signalled.
+    resampled: u32,
     /// Their GSIs (filled under the lock from the chip map).
     gsis: [u32; 40],
     n: usize,
+    /// The GSIs of `resampled`.
+    rgsis: [u32; 24],
+    rn: usize,
 }
 
 impl Default for After {
     fn default() -> Self {
-        Self { wakeup: false, pic_acked: 0, ioapic_acked: 0, gsis: [0; 40], n: 0 }
+        Self { wakeup: false, pic_acked: 0, ioapic_acked: 0, resampled: 0, gsis: [0; 40], n: 0, rgsis: [0; 24], rn: 0 }
     }
 }
 
@@ -80,6 +86,12 @@ impl After {
             }
         };
         let (pic_acked, ioapic_acked) = (self.pic_acked, self.ioapic_acked);
+        for (pin, g) in map[KVM_IRQCHIP_IOAPIC as usize].iter().enumerate() {
+            if self.resampled & (1 << pin) != 0 && *g >= 0 && self.rn < self.rgsis.len() {
+                self.rgsis[self.rn] = *g as u32;
+                self.rn += 1;
+            }
+        }
         for (pin, (m, s)) in map[KVM_IRQCHIP_PIC_MASTER as usize].iter().zip(map[KVM_IRQCHIP_PIC_SLAVE as usize].iter()).enumerate().take(16) {
             if pic_acked & (1 << pin) != 0 {
                 add(if pin < 8 { *m } else { *s });
@@ -98,6 +110,7 @@ struct Host<'a> {
     vm: &'a Vm,
     map: &'a ChipMap,
     acked: u32,
+    resampled: u32,
 }
 
 impl Host<'_> {
@@ -116,13 +129,12 @@ impl IoapicHost for Host<'_> {
         self.gsi(pin).is_some_and(|g| self.vm.irqfds.has_resampler(g))
     }
     fn resample(&mut self, pin: u32) -> bool {
-        match self.gsi(pin) {
-            Some(g) if self.vm.irqfds.has_resampler(g) => {
-                self.vm.irqfds.resample(g);
-                true
-            }
-            _ => false,
+        // Signalled once the lock is released (`irqchip_after`).
+        let r = self.gsi(pin).is_some_and(|g| self.vm.irqfds.has_resampler(g));
+        if r {
+            self.resampled |= 1 << pin;
         }
+        r
     }
 }
 
@@ -149,7 +161,7 @@ impl Vm {
         let r = {
             let mut g = self.irqchip.lock();
             let Irqchip { pic, ioapic, routes, map } = &mut *g;
-            let mut host = Host { vm: self, map, acked: 0 };
+            let mut host = Host { vm: self, map, acked: 0, resampled: 0 };
             let mut res = [-1i32; 4];
             let mut n = 0;
             for rt in routes.iter().filter(|r| r.gsi() == gsi) {
@@ -169,6 +181,7 @@ impl Vm {
                 }
             }
             a.ioapic_acked |= host.acked;
+            a.resampled |= host.resampled;
             self.pic_output.store(pic.output, Ordering::Release);
             a.resolve(map);
             irq_routing::sum_results(res[..n].iter().copied())
@@ -184,6 +197,9 @@ impl Vm {
     fn irqchip_after(&self, a: After) {
         if a.wakeup {
             self.apic.kick_extint(&self.guest_modes);
+        }
+        for &gsi in &a.rgsis[..a.rn] {
+            self.irqfds.resample(gsi);
         }
         for &gsi in &a.gsis[..a.n] {
             if self.irqfds.has_resampler(gsi) {
@@ -259,9 +275,10 @@ impl Vm {
             let off = gpa - g.ioapic.base_address;
             let Irqchip { ioapic, map, .. } = &mut *g;
             let v = if is_write {
-                let mut host = Host { vm: self, map, acked: 0 };
+                let mut host = Host { vm: self, map, acked: 0, resampled: 0 };
                 ioapic.mmio_write(off, len, val, &mut host);
                 a.ioapic_acked |= host.acked;
+            a.resampled |= host.resampled;
                 0
             } else {
                 ioapic.mmio_read(off, len)
@@ -281,9 +298,10 @@ impl Vm {
         {
             let mut g = self.irqchip.lock();
             let Irqchip { ioapic, map, .. } = &mut *g;
-            let mut host = Host { vm: self, map, acked: 0 };
+            let mut host = Host { vm: self, map, acked: 0, resampled: 0 };
             ioapic.eoi(vector, level, suppressed, &mut host);
             a.ioapic_acked |= host.acked;
+            a.resampled |= host.resampled;
             a.resolve(map);
         }
         self.irqchip_after(a);
@@ -357,9 +375,10 @@ impl Vm {
                     Ok(0)
                 }
                 KVM_IRQCHIP_IOAPIC => {
-                    let mut host = Host { vm: self, map, acked: 0 };
+                    let mut host = Host { vm: self, map, acked: 0, resampled: 0 };
                     ioapic.set_state(&ics::ioapic_of(&b), &mut host);
                     a.ioapic_acked |= host.acked;
+            a.resampled |= host.resampled;
                     Ok(0)
                 }
                 _ => Err(EINVAL),
