@@ -96,6 +96,8 @@ int nsvm_apic_wait(void *p)
 #include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/poll.h>
+#include <linux/workqueue.h>
+#include <linux/mutex.h>
 
 struct nsvm_irqfd {
 	struct list_head link;
@@ -109,10 +111,23 @@ struct nsvm_irqfd {
 	u32 lo, hi, data;
 	/* The eventfd was released (EPOLLHUP): never fires again. */
 	int dead;
+	/*
+	 * Full irqchip: a GSI without an MSI route is raised from process
+	 * context (nsvm_rs_irqfd_inject, as KVM's irqfd_inject work), with
+	 * the resample eventfd (KVM_IRQFD_FLAG_RESAMPLE) or NULL.
+	 */
+	struct work_struct inject;
+	struct eventfd_ctx *resamplefd;
 };
 
 struct nsvm_irqfds {
 	spinlock_t lock;
+	/*
+	 * Held (outside `lock`) by every change of `items`, so that the
+	 * resample eventfds can be signalled walking `items` under it alone:
+	 * never under `lock`, which the eventfd wake-ups take.
+	 */
+	struct mutex rlock;
 	struct list_head items;
 	void *vm;
 };
@@ -124,6 +139,7 @@ void *nsvm_irqfds_new(void *vm)
 	if (!l)
 		return NULL;
 	spin_lock_init(&l->lock);
+	mutex_init(&l->rlock);
 	INIT_LIST_HEAD(&l->items);
 	l->vm = vm;
 	return l;
@@ -144,6 +160,15 @@ static void nsvm_irqfd_fire(struct nsvm_irqfd *f)
 	spin_unlock_irqrestore(&f->owner->lock, flags);
 	if (valid)
 		nsvm_rs_irqfd_fire(f->owner->vm, lo, hi, data);
+	else if (!f->dead)
+		schedule_work(&f->inject);
+}
+
+static void nsvm_irqfd_inject(struct work_struct *w)
+{
+	struct nsvm_irqfd *f = container_of(w, struct nsvm_irqfd, inject);
+
+	nsvm_rs_irqfd_inject(f->owner->vm, f->gsi, f->resamplefd != NULL);
 }
 
 /* Wait-queue callback of the eventfd (its wait-queue lock held). */
@@ -179,17 +204,22 @@ static void nsvm_irqfd_free(struct nsvm_irqfd *f)
 	u64 cnt;
 
 	eventfd_ctx_remove_wait_queue(f->eventfd, &f->wait, &cnt);
+	cancel_work_sync(&f->inject);
 	eventfd_ctx_put(f->eventfd);
+	if (f->resamplefd)
+		eventfd_ctx_put(f->resamplefd);
 	kfree(f);
 }
 
 /*
  * KVM_IRQFD assign: -EBADF for a bad fd, -EINVAL for a file that is not
- * an eventfd, -EBUSY for an eventfd already assigned (as KVM). The route
- * (valid, lo, hi, data) is the GSI's now; a pending signal fires at once.
+ * an eventfd, then the resample eventfd's errors when `resamplefd` >= 0,
+ * -EBUSY for an eventfd already assigned (as KVM). The route (valid, lo,
+ * hi, data) is the GSI's now; a pending signal fires at once.
  */
-int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 data)
+int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 data, int resamplefd)
 {
+	struct eventfd_ctx *rctx = NULL;
 	struct nsvm_irqfds *l = p;
 	struct nsvm_irqfd *f, *o;
 	struct eventfd_ctx *ctx;
@@ -205,12 +235,22 @@ int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 d
 		fput(file);
 		return PTR_ERR(ctx);
 	}
+	if (resamplefd >= 0) {
+		rctx = eventfd_ctx_fdget(resamplefd);
+		if (IS_ERR(rctx)) {
+			ret = PTR_ERR(rctx);
+			rctx = NULL;
+			goto put;
+		}
+	}
 	f = kzalloc(sizeof(*f), GFP_KERNEL_ACCOUNT);
 	if (!f) {
 		ret = -ENOMEM;
 		goto put;
 	}
 	f->eventfd = ctx;
+	f->resamplefd = rctx;
+	INIT_WORK(&f->inject, nsvm_irqfd_inject);
 	f->owner = l;
 	f->gsi = gsi;
 	f->valid = valid;
@@ -220,10 +260,12 @@ int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 d
 	INIT_LIST_HEAD(&f->link);
 	init_waitqueue_func_entry(&f->wait, nsvm_irqfd_wakeup);
 	init_poll_funcptr(&f->pt, nsvm_irqfd_queue);
+	mutex_lock(&l->rlock);
 	spin_lock_irq(&l->lock);
 	list_for_each_entry(o, &l->items, link) {
 		if (o->eventfd == ctx && !o->dead) {
 			spin_unlock_irq(&l->lock);
+			mutex_unlock(&l->rlock);
 			kfree(f);
 			ret = -EBUSY;
 			goto put;
@@ -231,6 +273,7 @@ int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 d
 	}
 	list_add_tail(&f->link, &l->items);
 	spin_unlock_irq(&l->lock);
+	mutex_unlock(&l->rlock);
 	events = vfs_poll(file, &f->pt);
 	if (events & EPOLLIN) {
 		u64 cnt;
@@ -241,9 +284,44 @@ int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 d
 	fput(file);
 	return 0;
 put:
+	if (rctx)
+		eventfd_ctx_put(rctx);
 	eventfd_ctx_put(ctx);
 	fput(file);
 	return ret;
+}
+
+/* Live resampling irqfds of `gsi` (any context). */
+int nsvm_irqfds_has_resampler(void *p, u32 gsi)
+{
+	struct nsvm_irqfds *l = p;
+	struct nsvm_irqfd *f;
+	unsigned long flags;
+	int n = 0;
+
+	spin_lock_irqsave(&l->lock, flags);
+	list_for_each_entry(f, &l->items, link)
+		if (f->resamplefd && f->gsi == gsi && !f->dead)
+			n++;
+	spin_unlock_irqrestore(&l->lock, flags);
+	return n;
+}
+
+/*
+ * Signals the resample eventfd of every resampling irqfd of `gsi`
+ * (process context, no spinlock held): under `rlock` only, so that no
+ * eventfd wait-queue lock is taken under `lock`.
+ */
+void nsvm_irqfds_resample(void *p, u32 gsi)
+{
+	struct nsvm_irqfds *l = p;
+	struct nsvm_irqfd *f;
+
+	mutex_lock(&l->rlock);
+	list_for_each_entry(f, &l->items, link)
+		if (f->resamplefd && f->gsi == gsi && !READ_ONCE(f->dead))
+			eventfd_signal(f->resamplefd);
+	mutex_unlock(&l->rlock);
 }
 
 /*
@@ -260,12 +338,14 @@ int nsvm_irqfd_deassign(void *p, int fd, u32 gsi)
 	ctx = eventfd_ctx_fdget(fd);
 	if (IS_ERR(ctx))
 		return PTR_ERR(ctx);
+	mutex_lock(&l->rlock);
 	spin_lock_irq(&l->lock);
 	list_for_each_entry_safe(f, t, &l->items, link) {
 		if (f->eventfd == ctx && f->gsi == gsi)
 			list_move(&f->link, &gone);
 	}
 	spin_unlock_irq(&l->lock);
+	mutex_unlock(&l->rlock);
 	list_for_each_entry_safe(f, t, &gone, link)
 		nsvm_irqfd_free(f);
 	eventfd_ctx_put(ctx);
@@ -305,9 +385,11 @@ void nsvm_irqfds_free(void *p)
 	struct nsvm_irqfd *f, *t;
 	LIST_HEAD(gone);
 
+	mutex_lock(&l->rlock);
 	spin_lock_irq(&l->lock);
 	list_splice_init(&l->items, &gone);
 	spin_unlock_irq(&l->lock);
+	mutex_unlock(&l->rlock);
 	list_for_each_entry_safe(f, t, &gone, link)
 		nsvm_irqfd_free(f);
 	kfree(l);

@@ -262,3 +262,14 @@ extern "C" fn nsvm_rs_pit_work(vm: *mut c_void) {
     let vm = unsafe { &*vm.cast::<Vm>() };
     vm.pit_work();
 }
+
+/// An irqfd without an MSI route was signalled (src/apic_shim.c, its work
+/// item: process context): raises its GSI through the irqchip.
+#[no_mangle]
+extern "C" fn nsvm_rs_irqfd_inject(vm: *mut c_void, gsi: u32, resample: c_int) {
+    // SAFETY: `vm` is the VM whose `irqfds` list holds this irqfd: the
+    // list's drop, first in the VM's, cancels every irqfd's work item
+    // (waiting for a running one) before the rest of the VM goes.
+    let vm = unsafe { &*vm.cast::<Vm>() };
+    vm.irqfd_inject(gsi, resample != 0);
+}

@@ -113,7 +113,9 @@ unsafe impl Sync for WaiterSlot {}
 
 extern "C" {
     fn nsvm_irqfds_new(vm: *mut c_void) -> *mut c_void;
-    fn nsvm_irqfd_assign(l: *mut c_void, fd: c_int, gsi: u32, valid: c_int, lo: u32, hi: u32, data: u32) -> c_int;
+    fn nsvm_irqfd_assign(l: *mut c_void, fd: c_int, gsi: u32, valid: c_int, lo: u32, hi: u32, data: u32, resamplefd: c_int) -> c_int;
+    fn nsvm_irqfds_has_resampler(l: *mut c_void, gsi: u32) -> c_int;
+    fn nsvm_irqfds_resample(l: *mut c_void, gsi: u32);
     fn nsvm_irqfd_deassign(l: *mut c_void, fd: c_int, gsi: u32) -> c_int;
     fn nsvm_irqfds_reroute(l: *mut c_void, routes: *const u32, n: u32);
     fn nsvm_irqfds_free(l: *mut c_void);
@@ -163,15 +165,17 @@ impl IrqfdList {
     }
 
     /// Assigns eventfd `fd` to `gsi`, whose route is `msi` (address_lo,
-    /// address_hi, data) if it has one.
-    pub(crate) fn assign(&self, fd: i32, gsi: u32, msi: Option<(u32, u32, u32)>) -> Result {
+    /// address_hi, data) if it has one (otherwise a signal raises the GSI
+    /// through `nsvm_rs_irqfd_inject` from a work item); `resamplefd` (>=
+    /// 0) is `KVM_IRQFD_FLAG_RESAMPLE`'s eventfd.
+    pub(crate) fn assign(&self, fd: i32, gsi: u32, msi: Option<(u32, u32, u32)>, resamplefd: i32) -> Result {
         let l = self.get()?;
         let (v, (lo, hi, d)) = match msi {
             Some(m) => (1, m),
             None => (0, (0, 0, 0)),
         };
         // SAFETY: a live list (type invariant); process context.
-        let r = unsafe { nsvm_irqfd_assign(l, fd, gsi, v, lo, hi, d) };
+        let r = unsafe { nsvm_irqfd_assign(l, fd, gsi, v, lo, hi, d, resamplefd) };
         if r < 0 {
             return Err(Error::from_errno(r));
         }
@@ -187,6 +191,25 @@ impl IrqfdList {
             return Err(Error::from_errno(r));
         }
         Ok(())
+    }
+
+    /// Whether a resampling irqfd is assigned to `gsi` (any context).
+    pub(crate) fn has_resampler(&self, gsi: u32) -> bool {
+        match self.get() {
+            // SAFETY: a live list; the C side locks with interrupts saved.
+            Ok(l) => unsafe { nsvm_irqfds_has_resampler(l, gsi) > 0 },
+            Err(_) => false,
+        }
+    }
+
+    /// Signals the resample eventfds of `gsi` (process context, no
+    /// spinlock held: takes the list's mutex).
+    pub(crate) fn resample(&self, gsi: u32) {
+        if let Ok(l) = self.get() {
+            // SAFETY: a live list; process context without spinlocks (the
+            // callers run after the irqchip lock is released).
+            unsafe { nsvm_irqfds_resample(l, gsi) };
+        }
     }
 
     /// New routes (gsi, address_lo, address_hi, data quadruples).

@@ -77,7 +77,6 @@ impl PitTimer {
     }
 
     /// Queues the work (any context).
-    #[allow(dead_code)] // used by Vm::pit_irq_acked, which the irqchip calls
     pub(crate) fn kick(&self) {
         if let Some(p) = self.get() {
             // SAFETY: a live timer.

@@ -62,7 +62,8 @@ impl VcpuState {
     /// otherwise (or when userspace asked for a window) ask for a #VMEXIT
     /// when it can, with a virtual interrupt that ignores the TPR and the
     /// VINTR intercept (APM 15.21.4), as KVM's `svm_enable_irq_window` does.
-    pub(super) fn prepare_interrupts(&mut self, window_requested: bool) {
+    /// `inta` runs the PIC's INTA cycle (full irqchip) and gives its vector.
+    pub(super) fn prepare_interrupts(&mut self, window_requested: bool, inta: &dyn Fn() -> u8) {
         // With GIF clear (L1 after #VMEXIT or CLGI) interrupts and NMIs
         // stay pending (APM 15.17).
         let gif = self.nst.gif || self.nst.l2.is_some();
@@ -96,6 +97,21 @@ impl VcpuState {
             // intercepted (svm_insn): the next entry after it injects or
             // opens the window.
             self.close_irq_window();
+            return;
+        }
+        // The PIC's interrupt first (KVM's kvm_cpu_get_interrupt: ExtINT
+        // before the APIC), its vector taken by the INTA cycle now.
+        if self.ev.irq.is_none() && self.apic.as_ref().is_some_and(|a| a.extint) {
+            if interruptible {
+                let v = inta();
+                if let Some(a) = self.apic.as_mut() {
+                    a.extint = false;
+                }
+                self.inject(Event::new(EventType::Intr, v, None));
+                self.stats.bump(st_idx::IRQ_INJECTIONS);
+                return;
+            }
+            self.open_irq_window();
             return;
         }
         // The in-kernel APIC's interrupt (L1's; while L2 runs and L1 does
@@ -146,7 +162,8 @@ impl VcpuState {
         if self.ev.nmi_pending && self.nst.vmcb12.get().control.intercepts.test(exit::NMI) {
             return Some(exit::NMI);
         }
-        if (self.ev.irq.is_some() || self.apic_pending().is_some()) && self.l1_takes_intr() == Some(true) {
+        let extint = self.apic.as_ref().is_some_and(|a| a.extint);
+        if (self.ev.irq.is_some() || extint || self.apic_pending().is_some()) && self.l1_takes_intr() == Some(true) {
             return Some(exit::INTR);
         }
         None

@@ -222,6 +222,20 @@ impl Vcpu {
             v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
             return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
         }
+        // The full irqchip's PICs and ELCRs (KVM's PIO bus devices).
+        if let Some(v) = self.vm.pic_pio(io.port, io.is_in, u32::from(io.size), rax as u8) {
+            let vm = st.vmcb();
+            if io.is_in {
+                let keep = u64::MAX << (8 * u32::from(io.size));
+                vm.save.rax = (vm.save.rax & keep) | u64::from(v);
+                if io.size == 4 {
+                    vm.save.rax &= 0xffff_ffff;
+                }
+            }
+            vm.save.rip = io.next_rip;
+            vm.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+            return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
+        }
         if !io.is_in {
             // A write an ioeventfd takes completes here (KVM's PIO bus).
             let val = rax & (u64::MAX >> (64 - 8 * u32::from(io.size)));
@@ -372,6 +386,19 @@ impl Vcpu {
         let mut next_rip = rip.wrapping_add(u64::from(acc.len));
         if cs != mmio::CodeSize::Bits64 {
             next_rip &= 0xffff_ffff;
+        }
+        // The full irqchip's I/O APIC window (KVM's MMIO bus device).
+        let wval = if acc.size >= 8 { data } else { data & ((1u64 << (8 * u32::from(acc.size))) - 1) };
+        if let Some(v) = self.vm.ioapic_mmio(gpa, is_write, u32::from(acc.size), wval) {
+            if let Some((dst, ext, size)) = read {
+                let mut regs = st.all_gprs();
+                mmio::load_into(&mut regs, dst, ext, size, v);
+                st.set_all_gprs(&regs);
+            }
+            let v = st.vmcb();
+            v.save.rip = next_rip;
+            v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+            return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
         }
         if is_write {
             // A write an ioeventfd takes completes here (KVM's MMIO bus).

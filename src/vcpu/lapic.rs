@@ -63,11 +63,49 @@ pub(super) struct VApic {
     /// The guest's EOI broadcast suppression is honoured (the VM's
     /// KVM_CAP_X2APIC_API flags, read before each entry).
     suppress_eoi: bool,
+    /// Full irqchip: EOIs go to the in-kernel I/O APIC (vector, TMR bit,
+    /// suppressed by directed EOI), after the exit (`apic_flush`); the
+    /// guest's directed EOI is ignored (KVM_X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST).
+    pub(super) full: bool,
+    eoi_ioapic: Option<(u8, bool, bool)>,
+    no_suppress: bool,
+    /// The PIC's interrupt is pending for this vCPU (its APIC takes PIC
+    /// interrupts and the PIC's output is high), as of the last sync.
+    pub(super) extint: bool,
 }
 
 impl VApic {
-    pub(super) fn new(id: u32) -> Self {
-        Self { m: Lapic::new(id, id == 0), ipi: None, timer_dirty: false, dest_dirty: true, armed: None, mp: if id == 0 { mp::RUNNABLE } else { mp::UNINITIALIZED }, halted_since: None, ioapic_vectors: [0; 4], routes_seen: u64::MAX, eoi_exit: None, suppress_eoi: false }
+    pub(super) fn new(id: u32, full: bool) -> Self {
+        let mut m = Lapic::new(id, id == 0);
+        if full {
+            // No directed EOI with the in-kernel I/O APIC (KVM's quirk).
+            m.advertise_directed_eoi = false;
+            m.set_version();
+        }
+        Self {
+            m,
+            ipi: None,
+            timer_dirty: false,
+            dest_dirty: true,
+            armed: None,
+            mp: if id == 0 { mp::RUNNABLE } else { mp::UNINITIALIZED },
+            halted_since: None,
+            ioapic_vectors: [0; 4],
+            routes_seen: u64::MAX,
+            eoi_exit: None,
+            suppress_eoi: false,
+            full,
+            eoi_ioapic: None,
+            no_suppress: false,
+            extint: false,
+        }
+    }
+
+    /// KVM's `kvm_apic_accept_pic_intr`: the APIC hardware-disabled, or
+    /// LVT0 unmasked in ExtINT mode.
+    pub(super) fn accepts_pic(&self) -> bool {
+        let lvt0 = self.m.get(lapic::reg::LVT0);
+        !self.m.hw_enabled() || (lvt0 & lapic::lvt::MASKED == 0 && lvt0 & lapic::lvt::DELIVERY_MODE == 7 << 8)
     }
     fn note(&mut self, e: WriteEffect) {
         if e.ipi.is_some() {
@@ -75,7 +113,13 @@ impl VApic {
         }
         self.timer_dirty |= e.timer;
         self.dest_dirty |= e.dest;
-        if let Some(v) = e.eoi {
+        if let (Some(v), true) = (e.eoi, self.full) {
+            // KVM's kvm_ioapic_send_eoi with the in-kernel I/O APIC: the
+            // TMR bit gives the trigger; a directed EOI of the guest is
+            // honoured unless the VMM disabled it (the quirk).
+            let directed = self.m.get(lapic::reg::SPIV) & lapic::spiv::DIRECTED_EOI != 0;
+            self.eoi_ioapic = Some((v, self.m.tmr(v), directed && !self.no_suppress));
+        } else if let Some(v) = e.eoi {
             // Unless the guest suppresses EOI broadcasts (SPIV bit 12).
             // Honoured only when the VMM enabled it
             // (KVM_X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST); by default KVM's
@@ -192,7 +236,8 @@ impl VcpuState {
         if self.ev.nmi_pending {
             return true;
         }
-        let intr = self.ev.irq.is_some() || self.apic_pending().is_some();
+        let extint = self.apic.as_ref().is_some_and(|a| a.extint);
+        let intr = self.ev.irq.is_some() || extint || self.apic_pending().is_some();
         intr && self.vmcb().save.rflags & rflags::IF != 0
     }
 
@@ -247,6 +292,7 @@ impl Vcpu {
         let api = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed);
         let Some(a) = st.apic.as_mut() else { return };
         a.suppress_eoi = api & X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST != 0;
+        a.no_suppress = api & X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST != 0;
         for (i, w) in irr.iter().enumerate() {
             let mut w = *w;
             while w != 0 {
@@ -274,6 +320,13 @@ impl Vcpu {
         }
         self.apic_flush(st);
         self.apic_scan_routes(st);
+        // Full irqchip: whether this vCPU takes the PIC's interrupt now
+        // (KVM's kvm_cpu_has_extint), published for the PIC's kicks.
+        if let Some(a) = st.apic.as_mut().filter(|a| a.full) {
+            let acc = a.accepts_pic();
+            mb.set_accepts_pic(acc);
+            a.extint = acc && self.vm.pic_output.load(core::sync::atomic::Ordering::Acquire);
+        }
     }
 
     /// Recomputes which vectors' EOIs go to userspace's I/O APIC when the
@@ -358,6 +411,9 @@ impl Vcpu {
         }
         if let Some(irq) = a.ipi.take() {
             let _ = self.vm.apic.deliver(&irq, Some(self.id), &self.vm.guest_modes);
+        }
+        if let Some((v, level, suppressed)) = a.eoi_ioapic.take() {
+            self.vm.ioapic_eoi(v, level, suppressed);
         }
     }
 

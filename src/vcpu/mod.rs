@@ -301,11 +301,11 @@ impl Vcpu {
             apic: None,
             sighting: None,
         };
-        if vm.irqchip_split.load(Ordering::Acquire) {
+        if vm.irqchip_in_kernel() {
             // The APIC timer calls back with the VM (fops.rs): the waiter
             // lives in the VM's bus, freed with the VM.
             vm.apic.mailbox(id).waiter.init(Arc::as_ptr(&vm).cast(), id)?;
-            st.apic = Some(KBox::new(lapic::VApic::new(id), GFP_KERNEL_ACCOUNT)?);
+            st.apic = Some(KBox::new(lapic::VApic::new(id, vm.irqchip_full()), GFP_KERNEL_ACCOUNT)?);
         }
         let npt_root = st.npt01_root;
         st.reset(npt_root, false);

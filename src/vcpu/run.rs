@@ -198,7 +198,8 @@ impl Vcpu {
                 break Err(EINTR);
             }
             hw::task::cond_resched();
-            let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0;
+            // Ignored with the full irqchip (KVM's dm_request_for_irq_injection).
+            let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0 && !self.vm.irqchip_full();
             // An interrupt or NMI for L1 while L2 runs, which L1 intercepts:
             // #VMEXIT(INTR/NMI) to L1 (APM 15.21.1, 15.21.3), the event
             // staying pending for L1 (taken once it sets GIF).
@@ -234,7 +235,7 @@ impl Vcpu {
                     break r;
                 }
             }
-            st.prepare_interrupts(window);
+            st.prepare_interrupts(window, &|| self.vm.pic_inta());
             st.apply_policy(self.vm.policy());
             st.apply_guest_debug();
             let seen = loop {
@@ -286,7 +287,8 @@ impl Vcpu {
         self.stats.bump(st_idx::EXITS_USERSPACE);
         let common = RunCommon {
             if_flag: st.vmcb().save.rflags & rflags::IF != 0,
-            ready_for_interrupt_injection: st.ready_for_injection(),
+            // Always 1 with the full irqchip (KVM's post_kvm_run_save).
+            ready_for_interrupt_injection: self.vm.irqchip_full() || st.ready_for_injection(),
             cr8: u64::from(st.vmcb().control.int_ctl & int_ctl::V_TPR_MASK),
             apic_base: st.cpu.apic_base,
         };
@@ -394,7 +396,8 @@ impl Vcpu {
     fn encode_common(&self, st: &mut VcpuState) {
         let common = RunCommon {
             if_flag: st.vmcb().save.rflags & rflags::IF != 0,
-            ready_for_interrupt_injection: st.ready_for_injection(),
+            // Always 1 with the full irqchip (KVM's post_kvm_run_save).
+            ready_for_interrupt_injection: self.vm.irqchip_full() || st.ready_for_injection(),
             cr8: u64::from(st.vmcb().control.int_ctl & int_ctl::V_TPR_MASK),
             apic_base: st.cpu.apic_base,
         };

@@ -158,7 +158,9 @@ impl Vcpu {
             // APIC then allows (KVM's kvm_apic_set_version, timer_mode_mask).
             a.m.cpuid_x2apic = ecx1 & (1 << 21) != 0;
             a.m.cpuid_tsc_deadline = ecx1 & (1 << 24) != 0;
-            a.m.advertise_directed_eoi = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed) & super::lapic::X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST == 0;
+            // Not with the in-kernel I/O APIC, which has no EOI register
+            // (KVM's kvm_lapic_advertise_suppress_eoi_broadcast quirk).
+            a.m.advertise_directed_eoi = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed) & super::lapic::X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST == 0 && !a.full;
             a.m.set_version();
         }
         st.cpu.cpuid = v;
@@ -225,6 +227,10 @@ impl Vcpu {
         let irq = u32::from_ne_bytes(b);
         if irq >= 256 {
             return Err(EINVAL);
+        }
+        // The PICs are in the kernel: refused (KVM's kvm_vcpu_ioctl_interrupt).
+        if self.vm.irqchip_full() {
+            return Err(ENXIO);
         }
         let mut st = self.state.lock();
         // With an in-kernel APIC, KVM_INTERRUPT is an ExtINT: one at a time.

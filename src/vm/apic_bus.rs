@@ -22,6 +22,8 @@ pub(crate) mod flag {
     pub(crate) const SIPI: u32 = 4;
     pub(crate) const TIMER: u32 = 8;
     pub(crate) const SMI: u32 = 16;
+    /// The PIC's output rose (full irqchip): look at it.
+    pub(crate) const EXTINT: u32 = 32;
 }
 
 /// What was posted to one vCPU's APIC.
@@ -41,6 +43,10 @@ pub(crate) struct Mailbox {
     dest: [AtomicU64; 2],
     /// A vCPU with an in-kernel APIC has this id.
     present: AtomicBool,
+    /// Its APIC takes the PIC's interrupts (KVM's
+    /// `kvm_apic_accept_pic_intr`: LVT0 unmasked in ExtINT mode, or the
+    /// APIC hardware-disabled), published before each entry.
+    accepts_pic: AtomicBool,
     pub(crate) waiter: WaiterSlot,
 }
 
@@ -54,6 +60,7 @@ impl Mailbox {
             posted: AtomicU32::new(0),
             dest: [const { AtomicU64::new(0) }; 2],
             present: AtomicBool::new(false),
+            accepts_pic: AtomicBool::new(false),
             waiter: WaiterSlot::new(),
         }
     }
@@ -86,6 +93,13 @@ impl Mailbox {
     /// Posts the last SIPI again (`KVM_SET_MP_STATE(SIPI_RECEIVED)`).
     pub(crate) fn repost_sipi(&self) {
         self.post_flag(flag::SIPI);
+    }
+
+    /// Publishes whether the APIC takes the PIC's interrupts.
+    pub(crate) fn set_accepts_pic(&self, on: bool) {
+        if self.accepts_pic.load(Ordering::Relaxed) != on {
+            self.accepts_pic.store(on, Ordering::Release);
+        }
     }
 
     /// Publishes the APIC's addressing state.
@@ -141,6 +155,25 @@ impl ApicBus {
     /// Marks vCPU `id` as having an in-kernel APIC.
     pub(crate) fn attach(&self, id: u32) {
         self.mailbox(id).present.store(true, Ordering::Release);
+    }
+
+    /// Whether some vCPU's APIC takes the PIC's interrupts.
+    pub(crate) fn any_accepts_pic(&self) -> bool {
+        self.boxes.iter().any(|m| m.present.load(Ordering::Acquire) && m.accepts_pic.load(Ordering::Acquire))
+    }
+
+    /// The PIC's output rose: the vCPUs that take its interrupts look
+    /// (KVM's `pic_unlock` kick).
+    pub(crate) fn kick_extint(&self, modes: &[GuestMode]) {
+        for (id, m) in self.boxes.iter().enumerate() {
+            if m.present.load(Ordering::Acquire) && m.accepts_pic.load(Ordering::Acquire) {
+                m.post_flag(flag::EXTINT);
+                m.waiter.wake();
+                if let Some(mode) = modes.get(id) {
+                    mode.poke();
+                }
+            }
+        }
     }
 
     /// The APIC timer of vCPU `id` expired (hardirq context).

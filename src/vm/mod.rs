@@ -5,6 +5,7 @@
 
 pub(crate) mod apic_bus;
 mod irq;
+pub(crate) mod irqchip;
 pub(crate) mod pit;
 mod uapi;
 
@@ -151,6 +152,13 @@ pub(crate) struct Vm {
     /// vCPUs get an in-kernel local APIC; the reserved I/O APIC pins.
     pub(crate) irqchip_split: core::sync::atomic::AtomicBool,
     pub(crate) ioapic_pins: AtomicU32,
+    /// The full irqchip exists (`KVM_CREATE_IRQCHIP`: PICs and I/O APIC in
+    /// `irqchip` too), and the PICs' INTR output as last computed.
+    pub(crate) irqchip_kernel: core::sync::atomic::AtomicBool,
+    pub(crate) pic_output: core::sync::atomic::AtomicBool,
+    /// The GSI routing table, PICs and I/O APIC (`irqchip.rs`).
+    #[pin]
+    pub(crate) irqchip: SpinLock<irqchip::Irqchip>,
     /// `KVM_CAP_X2APIC_API` flags enabled.
     pub(crate) x2apic_api: AtomicU32,
     /// Bumped when `VmInner::routes` changes: vCPUs rescan them.
@@ -290,6 +298,9 @@ impl Vm {
                 notifier: hw::mmu::Notifier::empty(),
                 irqchip_split: core::sync::atomic::AtomicBool::new(false),
                 ioapic_pins: AtomicU32::new(0),
+                irqchip_kernel: core::sync::atomic::AtomicBool::new(false),
+                pic_output: core::sync::atomic::AtomicBool::new(false),
+                irqchip <- new_spinlock!(irqchip::Irqchip::new(), "nsvm_irqchip"),
                 x2apic_api: AtomicU32::new(0),
                 routes_gen: AtomicU64::new(0),
                 apic: apic_bus::ApicBus::new(),

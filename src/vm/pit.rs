@@ -71,10 +71,8 @@ impl Vm {
     /// Whether a PIT may be created: KVM requires the in-kernel PIC
     /// (`pic_in_kernel`, i.e. `KVM_CREATE_IRQCHIP` done), else `ENOENT`.
     fn pit_irqchip_ok(&self) -> bool {
-        // LEAD: after the irqchip merge this is `self.pic_in_kernel()` (the
-        // full irqchip exists; the split one does not count, as in KVM).
-        // Until then only the test-only module parameter lets a PIT exist.
-        *crate::module_parameters::pit_without_irqchip.value() != 0
+        // The full irqchip exists; the split one does not count, as in KVM.
+        self.irqchip_full()
     }
 
     /// `KVM_CREATE_PIT` (flags `KVM_PIT_SPEAKER_DUMMY`) and `KVM_CREATE_PIT2`
@@ -221,9 +219,7 @@ impl Vm {
     /// The GSI 0 interrupt was acknowledged (EOI) by the PIC or I/O APIC
     /// (KVM's `kvm_pit_ack_irq`; any context): the work decides whether a
     /// pending tick is raised again.
-    // LEAD: the irqchip calls this on the EOI of GSI 0 (its empty
-    // src/vm/pit_hook.rs goes); then the allow below goes too.
-    #[allow(dead_code)]
+    // The irqchip calls it on the EOI of GSI 0 (vm/irqchip.rs).
     pub(crate) fn pit_irq_acked(&self) {
         if self.pit.on.load(Ordering::Acquire) {
             self.pit.acked.fetch_add(1, Ordering::AcqRel);
@@ -260,11 +256,9 @@ impl Vm {
     /// Raises one IRQ 0 edge (GSI 0 high then low, KVM's `pit_do_work`).
     fn pit_raise_irq0(&self) {
         self.pit.irq0_edges.fetch_add(1, Ordering::Relaxed);
-        // LEAD: with the irqchip merged, raise the edge here (the constant
-        // from wherever the irqchip branch puts it in nsvm_core):
-        //     self.set_irq(KVM_PIT_IRQ_SOURCE_ID, 0, true);
-        //     self.set_irq(KVM_PIT_IRQ_SOURCE_ID, 0, false);
-        // (no PIT lock is held here; set_irq may take the irqchip's locks).
+        // No PIT lock is held here: set_irq takes the irqchip's.
+        self.set_irq(super::irqchip::KVM_PIT_IRQ_SOURCE_ID, 0, true);
+        self.set_irq(super::irqchip::KVM_PIT_IRQ_SOURCE_ID, 0, false);
         // KVM also delivers an NMI to every vCPU whose LVT0 is in NMI mode
         // (kvm_apic_nmi_wd_deliver): not done.
     }

@@ -90,6 +90,8 @@ impl Vm {
             uapi::kvm::SET_PIT => self.set_pit(arg, false),
             uapi::kvm::SET_PIT2 => self.set_pit(arg, true),
             uapi::kvm::REINJECT_CONTROL => self.reinject_control(arg),
+            uapi::kvm::GET_IRQCHIP => self.get_irqchip(arg),
+            uapi::kvm::SET_IRQCHIP => self.set_irqchip(arg),
             uapi::kvm::SIGNAL_MSI => self.signal_msi(arg),
             uapi::kvm::SET_GSI_ROUTING => self.set_gsi_routing(arg),
             uapi::kvm::IRQFD => self.irqfd(arg),
@@ -146,20 +148,20 @@ impl Vm {
     }
 
     /// `KVM_CREATE_IRQCHIP`, with KVM's order: an irqchip already there
-    /// (the split one) `EEXIST`, a vCPU already created `EINVAL`; past
-    /// those nsvm has no in-kernel I/O APIC and PICs to create: `ENODEV`
-    /// (a documented deviation, docs/uapi.md), so QEMU's default
-    /// `kernel-irqchip=on` stops with "Create kernel irqchip failed: No
-    /// such device" and `kernel-irqchip=split` is the way in.
+    /// (full or split) `EEXIST`, a vCPU already created `EINVAL`; then the
+    /// two PICs and the I/O APIC (`vm/irqchip.rs`) with KVM's default GSI
+    /// routes; vCPUs created afterwards get an in-kernel local APIC.
     fn create_irqchip(&self) -> Result<isize> {
         let g = self.inner.lock();
-        if self.irqchip_split.load(Ordering::Acquire) {
+        if self.irqchip_in_kernel() {
             return Err(EEXIST);
         }
         if g.vcpu_ids != 0 {
             return Err(EINVAL);
         }
-        Err(ENODEV)
+        self.create_full_irqchip()?;
+        drop(g);
+        Ok(0)
     }
 
     /// `KVM_ENABLE_CAP` on the VM fd (`struct kvm_enable_cap`: cap, flags,
@@ -183,7 +185,7 @@ impl Vm {
                     return Err(EINVAL);
                 }
                 let g = self.inner.lock();
-                if self.irqchip_split.load(Ordering::Acquire) || g.vcpu_ids != 0 {
+                if self.irqchip_in_kernel() || g.vcpu_ids != 0 {
                     return Err(EEXIST);
                 }
                 self.ioapic_pins.store(arg0 as u32, Ordering::Relaxed);

@@ -3,9 +3,7 @@
 # /dev/kvm (kvm_amd, with KVM_CREATE_IRQCHIP first as KVM requires) in the
 # same boot; every case must pass on both, the kernel log must stay clean
 # and the module must unload after VMs died with their PIT timers running.
-# Until nsvm has the full irqchip, its PIT exists only with the module
-# parameter pit_without_irqchip=1: pit_needs_irqchip runs without it (KVM's
-# ENOENT), the other cases with it.
+# As on KVM, a PIT needs the full irqchip (KVM_CREATE_IRQCHIP) first.
 . /tests/lib.sh
 G=/guests
 FIRST="pit_needs_irqchip"
@@ -25,11 +23,6 @@ for dev in nsvm kvm; do
     mark_log
     : > /tmp/$dev.pit
     timeout 60 nsvm-apitest --device /dev/$dev --guests $G $FIRST >> /tmp/$dev.pit 2>&1
-    if [ $dev = nsvm ]; then
-        case_ "nsvm reloaded with pit_without_irqchip=1 (no full irqchip yet)"
-        unload_nsvm
-        check "reloaded" load_nsvm pit_without_irqchip=1
-    fi
     for c in $CASES; do
         timeout 60 nsvm-apitest --device /dev/$dev --guests $G $c >> /tmp/$dev.pit 2>&1 || echo "(exit status $? for $c)" >> /tmp/$dev.pit
     done

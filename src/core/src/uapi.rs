@@ -266,10 +266,10 @@ pub mod cap {
     caps! {
         IRQCHIP = 0, HLT = 1, USER_MEMORY = 3, SET_TSS_ADDR = 4, EXT_CPUID = 7, NR_VCPUS = 9,
         NR_MEMSLOTS = 10, PIT = 11, MP_STATE = 14, SYNC_MMU = 16, DESTROY_MEMORY_REGION_WORKS = 21, SET_GUEST_DEBUG = 23,
-        REINJECT_CONTROL = 24, IRQ_ROUTING = 25, JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IRQFD = 32, PIT2 = 33, PIT_STATE2 = 35, IOEVENTFD = 36,
+        REINJECT_CONTROL = 24, IRQ_ROUTING = 25, IRQ_INJECT_STATUS = 26, JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IRQFD = 32, PIT2 = 33, PIT_STATE2 = 35, IOEVENTFD = 36,
         SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
-        GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, SIGNAL_MSI = 77, READONLY_MEM = 81,
+        GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, SIGNAL_MSI = 77, READONLY_MEM = 81, IRQFD_RESAMPLE = 82,
         IOEVENTFD_NO_LENGTH = 100, SPLIT_IRQCHIP = 121, IOEVENTFD_ANY_LENGTH = 122, MAX_VCPU_ID = 128, X2APIC_API = 129,
         IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157,
         X86_USER_SPACE_MSR = 188, SET_GUEST_DEBUG2 = 195, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
@@ -279,12 +279,12 @@ pub mod cap {
     /// The capabilities `/dev/nsvm` supports, with the value
     /// `KVM_CHECK_EXTENSION` returns for each. Everything else returns 0.
     pub const SUPPORTED: &[(u32, i32)] = &[
-        // 1 as KVM on x86: the in-kernel irqchip interface exists. Only its
-        // split form (local APICs in the kernel, `KVM_CAP_SPLIT_IRQCHIP`)
-        // is implemented; `KVM_CREATE_IRQCHIP` (I/O APIC and PICs too) fails
-        // with ENODEV (docs/uapi.md). QEMU asks this before it enables the
-        // split irqchip (`kvm_irqchip_create`), so 0 would lock it out.
+        // The in-kernel irqchip: full (`KVM_CREATE_IRQCHIP`: PICs, I/O
+        // APIC and local APICs) or split (`KVM_CAP_SPLIT_IRQCHIP`).
         (IRQCHIP, 1),
+        // KVM_IRQ_LINE_STATUS; KVM_IRQFD_FLAG_RESAMPLE (full irqchip).
+        (IRQ_INJECT_STATUS, 1),
+        (IRQFD_RESAMPLE, 1),
         (USER_MEMORY, 1),
         (SET_TSS_ADDR, 1),
         (SET_IDENTITY_MAP_ADDR, 1),

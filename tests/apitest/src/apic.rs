@@ -18,7 +18,7 @@ use nsvm_core::uapi::{cap, kvm};
 use super::{expect_errno, ioctl, real_mode, region, Env, Mem, R};
 
 /// Where the guest finds its APIC (no memory slot there).
-const APIC_BASE: u64 = 0x20000;
+pub(super) const APIC_BASE: u64 = 0x20000;
 const LOG_N: usize = 0x5f0;
 const LOG: usize = 0x600;
 
@@ -69,7 +69,7 @@ pub fn apic_x2apic_api(e: &Env) -> R {
     set_lapic(&v, &p)
 }
 
-fn get_lapic(v: &VcpuFd) -> Result<[u8; 1024], String> {
+pub(super) fn get_lapic(v: &VcpuFd) -> Result<[u8; 1024], String> {
     let mut p = [0u8; 1024];
     ioctl(v.as_raw_fd(), kvm::GET_LAPIC, p.as_mut_ptr() as u64).map_err(|e| format!("KVM_GET_LAPIC: errno {e}"))?;
     Ok(p)
@@ -80,7 +80,7 @@ fn set_lapic(v: &VcpuFd, p: &[u8; 1024]) -> Result<(), String> {
     Ok(())
 }
 
-fn reg(p: &[u8; 1024], off: usize) -> u32 {
+pub(super) fn reg(p: &[u8; 1024], off: usize) -> u32 {
     u32::from_le_bytes([p[off], p[off + 1], p[off + 2], p[off + 3]])
 }
 
@@ -115,7 +115,7 @@ fn apic_vm(e: &Env) -> Result<(kvm_ioctls::Kvm, VmFd, Arc<Mem>), String> {
 
 /// vCPU `id` with the supported CPUID, its APIC at `APIC_BASE`, in real
 /// mode at 0:1000 with BX = `case`.
-fn apic_vcpu(k: &kvm_ioctls::Kvm, vm: &VmFd, id: u64, case: u64) -> Result<VcpuFd, String> {
+pub(super) fn apic_vcpu(k: &kvm_ioctls::Kvm, vm: &VmFd, id: u64, case: u64) -> Result<VcpuFd, String> {
     let v = vm.create_vcpu(id).map_err(|x| format!("vcpu {id}: {x}"))?;
     let cpuid = k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(|x| x.to_string())?;
     v.set_cpuid2(&cpuid).map_err(|x| format!("SET_CPUID2: {x}"))?;
@@ -133,7 +133,7 @@ fn apic_vcpu(k: &kvm_ioctls::Kvm, vm: &VmFd, id: u64, case: u64) -> Result<VcpuF
 }
 
 /// Runs until the guest's OUT; returns the port and EAX.
-fn run_to_out(v: &mut VcpuFd) -> Result<(u16, u32), String> {
+pub(super) fn run_to_out(v: &mut VcpuFd) -> Result<(u16, u32), String> {
     let port = match v.run() {
         Ok(VcpuExit::IoOut(p, _)) => p,
         x => return Err(format!("expected an OUT, got {x:?}")),
@@ -142,7 +142,7 @@ fn run_to_out(v: &mut VcpuFd) -> Result<(u16, u32), String> {
     Ok((port, r.rax as u32))
 }
 
-fn expect_out(v: &mut VcpuFd, port: u16) -> Result<u32, String> {
+pub(super) fn expect_out(v: &mut VcpuFd, port: u16) -> Result<u32, String> {
     let (p, eax) = run_to_out(v)?;
     if p != port {
         return Err(format!("OUT to port {p:#x}, expected {port:#x} (log {:?})", ()));
@@ -150,12 +150,12 @@ fn expect_out(v: &mut VcpuFd, port: u16) -> Result<u32, String> {
     Ok(eax)
 }
 
-fn log(mem: &Mem) -> Vec<u8> {
+pub(super) fn log(mem: &Mem) -> Vec<u8> {
     let n = mem.read(LOG_N, 1)[0] as usize;
     mem.read(LOG, n.min(64))
 }
 
-fn expect_log(mem: &Mem, want: &[u8]) -> R {
+pub(super) fn expect_log(mem: &Mem, want: &[u8]) -> R {
     let l = log(mem);
     (l == want).then_some(()).ok_or(format!("interrupt log {l:02x?}, expected {want:02x?}"))
 }
@@ -381,7 +381,7 @@ fn signal_msi(vm: &VmFd, lo: u32, hi: u32, data: u32, flags: u32) -> Result<i64,
 }
 
 /// `KVM_SET_GSI_ROUTING` with entries (gsi, type, flags, address_lo, data).
-fn set_routing(vm: &VmFd, ents: &[(u32, u32, u32, u32, u32)], nr: Option<u32>) -> Result<i64, i32> {
+pub(super) fn set_routing(vm: &VmFd, ents: &[(u32, u32, u32, u32, u32)], nr: Option<u32>) -> Result<i64, i32> {
     let mut b = vec![0u8; 8 + 48 * ents.len()];
     b[0..4].copy_from_slice(&nr.unwrap_or(ents.len() as u32).to_ne_bytes());
     for (i, (gsi, ty, flags, lo, data)) in ents.iter().enumerate() {
@@ -533,7 +533,7 @@ pub fn apic_hlt_signal(e: &Env) -> R {
 }
 
 /// `KVM_IRQFD` with `struct kvm_irqfd` {fd, gsi, flags, resamplefd}.
-fn irqfd(vm: &VmFd, fd: i32, gsi: u32, flags: u32) -> Result<i64, i32> {
+pub(super) fn irqfd(vm: &VmFd, fd: i32, gsi: u32, flags: u32) -> Result<i64, i32> {
     let mut b = [0u8; 32];
     b[0..4].copy_from_slice(&fd.to_ne_bytes());
     b[4..8].copy_from_slice(&gsi.to_ne_bytes());
@@ -603,7 +603,7 @@ pub fn apic_irqfd(e: &Env) -> R {
 }
 
 /// `KVM_IRQ_LINE` (`_STATUS`: status written back) on GSI `gsi`.
-fn irq_line(vm: &VmFd, gsi: u32, level: u32, status: bool) -> Result<i32, i32> {
+pub(super) fn irq_line(vm: &VmFd, gsi: u32, level: u32, status: bool) -> Result<i32, i32> {
     let mut b = [0u8; 8];
     b[0..4].copy_from_slice(&gsi.to_ne_bytes());
     b[4..8].copy_from_slice(&level.to_ne_bytes());

@@ -8,6 +8,7 @@
 mod apic;
 mod pit;
 mod errnos;
+mod irqchip;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1261,7 +1262,8 @@ fn main() {
         ("pit_caps", pit::pit_caps), ("pit_needs_irqchip", pit::pit_needs_irqchip), ("pit_errnos", pit::pit_errnos),
         ("pit_mode2", pit::pit_mode2), ("pit_mode0", pit::pit_mode0), ("pit_latch", pit::pit_latch), ("pit_gate2", pit::pit_gate2),
         ("pit_speaker_port", pit::pit_speaker_port), ("pit_bcd", pit::pit_bcd), ("pit_set_count", pit::pit_set_count),
-        ("pit_state", pit::pit_state), ("pit_teardown", pit::pit_teardown), ("pit_irq0_timer", pit::pit_irq0_timer)];
+        ("pit_state", pit::pit_state), ("pit_teardown", pit::pit_teardown), ("pit_irq0_timer", pit::pit_irq0_timer),
+        ("irqchip_errnos", irqchip::irqchip_errnos), ("irqchip_pic", irqchip::irqchip_pic), ("irqchip_ioapic", irqchip::irqchip_ioapic)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);

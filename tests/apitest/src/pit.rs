@@ -8,10 +8,7 @@
 //! BCD, a count set by `KVM_SET_PIT2` seen by the guest.
 //!
 //! KVM creates a PIT only with its in-kernel PIC (`KVM_CREATE_IRQCHIP`
-//! first, `ENOENT` otherwise). Until nsvm has the full irqchip, nsvm's PIT
-//! is created with the module parameter `pit_without_irqchip=1` (the suite
-//! loads it so for every case but `pit_needs_irqchip`), and
-//! `KVM_CREATE_IRQCHIP`'s `ENODEV` is accepted on nsvm only.
+//! first, `ENOENT` otherwise); so does nsvm.
 
 use std::os::fd::AsRawFd;
 
@@ -30,14 +27,9 @@ fn is_nsvm(e: &Env) -> bool {
     e.device.contains("nsvm")
 }
 
-/// `KVM_CREATE_IRQCHIP`, which KVM's PIT needs; nsvm answers `ENODEV` until
-/// it has the full irqchip (then its PIT needs `pit_without_irqchip=1`).
-fn irqchip(e: &Env, vm: &VmFd) -> R {
-    match ioctl(vm.as_raw_fd(), kvm::CREATE_IRQCHIP, 0) {
-        Ok(_) => Ok(()),
-        Err(x) if x == libc::ENODEV && is_nsvm(e) => Ok(()),
-        Err(x) => Err(format!("KVM_CREATE_IRQCHIP: errno {x}")),
-    }
+/// `KVM_CREATE_IRQCHIP`, which the PIT needs.
+fn irqchip(_e: &Env, vm: &VmFd) -> R {
+    ioctl(vm.as_raw_fd(), kvm::CREATE_IRQCHIP, 0).map(|_| ()).map_err(|x| format!("KVM_CREATE_IRQCHIP: errno {x}"))
 }
 
 fn create_pit2(vm: &VmFd, flags: u32) -> Result<i64, i32> {
@@ -72,7 +64,7 @@ fn pit_vm(e: &Env, flags: u32) -> Result<(Kvm, VmFd, VcpuFd, Mem), String> {
     let k = e.kvm();
     let vm = k.create_vm().map_err(|x| x.to_string())?;
     irqchip(e, &vm)?;
-    create_pit2(&vm, flags).map_err(|x| format!("KVM_CREATE_PIT2: errno {x}{}", if is_nsvm(e) { " (nsvm: load it with pit_without_irqchip=1)" } else { "" }))?;
+    create_pit2(&vm, flags).map_err(|x| format!("KVM_CREATE_PIT2: errno {x}"))?;
     let mem = Mem::new(0x10000);
     mem.write(0x1000, &code);
     // SAFETY: the mapping is returned with the VM; unmapped first, it only
@@ -138,8 +130,7 @@ pub fn pit_caps(e: &Env) -> R {
 
 /// Without the in-kernel PIC no PIT: `ENOENT` (also with the split
 /// irqchip); every PIT ioctl `ENXIO` without a PIT, after reading its
-/// struct (`EFAULT`) as KVM does. nsvm must be loaded without
-/// `pit_without_irqchip`.
+/// struct (`EFAULT`) as KVM does.
 pub fn pit_needs_irqchip(e: &Env) -> R {
     let k = e.kvm();
     let vm = k.create_vm().map_err(|x| x.to_string())?;
