@@ -1,41 +1,61 @@
 #!/bin/sh
 # The qemu suite (not in `make test`: `make qemu-test-qemu`): QEMU 10 itself,
 # the host's binary copied into this initramfs (NSVM_WITH_QEMU=1), boots the
-# test kernel as a guest with -accel kvm,kernel-irqchip=split -smp 2 on
-# kvm_amd (the reference), then on nsvm through a /dev/kvm node with nsvm's
-# major:minor (DESIGN.md section 5): on both, the inner kernel must reach
+# test kernel as a guest with -smp 2, with -accel kvm,kernel-irqchip=split
+# and with the full in-kernel irqchip: on kvm_amd (the reference, its PIT
+# left out, below), then on nsvm through a /dev/kvm node with nsvm's
+# major:minor (DESIGN.md section 5) with QEMU's plain default -accel kvm
+# (full irqchip and in-kernel PIT): on both, the inner kernel must reach
 # its init with both CPUs online (NSVM-INNER-UP cpus=0-1); each case
 # records its wall time.
 . /tests/lib.sh
 
 inner_qemu() {
-    # $1: log file, $2: the irqchip (default split; "on -machine pit=off":
-    # the full in-kernel irqchip without the in-kernel PIT).
+    # $1: log file, $2: the -accel options and any more (default: QEMU's
+    # own default, kernel-irqchip=on: the full in-kernel irqchip and PIT).
     # -nodefaults/-serial stdio: the guest's console on stdout.
     # shellcheck disable=SC2086
-    timeout -s TERM 240 qemu-system-x86_64 -accel kvm,kernel-irqchip=${2:-split} -cpu host -smp 2 -m 256 \
+    timeout -s TERM 240 qemu-system-x86_64 -accel ${2:-kvm} -cpu host -smp 2 -m 256 \
         -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
         -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
         -append "console=ttyS0 panic=-1 tsc_early_khz=2000000 loglevel=4" > "$1" 2>&1
     echo $? > "$1.rc"
 }
 
+# One boot as a case: $1 device (kvm or nsvm), $2 log file, $3 -accel
+# options. On nsvm the boot is retried (twice at most) when QEMU reports
+# nsvm's host-state stop: QEMU's MTTCG race (docs/architecture.md, "host
+# state after VMRUN"), where the test VM's CPU 0 can lose its own
+# VMRUN/#VMEXIT state when CPU 1 executes FXRSTOR/XRSTOR; nsvm detects it
+# and stops that vCPU with KVM_EXIT_INTERNAL_ERROR carrying "nsvmHOST"
+# (0x6e73766d484f5354), which QEMU prints. Any other failure counts at once.
+boot_case() {
+    mark_log
+    for attempt in 1 2 3; do
+        t0=$(date +%s)
+        inner_qemu "$2" "$3"
+        t1=$(date +%s)
+        [ "$1" = nsvm ] && grep -q "0x6e73766d484f5354" "$2" && [ $attempt -lt 3 ] || break
+        echo "attempt $attempt hit the known QEMU TCG host-state race (nsvmHOST); booting again"
+    done
+    grep -q "NSVM-INNER-UP cpus=0-1" "$2" || {
+        echo "QEMU on $1 said:"; grep -v '^\s*$' "$2" | head -n 60; }
+    tail -n 5 "$2"
+    expect_line "$2" "NSVM-INNER-UP cpus=0-1"
+    [ "$1" = nsvm ] && expect_clean_log
+    verdict "$((t1 - t0)) s"
+}
+
 case_ "QEMU boots the test kernel on kvm_amd (split irqchip, 2 vCPUs)"
 insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 if insmod $MODDIR/kvm-amd.ko nested=1; then
-    t0=$(date +%s)
-    inner_qemu /tmp/qemu-kvm.log
-    t1=$(date +%s)
-    tail -n 5 /tmp/qemu-kvm.log
-    expect_line /tmp/qemu-kvm.log "NSVM-INNER-UP cpus=0-1"
-    verdict "$((t1 - t0)) s"
-    case_ "QEMU boots the test kernel on kvm_amd (full irqchip: kernel-irqchip=on, pit=off, 2 vCPUs)"
-    t0=$(date +%s)
-    inner_qemu /tmp/qemu-kvm-full.log "on -machine pit=off"
-    t1=$(date +%s)
-    tail -n 5 /tmp/qemu-kvm-full.log
-    expect_line /tmp/qemu-kvm-full.log "NSVM-INNER-UP cpus=0-1"
-    verdict "$((t1 - t0)) s"
+    boot_case kvm /tmp/qemu-kvm.log kvm,kernel-irqchip=split
+    # kvm_amd's reference for the full irqchip leaves its in-kernel PIT
+    # out: with it (QEMU's plain default) the whole test VM went idle and
+    # stopped (no timer fired, the inner QEMU's 240 s timeout neither) in
+    # the one run tried, 2026-12-01; not investigated (docs/architecture.md).
+    case_ "QEMU boots the test kernel on kvm_amd with the full irqchip (kernel-irqchip=on, pit=off, 2 vCPUs)"
+    boot_case kvm /tmp/qemu-kvm-full.log "kvm,kernel-irqchip=on -machine pit=off"
 else
     fail "kvm_amd did not load"
 fi
@@ -45,56 +65,9 @@ case_ "QEMU boots the test kernel on nsvm through /dev/kvm (split irqchip, 2 vCP
 if load_nsvm; then
     rm -f /dev/kvm
     mknod /dev/kvm c $(tr ':' ' ' < /sys/class/misc/nsvm/dev)
-    mark_log
-    # QEMU's MTTCG race (docs/architecture.md, "host state after VMRUN"):
-    # the test VM's CPU 0 can lose its own VMRUN/#VMEXIT state when CPU 1
-    # executes FXRSTOR/XRSTOR; nsvm detects it and stops that vCPU with
-    # KVM_EXIT_INTERNAL_ERROR carrying "nsvmHOST" (0x6e73766d484f5354),
-    # which QEMU prints. That boot is retried (twice at most) and the retry
-    # said; any other failure counts at once.
-    for attempt in 1 2 3; do
-        t0=$(date +%s)
-        inner_qemu /tmp/qemu-nsvm.log
-        t1=$(date +%s)
-        grep -q "0x6e73766d484f5354" /tmp/qemu-nsvm.log && [ $attempt -lt 3 ] || break
-        echo "attempt $attempt hit the known QEMU TCG host-state race (nsvmHOST); booting again"
-    done
-    grep -q "NSVM-INNER-UP cpus=0-1" /tmp/qemu-nsvm.log || {
-        echo "QEMU on nsvm said:"; grep -v '^\s*$' /tmp/qemu-nsvm.log | head -n 60; }
-    tail -n 5 /tmp/qemu-nsvm.log
-    expect_line /tmp/qemu-nsvm.log "NSVM-INNER-UP cpus=0-1"
-    expect_clean_log
-    verdict "$((t1 - t0)) s"
-    case_ "QEMU boots the test kernel on nsvm with the full irqchip (kernel-irqchip=on, pit=off, 2 vCPUs)"
-    mark_log
-    for attempt in 1 2 3; do
-        t0=$(date +%s)
-        inner_qemu /tmp/qemu-nsvm-full.log "on -machine pit=off"
-        t1=$(date +%s)
-        grep -q "0x6e73766d484f5354" /tmp/qemu-nsvm-full.log && [ $attempt -lt 3 ] || break
-        echo "attempt $attempt hit the known QEMU TCG host-state race (nsvmHOST); booting again"
-    done
-    grep -q "NSVM-INNER-UP cpus=0-1" /tmp/qemu-nsvm-full.log || {
-        echo "QEMU on nsvm said:"; grep -v '^\s*$' /tmp/qemu-nsvm-full.log | head -n 60; }
-    tail -n 5 /tmp/qemu-nsvm-full.log
-    expect_line /tmp/qemu-nsvm-full.log "NSVM-INNER-UP cpus=0-1"
-    expect_clean_log
-    verdict "$((t1 - t0)) s"
-    # QEMU's plain default (kernel-irqchip=on with the in-kernel PIT) needs
-    # KVM_CREATE_PIT2, which nsvm does not have yet: QEMU must stop by
-    # itself (no hang) and nsvm's log stay clean. (The lead replaces this
-    # case when the in-kernel PIT is merged.)
-    case_ "QEMU's plain default -accel kvm on nsvm stops by itself (no in-kernel PIT yet)"
-    mark_log
-    timeout -s TERM 60 qemu-system-x86_64 -accel kvm -cpu host -m 256 -nographic -nodefaults \
-        -serial stdio -no-reboot -L /usr/share/qemu -kernel /qemu/bzImage -append "console=ttyS0 panic=-1" \
-        > /tmp/qemu-nsvm-default.log 2>&1
-    rc=$?
-    head -n 20 /tmp/qemu-nsvm-default.log
-    expect "QEMU ended by itself (status $rc)" [ "$rc" != 124 ]
-    expect "QEMU was not killed (status $rc)" [ "$rc" != 143 ]
-    expect_clean_log
-    verdict
+    boot_case nsvm /tmp/qemu-nsvm.log kvm,kernel-irqchip=split
+    case_ "QEMU boots the test kernel on nsvm with its default -accel kvm (full irqchip, in-kernel PIT, 2 vCPUs)"
+    boot_case nsvm /tmp/qemu-nsvm-full.log kvm
     rm -f /dev/kvm
     unload_nsvm
 else
