@@ -52,7 +52,8 @@ if [ "${NSVM_WITH_QEMU:-0}" = 1 ]; then
     mkdir -p "$stage/qemu"
     cp "$kdir/arch/x86/boot/bzImage" "$stage/qemu/bzImage"
     # The guest's initramfs: busybox and an init that reports the CPUs it
-    # brought up, then ends the guest.
+    # brought up and its uptime (make bench's QEMU boot row), then ends the
+    # guest.
     inner=$(mktemp -d "${TMPDIR:-/tmp}/nsvm-inner.XXXXXX")
     mkdir -p "$inner"/{bin,proc,sys,dev}
     cp "$busybox" "$inner/bin/busybox"
@@ -60,7 +61,7 @@ if [ "${NSVM_WITH_QEMU:-0}" = 1 ]; then
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
-echo "NSVM-INNER-UP cpus=$(/bin/busybox cat /sys/devices/system/cpu/online)"
+echo "NSVM-INNER-UP cpus=$(/bin/busybox cat /sys/devices/system/cpu/online) uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
 /bin/busybox reboot -f
 INNER
     chmod 755 "$inner/init"

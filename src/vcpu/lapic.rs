@@ -265,15 +265,33 @@ impl Vcpu {
         }
         let mb = self.vm.apic.mailbox(self.id);
         // The clock (ktime and TSC reads) only for an armed timer or one
-        // that fired: most entries have neither.
+        // that fired, the mailbox only when something was posted: most
+        // entries have neither (a post racing with this check ends the
+        // entry at once, `Mailbox::take`).
         let timer_armed = st.apic.as_ref().is_some_and(|a| a.m.timer_expiry().is_some());
-        if !timer_armed && !mb.any_posted() {
-            // Nothing posted and no timer: the most common entry (a post
-            // racing with this check ends the entry at once, `Mailbox::take`).
-            self.apic_flush(st);
-            self.apic_scan_routes(st);
-            return;
+        if timer_armed || mb.any_posted() {
+            self.apic_take(st, timer_armed);
         }
+        let api = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed);
+        if let Some(a) = st.apic.as_mut() {
+            a.suppress_eoi = api & X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST != 0;
+            a.no_suppress = api & X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST != 0;
+        }
+        self.apic_flush(st);
+        self.apic_scan_routes(st);
+        // Full irqchip: whether this vCPU takes the PIC's interrupt now
+        // (KVM's kvm_cpu_has_extint), published for the PIC's kicks.
+        if let Some(a) = st.apic.as_mut().filter(|a| a.full) {
+            let acc = a.accepts_pic();
+            mb.set_accepts_pic(acc);
+            a.extint = acc && self.vm.pic_output.load(core::sync::atomic::Ordering::Acquire);
+        }
+    }
+
+    /// `apic_sync`'s part for what was posted (requested vectors, NMI,
+    /// INIT, SIPI) and the timer (`timer_armed`: an expiry is set).
+    fn apic_take(&self, st: &mut VcpuState, timer_armed: bool) {
+        let mb = self.vm.apic.mailbox(self.id);
         let (irr, tmr, flags, sipi) = mb.take();
         let c = (flags & flag::TIMER != 0 || timer_armed).then(|| st.apic_clock());
         let npt_root = st.npt01_root;
@@ -289,10 +307,7 @@ impl Vcpu {
             st.ev.nmi_pending = true;
         }
         let mut sipi_now = false;
-        let api = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed);
         let Some(a) = st.apic.as_mut() else { return };
-        a.suppress_eoi = api & X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST != 0;
-        a.no_suppress = api & X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST != 0;
         for (i, w) in irr.iter().enumerate() {
             let mut w = *w;
             while w != 0 {
@@ -317,15 +332,6 @@ impl Vcpu {
         }
         if sipi_now {
             st.apic_sipi(sipi);
-        }
-        self.apic_flush(st);
-        self.apic_scan_routes(st);
-        // Full irqchip: whether this vCPU takes the PIC's interrupt now
-        // (KVM's kvm_cpu_has_extint), published for the PIC's kicks.
-        if let Some(a) = st.apic.as_mut().filter(|a| a.full) {
-            let acc = a.accepts_pic();
-            mb.set_accepts_pic(acc);
-            a.extint = acc && self.vm.pic_output.load(core::sync::atomic::Ordering::Acquire);
         }
     }
 
@@ -376,7 +382,7 @@ impl Vcpu {
         // Most exits change none of it. The clock only when the timer
         // changed (read once, below).
         let clock = match st.apic.as_ref() {
-            Some(a) if !a.dest_dirty && !a.timer_dirty && a.ipi.is_none() => return,
+            Some(a) if !a.dest_dirty && !a.timer_dirty && a.ipi.is_none() && a.eoi_ioapic.is_none() => return,
             Some(a) if a.timer_dirty => Some(st.apic_clock()),
             Some(_) => None,
             None => return,
