@@ -102,7 +102,7 @@ pub const fn bitmap_bytes(npages: u64) -> usize {
 /// `KVM_CLEAR_DIRTY_LOG`'s check that depends on nothing but the request
 /// (made before the slot is looked up, as KVM): `first_page` aligned to 64.
 pub fn check_clear_alignment(c: &ClearDirtyLog) -> Result<(), LogError> {
-    if c.first_page % 64 != 0 {
+    if !c.first_page.is_multiple_of(64) {
         return Err(LogError::Invalid);
     }
     Ok(())
@@ -113,7 +113,7 @@ pub fn check_clear_alignment(c: &ClearDirtyLog) -> Result<(), LogError> {
 /// slot's end.
 pub fn check_clear_range(c: &ClearDirtyLog, npages: u64) -> Result<(), LogError> {
     let n = u64::from(c.num_pages);
-    if c.first_page > npages || n > npages - c.first_page || (n < npages - c.first_page && n % 64 != 0) {
+    if c.first_page > npages || n > npages - c.first_page || (n < npages - c.first_page && !n.is_multiple_of(64)) {
         return Err(LogError::Invalid);
     }
     Ok(())
@@ -323,7 +323,7 @@ mod tests {
         assert!(!clear(&mut b, 64, &[0b1010], |p| seen.push(p)));
         assert!(seen.is_empty());
         // A mask longer than the bitmap stops at its end.
-        assert!(clear(&mut b, 128, &[1, 1, 1], |_| {}) == false);
+        assert!(!clear(&mut b, 128, &[1, 1, 1], |_| {}));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! (see `errnos.rs`); `--list-ioctls` prints the ioctls `errno_table` issues.
 
 mod apic;
+mod dirty_log;
 mod errnos;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -1256,7 +1257,9 @@ fn main() {
         ("apic_nmi_ipi", apic::apic_nmi_ipi), ("apic_get_set_lapic", apic::apic_get_set_lapic), ("apic_no_eoi", apic::apic_no_eoi),
         ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
         ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
-        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line)];
+        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line),
+        ("dirty_log_basic", dirty_log::dirty_log_basic), ("dirty_log_flags", dirty_log::dirty_log_flags), ("dirty_log_errnos", dirty_log::dirty_log_errnos),
+        ("dirty_log_manual", dirty_log::dirty_log_manual), ("dirty_log_vcpus", dirty_log::dirty_log_vcpus)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
