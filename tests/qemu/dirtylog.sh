@@ -4,7 +4,7 @@
 # on /dev/kvm (kvm_amd) in the same boot; every case must pass on both, and
 # the kernel log must stay clean.
 . /tests/lib.sh
-CASES="dirty_log_basic dirty_log_flags dirty_log_errnos dirty_log_manual dirty_log_vcpus"
+CASES="dirty_log_basic dirty_log_flags dirty_log_errnos dirty_log_manual dirty_log_vcpus dirty_log_nested"
 
 for dev in nsvm kvm; do
     if [ $dev = nsvm ]; then
@@ -18,7 +18,7 @@ for dev in nsvm kvm; do
     mark_log
     : > /tmp/$dev.dirty
     for c in $CASES; do
-        timeout 120 nsvm-apitest --device /dev/$dev $c > /tmp/case.out 2>&1 || echo "(exit status $? for $c)" >> /tmp/case.out
+        timeout 120 nsvm-apitest --device /dev/$dev --guests /guests $c > /tmp/case.out 2>&1 || echo "(exit status $? for $c)" >> /tmp/case.out
         cat /tmp/case.out >> /tmp/$dev.dirty
     done
     sed "s/^/  [$dev] /" /tmp/$dev.dirty

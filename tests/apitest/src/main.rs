@@ -1259,7 +1259,7 @@ fn main() {
         ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
         ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line),
         ("dirty_log_basic", dirty_log::dirty_log_basic), ("dirty_log_flags", dirty_log::dirty_log_flags), ("dirty_log_errnos", dirty_log::dirty_log_errnos),
-        ("dirty_log_manual", dirty_log::dirty_log_manual), ("dirty_log_vcpus", dirty_log::dirty_log_vcpus)];
+        ("dirty_log_manual", dirty_log::dirty_log_manual), ("dirty_log_vcpus", dirty_log::dirty_log_vcpus), ("dirty_log_nested", dirty_log::dirty_log_nested)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);
