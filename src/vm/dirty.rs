@@ -98,7 +98,11 @@ impl Vm {
             let Mmu { dirty, npt, .. } = &mut *m;
             let Some(Some(bm)) = dirty.get_mut(usize::from(id)) else { return Err(ENOENT) };
             if manual {
-                buf.copy_from_slice(bm);
+                // Element by element (same length): `copy_from_slice`'s
+                // length-mismatch panic path trips objtool.
+                for (d, w) in buf.iter_mut().zip(bm.iter()) {
+                    *d = *w;
+                }
                 false
             } else {
                 dirty_log::take(bm, &mut buf, |p| npt.write_protect(s.gpa + p * PAGE_SIZE))
