@@ -7,6 +7,7 @@
 # kernel tree instead of the cached test kernel.
 
 SHELL := /bin/bash
+comma := ,
 ROOT := $(CURDIR)
 BUILD := $(ROOT)/build
 KRUSTC ?= /usr/bin/rustc
@@ -21,7 +22,7 @@ TOOL_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm
 APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 # l0 first: kvm_amd's refused load in foundation leaves its debugfs directory
 # behind, and l0 reads kvm_amd's statistics through debugfs.
-SUITES ?= l0 nested foundation apic dirtylog
+SUITES ?= l0 nested foundation apic pit dirtylog
 
 .PHONY: all deps kernel module tool guests initramfs run test host-test tcg-cost-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
 	kernel-debug module-debug initramfs-debug qemu-test-debug initramfs-qemu qemu-test-qemu
@@ -84,7 +85,8 @@ $(BUILD)/guests/%.bin: tests/guests/%.S
 $(BUILD)/guests/nestspin64.bin: tests/guests/nested64.S
 $(BUILD)/guests/xrstor_swap64.bin: tests/guests/xrstor_race64.S
 $(filter $(BUILD)/guests/l1_%.bin,$(GUEST_BINS)): tests/guests/l1lib.S tests/guests/l1macros.inc
-$(BUILD)/guests/bench64.bin: tests/guests/l1lib.S
+$(BUILD)/guests/bench64.bin: tests/guests/l1lib.S tests/guests/benchrow.inc
+$(BUILD)/guests/benchirq64.bin: tests/guests/benchrow.inc
 guests: $(GUEST_BINS)
 
 initramfs: module tool guests
@@ -179,7 +181,7 @@ qemu-test: initramfs $(if $(strip $(QEMU_SUITES)),initramfs-qemu)
 # kmemleak, BUG or WARNING report in the kernel log (printed), and with its
 # own "qemu: N passed, N failed". A new suite that should run on the debug
 # kernel too joins one of the two lists.
-DEBUG_SUITES ?= l0 nested apic dirtylog
+DEBUG_SUITES ?= l0 nested apic pit dirtylog
 DEBUG_SINGLE_SUITES ?= shootdown
 DEBUG_TIMEOUT ?= 2400
 # loglevel=5: warnings (lockdep splats, WARN(), the stacks in KASAN
@@ -232,13 +234,25 @@ qemu-bug: initramfs
 # plugin tools/tcg-cost counts the instructions of each measurement window
 # by class; bench-report.sh then prints the comparison with the estimated
 # hardware cycles (build/bench-cost.txt: the plugin's counts).
+# BENCH_PROFILE=1 adds a profile: the functions (host kernel, nsvm, kvm,
+# kvm_amd; guest and VMM as "[user half]") that execute the instructions of
+# each row, per iteration and device (BENCH_TOP of them, default 15; with
+# BENCH_DETAIL=TEXT, the blocks of the functions whose name has TEXT), from
+# the plugin's per-block counts (build/bench-profile.txt); the plugin's
+# callbacks slow the boot down a few times.
 BENCH_N ?= 1000
+BENCH_PROFILE ?=
+BENCH_TOP ?= 15
 bench: initramfs $(BUILD)/tcg-cost.so
-	@rm -f $(BUILD)/bench-cost.txt
+	@rm -f $(BUILD)/bench-cost.txt $(BUILD)/bench-profile.txt
 	@qemu-scripts/run-qemu.sh --icount --smp 1 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
 	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/bench.log --append "nsvmbench=$(BENCH_N) nokaslr" \
-	   --plugin $(BUILD)/tcg-cost.so,out=$(BUILD)/bench-cost.txt -- bench
+	   --plugin $(BUILD)/tcg-cost.so,out=$(BUILD)/bench-cost.txt$(if $(BENCH_PROFILE),$(comma)profile=$(BUILD)/bench-profile.txt) -- bench
 	@qemu-scripts/bench-report.sh $(BUILD)/bench.log $(BUILD)/bench-cost.txt $(TOOL_BIN) | tee -a $(BUILD)/bench.log
+	@if [ -n "$(BENCH_PROFILE)" ]; then kdir=$$(cat $(BUILD)/kdir); \
+	   echo "=== where each row's instructions go (per iteration; qemu-scripts/bench-profile.py) ==="; \
+	   qemu-scripts/bench-profile.py $(BUILD)/bench-profile.txt $(BUILD)/bench.log $$kdir/System.map $(BENCH_N) $(BENCH_TOP) \
+	     nsvm=$(BUILD)/module/nsvm.ko kvm=$$kdir/arch/x86/kvm/kvm.ko kvm_amd=$$kdir/arch/x86/kvm/kvm-amd.ko $(if $(BENCH_DETAIL),"detail=$(BENCH_DETAIL)") | tee $(BUILD)/bench-profile.log; fi
 
 # The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h
 # (not packaged by Debian: qemu-scripts/plugin-header.sh takes it from the

@@ -66,7 +66,11 @@ if [ -z "$result" ]; then
 fi
 passed=$(sed -n 's/.*passed=\([0-9]*\).*/\1/p' <<<"$result")
 failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$result")
-if grep -aEq 'Kernel panic|BUG:|Oops|WARNING:|general protection fault|Call Trace' "$logf"; then
+# kvm_amd's known TDP MMU warning (tests/qemu/lib.sh, drop_known_kvm_reports,
+# says why) is left out here too, from its WARNING line to its end-of-trace
+# line; nothing else is. (The suites name it on a line without "WARNING:".)
+if awk '/^(\[[ 0-9.]*\] )?WARNING: .*arch\/x86\/kvm\/mmu\/tdp_mmu\.c:[0-9]+ / {skip = 1} !skip {print} skip && /---\[ end trace/ {skip = 0}' "$logf" |
+    grep -aEq 'Kernel panic|BUG:|Oops|WARNING:|general protection fault|Call Trace'; then
     log "the kernel log shows an oops, a warning or a panic: see $logf"
     failed=$((failed + 1))
 fi

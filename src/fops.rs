@@ -241,3 +241,24 @@ extern "C" fn nsvm_rs_irqfd_fire(vm: *mut c_void, lo: u32, hi: u32, data: u32) {
     let vm = unsafe { &*vm.cast::<Vm>() };
     let _ = vm.deliver_msi(&nsvm_core::lapic::Irq::from_msi(lo, hi, data, vm.x2apic_format()));
 }
+
+/// The PIT's hrtimer expired (src/pit_shim.c, hardirq context): counted
+/// for the PIT's work, which the C side queues next.
+#[no_mangle]
+extern "C" fn nsvm_rs_pit_timer(vm: *mut c_void) {
+    // SAFETY: `vm` is the VM whose `pit` holds this timer (`create_pit`
+    // passes its address): the timer's drop, first in the PIT's and before
+    // the fields the work uses, cancels it and waits for the work before
+    // the VM's memory goes, so the VM is alive here.
+    let vm = unsafe { &*vm.cast::<Vm>() };
+    vm.pit_timer_fired();
+}
+
+/// The PIT's work (src/pit_shim.c, process context): raises IRQ 0 as the
+/// reinjection accounting allows.
+#[no_mangle]
+extern "C" fn nsvm_rs_pit_work(vm: *mut c_void) {
+    // SAFETY: as above (the drop waits for the work with cancel_work_sync).
+    let vm = unsafe { &*vm.cast::<Vm>() };
+    vm.pit_work();
+}

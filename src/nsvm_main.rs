@@ -38,6 +38,10 @@ module! {
             default: 0,
             description: "1: flush the whole TLB on every VMRUN. 0 (default): per-vCPU ASIDs, flushed only when needed (nsvm_core::tlb::VmcbAsid)",
         },
+        pit_without_irqchip: u32 {
+            default: 0,
+            description: "1: KVM_CREATE_PIT(2) works without the in-kernel PIC (for tests of the PIT only). 0 (default): ENOENT without it, as KVM",
+        },
         vmcb12_checks: u32 {
             default: 1,
             description: "Check vmcb12 before the processor sees it (APM 15.5.1; default 1). 0 is for tests only: the processor's own refusals then reach L1",

@@ -70,6 +70,15 @@ void *nsvm_debugfs_dir(const char *name, void *parent);
 void *nsvm_debugfs_vmcb_file(const char *name, void *dir, void *vcpu);
 void nsvm_debugfs_remove(void *dentry);
 u64 nsvm_ktime_ns(void);
+/* src/pit_shim.c: the PIT's hrtimer and work. */
+void nsvm_rs_pit_timer(void *vm);
+void nsvm_rs_pit_work(void *vm);
+void *nsvm_pit_timer_new(void *vm);
+void nsvm_pit_timer_free(void *q);
+void nsvm_pit_timer_start(void *q, u64 first, u64 period);
+void nsvm_pit_timer_cancel(void *q);
+void nsvm_pit_kick(void *q);
+
 /* src/apic_shim.c: a vCPU's wait queue and APIC hrtimer. */
 void nsvm_rs_apic_timer(void *ctx, int id);
 void *nsvm_apic_waiter_new(void *ctx, int id);

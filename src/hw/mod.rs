@@ -14,3 +14,4 @@ pub(crate) mod mmu;
 pub(crate) mod pin;
 pub(crate) mod task;
 pub(crate) mod apic;
+pub(crate) mod pit;

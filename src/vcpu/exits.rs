@@ -93,7 +93,8 @@ impl Vcpu {
                 let sub = st.cpu.gprs[Gpr::Rcx] as u32;
                 let r = st.cpuid_lookup(leaf, sub);
                 let cr4 = st.vmcb().save.cr4;
-                let r = nsvm_core::cpuid::runtime_adjust(leaf, sub, r, cr4, xsave_size(st.cpu.xcr0));
+                let xcr0 = st.cpu.xcr0;
+                let r = nsvm_core::cpuid::runtime_adjust(leaf, sub, r, cr4, || xsave_size(xcr0));
                 st.vmcb().save.rax = u64::from(r[0]);
                 st.cpu.gprs[Gpr::Rbx] = u64::from(r[1]);
                 st.cpu.gprs[Gpr::Rcx] = u64::from(r[2]);
@@ -208,8 +209,20 @@ impl Vcpu {
         if io.string {
             return self.string_io(st, io);
         }
+        // The in-kernel PIT's ports (vm/pit.rs) complete here.
+        let rax = st.vmcb().save.rax;
+        if let Some(r) = self.vm.pit_pio(io.port, io.size, (!io.is_in).then_some(rax as u8)) {
+            if let Some(v) = r {
+                let mut regs = st.all_gprs();
+                mmio::load_into(&mut regs, mmio::Reg::new(Gpr::Rax), mmio::Extend::None, io.size, u64::from(v));
+                st.set_all_gprs(&regs);
+            }
+            let v = st.vmcb();
+            v.save.rip = io.next_rip;
+            v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+            return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
+        }
         if !io.is_in {
-            let rax = st.vmcb().save.rax;
             // A write an ioeventfd takes completes here (KVM's PIO bus).
             let val = rax & (u64::MAX >> (64 - 8 * u32::from(io.size)));
             if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(io.size), val) {

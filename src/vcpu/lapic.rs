@@ -219,8 +219,18 @@ impl Vcpu {
             st.tpr_from_vmcb();
         }
         let mb = self.vm.apic.mailbox(self.id);
+        // The clock (ktime and TSC reads) only for an armed timer or one
+        // that fired: most entries have neither.
+        let timer_armed = st.apic.as_ref().is_some_and(|a| a.m.timer_expiry().is_some());
+        if !timer_armed && !mb.any_posted() {
+            // Nothing posted and no timer: the most common entry (a post
+            // racing with this check ends the entry at once, `Mailbox::take`).
+            self.apic_flush(st);
+            self.apic_scan_routes(st);
+            return;
+        }
         let (irr, tmr, flags, sipi) = mb.take();
-        let c = st.apic_clock();
+        let c = (flags & flag::TIMER != 0 || timer_armed).then(|| st.apic_clock());
         let npt_root = st.npt01_root;
         if flags & flag::INIT != 0 {
             // INIT (APM 16.5): the processor's INIT state, the APIC's INIT
@@ -249,9 +259,11 @@ impl Vcpu {
             a.mp = mp::RUNNABLE;
             sipi_now = true;
         }
-        if flags & flag::TIMER != 0 || a.m.timer_expiry().is_some_and(|e| e <= c.now_ns) {
-            a.m.timer_tick(&c);
-            a.timer_dirty = true;
+        if let Some(c) = c.as_ref() {
+            if flags & flag::TIMER != 0 || a.m.timer_expiry().is_some_and(|e| e <= c.now_ns) {
+                a.m.timer_tick(c);
+                a.timer_dirty = true;
+            }
         }
         if a.m.period_clamped {
             a.m.period_clamped = false;
@@ -308,6 +320,14 @@ impl Vcpu {
     /// After an exit or an ioctl: sends the IPI the guest wrote, publishes
     /// the APIC's addressing state, rearms the host timer.
     pub(super) fn apic_flush(&self, st: &mut VcpuState) {
+        // Most exits change none of it. The clock only when the timer
+        // changed (read once, below).
+        let clock = match st.apic.as_ref() {
+            Some(a) if !a.dest_dirty && !a.timer_dirty && a.ipi.is_none() => return,
+            Some(a) if a.timer_dirty => Some(st.apic_clock()),
+            Some(_) => None,
+            None => return,
+        };
         let Some(a) = st.apic.as_mut() else { return };
         let mb = self.vm.apic.mailbox(self.id);
         if a.dest_dirty {
@@ -318,6 +338,15 @@ impl Vcpu {
         }
         if a.timer_dirty {
             a.timer_dirty = false;
+            // A deadline already passed fires here, not through the host
+            // timer: an hrtimer armed in the past would only interrupt the
+            // next entry with #VMEXIT(INTR) (KVM's start_sw_timer expires
+            // such a timer at once too).
+            if let (Some(c), Some(e)) = (clock.as_ref(), a.m.timer_expiry()) {
+                if e <= c.now_ns {
+                    a.m.timer_tick(c);
+                }
+            }
             let e = a.m.timer_expiry();
             if e != a.armed {
                 match e {

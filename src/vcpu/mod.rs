@@ -74,6 +74,9 @@ pub(crate) struct VcpuState {
     stats: Arc<VcpuStats>,
     /// The in-kernel local APIC (split irqchip), if the VM has one.
     apic: Option<KBox<lapic::VApic>>,
+    /// What the last entry saw when its VMCB came back with what no
+    /// #VMEXIT writes (`VcpuState::enter`), until the run loop logs it.
+    sighting: Option<nsvm_core::hoststate::Sighting>,
 }
 
 /// The guest's architectural state: vmcb01 and what VMRUN does not switch.
@@ -296,6 +299,7 @@ impl Vcpu {
             npt01_root: vm.mmu.lock().npt.root_pa(),
             stats: stats.clone(),
             apic: None,
+            sighting: None,
         };
         if vm.irqchip_split.load(Ordering::Acquire) {
             // The APIC timer calls back with the VM (fops.rs): the waiter

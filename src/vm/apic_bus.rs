@@ -62,14 +62,25 @@ impl Mailbox {
     pub(crate) fn take(&self) -> ([u64; 4], [u64; 4], u32, u8) {
         let mut irr = [0u64; 4];
         let mut tmr = [0u64; 4];
-        // Cleared first: a post from now on sets it again.
-        self.posted.store(0, Ordering::SeqCst);
+        // Cleared first: a post from now on sets it again. Every post sets
+        // it after its event, so when it was clear nothing was posted since
+        // the last take, or a post is under way whose `posted` store (still
+        // to come) ends the next entry at once (`vmrun::enter`) and is taken
+        // then: the most common case costs one atomic.
+        if self.posted.swap(0, Ordering::SeqCst) == 0 {
+            return (irr, tmr, 0, 0);
+        }
         let flags = self.flags.swap(0, Ordering::AcqRel);
         for i in 0..4 {
             irr[i] = self.irr[i].swap(0, Ordering::AcqRel);
             tmr[i] = self.tmr[i].load(Ordering::Acquire) & irr[i];
         }
         (irr, tmr, flags, self.sipi_vector.load(Ordering::Acquire) as u8)
+    }
+
+    /// Whether anything was posted since the last `take` (see `take`).
+    pub(crate) fn any_posted(&self) -> bool {
+        self.posted.load(Ordering::SeqCst) != 0
     }
 
     /// Posts the last SIPI again (`KVM_SET_MP_STATE(SIPI_RECEIVED)`).

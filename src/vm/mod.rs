@@ -6,6 +6,7 @@
 pub(crate) mod apic_bus;
 mod dirty;
 mod irq;
+pub(crate) mod pit;
 mod uapi;
 
 use kernel::prelude::*;
@@ -156,6 +157,10 @@ pub(crate) struct Vm {
     pub(crate) debugfs: hw::debugfs::DebugfsEntry,
     /// `KVM_IRQFD`s: dropped before what their callbacks use (the bus).
     pub(crate) irqfds: hw::apic::IrqfdList,
+    /// The in-kernel PIT (`KVM_CREATE_PIT2`, vm/pit.rs): before what its
+    /// timer's work uses, so that its drop stops them first.
+    #[pin]
+    pub(crate) pit: pit::PitDev,
     /// The address space of the process that created the VM: every VM and
     /// vCPU ioctl must come from it (as in KVM), since guest memory is that
     /// process's memory.
@@ -335,6 +340,7 @@ impl Vm {
             pin_init!(Vm {
                 debugfs: hw::debugfs::DebugfsEntry::empty(),
                 irqfds: hw::apic::IrqfdList::new(),
+                pit <- pit::PitDev::new(),
                 mm: hw::task::MmRef::current(),
                 pid: kernel::current!().tgid_nr_ns(None),
                 policy_insns: AtomicU64::new(0),
@@ -476,6 +482,7 @@ impl Vm {
             v[vm::NPT_PAGES_2M] = g.npt.huge_pages() as u64;
             v[vm::DIRTY_PAGES_LOGGED] = g.dirty_logged;
         }
+        v[vm::PIT_IRQ0] = self.pit.irq0_edges.load(Ordering::Relaxed);
         let mut id = [0u8; 24];
         let n = fmt_id(&mut id, self.pid, None);
         let mut f = KVec::from_elem(0u8, stats::file_len(vm::COUNT), GFP_KERNEL)?;

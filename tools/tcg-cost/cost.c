@@ -22,7 +22,14 @@
  * Output (option out=FILE), one line per run start and per closed window:
  *   run tag=T
  *   window tag=T row=R base=N vmrun=N ... (every class of classify.h)
- * Usage: -plugin file=tcg-cost.so,out=FILE[,direct_map=0x...] */
+ *
+ * With profile=FILE, every translation block also counts how often it ran
+ * inside the windows of each row of each of the first PROF_RUNS runs, and
+ * FILE gets at QEMU's exit one line per block, run and row that ran:
+ *   tb run=T row=R pc=0x... insns=N execs=M
+ * (N instructions per execution; qemu-scripts/bench-profile.py turns them
+ * into instructions per iteration by function).
+ * Usage: -plugin file=tcg-cost.so,out=FILE[,direct_map=0x...][,profile=FILE] */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +54,24 @@ static GMutex lock;
 static int run_open, window_open;
 static uint64_t run_tag, window_row;
 static uint64_t snap[CLS_COUNT];
+
+/* The profile (option profile=): per translated block, executions inside
+ * the windows of each row of each run. The state the block callbacks read
+ * (prof_slot: run ordinal * PROF_ROWS + row, or -1 outside a window) is
+ * written under lock by the markers and read without it: the bench runs
+ * one emulated CPU, which executes the markers itself. */
+#define PROF_RUNS	8
+#define PROF_ROWS	16
+struct prof_tb {
+	uint64_t pc;
+	uint32_t insns;
+	uint64_t execs[PROF_RUNS * PROF_ROWS];
+};
+static FILE *prof_out;
+static GHashTable *prof_tbs;	/* (pc, insns) key -> struct prof_tb */
+static int prof_slot = -1;
+static int prof_runs;
+static uint64_t prof_tags[PROF_RUNS];
 
 /* VMCB control-area offsets (APM vol. 2 appendix B, table B-1) and the
  * save-area EFER (table B-2: save area at 400h, EFER at 0D0h). */
@@ -121,22 +146,30 @@ static void marker_exec(unsigned int vcpu, void *udata)
 			run_open = 1;
 			window_open = 0;
 			run_tag = v;
+			prof_slot = -1;
+			if (prof_runs < PROF_RUNS)
+				prof_tags[prof_runs] = v;
+			prof_runs++;
 			fprintf(out, "run tag=%" PRIu64 "\n", v);
 		}
 		break;
 	case MARKER_RUN_END:
 		run_open = window_open = 0;
+		prof_slot = -1;
 		break;
 	case MARKER_OPEN:
 		if (run_open && read_reg(reg_r14, &v)) {
 			window_open = 1;
 			window_row = v;
 			sum(snap);
+			if (prof_runs >= 1 && prof_runs <= PROF_RUNS && v < PROF_ROWS)
+				prof_slot = (prof_runs - 1) * PROF_ROWS + (int)v;
 		}
 		break;
 	case MARKER_CLOSE:
 		if (window_open) {
 			window_open = 0;
+			prof_slot = -1;
 			sum(now);
 			fprintf(out, "window tag=%" PRIu64 " row=%" PRIu64, run_tag, window_row);
 			for (int c = 0; c < CLS_COUNT; c++)
@@ -150,10 +183,40 @@ static void marker_exec(unsigned int vcpu, void *udata)
 	g_mutex_unlock(&lock);
 }
 
+static void prof_exec(unsigned int vcpu, void *udata)
+{
+	(void)vcpu;
+	int slot = prof_slot;
+	if (slot >= 0)
+		((struct prof_tb *)udata)->execs[slot]++;
+}
+
+/* The profile's record of a block (one per start address and length, kept
+ * across retranslations), under lock. */
+static struct prof_tb *prof_tb(uint64_t pc, uint32_t insns)
+{
+	uint64_t key = pc ^ ((uint64_t)insns << 56);
+	g_mutex_lock(&lock);
+	struct prof_tb *t = g_hash_table_lookup(prof_tbs, &key);
+	if (!t) {
+		t = g_new0(struct prof_tb, 1);
+		t->pc = pc;
+		t->insns = insns;
+		uint64_t *k = g_new(uint64_t, 1);
+		*k = key;
+		g_hash_table_insert(prof_tbs, k, t);
+	}
+	g_mutex_unlock(&lock);
+	return t;
+}
+
 static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
 	(void)id;
 	size_t n = qemu_plugin_tb_n_insns(tb);
+	if (prof_out)
+		qemu_plugin_register_vcpu_tb_exec_cb(tb, prof_exec, QEMU_PLUGIN_CB_NO_REGS,
+						     prof_tb(qemu_plugin_tb_vaddr(tb), (uint32_t)n));
 	for (size_t i = 0; i < n; i++) {
 		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
 		uint8_t b[16];
@@ -200,6 +263,20 @@ static void at_exit(qemu_plugin_id_t id, void *p)
 	if (out)
 		fclose(out);
 	out = NULL;
+	if (prof_out) {
+		GHashTableIter it;
+		gpointer k, v;
+		g_hash_table_iter_init(&it, prof_tbs);
+		while (g_hash_table_iter_next(&it, &k, &v)) {
+			struct prof_tb *t = v;
+			for (int i = 0; i < PROF_RUNS * PROF_ROWS; i++)
+				if (t->execs[i])
+					fprintf(prof_out, "tb run=%" PRIu64 " row=%d pc=0x%" PRIx64 " insns=%u execs=%" PRIu64 "\n",
+						prof_tags[i / PROF_ROWS], i % PROF_ROWS, t->pc, t->insns, t->execs[i]);
+		}
+		fclose(prof_out);
+		prof_out = NULL;
+	}
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
@@ -221,6 +298,13 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 			path = argv[i] + 4;
 		else if (!strncmp(argv[i], "direct_map=", 11))
 			direct_map = strtoull(argv[i] + 11, NULL, 0);
+		else if (!strncmp(argv[i], "profile=", 8)) {
+			if (!(prof_out = fopen(argv[i] + 8, "w"))) {
+				fprintf(stderr, "tcg-cost: cannot write the profile to %s\n", argv[i] + 8);
+				return -1;
+			}
+			prof_tbs = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
+		}
 		else {
 			fprintf(stderr, "tcg-cost: unknown option %s\n", argv[i]);
 			return -1;

@@ -410,13 +410,30 @@ impl Options {
     }
 }
 
-/// A guest ready for the benchmark: RBX holds the iteration count.
+impl Options {
+    /// Options for the interrupt rows of `nsvm bench`: `image` with `vcpus`
+    /// vCPUs and the in-kernel local APICs (KVM_CAP_SPLIT_IRQCHIP).
+    pub fn for_bench_irq(image: &str, mem: u64, vcpus: u32) -> Options {
+        Options { vcpus, irqchip_split: true, ..Options::for_bench(image, mem) }
+    }
+}
+
+/// A guest ready for the benchmark: RBX of every vCPU holds the iteration count.
 pub fn setup_for_bench(device: &str, o: &Options, iterations: u64) -> Result<Guest, Failure> {
     let (g, _) = setup(device, o)?;
-    let mut r = g.vcpus[0].get_regs().map_err(|e| Failure(format!("KVM_GET_REGS failed: {e}")))?;
-    r.rbx = iterations;
-    g.vcpus[0].set_regs(&r).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
+    for v in &g.vcpus {
+        let mut r = v.get_regs().map_err(|e| Failure(format!("KVM_GET_REGS failed: {e}")))?;
+        r.rbx = iterations;
+        v.set_regs(&r).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
+    }
     Ok(g)
+}
+
+impl Guest {
+    /// The VM fd (device ioctls: irqfd, ioeventfd, routing).
+    pub fn vm(&self) -> &VmFd {
+        &self._vm
+    }
 }
 
 /// A VM with `mem_len` bytes of memory at guest physical 0 (one slot), the

@@ -260,8 +260,10 @@ pub const L1_FEATURES: SvmFeatures =
 /// The parts of CPUID that depend on the guest's state at the time it
 /// executes CPUID (what hardware computes and KVM's
 /// `kvm_update_cpuid_runtime` reproduces): leaf 1 ECX.OSXSAVE = CR4.OSXSAVE,
-/// leaf 7 ECX.OSPKE = CR4.PKE, leaf 0xD.0 EBX = XSAVE size for the guest's XCR0.
-pub fn runtime_adjust(leaf: u32, sub: u32, mut r: [u32; 4], cr4: u64, xsave_size: u32) -> [u32; 4] {
+/// leaf 7 ECX.OSPKE = CR4.PKE, leaf 0xD.0 EBX = XSAVE size for the guest's
+/// XCR0 (`xsave_size`, called for that leaf only: it reads the host's
+/// CPUID 0xD sub-leaves).
+pub fn runtime_adjust(leaf: u32, sub: u32, mut r: [u32; 4], cr4: u64, xsave_size: impl FnOnce() -> u32) -> [u32; 4] {
     use crate::x86::cr4::{OSXSAVE, PKE};
     match (leaf, sub) {
         (1, _) => {
@@ -270,7 +272,7 @@ pub fn runtime_adjust(leaf: u32, sub: u32, mut r: [u32; 4], cr4: u64, xsave_size
         (7, 0) => {
             r[2] = (r[2] & !(1 << 4)) | if cr4 & PKE != 0 { 1 << 4 } else { 0 };
         }
-        (0xd, 0) | (0xd, 1) if r != [0; 4] && sub == 0 => r[1] = xsave_size,
+        (0xd, 0) | (0xd, 1) if r != [0; 4] && sub == 0 => r[1] = xsave_size(),
         _ => {}
     }
     r
@@ -327,13 +329,15 @@ mod supported_tests {
 
     #[test]
     fn runtime() {
-        let r = runtime_adjust(1, 0, [0, 0, 0, 0], 1 << 18, 0);
+        let r = runtime_adjust(1, 0, [0, 0, 0, 0], 1 << 18, || 0);
         assert_eq!(r[2], 1 << 27);
-        let r = runtime_adjust(1, 0, [0, 0, 1 << 27, 0], 0, 0);
+        let r = runtime_adjust(1, 0, [0, 0, 1 << 27, 0], 0, || 0);
         assert_eq!(r[2], 0);
-        assert_eq!(runtime_adjust(7, 0, [0; 4], 1 << 22, 0)[2], 1 << 4);
-        assert_eq!(runtime_adjust(0xd, 0, [7, 0, 832, 0], 0, 576)[1], 576);
-        assert_eq!(runtime_adjust(0xd, 0, [0; 4], 0, 576), [0; 4]);
+        assert_eq!(runtime_adjust(7, 0, [0; 4], 1 << 22, || 0)[2], 1 << 4);
+        assert_eq!(runtime_adjust(0xd, 0, [7, 0, 832, 0], 0, || 576)[1], 576);
+        assert_eq!(runtime_adjust(0xd, 0, [0; 4], 0, || 576), [0; 4]);
+        // The size is computed for leaf 0xD.0 only.
+        runtime_adjust(1, 0, [0; 4], 0, || unreachable!());
         // x87 + SSE + AVX (component 2: 256 bytes at 576).
         assert_eq!(xsave_size(0x7, |i| if i == 2 { (256, 576) } else { (0, 0) }), 832);
         assert_eq!(xsave_size(0x3, |_| (0, 0)), 576);

@@ -33,6 +33,7 @@ pub mod mtrr;
 pub mod nested;
 pub mod nested_state;
 pub mod paging;
+pub mod pit;
 pub mod reflect;
 pub mod sensitive;
 pub mod stats;

@@ -269,8 +269,8 @@ pub mod cap {
     }
     caps! {
         IRQCHIP = 0, HLT = 1, USER_MEMORY = 3, SET_TSS_ADDR = 4, EXT_CPUID = 7, NR_VCPUS = 9,
-        NR_MEMSLOTS = 10, MP_STATE = 14, SYNC_MMU = 16, DESTROY_MEMORY_REGION_WORKS = 21, SET_GUEST_DEBUG = 23,
-        IRQ_ROUTING = 25, JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IRQFD = 32, IOEVENTFD = 36,
+        NR_MEMSLOTS = 10, PIT = 11, MP_STATE = 14, SYNC_MMU = 16, DESTROY_MEMORY_REGION_WORKS = 21, SET_GUEST_DEBUG = 23,
+        REINJECT_CONTROL = 24, IRQ_ROUTING = 25, JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IRQFD = 32, PIT2 = 33, PIT_STATE2 = 35, IOEVENTFD = 36,
         SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
         GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, SIGNAL_MSI = 77, READONLY_MEM = 81,
@@ -315,6 +315,12 @@ pub mod cap {
         (SIGNAL_MSI, 1),
         (IRQ_ROUTING, crate::lapic::MAX_IRQ_ROUTES as i32),
         (IRQFD, 1),
+        // The in-kernel PIT (nsvm_core::pit, vm/pit.rs): KVM_CREATE_PIT(2),
+        // KVM_GET/SET_PIT(2), KVM_REINJECT_CONTROL.
+        (PIT, 1),
+        (PIT2, 1),
+        (PIT_STATE2, 1),
+        (REINJECT_CONTROL, 1),
         // Slot deletion and merging work (KVM answers 1 unconditionally).
         (DESTROY_MEMORY_REGION_WORKS, 1),
         (JOIN_MEMORY_REGIONS_WORKS, 1),
@@ -705,6 +711,10 @@ mod tests {
             (cap::IOEVENTFD_ANY_LENGTH, kb::KVM_CAP_IOEVENTFD_ANY_LENGTH),
             (cap::DEBUGREGS, kb::KVM_CAP_DEBUGREGS),
             (cap::XSAVE, kb::KVM_CAP_XSAVE),
+            (cap::PIT, kb::KVM_CAP_PIT),
+            (cap::PIT2, kb::KVM_CAP_PIT2),
+            (cap::PIT_STATE2, kb::KVM_CAP_PIT_STATE2),
+            (cap::REINJECT_CONTROL, kb::KVM_CAP_REINJECT_CONTROL),
             (cap::XCRS, kb::KVM_CAP_XCRS),
             (cap::XSAVE2, kb::KVM_CAP_XSAVE2),
             (cap::MCE, kb::KVM_CAP_MCE),

@@ -7,6 +7,7 @@
 
 mod apic;
 mod dirty_log;
+mod pit;
 mod errnos;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -882,7 +883,7 @@ fn fail_entry(e: &Env) -> R {
 }
 
 /// The vCPU's statistics as "name=value" text (nsvm's own stats fd).
-fn stats_fd_of(fd: RawFd) -> Result<String, String> {
+pub(crate) fn stats_fd_of(fd: RawFd) -> Result<String, String> {
     use std::os::unix::fs::FileExt;
     let sfd = ioctl(fd, kvm::GET_STATS_FD, 0).map_err(|x| format!("KVM_GET_STATS_FD: errno {x}"))?;
     // SAFETY: a new fd from the kernel.
@@ -1258,6 +1259,10 @@ fn main() {
         ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
         ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
         ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line),
+        ("pit_caps", pit::pit_caps), ("pit_needs_irqchip", pit::pit_needs_irqchip), ("pit_errnos", pit::pit_errnos),
+        ("pit_mode2", pit::pit_mode2), ("pit_mode0", pit::pit_mode0), ("pit_latch", pit::pit_latch), ("pit_gate2", pit::pit_gate2),
+        ("pit_speaker_port", pit::pit_speaker_port), ("pit_bcd", pit::pit_bcd), ("pit_set_count", pit::pit_set_count),
+        ("pit_state", pit::pit_state), ("pit_teardown", pit::pit_teardown), ("pit_irq0_timer", pit::pit_irq0_timer),
         ("dirty_log_basic", dirty_log::dirty_log_basic), ("dirty_log_flags", dirty_log::dirty_log_flags), ("dirty_log_errnos", dirty_log::dirty_log_errnos),
         ("dirty_log_manual", dirty_log::dirty_log_manual), ("dirty_log_vcpus", dirty_log::dirty_log_vcpus), ("dirty_log_nested", dirty_log::dirty_log_nested)];
     let (mut p, mut f) = (0, 0);
