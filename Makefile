@@ -22,7 +22,7 @@ TOOL_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm
 APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 # l0 first: kvm_amd's refused load in foundation leaves its debugfs directory
 # behind, and l0 reads kvm_amd's statistics through debugfs.
-SUITES ?= l0 nested foundation apic pit irqchip
+SUITES ?= l0 nested foundation apic pit irqchip dirtylog
 
 .PHONY: all deps kernel module tool guests initramfs run test host-test tcg-cost-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
 	kernel-debug module-debug initramfs-debug qemu-test-debug initramfs-qemu qemu-test-qemu
@@ -181,7 +181,7 @@ qemu-test: initramfs $(if $(strip $(QEMU_SUITES)),initramfs-qemu)
 # kmemleak, BUG or WARNING report in the kernel log (printed), and with its
 # own "qemu: N passed, N failed". A new suite that should run on the debug
 # kernel too joins one of the two lists.
-DEBUG_SUITES ?= l0 nested apic pit irqchip
+DEBUG_SUITES ?= l0 nested apic pit irqchip dirtylog
 DEBUG_SINGLE_SUITES ?= shootdown
 DEBUG_TIMEOUT ?= 2400
 # loglevel=5: warnings (lockdep splats, WARN(), the stacks in KASAN

@@ -62,6 +62,13 @@ if [ "${NSVM_WITH_QEMU:-0}" = 1 ]; then
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 echo "NSVM-INNER-UP cpus=$(/bin/busybox cat /sys/devices/system/cpu/online) uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
+# With nsvm_stay on the command line (the qemu suite's migration case) the
+# guest keeps writing its memory until QEMU is told to quit.
+if /bin/busybox grep -q nsvm_stay /proc/cmdline; then
+    echo "NSVM-INNER-STAY"
+    i=0
+    while :; do i=$((i + 1)); echo $i > /counter; done
+fi
 /bin/busybox reboot -f
 INNER
     chmod 755 "$inner/init"

@@ -375,6 +375,20 @@ impl Npt {
         }
     }
 
+    /// Takes write permission away from the page of `gpa` (dirty logging:
+    /// `paging::write_protect`; a 2 MiB leaf over it goes whole). The
+    /// caller runs `Vm::shootdown` after the MMU lock: until then a vCPU
+    /// may still write through a cached translation, which is fine as the
+    /// page is reported dirty by the same request.
+    pub(crate) fn write_protect(&mut self, gpa: u64) {
+        let root = self.root.pa();
+        if paging::write_protect(&mut self.mem(), root, gpa) == paging::Protected::Large {
+            self.pages_2m -= 1;
+            self.unmaps += 1;
+            self.forget_lookups();
+        }
+    }
+
     /// Removes every leaf mapping part of `[start, end)`; returns whether
     /// there was one (the caller then kicks the vCPUs before the pages may
     /// change: `Vm::shootdown`).

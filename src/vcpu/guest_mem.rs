@@ -183,7 +183,12 @@ impl GuestMem<'_> {
             return false;
         }
         let ua = slot.uaddr_of(gpa) as usize;
-        UserSlice::new(UserPtr::from_addr(ua), data.len()).writer().write_slice(data).is_ok()
+        let ok = UserSlice::new(UserPtr::from_addr(ua), data.len()).writer().write_slice(data).is_ok();
+        if ok {
+            // L0 wrote for the guest: logged as a guest write would be.
+            self.0.mark_dirty(gpa, data.len() as u64);
+        }
+        ok
     }
 }
 

@@ -290,6 +290,11 @@ impl Vcpu {
             }
             None => nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, src(o, l))),
         };
+        if pin.is_some() {
+            // Written through the pin, past NPT01: logged here (the copies
+            // through the slots log themselves).
+            inner.mark_dirty(pa12 & !0xfff, 4096);
+        }
         // What VMLOAD/VMSAVE move is not switched by #VMEXIT: L1 goes on
         // with L2's values until it loads its own (APM 15.5.2).
         let (v1, v2) = (st.cpu.vmcb.get(), st.nst.vmcb02.get());
@@ -657,7 +662,9 @@ impl Vcpu {
                 continue;
             }
             if let Ok(p) = PinnedPage::pin(s12.uaddr_of(ea & !0xfff), true) {
-                p.fetch_or_u64((ea & 0xfff) as usize, bits);
+                if p.fetch_or_u64((ea & 0xfff) as usize, bits) {
+                    inner.mark_dirty(ea, 8);
+                }
             }
         }
         let Some(slot) = inner.slot(t.l1_gpa) else { return Ok(Npf02::Unbacked(t.l1_gpa)) };
@@ -679,6 +686,10 @@ impl Vcpu {
         // before it enters L2 again (`vmrun::enter` checks in guest mode).
         let seq = inner.mmu().seq();
         let may_write = !slot.readonly();
+        // A logging slot: only the faulting page of a write fault is mapped
+        // writable, and logged (as NPT01's `VmMem::fault_in`); GET/CLEAR of
+        // the log bump the memory generation, which drops NPT02.
+        let logging = slot.logging();
         // Prefetch, as KVM's shadow MMU does for a large guest page shadowed
         // by 4 KiB entries (PTE_PREFETCH_NUM = 8): the aligned 8-page block
         // lies in the same NPT12 leaf, just used, so its pages translate
@@ -706,13 +717,18 @@ impl Vcpu {
             for (i, p) in pages.iter().enumerate() {
                 let Some(p) = p else { continue };
                 let t2 = nsvm_core::nested::Npt12Translation { l1_gpa: l1_block + ((i as u64) << 12), ..t };
-                leaves[i] = compose_leaf(&t2, p.pa, p.writable, true);
+                let w = p.writable && (!logging || (i == force && write));
+                leaves[i] = compose_leaf(&t2, p.pa, w, true);
                 pas[i] = Some(p.pa);
             }
             let mask = st.nst.npt02.map_run(block, &pas, &leaves, force, limit)?;
             let stale = {
-                let m = inner.mmu();
-                (0..8).any(|i| mask & (1 << i) != 0 && m.retry(seq, slot.uaddr_of(l1_block + ((i as u64) << 12))))
+                let mut m = inner.mmu();
+                let stale = (0..8).any(|i| mask & (1 << i) != 0 && m.retry(seq, slot.uaddr_of(l1_block + ((i as u64) << 12))));
+                if !stale && leaves[force].writable() && logging {
+                    m.mark_page(slot.id, (l1_block + ((force as u64) << 12) - slot.gpa) >> 12);
+                }
+                stale
             };
             if stale {
                 st.nst.npt02.unmap(block, mask);
@@ -723,11 +739,18 @@ impl Vcpu {
         }
         let uaddr = slot.uaddr_of(t.l1_gpa & !0xfff);
         let page = HostPage::get(uaddr, write, may_write)?;
-        let leaf = compose_leaf(&t, page.pa, page.writable, true);
+        let leaf = compose_leaf(&t, page.pa, page.writable && (!logging || write), true);
         st.nst.npt02.map(gpa, page.pa, leaf, limit)?;
-        if inner.mmu().retry(seq, uaddr) {
-            st.nst.npt02.unmap(gpa, 1);
-            return Ok(Npf02::Filled);
+        {
+            let mut m = inner.mmu();
+            if m.retry(seq, uaddr) {
+                drop(m);
+                st.nst.npt02.unmap(gpa, 1);
+                return Ok(Npf02::Filled);
+            }
+            if logging && leaf.writable() {
+                m.mark_page(slot.id, ((t.l1_gpa & !0xfff) - slot.gpa) >> 12);
+            }
         }
         self.stats.bump(st_idx::NPT02_FILLS);
         Ok(Npf02::Filled)

@@ -4,6 +4,7 @@
 //! ioctls are in `uapi` (the one place above `vcpu`).
 
 pub(crate) mod apic_bus;
+mod dirty;
 mod irq;
 pub(crate) mod irqchip;
 pub(crate) mod pit;
@@ -75,6 +76,15 @@ pub(crate) struct Mmu {
     /// The address space went away (the notifier's release): nothing is
     /// mapped any more.
     released: bool,
+    /// Dirty bitmaps of the slots with `KVM_MEM_LOG_DIRTY_PAGES`, by slot
+    /// id (`nsvm_core::dirty_log`; KVM's `memslot->dirty_bitmap`). While a
+    /// slot logs, no NPT01 or NPT02 leaf of it is writable unless the
+    /// page's bit is set: write faults set the bit before mapping the page
+    /// writable, and `KVM_GET/CLEAR_DIRTY_LOG` write-protect every page
+    /// whose bit they clear, under this lock, then `Vm::shootdown`.
+    pub(crate) dirty: KVec<Option<KVVec<u64>>>,
+    /// Pages newly marked dirty since creation (stat `dirty_pages_logged`).
+    pub(crate) dirty_logged: u64,
 }
 
 impl Mmu {
@@ -88,6 +98,30 @@ impl Mmu {
     /// `retry` for the VMM's range `[lo, hi)` (a 2 MiB mapping).
     pub(crate) fn retry_range(&self, seq: u64, lo: u64, hi: u64) -> bool {
         self.released || self.seq != seq || (self.in_progress != 0 && lo < self.range.1 && hi > self.range.0)
+    }
+
+    /// Marks page `page` of the logging slot `id` dirty (KVM's
+    /// `mark_page_dirty_in_slot`); nothing for a slot that does not log.
+    pub(crate) fn mark_page(&mut self, id: u16, page: u64) {
+        if let Some(Some(b)) = self.dirty.get_mut(usize::from(id)) {
+            if nsvm_core::dirty_log::set_bit(b, page) {
+                self.dirty_logged += 1;
+            }
+        }
+    }
+
+    /// Marks the pages of `[gpa, gpa + len)` dirty when a logging slot
+    /// holds them (a write L0 made into guest memory for the guest).
+    pub(crate) fn mark_dirty(&mut self, gpa: u64, len: u64) {
+        let Some(s) = self.slots.find(gpa).copied() else { return };
+        if !s.logging() {
+            return;
+        }
+        if let Some((first, last)) = nsvm_core::dirty_log::pages_of_write(s.gpa, s.size, gpa, len) {
+            for p in first..=last {
+                self.mark_page(s.id, p);
+            }
+        }
     }
 
     /// The invalidation count now (taken before a page lookup).
@@ -171,6 +205,9 @@ pub(crate) struct Vm {
     /// The VM's clock as an offset from the host's boot-time clock
     /// (`KVM_GET/SET_CLOCK`, `nsvm_core::clock`); 0 at creation.
     pub(crate) kvmclock_offset: core::sync::atomic::AtomicI64,
+    /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`'s flags (KVM's
+    /// `manual_dirty_log_protect`).
+    pub(crate) manual_dirty_log: AtomicU64,
     /// `KVM_IOEVENTFD` registrations (`nsvm_core::ioeventfd` rules).
     #[pin]
     pub(crate) ioeventfds: Mutex<KVec<nsvm_core::ioeventfd::Entry<hw::eventfd::EventFd>>>,
@@ -202,6 +239,13 @@ impl<'a> VmMem<'a> {
         self.mmu().slots.total_pages()
     }
 
+    /// Logs a write L0 made into guest memory at `[gpa, gpa + len)` (KVM's
+    /// `mark_page_dirty`): string I/O and MMIO completions into RAM,
+    /// VMSAVE, vmcb12's write-back, NPT12 accessed/dirty bits.
+    pub(crate) fn mark_dirty(&self, gpa: u64, len: u64) {
+        self.mmu().mark_dirty(gpa, len);
+    }
+
     /// Reads guest memory through NPT01 (`Npt::read`).
     pub(crate) fn npt_read(&self, gpa: u64, out: &mut [u8]) -> bool {
         self.mmu().npt.read(gpa, out)
@@ -228,6 +272,9 @@ impl<'a> VmMem<'a> {
         let gpa = gpa & !0xfff;
         let may_write = !slot.readonly();
         let write = write && may_write;
+        // A logging slot is mapped 4 KiB at a time, writable only for a
+        // write fault, which logs the page (`Mmu::dirty`).
+        let logging = slot.logging();
         let seq = loop {
             let want = {
                 let mut m = vm.mmu.lock();
@@ -246,7 +293,8 @@ impl<'a> VmMem<'a> {
         let uaddr = slot.uaddr_of(gpa);
         let page = HostPage::get(uaddr, write, may_write)?;
         let base = gpa & !(paging::SIZE_2M - 1);
-        let huge = (base >= slot.gpa
+        let huge = (!logging
+            && base >= slot.gpa
             && base + paging::SIZE_2M <= slot.end()
             && slot.uaddr_of(base) % paging::SIZE_2M == 0
             && hw::pin::user_pmd_mapped(uaddr))
@@ -260,7 +308,11 @@ impl<'a> VmMem<'a> {
             if m.retry_range(seq, lo, hi) {
                 return Ok(());
             }
-            m.npt.map(gpa, page.pa, page.writable, huge)
+            let writable = page.writable && (write || !logging);
+            if logging && writable {
+                m.mark_page(slot.id, (gpa - slot.gpa) / nsvm_core::memslot::PAGE_SIZE);
+            }
+            m.npt.map(gpa, page.pa, writable, huge)
         };
         if mapped == Mapped::Replaced {
             vm.shootdown();
@@ -283,6 +335,14 @@ impl Vm {
             in_progress: 0,
             range: (0, 0),
             released: false,
+            dirty: {
+                let mut d = KVec::with_capacity(MAX_SLOTS, GFP_KERNEL_ACCOUNT)?;
+                for _ in 0..MAX_SLOTS {
+                    d.push(None, GFP_KERNEL_ACCOUNT)?;
+                }
+                d
+            },
+            dirty_logged: 0,
         };
         let vm = Arc::pin_init(
             pin_init!(Vm {
@@ -307,6 +367,7 @@ impl Vm {
                 inner <- new_mutex!(inner, "nsvm_vm"),
                 mmu <- new_spinlock!(mmu, "nsvm_mmu"),
                 kvmclock_offset: core::sync::atomic::AtomicI64::new((hw::task::boottime_ns() as i64).wrapping_neg()),
+                manual_dirty_log: AtomicU64::new(0),
                 ioeventfds <- new_mutex!(KVec::new(), "nsvm_ioeventfds"),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -430,6 +491,7 @@ impl Vm {
             v[vm::NPT_FILLS] = g.npt.fills;
             v[vm::NPT_UNMAPS] = g.npt.unmaps;
             v[vm::NPT_PAGES_2M] = g.npt.huge_pages() as u64;
+            v[vm::DIRTY_PAGES_LOGGED] = g.dirty_logged;
         }
         v[vm::PIT_IRQ0] = self.pit.irq0_edges.load(Ordering::Relaxed);
         let mut id = [0u8; 24];

@@ -82,6 +82,8 @@ impl Vm {
                 Ok(0)
             }
             uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
+            uapi::kvm::GET_DIRTY_LOG => self.get_dirty_log(arg),
+            uapi::kvm::CLEAR_DIRTY_LOG => self.clear_dirty_log(arg),
             uapi::kvm::CREATE_IRQCHIP => self.create_irqchip(),
             uapi::kvm::CREATE_PIT => self.create_pit(None),
             uapi::kvm::CREATE_PIT2 => self.create_pit(Some(arg)),
@@ -127,18 +129,28 @@ impl Vm {
     pub(super) fn set_memory(&self, r: &nsvm_core::memslot::Request) -> Result<isize> {
         // The VM lock: no vCPU uses a slot while it changes.
         let _g = self.inner.lock();
-        let change = {
+        // A dirty bitmap the change may install, allocated before the MMU
+        // lock (unused ones, and the bitmap of a slot that stops logging,
+        // are freed after it).
+        let mut fresh = super::dirty::bitmap_for(r)?;
+        let manual = self.manual_dirty_log.load(Ordering::Relaxed);
+        let (change, _old_bitmap) = {
             let mut m = self.mmu.lock();
             let change = m.slots.apply(r).map_err(|e| match e {
                 SlotError::Invalid(_) => EINVAL,
                 SlotError::Overlap => EEXIST,
                 SlotError::NoSpace => ENOSPC,
             })?;
+            // A slot that starts logging loses every NPT01 leaf here (2 MiB
+            // ones included: it is mapped 4 KiB at a time, writable after a
+            // logged write fault); one that stops may map huge pages again.
             if let Change::Delete(old) | Change::Move(old, _) | Change::Flags(old, _) = change {
                 m.npt.unmap_range(old.gpa, old.end());
             }
-            change
+            let old_bitmap = m.dirty_after(&change, &mut fresh, manual);
+            (change, old_bitmap)
         };
+        drop(fresh);
         if let Change::Delete(_) | Change::Move(..) | Change::Flags(..) = change {
             // Even with nothing of it in NPT01: NPT02 leaves and vmcb12
             // pins may have been built from the old slot.
@@ -214,6 +226,7 @@ impl Vm {
                 }
                 Ok(0)
             }
+            uapi::cap::MANUAL_DIRTY_LOG_PROTECT2 => self.enable_manual_dirty_log(arg0),
             _ => Err(EINVAL),
         }
     }

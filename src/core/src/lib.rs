@@ -13,6 +13,7 @@ pub mod checks;
 pub mod clock;
 pub mod cpu_state;
 pub mod cpuid;
+pub mod dirty_log;
 pub mod event;
 pub mod exit;
 pub mod fpu;

@@ -16,10 +16,9 @@ pub const KVM_MEM_LOG_DIRTY_PAGES: u32 = 1 << 0;
 pub const KVM_MEM_READONLY: u32 = 1 << 1;
 /// `KVM_MEM_GUEST_MEMFD` (not supported by nsvm: no private memory).
 pub const KVM_MEM_GUEST_MEMFD: u32 = 1 << 2;
-/// Flags nsvm implements. `KVM_MEM_LOG_DIRTY_PAGES` is accepted as KVM
-/// accepts it, but nothing is logged: `KVM_GET_DIRTY_LOG` is not offered
-/// (`KVM_CAP_*` dirty-log capabilities are 0).
-pub const SUPPORTED_FLAGS: u32 = KVM_MEM_READONLY;
+/// Flags nsvm implements: dirty logging (`crate::dirty_log`) and
+/// read-only slots.
+pub const SUPPORTED_FLAGS: u32 = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY;
 /// Number of user memory slots per VM (`KVM_CAP_NR_MEMSLOTS`).
 pub const MAX_SLOTS: usize = 256;
 /// Largest slot: 2^40 bytes of guest memory (KVM caps slots at 2^31 pages).
@@ -54,6 +53,14 @@ impl Slot {
     /// Whether the slot is read-only for the guest.
     pub const fn readonly(&self) -> bool {
         self.flags & KVM_MEM_READONLY != 0
+    }
+    /// Whether the slot logs dirty pages (`KVM_MEM_LOG_DIRTY_PAGES`).
+    pub const fn logging(&self) -> bool {
+        self.flags & KVM_MEM_LOG_DIRTY_PAGES != 0
+    }
+    /// Pages in the slot.
+    pub const fn npages(&self) -> u64 {
+        self.size / PAGE_SIZE
     }
     /// Userspace address backing `gpa` (which must be in the slot).
     pub const fn uaddr_of(&self, gpa: u64) -> u64 {
@@ -163,7 +170,7 @@ impl<S: SlotStorage> SlotTable<S> {
         if id >= MAX_SLOTS {
             return Err(Invalid("slot id beyond KVM_CAP_NR_MEMSLOTS"));
         }
-        if r.flags & !(SUPPORTED_FLAGS | KVM_MEM_LOG_DIRTY_PAGES) != 0 {
+        if r.flags & !SUPPORTED_FLAGS != 0 {
             return Err(Invalid("unknown or unsupported flags"));
         }
         if !r.size.is_multiple_of(PAGE_SIZE) {
@@ -242,6 +249,11 @@ impl<S: SlotStorage> SlotTable<S> {
     /// The slot containing `gpa`.
     pub fn find(&self, gpa: u64) -> Option<&Slot> {
         self.slots.slots()[..self.end].iter().flatten().find(|s| s.contains(gpa))
+    }
+
+    /// The slot with id `id`.
+    pub fn by_id(&self, id: u16) -> Option<&Slot> {
+        self.slots.slots().get(usize::from(id))?.as_ref()
     }
 
     /// Number of 4 KiB pages in all slots.

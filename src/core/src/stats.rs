@@ -68,8 +68,11 @@ pub mod vm {
     pub const NPT_PAGES_2M: usize = 6;
     /// IRQ 0 edges the in-kernel PIT raised (channel 0, after reinjection).
     pub const PIT_IRQ0: usize = 7;
+    /// Pages newly marked dirty in the logs of `KVM_MEM_LOG_DIRTY_PAGES`
+    /// slots (a bit set that was clear), by guest writes or L0's.
+    pub const DIRTY_PAGES_LOGGED: usize = 8;
     /// Number of VM statistics.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 }
 
 /// The VM descriptors.
@@ -82,6 +85,7 @@ pub const VM_DESCS: [Desc; vm::COUNT] = [
     Desc::new("npt_unmaps", TYPE_CUMULATIVE),
     Desc::new("npt_pages_2m", TYPE_INSTANT),
     Desc::new("pit_irq0", TYPE_CUMULATIVE),
+    Desc::new("dirty_pages_logged", TYPE_CUMULATIVE),
 ];
 
 /// vCPU statistics that are not per exit code, in file order; the per-exit
@@ -333,12 +337,12 @@ mod tests {
 
     #[test]
     fn file_round_trip() {
-        let vals = [3u64, 1, 77, 5, 9, 2, 0, 4];
+        let vals = [3u64, 1, 77, 5, 9, 2, 0, 4, 6];
         let mut f = vec![0u8; file_len(vals.len())];
         write_file(&mut f, "kvm-42", |i| VM_DESCS.get(i).copied(), &vals);
         let u32_at = |o: usize| u32::from_ne_bytes(f[o..o + 4].try_into().unwrap());
         assert_eq!(u32_at(4), 48);
-        assert_eq!(u32_at(8), 8);
+        assert_eq!(u32_at(8), 9);
         let (idoff, doff, dataoff) = (u32_at(12) as usize, u32_at(16) as usize, u32_at(20) as usize);
         assert_eq!(&f[idoff..idoff + 6], b"kvm-42");
         // Third descriptor: npt_pages, instant, value 77.

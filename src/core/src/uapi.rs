@@ -205,6 +205,10 @@ pub mod kvm {
     pub const IRQFD: u32 = iow(KVMIO, 0x76, 32);
     /// `KVM_SET_GSI_ROUTING` (VM fd).
     pub const SET_GSI_ROUTING: u32 = iow(KVMIO, 0x6a, sizes::KVM_IRQ_ROUTING);
+    /// `KVM_GET_DIRTY_LOG` (VM fd).
+    pub const GET_DIRTY_LOG: u32 = iow(KVMIO, 0x42, crate::dirty_log::KVM_DIRTY_LOG_SIZE);
+    /// `KVM_CLEAR_DIRTY_LOG` (VM fd).
+    pub const CLEAR_DIRTY_LOG: u32 = iowr(KVMIO, 0xc0, crate::dirty_log::KVM_CLEAR_DIRTY_LOG_SIZE);
     /// `KVM_RESET_DIRTY_RINGS` (VM fd).
     pub const RESET_DIRTY_RINGS: u32 = io(KVMIO, 0xc7);
     /// `KVM_MEMORY_ENCRYPT_OP` (VM and vCPU fds).
@@ -271,7 +275,7 @@ pub mod cap {
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
         GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, SIGNAL_MSI = 77, READONLY_MEM = 81, IRQFD_RESAMPLE = 82,
         IOEVENTFD_NO_LENGTH = 100, SPLIT_IRQCHIP = 121, IOEVENTFD_ANY_LENGTH = 122, MAX_VCPU_ID = 128, X2APIC_API = 129,
-        IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157,
+        IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157, MANUAL_DIRTY_LOG_PROTECT2 = 168,
         X86_USER_SPACE_MSR = 188, SET_GUEST_DEBUG2 = 195, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
         X86_TRIPLE_FAULT_EVENT = 218, USER_MEMORY2 = 231,
     }
@@ -342,6 +346,9 @@ pub mod cap {
         // Bytes KVM_GET_XSAVE2 copies: the guest image fits 4096 (checked
         // at load), so `struct kvm_xsave`'s size, as KVM reports then.
         (XSAVE2, crate::xsave::KVM_XSAVE_SIZE as i32),
+        // Dirty logging (KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG): the
+        // manual-protect flags x86 offers (`KVM_DIRTY_LOG_MANUAL_CAPS`).
+        (MANUAL_DIRTY_LOG_PROTECT2, crate::dirty_log::MANUAL_CAPS as i32),
     ];
 
     /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0
@@ -711,6 +718,7 @@ mod tests {
             (cap::XCRS, kb::KVM_CAP_XCRS),
             (cap::XSAVE2, kb::KVM_CAP_XSAVE2),
             (cap::MCE, kb::KVM_CAP_MCE),
+            (cap::MANUAL_DIRTY_LOG_PROTECT2, kb::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2),
         ];
         for (a, b) in expect {
             assert_eq!(a, b, "{:?}", cap::name(*a));
@@ -866,6 +874,8 @@ mod tests {
         assert_eq!(kvm::IRQ_LINE_STATUS, 0xc008_ae67);
         assert_eq!(kvm::SIGNAL_MSI, 0x4020_aea5);
         assert_eq!(kvm::RESET_DIRTY_RINGS, 0xaec7);
+        assert_eq!(kvm::GET_DIRTY_LOG, 0x4010_ae42);
+        assert_eq!(kvm::CLEAR_DIRTY_LOG, 0xc018_aec0);
         assert_eq!(kvm::MEMORY_ENCRYPT_OP, 0xc008_aeba);
         assert_eq!(kvm::MEMORY_ENCRYPT_UNREG_REGION, 0x8010_aebc);
     }

@@ -6,6 +6,7 @@
 //! (see `errnos.rs`); `--list-ioctls` prints the ioctls `errno_table` issues.
 
 mod apic;
+mod dirty_log;
 mod pit;
 mod errnos;
 mod irqchip;
@@ -1263,7 +1264,9 @@ fn main() {
         ("pit_mode2", pit::pit_mode2), ("pit_mode0", pit::pit_mode0), ("pit_latch", pit::pit_latch), ("pit_gate2", pit::pit_gate2),
         ("pit_speaker_port", pit::pit_speaker_port), ("pit_bcd", pit::pit_bcd), ("pit_set_count", pit::pit_set_count),
         ("pit_state", pit::pit_state), ("pit_teardown", pit::pit_teardown), ("pit_irq0_timer", pit::pit_irq0_timer),
-        ("irqchip_errnos", irqchip::irqchip_errnos), ("irqchip_pic", irqchip::irqchip_pic), ("irqchip_ioapic", irqchip::irqchip_ioapic)];
+        ("irqchip_errnos", irqchip::irqchip_errnos), ("irqchip_pic", irqchip::irqchip_pic), ("irqchip_ioapic", irqchip::irqchip_ioapic),
+        ("dirty_log_basic", dirty_log::dirty_log_basic), ("dirty_log_flags", dirty_log::dirty_log_flags), ("dirty_log_errnos", dirty_log::dirty_log_errnos),
+        ("dirty_log_manual", dirty_log::dirty_log_manual), ("dirty_log_vcpus", dirty_log::dirty_log_vcpus), ("dirty_log_nested", dirty_log::dirty_log_nested)];
     let (mut p, mut f) = (0, 0);
     for (name, c) in cases.iter().chain(extra.iter()) {
         let named = args.iter().any(|a| a == name);

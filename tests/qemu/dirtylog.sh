@@ -1,0 +1,37 @@
+# Dirty page logging suite: KVM_MEM_LOG_DIRTY_PAGES, KVM_GET_DIRTY_LOG,
+# KVM_CLEAR_DIRTY_LOG and KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (nsvm-apitest
+# dirty_log_* cases, tests/apitest/src/dirty_log.rs) on /dev/nsvm and then
+# on /dev/kvm (kvm_amd) in the same boot; every case must pass on both, and
+# the kernel log must stay clean.
+. /tests/lib.sh
+CASES="dirty_log_basic dirty_log_flags dirty_log_errnos dirty_log_manual dirty_log_vcpus dirty_log_nested"
+
+for dev in nsvm kvm; do
+    if [ $dev = nsvm ]; then
+        case_ "load nsvm"
+        check "loaded" load_nsvm
+    else
+        case_ "load kvm_amd (reference)"
+        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
+        check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
+    fi
+    mark_log
+    : > /tmp/$dev.dirty
+    for c in $CASES; do
+        timeout 120 nsvm-apitest --device /dev/$dev --guests /guests $c > /tmp/case.out 2>&1 || echo "(exit status $? for $c)" >> /tmp/case.out
+        cat /tmp/case.out >> /tmp/$dev.dirty
+    done
+    sed "s/^/  [$dev] /" /tmp/$dev.dirty
+    case_ "the kernel log stays clean on /dev/$dev"
+    expect_clean_log
+    verdict
+    if [ $dev = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
+done
+
+for c in $CASES; do
+    case_ "$c: the same result on nsvm and kvm_amd"
+    expect_line /tmp/kvm.dirty "^PASS: $c$"
+    expect_line /tmp/nsvm.dirty "^PASS: $c$"
+    verdict
+done
+finish
