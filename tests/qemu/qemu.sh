@@ -7,7 +7,8 @@
 # major:minor (DESIGN.md section 5) with QEMU's plain default -accel kvm
 # (full irqchip and in-kernel PIT): on both, the inner kernel must reach
 # its init with both CPUs online (NSVM-INNER-UP cpus=0-1); each case
-# records its wall time.
+# records its wall time. Then, on each, QEMU saves a running guest with
+# migrate (dirty logging, migrate_case).
 . /tests/lib.sh
 
 inner_qemu() {
