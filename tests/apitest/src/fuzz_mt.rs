@@ -9,7 +9,9 @@
 //!   read-only slot next to it;
 //! - an ioctl thread issuing well-formed vCPU/VM ioctls (register and event
 //!   reads, NMI and interrupt injection, statistics fds, extra vCPUs created
-//!   and closed at once) and random ones (as `--fuzz` does);
+//!   and closed at once, the irqchip, PIT, MSI, LAPIC and dirty-log ioctls)
+//!   and random ones (as `--fuzz` does); a round's VM has no in-kernel
+//!   interrupt controller, the split irqchip, or the full one with a PIT;
 //! - the main thread, which after a random time closes the VM fd and the
 //!   vCPU fds in a random order, each vCPU fd while its thread is inside
 //!   `KVM_RUN` when it can catch it there.
@@ -276,7 +278,17 @@ fn ioctl_thread(round: &Round, counts: &Counts, seed: u64) {
             let msrs: [u64; 3] = [1, 0x10, 0];
             buf.write(0x4000, &msrs.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>());
             buf.write(0x5000, &0x20u32.to_ne_bytes());
-            match (r >> 8) % 12 {
+            // The in-kernel interrupt controllers, the PIT and the dirty
+            // log: created, raised and read while the other threads run,
+            // change slots and close fds.
+            let pick = rng.next();
+            buf.write(0x6100, &[(pick % 24) as u32, ((pick >> 8) & 1) as u32].iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>());
+            buf.write(0x6200, &((pick >> 9) % 3).to_ne_bytes()[..4]);
+            let msi: [u32; 4] = [0xfee0_0000, 0, 0x30 + ((pick >> 12) % 16) as u32, 0];
+            buf.write(0x6300, &msi.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>());
+            let log: [u64; 2] = [(pick >> 16) % 4, p + 0x9000];
+            buf.write(0x6400, &log.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>());
+            match (r >> 8) % 20 {
                 0 => (v, kvm::GET_REGS, p),
                 1 => (v, kvm::GET_SREGS, p),
                 2 => (v, kvm::GET_FPU, p),
@@ -291,7 +303,20 @@ fn ioctl_thread(round: &Round, counts: &Counts, seed: u64) {
                     (vm, kvm::CREATE_VCPU, next_id)
                 }
                 10 => (vm, kvm::CHECK_EXTENSION, rng.below(256)),
-                _ => (round.sys, kvm::GET_VCPU_MMAP_SIZE, 0),
+                11 => (round.sys, kvm::GET_VCPU_MMAP_SIZE, 0),
+                12 => (vm, kvm::CREATE_IRQCHIP, 0),
+                // struct kvm_pit_config, zeroed.
+                13 => (vm, kvm::CREATE_PIT2, p + 0x6800),
+                // struct kvm_irq_level {gsi, level}.
+                14 => (vm, kvm::IRQ_LINE, p + 0x6100),
+                // struct kvm_irqchip {chip_id, pad, ...}.
+                15 => (vm, kvm::GET_IRQCHIP, p + 0x6200),
+                16 => (vm, kvm::GET_PIT2, p + 0x7000),
+                17 => (v, kvm::GET_LAPIC, p + 0x7000),
+                // struct kvm_msi to APIC 0.
+                18 => (vm, kvm::SIGNAL_MSI, p + 0x6300),
+                // struct kvm_dirty_log {slot, pad, bitmap}.
+                _ => (vm, kvm::GET_DIRTY_LOG, p + 0x6400),
             }
         } else {
             // Random, as `--fuzz` does (KVM_RUN left to the vCPU threads).
@@ -417,10 +442,21 @@ fn one_round(k: &kvm_ioctls::Kvm, mmap_size: usize, counts: &Arc<Counts>, rng: &
         b[0x1000..0x1000 + GUEST.len()].copy_from_slice(GUEST);
     }
     let data = Mem::new(DATA_SIZE as usize);
+    // A third of the rounds without in-kernel interrupt controllers, a third
+    // with the split irqchip, a third with the full one and the PIT.
+    let chips = rng.below(3);
     let setup = || -> Result<Vec<(RawFd, usize)>, String> {
         let set = |r: kvm_userspace_memory_region| ioctl(vm, kvm::SET_USER_MEMORY_REGION, &r as *const _ as u64);
         set(region(0, 0, CODE_SIZE, code.ptr as u64, 0)).map_err(|x| format!("slot 0: errno {x}"))?;
         set(region(1, DATA_GPA, DATA_SIZE, data.ptr as u64, 0)).map_err(|x| format!("slot 1: errno {x}"))?;
+        if chips == 1 {
+            let cap = kvm_bindings::kvm_enable_cap { cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP, args: [24, 0, 0, 0], ..Default::default() };
+            ioctl(vm, kvm::ENABLE_CAP, &cap as *const _ as u64).map_err(|x| format!("KVM_CAP_SPLIT_IRQCHIP: errno {x}"))?;
+        } else if chips == 2 {
+            ioctl(vm, kvm::CREATE_IRQCHIP, 0).map_err(|x| format!("CREATE_IRQCHIP: errno {x}"))?;
+            let config = [0u8; 64];
+            ioctl(vm, kvm::CREATE_PIT2, config.as_ptr() as u64).map_err(|x| format!("CREATE_PIT2: errno {x}"))?;
+        }
         let mut v = Vec::new();
         for i in 0..NVCPU {
             let fd = ioctl(vm, kvm::CREATE_VCPU, i as u64).map_err(|x| format!("CREATE_VCPU {i}: errno {x}"))? as RawFd;
