@@ -258,15 +258,23 @@ bench: initramfs $(if $(filter 1,$(BENCH_QEMU)),initramfs-qemu) $(BUILD)/tcg-cos
 	   qemu-scripts/bench-profile.py $(BUILD)/bench-profile.txt $(BUILD)/bench.log $$kdir/System.map $(BENCH_N) $(BENCH_TOP) \
 	     nsvm=$(BUILD)/module/nsvm.ko kvm=$$kdir/arch/x86/kvm/kvm.ko kvm_amd=$$kdir/arch/x86/kvm/kvm-amd.ko $(if $(BENCH_DETAIL),"detail=$(BENCH_DETAIL)") | tee $(BUILD)/bench-profile.log; fi
 	@if [ "$(BENCH_QEMU)" = 1 ]; then \
+	   rm -f $(BUILD)/bench-qemu-cost.txt $(BUILD)/bench-qemu-profile.txt; \
 	   qemu-scripts/run-qemu.sh --icount --smp 1 --mem 3G --timeout 3600 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
-	     --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-qemu.log -- benchqemu > /dev/null; \
-	   echo "=== QEMU 10 boots the test kernel to its init (inner -smp 2, split irqchip; guest seconds = guest TSC / 2e9 under -icount) ==="; \
-	   awk '/^NSVM-BENCH-QEMU / {split($$4, u, "="); split($$5, w, "="); s[$$2] += u[2]; n[$$2]++; wall[$$2] += w[2]} \
+	     --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-qemu.log --append nokaslr \
+	     --plugin $(BUILD)/tcg-cost.so,out=$(BUILD)/bench-qemu-cost.txt$(if $(BENCH_PROFILE),$(comma)profile=$(BUILD)/bench-qemu-profile.txt) -- benchqemu > /dev/null; \
+	   echo "=== QEMU 10 boots the test kernel to its init (inner -smp 2, split irqchip; guest s = the inner kernel's uptime at init, guest TSC / 2e9 under -icount; instr and VMRUNs: the whole QEMU run, from the cost plugin) ==="; \
+	   awk 'FNR == NR {if ($$1 == "window") {split($$2, t, "="); c = 0; for (i = 4; i <= NF; i++) {split($$i, kv, "="); if (kv[1] !~ /^(tlb_flush_all|tlb_flush_asid|vmcb_unread)$$/) c += kv[2]; if (kv[1] == "vmrun") vr[t[2]] = kv[2]} ins[t[2]] = c}; next} \
+	        /^NSVM-BENCH-QEMU / {split($$4, u, "="); split($$5, w, "="); split($$6, g, "="); s[$$2] += u[2]; n[$$2]++; wall[$$2] += w[2]; I[$$2] += ins[g[2]]; V[$$2] += vr[g[2]]} \
 	        END {if (!n["nsvm"] || !n["kvm"]) {print "bench-qemu: a device has no boot (see build/bench-qemu.log)"; exit 1} \
-	             printf "%-8s %14s %14s %8s\n", "device", "guest s/boot", "wall s/boot", "runs"; \
-	             for (d in n) printf "%-8s %14.2f %14.1f %8d\n", d, s[d] / n[d], wall[d] / n[d], n[d]; \
-	             printf "ratio nsvm / kvm_amd: %.2f (goal <= 1.0)\n", (s["nsvm"] / n["nsvm"]) / (s["kvm"] / n["kvm"])}' \
-	     $(BUILD)/bench-qemu.log | tee -a $(BUILD)/bench.log; fi
+	             printf "%-8s %12s %16s %12s %10s %6s\n", "device", "guest s", "instr/boot", "VMRUNs/boot", "wall s", "runs"; \
+	             for (d in n) printf "%-8s %12.3f %16.0f %12.0f %10.1f %6d\n", d, s[d] / n[d], I[d] / n[d], V[d] / n[d], wall[d] / n[d], n[d]; \
+	             printf "ratio nsvm / kvm_amd: guest s %.2f, instructions %.2f (goal <= 1.0)\n", (s["nsvm"] / n["nsvm"]) / (s["kvm"] / n["kvm"]), (I["nsvm"] / n["nsvm"]) / (I["kvm"] / n["kvm"])}' \
+	     $(BUILD)/bench-qemu-cost.txt $(BUILD)/bench-qemu.log | tee -a $(BUILD)/bench.log; \
+	   if [ -n "$(BENCH_PROFILE)" ]; then kdir=$$(cat $(BUILD)/kdir); \
+	     echo "=== where a QEMU boot's instructions go (per boot, row 1; qemu-scripts/bench-profile.py) ==="; \
+	     qemu-scripts/bench-profile.py $(BUILD)/bench-qemu-profile.txt $(BUILD)/bench-qemu.log $$kdir/System.map 2 $(BENCH_TOP) \
+	       nsvm=$(BUILD)/module/nsvm.ko kvm=$$kdir/arch/x86/kvm/kvm.ko kvm_amd=$$kdir/arch/x86/kvm/kvm-amd.ko $(if $(BENCH_DETAIL),"detail=$(BENCH_DETAIL)") \
+	       | tee $(BUILD)/bench-qemu-profile.log; fi; fi
 
 # The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h
 # (not packaged by Debian: qemu-scripts/plugin-header.sh takes it from the

@@ -79,6 +79,10 @@ def main():
             m = re.search(r'"cost_tag": (\d+)', line)
             if m and dev:
                 runs[int(m.group(1))] = dev
+            # tests/qemu/benchqemu.sh: one window per QEMU boot.
+            m = re.match(r"NSVM-BENCH-QEMU (\S+) .*tag=(\d+)", line)
+            if m:
+                runs[int(m.group(2))] = m.group(1)
             m = re.match(r"NSVM-SECTION (\S+) (\S+) (0x[0-9a-f]+)", line)
             if m:
                 sections[m.group(1)][m.group(2)] = int(m.group(3), 16)

@@ -9,9 +9,20 @@
 # device, in the guest's units.
 . /tests/lib.sh
 RUNS=2
+# Where each module's sections were loaded (qemu-scripts/bench-profile.py).
+sections() {
+    for m in "$@"; do
+        for f in /sys/module/$m/sections/.text*; do
+            [ -e "$f" ] && echo "NSVM-SECTION $m ${f##*/} $(cat "$f")"
+        done
+    done
+}
 
 inner_qemu() {
-    timeout -s TERM 900 qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 256 \
+    # $1 log, $2 the cost plugin's row for this boot (nsvm bench --window:
+    # the plugin's counts and profile of everything executed until QEMU
+    # ends; a NOP without the plugin).
+    nsvm bench --window "$2" -- timeout -s TERM 900 qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 256 \
         -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
         -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
         -append "console=ttyS0 panic=-1 tsc_early_khz=2000000 loglevel=4" > "$1" 2>&1
@@ -20,11 +31,12 @@ inner_qemu() {
 boot_runs() {
     for r in $(seq $RUNS); do
         t0=$(date +%s)
-        inner_qemu /tmp/bq-$1-$r.log
+        inner_qemu /tmp/bq-$1-$r.log 1
         t1=$(date +%s)
         u=$(sed -n 's/.*NSVM-INNER-UP cpus=0-1 uptime=\([0-9.]*\).*/\1/p' /tmp/bq-$1-$r.log | head -n 1)
+        tag=$(sed -n 's/^NSVM-BENCH-WINDOW tag=\([0-9]*\).*/\1/p' /tmp/bq-$1-$r.log)
         if [ -n "$u" ]; then
-            echo "NSVM-BENCH-QEMU $1 run=$r uptime=$u wall=$((t1 - t0))"
+            echo "NSVM-BENCH-QEMU $1 run=$r uptime=$u wall=$((t1 - t0)) tag=$tag"
         else
             echo "QEMU on $1 did not reach the inner init:"; tail -n 20 /tmp/bq-$1-$r.log
             fail "QEMU boot on $1 (run $r)"
@@ -37,6 +49,7 @@ boot_runs() {
 case_ "QEMU boots the test kernel on kvm_amd ($RUNS runs)"
 insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 if insmod $MODDIR/kvm-amd.ko nested=1; then
+    sections kvm kvm_amd
     boot_runs kvm
 else
     fail "kvm_amd did not load"
@@ -47,6 +60,7 @@ case_ "QEMU boots the test kernel on nsvm ($RUNS runs)"
 if load_nsvm; then
     rm -f /dev/kvm
     mknod /dev/kvm c $(tr ':' ' ' < /sys/class/misc/nsvm/dev)
+    sections nsvm
     boot_runs nsvm
     rm -f /dev/kvm
     unload_nsvm

@@ -132,6 +132,13 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     let mut it = a.rest.iter();
     while let Some(s) = it.next() {
         match s.as_str() {
+            "--window" => {
+                let row = it.next().and_then(|v| v.parse().ok()).ok_or_else(|| Failure("--window needs a row number".into()))?;
+                if it.next().map(String::as_str) != Some("--") {
+                    return Err(Failure("usage: nsvm bench --window ROW -- COMMAND [ARGS...]".into()));
+                }
+                return window(row, &it.cloned().collect::<Vec<_>>());
+            }
             "--iterations" => iterations = it.next().and_then(|v| v.parse().ok()).ok_or_else(|| Failure("--iterations needs a number".into()))?,
             "--image" => image = it.next().cloned().ok_or_else(|| Failure("--image needs a path".into()))?,
             "--compare" => {
@@ -250,6 +257,27 @@ pub fn run(a: &Args) -> Result<(), Failure> {
         if !nested.is_empty() {
             println!("per iteration of the nested and interrupt rows (counters that changed):\n{}", nested.join("\n"));
         }
+    }
+    Ok(())
+}
+
+/// `nsvm bench --window ROW -- COMMAND...`: runs COMMAND inside one
+/// measurement window (row ROW) of a run of its own for the cost plugin of
+/// `make bench` (counts and profile of everything the CPU executes until
+/// COMMAND ends: tests/qemu/benchqemu.sh times QEMU booting Linux this
+/// way), and prints the run's tag. The command's exit status is returned.
+fn window(row: u64, cmd: &[String]) -> Result<(), Failure> {
+    let (prog, args) = cmd.split_first().ok_or_else(|| Failure("--window needs a command after --".into()))?;
+    let tag = u64::from(std::process::id());
+    println!("NSVM-BENCH-WINDOW tag={tag} row={row}");
+    crate::cost::mark_run(tag, false);
+    crate::cost::mark_window(row, true);
+    let status = std::process::Command::new(prog).args(args).status();
+    crate::cost::mark_window(row, false);
+    crate::cost::mark_run(tag, true);
+    let status = status.map_err(|e| Failure(format!("cannot run {prog}: {e}")))?;
+    if !status.success() {
+        return Err(Failure(format!("{prog} ended with {status}")));
     }
     Ok(())
 }

@@ -130,6 +130,20 @@ pub fn mark_run(tag: u64, end: bool) {
     }
 }
 
+/// Open (`open` true, row in R14) or close the cost plugin's measurement
+/// window (`nopl 0x4e535601(%rax)` / `0x4e535602`, classify.h): `nsvm
+/// bench --window`, around a whole command. A NOP elsewhere.
+pub fn mark_window(row: u64, open: bool) {
+    if open {
+        // SAFETY: `nopl 0x4e535601(%rax)` is a NOP (as in `mark_run`); R14
+        // is only read (by the plugin).
+        unsafe { core::arch::asm!(".byte 0x0f, 0x1f, 0x80", ".long 0x4e535601", in("r14") row, options(nomem, nostack, preserves_flags)) }
+    } else {
+        // SAFETY: as above, `nopl 0x4e535602(%rax)`.
+        unsafe { core::arch::asm!(".byte 0x0f, 0x1f, 0x80", ".long 0x4e535602", options(nomem, nostack, preserves_flags)) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,14 +64,18 @@ commands:
                                    (non-zero ones unless --all)
   bench [--device PATH] [--iterations N] [--image PATH] [--json]
         | --compare A.json B.json [--cost FILE]
+        | --window ROW -- COMMAND [ARGS...]
                                    cost per exit (guest TSC) of CPUID, RDMSR, IO
                                    to userspace, first-touch NPF and HLT wake,
-                                   and nested: L2 exit reflected to L1 or
-                                   handled in L0, nested NPT fill, nested
-                                   VMRUN; L0 exits per iteration; --compare
-                                   prints the ratios of two runs, with --cost
-                                   also the estimated hardware cycles from the
-                                   counts of `make bench`'s TCG plugin
+                                   nested: L2 exit reflected to L1 or handled
+                                   in L0, nested NPT fill, nested VMRUN, and
+                                   with an in-kernel LAPIC: timer, IPI,
+                                   ioeventfd, irqfd; L0 exits per iteration;
+                                   --compare prints the ratios of two runs,
+                                   with --cost also the estimated hardware
+                                   cycles from the counts of `make bench`'s
+                                   TCG plugin; --window runs COMMAND inside
+                                   one measurement window of that plugin
   dump  --pid PID                  vmcb01 of each vCPU of a VMM's nsvm VMs
                                    (debugfs; readable while the vCPU is
                                    stopped in userspace)
