@@ -63,11 +63,15 @@ if [ "${NSVM_WITH_QEMU:-0}" = 1 ]; then
 /bin/busybox mount -t sysfs sysfs /sys
 echo "NSVM-INNER-UP cpus=$(/bin/busybox cat /sys/devices/system/cpu/online) uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
 # With nsvm_stay on the command line (the qemu suite's migration case) the
-# guest keeps writing its memory until QEMU is told to quit.
+# guest keeps writing its memory until QEMU is told to quit, and reports
+# its counter every 2000 writes (the restore check).
 if /bin/busybox grep -q nsvm_stay /proc/cmdline; then
     echo "NSVM-INNER-STAY"
     i=0
-    while :; do i=$((i + 1)); echo $i > /counter; done
+    while :; do
+        i=$((i + 1)); echo $i > /counter
+        [ $((i % 2000)) = 0 ] && echo "NSVM-INNER-TICK $i"
+    done
 fi
 /bin/busybox reboot -f
 INNER

@@ -51,7 +51,8 @@ boot_case() {
 # nsvm_stay) with its monitor on FIFOs, saves it with the monitor's
 # `migrate file:` (RAM sent while the guest runs: dirty logging through
 # KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG, manual protection and
-# INITIALLY_SET when offered), which must complete; then `cont` and `quit`.
+# INITIALLY_SET when offered), which must complete; then `quit`, and a new
+# QEMU restores the saved state and the guest goes on.
 # Sets MIG_PID to QEMU's pid while it runs (for nsvm stats) via MIG_HOOK.
 migrate_case() {
     rm -f /tmp/mon.in /tmp/mon.out /tmp/mig-$1.bin
@@ -73,8 +74,6 @@ migrate_case() {
         sleep 2; n=$((n + 1)); echo "info migrate" > /tmp/mon.in
     done
     [ -n "$MIG_HOOK" ] && $MIG_HOOK
-    echo "cont" > /tmp/mon.in
-    sleep 2
     echo "quit" > /tmp/mon.in
     wait $MIG_PID; echo "QEMU exit status $?"
     kill $catpid 2>/dev/null
@@ -83,6 +82,25 @@ migrate_case() {
     sz=$(wc -c < /tmp/mig-$1.bin 2>/dev/null || echo 0)
     echo "saved $sz bytes"
     [ "$sz" -gt 1000000 ] || wrong_ "the saved state has $sz bytes"
+    # Restore: a new QEMU takes the state (-incoming file:) and the guest
+    # goes on where it was saved: its counter's next report is above the
+    # last one before the save, and it does not boot again.
+    last=$(sed -n 's/.*NSVM-INNER-TICK \([0-9]*\).*/\1/p' /tmp/mig-$1.log | tail -n 1)
+    timeout -s TERM 300 qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 256 \
+        -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
+        -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
+        -append "console=ttyS0 panic=-1 tsc_early_khz=2000000 loglevel=4 nsvm_stay" \
+        -incoming "file:/tmp/mig-$1.bin" > /tmp/res-$1.log 2>&1 &
+    rpid=$!
+    n=0 next=""
+    while [ $n -lt 240 ] && [ -z "$next" ] && kill -0 $rpid 2>/dev/null; do
+        sleep 1; n=$((n + 1))
+        next=$(sed -n 's/.*NSVM-INNER-TICK \([0-9]*\).*/\1/p' /tmp/res-$1.log | head -n 1)
+    done
+    kill $rpid 2>/dev/null; wait $rpid
+    echo "counter: last reported before the save ${last:-none}, first after the restore ${next:-none} (${n} s)"
+    [ -n "$next" ] && [ "$next" -gt "${last:-0}" ] || wrong_ "the restored guest did not go on (last ${last:-none}, next ${next:-none})"
+    ! grep -q NSVM-INNER-UP /tmp/res-$1.log || wrong_ "the restored guest booted again"
     rm -f /tmp/mig-$1.bin
 }
 
@@ -100,7 +118,7 @@ else
     fail "kvm_amd did not load"
 fi
 if [ -e /dev/kvm ]; then
-    case_ "QEMU saves a running guest with migrate on kvm_amd (dirty logging)"
+    case_ "QEMU saves a running guest with migrate and restores it on kvm_amd (dirty logging)"
     MIG_HOOK= migrate_case kvm
     verdict
 fi
@@ -113,7 +131,7 @@ if load_nsvm; then
     boot_case nsvm /tmp/qemu-nsvm.log kvm,kernel-irqchip=split
     case_ "QEMU boots the test kernel on nsvm with its default -accel kvm (full irqchip, in-kernel PIT, 2 vCPUs)"
     boot_case nsvm /tmp/qemu-nsvm-full.log kvm
-    case_ "QEMU saves a running guest with migrate on nsvm (dirty logging: vm.dirty_pages_logged > 0)"
+    case_ "QEMU saves a running guest with migrate and restores it on nsvm (dirty logging: vm.dirty_pages_logged > 0)"
     mark_log
     mig_stats() { nsvm stats --pid $MIG_PID --all > /tmp/mig-stats.txt 2>&1; }
     MIG_HOOK=mig_stats migrate_case nsvm
