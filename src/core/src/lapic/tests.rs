@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Host tests of the local APIC model (`nsvm_core::lapic`).
+
+use super::*;
+
+fn clk(ns: u64) -> Clock {
+    Clock { now_ns: ns, guest_tsc: ns * 2, tsc_khz: 2_000_000 }
+}
+
+fn enabled(id: u32) -> Lapic {
+    let mut a = Lapic::new(id, id == 0);
+    a.write(reg::SPIV, 0x1ff, &clk(0)).unwrap();
+    a
+}
+
+#[test]
+fn reset_matches_kvm() {
+    let a = Lapic::new(0, true);
+    assert_eq!(a.base, 0xfee0_0900);
+    assert_eq!(a.get(reg::ID), 0);
+    assert_eq!(a.get(reg::LVR), 0x50014);
+    assert_eq!(a.get(reg::SPIV), 0xff);
+    assert_eq!(a.get(reg::DFR), 0xffff_ffff);
+    assert_eq!(a.get(reg::LVT0), 0x700);
+    assert_eq!(a.get(reg::LVT1), lvt::MASKED);
+    assert_eq!(a.get(reg::LVTT), lvt::MASKED);
+    let b = Lapic::new(3, false);
+    assert_eq!(b.get(reg::ID), 3 << 24);
+    assert_eq!(b.get(reg::LVT0), lvt::MASKED);
+    assert_eq!(b.mmio_base(), Some(0xfee0_0000));
+    let mut c = Lapic::new(1, false);
+    c.cpuid_x2apic = true;
+    c.set_version();
+    assert_eq!(c.get(reg::LVR), 0x0105_0014);
+}
+
+#[test]
+fn fixed_interrupts_priority_and_eoi() {
+    let mut a = enabled(0);
+    assert!(a.accept_fixed(0x31, false, true));
+    assert!(a.accept_fixed(0x52, false, true));
+    assert_eq!(a.pending_vector(), Some(0x52));
+    a.acknowledge(0x52);
+    assert_eq!(a.get(reg::PROCPRI), 0x50);
+    // 0x31 is below the in-service class: held.
+    assert_eq!(a.pending_vector(), None);
+    assert!(a.accept_fixed(0x61, false, true));
+    assert_eq!(a.pending_vector(), Some(0x61));
+    a.acknowledge(0x61);
+    assert_eq!(a.eoi(), Some(0x61));
+    assert_eq!(a.eoi(), Some(0x52));
+    assert_eq!(a.get(reg::PROCPRI), 0);
+    assert_eq!(a.pending_vector(), Some(0x31));
+    // TPR masks classes at and below it.
+    a.set_tpr(0x30);
+    assert_eq!(a.pending_vector(), None);
+    assert_eq!(a.get(reg::PROCPRI), 0x30);
+    a.set_tpr(0x2f);
+    assert_eq!(a.pending_vector(), Some(0x31));
+    assert_eq!(a.eoi(), None);
+    // Level-triggered: TMR; a de-assert is ignored.
+    assert!(a.accept_fixed(0x40, true, true));
+    assert!(a.tmr(0x40));
+    assert!(!a.accept_fixed(0x41, true, false));
+    assert!(!a.irr(0x41));
+}
+
+#[test]
+fn sw_disabled_drops_and_masks() {
+    let mut a = Lapic::new(0, true);
+    assert!(!a.accept_fixed(0x40, false, true));
+    let mut a = enabled(0);
+    a.write(reg::LVTT, 0x20, &clk(0)).unwrap();
+    assert_eq!(a.get(reg::LVTT), 0x20);
+    a.write(reg::SPIV, 0xff, &clk(0)).unwrap();
+    assert_eq!(a.get(reg::LVTT), 0x20 | lvt::MASKED);
+    // Writes while disabled stay masked.
+    a.write(reg::LVT1, 0x400, &clk(0)).unwrap();
+    assert_eq!(a.get(reg::LVT1), 0x400 | lvt::MASKED);
+}
+
+#[test]
+fn icr_decoding() {
+    let i = Irq::from_icr(0x000c_4031, 0x0300_0000, false);
+    assert_eq!(i.vector, 0x31);
+    assert_eq!(i.mode, DeliveryMode::Fixed);
+    assert_eq!(i.shorthand, Shorthand::AllExcludingSelf);
+    assert!(i.level);
+    assert_eq!(i.dest, 3);
+    let n = Irq::from_icr(0x0000_0c00, 0x5, true);
+    assert_eq!(n.mode, DeliveryMode::Nmi);
+    assert!(n.logical);
+    assert_eq!(n.dest, 5);
+    assert_eq!(Irq::from_icr(0x4500, 0, false).mode, DeliveryMode::Init);
+    assert_eq!(Irq::from_icr(0x0608, 0, false).mode, DeliveryMode::Startup);
+    assert_eq!(Irq::from_icr(0x0608, 0, false).vector, 8);
+    // The xAPIC write clears the delivery-status bit.
+    let mut a = enabled(0);
+    let e = a.write(reg::ICR, 0x1031, &clk(0)).unwrap();
+    assert_eq!(a.get(reg::ICR), 0x31);
+    assert_eq!(e.ipi.unwrap().vector, 0x31);
+}
+
+#[test]
+fn msi_decoding() {
+    let m = Irq::from_msi(0xfee0_3004, 0, 0x4041, false);
+    assert_eq!(m.dest, 3);
+    assert!(m.logical);
+    assert_eq!(m.vector, 0x41);
+    assert!(m.level);
+    assert!(!m.ipi);
+    let x = Irq::from_msi(0xfee0_1000, 0x100, 0x30, true);
+    assert_eq!(x.dest, 0x101);
+}
+
+#[test]
+fn routing_entries() {
+    let mut e = [0u8; ROUTING_ENTRY_SIZE];
+    let put = |e: &mut [u8; ROUTING_ENTRY_SIZE], o: usize, v: u32| e[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    put(&mut e, 0, 5);
+    put(&mut e, 4, ROUTING_MSI);
+    put(&mut e, 16, 0xfee0_1000);
+    put(&mut e, 24, 0x8041);
+    let r = MsiRoute::parse(&e, false).unwrap();
+    assert_eq!((r.gsi, r.address_lo, r.data), (5, 0xfee0_1000, 0x8041));
+    let i = r.irq(false);
+    assert_eq!((i.dest, i.vector, i.trigger_level), (1, 0x41, true));
+    let mut f = e;
+    put(&mut f, 8, MSI_VALID_DEVID);
+    assert!(MsiRoute::parse(&f, false).is_ok());
+    put(&mut f, 8, 2);
+    assert_eq!(MsiRoute::parse(&f, false), Err(Refused), "unknown flag");
+    let mut g = e;
+    put(&mut g, 0, MAX_IRQ_ROUTES);
+    assert_eq!(MsiRoute::parse(&g, false), Err(Refused), "GSI too big");
+    let mut h = e;
+    put(&mut h, 4, 1);
+    assert_eq!(MsiRoute::parse(&h, false), Err(Refused), "irqchip route with the split irqchip");
+    let mut x = e;
+    put(&mut x, 20, 0x101);
+    assert!(MsiRoute::parse(&x, false).is_ok());
+    assert_eq!(MsiRoute::parse(&x, true), Err(Refused), "address_hi low byte with the x2APIC format");
+}
+
+#[test]
+fn destinations() {
+    let phys = DestInfo { hw_enabled: true, sw_enabled: true, x2apic: false, id: 2, ldr: 0x0400_0000, dfr: 0xffff_ffff };
+    assert!(phys.matches(2, false, true, true));
+    assert!(!phys.matches(3, false, true, true));
+    assert!(phys.matches(0xff, false, true, true));
+    // Flat: any common bit.
+    assert!(phys.matches(0x06, true, true, true));
+    assert!(!phys.matches(0x03, true, true, true));
+    // Cluster: cluster 0 member bit 2 of LDR 0x04.
+    let cl = DestInfo { dfr: 0x0fff_ffff, ldr: 0x1200_0000, ..phys };
+    assert!(cl.matches(0x12, true, true, true));
+    assert!(cl.matches(0x13, true, true, true));
+    assert!(!cl.matches(0x22, true, true, true));
+    let x2 = DestInfo { hw_enabled: true, sw_enabled: false, x2apic: true, id: 0x21, ldr: x2apic_ldr(0x21), dfr: 0 };
+    assert_eq!(x2.ldr, 0x0002_0002);
+    assert!(x2.matches(0x21, false, true, true));
+    assert!(x2.matches(0x0002_0003, true, true, true));
+    assert!(!x2.matches(0x0001_0002, true, true, true));
+    assert!(x2.matches(0xffff_ffff, false, true, true));
+    // 0xff is not a broadcast for x2APIC IPIs; for MSIs with the quirk it is.
+    assert!(!x2.matches(0xff, false, true, true));
+    assert!(x2.matches(0xff, false, false, true));
+    assert!(!x2.matches(0xff, false, false, false));
+    let off = DestInfo { hw_enabled: false, ..phys };
+    assert!(!off.matches(0xff, false, true, true));
+    let (a, b) = x2.pack();
+    assert_eq!(DestInfo::unpack(a, b), x2);
+}
+
+#[test]
+fn timer_one_shot_periodic_and_count() {
+    let mut a = enabled(0);
+    a.write(reg::TDCR, 0xb, &clk(0)).unwrap(); // divide by 1
+    assert_eq!(a.divisor(), 1);
+    a.write(reg::TDCR, 0x0, &clk(0)).unwrap();
+    assert_eq!(a.divisor(), 2);
+    a.write(reg::TDCR, 0xa, &clk(0)).unwrap();
+    assert_eq!(a.divisor(), 128);
+    a.write(reg::TDCR, 0x3, &clk(0)).unwrap();
+    assert_eq!(a.divisor(), 16);
+    a.write(reg::LVTT, 0x40, &clk(0)).unwrap();
+    let e = a.write(reg::TMICT, 1_000_000, &clk(1000)).unwrap();
+    assert!(e.timer);
+    assert_eq!(a.timer_expiry(), Some(1000 + 16_000_000));
+    assert_eq!(a.read(reg::TMCCT, &clk(1000 + 8_000_000)), 500_000);
+    assert!(!a.timer_tick(&clk(1000)));
+    assert!(a.timer_tick(&clk(16_001_000)));
+    assert!(a.irr(0x40));
+    assert_eq!(a.timer_expiry(), None);
+    assert_eq!(a.read(reg::TMCCT, &clk(17_000_000)), 0);
+    // Periodic, with a 1 ns period clamped to the minimum.
+    a.write(reg::TDCR, 0xb, &clk(0)).unwrap();
+    a.write(reg::LVTT, 0x41 | lvt::TIMER_PERIODIC, &clk(0)).unwrap();
+    a.write(reg::TMICT, 1, &clk(0)).unwrap();
+    assert_eq!(a.timer.period_ns, MIN_PERIOD_NS);
+    assert!(a.period_clamped);
+    assert!(a.timer_tick(&clk(MIN_PERIOD_NS)));
+    assert_eq!(a.timer_expiry(), Some(2 * MIN_PERIOD_NS));
+    // Far behind: no backlog.
+    assert!(a.timer_tick(&clk(100 * MIN_PERIOD_NS)));
+    assert_eq!(a.timer_expiry(), Some(101 * MIN_PERIOD_NS));
+    // Masked: counts, no interrupt.
+    a.write(reg::LVTT, 0x41 | lvt::TIMER_PERIODIC | lvt::MASKED, &clk(0)).unwrap();
+    assert!(!a.timer_tick(&clk(200 * MIN_PERIOD_NS)));
+    // TMICT 0 stops.
+    a.write(reg::TMICT, 0, &clk(0)).unwrap();
+    assert_eq!(a.timer_expiry(), None);
+}
+
+#[test]
+fn timer_tsc_deadline() {
+    let mut a = enabled(0);
+    // Without the CPUID bit the mode field keeps one bit only.
+    a.write(reg::LVTT, 0x42 | lvt::TIMER_TSCDEADLINE, &clk(0)).unwrap();
+    assert_eq!(a.timer_mode(), 0);
+    a.cpuid_tsc_deadline = true;
+    a.write(reg::LVTT, 0x42 | lvt::TIMER_TSCDEADLINE, &clk(0)).unwrap();
+    assert_eq!(a.timer_mode(), 2);
+    // TMICT is ignored in this mode.
+    a.write(reg::TMICT, 5, &clk(0)).unwrap();
+    assert_eq!(a.get(reg::TMICT), 0);
+    let c = clk(1000); // guest TSC 2000 at 2 GHz
+    assert!(a.write_tsc_deadline(2000 + 2_000_000, &c));
+    assert_eq!(a.timer_expiry(), Some(1000 + 1_000_000));
+    assert_eq!(a.read_tsc_deadline(), 2_002_000);
+    assert!(a.timer_tick(&clk(1_001_000)));
+    assert!(a.irr(0x42));
+    assert_eq!(a.read_tsc_deadline(), 0);
+    // A deadline in the past fires at once.
+    assert!(a.write_tsc_deadline(1, &clk(5000)));
+    assert_eq!(a.timer_expiry(), Some(5000));
+    // Leaving the mode stops the timer.
+    a.write(reg::LVTT, 0x42, &clk(0)).unwrap();
+    assert_eq!(a.timer_expiry(), None);
+    assert!(!a.write_tsc_deadline(5, &clk(0)));
+}
+
+#[test]
+fn x2apic_msrs_and_modes() {
+    let mut a = enabled(5);
+    let c = clk(0);
+    // Not in x2APIC mode: every x2APIC MSR #GPs.
+    assert!(a.msr_read(0x802, &c).is_none());
+    // EXTD without the CPUID bit is reserved.
+    assert!(a.set_base(0xfee0_0c00, false, 48).is_err());
+    a.cpuid_x2apic = true;
+    a.set_version();
+    assert!(a.set_base(0xfee0_0400, false, 48).is_err(), "EXTD without AE");
+    assert!(a.set_base(0xfee0_0c01, false, 48).is_err(), "reserved bit 0");
+    assert!(a.set_base(1 << 48 | 0xc00, false, 48).is_err(), "above MAXPHYADDR");
+    a.set_base(0xfee0_0c00, false, 48).unwrap();
+    assert!(a.x2apic());
+    assert_eq!(a.mmio_base(), None);
+    assert_eq!(a.msr_read(0x802, &c), Some(5));
+    assert_eq!(a.msr_read(0x80d, &c), Some(x2apic_ldr(5) as u64));
+    assert!(a.msr_read(0x80b, &c).is_none(), "EOI is write-only");
+    assert!(a.msr_read(0x83f, &c).is_none(), "SELF_IPI is write-only");
+    assert!(a.msr_read(0x80e, &c).is_none(), "no DFR in x2APIC mode");
+    assert!(a.msr_read(0x831, &c).is_none(), "no ICR2 in x2APIC mode");
+    assert!(a.msr_write(0x802, 7, &c).is_err(), "ID is read-only");
+    assert!(a.msr_write(0x80d, 7, &c).is_err(), "LDR is read-only");
+    assert!(a.msr_write(0x808, 1 << 32, &c).is_err(), "high bits");
+    assert!(a.msr_write(0x828, 1, &c).is_err(), "ESR write of non-zero");
+    assert!(a.msr_write(0x828, 0, &c).is_ok());
+    assert!(a.msr_write(0x83f, 0x100, &c).is_err(), "SELF_IPI reserved bits");
+    let e = a.msr_write(0x83f, 0x44, &c).unwrap();
+    assert_eq!(e.ipi.unwrap().shorthand, Shorthand::SelfOnly);
+    assert!(a.msr_write(0x830, 1 << 13, &c).is_err(), "ICR reserved bit 13");
+    let e = a.msr_write(0x830, (9u64 << 32) | 0x4830, &c).unwrap();
+    let i = e.ipi.unwrap();
+    assert_eq!((i.dest, i.vector, i.logical), (9, 0x30, true));
+    assert_eq!(a.msr_read(0x830, &c), Some((9u64 << 32) | 0x4830));
+    a.msr_write(0x808, 0x20, &c).unwrap();
+    assert_eq!(a.msr_read(0x80a, &c), Some(0x20));
+    // x2APIC -> xAPIC is refused from the guest, allowed from the host.
+    assert!(a.set_base(0xfee0_0800, false, 48).is_err());
+    a.set_base(0, false, 48).unwrap();
+    assert!(!a.hw_enabled());
+    assert!(a.set_base(0xfee0_0c00, false, 48).is_err(), "disabled -> x2APIC");
+    a.set_base(0xfee0_0800, false, 48).unwrap();
+    assert_eq!(a.get(reg::ID), 5 << 24);
+    a.set_base(0xfee0_0c00, false, 48).unwrap();
+    a.set_base(0xfee0_0800, true, 48).unwrap();
+    assert_eq!(a.get(reg::ID), 5 << 24);
+}
+
+#[test]
+fn mmio_access_rules() {
+    let mut a = enabled(2);
+    let c = clk(0);
+    assert_eq!(a.mmio_read(reg::ID, 4, &c), 2 << 24);
+    assert_eq!(a.mmio_read(reg::ID + 3, 1, &c), 2);
+    assert_eq!(a.mmio_read(reg::ID + 2, 4, &c), 0, "crosses the register");
+    assert_eq!(a.mmio_read(reg::EOI, 4, &c), 0, "write-only");
+    // Unaligned or short writes are ignored.
+    a.mmio_write(reg::TASKPRI + 1, 4, 0x50, &c);
+    a.mmio_write(reg::TASKPRI, 2, 0x50, &c);
+    assert_eq!(a.get(reg::TASKPRI), 0);
+    a.mmio_write(reg::TASKPRI, 4, 0x1_50, &c);
+    assert_eq!(a.get(reg::TASKPRI), 0x50);
+    a.mmio_write(reg::LDR, 4, 0x0312_3456, &c);
+    assert_eq!(a.get(reg::LDR), 0x0300_0000);
+    a.mmio_write(reg::DFR, 4, 0, &c);
+    assert_eq!(a.get(reg::DFR), 0x0fff_ffff);
+}
+
+#[test]
+fn state_round_trip() {
+    let mut a = enabled(1);
+    a.write(reg::LVTT, 0x40 | lvt::TIMER_PERIODIC, &clk(0)).unwrap();
+    a.write(reg::TMICT, 1_000_000, &clk(0)).unwrap();
+    a.accept_fixed(0x55, false, true);
+    let s = a.get_state(&clk(250_000), false);
+    let mut b = Lapic::new(1, false);
+    b.set_state(&s, &clk(300_000), false).unwrap();
+    assert!(b.irr(0x55));
+    assert_eq!(b.get(reg::TMICT), 1_000_000);
+    // Restarted from TMICT at the set.
+    assert_eq!(b.timer_expiry(), Some(300_000 + 2_000_000));
+    let tmcct = u32::from_le_bytes([s[0x390], s[0x391], s[0x392], s[0x393]]);
+    assert_eq!(tmcct, (2_000_000 - 250_000) / 2);
+    // x2APIC: ID shifted without the x2APIC API format, refused if wrong with it.
+    let mut x = enabled(3);
+    x.cpuid_x2apic = true;
+    x.set_base(0xfee0_0c00, false, 48).unwrap();
+    let s = x.get_state(&clk(0), false);
+    assert_eq!(u32::from_le_bytes([s[0x20], s[0x21], s[0x22], s[0x23]]), 3 << 24);
+    let s2 = x.get_state(&clk(0), true);
+    assert_eq!(u32::from_le_bytes([s2[0x20], s2[0x21], s2[0x22], s2[0x23]]), 3);
+    assert!(x.set_state(&s, &clk(0), true).is_err());
+    x.set_state(&s, &clk(0), false).unwrap();
+    assert_eq!(x.get(reg::ID), 3);
+    x.set_state(&s2, &clk(0), true).unwrap();
+}
