@@ -33,30 +33,7 @@ pub fn open_device(path: &str) -> Result<File, Failure> {
 
 /// The symbolic name of an errno value.
 pub fn errno_name(e: i32) -> String {
-    let n = match e {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::E2BIG => "E2BIG",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::EINVAL => "EINVAL",
-        libc::ENOTTY => "ENOTTY",
-        libc::ENOSPC => "ENOSPC",
-        libc::ERANGE => "ERANGE",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ENXIO => "ENXIO",
-        _ => return format!("errno{e}"),
-    };
-    n.to_string()
+    nsvm_core::uapi::errno_name(e).map_or_else(|| format!("errno{e}"), str::to_string)
 }
 
 /// Issues one ioctl; `Err(errno)` on failure.
@@ -132,4 +109,40 @@ pub fn run_ioctl(a: &Args) -> Result<(), Failure> {
         Err(e) => println!("err {}", errno_name(e)),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::errno_name;
+
+    /// nsvm_core's errno numbering is the C library's.
+    #[test]
+    fn errno_names_match_libc() {
+        let known = [
+            (libc::EPERM, "EPERM"),
+            (libc::ENOENT, "ENOENT"),
+            (libc::EINTR, "EINTR"),
+            (libc::EIO, "EIO"),
+            (libc::ENXIO, "ENXIO"),
+            (libc::E2BIG, "E2BIG"),
+            (libc::EBADF, "EBADF"),
+            (libc::EAGAIN, "EAGAIN"),
+            (libc::ENOMEM, "ENOMEM"),
+            (libc::EACCES, "EACCES"),
+            (libc::EFAULT, "EFAULT"),
+            (libc::EBUSY, "EBUSY"),
+            (libc::EEXIST, "EEXIST"),
+            (libc::ENODEV, "ENODEV"),
+            (libc::EINVAL, "EINVAL"),
+            (libc::ENOTTY, "ENOTTY"),
+            (libc::ENOSPC, "ENOSPC"),
+            (libc::ERANGE, "ERANGE"),
+            (libc::ENOSYS, "ENOSYS"),
+            (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+        ];
+        for (e, n) in known {
+            assert_eq!(errno_name(e), n);
+        }
+        assert_eq!(errno_name(1000), "errno1000");
+    }
 }

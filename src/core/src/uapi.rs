@@ -514,6 +514,35 @@ pub enum Errno {
     Enotty = 25,
 }
 
+/// The C name of a Linux errno value (x86-64 numbering), for the ones the
+/// KVM API and its callers meet; `None` for others. The tool and
+/// nsvm-apitest print errnos by these names.
+pub const fn errno_name(e: i32) -> Option<&'static str> {
+    Some(match e {
+        1 => "EPERM",
+        2 => "ENOENT",
+        4 => "EINTR",
+        5 => "EIO",
+        6 => "ENXIO",
+        7 => "E2BIG",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        19 => "ENODEV",
+        22 => "EINVAL",
+        25 => "ENOTTY",
+        28 => "ENOSPC",
+        34 => "ERANGE",
+        38 => "ENOSYS",
+        95 => "EOPNOTSUPP",
+        _ => return None,
+    })
+}
+
 impl Errno {
     /// The positive errno value.
     pub const fn number(self) -> i32 {
