@@ -67,6 +67,7 @@ migrate_case() {
     catpid=$!
     n=0
     while [ $n -lt 240 ] && ! grep -q NSVM-INNER-STAY /tmp/mig-$1.log; do sleep 1; n=$((n + 1)); done
+    grep -q NSVM-INNER-STAY /tmp/mig-$1.log || { echo "QEMU on $1 said (no NSVM-INNER-STAY):"; tail -n 40 /tmp/mig-$1.log; }
     expect_line /tmp/mig-$1.log "NSVM-INNER-STAY"
     echo "migrate file:/tmp/mig-$1.bin" > /tmp/mon.in
     n=0
