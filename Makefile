@@ -25,7 +25,7 @@ APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 SUITES ?= l0 nested foundation apic pit irqchip dirtylog
 
 .PHONY: all deps kernel module tool guests initramfs run test host-test tcg-cost-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
-	kernel-debug module-debug initramfs-debug qemu-test-debug initramfs-qemu qemu-test-qemu
+	kernel-debug module-debug initramfs-debug qemu-test-debug initramfs-qemu qemu-test-qemu qemu-stress
 
 all: module tool
 
@@ -112,6 +112,20 @@ initramfs-qemu: module tool guests
 qemu-test-qemu: initramfs-qemu
 	@qemu-scripts/run-qemu.sh --boot-again-if-host-dies --mem 3G --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
 	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/qemu-test-qemu.log -- qemu
+
+# The qemu boot under stress (tests/qemu/qemustress.sh, not in `make test`):
+# STRESS_N inner boots of the test kernel per configuration (nsvm split and
+# full irqchip, kvm_amd split), failures printed with the inner console and
+# the test VM's kernel log. STRESS_TCG=single runs the test VM with one TCG
+# thread (no MTTCG) to tell QEMU's MTTCG races from nsvm's own defects;
+# STRESS_PIN=1 runs the inner QEMU on the test VM's CPU 1 only; STRESS_HOG=1
+# adds a busy loop on that CPU; STRESS_ONLY=nsvm-split|nsvm-full|kvm-split
+# runs one configuration.
+STRESS_N ?= 10
+qemu-stress: initramfs-qemu
+	@qemu-scripts/run-qemu.sh $(if $(filter single,$(STRESS_TCG)),--tcg-single) --timeout 5400 --mem 3G \
+	   --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage --initrd $(BUILD)/initramfs-qemu.cpio \
+	   --append "nsvm_stress_n=$(STRESS_N) $(if $(STRESS_PIN),nsvm_stress_pin=1) $(if $(STRESS_HOG),nsvm_stress_hog=1) $(if $(STRESS_ONLY),nsvm_stress_only=$(STRESS_ONLY))" --log $(BUILD)/qemu-stress.log -- qemustress
 
 # The demo: boot the test kernel with SVM emulated, load nsvm, run `nsvm info`, unload.
 run: initramfs

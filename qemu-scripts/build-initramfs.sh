@@ -62,6 +62,12 @@ if [ "${NSVM_WITH_QEMU:-0}" = 1 ]; then
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 echo "NSVM-INNER-UP cpus=$(/bin/busybox cat /sys/devices/system/cpu/online) uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
+# nsvm_verbose (the qemu-stress boots): the clocksource and the kernel's
+# clock and TSC messages.
+if /bin/busybox grep -q nsvm_verbose /proc/cmdline; then
+    echo "NSVM-INNER-CLOCK $(/bin/busybox cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+    /bin/busybox dmesg | /bin/busybox grep -i -E "clocksource|tsc|kvm-clock|hpet|watchdog" | /bin/busybox head -n 20
+fi
 # With nsvm_stay on the command line (the qemu suite's migration case) the
 # guest keeps writing its memory until QEMU is told to quit, and reports
 # its counter every 2000 writes (the restore check).

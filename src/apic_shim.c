@@ -78,6 +78,18 @@ void nsvm_apic_wake(void *p)
 }
 
 /*
+ * For the debugfs dump: bit 0 the timer is queued, bit 1 an event is
+ * noted; *expires_ns the timer's expiry (CLOCK_MONOTONIC).
+ */
+int nsvm_apic_waiter_debug(void *p, u64 *expires_ns)
+{
+	struct nsvm_apic_waiter *w = p;
+
+	*expires_ns = ktime_to_ns(hrtimer_get_expires(&w->timer));
+	return (hrtimer_is_queued(&w->timer) ? 1 : 0) | (atomic_read(&w->events) ? 2 : 0);
+}
+
+/*
  * Sleeps until an event was noted since the last return (consuming it) or
  * a signal arrives: 0, or -ERESTARTSYS for a signal.
  */

@@ -122,6 +122,15 @@ fn supported_cpuid(arg: usize) -> Result<isize> {
             add(leaf, 0)?;
         }
     }
+    // The paravirtual leaves (kvmclock), nsvm's own values: not the host's.
+    for leaf in [nsvm_core::kvmclock::leaf::SIGNATURE, nsvm_core::kvmclock::leaf::FEATURES] {
+        if let Some(r) = nsvm_core::kvmclock::supported_leaf(leaf) {
+            if ents.len() >= MAX {
+                return Err(E2BIG);
+            }
+            ents.push([leaf, 0, 0, r[0], r[1], r[2], r[3]], GFP_KERNEL)?;
+        }
+    }
     let mut hdr = [0u8; 8];
     UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
     let room = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;

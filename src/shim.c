@@ -777,10 +777,13 @@ u64 nsvm_ktime_ns(void)
 	return ktime_get_ns();
 }
 
-/* Boot-time clock (counts suspend), ns: the base of KVM_GET/SET_CLOCK. */
-u64 nsvm_boottime_ns(void)
+/*
+ * The host TSC is constant and synchronized across CPUs (no warp found at
+ * boot, nothing marked it unstable since): kvmclock may tell guests so.
+ */
+int nsvm_tsc_stable(void)
 {
-	return ktime_get_boottime_ns();
+	return boot_cpu_has(X86_FEATURE_CONSTANT_TSC) && !check_tsc_unstable();
 }
 
 /* Real (wall-clock) time, ns. */

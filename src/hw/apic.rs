@@ -16,6 +16,7 @@ extern "C" {
     fn nsvm_apic_timer_cancel(w: *mut c_void);
     fn nsvm_apic_wake(w: *mut c_void);
     fn nsvm_apic_wait(w: *mut c_void) -> c_int;
+    fn nsvm_apic_waiter_debug(w: *mut c_void, expires_ns: *mut u64) -> c_int;
 }
 
 /// One vCPU's waiter, set once and owned until drop.
@@ -82,6 +83,16 @@ impl WaiterSlot {
             // SAFETY: a live waiter.
             unsafe { nsvm_apic_wake(w) };
         }
+    }
+
+    /// For dumps: (the host timer is queued, its expiry in ns, an event is
+    /// noted and not yet consumed).
+    pub(crate) fn debug(&self) -> Option<(bool, u64, bool)> {
+        let w = self.get()?;
+        let mut exp = 0u64;
+        // SAFETY: a live waiter; reads its state only.
+        let r = unsafe { nsvm_apic_waiter_debug(w, &mut exp) };
+        Some((r & 1 != 0, exp, r & 2 != 0))
     }
 
     /// Sleeps until `wake` was called since the last return or a signal

@@ -21,6 +21,7 @@ extern "C" {
     fn nsvm_fpu_end();
     fn nsvm_host_xcr0() -> u64;
     fn nsvm_tsc_khz() -> c_uint;
+    fn nsvm_tsc_stable() -> c_int;
     fn nsvm_preempt_notifiers_enable();
     fn nsvm_preempt_enable();
     fn nsvm_preempt_notifiers_disable();
@@ -144,6 +145,13 @@ pub(crate) fn host_xcr0() -> u64 {
 pub(crate) fn tsc_khz() -> u32 {
     // SAFETY: reads a kernel variable.
     unsafe { nsvm_tsc_khz() }
+}
+
+/// The host TSC is constant and synchronized across CPUs (kvmclock's
+/// stable bit).
+pub(crate) fn tsc_stable() -> bool {
+    // SAFETY: reads kernel state.
+    unsafe { nsvm_tsc_stable() != 0 }
 }
 
 /// Kernel FPU section: the task's FPU state is saved on entry; inside, the FPU

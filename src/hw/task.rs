@@ -83,14 +83,7 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 extern "C" {
-    fn nsvm_boottime_ns() -> u64;
     fn nsvm_realtime_ns() -> u64;
-}
-
-/// Boot-time clock in nanoseconds (monotonic, counts suspend).
-pub(crate) fn boottime_ns() -> u64 {
-    // SAFETY: reads a clock.
-    unsafe { nsvm_boottime_ns() }
 }
 
 /// Real (wall-clock) time in nanoseconds.

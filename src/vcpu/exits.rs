@@ -512,8 +512,9 @@ impl Vcpu {
     pub(super) fn msr(&self, st: &mut VcpuState, write: bool) -> Result<Next> {
         let index = st.cpu.gprs[Gpr::Rcx] as u32;
         let value = (st.vmcb().save.rax & 0xffff_ffff) | (st.cpu.gprs[Gpr::Rdx] << 32);
-        let ok = if write { st.write_msr(index, value) } else {
-            match st.read_msr(index) {
+        let kvmclock = self.kvmclock_msr(st, index, write.then_some(value));
+        let ok = if write { kvmclock.is_some() || st.write_msr(index, value) } else {
+            match kvmclock.or_else(|| Some(st.read_msr(index))).flatten() {
                 Some(v) => {
                     st.vmcb().save.rax = v & 0xffff_ffff;
                     st.cpu.gprs[Gpr::Rdx] = v >> 32;

@@ -49,6 +49,9 @@ pub(super) struct VApic {
     dest_dirty: bool,
     /// The expiry the host timer is armed for.
     armed: Option<u64>,
+    /// The last IA32_TSC_DEADLINE write and the guest TSC then (for the
+    /// debugfs dump, published with the timer by `apic_flush`).
+    last_deadline: (u64, u64),
     /// `KVM_MP_STATE_*`.
     pub(super) mp: u32,
     /// When the vCPU started waiting in the kernel (HLT), ns.
@@ -88,6 +91,7 @@ impl VApic {
             timer_dirty: false,
             dest_dirty: true,
             armed: None,
+            last_deadline: (0, 0),
             mp: if id == 0 { mp::RUNNABLE } else { mp::UNINITIALIZED },
             halted_since: None,
             ioapic_vectors: [0; 4],
@@ -165,6 +169,7 @@ impl VcpuState {
         let r = match index {
             lapic::X2APIC_MSR_FIRST..=lapic::X2APIC_MSR_LAST => a.m.msr_write(index, val, &c),
             lapic::MSR_TSC_DEADLINE => {
+                a.last_deadline = (val, c.guest_tsc);
                 let armed = a.m.write_tsc_deadline(val, &c);
                 Ok(WriteEffect { timer: armed, ..Default::default() })
             }
@@ -413,6 +418,9 @@ impl Vcpu {
                     None => mb.waiter.timer_cancel(),
                 }
                 a.armed = e;
+                mb.armed_ns.store(e.unwrap_or(0), core::sync::atomic::Ordering::Relaxed);
+                mb.last_deadline[0].store(a.last_deadline.0, core::sync::atomic::Ordering::Relaxed);
+                mb.last_deadline[1].store(a.last_deadline.1, core::sync::atomic::Ordering::Relaxed);
             }
         }
         if let Some(irq) = a.ipi.take() {
@@ -435,7 +443,10 @@ impl Vcpu {
             if mpst == mp::UNINITIALIZED {
                 // As KVM: an AP not yet started sleeps once, takes what
                 // arrived (INIT), and KVM_RUN returns EAGAIN (or EINTR).
-                self.vm.apic.mailbox(self.id).waiter.wait();
+                let mb = self.vm.apic.mailbox(self.id);
+                mb.waiting.store(2, core::sync::atomic::Ordering::Relaxed);
+                mb.waiter.wait();
+                mb.waiting.store(0, core::sync::atomic::Ordering::Relaxed);
                 self.apic_sync(st);
                 if hw::task::signal_pending() {
                     self.user_exit(UserExit::Intr);
@@ -459,7 +470,10 @@ impl Vcpu {
                 self.stats.bump(st_idx::SIGNAL_EXITS);
                 return Some(Err(EINTR));
             }
-            self.vm.apic.mailbox(self.id).waiter.wait();
+            let mb = self.vm.apic.mailbox(self.id);
+            mb.waiting.store(1, core::sync::atomic::Ordering::Relaxed);
+            mb.waiter.wait();
+            mb.waiting.store(0, core::sync::atomic::Ordering::Relaxed);
             self.apic_sync(st);
         }
     }

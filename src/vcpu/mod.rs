@@ -17,6 +17,7 @@
 mod events;
 mod exits;
 mod guest_mem;
+mod kvmclock;
 pub(crate) mod lapic;
 mod nested;
 mod run;
@@ -113,6 +114,8 @@ struct CpuState {
     dbg_dr6: u64,
     apic_base: u64,
     tsc_aux: u64,
+    /// kvmclock (`kvmclock.rs`).
+    kvmclock: nsvm_core::kvmclock::VcpuClock,
     /// The table of `KVM_SET_CPUID2`.
     cpuid: KVec<CpuidEntry>,
     /// What the processor-dependent VMRUN and `KVM_SET_SREGS` rules allow
@@ -271,6 +274,7 @@ impl Vcpu {
                 dbg_dr6: 0,
                 apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
                 tsc_aux: 0,
+                kvmclock: nsvm_core::kvmclock::VcpuClock::default(),
                 cpuid: KVec::new(),
                 features: state::vcpu_features(&[]),
                 entry: nsvm_core::vmcb::EntryState::ZERO,
@@ -309,6 +313,9 @@ impl Vcpu {
         }
         let npt_root = st.npt01_root;
         st.reset(npt_root, false);
+        // TSC 0 at creation, matched with the other vCPUs' (KVM's
+        // kvm_synchronize_tsc at vCPU creation; `nsvm_core::tsc`).
+        st.cpu.vmcb.get().control.tsc_offset = vm.tsc_write(0, false);
         if st.apic.is_some() {
             vm.apic.attach(id);
         }
@@ -372,6 +379,8 @@ impl Vcpu {
             }
             None => {
                 let _ = core::fmt::Write::write_str(&mut out, "vCPU is in KVM_RUN: read again while it is stopped in userspace\n");
+                // What can be read without its lock: its APIC's mailbox and timer.
+                let _ = self.vm.apic.mailbox(self.id).dump(&mut out, hw::task::now_ns());
             }
         }
         if let Some(st) = self.state.try_lock() {

@@ -198,6 +198,9 @@ impl Vcpu {
                 break Err(EINTR);
             }
             hw::task::cond_resched();
+            // kvmclock records owed to the guest (guest memory: written
+            // here, where the thread may fault and sleep).
+            self.kvmclock_sync(st);
             // Ignored with the full irqchip (KVM's dm_request_for_irq_injection).
             let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0 && !self.vm.irqchip_full();
             // An interrupt or NMI for L1 while L2 runs, which L1 intercepts:

@@ -229,6 +229,8 @@ impl VcpuState {
         // DR0-3 are zero after RESET and INIT (DR6/DR7 are in the VMCB).
         self.cpu.db = [0; 4];
         self.cpu.guest_efer = 0;
+        // kvmclock off after RESET and INIT (KVM's kvmclock_reset).
+        self.cpu.kvmclock = nsvm_core::kvmclock::VcpuClock::default();
         self.ev = cpu_state::PendingEvents::NONE;
         self.uexit.pending = None;
         self.apic_reset(init);
@@ -313,6 +315,17 @@ impl VcpuState {
             }
         }
         Ok(())
+    }
+
+    /// Sets L1's TSC offset (vmcb01), and L2's (vmcb02: L1's plus
+    /// vmcb12's, APM 15.30.5 applied twice) while L2 runs.
+    pub(super) fn set_l1_tsc_offset(&mut self, off: u64) {
+        self.mark_untrusted();
+        self.cpu.vmcb.get().control.tsc_offset = off;
+        if self.nst.l2.is_some() {
+            let off12 = self.nst.vmcb12.get().control.tsc_offset;
+            self.nst.vmcb02.get().control.tsc_offset = off.wrapping_add(off12);
+        }
     }
 
     /// The features the reserved-bit rules use (`checks::Features`).

@@ -87,6 +87,7 @@ impl Vcpu {
             uapi::kvm::GET_NESTED_STATE => self.get_nested_state(arg),
             uapi::kvm::SET_NESTED_STATE => self.set_nested_state(arg),
             uapi::kvm::INTERRUPT => self.interrupt(arg),
+            uapi::kvm::KVMCLOCK_CTRL => self.kvmclock_ctrl(),
             uapi::kvm::NMI => {
                 // KVM_NMI: queued; delivered when L1's GIF and NMI masking
                 // allow (or as #VMEXIT(NMI) when L2 runs and L1 intercepts).
@@ -195,11 +196,17 @@ impl Vcpu {
                 if set {
                     let mut d = [0u8; 8];
                     d.copy_from_slice(&e[8..16]);
-                    if !st.write_msr_as(index, u64::from_ne_bytes(d), true) {
+                    let v = u64::from_ne_bytes(d);
+                    if index == nsvm_core::msr::TSC {
+                        // Userspace's TSC writes are matched across vCPUs
+                        // (`nsvm_core::tsc`), as KVM's.
+                        let off = self.vm.tsc_write(v, true);
+                        st.set_l1_tsc_offset(off);
+                    } else if self.kvmclock_msr(&mut st, index, Some(v)).is_none() && !st.write_msr_as(index, v, true) {
                         break;
                     }
                 } else {
-                    match st.read_msr_as(index, true) {
+                    match self.kvmclock_msr(&mut st, index, None).unwrap_or_else(|| st.read_msr_as(index, true)) {
                         Some(v) => e[8..16].copy_from_slice(&v.to_ne_bytes()),
                         None => break,
                     }

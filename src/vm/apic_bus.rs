@@ -48,6 +48,14 @@ pub(crate) struct Mailbox {
     /// APIC hardware-disabled), published before each entry.
     accepts_pic: AtomicBool,
     pub(crate) waiter: WaiterSlot,
+    /// For dumps while the vCPU runs (its lock held): the expiry the host
+    /// timer was last armed for (0: cancelled), the timer callbacks, and
+    /// whether the vCPU waits (1: halted, 2: waiting for INIT/SIPI).
+    pub(crate) armed_ns: AtomicU64,
+    pub(crate) timer_fires: AtomicU64,
+    pub(crate) waiting: AtomicU32,
+    /// The last TSC-deadline write: (deadline, guest TSC then).
+    pub(crate) last_deadline: [AtomicU64; 2],
 }
 
 impl Mailbox {
@@ -62,6 +70,10 @@ impl Mailbox {
             present: AtomicBool::new(false),
             accepts_pic: AtomicBool::new(false),
             waiter: WaiterSlot::new(),
+            armed_ns: AtomicU64::new(0),
+            timer_fires: AtomicU64::new(0),
+            waiting: AtomicU32::new(0),
+            last_deadline: [const { AtomicU64::new(0) }; 2],
         }
     }
 
@@ -83,6 +95,34 @@ impl Mailbox {
             tmr[i] = self.tmr[i].load(Ordering::Acquire) & irr[i];
         }
         (irr, tmr, flags, self.sipi_vector.load(Ordering::Acquire) as u8)
+    }
+
+    /// A one-line summary of what is posted and of the timer, readable
+    /// while the vCPU holds its lock (debugfs).
+    pub(crate) fn dump(&self, out: &mut dyn core::fmt::Write, now_ns: u64) -> core::fmt::Result {
+        let irr = [0, 1, 2, 3].map(|i| self.irr[i].load(Ordering::Relaxed));
+        write!(
+            out,
+            "mailbox: posted {} flags {:#x} irr {:x?} waiting {}; timer armed for {} (now {}), {} callbacks",
+            self.posted.load(Ordering::Relaxed),
+            self.flags.load(Ordering::Relaxed),
+            irr,
+            self.waiting.load(Ordering::Relaxed),
+            self.armed_ns.load(Ordering::Relaxed),
+            now_ns,
+            self.timer_fires.load(Ordering::Relaxed)
+        )?;
+        write!(
+            out,
+            "; last TSC deadline {} written at guest TSC {} (+{})",
+            self.last_deadline[0].load(Ordering::Relaxed),
+            self.last_deadline[1].load(Ordering::Relaxed),
+            self.last_deadline[0].load(Ordering::Relaxed).wrapping_sub(self.last_deadline[1].load(Ordering::Relaxed)) as i64
+        )?;
+        if let Some((queued, exp, ev)) = self.waiter.debug() {
+            write!(out, "; hrtimer queued {queued} expires {exp}, waiter event {ev}")?;
+        }
+        writeln!(out)
     }
 
     /// Whether anything was posted since the last `take` (see `take`).
@@ -179,6 +219,7 @@ impl ApicBus {
     /// The APIC timer of vCPU `id` expired (hardirq context).
     pub(crate) fn timer_fired(&self, id: u32, mode: &GuestMode) {
         let m = self.mailbox(id);
+        m.timer_fires.fetch_add(1, Ordering::Relaxed);
         m.post_flag(flag::TIMER);
         m.waiter.wake();
         mode.poke();

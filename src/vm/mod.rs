@@ -4,6 +4,7 @@
 //! ioctls are in `uapi` (the one place above `vcpu`).
 
 pub(crate) mod apic_bus;
+mod clock;
 mod dirty;
 mod irq;
 pub(crate) mod irqchip;
@@ -202,9 +203,17 @@ pub(crate) struct Vm {
     pub(crate) apic: apic_bus::ApicBus,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
-    /// The VM's clock as an offset from the host's boot-time clock
-    /// (`KVM_GET/SET_CLOCK`, `nsvm_core::clock`); 0 at creation.
-    pub(crate) kvmclock_offset: core::sync::atomic::AtomicI64,
+    /// The VM's clock (`KVM_GET/SET_CLOCK`, the guest's kvmclock): 0 at
+    /// creation, then on the host TSC (`nsvm_core::kvmclock::Master`).
+    #[pin]
+    pub(crate) kvmclock: SpinLock<nsvm_core::kvmclock::Master>,
+    /// The matching of the vCPUs' TSC offsets (`nsvm_core::tsc`).
+    #[pin]
+    pub(crate) tsc_sync: SpinLock<nsvm_core::tsc::TscSync>,
+    /// Bumped when `kvmclock` is set: the vCPUs rewrite their records.
+    pub(crate) kvmclock_gen: AtomicU64,
+    /// MSR_KVM_WALL_CLOCK(_NEW) as last written (KVM keeps one per VM).
+    pub(crate) wall_clock_msr: AtomicU64,
     /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`'s flags (KVM's
     /// `manual_dirty_log_protect`).
     pub(crate) manual_dirty_log: AtomicU64,
@@ -366,7 +375,10 @@ impl Vm {
                 apic: apic_bus::ApicBus::new(),
                 inner <- new_mutex!(inner, "nsvm_vm"),
                 mmu <- new_spinlock!(mmu, "nsvm_mmu"),
-                kvmclock_offset: core::sync::atomic::AtomicI64::new((hw::task::boottime_ns() as i64).wrapping_neg()),
+                kvmclock <- new_spinlock!(clock::master_now(0), "nsvm_kvmclock"),
+                kvmclock_gen: AtomicU64::new(0),
+                tsc_sync <- new_spinlock!(nsvm_core::tsc::TscSync::default(), "nsvm_tsc_sync"),
+                wall_clock_msr: AtomicU64::new(0),
                 manual_dirty_log: AtomicU64::new(0),
                 ioeventfds <- new_mutex!(KVec::new(), "nsvm_ioeventfds"),
             }),

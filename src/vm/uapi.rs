@@ -99,22 +99,8 @@ impl Vm {
             uapi::kvm::IRQFD => self.irqfd(arg),
             uapi::kvm::IRQ_LINE => self.irq_line(arg, false),
             uapi::kvm::IRQ_LINE_STATUS => self.irq_line(arg, true),
-            uapi::kvm::GET_CLOCK => {
-                use nsvm_core::clock::{read, ClockData, KVM_CLOCK_DATA_SIZE};
-                // No master clock: flags 0, as KVM without a stable TSC.
-                let off = self.kvmclock_offset.load(Ordering::Relaxed);
-                let d = ClockData { clock: read(hw::task::boottime_ns(), off), ..Default::default() };
-                UserSlice::new(UserPtr::from_addr(arg), KVM_CLOCK_DATA_SIZE).writer().write_slice(&d.to_bytes())?;
-                Ok(0)
-            }
-            uapi::kvm::SET_CLOCK => {
-                use nsvm_core::clock::{ClockData, KVM_CLOCK_DATA_SIZE};
-                let mut b = [0u8; KVM_CLOCK_DATA_SIZE];
-                UserSlice::new(UserPtr::from_addr(arg), KVM_CLOCK_DATA_SIZE).reader().read_slice(&mut b)?;
-                let off = ClockData::from_bytes(&b).offset(hw::task::boottime_ns(), hw::task::realtime_ns()).map_err(|_| EINVAL)?;
-                self.kvmclock_offset.store(off, Ordering::Relaxed);
-                Ok(0)
-            }
+            uapi::kvm::GET_CLOCK => self.get_clock(arg),
+            uapi::kvm::SET_CLOCK => self.set_clock(arg),
             uapi::kvm::IOEVENTFD => {
                 let mut b = [0u8; nsvm_core::ioeventfd::KVM_IOEVENTFD_SIZE];
                 UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;

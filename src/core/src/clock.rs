@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `KVM_GET_CLOCK` / `KVM_SET_CLOCK`: the VM's clock (what kvmclock would
-//! show a guest), in nanoseconds since the VM was created, kept as an
-//! offset from the host's boot-time clock (KVM's `kvmclock_offset`). nsvm
-//! offers no kvmclock to guests (no paravirtual CPUID leaves), so this is
-//! the value userspace saves and restores; `struct kvm_clock_data` and the
-//! flag rule are KVM's.
+//! `KVM_GET_CLOCK` / `KVM_SET_CLOCK`: the VM's clock (what kvmclock shows
+//! the guest), in nanoseconds since the VM was created. nsvm keeps it as a
+//! line through a host TSC reading (`kvmclock::Master`), the line the
+//! guest's kvmclock records describe, so what userspace saves is what the
+//! guest saw; `struct kvm_clock_data` and the flag rule are KVM's.
 
 /// `sizeof(struct kvm_clock_data)`: clock, flags, pad0, realtime, host_tsc, pad[4].
 pub const KVM_CLOCK_DATA_SIZE: usize = 48;
@@ -55,12 +54,12 @@ impl ClockData {
         ClockData { clock: w(0), flags: u32::from_ne_bytes([b[8], b[9], b[10], b[11]]), realtime: w(16), host_tsc: w(24) }
     }
 
-    /// `KVM_SET_CLOCK`: the new offset from the host clock reading
-    /// `now_ns`, with `real_ns` the host's real time. `EINVAL` for unknown
-    /// flags (those of `KVM_GET_CLOCK` are accepted back). With
-    /// [`flags::REALTIME`] the clock advances by the real time elapsed since
-    /// `realtime` (never backwards).
-    pub fn offset(&self, now_ns: u64, real_ns: u64) -> Result<i64, Invalid> {
+    /// `KVM_SET_CLOCK`: the clock value to set now, with `real_ns` the
+    /// host's real time now. `EINVAL` for unknown flags (those of
+    /// `KVM_GET_CLOCK` are accepted back). With [`flags::REALTIME`] the
+    /// clock advances by the real time elapsed since `realtime` (never
+    /// backwards).
+    pub fn value_now(&self, real_ns: u64) -> Result<u64, Invalid> {
         if self.flags & !flags::VALID != 0 {
             return Err(Invalid);
         }
@@ -68,13 +67,8 @@ impl ClockData {
         if self.flags & flags::REALTIME != 0 && real_ns > self.realtime {
             clock = clock.wrapping_add(real_ns - self.realtime);
         }
-        Ok(clock.wrapping_sub(now_ns) as i64)
+        Ok(clock)
     }
-}
-
-/// The VM's clock at host time `now_ns` for `offset`.
-pub fn read(now_ns: u64, offset: i64) -> u64 {
-    now_ns.wrapping_add(offset as u64)
 }
 
 #[cfg(test)]
@@ -82,18 +76,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn set_and_read() {
+    fn set_values() {
         let d = ClockData { clock: 1_000, flags: 0, realtime: 0, host_tsc: 0 };
-        let off = d.offset(5_000, 0).unwrap();
-        assert_eq!(read(5_000, off), 1_000);
-        assert_eq!(read(6_000, off), 2_000);
+        assert_eq!(d.value_now(5_000), Ok(1_000));
         let bad = ClockData { flags: 1, ..d };
-        assert_eq!(bad.offset(5_000, 0), Err(Invalid));
+        assert_eq!(bad.value_now(5_000), Err(Invalid));
         // Realtime 300 ns in the past: the clock moves on by 300.
         let rt = ClockData { clock: 1_000, flags: flags::REALTIME | flags::TSC_STABLE, realtime: 700, host_tsc: 0 };
-        assert_eq!(read(5_000, rt.offset(5_000, 1_000).unwrap()), 1_300);
+        assert_eq!(rt.value_now(1_000), Ok(1_300));
         // A realtime in the future does not move it back.
-        assert_eq!(read(5_000, rt.offset(5_000, 500).unwrap()), 1_000);
+        assert_eq!(rt.value_now(500), Ok(1_000));
+        // Without the flag the realtime is ignored.
+        assert_eq!(ClockData { flags: 0, ..rt }.value_now(1_000), Ok(1_000));
         let b = rt.to_bytes();
         assert_eq!(ClockData::from_bytes(&b), rt);
     }

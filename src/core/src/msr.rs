@@ -122,6 +122,9 @@ pub const GUEST_MSRS: &[u32] = &[
     VM_HSAVE_PA, VM_CR,
     // Machine-check state (`mce`): MCG_STATUS and MCG_CTL, as KVM lists them.
     crate::mce::MCG_STATUS, crate::mce::MCG_CTL,
+    // kvmclock (`kvmclock`), both interfaces, as in KVM's emulated MSRs.
+    crate::kvmclock::msr::SYSTEM_TIME, crate::kvmclock::msr::WALL_CLOCK,
+    crate::kvmclock::msr::SYSTEM_TIME_NEW, crate::kvmclock::msr::WALL_CLOCK_NEW,
 ];
 
 /// Name of an MSR for logs and dumps.

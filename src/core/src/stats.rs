@@ -184,8 +184,12 @@ pub const FPU_LOADS: usize = INVALID_PROCESSOR + 1;
 /// has an LDT); the others reused it.
 pub const HOST_STATE_SAVES: usize = INVALID_PROCESSOR + 2;
 
+/// `kvmclock_updates`: kvmclock records written into guest memory (enable,
+/// the VM clock set, the TSC offset changed, a stop reported).
+pub const KVMCLOCK_UPDATES: usize = INVALID_PROCESSOR + 3;
+
 /// Number of vCPU statistics.
-pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 3;
+pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 4;
 
 /// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
 pub fn vcpu_desc(i: usize) -> Option<Desc> {
@@ -207,6 +211,9 @@ pub fn vcpu_desc(i: usize) -> Option<Desc> {
     }
     if i == HOST_STATE_SAVES {
         return Some(Desc::new("host_state_saves", TYPE_CUMULATIVE));
+    }
+    if i == KVMCLOCK_UPDATES {
+        return Some(Desc::new("kvmclock_updates", TYPE_CUMULATIVE));
     }
     if (INVALID_BASE..=INVALID_PROCESSOR).contains(&i) {
         put(b"vmrun_invalid_");
@@ -371,6 +378,7 @@ mod tests {
         assert_eq!(vcpu_desc(INVALID_PROCESSOR).unwrap().name_str(), "vmrun_invalid_processor");
         assert_eq!(vcpu_desc(FPU_LOADS).unwrap().name_str(), "fpu_loads");
         assert_eq!(vcpu_desc(HOST_STATE_SAVES).unwrap().name_str(), "host_state_saves");
+        assert_eq!(vcpu_desc(KVMCLOCK_UPDATES).unwrap().name_str(), "kvmclock_updates");
         // Names are unique.
         for i in 0..VCPU_COUNT {
             for j in i + 1..VCPU_COUNT {

@@ -253,6 +253,8 @@ pub mod kvm {
     pub const SET_CLOCK: u32 = iow(KVMIO, 0x7b, crate::clock::KVM_CLOCK_DATA_SIZE);
     /// `KVM_GET_CLOCK` (VM fd).
     pub const GET_CLOCK: u32 = ior(KVMIO, 0x7c, crate::clock::KVM_CLOCK_DATA_SIZE);
+    /// `KVM_KVMCLOCK_CTRL` (vCPU fd): the VMM stopped the guest.
+    pub const KVMCLOCK_CTRL: u32 = io(KVMIO, 0xad);
     /// `KVM_IOEVENTFD` (VM fd).
     pub const IOEVENTFD: u32 = iow(KVMIO, 0x79, crate::ioeventfd::KVM_IOEVENTFD_SIZE);
 }
@@ -273,7 +275,7 @@ pub mod cap {
         REINJECT_CONTROL = 24, IRQ_ROUTING = 25, IRQ_INJECT_STATUS = 26, JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IRQFD = 32, PIT2 = 33, PIT_STATE2 = 35, IOEVENTFD = 36,
         SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
-        GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, SIGNAL_MSI = 77, READONLY_MEM = 81, IRQFD_RESAMPLE = 82,
+        GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, KVMCLOCK_CTRL = 76, SIGNAL_MSI = 77, READONLY_MEM = 81, IRQFD_RESAMPLE = 82,
         IOEVENTFD_NO_LENGTH = 100, SPLIT_IRQCHIP = 121, IOEVENTFD_ANY_LENGTH = 122, MAX_VCPU_ID = 128, X2APIC_API = 129,
         IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157, MANUAL_DIRTY_LOG_PROTECT2 = 168,
         X86_USER_SPACE_MSR = 188, SET_GUEST_DEBUG2 = 195, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
@@ -342,6 +344,8 @@ pub mod cap {
         (X86_ROBUST_SINGLESTEP, 1),
         // KVM_GET/SET_CLOCK: the flags KVM_SET_CLOCK accepts.
         (ADJUST_CLOCK, crate::clock::flags::VALID as i32),
+        // kvmclock (nsvm_core::kvmclock): KVM_KVMCLOCK_CTRL.
+        (KVMCLOCK_CTRL, 1),
         (SET_GUEST_DEBUG2, crate::guest_debug::flags::VALID as i32),
         // Bytes KVM_GET_XSAVE2 copies: the guest image fits 4096 (checked
         // at load), so `struct kvm_xsave`'s size, as KVM reports then.
@@ -784,6 +788,7 @@ mod tests {
         assert_eq!(kvm::GET_MSRS, 0xc008_ae88);
         assert_eq!(kvm::SET_MSRS, 0x4008_ae89);
         assert_eq!(kvm::GET_TSC_KHZ, 0xaea3);
+        assert_eq!(kvm::KVMCLOCK_CTRL, 0xaead);
         assert_eq!(kvm::INTERRUPT, 0x4004_ae86);
         assert_eq!(kvm::NMI, 0xae9a);
         assert_eq!(kvm::GET_VCPU_EVENTS, 0x8040_ae9f);

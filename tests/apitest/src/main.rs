@@ -10,6 +10,7 @@ mod dirty_log;
 mod pit;
 mod errnos;
 mod irqchip;
+mod kvmclock;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1248,6 +1249,8 @@ fn main() {
         ("guest_debug", surface::guest_debug),
         ("run_cr8", surface::run_cr8),
         ("clock", surface::clock),
+        ("kvmclock", kvmclock::kvmclock),
+        ("tsc_sync", kvmclock::tsc_sync),
         ("string_mmio", surface::string_mmio),
         ("outs_ioeventfd", surface::outs_ioeventfd),
         ("xsetbv_cpuid", surface::xsetbv_cpuid),

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+//! TSC offsets of a VM's vCPUs as KVM sets them (`kvm_synchronize_tsc` in
+//! `arch/x86/kvm/x86.c` of 7.2 is the reference for the behaviour): a
+//! vCPU's TSC is the host's plus its offset (APM 15.30.5; no TSC scaling
+//! in nsvm, so one rate for all), and the offsets that vCPU creation and
+//! userspace's writes of MSR_IA32_TSC produce are matched across vCPUs.
+//!
+//! Userspace writes each vCPU's TSC separately (QEMU writes 0 to every vCPU
+//! at reset, a saved value at restore), one after the other, so a plain
+//! `offset = value - host TSC` gives each vCPU a TSC a little behind the
+//! previous one's: the guest then measures a TSC warp between its CPUs,
+//! stops trusting the TSC and falls back to a slower clock (HPET reads exit
+//! to the VMM). KVM's rule, kept here: a write of 0 (and vCPU creation,
+//! which writes 0), or once userspace has written any value, a
+//! write within one second's worth of cycles of what the last write's
+//! value would have become since, takes the offset of the current
+//! "generation" instead (on a host whose TSC is stable; otherwise the
+//! value is advanced by the time elapsed); any other write starts a new
+//! generation with its own offset. Guest WRMSRs of the TSC change only
+//! that vCPU's offset (`msr_emul`).
+
+/// The VM-wide state of the matching (KVM's `last_tsc_*`/`cur_tsc_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TscSync {
+    /// A write was made (KVM's `last_tsc_khz` non-zero): the first one,
+    /// the first vCPU's creation, never matches.
+    written: bool,
+    /// Host clock (ns) at the last write.
+    last_ns: u64,
+    /// The value of the last write.
+    last_write: u64,
+    /// The offset of the current generation.
+    cur_offset: u64,
+    /// Userspace has written a value (the one-second slop applies only
+    /// then: a restore's first value is not matched to creation's 0).
+    user_set: bool,
+}
+
+/// `ns` of host time in cycles at `khz` (no 128-bit division).
+pub fn ns_to_cycles(ns: u64, khz: u64) -> u64 {
+    (ns / 1_000_000).saturating_mul(khz).saturating_add((ns % 1_000_000) * khz / 1_000_000)
+}
+
+impl TscSync {
+    /// A write of `value` to a vCPU's TSC (`user`: by userspace, otherwise
+    /// the vCPU's creation with 0) at host TSC `host_tsc` and host time
+    /// `now_ns`, for a TSC of `khz` (0: unknown, nothing matches);
+    /// `stable`: the host's TSC is synchronized across CPUs. Returns the
+    /// vCPU's new offset.
+    pub fn write(&mut self, value: u64, user: bool, host_tsc: u64, now_ns: u64, khz: u64, stable: bool) -> u64 {
+        let elapsed = ns_to_cycles(now_ns.saturating_sub(self.last_ns), khz);
+        let synchronizing = khz != 0
+            && (value == 0 || {
+                let expected = self.last_write.wrapping_add(elapsed);
+                let slop = khz.saturating_mul(1000);
+                self.user_set && value < expected.saturating_add(slop) && value.saturating_add(slop) > expected
+            });
+        let mut value = value;
+        let (offset, matched) = if synchronizing && self.written {
+            if stable {
+                (self.cur_offset, true)
+            } else {
+                value = value.wrapping_add(elapsed);
+                (value.wrapping_sub(host_tsc), true)
+            }
+        } else {
+            (value.wrapping_sub(host_tsc), false)
+        };
+        if user {
+            self.user_set = true;
+        }
+        self.written = true;
+        self.last_ns = now_ns;
+        self.last_write = value;
+        if !matched {
+            self.cur_offset = offset;
+        }
+        offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KHZ: u64 = 2_000_000;
+
+    #[test]
+    fn creation_and_zero_writes_match() {
+        let mut s = TscSync::default();
+        // The first vCPU: TSC 0 at creation.
+        let o0 = s.write(0, false, 1_000_000, 500, KHZ, true);
+        assert_eq!(o0, 0u64.wrapping_sub(1_000_000));
+        // A second vCPU 10 ms later, then userspace's 0 on each at
+        // different times: all share the first offset.
+        assert_eq!(s.write(0, false, 21_000_000, 10_000_500, KHZ, true), o0);
+        assert_eq!(s.write(0, true, 41_000_000, 20_000_500, KHZ, true), o0);
+        assert_eq!(s.write(0, true, 61_000_000, 30_000_500, KHZ, true), o0);
+    }
+
+    #[test]
+    fn restored_values_match_within_a_second() {
+        let mut s = TscSync::default();
+        s.write(0, false, 0, 0, KHZ, true);
+        // A restore writes 5e9 on vCPU 0 at host TSC 1e9: new generation.
+        let o = s.write(5_000_000_000, true, 1_000_000_000, 500_000_000, KHZ, true);
+        assert_eq!(o, 4_000_000_000);
+        // vCPU 1 gets the same value 100 ms later: matched, same offset
+        // (its TSC equals vCPU 0's, not 100 ms behind).
+        assert_eq!(s.write(5_000_000_000, true, 1_200_000_000, 600_000_000, KHZ, true), o);
+        // A value 10 s away is meant: its own offset.
+        let far = s.write(25_000_000_000, true, 1_400_000_000, 700_000_000, KHZ, true);
+        assert_eq!(far, 25_000_000_000 - 1_400_000_000);
+        // The first non-zero value is never matched to creation's 0.
+        let mut t = TscSync::default();
+        t.write(0, false, 0, 0, KHZ, true);
+        assert_eq!(t.write(1_000, true, 50, 25, KHZ, true), 950);
+    }
+
+    #[test]
+    fn unstable_host_advances_the_value() {
+        let mut s = TscSync::default();
+        s.write(0, false, 1_000, 0, KHZ, false);
+        // 1 ms later (2,000,000 cycles): 0 becomes 2e6 against this
+        // host TSC.
+        assert_eq!(s.write(0, true, 9_000_000, 1_000_000, KHZ, false), 2_000_000u64.wrapping_sub(9_000_000));
+        // Unknown rate: nothing matches.
+        let mut u = TscSync::default();
+        u.write(0, false, 100, 0, 0, true);
+        assert_eq!(u.write(0, true, 300, 10, 0, true), 0u64.wrapping_sub(300));
+    }
+
+    #[test]
+    fn cycles() {
+        assert_eq!(ns_to_cycles(1_000_000_000, KHZ), 2_000_000_000);
+        assert_eq!(ns_to_cycles(1, KHZ), 2);
+        assert_eq!(ns_to_cycles(u64::MAX, KHZ), u64::MAX);
+    }
+}
