@@ -19,6 +19,18 @@
 //! generation with its own offset. Guest WRMSRs of the TSC change only
 //! that vCPU's offset (`msr_emul`).
 
+/// Deviation from KVM: on a host whose TSC the kernel marked unstable, KVM
+/// gives a matched write the value advanced by the time elapsed at the
+/// nominal rate (`tsc_khz`) instead of the generation's offset, so its
+/// vCPUs' TSCs end up apart by the rate error times the time between the
+/// writes (under QEMU TCG, whose TSC runs at the real host's rate while the
+/// test kernel is told 2 GHz, some 30% of it: 15 ms after 50 ms). nsvm
+/// keeps the offset: the vCPUs then read the same TSC wherever the host's
+/// CPUs do (always under TCG, and on every host with synchronized TSCs,
+/// the usual reason for "unstable" being a miscalibrated rate); on a host
+/// whose CPUs' TSCs really differ no offset could hide it anyway.
+pub const MATCH_ON_UNSTABLE_HOSTS: bool = true;
+
 /// The VM-wide state of the matching (KVM's `last_tsc_*`/`cur_tsc_*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TscSync {
@@ -57,7 +69,7 @@ impl TscSync {
             });
         let mut value = value;
         let (offset, matched) = if synchronizing && self.written {
-            if stable {
+            if stable || MATCH_ON_UNSTABLE_HOSTS {
                 (self.cur_offset, true)
             } else {
                 value = value.wrapping_add(elapsed);
@@ -118,12 +130,13 @@ mod tests {
     }
 
     #[test]
-    fn unstable_host_advances_the_value() {
+    fn unstable_host_keeps_the_offset() {
         let mut s = TscSync::default();
-        s.write(0, false, 1_000, 0, KHZ, false);
-        // 1 ms later (2,000,000 cycles): 0 becomes 2e6 against this
-        // host TSC.
-        assert_eq!(s.write(0, true, 9_000_000, 1_000_000, KHZ, false), 2_000_000u64.wrapping_sub(9_000_000));
+        let o = s.write(0, false, 1_000, 0, KHZ, false);
+        // 1 ms later with a TSC that ran faster than its nominal rate:
+        // the same offset (KVM would take 0 + 2,000,000 against this
+        // host TSC, `MATCH_ON_UNSTABLE_HOSTS`).
+        assert_eq!(s.write(0, true, 2_601_000, 1_000_000, KHZ, false), o);
         // Unknown rate: nothing matches.
         let mut u = TscSync::default();
         u.write(0, false, 100, 0, 0, true);
