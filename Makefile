@@ -120,12 +120,13 @@ qemu-test-qemu: initramfs-qemu
 # thread (no MTTCG) to tell QEMU's MTTCG races from nsvm's own defects;
 # STRESS_PIN=1 runs the inner QEMU on the test VM's CPU 1 only; STRESS_HOG=1
 # adds a busy loop on that CPU; STRESS_ONLY=nsvm-split|nsvm-full|kvm-split
-# runs one configuration.
+# runs one configuration; STRESS_MODPARAMS=npt_huge=0,flush_every_entry=1
+# loads nsvm with these parameters.
 STRESS_N ?= 10
 qemu-stress: initramfs-qemu
 	@qemu-scripts/run-qemu.sh $(if $(filter single,$(STRESS_TCG)),--tcg-single) --timeout 5400 --mem 3G \
 	   --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage --initrd $(BUILD)/initramfs-qemu.cpio \
-	   --append "nsvm_stress_n=$(STRESS_N) $(if $(STRESS_PIN),nsvm_stress_pin=1) $(if $(STRESS_HOG),nsvm_stress_hog=1) $(if $(STRESS_ONLY),nsvm_stress_only=$(STRESS_ONLY))" --log $(BUILD)/qemu-stress.log -- qemustress
+	   --append "nsvm_stress_n=$(STRESS_N) $(if $(STRESS_PIN),nsvm_stress_pin=1) $(if $(STRESS_HOG),nsvm_stress_hog=1) $(if $(STRESS_ONLY),nsvm_stress_only=$(STRESS_ONLY)) $(if $(STRESS_MODPARAMS),nsvm_stress_modparams=$(STRESS_MODPARAMS))" --log $(BUILD)/qemu-stress.log -- qemustress
 
 # The demo: boot the test kernel with SVM emulated, load nsvm, run `nsvm info`, unload.
 run: initramfs

@@ -38,6 +38,10 @@ module! {
             default: 0,
             description: "1: flush the whole TLB on every VMRUN. 0 (default): per-vCPU ASIDs, flushed only when needed (nsvm_core::tlb::VmcbAsid)",
         },
+        npt_huge: u32 {
+            default: 1,
+            description: "1 (default): guest memory the VMM maps with 2 MiB pages is mapped in NPT01 with 2 MiB entries. 0: 4 KiB entries only (for comparisons)",
+        },
         vmcb12_checks: u32 {
             default: 1,
             description: "Check vmcb12 before the processor sees it (APM 15.5.1; default 1). 0 is for tests only: the processor's own refusals then reach L1",
@@ -64,6 +68,7 @@ impl kernel::Module for Nsvm {
         }
         let flush = *module_parameters::flush_every_entry.value() != 0;
         vmrun::FLUSH_EVERY_ENTRY.store(flush, core::sync::atomic::Ordering::Relaxed);
+        vm::NPT_HUGE.store(*module_parameters::npt_huge.value() != 0, core::sync::atomic::Ordering::Relaxed);
         let (leaf, phys_bits) = svm::probe()?;
         vmrun::set_asid_features(leaf.nasid, leaf.features.contains(nsvm_core::cpuid::SvmFeatures::FLUSH_BY_ASID));
         let notifiers = hw::cpu::PreemptNotifiers::enable();

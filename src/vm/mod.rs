@@ -88,6 +88,9 @@ pub(crate) struct Mmu {
     pub(crate) dirty_logged: u64,
 }
 
+/// Module parameter `npt_huge`: 2 MiB NPT01 entries where the VMM maps 2 MiB.
+pub(crate) static NPT_HUGE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+
 impl Mmu {
     /// Whether a page of the VMM at `uaddr` looked up when `seq` was the
     /// invalidation count may be out of date: an invalidation finished since,
@@ -303,6 +306,7 @@ impl<'a> VmMem<'a> {
         let page = HostPage::get(uaddr, write, may_write)?;
         let base = gpa & !(paging::SIZE_2M - 1);
         let huge = (!logging
+            && NPT_HUGE.load(Ordering::Relaxed)
             && base >= slot.gpa
             && base + paging::SIZE_2M <= slot.end()
             && slot.uaddr_of(base) % paging::SIZE_2M == 0

@@ -100,7 +100,10 @@ stress() {
 
 rm -f /tmp/stress.table
 case_ "inner boots on nsvm, split irqchip and full irqchip, $N each"
-if load_nsvm; then
+# nsvm_stress_modparams=a=1,b=2: nsvm's module parameters.
+MODPARAMS=$(sed -n 's/.*nsvm_stress_modparams=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
+# shellcheck disable=SC2086
+if load_nsvm $MODPARAMS; then
     rm -f /dev/kvm
     mknod /dev/kvm c $(tr ':' ' ' < /sys/class/misc/nsvm/dev)
     stress nsvm-split kvm,kernel-irqchip=split
