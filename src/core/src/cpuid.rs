@@ -194,8 +194,20 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
             // EBX 31:24 initial APIC id: set per vCPU by the VMM.
             b &= 0x00ff_ffff;
         }
-        5 | 6 => {
+        // MONITOR/MWAIT: not offered.
+        5 => {
             a = 0;
+            b = 0;
+            c = 0;
+            d = 0;
+        }
+        // Thermal and power management: only ARAT (EAX bit 2, the APIC
+        // timer keeps running in deep C-states), as KVM reports it: the
+        // in-kernel APIC's timer is an hrtimer that never stops. Without
+        // it Linux marks its LAPIC timer C3STOP and keeps the PIT or HPET
+        // as a broadcast timer (`pit_timer_needed`).
+        6 => {
+            a = 1 << 2;
             b = 0;
             c = 0;
             d = 0;
@@ -307,6 +319,9 @@ mod supported_tests {
         assert_eq!(e[2] & 4, 4);
         assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), Some([1, 8, 0, L1_FEATURES.bits()]));
         assert_eq!(L1_FEATURES.bits(), (1 << 16) | 0b110_1001);
+        // Leaf 6: ARAT only, whatever the host has.
+        assert_eq!(supported_leaf(6, 0, [0x77, 1, 9, 0]), Some([4, 0, 0, 0]));
+        assert_eq!(supported_leaf(5, 0, [0x40, 0x40, 3, 0x11]), Some([0, 0, 0, 0]));
         assert_eq!(supported_leaf(0, 0, [0xd, 1, 2, 3]), Some([0xd, 1, 2, 3]));
         assert!(is_indexed(7) && is_indexed(0xd) && !is_indexed(1));
         assert_eq!(l1[2] & (1 << 27), 0);
