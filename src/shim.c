@@ -510,7 +510,32 @@ struct nsvm_loaded {
 	bool registered;	/* pn is on current's list */
 	bool fpu;		/* the guest's registers are loaded */
 	int host_cpu;		/* the host save page holds this CPU's state, or -1 */
+	/*
+	 * TSC_AUX (RDTSCP/RDPID; RDPID cannot be intercepted): the guest's
+	 * value is in the MSR from the first entry of a KVM_RUN on a CPU until
+	 * the thread is scheduled out or KVM_RUN ends, the host's saved here
+	 * meanwhile (KVM's user-return MSR: the kernel itself never reads
+	 * TSC_AUX, its paranoid entry avoids RDPID for this reason).
+	 */
+	u64 guest_tsc_aux;
+	u64 host_tsc_aux;
+	bool aux_loaded;
 };
+
+static bool nsvm_has_tsc_aux(void)
+{
+	return boot_cpu_has(X86_FEATURE_RDTSCP) || boot_cpu_has(X86_FEATURE_RDPID);
+}
+
+/* Interrupts or preemption disabled: the host's TSC_AUX back. */
+static void __nsvm_loaded_put_aux(struct nsvm_loaded *l)
+{
+	if (!l->aux_loaded)
+		return;
+	if (l->host_tsc_aux != l->guest_tsc_aux)
+		wrmsrq(MSR_TSC_AUX, l->host_tsc_aux);
+	l->aux_loaded = false;
+}
 
 static void nsvm_xsave(struct nsvm_loaded *l)
 {
@@ -549,6 +574,7 @@ static void nsvm_sched_out(struct preempt_notifier *pn, struct task_struct *next
 	struct nsvm_loaded *l = container_of(pn, struct nsvm_loaded, pn);
 
 	__nsvm_loaded_put_fpu(l);
+	__nsvm_loaded_put_aux(l);
 	l->host_cpu = -1;
 }
 
@@ -639,6 +665,12 @@ unsigned int nsvm_loaded_enter(void *p)
 		local_irq_restore(flags);
 		r |= NSVM_ENTER_FPU_LOADED;
 	}
+	if (!l->aux_loaded && nsvm_has_tsc_aux()) {
+		rdmsrq(MSR_TSC_AUX, l->host_tsc_aux);
+		if (l->host_tsc_aux != l->guest_tsc_aux)
+			wrmsrq(MSR_TSC_AUX, l->guest_tsc_aux);
+		l->aux_loaded = true;
+	}
 	asm volatile("sldt %0" : "=r"(ldt));
 	if (l->host_cpu != (int)cpu || ldt) {
 		l->host_cpu = cpu;
@@ -658,6 +690,18 @@ void nsvm_loaded_put(void *p)
 	local_irq_restore(flags);
 }
 
+/* The guest's TSC_AUX changed (WRMSR, KVM_SET_MSRS): into the MSR if loaded. */
+void nsvm_loaded_set_tsc_aux(void *p, u64 v)
+{
+	struct nsvm_loaded *l = p;
+
+	preempt_disable();
+	l->guest_tsc_aux = v;
+	if (l->aux_loaded)
+		wrmsrq(MSR_TSC_AUX, v);
+	preempt_enable();
+}
+
 /* The end of KVM_RUN: put, forget the host state, unregister. */
 void nsvm_loaded_vcpu_put(void *p)
 {
@@ -665,6 +709,7 @@ void nsvm_loaded_vcpu_put(void *p)
 
 	preempt_disable();
 	nsvm_loaded_put(l);
+	__nsvm_loaded_put_aux(l);
 	l->host_cpu = -1;
 	if (l->registered) {
 		preempt_notifier_unregister(&l->pn);

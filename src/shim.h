@@ -57,6 +57,7 @@ void nsvm_loaded_free(void *p);
 unsigned int nsvm_loaded_enter(void *p);
 void nsvm_loaded_put(void *p);
 void nsvm_loaded_vcpu_put(void *p);
+void nsvm_loaded_set_tsc_aux(void *p, u64 v);
 ssize_t nsvm_rs_vm_stats_read(struct file *file, char __user *buf, size_t len, loff_t *pos);
 int nsvm_rs_vm_stats_release(struct inode *inode, struct file *file);
 ssize_t nsvm_rs_vcpu_stats_read(struct file *file, char __user *buf, size_t len, loff_t *pos);

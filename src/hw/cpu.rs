@@ -30,6 +30,7 @@ extern "C" {
     fn nsvm_loaded_enter(l: *mut c_void) -> c_uint;
     fn nsvm_loaded_put(l: *mut c_void);
     fn nsvm_loaded_vcpu_put(l: *mut c_void);
+    fn nsvm_loaded_set_tsc_aux(l: *mut c_void, v: u64);
 }
 
 /// Executes CPUID for `leaf`/`subleaf` on the current CPU: (EAX, EBX, ECX, EDX).
@@ -298,6 +299,14 @@ impl Loaded {
     pub(crate) fn put(&mut self) {
         // SAFETY: a valid record; a no-op unless this thread loaded it.
         unsafe { nsvm_loaded_put(self.ptr) }
+    }
+
+    /// The guest's TSC_AUX (what its RDTSCP and RDPID read): in the MSR
+    /// while the vCPU's state is loaded on a CPU, the host's otherwise.
+    pub(crate) fn set_tsc_aux(&mut self, v: u64) {
+        // SAFETY: a valid record, in the vCPU thread (the shim disables
+        // preemption around the MSR write).
+        unsafe { nsvm_loaded_set_tsc_aux(self.ptr, v) }
     }
 
     /// The end of `KVM_RUN`: [`Loaded::put`], the host state forgotten, the

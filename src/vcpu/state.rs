@@ -381,7 +381,13 @@ impl VcpuState {
             return ok;
         }
         self.mark_untrusted();
-        msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok()
+        let ok = msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok();
+        if ok && index == nsvm_core::msr::TSC_AUX {
+            // RDTSCP/RDPID read the MSR itself (RDPID cannot be intercepted).
+            let v = self.cpu.tsc_aux;
+            self.cpu.loaded.set_tsc_aux(v);
+        }
+        ok
     }
 }
 

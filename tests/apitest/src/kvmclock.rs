@@ -235,3 +235,50 @@ pub fn tsc_sync(e: &Env) -> R {
     }
     Ok(())
 }
+
+/// The guest's TSC_AUX is what its RDTSCP reads (RDTSCP is not
+/// intercepted; RDPID cannot be), and the host's comes back: after the
+/// run, this thread's RDTSCP reads the CPU it runs on again (Linux keeps
+/// the CPU number in TSC_AUX's low 12 bits).
+pub fn tsc_aux(e: &Env) -> R {
+    // RDTSCP: CPUID 0x80000001 EDX bit 27 (every CPU nsvm runs on has it).
+    let ext = core::arch::x86_64::__cpuid(0x8000_0001);
+    if ext.edx & (1 << 27) == 0 {
+        return Err("the host has no RDTSCP".into());
+    }
+    let k = e.kvm();
+    let code = [
+        0x66, 0xb9, 0x03, 0x01, 0x00, 0xc0, // mov ecx, MSR_TSC_AUX
+        0x66, 0xb8, 0x34, 0x12, 0x00, 0x00, // mov eax, 0x1234
+        0x66, 0x31, 0xd2, // xor edx, edx
+        0x0f, 0x30, // wrmsr
+        0x66, 0x31, 0xc9, // xor ecx, ecx
+        0x0f, 0x01, 0xf9, // rdtscp
+        0xf4, // hlt
+    ];
+    let (_vm, mut vcpu, _mem) = small_vm(&k, &code);
+    // A supported CPUID table: RDTSCP offered.
+    let cpuid = k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(|x| x.to_string())?;
+    vcpu.set_cpuid2(&cpuid).map_err(|x| format!("SET_CPUID2: {x}"))?;
+    match vcpu.run() {
+        Ok(VcpuExit::Hlt) => {}
+        r => return Err(format!("the guest's WRMSR and RDTSCP: {r:?}, expected HLT")),
+    }
+    let rcx = vcpu.get_regs().map_err(|x| x.to_string())?.rcx;
+    if rcx & 0xffff_ffff != 0x1234 {
+        return Err(format!("the guest's RDTSCP read TSC_AUX {:#x}, expected the 0x1234 it wrote", rcx & 0xffff_ffff));
+    }
+    // The host's value is back: RDTSCP agrees with getcpu (a migration
+    // between the two can differ: a few tries).
+    for _ in 0..20 {
+        let mut aux = 0u32;
+        // SAFETY: RDTSCP is available (checked above) and only writes `aux`.
+        unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
+        // SAFETY: plain syscall wrapper.
+        let cpu = unsafe { libc::sched_getcpu() };
+        if cpu >= 0 && aux & 0xfff == cpu as u32 {
+            return Ok(());
+        }
+    }
+    Err("after KVM_RUN this thread's RDTSCP does not read its CPU number: the guest's TSC_AUX stayed".into())
+}

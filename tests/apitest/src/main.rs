@@ -1251,6 +1251,7 @@ fn main() {
         ("clock", surface::clock),
         ("kvmclock", kvmclock::kvmclock),
         ("tsc_sync", kvmclock::tsc_sync),
+        ("tsc_aux", kvmclock::tsc_aux),
         ("string_mmio", surface::string_mmio),
         ("outs_ioeventfd", surface::outs_ioeventfd),
         ("xsetbv_cpuid", surface::xsetbv_cpuid),
