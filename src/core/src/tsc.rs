@@ -19,16 +19,6 @@
 //! generation with its own offset. Guest WRMSRs of the TSC change only
 //! that vCPU's offset (`msr_emul`).
 
-/// On a host whose TSC the kernel marked unstable a matched write takes
-/// the value advanced by the time elapsed at the nominal rate, as KVM's,
-/// rather than the generation's offset. (Tried the other way: under QEMU
-/// TCG, whose TSC runs at the real host's rate while the test kernel is
-/// told 2 GHz, vCPUs with equal TSCs let the inner Linux keep its TSC until
-/// the clocksource watchdog found the rate wrong at run time, and the
-/// switch to the HPET then stalled CPU 1's timers for 40-170 s; with
-/// KVM's rule the guest sees the skew at CPU bring-up and uses the HPET
-/// from the start.)
-pub const MATCH_ON_UNSTABLE_HOSTS: bool = false;
 
 /// The VM-wide state of the matching (KVM's `last_tsc_*`/`cur_tsc_*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,9 +58,16 @@ impl TscSync {
             });
         let mut value = value;
         let (offset, matched) = if synchronizing && self.written {
-            if stable || MATCH_ON_UNSTABLE_HOSTS {
+            if stable {
                 (self.cur_offset, true)
             } else {
+                // Unstable host TSC: the value advanced by the elapsed
+                // time at the nominal rate, as KVM's. (Keeping the offset
+                // here was tried: under QEMU TCG, whose TSC runs at the
+                // real host's rate while the test kernel is told 2 GHz,
+                // the inner Linux then kept its TSC until the watchdog
+                // found the rate wrong at run time, and the switch to the
+                // HPET stalled CPU 1's timers for 40-170 s.)
                 value = value.wrapping_add(elapsed);
                 (value.wrapping_sub(host_tsc), true)
             }
