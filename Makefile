@@ -85,8 +85,8 @@ $(BUILD)/guests/%.bin: tests/guests/%.S
 $(BUILD)/guests/nestspin64.bin: tests/guests/nested64.S
 $(BUILD)/guests/xrstor_swap64.bin: tests/guests/xrstor_race64.S
 $(filter $(BUILD)/guests/l1_%.bin,$(GUEST_BINS)): tests/guests/l1lib.S tests/guests/l1macros.inc
-$(BUILD)/guests/bench64.bin: tests/guests/l1lib.S tests/guests/benchrow.inc
-$(BUILD)/guests/benchirq64.bin: tests/guests/benchrow.inc
+$(BUILD)/guests/bench64.bin: tests/guests/l1lib.S tests/guests/benchrow.inc tests/guests/benchidt.inc
+$(BUILD)/guests/benchirq64.bin: tests/guests/benchrow.inc tests/guests/benchidt.inc
 guests: $(GUEST_BINS)
 
 initramfs: module tool guests

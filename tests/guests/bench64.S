@@ -27,17 +27,10 @@
  * ends with another exit code reports that code on port 0x525 and stops. */
 	.code64
 	.globl _start
+	.include "benchidt.inc"
 	.set	TOUCH, 0x4000000		/* 64 MiB: never touched before row 4 */
 _start:
-	lea	idt(%rip), %rdi
-	lea	isr(%rip), %rax
-	mov	%ax, 0x20*16(%rdi)
-	movw	$0x08, 0x20*16+2(%rdi)
-	movw	$0x8e00, 0x20*16+4(%rdi)
-	shr	$16, %rax
-	mov	%ax, 0x20*16+6(%rdi)
-	shr	$16, %rax
-	mov	%eax, 0x20*16+8(%rdi)
+	gate	0x20, isr
 	lidt	idtr(%rip)
 	mov	%rbx, %r15			/* iterations */
 
@@ -252,11 +245,6 @@ build_npt12:
 	.include "benchrow.inc"
 isr:	iretq
 	.data
-	.balign	16
-idtr:	.word	256*16-1
-	.quad	idt
-	.balign	16
-idt:	.fill	256*16, 1, 0
 	.balign	8
 touch2:	.quad	0
 	.balign	4096

@@ -17,6 +17,7 @@
  * end vCPU 0 sends it 0x43, whose handler writes port 0x501 (done). */
 	.code64
 	.globl _start
+	.include "benchidt.inc"
 	.set	APIC_BASE_MSR, 0x1b
 	.set	X2APIC_EOI, 0x80b
 	.set	X2APIC_SVR, 0x80f
@@ -24,19 +25,6 @@
 	.set	X2APIC_LVTT, 0x832
 	.set	X2APIC_TMICT, 0x838
 	.set	X2APIC_TDCR, 0x83e
-
-	/* IDT gate \vec -> \handler (interrupt gate, CS 8). */
-	.macro	gate vec, handler
-	lea	\handler(%rip), %rax
-	lea	idt(%rip), %rdi
-	mov	%ax, \vec*16(%rdi)
-	movw	$0x08, \vec*16+2(%rdi)
-	movw	$0x8e00, \vec*16+4(%rdi)
-	shr	$16, %rax
-	mov	%ax, \vec*16+6(%rdi)
-	shr	$16, %rax
-	mov	%eax, \vec*16+8(%rdi)
-	.endm
 
 	/* WRMSR \msr <- \lo (EDX 0). */
 	.macro	wrmsr_lo msr, lo
@@ -178,11 +166,6 @@ quit:	mov	$0x501, %dx
 
 	.include "benchrow.inc"
 	.data
-	.balign	16
-idtr:	.word	256*16-1
-	.quad	idt
-	.balign	16
-idt:	.fill	256*16, 1, 0
 	.balign	8
 irqs:	.quad	0
 ready:	.byte	0

@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use kvm_bindings::{kvm_regs, kvm_segment};
 
-use super::{region, run_checking_host_fpu, stats_fd_of, Env, Mem, R};
+use super::fpu::run_checking_host_fpu;
+use super::{region, stats_fd_of, Env, Mem, R};
 
 const BASE: u64 = 0x2000;
 

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Host tests of the local APIC model (`nsvm_core::lapic`).
+//! Host tests of the local APIC model (`nsvm_core::lapic`): its register
+//! file (the timer's and the interrupt requests' tests are in `timer` and
+//! `irq`).
 
 use super::*;
 
-fn clk(ns: u64) -> Clock {
+pub(super) fn clk(ns: u64) -> Clock {
     Clock { now_ns: ns, guest_tsc: ns * 2, tsc_khz: 2_000_000 }
 }
 
-fn enabled(id: u32) -> Lapic {
+pub(super) fn enabled(id: u32) -> Lapic {
     let mut a = Lapic::new(id, id == 0);
     a.write(reg::SPIV, 0x1ff, &clk(0)).unwrap();
     a
@@ -77,167 +79,6 @@ fn sw_disabled_drops_and_masks() {
     // Writes while disabled stay masked.
     a.write(reg::LVT1, 0x400, &clk(0)).unwrap();
     assert_eq!(a.get(reg::LVT1), 0x400 | lvt::MASKED);
-}
-
-#[test]
-fn icr_decoding() {
-    let i = Irq::from_icr(0x000c_4031, 0x0300_0000, false);
-    assert_eq!(i.vector, 0x31);
-    assert_eq!(i.mode, DeliveryMode::Fixed);
-    assert_eq!(i.shorthand, Shorthand::AllExcludingSelf);
-    assert!(i.level);
-    assert_eq!(i.dest, 3);
-    let n = Irq::from_icr(0x0000_0c00, 0x5, true);
-    assert_eq!(n.mode, DeliveryMode::Nmi);
-    assert!(n.logical);
-    assert_eq!(n.dest, 5);
-    assert_eq!(Irq::from_icr(0x4500, 0, false).mode, DeliveryMode::Init);
-    assert_eq!(Irq::from_icr(0x0608, 0, false).mode, DeliveryMode::Startup);
-    assert_eq!(Irq::from_icr(0x0608, 0, false).vector, 8);
-    // The xAPIC write clears the delivery-status bit.
-    let mut a = enabled(0);
-    let e = a.write(reg::ICR, 0x1031, &clk(0)).unwrap();
-    assert_eq!(a.get(reg::ICR), 0x31);
-    assert_eq!(e.ipi.unwrap().vector, 0x31);
-}
-
-#[test]
-fn msi_decoding() {
-    let m = Irq::from_msi(0xfee0_3004, 0, 0x4041, false);
-    assert_eq!(m.dest, 3);
-    assert!(m.logical);
-    assert_eq!(m.vector, 0x41);
-    assert!(m.level);
-    assert!(!m.ipi);
-    let x = Irq::from_msi(0xfee0_1000, 0x100, 0x30, true);
-    assert_eq!(x.dest, 0x101);
-}
-
-#[test]
-fn routing_entries() {
-    let mut e = [0u8; ROUTING_ENTRY_SIZE];
-    let put = |e: &mut [u8; ROUTING_ENTRY_SIZE], o: usize, v: u32| e[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    put(&mut e, 0, 5);
-    put(&mut e, 4, ROUTING_MSI);
-    put(&mut e, 16, 0xfee0_1000);
-    put(&mut e, 24, 0x8041);
-    let r = MsiRoute::parse(&e, false).unwrap();
-    assert_eq!((r.gsi, r.address_lo, r.data), (5, 0xfee0_1000, 0x8041));
-    let i = r.irq(false);
-    assert_eq!((i.dest, i.vector, i.trigger_level), (1, 0x41, true));
-    let mut f = e;
-    put(&mut f, 8, MSI_VALID_DEVID);
-    assert!(MsiRoute::parse(&f, false).is_ok());
-    put(&mut f, 8, 2);
-    assert_eq!(MsiRoute::parse(&f, false), Err(Refused), "unknown flag");
-    let mut g = e;
-    put(&mut g, 0, MAX_IRQ_ROUTES);
-    assert_eq!(MsiRoute::parse(&g, false), Err(Refused), "GSI too big");
-    let mut h = e;
-    put(&mut h, 4, 1);
-    assert_eq!(MsiRoute::parse(&h, false), Err(Refused), "irqchip route with the split irqchip");
-    let mut x = e;
-    put(&mut x, 20, 0x101);
-    assert!(MsiRoute::parse(&x, false).is_ok());
-    assert_eq!(MsiRoute::parse(&x, true), Err(Refused), "address_hi low byte with the x2APIC format");
-}
-
-#[test]
-fn destinations() {
-    let phys = DestInfo { hw_enabled: true, sw_enabled: true, x2apic: false, id: 2, ldr: 0x0400_0000, dfr: 0xffff_ffff };
-    assert!(phys.matches(2, false, true, true));
-    assert!(!phys.matches(3, false, true, true));
-    assert!(phys.matches(0xff, false, true, true));
-    // Flat: any common bit.
-    assert!(phys.matches(0x06, true, true, true));
-    assert!(!phys.matches(0x03, true, true, true));
-    // Cluster: cluster 0 member bit 2 of LDR 0x04.
-    let cl = DestInfo { dfr: 0x0fff_ffff, ldr: 0x1200_0000, ..phys };
-    assert!(cl.matches(0x12, true, true, true));
-    assert!(cl.matches(0x13, true, true, true));
-    assert!(!cl.matches(0x22, true, true, true));
-    let x2 = DestInfo { hw_enabled: true, sw_enabled: false, x2apic: true, id: 0x21, ldr: x2apic_ldr(0x21), dfr: 0 };
-    assert_eq!(x2.ldr, 0x0002_0002);
-    assert!(x2.matches(0x21, false, true, true));
-    assert!(x2.matches(0x0002_0003, true, true, true));
-    assert!(!x2.matches(0x0001_0002, true, true, true));
-    assert!(x2.matches(0xffff_ffff, false, true, true));
-    // 0xff is not a broadcast for x2APIC IPIs; for MSIs with the quirk it is.
-    assert!(!x2.matches(0xff, false, true, true));
-    assert!(x2.matches(0xff, false, false, true));
-    assert!(!x2.matches(0xff, false, false, false));
-    let off = DestInfo { hw_enabled: false, ..phys };
-    assert!(!off.matches(0xff, false, true, true));
-    let (a, b) = x2.pack();
-    assert_eq!(DestInfo::unpack(a, b), x2);
-}
-
-#[test]
-fn timer_one_shot_periodic_and_count() {
-    let mut a = enabled(0);
-    a.write(reg::TDCR, 0xb, &clk(0)).unwrap(); // divide by 1
-    assert_eq!(a.divisor(), 1);
-    a.write(reg::TDCR, 0x0, &clk(0)).unwrap();
-    assert_eq!(a.divisor(), 2);
-    a.write(reg::TDCR, 0xa, &clk(0)).unwrap();
-    assert_eq!(a.divisor(), 128);
-    a.write(reg::TDCR, 0x3, &clk(0)).unwrap();
-    assert_eq!(a.divisor(), 16);
-    a.write(reg::LVTT, 0x40, &clk(0)).unwrap();
-    let e = a.write(reg::TMICT, 1_000_000, &clk(1000)).unwrap();
-    assert!(e.timer);
-    assert_eq!(a.timer_expiry(), Some(1000 + 16_000_000));
-    assert_eq!(a.read(reg::TMCCT, &clk(1000 + 8_000_000)), 500_000);
-    assert!(!a.timer_tick(&clk(1000)));
-    assert!(a.timer_tick(&clk(16_001_000)));
-    assert!(a.irr(0x40));
-    assert_eq!(a.timer_expiry(), None);
-    assert_eq!(a.read(reg::TMCCT, &clk(17_000_000)), 0);
-    // Periodic, with a 1 ns period clamped to the minimum.
-    a.write(reg::TDCR, 0xb, &clk(0)).unwrap();
-    a.write(reg::LVTT, 0x41 | lvt::TIMER_PERIODIC, &clk(0)).unwrap();
-    a.write(reg::TMICT, 1, &clk(0)).unwrap();
-    assert_eq!(a.timer.period_ns, MIN_PERIOD_NS);
-    assert!(a.period_clamped);
-    assert!(a.timer_tick(&clk(MIN_PERIOD_NS)));
-    assert_eq!(a.timer_expiry(), Some(2 * MIN_PERIOD_NS));
-    // Far behind: no backlog.
-    assert!(a.timer_tick(&clk(100 * MIN_PERIOD_NS)));
-    assert_eq!(a.timer_expiry(), Some(101 * MIN_PERIOD_NS));
-    // Masked: counts, no interrupt.
-    a.write(reg::LVTT, 0x41 | lvt::TIMER_PERIODIC | lvt::MASKED, &clk(0)).unwrap();
-    assert!(!a.timer_tick(&clk(200 * MIN_PERIOD_NS)));
-    // TMICT 0 stops.
-    a.write(reg::TMICT, 0, &clk(0)).unwrap();
-    assert_eq!(a.timer_expiry(), None);
-}
-
-#[test]
-fn timer_tsc_deadline() {
-    let mut a = enabled(0);
-    // Without the CPUID bit the mode field keeps one bit only.
-    a.write(reg::LVTT, 0x42 | lvt::TIMER_TSCDEADLINE, &clk(0)).unwrap();
-    assert_eq!(a.timer_mode(), 0);
-    a.cpuid_tsc_deadline = true;
-    a.write(reg::LVTT, 0x42 | lvt::TIMER_TSCDEADLINE, &clk(0)).unwrap();
-    assert_eq!(a.timer_mode(), 2);
-    // TMICT is ignored in this mode.
-    a.write(reg::TMICT, 5, &clk(0)).unwrap();
-    assert_eq!(a.get(reg::TMICT), 0);
-    let c = clk(1000); // guest TSC 2000 at 2 GHz
-    assert!(a.write_tsc_deadline(2000 + 2_000_000, &c));
-    assert_eq!(a.timer_expiry(), Some(1000 + 1_000_000));
-    assert_eq!(a.read_tsc_deadline(), 2_002_000);
-    assert!(a.timer_tick(&clk(1_001_000)));
-    assert!(a.irr(0x42));
-    assert_eq!(a.read_tsc_deadline(), 0);
-    // A deadline in the past fires at once.
-    assert!(a.write_tsc_deadline(1, &clk(5000)));
-    assert_eq!(a.timer_expiry(), Some(5000));
-    // Leaving the mode stops the timer.
-    a.write(reg::LVTT, 0x42, &clk(0)).unwrap();
-    assert_eq!(a.timer_expiry(), None);
-    assert!(!a.write_tsc_deadline(5, &clk(0)));
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! Host tests of the VMCB layout and helpers (`nsvm_core::vmcb`).
 
 use super::*;
+use crate::intercept::Intercepts;
 
 #[test]
 fn exit_writeback_ranges() {
