@@ -126,7 +126,7 @@ STRESS_N ?= 10
 qemu-stress: initramfs-qemu
 	@qemu-scripts/run-qemu.sh $(if $(filter single,$(STRESS_TCG)),--tcg-single) --timeout 5400 --mem 3G \
 	   --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage --initrd $(BUILD)/initramfs-qemu.cpio \
-	   --append "nsvm_stress_n=$(STRESS_N) $(if $(STRESS_PIN),nsvm_stress_pin=1) $(if $(STRESS_HOG),nsvm_stress_hog=1) $(if $(STRESS_ONLY),nsvm_stress_only=$(STRESS_ONLY)) $(if $(STRESS_MODPARAMS),nsvm_stress_modparams=$(STRESS_MODPARAMS))" --log $(BUILD)/qemu-stress.log -- qemustress
+	   --append "log_buf_len=8M nsvm_stress_n=$(STRESS_N) $(if $(STRESS_PIN),nsvm_stress_pin=1) $(if $(STRESS_HOG),nsvm_stress_hog=1) $(if $(STRESS_ONLY),nsvm_stress_only=$(STRESS_ONLY)) $(if $(STRESS_MODPARAMS),nsvm_stress_modparams=$(STRESS_MODPARAMS))" --log $(BUILD)/qemu-stress.log -- qemustress
 
 # The demo: boot the test kernel with SVM emulated, load nsvm, run `nsvm info`, unload.
 run: initramfs

@@ -34,6 +34,10 @@ module! {
             default: 0o600,
             description: "Permission bits of /dev/nsvm (default 0600: root only; 0666 opens it to every user)",
         },
+        exit_after_injection: u32 {
+            default: 2,
+            description: "1: an external interrupt injected at VMRUN is followed by #VMEXIT(INTR) before the guest's next instruction (a self-IPI), which QEMU's TCG needs: its VMRUN leaves the vector pending and may deliver it twice (docs/architecture.md). 0: never. 2 (default): 1 when the processor lacks NRIPS (QEMU TCG), 0 otherwise",
+        },
         flush_every_entry: u32 {
             default: 0,
             description: "1: flush the whole TLB on every VMRUN. 0 (default): per-vCPU ASIDs, flushed only when needed (nsvm_core::tlb::VmcbAsid)",
@@ -41,6 +45,10 @@ module! {
         npt_huge: u32 {
             default: 1,
             description: "1 (default): guest memory the VMM maps with 2 MiB pages is mapped in NPT01 with 2 MiB entries. 0: 4 KiB entries only (for comparisons)",
+        },
+        event_log: u32 {
+            default: 0,
+            description: "1: each vCPU records its last 256 interrupt events (injections, EXITINTINFO, HLT, TSC deadlines, IPIs, EOIs) for its debugfs file. 2: every exit too, frozen at the guest's first #GP or #DF, copied to the kernel log when the vCPU goes. 0 (default): off",
         },
         vmcb12_checks: u32 {
             default: 1,
@@ -68,8 +76,15 @@ impl kernel::Module for Nsvm {
         }
         let flush = *module_parameters::flush_every_entry.value() != 0;
         vmrun::FLUSH_EVERY_ENTRY.store(flush, core::sync::atomic::Ordering::Relaxed);
+        vcpu::EVENT_LOG.store(*module_parameters::event_log.value(), core::sync::atomic::Ordering::Relaxed);
         vm::NPT_HUGE.store(*module_parameters::npt_huge.value() != 0, core::sync::atomic::Ordering::Relaxed);
         let (leaf, phys_bits) = svm::probe()?;
+        let guard = match *module_parameters::exit_after_injection.value() {
+            0 => false,
+            1 => true,
+            _ => !leaf.features.contains(nsvm_core::cpuid::SvmFeatures::NRIPS),
+        };
+        vmrun::EXIT_AFTER_INJECTION.store(guard, core::sync::atomic::Ordering::Relaxed);
         vmrun::set_asid_features(leaf.nasid, leaf.features.contains(nsvm_core::cpuid::SvmFeatures::FLUSH_BY_ASID));
         let notifiers = hw::cpu::PreemptNotifiers::enable();
         let svm = svm::Ownership::acquire(leaf, phys_bits)?;

@@ -30,6 +30,23 @@ pub(crate) use nsvm_core::x86::Gprs;
 /// were measured with).
 pub(crate) static FLUSH_EVERY_ENTRY: AtomicBool = AtomicBool::new(false);
 
+/// Module parameter `exit_after_injection` (on by default when the processor
+/// lacks NRIPS, i.e. under QEMU's TCG): an entry whose EVENTINJ holds an
+/// external interrupt leaves a self-IPI pending (GIF is clear), so that the
+/// guest takes #VMEXIT(INTR) right after the interrupt's delivery, before its
+/// handler's first instruction. QEMU's VMRUN (target/i386/tcg/system/
+/// svm_helper.c, `helper_vmrun`, EVENTINJ type INTR) delivers the interrupt
+/// at once but leaves its vector in `exception_index`; an exit request that
+/// reaches the emulated CPU before anything else overwrites it (round-robin
+/// TCG's kick, a `tb_flush`) makes `cpu_handle_exception` deliver the vector a
+/// second time, with IF already clear and from the handler's first
+/// instruction: an interrupt from user mode then runs its handler without
+/// SWAPGS (the frame says kernel), and Linux oopses or deadlocks
+/// (docs/architecture.md). The #VMEXIT overwrites `exception_index`. Real
+/// processors need none of it; the cost is one #VMEXIT(INTR) per injected
+/// interrupt.
+pub(crate) static EXIT_AFTER_INJECTION: AtomicBool = AtomicBool::new(false);
+
 /// The processor's ASID count (CPUID 0x8000000A EBX) and whether it offers
 /// flush-by-ASID (EDX bit 6), set at load (`set_asid_features`).
 static NASID: AtomicU32 = AtomicU32::new(2);
@@ -270,7 +287,11 @@ pub(crate) fn enter(
         c.asid = e.asid;
         c.tlb_ctl = if FLUSH_EVERY_ENTRY.load(Ordering::Relaxed) { tlb_control::FLUSH_ALL } else { e.tlb_ctl };
     }
-    if tlb.posted.is_some_and(|p| p.load(Ordering::SeqCst) != 0) {
+    // A post since the target's last look ends the entry at once; so does an
+    // external interrupt in EVENTINJ when the processor needs that
+    // (`EXIT_AFTER_INJECTION`).
+    let guard = EXIT_AFTER_INJECTION.load(Ordering::Relaxed) && nsvm_core::event::is_intr_injection(vmcb.get().control.event_inj);
+    if guard || tlb.posted.is_some_and(|p| p.load(Ordering::SeqCst) != 0) {
         hw::cpu::kick_self();
     }
     // DR0-3 are the guest's while it runs (VMRUN switches only DR6/DR7).

@@ -46,6 +46,21 @@ impl Vcpu {
         // address is still RIP, simply executes again (as KVM does).
         let soft = pending.event_type() == Some(EventType::SoftInt)
             || (pending.event_type() == Some(EventType::Exception) && matches!(pending.vector(), 3 | 4));
+        if super::EVENT_LOG.load(core::sync::atomic::Ordering::Relaxed) >= 2 {
+            let c = vmcb.save.rflags | u64::from(vmcb.control.int_state & 1) << 32 | u64::from(vmcb.save.cpl) << 40;
+            self.stats.log(nsvm_core::evlog::Kind::Exit, code, vmcb.save.rip, c);
+            let segs = u64::from(vmcb.save.cs.selector) | u64::from(vmcb.save.ss.selector) << 16 | vmcb.save.rsp << 32;
+            self.stats.log(nsvm_core::evlog::Kind::Segs, vmcb.save.gs.base, vmcb.save.kernel_gs_base, segs);
+            // The guest's first #DF or #GP (intercepted for this): the log
+            // keeps what led there.
+            if matches!(code, 0x48 | 0x4d) {
+                self.stats.log_freeze();
+            }
+        }
+        if pending.valid() {
+            let rip = vmcb.save.rip;
+            self.stats.log(nsvm_core::evlog::Kind::ExitIntInfo, code, rip, u64::from(pending.info));
+        }
         if pending.valid() && !soft {
             self.stats.bump(st_idx::REINJECTIONS);
             vmcb.control.event_inj = pending.info;
@@ -512,7 +527,7 @@ impl Vcpu {
     pub(super) fn msr(&self, st: &mut VcpuState, write: bool) -> Result<Next> {
         let index = st.cpu.gprs[Gpr::Rcx] as u32;
         let value = (st.vmcb().save.rax & 0xffff_ffff) | (st.cpu.gprs[Gpr::Rdx] << 32);
-        let kvmclock = self.kvmclock_msr(st, index, write.then_some(value));
+        let kvmclock = self.kvmclock_msr(st, index, write.then_some(value), false);
         let ok = if write { kvmclock.is_some() || st.write_msr(index, value) } else {
             match kvmclock.or_else(|| Some(st.read_msr(index))).flatten() {
                 Some(v) => {

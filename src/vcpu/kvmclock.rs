@@ -25,10 +25,14 @@ use crate::hw;
 impl Vcpu {
     /// RDMSR/WRMSR or `KVM_GET/SET_MSRS` of a kvmclock MSR: `None` for
     /// another MSR; for a write `Some(Some(0))` (never refused), for a read
-    /// the value.
-    pub(super) fn kvmclock_msr(&self, st: &mut VcpuState, index: u32, write: Option<u64>) -> Option<Option<u64>> {
+    /// the value. `host`: from `KVM_GET/SET_MSRS` (for the event log).
+    pub(super) fn kvmclock_msr(&self, st: &mut VcpuState, index: u32, write: Option<u64>, host: bool) -> Option<Option<u64>> {
         if !kc::is_kvmclock_msr(index) {
             return None;
+        }
+        if let Some(v) = write {
+            let rip = if host { u64::MAX } else { st.vmcb().save.rip };
+            self.stats.log(nsvm_core::evlog::Kind::KvmclockMsr, u64::from(index), v, rip);
         }
         let c = &mut st.cpu.kvmclock;
         Some(Some(match (write, kc::is_wall_clock(index)) {
@@ -77,6 +81,7 @@ impl Vcpu {
         // L1 physical addresses, whoever runs (kvmclock is L1's).
         let mem = GuestMem::l1(&inner);
         let c = &mut st.cpu.kvmclock;
+        self.stats.log(nsvm_core::evlog::Kind::KvmclockWrite, c.record_gpa().unwrap_or(u64::MAX), c.wall_pending.unwrap_or(u64::MAX), 0);
         if let Some(gpa) = c.wall_pending.take() {
             let mut v = [0u8; 4];
             if mem.read_bytes(gpa, &mut v) {

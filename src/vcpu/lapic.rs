@@ -170,6 +170,7 @@ impl VcpuState {
             lapic::X2APIC_MSR_FIRST..=lapic::X2APIC_MSR_LAST => a.m.msr_write(index, val, &c),
             lapic::MSR_TSC_DEADLINE => {
                 a.last_deadline = (val, c.guest_tsc);
+                self.stats.log(nsvm_core::evlog::Kind::TscDeadline, val, c.guest_tsc, self.cpu.vmcb.get().save.rip);
                 let armed = a.m.write_tsc_deadline(val, &c);
                 Ok(WriteEffect { timer: armed, ..Default::default() })
             }
@@ -178,6 +179,9 @@ impl VcpuState {
         };
         let ok = match r {
             Ok(e) => {
+                if let Some(v) = e.eoi {
+                    self.stats.log(nsvm_core::evlog::Kind::Eoi, u64::from(v), 0, 0);
+                }
                 a.note(e);
                 true
             }
@@ -311,6 +315,9 @@ impl Vcpu {
         if flags & flag::NMI != 0 {
             st.ev.nmi_pending = true;
         }
+        if flags & (flag::NMI | flag::INIT | flag::SIPI) != 0 {
+            self.stats.log(nsvm_core::evlog::Kind::Flags, u64::from(flags), 0, 0);
+        }
         let mut sipi_now = false;
         let Some(a) = st.apic.as_mut() else { return };
         for (i, w) in irr.iter().enumerate() {
@@ -318,6 +325,7 @@ impl Vcpu {
             while w != 0 {
                 let b = w.trailing_zeros();
                 w &= w - 1;
+                self.stats.log(nsvm_core::evlog::Kind::Accept, i as u64 * 64 + u64::from(b), u64::from(tmr[i] & (1 << b) != 0), 0);
                 a.m.accept_fixed((i as u32 * 64 + b) as u8, tmr[i] & (1 << b) != 0, true);
             }
         }
@@ -327,6 +335,7 @@ impl Vcpu {
         }
         if let Some(c) = c.as_ref() {
             if flags & flag::TIMER != 0 || a.m.timer_expiry().is_some_and(|e| e <= c.now_ns) {
+                self.stats.log(nsvm_core::evlog::Kind::Timer, u64::from(flags & flag::TIMER != 0), 0, 0);
                 a.m.timer_tick(c);
                 a.timer_dirty = true;
             }
@@ -424,6 +433,8 @@ impl Vcpu {
             }
         }
         if let Some(irq) = a.ipi.take() {
+            let packed = u64::from(irq.vector) | (irq.mode as u64) << 8 | (irq.shorthand as u64) << 16 | u64::from(irq.logical) << 24;
+            self.stats.log(nsvm_core::evlog::Kind::Ipi, packed, u64::from(irq.dest), 0);
             let _ = self.vm.apic.deliver(&irq, Some(self.id), &self.vm.guest_modes);
         }
         if let Some((v, level, suppressed)) = a.eoi_ioapic.take() {
@@ -459,6 +470,7 @@ impl Vcpu {
                 if let Some(a) = st.apic.as_mut() {
                     a.mp = mp::RUNNABLE;
                     if let Some(t) = a.halted_since.take() {
+                        self.stats.log(nsvm_core::evlog::Kind::Wake, hw::task::now_ns().saturating_sub(t), 0, 0);
                         self.stats.bump(st_idx::HALT_WAKEUPS);
                         self.stats.add(st_idx::HALT_WAIT_NS, hw::task::now_ns().saturating_sub(t));
                     }
@@ -481,6 +493,8 @@ impl Vcpu {
     /// HLT with an in-kernel APIC: the vCPU waits in the kernel
     /// (`apic_block` before the next entry), not in userspace.
     pub(super) fn apic_halt(&self, st: &mut VcpuState) {
+        let (rip, rf) = (st.vmcb().save.rip, st.vmcb().save.rflags);
+        self.stats.log(nsvm_core::evlog::Kind::Halt, rip, rf, 0);
         if let Some(a) = st.apic.as_mut() {
             a.mp = mp::HALTED;
             a.halted_since = Some(hw::task::now_ns());
@@ -533,6 +547,9 @@ impl Vcpu {
                 if let Some(a) = st.apic.as_mut() {
                     if off < 0x400 && decoded {
                         let e = a.m.mmio_write(off, size, v as u32, &c);
+                        if let Some(v) = e.eoi {
+                            self.stats.log(nsvm_core::evlog::Kind::Eoi, u64::from(v), 0, 0);
+                        }
                         a.note(e);
                     }
                 }

@@ -198,15 +198,78 @@ struct NestedState {
 /// stats fd while the vCPU runs.
 pub(crate) struct VcpuStats {
     v: KVec<AtomicU64>,
+    /// The event log (`nsvm_core::evlog`): `evlog::LEN` records of four
+    /// words, written by the vCPU's thread only, read by debugfs at any
+    /// time (a record being written may read torn: a debugging aid).
+    log: KVec<AtomicU64>,
+    /// Records written so far.
+    log_n: AtomicU64,
+    /// `event_log=2`: no more records (the guest took its first #GP or
+    /// #DF; the log shows what led there).
+    log_frozen: core::sync::atomic::AtomicBool,
+    /// The vCPU's id (for the kernel-log copy of the log, `event_log=2`).
+    id: u32,
 }
 
+/// Module parameter `event_log`: 1, vCPUs record their interrupt events
+/// (`nsvm_core::evlog`); 2, every exit too, the log freezes at the guest's
+/// first #GP or #DF (intercepted for this) and is copied to the kernel log
+/// when the vCPU goes.
+pub(crate) static EVENT_LOG: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 impl VcpuStats {
-    fn new() -> Result<Self> {
+    fn new(id: u32) -> Result<Self> {
         let mut v = KVec::with_capacity(stats::VCPU_COUNT, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..stats::VCPU_COUNT {
             v.push(AtomicU64::new(0), GFP_KERNEL_ACCOUNT)?;
         }
-        Ok(Self { v })
+        let mut log = KVec::with_capacity(4 * nsvm_core::evlog::LEN, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..4 * nsvm_core::evlog::LEN {
+            log.push(AtomicU64::new(0), GFP_KERNEL_ACCOUNT)?;
+        }
+        Ok(Self { v, log, log_n: AtomicU64::new(0), log_frozen: core::sync::atomic::AtomicBool::new(false), id })
+    }
+    /// Records an event if the event log is on (`event_log=1`).
+    #[inline]
+    fn log(&self, kind: nsvm_core::evlog::Kind, a: u64, b: u64, c: u64) {
+        if EVENT_LOG.load(Ordering::Relaxed) != 0 && !self.log_frozen.load(Ordering::Relaxed) {
+            self.log_slow(nsvm_core::evlog::Record::new(kind, hw::task::now_ns(), a, b, c));
+        }
+    }
+    /// `event_log=2`: no more records from now on.
+    fn log_freeze(&self) {
+        self.log_frozen.store(true, Ordering::Relaxed);
+    }
+    #[inline(never)]
+    fn log_slow(&self, r: nsvm_core::evlog::Record) {
+        let n = self.log_n.load(Ordering::Relaxed);
+        let i = (n as usize % nsvm_core::evlog::LEN) * 4;
+        for (k, w) in r.to_words().into_iter().enumerate() {
+            if let Some(slot) = self.log.get(i + k) {
+                slot.store(w, Ordering::Relaxed);
+            }
+        }
+        self.log_n.store(n + 1, Ordering::Release);
+    }
+    /// The event log, oldest first, for the debugfs file.
+    fn write_log(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let n = self.log_n.load(Ordering::Acquire);
+        if n == 0 {
+            return Ok(());
+        }
+        let len = nsvm_core::evlog::LEN as u64;
+        let first = n.saturating_sub(len);
+        writeln!(out, "\nevent log (the last {} of {} events, oldest first; time in s.us of CLOCK_MONOTONIC)", n - first, n)?;
+        for seq in first..n {
+            let i = (seq % len) as usize * 4;
+            let w = [0, 1, 2, 3].map(|k| self.log.get(i + k).map_or(0, |a| a.load(Ordering::Relaxed)));
+            if let Some(r) = nsvm_core::evlog::Record::from_words(w) {
+                write!(out, "{seq:>8} ")?;
+                r.write(out)?;
+                writeln!(out)?;
+            }
+        }
+        Ok(())
     }
     fn bump(&self, i: usize) {
         self.add(i, 1);
@@ -214,6 +277,21 @@ impl VcpuStats {
     fn add(&self, i: usize, n: u64) {
         if let Some(c) = self.v.get(i) {
             c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for VcpuStats {
+    fn drop(&mut self) {
+        if EVENT_LOG.load(Ordering::Relaxed) < 2 {
+            return;
+        }
+        let mut out = TextBuf(KVec::new());
+        if self.write_log(&mut out).is_err() {
+            return;
+        }
+        for line in out.0.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            pr_info!("nsvm evlog vcpu{}: {}\n", self.id, core::str::from_utf8(line).unwrap_or("?"));
         }
     }
 }
@@ -254,7 +332,7 @@ pub(crate) struct Vcpu {
 impl Vcpu {
     /// `KVM_CREATE_VCPU`: a new vCPU fd.
     pub(crate) fn create(vm: Arc<Vm>, id: u32) -> Result<isize> {
-        let stats = Arc::new(VcpuStats::new()?, GFP_KERNEL_ACCOUNT)?;
+        let stats = Arc::new(VcpuStats::new(id)?, GFP_KERNEL_ACCOUNT)?;
         let fpu = KPages::page()?;
         let loaded = hw::cpu::Loaded::new(&fpu)?;
         let mut st = VcpuState {
@@ -383,6 +461,7 @@ impl Vcpu {
                 let _ = self.vm.apic.mailbox(self.id).dump(&mut out, hw::task::now_ns());
             }
         }
+        let _ = self.stats.write_log(&mut out);
         if let Some(st) = self.state.try_lock() {
             if st.nst.nlog_count != 0 {
                 let _ = core::fmt::Write::write_fmt(

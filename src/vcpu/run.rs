@@ -241,6 +241,7 @@ impl Vcpu {
             st.prepare_interrupts(window, &|| self.vm.pic_inta());
             st.apply_policy(self.vm.policy());
             st.apply_guest_debug();
+            self.log_injection(st);
             let seen = loop {
                 // L2 on NPT02: dropped if the VM's memory changed since it
                 // was composed, and the entry abandoned if it changes again
@@ -297,6 +298,32 @@ impl Vcpu {
         };
         common.encode(&mut RunPageWriter(&self.run));
         r
+    }
+}
+
+impl Vcpu {
+    /// The event about to be injected, for the event log; an external
+    /// interrupt while the guest has IF = 0 or an interrupt shadow is a
+    /// defect of nsvm, reported once (`evlog::Record::is_suspect`).
+    fn log_injection(&self, st: &mut VcpuState) {
+        let v = st.vmcb();
+        let ei = v.control.event_inj;
+        if ei & nsvm_core::event::bits::VALID == 0 {
+            return;
+        }
+        let shadow = u64::from(v.control.int_state & nsvm_core::vmcb::int_state::SHADOW != 0);
+        let r = nsvm_core::evlog::Record::new(
+            nsvm_core::evlog::Kind::Inject,
+            0,
+            u64::from(ei) | u64::from(v.control.event_inj_err) << 32,
+            v.save.rip,
+            v.save.rflags | shadow << 32,
+        );
+        self.stats.log(r.kind, r.a, r.b, r.c);
+        if r.is_suspect() {
+            self.stats.bump(nsvm_core::stats::SUSPECT_INJECTIONS);
+            kernel::pr_warn_once!("nsvm: vCPU {}: interrupt {:#x} injected with guest RFLAGS {:#x} (IF=0 or an interrupt shadow): a defect of nsvm\n", self.id, ei & 0xff, v.save.rflags);
+        }
     }
 }
 

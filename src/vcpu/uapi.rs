@@ -202,11 +202,11 @@ impl Vcpu {
                         // (`nsvm_core::tsc`), as KVM's.
                         let off = self.vm.tsc_write(v, true);
                         st.set_l1_tsc_offset(off);
-                    } else if self.kvmclock_msr(&mut st, index, Some(v)).is_none() && !st.write_msr_as(index, v, true) {
+                    } else if self.kvmclock_msr(&mut st, index, Some(v), true).is_none() && !st.write_msr_as(index, v, true) {
                         break;
                     }
                 } else {
-                    match self.kvmclock_msr(&mut st, index, None).unwrap_or_else(|| st.read_msr_as(index, true)) {
+                    match self.kvmclock_msr(&mut st, index, None, true).unwrap_or_else(|| st.read_msr_as(index, true)) {
                         Some(v) => e[8..16].copy_from_slice(&v.to_ne_bytes()),
                         None => break,
                     }

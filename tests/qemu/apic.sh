@@ -38,6 +38,28 @@ for dev in nsvm kvm; do
     if [ $dev = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
 done
 
+# The vCPU event log (docs/uapi.md "debugfs"): with event_log=2 a run of
+# the one-shot timer case leaves, when its vCPU goes, the log in the kernel
+# log: the timer's vector taken from the APIC, injected at VMRUN with IF = 1
+# and ended by the guest's EOI, among #VMEXIT records.
+case_ "event_log=2: the timer case's interrupts in the vCPU event log"
+if load_nsvm event_log=2; then
+    mark_log
+    nsvm-apitest --device /dev/nsvm --guests $G apic_timer_oneshot > /tmp/case.out 2>&1 || echo "(apic_timer_oneshot failed)"
+    new_log | grep "nsvm evlog vcpu0:" > /tmp/evlog.txt
+    unload_nsvm
+    sed -n '1,3p;$p' /tmp/evlog.txt
+    grep -q "PASS: apic_timer_oneshot" /tmp/case.out || WRONG="$WRONG case"
+    grep -q "timer expired" /tmp/evlog.txt || WRONG="$WRONG no-timer-record"
+    grep -q "inject INTR 0x[0-9a-f]* at rip 0x[0-9a-f]* rflags 0x[0-9a-f]*[2367abef][0-9a-f][0-9a-f]\b" /tmp/evlog.txt || WRONG="$WRONG no-injection-with-IF"
+    grep -q " eoi 0x" /tmp/evlog.txt || WRONG="$WRONG no-eoi"
+    grep -q " exit 0x[0-9a-f]* at rip" /tmp/evlog.txt || WRONG="$WRONG no-exit-records"
+    grep -q "IF=0 or shadow" /tmp/evlog.txt && WRONG="$WRONG suspect-injection"
+    verdict
+else
+    fail "nsvm did not load with event_log=2"
+fi
+
 for c in $CASES; do
     case_ "$c: the same result on nsvm and kvm_amd"
     expect_line /tmp/kvm.apic "^PASS: $c$"

@@ -45,8 +45,8 @@ one_boot() {
             timeout 10 nsvm stats --pid $qpid 2>&1 | head -n 60
             sleep 2
             timeout 10 nsvm stats --pid $qpid 2>&1 | head -n 60
-            echo "--- nsvm's debugfs (vCPUs in KVM_RUN: their mailbox and timer):"
-            for f in /sys/kernel/debug/nsvm/*/vcpu*; do [ -f "$f" ] && { echo "$f:"; timeout 5 head -c 2000 "$f"; }; done
+            echo "--- nsvm's debugfs (vCPUs in KVM_RUN: their mailbox and timer; with event_log=1 their last events):"
+            for f in /sys/kernel/debug/nsvm/*/vcpu*; do [ -f "$f" ] && { echo "$f:"; timeout 5 cat "$f" | head -n 4; timeout 5 cat "$f" | sed -n '/^event log/,$p' | tail -n 120; }; done
             echo "--- threads:"
             for t in /proc/$qpid/task/*; do
                 echo "$(cat $t/comm 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null) state=$(sed -n 's/^State:[[:space:]]*//p' $t/status 2>/dev/null)"
@@ -75,6 +75,9 @@ stress() {
     ok=0 bad=0 slow=0 i=0
     while [ $i -lt "$N" ]; do
         i=$((i + 1))
+        # Each boot's kernel log from empty (the event logs of event_log=2
+        # would otherwise scroll the mark out of the ring).
+        dmesg -c > /dev/null
         mark_log
         t0=$(date +%s)
         one_boot /tmp/stress.log "$2"
@@ -90,8 +93,10 @@ stress() {
         else
             bad=$((bad + 1)); echo "$1 boot $i: FAILED ($((t1 - t0)) s); the inner console:"
             grep -v '^\s*$' /tmp/stress.log | tail -n 80
-            echo "... the test VM's kernel log since the boot began:"
-            new_log | tail -n 80
+            echo "... the test VM's kernel log since the boot began (without event-log lines):"
+            new_log | grep -v "nsvm evlog" | tail -n 80
+            echo "... the vCPUs' event logs (module parameter event_log=2):"
+            new_log | grep "nsvm evlog" | sed 's/^\[[^]]*\] //' | tail -n 600
         fi
     done
     echo "STRESS $1: $ok up, $bad failed, $slow stopped after 60 s, of $N"

@@ -49,6 +49,12 @@ pub mod bits {
     pub const VALID: u32 = 1 << 31;
 }
 
+/// Whether EVENTINJ `v` (low 32 bits) holds a valid external interrupt
+/// (type 0, INTR: APM vol. 2 15.20).
+pub const fn is_intr_injection(v: u32) -> bool {
+    v & (bits::VALID | bits::TYPE_MASK) == bits::VALID
+}
+
 /// An event as EVENTINJ / EXITINTINFO encode it: the low 32 bits plus the error
 /// code from the high 32 bits (`event_inj_err`, `exit_int_info_err`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,6 +195,16 @@ impl VIntr {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn intr_injection() {
+        use super::*;
+        assert!(is_intr_injection(Event::new(EventType::Intr, 0xec, None).info));
+        assert!(!is_intr_injection(Event::new(EventType::Nmi, 2, None).info));
+        assert!(!is_intr_injection(Event::new(EventType::Exception, 14, Some(0)).info));
+        assert!(!is_intr_injection(Event::new(EventType::SoftInt, 0x80, None).info));
+        assert!(!is_intr_injection(0xec));
+    }
+
     use super::*;
 
     #[test]

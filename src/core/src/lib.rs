@@ -15,6 +15,7 @@ pub mod cpu_state;
 pub mod cpuid;
 pub mod dirty_log;
 pub mod event;
+pub mod evlog;
 pub mod exit;
 pub mod fpu;
 pub mod guest_debug;

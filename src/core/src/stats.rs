@@ -188,8 +188,13 @@ pub const HOST_STATE_SAVES: usize = INVALID_PROCESSOR + 2;
 /// the VM clock set, the TSC offset changed, a stop reported).
 pub const KVMCLOCK_UPDATES: usize = INVALID_PROCESSOR + 3;
 
+/// `suspect_injections`: external interrupts found in EVENTINJ at VMRUN
+/// while the guest had RFLAGS.IF = 0 or an interrupt shadow, which nsvm
+/// must never do (`evlog::Record::is_suspect`); 0 unless nsvm has a defect.
+pub const SUSPECT_INJECTIONS: usize = INVALID_PROCESSOR + 4;
+
 /// Number of vCPU statistics.
-pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 4;
+pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 5;
 
 /// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
 pub fn vcpu_desc(i: usize) -> Option<Desc> {
@@ -214,6 +219,9 @@ pub fn vcpu_desc(i: usize) -> Option<Desc> {
     }
     if i == KVMCLOCK_UPDATES {
         return Some(Desc::new("kvmclock_updates", TYPE_CUMULATIVE));
+    }
+    if i == SUSPECT_INJECTIONS {
+        return Some(Desc::new("suspect_injections", TYPE_CUMULATIVE));
     }
     if (INVALID_BASE..=INVALID_PROCESSOR).contains(&i) {
         put(b"vmrun_invalid_");
