@@ -49,7 +49,20 @@ cpu=${NSVM_QEMU_CPU:-EPYC,+svm,+npt,+vgif,+svme-addr-chk,-nrip-save,-fxsr-opt,-m
 # seconds into the boot, switches the clocksource to HPET, and from then on
 # every clock read (KVM's exit paths, userspace's clock_gettime) costs more:
 # kvm_amd's userspace round trip went from ~2450 to ~5680 TSC mid-benchmark.
-tsc="tsc_early_khz=2000000"
+# Otherwise TCG's TSC is the host's (plus an offset): the kernel is told the
+# host's rate (tools/tsc-khz, measured), so that its TSC stays its clocksource
+# and counts as stable, as on hardware; told another rate, the kernel finds
+# it drifting against the HPET, marks it unstable, and every TSC reader
+# (nsvm's and kvm_amd's TSC matching, kvmclock, the inner guests) works
+# with a clock the kernel does not trust.
+root=$(cd "$(dirname "$0")/.." && pwd)
+tsck="$root/build/tsc-khz"
+if [ ! -x "$tsck" ] || [ "$tsck" -ot "$root/tools/tsc-khz/tsc_khz.c" ]; then
+    mkdir -p "$root/build"
+    ${CC:-cc} -O2 -Wall -Wextra -Werror -o "$tsck" "$root/tools/tsc-khz/tsc_khz.c" || die "cannot build tools/tsc-khz"
+fi
+khz=$("$tsck")
+tsc="tsc_early_khz=$khz"
 [ "$icount" = 1 ] && tsc="tsc_early_khz=1000000 tsc=reliable"
 qemu_args=(-machine q35 -accel "$accel" -cpu "$cpu" -smp "$smp" -m "$mem"
            -nographic -no-reboot -kernel "$kernel" -initrd "$initrd"

@@ -84,6 +84,11 @@ load_nsvm() {
 }
 unload_nsvm() { rmmod nsvm; }
 # Lines of the kernel log since the last mark_log.
+# The TSC rate the test kernel was told (run-qemu.sh: the host's, which
+# TCG gives the test VM): the inner guests' TSC runs at it too, so the inner
+# kernels are told the same (tsc_early_khz=$TSC_KHZ).
+TSC_KHZ=$(sed -n 's/.*tsc_early_khz=\([0-9]*\).*/\1/p' /proc/cmdline)
+TSC_KHZ=${TSC_KHZ:-2000000}
 mark_log() { LOGMARK=$(dmesg | wc -l); }
 new_log() { dmesg | tail -n +$((LOGMARK + 1)); }
 # The kernel log since the last mark_log (all of it with LOGMARK=0) has no

@@ -27,7 +27,7 @@ inner_qemu() {
     timeout -s TERM 240 $PIN qemu-system-x86_64 -accel ${2:-kvm} -cpu host -smp 2 -m 256 \
         -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
         -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
-        -append "console=ttyS0 panic=-1 tsc_early_khz=2000000 loglevel=4" > "$1" 2>&1
+        -append "console=ttyS0 panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4" > "$1" 2>&1
     echo $? > "$1.rc"
 }
 
@@ -69,7 +69,7 @@ migrate_case() {
         -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
         -chardev pipe,id=mon,path=/tmp/mon -mon chardev=mon,mode=readline \
         -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
-        -append "console=ttyS0 panic=-1 tsc_early_khz=2000000 loglevel=4 nsvm_stay" > /tmp/mig-$1.log 2>&1 &
+        -append "console=ttyS0 panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4 nsvm_stay" > /tmp/mig-$1.log 2>&1 &
     MIG_PID=$!
     cat /tmp/mon.out > /tmp/mon-$1.log &
     catpid=$!
@@ -98,7 +98,7 @@ migrate_case() {
     timeout -s TERM 300 $PIN qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 256 \
         -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
         -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
-        -append "console=ttyS0 panic=-1 tsc_early_khz=2000000 loglevel=4 nsvm_stay" \
+        -append "console=ttyS0 panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4 nsvm_stay" \
         -incoming "file:/tmp/mig-$1.bin" > /tmp/res-$1.log 2>&1 &
     rpid=$!
     n=0 next=""

@@ -30,7 +30,7 @@ one_boot() {
         -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
         -chardev pipe,id=mon,path=/tmp/smon -mon chardev=mon,mode=readline \
         -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
-        -append "console=ttyS0 panic=-1 tsc_early_khz=2000000 loglevel=4 nsvm_verbose" > "$1" 2>&1 &
+        -append "console=ttyS0 panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4 nsvm_verbose" > "$1" 2>&1 &
     qpid=$!
     cat /tmp/smon.out > /tmp/smon.log &
     catpid=$!
@@ -82,6 +82,8 @@ stress() {
         t0=$(date +%s)
         one_boot /tmp/stress.log "$2"
         t1=$(date +%s)
+        # event_log=2: the kvmclock MSR writes and record updates of every boot.
+        new_log | grep "nsvm evlog" | grep kvmclock | sed 's/^\[[^]]*\] //' | head -n 8
         if [ "$SLOW" = 1 ]; then
             slow=$((slow + 1)); echo "$1 boot $i: SLOW (stopped after 60 s)"
             cat /tmp/slow.txt
