@@ -252,8 +252,9 @@ pub(crate) struct Vcpu {
 }
 
 impl Vcpu {
-    /// `KVM_CREATE_VCPU`: a new vCPU fd.
-    pub(crate) fn create(vm: Arc<Vm>, id: u32) -> Result<isize> {
+    /// `KVM_CREATE_VCPU`: a new vCPU fd; `reset_bsp`: its id is the VM's
+    /// boot CPU id (`KVM_SET_BOOT_CPU_ID`), so it is the BSP after RESET.
+    pub(crate) fn create(vm: Arc<Vm>, id: u32, reset_bsp: bool) -> Result<isize> {
         let stats = Arc::new(VcpuStats::new()?, GFP_KERNEL_ACCOUNT)?;
         let fpu = KPages::page()?;
         let loaded = hw::cpu::Loaded::new(&fpu)?;
@@ -272,7 +273,7 @@ impl Vcpu {
                 dbg: nsvm_core::guest_debug::GuestDebug::default(),
                 dbg_guest_dr7: 0,
                 dbg_dr6: 0,
-                apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
+                apic_base: nsvm_core::msr::apic_base::reset_value(reset_bsp),
                 tsc_aux: 0,
                 kvmclock: nsvm_core::kvmclock::VcpuClock::default(),
                 cpuid: KVec::new(),
@@ -309,7 +310,7 @@ impl Vcpu {
             // The APIC timer calls back with the VM (fops.rs): the waiter
             // lives in the VM's bus, freed with the VM.
             vm.apic.mailbox(id).waiter.init(Arc::as_ptr(&vm).cast(), id)?;
-            st.apic = Some(KBox::new(lapic::VApic::new(id, vm.irqchip_full()), GFP_KERNEL_ACCOUNT)?);
+            st.apic = Some(KBox::new(lapic::VApic::new(id, vm.irqchip_full(), reset_bsp), GFP_KERNEL_ACCOUNT)?);
         }
         let npt_root = st.npt01_root;
         st.reset(npt_root, false);

@@ -131,6 +131,8 @@ pub mod kvm {
     pub const SET_TSS_ADDR: u32 = io(KVMIO, 0x47);
     /// `KVM_SET_IDENTITY_MAP_ADDR` (VM fd).
     pub const SET_IDENTITY_MAP_ADDR: u32 = iow(KVMIO, 0x48, 8);
+    /// `KVM_SET_BOOT_CPU_ID` (VM fd; the argument is the vCPU id itself).
+    pub const SET_BOOT_CPU_ID: u32 = io(KVMIO, 0x78);
     /// `KVM_SET_VAPIC_ADDR` (vCPU fd).
     pub const SET_VAPIC_ADDR: u32 = iow(KVMIO, 0x93, 8);
     /// `KVM_CREATE_IRQCHIP` (VM fd).
@@ -272,7 +274,7 @@ pub mod cap {
     caps! {
         IRQCHIP = 0, HLT = 1, USER_MEMORY = 3, SET_TSS_ADDR = 4, EXT_CPUID = 7, NR_VCPUS = 9,
         NR_MEMSLOTS = 10, PIT = 11, MP_STATE = 14, SYNC_MMU = 16, DESTROY_MEMORY_REGION_WORKS = 21, SET_GUEST_DEBUG = 23,
-        REINJECT_CONTROL = 24, IRQ_ROUTING = 25, IRQ_INJECT_STATUS = 26, JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IRQFD = 32, PIT2 = 33, PIT_STATE2 = 35, IOEVENTFD = 36,
+        REINJECT_CONTROL = 24, IRQ_ROUTING = 25, IRQ_INJECT_STATUS = 26, JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IRQFD = 32, PIT2 = 33, SET_BOOT_CPU_ID = 34, PIT_STATE2 = 35, IOEVENTFD = 36,
         SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
         X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
         GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, KVMCLOCK_CTRL = 76, SIGNAL_MSI = 77, READONLY_MEM = 81, IRQFD_RESAMPLE = 82,
@@ -299,6 +301,8 @@ pub mod cap {
         (NR_MEMSLOTS, crate::memslot::MAX_SLOTS as i32),
         (MAX_VCPUS, 64),
         (MAX_VCPU_ID, 64),
+        // KVM_SET_BOOT_CPU_ID (nsvm_core::bsp).
+        (SET_BOOT_CPU_ID, 1),
         (IMMEDIATE_EXIT, 1),
         (USER_MEMORY2, 1),
         (BINARY_STATS_FD, 1),
@@ -751,6 +755,8 @@ mod tests {
             (cap::XCRS, kb::KVM_CAP_XCRS),
             (cap::XSAVE2, kb::KVM_CAP_XSAVE2),
             (cap::MCE, kb::KVM_CAP_MCE),
+            (cap::SET_BOOT_CPU_ID, kb::KVM_CAP_SET_BOOT_CPU_ID),
+            (cap::MAX_VCPU_ID, kb::KVM_CAP_MAX_VCPU_ID),
             (cap::MANUAL_DIRTY_LOG_PROTECT2, kb::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2),
         ];
         for (a, b) in expect {
@@ -898,6 +904,7 @@ mod tests {
         // Numbers as the 7.2 header computes them.
         assert_eq!(kvm::ENABLE_CAP, 0x4068_aea3);
         assert_eq!(kvm::SET_IDENTITY_MAP_ADDR, 0x4008_ae48);
+        assert_eq!(kvm::SET_BOOT_CPU_ID, 0xae78);
         assert_eq!(kvm::SET_VAPIC_ADDR, 0x4008_ae93);
         assert_eq!(kvm::CREATE_IRQCHIP, 0xae60);
         assert_eq!(kvm::GET_IRQCHIP, 0xc208_ae62);

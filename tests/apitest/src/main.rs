@@ -6,6 +6,7 @@
 //! (see `errnos.rs`); `--list-ioctls` prints the ioctls `errno_table` issues.
 
 mod apic;
+mod bootcpu;
 mod dirty_log;
 mod pit;
 mod errnos;
@@ -1116,11 +1117,11 @@ fn fuzz(e: &Env, n: u64) -> R {
         let cmd = (dir << 30) | (size << 16) | (ty << 8) | nr;
         // One in four: exactly one of the ioctls of the QEMU surface (issue
         // 10), so their argument checks see random input often.
-        const SURFACE: [u32; 15] = [
+        const SURFACE: [u32; 16] = [
             kvm::GET_XSAVE, kvm::SET_XSAVE, kvm::GET_XSAVE2, kvm::GET_XCRS, kvm::SET_XCRS,
             kvm::GET_DEBUGREGS, kvm::SET_DEBUGREGS, kvm::GET_CPUID2, kvm::IOEVENTFD,
             kvm::X86_SETUP_MCE, kvm::X86_SET_MCE, kvm::X86_GET_MCE_CAP_SUPPORTED, kvm::SET_GUEST_DEBUG,
-            kvm::GET_CLOCK, kvm::SET_CLOCK,
+            kvm::GET_CLOCK, kvm::SET_CLOCK, kvm::SET_BOOT_CPU_ID,
         ];
         let cmd = if (r >> 60) & 3 == 0 { SURFACE[(r >> 32) as usize % SURFACE.len()] } else { cmd };
         if cmd == kvm::RUN {
@@ -1264,6 +1265,7 @@ fn main() {
         ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
         ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
         ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line),
+        ("apic_boot_cpu", bootcpu::apic_boot_cpu),
         ("pit_caps", pit::pit_caps), ("pit_needs_irqchip", pit::pit_needs_irqchip), ("pit_errnos", pit::pit_errnos),
         ("pit_mode2", pit::pit_mode2), ("pit_mode0", pit::pit_mode0), ("pit_latch", pit::pit_latch), ("pit_gate2", pit::pit_gate2),
         ("pit_speaker_port", pit::pit_speaker_port), ("pit_bcd", pit::pit_bcd), ("pit_set_count", pit::pit_set_count),
