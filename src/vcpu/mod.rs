@@ -22,6 +22,7 @@ pub(crate) mod lapic;
 mod nested;
 mod run;
 mod state;
+mod str_mmio;
 mod debug;
 mod uapi;
 mod xstate;
@@ -223,14 +224,17 @@ impl VcpuStats {
 enum Pending {
     /// Port I/O; `in_size` is the size of an IN (None for OUT).
     Io { next_rip: u64, in_size: Option<u8> },
-    /// MMIO; `read` says where a load's data goes.
+    /// An MMIO load; `read` says where its data goes.
     Mmio { next_rip: u64, read: Option<(mmio::Reg, mmio::Extend, u8)> },
     /// INS/OUTS of `count` elements; the guest addresses are in `string_gpas`.
     StrIo { next_rip: u64, is_in: bool, rep: bool, count: u64, size: u8, amask: u64, idx: Gpr, df: bool },
-    /// One element of MOVS/STOS on MMIO: rSI (`si`) and rDI (`di`) move by
-    /// `size`, rCX counts down with `rep`; `store` is the RAM address a
-    /// MOVS from MMIO writes the data userspace returned to.
-    StrMmio { next_rip: u64, rep: bool, size: u8, amask: u64, df: bool, si: bool, di: bool, store: Option<u64> },
+    /// The MMIO read of an element of LODS or MOVS (`str_mmio.rs`): its
+    /// data goes to rAX or to the destination, then the registers move.
+    StrMmioRead(str_mmio::StrCtx),
+    /// An MMIO write whose instruction (or string element) was completed
+    /// before the exit, as KVM does: nothing left to do but, when `step`
+    /// (the instruction finished), the single step a debugger waits for.
+    Done { step: bool },
 }
 
 /// One vCPU.

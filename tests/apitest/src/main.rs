@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `nsvm-apitest [--device PATH] [--fuzz N] [--errnos FILE] [CASE...]`: KVM UAPI
+//! `nsvm-apitest [--device PATH] [--fuzz N] [--errnos FILE] [--trace FILE] [CASE...]`: KVM UAPI
 //! conformance and robustness cases that must behave the same on /dev/nsvm and
 //! /dev/kvm. Each case prints PASS/FAIL; the last line is `N passed, N failed`.
 //! `nsvm-apitest --compare-errnos NSVM KVM` compares two `errno_table` files
@@ -31,6 +31,7 @@ type Case = (&'static str, fn(&Env) -> R);
 mod mm_identity;
 mod mmu;
 mod slot_churn;
+mod strmmio;
 mod surface;
 
 fn errno() -> i32 {
@@ -63,6 +64,9 @@ struct Env {
     guests: Option<String>,
     /// Where `errno_table` writes its results.
     errnos: Option<String>,
+    /// Where `string_mmio_lods_movs` writes its exits (`--trace FILE`),
+    /// for the suite to compare the devices.
+    trace: Option<String>,
 }
 
 impl Env {
@@ -966,6 +970,8 @@ fn guest_fuzz(e: &Env) -> R {
         &[0xcf], &[0x0f, 0x06], &[0xb8, 0xaa, 0xaa], &[0xb9, 0xaa, 0xaa], &[0xba, 0xaa, 0xaa], &[0xbf, 0xaa, 0xaa],
         &[0x66, 0xb8, 0xaa, 0xaa, 0xaa, 0xaa], &[0x66, 0xb9, 0xaa, 0xaa, 0xaa, 0xaa], &[0xf3, 0x90], &[0x0f, 0x01, 0xf9],
         &[0x0f, 0xae, 0x06, 0xaa, 0xaa], &[0x0f, 0x0d, 0x00],
+        // String instructions on MMIO: LODS, MOVS, STOS, with REP and 67.
+        &[0xf3, 0xac], &[0xad], &[0xf3, 0xa4], &[0x66, 0xa5], &[0x67, 0xf3, 0xad], &[0xaa], &[0xf3, 0xab], &[0xfd],
     ];
     let fill = |buf: &mut [u8], rnd: &mut dyn FnMut() -> u64| {
         let mut i = 0;
@@ -1180,6 +1186,7 @@ fn main() {
     let mut fuzz_n = 0u64;
     let mut guests = None;
     let mut errnos = None;
+    let mut trace = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -1199,6 +1206,10 @@ fn main() {
                 errnos = Some(args[i + 1].clone());
                 args.drain(i..i + 2);
             }
+            "--trace" => {
+                trace = Some(args[i + 1].clone());
+                args.drain(i..i + 2);
+            }
             "--list-ioctls" => {
                 errnos::list_ioctls();
                 std::process::exit(0);
@@ -1215,7 +1226,7 @@ fn main() {
             _ => i += 1,
         }
     }
-    let e = Env { device, guests, errnos };
+    let e = Env { device, guests, errnos, trace };
     let cases: Vec<Case> = vec![
         ("api_version", api_version),
         ("vcpu_ids", vcpu_ids),
@@ -1254,6 +1265,7 @@ fn main() {
         ("tsc_sync", kvmclock::tsc_sync),
         ("tsc_aux", kvmclock::tsc_aux),
         ("string_mmio", surface::string_mmio),
+        ("string_mmio_lods_movs", strmmio::string_mmio_lods_movs),
         ("outs_ioeventfd", surface::outs_ioeventfd),
         ("xsetbv_cpuid", surface::xsetbv_cpuid),
     ];
