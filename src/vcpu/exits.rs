@@ -416,6 +416,7 @@ impl Vcpu {
             // it at the exit.
             let v = st.vmcb();
             v.save.rip = next_rip;
+            v.save.rflags &= !rflags::RF;
             v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
             st.uexit.pending = Some(Pending::Done { step: true });
         } else {

@@ -8,9 +8,11 @@
 //! another MMIO address, which is then a write exit), then moves
 //! rSI/rDI/rCX. A write exit (STOS, MOVS to MMIO) comes after the element
 //! is done, as KVM completes an instruction before exiting for its MMIO
-//! write: rSI/rDI/rCX have moved, and RIP is past the instruction when
-//! the count is done. With REP the instruction runs again for the next
-//! element (the elements on RAM run in the guest). Register effects and
+//! write: rSI/rDI/rCX have moved, and RIP is past the instruction without
+//! REP. A REP instruction keeps RIP (with RFLAGS.RF set) and runs again
+//! for the next element, after the last one too: KVM's emulator checks
+//! the count before an element, never after, so the processor ends the
+//! instruction with rCX = 0 (the elements on RAM run in the guest). Register effects and
 //! decoding: `nsvm_core::mmio::{StrAccess, decode_string}`.
 
 use kernel::prelude::*;
@@ -65,13 +67,21 @@ impl VcpuState {
     }
 
     /// The register effects of the element (`StrAccess::advance`), and RIP
-    /// past the instruction when it is complete (returned).
-    fn str_advance(&mut self, c: &StrCtx) -> bool {
+    /// past the instruction when it moves there now (returned: without
+    /// REP; a REP instruction runs again, ended by the processor once rCX
+    /// is 0). RFLAGS.RF as KVM writes it back (`rflags_after`) when
+    /// `exiting` (a write exit) or the instruction is done; untouched
+    /// between the elements of a REP done in the kernel, as KVM's emulator
+    /// goes on to the next element without writing RFLAGS back.
+    fn str_advance(&mut self, c: &StrCtx, exiting: bool) -> bool {
         let mut regs = self.all_gprs();
         let done = c.s.advance(&mut regs, c.df);
         self.set_all_gprs(&regs);
+        let v = self.vmcb();
+        if exiting || done {
+            v.save.rflags = c.s.rflags_after(v.save.rflags);
+        }
         if done {
-            let v = self.vmcb();
             v.save.rip = c.next_rip;
             v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
         }
@@ -192,7 +202,7 @@ impl Vcpu {
         if self.vm.ioapic_mmio(dst, true, len, data).is_some() || self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, dst, len, data) {
             return self.str_done(st, c);
         }
-        let finished = st.str_advance(c);
+        let finished = st.str_advance(c, true);
         st.uexit.pending = Some(Pending::Done { step: finished });
         self.stats.bump(st_idx::MMIO_EXITS);
         self.user_exit(UserExit::Mmio { phys_addr: dst, data, len, is_write: true })
@@ -201,7 +211,7 @@ impl Vcpu {
     /// The element done in the kernel: registers, RIP when complete, and
     /// then the single step a debugger may be waiting for.
     fn str_done(&self, st: &mut VcpuState, c: &StrCtx) -> Next {
-        if st.str_advance(c) {
+        if st.str_advance(c, false) {
             return self.step_after_emulation(st).unwrap_or(Next::Guest);
         }
         Next::Guest

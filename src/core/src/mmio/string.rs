@@ -83,8 +83,10 @@ impl StrAccess {
     /// the element size (down with `df`), rCX counts down with REP; only
     /// the address-size part of each changes, a 32-bit result
     /// zero-extends (KVM's `register_address_increment`). Returns whether
-    /// the instruction is complete (no REP, or rCX's address-size part
-    /// reached 0): then RIP moves past it, else it runs again.
+    /// RIP moves past the instruction now: only without REP. With REP the
+    /// instruction runs again, also after its last element — KVM's
+    /// emulator checks the count before an element, never after one, so
+    /// the processor itself ends it with rCX = 0 (no access then).
     pub fn advance(&self, regs: &mut Gprs, df: bool) -> bool {
         let merge = |old: u64, new: u64| match self.addr_size {
             2 => (old & !0xffff) | (new & 0xffff),
@@ -98,11 +100,24 @@ impl StrAccess {
                 regs[r] = merge(regs[r], moved);
             }
         }
-        if !self.rep {
-            return true;
+        if self.rep {
+            regs[Gpr::Rcx] = merge(regs[Gpr::Rcx], regs[Gpr::Rcx].wrapping_sub(1));
         }
-        regs[Gpr::Rcx] = merge(regs[Gpr::Rcx], regs[Gpr::Rcx].wrapping_sub(1));
-        regs[Gpr::Rcx] & self.addr_mask() == 0
+        !self.rep
+    }
+
+    /// RFLAGS as KVM's emulator writes them back when it exits for an
+    /// element's MMIO write or completes the instruction: RF set while a
+    /// REP instruction is in progress (it runs again: no instruction
+    /// breakpoint on it), clear otherwise. (Between the elements of a REP
+    /// that KVM runs without leaving its emulator it writes nothing back:
+    /// the caller leaves RFLAGS alone there.)
+    pub const fn rflags_after(&self, rflags: u64) -> u64 {
+        if self.rep {
+            rflags | crate::x86::rflags::RF
+        } else {
+            rflags & !crate::x86::rflags::RF
+        }
     }
 }
 
@@ -221,9 +236,10 @@ mod tests {
         let mut g = Gprs::default();
         g[Rcx] = 0x0005_0002;
         let s = acc(StrKind::Movs, 1, true, 2);
+        // REP: RIP never moves with an element, the last one included.
         assert!(!s.advance(&mut g, false));
         assert_eq!(g[Rcx], 0x0005_0001);
-        assert!(s.advance(&mut g, false));
+        assert!(!s.advance(&mut g, false));
         assert_eq!(g[Rcx], 0x0005_0000);
         // 32-bit count: the upper half of RCX goes, bit 16 counts.
         g[Rcx] = 0xffff_ffff_0001_0000;
@@ -234,12 +250,19 @@ mod tests {
         assert!(!acc(StrKind::Stos, 1, true, 8).advance(&mut g, false));
         assert_eq!(g[Rcx], (1 << 40) - 1);
         g[Rcx] = 1;
-        assert!(acc(StrKind::Stos, 1, true, 8).advance(&mut g, false));
+        assert!(!acc(StrKind::Stos, 1, true, 8).advance(&mut g, false));
         assert_eq!(g[Rcx], 0);
-        // Without REP, rCX is untouched.
+        // Without REP, rCX is untouched and RIP moves.
         g[Rcx] = 7;
         assert!(acc(StrKind::Lods, 1, false, 2).advance(&mut g, false));
         assert_eq!(g[Rcx], 7);
+    }
+
+    #[test]
+    fn rf_while_a_rep_runs() {
+        assert_eq!(acc(StrKind::Movs, 1, true, 2).rflags_after(0x46), 0x1_0046);
+        assert_eq!(acc(StrKind::Movs, 1, false, 2).rflags_after(0x1_0046), 0x46);
+        assert_eq!(acc(StrKind::Lods, 1, true, 2).rflags_after(0x1_0002), 0x1_0002);
     }
 
     #[test]
