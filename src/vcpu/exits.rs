@@ -425,73 +425,20 @@ impl Vcpu {
                 return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
             }
         }
-        st.uexit.pending = Some(Pending::Mmio { next_rip, read });
+        if read.is_none() {
+            // A store: KVM completes the instruction before it exits for
+            // the write (x86_emulate_instruction), so RIP is already past
+            // it at the exit.
+            let v = st.vmcb();
+            v.save.rip = next_rip;
+            v.save.rflags &= !rflags::RF;
+            v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
+            st.uexit.pending = Some(Pending::Done { step: true });
+        } else {
+            st.uexit.pending = Some(Pending::Mmio { next_rip, read });
+        }
         self.stats.bump(st_idx::MMIO_EXITS);
         Ok(self.user_exit(UserExit::Mmio { phys_addr: gpa, data, len: u32::from(acc.size), is_write }))
-    }
-
-    /// MOVS or STOS with an element on MMIO (APM vol. 3): as KVM's emulator,
-    /// one element per exit to userspace (`KVM_EXIT_MMIO` of `size` bytes),
-    /// rSI/rDI/rCX updated when it completes and the instruction run again
-    /// while REP has a count left (the elements on RAM then run in the
-    /// guest). MOVS from RAM to MMIO writes the source element; from MMIO
-    /// to RAM it reads and stores the data userspace returns. MOVS between
-    /// two MMIO addresses is not emulated (emulation failure).
-    fn string_mmio(&self, st: &mut VcpuState, inner: &VmMem<'_>, s: mmio::StrAccess, bytes: &[u8]) -> Result<Next> {
-        let regs = st.all_gprs();
-        let amask = s.addr_mask();
-        let (rip, cs) = (st.vmcb().save.rip, st.code_size());
-        let df = st.vmcb().save.rflags & rflags::DF != 0;
-        let mut next_rip = rip.wrapping_add(u64::from(s.len));
-        if cs != mmio::CodeSize::Bits64 {
-            next_rip &= 0xffff_ffff;
-        }
-        let size = usize::from(s.size);
-        let es = st.string_segment_base(true, bytes);
-        let dst_la = es.wrapping_add(regs[Gpr::Rdi] & amask);
-        let dst = match st.translate(inner, dst_la, true) {
-            Ok(g) => g,
-            Err(pf) => return Ok(st.page_fault(dst_la, pf)),
-        };
-        let is_ram = |g: u64, write: bool| inner.slot(g).is_some_and(|sl| !(write && sl.readonly()));
-        let fail = |st: &mut VcpuState| {
-            let rip = st.vmcb().save.rip;
-            UserExit::emulation_failure(rip, &[dst], bytes, Some(bytes.len()))
-        };
-        let (exit, si, store) = match s.kind {
-            mmio::StrKind::Stos => {
-                let data = if size == 8 { regs[Gpr::Rax] } else { regs[Gpr::Rax] & ((1u64 << (8 * size)) - 1) };
-                (UserExit::Mmio { phys_addr: dst, data, len: u32::from(s.size), is_write: true }, false, None)
-            }
-            mmio::StrKind::Movs => {
-                let ds = st.string_segment_base(false, bytes);
-                let src_la = ds.wrapping_add(regs[Gpr::Rsi] & amask);
-                let src = match st.translate(inner, src_la, false) {
-                    Ok(g) => g,
-                    Err(pf) => return Ok(st.page_fault(src_la, pf)),
-                };
-                if is_ram(src, false) {
-                    let mut d = [0u8; 8];
-                    if !st.guest_mem(inner).read_bytes(src, &mut d[..size]) {
-                        return Ok(self.user_exit(fail(st)));
-                    }
-                    (UserExit::Mmio { phys_addr: dst, data: u64::from_le_bytes(d), len: u32::from(s.size), is_write: true }, true, None)
-                } else if is_ram(dst, true) {
-                    (UserExit::Mmio { phys_addr: src, data: 0, len: u32::from(s.size), is_write: false }, true, Some(dst))
-                } else {
-                    return Ok(self.user_exit(fail(st)));
-                }
-            }
-        };
-        // A write an ioeventfd takes completes here (KVM's MMIO bus).
-        if let UserExit::Mmio { phys_addr, data, len, is_write: true } = exit {
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, phys_addr, len, data) {
-                return Ok(self.string_step(st, StrElem { next_rip, rep: s.rep, size: s.size, amask, df }, &[(Gpr::Rsi, si), (Gpr::Rdi, true)]));
-            }
-        }
-        st.uexit.pending = Some(Pending::StrMmio { next_rip, rep: s.rep, size: s.size, amask, df, si, di: true, store });
-        self.stats.bump(st_idx::MMIO_EXITS);
-        Ok(self.user_exit(exit))
     }
 
     /// Completes one element of a string instruction in the kernel: the

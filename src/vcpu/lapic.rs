@@ -31,13 +31,7 @@ pub(crate) const X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST: u32 = 4;
 pub(crate) const X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST: u32 = 8;
 
 /// `KVM_MP_STATE_*`.
-pub(super) mod mp {
-    pub(crate) const RUNNABLE: u32 = 0;
-    pub(crate) const UNINITIALIZED: u32 = 1;
-    pub(crate) const INIT_RECEIVED: u32 = 2;
-    pub(crate) const HALTED: u32 = 3;
-    pub(crate) const SIPI_RECEIVED: u32 = 4;
-}
+pub(super) use nsvm_core::bsp::mp;
 
 /// A vCPU's in-kernel APIC and what its last accesses left to carry out.
 pub(super) struct VApic {
@@ -54,6 +48,9 @@ pub(super) struct VApic {
     last_deadline: (u64, u64),
     /// `KVM_MP_STATE_*`.
     pub(super) mp: u32,
+    /// The reset BSP: this vCPU's id is the VM's boot CPU id
+    /// (`KVM_SET_BOOT_CPU_ID`; KVM's `kvm_vcpu_is_reset_bsp`).
+    reset_bsp: bool,
     /// When the vCPU started waiting in the kernel (HLT), ns.
     halted_since: Option<u64>,
     /// Vectors whose EOI userspace's I/O APIC wants (level-triggered MSI
@@ -78,8 +75,9 @@ pub(super) struct VApic {
 }
 
 impl VApic {
-    pub(super) fn new(id: u32, full: bool) -> Self {
-        let mut m = Lapic::new(id, id == 0);
+    /// The APIC of vCPU `id` after RESET; `reset_bsp`: the VM's boot CPU.
+    pub(super) fn new(id: u32, full: bool, reset_bsp: bool) -> Self {
+        let mut m = Lapic::new(id, reset_bsp);
         if full {
             // No directed EOI with the in-kernel I/O APIC (KVM's quirk).
             m.advertise_directed_eoi = false;
@@ -92,7 +90,8 @@ impl VApic {
             dest_dirty: true,
             armed: None,
             last_deadline: (0, 0),
-            mp: if id == 0 { mp::RUNNABLE } else { mp::UNINITIALIZED },
+            mp: nsvm_core::bsp::initial_mp_state(true, reset_bsp),
+            reset_bsp,
             halted_since: None,
             ioapic_vectors: [0; 4],
             routes_seen: u64::MAX,
@@ -230,7 +229,9 @@ impl VcpuState {
     /// The APIC part of a RESET or INIT.
     pub(super) fn apic_reset(&mut self, init: bool) {
         if let Some(a) = self.apic.as_mut() {
-            let bsp = a.m.vcpu_id == 0;
+            // RESET sets APIC_BASE.BSP and LINT0 from the boot CPU id; INIT
+            // leaves both alone (the flag then changes nothing).
+            let bsp = a.reset_bsp;
             a.m.reset(init, bsp);
             a.timer_dirty = true;
             a.dest_dirty = true;
@@ -306,10 +307,11 @@ impl Vcpu {
         let npt_root = st.npt01_root;
         if flags & flag::INIT != 0 {
             // INIT (APM 16.5): the processor's INIT state, the APIC's INIT
-            // reset; an AP then waits for a SIPI (KVM: the BSP runs on).
+            // reset; an AP then waits for a SIPI, the BSP — APIC_BASE.BSP
+            // as it is now (KVM's kvm_vcpu_is_bsp) — runs on.
             st.reset(npt_root, true);
             if let Some(a) = st.apic.as_mut() {
-                a.mp = if a.m.vcpu_id == 0 { mp::RUNNABLE } else { mp::INIT_RECEIVED };
+                a.mp = nsvm_core::bsp::mp_state_after_init(a.m.base);
             }
         }
         if flags & flag::NMI != 0 {
@@ -621,9 +623,15 @@ impl Vcpu {
     }
 
     /// `KVM_GET_MP_STATE` (RUNNABLE without an in-kernel APIC, as KVM).
+    /// An INIT or SIPI posted to the vCPU is taken first (KVM's
+    /// `kvm_apic_accept_events` there): INIT resets it and leaves the BSP
+    /// RUNNABLE, an AP INIT_RECEIVED.
     pub(super) fn get_mp_state(&self, arg: usize) -> Result<isize> {
         let s = {
-            let st = self.state.lock();
+            let mut st = self.state.lock();
+            if st.apic.is_some() {
+                self.apic_sync(&mut st);
+            }
             st.apic.as_ref().map_or(mp::RUNNABLE, |a| a.mp)
         };
         UserSlice::new(UserPtr::from_addr(arg), 4).writer().write_slice(&s.to_ne_bytes())?;

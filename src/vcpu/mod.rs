@@ -22,6 +22,7 @@ pub(crate) mod lapic;
 mod nested;
 mod run;
 mod state;
+mod str_mmio;
 mod debug;
 mod uapi;
 mod xstate;
@@ -301,14 +302,17 @@ impl Drop for VcpuStats {
 enum Pending {
     /// Port I/O; `in_size` is the size of an IN (None for OUT).
     Io { next_rip: u64, in_size: Option<u8> },
-    /// MMIO; `read` says where a load's data goes.
+    /// An MMIO load; `read` says where its data goes.
     Mmio { next_rip: u64, read: Option<(mmio::Reg, mmio::Extend, u8)> },
     /// INS/OUTS of `count` elements; the guest addresses are in `string_gpas`.
     StrIo { next_rip: u64, is_in: bool, rep: bool, count: u64, size: u8, amask: u64, idx: Gpr, df: bool },
-    /// One element of MOVS/STOS on MMIO: rSI (`si`) and rDI (`di`) move by
-    /// `size`, rCX counts down with `rep`; `store` is the RAM address a
-    /// MOVS from MMIO writes the data userspace returned to.
-    StrMmio { next_rip: u64, rep: bool, size: u8, amask: u64, df: bool, si: bool, di: bool, store: Option<u64> },
+    /// The MMIO read of an element of LODS or MOVS (`str_mmio.rs`): its
+    /// data goes to rAX or to the destination, then the registers move.
+    StrMmioRead(str_mmio::StrCtx),
+    /// An MMIO write whose instruction (or string element) was completed
+    /// before the exit, as KVM does: nothing left to do but, when `step`
+    /// (the instruction finished), the single step a debugger waits for.
+    Done { step: bool },
 }
 
 /// One vCPU.
@@ -330,8 +334,9 @@ pub(crate) struct Vcpu {
 }
 
 impl Vcpu {
-    /// `KVM_CREATE_VCPU`: a new vCPU fd.
-    pub(crate) fn create(vm: Arc<Vm>, id: u32) -> Result<isize> {
+    /// `KVM_CREATE_VCPU`: a new vCPU fd; `reset_bsp`: its id is the VM's
+    /// boot CPU id (`KVM_SET_BOOT_CPU_ID`), so it is the BSP after RESET.
+    pub(crate) fn create(vm: Arc<Vm>, id: u32, reset_bsp: bool) -> Result<isize> {
         let stats = Arc::new(VcpuStats::new(id)?, GFP_KERNEL_ACCOUNT)?;
         let fpu = KPages::page()?;
         let loaded = hw::cpu::Loaded::new(&fpu)?;
@@ -350,7 +355,7 @@ impl Vcpu {
                 dbg: nsvm_core::guest_debug::GuestDebug::default(),
                 dbg_guest_dr7: 0,
                 dbg_dr6: 0,
-                apic_base: nsvm_core::msr::apic_base::reset_value(id == 0),
+                apic_base: nsvm_core::msr::apic_base::reset_value(reset_bsp),
                 tsc_aux: 0,
                 kvmclock: nsvm_core::kvmclock::VcpuClock::default(),
                 cpuid: KVec::new(),
@@ -387,7 +392,7 @@ impl Vcpu {
             // The APIC timer calls back with the VM (fops.rs): the waiter
             // lives in the VM's bus, freed with the VM.
             vm.apic.mailbox(id).waiter.init(Arc::as_ptr(&vm).cast(), id)?;
-            st.apic = Some(KBox::new(lapic::VApic::new(id, vm.irqchip_full()), GFP_KERNEL_ACCOUNT)?);
+            st.apic = Some(KBox::new(lapic::VApic::new(id, vm.irqchip_full(), reset_bsp), GFP_KERNEL_ACCOUNT)?);
         }
         let npt_root = st.npt01_root;
         st.reset(npt_root, false);

@@ -137,31 +137,23 @@ impl Vcpu {
                 st.uexit.string_gpas.clear();
                 done.then_some(next_rip)
             }
-            Some(Pending::StrMmio { next_rip, rep, size, amask, df, si, di, store }) => {
-                if let Some(g) = store {
-                    let d = self.run.read_u64(run::MMIO_DATA).to_le_bytes();
-                    let inner = self.vm.mem();
-                    st.guest_mem(&inner).write_bytes(g, &d[..usize::from(size)]);
-                }
-                let mut regs = st.all_gprs();
-                let step = u64::from(size);
-                // Only the address-size part changes; a 32-bit update
-                // zero-extends (APM vol. 3 MOVS/STOS).
-                let merge = |old: u64, new: u64| if amask == 0xffff_ffff { new & amask } else { (old & !amask) | (new & amask) };
-                for (on, r) in [(si, Gpr::Rsi), (di, Gpr::Rdi)] {
-                    if on {
-                        let moved = if df { regs[r].wrapping_sub(step) } else { regs[r].wrapping_add(step) };
-                        regs[r] = merge(regs[r], moved);
+            Some(Pending::StrMmioRead(c)) => {
+                let d = self.run.read_u64(run::MMIO_DATA);
+                let inner = self.vm.mem();
+                match self.str_after_read(st, &inner, c, d)? {
+                    // Its MOVS destination's write exit, a single step,
+                    // a failure: KVM_RUN ends again at once (KVM's
+                    // complete_userspace_io returning 0).
+                    Next::User => {
+                        drop(inner);
+                        self.stats.bump(st_idx::EXITS_USERSPACE);
+                        self.encode_common(st);
+                        return Ok(0);
                     }
+                    Next::Guest => None,
                 }
-                let mut done = true;
-                if rep {
-                    regs[Gpr::Rcx] = merge(regs[Gpr::Rcx], regs[Gpr::Rcx].wrapping_sub(1));
-                    done = regs[Gpr::Rcx] & amask == 0;
-                }
-                st.set_all_gprs(&regs);
-                done.then_some(next_rip)
             }
+            Some(Pending::Done { step }) => step.then(|| st.vmcb().save.rip),
             None => None,
         };
         if let Some(rip) = next_rip {

@@ -316,6 +316,15 @@ impl VcpuState {
                 a.m.set_tpr(((s.cr8 & 0xf) << 4) as u32);
                 self.cpu.apic_base = a.m.base;
             }
+            // KVM's rule for userspace that resets a vCPU by hand: a BSP
+            // (APIC_BASE as now set) put at the reset vector in real mode
+            // becomes runnable (nsvm_core::bsp::sregs_make_runnable).
+            let (base, rip) = (self.cpu.apic_base, self.vmcb().save.rip);
+            if nsvm_core::bsp::sregs_make_runnable(base, rip, s.cs.selector, s.cs.base, s.cr0) {
+                if let Some(a) = self.apic.as_mut() {
+                    a.mp = nsvm_core::bsp::mp::RUNNABLE;
+                }
+            }
         }
         Ok(())
     }

@@ -54,6 +54,10 @@ pub(crate) const MAX_VCPUS: u32 = 64;
 pub(crate) struct VmInner {
     /// Ids of the vCPUs created so far (bit per id).
     pub(super) vcpu_ids: u64,
+    /// The boot CPU id (`KVM_SET_BOOT_CPU_ID`, 0 by default): the vCPU
+    /// with this id is the reset BSP (`nsvm_core::bsp`). May equal
+    /// `MAX_VCPUS`, which no vCPU has (KVM accepts the limit itself).
+    pub(super) bsp_vcpu_id: u32,
     /// The MSI routes of `KVM_SET_GSI_ROUTING` (split irqchip).
     pub(crate) routes: KVec<nsvm_core::lapic::MsiRoute>,
 }
@@ -340,7 +344,7 @@ impl Vm {
         if vm_type != 0 {
             return Err(EINVAL);
         }
-        let inner = VmInner { vcpu_ids: 0, routes: KVec::new() };
+        let inner = VmInner { vcpu_ids: 0, bsp_vcpu_id: 0, routes: KVec::new() };
         let mmu = Mmu {
             slots: SlotTable::with_storage(HeapSlots(KVec::from_elem(None, MAX_SLOTS, GFP_KERNEL_ACCOUNT)?)),
             npt: Npt::new()?,

@@ -82,6 +82,21 @@ impl Vm {
                 Ok(0)
             }
             uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
+            uapi::kvm::SET_BOOT_CPU_ID => {
+                // KVM's order under its VM lock: a vCPU created (or being
+                // created) EBUSY, then an id beyond KVM_CAP_MAX_VCPU_ID
+                // EINVAL (the limit itself is accepted, as KVM compares
+                // with `>`).
+                let mut g = self.inner.lock();
+                match nsvm_core::bsp::set_boot_cpu_id(g.vcpu_ids != 0, arg as u64, MAX_VCPUS) {
+                    Ok(id) => {
+                        g.bsp_vcpu_id = id;
+                        Ok(0)
+                    }
+                    Err(nsvm_core::bsp::BootCpuError::Busy) => Err(EBUSY),
+                    Err(nsvm_core::bsp::BootCpuError::Invalid) => Err(EINVAL),
+                }
+            }
             uapi::kvm::GET_DIRTY_LOG => self.get_dirty_log(arg),
             uapi::kvm::CLEAR_DIRTY_LOG => self.clear_dirty_log(arg),
             uapi::kvm::CREATE_IRQCHIP => self.create_irqchip(),
@@ -248,7 +263,7 @@ impl Vm {
         if id >= MAX_VCPUS as usize {
             return Err(EINVAL);
         }
-        {
+        let reset_bsp = {
             let mut g = self.inner.lock();
             if g.vcpu_ids.count_ones() >= MAX_VCPUS {
                 return Err(EINVAL);
@@ -257,8 +272,10 @@ impl Vm {
                 return Err(EEXIST);
             }
             g.vcpu_ids |= 1 << id;
-        }
-        let r = Vcpu::create(self.clone(), id as u32);
+            // Fixed from here: KVM_SET_BOOT_CPU_ID is EBUSY now.
+            g.bsp_vcpu_id == id as u32
+        };
+        let r = Vcpu::create(self.clone(), id as u32, reset_bsp);
         if r.is_err() {
             self.inner.lock().vcpu_ids &= !(1 << id);
         }

@@ -350,6 +350,11 @@ expect_line /tmp/nsvm.apitest "^PASS: fuzz"
 expect_clean_log
 verdict
 
+case_ "LODS from MMIO and MOVS MMIO to MMIO: every exit and the registers at it, on /dev/nsvm (compared with kvm_amd below)"
+nsvm-apitest --device /dev/nsvm --guests $G --trace /tmp/nsvm.strmmio string_mmio_lods_movs; rc=$?
+expect_eq "string_mmio_lods_movs status" 0 $rc
+verdict
+
 case_ "the errno of every ioctl number of the 7.2 UAPI header on each fd, on /dev/nsvm"
 nsvm-apitest --device /dev/nsvm --errnos /tmp/nsvm.errnos errno_table; rc=$?
 expect_eq "errno_table status" 0 $rc
@@ -435,6 +440,10 @@ cat /tmp/kvm.apitest
 # A failing case here means the test, not nsvm, is wrong.
 expect_eq "nsvm-apitest status on /dev/kvm" 0 $rc
 verdict
+case_ "LODS from MMIO and MOVS MMIO to MMIO on /dev/kvm"
+nsvm-apitest --device /dev/kvm --guests $G --trace /tmp/kvm.strmmio string_mmio_lods_movs; rc=$?
+expect_eq "string_mmio_lods_movs status on /dev/kvm" 0 $rc
+verdict
 case_ "the errno of every ioctl number of the 7.2 UAPI header on each fd, on /dev/kvm"
 nsvm-apitest --device /dev/kvm --errnos /tmp/kvm.errnos errno_table; rc=$?
 expect_eq "errno_table status on /dev/kvm" 0 $rc
@@ -449,6 +458,11 @@ rmmod kvm_amd; rmmod kvm; rmmod irqbypass
 case_ "nsvm answers every ioctl with kvm_amd's errno, but for the differences docs/uapi.md justifies"
 nsvm-apitest --compare-errnos /tmp/nsvm.errnos /tmp/kvm.errnos; rc=$?
 expect_eq "compare-errnos status" 0 $rc
+verdict
+
+case_ "string MMIO (LODS, REP LODS, MOVS MMIO to MMIO, ...): the same exits, data and registers at each exit on nsvm and kvm_amd"
+expect_num "exits traced on nsvm" "$(wc -l < /tmp/nsvm.strmmio 2>/dev/null || echo 0)" -gt 50
+cmp -s /tmp/nsvm.strmmio /tmp/kvm.strmmio || { wrong_ "traces differ (diff below)"; diff /tmp/nsvm.strmmio /tmp/kvm.strmmio; }
 verdict
 
 for p in $PAYLOADS; do

@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(test), forbid(unsafe_code))]
 
+pub mod bsp;
 pub mod checks;
 pub mod clock;
 pub mod cpu_state;

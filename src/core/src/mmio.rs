@@ -10,6 +10,9 @@
 use crate::insn::is_legacy_prefix;
 use crate::x86::{Gpr, Gprs};
 
+mod string;
+pub use string::*;
+
 /// A register operand: a general-purpose register (its low `size` bytes),
 /// or one of the legacy high-byte registers AH, CH, DH, BH (`high8`, with
 /// `gpr` RAX, RCX, RDX or RBX: bits 15:8 of it).
@@ -246,7 +249,7 @@ pub fn load_into(regs: &mut Gprs, dst: Reg, ext: Extend, size: u8, data: u64) {
     };
 }
 
-const fn mask(size: u8) -> u64 {
+pub(crate) const fn mask(size: u8) -> u64 {
     if size >= 8 {
         u64::MAX
     } else {
@@ -336,99 +339,5 @@ mod tests {
         assert_eq!(store_value(&g, r(Rcx), 8), 0x1122_3344_5566_7788);
         g[R15] = 0xfedc;
         assert_eq!(store_value(&g, r(R15), 1), 0xdc);
-    }
-}
-
-/// A string instruction whose memory access hit MMIO (APM vol. 3 MOVS,
-/// STOS): one element per exit, as KVM's emulator exits for each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StrKind {
-    /// MOVS: DS:rSI (or the override) to ES:rDI.
-    Movs,
-    /// STOS: rAX to ES:rDI.
-    Stos,
-}
-
-/// A decoded MOVS/STOS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StrAccess {
-    /// Instruction length.
-    pub len: u8,
-    /// Element size in bytes.
-    pub size: u8,
-    /// MOVS or STOS.
-    pub kind: StrKind,
-    /// REP (F3; F2 repeats these two the same way).
-    pub rep: bool,
-    /// Address size in bytes (2, 4, 8): rSI/rDI/rCX are used modulo it.
-    pub addr_size: u8,
-}
-
-impl StrAccess {
-    /// The mask of the address-size part of rSI/rDI/rCX.
-    pub const fn addr_mask(&self) -> u64 {
-        match self.addr_size {
-            2 => 0xffff,
-            4 => 0xffff_ffff,
-            _ => u64::MAX,
-        }
-    }
-}
-
-/// Decodes MOVS (A4/A5) or STOS (AA/AB) with their prefixes.
-pub fn decode_string(b: &[u8], cs: CodeSize) -> Result<StrAccess, DecodeError> {
-    let mut i = 0;
-    let (mut opsize_override, mut addrsize_override, mut rep) = (false, false, false);
-    while i < b.len() && is_legacy_prefix(b[i]) {
-        match b[i] {
-            0x66 => opsize_override = true,
-            0x67 => addrsize_override = true,
-            0xf2 | 0xf3 => rep = true,
-            _ => {}
-        }
-        i += 1;
-    }
-    let mut rex_w = false;
-    if cs == CodeSize::Bits64 && i < b.len() && b[i] & 0xf0 == 0x40 {
-        rex_w = b[i] & 8 != 0;
-        i += 1;
-    }
-    let op = *b.get(i).ok_or(DecodeError::Truncated)?;
-    let wide = match cs {
-        CodeSize::Bits64 if rex_w => 8,
-        CodeSize::Bits16 => if opsize_override { 4 } else { 2 },
-        _ => if opsize_override { 2 } else { 4 },
-    };
-    let (kind, size) = match op {
-        0xa4 => (StrKind::Movs, 1),
-        0xa5 => (StrKind::Movs, wide),
-        0xaa => (StrKind::Stos, 1),
-        0xab => (StrKind::Stos, wide),
-        _ => return Err(DecodeError::Unsupported),
-    };
-    let addr_size = match cs {
-        CodeSize::Bits64 => if addrsize_override { 4 } else { 8 },
-        CodeSize::Bits32 => if addrsize_override { 2 } else { 4 },
-        CodeSize::Bits16 => if addrsize_override { 4 } else { 2 },
-    };
-    Ok(StrAccess { len: (i + 1) as u8, size, kind, rep, addr_size })
-}
-
-#[cfg(test)]
-mod string_tests {
-    use super::*;
-
-    #[test]
-    fn movs_stos() {
-        let s = decode_string(&[0xf3, 0xaa], CodeSize::Bits16).unwrap();
-        assert_eq!(s, StrAccess { len: 2, size: 1, kind: StrKind::Stos, rep: true, addr_size: 2 });
-        assert_eq!(s.addr_mask(), 0xffff);
-        let s = decode_string(&[0xf3, 0x48, 0xa5], CodeSize::Bits64).unwrap();
-        assert_eq!((s.size, s.kind, s.rep, s.addr_size, s.len), (8, StrKind::Movs, true, 8, 3));
-        let s = decode_string(&[0x26, 0x66, 0x67, 0xa5], CodeSize::Bits32).unwrap();
-        assert_eq!((s.size, s.addr_size, s.rep, s.len), (2, 2, false, 4));
-        assert_eq!(decode_string(&[0xab], CodeSize::Bits16).unwrap().size, 2);
-        assert_eq!(decode_string(&[0xac], CodeSize::Bits16), Err(DecodeError::Unsupported));
-        assert_eq!(decode_string(&[0xf3], CodeSize::Bits16), Err(DecodeError::Truncated));
     }
 }

@@ -92,8 +92,9 @@ pub mod apic_base {
     /// The architectural default base of the APIC registers.
     pub const DEFAULT_BASE: u64 = 0xfee0_0000;
 
-    /// APIC_BASE after RESET: the default base, enabled, BSP on vCPU 0
-    /// (KVM makes vCPU 0 the bootstrap processor).
+    /// APIC_BASE after RESET: the default base, enabled, BSP on the
+    /// bootstrap processor (KVM's boot CPU id, vCPU 0 unless
+    /// `KVM_SET_BOOT_CPU_ID` names another: `crate::bsp`).
     pub const fn reset_value(bsp: bool) -> u64 {
         DEFAULT_BASE | AE | if bsp { BSP } else { 0 }
     }

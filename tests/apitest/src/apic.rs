@@ -23,7 +23,7 @@ const LOG_N: usize = 0x5f0;
 const LOG: usize = 0x600;
 
 /// `KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)` with `pins` reserved, `flags`.
-fn enable_split(vm: &VmFd, pins: u64, flags: u32) -> Result<i64, i32> {
+pub(super) fn enable_split(vm: &VmFd, pins: u64, flags: u32) -> Result<i64, i32> {
     enable_cap(vm, cap::SPLIT_IRQCHIP, pins, flags)
 }
 
@@ -93,7 +93,7 @@ fn bit(p: &[u8; 1024], base: usize, v: u8) -> bool {
     reg(p, base + 0x10 * usize::from(v >> 5)) & (1 << (v & 31)) != 0
 }
 
-fn mp_state(v: &VcpuFd) -> Result<u32, String> {
+pub(super) fn mp_state(v: &VcpuFd) -> Result<u32, String> {
     let mut s = 0u32;
     ioctl(v.as_raw_fd(), kvm::GET_MP_STATE, &mut s as *mut u32 as u64).map_err(|e| format!("KVM_GET_MP_STATE: errno {e}"))?;
     Ok(s)
@@ -372,7 +372,7 @@ pub fn apic_init_sipi(e: &Env) -> R {
 }
 
 /// `KVM_SIGNAL_MSI`: `struct kvm_msi` {address_lo, address_hi, data, flags, devid}.
-fn signal_msi(vm: &VmFd, lo: u32, hi: u32, data: u32, flags: u32) -> Result<i64, i32> {
+pub(super) fn signal_msi(vm: &VmFd, lo: u32, hi: u32, data: u32, flags: u32) -> Result<i64, i32> {
     let mut b = [0u8; 32];
     for (i, w) in [lo, hi, data, flags].iter().enumerate() {
         b[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());

@@ -288,7 +288,7 @@ fn ioctl_thread(round: &Round, counts: &Counts, seed: u64) {
             buf.write(0x6300, &msi.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>());
             let log: [u64; 2] = [(pick >> 16) % 4, p + 0x9000];
             buf.write(0x6400, &log.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>());
-            match (r >> 8) % 20 {
+            match (r >> 8) % 21 {
                 0 => (v, kvm::GET_REGS, p),
                 1 => (v, kvm::GET_SREGS, p),
                 2 => (v, kvm::GET_FPU, p),
@@ -315,6 +315,9 @@ fn ioctl_thread(round: &Round, counts: &Counts, seed: u64) {
                 17 => (v, kvm::GET_LAPIC, p + 0x7000),
                 // struct kvm_msi to APIC 0.
                 18 => (vm, kvm::SIGNAL_MSI, p + 0x6300),
+                // Takes a posted INIT/SIPI first (KVM's accept_events),
+                // while other vCPUs post and run.
+                19 => (v, kvm::GET_MP_STATE, p + 0x7000),
                 // struct kvm_dirty_log {slot, pad, bitmap}.
                 _ => (vm, kvm::GET_DIRTY_LOG, p + 0x6400),
             }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `nsvm-apitest [--device PATH] [--fuzz N] [--errnos FILE] [CASE...]`: KVM UAPI
+//! `nsvm-apitest [--device PATH] [--fuzz N] [--errnos FILE] [--trace FILE] [CASE...]`: KVM UAPI
 //! conformance and robustness cases that must behave the same on /dev/nsvm and
 //! /dev/kvm. Each case prints PASS/FAIL; the last line is `N passed, N failed`.
 //! `nsvm-apitest --compare-errnos NSVM KVM` compares two `errno_table` files
@@ -10,6 +10,7 @@
 
 mod api;
 mod apic;
+mod bootcpu;
 mod dirty_log;
 mod pit;
 mod errnos;
@@ -37,6 +38,7 @@ mod mmu;
 mod regs;
 mod slot_churn;
 mod stress;
+mod strmmio;
 mod surface;
 
 fn errno() -> i32 {
@@ -69,6 +71,9 @@ struct Env {
     guests: Option<String>,
     /// Where `errno_table` writes its results.
     errnos: Option<String>,
+    /// Where `string_mmio_lods_movs` writes its exits (`--trace FILE`),
+    /// for the suite to compare the devices.
+    trace: Option<String>,
 }
 
 impl Env {
@@ -196,6 +201,7 @@ fn main() {
     let mut fuzz_n = 0u64;
     let mut guests = None;
     let mut errnos = None;
+    let mut trace = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -215,6 +221,10 @@ fn main() {
                 errnos = Some(args[i + 1].clone());
                 args.drain(i..i + 2);
             }
+            "--trace" => {
+                trace = Some(args[i + 1].clone());
+                args.drain(i..i + 2);
+            }
             "--list-ioctls" => {
                 errnos::list_ioctls();
                 std::process::exit(0);
@@ -231,7 +241,7 @@ fn main() {
             _ => i += 1,
         }
     }
-    let e = Env { device, guests, errnos };
+    let e = Env { device, guests, errnos, trace };
     let cases: Vec<Case> = vec![
         ("api_version", api::api_version),
         ("vcpu_ids", api::vcpu_ids),
@@ -270,6 +280,7 @@ fn main() {
         ("tsc_sync", kvmclock::tsc_sync),
         ("tsc_aux", kvmclock::tsc_aux),
         ("string_mmio", surface::string_mmio),
+        ("string_mmio_lods_movs", strmmio::string_mmio_lods_movs),
         ("outs_ioeventfd", surface::outs_ioeventfd),
         ("xsetbv_cpuid", surface::xsetbv_cpuid),
     ];
@@ -281,6 +292,7 @@ fn main() {
         ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
         ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
         ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line),
+        ("apic_boot_cpu", bootcpu::apic_boot_cpu),
         ("pit_caps", pit::pit_caps), ("pit_needs_irqchip", pit::pit_needs_irqchip), ("pit_errnos", pit::pit_errnos),
         ("pit_mode2", pit::pit_mode2), ("pit_mode0", pit::pit_mode0), ("pit_latch", pit::pit_latch), ("pit_gate2", pit::pit_gate2),
         ("pit_speaker_port", pit::pit_speaker_port), ("pit_bcd", pit::pit_bcd), ("pit_set_count", pit::pit_set_count),

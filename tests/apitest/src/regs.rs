@@ -109,7 +109,7 @@ fn mbz_rules(cpuid: &kvm_bindings::CpuId) -> (u32, u64, u64) {
 
 /// A 64-bit vCPU (supported CPUID, long mode with identity-mapped 2 MiB at
 /// 0, CS.L) about to execute HLT at 0x1000.
-fn long_mode_vm(k: &Kvm) -> Result<(VmFd, VcpuFd, Mem, kvm_bindings::CpuId), String> {
+pub(crate) fn long_mode_vm(k: &Kvm) -> Result<(VmFd, VcpuFd, Mem, kvm_bindings::CpuId), String> {
     let (vm, vcpu, mut mem) = small_vm(k, &[0xf4]);
     // KVM checks EFER.LME against the guest's CPUID: give it the supported one.
     let cpuid = k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(|x| x.to_string())?;

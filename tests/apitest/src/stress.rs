@@ -69,6 +69,8 @@ pub fn guest_fuzz(e: &Env) -> R {
         &[0xcf], &[0x0f, 0x06], &[0xb8, 0xaa, 0xaa], &[0xb9, 0xaa, 0xaa], &[0xba, 0xaa, 0xaa], &[0xbf, 0xaa, 0xaa],
         &[0x66, 0xb8, 0xaa, 0xaa, 0xaa, 0xaa], &[0x66, 0xb9, 0xaa, 0xaa, 0xaa, 0xaa], &[0xf3, 0x90], &[0x0f, 0x01, 0xf9],
         &[0x0f, 0xae, 0x06, 0xaa, 0xaa], &[0x0f, 0x0d, 0x00],
+        // String instructions on MMIO: LODS, MOVS, STOS, with REP and 67.
+        &[0xf3, 0xac], &[0xad], &[0xf3, 0xa4], &[0x66, 0xa5], &[0x67, 0xf3, 0xad], &[0xaa], &[0xf3, 0xab], &[0xfd],
     ];
     let fill = |buf: &mut [u8], rnd: &mut dyn FnMut() -> u64| {
         let mut i = 0;
@@ -220,11 +222,11 @@ pub fn fuzz(e: &Env, n: u64) -> R {
         let cmd = (dir << 30) | (size << 16) | (ty << 8) | nr;
         // One in four: exactly one of the ioctls of the QEMU surface (issue
         // 10), so their argument checks see random input often.
-        const SURFACE: [u32; 15] = [
+        const SURFACE: [u32; 16] = [
             kvm::GET_XSAVE, kvm::SET_XSAVE, kvm::GET_XSAVE2, kvm::GET_XCRS, kvm::SET_XCRS,
             kvm::GET_DEBUGREGS, kvm::SET_DEBUGREGS, kvm::GET_CPUID2, kvm::IOEVENTFD,
             kvm::X86_SETUP_MCE, kvm::X86_SET_MCE, kvm::X86_GET_MCE_CAP_SUPPORTED, kvm::SET_GUEST_DEBUG,
-            kvm::GET_CLOCK, kvm::SET_CLOCK,
+            kvm::GET_CLOCK, kvm::SET_CLOCK, kvm::SET_BOOT_CPU_ID,
         ];
         let cmd = if (r >> 60) & 3 == 0 { SURFACE[(r >> 32) as usize % SURFACE.len()] } else { cmd };
         if cmd == kvm::RUN {

@@ -24,6 +24,8 @@ pub const SET_USER_MEMORY_REGION: u32 = iow(KVMIO, 0x46, sizes::KVM_USERSPACE_ME
 pub const SET_TSS_ADDR: u32 = io(KVMIO, 0x47);
 /// `KVM_SET_IDENTITY_MAP_ADDR` (VM fd).
 pub const SET_IDENTITY_MAP_ADDR: u32 = iow(KVMIO, 0x48, 8);
+/// `KVM_SET_BOOT_CPU_ID` (VM fd; the argument is the vCPU id itself).
+pub const SET_BOOT_CPU_ID: u32 = io(KVMIO, 0x78);
 /// `KVM_SET_VAPIC_ADDR` (vCPU fd).
 pub const SET_VAPIC_ADDR: u32 = iow(KVMIO, 0x93, 8);
 /// `KVM_CREATE_IRQCHIP` (VM fd).

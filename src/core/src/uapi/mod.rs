@@ -416,6 +416,7 @@ mod tests {
         // Numbers as the 7.2 header computes them.
         assert_eq!(kvm::ENABLE_CAP, 0x4068_aea3);
         assert_eq!(kvm::SET_IDENTITY_MAP_ADDR, 0x4008_ae48);
+        assert_eq!(kvm::SET_BOOT_CPU_ID, 0xae78);
         assert_eq!(kvm::SET_VAPIC_ADDR, 0x4008_ae93);
         assert_eq!(kvm::CREATE_IRQCHIP, 0xae60);
         assert_eq!(kvm::GET_IRQCHIP, 0xc208_ae62);
