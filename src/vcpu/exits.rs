@@ -475,6 +475,7 @@ impl Vcpu {
         let index = st.cpu.gprs[Gpr::Rcx] as u32;
         let value = (st.vmcb().save.rax & 0xffff_ffff) | (st.cpu.gprs[Gpr::Rdx] << 32);
         let kvmclock = self.kvmclock_msr(st, index, write.then_some(value), false);
+
         let ok = if write { kvmclock.is_some() || st.write_msr(index, value) } else {
             match kvmclock.or_else(|| Some(st.read_msr(index))).flatten() {
                 Some(v) => {
@@ -485,6 +486,10 @@ impl Vcpu {
                 None => false,
             }
         };
+        if ok && write && index == nsvm_core::msr::TSC {
+            let (rip, off) = (st.vmcb().save.rip, st.cpu.vmcb.get().control.tsc_offset);
+            self.stats.log_now(nsvm_core::evlog::Kind::TscWrite, value, off, rip);
+        }
         if !ok {
             st.inject(Event::new(EventType::Exception, 13, Some(0)));
             return Ok(Next::Guest);

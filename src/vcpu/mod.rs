@@ -241,6 +241,17 @@ impl VcpuStats {
     fn log_freeze(&self) {
         self.log_frozen.store(true, Ordering::Relaxed);
     }
+    /// Records an event and, with `event_log=2`, prints it to the kernel
+    /// log at once (rare events whose history the ring would lose).
+    fn log_now(&self, kind: nsvm_core::evlog::Kind, a: u64, b: u64, c: u64) {
+        self.log(kind, a, b, c);
+        if EVENT_LOG.load(Ordering::Relaxed) >= 2 {
+            let mut out = TextBuf(KVec::new());
+            if nsvm_core::evlog::Record::new(kind, hw::task::now_ns(), a, b, c).write(&mut out).is_ok() {
+                pr_info!("nsvm evlog vcpu{}: {}\n", self.id, core::str::from_utf8(&out.0).unwrap_or("?"));
+            }
+        }
+    }
     #[inline(never)]
     fn log_slow(&self, r: nsvm_core::evlog::Record) {
         let n = self.log_n.load(Ordering::Relaxed);

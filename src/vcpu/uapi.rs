@@ -202,6 +202,7 @@ impl Vcpu {
                         // (`nsvm_core::tsc`), as KVM's.
                         let off = self.vm.tsc_write(v, true);
                         st.set_l1_tsc_offset(off);
+                        self.stats.log_now(nsvm_core::evlog::Kind::TscWrite, v, off, u64::MAX);
                     } else if self.kvmclock_msr(&mut st, index, Some(v), true).is_none() && !st.write_msr_as(index, v, true) {
                         break;
                     }

@@ -18,7 +18,17 @@ for dev in nsvm kvm; do
     mark_log
     : > /tmp/$dev.dirty
     for c in $CASES; do
-        timeout 120 nsvm-apitest --device /dev/$dev --guests /guests $c > /tmp/case.out 2>&1 || echo "(exit status $? for $c)" >> /tmp/case.out
+        # A case stopped by the known QEMU MTTCG host-state race (nsvm's
+        # "VMCB back from VMRUN not written by its #VMEXIT", the vCPU ending
+        # with KVM_EXIT_INTERNAL_ERROR; docs/architecture.md) is run again,
+        # twice at most, as the other suites do.
+        for attempt in 1 2 3; do
+            n0=$(dmesg | grep -c "VMCB back from VMRUN")
+            timeout 120 nsvm-apitest --device /dev/$dev --guests /guests $c > /tmp/case.out 2>&1 || echo "(exit status $? for $c)" >> /tmp/case.out
+            n1=$(dmesg | grep -c "VMCB back from VMRUN")
+            if grep -q "^PASS: $c$" /tmp/case.out || [ "$n1" = "$n0" ]; then break; fi
+            echo "note: $c on /dev/$dev hit the known QEMU TCG host-state race (attempt $attempt); run again" | tee -a /tmp/$dev.dirty
+        done
         cat /tmp/case.out >> /tmp/$dev.dirty
     done
     sed "s/^/  [$dev] /" /tmp/$dev.dirty

@@ -82,15 +82,15 @@ stress() {
         t0=$(date +%s)
         one_boot /tmp/stress.log "$2"
         t1=$(date +%s)
-        # event_log=2: the kvmclock MSR writes and record updates of every boot.
-        new_log | grep "nsvm evlog" | grep kvmclock | sed 's/^\[[^]]*\] //' | head -n 8
+        # event_log=2: the TSC writes, kvmclock MSR writes and record updates of every boot.
+        new_log | grep "nsvm evlog" | grep -E "kvmclock|tsc = " | sed 's/^\[[^]]*\] //' | head -n 16
         if [ "$SLOW" = 1 ]; then
             slow=$((slow + 1)); echo "$1 boot $i: SLOW (stopped after 60 s)"
             cat /tmp/slow.txt
             echo "... the test VM's kernel log since the boot began:"
             new_log | tail -n 40
         elif grep -q "NSVM-INNER-UP cpus=0-1" /tmp/stress.log && [ -z "$(new_log | drop_known_kvm_reports 2>/dev/null | grep -E 'WARNING:|BUG:|Oops|Call Trace')" ]; then
-            ok=$((ok + 1)); echo "$1 boot $i: up ($((t1 - t0)) s)"
+            ok=$((ok + 1)); echo "$1 boot $i: up ($((t1 - t0)) s; inner $(grep -ao 'uptime=[0-9.]*' /tmp/stress.log | head -n 1))"
             [ $i = 1 ] && sed -n '/NSVM-INNER-CLOCK/,$p' /tmp/stress.log | head -n 22
         else
             bad=$((bad + 1)); echo "$1 boot $i: FAILED ($((t1 - t0)) s); the inner console:"

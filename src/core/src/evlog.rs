@@ -60,6 +60,9 @@ pub enum Kind {
     /// With each `Exit` (`event_log=2`): `a` GS base, `b` KernelGsBase,
     /// `c` CS selector | SS selector << 16 | RSP << 32 (its low 32 bits).
     Segs = 14,
+    /// A write of IA32_TSC: `a` the value, `b` the TSC offset it gave,
+    /// `c` RIP (guest WRMSR) or `u64::MAX` (`KVM_SET_MSRS`).
+    TscWrite = 15,
 }
 
 impl Kind {
@@ -79,6 +82,7 @@ impl Kind {
             12 => Self::KvmclockWrite,
             13 => Self::Exit,
             14 => Self::Segs,
+            15 => Self::TscWrite,
             _ => return None,
         })
     }
@@ -195,6 +199,10 @@ impl Record {
                 (self.c >> 16) & 0xffff,
                 self.c >> 32
             ),
+            Kind::TscWrite => match self.c {
+                u64::MAX => write!(out, "tsc = {} (KVM_SET_MSRS): offset {:#x}", self.a, self.b),
+                rip => write!(out, "tsc = {} (guest WRMSR at rip {rip:#x}): offset {:#x}", self.a, self.b),
+            },
             Kind::KvmclockWrite => write!(out, "kvmclock records written: system time at {:#x}, wall clock at {:#x}", self.a, self.b),
         }
     }
@@ -224,7 +232,7 @@ mod tests {
         assert_eq!(Record::from_words(r.to_words()), Some(r));
         assert_eq!(Record::from_words([0; 4]), None);
         assert_eq!(Record::from_words([0xff, 0, 0, 0]), None);
-        for k in 1..=14u64 {
+        for k in 1..=15u64 {
             assert_eq!(Record::from_words([k | 5 << 8, 1, 2, 3]).map(|r| r.kind as u64), Some(k));
         }
     }
