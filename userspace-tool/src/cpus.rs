@@ -5,12 +5,13 @@
 use std::fs;
 use std::os::unix::fs::FileExt;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use nsvm_core::msr;
 
 use crate::sys;
-use crate::{Args, Failure};
+use crate::cli::CpusArgs;
+use crate::Failure;
 
 fn read_msr(cpu: usize, index: u32) -> Option<u64> {
     let f = fs::File::open(format!("/dev/cpu/{cpu}/msr")).ok()?;
@@ -40,7 +41,19 @@ fn online(cpu: usize) -> bool {
     }
 }
 
-pub fn run(a: &Args) -> Result<(), Failure> {
+/// One CPU of `nsvm cpus --json` (documented in docs/tool.md); null where
+/// the MSR could not be read or the device is not nsvm.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct CpuJson {
+    pub cpu: usize,
+    pub online: bool,
+    pub efer: Option<u64>,
+    pub svme: Option<bool>,
+    pub hsave_pa: Option<u64>,
+    pub nsvm_enabled: Option<bool>,
+}
+
+pub fn run(a: &CpusArgs) -> Result<(), Failure> {
     let info = sys::open_device(&a.device).ok().and_then(|f| sys::host_info(&f).ok());
     let mut rows = Vec::new();
     for cpu in cpu_list() {
@@ -54,12 +67,15 @@ pub fn run(a: &Args) -> Result<(), Failure> {
         return Err(Failure("no CPUs found under /sys/devices/system/cpu: is sysfs mounted?".into()));
     }
     if a.json {
-        let v: Vec<_> = rows
+        let v: Vec<CpuJson> = rows
             .iter()
-            .map(|(c, on, efer, hs, n)| {
-                json!({"cpu": c, "online": on,
-                       "efer": efer, "svme": efer.map(|e| e & msr::efer::SVME != 0),
-                       "hsave_pa": hs, "nsvm_enabled": n})
+            .map(|&(cpu, online, efer, hsave_pa, nsvm_enabled)| CpuJson {
+                cpu,
+                online,
+                efer,
+                svme: efer.map(|e| e & msr::efer::SVME != 0),
+                hsave_pa,
+                nsvm_enabled,
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `nsvm info`: what the host CPU and the device offer.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use kvm_ioctls::Kvm;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use nsvm_core::cpuid::{self, SvmLeaf};
 use nsvm_core::uapi::{cap, host_flags, NsvmHostInfo};
 
 use crate::sys::{self, errno_name};
-use crate::{Args, Failure};
+use crate::cli::InfoArgs;
+use crate::Failure;
 
 fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     // CPUID is unprivileged and exists on every x86-64 CPU.
@@ -59,21 +61,77 @@ pub fn cpu_ranges(cpus: impl Iterator<Item = usize>) -> String {
     }
 }
 
-pub fn run(a: &Args) -> Result<(), Failure> {
+/// `nsvm info --json`: one object (documented in docs/tool.md).
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct InfoJson {
+    /// `/dev/nsvm` and `/dev/kvm`: whether each exists.
+    pub devices: BTreeMap<String, bool>,
+    /// The device asked (`--device`).
+    pub device: String,
+    /// The host CPU's SVM leaf; null when the CPU has no SVM.
+    pub host_svm: Option<HostSvmJson>,
+    /// Why the device could not be opened (then the next three are absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// KVM_GET_API_VERSION (12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<i32>,
+    /// KVM_CHECK_EXTENSION of every KVM_CAP_* nsvm knows, by name
+    /// without the prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<BTreeMap<String, i32>>,
+    /// NSVM_GET_HOST_INFO; null when the device is not nsvm or unavailable.
+    #[serde(default)]
+    pub module: Option<ModuleJson>,
+}
+
+/// CPUID 0x8000000A of the host.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct HostSvmJson {
+    pub revision: u8,
+    pub nasid: u32,
+    pub features_edx: u32,
+    /// Names of the feature bits set (Linux's /proc/cpuinfo names).
+    pub features: Vec<String>,
+}
+
+/// The module's view (NSVM_GET_HOST_INFO).
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct ModuleJson {
+    pub svm_revision: u32,
+    pub nasid: u32,
+    pub svm_features_edx: u32,
+    pub phys_bits: u32,
+    pub cpus_online: u32,
+    pub cpus_enabled: u32,
+    /// The CPUs with SVM enabled by nsvm.
+    pub cpus_svm: Vec<usize>,
+    pub percpu_bytes: u64,
+    pub hotplug_events: u64,
+    pub vm_cr_unreadable: bool,
+    pub vm_cr_locked: bool,
+}
+
+pub fn run(a: &InfoArgs) -> Result<(), Failure> {
+    let device = &a.dev.device;
     let devices: Vec<(&str, bool)> =
         ["/dev/nsvm", "/dev/kvm"].iter().map(|p| (*p, Path::new(p).exists())).collect();
     let svm = host_svm();
-    let f = sys::open_device(&a.device);
-    let mut j = json!({
-        "devices": devices.iter().map(|(p, e)| (p.to_string(), json!(e))).collect::<serde_json::Map<_, _>>(),
-        "device": a.device,
-        "host_svm": svm.map(|l| json!({
-            "revision": l.revision,
-            "nasid": l.nasid,
-            "features_edx": l.features.bits(),
-            "features": l.feature_names().collect::<Vec<_>>(),
-        })),
-    });
+    let f = sys::open_device(device);
+    let mut j = InfoJson {
+        devices: devices.iter().map(|(p, e)| (p.to_string(), *e)).collect(),
+        device: device.clone(),
+        host_svm: svm.map(|l| HostSvmJson {
+            revision: l.revision,
+            nasid: l.nasid,
+            features_edx: l.features.bits(),
+            features: l.feature_names().map(String::from).collect(),
+        }),
+        error: None,
+        api_version: None,
+        capabilities: None,
+        module: None,
+    };
     let mut text = String::new();
     let dev_line = devices
         .iter()
@@ -95,15 +153,15 @@ pub fn run(a: &Args) -> Result<(), Failure> {
     }
     let result = match f {
         Err(e) => {
-            j["error"] = json!(e.0);
-            text += &format!("{}:      unavailable: {}\n", a.device, e.0);
+            j.error = Some(e.0.clone());
+            text += &format!("{device}:      unavailable: {}\n", e.0);
             Err(e)
         }
         Ok(file) => {
-            let cpath = std::ffi::CString::new(a.device.clone())
+            let cpath = std::ffi::CString::new(device.clone())
                 .map_err(|_| Failure("the device path contains a NUL byte".into()))?;
             let kvm = Kvm::new_with_path(cpath)
-                .map_err(|e| Failure(format!("cannot open {}: {e}", a.device)))?;
+                .map_err(|e| Failure(format!("cannot open {device}: {e}")))?;
             let api = kvm.get_api_version();
             let caps: Vec<(u32, &str, i32)> =
                 cap::NAMED.iter().map(|(c, n)| (*c, *n, kvm.check_extension_raw(*c as _))).collect();
@@ -117,20 +175,15 @@ pub fn run(a: &Args) -> Result<(), Failure> {
                 if supported.is_empty() { "" } else { ": " },
                 supported.join(" ")
             );
-            j["api_version"] = json!(api);
-            j["capabilities"] = caps
-                .iter()
-                .map(|(_, n, v)| (n.to_string(), json!(v)))
-                .collect::<serde_json::Map<_, _>>()
-                .into();
+            j.api_version = Some(api);
+            j.capabilities = Some(caps.iter().map(|(_, n, v)| (n.to_string(), *v)).collect());
             match sys::host_info(&file) {
                 Ok(h) => {
                     text += &module_text(&h);
-                    j["module"] = module_json(&h);
+                    j.module = Some(module_json(&h));
                 }
                 Err(e) => {
-                    text += &format!("nsvm module:    not nsvm ({} answers NSVM_GET_HOST_INFO with {})\n", a.device, errno_name(e));
-                    j["module"] = Value::Null;
+                    text += &format!("nsvm module:    not nsvm ({device} answers NSVM_GET_HOST_INFO with {})\n", errno_name(e));
                 }
             }
             Ok(())
@@ -163,25 +216,59 @@ fn module_text(h: &NsvmHostInfo) -> String {
     s
 }
 
-fn module_json(h: &NsvmHostInfo) -> Value {
-    json!({
-        "svm_revision": h.svm_revision,
-        "nasid": h.nasid,
-        "svm_features_edx": h.svm_features,
-        "phys_bits": h.phys_bits,
-        "cpus_online": h.cpus_online,
-        "cpus_enabled": h.cpus_enabled,
-        "cpus_svm": (0..nsvm_core::uapi::NSVM_MAX_CPUS).filter(|c| h.cpu_enabled(*c)).collect::<Vec<_>>(),
-        "percpu_bytes": h.percpu_bytes,
-        "hotplug_events": h.hotplug_events,
-        "vm_cr_unreadable": h.flags & host_flags::VM_CR_UNREADABLE != 0,
-        "vm_cr_locked": h.flags & host_flags::VM_CR_LOCKED != 0,
-    })
+fn module_json(h: &NsvmHostInfo) -> ModuleJson {
+    ModuleJson {
+        svm_revision: h.svm_revision,
+        nasid: h.nasid,
+        svm_features_edx: h.svm_features,
+        phys_bits: h.phys_bits,
+        cpus_online: h.cpus_online,
+        cpus_enabled: h.cpus_enabled,
+        cpus_svm: (0..nsvm_core::uapi::NSVM_MAX_CPUS).filter(|c| h.cpu_enabled(*c)).collect(),
+        percpu_bytes: h.percpu_bytes,
+        hotplug_events: h.hotplug_events,
+        vm_cr_unreadable: h.flags & host_flags::VM_CR_UNREADABLE != 0,
+        vm_cr_locked: h.flags & host_flags::VM_CR_LOCKED != 0,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::cpu_ranges;
+    use super::*;
+
+    /// The JSON of `nsvm info` round-trips through its schema and has the
+    /// field names the suites grep for (tests/qemu/foundation.sh).
+    #[test]
+    fn json_schema() {
+        let j = InfoJson {
+            devices: [("/dev/nsvm".to_string(), true), ("/dev/kvm".to_string(), false)].into(),
+            device: "/dev/nsvm".into(),
+            host_svm: Some(HostSvmJson { revision: 1, nasid: 16, features_edx: 1, features: vec!["npt".into()] }),
+            error: None,
+            api_version: Some(12),
+            capabilities: Some([("USER_MEMORY".to_string(), 1), ("NESTED_STATE".to_string(), 4224)].into()),
+            module: Some(ModuleJson {
+                svm_revision: 1,
+                nasid: 16,
+                svm_features_edx: 1,
+                phys_bits: 40,
+                cpus_online: 2,
+                cpus_enabled: 2,
+                cpus_svm: vec![0, 1],
+                percpu_bytes: 8192,
+                hotplug_events: 0,
+                vm_cr_unreadable: true,
+                vm_cr_locked: false,
+            }),
+        };
+        let text = serde_json::to_string_pretty(&j).unwrap();
+        for l in ["\"api_version\": 12", "\"npt\"", "\"cpus_enabled\": 2", "\"USER_MEMORY\": 1", "\"NESTED_STATE\": 4224", "\"hotplug_events\": 0"] {
+            assert!(text.lines().any(|t| t.contains(l)), "{l} missing in {text}");
+        }
+        assert_eq!(serde_json::from_str::<InfoJson>(&text).unwrap(), j);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v.get("error").is_none());
+    }
 
     #[test]
     fn ranges() {

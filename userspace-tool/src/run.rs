@@ -13,7 +13,8 @@ use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::os::fd::AsRawFd;
 
-use crate::{Args, Failure};
+pub use crate::runopts::{Options, RunArgs, LONG_ABOUT};
+use crate::Failure;
 
 /// COM1 base port; data at +0, line status at +5.
 pub const COM1: u16 = 0x3f8;
@@ -41,151 +42,14 @@ pub fn inject_interrupt(vcpu: &VcpuFd, vector: u8) -> std::io::Result<()> {
 }
 
 /// Guest start mode.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum StartMode {
+    /// 16-bit real mode (the default for flat binaries)
     Real,
+    /// 32-bit protected mode, flat segments, paging off
     Protected,
+    /// 64-bit long mode, identity-mapped (the default for ELF64 images)
     Long,
-}
-
-pub struct Options {
-    image: String,
-    mem: u64,
-    load: u64,
-    mode: Option<StartMode>,
-    dump_regs: bool,
-    max_exits: u64,
-    quiet: bool,
-    /// Interrupt vector injected when the guest halts, and how many times.
-    irq_on_hlt: Option<(u8, u32)>,
-    /// Print every MMIO access.
-    trace_mmio: bool,
-    /// Write the VM's and vCPU's statistics here at the end.
-    stats: Option<String>,
-    /// nsvm's sensitive-instruction policy (instruction bits, exceptions).
-    policy: Option<(u64, u32)>,
-    /// Number of vCPUs.
-    vcpus: u32,
-    /// Do not ask for transparent huge pages (4 KiB backing only).
-    no_thp: bool,
-    /// `--irqchip split`: KVM_CAP_SPLIT_IRQCHIP before the vCPUs.
-    irqchip_split: bool,
-    /// Save the VM here when the guest writes to the snapshot port.
-    snapshot: Option<String>,
-    /// Start from this snapshot instead of an image.
-    restore: Option<String>,
-    /// Pin vCPU n's thread to host CPU n (mod the CPUs available).
-    pin_vcpus: bool,
-}
-
-fn parse_size(s: &str) -> Result<u64, Failure> {
-    let (num, mul) = match s.chars().last() {
-        Some('K') | Some('k') => (&s[..s.len() - 1], 1 << 10),
-        Some('M') | Some('m') => (&s[..s.len() - 1], 1 << 20),
-        Some('G') | Some('g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    let n = if let Some(h) = num.strip_prefix("0x") { u64::from_str_radix(h, 16) } else { num.parse() };
-    n.map(|n| n * mul).map_err(|_| Failure(format!("'{s}' is not a size (e.g. 2M, 64K, 0x200000)")))
-}
-
-fn parse(a: &Args) -> Result<Options, Failure> {
-    let mut o = Options { image: String::new(), mem: 2 << 20, load: 0x1000, mode: None, dump_regs: false, max_exits: 10_000_000, quiet: false, irq_on_hlt: None, trace_mmio: false, stats: None, policy: None, vcpus: 1, no_thp: false, irqchip_split: false, snapshot: None, restore: None, pin_vcpus: false };
-    let mut it = a.rest.iter();
-    while let Some(s) = it.next() {
-        let mut val = |name: &str| it.next().cloned().ok_or_else(|| Failure(format!("{name} needs a value")));
-        match s.as_str() {
-            "--mem" => o.mem = parse_size(&val("--mem")?)?,
-            "--load" => o.load = parse_size(&val("--load")?)?,
-            "--mode" => {
-                o.mode = Some(match val("--mode")?.as_str() {
-                    "real" => StartMode::Real,
-                    "protected" => StartMode::Protected,
-                    "long" => StartMode::Long,
-                    m => return Err(Failure(format!("unknown mode '{m}': use real, protected or long"))),
-                })
-            }
-            "--max-exits" => o.max_exits = parse_size(&val("--max-exits")?)?,
-            "--dump-regs" => o.dump_regs = true,
-            "--trace-mmio" => o.trace_mmio = true,
-            "--no-thp" => o.no_thp = true,
-            "--irqchip" => match val("--irqchip")?.as_str() {
-                "split" => o.irqchip_split = true,
-                m => return Err(Failure(format!("unknown irqchip '{m}': only 'split' (KVM_CAP_SPLIT_IRQCHIP)"))),
-            },
-            "--pin-vcpus" => o.pin_vcpus = true,
-            "--stats" => o.stats = Some(val("--stats")?),
-            "--policy" => o.policy = Some(parse_policy(&val("--policy")?)?),
-            "--irq-on-hlt" => {
-                let v = val("--irq-on-hlt")?;
-                let (vec, n) = v.split_once(':').unwrap_or((v.as_str(), "1"));
-                let vec = parse_size(vec)?;
-                let n = parse_size(n)?;
-                if vec > 255 || n > u64::from(u32::MAX) {
-                    return Err(Failure("--irq-on-hlt takes VECTOR[:COUNT] with a vector below 256".into()));
-                }
-                o.irq_on_hlt = Some((vec as u8, n as u32));
-            }
-            "--quiet" => o.quiet = true,
-            "--snapshot" => o.snapshot = Some(val("--snapshot")?),
-            "--restore" => o.restore = Some(val("--restore")?),
-            "--vcpus" => {
-                let n = parse_size(&val("--vcpus")?)?;
-                if n == 0 || n > 64 {
-                    return Err(Failure("--vcpus takes 1 to 64".into()));
-                }
-                o.vcpus = n as u32;
-            }
-            x if x.starts_with("--") => return Err(Failure(format!("unknown option {x}; see 'nsvm help'"))),
-            x => o.image = x.to_string(),
-        }
-    }
-    if o.image.is_empty() && o.restore.is_none() {
-        return Err(Failure("run needs an image: nsvm run [options] IMAGE (or --restore FILE)".into()));
-    }
-    if o.snapshot.is_some() && o.vcpus != 1 {
-        return Err(Failure("--snapshot supports one vCPU".into()));
-    }
-    if o.mem < 0x40000 || !o.mem.is_multiple_of(0x1000) || o.mem > (64 << 30) {
-        return Err(Failure("--mem must be a multiple of 4 KiB between 256K and 64G".into()));
-    }
-    Ok(o)
-}
-
-/// Parses `--policy`: comma-separated sidt, sgdt, sldt, str, cr0 (SMSW and
-/// MOV from CR0), pushf, popf, cpuid, rdtsc, all-insns, exc:N (vector N),
-/// all-exc, or all.
-fn parse_policy(s: &str) -> Result<(u64, u32), Failure> {
-    use nsvm_core::sensitive::{bits, REFLECTABLE_EXCEPTIONS};
-    let (mut i, mut e) = (0u64, 0u32);
-    for w in s.split(',') {
-        match w {
-            "sidt" => i |= bits::SIDT,
-            "sgdt" => i |= bits::SGDT,
-            "sldt" => i |= bits::SLDT,
-            "str" => i |= bits::STR,
-            "cr0" | "smsw" => i |= bits::CR0_READ,
-            "pushf" => i |= bits::PUSHF,
-            "popf" => i |= bits::POPF,
-            "cpuid" => i |= bits::CPUID,
-            "rdtsc" => i |= bits::RDTSC,
-            "all-insns" => i |= bits::ALL,
-            "all-exc" => e |= REFLECTABLE_EXCEPTIONS,
-            "all" => {
-                i |= bits::ALL;
-                e |= REFLECTABLE_EXCEPTIONS;
-            }
-            x if x.starts_with("exc:") => {
-                let v: u32 = x[4..].parse().map_err(|_| Failure(format!("'{x}': exc: takes a vector number")))?;
-                if v > 31 || REFLECTABLE_EXCEPTIONS & (1 << v) == 0 {
-                    return Err(Failure(format!("exception {v} cannot be reflected (not #DB, #BP, NMI or #MC; see docs/uapi.md)")));
-                }
-                e |= 1 << v;
-            }
-            x => return Err(Failure(format!("unknown policy item '{x}'; see 'nsvm help'"))),
-        }
-    }
-    Ok((i, e))
 }
 
 /// Where the loader puts its own structures: the top 64 KiB of guest memory.
@@ -384,40 +248,6 @@ impl Drop for Mem {
     }
 }
 
-impl Options {
-    /// Options for `nsvm bench`: `image` in `mem` bytes, long mode.
-    pub fn for_bench(image: &str, mem: u64) -> Options {
-        Options {
-            image: image.to_string(),
-            mem: (mem + 0xfff) & !0xfff,
-            load: 0x1000,
-            mode: None,
-            dump_regs: false,
-            max_exits: u64::MAX,
-            quiet: true,
-            irq_on_hlt: None,
-            trace_mmio: false,
-            stats: None,
-            policy: None,
-            vcpus: 1,
-            // The NPF row measures 4 KiB first touches.
-            no_thp: true,
-            irqchip_split: false,
-            snapshot: None,
-            restore: None,
-            pin_vcpus: false,
-        }
-    }
-}
-
-impl Options {
-    /// Options for the interrupt rows of `nsvm bench`: `image` with `vcpus`
-    /// vCPUs and the in-kernel local APICs (KVM_CAP_SPLIT_IRQCHIP).
-    pub fn for_bench_irq(image: &str, mem: u64, vcpus: u32) -> Options {
-        Options { vcpus, irqchip_split: true, ..Options::for_bench(image, mem) }
-    }
-}
-
 /// A guest ready for the benchmark: RBX of every vCPU holds the iteration count.
 pub fn setup_for_bench(device: &str, o: &Options, iterations: u64) -> Result<Guest, Failure> {
     let (g, _) = setup(device, o)?;
@@ -464,7 +294,7 @@ fn new_vm(device: &str, o: &Options, mem_len: u64) -> Result<(Kvm, VmFd, Mem, kv
             )));
         }
     }
-    if o.irqchip_split {
+    if o.irqchip.is_some() {
         let cap = kvm_bindings::kvm_enable_cap { cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP, args: [24, 0, 0, 0], ..Default::default() };
         vm.enable_cap(&cap).map_err(|e| Failure(format!("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) failed on {device}: {e}")))?;
     }
@@ -476,7 +306,7 @@ fn new_vm(device: &str, o: &Options, mem_len: u64) -> Result<(Kvm, VmFd, Mem, kv
             // APIC id of vCPU 0; without an in-kernel local APIC, no
             // x2APIC (ECX 21) and no TSC-deadline timer (ECX 24).
             e.ebx &= 0x00ff_ffff;
-            if !o.irqchip_split {
+            if o.irqchip.is_none() {
                 e.ecx &= !((1 << 21) | (1 << 24));
             }
         }
@@ -500,7 +330,8 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
     if let Some(path) = &o.restore {
         return restore(device, o, path);
     }
-    let bytes = std::fs::read(&o.image).map_err(|e| Failure(format!("cannot read image {}: {e}", o.image)))?;
+    let image = o.image.as_deref().unwrap_or_default();
+    let bytes = std::fs::read(image).map_err(|e| Failure(format!("cannot read image {image}: {e}")))?;
     let (kvm, vm, mut mem, mut cpuid) = new_vm(device, o, o.mem)?;
     let img = load_image(mem.slice(), &bytes, o)?;
     let mut vcpus = Vec::new();
@@ -789,10 +620,14 @@ fn run_all(g: &mut Guest, o: &Options) -> (End, Summary) {
 }
 
 /// `nsvm run`.
-pub fn run(a: &Args) -> Result<(), Failure> {
-    let o = parse(a)?;
-    let (mut g, mode) = setup(&a.device, &o)?;
-    let (mut end, sum) = run_all(&mut g, &o);
+pub fn run(a: &RunArgs) -> Result<(), Failure> {
+    let o = &a.o;
+    if let Err(m) = o.check() {
+        crate::cli::usage_error("run", m);
+    }
+    let device = &a.dev.device;
+    let (mut g, mode) = setup(device, o)?;
+    let (mut end, sum) = run_all(&mut g, o);
     let mut snap_note = String::new();
     if let (End::Snapshot, Some(path)) = (&end, &o.snapshot) {
         let r = crate::snapshot::save_vcpu(&g.kvm, &mut g.vcpus[0]).and_then(|v| {
@@ -836,8 +671,8 @@ pub fn run(a: &Args) -> Result<(), Failure> {
         End::Failed(m) => (1, m.clone()),
     };
     if !o.quiet {
-        let image = o.restore.as_ref().map_or(o.image.clone(), |r| format!("snapshot {r}"));
-        eprintln!("nsvm run: {} ({:?} mode start on {}): {}; {}", image, mode, a.device, what, sum.line());
+        let image = o.restore.as_ref().map_or(o.image.clone().unwrap_or_default(), |r| format!("snapshot {r}"));
+        eprintln!("nsvm run: {} ({:?} mode start on {}): {}; {}", image, mode, device, what, sum.line());
     }
     std::process::exit(status);
 }

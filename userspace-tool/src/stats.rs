@@ -7,9 +7,48 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 
-use serde_json::json;
+use std::collections::BTreeMap;
 
-use crate::{Args, Failure};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::StatsArgs;
+use crate::Failure;
+
+/// One sample of `nsvm stats --json` (documented in docs/tool.md): the VM
+/// and each vCPU ("vm", "vcpu0", ...; for kvm_amd read from debugfs also
+/// its other directories), by name.
+pub type StatsJson = BTreeMap<String, StatsGroupJson>;
+
+/// The statistics of one VM or vCPU.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct StatsGroupJson {
+    /// The stats file's id ("nsvm-PID", "nsvm-PID/vcpu-N", "kvm-PID-FD").
+    pub id: String,
+    pub stats: BTreeMap<String, StatJson>,
+}
+
+/// One statistic: its value (a histogram's is the sum of its buckets).
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct StatJson {
+    pub value: u64,
+    /// "cumulative", "instant", "peak" or "histogram"; absent for kvm_amd's
+    /// debugfs files, which do not say.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// The JSON of one stats file.
+pub fn group_json(id: &str, stats: &[Stat]) -> StatsGroupJson {
+    // Type 0 is cumulative, 1 instant, 2 peak; the rest are histograms.
+    let stats = stats
+        .iter()
+        .map(|s| {
+            let ty = ["cumulative", "instant", "peak"].get((s.flags & 0xf) as usize).copied().unwrap_or("histogram");
+            (s.name.clone(), StatJson { value: s.values.iter().sum(), kind: Some(ty.to_string()) })
+        })
+        .collect();
+    StatsGroupJson { id: id.to_string(), stats }
+}
 
 /// One statistic.
 pub struct Stat {
@@ -109,26 +148,9 @@ fn borrow_fds(pid: i32) -> Result<Vec<(String, OwnedFd)>, Failure> {
 }
 
 /// `nsvm stats --pid PID [--all] [--json] [--interval SEC --count N]`.
-pub fn run(a: &Args) -> Result<(), Failure> {
-    let mut pid = None;
-    let mut all = false;
-    let mut interval = 1u64;
-    let mut count = 1u64;
-    let mut it = a.rest.iter();
-    while let Some(s) = it.next() {
-        let mut num = |n: &str| -> Result<u64, Failure> {
-            it.next().and_then(|v| v.parse().ok()).ok_or_else(|| Failure(format!("{n} needs a number")))
-        };
-        match s.as_str() {
-            "--pid" => pid = Some(num("--pid")? as i32),
-            "--all" => all = true,
-            "--once" => count = 1,
-            "--interval" => interval = num("--interval")?,
-            "--count" => count = num("--count")?,
-            x => return Err(Failure(format!("unknown option {x}; see 'nsvm help'"))),
-        }
-    }
-    let pid = pid.ok_or_else(|| Failure("stats needs --pid PID of a running VMM (e.g. 'nsvm run')".into()))?;
+pub fn run(a: &StatsArgs) -> Result<(), Failure> {
+    let (pid, all, interval) = (a.pid, a.all, a.interval);
+    let count = if a.once { 1 } else { a.count };
     let fds = borrow_fds(pid)?;
     // kvm_amd refuses KVM_GET_STATS_FD from another process (EIO); its
     // statistics are then read from debugfs (/sys/kernel/debug/kvm/PID-FD).
@@ -141,21 +163,12 @@ pub fn run(a: &Args) -> Result<(), Failure> {
         if round > 0 {
             std::thread::sleep(std::time::Duration::from_secs(interval));
         }
-        let mut j = serde_json::Map::new();
+        let mut j = StatsJson::new();
         for (kind, fd) in &fds {
             let f = stats_fd(fd.as_raw_fd()).map_err(Failure)?;
             let (id, stats) = read(&f).map_err(Failure)?;
             if a.json {
-                // Type 1 is instant, 2 peak; the rest are cumulative here.
-                let m: serde_json::Map<_, _> = stats
-                    .iter()
-                    .map(|s| {
-                        let ty = ["cumulative", "instant", "peak"].get((s.flags & 0xf) as usize).copied().unwrap_or("histogram");
-                        let v: u64 = s.values.iter().sum();
-                        (s.name.clone(), json!({"value": v, "type": ty}))
-                    })
-                    .collect();
-                j.insert(kind.clone(), json!({"id": id, "stats": m}));
+                j.insert(kind.clone(), group_json(&id, &stats));
             } else {
                 println!("{kind} ({id}):");
                 for l in lines("  ", &stats, !all) {
@@ -206,7 +219,7 @@ fn kvm_debugfs(pid: i32, json_out: bool, all: bool) -> Result<(), Failure> {
         v.sort();
         v
     };
-    let mut j = serde_json::Map::new();
+    let mut j = StatsJson::new();
     for d in dirs {
         let name = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut groups = vec![("vm".to_string(), d.clone())];
@@ -218,8 +231,8 @@ fn kvm_debugfs(pid: i32, json_out: bool, all: bool) -> Result<(), Failure> {
         for (kind, path) in groups {
             let st = read_dir_stats(&path);
             if json_out {
-                let m: serde_json::Map<_, _> = st.iter().map(|(k, v)| (k.clone(), json!({"value": v}))).collect();
-                j.insert(kind.clone(), json!({"id": format!("kvm-{name}"), "stats": m}));
+                let stats = st.iter().map(|(k, v)| (k.clone(), StatJson { value: *v, kind: None })).collect();
+                j.insert(kind.clone(), StatsGroupJson { id: format!("kvm-{name}"), stats });
             } else {
                 println!("{kind} (kvm-{name}, debugfs):");
                 for (k, v) in st.iter().filter(|(_, v)| all || *v != 0) {
@@ -232,4 +245,33 @@ fn kvm_debugfs(pid: i32, json_out: bool, all: bool) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&j)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of `nsvm stats` round-trips through its schema, with the
+    /// layout the suites grep for (tests/qemu/l0.sh: "npt_fills").
+    #[test]
+    fn json_schema() {
+        let s = [
+            Stat { name: "exits".into(), flags: 0, values: vec![7] },
+            Stat { name: "npt_fills".into(), flags: 1, values: vec![1] },
+            Stat { name: "halt_poll_hist".into(), flags: 3, values: vec![1, 2, 3] },
+        ];
+        let mut j = StatsJson::new();
+        j.insert("vm".into(), group_json("nsvm-42", &s[..1]));
+        j.insert("vcpu0".into(), group_json("nsvm-42/vcpu-0", &s));
+        j.insert("vcpu1".into(), StatsGroupJson { id: "kvm-42-9".into(), stats: [("exits".to_string(), StatJson { value: 3, kind: None })].into() });
+        let text = serde_json::to_string_pretty(&j).unwrap();
+        assert!(text.lines().any(|l| l.trim() == "\"npt_fills\": {"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["vcpu0"]["id"], "nsvm-42/vcpu-0");
+        assert_eq!(v["vcpu0"]["stats"]["npt_fills"]["type"], "instant");
+        assert_eq!(v["vcpu0"]["stats"]["halt_poll_hist"]["value"], 6);
+        assert_eq!(v["vcpu0"]["stats"]["halt_poll_hist"]["type"], "histogram");
+        assert!(v["vcpu1"]["stats"]["exits"].get("type").is_none());
+        assert_eq!(serde_json::from_str::<StatsJson>(&text).unwrap(), j);
+    }
 }

@@ -6,7 +6,8 @@ use std::os::fd::AsRawFd;
 
 use nsvm_core::uapi::{self, NsvmHostInfo};
 
-use crate::{Args, Failure};
+use crate::cli::IoctlArgs;
+use crate::Failure;
 
 /// The device used when `--device` is not given.
 pub const DEFAULT_DEVICE: &str = "/dev/nsvm";
@@ -56,36 +57,30 @@ pub fn host_info(f: &File) -> Result<NsvmHostInfo, i32> {
     Ok(NsvmHostInfo::from_bytes(&buf))
 }
 
-fn parse_num(s: &str) -> Result<u64, Failure> {
+/// A number, decimal or 0x-prefixed hex (clap value parser).
+pub fn parse_num(s: &str) -> Result<u64, String> {
     let r = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         u64::from_str_radix(h, 16)
     } else {
         s.parse::<u64>()
     };
-    r.map_err(|_| Failure(format!("'{s}' is not a number (decimal or 0x-prefixed hex)")))
+    r.map_err(|_| format!("'{s}' is not a number (decimal or 0x-prefixed hex)"))
+}
+
+/// An ioctl command number (clap value parser).
+pub fn parse_cmd(s: &str) -> Result<u32, String> {
+    u32::try_from(parse_num(s)?).map_err(|_| "an ioctl command fits in 32 bits".to_string())
 }
 
 /// `nsvm ioctl CMD [ARG] [--out SIZE | --bad-ptr]`.
-pub fn run_ioctl(a: &Args) -> Result<(), Failure> {
-    let mut pos = Vec::new();
-    let mut out: Option<usize> = None;
-    let mut bad_ptr = false;
-    let mut it = a.rest.iter();
-    while let Some(s) = it.next() {
-        match s.as_str() {
-            "--out" => {
-                let n = it.next().ok_or_else(|| Failure("--out needs a size in bytes".into()))?;
-                out = Some(parse_num(n)? as usize);
-            }
-            "--bad-ptr" => bad_ptr = true,
-            _ => pos.push(parse_num(s)?),
-        }
+pub fn run_ioctl(a: &IoctlArgs) -> Result<(), Failure> {
+    let cmd = a.cmd;
+    let bad_ptr = a.bad_ptr;
+    let out = a.out.map(usize::try_from).transpose().map_err(|_| Failure("--out SIZE is too large".into()))?;
+    if out.is_some_and(|n| n > 1 << 20) {
+        return Err(Failure("--out takes at most 1 MiB".into()));
     }
-    let Some(&cmd) = pos.first() else {
-        return Err(Failure("ioctl needs a command number, e.g. 'nsvm ioctl 0xae00'".into()));
-    };
-    let cmd = u32::try_from(cmd).map_err(|_| Failure("an ioctl command fits in 32 bits".into()))?;
-    let f = open_device(&a.device)?;
+    let f = open_device(&a.dev.device)?;
     let mut buf = vec![0u8; out.unwrap_or(0)];
     let arg = if bad_ptr {
         // A kernel address: never valid as a user pointer.
@@ -93,7 +88,7 @@ pub fn run_ioctl(a: &Args) -> Result<(), Failure> {
     } else if out.is_some() {
         buf.as_mut_ptr() as u64
     } else {
-        pos.get(1).copied().unwrap_or(0)
+        a.arg.unwrap_or(0)
     };
     match ioctl(&f, cmd, arg) {
         Ok(r) => {
