@@ -23,6 +23,24 @@ use super::{Vcpu, VcpuState};
 use crate::hw;
 
 impl Vcpu {
+    /// At each `KVM_RUN` on a host whose TSC the kernel does not trust: the
+    /// vCPU's TSC caught up to its generation's curve if it fell behind
+    /// (`nsvm_core::tsc::catchup`, KVM's `tsc_catchup` at vCPU load).
+    pub(super) fn tsc_catchup(&self, st: &mut VcpuState) {
+        if hw::cpu::tsc_stable() {
+            return;
+        }
+        let off = st.cpu.vmcb.get().control.tsc_offset;
+        let khz = u64::from(hw::cpu::tsc_khz());
+        let (tsc, now) = (hw::cpu::rdtsc(), hw::task::now_ns());
+        let add = nsvm_core::tsc::catchup(st.cpu.tsc_gen, tsc.wrapping_add(off), now, khz);
+        if add != 0 {
+            st.set_l1_tsc_offset(off.wrapping_add(add));
+            self.stats.log(nsvm_core::evlog::Kind::TscCatchup, add, off.wrapping_add(add), 0);
+        }
+    }
+
+
     /// RDMSR/WRMSR or `KVM_GET/SET_MSRS` of a kvmclock MSR: `None` for
     /// another MSR; for a write `Some(Some(0))` (never refused), for a read
     /// the value. `host`: from `KVM_GET/SET_MSRS` (for the event log).

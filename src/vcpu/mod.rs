@@ -115,6 +115,9 @@ struct CpuState {
     dbg_dr6: u64,
     apic_base: u64,
     tsc_aux: u64,
+    /// The TSC generation (first value, host ns) of the vCPU's last
+    /// matched offset (`nsvm_core::tsc::catchup`).
+    tsc_gen: (u64, u64),
     /// kvmclock (`kvmclock.rs`).
     kvmclock: nsvm_core::kvmclock::VcpuClock,
     /// The table of `KVM_SET_CPUID2`.
@@ -368,6 +371,7 @@ impl Vcpu {
                 dbg_dr6: 0,
                 apic_base: nsvm_core::msr::apic_base::reset_value(reset_bsp),
                 tsc_aux: 0,
+                tsc_gen: (0, 0),
                 kvmclock: nsvm_core::kvmclock::VcpuClock::default(),
                 cpuid: KVec::new(),
                 features: state::vcpu_features(&[]),
@@ -409,7 +413,9 @@ impl Vcpu {
         st.reset(npt_root, false);
         // TSC 0 at creation, matched with the other vCPUs' (KVM's
         // kvm_synchronize_tsc at vCPU creation; `nsvm_core::tsc`).
-        st.cpu.vmcb.get().control.tsc_offset = vm.tsc_write(0, false);
+        let (tsc_offset, tsc_gen) = vm.tsc_write(0, false);
+        st.cpu.vmcb.get().control.tsc_offset = tsc_offset;
+        st.cpu.tsc_gen = tsc_gen;
         if st.apic.is_some() {
             vm.apic.attach(id);
         }

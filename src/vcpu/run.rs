@@ -90,6 +90,7 @@ impl Vcpu {
                 c.int_ctl = (c.int_ctl & !int_ctl::V_TPR_MASK) | cr8 as u32;
             }
         }
+        self.tsc_catchup(st);
         // Complete port I/O: an IN's data from the PIO page goes to RAX, and
         // RIP moves past the instruction.
         let next_rip = match st.uexit.pending.take() {

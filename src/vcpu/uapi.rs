@@ -200,8 +200,9 @@ impl Vcpu {
                     if index == nsvm_core::msr::TSC {
                         // Userspace's TSC writes are matched across vCPUs
                         // (`nsvm_core::tsc`), as KVM's.
-                        let off = self.vm.tsc_write(v, true);
+                        let (off, gen) = self.vm.tsc_write(v, true);
                         st.set_l1_tsc_offset(off);
+                        st.cpu.tsc_gen = gen;
                         self.stats.log_now(nsvm_core::evlog::Kind::TscWrite, v, off, u64::MAX);
                     } else if self.kvmclock_msr(&mut st, index, Some(v), true).is_none() && !st.write_msr_as(index, v, true) {
                         break;

@@ -31,13 +31,15 @@ impl Vm {
 
     /// A write of `value` to a vCPU's TSC by userspace (`user`) or at its
     /// creation (0): the offset the vCPU gets, matched with the other
-    /// vCPUs' as KVM matches them (`nsvm_core::tsc`).
-    pub(crate) fn tsc_write(&self, value: u64, user: bool) -> u64 {
+    /// vCPUs' as KVM matches them (`nsvm_core::tsc`), and the generation
+    /// it belongs to (what `Vcpu::tsc_catchup` brings it up to).
+    pub(crate) fn tsc_write(&self, value: u64, user: bool) -> (u64, (u64, u64)) {
         let khz = u64::from(hw::cpu::tsc_khz());
         let stable = hw::cpu::tsc_stable();
         let mut s = self.tsc_sync.lock();
         let (tsc, now) = (hw::cpu::rdtsc(), hw::task::now_ns());
-        s.write(value, user, tsc, now, khz, stable)
+        let off = s.write(value, user, tsc, now, khz, stable);
+        (off, s.generation())
     }
 
     /// `KVM_GET_CLOCK`: the clock now, from the same line as the guest's

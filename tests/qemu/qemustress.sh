@@ -83,7 +83,7 @@ stress() {
         one_boot /tmp/stress.log "$2"
         t1=$(date +%s)
         # event_log=2: the TSC writes, kvmclock MSR writes and record updates of every boot.
-        new_log | grep "nsvm evlog" | grep -E "kvmclock|tsc = " | sed 's/^\[[^]]*\] //' | head -n 16
+        new_log | grep -E "nsvm evlog.*(kvmclock|tsc = )" | sed 's/^\[[^]]*\] //' | head -n 16
         if [ "$SLOW" = 1 ]; then
             slow=$((slow + 1)); echo "$1 boot $i: SLOW (stopped after 60 s)"
             cat /tmp/slow.txt

@@ -93,11 +93,19 @@ pub mod reset_attr {
 /// The guest's EFER view is 0 after both; the caller also resets what it
 /// keeps outside the VMCB ([`PendingEvents::NONE`], XCR0 and the FPU image
 /// on RESET, `crate::fpu`).
+///
+/// The TSC offset is kept by both: INIT leaves the TSC alone (APM vol. 2
+/// 14.1.3: INIT does not change the time-stamp counter), and KVM's
+/// `kvm_vcpu_reset` keeps the vCPU's offset on RESET too (userspace writes
+/// IA32_TSC if it wants RESET's 0). Zeroing it made an AP's TSC the host's
+/// at the guest's INIT/SIPI bring-up, seconds or minutes away from the BSP's.
 pub fn reset(vmcb: &mut Vmcb, gprs: &mut Gprs, init: bool, cfg: &ResetConfig) {
     let old_cr0 = vmcb.save.cr0;
     let old_pat = vmcb.save.g_pat;
+    let tsc_offset = vmcb.control.tsc_offset;
     *vmcb = Vmcb::ZERO;
     let c = &mut vmcb.control;
+    c.tsc_offset = tsc_offset;
     c.intercepts = L0_INTERCEPTS;
     c.iopm_base_pa = cfg.iopm_pa;
     c.msrpm_base_pa = cfg.msrpm_pa;
@@ -425,6 +433,17 @@ mod tests {
         reset(&mut v, &mut g, false, &CFG);
         assert_eq!(v.save.cr0, cr0::ET | cr0::CD | cr0::NW);
         assert_eq!(v.save.g_pat, msr::PAT_RESET);
+    }
+
+    #[test]
+    fn reset_and_init_keep_the_tsc_offset() {
+        let mut v = vmcb();
+        let mut g = Gprs::default();
+        v.control.tsc_offset = 0xffff_fffe_2b8b_31b8;
+        reset(&mut v, &mut g, true, &CFG);
+        assert_eq!(v.control.tsc_offset, 0xffff_fffe_2b8b_31b8);
+        reset(&mut v, &mut g, false, &CFG);
+        assert_eq!(v.control.tsc_offset, 0xffff_fffe_2b8b_31b8);
     }
 
     fn sample_regs() -> Regs {

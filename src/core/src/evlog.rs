@@ -63,6 +63,9 @@ pub enum Kind {
     /// A write of IA32_TSC: `a` the value, `b` the TSC offset it gave,
     /// `c` RIP (guest WRMSR) or `u64::MAX` (`KVM_SET_MSRS`).
     TscWrite = 15,
+    /// The TSC caught up to its generation's curve (host TSC not trusted):
+    /// `a` cycles added, `b` the new offset.
+    TscCatchup = 16,
 }
 
 impl Kind {
@@ -83,6 +86,7 @@ impl Kind {
             13 => Self::Exit,
             14 => Self::Segs,
             15 => Self::TscWrite,
+            16 => Self::TscCatchup,
             _ => return None,
         })
     }
@@ -203,6 +207,7 @@ impl Record {
                 u64::MAX => write!(out, "tsc = {} (KVM_SET_MSRS): offset {:#x}", self.a, self.b),
                 rip => write!(out, "tsc = {} (guest WRMSR at rip {rip:#x}): offset {:#x}", self.a, self.b),
             },
+            Kind::TscCatchup => write!(out, "tsc caught up by {} cycles: offset {:#x}", self.a, self.b),
             Kind::KvmclockWrite => write!(out, "kvmclock records written: system time at {:#x}, wall clock at {:#x}", self.a, self.b),
         }
     }
@@ -232,7 +237,7 @@ mod tests {
         assert_eq!(Record::from_words(r.to_words()), Some(r));
         assert_eq!(Record::from_words([0; 4]), None);
         assert_eq!(Record::from_words([0xff, 0, 0, 0]), None);
-        for k in 1..=15u64 {
+        for k in 1..=16u64 {
             assert_eq!(Record::from_words([k | 5 << 8, 1, 2, 3]).map(|r| r.kind as u64), Some(k));
         }
     }

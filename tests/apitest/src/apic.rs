@@ -368,7 +368,24 @@ pub fn apic_init_sipi(e: &Env) -> R {
     expect_log(&mem, &[0x45])?;
     let _ = eagain;
     let s1 = mp_state(&v1)?;
-    (s1 == 0).then_some(()).ok_or(format!("AP MP state {s1} after SIPI"))
+    if s1 != 0 {
+        return Err(format!("AP MP state {s1} after SIPI"));
+    }
+    // INIT leaves the TSC alone (APM vol. 2 14.1.3; KVM keeps the offset):
+    // the AP's TSC after INIT/SIPI is the BSP's, not reset (nsvm once
+    // zeroed the offset there, giving the AP the host's TSC).
+    let tsc = |v: &VcpuFd| -> Result<u64, String> {
+        let mut m = Msrs::from_entries(&[kvm_msr_entry { index: 0x10, ..Default::default() }]).unwrap();
+        v.get_msrs(&mut m).map_err(|x| format!("GET_MSRS(TSC): {x}"))?;
+        Ok(m.as_slice()[0].data)
+    };
+    let khz = v0.get_tsc_khz().map_err(|x| format!("KVM_GET_TSC_KHZ: {x}"))? as u64;
+    let (a, b, c) = (tsc(&v0)?, tsc(&v1)?, tsc(&v0)?);
+    let slop = khz * 1000;
+    if b.wrapping_add(slop) < a || b > c.wrapping_add(slop) {
+        return Err(format!("AP's TSC {b} not with the BSP's ({a} .. {c}) after INIT/SIPI"));
+    }
+    Ok(())
 }
 
 /// `KVM_SIGNAL_MSI`: `struct kvm_msi` {address_lo, address_hi, data, flags, devid}.
