@@ -275,7 +275,7 @@ BENCH_QEMU ?= 1
 bench: initramfs $(if $(filter 1,$(BENCH_QEMU)),initramfs-qemu) $(BUILD)/tcg-cost.so
 	@rm -f $(BUILD)/bench-cost.txt $(BUILD)/bench-profile.txt
 	@qemu-scripts/run-qemu.sh --icount --smp 1 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
-	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/bench.log --append "nsvmbench=$(BENCH_N) nokaslr" \
+	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/bench.log --append "nsvmbench=$(BENCH_N) nokaslr $(if $(BENCH_MODPARAMS),nsvmbench_modparams=$(BENCH_MODPARAMS))" \
 	   --plugin $(BUILD)/tcg-cost.so,out=$(BUILD)/bench-cost.txt$(if $(BENCH_PROFILE),$(comma)profile=$(BUILD)/bench-profile.txt) -- bench
 	@qemu-scripts/bench-report.sh $(BUILD)/bench.log $(BUILD)/bench-cost.txt $(TOOL_BIN) | tee -a $(BUILD)/bench.log
 	@if [ -n "$(BENCH_PROFILE)" ]; then kdir=$$(cat $(BUILD)/kdir); \

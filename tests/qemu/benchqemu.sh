@@ -22,7 +22,7 @@ inner_qemu() {
     # $1 log, $2 the cost plugin's row for this boot (nsvm bench --window:
     # the plugin's counts and profile of everything executed until QEMU
     # ends; a NOP without the plugin).
-    nsvm bench --window "$2" -- timeout -s TERM 900 qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 256 \
+    nsvm bench --window "$2" -- timeout -s TERM 300 qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 256 \
         -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
         -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
         -append "console=ttyS0 panic=-1 tsc_early_khz=2000000 loglevel=4" > "$1" 2>&1
