@@ -62,6 +62,12 @@ if [ "${NSVM_WITH_QEMU:-0}" = 1 ]; then
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 echo "NSVM-INNER-UP cpus=$(/bin/busybox cat /sys/devices/system/cpu/online) uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
+# Each CPU's LAPIC timer interrupts (LOC) and the IPIs taken (function
+# calls, reschedules), from /proc/interrupts: the timer ticks on both CPUs
+# and IPIs arrive (the qemu suite checks them).
+loc=$(/bin/busybox awk '/^ *LOC:/ {print $2 "," $3}' /proc/interrupts)
+ipi=$(/bin/busybox awk '/^ *(CAL|RES):/ {s += $2 + $3} END {print s + 0}' /proc/interrupts)
+echo "NSVM-INNER-IRQ loc=$loc ipi=$ipi"
 # nsvm_verbose (the qemu-stress boots): the clocksource and the kernel's
 # clock and TSC messages.
 if /bin/busybox grep -q nsvm_verbose /proc/cmdline; then

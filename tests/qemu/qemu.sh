@@ -6,7 +6,8 @@
 # left out, below), then on nsvm through a /dev/kvm node with nsvm's
 # major:minor (DESIGN.md section 5) with QEMU's plain default -accel kvm
 # (full irqchip and in-kernel PIT): on both, the inner kernel must reach
-# its init with both CPUs online (NSVM-INNER-UP cpus=0-1); each case
+# its init with both CPUs online (NSVM-INNER-UP cpus=0-1), the LAPIC timer
+# having ticked on both and IPIs arrived (NSVM-INNER-IRQ); each case
 # records its wall time. Then, on each, QEMU saves a running guest with
 # migrate (dirty logging, migrate_case).
 . /tests/lib.sh
@@ -51,6 +52,9 @@ boot_case() {
         echo "QEMU on $1 said:"; grep -v '^\s*$' "$2" | head -n 60; }
     tail -n 5 "$2"
     expect_line "$2" "NSVM-INNER-UP cpus=0-1"
+    # The LAPIC timer ticked on both CPUs and IPIs arrived (the inner init's
+    # /proc/interrupts: LOC per CPU, CAL+RES).
+    expect_line "$2" "NSVM-INNER-IRQ loc=[1-9][0-9]*,[1-9][0-9]* ipi=[1-9]"
     [ "$1" = nsvm ] && expect_clean_log
     verdict "$((t1 - t0)) s"
 }
