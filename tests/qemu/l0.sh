@@ -46,6 +46,24 @@ echo 0 > /sys/kernel/debug/nsvm/page_refs_max
 for p in $PAYLOADS; do run_guest /dev/nsvm $p $(args_for $p); done
 REFS_MAX=$(cat /sys/kernel/debug/nsvm/page_refs_max)
 
+# The tool's command line as a user meets it (docs/tool.md): help listing
+# every command, an option explained, version, completions, JSON with the
+# module's view, and a usage error with a sentence and exit status 2.
+case_ "the nsvm tool's command line: help, version, completions, JSON, usage errors"
+nsvm --help > /tmp/cli.help 2>&1; expect_eq "nsvm --help's status" 0 $?
+for c in info cpus ioctl run stats bench dump completions; do
+    grep -q "^  $c " /tmp/cli.help || wrong_ "nsvm --help does not list $c"
+done
+nsvm run --help > /tmp/cli.run 2>&1 || wrong_ "nsvm run --help failed"
+grep -q -- "--device" /tmp/cli.run || wrong_ "nsvm run --help does not explain --device"
+nsvm --version | grep -q "^nsvm [0-9]" || wrong_ "nsvm --version: $(nsvm --version 2>&1)"
+nsvm completions bash > /tmp/cli.bash 2>&1 && grep -q "complete -F _nsvm" /tmp/cli.bash || wrong_ "no bash completion script"
+nsvm run --bogus > /tmp/cli.bad 2>&1; expect_eq "the exit status of an unknown option" 2 $?
+grep -q "unexpected argument '--bogus'" /tmp/cli.bad || wrong_ "no sentence for the unknown option: $(head -n 2 /tmp/cli.bad)"
+nsvm info --json > /tmp/cli.json 2>&1 || wrong_ "nsvm info --json failed"
+grep -q '"device": "/dev/nsvm"' /tmp/cli.json && grep -q '"svm_revision":' /tmp/cli.json || wrong_ "nsvm info --json: $(head -c 300 /tmp/cli.json)"
+verdict
+
 case_ "real mode: serial output, port I/O of every size, CPUID vendor, debug exit"
 o=/tmp/nsvm.real16.out
 cat $o /tmp/nsvm.real16.err
