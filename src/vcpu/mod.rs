@@ -251,8 +251,14 @@ impl VcpuStats {
         if EVENT_LOG.load(Ordering::Relaxed) >= 2 {
             let mut out = TextBuf(KVec::new());
             if nsvm_core::evlog::Record::new(kind, hw::task::now_ns(), a, b, c).write(&mut out).is_ok() {
-                pr_info!("nsvm evlog vcpu{}: {}\n", self.id, core::str::from_utf8(&out.0).unwrap_or("?"));
+                self.print_lines(&out.0);
             }
+        }
+    }
+    /// Each line of `text` into the kernel log, tagged with the vCPU.
+    fn print_lines(&self, text: &[u8]) {
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            pr_info!("nsvm evlog vcpu{}: {}\n", self.id, core::str::from_utf8(line).unwrap_or("?"));
         }
     }
     #[inline(never)]
@@ -302,11 +308,8 @@ impl Drop for VcpuStats {
             return;
         }
         let mut out = TextBuf(KVec::new());
-        if self.write_log(&mut out).is_err() {
-            return;
-        }
-        for line in out.0.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            pr_info!("nsvm evlog vcpu{}: {}\n", self.id, core::str::from_utf8(line).unwrap_or("?"));
+        if self.write_log(&mut out).is_ok() {
+            self.print_lines(&out.0);
         }
     }
 }
