@@ -419,6 +419,7 @@ impl Vcpu {
             // such a timer at once too).
             if let (Some(c), Some(e)) = (clock.as_ref(), a.m.timer_expiry()) {
                 if e <= c.now_ns {
+                    self.stats.log(nsvm_core::evlog::Kind::Timer, 2, 0, 0);
                     a.m.timer_tick(c);
                 }
             }

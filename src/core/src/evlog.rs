@@ -36,7 +36,7 @@ pub enum Kind {
     /// The halted vCPU runs again after `a` ns.
     Wake = 5,
     /// The APIC timer expired (`a`: 1 from the host timer, 0 found expired
-    /// at an entry).
+    /// at an entry, 2 its new deadline already past when it was armed).
     Timer = 6,
     /// A vector accepted into IRR from the APIC bus: `a` vector, `b` 1 if
     /// level-triggered.
@@ -172,7 +172,15 @@ impl Record {
             }
             Kind::Halt => write!(out, "hlt at rip {:#x} rflags {:#x}", self.a, self.b),
             Kind::Wake => write!(out, "wake after {} us", self.a / 1000),
-            Kind::Timer => write!(out, "timer expired ({})", if self.a != 0 { "host timer" } else { "at entry" }),
+            Kind::Timer => write!(
+                out,
+                "timer expired ({})",
+                match self.a {
+                    0 => "at entry",
+                    1 => "host timer",
+                    _ => "deadline past when armed",
+                }
+            ),
             Kind::Accept => write!(out, "accept {:#04x}{}", self.a, if self.b != 0 { " level" } else { "" }),
             Kind::Ipi => {
                 let (v, mode, sh, logical) = (self.a & 0xff, (self.a >> 8) & 0xff, (self.a >> 16) & 0xff, (self.a >> 24) & 1);
@@ -272,5 +280,8 @@ mod tests {
         assert!(line(&segs).ends_with("gs.base 0x0 kernel_gs_base 0xffff88808db6e000 cs 0x33 ss 0x2b rsp(low) 0x1234"));
         let m = Record::new(Kind::KvmclockMsr, 0, 0x4b56_4d01, 0x1001, u64::MAX);
         assert!(line(&m).ends_with("kvmclock msr 0x4b564d01 = 0x1001 (KVM_SET_MSRS)"));
+        for (a, how) in [(0, "at entry"), (1, "host timer"), (2, "deadline past when armed")] {
+            assert!(line(&Record::new(Kind::Timer, 0, a, 0, 0)).ends_with(&std::format!("timer expired ({how})")));
+        }
     }
 }
