@@ -79,6 +79,11 @@ pub(crate) struct VcpuState {
     /// What the last entry saw when its VMCB came back with what no
     /// #VMEXIT writes (`VcpuState::enter`), until the run loop logs it.
     sighting: Option<nsvm_core::hoststate::Sighting>,
+    /// EVENTINJ and NEXT_RIP of the VMCB at the last entry (the processor
+    /// clears EVENTINJ): an exit that interrupted the delivery of that very
+    /// event, a software interrupt or INT3/INTO included, delivers it again
+    /// (`Vcpu::requeue_interrupted`).
+    entry_event: (u32, u64),
 }
 
 /// The guest's architectural state: vmcb01 and what VMRUN does not switch.
@@ -405,6 +410,7 @@ impl Vcpu {
             stats: stats.clone(),
             apic: None,
             sighting: None,
+            entry_event: (0, 0),
         };
         if vm.irqchip_in_kernel() {
             // The APIC timer calls back with the VM (fops.rs): the waiter

@@ -188,6 +188,10 @@ impl Vcpu {
         if code == exit::NPF && st.l2_np() {
             match self.npf02(st)? {
                 Npf02::Filled => {
+                    // An event whose delivery the fault interrupted
+                    // (L1's EVENTINJ pushing on L2's stack) is delivered
+                    // again (APM 15.7.2).
+                    self.requeue_interrupted(st);
                     self.stats.bump(st_idx::L2_EXITS_L0);
                     // Counted as every other exit L0 handles (`exits`).
                     self.stats.bump(st_idx::EXITS);

@@ -235,6 +235,7 @@ impl Vcpu {
             st.apply_policy(self.vm.policy());
             st.apply_guest_debug();
             self.log_injection(st);
+            st.entry_event = (st.vmcb().control.event_inj, st.vmcb().control.next_rip);
             let seen = loop {
                 // L2 on NPT02: dropped if the VM's memory changed since it
                 // was composed, and the entry abandoned if it changes again
