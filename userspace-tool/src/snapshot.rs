@@ -132,12 +132,16 @@ pub fn load_vcpu(vcpu: &VcpuFd, s: &VcpuState) -> Result<(), String> {
 }
 
 /// Writes memory and vCPU states to `path`.
-pub fn write(path: &str, mem: &[u8], vcpus: &[VcpuState]) -> Result<(), String> {
-    let mut f = Vec::with_capacity(mem.len() + 8192 * vcpus.len());
-    f.extend_from_slice(MAGIC);
-    f.extend_from_slice(&(mem.len() as u64).to_le_bytes());
-    f.extend_from_slice(&(vcpus.len() as u64).to_le_bytes());
-    f.extend_from_slice(mem);
+pub fn write(path: &str, mem: &crate::run::GuestMemoryMmap, vcpus: &[VcpuState]) -> Result<(), String> {
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+    // One range at guest physical 0 (payloads; --kernel has no snapshots).
+    let len = mem.last_addr().0 as usize + 1;
+    let mut f = vec![0u8; 24 + len];
+    f.reserve(8192 * vcpus.len());
+    f[..8].copy_from_slice(MAGIC);
+    f[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    f[16..24].copy_from_slice(&(vcpus.len() as u64).to_le_bytes());
+    mem.read_slice(&mut f[24..], GuestAddress(0)).map_err(|e| format!("reading guest memory: {e}"))?;
     for v in vcpus {
         f.extend_from_slice(pod_bytes(&v.regs));
         f.extend_from_slice(pod_bytes(&v.sregs));

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `nsvm run --kernel`: loads a Linux kernel with linux-loader into guest
+//! memory (vm-memory) the way rust-vmm VMMs do: a bzImage through the 64-bit
+//! boot protocol (Documentation/arch/x86/boot.rst: zero page, command line,
+//! initrd, E820 map), an ELF vmlinux through PVH when it has the PVH note
+//! (32-bit entry, `hvm_start_info`) and through the 64-bit protocol
+//! otherwise. The MP table (bootlayout.rs) describes the vCPUs and the I/O
+//! APIC of the in-kernel irqchip.
+
+use std::fs::File;
+
+use linux_loader::configurator::linux::LinuxBootConfigurator;
+use linux_loader::configurator::pvh::PvhBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
+use linux_loader::loader::{load_cmdline, BzImage, Cmdline, Elf, KernelLoader, PvhBootCapability};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+
+use crate::bootlayout as lay;
+use crate::run::{GuestMemoryMmap, StartMode};
+use crate::Failure;
+
+/// How to start the boot vCPU.
+pub struct LinuxEntry {
+    pub rip: u64,
+    pub mode: StartMode,
+    /// RSI (64-bit protocol: the zero page) and RBX (PVH: the start info).
+    pub rsi: u64,
+    pub rbx: u64,
+    /// "bzImage", "ELF (PVH)", "ELF (64-bit boot protocol)".
+    pub kind: &'static str,
+}
+
+const HDR_MAGIC: u32 = 0x5372_6448; // "HdrS"
+const BOOT_FLAG: u16 = 0xaa55;
+const LOADER_UNDEFINED: u8 = 0xff;
+const XLF_KERNEL_64: u16 = 1;
+const PVH_MAGIC: u32 = 0x336e_c578;
+
+/// The RAM ranges of `mem` (start, length), sorted.
+pub fn ranges(mem: &GuestMemoryMmap) -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> = mem.iter().map(|r| (r.start_addr().raw_value(), r.len())).collect();
+    r.sort_unstable();
+    r
+}
+
+/// Loads the kernel, initrd and command line of `kernel`, writes the boot
+/// structures and the MP table for `ncpus` vCPUs.
+pub fn load(mem: &GuestMemoryMmap, kernel: &str, initrd: Option<&str>, cmdline: &str, ncpus: u32) -> Result<LinuxEntry, Failure> {
+    let mut f = File::open(kernel).map_err(|e| Failure(format!("cannot read kernel {kernel}: {e}")))?;
+    let mut magic = [0u8; 4];
+    std::io::Read::read_exact(&mut f, &mut magic).map_err(|e| Failure(format!("cannot read kernel {kernel}: {e}")))?;
+    let himem = Some(GuestAddress(lay::HIMEM));
+    let elf = magic == *b"\x7fELF";
+    let r = if elf { Elf::load(mem, None, &mut f, himem) } else { BzImage::load(mem, None, &mut f, himem) }
+        .map_err(|e| Failure(format!("cannot load kernel {kernel}: {e} (a bzImage or an ELF64 vmlinux that fits in --mem is needed)")))?;
+    let ram = ranges(mem);
+    let low_end = ram[0].0 + ram[0].1;
+
+    let hdr = r.setup_header.unwrap_or_default();
+    let cmdline_max = if hdr.cmdline_size != 0 { hdr.cmdline_size as usize + 1 } else { lay::CMDLINE_MAX };
+    lay::check_cmdline(cmdline, cmdline_max).map_err(Failure)?;
+    let mut c = Cmdline::new(lay::CMDLINE_MAX).map_err(|e| Failure(format!("kernel command line: {e}")))?;
+    if !cmdline.is_empty() {
+        c.insert_str(cmdline).map_err(|e| Failure(format!("kernel command line '{cmdline}': {e}")))?;
+    }
+    load_cmdline(mem, GuestAddress(lay::CMDLINE), &c).map_err(|e| Failure(format!("kernel command line: {e}")))?;
+
+    // The initrd: as high as possible in the first range (below the header's
+    // initrd_addr_max for a bzImage), above the kernel.
+    let initrd = match initrd {
+        None => None,
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| Failure(format!("cannot read initrd {p}: {e}")))?;
+            let max = if hdr.initrd_addr_max != 0 { u64::from(hdr.initrd_addr_max) + 1 } else { u64::from(u32::MAX) + 1 };
+            let at = lay::initrd_addr(bytes.len() as u64, low_end.min(max), r.kernel_end.max(lay::CMDLINE + lay::CMDLINE_MAX as u64))
+                .ok_or_else(|| Failure(format!("the initrd {p} ({} bytes) does not fit in guest memory above the kernel: raise --mem", bytes.len())))?;
+            mem.write_slice(&bytes, GuestAddress(at)).map_err(|e| Failure(format!("cannot place the initrd: {e}")))?;
+            Some((at, bytes.len() as u64))
+        }
+    };
+
+    let table = lay::mptable(lay::EBDA, ncpus as u8);
+    mem.write_slice(&table, GuestAddress(lay::EBDA)).map_err(|e| Failure(format!("cannot write the MP table: {e}")))?;
+    let e820 = lay::e820(&ram);
+
+    if let (true, PvhBootCapability::PvhEntryPresent(entry)) = (elf, r.pvh_boot_cap) {
+        let memmap: Vec<hvm_memmap_table_entry> = e820.iter().map(|&(addr, size, type_)| hvm_memmap_table_entry { addr, size, type_, reserved: 0 }).collect();
+        let modlist_at = lay::PVH_INFO + 0x40;
+        let memmap_at = lay::PVH_INFO + 0x80;
+        let info = hvm_start_info {
+            magic: PVH_MAGIC,
+            version: 1,
+            cmdline_paddr: lay::CMDLINE,
+            memmap_paddr: memmap_at,
+            memmap_entries: memmap.len() as u32,
+            nr_modules: u32::from(initrd.is_some()),
+            modlist_paddr: modlist_at,
+            ..Default::default()
+        };
+        let mut p = BootParams::new(&info, GuestAddress(lay::PVH_INFO));
+        p.set_sections(&memmap, GuestAddress(memmap_at));
+        if let Some((paddr, size)) = initrd {
+            p.set_modules(&[hvm_modlist_entry { paddr, size, ..Default::default() }], GuestAddress(modlist_at));
+        }
+        PvhBootConfigurator::write_bootparams::<GuestMemoryMmap>(&p, mem).map_err(|e| Failure(format!("cannot write the PVH start info: {e}")))?;
+        return Ok(LinuxEntry { rip: entry.raw_value(), mode: StartMode::Protected, rsi: 0, rbx: lay::PVH_INFO, kind: "ELF (PVH)" });
+    }
+
+    let mut params = boot_params { hdr: fill_header(hdr, c.as_cstring().map(|s| s.as_bytes().len()).unwrap_or(0), initrd), ..Default::default() };
+    if !elf && hdr.xloadflags & XLF_KERNEL_64 == 0 {
+        return Err(Failure(format!("{kernel} has no 64-bit entry point (boot protocol XLF_KERNEL_64): build it for x86-64")));
+    }
+    if e820.len() > params.e820_table.len() {
+        return Err(Failure("too many E820 entries".into()));
+    }
+    for (i, &(addr, size, type_)) in e820.iter().enumerate() {
+        params.e820_table[i] = boot_e820_entry { addr, size, r#type: type_ };
+    }
+    params.e820_entries = e820.len() as u8;
+    LinuxBootConfigurator::write_bootparams::<GuestMemoryMmap>(&BootParams::new(&params, GuestAddress(lay::ZERO_PAGE)), mem)
+        .map_err(|e| Failure(format!("cannot write the zero page: {e}")))?;
+    // The 64-bit entry is 0x200 past the protected-mode code of a bzImage
+    // (boot.rst, "64-bit boot protocol"); an ELF's entry is its own.
+    let (rip, kind) = if elf { (r.kernel_load.raw_value(), "ELF (64-bit boot protocol)") } else { (r.kernel_load.raw_value() + 0x200, "bzImage") };
+    Ok(LinuxEntry { rip, mode: StartMode::Long, rsi: lay::ZERO_PAGE, rbx: 0, kind })
+}
+
+/// The setup header as the boot loader hands it over: the kernel's own
+/// (bzImage) with the loader's fields filled in.
+fn fill_header(mut h: setup_header, cmdline_len: usize, initrd: Option<(u64, u64)>) -> setup_header {
+    h.header = HDR_MAGIC;
+    h.boot_flag = BOOT_FLAG;
+    h.type_of_loader = LOADER_UNDEFINED;
+    h.cmd_line_ptr = lay::CMDLINE as u32;
+    if h.cmdline_size == 0 {
+        h.cmdline_size = cmdline_len as u32;
+    }
+    if h.kernel_alignment == 0 {
+        h.kernel_alignment = 0x100_0000;
+    }
+    h.vid_mode = 0xffff; // "normal"
+    if let Some((at, size)) = initrd {
+        h.ramdisk_image = at as u32;
+        h.ramdisk_size = size as u32;
+    }
+    h
+}
