@@ -4,7 +4,10 @@
 //! CPU-reset command, 0xfe to port 0x64, ends the run). With the full
 //! in-kernel irqchip the UART's interrupt goes to IRQ 4 through an irqfd
 //! (KVM_IRQFD on GSI 4: the PIC's and I/O APIC's pin 4 by KVM's default
-//! routes); otherwise the guest polls the line status register.
+//! routes); otherwise the guest polls the line status register. Beside
+//! them a read-only MC146818 CMOS clock (ports 0x70/0x71) with the host's
+//! UTC time, which rust-vmm has no crate for on x86: Linux reads it at boot
+//! and polls its update flag.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +19,9 @@ use vmm_sys_util::eventfd::EventFd;
 pub const COM1: u16 = 0x3f8;
 /// COM1's ISA IRQ (GSI).
 pub const COM1_IRQ: u32 = 4;
+/// CMOS index and data ports.
+pub const CMOS_INDEX: u16 = 0x70;
+pub const CMOS_DATA: u16 = 0x71;
 /// i8042 data and command/status ports.
 pub const I8042_DATA: u16 = 0x60;
 pub const I8042_CMD: u16 = 0x64;
@@ -64,11 +70,54 @@ impl Write for Out {
 pub struct Legacy {
     pub serial: Serial<IrqLine, vm_superio::serial::NoEvents, Out>,
     pub i8042: I8042Device<ResetRequest>,
+    /// The CMOS register selected by port 0x70 (bit 7, NMI disable, left out).
+    cmos_index: u8,
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn bcd(v: u32) -> u8 {
+    (((v / 10) % 10) << 4 | (v % 10)) as u8
+}
+
+/// CMOS register `index` at `unix` seconds (UTC): the clock in BCD, 24-hour
+/// mode (status B 0x02), never in an update (status A 0x26: UIP clear),
+/// valid (status D 0x80); other registers 0.
+pub fn cmos_reg(index: u8, unix: u64) -> u8 {
+    let days = (unix / 86_400) as i64;
+    let secs = (unix % 86_400) as u32;
+    let (y, m, d) = civil(days);
+    match index {
+        0x00 => bcd(secs % 60),
+        0x02 => bcd(secs / 60 % 60),
+        0x04 => bcd(secs / 3600),
+        0x06 => bcd(((days + 4).rem_euclid(7) + 1) as u32), // 1 = Sunday
+        0x07 => bcd(d),
+        0x08 => bcd(m),
+        0x09 => bcd((y % 100) as u32),
+        0x32 => bcd((y / 100) as u32),
+        0x0a => 0x26,
+        0x0b => 0x02,
+        0x0d => 0x80,
+        _ => 0,
+    }
 }
 
 impl Legacy {
     pub fn new(line: IrqLine) -> Self {
-        Legacy { serial: Serial::new(line, Out), i8042: I8042Device::new(ResetRequest::default()) }
+        Legacy { serial: Serial::new(line, Out), i8042: I8042Device::new(ResetRequest::default()), cmos_index: 0 }
     }
 
     /// An OUT the devices take (every element of a string OUT in turn);
@@ -88,6 +137,12 @@ impl Legacy {
                 }
                 true
             }
+            CMOS_INDEX => {
+                self.cmos_index = data.last().copied().unwrap_or(0) & 0x7f;
+                true
+            }
+            // Writes of the clock (setting the time) are ignored.
+            CMOS_DATA => true,
             _ => false,
         }
     }
@@ -97,6 +152,11 @@ impl Legacy {
         match port {
             p if (COM1..COM1 + 8).contains(&p) => data.iter_mut().for_each(|b| *b = self.serial.read((p - COM1) as u8)),
             I8042_DATA | I8042_CMD => data.iter_mut().for_each(|b| *b = self.i8042.read((port - I8042_DATA) as u8)),
+            CMOS_INDEX => data.fill(self.cmos_index),
+            CMOS_DATA => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                data.fill(cmos_reg(self.cmos_index, now));
+            }
             _ => return false,
         }
         true
@@ -122,6 +182,21 @@ mod tests {
         assert!(d.out(I8042_CMD, &[0xfe]));
         assert!(d.reset_requested());
         assert!(!d.out(0x501, &[1]));
+    }
+
+    #[test]
+    fn cmos_clock() {
+        // 2026-12-01 12:34:56 UTC, a Tuesday.
+        let t = 1_796_128_496;
+        let r: Vec<u8> = [0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x32, 0x0a, 0x0b].iter().map(|i| cmos_reg(*i, t)).collect();
+        assert_eq!(r, [0x56, 0x34, 0x12, 0x03, 0x01, 0x12, 0x26, 0x20, 0x26, 0x02]);
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+        let mut d = Legacy::new(IrqLine::Polled);
+        let mut b = [0u8];
+        assert!(d.out(CMOS_INDEX, &[0x80 | 0x0b]));
+        assert!(d.inp(CMOS_DATA, &mut b));
+        assert_eq!(b[0], 0x02);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::run::{GuestMemoryMmap, StartMode};
 use crate::Failure;
 
 /// How to start the boot vCPU.
+#[derive(Debug)]
 pub struct LinuxEntry {
     pub rip: u64,
     pub mode: StartMode,
@@ -146,4 +147,87 @@ fn fill_header(mut h: setup_header, cmdline_len: usize, initrd: Option<(u64, u64
         h.ramdisk_size = size as u32;
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::ByteValued;
+
+    /// A minimal bzImage: one setup sector after the boot sector, the
+    /// header fields linux-loader and the boot protocol look at, then
+    /// 0x1000 bytes of "kernel".
+    fn fake_bzimage(xloadflags: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 0x400 + 0x1000];
+        b[0x1f1] = 1; // setup_sects
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        b[0x211] = 1; // loadflags: LOADED_HIGH
+        b[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
+        b[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        b[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
+        b[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
+        b[0x400..].fill(0xcc);
+        b
+    }
+
+    fn tmp(name: &str, bytes: &[u8]) -> String {
+        let p = std::env::temp_dir().join(format!("nsvm-linux-test-{}-{name}", std::process::id()));
+        std::fs::write(&p, bytes).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    fn memory(mem: u64) -> GuestMemoryMmap {
+        let r: Vec<(GuestAddress, usize)> = lay::ram_ranges(mem, true).iter().map(|&(a, l)| (GuestAddress(a), l as usize)).collect();
+        GuestMemoryMmap::from_ranges(&r).unwrap()
+    }
+
+    #[test]
+    fn bzimage_boot_protocol() {
+        let k = tmp("bz", &fake_bzimage(XLF_KERNEL_64));
+        let i = tmp("initrd", &[0x5a; 0x1800]);
+        let mem = memory(64 << 20);
+        let e = load(&mem, &k, Some(&i), "console=ttyS0 reboot=k", 2).map_err(|f| f.0).unwrap();
+        assert_eq!((e.rip, e.rsi, e.mode, e.kind), (0x10_0200, lay::ZERO_PAGE, StartMode::Long, "bzImage"));
+        let p: boot_params = mem.read_obj(GuestAddress(lay::ZERO_PAGE)).unwrap();
+        let h = p.hdr;
+        assert_eq!({ h.header }, HDR_MAGIC);
+        assert_eq!({ h.boot_flag }, BOOT_FLAG);
+        assert_eq!({ h.type_of_loader }, 0xff);
+        assert_eq!({ h.cmd_line_ptr }, lay::CMDLINE as u32);
+        assert_eq!({ h.ramdisk_size }, 0x1800);
+        assert_eq!({ h.ramdisk_image }, (64 << 20) - 0x2000);
+        let mut rd = [0u8; 0x1800];
+        mem.read_slice(&mut rd, GuestAddress(u64::from(h.ramdisk_image))).unwrap();
+        assert!(rd.iter().all(|b| *b == 0x5a));
+        assert_eq!(p.e820_entries, 3);
+        let e2 = p.e820_table[2];
+        assert_eq!(({ e2.addr }, { e2.size }, { e2.r#type }), (lay::HIMEM, (64 << 20) - lay::HIMEM, lay::E820_RAM));
+        let mut c = [0u8; 23];
+        mem.read_slice(&mut c, GuestAddress(lay::CMDLINE)).unwrap();
+        assert_eq!(&c, b"console=ttyS0 reboot=k\0");
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(lay::HIMEM)).unwrap(), 0xcc);
+        let mut mp = [0u8; 4];
+        mem.read_slice(&mut mp, GuestAddress(lay::EBDA)).unwrap();
+        assert_eq!(&mp, b"_MP_");
+        assert!(boot_params::default().as_slice().len() == 4096);
+        std::fs::remove_file(k).ok();
+        std::fs::remove_file(i).ok();
+    }
+
+    #[test]
+    fn refused_kernels_and_command_lines() {
+        let mem = memory(16 << 20);
+        let k32 = tmp("bz32", &fake_bzimage(0));
+        assert!(load(&mem, &k32, None, "", 1).map_err(|f| f.0).unwrap_err().contains("64-bit"));
+        let junk = tmp("junk", &[0u8; 0x2000]);
+        assert!(load(&mem, &junk, None, "", 1).map_err(|f| f.0).unwrap_err().contains("cannot load kernel"));
+        let k = tmp("bz64", &fake_bzimage(XLF_KERNEL_64));
+        assert!(load(&mem, &k, None, &"x".repeat(2048), 1).is_err());
+        let big = tmp("bigrd", &vec![0u8; 17 << 20]);
+        assert!(load(&mem, &k, Some(&big), "", 1).map_err(|f| f.0).unwrap_err().contains("does not fit"));
+        for f in [k32, junk, k, big] {
+            std::fs::remove_file(f).ok();
+        }
+    }
 }

@@ -46,7 +46,7 @@ pub struct Options {
     pub(crate) image: Option<String>,
     /// Boot a Linux kernel (bzImage, or an ELF vmlinux: PVH entry if it has
     /// one) instead of an image; implies --irqchip full and --mem 256M
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "restore", "snapshot", "load", "mode"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["restore", "snapshot", "load", "mode"])]
     pub(crate) kernel: Option<String>,
     /// With --kernel: the initial ramdisk (placed high in memory)
     #[arg(long, value_name = "FILE", requires = "kernel")]
@@ -126,6 +126,11 @@ impl Options {
     pub fn check(&self) -> Result<(), String> {
         if self.snapshot.is_some() && self.vcpus != 1 {
             return Err("--snapshot supports one vCPU".into());
+        }
+        // (Not a clap conflict: clap then stops checking that --initrd and
+        // --cmdline require --kernel when an IMAGE is given.)
+        if self.kernel.is_some() && self.image.is_some() {
+            return Err("--kernel boots a kernel instead of an IMAGE: give one of them".into());
         }
         if self.kernel.is_some() && self.irqchip == Some(Irqchip::Split) {
             return Err("--kernel needs the full irqchip (the I/O APIC and PIT in the kernel): leave out --irqchip split".into());
