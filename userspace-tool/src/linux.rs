@@ -215,6 +215,71 @@ mod tests {
         std::fs::remove_file(i).ok();
     }
 
+    /// A minimal ELF64 kernel: one PT_LOAD of 0x100 bytes at 1 MiB (entry
+    /// there), and with `pvh` a PT_NOTE with the PVH entry note (Xen
+    /// XEN_ELFNOTE_PHYS32_ENTRY, 18) pointing 0x40 into it.
+    fn fake_elf(pvh: bool) -> Vec<u8> {
+        let mut b = vec![0u8; 0x300];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2; // ELFCLASS64
+        b[5] = 1; // little endian
+        b[6] = 1;
+        b[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        b[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+        b[20..24].copy_from_slice(&1u32.to_le_bytes());
+        b[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes()); // e_entry
+        b[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        b[52..54].copy_from_slice(&64u16.to_le_bytes());
+        b[54..56].copy_from_slice(&56u16.to_le_bytes());
+        b[56..58].copy_from_slice(&(1 + u16::from(pvh)).to_le_bytes());
+        let phdr = |b: &mut Vec<u8>, at: usize, ty: u32, off: u64, paddr: u64, size: u64, align: u64| {
+            b[at..at + 4].copy_from_slice(&ty.to_le_bytes());
+            b[at + 8..at + 16].copy_from_slice(&off.to_le_bytes());
+            b[at + 16..at + 24].copy_from_slice(&paddr.to_le_bytes());
+            b[at + 24..at + 32].copy_from_slice(&paddr.to_le_bytes());
+            b[at + 32..at + 40].copy_from_slice(&size.to_le_bytes());
+            b[at + 40..at + 48].copy_from_slice(&size.to_le_bytes());
+            b[at + 48..at + 56].copy_from_slice(&align.to_le_bytes());
+        };
+        phdr(&mut b, 64, 1, 0x200, 0x10_0000, 0x100, 0x1000);
+        if pvh {
+            phdr(&mut b, 120, 4, 0x100, 0, 24, 4);
+            b[0x100..0x104].copy_from_slice(&4u32.to_le_bytes()); // namesz
+            b[0x104..0x108].copy_from_slice(&4u32.to_le_bytes()); // descsz
+            b[0x108..0x10c].copy_from_slice(&18u32.to_le_bytes()); // type
+            b[0x10c..0x110].copy_from_slice(b"Xen\0");
+            b[0x110..0x114].copy_from_slice(&0x10_0040u32.to_le_bytes());
+        }
+        b[0x200..0x300].fill(0x90);
+        b
+    }
+
+    #[test]
+    fn elf_kernels_pvh_and_64_bit() {
+        let mem = memory(32 << 20);
+        let k = tmp("pvh", &fake_elf(true));
+        let i = tmp("pvh-initrd", &[1; 0x1000]);
+        let e = load(&mem, &k, Some(&i), "console=ttyS0", 1).map_err(|f| f.0).unwrap();
+        assert_eq!((e.rip, e.rbx, e.mode, e.kind), (0x10_0040, lay::PVH_INFO, StartMode::Protected, "ELF (PVH)"));
+        let si: hvm_start_info = mem.read_obj(GuestAddress(lay::PVH_INFO)).unwrap();
+        assert_eq!((si.magic, si.version, si.cmdline_paddr, si.memmap_entries, si.nr_modules), (PVH_MAGIC, 1, lay::CMDLINE, 3, 1));
+        let m: hvm_modlist_entry = mem.read_obj(GuestAddress(si.modlist_paddr)).unwrap();
+        assert_eq!((m.paddr, m.size), ((32 << 20) - 0x1000, 0x1000));
+        let e2: hvm_memmap_table_entry = mem.read_obj(GuestAddress(si.memmap_paddr + 2 * 24)).unwrap();
+        assert_eq!((e2.addr, e2.type_), (lay::HIMEM, lay::E820_RAM));
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(0x10_0000)).unwrap(), 0x90);
+
+        let mem = memory(32 << 20);
+        let k64 = tmp("elf64", &fake_elf(false));
+        let e = load(&mem, &k64, None, "", 1).map_err(|f| f.0).unwrap();
+        assert_eq!((e.rip, e.rsi, e.mode, e.kind), (0x10_0000, lay::ZERO_PAGE, StartMode::Long, "ELF (64-bit boot protocol)"));
+        let p: boot_params = mem.read_obj(GuestAddress(lay::ZERO_PAGE)).unwrap();
+        assert_eq!(({ p.hdr.header }, p.e820_entries), (HDR_MAGIC, 3));
+        for f in [k, i, k64] {
+            std::fs::remove_file(f).ok();
+        }
+    }
+
     #[test]
     fn refused_kernels_and_command_lines() {
         let mem = memory(16 << 20);
