@@ -55,12 +55,16 @@ if [ "${NSVM_WITH_QEMU:-0}" = 1 ]; then
     ln -s ../linux/bzImage "$stage/qemu/bzImage"
     ln -s ../linux/inner.cpio "$stage/qemu/inner.cpio"
 fi
-# The test kernel as /linux/bzImage and a tiny initramfs /linux/inner.cpio
+# The test kernel as /linux/bzImage (and /linux/vmlinux) and a tiny
+# initramfs /linux/inner.cpio
 # (busybox and an init that reports the CPUs it brought up and its uptime
 # (make bench's QEMU boot row), then ends the guest): the guests of the
 # linux suite (nsvm run --kernel) and of the qemu suite (/qemu/ links).
 mkdir -p "$stage/linux"
 cp "$kdir/arch/x86/boot/bzImage" "$stage/linux/bzImage"
+# ... and the uncompressed kernel, stripped (~14 MB): the linux suite's ELF
+# boot (linux-loader's ELF loader, the 64-bit boot protocol at its entry).
+strip --strip-all -o "$stage/linux/vmlinux" "$kdir/vmlinux"
 inner=$(mktemp -d "${TMPDIR:-/tmp}/nsvm-inner.XXXXXX")
 mkdir -p "$inner"/{bin,proc,sys,dev}
 cp "$busybox" "$inner/bin/busybox"

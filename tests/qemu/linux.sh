@@ -1,7 +1,8 @@
 # linux suite: `nsvm run --kernel` boots the test kernel (/linux/bzImage,
-# the initramfs /linux/inner.cpio) with 2 vCPUs on /dev/nsvm and then on
-# /dev/kvm (kvm_amd) in the same boot: linux-loader's bzImage load (64-bit
-# boot protocol, zero page, E820, initrd, command line), the MP table, the
+# then the stripped ELF /linux/vmlinux; the initramfs /linux/inner.cpio)
+# with 2 vCPUs on /dev/nsvm and then on /dev/kvm (kvm_amd) in the same
+# boot: linux-loader's bzImage and ELF loads (64-bit boot protocol, zero
+# page, E820, initrd, command line), the MP table, the
 # in-kernel irqchip and PIT, the APs started by INIT/SIPI, COM1 (vm-superio)
 # on IRQ 4 through an irqfd, and the i8042 reset that Linux's reboot uses
 # ending the run. On each device the inner init must report both CPUs
@@ -10,9 +11,9 @@
 . /tests/lib.sh
 
 boot() {
-    # $1 device, $2 log; the inner QEMU boots' command line (qemu suite),
-    # reboot=k: the keyboard controller's reset.
-    timeout -s TERM 300 nsvm run --device /dev/$1 --kernel /linux/bzImage --initrd /linux/inner.cpio --vcpus 2 \
+    # $1 device, $2 log, $3 kernel; the inner QEMU boots' command line (qemu
+    # suite), reboot=k: the keyboard controller's reset.
+    timeout -s TERM 300 nsvm run --device /dev/$1 --kernel $3 --initrd /linux/inner.cpio --vcpus 2 \
         --cmdline "console=ttyS0 reboot=k panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4" > "$2" 2> "$2.err"
     echo $? > "$2.rc"
 }
@@ -26,26 +27,28 @@ for dev in nsvm kvm; do
         insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
         check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
     fi
-    case_ "nsvm run --kernel bzImage --initrd --vcpus 2 boots Linux to its init on /dev/$dev"
-    mark_log
-    t0=$(date +%s)
-    boot $dev /tmp/linux-$dev.log
-    t1=$(date +%s)
-    grep -q "NSVM-INNER-UP cpus=0-1" /tmp/linux-$dev.log || {
-        echo "the guest on $dev said:"; grep -v '^\s*$' /tmp/linux-$dev.log | tail -n 60; }
-    # The guest's console (loglevel=4: its warnings and errors) and the run's summary.
-    sed "s/^/  [$dev] /" /tmp/linux-$dev.log | head -n 40
-    cat /tmp/linux-$dev.log.err
-    expect_line /tmp/linux-$dev.log "NSVM-INNER-UP cpus=0-1"
-    expect_line /tmp/linux-$dev.log "NSVM-INNER-IRQ loc=[1-9][0-9]*,[1-9][0-9]* ipi=[1-9]"
-    expect_line /tmp/linux-$dev.log "NSVM-INNER-SERIAL irqs=[1-9]"
-    expect_no_line /tmp/linux-$dev.log "WARNING:\|BUG:\|Oops\|Call Trace\|Kernel panic"
-    expect_no_line /tmp/linux-$dev.log.err "unhandled ports:.* 0x7[01]x"
-    expect_eq "exit status" 0 "$(cat /tmp/linux-$dev.log.rc)"
-    expect_line /tmp/linux-$dev.log.err "guest reset the machine (i8042 command 0xfe)"
-    expect_line /tmp/linux-$dev.log.err "bzImage, 2 vCPUs, COM1 on IRQ 4 by irqfd"
-    [ $dev = nsvm ] && expect_clean_log
-    verdict "$((t1 - t0)) s"
+    for k in bzImage vmlinux; do
+        kind="bzImage"; [ $k = vmlinux ] && kind="ELF (64-bit boot protocol)"
+        log=/tmp/linux-$k-$dev.log
+        case_ "nsvm run --kernel $k --initrd --vcpus 2 boots Linux to its init on /dev/$dev"
+        mark_log
+        t0=$(date +%s)
+        boot $dev $log /linux/$k
+        t1=$(date +%s)
+        # The guest's console (loglevel=4: its warnings and errors) and the run's summary.
+        sed "s/^/  [$dev] /" $log | head -n 40
+        cat $log.err
+        expect_line $log "NSVM-INNER-UP cpus=0-1"
+        expect_line $log "NSVM-INNER-IRQ loc=[1-9][0-9]*,[1-9][0-9]* ipi=[1-9]"
+        expect_line $log "NSVM-INNER-SERIAL irqs=[1-9]"
+        expect_no_line $log "WARNING:\|BUG:\|Oops\|Call Trace\|Kernel panic\|\[Firmware Bug\]"
+        expect_no_line $log.err "unhandled ports:.* 0x7[01]x"
+        expect_eq "exit status" 0 "$(cat $log.rc)"
+        expect_line $log.err "guest reset the machine (i8042 command 0xfe)"
+        expect_line $log.err "$kind, 2 vCPUs, COM1 on IRQ 4 by irqfd"
+        [ $dev = nsvm ] && expect_clean_log
+        verdict "$((t1 - t0)) s"
+    done
     if [ $dev = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
 done
 finish

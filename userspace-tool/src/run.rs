@@ -323,9 +323,16 @@ fn new_vm(device: &str, o: &Options, ranges: &[(u64, u64)]) -> Result<(Kvm, VmFd
 /// vCPU `n` with its CPUID (initial APIC id `n`).
 fn new_vcpu(vm: &VmFd, cpuid: &mut kvm_bindings::CpuId, n: u32) -> Result<VcpuFd, Failure> {
     let vcpu = vm.create_vcpu(u64::from(n)).map_err(|e| Failure(format!("KVM_CREATE_VCPU {n} failed: {e}")))?;
+    // The vCPU's APIC ID wherever the CPUID reports one (as QEMU fills
+    // them): leaf 1 EBX[31:24], the x2APIC ID of the topology leaves 0xB
+    // and 0x1F (EDX), AMD's extended APIC ID (0x8000001E EAX). Linux
+    // compares them with the APIC's ID register ("APIC ID mismatch").
     for e in cpuid.as_mut_slice() {
-        if e.function == 1 {
-            e.ebx = (e.ebx & 0x00ff_ffff) | (n << 24); // initial APIC id
+        match e.function {
+            1 => e.ebx = (e.ebx & 0x00ff_ffff) | (n << 24),
+            0xb | 0x1f => e.edx = n,
+            0x8000_001e => e.eax = n,
+            _ => {}
         }
     }
     vcpu.set_cpuid2(cpuid).map_err(|e| Failure(format!("KVM_SET_CPUID2 failed: {e}")))?;
