@@ -63,8 +63,9 @@ fi
 mkdir -p "$stage/linux"
 cp "$kdir/arch/x86/boot/bzImage" "$stage/linux/bzImage"
 # ... and the uncompressed kernel, stripped (~14 MB): the linux suite's ELF
-# boot (linux-loader's ELF loader, the 64-bit boot protocol at its entry).
-strip --strip-all -o "$stage/linux/vmlinux" "$kdir/vmlinux"
+# boot (linux-loader's ELF loader, the 64-bit boot protocol at its entry);
+# not in the qemu suite's initramfs, which has no use for it.
+[ "${NSVM_WITH_QEMU:-0}" = 1 ] || strip --strip-all -o "$stage/linux/vmlinux" "$kdir/vmlinux"
 inner=$(mktemp -d "${TMPDIR:-/tmp}/nsvm-inner.XXXXXX")
 mkdir -p "$inner"/{bin,proc,sys,dev}
 cp "$busybox" "$inner/bin/busybox"
