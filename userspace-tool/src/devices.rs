@@ -54,15 +54,28 @@ impl Trigger for ResetRequest {
     }
 }
 
-/// Standard output, flushed at each newline by std's line writer.
-pub struct Out;
+/// Where the UART's output goes: standard output (flushed at each newline
+/// by std's line writer), or nowhere (unit tests).
+pub enum Out {
+    Stdout,
+    #[cfg(test)]
+    Discard,
+}
 
 impl Write for Out {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        std::io::stdout().write(b)
+        match self {
+            Out::Stdout => std::io::stdout().write(b),
+            #[cfg(test)]
+            Out::Discard => Ok(b.len()),
+        }
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stdout().flush()
+        match self {
+            Out::Stdout => std::io::stdout().flush(),
+            #[cfg(test)]
+            Out::Discard => Ok(()),
+        }
     }
 }
 
@@ -117,7 +130,11 @@ pub fn cmos_reg(index: u8, unix: u64) -> u8 {
 
 impl Legacy {
     pub fn new(line: IrqLine) -> Self {
-        Legacy { serial: Serial::new(line, Out), i8042: I8042Device::new(ResetRequest::default()), cmos_index: 0 }
+        Self::with_output(line, Out::Stdout)
+    }
+
+    fn with_output(line: IrqLine, out: Out) -> Self {
+        Legacy { serial: Serial::new(line, out), i8042: I8042Device::new(ResetRequest::default()), cmos_index: 0 }
     }
 
     /// An OUT the devices take (every element of a string OUT in turn);
@@ -202,7 +219,7 @@ mod tests {
     #[test]
     fn thr_empty_interrupt_reaches_the_irqfd() {
         let e = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let mut d = Legacy::new(IrqLine::Irqfd(e.try_clone().unwrap()));
+        let mut d = Legacy::with_output(IrqLine::Irqfd(e.try_clone().unwrap()), Out::Discard);
         assert!(matches!(d.serial.interrupt_evt(), IrqLine::Irqfd(_)));
         assert!(d.out(COM1 + 1, &[0x02])); // IER: THR empty
         assert!(d.out(COM1, b"x"));
