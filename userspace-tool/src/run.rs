@@ -260,8 +260,9 @@ impl Guest {
     }
 }
 
-/// A VM with `mem_len` bytes of memory at guest physical 0 (one slot), the
-/// policy applied, and the CPUID every vCPU gets.
+/// A VM with RAM at `ranges` (start, length; one memory slot each), the
+/// policy and in-kernel interrupt controllers applied, and the CPUID every
+/// vCPU gets.
 fn new_vm(device: &str, o: &Options, ranges: &[(u64, u64)]) -> Result<(Kvm, VmFd, GuestMemoryMmap, kvm_bindings::CpuId), Failure> {
     crate::sys::open_device(device)?;
     let kvm = Kvm::new_with_path(std::ffi::CString::new(device.to_string()).map_err(|_| Failure("bad device path".into()))?)

@@ -135,9 +135,6 @@ impl Options {
         if self.kernel.is_some() && self.irqchip == Some(Irqchip::Split) {
             return Err("--kernel needs the full irqchip (the I/O APIC and PIT in the kernel): leave out --irqchip split".into());
         }
-        if self.kernel.is_some() && self.vcpus > 254 {
-            return Err("--kernel takes at most 254 vCPUs".into());
-        }
         Ok(())
     }
 
