@@ -133,16 +133,23 @@ pub fn load_vcpu(vcpu: &VcpuFd, s: &VcpuState) -> Result<(), String> {
 
 /// Writes memory and vCPU states to `path`, streamed (memory in 1 MiB
 /// pieces, with a progress bar on a terminal).
-pub fn write(path: &str, mem: &[u8], vcpus: &[VcpuState]) -> Result<(), String> {
+/// Guest memory is one range at guest physical 0 (payloads; `--kernel`
+/// has no snapshots).
+pub fn write(path: &str, mem: &crate::run::GuestMemoryMmap, vcpus: &[VcpuState]) -> Result<(), String> {
     use std::io::Write;
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+    let len = mem.last_addr().0 as usize + 1;
     let file = std::fs::File::create(path).map_err(|e| format!("cannot write {path}: {e}"))?;
     let mut f = std::io::BufWriter::new(file);
     let err = |e: std::io::Error| format!("cannot write {path}: {e}");
     f.write_all(MAGIC).map_err(err)?;
-    f.write_all(&(mem.len() as u64).to_le_bytes()).map_err(err)?;
+    f.write_all(&(len as u64).to_le_bytes()).map_err(err)?;
     f.write_all(&(vcpus.len() as u64).to_le_bytes()).map_err(err)?;
-    let bar = progress("saving", mem.len() as u64);
-    for chunk in mem.chunks(1 << 20) {
+    let bar = progress("saving", len as u64);
+    let mut buf = vec![0u8; 1 << 20];
+    for at in (0..len).step_by(1 << 20) {
+        let chunk = &mut buf[..(len - at).min(1 << 20)];
+        mem.read_slice(chunk, GuestAddress(at as u64)).map_err(|e| format!("reading guest memory: {e}"))?;
         f.write_all(chunk).map_err(err)?;
         bar.inc(chunk.len() as u64);
     }
@@ -279,7 +286,9 @@ mod tests {
         let p = dir.join("a.snap");
         let path = p.to_str().unwrap();
         let mem: Vec<u8> = (0..(3 << 20) + 4096).map(|i| (i * 7 % 251) as u8).collect();
-        write(path, &mem, &[vcpu(0x1000), vcpu(0x2000)]).unwrap();
+        let gm = crate::run::GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), mem.len())]).unwrap();
+        vm_memory::Bytes::write_slice(&gm, &mem, vm_memory::GuestAddress(0)).unwrap();
+        write(path, &gm, &[vcpu(0x1000), vcpu(0x2000)]).unwrap();
         let s = read(path).unwrap();
         assert_eq!(s.mem, mem);
         assert_eq!(s.vcpus.len(), 2);
