@@ -187,6 +187,9 @@ struct NestedState {
     hsave_pa: u64,
     /// L1's global interrupt flag as nsvm emulates it (APM 15.17).
     gif: bool,
+    /// The pause filter's internal counter for the running L2 (APM
+    /// 15.14.4), loaded at VMRUN.
+    pause_count: i32,
     /// While L2 runs: vmcb12's address and L1's RIP after its VMRUN.
     l2: Option<(u64, u64)>,
     /// L1's VMRUN was emulated but L2 not entered yet (vmcb02's EVENTINJ
@@ -396,6 +399,7 @@ impl Vcpu {
                 npt02: ShadowNpt::new()?,
                 hsave_pa: 0,
                 gif: true,
+                pause_count: 0,
                 l2: None,
                 run_pending: false,
                 nlog: KVec::from_elem(TraceEvent::Empty, nsvm_core::trace::LOG_LEN, GFP_KERNEL_ACCOUNT)?,

@@ -14,6 +14,7 @@ use nsvm_core::cpuid::SvmFeatures;
 use nsvm_core::event::{Event, EventType};
 use nsvm_core::exit::{self, SvmInsn};
 use nsvm_core::insn::{self, Known};
+use nsvm_core::l1_assist::{self, L2Vmload};
 use nsvm_core::user_exit::{run, UserExit};
 use nsvm_core::msr::efer;
 use nsvm_core::nested::{npf, Npt02Key};
@@ -222,7 +223,23 @@ impl Vcpu {
             mem.read_bytes(base + u64::from(n / 8), &mut b).then(|| b[0] & (1 << (n % 8)) != 0)
         };
         let msr_index = st.cpu.gprs[Gpr::Rcx] as u32;
-        let mut d = decide(code, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
+        // QEMU's TCG reports a MOV from CR3/CR4/CR8 as READ_CR0
+        // (docs/architecture.md): L1 sees the register the instruction
+        // names, decoded by L0.
+        let code_l1 = if code == exit::READ_CR0 {
+            let mut b = [0u8; 15];
+            let n = st.fetch(&inner, &mut b);
+            let cs = st.code_size();
+            l1_assist::corrected_cr_read(code, l1_assist::decode_crdr(&b[..n], cs))
+        } else {
+            code
+        };
+        let mut d = decide(code_l1, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
+        // VMLOAD/VMSAVE virtualization enabled where it cannot apply: the
+        // instruction exits to L1 as if intercepted (APM 15.33.1).
+        if d == Decision::L0 && matches!(code, exit::VMLOAD | exit::VMSAVE) && st.l2_vmload() == L2Vmload::ExitToL1 {
+            d = Decision::L1;
+        }
         // L2's shutdown goes to L1 only when L1 intercepts it (`decide`);
         // otherwise L1 itself shuts down (APM 15.12; KVM: KVM_EXIT_SHUTDOWN).
         if npf12 {
@@ -232,7 +249,19 @@ impl Vcpu {
             self.stats.bump(st_idx::L2_EXITS_L0);
             return Ok(None);
         }
-        self.reflect_to_l1(st, &inner, code)
+        // The pause filter for L1 (APM 15.14.4), emulated when the
+        // processor has none: the PAUSE is L1's only once the counter VMRUN
+        // loaded goes below zero; until then L0 completes it for L2.
+        if code == exit::PAUSE && st.nst.l1_features.contains(SvmFeatures::PAUSE_FILTER) && !crate::svm::host_has(SvmFeatures::PAUSE_FILTER) && !l1_assist::pause_filter_exits(&mut st.nst.pause_count) {
+            drop(inner);
+            self.stats.bump(st_idx::L2_EXITS_L0);
+            self.stats.bump(stats::PAUSES_FILTERED);
+            return self.skip(st, Known::Pause).map(Some);
+        }
+        if code_l1 != code {
+            st.nst.vmcb02.get().control.exit_code = code_l1;
+        }
+        self.reflect_to_l1(st, &inner, code_l1)
     }
 
     /// The #VMEXIT L1 expects for the exit in vmcb02's exit fields (APM
@@ -244,6 +273,10 @@ impl Vcpu {
         // NRIPS for L1 (emulated, APM 15.7.1): the next RIP of an intercepted
         // instruction, decoded by L0 (no NRIPS under TCG), 0 otherwise.
         let nrip = st.l2_next_rip(inner);
+        // Decode assists for L1 (APM 15.8), from L0's own decode when the
+        // processor gave none.
+        let da_offered = st.nst.l1_features.contains(SvmFeatures::DECODE_ASSISTS);
+        let da = if da_offered && !crate::svm::host_has(SvmFeatures::DECODE_ASSISTS) { Some(st.l2_decode_assists(inner)) } else { None };
         let Some((pa12, next)) = st.nst.l2.take() else { return Ok(None) };
         // vmcb12 := L2's state and the exit information (field by field from
         // the pages: no 4 KiB copies on the kernel stack). A failed VMRUN
@@ -263,6 +296,24 @@ impl Vcpu {
             c.event_inj = 0;
             c.event_inj_err = 0;
             c.next_rip = nrip;
+            match da {
+                Some((info1, len, bytes)) => {
+                    if let Some(i) = info1 {
+                        c.exit_info_1 = i;
+                    }
+                    c.insn_len = len;
+                    if len != 0 {
+                        c.insn_bytes = bytes;
+                    }
+                }
+                // The processor's own (or, without the feature, what L1
+                // wrote there, written back unchanged).
+                None if da_offered => {
+                    c.insn_len = v02.control.insn_len;
+                    c.insn_bytes = v02.control.insn_bytes;
+                }
+                None => {}
+            }
         }
         // Only what #VMEXIT writes (APM 15.6): L1's edits to the rest of
         // vmcb12 while L2 ran stay.
@@ -392,7 +443,28 @@ impl Vcpu {
         // runs (rare): a page of its own, vmcb12's cache is in use.
         let mut own = if st.nst.l2.is_some() { Some(VmcbPage::new()?) } else { None };
         let inner = self.vm.mem();
-        let mem = st.guest_mem(&inner);
+        // L2's: on an L1 physical address, or virtualized (APM 15.33.1)
+        // on an L2 physical address through NPT12, whose faults are L1's
+        // #VMEXIT(NPF) (ExitToL1 never comes here: `l2_exit_for_l1`).
+        let virtualized = st.nst.l2.is_some() && st.l2_vmload() == L2Vmload::L2Physical;
+        if virtualized {
+            let ncr3 = st.nst.vmcb12.get().control.nested_cr3;
+            let nxe = st.cpu.vmcb.get().save.efer & efer::NXE != 0;
+            let walk = nsvm_core::nested::walk_npt12(&GuestMem::l1(&inner), ncr3, pa, !load, false, nxe, crate::svm::phys_bits(), npf::FINAL);
+            if let Err(e) = walk {
+                {
+                    let c = &mut st.nst.vmcb02.get().control;
+                    c.exit_code = exit::NPF;
+                    c.exit_info_1 = e;
+                    c.exit_info_2 = pa;
+                    c.exit_int_info = 0;
+                    c.exit_int_info_err = 0;
+                }
+                self.stats.bump(st_idx::NPT12_FAULTS);
+                return Ok(self.reflect_to_l1(st, &inner, exit::NPF)?.unwrap_or(Next::Guest));
+            }
+        }
+        let mem = if virtualized || st.nst.l2.is_none() { st.guest_mem(&inner) } else { GuestMem::l1(&inner) };
         let mut st_untrusted = false;
         let ok = {
             let (scratch, cur) = match own.as_mut() {
@@ -625,6 +697,9 @@ impl Vcpu {
                     v02.save.g_pat = v01.save.g_pat;
                 }
             }
+            // The pause filter's internal counter (APM 15.14.4), loaded
+            // from the count merged into vmcb02 (0 when not offered).
+            st.nst.pause_count = i32::from(v02.control.pause_filter_count);
         }
         Ok(None)
     }
@@ -774,6 +849,48 @@ impl VcpuState {
     /// NP_ENABLE, masked at VMRUN to what L1 was offered.
     pub(super) fn l2_np(&mut self) -> bool {
         self.nst.l2.is_some() && self.nst.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0
+    }
+
+    /// What an L2 VMLOAD/VMSAVE that L1 does not intercept acts on (APM
+    /// 15.33.1): L1's VMCB controls and L1's mode at its VMRUN.
+    pub(super) fn l2_vmload(&mut self) -> L2Vmload {
+        let offered = self.nst.l1_features.contains(SvmFeatures::V_VMSAVE_VMLOAD);
+        let virt_ext = self.nst.vmcb12.get().control.virt_ext;
+        let np = self.l2_np();
+        let s1 = &self.cpu.vmcb.get().save;
+        let l1_64 = s1.efer & efer::LMA != 0 && s1.cs.attrib & nsvm_core::vmcb::seg_attr::L != 0;
+        l1_assist::l2_vmload(offered, virt_ext, np, l1_64)
+    }
+
+    /// Decode assists for the L2 exit in vmcb02 (APM 15.8): EXITINFO1 for
+    /// CR/DR, INTn and INVLPG intercepts from L0's decode of L2's
+    /// instruction (`None` when undecodable or another exit), and for #PF
+    /// and #NPF of data accesses the count and bytes fetched at CS:RIP (a
+    /// count of 0 otherwise).
+    pub(super) fn l2_decode_assists(&mut self, inner: &VmMem<'_>) -> (Option<u64>, u8, [u8; 15]) {
+        let (code, info1) = {
+            let c = &self.nst.vmcb02.get().control;
+            (c.exit_code, c.exit_info_1)
+        };
+        let mut b = [0u8; 15];
+        let bytes = l1_assist::wants_insn_bytes(code, info1);
+        let crdr = l1_assist::is_crdr_exit(code);
+        if !bytes && !crdr && !matches!(code, exit::SWINT | exit::INVLPG) {
+            return (None, 0, b);
+        }
+        let n = self.fetch(inner, &mut b);
+        let info = if crdr {
+            let cs = self.code_size();
+            l1_assist::crdr_info1(code, l1_assist::decode_crdr(&b[..n], cs))
+        } else if code == exit::SWINT {
+            l1_assist::intn_info1(&b[..n])
+        } else if code == exit::INVLPG {
+            let s = self.sens_state();
+            l1_assist::invlpg_info1(&b[..n], &s)
+        } else {
+            None
+        };
+        (info, if bytes { n as u8 } else { 0 }, b)
     }
 
     /// Records a nested event in the log.
