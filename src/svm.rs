@@ -72,7 +72,7 @@ pub(crate) fn set_host_features(f: nsvm_core::cpuid::SvmFeatures) {
 }
 
 /// Whether the processor itself has SVM feature `f` (otherwise nsvm
-/// emulates the features of `cpuid::L1_EMULATED` for L1).
+/// emulates it for L1 where `cpuid::L1_FEATURES` says so).
 pub(crate) fn host_has(f: nsvm_core::cpuid::SvmFeatures) -> bool {
     nsvm_core::cpuid::SvmFeatures::from_bits_retain(HOST_FEATURES.load(Ordering::Relaxed)).contains(f)
 }

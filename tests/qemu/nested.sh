@@ -65,6 +65,7 @@ cross() {
 case_ "load nsvm"
 check "loaded" load_nsvm
 run_all /dev/nsvm nsvm
+nsvm info --device /dev/nsvm > /tmp/info.nsvm 2>&1
 snap_runs /dev/nsvm nsvm
 check "unloaded after the nested payloads" unload_nsvm
 # l1_refused once more with nsvm's vmcb12 checks off (a test-only module
@@ -80,6 +81,7 @@ case_ "load kvm_amd nested=1 (reference)"
 insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko nested=1
 run_all /dev/kvm kvm
+nsvm info --device /dev/kvm > /tmp/info.kvm 2>&1
 snap_runs /dev/kvm kvm
 cross /dev/kvm nsvm kvm
 rmmod kvm_amd; rmmod kvm; rmmod irqbypass
@@ -159,6 +161,16 @@ for p in $NESTED; do
     expect_eq "cases kvm_amd printed (nsvm's count expected)" "$a" "$b"
     verdict "$a cases"
 done
+
+case_ "nsvm info: the L1 view counts the SVM features offered to L1 and those emulated beyond the host"
+grep "L1 SVM view" /tmp/info.nsvm /tmp/info.kvm
+expect_line /tmp/info.nsvm "^L1 SVM view: *8 features offered to guests: npt nrip_save vmcb_clean flushbyasid decodeassists pausefilter v_vmsave_vmload vgif (EDX=0x000184e9); 6 emulated beyond the host: nrip_save vmcb_clean flushbyasid decodeassists pausefilter v_vmsave_vmload"
+expect_line /tmp/info.kvm "^L1 SVM view: "
+verdict
+
+case_ "l1_svmfeat: PAUSEs completed by the emulated pause filter (3 + 3) and counted"
+expect_stat /tmp/nsvm.l1_svmfeat.stats vcpu0.pauses_filtered 6
+verdict
 
 case_ "l1_npt: per-level statistics (L1 exits, L2 exits reflected or handled in L0, NPT02 fills, NPT12 faults)"
 s=/tmp/nsvm.l1_npt.stats

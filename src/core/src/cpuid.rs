@@ -287,13 +287,6 @@ pub const L1_FEATURES: SvmFeatures = SvmFeatures::NP
     .union(SvmFeatures::V_VMSAVE_VMLOAD)
     .union(SvmFeatures::VGIF);
 
-/// The features of [`L1_FEATURES`] that nsvm emulates itself when the
-/// processor lacks them (on a processor that has one, it does the work).
-pub const L1_EMULATED: SvmFeatures = SvmFeatures::NRIPS
-    .union(SvmFeatures::DECODE_ASSISTS)
-    .union(SvmFeatures::PAUSE_FILTER)
-    .union(SvmFeatures::V_VMSAVE_VMLOAD);
-
 /// The parts of CPUID that depend on the guest's state at the time it
 /// executes CPUID (what hardware computes and KVM's
 /// `kvm_update_cpuid_runtime` reproduces): leaf 1 ECX.OSXSAVE = CR4.OSXSAVE,
