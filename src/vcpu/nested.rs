@@ -687,6 +687,12 @@ impl Vcpu {
         {
             let (v01, v12, v02) = (st.cpu.vmcb.get(), st.nst.vmcb12.get(), st.nst.vmcb02.get());
             nsvm_core::nested::merge_control(&mut v02.control, &policy, &v01.control, &v12.control);
+            // QEMU's TCG checks every MOV from CRn against the CR0 read
+            // intercept (`l1_assist::needs_read_cr0`); a processor without
+            // NRIPS is taken to be TCG, as for `exit_after_injection`.
+            if !crate::svm::host_has(SvmFeatures::NRIPS) && l1_assist::needs_read_cr0(&v12.control.intercepts) {
+                v02.control.intercepts.set(exit::READ_CR0);
+            }
             if from_vmrun {
                 // VMRUN does not load what VMLOAD does: L2 starts with L1's
                 // current FS, GS, TR, LDTR and syscall MSRs (APM 15.5.2).

@@ -73,14 +73,25 @@ _start:
 	call	tag
 1:
 	/* 2. MOV from CR4 (READ_CR4 intercepted): exit 4, EXITINFO1 = bit 63
-	 * | RAX (QEMU's TCG reports 0 for the exit code: L0 decodes it). */
+	 * | RAX. QEMU's TCG checks it against the CR0 read intercept and
+	 * reports exit 0: L0 intercepts CR0 reads for L2 and decodes; L2's
+	 * MOV from CR0 before it (not intercepted by L1) still reads CR0. */
 	CASE	da_mov_from_cr4, l2_rcr4
 	NEED	DA, 1f
 	orl	$1 << 4, C_INTERCEPT_CR(%rbx)
+	xor	%edx, %edx
 	RUN
+	mov	%rdx, %r12			/* L2's CR0 (printing uses RDX) */
 	CODE	0x4
 	KV	info1, C_EXIT_INFO1(%rbx)
 	EXPECT	0x8000000000000000, exit_info_1
+	RIP	l2_rcr4, 3
+	mov	%cr0, %rdx
+	cmp	%rdx, %r12
+	sete	%al
+	movzbl	%al, %eax
+	KV	l2_cr0_ok, %rax
+	EXPECT	1, L2 read CR0
 	call	tag
 1:
 	/* 3. MOV from CR0 into R12, then SMSW (READ_CR0 intercepted): bit 63 |
@@ -391,6 +402,7 @@ l2_wcr3:
 	mov	%r9, %cr3			/* 41 0f 22 d9 */
 	vmmcall
 l2_rcr4:
+	mov	%cr0, %rdx			/* 3 bytes */
 	mov	%cr4, %rax
 	vmmcall
 l2_rcr0:

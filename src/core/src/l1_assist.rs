@@ -98,6 +98,16 @@ pub fn corrected_cr_read(code: u64, d: Option<CrDr>) -> u64 {
     }
 }
 
+/// Whether L1 intercepts a read of a CR other than CR0. QEMU's TCG (since
+/// 9.1) checks a MOV from any CR against the CR0 read intercept and reports
+/// READ_CR0 (measured: with only READ_CR4 set, L2's MOV from CR4 does not
+/// exit), so on such a processor vmcb02 must intercept CR0 reads too for
+/// L1's intercept to fire; L0 then reflects the exit under the decoded
+/// register's code ([`corrected_cr_read`]) or emulates the read.
+pub fn needs_read_cr0(l1: &crate::intercept::Intercepts) -> bool {
+    (1..16).any(|n| l1.test(exit::READ_CR0 + n))
+}
+
 /// EXITINFO1 of a CR or DR intercept with decode assists (APM 15.8.1,
 /// tables 15-2 and 15-3): MOV CRx sets bit 63 and the GPR number (also for
 /// the selective CR0 write); MOV DRx gives the GPR number; LMSW, CLTS and
@@ -244,6 +254,17 @@ mod tests {
         assert_eq!(corrected_cr_read(exit::READ_CR4, rd4), exit::READ_CR4);
         assert_eq!(corrected_cr_read(exit::READ_CR0, Some(CrDr::Other)), exit::READ_CR0);
         assert_eq!(corrected_cr_read(exit::WRITE_CR0, movcr), exit::WRITE_CR0);
+    }
+
+    #[test]
+    fn tcg_cr_reads() {
+        let mut i = crate::intercept::Intercepts::default();
+        assert!(!needs_read_cr0(&i));
+        i.set(exit::READ_CR0);
+        i.set(exit::WRITE_CR4);
+        assert!(!needs_read_cr0(&i));
+        i.set(exit::READ_CR4);
+        assert!(needs_read_cr0(&i));
     }
 
     #[test]
