@@ -14,7 +14,7 @@ use nsvm_core::cpuid::SvmFeatures;
 use nsvm_core::event::{Event, EventType};
 use nsvm_core::exit::{self, SvmInsn};
 use nsvm_core::insn::{self, Known};
-use nsvm_core::l1_assist::{self, L2Vmload};
+use nsvm_core::l1_assist::{self, vnmi, L2Vmload};
 use nsvm_core::user_exit::{run, UserExit};
 use nsvm_core::msr::efer;
 use nsvm_core::nested::{npf, Npt02Key};
@@ -106,6 +106,9 @@ impl Vcpu {
         {
             let d = page.get();
             d.control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
+            if !st.nst.l1_features.contains(SvmFeatures::VNMI) {
+                d.control.int_ctl &= !vnmi::BITS;
+            }
             check_data(&d.control, &d.save, &st.features()).map_err(|_| EINVAL)?;
             if d.save.efer & efer::LMA == 0 && d.control.nested_ctl & nested_ctl::NP_ENABLE != 0 {
                 return Err(EINVAL); // NPT12 walks are long-mode only (docs/nested.md)
@@ -181,6 +184,14 @@ impl Vcpu {
             // Logged as KVM does when it reflects the processor's refusal.
             st.log(TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
             return self.vmrun_failed(st, pa12, next).map(Some);
+        }
+        // vNMI: L2 past the IRET L0 intercepted (V_NMI_MASK clears), and
+        // the single step over it ends; a #DB of that step alone is L0's.
+        if st.vnmi_after_exit(code) {
+            self.stats.bump(st_idx::L2_EXITS_L0);
+            self.stats.bump(st_idx::EXITS);
+            self.stats.bump(stats::exit_counter(code));
+            return Ok(Some(Next::Guest));
         }
         // L2 on shadow NPT02: the fault is either in NPT12 (L1's to see, as
         // #VMEXIT(NPF) with the error code of the NPT12 walk), or L0's to
@@ -272,6 +283,9 @@ impl Vcpu {
         self.stats.bump(st_idx::L2_EXITS_REFLECTED);
         // NRIPS for L1 (emulated, APM 15.7.1): the next RIP of an intercepted
         // instruction, decoded by L0 (no NRIPS under TCG), 0 otherwise.
+        // A single step over L2's IRET (vNMI) ends with L2.
+        st.vnmi_after_exit(0);
+        st.nst.vnmi_iret_rip = None;
         let nrip = st.l2_next_rip(inner);
         // Decode assists for L1 (APM 15.8), from L0's own decode when the
         // processor gave none.
@@ -293,6 +307,9 @@ impl Vcpu {
             c.int_state = v02.control.int_state;
             let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 { int_ctl::V_GIF } else { 0 };
             c.int_ctl = (c.int_ctl & !virq) | (v02.control.int_ctl & virq);
+            // vNMI: V_NMI and V_NMI_MASK as L0 kept them, the mask saved
+            // as 0 when this exit interrupted an NMI's delivery.
+            c.int_ctl = vnmi::at_exit(c.int_ctl, v02.control.exit_int_info as u32);
             c.event_inj = 0;
             c.event_inj_err = 0;
             c.next_rip = nrip;
@@ -544,6 +561,9 @@ impl Vcpu {
         // only NP_ENABLE, and only when nested paging is offered.
         let np_offered = st.nst.l1_features.contains(SvmFeatures::NP);
         st.nst.vmcb12.get().control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
+        if !st.nst.l1_features.contains(SvmFeatures::VNMI) {
+            st.nst.vmcb12.get().control.int_ctl &= !vnmi::BITS;
+        }
         // The processor-dependent rules with what both the host and L1's
         // CPUID offer: a state the processor would refuse never reaches it.
         // (The module parameter vmcb12_checks=0 skips them, for tests of the
@@ -566,6 +586,15 @@ impl Vcpu {
         st.nst.l2 = Some((pa, next));
         st.nst.run_pending = true;
         st.nst.gif = true;
+        {
+            // An NMI injected by EVENTINJ with vNMI on masks virtual NMIs
+            // (APM 15.21.10); L2's IRET then unmasks them (intercepted).
+            let c12 = &mut st.nst.vmcb12.get().control;
+            c12.int_ctl = vnmi::at_vmrun(c12.int_ctl, c12.event_inj);
+            if vnmi::enabled(c12.int_ctl) && c12.int_ctl & int_ctl::V_NMI_BLOCKING != 0 {
+                st.nst.vmcb02.get().control.intercepts.set(exit::IRET);
+            }
+        }
         let e = {
             let (v01, v12, v02) = (st.cpu.vmcb.get(), st.nst.vmcb12.get(), st.nst.vmcb02.get());
             let npt = v12.control.nested_ctl & nested_ctl::NP_ENABLE != 0;
@@ -693,6 +722,11 @@ impl Vcpu {
             if !crate::svm::host_has(SvmFeatures::NRIPS) && l1_assist::needs_read_cr0(&v12.control.intercepts) {
                 v02.control.intercepts.set(exit::READ_CR0);
             }
+            // vNMI masked by L1: L2's IRET unmasks (intercepted by L0).
+            let i12 = v12.control.int_ctl;
+            if vnmi::enabled(i12) && i12 & int_ctl::V_NMI_BLOCKING != 0 {
+                v02.control.intercepts.set(exit::IRET);
+            }
             if from_vmrun {
                 // VMRUN does not load what VMLOAD does: L2 starts with L1's
                 // current FS, GS, TR, LDTR and syscall MSRs (APM 15.5.2).
@@ -707,6 +741,8 @@ impl Vcpu {
             // from the count merged into vmcb02 (0 when not offered).
             st.nst.pause_count = i32::from(v02.control.pause_filter_count);
         }
+        st.nst.vnmi_iret_rip = None;
+        st.nst.vnmi_step = None;
         Ok(None)
     }
 
@@ -857,62 +893,9 @@ impl VcpuState {
         self.nst.l2.is_some() && self.nst.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0
     }
 
-    /// What an L2 VMLOAD/VMSAVE that L1 does not intercept acts on (APM
-    /// 15.33.1): L1's VMCB controls and L1's mode at its VMRUN.
-    pub(super) fn l2_vmload(&mut self) -> L2Vmload {
-        let offered = self.nst.l1_features.contains(SvmFeatures::V_VMSAVE_VMLOAD);
-        let virt_ext = self.nst.vmcb12.get().control.virt_ext;
-        let np = self.l2_np();
-        let s1 = &self.cpu.vmcb.get().save;
-        let l1_64 = s1.efer & efer::LMA != 0 && s1.cs.attrib & nsvm_core::vmcb::seg_attr::L != 0;
-        l1_assist::l2_vmload(offered, virt_ext, np, l1_64)
-    }
-
-    /// Decode assists for the L2 exit in vmcb02 (APM 15.8): EXITINFO1 for
-    /// CR/DR, INTn and INVLPG intercepts from L0's decode of L2's
-    /// instruction (`None` when undecodable or another exit), and for #PF
-    /// and #NPF of data accesses the count and bytes fetched at CS:RIP (a
-    /// count of 0 otherwise).
-    pub(super) fn l2_decode_assists(&mut self, inner: &VmMem<'_>) -> (Option<u64>, u8, [u8; 15]) {
-        let (code, info1) = {
-            let c = &self.nst.vmcb02.get().control;
-            (c.exit_code, c.exit_info_1)
-        };
-        let mut b = [0u8; 15];
-        let bytes = l1_assist::wants_insn_bytes(code, info1);
-        let crdr = l1_assist::is_crdr_exit(code);
-        if !bytes && !crdr && !matches!(code, exit::SWINT | exit::INVLPG) {
-            return (None, 0, b);
-        }
-        let n = self.fetch(inner, &mut b);
-        let info = if crdr {
-            let cs = self.code_size();
-            l1_assist::crdr_info1(code, l1_assist::decode_crdr(&b[..n], cs))
-        } else if code == exit::SWINT {
-            l1_assist::intn_info1(&b[..n])
-        } else if code == exit::INVLPG {
-            let s = self.sens_state();
-            l1_assist::invlpg_info1(&b[..n], &s)
-        } else {
-            None
-        };
-        (info, if bytes { n as u8 } else { 0 }, b)
-    }
-
     /// Records a nested event in the log.
     pub(super) fn log(&mut self, e: TraceEvent) {
         nsvm_core::trace::record(&mut self.nst.nlog, &mut self.nst.nlog_count, e);
-    }
-
-    /// The next RIP of the L2 instruction that caused exit `code` (for L1's
-    /// vmcb12.next_rip): IOIO gives it in EXITINFO2; the instructions L0
-    /// can decode are decoded; everything else reports 0.
-    pub(super) fn l2_next_rip(&mut self, inner: &VmMem<'_>) -> u64 {
-        let (code, info1, info2, rip) = {
-            let v = self.nst.vmcb02.get();
-            (v.control.exit_code, v.control.exit_info_1, v.control.exit_info_2, v.save.rip)
-        };
-        insn::next_rip(code, info1, info2, rip, |b| self.fetch_insn(inner, b))
     }
 }
 

@@ -11,7 +11,12 @@
  * - VMSAVE/VMLOAD virtualization (bit 15, APM 15.33.1): with 0B8h bit 1 and
  *   nested paging, L2's VMLOAD/VMSAVE act on the L2 physical address through
  *   NPT12 (a fault there is #VMEXIT(NPF)); without the bit on the L1
- *   physical address.
+ *   physical address;
+ * - virtual NMI (bit 25, APM 15.21.10): vmcb12's pending V_NMI is taken by
+ *   L2 (V_NMI cleared, V_NMI_MASK set), a second one stays pending until
+ *   the handler's IRET completes and is taken right after it, the IRET
+ *   back to L2's code clears V_NMI_MASK; V_NMI_ENABLE without the NMI
+ *   intercept is VMEXIT_INVALID.
  * kvm_amd under TCG offers none of these: a case of a feature not offered
  * prints "not offered" and every feature case carries [nsvm-only] (the
  * suite asserts nsvm's line and that kvm_amd printed the case). The case
@@ -32,6 +37,7 @@
 	.set	DA, 7
 	.set	PFILTER, 10
 	.set	VLS, 15
+	.set	VNMI, 25
 
 	/* Skip to LABEL (printing "not offered") unless CPUID 8000_000Ah EDX
 	 * has BIT; the instruction bytes field is pre-set to 0FFh so that an
@@ -58,6 +64,11 @@ _start:
 	mov	$0x8000000a, %eax
 	cpuid
 	mov	%edx, feat(%rip)
+	/* L2 shares L1's IDT: vector 2 is L2's NMI handler. */
+	lea	l1_idt+2*16(%rip), %rdi
+	lea	l2_nmi(%rip), %rsi
+	call	idt_gate
+	call	l1_lidt
 
 	/* 1. MOV to CR3 (WRITE_CR3 intercepted): EXITINFO1 = bit 63 | R9. */
 	CASE	da_mov_to_cr3, l2_wcr3
@@ -303,7 +314,58 @@ _start:
 	RIP	l2_vmload_npf, 0
 	call	tag
 1:
+	/* 15. vNMI: NMI intercepted, V_NMI_ENABLE | V_NMI. L2 takes it at
+	 * once (its handler counts in `nmis`, then VMMCALL): V_NMI clear,
+	 * V_NMI_MASK set. L1 sets V_NMI again: masked, it is taken right after
+	 * the handler's IRET (the handler runs again). The next IRET returns
+	 * to L2's code, whose VMMCALL shows V_NMI_MASK clear. */
+	CASE	vnmi, l2_vnmi
+	NEED	VNMI, 1f
+	orl	$2, C_INTERCEPT1(%rbx)
+	movl	$(1 << 26) | (1 << 11), C_INT_CTL(%rbx)
+	movq	$0, nmis(%rip)
+	RUN
+	CODE	EXIT_VMMCALL
+	RIP	l2_nmi, 7
+	call	vnmi_bits
+	EXPECT	2, V_NMI_MASK set and V_NMI clear
+	KV	nmis, nmis(%rip)
+	EXPECT	1, one NMI
+	orl	$1 << 11, C_INT_CTL(%rbx)
+	addq	$3, S_RIP(%rbx)
+	RUN
+	CODE	EXIT_VMMCALL
+	RIP	l2_nmi, 7
+	call	vnmi_bits
+	EXPECT	2, second NMI taken after IRET
+	KV	nmis, nmis(%rip)
+	EXPECT	2, two NMIs
+	addq	$3, S_RIP(%rbx)
+	RUN
+	CODE	EXIT_VMMCALL
+	RIP	l2_vnmi, 0
+	call	vnmi_bits
+	EXPECT	0, V_NMI_MASK clear after IRET
+	call	tag
+1:
+	/* 16. V_NMI_ENABLE without the NMI intercept: VMEXIT_INVALID (APM
+	 * 15.21.10). */
+	CASE	vnmi_needs_nmi_intercept, l2_vnmi
+	NEED	VNMI, 1f
+	movl	$(1 << 26), C_INT_CTL(%rbx)
+	RUN
+	CODE	0xffffffffffffffff
+	call	tag
+1:
 	jmp	l1_done
+
+/* " vnmi=" int_ctl bits 12:11 (V_NMI_MASK, V_NMI) in RAX */
+vnmi_bits:
+	mov	C_INT_CTL(%rbx), %eax
+	shr	$11, %eax
+	and	$3, %eax
+	STR	%rsi, " vnmi="
+	jmp	put_kv
 
 /* RSI = L2 entry: vmcb12 from vmcb_init (RBX = vmcb12). */
 setup:	lea	vmcb(%rip), %rdi
@@ -440,9 +502,16 @@ l2_vmload:
 l2_vmload_npf:
 	vmload
 	vmmcall
+l2_vnmi:
+	vmmcall
+	hlt
+l2_nmi:	incq	nmis(%rip)			/* 7 bytes */
+	vmmcall
+	iretq
 
 	.data
 feat:	.quad	0
+nmis:	.quad	0
 	.balign	4096
 vmcb:	.fill	4096, 1, 0
 l1own:	.fill	4096, 1, 0

@@ -164,7 +164,7 @@ done
 
 case_ "nsvm info: the L1 view counts the SVM features offered to L1 and those emulated beyond the host"
 grep "L1 SVM view" /tmp/info.nsvm /tmp/info.kvm
-expect_line /tmp/info.nsvm "^L1 SVM view: *8 features offered to guests: npt nrip_save vmcb_clean flushbyasid decodeassists pausefilter v_vmsave_vmload vgif (EDX=0x000184e9); 6 emulated beyond the host: nrip_save vmcb_clean flushbyasid decodeassists pausefilter v_vmsave_vmload"
+expect_line /tmp/info.nsvm "^L1 SVM view: *9 features offered to guests: npt nrip_save vmcb_clean flushbyasid decodeassists pausefilter v_vmsave_vmload vgif vnmi (EDX=0x020184e9); 7 emulated beyond the host: nrip_save vmcb_clean flushbyasid decodeassists pausefilter v_vmsave_vmload vnmi"
 expect_line /tmp/info.kvm "^L1 SVM view: "
 verdict
 

@@ -312,7 +312,7 @@ mod tests {
                 vm_cr_unreadable: true,
                 vm_cr_locked: false,
             }),
-            l1_svm: Some(l1_view(SvmLeaf::decode(1, 8, 0, 0x1_84e9), Some(SvmLeaf::decode(1, 16, 0, (1 << 16) | (1 << 28) | 1)))),
+            l1_svm: Some(l1_view(SvmLeaf::decode(1, 8, 0, 0x201_84e9), Some(SvmLeaf::decode(1, 16, 0, (1 << 16) | (1 << 28) | 1)))),
         };
         let text = serde_json::to_string_pretty(&j).unwrap();
         for l in ["\"api_version\": 12", "\"npt\"", "\"cpus_enabled\": 2", "\"USER_MEMORY\": 1", "\"NESTED_STATE\": 4224", "\"hotplug_events\": 0"] {
@@ -321,11 +321,11 @@ mod tests {
         assert_eq!(serde_json::from_str::<InfoJson>(&text).unwrap(), j);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert!(v.get("error").is_none());
-        // The L1 view of nsvm on QEMU's TCG: eight features, four emulated.
+        // The L1 view of nsvm on QEMU's TCG: nine features, seven beyond the host's.
         let l1 = j.l1_svm.as_ref().unwrap();
-        assert_eq!(l1.features, ["npt", "nrip_save", "vmcb_clean", "flushbyasid", "decodeassists", "pausefilter", "v_vmsave_vmload", "vgif"]);
-        assert_eq!(l1.emulated, ["nrip_save", "vmcb_clean", "flushbyasid", "decodeassists", "pausefilter", "v_vmsave_vmload"]);
-        assert!(l1_text(l1).contains("8 features offered") && l1_text(l1).contains("6 emulated"));
+        assert_eq!(l1.features, ["npt", "nrip_save", "vmcb_clean", "flushbyasid", "decodeassists", "pausefilter", "v_vmsave_vmload", "vgif", "vnmi"]);
+        assert_eq!(l1.emulated, ["nrip_save", "vmcb_clean", "flushbyasid", "decodeassists", "pausefilter", "v_vmsave_vmload", "vnmi"]);
+        assert!(l1_text(l1).contains("9 features offered") && l1_text(l1).contains("7 emulated"));
     }
 
     #[test]

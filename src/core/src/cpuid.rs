@@ -274,10 +274,12 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
 ///   counter goes below zero;
 /// - V_VMSAVE_VMLOAD: emulated (APM 15.33.1): with vmcb12's enable bit,
 ///   nested paging and L1 in 64-bit mode, L2's VMLOAD/VMSAVE act on the L2
-///   physical address through NPT12 (a fault there is #VMEXIT(NPF)).
+///   physical address through NPT12 (a fault there is #VMEXIT(NPF));
+/// - VNMI: emulated (APM 15.21.10): L0 delivers vmcb12's pending virtual
+///   NMI to L2 and keeps V_NMI_MASK until L2's IRET completes.
 ///
 /// Not offered: pause filter threshold (cycle-based), AVIC, LBR
-/// virtualization, vNMI, TSC scaling.
+/// virtualization, TSC scaling.
 pub const L1_FEATURES: SvmFeatures = SvmFeatures::NP
     .union(SvmFeatures::NRIPS)
     .union(SvmFeatures::VMCB_CLEAN)
@@ -285,7 +287,8 @@ pub const L1_FEATURES: SvmFeatures = SvmFeatures::NP
     .union(SvmFeatures::DECODE_ASSISTS)
     .union(SvmFeatures::PAUSE_FILTER)
     .union(SvmFeatures::V_VMSAVE_VMLOAD)
-    .union(SvmFeatures::VGIF);
+    .union(SvmFeatures::VGIF)
+    .union(SvmFeatures::VNMI);
 
 /// The parts of CPUID that depend on the guest's state at the time it
 /// executes CPUID (what hardware computes and KVM's
@@ -336,7 +339,7 @@ mod supported_tests {
         let e = supported_leaf(0x8000_0001, 0, [0, 0, 0, 0]).unwrap();
         assert_eq!(e[2] & 4, 4);
         assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), Some([1, 8, 0, L1_FEATURES.bits()]));
-        assert_eq!(L1_FEATURES.bits(), (1 << 16) | (1 << 15) | (1 << 10) | 0b1110_1001);
+        assert_eq!(L1_FEATURES.bits(), (1 << 25) | (1 << 16) | (1 << 15) | (1 << 10) | 0b1110_1001);
         // Leaf 6: ARAT only, whatever the host has.
         assert_eq!(supported_leaf(6, 0, [0x77, 1, 9, 0]), Some([4, 0, 0, 0]));
         assert_eq!(supported_leaf(5, 0, [0x40, 0x40, 3, 0x11]), Some([0, 0, 0, 0]));

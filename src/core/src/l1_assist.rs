@@ -202,6 +202,57 @@ pub const fn l2_vmload(offered: bool, virt_ext12: u64, np: bool, l1_64bit: bool)
     }
 }
 
+/// Virtual NMI for L1 (APM 15.21.10): the int_ctl bits of vmcb12 (V_NMI
+/// pending, V_NMI_MASK, V_NMI_ENABLE), which L0 keeps in its vmcb12 copy
+/// while L2 runs and writes back at #VMEXIT.
+pub mod vnmi {
+    use crate::event::bits;
+    use crate::vmcb::int_ctl::{V_GIF, V_GIF_ENABLE, V_NMI_BLOCKING, V_NMI_ENABLE, V_NMI_PENDING};
+
+    /// Every vNMI bit of int_ctl.
+    pub const BITS: u32 = V_NMI_PENDING | V_NMI_BLOCKING | V_NMI_ENABLE;
+
+    /// Whether vNMI is on for L2 (vmcb12's int_ctl).
+    pub const fn enabled(int_ctl12: u32) -> bool {
+        int_ctl12 & V_NMI_ENABLE != 0
+    }
+
+    /// Whether the processor takes the virtual NMI now: enabled, pending,
+    /// not masked, virtual interrupts enabled by vGIF (`int_ctl02`: L2's
+    /// V_GIF when vGIF is on), no interrupt shadow, and no event being
+    /// injected (GIF is set while L2 runs).
+    pub const fn deliverable(int_ctl12: u32, int_ctl02: u32, shadow: bool, injecting: bool) -> bool {
+        let vgif = int_ctl02 & V_GIF_ENABLE == 0 || int_ctl02 & V_GIF != 0;
+        enabled(int_ctl12) && int_ctl12 & V_NMI_PENDING != 0 && int_ctl12 & V_NMI_BLOCKING == 0 && vgif && !shadow && !injecting
+    }
+
+    /// int_ctl once the virtual NMI is taken: V_NMI cleared, V_NMI_MASK
+    /// set ("before the IDT is accessed").
+    pub const fn taken(int_ctl12: u32) -> u32 {
+        (int_ctl12 & !V_NMI_PENDING) | V_NMI_BLOCKING
+    }
+
+    /// int_ctl at VMRUN: an NMI injected through EVENTINJ with vNMI on sets
+    /// V_NMI_MASK.
+    pub const fn at_vmrun(int_ctl12: u32, event_inj: u32) -> u32 {
+        if enabled(int_ctl12) && event_inj & (bits::VALID | bits::TYPE_MASK) == bits::VALID | (2 << bits::TYPE_SHIFT) {
+            int_ctl12 | V_NMI_BLOCKING
+        } else {
+            int_ctl12
+        }
+    }
+
+    /// int_ctl written back at #VMEXIT: a #VMEXIT during an NMI's delivery
+    /// (EXITINTINFO holds it) saves V_NMI_MASK as 0.
+    pub const fn at_exit(int_ctl12: u32, exit_int_info: u32) -> u32 {
+        if enabled(int_ctl12) && exit_int_info & (bits::VALID | bits::TYPE_MASK) == bits::VALID | (2 << bits::TYPE_SHIFT) {
+            int_ctl12 & !V_NMI_BLOCKING
+        } else {
+            int_ctl12
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +305,29 @@ mod tests {
         assert_eq!(corrected_cr_read(exit::READ_CR4, rd4), exit::READ_CR4);
         assert_eq!(corrected_cr_read(exit::READ_CR0, Some(CrDr::Other)), exit::READ_CR0);
         assert_eq!(corrected_cr_read(exit::WRITE_CR0, movcr), exit::WRITE_CR0);
+    }
+
+    #[test]
+    fn virtual_nmi() {
+        use crate::vmcb::int_ctl::*;
+        let on = V_NMI_ENABLE | V_NMI_PENDING;
+        assert!(vnmi::deliverable(on, 0, false, false));
+        assert!(!vnmi::deliverable(V_NMI_PENDING, 0, false, false), "not enabled");
+        assert!(!vnmi::deliverable(V_NMI_ENABLE, 0, false, false), "not pending");
+        assert!(!vnmi::deliverable(on | V_NMI_BLOCKING, 0, false, false), "masked");
+        assert!(!vnmi::deliverable(on, V_GIF_ENABLE, false, false), "vGIF clear");
+        assert!(vnmi::deliverable(on, V_GIF_ENABLE | V_GIF, false, false));
+        assert!(!vnmi::deliverable(on, 0, true, false) && !vnmi::deliverable(on, 0, false, true));
+        assert_eq!(vnmi::taken(on), V_NMI_ENABLE | V_NMI_BLOCKING);
+        // EVENTINJ of an NMI (type 2) masks; an interrupt does not.
+        assert_eq!(vnmi::at_vmrun(V_NMI_ENABLE, 0x8000_0202), V_NMI_ENABLE | V_NMI_BLOCKING);
+        assert_eq!(vnmi::at_vmrun(V_NMI_ENABLE, 0x8000_0020), V_NMI_ENABLE);
+        assert_eq!(vnmi::at_vmrun(0, 0x8000_0202), 0);
+        // A #VMEXIT while an NMI was delivered: V_NMI_MASK saved as 0.
+        let masked = V_NMI_ENABLE | V_NMI_BLOCKING;
+        assert_eq!(vnmi::at_exit(masked, 0x8000_0202), V_NMI_ENABLE);
+        assert_eq!(vnmi::at_exit(masked, 0x8000_0b0e), masked);
+        assert_eq!(vnmi::at_exit(masked, 0), masked);
     }
 
     #[test]
