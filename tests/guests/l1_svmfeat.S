@@ -331,6 +331,7 @@ _start:
 	EXPECT	2, V_NMI_MASK set and V_NMI clear
 	KV	nmis, nmis(%rip)
 	EXPECT	1, one NMI
+	mov	S_RSP(%rbx), %r13		/* the handler's stack depth */
 	orl	$1 << 11, C_INT_CTL(%rbx)
 	addq	$3, S_RIP(%rbx)
 	RUN
@@ -340,6 +341,12 @@ _start:
 	EXPECT	2, second NMI taken after IRET
 	KV	nmis, nmis(%rip)
 	EXPECT	2, two NMIs
+	/* Taken after the IRET, not inside the first handler: same depth. */
+	cmp	S_RSP(%rbx), %r13
+	sete	%al
+	movzbl	%al, %eax
+	KV	same_stack, %rax
+	EXPECT	1, second NMI nested in the first
 	addq	$3, S_RIP(%rbx)
 	RUN
 	CODE	EXIT_VMMCALL
