@@ -309,7 +309,7 @@ impl Vcpu {
             c.int_ctl = (c.int_ctl & !virq) | (v02.control.int_ctl & virq);
             // vNMI: V_NMI and V_NMI_MASK as L0 kept them, the mask saved
             // as 0 when this exit interrupted an NMI's delivery.
-            c.int_ctl = vnmi::at_exit(c.int_ctl, v02.control.exit_int_info as u32);
+            c.int_ctl = vnmi::at_exit(c.int_ctl, v02.control.exit_int_info);
             c.event_inj = 0;
             c.event_inj_err = 0;
             c.next_rip = nrip;
