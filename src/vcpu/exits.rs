@@ -109,6 +109,10 @@ impl Vcpu {
                     let v = st.cpu.vmcb.get();
                     v.control.intercepts.clear(exit::IRET);
                     st.ev.iret_intercepted(v.save.rip);
+                } else {
+                    // L2's IRET, which L1 does not intercept: L0's for
+                    // vNMI (V_NMI_MASK clears once it completed).
+                    st.vnmi_iret();
                 }
                 Ok(Next::Guest)
             }
