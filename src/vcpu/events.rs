@@ -45,6 +45,13 @@ impl VcpuState {
     /// Whether the guest can take an external interrupt now: RFLAGS.IF set,
     /// no interrupt shadow, nothing being injected, nothing queued.
     pub(super) fn ready_for_injection(&mut self) -> bool {
+        // With an in-kernel APIC (split irqchip) userspace's KVM_INTERRUPT
+        // is an ExtINT: accepted only where LINT0 takes one (KVM's
+        // kvm_cpu_accept_dm_intr); reporting ready otherwise makes QEMU
+        // inject into a masked LINT0 and lose the interrupt to EEXIST.
+        if !self.apic.as_ref().is_none_or(|a| a.m.accept_pic_intr()) {
+            return false;
+        }
         if let Some(ok) = self.l1_takes_intr() {
             return self.ev.irq.is_none() && ok;
         }
@@ -118,9 +125,13 @@ impl VcpuState {
             self.open_irq_window();
             return;
         }
+        // Userspace's ExtINT (KVM_INTERRUPT with the split irqchip) waits
+        // while LINT0 does not take it (KVM's kvm_cpu_has_extint); the
+        // APIC's own interrupts go on meanwhile.
+        let extint_held = self.ev.irq.is_some() && !self.apic.as_ref().is_none_or(|a| a.m.accept_pic_intr());
         // The in-kernel APIC's interrupt (L1's; while L2 runs and L1 does
         // not intercept INTR it is taken by whoever runs, as above).
-        if self.ev.irq.is_none() && self.apic.is_some() {
+        if (self.ev.irq.is_none() || extint_held) && self.apic.is_some() {
             if let Some(v) = self.apic_pending() {
                 if interruptible {
                     self.apic_inject(v);
@@ -130,7 +141,7 @@ impl VcpuState {
                 return;
             }
         }
-        if let Some(irq) = self.ev.irq {
+        if let Some(irq) = self.ev.irq.filter(|_| !extint_held) {
             if interruptible {
                 self.ev.irq = None;
                 self.inject(Event::new(EventType::Intr, irq, None));
@@ -167,7 +178,8 @@ impl VcpuState {
             return Some(exit::NMI);
         }
         let extint = self.apic.as_ref().is_some_and(|a| a.extint);
-        if (self.ev.irq.is_some() || extint || self.apic_pending().is_some()) && self.l1_takes_intr() == Some(true) {
+        let user_extint = self.ev.irq.is_some() && self.apic.as_ref().is_none_or(|a| a.m.accept_pic_intr());
+        if (user_extint || extint || self.apic_pending().is_some()) && self.l1_takes_intr() == Some(true) {
             return Some(exit::INTR);
         }
         None

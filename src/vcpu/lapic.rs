@@ -247,7 +247,8 @@ impl VcpuState {
             return true;
         }
         let extint = self.apic.as_ref().is_some_and(|a| a.extint);
-        let intr = self.ev.irq.is_some() || extint || self.apic_pending().is_some();
+        let user_extint = self.ev.irq.is_some() && self.apic.as_ref().is_none_or(|a| a.m.accept_pic_intr());
+        let intr = user_extint || extint || self.apic_pending().is_some();
         intr && self.vmcb().save.rflags & rflags::IF != 0
     }
 

@@ -49,12 +49,21 @@ for hv in ${hvs:-kvm nsvm}; do
     fi
     if [ "$l2" != 0 ]; then
     # QEMU on this L1 hypervisor: the test kernel as L2, with the split
-    # irqchip, to the inner init's report (qemu.sh's inner boot).
+    # irqchip, to the inner init's report (qemu.sh's inner boot). With
+    # no_timer_check, as KVM guests with kvmclock get it (the test kernel
+    # has no KVM guest support): the boot-time check that 4 PIT ticks
+    # arrive through the I/O APIC within 11 ticks of TSC time is a timing
+    # heuristic, and three levels of QEMU's TCG (the PIT of the L1's QEMU
+    # ticking in real time, the L2 crawling) missed it in 2 of 5 boots
+    # with nsvm as L0 (KVM and nsvm as L1 alike; 0 of 4 with kvm_amd as
+    # L0): "MP-BIOS bug: 8254 timer not connected to IO-APIC", after
+    # which the boot did not reach init in 600 s (not understood yet:
+    # docs/nested.md, "Known limits").
     t1=$(date +%s)
     timeout -s TERM 600 qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 256 \
         -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
         -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
-        -append "console=ttyS0 panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4" > /tmp/$hv.l2linux 2>&1
+        -append "console=ttyS0 panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4 no_timer_check" > /tmp/$hv.l2linux 2>&1
     say "$hv qemu-l2 rc=$? $(grep -o 'NSVM-INNER-UP cpus=[^ ]*' /tmp/$hv.l2linux) $(grep -o 'NSVM-INNER-IRQ.*' /tmp/$hv.l2linux) wall=$(( $(date +%s) - t1 ))s"
     grep -q NSVM-INNER-UP /tmp/$hv.l2linux || tail -n 30 /tmp/$hv.l2linux | sed "s/^/[L2 on $hv] /"
     fi

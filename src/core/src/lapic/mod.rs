@@ -283,6 +283,15 @@ impl Lapic {
     pub fn sw_enabled(&self) -> bool {
         self.get(reg::SPIV) & spiv::ENABLED != 0
     }
+    /// An ExtINT from the PIC is acknowledged (KVM's
+    /// `kvm_apic_accept_pic_intr`): with the APIC globally disabled the
+    /// PIC's INTR reaches the processor directly; otherwise only through an
+    /// unmasked LINT0 in ExtINT mode (APM 16.4.1; the reset LVT0 of the BSP
+    /// is ExtINT, unmasked).
+    pub fn accept_pic_intr(&self) -> bool {
+        let lvt0 = self.get(reg::LVT0);
+        !self.hw_enabled() || (lvt0 & lvt::MASKED == 0 && lvt0 & lvt::DELIVERY_MODE == 7 << 8)
+    }
     /// Both enables: fixed interrupts are accepted and delivered.
     pub fn enabled(&self) -> bool {
         self.hw_enabled() && self.sw_enabled()

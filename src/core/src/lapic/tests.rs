@@ -36,6 +36,24 @@ fn reset_matches_kvm() {
     assert_eq!(c.get(reg::LVR), 0x0105_0014);
 }
 
+/// The PIC's ExtINT is taken through LINT0 in ExtINT mode, unmasked, or
+/// with the APIC globally disabled (KVM's kvm_apic_accept_pic_intr).
+#[test]
+fn extint_through_lint0() {
+    let mut a = enabled(0);
+    assert!(a.accept_pic_intr(), "BSP reset: LVT0 ExtINT unmasked");
+    a.write(reg::LVT0, lvt::MASKED | 0x700, &clk(0)).unwrap();
+    assert!(!a.accept_pic_intr());
+    a.write(reg::LVT0, 0x400, &clk(0)).unwrap(); // NMI mode
+    assert!(!a.accept_pic_intr());
+    a.write(reg::LVT0, 0x700, &clk(0)).unwrap();
+    assert!(a.accept_pic_intr());
+    let mut ap = Lapic::new(1, false);
+    assert!(!ap.accept_pic_intr(), "AP reset: LVT0 masked");
+    ap.base &= !apic_base::AE;
+    assert!(ap.accept_pic_intr(), "APIC disabled: INTR reaches the processor");
+}
+
 #[test]
 fn fixed_interrupts_priority_and_eoi() {
     let mut a = enabled(0);
