@@ -8,6 +8,9 @@
 # host's qemu-system-x86_64 with the libraries ldd lists and their loader,
 # its x86 firmware files, the test kernel as /qemu/bzImage and a tiny
 # initramfs /qemu/inner.cpio for the guest QEMU boots (DESIGN.md section 5).
+# With NSVM_SELFTESTS=DIR (the selftests suite only, tests/qemu/selftests.sh):
+# also KVM's selftests built by qemu-scripts/build-selftests.sh (DIR, about
+# 50 MB) under /selftests with their list tests/selftests/list as LIST.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 [ $# -ge 4 ] || die "usage: $0 KDIR NSVM_KO TOOL OUT.cpio [GUESTS_DIR]"
@@ -90,6 +93,11 @@ INNER
     chmod 755 "$inner/init"
     (cd "$inner" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) > "$stage/qemu/inner.cpio"
     rm -rf "$inner"
+fi
+if [ -n "${NSVM_SELFTESTS:-}" ]; then
+    mkdir -p "$stage/selftests"
+    cp "$NSVM_SELFTESTS"/* "$stage/selftests/"
+    cp "$NSVM_ROOT/tests/selftests/list" "$stage/selftests/LIST"
 fi
 echo 'root:x:0:0:root:/:/bin/sh' > "$stage/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/:/bin/false' >> "$stage/etc/passwd"
