@@ -23,6 +23,7 @@ mod nested;
 mod run;
 mod state;
 mod str_mmio;
+mod sync_regs;
 mod debug;
 mod uapi;
 mod xstate;

@@ -37,27 +37,14 @@ impl Vcpu {
                 self.run()
             }
             uapi::kvm::GET_REGS => {
-                let r = {
-                    let mut st = self.state.lock();
-                    let mut r = st.get_regs();
-                    // The TF of single-stepping is the debugger's (KVM hides it).
-                    if st.cpu.dbg.singlestep() {
-                        r.r[17] &= !nsvm_core::x86::rflags::TF;
-                    }
-                    r
-                };
+                let r = Self::user_regs(&mut self.state.lock());
                 user(Regs::SIZE).writer().write_slice(&r.to_bytes())?;
                 Ok(0)
             }
             uapi::kvm::SET_REGS => {
                 let mut b = [0u8; Regs::SIZE];
                 user(Regs::SIZE).reader().read_slice(&mut b)?;
-                let mut r = Regs::from_bytes(&b);
-                let mut st = self.state.lock();
-                if st.cpu.dbg.singlestep() {
-                    r.r[17] |= nsvm_core::x86::rflags::TF;
-                }
-                st.set_regs(&r);
+                Self::set_user_regs(&mut self.state.lock(), &Regs::from_bytes(&b));
                 Ok(0)
             }
             uapi::kvm::GET_SREGS => {
@@ -74,14 +61,14 @@ impl Vcpu {
             }
             uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
             uapi::kvm::GET_VCPU_EVENTS => {
-                let e = self.state.lock().get_events();
+                let e = self.user_events(&mut self.state.lock());
                 user(kvm::vcpu_events::SIZE).writer().write_slice(&e.to_bytes())?;
                 Ok(0)
             }
             uapi::kvm::SET_VCPU_EVENTS => {
                 let mut b = [0u8; kvm::vcpu_events::SIZE];
                 user(kvm::vcpu_events::SIZE).reader().read_slice(&mut b)?;
-                self.state.lock().set_events(&kvm::VcpuEvents::from_bytes(&b))?;
+                self.set_user_events(&mut self.state.lock(), &kvm::VcpuEvents::from_bytes(&b))?;
                 Ok(0)
             }
             uapi::kvm::GET_NESTED_STATE => self.get_nested_state(arg),

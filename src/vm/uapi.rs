@@ -228,6 +228,31 @@ impl Vm {
                 Ok(0)
             }
             uapi::cap::MANUAL_DIRTY_LOG_PROTECT2 => self.enable_manual_dirty_log(arg0),
+            // KVM's rules: above the limit EINVAL; below the boot CPU id
+            // EINVAL; the value already in force (set, or fixed by the
+            // first vCPU) succeeds again, any other once one is EINVAL.
+            uapi::cap::MAX_VCPU_ID => {
+                if arg0 > u64::from(MAX_VCPUS) {
+                    return Err(EINVAL);
+                }
+                let mut g = self.inner.lock();
+                if u64::from(g.bsp_vcpu_id) > arg0 {
+                    Err(EINVAL)
+                } else if u64::from(g.max_vcpu_ids) == arg0 {
+                    Ok(0)
+                } else if g.max_vcpu_ids == 0 {
+                    g.max_vcpu_ids = arg0 as u32;
+                    Ok(0)
+                } else {
+                    Err(EINVAL)
+                }
+            }
+            // args[0] non-zero: KVM_GET/SET_VCPU_EVENTS carry the pending
+            // triple fault (KVM takes any value as a boolean).
+            uapi::cap::X86_TRIPLE_FAULT_EVENT => {
+                self.triple_fault_event.store(arg0 != 0, Ordering::Relaxed);
+                Ok(0)
+            }
             _ => Err(EINVAL),
         }
     }
@@ -266,6 +291,14 @@ impl Vm {
         let reset_bsp = {
             let mut g = self.inner.lock();
             if g.vcpu_ids.count_ones() >= MAX_VCPUS {
+                return Err(EINVAL);
+            }
+            // KVM_CAP_MAX_VCPU_ID (KVM's kvm_arch_vcpu_precreate: the
+            // first vCPU fixes the limit when userspace set none).
+            if g.max_vcpu_ids == 0 {
+                g.max_vcpu_ids = MAX_VCPUS;
+            }
+            if id >= g.max_vcpu_ids as usize {
                 return Err(EINVAL);
             }
             if g.vcpu_ids & (1 << id) != 0 {

@@ -15,7 +15,7 @@ caps! {
     REINJECT_CONTROL = 24, IRQ_ROUTING = 25, IRQ_INJECT_STATUS = 26, JOIN_MEMORY_REGIONS_WORKS = 30, MCE = 31, IRQFD = 32, PIT2 = 33, SET_BOOT_CPU_ID = 34, PIT_STATE2 = 35, IOEVENTFD = 36,
     SET_IDENTITY_MAP_ADDR = 37, ADJUST_CLOCK = 39, INTERNAL_ERROR_DATA = 40, VCPU_EVENTS = 41, DEBUGREGS = 50,
     X86_ROBUST_SINGLESTEP = 51, ENABLE_CAP = 54, XSAVE = 55, XCRS = 56, TSC_CONTROL = 60,
-    GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, KVMCLOCK_CTRL = 76, SIGNAL_MSI = 77, READONLY_MEM = 81, IRQFD_RESAMPLE = 82,
+    GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, SYNC_REGS = 74, KVMCLOCK_CTRL = 76, SIGNAL_MSI = 77, READONLY_MEM = 81, IRQFD_RESAMPLE = 82,
     IOEVENTFD_NO_LENGTH = 100, SPLIT_IRQCHIP = 121, IOEVENTFD_ANY_LENGTH = 122, MAX_VCPU_ID = 128, X2APIC_API = 129,
     IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157, MANUAL_DIRTY_LOG_PROTECT2 = 168,
     X86_USER_SPACE_MSR = 188, SET_GUEST_DEBUG2 = 195, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
@@ -95,6 +95,10 @@ pub const SUPPORTED: &[(u32, i32)] = &[
     // Dirty logging (KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG): the
     // manual-protect flags x86 offers (`KVM_DIRTY_LOG_MANUAL_CAPS`).
     (MANUAL_DIRTY_LOG_PROTECT2, crate::dirty_log::MANUAL_CAPS as i32),
+    // KVM_GET/SET_VCPU_EVENTS with triple_fault.pending once enabled.
+    (X86_TRIPLE_FAULT_EVENT, 1),
+    // Registers, special registers and events in the kvm_run page.
+    (SYNC_REGS, crate::user_exit::sync_regs::VALID_FIELDS as i32),
 ];
 
 /// The answer of `KVM_CHECK_EXTENSION(cap)`: the capability's value, or 0
@@ -145,6 +149,8 @@ mod tests {
             (cap::SET_BOOT_CPU_ID, kb::KVM_CAP_SET_BOOT_CPU_ID),
             (cap::MAX_VCPU_ID, kb::KVM_CAP_MAX_VCPU_ID),
             (cap::MANUAL_DIRTY_LOG_PROTECT2, kb::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2),
+            (cap::SYNC_REGS, kb::KVM_CAP_SYNC_REGS),
+            (cap::X86_TRIPLE_FAULT_EVENT, kb::KVM_CAP_X86_TRIPLE_FAULT_EVENT),
         ];
         for (a, b) in expect {
             assert_eq!(a, b, "{:?}", cap::name(*a));
