@@ -166,8 +166,8 @@ nsvm stats --pid $vmm --json > /tmp/stats.json 2>&1
 kill $vmm; wait $vmm 2>/dev/null
 cat /tmp/stats.txt
 expect_eq "nsvm stats status" 0 $rc
-expect_line /tmp/stats.txt "^vm (nsvm-$vmm):"
-expect_line /tmp/stats.txt "^vcpu0 (nsvm-$vmm/vcpu-0):"
+expect_line /tmp/stats.txt "^vm (kvm-$vmm):"
+expect_line /tmp/stats.txt "^vcpu0 (kvm-$vmm/vcpu-0):"
 expect_line /tmp/stats.json '"npt_fills"'
 # spin.bin is one `jmp .` at 1000h: it touches that one page only (no
 # stack, no data), so exactly one nested page fault and one NPT fill
