@@ -476,7 +476,7 @@ impl Vcpu {
         let value = (st.vmcb().save.rax & 0xffff_ffff) | (st.cpu.gprs[Gpr::Rdx] << 32);
         let kvmclock = self.kvmclock_msr(st, index, write.then_some(value), false);
 
-        let ok = if write { kvmclock.is_some() || st.write_msr(index, value) } else {
+        let ok = if write { kvmclock.map_or_else(|| st.write_msr(index, value), |r| r.is_some()) } else {
             match kvmclock.or_else(|| Some(st.read_msr(index))).flatten() {
                 Some(v) => {
                     st.vmcb().save.rax = v & 0xffff_ffff;

@@ -42,11 +42,23 @@ impl Vcpu {
 
 
     /// RDMSR/WRMSR or `KVM_GET/SET_MSRS` of a kvmclock MSR: `None` for
-    /// another MSR; for a write `Some(Some(0))` (never refused), for a read
-    /// the value. `host`: from `KVM_GET/SET_MSRS` (for the event log).
+    /// another MSR; `Some(None)` refused (#GP; only with
+    /// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID`), for a write `Some(Some(0))`, for
+    /// a read the value. `host`: from `KVM_GET/SET_MSRS` (for the event log).
     pub(super) fn kvmclock_msr(&self, st: &mut VcpuState, index: u32, write: Option<u64>, host: bool) -> Option<Option<u64>> {
         if !kc::is_kvmclock_msr(index) {
             return None;
+        }
+        // KVM_CAP_ENFORCE_PV_FEATURE_CPUID: without the feature in CPUID
+        // 0x40000001 EAX (CLOCKSOURCE for 0x11/0x12, CLOCKSOURCE2 for the
+        // 0x4b564d0x pair) the MSR does not exist, for the guest (#GP) and
+        // for KVM_GET/SET_MSRS alike (KVM's guest_pv_has checks).
+        if st.cpu.pv_enforce {
+            let eax = st.cpu.cpuid.iter().find(|e| e.function == 0x4000_0001).map_or(0, |e| e.regs[0]);
+            let bit = if index >= 0x4b56_4d00 { 3 } else { 0 };
+            if eax & (1 << bit) == 0 {
+                return Some(None);
+            }
         }
         if let Some(v) = write {
             let rip = if host { u64::MAX } else { st.vmcb().save.rip };

@@ -121,6 +121,9 @@ struct CpuState {
     tsc_gen: (u64, u64),
     /// kvmclock (`kvmclock.rs`).
     kvmclock: nsvm_core::kvmclock::VcpuClock,
+    /// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` enabled: the kvmclock MSRs
+    /// answer only when CPUID 0x40000001 EAX offers their feature.
+    pv_enforce: bool,
     /// The table of `KVM_SET_CPUID2`.
     cpuid: KVec<CpuidEntry>,
     /// What the processor-dependent VMRUN and `KVM_SET_SREGS` rules allow
@@ -377,6 +380,7 @@ impl Vcpu {
                 tsc_aux: 0,
                 tsc_gen: (0, 0),
                 kvmclock: nsvm_core::kvmclock::VcpuClock::default(),
+                pv_enforce: false,
                 cpuid: KVec::new(),
                 features: state::vcpu_features(&[]),
                 entry: nsvm_core::vmcb::EntryState::ZERO,
@@ -459,7 +463,7 @@ impl Vcpu {
         let mut id = [0u8; 24];
         let n = crate::vm::fmt_id(&mut id, self.vm.pid, Some(self.id));
         let mut f = KVec::from_elem(0u8, stats::file_len(vals.len()), GFP_KERNEL)?;
-        stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("nsvm"), stats::vcpu_desc, &vals);
+        stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("kvm"), stats::vcpu_desc, &vals);
         Ok(f)
     }
 

@@ -110,6 +110,7 @@ impl Vcpu {
             uapi::kvm::X86_SETUP_MCE => self.setup_mce(arg),
             uapi::kvm::SET_GUEST_DEBUG => self.set_guest_debug(arg),
             uapi::kvm::X86_SET_MCE => self.set_mce(arg),
+            uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
             // Unknown vCPU ioctls are EINVAL (kvm_vcpu_ioctl for other
             // magics, kvm_arch_vcpu_ioctl for KVM's), a few as KVM refuses
             // them (`uapi::vcpu_refusal`).
@@ -191,7 +192,7 @@ impl Vcpu {
                         st.set_l1_tsc_offset(off);
                         st.cpu.tsc_gen = gen;
                         self.stats.log_now(nsvm_core::evlog::Kind::TscWrite, v, off, u64::MAX);
-                    } else if self.kvmclock_msr(&mut st, index, Some(v), true).is_none() && !st.write_msr_as(index, v, true) {
+                    } else if !self.kvmclock_msr(&mut st, index, Some(v), true).map_or_else(|| st.write_msr_as(index, v, true), |r| r.is_some()) {
                         break;
                     }
                 } else {
@@ -211,6 +212,26 @@ impl Vcpu {
             }
         }
         Ok(done as isize)
+    }
+
+    /// `KVM_ENABLE_CAP` on the vCPU fd (KVM's `kvm_vcpu_ioctl_enable_cap`):
+    /// the struct read first (`EFAULT`), flags `EINVAL`, then
+    /// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` (args[0] as a boolean); every
+    /// other capability `EINVAL`.
+    pub(super) fn enable_cap(&self, arg: usize) -> Result<isize> {
+        let mut b = [0u8; uapi::sizes::KVM_ENABLE_CAP];
+        UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        if w(4) != 0 {
+            return Err(EINVAL);
+        }
+        match w(0) {
+            uapi::cap::ENFORCE_PV_FEATURE_CPUID => {
+                self.state.lock().cpu.pv_enforce = w(8) != 0 || w(12) != 0;
+                Ok(0)
+            }
+            _ => Err(EINVAL),
+        }
     }
 
     /// `KVM_INTERRUPT` (no in-kernel irqchip): queue external interrupt

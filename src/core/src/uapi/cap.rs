@@ -18,7 +18,7 @@ caps! {
     GET_TSC_KHZ = 61, MAX_VCPUS = 66, TSC_DEADLINE_TIMER = 72, SYNC_REGS = 74, KVMCLOCK_CTRL = 76, SIGNAL_MSI = 77, READONLY_MEM = 81, IRQFD_RESAMPLE = 82,
     IOEVENTFD_NO_LENGTH = 100, SPLIT_IRQCHIP = 121, IOEVENTFD_ANY_LENGTH = 122, MAX_VCPU_ID = 128, X2APIC_API = 129,
     IMMEDIATE_EXIT = 136, GET_MSR_FEATURES = 153, NESTED_STATE = 157, MANUAL_DIRTY_LOG_PROTECT2 = 168,
-    X86_USER_SPACE_MSR = 188, SET_GUEST_DEBUG2 = 195, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
+    X86_USER_SPACE_MSR = 188, ENFORCE_PV_FEATURE_CPUID = 190, SET_GUEST_DEBUG2 = 195, EXIT_HYPERCALL = 201, BINARY_STATS_FD = 203, XSAVE2 = 208,
     X86_TRIPLE_FAULT_EVENT = 218, USER_MEMORY2 = 231,
 }
 
@@ -97,6 +97,8 @@ pub const SUPPORTED: &[(u32, i32)] = &[
     (MANUAL_DIRTY_LOG_PROTECT2, crate::dirty_log::MANUAL_CAPS as i32),
     // KVM_GET/SET_VCPU_EVENTS with triple_fault.pending once enabled.
     (X86_TRIPLE_FAULT_EVENT, 1),
+    // The kvmclock MSRs only as CPUID 0x40000001 offers them (vCPU cap).
+    (ENFORCE_PV_FEATURE_CPUID, 1),
     // Registers, special registers and events in the kvm_run page.
     (SYNC_REGS, crate::user_exit::sync_regs::VALID_FIELDS as i32),
 ];
@@ -150,6 +152,7 @@ mod tests {
             (cap::MAX_VCPU_ID, kb::KVM_CAP_MAX_VCPU_ID),
             (cap::MANUAL_DIRTY_LOG_PROTECT2, kb::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2),
             (cap::SYNC_REGS, kb::KVM_CAP_SYNC_REGS),
+            (cap::ENFORCE_PV_FEATURE_CPUID, kb::KVM_CAP_ENFORCE_PV_FEATURE_CPUID),
             (cap::X86_TRIPLE_FAULT_EVENT, kb::KVM_CAP_X86_TRIPLE_FAULT_EVENT),
         ];
         for (a, b) in expect {
