@@ -140,10 +140,12 @@ impl Vcpu {
             SvmExit::Npf(f) => self.npf(st, f),
             SvmExit::Msr { write } => self.msr(st, write),
             SvmExit::Vmmcall => {
-                // nsvm offers no hypercalls: KVM answers unknown ones with -KVM_ENOSYS.
-                st.vmcb().save.rax = KVM_ENOSYS.wrapping_neg();
+                st.vmcb().save.rax = Self::hypercall(st);
                 self.skip(st, Known::Vmmcall)
             }
+            // #UD of L1 (always intercepted, as KVM does): a VMCALL is
+            // fixed up to VMMCALL (KVM_X86_QUIRK_FIX_HYPERCALL_INSN).
+            SvmExit::Exception { vector: 6, .. } if st.nst.l2.is_none() => self.ud(st),
             SvmExit::Xsetbv => self.xsetbv(st),
             SvmExit::Sensitive(_) => self.sensitive(st, code),
             SvmExit::Exception { vector: v @ (1 | 3), .. }
@@ -611,4 +613,74 @@ struct StrElem {
     size: u8,
     amask: u64,
     df: bool,
+}
+
+/// `KVM_HC_SCHED_YIELD`.
+const KVM_HC_SCHED_YIELD: u64 = 11;
+/// `KVM_EPERM`.
+const KVM_EPERM: u64 = 1;
+/// `KVM_FEATURE_PV_SCHED_YIELD` (CPUID 0x40000001 EAX bit).
+const KVM_FEATURE_PV_SCHED_YIELD: u32 = 1 << 13;
+
+impl Vcpu {
+    /// The RAX a VMMCALL returns (KVM's `kvm_emulate_hypercall`): a guest
+    /// above CPL 0 gets `-KVM_EPERM`; `KVM_HC_SCHED_YIELD` yields the CPU
+    /// and returns 0 (unless `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` is on and
+    /// CPUID 0x40000001 lacks PV_SCHED_YIELD: KVM's `guest_pv_has`); every
+    /// other number `-KVM_ENOSYS` (nsvm implements no other hypercall). The
+    /// number is RAX, its low 32 bits outside 64-bit mode.
+    fn hypercall(st: &mut VcpuState) -> u64 {
+        let long = st.code_size() == nsvm_core::mmio::CodeSize::Bits64;
+        let v = st.vmcb();
+        if v.save.cpl != 0 {
+            return KVM_EPERM.wrapping_neg();
+        }
+        let nr = if long { v.save.rax } else { v.save.rax & 0xffff_ffff };
+        let pv = |st: &VcpuState, bit: u32| !st.cpu.pv_enforce || st.cpu.cpuid.iter().find(|e| e.function == 0x4000_0001).is_some_and(|e| e.regs[0] & bit != 0);
+        if nr == KVM_HC_SCHED_YIELD && pv(st, KVM_FEATURE_PV_SCHED_YIELD) {
+            hw::task::cond_resched();
+            return 0;
+        }
+        KVM_ENOSYS.wrapping_neg()
+    }
+
+    /// L1's #UD. With `KVM_X86_QUIRK_FIX_HYPERCALL_INSN` (on unless
+    /// disabled by `KVM_CAP_DISABLE_QUIRKS2`) a VMCALL (0f 01 c1, Intel's
+    /// hypercall) at CS:RIP is overwritten in guest memory with VMMCALL
+    /// (0f 01 d9) and the guest resumes at the same RIP, where it executes
+    /// the hypercall (KVM's `emulator_fix_hypercall`). The bytes are written
+    /// through the guest's page tables as a data write by its CPL; where
+    /// that fails (a read-only page), and for anything else, the guest
+    /// gets its #UD.
+    fn ud(&self, st: &mut VcpuState) -> Result<Next> {
+        const VMCALL: [u8; 3] = [0x0f, 0x01, 0xc1];
+        const VMMCALL: [u8; 3] = [0x0f, 0x01, 0xd9];
+        let fix = self.vm.disabled_quirks.load(core::sync::atomic::Ordering::Relaxed) & nsvm_core::uapi::quirks::FIX_HYPERCALL_INSN == 0;
+        if fix {
+            let inner = self.vm.mem();
+            let mut b = [0u8; 15];
+            let (n, long) = st.fetch_insn(&inner, &mut b);
+            if n >= 3 && b[..3] == VMCALL {
+                let s = &st.vmcb().save;
+                let la = if long { s.rip } else { s.cs.base.wrapping_add(s.rip) & 0xffff_ffff };
+                // Byte by byte: the three may straddle a page boundary.
+                let mut gpas = [0u64; 3];
+                let mut ok = true;
+                for (i, g) in gpas.iter_mut().enumerate() {
+                    match st.translate(&inner, la.wrapping_add(i as u64), true) {
+                        Ok(pa) => *g = pa,
+                        Err(_) => ok = false,
+                    }
+                }
+                if ok {
+                    let mem = st.guest_mem(&inner);
+                    if gpas.iter().zip(VMMCALL.iter()).all(|(g, v)| mem.write_bytes(*g, &[*v])) {
+                        return Ok(Next::Guest);
+                    }
+                }
+            }
+        }
+        st.inject(Event::new(EventType::Exception, 6, None));
+        Ok(Next::Guest)
+    }
 }

@@ -161,7 +161,8 @@ impl VcpuState {
         // event_log=2: the guest's #DF and #GP are intercepted (and
         // delivered unchanged) to freeze the event log there.
         let freeze = if super::EVENT_LOG.load(core::sync::atomic::Ordering::Relaxed) >= 2 { 1 << 8 | 1 << 13 } else { 0 };
-        i.0[2] = p.exceptions | freeze;
+        // #UD always (as KVM): VMCALL's fix-up (exits.rs `ud`).
+        i.0[2] = p.exceptions | freeze | 1 << 6;
     }
 
     /// Guest state for `sensitive::emulate`.

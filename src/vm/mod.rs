@@ -210,6 +210,9 @@ pub(crate) struct Vm {
     /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT` enabled: `KVM_GET/SET_VCPU_EVENTS`
     /// carry `triple_fault.pending`.
     pub(crate) triple_fault_event: AtomicBool,
+    /// Quirks disabled by `KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2)` (of
+    /// `nsvm_core::uapi::quirks::SUPPORTED`).
+    pub(crate) disabled_quirks: AtomicU64,
     /// Bumped when `VmInner::routes` changes: vCPUs rescan them.
     pub(crate) routes_gen: AtomicU64,
     /// The APIC bus of the in-kernel local APICs (`apic_bus`); its timers
@@ -387,6 +390,7 @@ impl Vm {
                 irqchip <- new_spinlock!(irqchip::Irqchip::new(), "nsvm_irqchip"),
                 x2apic_api: AtomicU32::new(0),
                 triple_fault_event: AtomicBool::new(false),
+                disabled_quirks: AtomicU64::new(0),
                 routes_gen: AtomicU64::new(0),
                 apic: apic_bus::ApicBus::new(),
                 inner <- new_mutex!(inner, "nsvm_vm"),

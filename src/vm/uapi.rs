@@ -249,6 +249,15 @@ impl Vm {
             }
             // args[0] non-zero: KVM_GET/SET_VCPU_EVENTS carry the pending
             // triple fault (KVM takes any value as a boolean).
+            // KVM's rule: a quirk nsvm does not list EINVAL; disabled ones
+            // stay disabled.
+            uapi::cap::DISABLE_QUIRKS2 => {
+                if arg0 & !uapi::quirks::SUPPORTED != 0 {
+                    return Err(EINVAL);
+                }
+                self.disabled_quirks.fetch_or(arg0, Ordering::Relaxed);
+                Ok(0)
+            }
             uapi::cap::X86_TRIPLE_FAULT_EVENT => {
                 self.triple_fault_event.store(arg0 != 0, Ordering::Relaxed);
                 Ok(0)
