@@ -124,6 +124,8 @@ struct CpuState {
     /// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` enabled: the kvmclock MSRs
     /// answer only when CPUID 0x40000001 EAX offers their feature.
     pv_enforce: bool,
+    /// MSR_PLATFORM_INFO as userspace set it (0 at creation).
+    platform_info: u64,
     /// The table of `KVM_SET_CPUID2`.
     cpuid: KVec<CpuidEntry>,
     /// What the processor-dependent VMRUN and `KVM_SET_SREGS` rules allow
@@ -381,6 +383,7 @@ impl Vcpu {
                 tsc_gen: (0, 0),
                 kvmclock: nsvm_core::kvmclock::VcpuClock::default(),
                 pv_enforce: false,
+                platform_info: 0,
                 cpuid: KVec::new(),
                 features: state::vcpu_features(&[]),
                 entry: nsvm_core::vmcb::EntryState::ZERO,

@@ -213,6 +213,9 @@ pub(crate) struct Vm {
     /// Quirks disabled by `KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2)` (of
     /// `nsvm_core::uapi::quirks::SUPPORTED`).
     pub(crate) disabled_quirks: AtomicU64,
+    /// `KVM_CAP_MSR_PLATFORM_INFO` (on by default, as KVM): the guest may
+    /// read MSR_PLATFORM_INFO.
+    pub(crate) platform_info_readable: AtomicBool,
     /// Bumped when `VmInner::routes` changes: vCPUs rescan them.
     pub(crate) routes_gen: AtomicU64,
     /// The APIC bus of the in-kernel local APICs (`apic_bus`); its timers
@@ -391,6 +394,7 @@ impl Vm {
                 x2apic_api: AtomicU32::new(0),
                 triple_fault_event: AtomicBool::new(false),
                 disabled_quirks: AtomicU64::new(0),
+                platform_info_readable: AtomicBool::new(true),
                 routes_gen: AtomicU64::new(0),
                 apic: apic_bus::ApicBus::new(),
                 inner <- new_mutex!(inner, "nsvm_vm"),

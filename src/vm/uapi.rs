@@ -258,6 +258,11 @@ impl Vm {
                 self.disabled_quirks.fetch_or(arg0, Ordering::Relaxed);
                 Ok(0)
             }
+            // args[0] as a boolean: the guest may read MSR_PLATFORM_INFO.
+            uapi::cap::MSR_PLATFORM_INFO => {
+                self.platform_info_readable.store(arg0 != 0, Ordering::Relaxed);
+                Ok(0)
+            }
             uapi::cap::X86_TRIPLE_FAULT_EVENT => {
                 self.triple_fault_event.store(arg0 != 0, Ordering::Relaxed);
                 Ok(0)
