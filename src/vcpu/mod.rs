@@ -126,6 +126,8 @@ struct CpuState {
     pv_enforce: bool,
     /// MSR_PLATFORM_INFO as userspace set it (0 at creation).
     platform_info: u64,
+    /// IA32_TSC_ADJUST (KVM's `ia32_tsc_adjust_msr`).
+    tsc_adjust: u64,
     /// The table of `KVM_SET_CPUID2`.
     cpuid: KVec<CpuidEntry>,
     /// What the processor-dependent VMRUN and `KVM_SET_SREGS` rules allow
@@ -384,6 +386,7 @@ impl Vcpu {
                 kvmclock: nsvm_core::kvmclock::VcpuClock::default(),
                 pv_enforce: false,
                 platform_info: 0,
+                tsc_adjust: 0,
                 cpuid: KVec::new(),
                 features: state::vcpu_features(&[]),
                 entry: nsvm_core::vmcb::EntryState::ZERO,
