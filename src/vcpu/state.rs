@@ -300,6 +300,11 @@ impl VcpuState {
     /// state breaks a rule of `kvm::check_sregs` for this vCPU's features.
     pub(super) fn set_sregs(&mut self, s: &Sregs) -> Result {
         nsvm_core::kvm::check_sregs(s, &self.cpu.features).map_err(|_| EINVAL)?;
+        // An APIC_BASE the in-kernel APIC refuses is EINVAL (KVM's
+        // __set_sregs), checked before anything changes.
+        if let Some(a) = self.apic.as_ref() {
+            a.m.check_base(s.apic_base, true, u32::from(crate::svm::phys_bits())).map_err(|_| EINVAL)?;
+        }
         self.mark_untrusted();
         // New paging registers from outside the guest: nothing the TLB holds
         // for the old ones may be used (KVM requests a flush too): the
