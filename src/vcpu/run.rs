@@ -116,15 +116,22 @@ impl Vcpu {
                 Some(next_rip)
             }
             Some(Pending::StrIo { next_rip, is_in, rep, count, size, amask, idx, df }) => {
+                let mut regs = st.all_gprs();
+                // With REP, as many elements as rCX says now, at most the
+                // exit's: userspace may have lowered rCX meanwhile, and the
+                // instruction must end with rCX = 0, not wrap and run on
+                // past its buffer (KVM's emulator reads rCX again when it
+                // completes; KVM's selftest userspace_io_test).
+                let count = if rep { core::cmp::min(count, regs[Gpr::Rcx] & amask) } else { count };
                 if is_in {
                     let inner = self.vm.mem();
                     let mem = st.guest_mem(&inner);
-                    for (k, g) in st.uexit.string_gpas.iter().enumerate() {
+                    let bytes = (count * u64::from(size)) as usize;
+                    for (k, g) in st.uexit.string_gpas.iter().enumerate().take(bytes) {
                         let b = [self.pio.read_u8(k)];
                         mem.write_bytes(*g, &b);
                     }
                 }
-                let mut regs = st.all_gprs();
                 let step = count * u64::from(size);
                 let i = idx;
                 let moved = if df { regs[i].wrapping_sub(step) } else { regs[i].wrapping_add(step) };
