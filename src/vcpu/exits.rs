@@ -143,9 +143,11 @@ impl Vcpu {
                 st.vmcb().save.rax = Self::hypercall(st);
                 self.skip(st, Known::Vmmcall)
             }
-            // #UD of L1 (always intercepted, as KVM does): a VMCALL is
-            // fixed up to VMMCALL (KVM_X86_QUIRK_FIX_HYPERCALL_INSN).
-            SvmExit::Exception { vector: 6, .. } if st.nst.l2.is_none() => self.ud(st),
+            // #UD (always intercepted, as KVM does; L2's when L1 does not
+            // intercept it): a VMCALL is fixed up to VMMCALL
+            // (KVM_X86_QUIRK_FIX_HYPERCALL_INSN), which L2 then executes
+            // for L1 to intercept, as under KVM.
+            SvmExit::Exception { vector: 6, .. } => self.ud(st),
             SvmExit::Xsetbv => self.xsetbv(st),
             SvmExit::Sensitive(_) => self.sensitive(st, code),
             SvmExit::Exception { vector: v @ (1 | 3), .. }
@@ -597,7 +599,7 @@ impl Vcpu {
 }
 
 /// Size of the XSAVE area for `xcr0` (CPUID 0xD.0 EBX as the guest sees it).
-fn xsave_size(xcr0: u64) -> u32 {
+pub(super) fn xsave_size(xcr0: u64) -> u32 {
     nsvm_core::cpuid::xsave_size(xcr0, |i| {
         let (a, b, ..) = hw::cpu::cpuid(0xd, i);
         (a, b)
@@ -644,7 +646,8 @@ impl Vcpu {
         KVM_ENOSYS.wrapping_neg()
     }
 
-    /// L1's #UD. With `KVM_X86_QUIRK_FIX_HYPERCALL_INSN` (on unless
+    /// A #UD of the running level (L1's, or L2's that L1 does not
+    /// intercept). With `KVM_X86_QUIRK_FIX_HYPERCALL_INSN` (on unless
     /// disabled by `KVM_CAP_DISABLE_QUIRKS2`) a VMCALL (0f 01 c1, Intel's
     /// hypercall) at CS:RIP is overwritten in guest memory with VMMCALL
     /// (0f 01 d9) and the guest resumes at the same RIP, where it executes
