@@ -407,9 +407,20 @@ impl VcpuState {
             return true;
         }
         self.mark_untrusted();
+        // L2's WRMSR of the TSC that L1 does not intercept sets L1's TSC to
+        // the value (L2's then follows with vmcb12's offset), and moves
+        // IA32_TSC_ADJUST by as much: KVM's rule (kvm_set_msr_common with
+        // kvm_compute_l1_tsc_offset; KVM's nested_tsc_adjust_test).
+        if index == nsvm_core::msr::TSC && !host && self.nst.l2.is_some() {
+            let old = self.cpu.vmcb.get().control.tsc_offset;
+            let new = val.wrapping_sub(hw::cpu::rdtsc());
+            self.set_l1_tsc_offset(new);
+            self.cpu.tsc_adjust = self.cpu.tsc_adjust.wrapping_add(new.wrapping_sub(old));
+            return true;
+        }
         // The guest's own TSC writes move IA32_TSC_ADJUST by as much (KVM's
-        // rule, Intel SDM 17.17.3); L2's are left out.
-        let l1_tsc_write = index == nsvm_core::msr::TSC && !host && self.nst.l2.is_none();
+        // rule, Intel SDM 17.17.3).
+        let l1_tsc_write = index == nsvm_core::msr::TSC && !host;
         let old_off = self.cpu.vmcb.get().control.tsc_offset;
         let ok = msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok();
         if ok && l1_tsc_write {
