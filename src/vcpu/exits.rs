@@ -478,6 +478,19 @@ impl Vcpu {
     pub(super) fn msr(&self, st: &mut VcpuState, write: bool) -> Result<Next> {
         let index = st.cpu.gprs[Gpr::Rcx] as u32;
         let value = (st.vmcb().save.rax & 0xffff_ffff) | (st.cpu.gprs[Gpr::Rdx] << 32);
+        if write && index == nsvm_core::msr::EFER && value & efer::SVME == 0 && st.nst.l2.is_some() {
+            // L2 clears EFER.SVME (L1 does not intercept the write): the APM
+            // leaves it undefined; as KVM (svm_set_efer), the vCPU leaves
+            // L2 without a #VMEXIT (vmcb01 holds L1's state) and L1 takes a
+            // triple fault: the next entry ends KVM_RUN in
+            // KVM_EXIT_SHUTDOWN (KVM's svm_nested_clear_efer_svme test).
+            st.nst.l2 = None;
+            st.nst.run_pending = false;
+            st.cpu.applied_policy = None;
+            st.request_tlb_flush(true, true);
+            st.uexit.triple_fault = true;
+            return Ok(Next::Guest);
+        }
         let kvmclock = self.kvmclock_msr(st, index, write.then_some(value), false);
 
         let ok = if write { kvmclock.map_or_else(|| st.write_msr(index, value), |r| r.is_some()) } else {
