@@ -72,6 +72,12 @@ impl Vm {
             // a no-op so VMMs written for both work, with KVM's range check.
             uapi::kvm::SET_TSS_ADDR if arg as u64 > uapi::TSS_ADDR_MAX => Err(EINVAL),
             uapi::kvm::SET_TSS_ADDR => Ok(0),
+            // The shadow MMU's page budget: nsvm has no shadow MMU (NPT01
+            // grows with guest memory), so it is accepted and has no
+            // effect, with KVM's check (kvm_amd with NPT keeps it unused
+            // as well).
+            uapi::kvm::SET_NR_MMU_PAGES if (arg as u64) < uapi::kvm::MIN_ALLOC_MMU_PAGES => Err(EINVAL),
+            uapi::kvm::SET_NR_MMU_PAGES => Ok(0),
             // Intel-only too (a no-op on SVM), refused once a vCPU exists.
             uapi::kvm::SET_IDENTITY_MAP_ADDR => {
                 if self.inner.lock().vcpu_ids != 0 {
