@@ -303,8 +303,13 @@ impl Vcpu {
         v1.control.event_inj = 0;
         st.nst.gif = false;
         if !ok {
-            // vmcb12 is no longer writable RAM: L1 cannot be told; stop.
-            return Ok(Some(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[next, pa12]))));
+            // vmcb12 is no longer writable RAM (e.g. a restored nested
+            // state naming a GPA outside the slots): L1 cannot be told of
+            // the #VMEXIT; it takes a triple fault, as under KVM
+            // (KVM_EXIT_SHUTDOWN at the next entry; KVM's
+            // svm_nested_vmcb12_gpa test).
+            st.uexit.triple_fault = true;
+            return Ok(Some(Next::Guest));
         }
         self.stats.bump(st_idx::EXITS);
         self.stats.bump(stats::exit_counter(code));
