@@ -128,6 +128,8 @@ struct CpuState {
     platform_info: u64,
     /// IA32_TSC_ADJUST (KVM's `ia32_tsc_adjust_msr`).
     tsc_adjust: u64,
+    /// The vCPU entered the guest once (KVM's `last_vmentry_cpu != -1`).
+    entered: bool,
     /// The table of `KVM_SET_CPUID2`.
     cpuid: KVec<CpuidEntry>,
     /// What the processor-dependent VMRUN and `KVM_SET_SREGS` rules allow
@@ -387,6 +389,7 @@ impl Vcpu {
                 pv_enforce: false,
                 platform_info: 0,
                 tsc_adjust: 0,
+                entered: false,
                 cpuid: KVec::new(),
                 features: state::vcpu_features(&[]),
                 entry: nsvm_core::vmcb::EntryState::ZERO,

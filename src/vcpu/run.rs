@@ -241,6 +241,8 @@ impl Vcpu {
             st.prepare_interrupts(window, &|| self.vm.pic_inta());
             st.apply_policy(self.vm.policy());
             st.apply_guest_debug();
+            // From here KVM_SET_CPUID2 may only repeat the table.
+            st.cpu.entered = true;
             self.log_injection(st);
             let seen = loop {
                 // L2 on NPT02: dropped if the VM's memory changed since it

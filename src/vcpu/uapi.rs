@@ -137,6 +137,17 @@ impl Vcpu {
             )?;
         }
         let mut st = self.state.lock();
+        // Once the vCPU has run, or while L2 runs, the table may only be
+        // set again as it is (KVM's kvm_cpuid_check_equal: QEMU repeats it
+        // for a hot-plugged vCPU); the bits that follow the guest's state
+        // are compared as they are now on both sides. Anything else EINVAL.
+        if st.cpu.entered || st.nst.l2.is_some() {
+            let (cr4, xcr0) = (st.vmcb().save.cr4, st.cpu.xcr0);
+            let adj = |e: &CpuidEntry| nsvm_core::cpuid::runtime_adjust(e.function, e.index, e.regs, cr4, || super::exits::xsave_size(xcr0));
+            let same = v.len() == st.cpu.cpuid.len()
+                && v.iter().zip(st.cpu.cpuid.iter()).all(|(a, b)| a.function == b.function && a.index == b.index && a.flags == b.flags && adj(a) == adj(b));
+            return if same { Ok(0) } else { Err(EINVAL) };
+        }
         st.nst.svm_exposed = v.iter().any(|e| e.function == 0x8000_0001 && e.regs[2] & nsvm_core::cpuid::EXT_FEATURES_ECX_SVM != 0);
         let edx = v.iter().find(|e| e.function == nsvm_core::cpuid::LEAF_SVM).map_or(0, |e| e.regs[3]);
         st.nst.l1_features = if st.nst.svm_exposed { SvmFeatures::from_bits_truncate(edx) & nsvm_core::cpuid::L1_FEATURES } else { SvmFeatures::empty() };
