@@ -376,6 +376,16 @@ impl Vcpu {
                 return Ok(Next::Guest);
             }
         }
+        // MMIO met while the processor delivered an event (EXITINTINFO
+        // valid: an IDT or stack on MMIO): nothing to emulate, as KVM
+        // (kvm_prepare_event_vectoring_exit): KVM_EXIT_INTERNAL_ERROR with
+        // KVM_INTERNAL_ERROR_DELIVERY_EV and EXITINFO2, the exit code,
+        // EXITINFO1, the GPA and the CPU (KVM's set_memory_region_test).
+        let c = &st.vmcb().control;
+        if c.exit_int_info & nsvm_core::event::bits::VALID != 0 {
+            let d = [c.exit_info_2, c.exit_code, c.exit_info_1, gpa, u64::from(kernel::cpu::CpuId::current().as_u32())];
+            return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_DELIVERY_EV, &d)));
+        }
         self.mmio(st, &inner, gpa)
     }
 
