@@ -426,8 +426,10 @@ impl Vcpu {
             st.mark_untrusted();
         }
         if !ok {
-            st.inject(Event::new(EventType::Exception, 13, Some(0)));
-            return Ok(Next::Guest);
+            // A well-formed address no RAM backs: an emulation failure, as
+            // KVM (svm_nested_vmcb12_gpa).
+            let rip = st.vmcb().save.rip;
+            return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, pa])));
         }
         st.vmcb().save.rip = next;
         Ok(Next::Guest)
@@ -468,9 +470,12 @@ impl Vcpu {
                 RD.iter().all(|&(o, l)| mem.read_bytes(pa + o as u64, &mut b[o..o + l]))
             };
             if !read {
+                // A well-formed address no slot backs: KVM cannot map it
+                // either and ends KVM_RUN with an emulation failure
+                // (svm_nested_vmcb12_gpa).
                 drop(inner);
-                st.inject(Event::new(EventType::Exception, 13, Some(0)));
-                return Ok(Next::Guest);
+                let rip = st.vmcb().save.rip;
+                return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, pa])));
             }
         }
         // Fields of features not offered to L1 are ignored: of nested_ctl
