@@ -62,6 +62,13 @@ impl Vcpu {
         {
             let out = page.get();
             out.control = st.nst.vmcb12.get().control;
+            // The interrupt-control bits L2 changes as it runs (V_TPR,
+            // V_IRQ, V_GIF with vGIF on) as they are now in vmcb02, as the
+            // #VMEXIT write-back would give them (KVM's
+            // nested_sync_control_from_vmcb02; KVM's state_test).
+            let c = &mut out.control;
+            let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 { int_ctl::V_GIF } else { 0 };
+            c.int_ctl = (c.int_ctl & !virq) | (st.nst.vmcb02.get().control.int_ctl & virq);
             out.save = st.cpu.vmcb.get().save;
             // L1's own view: RIP after its VMRUN, EFER as it set it.
             out.save.rip = next;
