@@ -418,7 +418,8 @@ impl Vm {
         let seq = VM_SEQ.fetch_add(1, Ordering::Relaxed);
         let mut dir = [0u8; 32];
         let mut k = 0;
-        for b in &name[5..n] {
+        // The pid: the id without its "kvm-" prefix.
+        for b in &name[STATS_ID_PREFIX.len()..n] {
             dir[k] = *b;
             k += 1;
         }
@@ -547,6 +548,9 @@ impl PinnedDrop for Vm {
     }
 }
 
+/// The stats ids' prefix (KVM's).
+const STATS_ID_PREFIX: &[u8] = b"kvm-";
+
 /// Writes the stats id `kvm-<pid>` or `kvm-<pid>/vcpu-<id>` into `out`
 /// (KVM's ids: its selftests insist on the `kvm` prefix); returns its length.
 pub(crate) fn fmt_id(out: &mut [u8; 24], pid: i32, vcpu: Option<u32>) -> usize {
@@ -573,7 +577,7 @@ pub(crate) fn fmt_id(out: &mut [u8; 24], pid: i32, vcpu: Option<u32>) -> usize {
         i
     };
     let mut b = [0u8; 20];
-    put(b"kvm-");
+    put(STATS_ID_PREFIX);
     let i = num(pid.max(0) as u64, &mut b);
     put(&b[i..]);
     if let Some(id) = vcpu {
