@@ -24,6 +24,7 @@ APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 # behind, and l0 reads kvm_amd's statistics through debugfs.
 SUITES ?= l0 nested foundation apic pit irqchip dirtylog linux
 
+.PHONY: selftests initramfs-selftests qemu-test-selftests
 .PHONY: all deps kernel module tool guests initramfs run test host-test tcg-cost-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
 	kernel-debug module-debug initramfs-debug qemu-test-debug initramfs-qemu qemu-test-qemu qemu-test-l1 qemu-test-l1-run qemu-stress
 
@@ -95,6 +96,25 @@ initramfs: module tool guests
 initramfs-debug: module-debug tool guests
 	@mkdir -p $(BUILD)/debug
 	@qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir-debug) $(BUILD)/debug/module/nsvm.ko "$(TOOL_BIN) $(APITEST_BIN)" $(BUILD)/debug/initramfs.cpio $(BUILD)/guests
+
+# KVM's x86 selftests of the test kernel's source, unmodified and statically
+# linked (qemu-scripts/build-selftests.sh; the programs of
+# tests/selftests/list), cached under $(NSVM_CACHE) by kernel build; the
+# directory of the programs goes to build/selftests-dir.
+selftests: kernel
+	@qemu-scripts/build-selftests.sh $$(cat $(BUILD)/kdir) > $(BUILD)/selftests-dir.tmp && mv $(BUILD)/selftests-dir.tmp $(BUILD)/selftests-dir
+
+# The selftests suite (tests/qemu/selftests.sh, docs/selftests.md) boots its
+# own initramfs, which carries the selftests (about 50 MB); `make qemu-test`
+# runs it as its fourth boot (SELFTEST_SUITES), `make qemu-test-selftests`
+# alone (SELFTESTS=a,b: only these programs).
+initramfs-selftests: module tool guests selftests
+	@NSVM_SELFTESTS=$$(cat $(BUILD)/selftests-dir) qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko "$(TOOL_BIN) $(APITEST_BIN)" $(BUILD)/initramfs-selftests.cpio $(BUILD)/guests
+
+SELFTESTS_TIMEOUT ?= 2400
+qemu-test-selftests: initramfs-selftests
+	@qemu-scripts/run-qemu.sh --timeout $(SELFTESTS_TIMEOUT) --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
+	   --initrd $(BUILD)/initramfs-selftests.cpio --log $(BUILD)/qemu-test-selftests.log $(if $(SELFTESTS),--append nsvm_selftests=$(SELFTESTS)) -- selftests
 
 # The qemu suite (tests/qemu/qemu.sh): QEMU 10 inside the test VM, on
 # kvm_amd and on nsvm; its own initramfs carries QEMU (~24 MB compressed),
@@ -197,10 +217,12 @@ clippy-module: kernel
 
 # The suites in one boot, then the shootdown suite in a second one with
 # QEMU's single-threaded TCG (tests/qemu/shootdown.sh says why), then the
-# qemu suite (QEMU inside the test VM) in a third; the last line sums them.
+# qemu suite (QEMU inside the test VM) in a third, KVM's selftests in a
+# fourth (SELFTEST_SUITES); the last line sums them.
 SINGLE_SUITES ?= shootdown
 QEMU_SUITES ?= qemu
-qemu-test: initramfs $(if $(strip $(QEMU_SUITES)),initramfs-qemu)
+SELFTEST_SUITES ?= selftests
+qemu-test: initramfs $(if $(strip $(QEMU_SUITES)),initramfs-qemu) $(if $(strip $(SELFTEST_SUITES)),initramfs-selftests)
 	@set -o pipefail; kernel=$$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage; rc=0; \
 	 : > $(BUILD)/qemu-test.summary; \
 	 if [ -n "$(SUITES)" ]; then \
@@ -214,6 +236,10 @@ qemu-test: initramfs $(if $(strip $(QEMU_SUITES)),initramfs-qemu)
 	 if [ -n "$(strip $(QEMU_SUITES))" ]; then \
 	   qemu-scripts/run-qemu.sh --boot-again-if-host-dies --mem 3G --kernel $$kernel --initrd $(BUILD)/initramfs-qemu.cpio \
 	     --log $(BUILD)/qemu-test-qemu.log -- $(QEMU_SUITES) | tee -a $(BUILD)/qemu-test.summary || rc=1; \
+	 fi; \
+	 if [ -n "$(strip $(SELFTEST_SUITES))" ]; then \
+	   qemu-scripts/run-qemu.sh --timeout $(SELFTESTS_TIMEOUT) --kernel $$kernel --initrd $(BUILD)/initramfs-selftests.cpio \
+	     --log $(BUILD)/qemu-test-selftests.log -- $(SELFTEST_SUITES) | tee -a $(BUILD)/qemu-test.summary || rc=1; \
 	 fi; \
 	 sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$$/\1 \2/p' $(BUILD)/qemu-test.summary | \
 	   awk '{p += $$1; f += $$2} END {printf "QEMU suites: %d passed, %d failed\n", p, f}'; \

@@ -9,6 +9,9 @@
 # its x86 firmware files, and /qemu/bzImage, /qemu/inner.cpio (links to the
 # /linux/ files every initramfs has) for the guest QEMU boots (DESIGN.md
 # section 5).
+# With NSVM_SELFTESTS=DIR (the selftests suite only, tests/qemu/selftests.sh):
+# also KVM's selftests built by qemu-scripts/build-selftests.sh (DIR, about
+# 50 MB) under /selftests with their list tests/selftests/list as LIST.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 [ $# -ge 4 ] || die "usage: $0 KDIR NSVM_KO TOOL OUT.cpio [GUESTS_DIR]"
@@ -105,6 +108,12 @@ INNER
 chmod 755 "$inner/init"
 (cd "$inner" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) > "$stage/linux/inner.cpio"
 rm -rf "$inner"
+if [ -n "${NSVM_SELFTESTS:-}" ]; then
+    mkdir -p "$stage/selftests"
+    cp "$NSVM_SELFTESTS"/* "$stage/selftests/"
+    cp "$NSVM_ROOT/tests/selftests/list" "$stage/selftests/LIST"
+    cp "$NSVM_ROOT/tests/selftests/known-nsvm" "$stage/selftests/KNOWN"
+fi
 echo 'root:x:0:0:root:/:/bin/sh' > "$stage/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/:/bin/false' >> "$stage/etc/passwd"
 echo 'root:x:0:' > "$stage/etc/group"

@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-need_pkgs=(make binutils flex bison bc libelf-dev libssl-dev cpio dwarves busybox-static
+need_pkgs=(make binutils gcc libc6-dev rsync flex bison bc libelf-dev libssl-dev cpio dwarves busybox-static
            xz-utils python3 rustc-web rust-web-src rust-web-clippy
            clang-19 llvm-19 lld-19 libclang-19-dev)
 

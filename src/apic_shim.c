@@ -130,6 +130,8 @@ struct nsvm_irqfd {
 	 */
 	struct work_struct inject;
 	struct eventfd_ctx *resamplefd;
+	/* What hooking into the eventfd's wait queue gave (-EBUSY: taken). */
+	int queued;
 };
 
 struct nsvm_irqfds {
@@ -207,7 +209,11 @@ static void nsvm_irqfd_queue(struct file *file, wait_queue_head_t *wqh, poll_tab
 {
 	struct nsvm_irqfd *f = container_of(pt, struct nsvm_irqfd, pt);
 
-	add_wait_queue_priority(wqh, &f->wait);
+	/*
+	 * Exclusive, as KVM's irqfds: an eventfd another irqfd (of any VM,
+	 * nsvm's or KVM's) already drives is -EBUSY.
+	 */
+	f->queued = add_wait_queue_priority_exclusive(wqh, &f->wait);
 }
 
 /* Unhooks and frees an irqfd no list holds any more (process context). */
@@ -226,7 +232,8 @@ static void nsvm_irqfd_free(struct nsvm_irqfd *f)
 /*
  * KVM_IRQFD assign: -EBADF for a bad fd, -EINVAL for a file that is not
  * an eventfd, then the resample eventfd's errors when `resamplefd` >= 0,
- * -EBUSY for an eventfd already assigned (as KVM). The route (valid, lo,
+ * -EBUSY for an eventfd already assigned in this VM or driving an irqfd
+ * of another VM (as KVM). The route (valid, lo,
  * hi, data) is the GSI's now; a pending signal fires at once.
  */
 int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 data, int resamplefd)
@@ -287,6 +294,16 @@ int nsvm_irqfd_assign(void *p, int fd, u32 gsi, int valid, u32 lo, u32 hi, u32 d
 	spin_unlock_irq(&l->lock);
 	mutex_unlock(&l->rlock);
 	events = vfs_poll(file, &f->pt);
+	if (f->queued) {
+		ret = f->queued;
+		mutex_lock(&l->rlock);
+		spin_lock_irq(&l->lock);
+		list_del(&f->link);
+		spin_unlock_irq(&l->lock);
+		mutex_unlock(&l->rlock);
+		kfree(f);
+		goto put;
+	}
 	if (events & EPOLLIN) {
 		u64 cnt;
 

@@ -15,6 +15,7 @@
 #include <linux/mmu_notifier.h>
 #include <linux/slab.h>
 #include <linux/module.h>
+#include <linux/timekeeping.h>
 #include <linux/preempt.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
@@ -823,12 +824,21 @@ u64 nsvm_ktime_ns(void)
 }
 
 /*
- * The host TSC is constant and synchronized across CPUs (no warp found at
- * boot, nothing marked it unstable since): kvmclock may tell guests so.
+ * The host's timekeeping runs on the TSC and nothing marked the TSC
+ * unstable: KVM's master-clock condition (the host clocksource is the TSC,
+ * which the kernel keeps only while it is synchronized and stable), under
+ * which kvmclock may tell guests their clock is stable and KVM_GET_CLOCK
+ * reports the real time. Processors without CONSTANT_TSC qualify when the
+ * kernel trusts their TSC (QEMU's EPYC model has no invariant TSC).
  */
 int nsvm_tsc_stable(void)
 {
-	return boot_cpu_has(X86_FEATURE_CONSTANT_TSC) && !check_tsc_unstable();
+	struct system_time_snapshot snap;
+
+	if (check_tsc_unstable())
+		return 0;
+	ktime_get_snapshot_id(CLOCK_MONOTONIC, &snap);
+	return snap.cs_id == CSID_X86_TSC;
 }
 
 /* Real (wall-clock) time, ns. */

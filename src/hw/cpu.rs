@@ -148,8 +148,8 @@ pub(crate) fn tsc_khz() -> u32 {
     unsafe { nsvm_tsc_khz() }
 }
 
-/// The host TSC is constant and synchronized across CPUs (kvmclock's
-/// stable bit).
+/// The host keeps time with the TSC and nothing marked it unstable (KVM's
+/// master-clock condition; kvmclock's stable bit).
 pub(crate) fn tsc_stable() -> bool {
     // SAFETY: reads kernel state.
     unsafe { nsvm_tsc_stable() != 0 }

@@ -159,10 +159,14 @@ impl Vcpu {
             SvmExit::Npf(f) => self.npf(st, f),
             SvmExit::Msr { write } => self.msr(st, write),
             SvmExit::Vmmcall => {
-                // nsvm offers no hypercalls: KVM answers unknown ones with -KVM_ENOSYS.
-                st.vmcb().save.rax = KVM_ENOSYS.wrapping_neg();
+                st.vmcb().save.rax = Self::hypercall(st);
                 self.skip(st, Known::Vmmcall)
             }
+            // #UD (always intercepted, as KVM does; L2's when L1 does not
+            // intercept it): a VMCALL is fixed up to VMMCALL
+            // (KVM_X86_QUIRK_FIX_HYPERCALL_INSN), which L2 then executes
+            // for L1 to intercept, as under KVM.
+            SvmExit::Exception { vector: 6, .. } => self.ud(st),
             SvmExit::Xsetbv => self.xsetbv(st),
             SvmExit::Sensitive(_) => self.sensitive(st, code),
             SvmExit::Exception { vector: v @ (1 | 3), .. }
@@ -391,6 +395,16 @@ impl Vcpu {
                 return Ok(Next::Guest);
             }
         }
+        // MMIO met while the processor delivered an event (EXITINTINFO
+        // valid: an IDT or stack on MMIO): nothing to emulate, as KVM
+        // (kvm_prepare_event_vectoring_exit): KVM_EXIT_INTERNAL_ERROR with
+        // KVM_INTERNAL_ERROR_DELIVERY_EV and EXITINFO2, the exit code,
+        // EXITINFO1, the GPA and the CPU (KVM's set_memory_region_test).
+        let c = &st.vmcb().control;
+        if c.exit_int_info & nsvm_core::event::bits::VALID != 0 {
+            let d = [c.exit_info_2, c.exit_code, c.exit_info_1, gpa, u64::from(kernel::cpu::CpuId::current().as_u32())];
+            return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_DELIVERY_EV, &d)));
+        }
         self.mmio(st, &inner, gpa)
     }
 
@@ -493,9 +507,22 @@ impl Vcpu {
     pub(super) fn msr(&self, st: &mut VcpuState, write: bool) -> Result<Next> {
         let index = st.cpu.gprs[Gpr::Rcx] as u32;
         let value = (st.vmcb().save.rax & 0xffff_ffff) | (st.cpu.gprs[Gpr::Rdx] << 32);
+        if write && index == nsvm_core::msr::EFER && value & efer::SVME == 0 && st.nst.l2.is_some() {
+            // L2 clears EFER.SVME (L1 does not intercept the write): the APM
+            // leaves it undefined; as KVM (svm_set_efer), the vCPU leaves
+            // L2 without a #VMEXIT (vmcb01 holds L1's state) and L1 takes a
+            // triple fault: the next entry ends KVM_RUN in
+            // KVM_EXIT_SHUTDOWN (KVM's svm_nested_clear_efer_svme test).
+            st.nst.l2 = None;
+            st.nst.run_pending = false;
+            st.cpu.applied_policy = None;
+            st.request_tlb_flush(true, true);
+            st.uexit.triple_fault = true;
+            return Ok(Next::Guest);
+        }
         let kvmclock = self.kvmclock_msr(st, index, write.then_some(value), false);
 
-        let ok = if write { kvmclock.is_some() || st.write_msr(index, value) } else {
+        let ok = if write { kvmclock.map_or_else(|| st.write_msr(index, value), |r| r.is_some()) } else {
             match kvmclock.or_else(|| Some(st.read_msr(index))).flatten() {
                 Some(v) => {
                     st.vmcb().save.rax = v & 0xffff_ffff;
@@ -614,7 +641,7 @@ impl Vcpu {
 }
 
 /// Size of the XSAVE area for `xcr0` (CPUID 0xD.0 EBX as the guest sees it).
-fn xsave_size(xcr0: u64) -> u32 {
+pub(super) fn xsave_size(xcr0: u64) -> u32 {
     nsvm_core::cpuid::xsave_size(xcr0, |i| {
         let (a, b, ..) = hw::cpu::cpuid(0xd, i);
         (a, b)
@@ -630,4 +657,75 @@ struct StrElem {
     size: u8,
     amask: u64,
     df: bool,
+}
+
+/// `KVM_HC_SCHED_YIELD`.
+const KVM_HC_SCHED_YIELD: u64 = 11;
+/// `KVM_EPERM`.
+const KVM_EPERM: u64 = 1;
+/// `KVM_FEATURE_PV_SCHED_YIELD` (CPUID 0x40000001 EAX bit).
+const KVM_FEATURE_PV_SCHED_YIELD: u32 = 1 << 13;
+
+impl Vcpu {
+    /// The RAX a VMMCALL returns (KVM's `kvm_emulate_hypercall`): a guest
+    /// above CPL 0 gets `-KVM_EPERM`; `KVM_HC_SCHED_YIELD` yields the CPU
+    /// and returns 0 (unless `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` is on and
+    /// CPUID 0x40000001 lacks PV_SCHED_YIELD: KVM's `guest_pv_has`); every
+    /// other number `-KVM_ENOSYS` (nsvm implements no other hypercall). The
+    /// number is RAX, its low 32 bits outside 64-bit mode.
+    fn hypercall(st: &mut VcpuState) -> u64 {
+        let long = st.code_size() == nsvm_core::mmio::CodeSize::Bits64;
+        let v = st.vmcb();
+        if v.save.cpl != 0 {
+            return KVM_EPERM.wrapping_neg();
+        }
+        let nr = if long { v.save.rax } else { v.save.rax & 0xffff_ffff };
+        let pv = |st: &VcpuState, bit: u32| !st.cpu.pv_enforce || st.cpu.cpuid.iter().find(|e| e.function == 0x4000_0001).is_some_and(|e| e.regs[0] & bit != 0);
+        if nr == KVM_HC_SCHED_YIELD && pv(st, KVM_FEATURE_PV_SCHED_YIELD) {
+            hw::task::cond_resched();
+            return 0;
+        }
+        KVM_ENOSYS.wrapping_neg()
+    }
+
+    /// A #UD of the running level (L1's, or L2's that L1 does not
+    /// intercept). With `KVM_X86_QUIRK_FIX_HYPERCALL_INSN` (on unless
+    /// disabled by `KVM_CAP_DISABLE_QUIRKS2`) a VMCALL (0f 01 c1, Intel's
+    /// hypercall) at CS:RIP is overwritten in guest memory with VMMCALL
+    /// (0f 01 d9) and the guest resumes at the same RIP, where it executes
+    /// the hypercall (KVM's `emulator_fix_hypercall`). The bytes are written
+    /// through the guest's page tables as a data write by its CPL; where
+    /// that fails (a read-only page), and for anything else, the guest
+    /// gets its #UD.
+    fn ud(&self, st: &mut VcpuState) -> Result<Next> {
+        const VMCALL: [u8; 3] = [0x0f, 0x01, 0xc1];
+        const VMMCALL: [u8; 3] = [0x0f, 0x01, 0xd9];
+        let fix = self.vm.disabled_quirks.load(core::sync::atomic::Ordering::Relaxed) & nsvm_core::uapi::quirks::FIX_HYPERCALL_INSN == 0;
+        if fix {
+            let inner = self.vm.mem();
+            let mut b = [0u8; 15];
+            let (n, long) = st.fetch_insn(&inner, &mut b);
+            if n >= 3 && b[..3] == VMCALL {
+                let s = &st.vmcb().save;
+                let la = if long { s.rip } else { s.cs.base.wrapping_add(s.rip) & 0xffff_ffff };
+                // Byte by byte: the three may straddle a page boundary.
+                let mut gpas = [0u64; 3];
+                let mut ok = true;
+                for (i, g) in gpas.iter_mut().enumerate() {
+                    match st.translate(&inner, la.wrapping_add(i as u64), true) {
+                        Ok(pa) => *g = pa,
+                        Err(_) => ok = false,
+                    }
+                }
+                if ok {
+                    let mem = st.guest_mem(&inner);
+                    if gpas.iter().zip(VMMCALL.iter()).all(|(g, v)| mem.write_bytes(*g, &[*v])) {
+                        return Ok(Next::Guest);
+                    }
+                }
+            }
+        }
+        st.inject(Event::new(EventType::Exception, 6, None));
+        Ok(Next::Guest)
+    }
 }

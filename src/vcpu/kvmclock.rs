@@ -22,6 +22,9 @@ use super::guest_mem::GuestMem;
 use super::{Vcpu, VcpuState};
 use crate::hw;
 
+/// MSR_PLATFORM_INFO (Intel's; KVM emulates it on AMD too).
+const MSR_PLATFORM_INFO: u32 = 0xce;
+
 impl Vcpu {
     /// At each `KVM_RUN` on a host whose TSC the kernel does not trust: the
     /// vCPU's TSC caught up to its generation's curve if it fell behind
@@ -41,12 +44,28 @@ impl Vcpu {
     }
 
 
-    /// RDMSR/WRMSR or `KVM_GET/SET_MSRS` of a kvmclock MSR: `None` for
-    /// another MSR; for a write `Some(Some(0))` (never refused), for a read
-    /// the value. `host`: from `KVM_GET/SET_MSRS` (for the event log).
+    /// RDMSR/WRMSR or `KVM_GET/SET_MSRS` of a kvmclock MSR or of
+    /// MSR_PLATFORM_INFO (the MSRs that follow the VM's settings): `None` for
+    /// another MSR; `Some(None)` refused (#GP; only with
+    /// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID`), for a write `Some(Some(0))`, for
+    /// a read the value. `host`: from `KVM_GET/SET_MSRS` (for the event log).
     pub(super) fn kvmclock_msr(&self, st: &mut VcpuState, index: u32, write: Option<u64>, host: bool) -> Option<Option<u64>> {
+        if index == MSR_PLATFORM_INFO {
+            return Some(self.platform_info_msr(st, write, host));
+        }
         if !kc::is_kvmclock_msr(index) {
             return None;
+        }
+        // KVM_CAP_ENFORCE_PV_FEATURE_CPUID: without the feature in CPUID
+        // 0x40000001 EAX (CLOCKSOURCE for 0x11/0x12, CLOCKSOURCE2 for the
+        // 0x4b564d0x pair) the MSR does not exist, for the guest (#GP) and
+        // for KVM_GET/SET_MSRS alike (KVM's guest_pv_has checks).
+        if st.cpu.pv_enforce {
+            let eax = st.cpu.cpuid.iter().find(|e| e.function == 0x4000_0001).map_or(0, |e| e.regs[0]);
+            let bit = if index >= 0x4b56_4d00 { 3 } else { 0 };
+            if eax & (1 << bit) == 0 {
+                return Some(None);
+            }
         }
         if let Some(v) = write {
             let rip = if host { u64::MAX } else { st.vmcb().save.rip };
@@ -69,6 +88,23 @@ impl Vcpu {
                 0
             }
         }))
+    }
+
+    /// MSR_PLATFORM_INFO (KVM's rules): userspace reads and writes any
+    /// value; the guest reads it while `KVM_CAP_MSR_PLATFORM_INFO` allows
+    /// (the default) and never writes it (#GP). Deviation: 0 at creation,
+    /// where KVM sets CPUID_FAULT (bit 31): nsvm has no CPUID faulting
+    /// (MSR_MISC_FEATURES_ENABLES) to offer.
+    fn platform_info_msr(&self, st: &mut VcpuState, write: Option<u64>, host: bool) -> Option<u64> {
+        match write {
+            Some(v) if host => {
+                st.cpu.platform_info = v;
+                Some(0)
+            }
+            Some(_) => None,
+            None if host || self.vm.platform_info_readable.load(Ordering::Relaxed) => Some(st.cpu.platform_info),
+            None => None,
+        }
     }
 
     /// `KVM_KVMCLOCK_CTRL`: the VMM tells the guest it was stopped

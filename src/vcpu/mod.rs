@@ -24,6 +24,7 @@ mod nested;
 mod run;
 mod state;
 mod str_mmio;
+mod sync_regs;
 mod debug;
 mod uapi;
 mod xstate;
@@ -126,6 +127,15 @@ struct CpuState {
     tsc_gen: (u64, u64),
     /// kvmclock (`kvmclock.rs`).
     kvmclock: nsvm_core::kvmclock::VcpuClock,
+    /// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` enabled: the kvmclock MSRs
+    /// answer only when CPUID 0x40000001 EAX offers their feature.
+    pv_enforce: bool,
+    /// MSR_PLATFORM_INFO as userspace set it (0 at creation).
+    platform_info: u64,
+    /// IA32_TSC_ADJUST (KVM's `ia32_tsc_adjust_msr`).
+    tsc_adjust: u64,
+    /// The vCPU entered the guest once (KVM's `last_vmentry_cpu != -1`).
+    entered: bool,
     /// The table of `KVM_SET_CPUID2`.
     cpuid: KVec<CpuidEntry>,
     /// What the processor-dependent VMRUN and `KVM_SET_SREGS` rules allow
@@ -391,6 +401,10 @@ impl Vcpu {
                 tsc_aux: 0,
                 tsc_gen: (0, 0),
                 kvmclock: nsvm_core::kvmclock::VcpuClock::default(),
+                pv_enforce: false,
+                platform_info: 0,
+                tsc_adjust: 0,
+                entered: false,
                 cpuid: KVec::new(),
                 features: state::vcpu_features(&[]),
                 entry: nsvm_core::vmcb::EntryState::ZERO,
@@ -477,7 +491,7 @@ impl Vcpu {
         let mut id = [0u8; 24];
         let n = crate::vm::fmt_id(&mut id, self.vm.pid, Some(self.id));
         let mut f = KVec::from_elem(0u8, stats::file_len(vals.len()), GFP_KERNEL)?;
-        stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("nsvm"), stats::vcpu_desc, &vals);
+        stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("kvm"), stats::vcpu_desc, &vals);
         Ok(f)
     }
 

@@ -63,6 +63,13 @@ impl Vcpu {
         {
             let out = page.get();
             out.control = st.nst.vmcb12.get().control;
+            // The interrupt-control bits L2 changes as it runs (V_TPR,
+            // V_IRQ, V_GIF with vGIF on) as they are now in vmcb02, as the
+            // #VMEXIT write-back would give them (KVM's
+            // nested_sync_control_from_vmcb02; KVM's state_test).
+            let c = &mut out.control;
+            let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 { int_ctl::V_GIF } else { 0 };
+            c.int_ctl = (c.int_ctl & !virq) | (st.nst.vmcb02.get().control.int_ctl & virq);
             out.save = st.cpu.vmcb.get().save;
             // L1's own view: RIP after its VMRUN, EFER as it set it.
             out.save.rip = next;
@@ -376,8 +383,13 @@ impl Vcpu {
         v1.control.event_inj = 0;
         st.nst.gif = false;
         if !ok {
-            // vmcb12 is no longer writable RAM: L1 cannot be told; stop.
-            return Ok(Some(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[next, pa12]))));
+            // vmcb12 is no longer writable RAM (e.g. a restored nested
+            // state naming a GPA outside the slots): L1 cannot be told of
+            // the #VMEXIT; it takes a triple fault, as under KVM
+            // (KVM_EXIT_SHUTDOWN at the next entry; KVM's
+            // svm_nested_vmcb12_gpa test).
+            st.uexit.triple_fault = true;
+            return Ok(Some(Next::Guest));
         }
         self.stats.bump(st_idx::EXITS);
         self.stats.bump(stats::exit_counter(code));
@@ -515,8 +527,10 @@ impl Vcpu {
             st.mark_untrusted();
         }
         if !ok {
-            st.inject(Event::new(EventType::Exception, 13, Some(0)));
-            return Ok(Next::Guest);
+            // A well-formed address no RAM backs: an emulation failure, as
+            // KVM (svm_nested_vmcb12_gpa).
+            let rip = st.vmcb().save.rip;
+            return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, pa])));
         }
         st.vmcb().save.rip = next;
         Ok(Next::Guest)
@@ -557,9 +571,12 @@ impl Vcpu {
                 RD.iter().all(|&(o, l)| mem.read_bytes(pa + o as u64, &mut b[o..o + l]))
             };
             if !read {
+                // A well-formed address no slot backs: KVM cannot map it
+                // either and ends KVM_RUN with an emulation failure
+                // (svm_nested_vmcb12_gpa).
                 drop(inner);
-                st.inject(Event::new(EventType::Exception, 13, Some(0)));
-                return Ok(Next::Guest);
+                let rip = st.vmcb().save.rip;
+                return Ok(self.user_exit(UserExit::internal_error(run::INTERNAL_ERROR_EMULATION, &[rip, pa])));
             }
         }
         // Fields of features not offered to L1 are ignored: of nested_ctl

@@ -69,8 +69,11 @@ impl Vcpu {
     /// the vCPU lock is released and the thread returns to userspace.
     pub(super) fn run(&self) -> Result<isize> {
         let mut st = self.state.lock();
-        let r = self.run_locked(&mut st);
+        // KVM_CAP_SYNC_REGS: the dirty sets in, before anything else (KVM's
+        // order), the valid ones out on every return.
+        let r = self.sync_regs_in(&mut st).and_then(|()| self.run_locked(&mut st));
         st.cpu.loaded.vcpu_put();
+        self.sync_regs_out(&mut st);
         r
     }
 
@@ -113,15 +116,22 @@ impl Vcpu {
                 Some(next_rip)
             }
             Some(Pending::StrIo { next_rip, is_in, rep, count, size, amask, idx, df }) => {
+                let mut regs = st.all_gprs();
+                // With REP, as many elements as rCX says now, at most the
+                // exit's: userspace may have lowered rCX meanwhile, and the
+                // instruction must end with rCX = 0, not wrap and run on
+                // past its buffer (KVM's emulator reads rCX again when it
+                // completes; KVM's selftest userspace_io_test).
+                let count = if rep { core::cmp::min(count, regs[Gpr::Rcx] & amask) } else { count };
                 if is_in {
                     let inner = self.vm.mem();
                     let mem = st.guest_mem(&inner);
-                    for (k, g) in st.uexit.string_gpas.iter().enumerate() {
+                    let bytes = (count * u64::from(size)) as usize;
+                    for (k, g) in st.uexit.string_gpas.iter().enumerate().take(bytes) {
                         let b = [self.pio.read_u8(k)];
                         mem.write_bytes(*g, &b);
                     }
                 }
-                let mut regs = st.all_gprs();
                 let step = count * u64::from(size);
                 let i = idx;
                 let moved = if df { regs[i].wrapping_sub(step) } else { regs[i].wrapping_add(step) };
@@ -182,8 +192,18 @@ impl Vcpu {
         }
         let r = loop {
             if core::mem::take(&mut st.uexit.triple_fault) {
-                self.user_exit(UserExit::Shutdown);
-                break Ok(0);
+                // A triple fault owed while L2 runs (KVM_SET_VCPU_EVENTS,
+                // KVM_X86_SET_MCE): #VMEXIT(SHUTDOWN) to L1 when L1
+                // intercepts it (KVM's nested_svm_triple_fault), otherwise
+                // the vCPU shuts down.
+                let l1_takes = st.nst.l2.is_some() && !st.nst.run_pending && st.nst.vmcb12.get().control.intercepts.test(nsvm_core::exit::SHUTDOWN);
+                if !l1_takes {
+                    self.user_exit(UserExit::Shutdown);
+                    break Ok(0);
+                }
+                if let Some(Next::User) = self.synthetic_exit_to_l1(st, nsvm_core::exit::SHUTDOWN)? {
+                    break Ok(0);
+                }
             }
             if hw::task::signal_pending() {
                 self.user_exit(UserExit::Intr);
@@ -201,20 +221,7 @@ impl Vcpu {
             // staying pending for L1 (taken once it sets GIF).
             if st.nst.l2.is_some() && !st.nst.run_pending {
                 if let Some(code) = st.l1_event_exit() {
-                    let inner = self.vm.mem();
-                    {
-                        let c = &mut st.nst.vmcb02.get().control;
-                        // An event L0 was about to deliver to L2 is reported
-                        // as interrupted (EXITINTINFO).
-                        let pending = c.event_inj & nsvm_core::event::bits::VALID != 0;
-                        c.exit_int_info = if pending { c.event_inj } else { 0 };
-                        c.exit_int_info_err = if pending { c.event_inj_err } else { 0 };
-                        c.event_inj = 0;
-                        c.exit_code = code;
-                        c.exit_info_1 = 0;
-                        c.exit_info_2 = 0;
-                    }
-                    if let Some(Next::User) = self.reflect_to_l1(st, &inner, code)? {
+                    if let Some(Next::User) = self.synthetic_exit_to_l1(st, code)? {
                         break Ok(0);
                     }
                 }
@@ -234,6 +241,8 @@ impl Vcpu {
             st.prepare_interrupts(window, &|| self.vm.pic_inta());
             st.apply_policy(self.vm.policy());
             st.apply_guest_debug();
+            // From here KVM_SET_CPUID2 may only repeat the table.
+            st.cpu.entered = true;
             self.log_injection(st);
             st.entry_event = (st.vmcb().control.event_inj, st.vmcb().control.next_rip);
             let seen = loop {
@@ -440,5 +449,26 @@ fn note_foreign_vmcb(s: &Sighting) {
             n + 1,
             core::format_args!("{s}")
         );
+    }
+}
+
+impl Vcpu {
+    /// A #VMEXIT to L1 that no exit of L2 caused (an interrupt or NMI L1
+    /// intercepts, a triple fault owed): exit code `code`, EXITINFO1/2
+    /// zero, an event L0 was about to deliver to L2 reported as
+    /// interrupted (EXITINTINFO).
+    fn synthetic_exit_to_l1(&self, st: &mut VcpuState, code: u64) -> Result<Option<Next>> {
+        let inner = self.vm.mem();
+        {
+            let c = &mut st.nst.vmcb02.get().control;
+            let pending = c.event_inj & nsvm_core::event::bits::VALID != 0;
+            c.exit_int_info = if pending { c.event_inj } else { 0 };
+            c.exit_int_info_err = if pending { c.event_inj_err } else { 0 };
+            c.event_inj = 0;
+            c.exit_code = code;
+            c.exit_info_1 = 0;
+            c.exit_info_2 = 0;
+        }
+        self.reflect_to_l1(st, &inner, code)
     }
 }

@@ -161,7 +161,8 @@ impl VcpuState {
         // event_log=2: the guest's #DF and #GP are intercepted (and
         // delivered unchanged) to freeze the event log there.
         let freeze = if super::EVENT_LOG.load(core::sync::atomic::Ordering::Relaxed) >= 2 { 1 << 8 | 1 << 13 } else { 0 };
-        i.0[2] = p.exceptions | freeze;
+        // #UD always (as KVM): VMCALL's fix-up (exits.rs `ud`).
+        i.0[2] = p.exceptions | freeze | 1 << 6;
     }
 
     /// Guest state for `sensitive::emulate`.
@@ -299,6 +300,11 @@ impl VcpuState {
     /// state breaks a rule of `kvm::check_sregs` for this vCPU's features.
     pub(super) fn set_sregs(&mut self, s: &Sregs) -> Result {
         nsvm_core::kvm::check_sregs(s, &self.cpu.features).map_err(|_| EINVAL)?;
+        // An APIC_BASE the in-kernel APIC refuses is EINVAL (KVM's
+        // __set_sregs), checked before anything changes.
+        if let Some(a) = self.apic.as_ref() {
+            a.m.check_base(s.apic_base, true, u32::from(crate::svm::phys_bits())).map_err(|_| EINVAL)?;
+        }
         self.mark_untrusted();
         // New paging registers from outside the guest: nothing the TLB holds
         // for the old ones may be used (KVM requests a flush too): the
@@ -361,6 +367,10 @@ impl VcpuState {
     /// RDMSR, or `KVM_GET_MSRS` when `host` (some MSRs read differently
     /// for userspace, as in KVM).
     pub(super) fn read_msr_as(&mut self, index: u32, host: bool) -> Option<u64> {
+        // Readable whatever the CPUID says, as KVM.
+        if index == nsvm_core::msr::TSC_ADJUST {
+            return Some(self.cpu.tsc_adjust);
+        }
         if nsvm_core::mce::is_mce_msr(index) {
             return self.cpu.mce.read(index, host);
         }
@@ -392,8 +402,31 @@ impl VcpuState {
         if let Some(ok) = self.apic_msr_write(index, val, host) {
             return ok;
         }
+        if index == nsvm_core::msr::TSC_ADJUST {
+            self.write_tsc_adjust(val, host);
+            return true;
+        }
         self.mark_untrusted();
+        // L2's WRMSR of the TSC that L1 does not intercept sets L1's TSC to
+        // the value (L2's then follows with vmcb12's offset), and moves
+        // IA32_TSC_ADJUST by as much: KVM's rule (kvm_set_msr_common with
+        // kvm_compute_l1_tsc_offset; KVM's nested_tsc_adjust_test).
+        if index == nsvm_core::msr::TSC && !host && self.nst.l2.is_some() {
+            let old = self.cpu.vmcb.get().control.tsc_offset;
+            let new = val.wrapping_sub(hw::cpu::rdtsc());
+            self.set_l1_tsc_offset(new);
+            self.cpu.tsc_adjust = self.cpu.tsc_adjust.wrapping_add(new.wrapping_sub(old));
+            return true;
+        }
+        // The guest's own TSC writes move IA32_TSC_ADJUST by as much (KVM's
+        // rule, Intel SDM 17.17.3).
+        let l1_tsc_write = index == nsvm_core::msr::TSC && !host;
+        let old_off = self.cpu.vmcb.get().control.tsc_offset;
         let ok = msr_emul::write(self, index, val, crate::svm::phys_bits(), hw::cpu::rdtsc).is_ok();
+        if ok && l1_tsc_write {
+            let new_off = self.cpu.vmcb.get().control.tsc_offset;
+            self.cpu.tsc_adjust = self.cpu.tsc_adjust.wrapping_add(new_off.wrapping_sub(old_off));
+        }
         if ok && index == nsvm_core::msr::TSC_AUX {
             // RDTSCP/RDPID read the MSR itself (RDPID cannot be intercepted).
             let v = self.cpu.tsc_aux;
@@ -404,6 +437,26 @@ impl VcpuState {
 }
 
 impl VcpuState {
+    /// WRMSR of IA32_TSC_ADJUST (KVM's rules): from userspace the value
+    /// only; from the guest, when its CPUID has TSC_ADJUST (leaf 7 EBX bit
+    /// 1), L1's TSC moves by the difference too, and without it the write
+    /// is ignored (no #GP, as KVM).
+    fn write_tsc_adjust(&mut self, val: u64, host: bool) {
+        if host {
+            self.cpu.tsc_adjust = val;
+            return;
+        }
+        let has = self.cpu.cpuid.iter().find(|e| e.function == 7 && e.index == 0).is_some_and(|e| e.regs[1] & (1 << 1) != 0);
+        if !has {
+            return;
+        }
+        self.mark_untrusted();
+        let adj = val.wrapping_sub(self.cpu.tsc_adjust);
+        let off = self.cpu.vmcb.get().control.tsc_offset.wrapping_add(adj);
+        self.set_l1_tsc_offset(off);
+        self.cpu.tsc_adjust = val;
+    }
+
     /// The vendor of the vCPU's CPUID leaf 0 is AMD or Hygon (KVM's
     /// `guest_cpuid_is_amd_compatible`; without a table: no).
     pub(super) fn amd_vendor(&self) -> bool {

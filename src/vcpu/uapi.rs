@@ -37,27 +37,14 @@ impl Vcpu {
                 self.run()
             }
             uapi::kvm::GET_REGS => {
-                let r = {
-                    let mut st = self.state.lock();
-                    let mut r = st.get_regs();
-                    // The TF of single-stepping is the debugger's (KVM hides it).
-                    if st.cpu.dbg.singlestep() {
-                        r.r[17] &= !nsvm_core::x86::rflags::TF;
-                    }
-                    r
-                };
+                let r = Self::user_regs(&mut self.state.lock());
                 user(Regs::SIZE).writer().write_slice(&r.to_bytes())?;
                 Ok(0)
             }
             uapi::kvm::SET_REGS => {
                 let mut b = [0u8; Regs::SIZE];
                 user(Regs::SIZE).reader().read_slice(&mut b)?;
-                let mut r = Regs::from_bytes(&b);
-                let mut st = self.state.lock();
-                if st.cpu.dbg.singlestep() {
-                    r.r[17] |= nsvm_core::x86::rflags::TF;
-                }
-                st.set_regs(&r);
+                Self::set_user_regs(&mut self.state.lock(), &Regs::from_bytes(&b));
                 Ok(0)
             }
             uapi::kvm::GET_SREGS => {
@@ -74,14 +61,14 @@ impl Vcpu {
             }
             uapi::kvm::SET_CPUID2 => self.set_cpuid(arg),
             uapi::kvm::GET_VCPU_EVENTS => {
-                let e = self.state.lock().get_events();
+                let e = self.user_events(&mut self.state.lock());
                 user(kvm::vcpu_events::SIZE).writer().write_slice(&e.to_bytes())?;
                 Ok(0)
             }
             uapi::kvm::SET_VCPU_EVENTS => {
                 let mut b = [0u8; kvm::vcpu_events::SIZE];
                 user(kvm::vcpu_events::SIZE).reader().read_slice(&mut b)?;
-                self.state.lock().set_events(&kvm::VcpuEvents::from_bytes(&b))?;
+                self.set_user_events(&mut self.state.lock(), &kvm::VcpuEvents::from_bytes(&b))?;
                 Ok(0)
             }
             uapi::kvm::GET_NESTED_STATE => self.get_nested_state(arg),
@@ -123,6 +110,7 @@ impl Vcpu {
             uapi::kvm::X86_SETUP_MCE => self.setup_mce(arg),
             uapi::kvm::SET_GUEST_DEBUG => self.set_guest_debug(arg),
             uapi::kvm::X86_SET_MCE => self.set_mce(arg),
+            uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
             // Unknown vCPU ioctls are EINVAL (kvm_vcpu_ioctl for other
             // magics, kvm_arch_vcpu_ioctl for KVM's), a few as KVM refuses
             // them (`uapi::vcpu_refusal`).
@@ -149,6 +137,17 @@ impl Vcpu {
             )?;
         }
         let mut st = self.state.lock();
+        // Once the vCPU has run, or while L2 runs, the table may only be
+        // set again as it is (KVM's kvm_cpuid_check_equal: QEMU repeats it
+        // for a hot-plugged vCPU); the bits that follow the guest's state
+        // are compared as they are now on both sides. Anything else EINVAL.
+        if st.cpu.entered || st.nst.l2.is_some() {
+            let (cr4, xcr0) = (st.vmcb().save.cr4, st.cpu.xcr0);
+            let adj = |e: &CpuidEntry| nsvm_core::cpuid::runtime_adjust(e.function, e.index, e.regs, cr4, || super::exits::xsave_size(xcr0));
+            let same = v.len() == st.cpu.cpuid.len()
+                && v.iter().zip(st.cpu.cpuid.iter()).all(|(a, b)| a.function == b.function && a.index == b.index && a.flags == b.flags && adj(a) == adj(b));
+            return if same { Ok(0) } else { Err(EINVAL) };
+        }
         st.nst.svm_exposed = v.iter().any(|e| e.function == 0x8000_0001 && e.regs[2] & nsvm_core::cpuid::EXT_FEATURES_ECX_SVM != 0);
         let edx = v.iter().find(|e| e.function == nsvm_core::cpuid::LEAF_SVM).map_or(0, |e| e.regs[3]);
         st.nst.l1_features = if st.nst.svm_exposed { SvmFeatures::from_bits_truncate(edx) & nsvm_core::cpuid::L1_FEATURES } else { SvmFeatures::empty() };
@@ -204,7 +203,7 @@ impl Vcpu {
                         st.set_l1_tsc_offset(off);
                         st.cpu.tsc_gen = gen;
                         self.stats.log_now(nsvm_core::evlog::Kind::TscWrite, v, off, u64::MAX);
-                    } else if self.kvmclock_msr(&mut st, index, Some(v), true).is_none() && !st.write_msr_as(index, v, true) {
+                    } else if !self.kvmclock_msr(&mut st, index, Some(v), true).map_or_else(|| st.write_msr_as(index, v, true), |r| r.is_some()) {
                         break;
                     }
                 } else {
@@ -224,6 +223,26 @@ impl Vcpu {
             }
         }
         Ok(done as isize)
+    }
+
+    /// `KVM_ENABLE_CAP` on the vCPU fd (KVM's `kvm_vcpu_ioctl_enable_cap`):
+    /// the struct read first (`EFAULT`), flags `EINVAL`, then
+    /// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` (args[0] as a boolean); every
+    /// other capability `EINVAL`.
+    pub(super) fn enable_cap(&self, arg: usize) -> Result<isize> {
+        let mut b = [0u8; uapi::sizes::KVM_ENABLE_CAP];
+        UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        if w(4) != 0 {
+            return Err(EINVAL);
+        }
+        match w(0) {
+            uapi::cap::ENFORCE_PV_FEATURE_CPUID => {
+                self.state.lock().cpu.pv_enforce = w(8) != 0 || w(12) != 0;
+                Ok(0)
+            }
+            _ => Err(EINVAL),
+        }
     }
 
     /// `KVM_INTERRUPT` (no in-kernel irqchip): queue external interrupt

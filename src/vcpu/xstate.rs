@@ -147,7 +147,10 @@ impl Vcpu {
         let mut hdr = [0u8; 8];
         UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
         let nent = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        // The bits that follow the guest's state (OSXSAVE, OSPKE, the XSAVE
+        // size) as they are now, as KVM's table (kvm_update_cpuid_runtime).
+        let (cr4, xcr0) = (st.vmcb().save.cr4, st.cpu.xcr0);
         let table = &st.cpu.cpuid;
         if nent < table.len() {
             return Err(E2BIG);
@@ -155,7 +158,8 @@ impl Vcpu {
         let mut w = UserSlice::new(UserPtr::from_addr(arg + 8), table.len() * 40).writer();
         for e in table.iter() {
             let mut b = [0u8; 40];
-            for (i, v) in [e.function, e.index, e.flags, e.regs[0], e.regs[1], e.regs[2], e.regs[3]].iter().enumerate() {
+            let r = nsvm_core::cpuid::runtime_adjust(e.function, e.index, e.regs, cr4, || super::exits::xsave_size(xcr0));
+            for (i, v) in [e.function, e.index, e.flags, r[0], r[1], r[2], r[3]].iter().enumerate() {
                 b[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
             }
             w.write_slice(&b)?;

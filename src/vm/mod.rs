@@ -21,7 +21,7 @@ use nsvm_core::memslot::{Slot, SlotStorage, SlotTable, MAX_SLOTS};
 use nsvm_core::paging;
 use nsvm_core::sensitive::Policy;
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::hw;
 use crate::hw::pin::HostPage;
@@ -58,6 +58,10 @@ pub(crate) struct VmInner {
     /// with this id is the reset BSP (`nsvm_core::bsp`). May equal
     /// `MAX_VCPUS`, which no vCPU has (KVM accepts the limit itself).
     pub(super) bsp_vcpu_id: u32,
+    /// `KVM_CAP_MAX_VCPU_ID` as enabled (0: not yet; the first vCPU fixes
+    /// it at `MAX_VCPUS`, KVM's `kvm_arch_vcpu_precreate`): vCPU ids must
+    /// be below it.
+    pub(super) max_vcpu_ids: u32,
     /// The MSI routes of `KVM_SET_GSI_ROUTING` (split irqchip).
     pub(crate) routes: KVec<nsvm_core::lapic::MsiRoute>,
 }
@@ -203,6 +207,15 @@ pub(crate) struct Vm {
     pub(crate) irqchip: SpinLock<irqchip::Irqchip>,
     /// `KVM_CAP_X2APIC_API` flags enabled.
     pub(crate) x2apic_api: AtomicU32,
+    /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT` enabled: `KVM_GET/SET_VCPU_EVENTS`
+    /// carry `triple_fault.pending`.
+    pub(crate) triple_fault_event: AtomicBool,
+    /// Quirks disabled by `KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2)` (of
+    /// `nsvm_core::uapi::quirks::SUPPORTED`).
+    pub(crate) disabled_quirks: AtomicU64,
+    /// `KVM_CAP_MSR_PLATFORM_INFO` (on by default, as KVM): the guest may
+    /// read MSR_PLATFORM_INFO.
+    pub(crate) platform_info_readable: AtomicBool,
     /// Bumped when `VmInner::routes` changes: vCPUs rescan them.
     pub(crate) routes_gen: AtomicU64,
     /// The APIC bus of the in-kernel local APICs (`apic_bus`); its timers
@@ -344,7 +357,7 @@ impl Vm {
         if vm_type != 0 {
             return Err(EINVAL);
         }
-        let inner = VmInner { vcpu_ids: 0, bsp_vcpu_id: 0, routes: KVec::new() };
+        let inner = VmInner { vcpu_ids: 0, bsp_vcpu_id: 0, max_vcpu_ids: 0, routes: KVec::new() };
         let mmu = Mmu {
             slots: SlotTable::with_storage(HeapSlots(KVec::from_elem(None, MAX_SLOTS, GFP_KERNEL_ACCOUNT)?)),
             npt: Npt::new()?,
@@ -379,6 +392,9 @@ impl Vm {
                 pic_output: core::sync::atomic::AtomicBool::new(false),
                 irqchip <- new_spinlock!(irqchip::Irqchip::new(), "nsvm_irqchip"),
                 x2apic_api: AtomicU32::new(0),
+                triple_fault_event: AtomicBool::new(false),
+                disabled_quirks: AtomicU64::new(0),
+                platform_info_readable: AtomicBool::new(true),
                 routes_gen: AtomicU64::new(0),
                 apic: apic_bus::ApicBus::new(),
                 inner <- new_mutex!(inner, "nsvm_vm"),
@@ -402,7 +418,8 @@ impl Vm {
         let seq = VM_SEQ.fetch_add(1, Ordering::Relaxed);
         let mut dir = [0u8; 32];
         let mut k = 0;
-        for b in &name[5..n] {
+        // The pid: the id without its "kvm-" prefix.
+        for b in &name[STATS_ID_PREFIX.len()..n] {
             dir[k] = *b;
             k += 1;
         }
@@ -517,7 +534,7 @@ impl Vm {
         let mut id = [0u8; 24];
         let n = fmt_id(&mut id, self.pid, None);
         let mut f = KVec::from_elem(0u8, stats::file_len(vm::COUNT), GFP_KERNEL)?;
-        stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("nsvm"), |i| stats::VM_DESCS.get(i).copied(), &v);
+        stats::write_file(&mut f, core::str::from_utf8(&id[..n]).unwrap_or("kvm"), |i| stats::VM_DESCS.get(i).copied(), &v);
         Ok(f)
     }
 }
@@ -531,8 +548,11 @@ impl PinnedDrop for Vm {
     }
 }
 
-/// Writes the stats id `nsvm-<pid>` or `nsvm-<pid>/vcpu-<id>` into `out`;
-/// returns its length.
+/// The stats ids' prefix (KVM's).
+const STATS_ID_PREFIX: &[u8] = b"kvm-";
+
+/// Writes the stats id `kvm-<pid>` or `kvm-<pid>/vcpu-<id>` into `out`
+/// (KVM's ids: its selftests insist on the `kvm` prefix); returns its length.
 pub(crate) fn fmt_id(out: &mut [u8; 24], pid: i32, vcpu: Option<u32>) -> usize {
     let mut n = 0;
     let mut put = |s: &[u8]| {
@@ -557,7 +577,7 @@ pub(crate) fn fmt_id(out: &mut [u8; 24], pid: i32, vcpu: Option<u32>) -> usize {
         i
     };
     let mut b = [0u8; 20];
-    put(b"nsvm-");
+    put(STATS_ID_PREFIX);
     let i = num(pid.max(0) as u64, &mut b);
     put(&b[i..]);
     if let Some(id) = vcpu {

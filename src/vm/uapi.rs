@@ -72,6 +72,12 @@ impl Vm {
             // a no-op so VMMs written for both work, with KVM's range check.
             uapi::kvm::SET_TSS_ADDR if arg as u64 > uapi::TSS_ADDR_MAX => Err(EINVAL),
             uapi::kvm::SET_TSS_ADDR => Ok(0),
+            // The shadow MMU's page budget: nsvm has no shadow MMU (NPT01
+            // grows with guest memory), so it is accepted and has no
+            // effect, with KVM's check (kvm_amd with NPT keeps it unused
+            // as well).
+            uapi::kvm::SET_NR_MMU_PAGES if (arg as u64) < uapi::kvm::MIN_ALLOC_MMU_PAGES => Err(EINVAL),
+            uapi::kvm::SET_NR_MMU_PAGES => Ok(0),
             // Intel-only too (a no-op on SVM), refused once a vCPU exists.
             uapi::kvm::SET_IDENTITY_MAP_ADDR => {
                 if self.inner.lock().vcpu_ids != 0 {
@@ -228,6 +234,45 @@ impl Vm {
                 Ok(0)
             }
             uapi::cap::MANUAL_DIRTY_LOG_PROTECT2 => self.enable_manual_dirty_log(arg0),
+            // KVM's rules: above the limit EINVAL; below the boot CPU id
+            // EINVAL; the value already in force (set, or fixed by the
+            // first vCPU) succeeds again, any other once one is EINVAL.
+            uapi::cap::MAX_VCPU_ID => {
+                if arg0 > u64::from(MAX_VCPUS) {
+                    return Err(EINVAL);
+                }
+                let mut g = self.inner.lock();
+                if u64::from(g.bsp_vcpu_id) > arg0 {
+                    Err(EINVAL)
+                } else if u64::from(g.max_vcpu_ids) == arg0 {
+                    Ok(0)
+                } else if g.max_vcpu_ids == 0 {
+                    g.max_vcpu_ids = arg0 as u32;
+                    Ok(0)
+                } else {
+                    Err(EINVAL)
+                }
+            }
+            // args[0] non-zero: KVM_GET/SET_VCPU_EVENTS carry the pending
+            // triple fault (KVM takes any value as a boolean).
+            // KVM's rule: a quirk nsvm does not list EINVAL; disabled ones
+            // stay disabled.
+            uapi::cap::DISABLE_QUIRKS2 => {
+                if arg0 & !uapi::quirks::SUPPORTED != 0 {
+                    return Err(EINVAL);
+                }
+                self.disabled_quirks.fetch_or(arg0, Ordering::Relaxed);
+                Ok(0)
+            }
+            // args[0] as a boolean: the guest may read MSR_PLATFORM_INFO.
+            uapi::cap::MSR_PLATFORM_INFO => {
+                self.platform_info_readable.store(arg0 != 0, Ordering::Relaxed);
+                Ok(0)
+            }
+            uapi::cap::X86_TRIPLE_FAULT_EVENT => {
+                self.triple_fault_event.store(arg0 != 0, Ordering::Relaxed);
+                Ok(0)
+            }
             _ => Err(EINVAL),
         }
     }
@@ -266,6 +311,14 @@ impl Vm {
         let reset_bsp = {
             let mut g = self.inner.lock();
             if g.vcpu_ids.count_ones() >= MAX_VCPUS {
+                return Err(EINVAL);
+            }
+            // KVM_CAP_MAX_VCPU_ID (KVM's kvm_arch_vcpu_precreate: the
+            // first vCPU fixes the limit when userspace set none).
+            if g.max_vcpu_ids == 0 {
+                g.max_vcpu_ids = MAX_VCPUS;
+            }
+            if id >= g.max_vcpu_ids as usize {
                 return Err(EINVAL);
             }
             if g.vcpu_ids & (1 << id) != 0 {

@@ -166,8 +166,8 @@ nsvm stats --pid $vmm --json > /tmp/stats.json 2>&1
 kill $vmm; wait $vmm 2>/dev/null
 cat /tmp/stats.txt
 expect_eq "nsvm stats status" 0 $rc
-expect_line /tmp/stats.txt "^vm (nsvm-$vmm):"
-expect_line /tmp/stats.txt "^vcpu0 (nsvm-$vmm/vcpu-0):"
+expect_line /tmp/stats.txt "^vm (kvm-$vmm):"
+expect_line /tmp/stats.txt "^vcpu0 (kvm-$vmm/vcpu-0):"
 expect_line /tmp/stats.json '"npt_fills"'
 # spin.bin is one `jmp .` at 1000h: it touches that one page only (no
 # stack, no data), so exactly one nested page fault and one NPT fill
@@ -252,12 +252,11 @@ expect_line /tmp/nsvm.smp64.stats "^vcpu2.exits "
 verdict
 
 case_ "2 MiB NPT mappings where transparent huge pages back guest memory (none with --no-thp)"
-# The test kernel (tinyconfig) has no madvise(2), so MADV_HUGEPAGE cannot ask
-# for THP: switch THP to "always" for this case.
+# THP is off in the test VM (tests/qemu/init): "always" for this case.
 echo always > /sys/kernel/mm/transparent_hugepage/enabled
 nsvm run --mem 64M --stats /tmp/thp.stats $G/thp64.bin > /tmp/thp.out 2>&1; rc1=$?
 nsvm run --mem 64M --no-thp --stats /tmp/nothp.stats $G/thp64.bin > /tmp/nothp.out 2>&1; rc=$?
-echo madvise > /sys/kernel/mm/transparent_hugepage/enabled
+echo never > /sys/kernel/mm/transparent_hugepage/enabled
 s=/tmp/thp.stats
 grep "^vm\." $s
 grep "^vm\.npt" /tmp/nothp.stats

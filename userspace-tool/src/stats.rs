@@ -22,7 +22,7 @@ pub type StatsJson = BTreeMap<String, StatsGroupJson>;
 /// The statistics of one VM or vCPU.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub struct StatsGroupJson {
-    /// The stats file's id ("nsvm-PID", "nsvm-PID/vcpu-N", "kvm-PID-FD").
+    /// The stats file's id ("kvm-PID", "kvm-PID/vcpu-N", as KVM's).
     pub id: String,
     pub stats: BTreeMap<String, StatJson>,
 }

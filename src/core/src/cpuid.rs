@@ -219,6 +219,9 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
             // 28 L1D_FLUSH, 29 ARCH_CAPABILITIES, 31 SSBD (SPEC_CTRL,
             // PRED_CMD, FLUSH_CMD, ARCH_CAPABILITIES).
             b &= !((1 << 12) | (1 << 14) | (1 << 15));
+            // EBX 1 TSC_ADJUST: emulated (IA32_TSC_ADJUST), as KVM offers
+            // it whatever the host has.
+            b |= 1 << 1;
             c &= !(1 << 5);
             d &= !((1 << 26) | (1 << 27) | (1 << 28) | (1 << 29) | (1 << 31));
         }

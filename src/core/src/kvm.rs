@@ -564,6 +564,9 @@ pub struct VcpuEvents {
     pub smm: u8,
     /// `exception.pending` (only with KVM_CAP_EXCEPTION_PAYLOAD).
     pub exception_pending: bool,
+    /// `triple_fault.pending` (with `VALID_TRIPLE_FAULT`, which needs
+    /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT`).
+    pub triple_fault: bool,
 }
 
 /// `KVM_VCPUEVENT_VALID_*`.
@@ -602,6 +605,7 @@ impl VcpuEvents {
         b[14] = u8::from(self.nmi_masked);
         b[20..24].copy_from_slice(&self.flags.to_ne_bytes());
         b[24] = self.smm;
+        b[28] = u8::from(self.triple_fault);
         b
     }
 
@@ -617,6 +621,7 @@ impl VcpuEvents {
             nmi_masked: b[14] != 0,
             flags: u32::from_ne_bytes([b[20], b[21], b[22], b[23]]),
             smm: b[24],
+            triple_fault: b[28] != 0,
         }
     }
 

@@ -16,6 +16,16 @@ pub const SYSENTER_ESP: u32 = 0x0000_0175;
 pub const SYSENTER_EIP: u32 = 0x0000_0176;
 /// DEBUGCTL.
 pub const DEBUGCTL: u32 = 0x0000_01d9;
+/// DEBUGCTL bits 5:0 (LBR, BTF, PB0-PB3); 63:6 are reserved, MBZ (APM vol. 2
+/// 13.1.1.6).
+pub const DEBUGCTL_DEFINED: u64 = 0x3f;
+/// LastBranchFromIP, LastBranchToIP, LastExceptionFromIP, LastExceptionToIP
+/// (APM vol. 2 13.1.1.7), read-only.
+pub const LAST_BRANCH_FIRST: u32 = 0x0000_01db;
+/// The last of the four.
+pub const LAST_BRANCH_LAST: u32 = 0x0000_01de;
+/// IA32_TSC_ADJUST (CPUID 7.0:EBX[1]).
+pub const TSC_ADJUST: u32 = 0x0000_003b;
 /// PAT.
 pub const PAT: u32 = 0x0000_0277;
 /// Extended feature enable register.
@@ -117,7 +127,7 @@ pub mod vm_cr {
 /// The MSRs `KVM_GET_MSR_INDEX_LIST` reports and `KVM_GET/SET_MSRS` handle.
 pub const GUEST_MSRS: &[u32] = &[
     EFER, STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, FS_BASE, GS_BASE, SYSENTER_CS, SYSENTER_ESP,
-    SYSENTER_EIP, PAT, TSC, TSC_AUX, APIC_BASE,
+    SYSENTER_EIP, PAT, TSC, TSC_AUX, APIC_BASE, TSC_ADJUST,
     // Nested SVM (readable once SVM is offered to the guest): part of a
     // vCPU's state for save/restore, as in KVM's list.
     VM_HSAVE_PA, VM_CR,

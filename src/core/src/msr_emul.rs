@@ -108,6 +108,9 @@ pub fn read<T: MsrTarget + ?Sized>(t: &mut T, index: u32, host_tsc: impl FnOnce(
         // SVMDIS and LOCK clear: SVM usable and not locked (APM 15.30.1).
         msr::VM_CR if svm => 0,
         msr::TSC => host_tsc().wrapping_add(t.vmcb().control.tsc_offset),
+        // No LBR virtualization (as kvm_amd with lbrv=0): DEBUGCTL and the
+        // last-branch MSRs read 0.
+        msr::DEBUGCTL | msr::LAST_BRANCH_FIRST..=msr::LAST_BRANCH_LAST => 0,
         _ => {
             let s = &t.vmcb().save;
             match index {
@@ -177,6 +180,12 @@ pub fn write<T: MsrTarget + ?Sized>(t: &mut T, index: u32, val: u64, phys_bits: 
             let now = host_tsc();
             t.vmcb().control.tsc_offset = val.wrapping_sub(now);
         }
+        // Reserved bits are #GP (APM 13.1.1.6); the defined ones are
+        // accepted and have no effect: nsvm virtualizes neither LBRs nor
+        // BTF or the performance-monitor pins (kvm_amd with lbrv=0 ignores
+        // every value, reserved bits included).
+        msr::DEBUGCTL if val & !msr::DEBUGCTL_DEFINED != 0 => return Err(WriteError::Reserved),
+        msr::DEBUGCTL => {}
         msr::LSTAR | msr::CSTAR | msr::KERNEL_GS_BASE | msr::FS_BASE | msr::GS_BASE | msr::SYSENTER_ESP
         | msr::SYSENTER_EIP
             if !canonical(val) =>
@@ -417,9 +426,23 @@ mod tests {
     #[test]
     fn unknown_msrs() {
         let mut t = T::new(true);
-        for i in [msr::SPEC_CTRL, msr::DEBUGCTL, msr::TSC_RATIO, 0x1234] {
+        for i in [msr::SPEC_CTRL, msr::TSC_RATIO, 0x1234] {
             assert_eq!(r(&mut t, i), None);
             assert_eq!(w(&mut t, i, 0), Err(WriteError::Unknown));
         }
+    }
+
+    #[test]
+    fn debugctl_without_lbr_virtualization() {
+        let mut t = T::new(true);
+        for i in [msr::DEBUGCTL, 0x1db, 0x1dc, 0x1dd, 0x1de] {
+            assert_eq!(r(&mut t, i), Some(0), "{i:#x}");
+        }
+        assert_eq!(w(&mut t, msr::DEBUGCTL, 0x3f), Ok(()));
+        assert_eq!(r(&mut t, msr::DEBUGCTL), Some(0));
+        assert_eq!(w(&mut t, msr::DEBUGCTL, 0x40), Err(WriteError::Reserved));
+        assert_eq!(w(&mut t, msr::DEBUGCTL, 1 << 63), Err(WriteError::Reserved));
+        // The last-branch MSRs are read-only.
+        assert_eq!(w(&mut t, 0x1db, 0), Err(WriteError::Unknown));
     }
 }

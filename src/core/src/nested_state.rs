@@ -131,8 +131,9 @@ pub fn check_header(h: &Header, svme: bool, phys_bits: u8) -> Result<bool, SetEr
     if h.flags & !(GUEST_MODE | RUN_PENDING | GIF_SET) != 0 {
         return Err(SetError::Flags);
     }
-    // Without SVME only "GIF set, not in guest mode" makes sense.
-    if !svme && h.flags != GIF_SET {
+    // Without SVME only "nothing" and "GIF set", not in guest mode (as
+    // KVM: clearing SVME does not set GIF, so GIF clear is allowed too).
+    if !svme && h.flags != 0 && h.flags != GIF_SET {
         return Err(SetError::SvmOff);
     }
     if h.flags & GUEST_MODE == 0 {
@@ -188,7 +189,11 @@ mod tests {
         assert_eq!(check_header(&Header { flags: flags::GUEST_MODE | flags::EVMCS, ..ok }, true, 40), Err(SetError::Flags));
         assert_eq!(check_header(&Header { format: 0, ..ok }, true, 40), Err(SetError::Format));
         assert_eq!(check_header(&ok, false, 40), Err(SetError::SvmOff));
-        assert_eq!(check_header(&Header { flags: 0, size: 128, ..ok }, false, 40), Err(SetError::SvmOff));
+        // Without SVME: no flags or GIF_SET alone, out of guest mode (KVM's
+        // rule, which KVM's nested_set_state_test checks).
+        assert_eq!(check_header(&Header { flags: 0, size: 128, ..ok }, false, 40), Ok(false));
+        assert_eq!(check_header(&Header { flags: flags::GIF_SET, size: 128, ..ok }, false, 40), Ok(false));
+        assert_eq!(check_header(&Header { flags: flags::GIF_SET | flags::GUEST_MODE, ..ok }, false, 40), Err(SetError::SvmOff));
         assert_eq!(check_header(&Header { vmcb_pa: 0x5008, ..ok }, true, 40), Err(SetError::VmcbAddress));
         assert_eq!(check_header(&Header { vmcb_pa: 1 << 40, ..ok }, true, 40), Err(SetError::VmcbAddress));
     }

@@ -9,6 +9,30 @@
 
 use crate::exit::IoioInfo;
 
+/// `KVM_CAP_SYNC_REGS` in `struct kvm_run`: the `kvm_valid_regs` and
+/// `kvm_dirty_regs` words after the exit union, then `s.regs` (x86's
+/// `struct kvm_sync_regs`: `kvm_regs`, `kvm_sregs`, `kvm_vcpu_events`).
+pub mod sync_regs {
+    /// `kvm_valid_regs` (u64).
+    pub const VALID_REGS: usize = super::run::EXIT + 256;
+    /// `kvm_dirty_regs` (u64).
+    pub const DIRTY_REGS: usize = VALID_REGS + 8;
+    /// `s.regs.regs` (`struct kvm_regs`, 144 bytes).
+    pub const S_REGS: usize = DIRTY_REGS + 8;
+    /// `s.regs.sregs` (`struct kvm_sregs`, 312 bytes).
+    pub const S_SREGS: usize = S_REGS + 144;
+    /// `s.regs.events` (`struct kvm_vcpu_events`, 64 bytes).
+    pub const S_EVENTS: usize = S_SREGS + 312;
+    /// `KVM_SYNC_X86_REGS`.
+    pub const REGS: u64 = 1;
+    /// `KVM_SYNC_X86_SREGS`.
+    pub const SREGS: u64 = 2;
+    /// `KVM_SYNC_X86_EVENTS`.
+    pub const EVENTS: u64 = 4;
+    /// `KVM_SYNC_X86_VALID_FIELDS`, what `KVM_CHECK_EXTENSION(KVM_CAP_SYNC_REGS)` reports.
+    pub const VALID_FIELDS: u64 = REGS | SREGS | EVENTS;
+}
+
 /// `struct kvm_run` offsets and exit reasons (x86).
 pub mod run {
     /// `request_interrupt_window` (u8).
@@ -440,6 +464,25 @@ mod tests {
         ($t:ty, $f:ident) => {
             (offset_of!(kb::kvm_run, __bindgen_anon_1) + offset_of!($t, $f), size_of_field(|s: &$t| &s.$f))
         };
+    }
+
+    #[test]
+    fn sync_regs_offsets_match_kvm_run() {
+        use crate::kvm::{vcpu_events, Regs, Sregs};
+        assert_eq!(sync_regs::VALID_REGS, offset_of!(kb::kvm_run, kvm_valid_regs));
+        assert_eq!(sync_regs::DIRTY_REGS, offset_of!(kb::kvm_run, kvm_dirty_regs));
+        let s = offset_of!(kb::kvm_run, s);
+        assert_eq!(sync_regs::S_REGS, s + offset_of!(kb::kvm_sync_regs, regs));
+        assert_eq!(sync_regs::S_SREGS, s + offset_of!(kb::kvm_sync_regs, sregs));
+        assert_eq!(sync_regs::S_EVENTS, s + offset_of!(kb::kvm_sync_regs, events));
+        assert_eq!((Regs::SIZE, Sregs::SIZE, vcpu_events::SIZE), (size_of::<kb::kvm_regs>(), size_of::<kb::kvm_sregs>(), size_of::<kb::kvm_vcpu_events>()));
+        assert_eq!(sync_regs::VALID_FIELDS, u64::from(kb::KVM_SYNC_X86_VALID_FIELDS));
+        assert_eq!(sync_regs::S_EVENTS + vcpu_events::SIZE, s + size_of::<kb::kvm_sync_regs>());
+        // VcpuEvents::to_bytes puts triple_fault.pending at byte 28.
+        assert_eq!(offset_of!(kb::kvm_vcpu_events, triple_fault), 28);
+        let e = crate::kvm::VcpuEvents { triple_fault: true, ..Default::default() };
+        assert_eq!(crate::kvm::VcpuEvents::from_bytes(&e.to_bytes()), e);
+        assert_eq!(e.to_bytes()[28], 1);
     }
 
     /// A run page that records which bytes were written (and checks no byte

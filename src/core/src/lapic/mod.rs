@@ -636,20 +636,7 @@ impl Lapic {
         if v == self.base {
             return Ok(WriteEffect::default());
         }
-        let mut reserved = 0x2ffu64;
-        if maxphy < 64 {
-            reserved |= !((1u64 << maxphy) - 1);
-        }
-        if !self.cpuid_x2apic {
-            reserved |= apic_base::EXTD;
-        }
-        let (old, new) = (mode_of(self.base), mode_of(v));
-        if v & reserved != 0 || new == Mode::Invalid {
-            return Err(Refused);
-        }
-        if !host && ((old == Mode::X2Apic && new == Mode::XApic) || (old == Mode::Disabled && new == Mode::X2Apic)) {
-            return Err(Refused);
-        }
+        self.check_base(v, host, maxphy)?;
         let changed = self.base ^ v;
         self.base = v;
         if changed & apic_base::AE != 0 && v & apic_base::AE != 0 {
@@ -664,6 +651,32 @@ impl Lapic {
             }
         }
         Ok(WriteEffect { dest: true, ..Default::default() })
+    }
+
+    /// Whether [`Self::set_base`] accepts `v` (its refusals, nothing
+    /// changed): reserved bits (above MAXPHYADDR `maxphy`, 7:0, 9, EXTD
+    /// without x2APIC in the CPUID), the invalid mode (EXTD without AE),
+    /// and from the guest the x2APIC-to-xAPIC and disabled-to-x2APIC
+    /// transitions.
+    pub fn check_base(&self, v: u64, host: bool, maxphy: u32) -> Result<(), Refused> {
+        if v == self.base {
+            return Ok(());
+        }
+        let mut reserved = 0x2ffu64;
+        if maxphy < 64 {
+            reserved |= !((1u64 << maxphy) - 1);
+        }
+        if !self.cpuid_x2apic {
+            reserved |= apic_base::EXTD;
+        }
+        let (old, new) = (mode_of(self.base), mode_of(v));
+        if v & reserved != 0 || new == Mode::Invalid {
+            return Err(Refused);
+        }
+        if !host && ((old == Mode::X2Apic && new == Mode::XApic) || (old == Mode::Disabled && new == Mode::X2Apic)) {
+            return Err(Refused);
+        }
+        Ok(())
     }
 
     /// `KVM_GET_LAPIC`: the register page with TMCCT's current value and,

@@ -22,6 +22,10 @@ pub const CREATE_VCPU: u32 = io(KVMIO, 0x41);
 pub const SET_USER_MEMORY_REGION: u32 = iow(KVMIO, 0x46, sizes::KVM_USERSPACE_MEMORY_REGION);
 /// `KVM_SET_TSS_ADDR` (VM fd).
 pub const SET_TSS_ADDR: u32 = io(KVMIO, 0x47);
+/// `KVM_SET_NR_MMU_PAGES` (VM fd; the argument is the count).
+pub const SET_NR_MMU_PAGES: u32 = io(KVMIO, 0x44);
+/// KVM's `KVM_MIN_ALLOC_MMU_PAGES`: smaller counts are `EINVAL`.
+pub const MIN_ALLOC_MMU_PAGES: u64 = 64;
 /// `KVM_SET_IDENTITY_MAP_ADDR` (VM fd).
 pub const SET_IDENTITY_MAP_ADDR: u32 = iow(KVMIO, 0x48, 8);
 /// `KVM_SET_BOOT_CPU_ID` (VM fd; the argument is the vCPU id itself).

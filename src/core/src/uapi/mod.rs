@@ -66,6 +66,18 @@ pub const fn ioc_dir(cmd: u32) -> u32 {
     cmd >> IOC_DIRSHIFT
 }
 
+/// `KVM_X86_QUIRK_*`: KVM's behaviours kept for old userspace that
+/// `KVM_CAP_DISABLE_QUIRKS2` can turn off.
+pub mod quirks {
+    /// `KVM_X86_QUIRK_FIX_HYPERCALL_INSN`: a guest's VMCALL (Intel's
+    /// hypercall, #UD on AMD) is rewritten in guest memory to VMMCALL and
+    /// executed as the hypercall; disabled, the guest gets its #UD.
+    pub const FIX_HYPERCALL_INSN: u64 = 1 << 5;
+    /// The quirks nsvm reports in `KVM_CHECK_EXTENSION(KVM_CAP_DISABLE_QUIRKS2)`:
+    /// only those it implements and can turn off.
+    pub const SUPPORTED: u64 = FIX_HYPERCALL_INSN;
+}
+
 /// Sizes of KVM structs used in ioctl numbers (checked against `kvm-bindings`
 /// in the host tests).
 pub mod sizes {
