@@ -25,6 +25,7 @@ use super::guest_mem::GuestMem;
 use super::{Next, Vcpu, VcpuState};
 use crate::hw::pin::{HostPage, PinnedPage};
 use crate::hw::mem::VmcbPage;
+use crate::hw::trace::{self, Npt02Flush};
 use crate::vm::VmMem;
 
 /// How L0 resolved a nested page fault of an L2 on shadow NPT02.
@@ -165,7 +166,7 @@ impl Vcpu {
             let c = &v.control;
             TraceEvent::VmExit { rip: v.save.rip, reason: code, info1, info2: c.exit_info_2, intr_info: c.exit_int_info, error_code: c.exit_int_info_err }
         };
-        st.log(e);
+        st.log(self.id, e);
         // The processor refused vmcb02 although vmcb12 passed nsvm's checks:
         // L1's VMRUN failed. Whatever the processor left in vmcb02's state
         // (`VcpuState::enter` has put back what it held before VMRUN), none
@@ -177,8 +178,9 @@ impl Vcpu {
             self.stats.bump(st_idx::EXITS);
             self.stats.bump(stats::exit_counter(code));
             note_vmcb02_refused(self.id);
+            trace::nested_vmenter_failed("vmcb02 refused by the processor", 0);
             // Logged as KVM does when it reflects the processor's refusal.
-            st.log(TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
+            st.log(self.id, TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
             return self.vmrun_failed(st, pa12, next).map(Some);
         }
         // L2 on shadow NPT02: the fault is either in NPT12 (L1's to see, as
@@ -268,7 +270,7 @@ impl Vcpu {
         // vmcb12 while L2 ran stay.
         let c = &st.nst.vmcb12.get().control;
         let e = TraceEvent::VmExitInject { reason: c.exit_code, info1: c.exit_info_1, info2: c.exit_info_2, exit_int_info: c.exit_int_info, exit_int_info_err: c.exit_int_info_err };
-        st.log(e);
+        st.log(self.id, e);
         // Control fields from vmcb12's cache (just updated), state from
         // vmcb02; into the pinned page when it is still vmcb12's.
         let gen = self.vm.memory_generation.load(Ordering::Acquire);
@@ -486,6 +488,9 @@ impl Vcpu {
         };
         if let Err(c) = checked {
             self.stats.bump(stats::INVALID_BASE + c.index());
+            trace::nested_vmenter_failed(c.name(), c.index() as u32 + 1);
+            // Logged as the processor's refusal is (and as KVM does).
+            st.log(self.id, TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
             return self.vmrun_failed(st, pa, next);
         }
         if let Some(stop) = self.build_vmcb02(st, true)? {
@@ -507,7 +512,7 @@ impl Vcpu {
                 cr3: if npt { v12.control.nested_cr3 } else { v12.save.cr3 },
             }
         };
-        st.log(e);
+        st.log(self.id, e);
         // Every L2 of this vCPU runs on its L2 ASID whatever ASID L1 gave it
         // (APM 15.16: L1 expects other ASIDs' translations to stay apart):
         // it is flushed when vmcb12's ASID is not the one it last held, and
@@ -598,7 +603,7 @@ impl Vcpu {
             let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };
             let tlb = c12.tlb_ctl;
             if nsvm_core::nested::npt02_must_flush(st.nst.npt02.key, key, tlb, st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID)) {
-                st.drop_npt02();
+                st.drop_npt02(Npt02Flush::Vmrun);
                 self.stats.bump(st_idx::NPT02_FLUSHES);
             }
             st.nst.npt02.key = Some(key);
@@ -675,7 +680,7 @@ impl Vcpu {
         let limit = 2 * inner.total_pages() as usize + 1024;
         if st.nst.npt02.mapped_pages() + 8 >= limit {
             self.stats.bump(st_idx::NPT02_FLUSHES);
-            st.drop_npt02();
+            st.drop_npt02(Npt02Flush::Full);
         }
         // The VMM's pages are looked up as for NPT01 (`VmMem::fault_in`):
         // the invalidation count first, then the pages (a reference each
@@ -735,6 +740,7 @@ impl Vcpu {
                 return Ok(Npf02::Filled);
             }
             self.stats.add(st_idx::NPT02_FILLS, u64::from(mask.count_ones()));
+            trace::npt02_fill(|| (self.id, gpa, t.l1_gpa, pas[force].unwrap_or(0), mask.count_ones()));
             return Ok(Npf02::Filled);
         }
         let uaddr = slot.uaddr_of(t.l1_gpa & !0xfff);
@@ -753,6 +759,7 @@ impl Vcpu {
             }
         }
         self.stats.bump(st_idx::NPT02_FILLS);
+        trace::npt02_fill(|| (self.id, gpa, t.l1_gpa, page.pa, 1));
         Ok(Npf02::Filled)
     }
 
@@ -761,7 +768,7 @@ impl Vcpu {
         let g = self.vm.memory_generation.load(Ordering::Acquire);
         if let Some(k) = st.nst.npt02.key {
             if k.npt01_generation != g {
-                st.drop_npt02();
+                st.drop_npt02(Npt02Flush::Memslots);
                 st.nst.npt02.key = Some(Npt02Key { npt01_generation: g, ..k });
                 self.stats.bump(st_idx::NPT02_FLUSHES);
             }
@@ -776,9 +783,23 @@ impl VcpuState {
         self.nst.l2.is_some() && self.nst.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0
     }
 
-    /// Records a nested event in the log.
-    pub(super) fn log(&mut self, e: TraceEvent) {
+    /// Records a nested event of vCPU `id` in the log and gives it to its
+    /// tracepoint (`nsvm_nested_vmenter`, `nsvm_nested_vmexit`,
+    /// `nsvm_nested_vmexit_inject`; each a static branch when off).
+    pub(super) fn log(&mut self, id: u32, e: TraceEvent) {
         nsvm_core::trace::record(&mut self.nst.nlog, &mut self.nst.nlog_count, e);
+        match e {
+            TraceEvent::Empty => {}
+            TraceEvent::VmEnter { rip, vmcb, nested_rip, int_ctl, event_inj, npt, cr3 } => {
+                trace::nested_vmenter(|| (rip, vmcb, nested_rip, int_ctl, event_inj, npt, cr3))
+            }
+            TraceEvent::VmExit { rip, reason, info1, info2, intr_info, error_code } => {
+                trace::nested_vmexit(|| (id, reason, rip, info1, info2, intr_info, error_code))
+            }
+            TraceEvent::VmExitInject { reason, info1, info2, exit_int_info, exit_int_info_err } => {
+                trace::nested_vmexit_inject(|| (reason, info1, info2, exit_int_info, exit_int_info_err))
+            }
+        }
     }
 
     /// The next RIP of the L2 instruction that caused exit `code` (for L1's

@@ -235,6 +235,10 @@ impl Vcpu {
             st.apply_policy(self.vm.policy());
             st.apply_guest_debug();
             self.log_injection(st);
+            hw::trace::entry(|| {
+                let v = st.vmcb();
+                (self.id, v.save.rip, v.control.event_inj, v.control.event_inj_err)
+            });
             let seen = loop {
                 // L2 on NPT02: dropped if the VM's memory changed since it
                 // was composed, and the entry abandoned if it changes again
@@ -303,6 +307,15 @@ impl Vcpu {
         let ei = v.control.event_inj;
         if ei & nsvm_core::event::bits::VALID == 0 {
             return;
+        }
+        // `nsvm_inj_virq` / `nsvm_inj_exception` (KVM's kvm_inj_virq and
+        // kvm_inj_exception; NMI as exception 2): re-injected when it is
+        // what the last exit reported as interrupted (EXITINTINFO).
+        let reinjected = v.control.exit_int_info == ei;
+        match (ei >> 8) & 7 {
+            0 | 4 => hw::trace::inj_virq(|| (ei & 0xff, (ei >> 8) & 7 == 4, reinjected)),
+            2 | 3 => hw::trace::inj_exception(|| (ei & 0xff, ei & nsvm_core::event::bits::EV != 0, v.control.event_inj_err, reinjected)),
+            _ => {}
         }
         let shadow = u64::from(v.control.int_state & nsvm_core::vmcb::int_state::SHADOW != 0);
         let r = nsvm_core::evlog::Record::new(
