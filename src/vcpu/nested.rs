@@ -489,8 +489,8 @@ impl Vcpu {
         if let Err(c) = checked {
             self.stats.bump(stats::INVALID_BASE + c.index());
             trace::nested_vmenter_failed(c.name(), c.index() as u32 + 1);
-            // Logged as the processor's refusal is (and as KVM does).
-            st.log(self.id, TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
+            // (No nested_vmexit_inject: as KVM, whose consistency checks
+            // write VMEXIT_INVALID into vmcb12 without a #VMEXIT.)
             return self.vmrun_failed(st, pa, next);
         }
         if let Some(stop) = self.build_vmcb02(st, true)? {
@@ -500,10 +500,11 @@ impl Vcpu {
         st.nst.run_pending = true;
         st.nst.gif = true;
         let e = {
-            let (v01, v12, v02) = (st.cpu.vmcb.get(), st.nst.vmcb12.get(), st.nst.vmcb02.get());
+            let (v12, v02) = (st.nst.vmcb12.get(), st.nst.vmcb02.get());
             let npt = v12.control.nested_ctl & nested_ctl::NP_ENABLE != 0;
             TraceEvent::VmEnter {
-                rip: v01.save.rip,
+                // L1's RIP past its VMRUN, as KVM reports it.
+                rip: next,
                 vmcb: pa,
                 nested_rip: v02.save.rip,
                 int_ctl: v12.control.int_ctl,

@@ -2,9 +2,9 @@
 //! `nsvm trace`: nsvm's tracepoints (trace system `nsvm`, listed in
 //! docs/architecture.md "Tracepoints") printed live. The events are enabled
 //! in a tracefs instance of their own (`instances/nsvm-trace-<our pid>`: the
-//! global buffer and whatever else traces are left alone), filtered on the
-//! threads of `--pid` (`common_pid`, re-read while tracing so new vCPU
-//! threads are seen), read from the instance's `trace_pipe` until Ctrl-C,
+//! global buffer and whatever else traces are left alone), limited to the
+//! threads of `--pid` (the instance's `set_event_pid` with `event-fork`, so
+//! threads created later count too), read from the instance's `trace_pipe` until Ctrl-C,
 //! `--count` events or `--duration` seconds, then disabled and the instance
 //! removed. `--system kvm` traces kvm_amd's events of the same shapes
 //! (kvm_exit, kvm_nested_vmenter, ...) for comparison.
@@ -88,9 +88,9 @@ pub fn format_line(l: &TraceLine) -> String {
     format!("{:>14.6} {:>7} {:<26} {}", l.time, l.pid, l.event, l.text)
 }
 
-/// A tracefs event filter matching these threads (empty: everything).
-pub fn pid_filter(tids: &[u32]) -> String {
-    tids.iter().map(|t| format!("common_pid == {t}")).collect::<Vec<_>>().join(" || ")
+/// What `set_event_pid` gets for these threads.
+pub fn pid_list(tids: &[u32]) -> String {
+    tids.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ")
 }
 
 /// The threads of process `pid`, sorted.
@@ -159,15 +159,13 @@ pub fn run(a: &TraceArgs) -> Result<(), Failure> {
         "nsvm" => vec![isys.clone()],
         _ => KVM_EVENTS.iter().map(|e| isys.join(e)).filter(|p| p.is_dir()).collect(),
     };
-    let set_filter = |targets: &[PathBuf], tids: &[u32]| -> Result<(), Failure> {
-        let f = pid_filter(tids);
-        for t in targets {
-            write(&t.join("filter"), &f)?;
-        }
-        Ok(())
-    };
+    // The instance records only the events of the threads in its
+    // set_event_pid, to which event-fork adds the threads they create
+    // (vCPU threads started after the tracer).
+    let set_filter = |tids: &[u32]| write(&inst.dir.join("set_event_pid"), &pid_list(tids));
     if let Some(t) = &tids {
-        set_filter(&targets, t)?;
+        write(&inst.dir.join("options/event-fork"), "1")?;
+        set_filter(t)?;
     }
     for t in &targets {
         write(&t.join("enable"), "1")?;
@@ -200,7 +198,7 @@ pub fn run(a: &TraceArgs) -> Result<(), Failure> {
             last_scan = Instant::now();
             match threads(p) {
                 Some(t) if Some(&t) != tids.as_ref() => {
-                    set_filter(&targets, &t)?;
+                    set_filter(&t)?;
                     tids = Some(t);
                 }
                 Some(_) => {}
@@ -268,8 +266,8 @@ mod tests {
     }
 
     #[test]
-    fn filter_of_threads() {
-        assert_eq!(pid_filter(&[5]), "common_pid == 5");
-        assert_eq!(pid_filter(&[5, 7]), "common_pid == 5 || common_pid == 7");
+    fn pid_list_of_threads() {
+        assert_eq!(pid_list(&[5]), "5");
+        assert_eq!(pid_list(&[5, 7]), "5 7");
     }
 }
