@@ -15,7 +15,10 @@ use kernel::bindings::tracepoint;
 /// enabled, the C tracepoint and its `rust_do_trace_` function.
 macro_rules! tracepoints {
     ($($(#[$m:meta])* $name:ident, $on:ident, $tp:ident, $do:ident ($($a:ident: $t:ty),* $(,)?);)*) => {
+        // The statics are only addressed (their static keys), never read
+        // as values: `tracepoint`'s zero-length arrays do not matter.
         #[cfg(CONFIG_TRACEPOINTS)]
+        #[allow(improper_ctypes)]
         extern "C" {
             $(
                 static $tp: tracepoint;
@@ -80,6 +83,7 @@ tracepoints! {
 }
 
 #[cfg(CONFIG_TRACEPOINTS)]
+#[allow(improper_ctypes)]
 extern "C" {
     static __tracepoint_nsvm_nested_vmenter_failed: tracepoint;
     fn rust_do_trace_nsvm_nested_vmenter_failed(msg: *const kernel::ffi::c_char, err: u32);
