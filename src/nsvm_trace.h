@@ -228,7 +228,7 @@ TRACE_EVENT(nsvm_npt02_fill,
 		  __entry->vcpu_id, __entry->gpa, __entry->l1_gpa, __entry->hpa, __entry->pages)
 );
 
-/* Shadow NPT02 dropped whole (`pages` leaves were mapped), and why. */
+/* Shadow NPT02 dropped whole (`pages` leaves were mapped, never 0), and why. */
 #define NSVM_NPT02_FLUSH_REASONS \
 	{ 0, "reset" }, { 1, "vmrun" }, { 2, "full" }, { 3, "memslots" }
 

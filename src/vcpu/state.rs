@@ -97,11 +97,11 @@ impl VcpuState {
 
     /// Drops shadow NPT02 (its pins with it): the next entry flushes the
     /// TLB, which may hold its translations (APM 15.16). `why` goes to the
-    /// `nsvm_npt02_flush` tracepoint (not for a reset of an empty NPT02).
+    /// `nsvm_npt02_flush` tracepoint (not when NPT02 was empty).
     pub(super) fn drop_npt02(&mut self, why: crate::hw::trace::Npt02Flush) {
         if crate::hw::trace::npt02_flush_on() {
             let pages = self.nst.npt02.mapped_pages() as u64;
-            if pages != 0 || !matches!(why, crate::hw::trace::Npt02Flush::Reset) {
+            if pages != 0 {
                 crate::hw::trace::npt02_flush(|| (why as u32, pages));
             }
         }

@@ -228,6 +228,8 @@ pub fn run(a: &TraceArgs) -> Result<(), Failure> {
             break;
         }
     }
+    // The instance can only be removed once its trace_pipe is closed.
+    drop(rd);
     drop(inst);
     if gone {
         eprintln!("nsvm: process {} exited", a.pid.unwrap_or(0));
