@@ -48,11 +48,19 @@ macro_rules! tracepoints {
             pub(crate) fn $name(f: impl FnOnce() -> ($($t,)*)) {
                 #[cfg(CONFIG_TRACEPOINTS)]
                 if $on() {
-                    let ($($a,)*) = f();
-                    // SAFETY: the generated C function takes these scalars
-                    // by value and records them; callable in any context
-                    // the vCPU thread runs in (tracepoints are).
-                    unsafe { $do($($a),*) };
+                    // Out of line: the caller's code around the branch
+                    // stays as without tracing.
+                    #[cold]
+                    #[inline(never)]
+                    fn record(f: impl FnOnce() -> ($($t,)*)) {
+                        let ($($a,)*) = f();
+                        // SAFETY: the generated C function takes these
+                        // scalars by value and records them; callable in
+                        // any context the vCPU thread runs in
+                        // (tracepoints are).
+                        unsafe { $do($($a),*) };
+                    }
+                    record(f);
                 }
                 #[cfg(not(CONFIG_TRACEPOINTS))]
                 let _ = f;
