@@ -6,8 +6,9 @@
 # (the first TOOL is installed as /bin/nsvm, the others under their own names)
 # With NSVM_WITH_QEMU=1 (the qemu suite only, tests/qemu/qemu.sh): also the
 # host's qemu-system-x86_64 with the libraries ldd lists and their loader,
-# its x86 firmware files, the test kernel as /qemu/bzImage and a tiny
-# initramfs /qemu/inner.cpio for the guest QEMU boots (DESIGN.md section 5).
+# its x86 firmware files, and /qemu/bzImage, /qemu/inner.cpio (links to the
+# /linux/ files every initramfs has) for the guest QEMU boots (DESIGN.md
+# section 5).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 [ $# -ge 4 ] || die "usage: $0 KDIR NSVM_KO TOOL OUT.cpio [GUESTS_DIR]"
@@ -49,15 +50,26 @@ if [ "${NSVM_WITH_QEMU:-0}" = 1 ]; then
         [ -e "$src" ] || src=/usr/share/seabios/$f
         cp -L "$src" "$stage/usr/share/qemu/"
     done
+    # The test kernel and the inner initramfs (below), shared with nsvm run.
     mkdir -p "$stage/qemu"
-    cp "$kdir/arch/x86/boot/bzImage" "$stage/qemu/bzImage"
-    # The guest's initramfs: busybox and an init that reports the CPUs it
-    # brought up and its uptime (make bench's QEMU boot row), then ends the
-    # guest.
-    inner=$(mktemp -d "${TMPDIR:-/tmp}/nsvm-inner.XXXXXX")
-    mkdir -p "$inner"/{bin,proc,sys,dev}
-    cp "$busybox" "$inner/bin/busybox"
-    cat > "$inner/init" <<'INNER'
+    ln -s ../linux/bzImage "$stage/qemu/bzImage"
+    ln -s ../linux/inner.cpio "$stage/qemu/inner.cpio"
+fi
+# The test kernel as /linux/bzImage (and /linux/vmlinux) and a tiny
+# initramfs /linux/inner.cpio
+# (busybox and an init that reports the CPUs it brought up and its uptime
+# (make bench's QEMU boot row), then ends the guest): the guests of the
+# linux suite (nsvm run --kernel) and of the qemu suite (/qemu/ links).
+mkdir -p "$stage/linux"
+cp "$kdir/arch/x86/boot/bzImage" "$stage/linux/bzImage"
+# ... and the uncompressed kernel, stripped (~14 MB): the linux suite's ELF
+# boot (linux-loader's ELF loader, the 64-bit boot protocol at its entry);
+# not in the qemu suite's initramfs, which has no use for it.
+[ "${NSVM_WITH_QEMU:-0}" = 1 ] || strip --strip-all -o "$stage/linux/vmlinux" "$kdir/vmlinux"
+inner=$(mktemp -d "${TMPDIR:-/tmp}/nsvm-inner.XXXXXX")
+mkdir -p "$inner"/{bin,proc,sys,dev}
+cp "$busybox" "$inner/bin/busybox"
+cat > "$inner/init" <<'INNER'
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
@@ -68,6 +80,9 @@ echo "NSVM-INNER-UP cpus=$(/bin/busybox cat /sys/devices/system/cpu/online) upti
 loc=$(/bin/busybox awk '/^ *LOC:/ {print $2 "," $3}' /proc/interrupts)
 ipi=$(/bin/busybox awk '/^ *(CAL|RES):/ {s += $2 + $3} END {print s + 0}' /proc/interrupts)
 echo "NSVM-INNER-IRQ loc=$loc ipi=$ipi"
+# The console UART's interrupts (IRQ 4, "ttyS0"): the linux suite checks
+# that nsvm run's COM1 raised them (irqfd).
+echo "NSVM-INNER-SERIAL irqs=$(/bin/busybox awk '/ttyS0/ {s += $2 + $3} END {print s + 0}' /proc/interrupts)"
 # nsvm_verbose (the qemu-stress boots): the clocksource and the kernel's
 # clock and TSC messages.
 if /bin/busybox grep -q nsvm_verbose /proc/cmdline; then
@@ -87,10 +102,9 @@ if /bin/busybox grep -q nsvm_stay /proc/cmdline; then
 fi
 /bin/busybox reboot -f
 INNER
-    chmod 755 "$inner/init"
-    (cd "$inner" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) > "$stage/qemu/inner.cpio"
-    rm -rf "$inner"
-fi
+chmod 755 "$inner/init"
+(cd "$inner" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) > "$stage/linux/inner.cpio"
+rm -rf "$inner"
 echo 'root:x:0:0:root:/:/bin/sh' > "$stage/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/:/bin/false' >> "$stage/etc/passwd"
 echo 'root:x:0:' > "$stage/etc/group"

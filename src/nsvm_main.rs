@@ -79,6 +79,7 @@ impl kernel::Module for Nsvm {
         vcpu::EVENT_LOG.store(*module_parameters::event_log.value(), core::sync::atomic::Ordering::Relaxed);
         vm::NPT_HUGE.store(*module_parameters::npt_huge.value() != 0, core::sync::atomic::Ordering::Relaxed);
         let (leaf, phys_bits) = svm::probe()?;
+        svm::set_host_features(leaf.features);
         let guard = match *module_parameters::exit_after_injection.value() {
             0 => false,
             1 => true,

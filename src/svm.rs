@@ -63,6 +63,20 @@ pub(crate) fn this_cpu_hsave(cpu: u32) -> nsvm_core::hoststate::Hsave {
     nsvm_core::hoststate::Hsave::from_save(msr, &s)
 }
 
+/// The processor's SVM features (CPUID 0x8000000A EDX), set at load.
+static HOST_FEATURES: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Records the processor's SVM features (module load).
+pub(crate) fn set_host_features(f: nsvm_core::cpuid::SvmFeatures) {
+    HOST_FEATURES.store(f.bits(), Ordering::Relaxed);
+}
+
+/// Whether the processor itself has SVM feature `f` (otherwise nsvm
+/// emulates it for L1 where `cpuid::L1_FEATURES` says so).
+pub(crate) fn host_has(f: nsvm_core::cpuid::SvmFeatures) -> bool {
+    nsvm_core::cpuid::SvmFeatures::from_bits_retain(HOST_FEATURES.load(Ordering::Relaxed)).contains(f)
+}
+
 /// The processor's physical address width.
 pub(crate) fn phys_bits() -> u8 {
     PHYS_BITS.load(Ordering::Relaxed)

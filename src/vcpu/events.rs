@@ -80,6 +80,10 @@ impl VcpuState {
                 return;
             }
         }
+        // L1's virtual NMI for L2 (vNMI, emulated: `vnmi_prepare`).
+        if self.nst.l2.is_some() && self.vnmi_prepare() {
+            return;
+        }
         // L1 intercepts INTR while L2 runs: L1's interrupts end L2 by
         // #VMEXIT (run loop), they are never injected into L2.
         if self.l1_takes_intr().is_some() {

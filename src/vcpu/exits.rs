@@ -21,6 +21,38 @@ use crate::vm::VmMem;
 const KVM_ENOSYS: u64 = 1000;
 
 impl Vcpu {
+    /// An event whose delivery the exit interrupted (EXITINTINFO) is
+    /// delivered again at the next entry (APM 15.7.2), through the VMCB
+    /// that ran (vmcb02 for an L2 exit L0 handles itself). A software
+    /// interrupt (INTn, and INT3/INTO as #BP/#OF) is delivered again only
+    /// when it is the event EVENTINJ injected at that entry, with the same
+    /// NEXT_RIP; one raised by the guest's own instruction is not: without
+    /// NRIPS the VMCB has no next RIP to push (APM 15.20), so the
+    /// instruction, whose address is still RIP, simply executes again (as
+    /// KVM does).
+    pub(super) fn requeue_interrupted(&self, st: &mut VcpuState) {
+        let (entry_inj, entry_next_rip) = st.entry_event;
+        let vmcb = st.vmcb();
+        let pending = Event { info: vmcb.control.exit_int_info, error_code: vmcb.control.exit_int_info_err };
+        vmcb.control.event_inj = 0;
+        if !pending.valid() {
+            return;
+        }
+        let soft = pending.event_type() == Some(EventType::SoftInt)
+            || (pending.event_type() == Some(EventType::Exception) && matches!(pending.vector(), 3 | 4));
+        let injected = entry_inj & nsvm_core::event::bits::VALID != 0 && pending.info == entry_inj;
+        self.stats.log(nsvm_core::evlog::Kind::ExitIntInfo, vmcb.control.exit_code, vmcb.save.rip, u64::from(pending.info));
+        if soft && !injected {
+            return;
+        }
+        self.stats.bump(st_idx::REINJECTIONS);
+        vmcb.control.event_inj = pending.info;
+        vmcb.control.event_inj_err = pending.error_code;
+        if soft {
+            vmcb.control.next_rip = entry_next_rip;
+        }
+    }
+
     pub(super) fn handle_exit(&self, st: &mut VcpuState) -> Result<Next> {
         // `nsvm_exit` (kvm_exit's fields): every #VMEXIT L0 sees, of L1 or
         // of L2 (then followed by `nsvm_nested_vmexit`).
@@ -42,17 +74,8 @@ impl Vcpu {
         let code = vmcb.control.exit_code;
         let info1 = vmcb.control.exit_info_1;
         let info2 = vmcb.control.exit_info_2;
-        // An event interrupted during delivery is delivered again (APM 15.7.2).
-        let pending = Event { info: vmcb.control.exit_int_info, error_code: vmcb.control.exit_int_info_err };
-        vmcb.control.event_inj = 0;
         self.stats.bump(st_idx::EXITS);
         self.stats.bump(stats::exit_counter(code));
-        // Software interrupts (INTn, and INT3/INTO as #BP/#OF) interrupted
-        // during delivery are not injected again: without NRIPS the VMCB
-        // has no next RIP to push (APM 15.20), so the instruction, whose
-        // address is still RIP, simply executes again (as KVM does).
-        let soft = pending.event_type() == Some(EventType::SoftInt)
-            || (pending.event_type() == Some(EventType::Exception) && matches!(pending.vector(), 3 | 4));
         if super::EVENT_LOG.load(core::sync::atomic::Ordering::Relaxed) >= 2 {
             let c = vmcb.save.rflags | u64::from(vmcb.control.int_state & 1) << 32 | u64::from(vmcb.save.cpl) << 40;
             self.stats.log(nsvm_core::evlog::Kind::Exit, code, vmcb.save.rip, c);
@@ -64,15 +87,7 @@ impl Vcpu {
                 self.stats.log_freeze();
             }
         }
-        if pending.valid() {
-            let rip = vmcb.save.rip;
-            self.stats.log(nsvm_core::evlog::Kind::ExitIntInfo, code, rip, u64::from(pending.info));
-        }
-        if pending.valid() && !soft {
-            self.stats.bump(st_idx::REINJECTIONS);
-            vmcb.control.event_inj = pending.info;
-            vmcb.control.event_inj_err = pending.error_code;
-        }
+        self.requeue_interrupted(st);
         match SvmExit::decode(code, info1, info2) {
             SvmExit::Invalid => {
                 // Name the rule (APM 15.5.1) in the log and the statistics
@@ -101,6 +116,10 @@ impl Vcpu {
                     let v = st.cpu.vmcb.get();
                     v.control.intercepts.clear(exit::IRET);
                     st.ev.iret_intercepted(v.save.rip);
+                } else {
+                    // L2's IRET, which L1 does not intercept: L0's for
+                    // vNMI (V_NMI_MASK clears once it completed).
+                    st.vnmi_iret();
                 }
                 Ok(Next::Guest)
             }

@@ -18,6 +18,7 @@ mod events;
 mod exits;
 mod guest_mem;
 mod kvmclock;
+mod l1_assist;
 pub(crate) mod lapic;
 mod nested;
 mod run;
@@ -79,6 +80,11 @@ pub(crate) struct VcpuState {
     /// What the last entry saw when its VMCB came back with what no
     /// #VMEXIT writes (`VcpuState::enter`), until the run loop logs it.
     sighting: Option<nsvm_core::hoststate::Sighting>,
+    /// EVENTINJ and NEXT_RIP of the VMCB at the last entry (the processor
+    /// clears EVENTINJ): an exit that interrupted the delivery of that very
+    /// event, a software interrupt or INT3/INTO included, delivers it again
+    /// (`Vcpu::requeue_interrupted`).
+    entry_event: (u32, u64),
 }
 
 /// The guest's architectural state: vmcb01 and what VMRUN does not switch.
@@ -187,6 +193,15 @@ struct NestedState {
     hsave_pa: u64,
     /// L1's global interrupt flag as nsvm emulates it (APM 15.17).
     gif: bool,
+    /// The pause filter's internal counter for the running L2 (APM
+    /// 15.14.4), loaded at VMRUN.
+    pause_count: i32,
+    /// vNMI for L2 (APM 15.21.10): the RIP of L2's IRET that L0
+    /// intercepted while V_NMI_MASK was set (the mask clears once L2 has
+    /// moved past it), and while L0 single-steps that IRET for a pending
+    /// virtual NMI, L2's own RFLAGS.TF and DR6 to put back.
+    vnmi_iret_rip: Option<u64>,
+    vnmi_step: Option<(u64, u64)>,
     /// While L2 runs: vmcb12's address and L1's RIP after its VMRUN.
     l2: Option<(u64, u64)>,
     /// L1's VMRUN was emulated but L2 not entered yet (vmcb02's EVENTINJ
@@ -396,6 +411,9 @@ impl Vcpu {
                 npt02: ShadowNpt::new()?,
                 hsave_pa: 0,
                 gif: true,
+                pause_count: 0,
+                vnmi_iret_rip: None,
+                vnmi_step: None,
                 l2: None,
                 run_pending: false,
                 nlog: KVec::from_elem(TraceEvent::Empty, nsvm_core::trace::LOG_LEN, GFP_KERNEL_ACCOUNT)?,
@@ -405,6 +423,7 @@ impl Vcpu {
             stats: stats.clone(),
             apic: None,
             sighting: None,
+            entry_event: (0, 0),
         };
         if vm.irqchip_in_kernel() {
             // The APIC timer calls back with the VM (fops.rs): the waiter

@@ -14,6 +14,7 @@ use nsvm_core::cpuid::SvmFeatures;
 use nsvm_core::event::{Event, EventType};
 use nsvm_core::exit::{self, SvmInsn};
 use nsvm_core::insn::{self, Known};
+use nsvm_core::l1_assist::{self, vnmi, L2Vmload};
 use nsvm_core::user_exit::{run, UserExit};
 use nsvm_core::msr::efer;
 use nsvm_core::nested::{npf, Npt02Key};
@@ -106,6 +107,9 @@ impl Vcpu {
         {
             let d = page.get();
             d.control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
+            if !st.nst.l1_features.contains(SvmFeatures::VNMI) {
+                d.control.int_ctl &= !vnmi::BITS;
+            }
             check_data(&d.control, &d.save, &st.features()).map_err(|_| EINVAL)?;
             if d.save.efer & efer::LMA == 0 && d.control.nested_ctl & nested_ctl::NP_ENABLE != 0 {
                 return Err(EINVAL); // NPT12 walks are long-mode only (docs/nested.md)
@@ -183,6 +187,14 @@ impl Vcpu {
             st.log(self.id, TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
             return self.vmrun_failed(st, pa12, next).map(Some);
         }
+        // vNMI: L2 past the IRET L0 intercepted (V_NMI_MASK clears), and
+        // the single step over it ends; a #DB of that step alone is L0's.
+        if st.vnmi_after_exit(code) {
+            self.stats.bump(st_idx::L2_EXITS_L0);
+            self.stats.bump(st_idx::EXITS);
+            self.stats.bump(stats::exit_counter(code));
+            return Ok(Some(Next::Guest));
+        }
         // L2 on shadow NPT02: the fault is either in NPT12 (L1's to see, as
         // #VMEXIT(NPF) with the error code of the NPT12 walk), or L0's to
         // resolve by composing the missing NPT02 leaf.
@@ -190,6 +202,10 @@ impl Vcpu {
         if code == exit::NPF && st.l2_np() {
             match self.npf02(st)? {
                 Npf02::Filled => {
+                    // An event whose delivery the fault interrupted
+                    // (L1's EVENTINJ pushing on L2's stack) is delivered
+                    // again (APM 15.7.2).
+                    self.requeue_interrupted(st);
                     self.stats.bump(st_idx::L2_EXITS_L0);
                     // Counted as every other exit L0 handles (`exits`).
                     self.stats.bump(st_idx::EXITS);
@@ -224,7 +240,23 @@ impl Vcpu {
             mem.read_bytes(base + u64::from(n / 8), &mut b).then(|| b[0] & (1 << (n % 8)) != 0)
         };
         let msr_index = st.cpu.gprs[Gpr::Rcx] as u32;
-        let mut d = decide(code, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
+        // QEMU's TCG reports a MOV from CR3/CR4/CR8 as READ_CR0
+        // (docs/architecture.md): L1 sees the register the instruction
+        // names, decoded by L0.
+        let code_l1 = if code == exit::READ_CR0 {
+            let mut b = [0u8; 15];
+            let n = st.fetch(&inner, &mut b);
+            let cs = st.code_size();
+            l1_assist::corrected_cr_read(code, l1_assist::decode_crdr(&b[..n], cs))
+        } else {
+            code
+        };
+        let mut d = decide(code_l1, info1, &l1_intercepts, |n| bit(msrpm, n), |n| bit(iopm, n), msr_index);
+        // VMLOAD/VMSAVE virtualization enabled where it cannot apply: the
+        // instruction exits to L1 as if intercepted (APM 15.33.1).
+        if d == Decision::L0 && matches!(code, exit::VMLOAD | exit::VMSAVE) && st.l2_vmload() == L2Vmload::ExitToL1 {
+            d = Decision::L1;
+        }
         // L2's shutdown goes to L1 only when L1 intercepts it (`decide`);
         // otherwise L1 itself shuts down (APM 15.12; KVM: KVM_EXIT_SHUTDOWN).
         if npf12 {
@@ -234,7 +266,19 @@ impl Vcpu {
             self.stats.bump(st_idx::L2_EXITS_L0);
             return Ok(None);
         }
-        self.reflect_to_l1(st, &inner, code)
+        // The pause filter for L1 (APM 15.14.4), emulated when the
+        // processor has none: the PAUSE is L1's only once the counter VMRUN
+        // loaded goes below zero; until then L0 completes it for L2.
+        if code == exit::PAUSE && st.nst.l1_features.contains(SvmFeatures::PAUSE_FILTER) && !crate::svm::host_has(SvmFeatures::PAUSE_FILTER) && !l1_assist::pause_filter_exits(&mut st.nst.pause_count) {
+            drop(inner);
+            self.stats.bump(st_idx::L2_EXITS_L0);
+            self.stats.bump(stats::PAUSES_FILTERED);
+            return self.skip(st, Known::Pause).map(Some);
+        }
+        if code_l1 != code {
+            st.nst.vmcb02.get().control.exit_code = code_l1;
+        }
+        self.reflect_to_l1(st, &inner, code_l1)
     }
 
     /// The #VMEXIT L1 expects for the exit in vmcb02's exit fields (APM
@@ -245,7 +289,14 @@ impl Vcpu {
         self.stats.bump(st_idx::L2_EXITS_REFLECTED);
         // NRIPS for L1 (emulated, APM 15.7.1): the next RIP of an intercepted
         // instruction, decoded by L0 (no NRIPS under TCG), 0 otherwise.
+        // A single step over L2's IRET (vNMI) ends with L2.
+        st.vnmi_after_exit(0);
+        st.nst.vnmi_iret_rip = None;
         let nrip = st.l2_next_rip(inner);
+        // Decode assists for L1 (APM 15.8), from L0's own decode when the
+        // processor gave none.
+        let da_offered = st.nst.l1_features.contains(SvmFeatures::DECODE_ASSISTS);
+        let da = if da_offered && !crate::svm::host_has(SvmFeatures::DECODE_ASSISTS) { Some(st.l2_decode_assists(inner)) } else { None };
         let Some((pa12, next)) = st.nst.l2.take() else { return Ok(None) };
         // vmcb12 := L2's state and the exit information (field by field from
         // the pages: no 4 KiB copies on the kernel stack). A failed VMRUN
@@ -262,9 +313,30 @@ impl Vcpu {
             c.int_state = v02.control.int_state;
             let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 { int_ctl::V_GIF } else { 0 };
             c.int_ctl = (c.int_ctl & !virq) | (v02.control.int_ctl & virq);
+            // vNMI: V_NMI and V_NMI_MASK as L0 kept them, the mask saved
+            // as 0 when this exit interrupted an NMI's delivery.
+            c.int_ctl = vnmi::at_exit(c.int_ctl, v02.control.exit_int_info);
             c.event_inj = 0;
             c.event_inj_err = 0;
             c.next_rip = nrip;
+            match da {
+                Some((info1, len, bytes)) => {
+                    if let Some(i) = info1 {
+                        c.exit_info_1 = i;
+                    }
+                    c.insn_len = len;
+                    if len != 0 {
+                        c.insn_bytes = bytes;
+                    }
+                }
+                // The processor's own (or, without the feature, what L1
+                // wrote there, written back unchanged).
+                None if da_offered => {
+                    c.insn_len = v02.control.insn_len;
+                    c.insn_bytes = v02.control.insn_bytes;
+                }
+                None => {}
+            }
         }
         // Only what #VMEXIT writes (APM 15.6): L1's edits to the rest of
         // vmcb12 while L2 ran stay.
@@ -394,7 +466,28 @@ impl Vcpu {
         // runs (rare): a page of its own, vmcb12's cache is in use.
         let mut own = if st.nst.l2.is_some() { Some(VmcbPage::new()?) } else { None };
         let inner = self.vm.mem();
-        let mem = st.guest_mem(&inner);
+        // L2's: on an L1 physical address, or virtualized (APM 15.33.1)
+        // on an L2 physical address through NPT12, whose faults are L1's
+        // #VMEXIT(NPF) (ExitToL1 never comes here: `l2_exit_for_l1`).
+        let virtualized = st.nst.l2.is_some() && st.l2_vmload() == L2Vmload::L2Physical;
+        if virtualized {
+            let ncr3 = st.nst.vmcb12.get().control.nested_cr3;
+            let nxe = st.cpu.vmcb.get().save.efer & efer::NXE != 0;
+            let walk = nsvm_core::nested::walk_npt12(&GuestMem::l1(&inner), ncr3, pa, !load, false, nxe, crate::svm::phys_bits(), npf::FINAL);
+            if let Err(e) = walk {
+                {
+                    let c = &mut st.nst.vmcb02.get().control;
+                    c.exit_code = exit::NPF;
+                    c.exit_info_1 = e;
+                    c.exit_info_2 = pa;
+                    c.exit_int_info = 0;
+                    c.exit_int_info_err = 0;
+                }
+                self.stats.bump(st_idx::NPT12_FAULTS);
+                return Ok(self.reflect_to_l1(st, &inner, exit::NPF)?.unwrap_or(Next::Guest));
+            }
+        }
+        let mem = if virtualized || st.nst.l2.is_none() { st.guest_mem(&inner) } else { GuestMem::l1(&inner) };
         let mut st_untrusted = false;
         let ok = {
             let (scratch, cur) = match own.as_mut() {
@@ -474,6 +567,9 @@ impl Vcpu {
         // only NP_ENABLE, and only when nested paging is offered.
         let np_offered = st.nst.l1_features.contains(SvmFeatures::NP);
         st.nst.vmcb12.get().control.nested_ctl &= if np_offered { nested_ctl::NP_ENABLE } else { 0 };
+        if !st.nst.l1_features.contains(SvmFeatures::VNMI) {
+            st.nst.vmcb12.get().control.int_ctl &= !vnmi::BITS;
+        }
         // The processor-dependent rules with what both the host and L1's
         // CPUID offer: a state the processor would refuse never reaches it.
         // (The module parameter vmcb12_checks=0 skips them, for tests of the
@@ -499,6 +595,15 @@ impl Vcpu {
         st.nst.l2 = Some((pa, next));
         st.nst.run_pending = true;
         st.nst.gif = true;
+        {
+            // An NMI injected by EVENTINJ with vNMI on masks virtual NMIs
+            // (APM 15.21.10); L2's IRET then unmasks them (intercepted).
+            let c12 = &mut st.nst.vmcb12.get().control;
+            c12.int_ctl = vnmi::at_vmrun(c12.int_ctl, c12.event_inj);
+            if vnmi::enabled(c12.int_ctl) && c12.int_ctl & int_ctl::V_NMI_BLOCKING != 0 {
+                st.nst.vmcb02.get().control.intercepts.set(exit::IRET);
+            }
+        }
         let e = {
             let (v12, v02) = (st.nst.vmcb12.get(), st.nst.vmcb02.get());
             let npt = v12.control.nested_ctl & nested_ctl::NP_ENABLE != 0;
@@ -621,6 +726,17 @@ impl Vcpu {
         {
             let (v01, v12, v02) = (st.cpu.vmcb.get(), st.nst.vmcb12.get(), st.nst.vmcb02.get());
             nsvm_core::nested::merge_control(&mut v02.control, &policy, &v01.control, &v12.control);
+            // QEMU's TCG checks every MOV from CRn against the CR0 read
+            // intercept (`l1_assist::needs_read_cr0`); a processor without
+            // NRIPS is taken to be TCG, as for `exit_after_injection`.
+            if !crate::svm::host_has(SvmFeatures::NRIPS) && l1_assist::needs_read_cr0(&v12.control.intercepts) {
+                v02.control.intercepts.set(exit::READ_CR0);
+            }
+            // vNMI masked by L1: L2's IRET unmasks (intercepted by L0).
+            let i12 = v12.control.int_ctl;
+            if vnmi::enabled(i12) && i12 & int_ctl::V_NMI_BLOCKING != 0 {
+                v02.control.intercepts.set(exit::IRET);
+            }
             if from_vmrun {
                 // VMRUN does not load what VMLOAD does: L2 starts with L1's
                 // current FS, GS, TR, LDTR and syscall MSRs (APM 15.5.2).
@@ -631,7 +747,12 @@ impl Vcpu {
                     v02.save.g_pat = v01.save.g_pat;
                 }
             }
+            // The pause filter's internal counter (APM 15.14.4), loaded
+            // from the count merged into vmcb02 (0 when not offered).
+            st.nst.pause_count = i32::from(v02.control.pause_filter_count);
         }
+        st.nst.vnmi_iret_rip = None;
+        st.nst.vnmi_step = None;
         Ok(None)
     }
 
@@ -803,17 +924,6 @@ impl VcpuState {
             trace_nested(id, &e);
         }
         nsvm_core::trace::record(&mut self.nst.nlog, &mut self.nst.nlog_count, e);
-    }
-
-    /// The next RIP of the L2 instruction that caused exit `code` (for L1's
-    /// vmcb12.next_rip): IOIO gives it in EXITINFO2; the instructions L0
-    /// can decode are decoded; everything else reports 0.
-    pub(super) fn l2_next_rip(&mut self, inner: &VmMem<'_>) -> u64 {
-        let (code, info1, info2, rip) = {
-            let v = self.nst.vmcb02.get();
-            (v.control.exit_code, v.control.exit_info_1, v.control.exit_info_2, v.save.rip)
-        };
-        insn::next_rip(code, info1, info2, rip, |b| self.fetch_insn(inner, b))
     }
 }
 

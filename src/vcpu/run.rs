@@ -235,6 +235,7 @@ impl Vcpu {
             st.apply_policy(self.vm.policy());
             st.apply_guest_debug();
             self.log_injection(st);
+            st.entry_event = (st.vmcb().control.event_inj, st.vmcb().control.next_rip);
             hw::trace::entry(|| {
                 let v = st.vmcb();
                 (self.id, v.save.rip, v.control.event_inj, v.control.event_inj_err)

@@ -78,6 +78,7 @@ next:	lea	vmcb(%rip), %rdi
 	inc	%eax
 	mov	%eax, 0x58(%rbx)		/* ASID 1..8 */
 	movq	$0, 0xa8(%rbx)			/* EVENTINJ */
+	orl	$2, 0x0c(%rbx)			/* NMI intercepted (vNMI's rule) */
 	movq	$0, 0x90(%rbx)			/* nested_ctl */
 	mov	$0x0007040600070406, %rax
 	mov	%rax, 0x668(%rbx)		/* G_PAT valid */

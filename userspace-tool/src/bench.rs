@@ -13,8 +13,10 @@
 
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
 use kvm_ioctls::VcpuExit;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use std::os::fd::AsRawFd;
 
@@ -61,6 +63,37 @@ const COUNTERS: [&str; 7] = ["exits", "nested_vmruns", "l2_exits_reflected", "l2
 /// `KVM_STATS_TYPE_CUMULATIVE` (type bits 3:0 of a descriptor's flags).
 const CUMULATIVE: u32 = 0;
 
+/// `nsvm bench --json`: one object, the input of `nsvm bench --compare`
+/// (docs/tool.md, docs/bench.md).
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct BenchJson {
+    /// The device measured (`/dev/nsvm`, `/dev/kvm`).
+    pub device: String,
+    /// Operations per row.
+    pub iterations: u64,
+    /// The tag of this run's measurement windows for `make bench`'s cost
+    /// plugin (the process id).
+    pub cost_tag: u64,
+    /// Rows 1.. in the guest's order (row 0, the loop overhead, is
+    /// subtracted from each).
+    pub rows: Vec<BenchRowJson>,
+}
+
+/// One row of [`BenchJson`].
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct BenchRowJson {
+    /// The row's name ([`ROWS`]).
+    pub row: String,
+    /// Guest TSC per operation, less the loop overhead; null when the
+    /// device cannot run the row (no SVM for guests, no in-kernel LAPIC).
+    pub tsc_per_exit: Option<f64>,
+    /// Operations per second of wall time; null as above.
+    pub exits_per_sec: Option<f64>,
+    /// Change per operation of the vCPU's statistics: [`COUNTERS`] always,
+    /// every other cumulative counter where it changed by 0.005 or more.
+    pub per_iteration: BTreeMap<String, f64>,
+}
+
 #[derive(Default)]
 struct Row {
     cycles: u64,
@@ -92,6 +125,8 @@ struct Recorder {
     last: Instant,
     row: usize,
     lo: u64,
+    /// One step per row reported; drawn only on a terminal (stderr).
+    progress: indicatif::ProgressBar,
 }
 
 impl Recorder {
@@ -106,6 +141,10 @@ impl Recorder {
             }
             0x522 => {
                 self.row = d[0] as usize;
+                if let Some(name) = ROWS.get(self.row) {
+                    self.progress.set_message(*name);
+                }
+                self.progress.inc(1);
                 let wall_ns = self.last.elapsed().as_nanos();
                 let now = snapshot(stats)?;
                 let counters = now.iter().map(|(n, v)| (n.clone(), v.saturating_sub(self.marked.iter().find(|m| m.0 == *n).map_or(0, |m| m.1)))).collect();
@@ -147,7 +186,14 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let o = Options::for_bench(image, (64 << 20) + (2 * iterations + 32) * 4096 + (8 << 20));
     let mut g = setup_for_bench(device, &o, iterations)?;
     let stats = crate::stats::stats_fd(std::os::fd::AsRawFd::as_raw_fd(&g.vcpus[0])).map_err(Failure)?;
-    let mut rec = Recorder { rows: (0..ROWS.len()).map(|_| None).collect(), marked: Vec::new(), last: Instant::now(), row: 0, lo: 0 };
+    let mut rec = Recorder {
+        rows: (0..ROWS.len()).map(|_| None).collect(),
+        marked: Vec::new(),
+        last: Instant::now(),
+        row: 0,
+        lo: 0,
+        progress: progress_bar(ROWS.len() as u64),
+    };
     let mut pending_irq = false;
     // The cost plugin of `make bench` attributes the guest's measurement
     // windows to this run by this tag (the JSON output carries it).
@@ -186,7 +232,30 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         irq_rows(device, &format!("{dir}/benchirq64.bin"), iterations, &mut rec)?;
     }
     crate::cost::mark_run(tag, true);
-    let rows = rec.rows;
+    rec.progress.finish_and_clear();
+    let doc = report(device, iterations, tag, &rec.rows)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_text(&doc);
+    }
+    Ok(())
+}
+
+/// A progress bar of `len` steps on stderr, drawn only when stderr is a
+/// terminal (indicatif draws nothing otherwise), so logs and pipes stay
+/// clean.
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let p = indicatif::ProgressBar::new(len);
+    if let Ok(st) = indicatif::ProgressStyle::with_template("{spinner} bench [{bar:30}] {pos}/{len} rows {wide_msg}") {
+        p.set_style(st.progress_chars("=> "));
+    }
+    p
+}
+
+/// The rows as [`BenchJson`]: each row's TSC per operation less row 0's,
+/// and its counters per operation less row 0's (what the marks cost).
+fn report(device: &str, iterations: u64, tag: u64, rows: &[Option<Row>]) -> Result<BenchJson, Failure> {
     let base = rows[0].as_ref().map_or(0, |r| r.cycles);
     let base_counters = rows[0].as_ref().map(|r| r.counters.clone()).unwrap_or_default();
     let mut out = Vec::new();
@@ -195,55 +264,58 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             if NESTED.contains(&i) || IRQ_ROWS.contains(&i) {
                 // The device does not offer SVM to its guests, or has no
                 // in-kernel local APIC.
-                out.push(json!({"row": ROWS[i], "tsc_per_exit": null, "exits_per_sec": null, "per_iteration": {}}));
+                out.push(BenchRowJson { row: ROWS[i].into(), tsc_per_exit: None, exits_per_sec: None, per_iteration: BTreeMap::new() });
                 continue;
             }
             return Err(Failure(format!("row {i} reported nothing")));
         };
         let per_op = r.cycles.saturating_sub(base) as f64 / iterations as f64;
         let per_sec = if r.wall_ns > 0 { iterations as f64 * 1e9 / r.wall_ns as f64 } else { 0.0 };
-        // Counters per iteration, less what the marks themselves cost (row 0).
         // COUNTERS always, the others where they changed.
-        let per_it: serde_json::Map<String, serde_json::Value> = r
+        let per_iteration = r
             .counters
             .iter()
             .filter_map(|(n, v)| {
                 let b = base_counters.iter().find(|m| m.0 == *n).map_or(0, |m| m.1);
                 let d = v.saturating_sub(b) as f64 / iterations as f64;
-                (COUNTERS.contains(&n.as_str()) || d >= 0.005).then(|| (n.clone(), json!(d)))
+                (COUNTERS.contains(&n.as_str()) || d >= 0.005).then(|| (n.clone(), d))
             })
             .collect();
-        out.push(json!({"row": ROWS[i], "tsc_per_exit": per_op, "exits_per_sec": per_sec, "per_iteration": per_it}));
+        out.push(BenchRowJson { row: ROWS[i].into(), tsc_per_exit: Some(per_op), exits_per_sec: Some(per_sec), per_iteration });
     }
-    let doc = json!({"device": device, "iterations": iterations, "cost_tag": tag, "rows": out});
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!("{:<34} {:>12} {:>14} {:>14}", format!("{device} ({iterations} iterations)"), "TSC/exit", "L0 exits/it", "exits/s wall");
-        for (i, r) in doc["rows"].as_array().unwrap().iter().enumerate() {
-            let name = r["row"].as_str().unwrap();
-            match r["tsc_per_exit"].as_f64() {
-                Some(t) => println!("{:<34} {:>12.1} {:>14.2} {:>14.0}", name, t, r["per_iteration"]["exits"].as_f64().unwrap_or(f64::NAN), r["exits_per_sec"].as_f64().unwrap_or(0.0)),
-                None if IRQ_ROWS.contains(&(i + 1)) => println!("{name:<34} {:>12}", "n/a (no in-kernel LAPIC)"),
-                None => println!("{name:<34} {:>12}", "n/a (no SVM for guests)"),
-            }
-        }
-        let nested: Vec<String> = doc["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .enumerate()
-            .filter(|(i, r)| (NESTED.contains(&(i + 1)) || IRQ_ROWS.contains(&(i + 1))) && r["tsc_per_exit"].is_number())
-            .map(|(_, r)| {
-                let c: Vec<String> = r["per_iteration"].as_object().unwrap().iter().filter(|(k, _)| *k != "exits").map(|(k, v)| format!("{k}={:.2}", v.as_f64().unwrap_or(0.0))).collect();
-                format!("  {}: {}", r["row"].as_str().unwrap(), c.join(" "))
-            })
-            .collect();
-        if !nested.is_empty() {
-            println!("per iteration of the nested and interrupt rows (counters that changed):\n{}", nested.join("\n"));
+    Ok(BenchJson { device: device.into(), iterations, cost_tag: tag, rows: out })
+}
+
+/// The text form of a run.
+fn print_text(doc: &BenchJson) {
+    println!("{:<34} {:>12} {:>14} {:>14}", format!("{} ({} iterations)", doc.device, doc.iterations), "TSC/exit", "L0 exits/it", "exits/s wall");
+    for (i, r) in doc.rows.iter().enumerate() {
+        let name = &r.row;
+        match r.tsc_per_exit {
+            Some(t) => println!(
+                "{:<34} {:>12.1} {:>14.2} {:>14.0}",
+                name,
+                t,
+                r.per_iteration.get("exits").copied().unwrap_or(f64::NAN),
+                r.exits_per_sec.unwrap_or(0.0)
+            ),
+            None if IRQ_ROWS.contains(&(i + 1)) => println!("{name:<34} {:>12}", "n/a (no in-kernel LAPIC)"),
+            None => println!("{name:<34} {:>12}", "n/a (no SVM for guests)"),
         }
     }
-    Ok(())
+    let nested: Vec<String> = doc
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| (NESTED.contains(&(i + 1)) || IRQ_ROWS.contains(&(i + 1))) && r.tsc_per_exit.is_some())
+        .map(|(_, r)| {
+            let c: Vec<String> = r.per_iteration.iter().filter(|(k, _)| *k != "exits").map(|(k, v)| format!("{k}={v:.2}")).collect();
+            format!("  {}: {}", r.row, c.join(" "))
+        })
+        .collect();
+    if !nested.is_empty() {
+        println!("per iteration of the nested and interrupt rows (counters that changed):\n{}", nested.join("\n"));
+    }
 }
 
 /// `nsvm bench --window ROW -- COMMAND...`: runs COMMAND inside one
@@ -385,14 +457,14 @@ fn irq_rows(device: &str, image: &str, iterations: u64, rec: &mut Recorder) -> R
 }
 
 fn compare_files(a: &str, b: &str, cost: Option<&str>) -> Result<(), Failure> {
-    let load = |p: &str| -> Result<serde_json::Value, Failure> {
+    let load = |p: &str| -> Result<BenchJson, Failure> {
         let t = std::fs::read_to_string(p).map_err(|e| Failure(format!("cannot read {p}: {e}")))?;
         serde_json::from_str(&t).map_err(|e| Failure(format!("{p} is not nsvm bench --json output: {e}")))
     };
     let (x, y) = (load(a)?, load(b)?);
-    let (rx, ry) = (x["rows"].as_array().cloned().unwrap_or_default(), y["rows"].as_array().cloned().unwrap_or_default());
+    let (rx, ry) = (&x.rows, &y.rows);
     // nsvm's (the first file's) own single-level exit, for the nested rows.
-    let single = rx.iter().find(|r| r["row"] == ROWS[SINGLE_LEVEL]).and_then(|r| r["tsc_per_exit"].as_f64());
+    let single = rx.iter().find(|r| r.row == ROWS[SINGLE_LEVEL]).and_then(|r| r.tsc_per_exit);
     let (dx, dy) = (dev(&x), dev(&y));
     // The hardware-weighted estimate per iteration of each row (row i + 1),
     // for each file, when the cost plugin's output is given.
@@ -400,9 +472,9 @@ fn compare_files(a: &str, b: &str, cost: Option<&str>) -> Result<(), Failure> {
         Some(p) => Some(crate::cost::parse(&std::fs::read_to_string(p).map_err(|e| Failure(format!("cannot read {p}: {e}")))?).map_err(Failure)?),
         None => None,
     };
-    let est = |v: &serde_json::Value, i: usize| -> Result<Option<crate::cost::PerIteration>, Failure> {
-        let (Some(w), Some(tag), Some(n)) = (windows.as_ref(), v["cost_tag"].as_u64(), v["iterations"].as_u64()) else { return Ok(None) };
-        crate::cost::per_iteration(w, tag, i as u64 + 1, n).map_err(Failure)
+    let est = |v: &BenchJson, i: usize| -> Result<Option<crate::cost::PerIteration>, Failure> {
+        let Some(w) = windows.as_ref() else { return Ok(None) };
+        crate::cost::per_iteration(w, v.cost_tag, i as u64 + 1, v.iterations).map_err(Failure)
     };
     let est_head = if windows.is_some() { format!(" {:>11} {:>11} {:>9}", format!("{dx} est.cyc"), format!("{dy} est.cyc"), "est.ratio") } else { String::new() };
     println!(
@@ -421,7 +493,7 @@ fn compare_files(a: &str, b: &str, cost: Option<&str>) -> Result<(), Failure> {
     let mut breakdown = Vec::new();
     let f = |v: Option<f64>, w: usize, p: usize| v.map_or(format!("{:>w$}", "n/a"), |v| format!("{v:>w$.p$}"));
     for (i, (r1, r2)) in rx.iter().zip(ry.iter()).enumerate() {
-        let (c1, c2) = (r1["tsc_per_exit"].as_f64(), r2["tsc_per_exit"].as_f64());
+        let (c1, c2) = (r1.tsc_per_exit, r2.tsc_per_exit);
         let ratio = match (c1, c2) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
@@ -442,7 +514,7 @@ fn compare_files(a: &str, b: &str, cost: Option<&str>) -> Result<(), Failure> {
             for (d, e) in [(&dx, &e1), (&dy, &e2)] {
                 if let Some(e) = e {
                     let cls: Vec<String> = e.classes.iter().filter(|(c, v)| *c != "base" && v.abs() >= 0.005).map(|(c, v)| format!("{c}={v:.2}")).collect();
-                    breakdown.push(format!("  {:<32} {:<5} instr/it {:>9.1}  est.cyc/it {:>9.1}  {}", r1["row"].as_str().unwrap_or("?"), d, e.instructions, e.cycles, cls.join(" ")));
+                    breakdown.push(format!("  {:<32} {:<5} instr/it {:>9.1}  est.cyc/it {:>9.1}  {}", r1.row, d, e.instructions, e.cycles, cls.join(" ")));
                 }
             }
             format!(" {} {} {}", f(k1, 11, 1), f(k2, 11, 1), f(kr, 9, 2))
@@ -451,16 +523,16 @@ fn compare_files(a: &str, b: &str, cost: Option<&str>) -> Result<(), Failure> {
         };
         println!(
             "{:<32} {} {} {} {}{} {} {} {} {}",
-            r1["row"].as_str().unwrap_or("?"),
+            r1.row,
             f(c1, 11, 1),
             f(c2, 11, 1),
             f(ratio, 7, 2),
             to_single,
             est_cols,
-            f(r1["per_iteration"]["exits"].as_f64(), 10, 2),
-            f(r2["per_iteration"]["exits"].as_f64(), 10, 2),
-            f(r1["exits_per_sec"].as_f64(), 11, 0),
-            f(r2["exits_per_sec"].as_f64(), 11, 0)
+            f(r1.per_iteration.get("exits").copied(), 10, 2),
+            f(r2.per_iteration.get("exits").copied(), 10, 2),
+            f(r1.exits_per_sec, 11, 0),
+            f(r2.exits_per_sec, 11, 0)
         );
     }
     println!("ratio = {dx} / {dy} (goal <= 1.0); /1-level = {dx} nested row / {dx} {} (goal <= 2.5); ex/it = L0 exits per iteration", ROWS[SINGLE_LEVEL]);
@@ -471,6 +543,50 @@ fn compare_files(a: &str, b: &str, cost: Option<&str>) -> Result<(), Failure> {
     Ok(())
 }
 
-fn dev(v: &serde_json::Value) -> String {
-    v["device"].as_str().unwrap_or("?").trim_start_matches("/dev/").to_string()
+fn dev(v: &BenchJson) -> String {
+    v.device.trim_start_matches("/dev/").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cycles: u64, exits: u64) -> Option<Row> {
+        Some(Row { cycles, wall_ns: 1_000_000, counters: vec![("exits".into(), exits), ("exit_0x72".into(), exits / 2), ("other".into(), 0)] })
+    }
+
+    /// The report subtracts row 0 (the loop overhead and what the marks
+    /// cost), keeps COUNTERS always and other counters where they changed,
+    /// marks rows the device cannot run as null, and its JSON (the schema
+    /// of docs/tool.md) parses back the same for `--compare`.
+    #[test]
+    fn report_and_json_schema() {
+        let mut rows: Vec<Option<Row>> = (0..ROWS.len()).map(|_| None).collect();
+        rows[0] = row(1000, 10);
+        for r in rows.iter_mut().take(6).skip(1) {
+            *r = row(101_000, 1010);
+        }
+        let Ok(doc) = report("/dev/nsvm", 100, 42, &rows) else { panic!("report failed") };
+        assert_eq!(doc.rows.len(), ROWS.len() - 1);
+        assert_eq!(doc.rows[0].row, "CPUID exit");
+        assert_eq!(doc.rows[0].tsc_per_exit, Some(1000.0));
+        assert_eq!(doc.rows[0].exits_per_sec, Some(100_000.0));
+        assert_eq!(doc.rows[0].per_iteration.get("exits"), Some(&10.0));
+        assert_eq!(doc.rows[0].per_iteration.get("exit_0x72"), Some(&5.0));
+        assert_eq!(doc.rows[0].per_iteration.get("other"), None);
+        // Rows 6.. (nested, interrupts) not run: null.
+        assert!(doc.rows[5..].iter().all(|r| r.tsc_per_exit.is_none() && r.per_iteration.is_empty()));
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["device"], "/dev/nsvm");
+        assert_eq!(v["iterations"], 100);
+        assert_eq!(v["cost_tag"], 42);
+        assert_eq!(v["rows"][0]["row"], "CPUID exit");
+        assert_eq!(v["rows"][0]["per_iteration"]["exits"], 10.0);
+        assert!(v["rows"][6]["tsc_per_exit"].is_null());
+        assert_eq!(serde_json::from_str::<BenchJson>(&text).unwrap(), doc);
+        // A single-level row that reported nothing is an error.
+        rows[2] = None;
+        assert!(report("/dev/nsvm", 100, 42, &rows).is_err());
+    }
 }

@@ -35,7 +35,7 @@ pub enum Cmd {
     /// Issue one ioctl on the system fd; prints 'ok RET' or 'err ERRNO-NAME'
     Ioctl(IoctlArgs),
     /// Run a flat binary or an ELF64 image (or continue a snapshot) in a VM
-    #[command(long_about = crate::run::LONG_ABOUT, override_usage = "nsvm run [OPTIONS] IMAGE\n       nsvm run [OPTIONS] --restore FILE")]
+    #[command(long_about = crate::run::LONG_ABOUT, override_usage = "nsvm run [OPTIONS] IMAGE\n       nsvm run [OPTIONS] --restore FILE\n       nsvm run [OPTIONS] --kernel FILE [--initrd FILE] [--cmdline TEXT]")]
     Run(crate::run::RunArgs),
     /// Binary statistics (KVM_GET_STATS_FD) of the VMs and vCPUs of a
     /// running VMM, nsvm or kvm
@@ -240,6 +240,8 @@ mod tests {
             &["run", "--irqchip", "split", "l1_apic.bin"],
             &["run", "--device", "/dev/kvm", "--mem", "8M", "--snapshot", "s.snap", "l1_snap.bin"],
             &["run", "--device", "/dev/nsvm", "--restore", "s.snap"],
+            &["run", "--device", "/dev/kvm", "--kernel", "/linux/bzImage", "--initrd", "/linux/inner.cpio", "--vcpus", "2", "--cmdline", "console=ttyS0 reboot=k panic=-1"],
+            &["run", "--kernel", "vmlinux", "--mem", "1G", "--cmdline", "-- init=/bin/sh", "--irqchip", "full", "--stats", "s"],
             &["stats", "--pid", "42"],
             &["stats", "--pid", "42", "--json"],
             &["stats", "--pid", "42", "--all", "--interval", "2", "--count", "3"],
@@ -275,6 +277,13 @@ mod tests {
             (&["run", "--vcpus", "65", "x.bin"], ValueValidation),
             (&["run", "--policy", "sidt,nonsense", "x.bin"], ValueValidation),
             (&["run", "--irq-on-hlt", "300", "x.bin"], ValueValidation),
+            (&["run", "--initrd", "i.cpio", "x.bin"], MissingRequiredArgument),
+            (&["run", "--cmdline", "console=ttyS0", "x.bin"], MissingRequiredArgument),
+            (&["run", "--kernel", "bzImage", "--restore", "s.snap"], ArgumentConflict),
+            (&["run", "--kernel", "bzImage", "--snapshot", "s.snap"], ArgumentConflict),
+            (&["run", "--kernel", "bzImage", "--mode", "real"], ArgumentConflict),
+            (&["run", "--kernel", "bzImage", "--irqchip", "half"], InvalidValue),
+            (&["run", "--kernel"], InvalidValue),
             (&["stats"], MissingRequiredArgument),
             (&["stats", "--pid", "x"], ValueValidation),
             (&["bench", "--iterations", "0"], ValueValidation),
@@ -293,6 +302,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `--kernel` brings the full irqchip and 256 MiB unless told otherwise;
+    /// payloads keep 2 MiB and no irqchip.
+    #[test]
+    fn kernel_defaults_and_rules() {
+        use crate::runopts::Irqchip;
+        let run = |a: &[&str]| match parse(a).unwrap().cmd {
+            Cmd::Run(r) => r.o,
+            _ => unreachable!(),
+        };
+        let o = run(&["run", "--kernel", "bzImage"]);
+        assert_eq!((o.mem(), o.irqchip()), (256 << 20, Some(Irqchip::Full)));
+        assert!(o.check().is_ok());
+        let o = run(&["run", "--kernel", "bzImage", "--mem", "1G", "--cmdline", "console=ttyS0"]);
+        assert_eq!(o.mem(), 1 << 30);
+        assert_eq!(o.cmdline.as_deref(), Some("console=ttyS0"));
+        let o = run(&["run", "x.bin"]);
+        assert_eq!((o.mem(), o.irqchip()), (2 << 20, None));
+        let o = run(&["run", "--irqchip", "full", "x.bin"]);
+        assert_eq!(o.irqchip(), Some(Irqchip::Full));
+        assert!(run(&["run", "--kernel", "bzImage", "--irqchip", "split"]).check().unwrap_err().contains("full irqchip"));
+        assert!(run(&["run", "--kernel", "bzImage", "x.bin"]).check().unwrap_err().contains("instead of an IMAGE"));
     }
 
     #[test]

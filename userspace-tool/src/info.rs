@@ -83,6 +83,49 @@ pub struct InfoJson {
     /// NSVM_GET_HOST_INFO; null when the device is not nsvm or unavailable.
     #[serde(default)]
     pub module: Option<ModuleJson>,
+    /// The L1 view: CPUID 0x8000000A as KVM_GET_SUPPORTED_CPUID offers it
+    /// to a guest (the SVM features an L1 hypervisor sees); null when the
+    /// device offers no SVM leaf or is unavailable.
+    #[serde(default)]
+    pub l1_svm: Option<L1SvmJson>,
+}
+
+/// The SVM features a guest (L1) is offered.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct L1SvmJson {
+    pub revision: u8,
+    pub nasid: u32,
+    pub features_edx: u32,
+    /// Names of the features offered.
+    pub features: Vec<String>,
+    /// Those of them the host CPU lacks: emulated by the device.
+    pub emulated: Vec<String>,
+}
+
+/// The L1 view from the device's supported CPUID leaf 0x8000000A (`l1`)
+/// and the host's leaf: every feature offered, and which of them the host
+/// lacks (the device emulates them).
+pub fn l1_view(l1: SvmLeaf, host: Option<SvmLeaf>) -> L1SvmJson {
+    let host_f = host.map_or(cpuid::SvmFeatures::empty(), |h| h.features);
+    let emulated = SvmLeaf { features: l1.features.difference(host_f), ..l1 };
+    L1SvmJson {
+        revision: l1.revision,
+        nasid: l1.nasid,
+        features_edx: l1.features.bits(),
+        features: l1.feature_names().map(String::from).collect(),
+        emulated: emulated.feature_names().map(String::from).collect(),
+    }
+}
+
+fn l1_text(v: &L1SvmJson) -> String {
+    format!(
+        "L1 SVM view:    {} features offered to guests: {} (EDX={:#010x}); {} emulated beyond the host: {}\n",
+        v.features.len(),
+        if v.features.is_empty() { "none".to_string() } else { v.features.join(" ") },
+        v.features_edx,
+        v.emulated.len(),
+        if v.emulated.is_empty() { "none".to_string() } else { v.emulated.join(" ") }
+    )
 }
 
 /// CPUID 0x8000000A of the host.
@@ -131,6 +174,7 @@ pub fn run(a: &InfoArgs) -> Result<(), Failure> {
         api_version: None,
         capabilities: None,
         module: None,
+        l1_svm: None,
     };
     let mut text = String::new();
     let dev_line = devices
@@ -176,6 +220,14 @@ pub fn run(a: &InfoArgs) -> Result<(), Failure> {
                 supported.join(" ")
             );
             j.api_version = Some(api);
+            let leaf = kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).ok().and_then(|c| {
+                c.as_slice().iter().find(|e| e.function == cpuid::LEAF_SVM).map(|e| SvmLeaf::decode(e.eax, e.ebx, e.ecx, e.edx))
+            });
+            if let Some(l) = leaf {
+                let v = l1_view(l, svm);
+                text += &l1_text(&v);
+                j.l1_svm = Some(v);
+            }
             j.capabilities = Some(caps.iter().map(|(_, n, v)| (n.to_string(), *v)).collect());
             match sys::host_info(&file) {
                 Ok(h) => {
@@ -260,6 +312,7 @@ mod tests {
                 vm_cr_unreadable: true,
                 vm_cr_locked: false,
             }),
+            l1_svm: Some(l1_view(SvmLeaf::decode(1, 8, 0, 0x201_84e9), Some(SvmLeaf::decode(1, 16, 0, (1 << 16) | (1 << 28) | 1)))),
         };
         let text = serde_json::to_string_pretty(&j).unwrap();
         for l in ["\"api_version\": 12", "\"npt\"", "\"cpus_enabled\": 2", "\"USER_MEMORY\": 1", "\"NESTED_STATE\": 4224", "\"hotplug_events\": 0"] {
@@ -268,6 +321,11 @@ mod tests {
         assert_eq!(serde_json::from_str::<InfoJson>(&text).unwrap(), j);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert!(v.get("error").is_none());
+        // The L1 view of nsvm on QEMU's TCG: nine features, seven beyond the host's.
+        let l1 = j.l1_svm.as_ref().unwrap();
+        assert_eq!(l1.features, ["npt", "nrip_save", "vmcb_clean", "flushbyasid", "decodeassists", "pausefilter", "v_vmsave_vmload", "vgif", "vnmi"]);
+        assert_eq!(l1.emulated, ["nrip_save", "vmcb_clean", "flushbyasid", "decodeassists", "pausefilter", "v_vmsave_vmload", "vnmi"]);
+        assert!(l1_text(l1).contains("9 features offered") && l1_text(l1).contains("7 emulated"));
     }
 
     #[test]

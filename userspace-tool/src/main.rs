@@ -8,10 +8,13 @@
 //! `stats`, `bench`, `dump`, `trace` (tracepoints, live), `completions`.
 
 mod bench;
+mod bootlayout;
 mod cli;
 mod cost;
 mod cpus;
+mod devices;
 mod info;
+mod linux;
 mod run;
 mod runopts;
 mod snapshot;

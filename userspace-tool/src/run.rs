@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `nsvm run`: a small VMM on the KVM API (kvm-ioctls), the same code for
-//! `/dev/nsvm` and `/dev/kvm`. Loads a flat binary or an ELF64 image, starts
-//! it in real, protected or long mode, emulates COM1 output and a debug-exit
-//! port, and prints an exit summary.
+//! `nsvm run`: a small VMM on the rust-vmm crates, the same code for
+//! `/dev/nsvm` and `/dev/kvm`: kvm-ioctls for the KVM API, vm-memory
+//! (`GuestMemoryMmap`) for guest RAM, linux-loader for ELF64 images and Linux
+//! kernels (linux.rs), vm-superio for COM1 and the i8042 (devices.rs). Loads
+//! a flat binary or an ELF64 image and starts it in real, protected or long
+//! mode, or boots a Linux kernel (`--kernel`) with the in-kernel irqchip and
+//! PIT; emulates a debug-exit port and the payload ports below, and prints
+//! an exit summary.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,13 +15,18 @@ use std::sync::Mutex;
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use linux_loader::loader::{Elf, KernelLoader};
 use std::os::fd::AsRawFd;
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
-pub use crate::runopts::{Options, RunArgs, LONG_ABOUT};
+use crate::devices::{IrqLine, Legacy, COM1_IRQ};
+
+pub use crate::runopts::{Irqchip, Options, RunArgs, LONG_ABOUT};
 use crate::Failure;
 
-/// COM1 base port; data at +0, line status at +5.
-pub const COM1: u16 = 0x3f8;
+/// Guest RAM (vm-memory): one region per memory slot.
+pub type GuestMemoryMmap = vm_memory::GuestMemoryMmap<()>;
+
 /// Debug-exit port: an OUT of value v ends the run with exit status v.
 pub const DEBUG_EXIT: u16 = 0x501;
 /// Interrupt-request port: an OUT of value v raises external interrupt v,
@@ -57,55 +66,52 @@ fn loader_base(mem: u64) -> u64 {
     mem - 0x10000
 }
 
-/// A loaded image: bytes placed in guest memory, entry point, mode.
+/// A loaded image: bytes placed in guest memory, entry point, mode, and for
+/// a Linux kernel the registers of its boot protocol.
 struct Image {
     entry: u64,
     mode: StartMode,
+    rsi: Option<u64>,
+    rbx: Option<u64>,
 }
 
-fn load_image(mem: &mut [u8], bytes: &[u8], o: &Options) -> Result<Image, Failure> {
-    let limit = loader_base(mem.len() as u64);
+fn load_image(mem: &GuestMemoryMmap, path: &str, o: &Options) -> Result<Image, Failure> {
+    let bytes = std::fs::read(path).map_err(|e| Failure(format!("cannot read image {path}: {e}")))?;
+    let limit = loader_base(mem.last_addr().raw_value() + 1);
     if bytes.len() >= 64 && &bytes[..4] == b"\x7fELF" {
         if bytes[4] != 2 || bytes[5] != 1 || u16::from_le_bytes([bytes[18], bytes[19]]) != 62 {
             return Err(Failure("only little-endian ELF64 x86-64 images are supported".into()));
         }
-        let rd64 = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
-        let rd32 = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
-        let rd16 = |o: usize| u16::from_le_bytes(bytes[o..o + 2].try_into().unwrap()) as usize;
-        let (phoff, phentsize, phnum) = (rd64(32) as usize, rd16(54), rd16(56));
-        for i in 0..phnum {
-            let p = phoff + i * phentsize;
-            if p + 56 > bytes.len() {
-                return Err(Failure("ELF program header table is truncated".into()));
-            }
-            if rd32(p) != 1 {
-                continue; // PT_LOAD only
-            }
-            let (off, paddr, filesz, memsz) = (rd64(p + 8) as usize, rd64(p + 24), rd64(p + 32) as usize, rd64(p + 40));
-            if paddr.checked_add(memsz).is_none_or(|e| e > limit) || off + filesz > bytes.len() {
-                return Err(Failure(format!("ELF segment at {paddr:#x} does not fit in guest memory below {limit:#x}: raise --mem")));
-            }
-            mem[paddr as usize..paddr as usize + filesz].copy_from_slice(&bytes[off..off + filesz]);
+        // linux-loader places every PT_LOAD segment at its physical address.
+        let r = Elf::load(mem, None, &mut std::io::Cursor::new(&bytes), None).map_err(|e| Failure(format!("cannot load {path}: {e}; raise --mem if a segment lies beyond guest memory")))?;
+        if r.kernel_end > limit {
+            return Err(Failure(format!("ELF segments end at {:#x}, past {limit:#x} where the loader's own structures go: raise --mem", r.kernel_end)));
         }
-        return Ok(Image { entry: rd64(24), mode: o.mode.unwrap_or(StartMode::Long) });
+        return Ok(Image { entry: r.kernel_load.raw_value(), mode: o.mode.unwrap_or(StartMode::Long), rsi: None, rbx: None });
     }
     if o.load.checked_add(bytes.len() as u64).is_none_or(|e| e > limit) {
         return Err(Failure(format!("the image ({} bytes at {:#x}) does not fit in guest memory below {limit:#x}: raise --mem", bytes.len(), o.load)));
     }
-    mem[o.load as usize..o.load as usize + bytes.len()].copy_from_slice(bytes);
-    Ok(Image { entry: o.load, mode: o.mode.unwrap_or(StartMode::Real) })
+    mem.write_slice(&bytes, GuestAddress(o.load)).map_err(|e| Failure(format!("cannot place the image: {e}")))?;
+    Ok(Image { entry: o.load, mode: o.mode.unwrap_or(StartMode::Real), rsi: None, rbx: None })
 }
 
 fn seg(selector: u16, type_: u8, l: u8, db: u8, g: u8) -> kvm_segment {
     kvm_segment { base: 0, limit: if g != 0 { 0xffff_ffff } else { 0xffff }, selector, type_, present: 1, dpl: 0, db, s: 1, l, g, avl: 0, unusable: 0, padding: 0 }
 }
 
-/// Builds the GDT and (for long mode) identity page tables covering the first
-/// 4 GiB with 2 MiB pages, and returns the special registers for `mode`.
-fn setup_mode(mem: &mut [u8], mode: StartMode, base: &kvm_sregs) -> kvm_sregs {
-    let lb = loader_base(mem.len() as u64) as usize;
+/// Builds the GDT at `lb` and (for long mode) identity page tables covering
+/// the first 4 GiB with 2 MiB pages in the 6 pages after it, and returns the
+/// special registers for `mode`.
+fn setup_mode(mem: &GuestMemoryMmap, lb: u64, mode: StartMode, base: &kvm_sregs) -> Result<kvm_sregs, Failure> {
+    let lb = lb as usize;
     let mut s = *base;
-    let put64 = |mem: &mut [u8], at: usize, v: u64| mem[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    let mut bad = None;
+    let mut put64 = |mem: &GuestMemoryMmap, at: usize, v: u64| {
+        if let Err(e) = mem.write_obj(v, GuestAddress(at as u64)) {
+            bad = Some(e);
+        }
+    };
     // GDT at lb: null, code64 (0x08), data (0x10), code32 (0x18).
     let gdt = [0u64, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x00cf_9b00_0000_ffff];
     for (i, d) in gdt.iter().enumerate() {
@@ -154,7 +160,10 @@ fn setup_mode(mem: &mut [u8], mode: StartMode, base: &kvm_sregs) -> kvm_sregs {
             }
         }
     }
-    s
+    match bad {
+        Some(e) => Err(Failure(format!("cannot write the GDT or page tables at {lb:#x}: {e}"))),
+        None => Ok(s),
+    }
 }
 
 /// Exit counts by KVM exit name.
@@ -195,6 +204,8 @@ enum End {
     /// The guest asked for a snapshot (with --snapshot).
     Snapshot,
     Halted,
+    /// The guest asked the i8042 for a CPU reset (Linux's reboot).
+    Reset,
     Shutdown,
     Failed(String),
 }
@@ -204,48 +215,12 @@ pub struct Guest {
     _vm: VmFd,
     /// vCPU 0 first.
     pub vcpus: Vec<VcpuFd>,
-    _mem: Mem,
-}
-
-/// Anonymous guest memory, 2 MiB aligned, unmapped on drop.
-pub struct Mem {
-    ptr: *mut u8,
-    len: usize,
-    map: *mut libc::c_void,
-    map_len: usize,
-}
-
-impl Mem {
-    /// `len` bytes aligned to 2 MiB; with `huge`, transparent huge pages are
-    /// requested (MADV_HUGEPAGE) so that the hypervisor can map 2 MiB pages.
-    fn new(len: usize, huge: bool) -> Result<Self, Failure> {
-        const ALIGN: usize = 2 << 20;
-        let map_len = len + ALIGN;
-        // SAFETY: anonymous private mapping; the result is checked.
-        let p = unsafe {
-            libc::mmap(core::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Failure(format!("cannot allocate {len} bytes of guest memory: {}", std::io::Error::last_os_error())));
-        }
-        let start = (p as usize + ALIGN - 1) & !(ALIGN - 1);
-        if huge {
-            // SAFETY: advice on our own mapping; failure only means 4 KiB pages.
-            unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
-        }
-        Ok(Self { ptr: start as *mut u8, len, map: p, map_len })
-    }
-    fn slice(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes, readable and writable, owned by self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-impl Drop for Mem {
-    fn drop(&mut self) {
-        // SAFETY: unmaps our own mapping.
-        unsafe { libc::munmap(self.map, self.map_len) };
-    }
+    /// Guest RAM; outlives the VM's memory slots (dropped after the VM fd).
+    mem: GuestMemoryMmap,
+    /// COM1's interrupt: an irqfd on GSI 4 with the full irqchip.
+    irq: Option<vmm_sys_util::eventfd::EventFd>,
+    /// "Linux bzImage" etc. for the summary, None for payloads.
+    linux: Option<&'static str>,
 }
 
 /// A guest ready for the benchmark: RBX of every vCPU holds the iteration count.
@@ -259,6 +234,25 @@ pub fn setup_for_bench(device: &str, o: &Options, iterations: u64) -> Result<Gue
     Ok(g)
 }
 
+/// Guest RAM of `ranges` (start, length), the slots in that order. With
+/// `huge`, transparent huge pages are requested (MADV_HUGEPAGE) so that the
+/// hypervisor can map 2 MiB pages; the kernel places anonymous mappings
+/// whose length is a multiple of 2 MiB on a 2 MiB boundary by itself.
+fn guest_memory(ranges: &[(u64, u64)], huge: bool) -> Result<GuestMemoryMmap, Failure> {
+    let r: Vec<(GuestAddress, usize)> = ranges.iter().map(|&(a, l)| (GuestAddress(a), l as usize)).collect();
+    let mem = GuestMemoryMmap::from_ranges(&r).map_err(|e| Failure(format!("cannot allocate guest memory {ranges:x?}: {e}")))?;
+    if huge {
+        for region in mem.iter() {
+            if let Ok(p) = region.get_host_address(vm_memory::MemoryRegionAddress(0)) {
+                // SAFETY: advice on the region's own mapping of `len` bytes;
+                // failure only means 4 KiB pages.
+                unsafe { libc::madvise(p.cast(), region.len() as usize, libc::MADV_HUGEPAGE) };
+            }
+        }
+    }
+    Ok(mem)
+}
+
 impl Guest {
     /// The VM fd (device ioctls: irqfd, ioeventfd, routing).
     pub fn vm(&self) -> &VmFd {
@@ -266,9 +260,10 @@ impl Guest {
     }
 }
 
-/// A VM with `mem_len` bytes of memory at guest physical 0 (one slot), the
-/// policy applied, and the CPUID every vCPU gets.
-fn new_vm(device: &str, o: &Options, mem_len: u64) -> Result<(Kvm, VmFd, Mem, kvm_bindings::CpuId), Failure> {
+/// A VM with RAM at `ranges` (start, length; one memory slot each), the
+/// policy and in-kernel interrupt controllers applied, and the CPUID every
+/// vCPU gets.
+fn new_vm(device: &str, o: &Options, ranges: &[(u64, u64)]) -> Result<(Kvm, VmFd, GuestMemoryMmap, kvm_bindings::CpuId), Failure> {
     crate::sys::open_device(device)?;
     let kvm = Kvm::new_with_path(std::ffi::CString::new(device.to_string()).map_err(|_| Failure("bad device path".into()))?)
         .map_err(|e| Failure(format!("cannot open {device}: {e}")))?;
@@ -279,10 +274,14 @@ fn new_vm(device: &str, o: &Options, mem_len: u64) -> Result<(Kvm, VmFd, Mem, kv
         // "always").
         unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
-    let mem = Mem::new(mem_len as usize, !o.no_thp)?;
-    let region = kvm_userspace_memory_region { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: mem_len, userspace_addr: mem.ptr as u64 };
-    // SAFETY: the region is our mapping, which outlives the VM (field order in Guest).
-    unsafe { vm.set_user_memory_region(region) }.map_err(|e| Failure(format!("KVM_SET_USER_MEMORY_REGION failed: {e}")))?;
+    let mem = guest_memory(ranges, !o.no_thp)?;
+    for (slot, r) in mem.iter().enumerate() {
+        let host = r.get_host_address(vm_memory::MemoryRegionAddress(0)).map_err(|e| Failure(format!("guest memory: {e}")))?;
+        let region = kvm_userspace_memory_region { slot: slot as u32, flags: 0, guest_phys_addr: r.start_addr().raw_value(), memory_size: r.len(), userspace_addr: host as u64 };
+        // SAFETY: the region is vm-memory's mapping, which outlives the VM
+        // (field order in Guest).
+        unsafe { vm.set_user_memory_region(region) }.map_err(|e| Failure(format!("KVM_SET_USER_MEMORY_REGION failed: {e}")))?;
+    }
     if let Some((insns, excs)) = o.policy {
         let p = nsvm_core::sensitive::Policy { instructions: insns, exceptions: excs }.to_bytes();
         // SAFETY: NSVM_SET_POLICY reads 32 bytes from the pointer.
@@ -294,9 +293,17 @@ fn new_vm(device: &str, o: &Options, mem_len: u64) -> Result<(Kvm, VmFd, Mem, kv
             )));
         }
     }
-    if o.irqchip.is_some() {
-        let cap = kvm_bindings::kvm_enable_cap { cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP, args: [24, 0, 0, 0], ..Default::default() };
-        vm.enable_cap(&cap).map_err(|e| Failure(format!("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) failed on {device}: {e}")))?;
+    match o.irqchip() {
+        Some(Irqchip::Split) => {
+            let cap = kvm_bindings::kvm_enable_cap { cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP, args: [24, 0, 0, 0], ..Default::default() };
+            vm.enable_cap(&cap).map_err(|e| Failure(format!("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) failed on {device}: {e}")))?;
+        }
+        Some(Irqchip::Full) => {
+            vm.create_irq_chip().map_err(|e| Failure(format!("KVM_CREATE_IRQCHIP failed on {device}: {e}")))?;
+            let pit = kvm_bindings::kvm_pit_config { flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+            vm.create_pit2(pit).map_err(|e| Failure(format!("KVM_CREATE_PIT2 failed on {device}: {e}")))?;
+        }
+        None => {}
     }
     let mut cpuid = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
@@ -306,7 +313,7 @@ fn new_vm(device: &str, o: &Options, mem_len: u64) -> Result<(Kvm, VmFd, Mem, kv
             // APIC id of vCPU 0; without an in-kernel local APIC, no
             // x2APIC (ECX 21) and no TSC-deadline timer (ECX 24).
             e.ebx &= 0x00ff_ffff;
-            if o.irqchip.is_none() {
+            if o.irqchip().is_none() {
                 e.ecx &= !((1 << 21) | (1 << 24));
             }
         }
@@ -317,9 +324,16 @@ fn new_vm(device: &str, o: &Options, mem_len: u64) -> Result<(Kvm, VmFd, Mem, kv
 /// vCPU `n` with its CPUID (initial APIC id `n`).
 fn new_vcpu(vm: &VmFd, cpuid: &mut kvm_bindings::CpuId, n: u32) -> Result<VcpuFd, Failure> {
     let vcpu = vm.create_vcpu(u64::from(n)).map_err(|e| Failure(format!("KVM_CREATE_VCPU {n} failed: {e}")))?;
+    // The vCPU's APIC ID wherever the CPUID reports one (as QEMU fills
+    // them): leaf 1 EBX[31:24], the x2APIC ID of the topology leaves 0xB
+    // and 0x1F (EDX), AMD's extended APIC ID (0x8000001E EAX). Linux
+    // compares them with the APIC's ID register ("APIC ID mismatch").
     for e in cpuid.as_mut_slice() {
-        if e.function == 1 {
-            e.ebx = (e.ebx & 0x00ff_ffff) | (n << 24); // initial APIC id
+        match e.function {
+            1 => e.ebx = (e.ebx & 0x00ff_ffff) | (n << 24),
+            0xb | 0x1f => e.edx = n,
+            0x8000_001e => e.eax = n,
+            _ => {}
         }
     }
     vcpu.set_cpuid2(cpuid).map_err(|e| Failure(format!("KVM_SET_CPUID2 failed: {e}")))?;
@@ -330,31 +344,64 @@ fn setup(device: &str, o: &Options) -> Result<(Guest, StartMode), Failure> {
     if let Some(path) = &o.restore {
         return restore(device, o, path);
     }
-    let image = o.image.as_deref().unwrap_or_default();
-    let bytes = std::fs::read(image).map_err(|e| Failure(format!("cannot read image {image}: {e}")))?;
-    let (kvm, vm, mut mem, mut cpuid) = new_vm(device, o, o.mem)?;
-    let img = load_image(mem.slice(), &bytes, o)?;
+    let linux = o.kernel.is_some();
+    let (kvm, vm, mem, mut cpuid) = new_vm(device, o, &crate::bootlayout::ram_ranges(o.mem(), linux))?;
+    let (img, lb, kind) = match &o.kernel {
+        Some(k) => {
+            let e = crate::linux::load(&mem, k, o.initrd.as_deref(), o.cmdline.as_deref().unwrap_or(""), o.vcpus)?;
+            (Image { entry: e.rip, mode: e.mode, rsi: Some(e.rsi), rbx: Some(e.rbx) }, crate::bootlayout::LOADER, Some(e.kind))
+        }
+        None => (load_image(&mem, o.image.as_deref().unwrap_or_default(), o)?, loader_base(o.mem()), None),
+    };
+    // COM1's interrupt: an irqfd on GSI 4 with the full irqchip; where that
+    // fails, the polled UART of the payloads (said on stderr).
+    let irq = if o.irqchip() == Some(Irqchip::Full) {
+        let e = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Failure(format!("eventfd: {e}")))?;
+        match vm.register_irqfd(&e, COM1_IRQ) {
+            Ok(()) => Some(e),
+            Err(err) => {
+                eprintln!("nsvm run: KVM_IRQFD (COM1, GSI {COM1_IRQ}) failed on {device}: {err}; COM1 runs without its interrupt (the guest must poll)");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut vcpus = Vec::new();
     for n in 0..o.vcpus {
         let vcpu = new_vcpu(&vm, &mut cpuid, n)?;
+        // A Linux guest's APs wait for INIT/SIPI in their in-kernel APIC.
+        if linux && n > 0 {
+            vcpus.push(vcpu);
+            continue;
+        }
         let base = vcpu.get_sregs().map_err(|e| Failure(format!("KVM_GET_SREGS failed: {e}")))?;
-        let sregs = setup_mode(mem.slice(), img.mode, &base);
+        let sregs = setup_mode(&mem, lb, img.mode, &base)?;
         vcpu.set_sregs(&sregs).map_err(|e| Failure(format!("KVM_SET_SREGS failed: {e}")))?;
-        // Every vCPU starts at the entry point with RDI = its index, RSI =
-        // the number of vCPUs, and its own 4 KiB of stack.
-        let rsp = loader_base(o.mem) - 0x10 - 0x1000 * u64::from(n);
-        let regs = kvm_regs { rip: img.entry, rflags: 2, rsp, rdi: u64::from(n), rsi: u64::from(o.vcpus), ..Default::default() };
+        // Every payload vCPU starts at the entry point with RDI = its index,
+        // RSI = the number of vCPUs, and its own 4 KiB of stack; a kernel
+        // gets its boot protocol's registers.
+        let rsp = if linux { crate::bootlayout::BOOT_STACK } else { lb - 0x10 - 0x1000 * u64::from(n) };
+        let regs = kvm_regs {
+            rip: img.entry,
+            rflags: 2,
+            rsp,
+            rdi: if linux { 0 } else { u64::from(n) },
+            rsi: img.rsi.unwrap_or(u64::from(o.vcpus)),
+            rbx: img.rbx.unwrap_or(0),
+            ..Default::default()
+        };
         vcpu.set_regs(&regs).map_err(|e| Failure(format!("KVM_SET_REGS failed: {e}")))?;
         vcpus.push(vcpu);
     }
-    Ok((Guest { kvm, _vm: vm, vcpus, _mem: mem }, img.mode))
+    Ok((Guest { kvm, _vm: vm, vcpus, mem, irq, linux: kind }, img.mode))
 }
 
 /// A new VM from a snapshot (`--restore`).
 fn restore(device: &str, o: &Options, path: &str) -> Result<(Guest, StartMode), Failure> {
     let snap = crate::snapshot::read(path).map_err(Failure)?;
-    let (kvm, vm, mut mem, mut cpuid) = new_vm(device, o, snap.mem.len() as u64)?;
-    mem.slice().copy_from_slice(&snap.mem);
+    let (kvm, vm, mem, mut cpuid) = new_vm(device, o, &[(0, snap.mem.len() as u64)])?;
+    mem.write_slice(&snap.mem, GuestAddress(0)).map_err(|e| Failure(format!("restoring memory: {e}")))?;
     let mut vcpus = Vec::new();
     for (n, s) in snap.vcpus.iter().enumerate() {
         let vcpu = new_vcpu(&vm, &mut cpuid, n as u32)?;
@@ -362,7 +409,7 @@ fn restore(device: &str, o: &Options, path: &str) -> Result<(Guest, StartMode), 
         vcpus.push(vcpu);
     }
     let mode = if snap.vcpus[0].sregs_efer() & 0x400 != 0 { StartMode::Long } else if snap.vcpus[0].sregs_cr0() & 1 != 0 { StartMode::Protected } else { StartMode::Real };
-    Ok((Guest { kvm, _vm: vm, vcpus, _mem: mem }, mode))
+    Ok((Guest { kvm, _vm: vm, vcpus, mem, irq: None, linux: None }, mode))
 }
 
 /// Injects the first queued interrupt if the guest can take it, or asks KVM
@@ -387,6 +434,8 @@ struct Shared {
     scratch: Mutex<BTreeMap<u64, u8>>,
     fifo: Mutex<std::collections::VecDeque<u8>>,
     sum: Mutex<Summary>,
+    /// COM1 and the i8042 (vm-superio).
+    legacy: Mutex<Legacy>,
     /// Set when one vCPU ended the run (debug exit, shutdown, failure).
     stop: AtomicBool,
 }
@@ -411,6 +460,9 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                 sh.sum.lock().unwrap().count("INTR");
                 continue;
             }
+            // An AP of the in-kernel APIC left its wait for INIT (KVM
+            // answers EAGAIN; the next KVM_RUN waits for the SIPI).
+            Err(e) if e.errno() == libc::EAGAIN => continue,
             Err(e) => return End::Failed(format!("KVM_RUN failed: {e}")),
         };
         let mut sum = sh.sum.lock().unwrap();
@@ -419,9 +471,12 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                 sum.count("IO");
                 let v = data.first().copied().unwrap_or(0);
                 match port {
-                    // String OUTs bring several elements: print each byte.
-                    COM1 => {
-                        let _ = out.write_all(data);
+                    // String OUTs bring several elements: each byte in turn.
+                    p if sh.legacy.lock().unwrap().out(p, data) => {
+                        if sh.legacy.lock().unwrap().reset_requested() {
+                            let _ = out.flush();
+                            return End::Reset;
+                        }
                     }
                     FIFO_PORT => sh.fifo.lock().unwrap().extend(data.iter().copied()),
                     DEBUG_EXIT => {
@@ -440,7 +495,7 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                             return End::Snapshot;
                         }
                     }
-                    p if (COM1..COM1 + 8).contains(&p) || p == 0x80 => {}
+                    0x80 => {}
                     p => *sum.unhandled_ports.entry(p).or_default() += 1,
                 }
             }
@@ -451,15 +506,11 @@ fn vcpu_loop(vcpu: &mut VcpuFd, o: &Options, sh: &Shared) -> End {
                     data.iter_mut().for_each(|b| *b = f.pop_front().unwrap_or(0xff));
                     continue;
                 }
-                let v = match port {
-                    p if p == COM1 + 5 => 0x60, // LSR: transmitter empty
-                    p if (COM1..COM1 + 8).contains(&p) => 0,
-                    p => {
-                        *sum.unhandled_ports.entry(p).or_default() += 1;
-                        0xff
-                    }
-                };
-                data.iter_mut().for_each(|b| *b = v);
+                if sh.legacy.lock().unwrap().inp(port, data) {
+                    continue;
+                }
+                *sum.unhandled_ports.entry(port).or_default() += 1;
+                data.iter_mut().for_each(|b| *b = 0xff);
             }
             VcpuExit::Hlt => {
                 sum.count("HLT");
@@ -575,7 +626,17 @@ fn pin_to_cpu(n: usize) {
 /// Runs every vCPU (one thread each beyond the first) until one ends the
 /// run; the others are stopped with a signal that interrupts KVM_RUN.
 fn run_all(g: &mut Guest, o: &Options) -> (End, Summary) {
-    let sh = Shared { scratch: Mutex::new(BTreeMap::new()), fifo: Mutex::new(Default::default()), sum: Mutex::new(Summary::default()), stop: AtomicBool::new(false) };
+    let line = match g.irq.as_ref().map(|e| e.try_clone()) {
+        Some(Ok(e)) => IrqLine::Irqfd(e),
+        _ => IrqLine::Polled,
+    };
+    let sh = Shared {
+        scratch: Mutex::new(BTreeMap::new()),
+        fifo: Mutex::new(Default::default()),
+        sum: Mutex::new(Summary::default()),
+        legacy: Mutex::new(Legacy::new(line)),
+        stop: AtomicBool::new(false),
+    };
     if g.vcpus.len() == 1 {
         let end = vcpu_loop(&mut g.vcpus[0], o, &sh);
         return (end, sh.sum.into_inner().unwrap());
@@ -632,7 +693,7 @@ pub fn run(a: &RunArgs) -> Result<(), Failure> {
     if let (End::Snapshot, Some(path)) = (&end, &o.snapshot) {
         let r = crate::snapshot::save_vcpu(&g.kvm, &mut g.vcpus[0]).and_then(|v| {
             snap_note = format!("snapshot written to {path}{}", if crate::snapshot::in_guest_mode(&v) { " (vCPU 0 was running L2)" } else { "" });
-            crate::snapshot::write(path, g._mem.slice(), &[v])
+            crate::snapshot::write(path, &g.mem, &[v])
         });
         if let Err(m) = r {
             end = End::Failed(format!("snapshot failed: {m}"));
@@ -667,11 +728,16 @@ pub fn run(a: &RunArgs) -> Result<(), Failure> {
         End::DebugExit(v) => (i32::from(*v), format!("guest wrote {v} to the debug-exit port")),
         End::Snapshot => (0, snap_note),
         End::Halted => (0, "guest halted (HLT with no interrupt to wait for)".to_string()),
+        End::Reset => (0, "guest reset the machine (i8042 command 0xfe)".to_string()),
         End::Shutdown => (2, "guest shut down (triple fault)".to_string()),
         End::Failed(m) => (1, m.clone()),
     };
     if !o.quiet {
-        let image = o.restore.as_ref().map_or(o.image.clone().unwrap_or_default(), |r| format!("snapshot {r}"));
+        let image = match (&o.restore, &o.kernel, g.linux) {
+            (Some(r), _, _) => format!("snapshot {r}"),
+            (_, Some(k), Some(kind)) => format!("{k} ({kind}, {} vCPUs, COM1 {})", g.vcpus.len(), if g.irq.is_some() { "on IRQ 4 by irqfd" } else { "polled" }),
+            _ => o.image.clone().unwrap_or_default(),
+        };
         eprintln!("nsvm run: {} ({:?} mode start on {}): {}; {}", image, mode, device, what, sum.line());
     }
     std::process::exit(status);

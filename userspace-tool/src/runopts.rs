@@ -9,7 +9,14 @@ use crate::run::StartMode;
 /// `nsvm run --help`: the conventions a payload can use.
 pub const LONG_ABOUT: &str = "\
 Run a flat binary (loaded at --load, default 0x1000, real mode) or an ELF64
-image (long mode) in a new VM; or continue a snapshot with --restore.
+image (long mode) in a new VM; or continue a snapshot with --restore; or boot
+a Linux kernel: --kernel bzImage [--initrd FILE] [--cmdline TEXT] (the 64-bit
+boot protocol; an ELF vmlinux with a PVH note starts at its PVH entry), with
+the in-kernel irqchip and PIT, an MP table for --vcpus N (the APs start by
+INIT/SIPI), COM1 on IRQ 4 and the i8042 (0xfe to port 0x64, Linux's reboot,
+ends the run with status 0). Example:
+  nsvm run --kernel bzImage --initrd initrd.cpio --vcpus 2 \
+      --cmdline \"console=ttyS0 reboot=k panic=-1\"
 
 COM1 output goes to stdout; an OUT to port 0x501 ends the run with that exit
 status; an OUT of v to port 0x511 raises interrupt v (injected when the guest
@@ -35,11 +42,22 @@ pub struct RunArgs {
 #[derive(Args, Debug, Clone)]
 pub struct Options {
     /// The image: a flat binary, or an ELF64 executable
-    #[arg(value_name = "IMAGE", required_unless_present = "restore")]
+    #[arg(value_name = "IMAGE", required_unless_present_any = ["restore", "kernel"])]
     pub(crate) image: Option<String>,
-    /// Guest memory: a multiple of 4 KiB between 256K and 64G (e.g. 8M)
-    #[arg(long, value_name = "SIZE", default_value = "2M", value_parser = parse_mem)]
-    pub(crate) mem: u64,
+    /// Boot a Linux kernel (bzImage, or an ELF vmlinux: PVH entry if it has
+    /// one) instead of an image; implies --irqchip full and --mem 256M
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["restore", "snapshot", "load", "mode"])]
+    pub(crate) kernel: Option<String>,
+    /// With --kernel: the initial ramdisk (placed high in memory)
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    pub(crate) initrd: Option<String>,
+    /// With --kernel: the kernel command line (e.g. "console=ttyS0")
+    #[arg(long, value_name = "TEXT", requires = "kernel", allow_hyphen_values = true)]
+    pub(crate) cmdline: Option<String>,
+    /// Guest memory: a multiple of 4 KiB between 256K and 64G (e.g. 8M;
+    /// default 2M, 256M with --kernel)
+    #[arg(long, value_name = "SIZE", value_parser = parse_mem)]
+    pub(crate) mem: Option<u64>,
     /// Where a flat binary is loaded (guest physical address)
     #[arg(long, value_name = "ADDR", default_value = "0x1000", value_parser = parse_size)]
     pub(crate) load: u64,
@@ -75,8 +93,9 @@ pub struct Options {
     /// Back guest memory with 4 KiB pages only (no transparent huge pages)
     #[arg(long)]
     pub(crate) no_thp: bool,
-    /// KVM_CAP_SPLIT_IRQCHIP: in-kernel local APICs, x2APIC and the
-    /// TSC-deadline timer in the CPUID; HLT then waits in the kernel
+    /// In-kernel interrupt controllers: local APICs (x2APIC and the
+    /// TSC-deadline timer in the CPUID; HLT then waits in the kernel), with
+    /// 'full' also the PICs, the I/O APIC and the PIT, and COM1 on IRQ 4
     #[arg(long, value_enum, value_name = "KIND")]
     pub(crate) irqchip: Option<Irqchip>,
     /// Pin vCPU n's thread to host CPU n (modulo the CPUs available)
@@ -97,6 +116,9 @@ pub struct Options {
 pub enum Irqchip {
     /// Local APICs in the kernel, the rest in userspace (KVM_CAP_SPLIT_IRQCHIP)
     Split,
+    /// KVM_CREATE_IRQCHIP (PICs, I/O APIC, local APICs) and KVM_CREATE_PIT2;
+    /// COM1's interrupt through an irqfd on GSI 4
+    Full,
 }
 
 impl Options {
@@ -105,14 +127,35 @@ impl Options {
         if self.snapshot.is_some() && self.vcpus != 1 {
             return Err("--snapshot supports one vCPU".into());
         }
+        // (Not a clap conflict: clap then stops checking that --initrd and
+        // --cmdline require --kernel when an IMAGE is given.)
+        if self.kernel.is_some() && self.image.is_some() {
+            return Err("--kernel boots a kernel instead of an IMAGE: give one of them".into());
+        }
+        if self.kernel.is_some() && self.irqchip == Some(Irqchip::Split) {
+            return Err("--kernel needs the full irqchip (the I/O APIC and PIT in the kernel): leave out --irqchip split".into());
+        }
         Ok(())
+    }
+
+    /// Guest memory: --mem, or 256 MiB for a kernel and 2 MiB for a payload.
+    pub fn mem(&self) -> u64 {
+        self.mem.unwrap_or(if self.kernel.is_some() { 256 << 20 } else { 2 << 20 })
+    }
+
+    /// The interrupt controllers in the kernel: --irqchip, full for --kernel.
+    pub fn irqchip(&self) -> Option<Irqchip> {
+        self.irqchip.or(self.kernel.as_ref().map(|_| Irqchip::Full))
     }
 
     /// Options for `nsvm bench`: `image` in `mem` bytes, long mode.
     pub fn for_bench(image: &str, mem: u64) -> Options {
         Options {
             image: Some(image.to_string()),
-            mem: (mem + 0xfff) & !0xfff,
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            mem: Some((mem + 0xfff) & !0xfff),
             load: 0x1000,
             mode: None,
             dump_regs: false,

@@ -131,27 +131,60 @@ pub fn load_vcpu(vcpu: &VcpuFd, s: &VcpuState) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes memory and vCPU states to `path`.
-pub fn write(path: &str, mem: &[u8], vcpus: &[VcpuState]) -> Result<(), String> {
-    let mut f = Vec::with_capacity(mem.len() + 8192 * vcpus.len());
-    f.extend_from_slice(MAGIC);
-    f.extend_from_slice(&(mem.len() as u64).to_le_bytes());
-    f.extend_from_slice(&(vcpus.len() as u64).to_le_bytes());
-    f.extend_from_slice(mem);
-    for v in vcpus {
-        f.extend_from_slice(pod_bytes(&v.regs));
-        f.extend_from_slice(pod_bytes(&v.sregs));
-        f.extend_from_slice(pod_bytes(&v.fpu));
-        f.extend_from_slice(&(v.msrs.len() as u32).to_le_bytes());
-        for (i, d) in &v.msrs {
-            f.extend_from_slice(&i.to_le_bytes());
-            f.extend_from_slice(&d.to_le_bytes());
-        }
-        f.extend_from_slice(&(v.nested.len() as u32).to_le_bytes());
-        f.extend_from_slice(&v.nested);
-        f.extend_from_slice(pod_bytes(&v.events));
+/// Writes memory and vCPU states to `path`, streamed (memory in 1 MiB
+/// pieces, with a progress bar on a terminal).
+/// Guest memory is one range at guest physical 0 (payloads; `--kernel`
+/// has no snapshots).
+pub fn write(path: &str, mem: &crate::run::GuestMemoryMmap, vcpus: &[VcpuState]) -> Result<(), String> {
+    use std::io::Write;
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+    let len = mem.last_addr().0 as usize + 1;
+    let file = std::fs::File::create(path).map_err(|e| format!("cannot write {path}: {e}"))?;
+    let mut f = std::io::BufWriter::new(file);
+    let err = |e: std::io::Error| format!("cannot write {path}: {e}");
+    f.write_all(MAGIC).map_err(err)?;
+    f.write_all(&(len as u64).to_le_bytes()).map_err(err)?;
+    f.write_all(&(vcpus.len() as u64).to_le_bytes()).map_err(err)?;
+    let bar = progress("saving", len as u64);
+    let mut buf = vec![0u8; 1 << 20];
+    for at in (0..len).step_by(1 << 20) {
+        let chunk = &mut buf[..(len - at).min(1 << 20)];
+        mem.read_slice(chunk, GuestAddress(at as u64)).map_err(|e| format!("reading guest memory: {e}"))?;
+        f.write_all(chunk).map_err(err)?;
+        bar.inc(chunk.len() as u64);
     }
-    std::fs::write(path, f).map_err(|e| format!("cannot write {path}: {e}"))
+    bar.finish_and_clear();
+    for v in vcpus {
+        let mut b = Vec::with_capacity(8192);
+        b.extend_from_slice(pod_bytes(&v.regs));
+        b.extend_from_slice(pod_bytes(&v.sregs));
+        b.extend_from_slice(pod_bytes(&v.fpu));
+        b.extend_from_slice(&(v.msrs.len() as u32).to_le_bytes());
+        for (i, d) in &v.msrs {
+            b.extend_from_slice(&i.to_le_bytes());
+            b.extend_from_slice(&d.to_le_bytes());
+        }
+        b.extend_from_slice(&(v.nested.len() as u32).to_le_bytes());
+        b.extend_from_slice(&v.nested);
+        b.extend_from_slice(pod_bytes(&v.events));
+        f.write_all(&b).map_err(err)?;
+    }
+    f.flush().map_err(err)
+}
+
+/// A byte-count progress bar on stderr for guest memory of `len` bytes,
+/// drawn only on a terminal and only for 64 MiB or more (indicatif draws
+/// nothing when stderr is not a terminal).
+fn progress(what: &str, len: u64) -> indicatif::ProgressBar {
+    if len < 64 << 20 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let p = indicatif::ProgressBar::new(len);
+    if let Ok(st) = indicatif::ProgressStyle::with_template("{msg} guest memory [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}") {
+        p.set_style(st.progress_chars("=> "));
+    }
+    p.set_message(what.to_string());
+    p
 }
 
 /// A snapshot read back: guest memory and vCPU states.
@@ -160,25 +193,49 @@ pub struct Snapshot {
     pub vcpus: Vec<VcpuState>,
 }
 
-/// Reads a snapshot file, checking its structure.
+/// Reads a snapshot file, checking its structure (memory streamed in 1 MiB
+/// pieces, with a progress bar on a terminal).
 pub fn read(path: &str) -> Result<Snapshot, String> {
-    let f = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let short = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            format!("{path}: truncated snapshot")
+        } else {
+            format!("cannot read {path}: {e}")
+        }
+    };
+    let mut head = [0u8; 24];
+    file.read_exact(&mut head).map_err(short)?;
+    if &head[..8] != MAGIC {
+        return Err(format!("{path}: not an nsvm snapshot (of this version: {})", String::from_utf8_lossy(MAGIC)));
+    }
+    let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+    let mem_len = u64_at(&head[8..16]) as usize;
+    let n = u64_at(&head[16..24]) as usize;
+    if !mem_len.is_multiple_of(4096) || mem_len > 64 << 30 || n == 0 || n > 64 {
+        return Err(format!("{path}: bad header (memory {mem_len} bytes, {n} vCPUs)"));
+    }
+    // The memory is allocated only when the file holds it.
+    let file_len = file.metadata().map_err(|e| format!("cannot read {path}: {e}"))?.len();
+    if file_len < 24 + mem_len as u64 {
+        return Err(format!("{path}: truncated snapshot"));
+    }
+    let mut mem = vec![0u8; mem_len];
+    let bar = progress("loading", mem_len as u64);
+    for chunk in mem.chunks_mut(1 << 20) {
+        file.read_exact(chunk).map_err(short)?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let mut f = Vec::new();
+    file.read_to_end(&mut f).map_err(short)?;
     let mut at = 0usize;
     let mut take = |n: usize| -> Result<&[u8], String> {
         let s = f.get(at..at + n).ok_or_else(|| format!("{path}: truncated snapshot"))?;
         at += n;
         Ok(s)
     };
-    if take(8)? != MAGIC {
-        return Err(format!("{path}: not an nsvm snapshot (of this version: {})", String::from_utf8_lossy(MAGIC)));
-    }
-    let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-    let mem_len = u64_at(take(8)?) as usize;
-    let n = u64_at(take(8)?) as usize;
-    if !mem_len.is_multiple_of(4096) || mem_len > 64 << 30 || n == 0 || n > 64 {
-        return Err(format!("{path}: bad header (memory {mem_len} bytes, {n} vCPUs)"));
-    }
-    let mem = take(mem_len)?.to_vec();
     let mut vcpus = Vec::new();
     for _ in 0..n {
         let regs = pod_read::<kvm_regs>(take(std::mem::size_of::<kvm_regs>())?);
@@ -202,4 +259,54 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
         vcpus.push(VcpuState { regs, sregs, fpu, msrs, nested, events });
     }
     Ok(Snapshot { mem, vcpus })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vcpu(rip: u64) -> VcpuState {
+        VcpuState {
+            regs: kvm_regs { rip, ..Default::default() },
+            sregs: kvm_sregs::default(),
+            fpu: kvm_fpu::default(),
+            msrs: vec![(0xc000_0080, 0x1500), (0x10, 42)],
+            nested: vec![7; 300],
+            events: kvm_vcpu_events::default(),
+        }
+    }
+
+    /// A snapshot written in pieces reads back the same, memory and vCPUs;
+    /// a file cut anywhere, or one whose header claims more memory than the
+    /// file holds, is refused as truncated (no allocation of the claim).
+    #[test]
+    fn write_read_round_trip_and_truncation() {
+        let dir = std::env::temp_dir().join(format!("nsvm-snap-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.snap");
+        let path = p.to_str().unwrap();
+        let mem: Vec<u8> = (0..(3 << 20) + 4096).map(|i| (i * 7 % 251) as u8).collect();
+        let gm = crate::run::GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), mem.len())]).unwrap();
+        vm_memory::Bytes::write_slice(&gm, &mem, vm_memory::GuestAddress(0)).unwrap();
+        write(path, &gm, &[vcpu(0x1000), vcpu(0x2000)]).unwrap();
+        let s = read(path).unwrap();
+        assert_eq!(s.mem, mem);
+        assert_eq!(s.vcpus.len(), 2);
+        assert_eq!(s.vcpus[1].regs.rip, 0x2000);
+        assert_eq!(s.vcpus[0].msrs, vec![(0xc000_0080, 0x1500), (0x10, 42)]);
+        assert_eq!(s.vcpus[0].nested, vec![7; 300]);
+        let full = std::fs::read(&p).unwrap();
+        for cut in [10, 24, 24 + 4096, full.len() - 1] {
+            std::fs::write(&p, &full[..cut]).unwrap();
+            let e = read(path).err().unwrap();
+            assert!(e.ends_with("truncated snapshot"), "cut at {cut}: {e}");
+        }
+        let mut huge = full[..24].to_vec();
+        huge[8..16].copy_from_slice(&(32u64 << 30).to_le_bytes());
+        std::fs::write(&p, &huge).unwrap();
+        assert!(read(path).err().unwrap().ends_with("truncated snapshot"));
+        std::fs::write(&p, b"NOTASNAPSHOT-AT-ALL-XXXXXXXX").unwrap();
+        assert!(read(path).err().unwrap().contains("not an nsvm snapshot"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -175,16 +175,18 @@ pub enum Check {
     NestedCr3,
     /// NP_ENABLE with a G_PAT entry that is not a memory type.
     GuestPat,
+    /// V_NMI_ENABLE without the NMI intercept (APM 15.21.10).
+    VnmiIntercept,
 }
 
 impl Check {
     /// Every check, in the order they are applied.
-    pub const ALL: [Check; 19] = [
+    pub const ALL: [Check; 20] = [
         Check::EferSvme, Check::Cr0CdNw, Check::Cr0High, Check::Cr3Mbz, Check::Cr4Mbz,
         Check::Dr6High, Check::Dr7High, Check::LongModeUnsupported, Check::EferMbz,
         Check::LongModeNoPae, Check::LongModeNoPe,
         Check::CsLAndD, Check::VmrunIntercept, Check::MsrpmAddress, Check::IopmAddress,
-        Check::EventInj, Check::AsidZero, Check::NestedCr3, Check::GuestPat,
+        Check::EventInj, Check::AsidZero, Check::NestedCr3, Check::GuestPat, Check::VnmiIntercept,
     ];
     /// Short name (statistics, logs).
     pub const fn name(self) -> &'static str {
@@ -208,6 +210,7 @@ impl Check {
             Check::AsidZero => "asid_zero",
             Check::NestedCr3 => "nested_cr3",
             Check::GuestPat => "guest_pat",
+            Check::VnmiIntercept => "vnmi_intercept",
         }
     }
     /// Position in [`Check::ALL`].
@@ -309,6 +312,12 @@ pub fn check_vmrun(save: &SaveArea, control: &ControlArea, f: &Features) -> Resu
             return Err(Check::GuestPat);
         }
     }
+    // NMI virtualization requires the NMI intercept (APM 15.21.10: "results
+    // in #VMEXIT(INVALID)"); V_NMI_ENABLE reaches here only when vNMI is
+    // offered (vmcb12's vNMI bits are dropped otherwise).
+    if control.int_ctl & crate::vmcb::int_ctl::V_NMI_ENABLE != 0 && !control.intercepts.test(crate::exit::NMI) {
+        return Err(Check::VnmiIntercept);
+    }
     Ok(())
 }
 
@@ -353,7 +362,7 @@ mod tests {
     fn each_rule() {
         let ok = good();
         assert_eq!(check_vmrun(&ok.save, &ok.control, &ALL40), Ok(()));
-        let cases: [Case; 19] = [
+        let cases: [Case; 20] = [
             (|v| v.save.efer = 0, Check::EferSvme),
             (|v| v.save.cr0 = 1 << 29, Check::Cr0CdNw),
             (|v| v.save.cr0 |= 1 << 32, Check::Cr0High),
@@ -385,6 +394,7 @@ mod tests {
             (|v| v.control.asid = 0, Check::AsidZero),
             (|v| v.control.nested_cr3 = 1 << 41, Check::NestedCr3),
             (|v| v.save.g_pat = 0x0007_0406_0007_0402, Check::GuestPat),
+            (|v| v.control.int_ctl |= crate::vmcb::int_ctl::V_NMI_ENABLE, Check::VnmiIntercept),
         ];
         // Every rule has its case, and each case breaks exactly its rule
         // (LongModeUnsupported on a processor without long mode).
@@ -422,7 +432,12 @@ mod tests {
         // The same rules with long mode done right pass.
         let v = good_long();
         assert_eq!(check_vmrun(&v.save, &v.control, &ALL40), Ok(()));
-        assert_eq!(Check::ALL.len(), 19);
+        // vNMI with the NMI intercept passes.
+        let mut v = good();
+        v.control.int_ctl |= crate::vmcb::int_ctl::V_NMI_ENABLE;
+        v.control.intercepts.set(crate::exit::NMI);
+        assert_eq!(check_vmrun(&v.save, &v.control, &ALL40), Ok(()));
+        assert_eq!(Check::ALL.len(), 20);
         assert_eq!(Check::GuestPat.index(), 18);
     }
 

@@ -265,9 +265,30 @@ pub fn supported_leaf(leaf: u32, sub: u32, host: [u32; 4]) -> Option<[u32; 4]> {
 ///   intercept them) set and clear V_GIF, emulated by L0, and V_GIF goes
 ///   back to vmcb12 at #VMEXIT (APM 15.33).
 ///
-/// Not offered: decode assists, pause filter, AVIC, LBR virtualization, vNMI.
-pub const L1_FEATURES: SvmFeatures =
-    SvmFeatures::NP.union(SvmFeatures::NRIPS).union(SvmFeatures::VMCB_CLEAN).union(SvmFeatures::FLUSH_BY_ASID).union(SvmFeatures::VGIF);
+/// - DECODE_ASSISTS: emulated (APM 15.8): at a reflected CR/DR, INTn or
+///   INVLPG intercept L0 decodes L2's instruction for EXITINFO1, and at a
+///   #PF or #NPF of a data access it fetches the instruction bytes
+///   (`l1_assist`);
+/// - PAUSE_FILTER: emulated (APM 15.14.4): L0 counts L2's PAUSEs against
+///   vmcb12's PAUSE_FILTER_COUNT and reflects the intercept when the
+///   counter goes below zero;
+/// - V_VMSAVE_VMLOAD: emulated (APM 15.33.1): with vmcb12's enable bit,
+///   nested paging and L1 in 64-bit mode, L2's VMLOAD/VMSAVE act on the L2
+///   physical address through NPT12 (a fault there is #VMEXIT(NPF));
+/// - VNMI: emulated (APM 15.21.10): L0 delivers vmcb12's pending virtual
+///   NMI to L2 and keeps V_NMI_MASK until L2's IRET completes.
+///
+/// Not offered: pause filter threshold (cycle-based), AVIC, LBR
+/// virtualization, TSC scaling.
+pub const L1_FEATURES: SvmFeatures = SvmFeatures::NP
+    .union(SvmFeatures::NRIPS)
+    .union(SvmFeatures::VMCB_CLEAN)
+    .union(SvmFeatures::FLUSH_BY_ASID)
+    .union(SvmFeatures::DECODE_ASSISTS)
+    .union(SvmFeatures::PAUSE_FILTER)
+    .union(SvmFeatures::V_VMSAVE_VMLOAD)
+    .union(SvmFeatures::VGIF)
+    .union(SvmFeatures::VNMI);
 
 /// The parts of CPUID that depend on the guest's state at the time it
 /// executes CPUID (what hardware computes and KVM's
@@ -318,7 +339,7 @@ mod supported_tests {
         let e = supported_leaf(0x8000_0001, 0, [0, 0, 0, 0]).unwrap();
         assert_eq!(e[2] & 4, 4);
         assert_eq!(supported_leaf(0x8000_000a, 0, [1, 16, 0, 1]), Some([1, 8, 0, L1_FEATURES.bits()]));
-        assert_eq!(L1_FEATURES.bits(), (1 << 16) | 0b110_1001);
+        assert_eq!(L1_FEATURES.bits(), (1 << 25) | (1 << 16) | (1 << 15) | (1 << 10) | 0b1110_1001);
         // Leaf 6: ARAT only, whatever the host has.
         assert_eq!(supported_leaf(6, 0, [0x77, 1, 9, 0]), Some([4, 0, 0, 0]));
         assert_eq!(supported_leaf(5, 0, [0x40, 0x40, 3, 0x11]), Some([0, 0, 0, 0]));

@@ -114,7 +114,9 @@ impl Event {
 
     /// Checks an EVENTINJ value as VMRUN does (APM 15.20): an invalid event is
     /// fine (nothing to inject); a valid one needs a defined type, no reserved
-    /// bit set, vector 2 for NMI, no exception vector 2 and none above 31.
+    /// bit set, no exception vector 2 and none above 31. The vector of an
+    /// NMI is ignored (APM 15.20: "if TYPE is 2 (NMI), the VECTOR field is
+    /// ignored"; KVM injects its NMIs with vector 0).
     /// VMRUN with a bad EVENTINJ exits with VMEXIT_INVALID.
     pub const fn check_injectable(self) -> Result<(), InjectError> {
         if !self.valid() {
@@ -128,7 +130,6 @@ impl Event {
             Some(EventType::Exception) if self.vector() == 2 || self.vector() > 31 => {
                 Err(InjectError::BadExceptionVector)
             }
-            Some(EventType::Nmi) if self.vector() != 2 => Err(InjectError::BadNmiVector),
             _ => Ok(()),
         }
     }
@@ -143,8 +144,6 @@ pub enum InjectError {
     ReservedBits,
     /// Exception type with vector 2 (NMI) or above 31.
     BadExceptionVector,
-    /// NMI type with a vector other than 2.
-    BadNmiVector,
 }
 
 /// The virtual interrupt request of `int_ctl` and `int_vector` (APM 15.21.4).
@@ -242,10 +241,9 @@ mod tests {
             Event::new(EventType::Exception, 32, None).check_injectable(),
             Err(InjectError::BadExceptionVector)
         );
-        assert_eq!(
-            Event::new(EventType::Nmi, 3, None).check_injectable(),
-            Err(InjectError::BadNmiVector)
-        );
+        // The vector of an NMI is ignored (KVM's vmcb12s carry 0).
+        assert_eq!(Event::new(EventType::Nmi, 0, None).check_injectable(), Ok(()));
+        assert_eq!(Event::new(EventType::Nmi, 3, None).check_injectable(), Ok(()));
         assert_eq!(
             Event { info: bits::VALID | (1 << 8), error_code: 0 }.check_injectable(),
             Err(InjectError::ReservedType)

@@ -28,6 +28,8 @@ pub enum Known {
     Wbinvd,
     /// `0F 31`.
     Rdtsc,
+    /// `F3 90` (the F3 counts as a legacy prefix, so the opcode is `90`).
+    Pause,
     /// An SVM instruction: `0F 01` and its ModRM byte ([`SvmInsn::modrm`]).
     Svm(SvmInsn),
 }
@@ -45,6 +47,7 @@ impl Known {
             Known::Invd => ([0x0f, 0x08, 0], 2),
             Known::Wbinvd => ([0x0f, 0x09, 0], 2),
             Known::Rdtsc => ([0x0f, 0x31, 0], 2),
+            Known::Pause => ([0x90, 0, 0], 1),
             Known::Svm(i) => ([0x0f, 0x01, i.modrm()], 3),
         }
     }
@@ -52,7 +55,7 @@ impl Known {
     /// The instruction whose intercept caused exit `code` (EXITINFO1
     /// `info1`: bit 0 tells WRMSR from RDMSR, APM vol. 2 15.11), when it is
     /// one L0 can decode: CPUID, HLT, RDMSR/WRMSR, VMMCALL, XSETBV, INVD,
-    /// WBINVD, RDTSC and the SVM instructions but SKINIT. `None` for every
+    /// WBINVD, RDTSC, PAUSE and the SVM instructions but SKINIT. `None` for every
     /// other exit.
     #[inline]
     pub const fn for_exit(code: u64, info1: u64) -> Option<Known> {
@@ -66,6 +69,7 @@ impl Known {
             exit::INVD => Known::Invd,
             exit::WBINVD => Known::Wbinvd,
             exit::RDTSC => Known::Rdtsc,
+            exit::PAUSE => Known::Pause,
             exit::SKINIT => return None,
             c => match SvmInsn::from_exit_code(c) {
                 Some(i) => Known::Svm(i),
@@ -156,6 +160,7 @@ mod tests {
         assert_eq!(length_of(&[0x0f, 0x01, 0xd1], Known::Xsetbv, true), Some(3));
         assert_eq!(length_of(&[0x0f, 0x01, 0xd9], Known::Xsetbv, true), None);
         assert_eq!(length_of(&[0x0f], Known::Cpuid, true), None);
+        assert_eq!(length_of(&[0xf3, 0x90], Known::Pause, true), Some(2));
         assert_eq!(length_of(&[0x0f, 0x01, 0xd8], Known::Svm(SvmInsn::Vmrun), true), Some(3));
         assert_eq!(length_of(&[0x0f, 0x01, 0xdc], Known::Svm(SvmInsn::Clgi), true), None);
         assert_eq!(length_of(&[0x67, 0x0f, 0x01, 0xdf], Known::Svm(SvmInsn::Invlpga), false), Some(4));
@@ -197,7 +202,7 @@ mod tests {
             (SKINIT, 0, None),
             (IOIO, 0, None),
             (RDTSCP, 0, None),
-            (PAUSE, 0, None),
+            (PAUSE, 0, Some(Known::Pause)),
             (EXCP_BASE + 6, 0, None),
             (NPF, 0, None),
             (INVALID, 0, None),

@@ -29,6 +29,7 @@ pub mod irq_routing;
 pub mod irqchip_state;
 pub mod kvm;
 pub mod kvmclock;
+pub mod l1_assist;
 pub mod lapic;
 pub mod mce;
 pub mod memslot;

@@ -66,6 +66,35 @@ pub const fn canonical(va: u64) -> bool {
     ((va as i64) << 16 >> 16) as u64 == va
 }
 
+/// Model-specific configuration MSRs a guest kernel touches on AMD and
+/// Intel processors whose host values a guest must not see, and which have
+/// no effect for it: they read as 0 and writes are dropped, as in KVM
+/// (`kvm_get_msr_common`, `kvm_set_msr_common`). Linux's AMD setup reads
+/// and writes NB_CFG at every CPU's bring-up (`amd_bus_cpu_online`).
+pub const PLATFORM_ZERO: &[u32] = &[
+    0xc001_001f, // NB_CFG
+    0xc001_102a, // BU_CFG2
+    0xc001_1022, // DC_CFG
+    0xc001_1023, // TW_CFG
+    0xc001_102c, // F15H_EX_CFG
+];
+/// Like [`PLATFORM_ZERO`] but read-only: they read as 0, writes are #GP
+/// (KVM reads them as 0 and has no write case for them).
+pub const PLATFORM_ZERO_RO: &[u32] = &[
+    0x0000_0017, // IA32_PLATFORM_ID
+    0x0000_002a, // EBL_CR_POWERON
+    0x0000_0199, // IA32_PERF_CTL
+    0xc001_0055, // K8_INT_PENDING_MSG
+    0xc001_0058, // FAM10H_MMIO_CONF_BASE
+    0xc001_0112, // K8_TSEG_ADDR
+    0xc001_0113, // K8_TSEG_MASK
+];
+/// Write-only MSRs whose writes are dropped (microcode loading).
+pub const PLATFORM_WRITE_IGNORED: &[u32] = &[
+    0x0000_0079, // IA32_UCODE_WRITE
+    0xc001_0020, // PATCH_LOADER
+];
+
 /// RDMSR of `index`: `None` for an MSR nsvm does not emulate (#GP). MSR_TSC
 /// reads `host_tsc() + TSC_OFFSET` (APM 15.30.5 without TSC scaling).
 #[inline]
@@ -93,6 +122,7 @@ pub fn read<T: MsrTarget + ?Sized>(t: &mut T, index: u32, host_tsc: impl FnOnce(
                 msr::SYSENTER_ESP => s.sysenter_esp,
                 msr::SYSENTER_EIP => s.sysenter_eip,
                 msr::PAT => s.g_pat,
+                i if PLATFORM_ZERO.contains(&i) || PLATFORM_ZERO_RO.contains(&i) => 0,
                 _ => return None,
             }
         }
@@ -170,6 +200,7 @@ pub fn write<T: MsrTarget + ?Sized>(t: &mut T, index: u32, val: u64, phys_bits: 
                 msr::SYSENTER_ESP => s.sysenter_esp = val,
                 msr::SYSENTER_EIP => s.sysenter_eip = val,
                 msr::PAT => s.g_pat = val,
+                i if PLATFORM_ZERO.contains(&i) || PLATFORM_WRITE_IGNORED.contains(&i) => {}
                 _ => return Err(WriteError::Unknown),
             }
         }
@@ -360,6 +391,27 @@ mod tests {
             }
         }
         assert_eq!(t.vmcb.save.g_pat, 0x0007_0501_0007_0406);
+    }
+
+    /// NB_CFG and the other platform MSRs read as 0 and drop writes (KVM's
+    /// rule); the read-only ones refuse writes; the microcode loader's
+    /// accept writes and cannot be read.
+    #[test]
+    fn platform_msrs() {
+        let mut t = T::new(false);
+        for &i in PLATFORM_ZERO {
+            assert_eq!(r(&mut t, i), Some(0), "{i:#x}");
+            assert_eq!(w(&mut t, i, 0x0000_4000_0000_0000), Ok(()), "{i:#x}");
+            assert_eq!(r(&mut t, i), Some(0), "{i:#x}");
+        }
+        for &i in PLATFORM_ZERO_RO {
+            assert_eq!(r(&mut t, i), Some(0), "{i:#x}");
+            assert_eq!(w(&mut t, i, 1), Err(WriteError::Unknown), "{i:#x}");
+        }
+        for &i in PLATFORM_WRITE_IGNORED {
+            assert_eq!(r(&mut t, i), None, "{i:#x}");
+            assert_eq!(w(&mut t, i, 0x1000), Ok(()), "{i:#x}");
+        }
     }
 
     #[test]

@@ -314,6 +314,28 @@ fn seg_base(s: &State, p: &Prefixes, default: usize) -> u64 {
     }
 }
 
+/// The linear address of INVLPG's memory operand (`0F 01 /7`, mod != 3)
+/// at the start of `b`: segment base plus the effective address masked to
+/// the address size, wrapping at 4 GiB outside 64-bit mode (the decode
+/// assist of APM vol. 2 15.8.3). `None` for other bytes (INVLPGA, SWAPGS
+/// and RDTSCP share the opcode with mod = 3).
+pub fn invlpg_address(b: &[u8], s: &State) -> Option<u64> {
+    let cs = s.cs?;
+    let p = prefixes(b, cs);
+    let i = p.len;
+    if b.get(i..i + 2)? != [0x0f, 0x01] {
+        return None;
+    }
+    let m = *b.get(i + 2)?;
+    if m >> 6 == 3 || (m >> 3) & 7 != 7 {
+        return None;
+    }
+    match modrm(b, i + 2, cs, &p, s, 0).ok()? {
+        (Operand::Mem(a), _, used) if i + 2 + used <= 15 => Some(if cs == CodeSize::Bits64 { a } else { a & 0xffff_ffff }),
+        _ => None,
+    }
+}
+
 /// Emulates the intercepted instruction at the start of `b` for intercept
 /// `exit_code` (an `exit::*` code). POPF returns an effect with `read` set:
 /// the caller reads those bytes and calls [`popf_complete`].

@@ -193,8 +193,13 @@ pub const KVMCLOCK_UPDATES: usize = INVALID_PROCESSOR + 3;
 /// must never do (`evlog::Record::is_suspect`); 0 unless nsvm has a defect.
 pub const SUSPECT_INJECTIONS: usize = INVALID_PROCESSOR + 4;
 
+/// `pauses_filtered`: PAUSEs of an L2 that L1 intercepts which the
+/// emulated pause filter (APM 15.14.4) completed in L0, the counter VMRUN
+/// loaded from vmcb12 not yet below zero.
+pub const PAUSES_FILTERED: usize = INVALID_PROCESSOR + 5;
+
 /// Number of vCPU statistics.
-pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 5;
+pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 6;
 
 /// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
 pub fn vcpu_desc(i: usize) -> Option<Desc> {
@@ -222,6 +227,9 @@ pub fn vcpu_desc(i: usize) -> Option<Desc> {
     }
     if i == SUSPECT_INJECTIONS {
         return Some(Desc::new("suspect_injections", TYPE_CUMULATIVE));
+    }
+    if i == PAUSES_FILTERED {
+        return Some(Desc::new("pauses_filtered", TYPE_CUMULATIVE));
     }
     if (INVALID_BASE..=INVALID_PROCESSOR).contains(&i) {
         put(b"vmrun_invalid_");

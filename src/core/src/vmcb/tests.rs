@@ -84,12 +84,12 @@ fn exit_writeback_ranges() {
     assert_eq!(offset_of!(ControlArea, exit_info_2) + 8, 0x70 + 24);
     assert!(INVALID_WRITEBACK.iter().all(|&(o, l)| EXIT_WRITEBACK.iter().any(|&(a, n)| a <= o && o + l <= a + n)));
     // int_ctl 60h, int_state 68h, exit_code..exit_int_info_err 70h-8Fh,
-    // EVENTINJ A8h, nRIP C8h; never the intercepts or the maps. Save
+    // EVENTINJ A8h, nRIP C8h with the instruction bytes D0h-DFh; never the intercepts or the maps. Save
     // area (400h+): ES-DS 000h-03Fh, GDTR 060h, IDTR 080h, CPL 0CBh,
     // EFER 0D0h, CR4..RIP 148h-17Fh, RSP 1D8h, RAX 1F8h, CR2 240h.
     assert_eq!(
         EXIT_WRITEBACK,
-        [(0x60, 4), (0x68, 4), (0x70, 0x20), (0xa8, 8), (0xc8, 8), (0x400, 0x40), (0x460, 16), (0x480, 16), (0x4cb, 1), (0x4d0, 8), (0x548, 0x38), (0x5d8, 8), (0x5f8, 8), (0x640, 8)]
+        [(0x60, 4), (0x68, 4), (0x70, 0x20), (0xa8, 8), (0xc8, 0x18), (0x400, 0x40), (0x460, 16), (0x480, 16), (0x4cb, 1), (0x4d0, 8), (0x548, 0x38), (0x5d8, 8), (0x5f8, 8), (0x640, 8)]
     );
     let mut a = SaveArea::ZERO;
     let mut b = SaveArea::ZERO;
@@ -122,8 +122,9 @@ fn entry_state_covers_what_vmexit_writes_but_the_exit_information() {
         let mut x = before_b;
         bytes(&mut x).to_vec()
     });
-    // The exit's report: exit code, EXITINFO1/2, EXITINTINFO, EVENTINJ, nRIP.
-    let report = [0x70..0x90, 0xa8..0xb0, 0xc8..0xd0];
+    // The exit's report: exit code, EXITINFO1/2, EXITINTINFO, EVENTINJ, nRIP,
+    // instruction bytes.
+    let report = [0x70..0x90, 0xa8..0xb0, 0xc8..0xe0];
     for i in 0..ab.len() {
         let written = EXIT_WRITEBACK.iter().any(|&(o, l)| (o..o + l).contains(&i)) && !report.iter().any(|r| r.contains(&i));
         let want = if written { ab[i] } else { b0[i] };

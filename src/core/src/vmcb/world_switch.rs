@@ -73,7 +73,7 @@ pub const INVALID_WRITEBACK: [(usize, usize); 2] = [(offset_of!(ControlArea, exi
 /// CR2, CR3, CR4, DR6, DR7, RFLAGS, RIP, RSP, RAX), not FS, GS, TR, LDTR or
 /// the MSRs VMSAVE stores; in the control area the interrupt state, V_TPR/
 /// V_IRQ in int_ctl, the exit code and information, EVENTINJ (valid bit
-/// cleared) and nRIP. Everything else, intercepts and permission maps
+/// cleared), nRIP and the guest instruction bytes (decode assists). Everything else, intercepts and permission maps
 /// included, stays as the VMCB's owner left it: an emulated #VMEXIT writes
 /// back exactly these (L1 may edit the other fields while L2 runs).
 pub const EXIT_WRITEBACK: [(usize, usize); 14] = {
@@ -83,7 +83,9 @@ pub const EXIT_WRITEBACK: [(usize, usize); 14] = {
         (offset_of!(ControlArea, int_state), 4),
         (offset_of!(ControlArea, exit_code), offset_of!(ControlArea, nested_ctl) - offset_of!(ControlArea, exit_code)),
         (offset_of!(ControlArea, event_inj), 8),
-        (offset_of!(ControlArea, next_rip), 8),
+        // nRIP, then the decode-assist bytes (APM 15.8.4: count and
+        // instruction bytes at 0D0h), up to AVIC's backing page.
+        (offset_of!(ControlArea, next_rip), offset_of!(ControlArea, avic_backing_page) - offset_of!(ControlArea, next_rip)),
         (S + offset_of!(SaveArea, es), offset_of!(SaveArea, fs) - offset_of!(SaveArea, es)),
         (S + offset_of!(SaveArea, gdtr), size_of::<Segment>()),
         (S + offset_of!(SaveArea, idtr), size_of::<Segment>()),

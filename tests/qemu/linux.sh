@@ -1,0 +1,54 @@
+# linux suite: `nsvm run --kernel` boots the test kernel (/linux/bzImage,
+# then the stripped ELF /linux/vmlinux; the initramfs /linux/inner.cpio)
+# with 2 vCPUs on /dev/nsvm and then on /dev/kvm (kvm_amd) in the same
+# boot: linux-loader's bzImage and ELF loads (64-bit boot protocol, zero
+# page, E820, initrd, command line), the MP table, the
+# in-kernel irqchip and PIT, the APs started by INIT/SIPI, COM1 (vm-superio)
+# on IRQ 4 through an irqfd, and the i8042 reset that Linux's reboot uses
+# ending the run. On each device the inner init must report both CPUs
+# online, the LAPIC timer ticking on both, IPIs and serial interrupts; the
+# run must end by the reset (status 0); the kernel log must stay clean.
+. /tests/lib.sh
+
+boot() {
+    # $1 device, $2 log, $3 kernel; the inner QEMU boots' command line (qemu
+    # suite), reboot=k: the keyboard controller's reset.
+    timeout -s TERM 300 nsvm run --device /dev/$1 --kernel $3 --initrd /linux/inner.cpio --vcpus 2 \
+        --cmdline "console=ttyS0 reboot=k panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4" > "$2" 2> "$2.err"
+    echo $? > "$2.rc"
+}
+
+for dev in nsvm kvm; do
+    if [ $dev = nsvm ]; then
+        case_ "load nsvm"
+        check "loaded" load_nsvm
+    else
+        case_ "load kvm_amd (reference)"
+        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
+        check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
+    fi
+    for k in bzImage vmlinux; do
+        kind="bzImage"; [ $k = vmlinux ] && kind="ELF (64-bit boot protocol)"
+        log=/tmp/linux-$k-$dev.log
+        case_ "nsvm run --kernel $k --initrd --vcpus 2 boots Linux to its init on /dev/$dev"
+        mark_log
+        t0=$(date +%s)
+        boot $dev $log /linux/$k
+        t1=$(date +%s)
+        # The guest's console (loglevel=4: its warnings and errors) and the run's summary.
+        sed "s/^/  [$dev] /" $log | head -n 40
+        cat $log.err
+        expect_line $log "NSVM-INNER-UP cpus=0-1"
+        expect_line $log "NSVM-INNER-IRQ loc=[1-9][0-9]*,[1-9][0-9]* ipi=[1-9]"
+        expect_line $log "NSVM-INNER-SERIAL irqs=[1-9]"
+        expect_no_line $log "WARNING:\|BUG:\|Oops\|Call Trace\|Kernel panic\|\[Firmware Bug\]"
+        expect_no_line $log.err "unhandled ports:.* 0x7[01]x"
+        expect_eq "exit status" 0 "$(cat $log.rc)"
+        expect_line $log.err "guest reset the machine (i8042 command 0xfe)"
+        expect_line $log.err "$kind, 2 vCPUs, COM1 on IRQ 4 by irqfd"
+        [ $dev = nsvm ] && expect_clean_log
+        verdict "$((t1 - t0)) s"
+    done
+    if [ $dev = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
+done
+finish
