@@ -190,6 +190,7 @@ impl Vcpu {
         // vNMI: L2 past the IRET L0 intercepted (V_NMI_MASK clears), and
         // the single step over it ends; a #DB of that step alone is L0's.
         if st.vnmi_after_exit(code) {
+            self.requeue_interrupted(st);
             self.stats.bump(st_idx::L2_EXITS_L0);
             self.stats.bump(st_idx::EXITS);
             self.stats.bump(stats::exit_counter(code));

@@ -1,0 +1,144 @@
+#!/bin/sh
+# The l1 suite (issue 11): real L1 hypervisors on nsvm. QEMU 10 (the qemu
+# suite's copy) runs an L1 Linux, the test kernel with this very initramfs,
+# with -cpu host (SVM as the L0 offers it), first on kvm_amd nested=1 (the
+# reference), then on nsvm through a /dev/kvm node. Inside, l1inner.sh runs
+# kvm_amd (nested=1) and nsvm as L1 hypervisors: the nested payloads (their
+# L2 is an L3 here), nsvm-apitest's conformance cases, and QEMU booting the
+# test kernel as an L2 Linux. Cases:
+# - KVM as L1 on nsvm gives the results KVM as L1 gives on kvm_amd: every
+#   payload's status and case lines, every conformance case, the L2 Linux;
+# - nsvm as L1 on nsvm gives the results nsvm gives on the test VM's own
+#   (TCG) SVM, run here first: nsvm on nsvm is nsvm on hardware.
+# Results of nsvm as L1 on kvm_amd are shown, not asserted.
+. /tests/lib.sh
+. /tests/nestedlib.sh
+PIN="taskset -c 1"
+# Knobs for reproducing one failure (not for make test): nsvml1_l0=nsvm
+# boots the L1 on that L0 only, nsvml1_l0modparams=a=1 loads the L0 nsvm
+# with them; every nsvml1_* parameter goes on to the L1 (l1inner.sh).
+L0S=$(sed -n 's/.*nsvml1_l0=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
+L0MOD=$(sed -n 's/.*nsvml1_l0modparams=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
+_p=$(sed -n 's/.*nsvml1_p=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' '); [ -n "$_p" ] && NESTED=$_p
+PASSON=$(tr ' ' '\n' < /proc/cmdline | grep '^nsvml1_' | grep -v '^nsvml1_l0' | tr '\n' ' ')
+
+# The reference for nsvm as L1: the payloads on nsvm in this test VM.
+load_nsvm && run_all /dev/nsvm ref && unload_nsvm
+
+# The L1's initramfs: this one (busybox, modules, tools, payloads, suites,
+# QEMU with the inner kernel and initramfs), read back from the rootfs.
+(cd / && find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev -o -path ./tmp \) -prune -print -o -print \
+    | cpio -o -H newc > /tmp/l1.cpio 2>/dev/null)
+
+# l1_boot L0: the L1 Linux on the test VM's kvm_amd or nsvm; its console
+# in /tmp/l1-L0.log, its L1RES lines (without the prefix) in /tmp/l1-L0.res.
+# On the test VM's CPU 1 only, as the qemu suite's boots (qemu.sh says why).
+l1_boot() {
+    if [ $1 = nsvm ]; then
+        load_nsvm $L0MOD; rm -f /dev/kvm; mknod /dev/kvm c $(tr ':' ' ' < /sys/class/misc/nsvm/dev)
+    else
+        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko; insmod $MODDIR/kvm-amd.ko nested=1
+    fi
+    mark_log
+    t0=$(date +%s)
+    timeout -s TERM 2400 $PIN qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 1536 \
+        -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
+        -kernel /qemu/bzImage -initrd /tmp/l1.cpio \
+        -append "console=ttyS0 panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4 nsvmtest=l1inner $PASSON" 2>&1 | tee /tmp/l1-$1.log \
+        | awk -v t="[L1 on $1] " '/^(L1RES|\[)/ {print t $0; fflush()}'
+    echo "L1 on $1: $(( $(date +%s) - t0 )) s"
+    sed -n 's/^L1RES //p' /tmp/l1-$1.log | tr -d '\r' > /tmp/l1-$1.res
+    if [ $1 = nsvm ]; then
+        case_ "the test VM's kernel log stays clean while nsvm runs the L1 Linux"
+        expect_clean_log
+        verdict
+        rm -f /dev/kvm; unload_nsvm
+    else
+        rmmod kvm_amd; rmmod kvm; rmmod irqbypass
+    fi
+}
+for l0 in ${L0S:-kvm nsvm}; do l1_boot $l0; done
+if [ -n "$L0S" ]; then
+    echo "(nsvml1_l0 given: the comparisons are left out; the test VM's kernel log follows)"
+    dmesg | tail -n 400
+    finish; exit
+fi
+
+# res L0 PATTERN: the L1RES lines of the boot on L0 that start with PATTERN.
+res() { grep "^$2" /tmp/l1-$1.res; }
+for l0 in kvm nsvm; do
+    case_ "an L1 Linux boots on $l0 with SVM and both CPUs, and its kernel log stays clean"
+    expect_line /tmp/l1-$l0.res "^svm-flags .*npt.*svm"
+    expect_line /tmp/l1-$l0.res "^cpus 0-1$"
+    expect_line /tmp/l1-$l0.res "^kernel-log clean$"
+    grep "^klog " /tmp/l1-$l0.res | head -n 60
+    [ -z "$WRONG" ] || tail -n 40 /tmp/l1-$l0.log
+    verdict "$(res $l0 svm-flags)"
+done
+
+# KVM as L1: on nsvm as on kvm_amd.
+case_ "KVM as L1 on nsvm: kvm_amd loads with nested=1 in the L1 Linux"
+expect_line /tmp/l1-nsvm.res "^kvm loaded rc=0$"
+verdict "$(res nsvm 'kvm wall')"
+# kvm_res L0 P: KVM-as-L1's results for payload P on L0 as compared: lines
+# tagged [apm] (where KVM, here the L1, is known to differ from the APM:
+# docs/nested.md) are left out, and a status 1 that only they caused counts
+# as 33 (the nested suite's rule for kvm_amd); so are lines tagged
+# [nsvm-only] (l1_svmfeat: SVM features KVM passes on to its L2 only when
+# its L0 offers them, which nsvm does and kvm_amd under TCG does not).
+kvm_res() {
+    res $1 "kvm $2 " > /tmp/l1.raw
+    rc=$(sed -n "s/^kvm $2 rc=//p" /tmp/l1.raw)
+    if [ "$rc" = 1 ] && grep -q "FAIL(" /tmp/l1.raw && ! grep "FAIL(" /tmp/l1.raw | grep -qv "\[apm\]"; then rc=33; fi
+    echo "kvm $2 rc=$rc"
+    grep " case " /tmp/l1.raw | grep -v "\[apm\]\|\[nsvm-only\]"
+}
+for p in $NESTED; do
+    case_ "KVM as L1 on nsvm: $p (its L2 an L3): the status and case lines KVM as L1 gives on kvm_amd"
+    case " $KVM_DIFFERS " in
+        *" $p "*)
+            # KVM as L1 does not finish it as the APM requires: shown.
+            res nsvm "kvm $p "
+            pass "kvm_amd as L1 differs from the APM here (docs/nested.md): shown, not compared"
+            continue;;
+    esac
+    kvm_res kvm $p > /tmp/l1.ref; kvm_res nsvm $p > /tmp/l1.got
+    expect_num "case lines on kvm_amd" "$(grep -c ' case ' /tmp/l1.ref)" -gt 0
+    cmp -s /tmp/l1.ref /tmp/l1.got || { wrong_ "differs (diff below)"; diff /tmp/l1.ref /tmp/l1.got; }
+    res nsvm "kvm $p " | grep "\[apm\]" | sed 's/^/[apm] line, not compared: /'
+    # Features nsvm offers KVM as L1 that KVM passes on: they must work.
+    res nsvm "kvm $p " | grep "\[nsvm-only\]" > /tmp/l1.only
+    expect_no_line /tmp/l1.only "FAIL("
+    sed 's/^/[nsvm-only] line: /' /tmp/l1.only
+    verdict "$(head -1 /tmp/l1.got)"
+done
+case_ "KVM as L1 on nsvm: nsvm-apitest's conformance cases on the L1's /dev/kvm as on kvm_amd"
+res kvm "kvm apitest" > /tmp/l1.ref; res nsvm "kvm apitest" > /tmp/l1.got
+expect_line /tmp/l1.got "^kvm apitest rc=0$"
+cmp -s /tmp/l1.ref /tmp/l1.got || { wrong_ "differs (diff below)"; diff /tmp/l1.ref /tmp/l1.got; }
+verdict "$(grep -c ' PASS' /tmp/l1.got) cases passed"
+case_ "KVM as L1 on nsvm: QEMU in the L1 boots an L2 Linux with both CPUs, timer and IPIs"
+expect_line /tmp/l1-nsvm.res "^kvm qemu-l2 .*NSVM-INNER-UP cpus=0-1 NSVM-INNER-IRQ loc=[1-9][0-9]*,[1-9][0-9]* ipi=[1-9]"
+verdict "$(res nsvm 'kvm qemu-l2' | sed 's/.*wall=//'); on kvm_amd: $(res kvm 'kvm qemu-l2' | sed 's/.*wall=//')"
+
+# nsvm as L1: on nsvm as on the test VM's SVM.
+case_ "nsvm as L1 on nsvm: nsvm loads in the L1 Linux"
+expect_line /tmp/l1-nsvm.res "^nsvm loaded rc=0$"
+verdict "$(res nsvm 'nsvm wall')"
+for p in $NESTED; do
+    case_ "nsvm as L1 on nsvm: $p: the status and case lines of nsvm on the test VM's SVM"
+    { echo "nsvm $p rc=$(cat /tmp/ref.$p.rc)"; grep "^case " /tmp/ref.$p.out | sed "s/^/nsvm $p /"; } > /tmp/l1.ref
+    res nsvm "nsvm $p " > /tmp/l1.got
+    cmp -s /tmp/l1.ref /tmp/l1.got || { wrong_ "differs (diff below)"; diff /tmp/l1.ref /tmp/l1.got; }
+    # Shown, not asserted: nsvm as L1 on kvm_amd.
+    res kvm "nsvm $p " | cmp -s /tmp/l1.ref - && k="same on kvm_amd" || k="differs on kvm_amd"
+    verdict "$(head -1 /tmp/l1.got); $k"
+done
+case_ "nsvm as L1 on nsvm: nsvm-apitest's conformance cases on the L1's /dev/nsvm"
+expect_line /tmp/l1-nsvm.res "^nsvm apitest rc=0$"
+expect_no_line /tmp/l1-nsvm.res "^nsvm apitest FAIL"
+verdict "$(grep -c '^nsvm apitest PASS' /tmp/l1-nsvm.res) cases passed; on kvm_amd: $(res kvm 'nsvm apitest rc')"
+case_ "nsvm as L1 on nsvm: QEMU in the L1 boots an L2 Linux with both CPUs, timer and IPIs"
+expect_line /tmp/l1-nsvm.res "^nsvm qemu-l2 .*NSVM-INNER-UP cpus=0-1 NSVM-INNER-IRQ loc=[1-9][0-9]*,[1-9][0-9]* ipi=[1-9]"
+verdict "$(res nsvm 'nsvm qemu-l2' | sed 's/.*wall=//'); on kvm_amd: $(res kvm 'nsvm qemu-l2' | sed 's/.*wall=//')"
+finish
