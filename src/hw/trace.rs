@@ -119,6 +119,41 @@ pub(crate) fn nested_vmenter_failed(msg: &str, err: u32) {
     let _ = (msg, err);
 }
 
+/// A nested event of the debugfs ring (`VcpuState::log`) to its
+/// tracepoint. Inlined where `e` is built: one static branch, that of its
+/// event; the rest out of line.
+#[inline(always)]
+pub(crate) fn nested(id: u32, e: &nsvm_core::trace::Event) {
+    use nsvm_core::trace::Event;
+    let on = match e {
+        Event::Empty => false,
+        Event::VmEnter { .. } => nested_vmenter_on(),
+        Event::VmExit { .. } => nested_vmexit_on(),
+        Event::VmExitInject { .. } => nested_vmexit_inject_on(),
+    };
+    if on {
+        nested_slow(id, e);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn nested_slow(id: u32, e: &nsvm_core::trace::Event) {
+    use nsvm_core::trace::Event;
+    match *e {
+        Event::Empty => {}
+        Event::VmEnter { rip, vmcb, nested_rip, int_ctl, event_inj, npt, cr3 } => {
+            nested_vmenter(|| (rip, vmcb, nested_rip, int_ctl, event_inj, npt, cr3))
+        }
+        Event::VmExit { rip, reason, info1, info2, intr_info, error_code } => {
+            nested_vmexit(|| (id, reason, rip, info1, info2, intr_info, error_code))
+        }
+        Event::VmExitInject { reason, info1, info2, exit_int_info, exit_int_info_err } => {
+            nested_vmexit_inject(|| (reason, info1, info2, exit_int_info, exit_int_info_err))
+        }
+    }
+}
+
 /// Why NPT02 was dropped (`nsvm_npt02_flush`'s `reason`, printed by name).
 #[derive(Clone, Copy)]
 #[repr(u32)]

@@ -914,35 +914,8 @@ impl VcpuState {
         // Tracepoints first (out of line, behind their static branches), so
         // that nothing of `e` is kept across the ring's copy when they are
         // off: `make bench` showed that costing ~25 instructions per event.
-        // (Inlined where `e` is built: one static branch, that of its event.)
-        let on = match e {
-            TraceEvent::Empty => false,
-            TraceEvent::VmEnter { .. } => trace::nested_vmenter_on(),
-            TraceEvent::VmExit { .. } => trace::nested_vmexit_on(),
-            TraceEvent::VmExitInject { .. } => trace::nested_vmexit_inject_on(),
-        };
-        if on {
-            trace_nested(id, &e);
-        }
+        trace::nested(id, &e);
         nsvm_core::trace::record(&mut self.nst.nlog, &mut self.nst.nlog_count, e);
-    }
-}
-
-/// A nested event to its tracepoint (`VcpuState::log`).
-#[cold]
-#[inline(never)]
-fn trace_nested(id: u32, e: &TraceEvent) {
-    match *e {
-        TraceEvent::Empty => {}
-        TraceEvent::VmEnter { rip, vmcb, nested_rip, int_ctl, event_inj, npt, cr3 } => {
-            trace::nested_vmenter(|| (rip, vmcb, nested_rip, int_ctl, event_inj, npt, cr3))
-        }
-        TraceEvent::VmExit { rip, reason, info1, info2, intr_info, error_code } => {
-            trace::nested_vmexit(|| (id, reason, rip, info1, info2, intr_info, error_code))
-        }
-        TraceEvent::VmExitInject { reason, info1, info2, exit_int_info, exit_int_info_err } => {
-            trace::nested_vmexit_inject(|| (reason, info1, info2, exit_int_info, exit_int_info_err))
-        }
     }
 }
 
