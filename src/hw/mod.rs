@@ -15,3 +15,4 @@ pub(crate) mod pin;
 pub(crate) mod task;
 pub(crate) mod apic;
 pub(crate) mod pit;
+pub(crate) mod trace;

@@ -54,6 +54,13 @@ impl Vcpu {
     }
 
     pub(super) fn handle_exit(&self, st: &mut VcpuState) -> Result<Next> {
+        // `nsvm_exit` (kvm_exit's fields): every #VMEXIT L0 sees, of L1 or
+        // of L2 (then followed by `nsvm_nested_vmexit`).
+        hw::trace::exit(|| {
+            let v = st.vmcb();
+            let c = &v.control;
+            (self.id, c.exit_code, v.save.rip, c.exit_info_1, c.exit_info_2, c.exit_int_info, c.exit_int_info_err)
+        });
         if st.nst.l2.is_none() {
             self.stats.bump(st_idx::L1_EXITS);
         } else if let Some(next) = self.l2_exit_for_l1(st)? {

@@ -26,6 +26,7 @@ use super::guest_mem::GuestMem;
 use super::{Next, Vcpu, VcpuState};
 use crate::hw::pin::{HostPage, PinnedPage};
 use crate::hw::mem::VmcbPage;
+use crate::hw::trace::{self, Npt02Flush};
 use crate::vm::VmMem;
 
 /// How L0 resolved a nested page fault of an L2 on shadow NPT02.
@@ -176,7 +177,7 @@ impl Vcpu {
             let c = &v.control;
             TraceEvent::VmExit { rip: v.save.rip, reason: code, info1, info2: c.exit_info_2, intr_info: c.exit_int_info, error_code: c.exit_int_info_err }
         };
-        st.log(e);
+        st.log(self.id, e);
         // The processor refused vmcb02 although vmcb12 passed nsvm's checks:
         // L1's VMRUN failed. Whatever the processor left in vmcb02's state
         // (`VcpuState::enter` has put back what it held before VMRUN), none
@@ -188,8 +189,9 @@ impl Vcpu {
             self.stats.bump(st_idx::EXITS);
             self.stats.bump(stats::exit_counter(code));
             note_vmcb02_refused(self.id);
+            trace::nested_vmenter_failed("vmcb02 refused by the processor", 0);
             // Logged as KVM does when it reflects the processor's refusal.
-            st.log(TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
+            st.log(self.id, TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
             return self.vmrun_failed(st, pa12, next).map(Some);
         }
         // vNMI: L2 past the IRET L0 intercepted (V_NMI_MASK clears), and
@@ -348,7 +350,7 @@ impl Vcpu {
         // vmcb12 while L2 ran stay.
         let c = &st.nst.vmcb12.get().control;
         let e = TraceEvent::VmExitInject { reason: c.exit_code, info1: c.exit_info_1, info2: c.exit_info_2, exit_int_info: c.exit_int_info, exit_int_info_err: c.exit_int_info_err };
-        st.log(e);
+        st.log(self.id, e);
         // Control fields from vmcb12's cache (just updated), state from
         // vmcb02; into the pinned page when it is still vmcb12's.
         let gen = self.vm.memory_generation.load(Ordering::Acquire);
@@ -600,6 +602,9 @@ impl Vcpu {
         };
         if let Err(c) = checked {
             self.stats.bump(stats::INVALID_BASE + c.index());
+            trace::nested_vmenter_failed(c.name(), c.index() as u32 + 1);
+            // (No nested_vmexit_inject: as KVM, whose consistency checks
+            // write VMEXIT_INVALID into vmcb12 without a #VMEXIT.)
             return self.vmrun_failed(st, pa, next);
         }
         if let Some(stop) = self.build_vmcb02(st, true)? {
@@ -618,10 +623,11 @@ impl Vcpu {
             }
         }
         let e = {
-            let (v01, v12, v02) = (st.cpu.vmcb.get(), st.nst.vmcb12.get(), st.nst.vmcb02.get());
+            let (v12, v02) = (st.nst.vmcb12.get(), st.nst.vmcb02.get());
             let npt = v12.control.nested_ctl & nested_ctl::NP_ENABLE != 0;
             TraceEvent::VmEnter {
-                rip: v01.save.rip,
+                // L1's RIP past its VMRUN, as KVM reports it.
+                rip: next,
                 vmcb: pa,
                 nested_rip: v02.save.rip,
                 int_ctl: v12.control.int_ctl,
@@ -630,7 +636,7 @@ impl Vcpu {
                 cr3: if npt { v12.control.nested_cr3 } else { v12.save.cr3 },
             }
         };
-        st.log(e);
+        st.log(self.id, e);
         // Every L2 of this vCPU runs on its L2 ASID whatever ASID L1 gave it
         // (APM 15.16: L1 expects other ASIDs' translations to stay apart):
         // it is flushed when vmcb12's ASID is not the one it last held, and
@@ -721,7 +727,7 @@ impl Vcpu {
             let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };
             let tlb = c12.tlb_ctl;
             if nsvm_core::nested::npt02_must_flush(st.nst.npt02.key, key, tlb, st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID)) {
-                st.drop_npt02();
+                st.drop_npt02(Npt02Flush::Vmrun);
                 self.stats.bump(st_idx::NPT02_FLUSHES);
             }
             st.nst.npt02.key = Some(key);
@@ -814,7 +820,7 @@ impl Vcpu {
         let limit = 2 * inner.total_pages() as usize + 1024;
         if st.nst.npt02.mapped_pages() + 8 >= limit {
             self.stats.bump(st_idx::NPT02_FLUSHES);
-            st.drop_npt02();
+            st.drop_npt02(Npt02Flush::Full);
         }
         // The VMM's pages are looked up as for NPT01 (`VmMem::fault_in`):
         // the invalidation count first, then the pages (a reference each
@@ -874,6 +880,7 @@ impl Vcpu {
                 return Ok(Npf02::Filled);
             }
             self.stats.add(st_idx::NPT02_FILLS, u64::from(mask.count_ones()));
+            trace::npt02_fill(|| (self.id, gpa, t.l1_gpa, pas[force].unwrap_or(0), mask.count_ones()));
             return Ok(Npf02::Filled);
         }
         let uaddr = slot.uaddr_of(t.l1_gpa & !0xfff);
@@ -892,6 +899,7 @@ impl Vcpu {
             }
         }
         self.stats.bump(st_idx::NPT02_FILLS);
+        trace::npt02_fill(|| (self.id, gpa, t.l1_gpa, page.pa, 1));
         Ok(Npf02::Filled)
     }
 
@@ -900,7 +908,7 @@ impl Vcpu {
         let g = self.vm.memory_generation.load(Ordering::Acquire);
         if let Some(k) = st.nst.npt02.key {
             if k.npt01_generation != g {
-                st.drop_npt02();
+                st.drop_npt02(Npt02Flush::Memslots);
                 st.nst.npt02.key = Some(Npt02Key { npt01_generation: g, ..k });
                 self.stats.bump(st_idx::NPT02_FLUSHES);
             }
@@ -915,8 +923,15 @@ impl VcpuState {
         self.nst.l2.is_some() && self.nst.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0
     }
 
-    /// Records a nested event in the log.
-    pub(super) fn log(&mut self, e: TraceEvent) {
+    /// Records a nested event of vCPU `id` in the log and gives it to its
+    /// tracepoint (`nsvm_nested_vmenter`, `nsvm_nested_vmexit`,
+    /// `nsvm_nested_vmexit_inject`; each a static branch when off).
+    #[inline(always)]
+    pub(super) fn log(&mut self, id: u32, e: TraceEvent) {
+        // Tracepoints first (out of line, behind their static branches), so
+        // that nothing of `e` is kept across the ring's copy when they are
+        // off: `make bench` showed that costing ~25 instructions per event.
+        trace::nested(id, &e);
         nsvm_core::trace::record(&mut self.nst.nlog, &mut self.nst.nlog_count, e);
     }
 }

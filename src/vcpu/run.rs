@@ -245,6 +245,10 @@ impl Vcpu {
             st.cpu.entered = true;
             self.log_injection(st);
             st.entry_event = (st.vmcb().control.event_inj, st.vmcb().control.next_rip);
+            hw::trace::entry(|| {
+                let v = st.vmcb();
+                (self.id, v.save.rip, v.control.event_inj, v.control.event_inj_err)
+            });
             let seen = loop {
                 // L2 on NPT02: dropped if the VM's memory changed since it
                 // was composed, and the entry abandoned if it changes again
@@ -313,6 +317,17 @@ impl Vcpu {
         let ei = v.control.event_inj;
         if ei & nsvm_core::event::bits::VALID == 0 {
             return;
+        }
+        // `nsvm_inj_virq` / `nsvm_inj_exception` (KVM's kvm_inj_virq and
+        // kvm_inj_exception; NMI as exception 2): re-injected when it is
+        // what the last exit reported as interrupted (EXITINTINFO).
+        if hw::trace::inj_virq_on() || hw::trace::inj_exception_on() {
+            let reinjected = v.control.exit_int_info == ei;
+            match (ei >> 8) & 7 {
+                0 | 4 => hw::trace::inj_virq(|| (ei & 0xff, (ei >> 8) & 7 == 4, reinjected)),
+                2 | 3 => hw::trace::inj_exception(|| (ei & 0xff, ei & nsvm_core::event::bits::EV != 0, v.control.event_inj_err, reinjected)),
+                _ => {}
+            }
         }
         let shadow = u64::from(v.control.int_state & nsvm_core::vmcb::int_state::SHADOW != 0);
         let r = nsvm_core::evlog::Record::new(

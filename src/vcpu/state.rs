@@ -96,8 +96,15 @@ impl VcpuState {
     }
 
     /// Drops shadow NPT02 (its pins with it): the next entry flushes the
-    /// TLB, which may hold its translations (APM 15.16).
-    pub(super) fn drop_npt02(&mut self) {
+    /// TLB, which may hold its translations (APM 15.16). `why` goes to the
+    /// `nsvm_npt02_flush` tracepoint (not when NPT02 was empty).
+    pub(super) fn drop_npt02(&mut self, why: crate::hw::trace::Npt02Flush) {
+        if crate::hw::trace::npt02_flush_on() {
+            let pages = self.nst.npt02.mapped_pages() as u64;
+            if pages != 0 {
+                crate::hw::trace::npt02_flush(|| (why as u32, pages));
+            }
+        }
         self.nst.npt02.flush();
         self.cpu.asids[1].request();
     }
@@ -216,7 +223,7 @@ impl VcpuState {
         self.nst.gif = true;
         self.nst.vmcb12_pin = None;
         self.nst.run_pending = false;
-        self.drop_npt02();
+        self.drop_npt02(crate::hw::trace::Npt02Flush::Reset);
         self.nst.npt02.key = None;
         self.nst.l2_asid12 = None;
         // New paging state from outside the processor.

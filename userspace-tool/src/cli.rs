@@ -52,6 +52,10 @@ pub enum Cmd {
     /// vmcb01 of each vCPU of a VMM's nsvm VMs (debugfs; readable while the
     /// vCPU is stopped in userspace)
     Dump(DumpArgs),
+    /// nsvm's tracepoints (exits, nested VMRUN and #VMEXIT, injections,
+    /// NPT02) printed live from tracefs, for one VMM or all
+    #[command(long_about = crate::trace::LONG_ABOUT)]
+    Trace(TraceArgs),
     /// Print a shell completion script (e.g. `nsvm completions bash >
     /// /etc/bash_completion.d/nsvm`)
     Completions {
@@ -130,6 +134,27 @@ pub struct StatsArgs {
     /// One sample (the default; same as --count 1)
     #[arg(long, conflicts_with = "count")]
     pub once: bool,
+}
+
+/// `nsvm trace`.
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// Only the threads of this process (the VMM; its vCPU threads)
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(1..))]
+    pub pid: Option<i32>,
+    /// Stop after N events
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Stop after S seconds (fractions allowed)
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
+    /// Print one JSON object per event (schema: docs/tool.md)
+    #[arg(long)]
+    pub json: bool,
+    /// The trace system: nsvm, or kvm for kvm_amd's events of the same
+    /// shapes (kvm_exit, kvm_nested_vmenter, ...)
+    #[arg(long, value_name = "NAME", default_value = "nsvm", value_parser = ["nsvm", "kvm"])]
+    pub system: String,
 }
 
 /// `nsvm bench`.

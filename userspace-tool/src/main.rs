@@ -5,7 +5,7 @@
 //! is in `cli.rs`): `info` (what the host and the device offer), `cpus`
 //! (per-CPU SVM state read back from the MSRs), `ioctl` (issue one raw ioctl
 //! and print the result; for tests and experiments), `run` (the VMM),
-//! `stats`, `bench`, `dump`, `completions`.
+//! `stats`, `bench`, `dump`, `trace` (tracepoints, live), `completions`.
 
 mod bench;
 mod bootlayout;
@@ -20,6 +20,7 @@ mod runopts;
 mod snapshot;
 mod stats;
 mod sys;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         Cmd::Stats(a) => stats::run(&a),
         Cmd::Bench(a) => bench::run(&a),
         Cmd::Dump(a) => dump(&a),
+        Cmd::Trace(a) => trace::run(&a),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut cli::Cli::command(), "nsvm", &mut std::io::stdout());
             Ok(())

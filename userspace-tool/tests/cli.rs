@@ -16,7 +16,7 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-const COMMANDS: [&str; 8] = ["info", "cpus", "ioctl", "run", "stats", "bench", "dump", "completions"];
+const COMMANDS: [&str; 9] = ["info", "cpus", "ioctl", "run", "stats", "bench", "dump", "trace", "completions"];
 
 #[test]
 fn help_names_every_subcommand() {
@@ -52,6 +52,8 @@ fn every_subcommand_has_help() {
         ("stats", "--interval"),
         ("bench", "--compare"),
         ("dump", "--pid"),
+        ("trace", "--duration"),
+        ("trace", "trace-cmd"),
         ("completions", "bash"),
     ] {
         for args in [vec![c, "--help"], vec!["help", c]] {
@@ -107,6 +109,8 @@ fn bad_options_are_usage_errors_with_status_2() {
         &["bench", "--iterations", "0"],
         &["frobnicate"],
         &["completions", "tcsh"],
+        &["trace", "--system", "kvmm"],
+        &["trace", "--count", "0"],
     ] {
         let o = nsvm(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));

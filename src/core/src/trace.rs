@@ -18,7 +18,7 @@ pub enum Event {
     Empty,
     /// L1's VMRUN entered L2.
     VmEnter {
-        /// L1's RIP (the VMRUN).
+        /// L1's RIP after the VMRUN (where L1 resumes; KVM's value).
         rip: u64,
         /// vmcb12's address.
         vmcb: u64,
