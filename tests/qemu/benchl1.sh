@@ -1,0 +1,84 @@
+# The L1 rows of `make bench` (not part of `make test`; issue 11 item 5):
+# under -icount shift=0 QEMU 10 in the test VM runs an L1 Linux (the test
+# kernel with this initramfs, -smp 1) on kvm_amd nested=1 and then on nsvm
+# (a /dev/kvm node), as the l1 suite does (tests/qemu/l1.sh); inside, KVM
+# (kvm_amd nested=1) is the L1 hypervisor and tests/qemu/benchl1inner.sh
+# measures nsvm bench on the L1's /dev/kvm and QEMU booting an L2 Linux.
+# At each "NSVM-L1-SAMPLE NAME" line of the L1's console this suite reads
+# the L0's statistics of the L1 VM (nsvm stats --pid: binary statistics on
+# nsvm, debugfs on kvm_amd); it prints per L0 one line
+#   NSVM-BENCH-L1 L0 cpuid=TSC bench_l2=.. bench_l0=.. boot_s=.. boot_l2=.. boot_l0=..
+# and the L1's bench JSON between NSVM-BENCH-L1-JSON-BEGIN/END L0 lines,
+# which the Makefile turns into the table of build/bench.log.
+. /tests/lib.sh
+N=$(sed -n 's/.*nsvmbench=\([0-9]*\).*/\1/p' /proc/cmdline)
+N=${N:-2000}
+exits_of() { awk '/"exits": \{/ {f = 1; next} f && /"value"/ {gsub(/[^0-9]/, ""); if ($0 + 0 > m) m = $0 + 0; f = 0} END {print m + 0}' "$1"; }
+
+# The L1's initramfs: this one, read back from the rootfs (l1.sh).
+(cd / && find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev -o -path ./tmp \) -prune -print -o -print \
+    | cpio -o -H newc > /tmp/l1.cpio 2>/dev/null)
+
+# l1_boot L0: the L1 Linux on the test VM's kvm_amd or nsvm; its console in
+# /tmp/bl1-L0.log, the L0's samples in /tmp/bl1-L0-NAME.json. One CPU (the
+# bench boots run -smp 1): no pinning.
+l1_boot() {
+    if [ $1 = nsvm ]; then
+        # With its defaults, as the l1 suite and the QEMU boot row
+        # (benchqemu.sh) load it (exit_after_injection on).
+        load_nsvm; rm -f /dev/kvm; mknod /dev/kvm c $(tr ':' ' ' < /sys/class/misc/nsvm/dev)
+    else
+        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko; insmod $MODDIR/kvm-amd.ko nested=1
+    fi
+    rm -f /tmp/bl1-$1*
+    t0=$(date +%s)
+    timeout -s TERM 3000 qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 1 -m 1536 \
+        -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
+        -kernel /qemu/bzImage -initrd /tmp/l1.cpio \
+        -append "console=ttyS0 panic=-1 tsc_early_khz=$TSC_KHZ tsc=reliable loglevel=4 nsvmtest=benchl1inner nsvmbench=$N" 2>&1 \
+        | tr -d '\r' | while IFS= read -r line; do
+            echo "$line" >> /tmp/bl1-$1.log
+            case "$line" in
+                NSVM-L1-SAMPLE\ *)
+                    name=${line#NSVM-L1-SAMPLE }
+                    nsvm stats --pid "$(pidof qemu-system-x86_64)" --json > /tmp/bl1-$1-$name.json 2>&1
+                    echo "[L1 on $1] sample $name: L0 exits $(exits_of /tmp/bl1-$1-$name.json)";;
+                NSVM-BENCH-L1-JSON*) ;;
+                NSVM-*|\[*|FAIL*) echo "[L1 on $1] $line";;
+            esac
+        done
+    echo "L1 on $1: $(( $(date +%s) - t0 )) s (test VM's clock)"
+    if [ $1 = nsvm ]; then rm -f /dev/kvm; unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
+}
+
+# d L0 A B: L0 exits between samples A and B.
+d() { echo $(( $(exits_of /tmp/bl1-$1-$3.json) - $(exits_of /tmp/bl1-$1-$2.json) )); }
+for l0 in kvm nsvm; do
+    case_ "L1 Linux on $l0: KVM as L1 runs nsvm bench ($N iterations) and boots an L2 Linux"
+    l1_boot $l0
+    sed -n '/^NSVM-BENCH-L1-JSON-BEGIN/,/^NSVM-BENCH-L1-JSON-END/p' /tmp/bl1-$l0.log | sed '1d;$d' > /tmp/bl1-$l0.bench.json
+    boot=$(grep -m1 '^NSVM-BENCH-L1-BOOT ' /tmp/bl1-$l0.log)
+    expect_line /tmp/bl1-$l0.log "^NSVM-BENCH-L1-INFO bench rc=0$"
+    [ -n "$boot" ] || wrong_ "no L2 boot report"
+    for s in idle0 idle1 bench0 bench1 boot0 boot1; do
+        [ "$(exits_of /tmp/bl1-$l0-$s.json)" -gt 0 ] 2>/dev/null || wrong_ "no L0 sample $s"
+    done
+    if [ -z "$WRONG" ]; then
+        idle=$(d $l0 idle0 idle1)
+        # L2 exits of the bench run (L1 KVM's view): each row's exits per
+        # iteration times N (VM set-up and row 0 left out).
+        bl2=$(awk -v n=$N '/"exits": / && !/exits_per_sec/ {gsub(/[^0-9.]/, "", $2); s += $2} END {printf "%.0f", s * n}' /tmp/bl1-$l0.bench.json)
+        cpuid=$(awk '/"row": "CPUID exit"/ {f = 1; next} f && /tsc_per_exit/ {gsub(/[^0-9.]/, "", $2); print $2; exit}' /tmp/bl1-$l0.bench.json)
+        up=$(echo "$boot" | sed -n 's/.*uptime=\([0-9.]*\).*/\1/p')
+        l2=$(echo "$boot" | sed -n 's/.*l2exits=\([0-9]*\).*/\1/p')
+        echo "NSVM-BENCH-L1 $l0 cpuid=$cpuid bench_l2=$bl2 bench_l0=$(( $(d $l0 bench0 bench1) - idle )) boot_s=$up boot_l2=$l2 boot_l0=$(( $(d $l0 boot0 boot1) - idle )) idle_l0=$idle"
+        echo "NSVM-BENCH-L1-JSON-BEGIN $l0"; cat /tmp/bl1-$l0.bench.json; echo "NSVM-BENCH-L1-JSON-END $l0"
+    else
+        tail -n 40 /tmp/bl1-$l0.log
+    fi
+    verdict "$boot"
+done
+case_ "nsvm bench in L1: L0 nsvm / L0 kvm_amd"
+echo "=== nsvm bench --compare in L1 (TSC per exit of the L1's guest, an L2; first = L1 on nsvm, second = L1 on kvm_amd) ==="
+check "compare" nsvm bench --compare /tmp/bl1-nsvm.bench.json /tmp/bl1-kvm.bench.json
+finish
