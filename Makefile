@@ -348,7 +348,7 @@ bench-l1: initramfs-qemu
 # The L1 rows' boot (tests/qemu/benchl1.sh prints NSVM-BENCH-L1 lines per
 # L0; the table is appended to build/bench.log).
 bench-l1-run:
-	@qemu-scripts/run-qemu.sh --icount --smp 1 --mem 4G --timeout 5400 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
+	@set -o pipefail; qemu-scripts/run-qemu.sh --icount --smp 1 --mem 4G --timeout 5400 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
 	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr" -- benchl1 > /dev/null; \
 	 qemu-scripts/bench-l1-report.sh $(BUILD)/bench-l1.log $(TOOL_BIN) | tee -a $(BUILD)/bench.log
 

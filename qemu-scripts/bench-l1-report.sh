@@ -25,7 +25,7 @@ awk '/^NSVM-BENCH-L1 / {for (i = 3; i <= NF; i++) {split($i, kv, "="); v[$2, kv[
           print "ratio = nsvm L0 / kvm_amd L0 (goal <= 1.0); L0 exits: the L1 VM'"'"'s exits counter (nsvm stats --pid) around each part, less the idle pair"}' "$log"
 tmp=$(mktemp -d)
 for d in kvm nsvm; do
-    sed -n "/^NSVM-BENCH-L1-JSON-BEGIN $d\$/,/^NSVM-BENCH-L1-JSON-END $d\$/p" "$log" | sed '1d;$d' > "$tmp/$d.json"
+    sed -n "s/^NSVM-BENCH-L1-JSON $d //p" "$log" > "$tmp/$d.json"
 done
 echo "=== nsvm bench in L1 on /dev/kvm (its guest an L2; nested rows run an L3): ratio = L1 on nsvm / L1 on kvm_amd ==="
 "$tool" bench --compare "$tmp/nsvm.json" "$tmp/kvm.json" || echo "bench-l1: compare failed"
