@@ -51,6 +51,13 @@ l1_boot() {
     if [ $1 = nsvm ]; then rm -f /dev/kvm; unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
 }
 
+# top L0 A B: the L0's 12 counters (every group's, summed) that changed most
+# between samples A and B (nsvm's exit_* per exit code say which exits).
+top() {
+    for f in /tmp/bl1-$1-$2.json /tmp/bl1-$1-$3.json; do
+        awk '/^  "[^"]*": \{/ {next} /": \{/ {k = $1; gsub(/[":{]/, "", k); next} /"value"/ {gsub(/[^0-9]/, ""); s[k] += $0} END {for (k in s) print k, s[k]}' $f | sort
+    done | awk '{if ($1 in a) {d = $2 - a[$1]; if (d > 0) print d, $1} else a[$1] = $2}' | sort -rn | head -n 12 | awk '{printf "%s=%s ", $2, $1}'
+}
 # d L0 A B: L0 exits between samples A and B.
 d() { echo $(( $(exits_of /tmp/bl1-$1-$3.json) - $(exits_of /tmp/bl1-$1-$2.json) )); }
 for l0 in kvm nsvm; do
@@ -73,8 +80,10 @@ for l0 in kvm nsvm; do
         l2=$(echo "$boot" | sed -n 's/.*l2exits=\([0-9]*\).*/\1/p')
         echo "NSVM-BENCH-L1 $l0 cpuid=$cpuid bench_l2=$bl2 bench_l0=$(( $(d $l0 bench0 bench1) - idle )) boot_s=$up boot_l2=$l2 boot_l0=$(( $(d $l0 boot0 boot1) - idle )) idle_l0=$idle"
         echo "NSVM-BENCH-L1-JSON $l0 $(cat /tmp/bl1-$l0.bench.json)"
+        echo "L0 $l0, bench run, counters that changed most: $(top $l0 bench0 bench1)"
+        echo "L0 $l0, L2 boot, counters that changed most: $(top $l0 boot0 boot1)"
     else
-        tail -n 40 /tmp/bl1-$l0.log
+        tail -n 40 /tmp/bl1-$l0.log; dmesg | tail -n 20
     fi
     verdict "$boot"
 done
