@@ -2,7 +2,7 @@
 # Runs inside the L1 Linux that the bench's L1 boot (tests/qemu/benchl1.sh)
 # starts with QEMU on kvm_amd or on nsvm (L0), under -icount shift=0: KVM
 # (kvm_amd nested=1) is the L1 hypervisor. It measures
-# 1. QEMU in L1 booting the test kernel (L2, -smp 1) to its init: the L2
+# 1. QEMU in L1 booting the test kernel (L2, -smp 2) to its init: the L2
 #    kernel's uptime at NSVM-INNER-UP (tsc_early_khz=2000000: guest s =
 #    TSC / 2e9);
 # 2. nsvm bench on the L1's /dev/kvm (its guest is an L2: the CPUID row is
@@ -38,7 +38,7 @@ sample boot0
 rm -f /tmp/l2.fifo /tmp/l2.log; mkfifo /tmp/l2.fifo
 # nsvm_stay: the L2 init keeps running after its report (build-initramfs.sh),
 # so that its VM is still there to be read.
-{ qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 1 -m 256 \
+{ qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 256 \
     -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
     -kernel /qemu/bzImage -initrd /qemu/inner.cpio \
     -append "console=ttyS0 panic=-1 tsc_early_khz=2000000 loglevel=4 nsvm_stay"; echo "NSVM-L2-QEMU-EXIT rc=$?"; } > /tmp/l2.fifo 2>&1 &
