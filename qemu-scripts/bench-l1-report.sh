@@ -5,7 +5,7 @@
 # L1's nsvm bench comparison; exits 1 when a boot has no figures.
 set -euo pipefail
 log=$1 tool=$2
-echo "=== L1 rows: KVM (kvm_amd nested=1) as L1 in an L1 Linux (-smp 1) on each L0 (tests/qemu/benchl1.sh; -icount shift=0, guest TSC) ==="
+echo "=== L1 rows: KVM (kvm_amd nested=1) as L1 in an L1 Linux (-smp 2) on each L0 (tests/qemu/benchl1.sh; -icount shift=0, guest TSC) ==="
 awk '/^NSVM-BENCH-L1 / {for (i = 3; i <= NF; i++) {split($i, kv, "="); v[$2, kv[1]] = kv[2]}; n[$2] = 1}
      function row(name, k, fmt,   a, b) {a = v["kvm", k]; b = v["nsvm", k]
          printf "%-44s " fmt " " fmt " %7.2f\n", name, a, b, (a > 0 ? b / a : 0)}
