@@ -26,7 +26,7 @@ SUITES ?= l0 nested foundation apic pit irqchip dirtylog linux trace
 
 .PHONY: selftests initramfs-selftests qemu-test-selftests
 .PHONY: all deps kernel module tool guests initramfs run test host-test tcg-cost-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
-	kernel-debug module-debug initramfs-debug qemu-test-debug initramfs-qemu qemu-test-qemu qemu-test-l1 qemu-test-l1-run qemu-stress
+	kernel-debug module-debug initramfs-debug qemu-test-debug initramfs-qemu qemu-test-qemu qemu-test-l1 qemu-test-l1-run qemu-stress bench-l1 bench-l1-run
 
 all: module tool
 
@@ -331,7 +331,14 @@ BENCH_N ?= 1000
 BENCH_PROFILE ?=
 BENCH_TOP ?= 15
 BENCH_QEMU ?= 1
-bench: initramfs $(if $(filter 1,$(BENCH_QEMU)),initramfs-qemu) $(BUILD)/tcg-cost.so
+# BENCH_L1=0 leaves out the third boot (tests/qemu/benchl1.sh, `make
+# bench-l1` alone): an L1 Linux with KVM (kvm_amd nested=1) as L1
+# hypervisor, on kvm_amd and on nsvm as L0; in it nsvm bench on the L1's
+# /dev/kvm (BENCH_L1_N iterations) and QEMU booting an L2 Linux, with the
+# L0's exits per L2 exit. See docs/bench.md for its cost (a long boot).
+BENCH_L1 ?= 1
+BENCH_L1_N ?= 2000
+bench: initramfs $(if $(filter 1,$(BENCH_QEMU) $(BENCH_L1)),initramfs-qemu) $(BUILD)/tcg-cost.so
 	@rm -f $(BUILD)/bench-cost.txt $(BUILD)/bench-profile.txt
 	@qemu-scripts/run-qemu.sh --icount --smp 1 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
 	   --initrd $(BUILD)/initramfs.cpio --log $(BUILD)/bench.log --append "nsvmbench=$(BENCH_N) nokaslr $(if $(BENCH_MODPARAMS),nsvmbench_modparams=$(BENCH_MODPARAMS))" \
@@ -359,6 +366,17 @@ bench: initramfs $(if $(filter 1,$(BENCH_QEMU)),initramfs-qemu) $(BUILD)/tcg-cos
 	     qemu-scripts/bench-profile.py $(BUILD)/bench-qemu-profile.txt $(BUILD)/bench-qemu.log $$kdir/System.map 2 $(BENCH_TOP) \
 	       nsvm=$(BUILD)/module/nsvm.ko kvm=$$kdir/arch/x86/kvm/kvm.ko kvm_amd=$$kdir/arch/x86/kvm/kvm-amd.ko $(if $(BENCH_DETAIL),"detail=$(BENCH_DETAIL)") \
 	       | tee $(BUILD)/bench-qemu-profile.log; fi; fi
+	@if [ "$(BENCH_L1)" = 1 ]; then $(MAKE) --no-print-directory bench-l1-run; fi
+
+bench-l1: initramfs-qemu
+	@$(MAKE) --no-print-directory bench-l1-run
+
+# The L1 rows' boot (tests/qemu/benchl1.sh prints NSVM-BENCH-L1 lines per
+# L0; the table is appended to build/bench.log).
+bench-l1-run:
+	@set -o pipefail; qemu-scripts/run-qemu.sh --icount --smp 1 --mem 4G --timeout 5400 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
+	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr" -- benchl1 > /dev/null; \
+	 qemu-scripts/bench-l1-report.sh $(BUILD)/bench-l1.log $(TOOL_BIN) | tee -a $(BUILD)/bench.log
 
 # The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h
 # (not packaged by Debian: qemu-scripts/plugin-header.sh takes it from the
