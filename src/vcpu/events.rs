@@ -44,6 +44,13 @@ impl VcpuState {
 
     /// Whether the guest can take an external interrupt now: RFLAGS.IF set,
     /// no interrupt shadow, nothing being injected, nothing queued.
+    /// Userspace may inject an ExtINT now (KVM's `kvm_cpu_accept_dm_intr`):
+    /// without an in-kernel APIC always (nsvm queues and replaces); with
+    /// one, when none is queued and LINT0 takes ExtINTs.
+    pub(super) fn accept_dm_intr(&self) -> bool {
+        self.apic.as_ref().is_none_or(|a| self.ev.irq.is_none() && a.m.accept_pic_intr())
+    }
+
     pub(super) fn ready_for_injection(&mut self) -> bool {
         // With an in-kernel APIC (split irqchip) userspace's KVM_INTERRUPT
         // is an ExtINT: accepted only where LINT0 takes one (KVM's

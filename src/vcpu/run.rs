@@ -215,7 +215,11 @@ impl Vcpu {
             // here, where the thread may fault and sleep).
             self.kvmclock_sync(st);
             // Ignored with the full irqchip (KVM's dm_request_for_irq_injection).
-            let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0 && !self.vm.irqchip_full();
+            // With the split irqchip, only while userspace's ExtINT can be
+            // taken (KVM's dm_request_for_irq_injection &&
+            // kvm_cpu_accept_dm_intr): a window opened for a masked LINT0
+            // would end at once, again and again, without ever being ready.
+            let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0 && !self.vm.irqchip_full() && st.accept_dm_intr();
             // An interrupt or NMI for L1 while L2 runs, which L1 intercepts:
             // #VMEXIT(INTR/NMI) to L1 (APM 15.21.1, 15.21.3), the event
             // staying pending for L1 (taken once it sets GIF).
