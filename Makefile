@@ -138,7 +138,7 @@ qemu-test-qemu: initramfs-qemu
 # initramfs) on kvm_amd, then on nsvm; in it kvm_amd and nsvm run the
 # nested payloads, nsvm-apitest and QEMU booting an L2 Linux; results
 # compared (KVM as L1 on nsvm = on kvm_amd; nsvm on nsvm = nsvm on the
-# test VM's SVM). Its own boot (4 GiB: the L1 gets 1.5 GiB), about 12
+# test VM's SVM). Its own boot (4 GiB: the L1 gets 1.5 GiB), about 6
 # minutes; `make test` runs it beside the other boots (its L1 runs on one
 # CPU of the test VM, so it mostly needs one host core) and prints its
 # output after theirs. L1_APPEND adds kernel parameters (the suite's
