@@ -21,6 +21,7 @@ mod kvmclock;
 mod l1_assist;
 pub(crate) mod lapic;
 mod nested;
+mod nested_npt;
 mod run;
 mod state;
 mod str_mmio;
