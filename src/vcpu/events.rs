@@ -48,7 +48,17 @@ impl VcpuState {
     /// without an in-kernel APIC always (nsvm queues and replaces); with
     /// one, when none is queued and LINT0 takes ExtINTs.
     pub(super) fn accept_dm_intr(&self) -> bool {
-        self.apic.as_ref().is_none_or(|a| self.ev.irq.is_none() && a.m.accept_pic_intr())
+        self.apic.is_none() || (self.ev.irq.is_none() && self.lint0_takes_extint())
+    }
+
+    /// LINT0 takes an ExtINT (always without an in-kernel APIC).
+    fn lint0_takes_extint(&self) -> bool {
+        self.apic.as_ref().is_none_or(|a| a.accepts_pic())
+    }
+
+    /// Userspace's interrupt (`KVM_INTERRUPT`) is queued and may be taken.
+    pub(super) fn user_extint_takeable(&self) -> bool {
+        self.ev.irq.is_some() && self.lint0_takes_extint()
     }
 
     pub(super) fn ready_for_injection(&mut self) -> bool {
@@ -56,7 +66,7 @@ impl VcpuState {
         // is an ExtINT: accepted only where LINT0 takes one (KVM's
         // kvm_cpu_accept_dm_intr); reporting ready otherwise makes QEMU
         // inject into a masked LINT0 and lose the interrupt to EEXIST.
-        if !self.apic.as_ref().is_none_or(|a| a.m.accept_pic_intr()) {
+        if !self.lint0_takes_extint() {
             return false;
         }
         if let Some(ok) = self.l1_takes_intr() {
@@ -135,7 +145,7 @@ impl VcpuState {
         // Userspace's ExtINT (KVM_INTERRUPT with the split irqchip) waits
         // while LINT0 does not take it (KVM's kvm_cpu_has_extint); the
         // APIC's own interrupts go on meanwhile.
-        let extint_held = self.ev.irq.is_some() && !self.apic.as_ref().is_none_or(|a| a.m.accept_pic_intr());
+        let extint_held = self.ev.irq.is_some() && !self.lint0_takes_extint();
         // The in-kernel APIC's interrupt (L1's; while L2 runs and L1 does
         // not intercept INTR it is taken by whoever runs, as above).
         if (self.ev.irq.is_none() || extint_held) && self.apic.is_some() {
@@ -185,8 +195,7 @@ impl VcpuState {
             return Some(exit::NMI);
         }
         let extint = self.apic.as_ref().is_some_and(|a| a.extint);
-        let user_extint = self.ev.irq.is_some() && self.apic.as_ref().is_none_or(|a| a.m.accept_pic_intr());
-        if (user_extint || extint || self.apic_pending().is_some()) && self.l1_takes_intr() == Some(true) {
+        if (self.user_extint_takeable() || extint || self.apic_pending().is_some()) && self.l1_takes_intr() == Some(true) {
             return Some(exit::INTR);
         }
         None

@@ -104,11 +104,9 @@ impl VApic {
         }
     }
 
-    /// KVM's `kvm_apic_accept_pic_intr`: the APIC hardware-disabled, or
-    /// LVT0 unmasked in ExtINT mode.
+    /// KVM's `kvm_apic_accept_pic_intr` (`Lapic::accept_pic_intr`).
     pub(super) fn accepts_pic(&self) -> bool {
-        let lvt0 = self.m.get(lapic::reg::LVT0);
-        !self.m.hw_enabled() || (lvt0 & lapic::lvt::MASKED == 0 && lvt0 & lapic::lvt::DELIVERY_MODE == 7 << 8)
+        self.m.accept_pic_intr()
     }
     fn note(&mut self, e: WriteEffect) {
         if e.ipi.is_some() {
@@ -247,8 +245,7 @@ impl VcpuState {
             return true;
         }
         let extint = self.apic.as_ref().is_some_and(|a| a.extint);
-        let user_extint = self.ev.irq.is_some() && self.apic.as_ref().is_none_or(|a| a.m.accept_pic_intr());
-        let intr = user_extint || extint || self.apic_pending().is_some();
+        let intr = self.user_extint_takeable() || extint || self.apic_pending().is_some();
         intr && self.vmcb().save.rflags & rflags::IF != 0
     }
 

@@ -8,14 +8,7 @@ G=/guests
 CASES="apic_caps apic_self_ipi apic_timer_oneshot apic_timer_periodic apic_tsc_deadline apic_x2apic apic_nmi_ipi apic_get_set_lapic apic_no_eoi apic_init_sipi apic_msi apic_x2apic_api apic_ipi_modes apic_hlt_signal apic_irqfd apic_irq_line apic_boot_cpu"
 
 for dev in nsvm kvm; do
-    if [ $dev = nsvm ]; then
-        case_ "load nsvm"
-        check "loaded" load_nsvm
-    else
-        case_ "load kvm_amd (reference)"
-        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
-        check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
-    fi
+    load_dev $dev
     mark_log
     : > /tmp/$dev.apic
     # A case that times out is run once more, and the log says so: two
@@ -35,7 +28,7 @@ for dev in nsvm kvm; do
     case_ "the kernel log stays clean on /dev/$dev"
     expect_clean_log
     verdict
-    if [ $dev = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
+    unload_dev $dev
 done
 
 # The vCPU event log (docs/uapi.md "debugfs"): with event_log=2 a run of

@@ -7,14 +7,7 @@
 CASES="dirty_log_basic dirty_log_flags dirty_log_errnos dirty_log_manual dirty_log_vcpus dirty_log_nested"
 
 for dev in nsvm kvm; do
-    if [ $dev = nsvm ]; then
-        case_ "load nsvm"
-        check "loaded" load_nsvm
-    else
-        case_ "load kvm_amd (reference)"
-        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
-        check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
-    fi
+    load_dev $dev
     mark_log
     : > /tmp/$dev.dirty
     for c in $CASES; do
@@ -35,7 +28,7 @@ for dev in nsvm kvm; do
     case_ "the kernel log stays clean on /dev/$dev"
     expect_clean_log
     verdict
-    if [ $dev = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
+    unload_dev $dev
 done
 
 for c in $CASES; do

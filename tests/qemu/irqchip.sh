@@ -8,14 +8,7 @@ G=/guests
 CASES="irqchip_errnos irqchip_pic irqchip_ioapic"
 
 for dev in nsvm kvm; do
-    if [ $dev = nsvm ]; then
-        case_ "load nsvm"
-        check "loaded" load_nsvm
-    else
-        case_ "load kvm_amd (reference)"
-        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
-        check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
-    fi
+    load_dev $dev
     mark_log
     : > /tmp/$dev.irqchip
     for c in $CASES; do
@@ -26,7 +19,7 @@ for dev in nsvm kvm; do
     case_ "the kernel log stays clean on /dev/$dev"
     expect_clean_log
     verdict
-    if [ $dev = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
+    unload_dev $dev
 done
 
 for c in $CASES; do

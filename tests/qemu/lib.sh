@@ -83,6 +83,19 @@ load_nsvm() {
     return 0
 }
 unload_nsvm() { rmmod nsvm; }
+# load_dev nsvm|kvm: a case that loads nsvm, or kvm_amd (the reference,
+# with kvm and irqbypass); unload_dev undoes it.
+load_dev() {
+    if [ "$1" = nsvm ]; then
+        case_ "load nsvm"
+        check "loaded" load_nsvm
+    else
+        case_ "load kvm_amd (reference)"
+        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
+        check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
+    fi
+}
+unload_dev() { if [ "$1" = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi; }
 # Lines of the kernel log since the last mark_log.
 # The TSC rate the test kernel was told (run-qemu.sh: the host's, which
 # TCG gives the test VM): the inner guests' TSC runs at it too, so the inner

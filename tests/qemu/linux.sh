@@ -19,14 +19,7 @@ boot() {
 }
 
 for dev in nsvm kvm; do
-    if [ $dev = nsvm ]; then
-        case_ "load nsvm"
-        check "loaded" load_nsvm
-    else
-        case_ "load kvm_amd (reference)"
-        insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
-        check "kvm_amd loaded" insmod $MODDIR/kvm-amd.ko
-    fi
+    load_dev $dev
     for k in bzImage vmlinux; do
         kind="bzImage"; [ $k = vmlinux ] && kind="ELF (64-bit boot protocol)"
         log=/tmp/linux-$k-$dev.log
@@ -49,6 +42,6 @@ for dev in nsvm kvm; do
         [ $dev = nsvm ] && expect_clean_log
         verdict "$((t1 - t0)) s"
     done
-    if [ $dev = nsvm ]; then unload_nsvm; else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
+    unload_dev $dev
 done
 finish
