@@ -341,6 +341,9 @@ BENCH_QEMU ?= 1
 # L0's exits per L2 exit. See docs/bench.md for its cost (a long boot).
 BENCH_L1 ?= 1
 BENCH_L1_N ?= 2000
+# BENCH_L1_TRACE=msr: count the MSRs L1 makes nsvm handle during the L1's
+# bench (tests/qemu/benchl1.sh; tracing skews that run's figures).
+BENCH_L1_TRACE ?=
 bench: initramfs $(if $(filter 1,$(BENCH_QEMU) $(BENCH_L1)),initramfs-qemu) $(BUILD)/tcg-cost.so
 	@rm -f $(BUILD)/bench-cost.txt $(BUILD)/bench-profile.txt
 	@qemu-scripts/run-qemu.sh --icount --smp 1 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
@@ -378,7 +381,7 @@ bench-l1: initramfs-qemu
 # L0; the table is appended to build/bench.log).
 bench-l1-run:
 	@set -o pipefail; qemu-scripts/run-qemu.sh --icount --smp 1 --mem 4G --timeout 5400 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
-	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr" -- benchl1 > /dev/null; \
+	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr $(if $(BENCH_L1_TRACE),nsvmbenchtrace=$(BENCH_L1_TRACE))" -- benchl1 > /dev/null; \
 	 qemu-scripts/bench-l1-report.sh $(BUILD)/bench-l1.log $(TOOL_BIN) | tee -a $(BUILD)/bench.log
 
 # The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h
