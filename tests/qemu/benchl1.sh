@@ -20,18 +20,22 @@ exits_of() { awk '/^  "[^"]*": \{/ {g = $1; next} /"exits": \{/ {f = 1; next} f 
     | cpio -o -H newc > /tmp/l1.cpio 2>/dev/null)
 
 # nsvmbenchtrace=msr (make bench-l1 BENCH_L1_TRACE=msr): with nsvm as L0,
-# the nsvm_msr tracepoint is on from sample bench0 to bench1 (the bench
-# run in L1) and the MSRs L1 made L0 handle are counted: which MSR exits
-# each L2 exit costs. Tracing adds L0 instructions that -icount counts:
+# the nsvm_msr and NPT02 tracepoints are on from sample bench0 to bench1
+# (the bench run in L1) and the MSRs L1 made L0 handle, the NPT02 fills and
+# flushes (by reason) are counted: what each L2 exit costs. Tracing adds L0 instructions that -icount counts:
 # the figures of such a run are not comparable with kvm_amd's.
 TRACE_MSR=$(sed -n 's/.*nsvmbenchtrace=\(msr\).*/\1/p' /proc/cmdline)
 trace_msr() {
     _t=/sys/kernel/tracing
     case $1 in
         bench0) mount -t tracefs nodev $_t 2>/dev/null; echo 0 > $_t/tracing_on; echo > $_t/trace
-                echo 32768 > $_t/buffer_size_kb; echo 1 > $_t/events/nsvm/nsvm_msr/enable; echo 1 > $_t/tracing_on;;
-        bench1) echo 0 > $_t/tracing_on; echo 0 > $_t/events/nsvm/nsvm_msr/enable
-                sed -n 's/.* nsvm_msr: \(msr_[a-z]*\) \([0-9a-f]*\) .*/\1 \2/p' $_t/trace | sort | uniq -c | sort -rn > /tmp/bl1-msrs.txt;;
+                echo 32768 > $_t/buffer_size_kb
+                for e in msr npt02_fill npt02_flush; do echo 1 > $_t/events/nsvm/nsvm_$e/enable; done
+                echo 1 > $_t/tracing_on;;
+        bench1) echo 0 > $_t/tracing_on; echo 0 > $_t/events/nsvm/enable
+                { sed -n 's/.* nsvm_msr: \(msr_[a-z]*\) \([0-9a-f]*\) .*/\1 \2/p' $_t/trace
+                  sed -n 's/.* nsvm_npt02_flush: \(.*\) pages .*/npt02_flush \1/p; s/.* nsvm_npt02_fill: .*/npt02_fill/p' $_t/trace
+                } | sort | uniq -c | sort -rn > /tmp/bl1-msrs.txt;;
     esac
 }
 
@@ -103,7 +107,7 @@ for l0 in kvm nsvm; do
         echo "L0 $l0, bench run, counters that changed most: $(top $l0 bench0 bench1)"
         echo "L0 $l0, L2 boot, counters that changed most: $(top $l0 boot0 boot1)"
         if [ $l0 = nsvm ] && [ -n "$TRACE_MSR" ]; then
-            echo "L0 nsvm, bench run, MSRs L0 handled (count, access, MSR; nsvmbenchtrace=msr: these figures include tracing):"
+            echo "L0 nsvm, bench run, MSRs L0 handled and NPT02 fills/flushes (count, what; nsvmbenchtrace=msr: these figures include tracing):"
             head -n 15 /tmp/bl1-msrs.txt
         fi
     else
