@@ -304,7 +304,19 @@ impl Vcpu {
     /// instruction re-executed while RCX != 0.
     pub(super) fn string_io(&self, st: &mut VcpuState, io: IoioInfo) -> Result<Next> {
         let (is_in, rep, size, info2) = (io.is_in, io.rep, io.size, io.next_rip);
-        let amask = io.addr_mask();
+        let inner = self.vm.mem();
+        let mut bytes = [0u8; 15];
+        let n = st.fetch(&inner, &mut bytes);
+        // The address size from the instruction (as KVM's emulator), not
+        // EXITINFO1's (mmio::string_io_addr_bits: QEMU's TCG misreports it;
+        // a 64-bit REP INSB ran with a 16-bit rDI/rCX, userspace_io_test).
+        let code = st.code_size();
+        let amask = match mmio::string_io_addr_bits(&bytes[..n], code) {
+            Some(64) => u64::MAX,
+            Some(32) => 0xffff_ffff,
+            Some(_) => 0xffff,
+            None => io.addr_mask(),
+        };
         let regs = st.all_gprs();
         let mut count = if rep { regs[Gpr::Rcx] & amask } else { 1 };
         if count == 0 {
@@ -324,10 +336,7 @@ impl Vcpu {
         } else {
             1
         };
-        let inner = self.vm.mem();
         // Segment: INS writes ES:rDI; OUTS reads DS:rSI or the override prefix.
-        let mut bytes = [0u8; 15];
-        let n = st.fetch(&inner, &mut bytes);
         let seg_base = st.string_segment_base(is_in, &bytes[..n]);
         let idx = if is_in { Gpr::Rdi } else { Gpr::Rsi };
         let start = regs[idx] & amask;
