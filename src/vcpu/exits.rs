@@ -282,9 +282,10 @@ impl Vcpu {
             return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
         }
         if !io.is_in {
-            // A write an ioeventfd takes completes here (KVM's PIO bus).
+            // A write an ioeventfd or a coalesced zone takes completes here
+            // (KVM's PIO bus).
             let val = rax & (u64::MAX >> (64 - 8 * u32::from(io.size)));
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(io.size), val) {
+            if self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(io.size), val) {
                 let v = st.vmcb();
                 v.save.rip = io.next_rip;
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
@@ -382,7 +383,7 @@ impl Vcpu {
             for (k, b) in d.iter_mut().enumerate().take(size as usize) {
                 *b = self.pio.read_u8(k);
             }
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(size), u64::from_le_bytes(d)) {
+            if self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(size), u64::from_le_bytes(d)) {
                 return Ok(self.string_step(st, StrElem { next_rip: info2, rep, size, amask, df }, &[(idx, true)]));
             }
         }
@@ -465,9 +466,10 @@ impl Vcpu {
             return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
         }
         if is_write {
-            // A write an ioeventfd takes completes here (KVM's MMIO bus).
+            // A write an ioeventfd or a coalesced zone takes completes here
+            // (KVM's MMIO bus).
             let val = if acc.size >= 8 { data } else { data & ((1u64 << (8 * u32::from(acc.size))) - 1) };
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, gpa, u32::from(acc.size), val) {
+            if self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Mmio, gpa, u32::from(acc.size), val) {
                 let v = st.vmcb();
                 v.save.rip = next_rip;
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
