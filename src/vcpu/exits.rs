@@ -540,16 +540,22 @@ impl Vcpu {
         }
         let kvmclock = self.kvmclock_msr(st, index, write.then_some(value), false);
 
+        let mut data = value;
         let ok = if write { kvmclock.map_or_else(|| st.write_msr(index, value), |r| r.is_some()) } else {
             match kvmclock.or_else(|| Some(st.read_msr(index))).flatten() {
                 Some(v) => {
                     st.vmcb().save.rax = v & 0xffff_ffff;
                     st.cpu.gprs[Gpr::Rdx] = v >> 32;
+                    data = v;
                     true
                 }
-                None => false,
+                None => {
+                    data = 0;
+                    false
+                }
             }
         };
+        hw::trace::msr(|| (u32::from(write), index, data, !ok));
         if ok && write && index == nsvm_core::msr::TSC {
             let (rip, off) = (st.vmcb().save.rip, st.cpu.vmcb.get().control.tsc_offset);
             self.stats.log_now(nsvm_core::evlog::Kind::TscWrite, value, off, rip);

@@ -253,6 +253,13 @@ impl Vcpu {
                 let v = st.vmcb();
                 (self.id, v.save.rip, v.control.event_inj, v.control.event_inj_err)
             });
+            let l1_runs = st.nst.l2.is_none();
+            let soft = if l1_runs {
+                st.gif01_prepare();
+                None
+            } else {
+                st.soft_event_prepare()
+            };
             let seen = loop {
                 // L2 on NPT02: dropped if the VM's memory changed since it
                 // was composed, and the entry abandoned if it changes again
@@ -268,6 +275,11 @@ impl Vcpu {
                     break seen;
                 }
             };
+            if l1_runs {
+                st.gif01_sync();
+            } else if let Some(s) = soft {
+                st.soft_event_after_exit(s);
+            }
             if let Some(seen) = seen.then(|| st.sighting.take()).flatten() {
                 // The guest ran but its state is gone (replaced by what no
                 // #VMEXIT of that VMRUN writes, and put back as it was at

@@ -23,6 +23,9 @@ p=$(arg nsvml1_p); [ -n "$p" ] && NESTED=$p
 apitest=$(arg nsvml1_apitest); apitest=${apitest:-all}
 [ "$apitest" = all ] && apitest=""
 l2=$(arg nsvml1_l2)
+# nsvml1_selftests=a,b|none: KVM's selftests of /selftests/LIST
+# (tests/selftests/l1-list) to run on KVM as L1 (all by default).
+selftests=$(arg nsvml1_selftests)
 modparams=$(arg nsvml1_modparams)
 for hv in ${hvs:-kvm nsvm}; do
     t0=$(date +%s)
@@ -46,6 +49,20 @@ for hv in ${hvs:-kvm nsvm}; do
         timeout 900 nsvm-apitest --device $dev --guests $G $apitest > /tmp/$hv.apitest 2>&1; rc=$?
         say "$hv apitest rc=$rc"
         grep -E "^(PASS|FAIL|SKIP)" /tmp/$hv.apitest | sed "s/^/L1RES $hv apitest /"
+    fi
+    # KVM's own selftests on KVM as L1 (issue 11 item 1), each with a
+    # timeout: "HV selftest NAME OUTCOME" (selftestlib.sh's outcome), the
+    # outer suite compares them between L0s.
+    if [ $hv = kvm ] && [ -d /selftests ] && [ "$selftests" != none ]; then
+        . /tests/selftestlib.sh
+        T=300
+        for t in ${selftests:-$(grep -v '^\s*\(#\|$\)' /selftests/LIST | awk '{print $1}')}; do
+            args=$(awk -v t="$t" '$1 == t {$1 = ""; print}' /selftests/LIST)
+            s=$(date +%s)
+            ( cd /tmp && timeout -s KILL $T /selftests/$t $args ) > /tmp/$hv.st.$t 2>&1
+            rc=$?
+            say "$hv selftest $t $(outcome /tmp/$hv.st.$t $rc) ($(( $(date +%s) - s ))s)"
+        done
     fi
     if [ "$l2" != 0 ]; then
     # QEMU on this L1 hypervisor: the test kernel as L2, with the split
