@@ -301,8 +301,12 @@ impl<'a> VmMem<'a> {
         let gpa = gpa & !0xfff;
         let may_write = !slot.readonly();
         let write = write && may_write;
-        // A logging slot is mapped 4 KiB at a time, writable only for a
-        // write fault, which logs the page (`Mmu::dirty`).
+        // A logging slot is mapped 4 KiB at a time, writable when the VMM
+        // maps the page writable now (or for a write fault), and logged
+        // then (`Mmu::dirty`): as KVM's make_spte, which maps a read fault
+        // writable when GUP-fast gives the page writable and marks it dirty
+        // (KVM's nested_dirty_log_test). Pages the log write-protected stay
+        // mapped read-only, so reads after KVM_GET_DIRTY_LOG log nothing.
         let logging = slot.logging();
         let seq = loop {
             let want = {
@@ -338,7 +342,7 @@ impl<'a> VmMem<'a> {
             if m.retry_range(seq, lo, hi) {
                 return Ok(());
             }
-            let writable = page.writable && (write || !logging);
+            let writable = page.writable;
             if logging && writable {
                 m.mark_page(slot.id, (gpa - slot.gpa) / nsvm_core::memslot::PAGE_SIZE);
             }
