@@ -303,8 +303,21 @@ impl Vcpu {
     /// the address size). As KVM: the data in the PIO page in execution
     /// order, RSI/RDI/RCX updated when userspace completes, and the
     /// instruction re-executed while RCX != 0.
-    pub(super) fn string_io(&self, st: &mut VcpuState, io: IoioInfo) -> Result<Next> {
+    pub(super) fn string_io(&self, st: &mut VcpuState, mut io: IoioInfo) -> Result<Next> {
         let (is_in, rep, size, info2) = (io.is_in, io.rep, io.size, io.next_rip);
+        let inner = self.vm.mem();
+        let mut bytes = [0u8; 15];
+        let n = st.fetch(&inner, &mut bytes);
+        // The address size: EXITINFO1's, or from the code and its 67h
+        // prefix where the processor gave none (QEMU's TCG: a 64-bit OUTS
+        // otherwise wraps rSI at 16 bits; KVM's nested_tdp_fault_test).
+        let code_bits = match st.code_size() {
+            mmio::CodeSize::Bits64 => 64,
+            mmio::CodeSize::Bits32 => 32,
+            mmio::CodeSize::Bits16 => 16,
+        };
+        let prefixes = bytes[..n].iter().position(|b| !insn::is_legacy_prefix(*b)).unwrap_or(n);
+        io.addr_bits = IoioInfo::addr_bits_from(st.vmcb().control.exit_info_1, code_bits, &bytes[..prefixes]);
         let amask = io.addr_mask();
         let regs = st.all_gprs();
         let mut count = if rep { regs[Gpr::Rcx] & amask } else { 1 };
@@ -325,10 +338,7 @@ impl Vcpu {
         } else {
             1
         };
-        let inner = self.vm.mem();
         // Segment: INS writes ES:rDI; OUTS reads DS:rSI or the override prefix.
-        let mut bytes = [0u8; 15];
-        let n = st.fetch(&inner, &mut bytes);
         let seg_base = st.string_segment_base(is_in, &bytes[..n]);
         let idx = if is_in { Gpr::Rdi } else { Gpr::Rsi };
         let start = regs[idx] & amask;

@@ -95,14 +95,15 @@ impl Vcpu {
         // it) as NPT01 does for L1 (`VmMem::fault_in`, KVM's make_spte)
         // unless the log has write-protected it since it was last mapped:
         // NPT02 is dropped when the log is read, so NPT01's entry (faulted
-        // in first if absent) keeps that state for L2's page as KVM's
-        // write-protected shadow entry does (KVM's nested_dirty_log_test).
-        let log_writable = if logging && !write {
+        // in by L2's first access if absent) keeps that state for L2's
+        // page as KVM's write-protected shadow entry does (KVM's
+        // nested_dirty_log_test).
+        let log_writable = if logging {
             let l1p = t.l1_gpa & !0xfff;
             if !inner.mmu().npt.is_mapped(l1p, false) {
-                inner.fault_in(&slot, l1p, false)?;
+                inner.fault_in(&slot, l1p, write)?;
             }
-            inner.mmu().npt.is_mapped(l1p, true)
+            write || inner.mmu().npt.is_mapped(l1p, true)
         } else {
             write
         };
