@@ -91,19 +91,14 @@ impl Vcpu {
         // writable, and logged (as NPT01's `VmMem::fault_in`); GET/CLEAR of
         // the log bump the memory generation, which drops NPT02.
         let logging = slot.logging();
-        // A read fault in a logging slot maps the page writable (and logs
+        // In a logging slot, a read fault maps the page writable (and logs
         // it) as NPT01 does for L1 (`VmMem::fault_in`, KVM's make_spte)
-        // unless the log has write-protected it since it was last mapped:
-        // NPT02 is dropped when the log is read, so NPT01's entry (faulted
-        // in by L2's first access if absent) keeps that state for L2's
-        // page as KVM's write-protected shadow entry does (KVM's
-        // nested_dirty_log_test).
+        // the first time it is mapped since logging began (`Mmu::seen`:
+        // NPT02 is dropped when the log is read, where KVM's shadow entry
+        // stays, write-protected; KVM's nested_dirty_log_test).
         let log_writable = if logging {
-            let l1p = t.l1_gpa & !0xfff;
-            if !inner.mmu().npt.is_mapped(l1p, false) {
-                inner.fault_in(&slot, l1p, write)?;
-            }
-            write || inner.mmu().npt.is_mapped(l1p, true)
+            let first = inner.mmu().log_first_map(slot.id, ((t.l1_gpa & !0xfff) - slot.gpa) >> 12);
+            write || first
         } else {
             write
         };
