@@ -283,9 +283,10 @@ impl Vcpu {
             return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
         }
         if !io.is_in {
-            // A write an ioeventfd takes completes here (KVM's PIO bus).
+            // A write an ioeventfd or a coalesced zone takes completes here
+            // (KVM's PIO bus).
             let val = rax & (u64::MAX >> (64 - 8 * u32::from(io.size)));
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(io.size), val) {
+            if self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(io.size), val) {
                 let v = st.vmcb();
                 v.save.rip = io.next_rip;
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
@@ -303,22 +304,21 @@ impl Vcpu {
     /// the address size). As KVM: the data in the PIO page in execution
     /// order, RSI/RDI/RCX updated when userspace completes, and the
     /// instruction re-executed while RCX != 0.
-    pub(super) fn string_io(&self, st: &mut VcpuState, mut io: IoioInfo) -> Result<Next> {
+    pub(super) fn string_io(&self, st: &mut VcpuState, io: IoioInfo) -> Result<Next> {
         let (is_in, rep, size, info2) = (io.is_in, io.rep, io.size, io.next_rip);
         let inner = self.vm.mem();
         let mut bytes = [0u8; 15];
         let n = st.fetch(&inner, &mut bytes);
-        // The address size: EXITINFO1's, or from the code and its 67h
-        // prefix where the processor gave none (QEMU's TCG: a 64-bit OUTS
-        // otherwise wraps rSI at 16 bits; KVM's nested_tdp_fault_test).
-        let code_bits = match st.code_size() {
-            mmio::CodeSize::Bits64 => 64,
-            mmio::CodeSize::Bits32 => 32,
-            mmio::CodeSize::Bits16 => 16,
+        // The address size from the instruction (as KVM's emulator), not
+        // EXITINFO1's (mmio::string_io_addr_bits: QEMU's TCG misreports it;
+        // a 64-bit REP INSB ran with a 16-bit rDI/rCX, userspace_io_test).
+        let code = st.code_size();
+        let amask = match mmio::string_io_addr_bits(&bytes[..n], code) {
+            Some(64) => u64::MAX,
+            Some(32) => 0xffff_ffff,
+            Some(_) => 0xffff,
+            None => io.addr_mask(),
         };
-        let prefixes = bytes[..n].iter().position(|b| !insn::is_legacy_prefix(*b)).unwrap_or(n);
-        io.addr_bits = IoioInfo::addr_bits_from(st.vmcb().control.exit_info_1, code_bits, &bytes[..prefixes]);
-        let amask = io.addr_mask();
         let regs = st.all_gprs();
         let mut count = if rep { regs[Gpr::Rcx] & amask } else { 1 };
         if count == 0 {
@@ -387,7 +387,7 @@ impl Vcpu {
             for (k, b) in d.iter_mut().enumerate().take(size as usize) {
                 *b = self.pio.read_u8(k);
             }
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(size), u64::from_le_bytes(d)) {
+            if self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(size), u64::from_le_bytes(d)) {
                 return Ok(self.string_step(st, StrElem { next_rip: info2, rep, size, amask, df }, &[(idx, true)]));
             }
         }
@@ -470,9 +470,10 @@ impl Vcpu {
             return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
         }
         if is_write {
-            // A write an ioeventfd takes completes here (KVM's MMIO bus).
+            // A write an ioeventfd or a coalesced zone takes completes here
+            // (KVM's MMIO bus).
             let val = if acc.size >= 8 { data } else { data & ((1u64 << (8 * u32::from(acc.size))) - 1) };
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, gpa, u32::from(acc.size), val) {
+            if self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Mmio, gpa, u32::from(acc.size), val) {
                 let v = st.vmcb();
                 v.save.rip = next_rip;
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
@@ -543,16 +544,22 @@ impl Vcpu {
         }
         let kvmclock = self.kvmclock_msr(st, index, write.then_some(value), false);
 
+        let mut data = value;
         let ok = if write { kvmclock.map_or_else(|| st.write_msr(index, value), |r| r.is_some()) } else {
             match kvmclock.or_else(|| Some(st.read_msr(index))).flatten() {
                 Some(v) => {
                     st.vmcb().save.rax = v & 0xffff_ffff;
                     st.cpu.gprs[Gpr::Rdx] = v >> 32;
+                    data = v;
                     true
                 }
-                None => false,
+                None => {
+                    data = 0;
+                    false
+                }
             }
         };
+        hw::trace::msr(|| (u32::from(write), index, data, !ok));
         if ok && write && index == nsvm_core::msr::TSC {
             let (rip, off) = (st.vmcb().save.rip, st.cpu.vmcb.get().control.tsc_offset);
             self.stats.log_now(nsvm_core::evlog::Kind::TscWrite, value, off, rip);

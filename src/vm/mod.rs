@@ -5,6 +5,7 @@
 
 pub(crate) mod apic_bus;
 mod clock;
+mod coalesced;
 mod dirty;
 mod irq;
 pub(crate) mod irqchip;
@@ -262,6 +263,13 @@ pub(crate) struct Vm {
     /// `KVM_IOEVENTFD` registrations (`nsvm_core::ioeventfd` rules).
     #[pin]
     pub(crate) ioeventfds: Mutex<KVec<nsvm_core::ioeventfd::Entry<hw::eventfd::EventFd>>>,
+    /// Coalesced MMIO/PIO zones (`coalesced.rs`); the lock also serializes
+    /// the writers of the ring.
+    #[pin]
+    pub(crate) coalesced: Mutex<coalesced::Zones>,
+    /// The coalesced-MMIO ring (`struct kvm_coalesced_mmio_ring`), one page
+    /// per VM as in KVM, mapped at page 2 of every vCPU's mmap.
+    pub(crate) coalesced_ring: hw::mem::KPages,
     #[pin]
     pub(crate) mmu: SpinLock<Mmu>,
 }
@@ -384,6 +392,7 @@ impl Vm {
         if vm_type != 0 {
             return Err(EINVAL);
         }
+        let ring = hw::mem::KPages::page()?;
         let inner = VmInner { vcpu_ids: 0, bsp_vcpu_id: 0, max_vcpu_ids: 0, routes: KVec::new() };
         let mmu = Mmu {
             slots: SlotTable::with_storage(HeapSlots(KVec::from_elem(None, MAX_SLOTS, GFP_KERNEL_ACCOUNT)?)),
@@ -439,6 +448,8 @@ impl Vm {
                 wall_clock_msr: AtomicU64::new(0),
                 manual_dirty_log: AtomicU64::new(0),
                 ioeventfds <- new_mutex!(KVec::new(), "nsvm_ioeventfds"),
+                coalesced <- new_mutex!(coalesced::Zones(KVec::new()), "nsvm_coalesced"),
+                coalesced_ring: ring,
             }),
             GFP_KERNEL_ACCOUNT,
         )?;

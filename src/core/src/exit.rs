@@ -278,24 +278,6 @@ impl IoioInfo {
             | if self.is_in { ioio::IN } else { 0 }
     }
 
-    /// The address size of a string instruction when EXITINFO1 has none
-    /// of A16/A32/A64 (QEMU's TCG leaves them clear): from the code size
-    /// and an address-size prefix 67h among the instruction's legacy
-    /// prefixes `prefixes` (APM vol. 3 1.2.3: 67h selects 32 in 64-bit
-    /// code, the other of 16/32 otherwise). EXITINFO1's bits when given.
-    pub fn addr_bits_from(info1: u64, code_bits: u8, prefixes: &[u8]) -> u8 {
-        if info1 & (ioio::A16 | ioio::A32 | ioio::A64) != 0 {
-            return Self::decode(info1, 0).addr_bits;
-        }
-        let p67 = prefixes.contains(&0x67);
-        match (code_bits, p67) {
-            (64, false) => 64,
-            (64, true) | (16, true) => 32,
-            (32, false) => 32,
-            _ => 16,
-        }
-    }
-
     /// Mask of the address-size part of rSI/rDI/rCX for a string access.
     pub const fn addr_mask(&self) -> u64 {
         match self.addr_bits {
@@ -640,19 +622,6 @@ mod typed_tests {
             SvmExit::decode(IOIO, 0x0060_0011, 0x42),
             SvmExit::Ioio(IoioInfo { port: 0x60, size: 1, is_in: true, string: false, rep: false, addr_bits: 16, segment: 0, next_rip: 0x42 })
         );
-    }
-
-    #[test]
-    fn string_addr_size_without_exitinfo_bits() {
-        // QEMU's OUTSB in 64-bit code: STR | SZ8, no address-size bit.
-        assert_eq!(IoioInfo::addr_bits_from(0x80_0014, 64, &[]), 64);
-        assert_eq!(IoioInfo::addr_bits_from(0x80_0014, 64, &[0x67]), 32);
-        assert_eq!(IoioInfo::addr_bits_from(0x80_0014, 32, &[0xf3]), 32);
-        assert_eq!(IoioInfo::addr_bits_from(0x80_0014, 32, &[0x67, 0xf3]), 16);
-        assert_eq!(IoioInfo::addr_bits_from(0x80_0014, 16, &[]), 16);
-        assert_eq!(IoioInfo::addr_bits_from(0x80_0014, 16, &[0x67]), 32);
-        // The processor's bits win.
-        assert_eq!(IoioInfo::addr_bits_from(0x80_0014 | ioio::A32, 64, &[]), 32);
     }
 
     #[test]

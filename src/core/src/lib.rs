@@ -12,6 +12,7 @@
 pub mod bsp;
 pub mod checks;
 pub mod clock;
+pub mod coalesced;
 pub mod cpu_state;
 pub mod cpuid;
 pub mod dirty_log;
@@ -50,6 +51,7 @@ pub mod trace;
 pub mod tsc;
 pub mod uapi;
 pub mod user_exit;
+pub mod vgif;
 pub mod vmcb;
 pub mod x86;
 pub mod xsave;

@@ -159,6 +159,8 @@ pub enum Errno {
     Einval = 22,
     /// Inappropriate ioctl for device.
     Enotty = 25,
+    /// No space left (a bus full of devices).
+    Enospc = 28,
 }
 
 /// The C name of a Linux errno value (x86-64 numbering), for the ones the
@@ -207,6 +209,7 @@ impl Errno {
             Errno::Eexist => "EEXIST",
             Errno::Einval => "EINVAL",
             Errno::Enotty => "ENOTTY",
+            Errno::Enospc => "ENOSPC",
         }
     }
 }
