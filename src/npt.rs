@@ -411,7 +411,7 @@ impl Npt {
 /// paging (APM 15.25): L2 physical → host physical, composed lazily, one
 /// 4 KiB page per nested page fault, from L1's NPT12 and the VM's slots
 /// (nsvm_core::nested::{walk_npt12, compose_leaf}). A cache: dropped whole
-/// whenever it may be stale (`nsvm_core::nested::npt02_must_flush`), in
+/// whenever it may be stale (`nsvm_core::nested::npt02_stale`), in
 /// particular whenever the VM's memory generation moves (an invalidation of
 /// the VMM's memory, a slot change): its leaves hold no page reference.
 ///

@@ -230,7 +230,8 @@ TRACE_EVENT(nsvm_npt02_fill,
 
 /* Shadow NPT02 dropped whole (`pages` leaves were mapped, never 0), and why. */
 #define NSVM_NPT02_FLUSH_REASONS \
-	{ 0, "reset" }, { 1, "vmrun" }, { 2, "full" }, { 3, "memslots" }
+	{ 0, "reset" }, { 1, "tlb_control" }, { 2, "full" }, { 3, "memslots" }, \
+	{ 4, "ncr3" }, { 5, "asid" }, { 6, "npt01" }
 
 TRACE_EVENT(nsvm_npt02_flush,
 	TP_PROTO(u32 reason, u64 pages),

@@ -162,10 +162,28 @@ fn nested_slow(id: u32, e: &nsvm_core::trace::Event) {
 pub(crate) enum Npt02Flush {
     /// vCPU reset or INIT.
     Reset = 0,
-    /// L1's VMRUN with another nCR3 or ASID, or a TLB_CONTROL flush.
-    Vmrun = 1,
+    /// L1's VMRUN with a TLB_CONTROL flush.
+    TlbControl = 1,
     /// The mapping limit was reached.
     Full = 2,
     /// The VM's memory changed (slots, invalidations).
     Memslots = 3,
+    /// L1's VMRUN with another nCR3.
+    Ncr3 = 4,
+    /// L1's VMRUN with another ASID.
+    Asid = 5,
+    /// L1's VMRUN after NPT01 changed since NPT02 was composed.
+    Npt01 = 6,
+}
+
+impl From<nsvm_core::nested::Npt02Stale> for Npt02Flush {
+    fn from(w: nsvm_core::nested::Npt02Stale) -> Self {
+        use nsvm_core::nested::Npt02Stale as S;
+        match w {
+            S::TlbControl => Self::TlbControl,
+            S::Ncr3 => Self::Ncr3,
+            S::Asid => Self::Asid,
+            S::Npt01 => Self::Npt01,
+        }
+    }
 }

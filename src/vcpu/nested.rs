@@ -737,8 +737,8 @@ impl Vcpu {
             let c12 = &st.nst.vmcb12.get().control;
             let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };
             let tlb = c12.tlb_ctl;
-            if nsvm_core::nested::npt02_must_flush(st.nst.npt02.key, key, tlb, st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID)) {
-                st.drop_npt02(Npt02Flush::Vmrun);
+            if let Some(why) = nsvm_core::nested::npt02_stale(st.nst.npt02.key, key, tlb, st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID)) {
+                st.drop_npt02(Npt02Flush::from(why));
                 self.stats.bump(st_idx::NPT02_FLUSHES);
             }
             st.nst.npt02.key = Some(key);

@@ -156,24 +156,49 @@ pub struct Npt02Key {
     pub npt01_generation: u64,
 }
 
-/// Whether L0 must drop shadow NPT02 before entering L2 (invalidation
-/// rules that follow the TLB rules of APM 15.16 and 15.25):
-/// - L1 asked for a flush in vmcb12's TLB_CONTROL: 1 (whole TLB), or 3 / 7
-///   (this ASID's entries, all or non-global: NPT02 only holds L2-physical
-///   translations, so both drop it) when flush-by-ASID is offered (APM
-///   15.16.2); without it only 1 is defined and other values are ignored;
-/// - the translations were built for another nCR3 or ASID (a different L2,
-///   or L1 reusing an ASID for another table: APM 15.16.1 leaves stale
-///   entries possible there, dropping them is always allowed);
-/// - NPT01 changed (a slot went away): composed leaves may point at pages
-///   the L1 physical address no longer maps.
-pub fn npt02_must_flush(built: Option<Npt02Key>, now: Npt02Key, tlb_ctl: u8, flush_by_asid: bool) -> bool {
+/// Why L0 must drop shadow NPT02 before entering L2 (invalidation rules
+/// that follow the TLB rules of APM 15.16 and 15.25), in the order checked:
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Npt02Stale {
+    /// L1 asked for a flush in vmcb12's TLB_CONTROL: 1 (whole TLB), or 3 /
+    /// 7 (this ASID's entries, all or non-global: NPT02 only holds
+    /// L2-physical translations, so both drop it) when flush-by-ASID is
+    /// offered (APM 15.16.2); without it only 1 is defined and other
+    /// values are ignored.
+    TlbControl,
+    /// Built for another nCR3: another NPT12.
+    Ncr3,
+    /// Built for another ASID: the translations were walked for another
+    /// ASID, whose TLB entries this one never had (APM 15.16.1; an L1 may
+    /// change NPT12 and move a guest to a fresh ASID instead of flushing,
+    /// as KVM does without flush-by-ASID).
+    Asid,
+    /// NPT01 changed (a slot went away): composed leaves may point at
+    /// pages the L1 physical address no longer maps.
+    Npt01,
+}
+
+/// Whether (and why) NPT02 built for `built` must be dropped before an
+/// entry for `now` with vmcb12's TLB_CONTROL `tlb_ctl` ([`Npt02Stale`]);
+/// `None` also when nothing was built.
+pub fn npt02_stale(built: Option<Npt02Key>, now: Npt02Key, tlb_ctl: u8, flush_by_asid: bool) -> Option<Npt02Stale> {
+    let b = built?;
     let asked = match tlb_ctl {
         tlb_control::FLUSH_ALL => true,
         3 | 7 => flush_by_asid,
         _ => false,
     };
-    asked || built != Some(now)
+    if asked {
+        Some(Npt02Stale::TlbControl)
+    } else if b.ncr3 != now.ncr3 {
+        Some(Npt02Stale::Ncr3)
+    } else if b.asid != now.asid {
+        Some(Npt02Stale::Asid)
+    } else if b.npt01_generation != now.npt01_generation {
+        Some(Npt02Stale::Npt01)
+    } else {
+        None
+    }
 }
 
 /// What L0 decides for an L2 entry (besides vmcb01's control area).
@@ -398,14 +423,17 @@ mod tests {
     #[test]
     fn npt02_invalidation() {
         let k = Npt02Key { ncr3: 0x1000, asid: 1, npt01_generation: 4 };
-        assert!(npt02_must_flush(None, k, 0, true));
-        assert!(!npt02_must_flush(Some(k), k, 0, true));
-        assert!(npt02_must_flush(Some(k), k, 1, false));
-        assert!(npt02_must_flush(Some(k), k, 3, true) && npt02_must_flush(Some(k), k, 7, true));
-        assert!(!npt02_must_flush(Some(k), k, 3, false) && !npt02_must_flush(Some(k), k, 2, true));
-        assert!(npt02_must_flush(Some(k), Npt02Key { ncr3: 0x2000, ..k }, 0, true));
-        assert!(npt02_must_flush(Some(k), Npt02Key { asid: 2, ..k }, 0, true));
-        assert!(npt02_must_flush(Some(k), Npt02Key { npt01_generation: 5, ..k }, 0, true));
+        use Npt02Stale::*;
+        assert_eq!(npt02_stale(None, k, 1, true), None);
+        assert_eq!(npt02_stale(Some(k), k, 0, true), None);
+        assert_eq!(npt02_stale(Some(k), k, 1, false), Some(TlbControl));
+        assert_eq!(npt02_stale(Some(k), k, 3, true), Some(TlbControl));
+        assert_eq!(npt02_stale(Some(k), k, 7, true), Some(TlbControl));
+        assert_eq!(npt02_stale(Some(k), k, 3, false), None);
+        assert_eq!(npt02_stale(Some(k), k, 2, true), None);
+        assert_eq!(npt02_stale(Some(k), Npt02Key { ncr3: 0x2000, ..k }, 0, true), Some(Ncr3));
+        assert_eq!(npt02_stale(Some(k), Npt02Key { asid: 2, ..k }, 0, true), Some(Asid));
+        assert_eq!(npt02_stale(Some(k), Npt02Key { npt01_generation: 5, ..k }, 0, true), Some(Npt01));
     }
 
     #[test]
