@@ -130,6 +130,37 @@ impl Vcpu {
         })
     }
 
+    /// PAT while L2 runs (`None` otherwise, and where the ordinary path,
+    /// the running VMCB's G_PAT, is right). Without nested paging L1 and L2
+    /// share one PAT (VMRUN does not switch it, APM 15.25.8): reads are
+    /// vmcb01's, writes go to vmcb01 and vmcb02 (L2 runs on it). With nested
+    /// paging and `KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT` disabled, the
+    /// host's accesses reach L1's PAT (vmcb01), the guest's L2's (vmcb02),
+    /// as KVM's `svm_pat_accesses_gpat`.
+    pub(super) fn pat_msr(&self, st: &mut VcpuState, index: u32, write: Option<u64>, host: bool) -> Option<Option<u64>> {
+        if index != nsvm_core::msr::PAT || st.nst.l2.is_none() {
+            return None;
+        }
+        let np12 = st.nst.vmcb12.get().control.nested_ctl & nsvm_core::vmcb::nested_ctl::NP_ENABLE != 0;
+        let separate = nsvm_core::nested_state::l2_has_separate_pat(np12, self.quirk_on(quirks::NESTED_SVM_SHARED_PAT));
+        if np12 && !(separate && host) {
+            return None;
+        }
+        let Some(v) = write else {
+            return Some(Some(st.cpu.vmcb.get().save.g_pat));
+        };
+        if !nsvm_core::msr::pat_valid(v) {
+            return Some(None);
+        }
+        st.cpu.vmcb.get().save.g_pat = v;
+        st.cpu.entry_untrusted[0] = true;
+        if !np12 {
+            st.nst.vmcb02.get().save.g_pat = v;
+            st.mark_untrusted();
+        }
+        Some(Some(0))
+    }
+
     /// CPUID.1:ECX.MWAIT as the guest sees it: with
     /// `KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT` disabled it follows
     /// IA32_MISC_ENABLE.MWAIT (KVM's runtime CPUID update).

@@ -80,9 +80,15 @@ pub mod quirks {
     /// `KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS`: MONITOR/MWAIT are NOPs;
     /// disabled, #UD unless enabled (`msr_misc::monitor_mwait_as_nop`).
     pub const MWAIT_NEVER_UD_FAULTS: u64 = 1 << 6;
+    /// `KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT`: on, nsvm's behaviour before
+    /// the quirk (with nested paging L2 runs on vmcb12's G_PAT, which the
+    /// guest's and the host's PAT accesses reach while L2 runs); disabled,
+    /// KVM's separate L2 PAT (`nested_state::l2_has_separate_pat`): the
+    /// host's accesses reach L1's PAT and the nested state carries L2's.
+    pub const NESTED_SVM_SHARED_PAT: u64 = 1 << 11;
     /// The quirks nsvm reports in `KVM_CHECK_EXTENSION(KVM_CAP_DISABLE_QUIRKS2)`:
     /// only those it implements and can turn off.
-    pub const SUPPORTED: u64 = FIX_HYPERCALL_INSN | MISC_ENABLE_NO_MWAIT | MWAIT_NEVER_UD_FAULTS;
+    pub const SUPPORTED: u64 = FIX_HYPERCALL_INSN | MISC_ENABLE_NO_MWAIT | MWAIT_NEVER_UD_FAULTS | NESTED_SVM_SHARED_PAT;
 }
 
 /// Sizes of KVM structs used in ioctl numbers (checked against `kvm-bindings`
