@@ -366,6 +366,10 @@ impl Vcpu {
         st.log(self.id, e);
         // Control fields from vmcb12's cache (just updated), state from
         // vmcb02; into the pinned page when it is still vmcb12's.
+        // L2's own PAT (KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT disabled, nested
+        // paging) goes back to vmcb12's G_PAT, as KVM's nested_svm_vmexit.
+        let l2_pat = self.l2_has_separate_pat(st).then(|| st.nst.vmcb02.get().save.g_pat.to_ne_bytes());
+        const GPAT: usize = 0x400 + core::mem::offset_of!(nsvm_core::vmcb::SaveArea, g_pat);
         let gen = self.vm.memory_generation.load(Ordering::Acquire);
         let pin = st.nst.vmcb12_pin.as_ref().filter(|(g, n, _)| *g == pa12 && *n == gen).map(|(_, _, p)| p);
         let (b12, b02) = (st.nst.vmcb12.bytes(), st.nst.vmcb02.bytes());
@@ -385,6 +389,11 @@ impl Vcpu {
             }
             None => nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, src(o, l))),
         };
+        let ok = ok
+            && l2_pat.is_none_or(|d| match pin.and_then(|p| p.writer()) {
+                Some(w) => w.put(GPAT, &d),
+                None => mem.write_bytes(pa12 + GPAT as u64, &d),
+            });
         if pin.is_some() {
             // Written through the pin, past NPT01: logged here (the copies
             // through the slots log themselves).
