@@ -65,8 +65,9 @@ pub(crate) fn host_features() -> nsvm_core::msr_misc::HostFeatures {
 
 /// `KVM_GET_MSRS` on the system fd (KVM's `msr_io` with
 /// `do_get_feature_msr`): `E2BIG` from `MAX_IO_MSRS` entries up, all
-/// entries read first, processing stops at the first MSR that is not a
-/// feature MSR, every entry written back; returns how many were read.
+/// entries read first, processing stops at the first MSR that is neither a
+/// feature MSR nor advertised (`msr_misc::system_msr`) with its data
+/// zeroed, every entry written back; returns how many were read.
 fn feature_msrs(arg: usize) -> Result<isize> {
     let mut hdr = [0u8; 8];
     UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
@@ -85,9 +86,13 @@ fn feature_msrs(arg: usize) -> Result<isize> {
     let mut done = 0;
     for e in ents.iter_mut() {
         let index = u32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
-        match nsvm_core::msr_misc::feature_msr(index, &h) {
+        match nsvm_core::msr_misc::system_msr(index, &h) {
             Some(v) => e[8..16].copy_from_slice(&v.to_ne_bytes()),
-            None => break,
+            None => {
+                // KVM zeroes the data of a read that failed.
+                e[8..16].fill(0);
+                break;
+            }
         }
         done += 1;
     }

@@ -66,6 +66,15 @@ pub const fn feature_msr(index: u32, h: &HostFeatures) -> Option<u64> {
     }
 }
 
+/// `KVM_GET_MSRS` on the system fd, as KVM's `do_get_feature_msr`: a
+/// feature MSR's value; 0 for another MSR the vCPUs' index list
+/// advertises (`msr::GUEST_MSRS`: KVM lets userspace read an advertised MSR
+/// as 0 where its handler has none); `None` for any other (the ioctl stops
+/// there, the entry's data zeroed).
+pub fn system_msr(index: u32, h: &HostFeatures) -> Option<u64> {
+    feature_msr(index, h).or_else(|| crate::msr::GUEST_MSRS.contains(&index).then_some(0))
+}
+
 /// Why a write of [`MiscMsrs`] is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MiscError {
@@ -191,6 +200,10 @@ mod tests {
         for m in FEATURE_MSRS {
             assert!(feature_msr(*m, &h).is_some());
         }
+        // The system fd: advertised MSRs read 0, others stop the ioctl.
+        assert_eq!(system_msr(UCODE_REV, &h), Some(0x0a00_1234));
+        assert_eq!(system_msr(crate::msr::EFER, &h), Some(0));
+        assert_eq!(system_msr(0x474f_4f00, &h), None);
     }
 
     #[test]

@@ -155,6 +155,17 @@ fn expect_out(what: &str, x: Result<VcpuExit, String>, al: u8) -> R {
     }
 }
 
+/// Runs on to the HLT after the OUT, so that no instruction is left for
+/// the next `KVM_RUN` to complete before the test sets new registers
+/// (nsvm moves RIP past an OUT at the next `KVM_RUN`, KVM before the exit).
+fn to_hlt(what: &str, v: &mut VcpuFd) -> R {
+    match v.run() {
+        Ok(VcpuExit::Hlt) => Ok(()),
+        x => Err(format!("{what}: {x:?} after the OUT, expected HLT")),
+    }
+}
+
+
 const RDMSR_AT: u64 = 0x1000;
 const WRMSR_AT: u64 = 0x1010;
 const GP: u8 = 0x0d;
@@ -180,12 +191,14 @@ pub fn msr_user_exit(e: &Env) -> R {
     let (_k, vm, mut v, _mem) = msr_guest(e);
     // Without the capability: an unknown MSR is #GP.
     expect_out("RDMSR(unknown) without the cap", run_at(&mut v, RDMSR_AT, USER_MSR_UNKNOWN, 0), GP)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     enable_cap(&vm, cap::X86_USER_SPACE_MSR, u64::from((MsrExitReason::Unknown | MsrExitReason::Filter).bits())).map_err(|x| format!("ENABLE_CAP: errno {x}"))?;
     match run_at(&mut v, RDMSR_AT, USER_MSR_UNKNOWN, 0)? {
         VcpuExit::X86Rdmsr(x) if x.reason == MsrExitReason::Unknown && x.index == USER_MSR_UNKNOWN as u32 => *x.data = 0x1122_3344_5566_7788,
         x => return Err(format!("RDMSR(unknown): {x:?}, expected KVM_EXIT_X86_RDMSR UNKNOWN")),
     }
     expect_out("RDMSR(unknown) completed", v.run().map_err(|x| x.to_string()), 0x88)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     let r = v.get_regs().map_err(|x| x.to_string())?;
     if (r.rax, r.rdx) != (0x5566_7788, 0x1122_3344) {
         return Err(format!("RDMSR completion: EDX:EAX {:#x}:{:#x}", r.rdx, r.rax));
@@ -195,14 +208,17 @@ pub fn msr_user_exit(e: &Env) -> R {
         x => return Err(format!("WRMSR(unknown): {x:?}, expected KVM_EXIT_X86_WRMSR UNKNOWN data 0x100000002")),
     }
     expect_out("WRMSR(unknown) with msr.error", v.run().map_err(|x| x.to_string()), GP)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     // A known MSR refusing the value: INVAL, not asked for: #GP; asked for: an exit.
     expect_out("WRMSR(EFER, reserved bit) without INVAL", run_at(&mut v, WRMSR_AT, u64::from(EFER), 2), GP)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     enable_cap(&vm, cap::X86_USER_SPACE_MSR, 7).map_err(|x| format!("ENABLE_CAP(7): errno {x}"))?;
     match run_at(&mut v, WRMSR_AT, u64::from(EFER), 2)? {
         VcpuExit::X86Wrmsr(x) if x.reason == MsrExitReason::Inval && x.index == EFER && x.data == 2 => {}
         x => return Err(format!("WRMSR(EFER, reserved bit): {x:?}, expected KVM_EXIT_X86_WRMSR INVAL")),
     }
     expect_out("WRMSR(EFER) completed without error", v.run().map_err(|x| x.to_string()), 2)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     // The filter: FS_BASE reads and SYSENTER_CS writes denied.
     let zero = [0u8; 8];
     let bm = zero.as_ptr() as u64;
@@ -212,8 +228,10 @@ pub fn msr_user_exit(e: &Env) -> R {
         x => return Err(format!("RDMSR(FS_BASE) filtered: {x:?}, expected KVM_EXIT_X86_RDMSR FILTER")),
     }
     expect_out("RDMSR(FS_BASE) completed", v.run().map_err(|x| x.to_string()), 0xcd)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     // Writes of FS_BASE are not filtered; the host's ioctls never are.
     expect_out("WRMSR(FS_BASE)", run_at(&mut v, WRMSR_AT, u64::from(FS_BASE), 0x5000), 0)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     let fs = get_msr(&v, FS_BASE)?;
     if fs != 0x5000 {
         return Err(format!("KVM_GET_MSRS(FS_BASE) after the guest's write: {fs:#x}"));
@@ -223,6 +241,7 @@ pub fn msr_user_exit(e: &Env) -> R {
         x => return Err(format!("WRMSR(SYSENTER_CS) filtered: {x:?}")),
     }
     expect_out("WRMSR(SYSENTER_CS) completed", v.run().map_err(|x| x.to_string()), 0x10)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     if get_msr(&v, SYSENTER_CS)? != 0 {
         return Err("SYSENTER_CS changed by a write userspace handled".into());
     }
@@ -232,6 +251,7 @@ pub fn msr_user_exit(e: &Env) -> R {
     // A new filter applies from the next access.
     set_filter(&vm, 0, &[]).map_err(|x| format!("SET_MSR_FILTER(allow all): errno {x}"))?;
     expect_out("RDMSR(FS_BASE) unfiltered", run_at(&mut v, RDMSR_AT, u64::from(FS_BASE), 0), 0)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     if v.get_regs().map_err(|x| x.to_string())?.rax != 0x5000 {
         return Err("RDMSR(FS_BASE) unfiltered: wrong value".into());
     }
@@ -243,9 +263,11 @@ pub fn msr_user_exit(e: &Env) -> R {
         x => return Err(format!("RDMSR(unknown) under default deny: {x:?}, expected FILTER")),
     }
     expect_out("RDMSR(unknown) completed", v.run().map_err(|x| x.to_string()), 0)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     // Exits off: a filtered access is #GP.
     enable_cap(&vm, cap::X86_USER_SPACE_MSR, 0).map_err(|x| format!("ENABLE_CAP(0): errno {x}"))?;
     expect_out("RDMSR(FS_BASE) denied without exits", run_at(&mut v, RDMSR_AT, u64::from(FS_BASE), 0), GP)?;
+    to_hlt("HLT after the OUT", &mut v)?;
     Ok(())
 }
 
@@ -267,12 +289,14 @@ pub fn msr_features(e: &Env) -> R {
             return Err(format!("feature list {list:x?} lacks {m:#x}"));
         }
     }
-    let (r, f) = msrs_io(sys, kvm::GET_MSRS, &[(DE_CFG, 0), (UCODE_REV, 0), (PLATFORM_INFO, 0), (EFER, 7), (UCODE_REV, 0)]);
+    // Stops at an MSR neither lists, whose data is zeroed; the rest untouched.
+    let unknown = USER_MSR_UNKNOWN as u32;
+    let (r, f) = msrs_io(sys, kvm::GET_MSRS, &[(DE_CFG, 0), (UCODE_REV, 0), (PLATFORM_INFO, 0), (unknown, 7), (UCODE_REV, 5)]);
     if r != Ok(3) {
-        return Err(format!("system KVM_GET_MSRS(DE_CFG, UCODE_REV, PLATFORM_INFO, EFER, ..): {r:?}, expected 3"));
+        return Err(format!("system KVM_GET_MSRS(DE_CFG, UCODE_REV, PLATFORM_INFO, unknown, ..): {r:?}, expected 3"));
     }
-    if f[3].1 != 7 {
-        return Err("system KVM_GET_MSRS changed the entry it stopped at".into());
+    if (f[3].1, f[4].1) != (0, 5) {
+        return Err(format!("system KVM_GET_MSRS past the stop: {:#x}, {:#x}, expected 0 (zeroed), 5", f[3].1, f[4].1));
     }
     let (de_cfg, platform_info) = (f[0].1, f[2].1);
     let big = vec![0u8; 8 + 16 * 256];
@@ -325,15 +349,19 @@ pub fn msr_mwait_quirks(e: &Env) -> R {
         }
         let want = if disable { 6 } else { 0x11 };
         expect_out(&format!("MONITOR/MWAIT, quirks disabled {disable}"), run_at(&mut v, 0x1000, 0, 0), want)?;
+        to_hlt("HLT after the OUT", &mut v)?;
         if disable {
             // MISC_ENABLE.MWAIT from the host: MONITOR/MWAIT allowed, CPUID shows MWAIT.
             if set_msr(&v, MISC_ENABLE, 0x1800 | 1 << 18) != Ok(1) {
                 return Err("KVM_SET_MSRS(MISC_ENABLE.MWAIT)".into());
             }
             expect_out("MONITOR/MWAIT with MISC_ENABLE.MWAIT", run_at(&mut v, 0x1000, 0, 0), 0x11)?;
+            to_hlt("HLT after the OUT", &mut v)?;
             expect_out("CPUID.1:ECX with MISC_ENABLE.MWAIT", run_at(&mut v, 0x1010, 0, 0), 0x9)?;
+            to_hlt("HLT after the OUT", &mut v)?;
         } else {
             expect_out("CPUID.1:ECX with the quirk", run_at(&mut v, 0x1010, 0, 0), 0x1)?;
+            to_hlt("HLT after the OUT", &mut v)?;
         }
     }
     Ok(())
