@@ -26,7 +26,7 @@ SUITES ?= l0 nested foundation apic pit irqchip msr dirtylog linux trace
 
 .PHONY: selftests initramfs-selftests qemu-test-selftests
 .PHONY: all deps kernel module tool guests initramfs run test host-test tcg-cost-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \
-	kernel-debug module-debug initramfs-debug qemu-test-debug initramfs-qemu qemu-test-qemu qemu-test-l1 qemu-test-l1-run qemu-stress bench-l1 bench-l1-run
+	kernel-debug module-debug initramfs-debug qemu-test-debug initramfs-qemu qemu-test-qemu initramfs-l1 qemu-test-l1 qemu-test-l1-run qemu-stress bench-l1 bench-l1-run
 
 all: module tool
 
@@ -144,11 +144,14 @@ qemu-test-qemu: initramfs-qemu
 # output after theirs. L1_APPEND adds kernel parameters (the suite's
 # nsvml1_* knobs, tests/qemu/l1.sh).
 L1_TIMEOUT ?= 3600
-qemu-test-l1: initramfs-qemu
-	@cp $(BUILD)/initramfs-qemu.cpio $(BUILD)/initramfs-l1.cpio
+# Its initramfs is the qemu suite's plus the KVM selftests of
+# tests/selftests/l1-list, which KVM as L1 runs in the L1.
+initramfs-l1: module tool guests selftests
+	@NSVM_WITH_QEMU=1 NSVM_SELFTESTS=$$(cat $(BUILD)/selftests-dir) NSVM_SELFTESTS_LIST=tests/selftests/l1-list \
+	   qemu-scripts/build-initramfs.sh $$(cat $(BUILD)/kdir) $(BUILD)/module/nsvm.ko "$(TOOL_BIN) $(APITEST_BIN)" $(BUILD)/initramfs-l1.cpio $(BUILD)/guests
+qemu-test-l1: initramfs-l1
 	@$(MAKE) --no-print-directory qemu-test-l1-run
-# (The boot alone, on the copy made above: `make test` rebuilds the qemu
-# initramfs for its other boots meanwhile.)
+# (The boot alone, on the initramfs built above.)
 qemu-test-l1-run:
 	@set -o pipefail; qemu-scripts/run-qemu.sh --boot-again-if-host-dies --mem 4G --timeout $(L1_TIMEOUT) \
 	   $(if $(L1_APPEND),--append "$(L1_APPEND)") --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
@@ -285,8 +288,8 @@ qemu-test-debug: initramfs-debug
 test: deps
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory clippy
-	@$(MAKE) --no-print-directory initramfs-qemu
-	@cp $(BUILD)/initramfs-qemu.cpio $(BUILD)/initramfs-l1.cpio; rm -f $(BUILD)/qemu-test-l1.rc; \
+	@$(MAKE) --no-print-directory initramfs-l1
+	@rm -f $(BUILD)/qemu-test-l1.rc; \
 	 ( $(MAKE) --no-print-directory qemu-test-l1-run > $(BUILD)/qemu-test-l1.all 2>&1; echo $$? > $(BUILD)/qemu-test-l1.rc ) & \
 	 rc=0; \
 	 $(MAKE) --no-print-directory qemu-test || rc=1; \
@@ -338,6 +341,9 @@ BENCH_QEMU ?= 1
 # L0's exits per L2 exit. See docs/bench.md for its cost (a long boot).
 BENCH_L1 ?= 1
 BENCH_L1_N ?= 2000
+# BENCH_L1_TRACE=msr: count the MSRs L1 makes nsvm handle during the L1's
+# bench (tests/qemu/benchl1.sh; tracing skews that run's figures).
+BENCH_L1_TRACE ?=
 bench: initramfs $(if $(filter 1,$(BENCH_QEMU) $(BENCH_L1)),initramfs-qemu) $(BUILD)/tcg-cost.so
 	@rm -f $(BUILD)/bench-cost.txt $(BUILD)/bench-profile.txt
 	@qemu-scripts/run-qemu.sh --icount --smp 1 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
@@ -375,7 +381,7 @@ bench-l1: initramfs-qemu
 # L0; the table is appended to build/bench.log).
 bench-l1-run:
 	@set -o pipefail; qemu-scripts/run-qemu.sh --icount --smp 1 --mem 4G --timeout 5400 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
-	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr" -- benchl1 > /dev/null; \
+	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr $(if $(BENCH_L1_TRACE),nsvmbenchtrace=$(BENCH_L1_TRACE))" -- benchl1 > /dev/null; \
 	 qemu-scripts/bench-l1-report.sh $(BUILD)/bench-l1.log $(TOOL_BIN) | tee -a $(BUILD)/bench.log
 
 # The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h

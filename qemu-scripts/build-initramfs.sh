@@ -9,9 +9,10 @@
 # its x86 firmware files, and /qemu/bzImage, /qemu/inner.cpio (links to the
 # /linux/ files every initramfs has) for the guest QEMU boots (DESIGN.md
 # section 5).
-# With NSVM_SELFTESTS=DIR (the selftests suite only, tests/qemu/selftests.sh):
-# also KVM's selftests built by qemu-scripts/build-selftests.sh (DIR, about
-# 50 MB) under /selftests with their list tests/selftests/list as LIST.
+# With NSVM_SELFTESTS=DIR (the selftests suite, tests/qemu/selftests.sh, and
+# the l1 suite): also KVM's selftests built by qemu-scripts/build-selftests.sh
+# (DIR, about 1 MB each) under /selftests, those of the list
+# NSVM_SELFTESTS_LIST (tests/selftests/list unless given) as LIST.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 [ $# -ge 4 ] || die "usage: $0 KDIR NSVM_KO TOOL OUT.cpio [GUESTS_DIR]"
@@ -110,8 +111,11 @@ chmod 755 "$inner/init"
 rm -rf "$inner"
 if [ -n "${NSVM_SELFTESTS:-}" ]; then
     mkdir -p "$stage/selftests"
-    cp "$NSVM_SELFTESTS"/* "$stage/selftests/"
-    cp "$NSVM_ROOT/tests/selftests/list" "$stage/selftests/LIST"
+    list=${NSVM_SELFTESTS_LIST:-$NSVM_ROOT/tests/selftests/list}
+    for t in $(grep -v '^\s*\(#\|$\)' "$list" | awk '{print $1}'); do
+        cp "$NSVM_SELFTESTS/$(basename "$t")" "$stage/selftests/" || die "selftest $t is not built (make selftests)"
+    done
+    cp "$list" "$stage/selftests/LIST"
     cp "$NSVM_ROOT/tests/selftests/known-nsvm" "$stage/selftests/KNOWN"
 fi
 echo 'root:x:0:0:root:/:/bin/sh' > "$stage/etc/passwd"

@@ -247,6 +247,27 @@ TRACE_EVENT(nsvm_npt02_flush,
 		  __print_symbolic(__entry->reason, NSVM_NPT02_FLUSH_REASONS), __entry->pages)
 );
 
+/* A RDMSR or WRMSR L0 handled (KVM's kvm_msr): the MSR, the value written
+ * or read, and whether it raised #GP. */
+TRACE_EVENT(nsvm_msr,
+	TP_PROTO(unsigned int write, u32 ecx, u64 data, bool exception),
+	TP_ARGS(write, ecx, data, exception),
+	TP_STRUCT__entry(
+		__field(unsigned int, write)
+		__field(u32, ecx)
+		__field(u64, data)
+		__field(u8, exception)
+	),
+	TP_fast_assign(
+		__entry->write = write;
+		__entry->ecx = ecx;
+		__entry->data = data;
+		__entry->exception = exception;
+	),
+	TP_printk("msr_%s %x = 0x%llx%s", __entry->write ? "write" : "read",
+		  __entry->ecx, __entry->data, __entry->exception ? " (#GP)" : "")
+);
+
 #endif /* NSVM_TRACE_H */
 
 #undef TRACE_INCLUDE_PATH

@@ -86,6 +86,8 @@ tracepoints! {
     inj_exception, inj_exception_on, __tracepoint_nsvm_inj_exception, rust_do_trace_nsvm_inj_exception(exception: u32, has_error: bool, error_code: u32, reinjected: bool);
     /// `nsvm_npt02_fill`: vCPU id, L2 physical address, L1 physical address, host page, leaves.
     npt02_fill, npt02_fill_on, __tracepoint_nsvm_npt02_fill, rust_do_trace_nsvm_npt02_fill(vcpu_id: u32, gpa: u64, l1_gpa: u64, hpa: u64, pages: u32);
+    /// `nsvm_msr`: write (1) or read (0), the MSR, the value, #GP raised.
+    msr, msr_on, __tracepoint_nsvm_msr, rust_do_trace_nsvm_msr(write: u32, ecx: u32, data: u64, exception: bool);
     /// `nsvm_npt02_flush`: why ([`Npt02Flush`]), leaves that were mapped.
     npt02_flush, npt02_flush_on, __tracepoint_nsvm_npt02_flush, rust_do_trace_nsvm_npt02_flush(reason: u32, pages: u64);
 }

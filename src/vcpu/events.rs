@@ -119,12 +119,17 @@ impl VcpuState {
             && v.control.event_inj & nsvm_core::event::bits::VALID == 0
             && gif;
         if !gif {
-            // L1's GIF is emulated: the processor's GIF is set while L1
-            // runs, so a VINTR window would exit at once, before every
-            // instruction, and L1 would never reach its STGI. STGI is always
-            // intercepted (svm_insn): the next entry after it injects or
-            // opens the window.
+            // L1's GIF is emulated (or in vmcb01's V_GIF): a VINTR window
+            // would exit at once, before every instruction (the processor's
+            // GIF is set while L1 runs), and L1 would never reach its STGI.
+            // STGI is intercepted while an event waits (`gif01_prepare`):
+            // the next entry after it injects or opens the window.
             self.close_irq_window();
+            self.nst.gif_waiting = self.ev.nmi_pending
+                || self.ev.irq.is_some()
+                || window_requested
+                || self.apic.as_ref().is_some_and(|a| a.extint)
+                || (self.apic.is_some() && self.apic_pending().is_some());
             return;
         }
         // The PIC's interrupt first (KVM's kvm_cpu_get_interrupt: ExtINT
@@ -199,6 +204,23 @@ impl VcpuState {
             return Some(exit::INTR);
         }
         None
+    }
+
+    /// Before an entry into L1: vmcb01 carries L1's GIF in V_GIF when the
+    /// processor has vGIF and L1 may use STGI/CLGI (APM 15.33.2), STGI
+    /// intercepted only while an event waits for it (`nsvm_core::vgif`).
+    pub(super) fn gif01_prepare(&mut self) {
+        let svme = self.nst.svm_exposed && self.l1_efer() & nsvm_core::msr::efer::SVME != 0;
+        let waiting = !self.nst.gif && core::mem::take(&mut self.nst.gif_waiting);
+        let g = nsvm_core::vgif::gif01(crate::svm::host_has(nsvm_core::cpuid::SvmFeatures::VGIF), svme, self.nst.gif, waiting);
+        g.apply(&mut self.cpu.vmcb.get().control);
+    }
+
+    /// After a #VMEXIT of L1: its GIF as its STGI/CLGI left V_GIF.
+    pub(super) fn gif01_sync(&mut self) {
+        if let Some(gif) = nsvm_core::vgif::gif_after_exit(&self.cpu.vmcb.get().control) {
+            self.nst.gif = gif;
+        }
     }
 
     pub(super) fn open_irq_window(&mut self) {

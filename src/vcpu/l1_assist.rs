@@ -28,6 +28,32 @@ impl VcpuState {
         insn::next_rip(code, info1, info2, rip, |b| self.fetch_insn(inner, b))
     }
 
+    /// Before an entry into L2: NRIPS's return address for a software
+    /// interrupt or #BP/#OF L1 injects, on a processor without NRIPS (it
+    /// pushes RIP): vmcb02 enters at NEXT_RIP (`l1_assist::
+    /// soft_event_entry_rip`). Returns L2's RIP and the event, for
+    /// [`Self::soft_event_after_exit`].
+    pub(super) fn soft_event_prepare(&mut self) -> Option<(u64, u32)> {
+        if crate::svm::host_has(SvmFeatures::NRIPS) || !self.nst.l1_features.contains(SvmFeatures::NRIPS) {
+            return None;
+        }
+        let v = self.nst.vmcb02.get();
+        let inj = v.control.event_inj;
+        let at = l1_assist::soft_event_entry_rip(inj, v.save.rip, v.control.next_rip)?;
+        let rip = core::mem::replace(&mut v.save.rip, at);
+        Some((rip, inj))
+    }
+
+    /// After that entry: L2's RIP back when the exit interrupted the
+    /// event's delivery (or VMRUN failed), so that L0's re-injection and
+    /// L1's vmcb12 see the instruction's address, not NEXT_RIP.
+    pub(super) fn soft_event_after_exit(&mut self, (rip, inj): (u64, u32)) {
+        let v = self.nst.vmcb02.get();
+        if l1_assist::soft_event_interrupted(v.control.exit_int_info, inj) || nsvm_core::vmcb::Vmcb::exit_is_invalid(v.control.exit_code) {
+            v.save.rip = rip;
+        }
+    }
+
     /// Before an entry into L2 with vNMI on (APM 15.21.10): delivers
     /// vmcb12's pending virtual NMI when it can be taken (V_NMI cleared,
     /// V_NMI_MASK set, L2's IRET intercepted to unmask); returns whether it

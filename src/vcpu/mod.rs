@@ -205,8 +205,13 @@ struct NestedState {
     npt02: ShadowNpt,
     /// L1's VM_HSAVE_PA.
     hsave_pa: u64,
-    /// L1's global interrupt flag as nsvm emulates it (APM 15.17).
+    /// L1's global interrupt flag as nsvm emulates it (APM 15.17); with
+    /// the processor's vGIF it lives in vmcb01's V_GIF while L1 runs and
+    /// is read back after each of L1's #VMEXITs (`nsvm_core::vgif`).
     gif: bool,
+    /// An interrupt or NMI for L1 waits for its GIF (`prepare_interrupts`):
+    /// with vGIF, L1's STGI is intercepted to deliver it.
+    gif_waiting: bool,
     /// The pause filter's internal counter for the running L2 (APM
     /// 15.14.4), loaded at VMRUN.
     pause_count: i32,
@@ -433,6 +438,7 @@ impl Vcpu {
                 npt02: ShadowNpt::new()?,
                 hsave_pa: 0,
                 gif: true,
+                gif_waiting: false,
                 pause_count: 0,
                 vnmi_iret_rip: None,
                 vnmi_step: None,

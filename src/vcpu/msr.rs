@@ -18,6 +18,7 @@ use nsvm_core::user_exit::{run, UserExit};
 use nsvm_core::x86::Gpr;
 
 use super::{Next, Pending, Vcpu, VcpuState};
+use crate::hw;
 
 impl Vcpu {
     fn quirk_on(&self, q: u64) -> bool {
@@ -48,16 +49,21 @@ impl Vcpu {
         }
         let kvmclock = self.kvmclock_msr(st, index, write.then_some(value), false);
 
+        let mut data = value;
         let ok = if write { kvmclock.map_or_else(|| st.write_msr(index, value), |r| r.is_some()) } else {
             match kvmclock.or_else(|| Some(st.read_msr(index))).flatten() {
                 Some(v) => {
                     st.vmcb().save.rax = v & 0xffff_ffff;
                     st.cpu.gprs[Gpr::Rdx] = v >> 32;
+                    data = v;
                     true
                 }
                 None => false,
             }
         };
+        if ok {
+            hw::trace::msr(|| (u32::from(write), index, data, false));
+        }
         if ok && write && index == nsvm_core::msr::TSC {
             let (rip, off) = (st.vmcb().save.rip, st.cpu.vmcb.get().control.tsc_offset);
             self.stats.log_now(nsvm_core::evlog::Kind::TscWrite, value, off, rip);
@@ -86,6 +92,9 @@ impl Vcpu {
             st.uexit.pending = Some(Pending::Msr { write, next_rip });
             return Ok(self.user_exit(UserExit::X86Msr { write, reason, index, data: if write { value } else { 0 } }));
         }
+        // As KVM's kvm_msr tracepoint: the access that raises #GP (an exit
+        // to userspace is not traced), with 0 as a read's data.
+        hw::trace::msr(|| (u32::from(write), index, if write { value } else { 0 }, true));
         st.inject(Event::new(EventType::Exception, 13, Some(0)));
         Ok(Next::Guest)
     }

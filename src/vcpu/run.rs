@@ -221,16 +221,6 @@ impl Vcpu {
             // kvm_cpu_accept_dm_intr): a window opened for a masked LINT0
             // would end at once, again and again, without ever being ready.
             let window = self.run_u8(run::REQUEST_INTERRUPT_WINDOW) != 0 && !self.vm.irqchip_full() && st.accept_dm_intr();
-            // An interrupt or NMI for L1 while L2 runs, which L1 intercepts:
-            // #VMEXIT(INTR/NMI) to L1 (APM 15.21.1, 15.21.3), the event
-            // staying pending for L1 (taken once it sets GIF).
-            if st.nst.l2.is_some() && !st.nst.run_pending {
-                if let Some(code) = st.l1_event_exit() {
-                    if let Some(Next::User) = self.synthetic_exit_to_l1(st, code)? {
-                        break Ok(0);
-                    }
-                }
-            }
             // The in-kernel APIC: posted interrupts and the timer in, and
             // a halted vCPU waits here for an event.
             // Guarded here as well as inside: measured by `make bench`,
@@ -241,6 +231,20 @@ impl Vcpu {
                 self.apic_sync(st);
                 if let Some(r) = self.apic_block(st) {
                     break r;
+                }
+            }
+            // An interrupt or NMI for L1 while L2 runs, which L1 intercepts:
+            // #VMEXIT(INTR/NMI) to L1 (APM 15.21.1, 15.21.3), the event
+            // staying pending for L1 (taken once it sets GIF). After the
+            // APIC's sync: an interrupt posted or a timer expired while L2
+            // ran (the kick that ended it) ends L2 now, not at L2's next
+            // exit, which a busy L2 may not make for a host tick or more;
+            // and a halted L2 woken by an event for L1 goes to L1.
+            if st.nst.l2.is_some() && !st.nst.run_pending {
+                if let Some(code) = st.l1_event_exit() {
+                    if let Some(Next::User) = self.synthetic_exit_to_l1(st, code)? {
+                        break Ok(0);
+                    }
                 }
             }
             st.prepare_interrupts(window, &|| self.vm.pic_inta());
@@ -254,6 +258,13 @@ impl Vcpu {
                 let v = st.vmcb();
                 (self.id, v.save.rip, v.control.event_inj, v.control.event_inj_err)
             });
+            let l1_runs = st.nst.l2.is_none();
+            let soft = if l1_runs {
+                st.gif01_prepare();
+                None
+            } else {
+                st.soft_event_prepare()
+            };
             let seen = loop {
                 // L2 on NPT02: dropped if the VM's memory changed since it
                 // was composed, and the entry abandoned if it changes again
@@ -269,6 +280,11 @@ impl Vcpu {
                     break seen;
                 }
             };
+            if l1_runs {
+                st.gif01_sync();
+            } else if let Some(s) = soft {
+                st.soft_event_after_exit(s);
+            }
             if let Some(seen) = seen.then(|| st.sighting.take()).flatten() {
                 // The guest ran but its state is gone (replaced by what no
                 // #VMEXIT of that VMRUN writes, and put back as it was at

@@ -19,6 +19,7 @@
 	.set	T_EXC, 3 << 8
 	.set	T_SOFT, 4 << 8
 	.set	EV, 1 << 11
+	.set	NRIPS, 3
 
 	/* Inject EVENTINJ = INFO (error code ERR) into L2; print what L2's
 	 * handler saw; expect vector VEC and error code EC (-1: none). */
@@ -53,6 +54,31 @@
 	call	put_nl
 	.endm
 
+	/* INJECT with NEXT_RIP = l2_entry + NEXT (NRIPS offered, else "not
+	 * offered"): L2's handler must see return RIP l2_entry + RET. */
+	.macro	INJECT_NRIP name, info, next, vec, ret
+	CASE	\name, l2_entry
+	btl	$NRIPS, feat(%rip)
+	jc	.Ln\@
+	STR	%rsi, " not offered"
+	call	put_str
+	jmp	.Le\@
+.Ln\@:	movl	$\info, C_EVENTINJ(%rbx)
+	lea	l2_entry+\next(%rip), %rax
+	mov	%rax, C_NEXT_RIP(%rbx)
+	RUN
+	CODE	EXIT_VMMCALL
+	KV	vec, l2_seen_vec(%rip)
+	EXPECT	\vec, vector
+	mov	l2_seen_rip(%rip), %rax
+	lea	l2_entry(%rip), %rdx
+	sub	%rdx, %rax
+	STR	%rsi, " ret_rip=+"
+	call	put_kv
+	EXPECT	\ret, return RIP
+.Le\@:	call	tag
+	.endm
+
 _start:
 	call	l1_init
 	call	build_idt
@@ -65,6 +91,38 @@ _start:
 	INJECT	inject_pf_errcode, VALID|EV|T_EXC|14, 0x1b, 14, 0x1b
 	INJECT	inject_ud, VALID|T_EXC|6, 0, 6, -1
 	INJECT	inject_softint, VALID|T_SOFT|0x80, 0, 0x80, -1
+
+	/* With NRIPS (CPUID 8000_000Ah EDX bit 3) the return address pushed
+	 * for an injected software interrupt, and for INT3/INTO's #BP/#OF
+	 * (type 3), is NEXT_RIP, not RIP (APM 15.7.1, 15.20); for any other
+	 * exception it stays RIP. kvm_amd under TCG does not offer NRIPS
+	 * (nor does it emulate it): [nsvm-only] cases. */
+	mov	$0x8000000a, %eax
+	cpuid
+	mov	%edx, feat(%rip)
+	INJECT_NRIP	nrip_softint, VALID|T_SOFT|0x80, 2, 0x80, 2
+	INJECT_NRIP	nrip_bp, VALID|T_EXC|3, 1, 3, 1
+	INJECT_NRIP	nrip_of, VALID|T_EXC|4, 1, 4, 1
+	INJECT_NRIP	nrip_ud_ignored, VALID|T_EXC|6, 2, 6, 0
+	/* Its delivery interrupted (short IDT, #GP intercepted): EXITINTINFO
+	 * holds it and L2's RIP is still the injection's RIP, not NEXT_RIP. */
+	CASE	nrip_softint_interrupted, l2_entry
+	btl	$NRIPS, feat(%rip)
+	jc	1f
+	STR	%rsi, " not offered"
+	call	put_str
+	jmp	2f
+1:	movw	$0x2ff, S_IDTR+4(%rbx)
+	movl	$1 << 13, C_INTERCEPT_EXC(%rbx)
+	movl	$VALID|T_SOFT|0x80, C_EVENTINJ(%rbx)
+	lea	l2_entry+2(%rip), %rax
+	mov	%rax, C_NEXT_RIP(%rbx)
+	RUN
+	CODE	EXIT_EXCP+13
+	KV	intinfo, C_EXIT_INT_INFO(%rbx)
+	EXPECT	VALID|T_SOFT|0x80, exit_int_info
+	RIP	l2_entry, 0
+2:	call	tag
 
 	/* Interrupted delivery: external interrupt 30h with L2's IDT limit
 	 * ending at vector 2Fh: #GP with the IDT selector error code
@@ -130,6 +188,11 @@ _start:
 	call	put_nl
 
 	jmp	l1_done
+
+/* " [nsvm-only]" and the end of the line. */
+tag:	STR	%rsi, " [nsvm-only]"
+	call	put_str
+	jmp	put_nl
 
 /* Prints " info1=" EXITINFO1 and returns it in RAX without bit 0 (EXT):
  * the APM/SDM selector error code sets EXT for events external to the
@@ -198,6 +261,7 @@ l2_common:
 l2_seen_vec:	.quad	0
 l2_seen_ec:	.quad	0
 l2_seen_rip:	.quad	0
+feat:		.long	0
 	.balign	4096
 vmcb:	.fill	4096, 1, 0
 l2_idt:	.fill	4096, 1, 0

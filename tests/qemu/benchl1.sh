@@ -19,6 +19,26 @@ exits_of() { awk '/^  "[^"]*": \{/ {g = $1; next} /"exits": \{/ {f = 1; next} f 
 (cd / && find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev -o -path ./tmp \) -prune -print -o -print \
     | cpio -o -H newc > /tmp/l1.cpio 2>/dev/null)
 
+# nsvmbenchtrace=msr (make bench-l1 BENCH_L1_TRACE=msr): with nsvm as L0,
+# the nsvm_msr and NPT02 tracepoints are on from sample bench0 to bench1
+# (the bench run in L1) and the MSRs L1 made L0 handle, the NPT02 fills and
+# flushes (by reason) are counted: what each L2 exit costs. Tracing adds L0 instructions that -icount counts:
+# the figures of such a run are not comparable with kvm_amd's.
+TRACE_MSR=$(sed -n 's/.*nsvmbenchtrace=\(msr\).*/\1/p' /proc/cmdline)
+trace_msr() {
+    _t=/sys/kernel/tracing
+    case $1 in
+        bench0) mount -t tracefs nodev $_t 2>/dev/null; echo 0 > $_t/tracing_on; echo > $_t/trace
+                echo 32768 > $_t/buffer_size_kb
+                for e in msr npt02_fill npt02_flush; do echo 1 > $_t/events/nsvm/nsvm_$e/enable; done
+                echo 1 > $_t/tracing_on;;
+        bench1) echo 0 > $_t/tracing_on; echo 0 > $_t/events/nsvm/enable
+                { sed -n 's/.* nsvm_msr: \(msr_[a-z]*\) \([0-9a-f]*\) .*/\1 \2/p' $_t/trace
+                  sed -n 's/.* nsvm_npt02_flush: \(.*\) pages .*/npt02_flush \1/p; s/.* nsvm_npt02_fill: .*/npt02_fill/p' $_t/trace
+                } | sort | uniq -c | sort -rn > /tmp/bl1-msrs.txt;;
+    esac
+}
+
 # l1_boot L0: the L1 Linux on the test VM's kvm_amd or nsvm; its console in
 # /tmp/bl1-L0.log, the L0's samples in /tmp/bl1-L0-NAME.json. The test VM
 # has one CPU (the bench boots run -smp 1): no pinning. The L1 has two, as
@@ -44,6 +64,7 @@ l1_boot() {
                 NSVM-L1-SAMPLE\ *)
                     name=${line#NSVM-L1-SAMPLE }
                     nsvm stats --pid "$(pidof qemu-system-x86_64)" --json > /tmp/bl1-$1-$name.json 2>&1
+                    [ $1 = nsvm ] && [ -n "$TRACE_MSR" ] && trace_msr $name
                     echo "[L1 on $1] sample $name: L0 exits $(exits_of /tmp/bl1-$1-$name.json)";;
                 NSVM-BENCH-L1-JSON*) echo "[L1 on $1] (the bench JSON, $(echo "$line" | wc -c) bytes)";;
                 *) echo "[L1 on $1] $line";;
@@ -85,6 +106,10 @@ for l0 in kvm nsvm; do
         echo "NSVM-BENCH-L1-JSON $l0 $(cat /tmp/bl1-$l0.bench.json)"
         echo "L0 $l0, bench run, counters that changed most: $(top $l0 bench0 bench1)"
         echo "L0 $l0, L2 boot, counters that changed most: $(top $l0 boot0 boot1)"
+        if [ $l0 = nsvm ] && [ -n "$TRACE_MSR" ]; then
+            echo "L0 nsvm, bench run, MSRs L0 handled and NPT02 fills/flushes (count, what; nsvmbenchtrace=msr: these figures include tracing):"
+            head -n 15 /tmp/bl1-msrs.txt
+        fi
     else
         tail -n 40 /tmp/bl1-$l0.log; dmesg | tail -n 20
     fi

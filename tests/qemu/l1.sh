@@ -124,6 +124,22 @@ case_ "KVM as L1 on nsvm: QEMU in the L1 boots an L2 Linux with both CPUs, timer
 expect_line /tmp/l1-nsvm.res "^kvm qemu-l2 .*NSVM-INNER-UP cpus=0-1 NSVM-INNER-IRQ loc=[1-9][0-9]*,[1-9][0-9]* ipi=[1-9]"
 verdict "$(res nsvm 'kvm qemu-l2' | sed 's/.*wall=//'); on kvm_amd: $(res kvm 'kvm qemu-l2' | sed 's/.*wall=//')"
 
+# KVM's selftests on KVM as L1 (tests/selftests/l1-list): each one that
+# passes with kvm_amd as L0 must pass with nsvm as L0 (one that fails or
+# skips there cannot judge nsvm: shown). Seconds are the L1's wall time.
+if [ -d /selftests ]; then
+    st_of() { res $1 "kvm selftest $2 " | sed "s/^kvm selftest $2 //"; }
+    for t in $(grep -v '^\s*\(#\|$\)' /selftests/LIST | awk '{print $1}'); do
+        case_ "KVM as L1 on nsvm: KVM's selftest $t passes where it passes with kvm_amd as L0"
+        k=$(st_of kvm $t) n=$(st_of nsvm $t)
+        case $k in
+            PASS*) case $n in PASS*) pass "kvm_amd L0: $k; nsvm L0: $n";; *) fail "kvm_amd L0: $k; nsvm L0: ${n:-no result}";; esac;;
+            *) pass "not judged: kvm_amd L0: ${k:-no result}; nsvm L0: ${n:-no result}";;
+        esac
+    done
+    echo "KVM selftests in L1 passing with kvm_amd as L0: $(res kvm 'kvm selftest ' | grep -c ' PASS'); with nsvm as L0: $(res nsvm 'kvm selftest ' | grep -c ' PASS')"
+fi
+
 # nsvm as L1: on nsvm as on the test VM's SVM.
 case_ "nsvm as L1 on nsvm: nsvm loads in the L1 Linux"
 expect_line /tmp/l1-nsvm.res "^nsvm loaded rc=0$"

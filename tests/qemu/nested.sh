@@ -143,6 +143,22 @@ case_ "l1_svmfeat: PAUSEs completed by the emulated pause filter (3 + 3) and cou
 expect_stat /tmp/nsvm.l1_svmfeat.stats vcpu0.pauses_filtered 6
 verdict
 
+case_ "L1's GIF on the processor's vGIF: CLGI never exits, STGI only with an event waiting for it"
+# With vGIF (QEMU's TCG has it) vmcb01 carries L1's GIF in V_GIF
+# (nsvm_core::vgif, APM 15.33.2): l1_npt's 26 STGIs after its VMRUNs run
+# without an exit; of l1_gif's two STGIs and two CLGIs only the STGIs with
+# the interrupt held by GIF = 0 exit (so that it is delivered at once).
+grep -E "exit_(stgi|clgi) " /tmp/nsvm.l1_npt.stats /tmp/nsvm.l1_gif.stats
+if grep -qw vgif /proc/cpuinfo; then
+    expect_stat /tmp/nsvm.l1_npt.stats vcpu0.exit_stgi 0
+    expect_stat /tmp/nsvm.l1_npt.stats vcpu0.exit_clgi 0
+    expect_stat /tmp/nsvm.l1_gif.stats vcpu0.exit_stgi 2
+    expect_stat /tmp/nsvm.l1_gif.stats vcpu0.exit_clgi 0
+else
+    expect_stat /tmp/nsvm.l1_npt.stats vcpu0.exit_stgi 26
+fi
+verdict
+
 case_ "l1_npt: per-level statistics (L1 exits, L2 exits reflected or handled in L0, NPT02 fills, NPT12 faults)"
 s=/tmp/nsvm.l1_npt.stats
 grep -E "exits |npt02|npt12|nested_vmruns|l2_exits|l1_exits" $s

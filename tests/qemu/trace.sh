@@ -28,7 +28,7 @@ traced() {
     dev=$1; sys=$2; tag=$3; p=$4; shift 4
     echo 0 > $T/tracing_on; echo > $T/trace
     echo 8192 > $T/buffer_size_kb
-    for e in entry exit nested_vmenter nested_vmexit nested_vmexit_inject nested_vmenter_failed inj_virq inj_exception npt02_fill npt02_flush; do
+    for e in entry exit nested_vmenter nested_vmexit nested_vmexit_inject nested_vmenter_failed inj_virq inj_exception npt02_fill npt02_flush msr; do
         [ -d $T/events/$sys/${sys}_$e ] && echo 1 > $T/events/$sys/${sys}_$e/enable
     done
     echo 1 > $T/tracing_on
@@ -65,7 +65,7 @@ nested_checks() {
 
 case_ "load nsvm: its events are in tracefs with KVM's field names"
 check "loaded" load_nsvm
-for e in entry exit nested_vmenter nested_vmexit nested_vmexit_inject nested_vmenter_failed inj_virq inj_exception npt02_fill npt02_flush; do
+for e in entry exit nested_vmenter nested_vmexit nested_vmexit_inject nested_vmenter_failed inj_virq inj_exception npt02_fill npt02_flush msr; do
     [ -f $T/events/nsvm/nsvm_$e/format ] || wrong_ "no $T/events/nsvm/nsvm_$e/format"
 done
 expect_line $T/events/nsvm/nsvm_nested_vmenter/format "field:u64 guest_pgd;"
@@ -78,6 +78,9 @@ nested_checks nsvm.smoke
 expect_line /tmp/nsvm.smoke.trace "nsvm_nested_vmenter: rip: 0x[0-9a-f]\{16\} vmcb: 0x[0-9a-f]\{16\} nested_rip: 0x[0-9a-f]\{16\} int_ctl: 0x[0-9a-f]\{8\} event_inj: 0x00000000 nested_npt=n guest_cr3: 0x"
 expect_line /tmp/nsvm.smoke.trace "nsvm_exit: vcpu 0 reason io rip 0x"
 expect_num "nsvm_entry events" "$(grep -c 'nsvm_entry:' /tmp/nsvm.smoke.trace)" -gt 10
+# L1 sets EFER.SVME and VM_HSAVE_PA (kvm_msr's format).
+expect_line /tmp/nsvm.smoke.trace "nsvm_msr: msr_write c0000080 = 0x[0-9a-f]*1[0-9a-f]\{3\}$"
+expect_line /tmp/nsvm.smoke.trace "nsvm_msr: msr_write c0010117 = 0x[0-9a-f]*000$"
 verdict "$(wc -l < /tmp/nsvm.smoke.tok) events"
 
 case_ "nested paging on nsvm: nested_npt=y, NPT02 fills, NPF reflected with its error code"
@@ -110,7 +113,7 @@ expect_seq nsvm.events "VMRUN with EVENTINJ" "exit:vmrun nested_vmenter inj_exce
 verdict "$(grep -c nsvm_inj_ /tmp/nsvm.events.trace) injections"
 
 # One line of each event (for the log; not asserted).
-for e in entry exit nested_vmenter nested_vmexit nested_vmexit_inject nested_vmenter_failed inj_virq inj_exception npt02_fill npt02_flush; do
+for e in entry exit nested_vmenter nested_vmexit nested_vmexit_inject nested_vmenter_failed inj_virq inj_exception npt02_fill npt02_flush msr; do
     grep -h -m 1 " nsvm_$e: " /tmp/nsvm.smoke.trace /tmp/nsvm.npt.trace /tmp/nsvm.refused.trace /tmp/nsvm.events.trace 2>/dev/null | head -1 | sed 's/^ */sample: /'
 done
 

@@ -253,6 +253,42 @@ pub mod vnmi {
     }
 }
 
+/// NRIPS for an event L1 injects into L2 on a processor without NRIPS:
+/// with NRIP save, VMRUN pushes NEXT_RIP as the return address of an event
+/// EVENTINJ delivers as a software interrupt (type 4) or as INT3/INTO's
+/// exception (#BP/#OF, type 3: the exceptions that are instructions'
+/// traps) (APM vol. 2 15.7.1, 15.20; KVM's `is_evtinj_soft` and its
+/// comment in `nested_vmcb02_prepare_control`: "next_rip is consumed on
+/// VMRUN as the return address pushed on the stack for injected soft
+/// exceptions/interrupts"). A processor without NRIPS pushes RIP, so L0,
+/// which offers NRIPS to L1 (`cpuid::L1_FEATURES`), enters L2 with RIP =
+/// NEXT_RIP for such a delivery: `Some(NEXT_RIP)` is the RIP to enter
+/// with, `None` when nothing is to change. An exit that interrupts the
+/// delivery leaves RIP there: [`soft_event_interrupted`] says when to put
+/// L2's own RIP back. (A fault raised by the delivery itself and taken by
+/// L2 then pushes NEXT_RIP where the processor would push RIP: not
+/// modelled.)
+pub const fn soft_event_entry_rip(event_inj: u32, rip: u64, next_rip: u64) -> Option<u64> {
+    use crate::event::bits;
+    if event_inj & bits::VALID == 0 || next_rip == rip {
+        return None;
+    }
+    let ty = (event_inj >> 8) & 7;
+    let vector = event_inj & 0xff;
+    if ty == 4 || (ty == 3 && (vector == 3 || vector == 4)) {
+        Some(next_rip)
+    } else {
+        None
+    }
+}
+
+/// After an entry made with [`soft_event_entry_rip`]: whether the exit
+/// interrupted that event's delivery (EXITINTINFO holds it, APM 15.7.2),
+/// RIP then being the NEXT_RIP L0 entered with, to be put back to L2's.
+pub const fn soft_event_interrupted(exit_int_info: u32, injected: u32) -> bool {
+    exit_int_info & crate::event::bits::VALID != 0 && exit_int_info == injected
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +438,27 @@ mod tests {
         assert_eq!(l2_vmload(true, 3, true, true), L2Physical);
         assert_eq!(l2_vmload(true, 2, false, true), ExitToL1);
         assert_eq!(l2_vmload(true, 2, true, false), ExitToL1);
+    }
+
+    #[test]
+    fn soft_events_enter_at_next_rip() {
+        use crate::event::{Event, EventType};
+        let soft = Event::new(EventType::SoftInt, 0x20, None).info;
+        let bp = Event::new(EventType::Exception, 3, None).info;
+        let of = Event::new(EventType::Exception, 4, None).info;
+        let ud = Event::new(EventType::Exception, 6, None).info;
+        let intr = Event::new(EventType::Intr, 0x20, None).info;
+        let nmi = Event::new(EventType::Nmi, 2, None).info;
+        assert_eq!(soft_event_entry_rip(soft, 0x1000, 0x1002), Some(0x1002));
+        assert_eq!(soft_event_entry_rip(bp, 0x1000, 0x1002), Some(0x1002));
+        assert_eq!(soft_event_entry_rip(of, 0x1000, 0x1001), Some(0x1001));
+        // The same address, other event types, no event: nothing to do.
+        assert_eq!(soft_event_entry_rip(soft, 0x1000, 0x1000), None);
+        for e in [ud, intr, nmi, 0, soft & !crate::event::bits::VALID] {
+            assert_eq!(soft_event_entry_rip(e, 0x1000, 0x1002), None);
+        }
+        assert!(soft_event_interrupted(bp, bp));
+        assert!(!soft_event_interrupted(0, bp));
+        assert!(!soft_event_interrupted(soft, bp));
     }
 }

@@ -52,6 +52,7 @@ pub mod trace;
 pub mod tsc;
 pub mod uapi;
 pub mod user_exit;
+pub mod vgif;
 pub mod vmcb;
 pub mod x86;
 pub mod xsave;

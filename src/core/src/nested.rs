@@ -244,6 +244,12 @@ pub fn merge_control(c: &mut ControlArea, p: &L0Policy, c01: &ControlArea, c12: 
     c.allowed_sev_features = 0;
     c.guest_sev_features = 0;
     c.intercepts = c01.intercepts.union(&c12.intercepts);
+    // L2's STGI/CLGI are always L0's (emulated, or reflected to L1 when it
+    // intercepts them), whatever vmcb01 holds: with the processor's vGIF
+    // carrying L1's GIF, vmcb01 lets L1's run (`vgif`), and without V_GIF
+    // in vmcb02 the processor's CLGI would clear the real GIF under L2.
+    c.intercepts.set(crate::exit::STGI);
+    c.intercepts.set(crate::exit::CLGI);
     c.iopm_base_pa = c01.iopm_base_pa;
     c.msrpm_base_pa = c01.msrpm_base_pa;
     c.tsc_offset = c01.tsc_offset.wrapping_add(c12.tsc_offset);
@@ -389,7 +395,11 @@ mod tests {
         let p = L0Policy { asid: 3, flush: true, ncr3: 0x55000, features: SvmFeatures::NP };
         let mut c = ControlArea::ZERO;
         merge_control(&mut c, &p, &c01, &c12);
-        let want: Intercepts = c01.intercepts.union(&c12.intercepts);
+        // The union, with L2's STGI/CLGI always L0's (vmcb01 may let L1's
+        // run on vGIF).
+        let mut want: Intercepts = c01.intercepts.union(&c12.intercepts);
+        want.set(exit::STGI);
+        want.set(exit::CLGI);
         assert_eq!(c.intercepts, want);
         assert!(c.intercepts.test(exit::CPUID) && c.intercepts.test(exit::INTR));
         assert_eq!((c.iopm_base_pa, c.msrpm_base_pa), (0x10000, 0x20000));
