@@ -294,9 +294,10 @@ impl Vcpu {
             return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
         }
         if !io.is_in {
-            // A write an ioeventfd takes completes here (KVM's PIO bus).
+            // A write an ioeventfd or a coalesced zone takes completes here
+            // (KVM's PIO bus).
             let val = rax & (u64::MAX >> (64 - 8 * u32::from(io.size)));
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(io.size), val) {
+            if self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(io.size), val) {
                 let v = st.vmcb();
                 v.save.rip = io.next_rip;
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
@@ -316,7 +317,19 @@ impl Vcpu {
     /// instruction re-executed while RCX != 0.
     pub(super) fn string_io(&self, st: &mut VcpuState, io: IoioInfo) -> Result<Next> {
         let (is_in, rep, size, info2) = (io.is_in, io.rep, io.size, io.next_rip);
-        let amask = io.addr_mask();
+        let inner = self.vm.mem();
+        let mut bytes = [0u8; 15];
+        let n = st.fetch(&inner, &mut bytes);
+        // The address size from the instruction (as KVM's emulator), not
+        // EXITINFO1's (mmio::string_io_addr_bits: QEMU's TCG misreports it;
+        // a 64-bit REP INSB ran with a 16-bit rDI/rCX, userspace_io_test).
+        let code = st.code_size();
+        let amask = match mmio::string_io_addr_bits(&bytes[..n], code) {
+            Some(64) => u64::MAX,
+            Some(32) => 0xffff_ffff,
+            Some(_) => 0xffff,
+            None => io.addr_mask(),
+        };
         let regs = st.all_gprs();
         let mut count = if rep { regs[Gpr::Rcx] & amask } else { 1 };
         if count == 0 {
@@ -336,10 +349,7 @@ impl Vcpu {
         } else {
             1
         };
-        let inner = self.vm.mem();
         // Segment: INS writes ES:rDI; OUTS reads DS:rSI or the override prefix.
-        let mut bytes = [0u8; 15];
-        let n = st.fetch(&inner, &mut bytes);
         let seg_base = st.string_segment_base(is_in, &bytes[..n]);
         let idx = if is_in { Gpr::Rdi } else { Gpr::Rsi };
         let start = regs[idx] & amask;
@@ -385,7 +395,7 @@ impl Vcpu {
             for (k, b) in d.iter_mut().enumerate().take(size as usize) {
                 *b = self.pio.read_u8(k);
             }
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(size), u64::from_le_bytes(d)) {
+            if self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Pio, u64::from(io.port), u32::from(size), u64::from_le_bytes(d)) {
                 return Ok(self.string_step(st, StrElem { next_rip: info2, rep, size, amask, df }, &[(idx, true)]));
             }
         }
@@ -468,9 +478,10 @@ impl Vcpu {
             return Ok(self.step_after_emulation(st).unwrap_or(Next::Guest));
         }
         if is_write {
-            // A write an ioeventfd takes completes here (KVM's MMIO bus).
+            // A write an ioeventfd or a coalesced zone takes completes here
+            // (KVM's MMIO bus).
             let val = if acc.size >= 8 { data } else { data & ((1u64 << (8 * u32::from(acc.size))) - 1) };
-            if self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, gpa, u32::from(acc.size), val) {
+            if self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Mmio, gpa, u32::from(acc.size), val) {
                 let v = st.vmcb();
                 v.save.rip = next_rip;
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;

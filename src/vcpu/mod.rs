@@ -492,6 +492,7 @@ impl Vcpu {
         match pgoff as u64 {
             0 => self.run.struct_page(0),
             nsvm_core::user_exit::run::PIO_PAGE_OFFSET => self.pio.struct_page(0),
+            nsvm_core::coalesced::PAGE_OFFSET => self.vm.coalesced_ring.struct_page(0),
             _ => None,
         }
     }

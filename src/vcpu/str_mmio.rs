@@ -199,7 +199,7 @@ impl Vcpu {
     /// element done before it (KVM's order).
     fn str_write(&self, st: &mut VcpuState, c: &StrCtx, dst: u64, data: u64) -> Next {
         let len = u32::from(c.s.size);
-        if self.vm.ioapic_mmio(dst, true, len, data).is_some() || self.vm.ioeventfd_write(nsvm_core::ioeventfd::Bus::Mmio, dst, len, data) {
+        if self.vm.ioapic_mmio(dst, true, len, data).is_some() || self.vm.io_bus_write(nsvm_core::ioeventfd::Bus::Mmio, dst, len, data) {
             return self.str_done(st, c);
         }
         let finished = st.str_advance(c, true);

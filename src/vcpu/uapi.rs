@@ -111,10 +111,42 @@ impl Vcpu {
             uapi::kvm::SET_GUEST_DEBUG => self.set_guest_debug(arg),
             uapi::kvm::X86_SET_MCE => self.set_mce(arg),
             uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
+            uapi::kvm::HAS_DEVICE_ATTR | uapi::kvm::GET_DEVICE_ATTR | uapi::kvm::SET_DEVICE_ATTR => self.device_attr(cmd, arg),
             // Unknown vCPU ioctls are EINVAL (kvm_vcpu_ioctl for other
             // magics, kvm_arch_vcpu_ioctl for KVM's), a few as KVM refuses
             // them (`uapi::vcpu_refusal`).
             _ => refuse(arg, uapi::vcpu_refusal(cmd)),
+        }
+    }
+
+    /// `KVM_HAS/GET/SET_DEVICE_ATTR` on the vCPU fd: the struct is copied
+    /// first (EFAULT), then any group or attribute but the TSC offset is
+    /// ENXIO; the value at `addr` is a u64 (EFAULT). GET gives L1's offset
+    /// (KVM's `l1_tsc_offset`, also while L2 runs); SET makes it L1's
+    /// offset (`nsvm_core::tsc::vcpu_attr`; `kvm_arch_tsc_*_attr`).
+    fn device_attr(&self, cmd: u32, arg: usize) -> Result<isize> {
+        use nsvm_core::tsc::vcpu_attr::{DeviceAttr, SIZE};
+        let mut b = [0u8; SIZE];
+        UserSlice::new(UserPtr::from_addr(arg), SIZE).reader().read_slice(&mut b)?;
+        let a = DeviceAttr::parse(&b);
+        a.check().map_err(|e| Error::from_errno(-e.number()))?;
+        let val = UserSlice::new(UserPtr::from_addr(a.addr as usize), 8);
+        match cmd {
+            uapi::kvm::HAS_DEVICE_ATTR => Ok(0),
+            uapi::kvm::GET_DEVICE_ATTR => {
+                let off = self.state.lock().cpu.vmcb.get().control.tsc_offset;
+                val.writer().write_slice(&off.to_ne_bytes())?;
+                Ok(0)
+            }
+            _ => {
+                let mut d = [0u8; 8];
+                val.reader().read_slice(&mut d)?;
+                let mut st = self.state.lock();
+                let (off, gen) = self.vm.tsc_set_offset(u64::from_ne_bytes(d));
+                st.set_l1_tsc_offset(off);
+                st.cpu.tsc_gen = gen;
+                Ok(0)
+            }
         }
     }
 

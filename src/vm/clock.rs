@@ -42,6 +42,18 @@ impl Vm {
         (off, s.generation())
     }
 
+    /// `KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_OFFSET)`: the vCPU's offset is
+    /// `offset`, recorded as a userspace write for the matching
+    /// (`nsvm_core::tsc::TscSync::set_offset`); the offset and generation
+    /// as [`Vm::tsc_write`].
+    pub(crate) fn tsc_set_offset(&self, offset: u64) -> (u64, (u64, u64)) {
+        let khz = u64::from(hw::cpu::tsc_khz());
+        let mut s = self.tsc_sync.lock();
+        let (tsc, now) = (hw::cpu::rdtsc(), hw::task::now_ns());
+        let off = s.set_offset(offset, tsc, now, khz);
+        (off, s.generation())
+    }
+
     /// `KVM_GET_CLOCK`: the clock now, from the same line as the guest's
     /// kvmclock; the host TSC it was computed from (HOST_TSC) and, when the
     /// TSC is stable, the host's real time (REALTIME) read with it, as KVM

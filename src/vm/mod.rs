@@ -5,6 +5,7 @@
 
 pub(crate) mod apic_bus;
 mod clock;
+mod coalesced;
 mod dirty;
 mod irq;
 mod msr_filter;
@@ -247,6 +248,13 @@ pub(crate) struct Vm {
     /// `KVM_IOEVENTFD` registrations (`nsvm_core::ioeventfd` rules).
     #[pin]
     pub(crate) ioeventfds: Mutex<KVec<nsvm_core::ioeventfd::Entry<hw::eventfd::EventFd>>>,
+    /// Coalesced MMIO/PIO zones (`coalesced.rs`); the lock also serializes
+    /// the writers of the ring.
+    #[pin]
+    pub(crate) coalesced: Mutex<coalesced::Zones>,
+    /// The coalesced-MMIO ring (`struct kvm_coalesced_mmio_ring`), one page
+    /// per VM as in KVM, mapped at page 2 of every vCPU's mmap.
+    pub(crate) coalesced_ring: hw::mem::KPages,
     #[pin]
     pub(crate) mmu: SpinLock<Mmu>,
 }
@@ -364,6 +372,7 @@ impl Vm {
         if vm_type != 0 {
             return Err(EINVAL);
         }
+        let ring = hw::mem::KPages::page()?;
         let inner = VmInner { vcpu_ids: 0, bsp_vcpu_id: 0, max_vcpu_ids: 0, routes: KVec::new() };
         let mmu = Mmu {
             slots: SlotTable::with_storage(HeapSlots(KVec::from_elem(None, MAX_SLOTS, GFP_KERNEL_ACCOUNT)?)),
@@ -414,6 +423,8 @@ impl Vm {
                 ioeventfds <- new_mutex!(KVec::new(), "nsvm_ioeventfds"),
                 user_space_msr: AtomicU32::new(0),
                 msr_filter <- new_mutex!(None, "nsvm_msr_filter"),
+                coalesced <- new_mutex!(coalesced::Zones(KVec::new()), "nsvm_coalesced"),
+                coalesced_ring: ring,
             }),
             GFP_KERNEL_ACCOUNT,
         )?;

@@ -128,6 +128,8 @@ impl Vm {
                 UserSlice::new(UserPtr::from_addr(arg), b.len()).reader().read_slice(&mut b)?;
                 self.ioeventfd(&nsvm_core::ioeventfd::Request::from_bytes(&b))
             }
+            uapi::kvm::REGISTER_COALESCED_MMIO => self.coalesced_zone(arg, true),
+            uapi::kvm::UNREGISTER_COALESCED_MMIO => self.coalesced_zone(arg, false),
             // The VM's default for its vCPUs: the host's rate (no TSC scaling).
             uapi::kvm::GET_TSC_KHZ => Ok(hw::cpu::tsc_khz() as isize),
             _ => refuse(arg, uapi::vm_refusal(cmd)),

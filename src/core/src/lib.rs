@@ -12,6 +12,7 @@
 pub mod bsp;
 pub mod checks;
 pub mod clock;
+pub mod coalesced;
 pub mod cpu_state;
 pub mod cpuid;
 pub mod dirty_log;

@@ -52,6 +52,54 @@ pub struct TscSync {
     /// `cur_tsc_write`, `cur_tsc_nsec`).
     gen_write: u64,
     gen_ns: u64,
+    /// The offset the last write gave (KVM's `last_tsc_offset`): a
+    /// `KVM_VCPU_TSC_OFFSET` equal to it stays in the generation.
+    last_offset: u64,
+}
+
+/// `KVM_HAS/GET/SET_DEVICE_ATTR` on a vCPU fd (`struct kvm_device_attr`,
+/// Documentation/virt/kvm/devices/vcpu.rst section 4): x86 has one group,
+/// `KVM_VCPU_TSC_CTRL`, with one attribute, `KVM_VCPU_TSC_OFFSET` (the
+/// guest's TSC minus the host's, a u64 at `addr`).
+pub mod vcpu_attr {
+    use crate::uapi::Errno;
+
+    /// Size of `struct kvm_device_attr` (flags, group, attr, addr).
+    pub const SIZE: usize = 24;
+    /// `KVM_VCPU_TSC_CTRL`.
+    pub const TSC_CTRL: u32 = 0;
+    /// `KVM_VCPU_TSC_OFFSET`.
+    pub const TSC_OFFSET: u64 = 0;
+
+    /// The fields of `struct kvm_device_attr` (`flags` is ignored, as KVM).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct DeviceAttr {
+        /// `group`.
+        pub group: u32,
+        /// `attr`.
+        pub attr: u64,
+        /// `addr`: the user address of the value.
+        pub addr: u64,
+    }
+
+    impl DeviceAttr {
+        /// Parses the struct as userspace passed it.
+        pub fn parse(b: &[u8; SIZE]) -> Self {
+            let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+            let u64_at = |o: usize| u64::from(u32_at(o)) | u64::from(u32_at(o + 4)) << 32;
+            Self { group: u32_at(4), attr: u64_at(8), addr: u64_at(16) }
+        }
+
+        /// Whether the attribute exists: `Ok` for the TSC offset, `ENXIO`
+        /// for any other group or attribute (`kvm_vcpu_ioctl_device_attr`,
+        /// `kvm_arch_tsc_has_attr`), for the three ioctls alike.
+        pub fn check(&self) -> Result<(), Errno> {
+            if self.group != TSC_CTRL || self.attr != TSC_OFFSET {
+                return Err(Errno::Enxio);
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Where a vCPU's TSC stands against its generation's curve: the TSC
@@ -115,6 +163,29 @@ impl TscSync {
         self.written = true;
         self.last_ns = now_ns;
         self.last_write = value;
+        self.last_offset = offset;
+        if !matched {
+            self.cur_offset = offset;
+            self.gen_write = value;
+            self.gen_ns = now_ns;
+        }
+        offset
+    }
+
+    /// `KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_OFFSET)`: the vCPU's offset is
+    /// `offset`, exactly, and it counts as a userspace write of the value
+    /// it gives (host TSC + offset) for later matching: it stays in the
+    /// current generation when a write was made and the last one gave the
+    /// same offset, otherwise it starts one (KVM's `kvm_arch_tsc_set_attr`
+    /// with `__kvm_synchronize_tsc`).
+    pub fn set_offset(&mut self, offset: u64, host_tsc: u64, now_ns: u64, khz: u64) -> u64 {
+        let value = host_tsc.wrapping_add(offset);
+        let matched = khz != 0 && self.written && self.last_offset == offset;
+        self.written = true;
+        self.user_set = true;
+        self.last_ns = now_ns;
+        self.last_write = value;
+        self.last_offset = offset;
         if !matched {
             self.cur_offset = offset;
             self.gen_write = value;
@@ -213,6 +284,41 @@ mod tests {
         assert_eq!(catchup(gen, t(now), now, khz), 0);
         assert_eq!(catchup(gen, 0, now, 0), 0);
         assert_eq!(catchup((0, 5_000), 0, 4_000, khz), 0);
+    }
+
+    #[test]
+    fn offset_attribute() {
+        let khz = 2_000_000;
+        let mut s = TscSync::default();
+        let off0 = s.write(0, false, 1000, 0, khz, true);
+        assert_eq!(off0, 0u64.wrapping_sub(1000));
+        // The offset is taken as given; a new one starts a generation.
+        let off = 180 * 1_000_000_000u64;
+        assert_eq!(s.set_offset(off, 5000, 10, khz), off);
+        assert_eq!(s.generation(), (5000 + off, 10));
+        // The same offset again (the next vCPU): the same generation.
+        assert_eq!(s.set_offset(off, 9000, 20, khz), off);
+        assert_eq!(s.generation(), (5000 + off, 10));
+        // A negative one (wrapping), then a creation's zero write matches it.
+        let neg = 0u64.wrapping_sub(off);
+        assert_eq!(s.set_offset(neg, 10_000, 30, khz), neg);
+        assert_eq!(s.generation(), (10_000u64.wrapping_add(neg), 30));
+        assert_eq!(s.write(0, false, 11_000, 31, khz, true), neg);
+        // The struct and the ENXIO rule.
+        let mut b = [0u8; vcpu_attr::SIZE];
+        b[0..4].copy_from_slice(&7u32.to_ne_bytes());
+        b[16..24].copy_from_slice(&0x1234_5678_9abc_u64.to_ne_bytes());
+        let a = vcpu_attr::DeviceAttr::parse(&b);
+        assert_eq!(a, vcpu_attr::DeviceAttr { group: 0, attr: 0, addr: 0x1234_5678_9abc });
+        assert_eq!(a.check(), Ok(()));
+        b[4] = 1;
+        assert_eq!(vcpu_attr::DeviceAttr::parse(&b).check(), Err(crate::uapi::Errno::Enxio));
+        b[4] = 0;
+        b[8] = 1;
+        assert_eq!(vcpu_attr::DeviceAttr::parse(&b).check(), Err(crate::uapi::Errno::Enxio));
+        b[8] = 0;
+        b[15] = 0x80;
+        assert_eq!(vcpu_attr::DeviceAttr::parse(&b).check(), Err(crate::uapi::Errno::Enxio));
     }
 
     #[test]

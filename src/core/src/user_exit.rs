@@ -159,8 +159,9 @@ pub mod run {
     /// `io.data_offset` of every I/O exit: the PIO data page, in bytes from
     /// the start of the vCPU mmap.
     pub const PIO_DATA_OFFSET: u64 = PIO_PAGE_OFFSET * 4096;
-    /// Size of the vCPU mmap: the run page and the PIO data page.
-    pub const MMAP_SIZE: usize = 2 * 4096;
+    /// Size of the vCPU mmap: the run page, the PIO data page and the VM's
+    /// coalesced-MMIO ring (`crate::coalesced::PAGE_OFFSET`), as KVM on x86.
+    pub const MMAP_SIZE: usize = 3 * 4096;
 
     /// Name of an exit reason.
     pub fn exit_name(r: u32) -> &'static str {

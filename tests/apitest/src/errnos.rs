@@ -381,6 +381,26 @@ pub fn extra_probes() -> Vec<Probe> {
         p(Vcpu, "KVM_X86_SETUP_MCE(CMCI_P)", kvm::X86_SETUP_MCE, Buf(le(&[(0, 0x404, 8)], 8))),
         p(Vcpu, "KVM_X86_SET_MCE(bank 40)", kvm::X86_SET_MCE, Buf(le(&[(0, 1 << 63, 8), (32, 40, 1)], 64))),
         p(Vcpu, "KVM_X86_SET_MCE(no VAL)", kvm::X86_SET_MCE, Buf(le(&[(0, 1 << 61, 8), (32, 1, 1)], 64))),
+        // struct kvm_coalesced_mmio_zone { addr, size, pio }: pio 0 or 1
+        // only (also to unregister); unregistering what is not there is ok.
+        p(Vm, "KVM_REGISTER_COALESCED_MMIO(pio 2)", kvm::REGISTER_COALESCED_MMIO, Buf(le(&[(0, 0x80, 8), (8, 4, 4), (12, 2, 4)], 16))),
+        p(Vm, "KVM_UNREGISTER_COALESCED_MMIO(pio 2)", kvm::UNREGISTER_COALESCED_MMIO, Buf(le(&[(0, 0x80, 8), (8, 4, 4), (12, 2, 4)], 16))),
+        p(Vm, "KVM_UNREGISTER_COALESCED_MMIO(none there)", kvm::UNREGISTER_COALESCED_MMIO, Buf(le(&[(0, 0x1_0000_0000, 8), (8, 8, 4)], 16))),
+        p(Vm, "KVM_REGISTER_COALESCED_MMIO(pio 1 at 0x80)", kvm::REGISTER_COALESCED_MMIO, Buf(le(&[(0, 0x80, 8), (8, 4, 4), (12, 1, 4)], 16))),
+        p(Vm, "KVM_REGISTER_COALESCED_MMIO(wrapping)", kvm::REGISTER_COALESCED_MMIO, Buf(le(&[(0, u64::MAX, 8), (8, 16, 4)], 16))),
+        p(Vm, "KVM_REGISTER_COALESCED_MMIO(struct cut by an unmapped page)", kvm::REGISTER_COALESCED_MMIO, Tail(le(&[], 8))),
+        // struct kvm_device_attr { flags, group, attr, addr }: the TSC
+        // offset (group KVM_VCPU_TSC_CTRL 0, attr KVM_VCPU_TSC_OFFSET 0);
+        // other groups and attributes are ENXIO; the value at an
+        // unmapped address (8) is EFAULT.
+        p(Vcpu, "KVM_HAS_DEVICE_ATTR(TSC_OFFSET)", kvm::HAS_DEVICE_ATTR, Buf(le(&[(0, 0xff, 4)], 24))),
+        p(Vcpu, "KVM_HAS_DEVICE_ATTR(group 1)", kvm::HAS_DEVICE_ATTR, Buf(le(&[(4, 1, 4)], 24))),
+        p(Vcpu, "KVM_HAS_DEVICE_ATTR(attr 1)", kvm::HAS_DEVICE_ATTR, Buf(le(&[(8, 1, 8)], 24))),
+        p(Vcpu, "KVM_GET_DEVICE_ATTR(attr 1<<32)", kvm::GET_DEVICE_ATTR, Buf(le(&[(8, 1 << 32, 8)], 24))),
+        p(Vcpu, "KVM_SET_DEVICE_ATTR(group 1<<31)", kvm::SET_DEVICE_ATTR, Buf(le(&[(4, 1 << 31, 4)], 24))),
+        p(Vcpu, "KVM_GET_DEVICE_ATTR(TSC_OFFSET at addr 8)", kvm::GET_DEVICE_ATTR, Buf(le(&[(16, 8, 8)], 24))),
+        p(Vcpu, "KVM_SET_DEVICE_ATTR(TSC_OFFSET at addr 8)", kvm::SET_DEVICE_ATTR, Buf(le(&[(16, 8, 8)], 24))),
+        p(Vcpu, "KVM_SET_DEVICE_ATTR(struct cut by an unmapped page)", kvm::SET_DEVICE_ATTR, Tail(le(&[], 16))),
         p(Vm, "KVM_SET_CLOCK(flags 1)", kvm::SET_CLOCK, Buf(le(&[(8, 1, 4)], 48))),
         p(Vm, "KVM_IOEVENTFD(len 3)", kvm::IOEVENTFD, Buf(le(&[(8, 0x80, 8), (16, 3, 4), (20, 0xffff_ffff, 4), (24, 2, 4)], 64))),
         p(Vm, "KVM_IOEVENTFD(fd -1)", kvm::IOEVENTFD, Buf(le(&[(8, 0x80, 8), (16, 1, 4), (20, 0xffff_ffff, 4), (24, 2, 4)], 64))),

@@ -162,10 +162,54 @@ pub fn decode_string(b: &[u8], cs: CodeSize) -> Result<StrAccess, DecodeError> {
     Ok(StrAccess { len: (i + 1) as u8, size, kind, rep, addr_size })
 }
 
+/// Address size in bits of INS/OUTS (6C-6F) in `b`, from the code size and
+/// an address-size prefix (APM vol. 3 1.2.3); `None` when `b` is not one
+/// (a fetch that failed, code changed meanwhile). KVM's emulator takes it
+/// from the instruction as well; EXITINFO1's A16/A32/A64 (APM vol. 2
+/// 15.10.2) is only the fallback: under QEMU's TCG a 64-bit REP INSB came
+/// with none of the three set (userspace_io_test).
+pub fn string_io_addr_bits(b: &[u8], cs: CodeSize) -> Option<u8> {
+    let mut i = 0;
+    let mut addrsize_override = false;
+    while i < b.len() && is_legacy_prefix(b[i]) {
+        addrsize_override |= b[i] == 0x67;
+        i += 1;
+    }
+    if cs == CodeSize::Bits64 && i < b.len() && b[i] & 0xf0 == 0x40 {
+        i += 1;
+    }
+    if i >= 15 || !matches!(b.get(i), Some(0x6c..=0x6f)) {
+        return None;
+    }
+    Some(match cs {
+        CodeSize::Bits64 => if addrsize_override { 32 } else { 64 },
+        CodeSize::Bits32 => if addrsize_override { 16 } else { 32 },
+        CodeSize::Bits16 => if addrsize_override { 32 } else { 16 },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::x86::Gpr::*;
+
+    #[test]
+    fn string_io_address_size() {
+        use CodeSize::*;
+        // rep insb in 64-bit code (userspace_io_test): 64-bit addresses.
+        assert_eq!(string_io_addr_bits(&[0xf3, 0x6c], Bits64), Some(64));
+        assert_eq!(string_io_addr_bits(&[0x67, 0xf3, 0x6c], Bits64), Some(32));
+        assert_eq!(string_io_addr_bits(&[0xf3, 0x48, 0x6f], Bits64), Some(64));
+        assert_eq!(string_io_addr_bits(&[0x66, 0x6d], Bits32), Some(32));
+        assert_eq!(string_io_addr_bits(&[0x67, 0x6e], Bits32), Some(16));
+        assert_eq!(string_io_addr_bits(&[0xf3, 0x6f], Bits16), Some(16));
+        assert_eq!(string_io_addr_bits(&[0x67, 0x6f], Bits16), Some(32));
+        // Not INS/OUTS (REX outside 64-bit code, other opcodes, nothing).
+        assert_eq!(string_io_addr_bits(&[0x48, 0x6c], Bits32), None);
+        assert_eq!(string_io_addr_bits(&[0xf3, 0xaa], Bits64), None);
+        assert_eq!(string_io_addr_bits(&[], Bits64), None);
+        assert_eq!(string_io_addr_bits(&[0x66; 15], Bits64), None);
+    }
 
     #[test]
     fn movs_stos_lods() {

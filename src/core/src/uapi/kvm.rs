@@ -72,6 +72,16 @@ pub const GET_MP_STATE: u32 = ior(KVMIO, 0x98, 4);
 pub const SET_MP_STATE: u32 = iow(KVMIO, 0x99, 4);
 /// `KVM_GET_TSC_KHZ` (vCPU fd).
 pub const GET_TSC_KHZ: u32 = io(KVMIO, 0xa3);
+/// `KVM_REGISTER_COALESCED_MMIO` (VM fd; `crate::coalesced`).
+pub const REGISTER_COALESCED_MMIO: u32 = iow(KVMIO, 0x67, crate::coalesced::ZONE_SIZE);
+/// `KVM_UNREGISTER_COALESCED_MMIO` (VM fd).
+pub const UNREGISTER_COALESCED_MMIO: u32 = iow(KVMIO, 0x68, crate::coalesced::ZONE_SIZE);
+/// `KVM_SET_DEVICE_ATTR` (vCPU fd: `crate::tsc::vcpu_attr`).
+pub const SET_DEVICE_ATTR: u32 = iow(KVMIO, 0xe1, crate::tsc::vcpu_attr::SIZE);
+/// `KVM_GET_DEVICE_ATTR` (vCPU fd).
+pub const GET_DEVICE_ATTR: u32 = iow(KVMIO, 0xe2, crate::tsc::vcpu_attr::SIZE);
+/// `KVM_HAS_DEVICE_ATTR` (vCPU fd).
+pub const HAS_DEVICE_ATTR: u32 = iow(KVMIO, 0xe3, crate::tsc::vcpu_attr::SIZE);
 /// `KVM_MAX_IRQ_ROUTES`: the most reserved I/O APIC pins and routes.
 pub const MAX_IRQ_ROUTES: u64 = 4096;
 /// `KVM_ENABLE_CAP` (VM and vCPU fds).
@@ -208,6 +218,11 @@ mod tests {
         assert_eq!(kvm::GET_MSRS, 0xc008_ae88);
         assert_eq!(kvm::SET_MSRS, 0x4008_ae89);
         assert_eq!(kvm::GET_TSC_KHZ, 0xaea3);
+        assert_eq!(kvm::REGISTER_COALESCED_MMIO, 0x4010_ae67);
+        assert_eq!(kvm::UNREGISTER_COALESCED_MMIO, 0x4010_ae68);
+        assert_eq!(kvm::SET_DEVICE_ATTR, 0x4018_aee1);
+        assert_eq!(kvm::GET_DEVICE_ATTR, 0x4018_aee2);
+        assert_eq!(kvm::HAS_DEVICE_ATTR, 0x4018_aee3);
         assert_eq!(kvm::KVMCLOCK_CTRL, 0xaead);
         assert_eq!(kvm::INTERRUPT, 0x4004_ae86);
         assert_eq!(kvm::NMI, 0xae9a);

@@ -172,6 +172,8 @@ pub enum Errno {
     Einval = 22,
     /// Inappropriate ioctl for device.
     Enotty = 25,
+    /// No space left (a bus full of devices).
+    Enospc = 28,
 }
 
 /// The C name of a Linux errno value (x86-64 numbering), for the ones the
@@ -220,6 +222,7 @@ impl Errno {
             Errno::Eexist => "EEXIST",
             Errno::Einval => "EINVAL",
             Errno::Enotty => "ENOTTY",
+            Errno::Enospc => "ENOSPC",
         }
     }
 }
