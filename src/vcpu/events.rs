@@ -113,8 +113,17 @@ impl VcpuState {
         if self.l1_takes_intr().is_some() {
             return;
         }
+        // While L2 runs (L1 not intercepting INTR), L1's interrupts are
+        // masked by L1's IF at VMRUN or by L2's, as vmcb12's V_INTR_MASKING
+        // says (APM 15.21.1); masked by L1's, no window can open while L2
+        // runs (KVM's svm_set_vintr), they wait for the #VMEXIT.
+        let unmasked = self.intr_unmasked();
+        if !unmasked && self.nst.l2.is_some() && self.nst.vmcb12.get().control.int_ctl & int_ctl::V_INTR_MASKING != 0 {
+            self.close_irq_window();
+            return;
+        }
         let v = self.vmcb();
-        let interruptible = v.save.rflags & rflags::IF != 0
+        let interruptible = unmasked
             && v.control.int_state & nsvm_core::vmcb::int_state::SHADOW == 0
             && v.control.event_inj & nsvm_core::event::bits::VALID == 0
             && gif;
@@ -223,17 +232,61 @@ impl VcpuState {
         }
     }
 
+    /// The running guest's RFLAGS.IF, or while L2 runs the flag that masks
+    /// L1's physical interrupts (`reflect::l1_intr_unmasked`).
+    fn intr_unmasked(&mut self) -> bool {
+        let l2_if = self.vmcb().save.rflags & rflags::IF != 0;
+        if self.nst.l2.is_none() {
+            return l2_if;
+        }
+        let int_ctl12 = self.nst.vmcb12.get().control.int_ctl;
+        let l1_if = self.cpu.vmcb.get().save.rflags & rflags::IF != 0;
+        nsvm_core::reflect::l1_intr_unmasked(int_ctl12, l1_if, l2_if)
+    }
+
+    /// Asks for a #VMEXIT(VINTR) once the guest can take an interrupt: a
+    /// virtual interrupt of the highest priority that ignores the TPR
+    /// (APM 15.21.4), as KVM's svm_set_vintr. While L2 runs it takes
+    /// vmcb02's V_IRQ from L1's virtual interrupt, which comes back when
+    /// the window closes (`close_irq_window`) and stays pending in vmcb12
+    /// meanwhile (`nested::sync_int_ctl`).
     pub(super) fn open_irq_window(&mut self) {
         let v = self.vmcb();
-        v.control.int_ctl |= int_ctl::V_IRQ | int_ctl::V_IGN_TPR;
+        v.control.int_ctl &= !int_ctl::V_INTR_PRIO_MASK;
+        v.control.int_ctl |= int_ctl::V_IRQ | int_ctl::V_IGN_TPR | (0xf << int_ctl::V_INTR_PRIO_SHIFT);
         v.control.int_vector = 0;
         v.control.intercepts.set(exit::VINTR);
     }
 
+    /// Drops L0's window. While L2 runs, vmcb02 gets L1's virtual
+    /// interrupt of vmcb12 back (KVM's svm_clear_vintr; its V_IRQ synced
+    /// at every exit, so one L2 took meanwhile is not given again), and
+    /// keeps the VINTR intercept when L1 has it.
     pub(super) fn close_irq_window(&mut self) {
+        if self.nst.l2.is_some() {
+            let c12 = &self.nst.vmcb12.get().control;
+            let (i12, vec12, l1_vintr) = (c12.int_ctl, c12.int_vector, c12.intercepts.test(exit::VINTR));
+            let c = &mut self.nst.vmcb02.get().control;
+            (c.int_ctl, c.int_vector) = nsvm_core::nested::restore_vintr(c.int_ctl, i12, vec12);
+            if !l1_vintr {
+                c.intercepts.clear(exit::VINTR);
+            }
+            return;
+        }
         let v = self.vmcb();
-        v.control.int_ctl &= !(int_ctl::V_IRQ | int_ctl::V_IGN_TPR);
+        v.control.int_ctl &= !(nsvm_core::nested::V_IRQ_INJECTION_BITS);
         v.control.intercepts.clear(exit::VINTR);
+    }
+
+    /// vmcb12's int_ctl after an exit of L2 (`nested::sync_int_ctl`,
+    /// KVM's nested_sync_control_from_vmcb02): what L2 changed (V_TPR,
+    /// V_IRQ taken, V_GIF), V_IRQ not while L0's window holds it.
+    pub(super) fn sync_int_ctl12(&mut self) {
+        let c02 = &self.nst.vmcb02.get().control;
+        let (i02, vintr02) = (c02.int_ctl, c02.intercepts.test(exit::VINTR));
+        let c12 = &mut self.nst.vmcb12.get().control;
+        let l0_window = vintr02 && !c12.intercepts.test(exit::VINTR);
+        c12.int_ctl = nsvm_core::nested::sync_int_ctl(c12.int_ctl, i02, l0_window);
     }
 
     pub(super) fn inject(&mut self, e: Event) {

@@ -13,6 +13,7 @@ use nsvm_core::msr::efer;
 use nsvm_core::stats::{self, vcpu as st_idx};
 use nsvm_core::x86::{cr0, cr4, rflags, Gpr};
 
+use super::guest_mem::DataFault;
 use super::{Next, Pending, Vcpu, VcpuState};
 use crate::hw;
 use crate::vm::VmMem;
@@ -365,14 +366,17 @@ impl Vcpu {
         for i in 0..count {
             for b in 0..u64::from(size) {
                 let elem = if df { la(i * u64::from(size)).wrapping_add(b) } else { la(i * u64::from(size) + b) };
-                match st.translate(&inner, elem, is_in) {
+                match st.translate_data(&inner, elem, is_in) {
                     Ok(g) => gpas.push(g, GFP_KERNEL)?,
-                    Err(pf) => {
+                    Err(DataFault::Pf(pf)) => {
                         let v = st.vmcb();
                         v.save.cr2 = elem;
                         st.inject(Event::new(EventType::Exception, 14, Some(pf.error_code)));
                         return Ok(Next::Guest);
                     }
+                    // L2's access faults in L1's NPT12: L1's #VMEXIT(NPF)
+                    // (KVM's nested_tdp_fault_test).
+                    Err(DataFault::Npf12 { gpa, info1 }) => return self.npf12_to_l1(st, &inner, gpa, info1),
                 }
             }
         }

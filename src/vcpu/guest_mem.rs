@@ -40,6 +40,36 @@ impl VcpuState {
         paging::walk_guest(&mem, mode, s.cr3, la, acc, s.cr0 & cr0::WP != 0, efer_v & efer::NXE != 0)
     }
 
+    /// `translate` for L0's emulation of a data access of L2 (string I/O),
+    /// with the nested page faults the processor's walk would take: under
+    /// NPT12 each guest page-table access is translated as a write (the
+    /// walk may set A/D bits: a read-only table faults, APM 15.25.5; KVM's
+    /// walker the same), then the final address with the access's own
+    /// rights (APM 15.25.6). A fault in NPT12 is L1's: `Npf12` with the
+    /// L2 physical address (the table's page, as KVM reports it) and
+    /// EXITINFO1.
+    pub(super) fn translate_data(&mut self, inner: &VmMem<'_>, la: u64, write: bool) -> core::result::Result<u64, DataFault> {
+        let Some(view) = self.guest_mem(inner).1 else {
+            return self.translate(inner, la, write).map_err(DataFault::Pf);
+        };
+        let efer_v = self.efer();
+        let v = self.vmcb();
+        let s = &v.save;
+        let mode = Mode::from_regs(s.cr0, s.cr4, efer_v);
+        let acc = Access { write, user: s.cpl == 3, fetch: false };
+        let tables = Npt12Tables { l1: GuestMem::l1(inner), view, fault: core::cell::Cell::new(None) };
+        let r = paging::walk_guest(&tables, mode, s.cr3, la, acc, s.cr0 & cr0::WP != 0, efer_v & efer::NXE != 0);
+        if let Some((gpa, info1)) = tables.fault.get() {
+            return Err(DataFault::Npf12 { gpa, info1 });
+        }
+        let gpa = r.map_err(DataFault::Pf)?;
+        let l1 = GuestMem::l1(inner);
+        match nsvm_core::nested::walk_npt12(&l1, view.ncr3, gpa, write, false, view.nxe, view.phys, npf::FINAL) {
+            Ok(_) => Ok(gpa),
+            Err(info1) => Err(DataFault::Npf12 { gpa, info1 }),
+        }
+    }
+
     /// Base of the segment of a string I/O instruction: ES for INS; DS or
     /// the last segment-override prefix for OUTS (APM vol. 3 OUTS). In
     /// 64-bit mode only FS and GS have bases.
@@ -102,6 +132,43 @@ impl VcpuState {
             n += chunk;
         }
         (n, long)
+    }
+}
+
+/// Why `translate_data` failed.
+pub(super) enum DataFault {
+    /// A #PF for the guest.
+    Pf(paging::PageFault),
+    /// A nested page fault in L1's NPT12: #VMEXIT(NPF) to L1 with
+    /// EXITINFO2 `gpa` and EXITINFO1 `info1`.
+    Npf12 { gpa: u64, info1: u64 },
+}
+
+/// L2's page tables read through NPT12 for `translate_data`: each table
+/// access translated as a write (`npf::TABLE`); the first fault is kept.
+struct Npt12Tables<'a> {
+    l1: GuestMem<'a>,
+    view: Npt12View,
+    fault: core::cell::Cell<Option<(u64, u64)>>,
+}
+
+impl TableMem for Npt12Tables<'_> {
+    fn read(&self, pa: u64) -> Option<u64> {
+        if self.fault.get().is_some() {
+            return None;
+        }
+        let v = self.view;
+        match nsvm_core::nested::walk_npt12(&self.l1, v.ncr3, pa, true, false, v.nxe, v.phys, npf::TABLE) {
+            Ok(t) => self.l1.read(t.l1_gpa),
+            Err(info1) => {
+                self.fault.set(Some((pa & !0xfff, info1)));
+                None
+            }
+        }
+    }
+    fn write(&mut self, _pa: u64, _v: u64) {}
+    fn alloc_table(&mut self) -> Option<u64> {
+        None
     }
 }
 

@@ -221,6 +221,9 @@ struct NestedState {
     /// virtual NMI, L2's own RFLAGS.TF and DR6 to put back.
     vnmi_iret_rip: Option<u64>,
     vnmi_step: Option<(u64, u64)>,
+    /// L2's RIP at its last exit since it was entered (`None` before the
+    /// first): the saved vmcb12's next_rip (`get_nested_state`).
+    exit_rip: Option<u64>,
     /// While L2 runs: vmcb12's address and L1's RIP after its VMRUN.
     l2: Option<(u64, u64)>,
     /// L1's VMRUN was emulated but L2 not entered yet (vmcb02's EVENTINJ
@@ -442,6 +445,7 @@ impl Vcpu {
                 pause_count: 0,
                 vnmi_iret_rip: None,
                 vnmi_step: None,
+                exit_rip: None,
                 l2: None,
                 run_pending: false,
                 nlog: KVec::from_elem(TraceEvent::Empty, nsvm_core::trace::LOG_LEN, GFP_KERNEL_ACCOUNT)?,

@@ -62,9 +62,23 @@ impl Vcpu {
             // V_IRQ, V_GIF with vGIF on) as they are now in vmcb02, as the
             // #VMEXIT write-back would give them (KVM's
             // nested_sync_control_from_vmcb02; KVM's state_test).
+            // V_IRQ not while L0's interrupt window holds vmcb02's.
             let c = &mut out.control;
-            let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 { int_ctl::V_GIF } else { 0 };
-            c.int_ctl = (c.int_ctl & !virq) | (st.nst.vmcb02.get().control.int_ctl & virq);
+            let c02 = &st.nst.vmcb02.get().control;
+            let l0_window = c02.intercepts.test(exit::VINTR) && !c.intercepts.test(exit::VINTR);
+            c.int_ctl = nsvm_core::nested::sync_int_ctl(c.int_ctl, c02.int_ctl, l0_window);
+            // With NRIPS offered (emulated), next_rip of L2's last exit,
+            // as KVM's cache of vmcb12 has it after every exit (KVM's
+            // state_test: the RIP past a GUEST_SYNC's OUT that KVM_RUN
+            // with immediate_exit completed).
+            if let Some(exit_rip) = st.nst.exit_rip.filter(|_| st.nst.l1_features.contains(SvmFeatures::NRIPS)) {
+                let (code, info1, info2, rip_now) = {
+                    let v = st.nst.vmcb02.get();
+                    (v.control.exit_code, v.control.exit_info_1, v.control.exit_info_2, v.save.rip)
+                };
+                let inner = self.vm.mem();
+                c.next_rip = nsvm_core::insn::last_exit_next_rip(code, info1, info2, exit_rip, rip_now, |b| st.fetch_insn(&inner, b));
+            }
             out.save = st.cpu.vmcb.get().save;
             // L1's own view: RIP after its VMRUN, EFER as it set it.
             out.save.rip = next;
@@ -144,6 +158,7 @@ impl Vcpu {
         st.cpu.applied_policy = None;
         st.apply_policy(self.vm.policy());
         st.nst.l2 = Some((h.vmcb_pa, next));
+        st.nst.exit_rip = None;
         // State from outside the processor at both levels.
         st.request_tlb_flush(true, true);
         // vmcb01 holds L1's state from userspace too.
@@ -187,6 +202,7 @@ impl Vcpu {
         };
         let e = {
             let v = st.nst.vmcb02.get();
+            st.nst.exit_rip = Some(v.save.rip);
             let c = &v.control;
             TraceEvent::VmExit { rip: v.save.rip, reason: code, info1, info2: c.exit_info_2, intr_info: c.exit_int_info, error_code: c.exit_int_info_err }
         };
@@ -207,6 +223,9 @@ impl Vcpu {
             st.log(self.id, TraceEvent::VmExitInject { reason: exit::INVALID, info1: 0, info2: 0, exit_int_info: 0, exit_int_info_err: 0 });
             return self.vmrun_failed(st, pa12, next).map(Some);
         }
+        // What L2 changed of its virtual interrupt state goes to vmcb12's
+        // cache after every exit, as KVM does (`sync_int_ctl12`).
+        st.sync_int_ctl12();
         // vNMI: L2 past the IRET L0 intercepted (V_NMI_MASK clears), and
         // the single step over it ends; a #DB of that step alone is L0's.
         if st.vnmi_after_exit(code) {
@@ -332,8 +351,8 @@ impl Vcpu {
             c.exit_int_info = v02.control.exit_int_info;
             c.exit_int_info_err = v02.control.exit_int_info_err;
             c.int_state = v02.control.int_state;
-            let virq = int_ctl::V_TPR_MASK | int_ctl::V_IRQ | if c.int_ctl & int_ctl::V_GIF_ENABLE != 0 { int_ctl::V_GIF } else { 0 };
-            c.int_ctl = (c.int_ctl & !virq) | (v02.control.int_ctl & virq);
+            let l0_window = v02.control.intercepts.test(exit::VINTR) && !c.intercepts.test(exit::VINTR);
+            c.int_ctl = nsvm_core::nested::sync_int_ctl(c.int_ctl, v02.control.int_ctl, l0_window);
             // vNMI: V_NMI and V_NMI_MASK as L0 kept them, the mask saved
             // as 0 when this exit interrupted an NMI's delivery.
             c.int_ctl = vnmi::at_exit(c.int_ctl, v02.control.exit_int_info);
@@ -633,6 +652,7 @@ impl Vcpu {
             return Ok(stop);
         }
         st.nst.l2 = Some((pa, next));
+        st.nst.exit_rip = None;
         st.nst.run_pending = true;
         st.nst.gif = true;
         {

@@ -16,6 +16,7 @@ use super::guest_mem::GuestMem;
 use crate::hw::pin::{HostPage, PinnedPage};
 use super::{Vcpu, VcpuState};
 use crate::hw::trace::{self, Npt02Flush};
+use crate::vm::VmMem;
 
 /// How L0 resolved a nested page fault of an L2 on shadow NPT02.
 pub(super) enum Npf02 {
@@ -90,6 +91,17 @@ impl Vcpu {
         // writable, and logged (as NPT01's `VmMem::fault_in`); GET/CLEAR of
         // the log bump the memory generation, which drops NPT02.
         let logging = slot.logging();
+        // In a logging slot, a read fault maps the page writable (and logs
+        // it) as NPT01 does for L1 (`VmMem::fault_in`, KVM's make_spte)
+        // the first time it is mapped since logging began (`Mmu::seen`:
+        // NPT02 is dropped when the log is read, where KVM's shadow entry
+        // stays, write-protected; KVM's nested_dirty_log_test).
+        let log_writable = if logging {
+            let first = inner.mmu().log_first_map(slot.id, ((t.l1_gpa & !0xfff) - slot.gpa) >> 12);
+            write || first
+        } else {
+            write
+        };
         // Prefetch, as KVM's shadow MMU does for a large guest page shadowed
         // by 4 KiB entries (PTE_PREFETCH_NUM = 8): the aligned 8-page block
         // lies in the same NPT12 leaf, just used, so its pages translate
@@ -117,7 +129,7 @@ impl Vcpu {
             for (i, p) in pages.iter().enumerate() {
                 let Some(p) = p else { continue };
                 let t2 = nsvm_core::nested::Npt12Translation { l1_gpa: l1_block + ((i as u64) << 12), ..t };
-                let w = p.writable && (!logging || (i == force && write));
+                let w = p.writable && (!logging || (i == force && log_writable));
                 leaves[i] = compose_leaf(&t2, p.pa, w, true);
                 pas[i] = Some(p.pa);
             }
@@ -140,7 +152,7 @@ impl Vcpu {
         }
         let uaddr = slot.uaddr_of(t.l1_gpa & !0xfff);
         let page = HostPage::get(uaddr, write, may_write)?;
-        let leaf = compose_leaf(&t, page.pa, page.writable && (!logging || write), true);
+        let leaf = compose_leaf(&t, page.pa, page.writable && (!logging || log_writable), true);
         st.nst.npt02.map(gpa, page.pa, leaf, limit)?;
         {
             let mut m = inner.mmu();
@@ -156,6 +168,23 @@ impl Vcpu {
         self.stats.bump(st_idx::NPT02_FILLS);
         trace::npt02_fill(|| (self.id, gpa, t.l1_gpa, page.pa, 1));
         Ok(Npf02::Filled)
+    }
+
+    /// A nested page fault in NPT12 met by L0's emulation of an access of
+    /// L2 (`translate_data`): the #VMEXIT(NPF) the processor's walk would
+    /// give L1 (APM 15.25.6: EXITINFO1 the fault's error code, EXITINFO2
+    /// the L2 physical address), no event being delivered.
+    pub(super) fn npf12_to_l1(&self, st: &mut VcpuState, inner: &VmMem<'_>, gpa: u64, info1: u64) -> Result<super::Next> {
+        {
+            let c = &mut st.nst.vmcb02.get().control;
+            c.exit_code = nsvm_core::exit::NPF;
+            c.exit_info_1 = info1;
+            c.exit_info_2 = gpa;
+            c.exit_int_info = 0;
+            c.exit_int_info_err = 0;
+        }
+        self.stats.bump(st_idx::NPT12_FAULTS);
+        Ok(self.reflect_to_l1(st, inner, nsvm_core::exit::NPF)?.unwrap_or(super::Next::Guest))
     }
 
     /// Drops NPT02 when the VM's slots changed since it was composed.

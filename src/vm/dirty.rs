@@ -67,6 +67,29 @@ impl Mmu {
     }
 }
 
+impl Mmu {
+    /// After a slot change (under the MMU lock), `Mmu::seen`: a slot
+    /// created logging gets `fresh` clear (nothing mapped yet), one that
+    /// begins logging by a flag change gets it all set (its pages may have
+    /// been mapped), one that stops or goes loses it. Returns what must be
+    /// freed after the lock.
+    pub(super) fn seen_after(&mut self, change: &Change, fresh: &mut Option<KVVec<u64>>) -> Option<KVVec<u64>> {
+        match *change {
+            Change::Create(s) if s.logging() => core::mem::replace(&mut self.seen[usize::from(s.id)], fresh.take()),
+            Change::Flags(o, n) if n.logging() && !o.logging() => {
+                let mut b = fresh.take();
+                if let Some(b) = b.as_mut() {
+                    dirty_log::set_all(b, n.npages());
+                }
+                core::mem::replace(&mut self.seen[usize::from(n.id)], b)
+            }
+            Change::Flags(o, n) if !n.logging() => self.seen[usize::from(o.id)].take(),
+            Change::Delete(o) => self.seen[usize::from(o.id)].take(),
+            _ => None,
+        }
+    }
+}
+
 impl Vm {
     /// The slot `id` and its bitmap's length, when it logs (`ENOENT`
     /// otherwise). The VM lock must be held (the slot stays).

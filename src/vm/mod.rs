@@ -96,6 +96,17 @@ pub(crate) struct Mmu {
     pub(crate) dirty: KVec<Option<KVVec<u64>>>,
     /// Pages newly marked dirty since creation (stat `dirty_pages_logged`).
     pub(crate) dirty_logged: u64,
+    /// Per logging slot (by id, beside `dirty`): the pages mapped (NPT01
+    /// or NPT02) since the slot began logging; all of them for a slot that
+    /// began by a flag change, whose pages may have been mapped before.
+    /// A read fault maps a page writable, and logs it, only the first time
+    /// (`Mmu::log_first_map`): KVM's TDP MMU maps a read fault writable
+    /// and logs it when the page has no SPTE, while the SPTEs present when
+    /// logging begins or the log is read are write-protected, not removed,
+    /// so reading such a page later logs nothing (KVM's
+    /// nested_dirty_log_test). nsvm removes NPT01's leaves when logging
+    /// begins and drops NPT02 when the log is read; this keeps KVM's answer.
+    pub(crate) seen: KVec<Option<KVVec<u64>>>,
 }
 
 /// Module parameter `npt_huge`: 2 MiB NPT01 entries where the VMM maps 2 MiB.
@@ -121,6 +132,17 @@ impl Mmu {
             if nsvm_core::dirty_log::set_bit(b, page) {
                 self.dirty_logged += 1;
             }
+        }
+    }
+
+    /// A fault maps page `page` of the logging slot `id`: whether it is the
+    /// page's first mapping since the slot began logging (`seen`), which a
+    /// read fault may make writable (and log); the page counts as mapped
+    /// from now on.
+    pub(crate) fn log_first_map(&mut self, id: u16, page: u64) -> bool {
+        match self.seen.get_mut(usize::from(id)) {
+            Some(Some(b)) => nsvm_core::dirty_log::set_bit(b, page),
+            _ => false,
         }
     }
 
@@ -316,8 +338,12 @@ impl<'a> VmMem<'a> {
         let gpa = gpa & !0xfff;
         let may_write = !slot.readonly();
         let write = write && may_write;
-        // A logging slot is mapped 4 KiB at a time, writable only for a
-        // write fault, which logs the page (`Mmu::dirty`).
+        // A logging slot is mapped 4 KiB at a time, writable for a write
+        // fault, and for a read fault the first time the page is mapped
+        // since logging began when the VMM maps it writable now (KVM's
+        // make_spte with GUP-fast's answer; `Mmu::seen`), and logged then
+        // (`Mmu::dirty`). Pages the log write-protected stay mapped
+        // read-only, so reads after KVM_GET_DIRTY_LOG log nothing.
         let logging = slot.logging();
         let seq = loop {
             let want = {
@@ -353,7 +379,8 @@ impl<'a> VmMem<'a> {
             if m.retry_range(seq, lo, hi) {
                 return Ok(());
             }
-            let writable = page.writable && (write || !logging);
+            let first = logging && m.log_first_map(slot.id, (gpa - slot.gpa) / nsvm_core::memslot::PAGE_SIZE);
+            let writable = page.writable && (write || !logging || first);
             if logging && writable {
                 m.mark_page(slot.id, (gpa - slot.gpa) / nsvm_core::memslot::PAGE_SIZE);
             }
@@ -389,6 +416,13 @@ impl Vm {
                 d
             },
             dirty_logged: 0,
+            seen: {
+                let mut d = KVec::with_capacity(MAX_SLOTS, GFP_KERNEL_ACCOUNT)?;
+                for _ in 0..MAX_SLOTS {
+                    d.push(None, GFP_KERNEL_ACCOUNT)?;
+                }
+                d
+            },
         };
         let vm = Arc::pin_init(
             pin_init!(Vm {

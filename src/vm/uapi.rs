@@ -143,8 +143,9 @@ impl Vm {
         // lock (unused ones, and the bitmap of a slot that stops logging,
         // are freed after it).
         let mut fresh = super::dirty::bitmap_for(r)?;
+        let mut fresh_seen = super::dirty::bitmap_for(r)?;
         let manual = self.manual_dirty_log.load(Ordering::Relaxed);
-        let (change, _old_bitmap) = {
+        let (change, _old_bitmap, _old_seen) = {
             let mut m = self.mmu.lock();
             let change = m.slots.apply(r).map_err(|e| match e {
                 SlotError::Invalid(_) => EINVAL,
@@ -158,9 +159,11 @@ impl Vm {
                 m.npt.unmap_range(old.gpa, old.end());
             }
             let old_bitmap = m.dirty_after(&change, &mut fresh, manual);
-            (change, old_bitmap)
+            let old_seen = m.seen_after(&change, &mut fresh_seen);
+            (change, old_bitmap, old_seen)
         };
         drop(fresh);
+        drop(fresh_seen);
         if let Change::Delete(_) | Change::Move(..) | Change::Flags(..) = change {
             // Even with nothing of it in NPT01: NPT02 leaves and vmcb12
             // pins may have been built from the old slot.

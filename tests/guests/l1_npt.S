@@ -336,6 +336,35 @@ _start:
 	lea	m_after(%rip), %rsi		/* names the value in a FAIL( ) */
 	call	expect
 	call	put_nl
+
+	/* 13. String I/O that L0 emulates for L2 (L1 does not intercept the
+	 * port): OUTSB from a page NPT12 lacks is a nested page fault for L1,
+	 * US|final at the byte's L2 address (64-bit rSI above 64 KiB; at the
+	 * page's start, where kvm_amd's page address and the APM's byte
+	 * address agree); L1 maps the page and L2 goes on to its VMMCALL
+	 * (its rSI then L1's: VMRUN restores only RAX). */
+	lea	vmcb(%rip), %rdi
+	lea	npt_pml4(%rip), %rax
+	mov	%rax, C_NCR3(%rdi)
+	movq	$0, npt_pt+8*1(%rip)
+	mov	$0x201000, %r12
+	lea	l2_outs(%rip), %rsi
+	movb	$1, C_TLB_CTL(%rdi)
+	call	run_l2
+	movb	$0, C_TLB_CTL(%rdi)
+	lea	m_outs(%rip), %rsi
+	call	report_npf
+	mov	$0x100000004, %rdx
+	mov	$0x201000, %r8
+	call	expect_npf
+	movq	$0x201000 | PTE, npt_pt+8*1(%rip)
+	call	resume_flush
+	mov	C_EXIT_CODE(%rdi), %rax
+	lea	m_then(%rip), %rsi
+	call	put_kv
+	mov	$EXIT_VMMCALL, %edx
+	call	expect
+	call	put_nl
 	jmp	l1_done
 
 /* RDI = vmcb, RSI = L2 entry, R12 = L2's address argument (RBX in L2). */
@@ -411,6 +440,13 @@ l2_write:
 	mov	(%rax), %rax
 	vmmcall
 	hlt
+l2_outs:
+	mov	l2_arg(%rip), %rsi
+	mov	$0x80, %edx
+	outsb
+	mov	%rsi, %rax
+	vmmcall
+	hlt
 l2_call:
 	mov	l2_arg(%rip), %rax
 	call	*%rax
@@ -433,6 +469,7 @@ m_ad:		.asciz	"np_accessed_dirty_bits:"
 m_newasid:	.asciz	"np_remap_new_asid:"
 m_fbasid:	.asciz	"np_remap_flush_by_asid:"
 m_fbabit:	.asciz	" flush_by_asid="
+m_outs:		.asciz	"np_string_io_not_present:"
 m_pde:		.asciz	" pde_ad="
 m_aread:	.asciz	" pte_ad_after_read="
 m_awrite:	.asciz	" pte_ad_after_write="

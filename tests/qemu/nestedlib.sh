@@ -1,7 +1,7 @@
 # The nested payloads and how they run, shared by the nested suite and the
 # L1 suites (l1.sh, l1inner.sh). Source after lib.sh.
 G=/guests
-NESTED="l1_smoke l1_svmfeat l1_npt l1_snap l1_snapnmi l1_vgif l1_nmi l1_checks l1_refused l1_vmload l1_gif l1_two_l2 l1_smp l1_vmsave_race l1_intercepts l1_events l1_intr l1_apic"
+NESTED="l1_smoke l1_svmfeat l1_npt l1_snap l1_snapnmi l1_vgif l1_nmi l1_checks l1_refused l1_vmload l1_gif l1_two_l2 l1_smp l1_vmsave_race l1_intercepts l1_events l1_intr l1_vintr l1_apic"
 # Payloads whose run kvm_amd is known not to finish as the APM requires
 # (their lines are tagged [apm]): only nsvm's exit status and cases are
 # asserted, kvm_amd's are shown.

@@ -129,6 +129,20 @@ pub fn next_rip(code: u64, info1: u64, info2: u64, rip: u64, fetch: impl FnOnce(
     }
 }
 
+/// The next RIP of L2's last exit as vmcb12 reports it while L2 runs
+/// (`KVM_GET_NESTED_STATE`): KVM copies vmcb02's next_rip into its vmcb12
+/// cache after every exit of L2, so the saved vmcb12 carries the NRIP of
+/// the exit L0 handled last (KVM's state_test). `exit_rip` is L2's RIP at
+/// that exit, `rip_now` its RIP now: an instruction L0 has completed since
+/// (RIP moved) ended at `rip_now`; one still pending is decoded at
+/// `exit_rip` with `fetch` (as [`next_rip`]).
+pub fn last_exit_next_rip(code: u64, info1: u64, info2: u64, exit_rip: u64, rip_now: u64, fetch: impl FnOnce(&mut [u8; 15]) -> (usize, bool)) -> u64 {
+    match next_rip_source(code, info1, info2) {
+        NextRip::Decode(_) if rip_now != exit_rip => rip_now,
+        _ => next_rip(code, info1, info2, exit_rip, fetch),
+    }
+}
+
 /// Whether `b` is a legacy prefix (APM vol. 3 1.2).
 pub const fn is_legacy_prefix(b: u8) -> bool {
     matches!(b, 0x66 | 0x67 | 0x2e | 0x3e | 0x26 | 0x36 | 0x64 | 0x65 | 0xf0 | 0xf2 | 0xf3)
@@ -153,6 +167,25 @@ pub fn length_of(bytes: &[u8], which: Known, long_mode: bool) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_exit_next_rip_rules() {
+        let none = |_: &mut [u8; 15]| -> (usize, bool) { panic!("no fetch") };
+        // IOIO: EXITINFO2, whether or not RIP moved since.
+        assert_eq!(last_exit_next_rip(exit::IOIO, 0, 0x1002, 0x1000, 0x1002, none), 0x1002);
+        assert_eq!(last_exit_next_rip(exit::IOIO, 0, 0x1002, 0x1000, 0x1000, none), 0x1002);
+        // A decoded instruction L0 completed: where RIP is now.
+        assert_eq!(last_exit_next_rip(exit::CPUID, 0, 0, 0x1000, 0x1002, none), 0x1002);
+        // Still pending: decoded at the exit's RIP.
+        let cpuid = |b: &mut [u8; 15]| {
+            b[0] = 0x0f;
+            b[1] = 0xa2;
+            (2, true)
+        };
+        assert_eq!(last_exit_next_rip(exit::CPUID, 0, 0, 0x1000, 0x1000, cpuid), 0x1002);
+        // No instruction: 0.
+        assert_eq!(last_exit_next_rip(exit::NPF, 0, 0, 0x1000, 0x1000, none), 0);
+    }
 
     #[test]
     fn lengths() {

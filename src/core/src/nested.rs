@@ -273,6 +273,36 @@ pub fn merge_control(c: &mut ControlArea, p: &L0Policy, c01: &ControlArea, c12: 
     c.pause_filter_thresh = if p.features.contains(SvmFeatures::PAUSE_FILTER_THRESHOLD) { c12.pause_filter_thresh } else { 0 };
 }
 
+/// The int_ctl bits of a virtual interrupt's injection (KVM's
+/// V_IRQ_INJECTION_BITS_MASK): V_IRQ, V_INTR_PRIO, V_IGN_TPR.
+pub const V_IRQ_INJECTION_BITS: u32 = int_ctl::V_IRQ | int_ctl::V_INTR_PRIO_MASK | int_ctl::V_IGN_TPR;
+
+/// vmcb12's int_ctl after an exit of L2 (KVM's
+/// nested_sync_control_from_vmcb02, after every exit): the bits the
+/// processor writes back in vmcb02 (APM 15.21.4: V_TPR, and V_IRQ cleared
+/// once the virtual interrupt is taken; V_GIF with vGIF, APM 15.33.2) are
+/// L2's. Except V_IRQ while `l0_window`: L0 then holds vmcb02's V_IRQ for
+/// its own interrupt window (VINTR intercepted by L0, not by L1), and
+/// vmcb12's V_IRQ is still pending as L1 set it (restored into vmcb02 by
+/// [`restore_vintr`] when the window closes).
+pub fn sync_int_ctl(int_ctl12: u32, int_ctl02: u32, l0_window: bool) -> u32 {
+    let mut mask = int_ctl::V_TPR_MASK | int_ctl::V_IRQ;
+    if l0_window {
+        mask &= !int_ctl::V_IRQ;
+    }
+    if int_ctl12 & int_ctl::V_GIF_ENABLE != 0 {
+        mask |= int_ctl::V_GIF;
+    }
+    (int_ctl12 & !mask) | (int_ctl02 & mask)
+}
+
+/// vmcb02's int_ctl and vector when L0 closes its interrupt window while L2
+/// runs (KVM's svm_clear_vintr): L0's fake V_IRQ goes, L1's virtual
+/// interrupt of vmcb12 (V_IRQ, V_INTR_PRIO, V_IGN_TPR, vector) comes back.
+pub fn restore_vintr(int_ctl02: u32, int_ctl12: u32, vector12: u32) -> (u32, u32) {
+    ((int_ctl02 & !V_IRQ_INJECTION_BITS) | (int_ctl12 & V_IRQ_INJECTION_BITS), vector12 & 0xff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +336,25 @@ mod tests {
         m.write(0x4000 + 8 * 5, 0x9000 | P | RW | US);
         m.write(0x4000 + 8 * 6, 0xa000 | P | US | NX);
         m
+    }
+
+    #[test]
+    fn vintr_sync_and_restore() {
+        use int_ctl::{V_GIF, V_GIF_ENABLE, V_IGN_TPR, V_INTR_MASKING, V_IRQ};
+        let prio1 = 1 << int_ctl::V_INTR_PRIO_SHIFT;
+        // L1's pending V_IRQ taken by L2 (cleared in vmcb02), V_TPR moved.
+        assert_eq!(sync_int_ctl(V_IRQ | prio1, prio1 | V_INTR_MASKING | 3, false), prio1 | 3);
+        // L0's window holds vmcb02's V_IRQ: vmcb12's stays as L1 set it.
+        assert_eq!(sync_int_ctl(V_IRQ | prio1, V_IRQ | V_IGN_TPR | (0xf << 16) | V_INTR_MASKING, true), V_IRQ | prio1);
+        assert_eq!(sync_int_ctl(prio1, V_IRQ | V_IGN_TPR, true), prio1);
+        // V_GIF only with vGIF enabled by L1.
+        assert_eq!(sync_int_ctl(V_GIF_ENABLE | V_GIF, 0, false), V_GIF_ENABLE);
+        assert_eq!(sync_int_ctl(0, V_GIF, false), 0);
+        // Closing the window: L1's injection bits and vector come back,
+        // the rest of vmcb02's (V_INTR_MASKING, V_TPR) stays.
+        let l0 = V_IRQ | V_IGN_TPR | (0xf << 16) | V_INTR_MASKING | 2;
+        assert_eq!(restore_vintr(l0, V_IRQ | prio1 | 7, 0x120), (V_IRQ | prio1 | V_INTR_MASKING | 2, 0x20));
+        assert_eq!(restore_vintr(l0, 0, 0), (V_INTR_MASKING | 2, 0));
     }
 
     #[test]

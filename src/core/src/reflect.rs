@@ -93,8 +93,20 @@ pub fn decide(
 /// acknowledged by the intercept). Without the INTR intercept the interrupt
 /// is delivered into L2 instead, and this returns false.
 pub fn intr_exit_due(l1: &Intercepts, int_ctl12: u32, l1_if: bool, l2_if: bool) -> bool {
-    let unmasked = if int_ctl12 & crate::vmcb::int_ctl::V_INTR_MASKING != 0 { l1_if } else { l2_if };
-    l1.test(exit::INTR) && unmasked
+    l1.test(exit::INTR) && l1_intr_unmasked(int_ctl12, l1_if, l2_if)
+}
+
+/// While L2 runs, whether L1's physical interrupts are unmasked (APM
+/// 15.21.1): with vmcb12's V_INTR_MASKING by the host's (L1's) RFLAGS.IF
+/// saved at VMRUN, L2's RFLAGS.IF then only masking L2's virtual
+/// interrupts; without it by L2's RFLAGS.IF. Without the INTR intercept an
+/// unmasked interrupt is delivered into L2 (KVM's svm_interrupt_blocked).
+pub fn l1_intr_unmasked(int_ctl12: u32, l1_if: bool, l2_if: bool) -> bool {
+    if int_ctl12 & crate::vmcb::int_ctl::V_INTR_MASKING != 0 {
+        l1_if
+    } else {
+        l2_if
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +170,10 @@ mod tests {
         // V_INTR_MASKING: L1's IF decides, L2's does not.
         assert!(intr_exit_due(&l1, V_INTR_MASKING, true, false));
         assert!(!intr_exit_due(&l1, V_INTR_MASKING, false, true));
+        assert!(l1_intr_unmasked(V_INTR_MASKING, true, false));
+        assert!(!l1_intr_unmasked(V_INTR_MASKING, false, true));
+        assert!(l1_intr_unmasked(0, false, true));
+        assert!(!l1_intr_unmasked(0, true, false));
         // Without it, L2's IF masks physical interrupts.
         assert!(intr_exit_due(&l1, 0, false, true));
         assert!(!intr_exit_due(&l1, 0, true, false));

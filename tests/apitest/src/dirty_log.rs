@@ -409,11 +409,10 @@ fn load_elf(mem: &mut [u8], bytes: &[u8]) -> Result<u64, String> {
 /// An L1 hypervisor (payload l1_dirty.bin, long mode, 8 MiB in one logging
 /// slot) runs an L2 on nested paging (shadow NPT02 on nsvm) that writes and
 /// reads pages of L1's memory listed by this thread. After each L2 run the
-/// log must hold exactly the pages L2 wrote within the two watched ranges
-/// (a page read before a neighbour in the same 2 MiB NPT12 page is written
-/// included)
-/// (2-4 MiB: 4 KiB NPT12 pages; 5 MiB: a 2 MiB NPT12 page, where nsvm
-/// prefetches neighbours into NPT02); L2's second round of writes to the
+/// log must hold exactly the pages L2 wrote within 2-4 MiB (4 KiB NPT12
+/// pages), and at least those at 5 MiB (a 2 MiB NPT12 page, where nsvm
+/// prefetches neighbours into NPT02 and a page only read once the entry is
+/// dirty may be logged too, as on kvm_amd); L2's second round of writes to the
 /// same pages, with no flush asked by L1, must be logged again (reading the
 /// log must take write access from what NPT02 derived from NPT01).
 pub(crate) fn dirty_log_nested(e: &Env) -> R {
@@ -501,18 +500,16 @@ pub(crate) fn dirty_log_nested(e: &Env) -> R {
     };
     let hex = |v: &[u64]| v.iter().map(|p| format!("{p:#x}")).collect::<Vec<_>>().join(" ");
     // Exactly the written pages in the 4 KiB range. In the 2 MiB NPT12 page
-    // kvm_amd also logs pages L2 only read once that NPT12 entry is dirty
-    // (its shadow MMU maps every page of a dirty guest entry writable, and
-    // logs it, on a read fault); nsvm maps a read page read-only and logs
-    // exactly what was written, which is checked on /dev/nsvm.
-    let exact = !e.device.contains("kvm");
+    // both also log pages L2 only read once that NPT12 entry is dirty: a
+    // read fault maps the page writable, and logs it, the first time it is
+    // mapped since logging began (KVM's make_spte; nsvm's `Mmu::seen`),
+    // so which read pages are logged depends on the order of the faults
+    // and on what each MMU prefetched (allowed: the log may report more).
     let check = |what: &str, got: Vec<u64>, want: &[u64]| -> R {
         let small = |p: &u64| *p < 0x40_0000;
-        let ok = got.iter().filter(|p| small(p)).eq(want.iter().filter(|p| small(p)))
-            && want.iter().all(|p| got.contains(p))
-            && (!exact || got == want);
+        let ok = got.iter().filter(|p| small(p)).eq(want.iter().filter(|p| small(p))) && want.iter().all(|p| got.contains(p));
         if !ok {
-            return Err(format!("{what}: dirty pages [{}] in the watched ranges, expected [{}]{}", hex(&got), hex(want), if exact { "" } else { " (more allowed at 5 MiB)" }));
+            return Err(format!("{what}: dirty pages [{}] in the watched ranges, expected [{}] (more allowed at 5 MiB)", hex(&got), hex(want)));
         }
         Ok(())
     };
