@@ -22,7 +22,7 @@ TOOL_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm
 APITEST_BIN := $(ROOT)/target/$(TOOL_TARGET)/release/nsvm-apitest
 # l0 first: kvm_amd's refused load in foundation leaves its debugfs directory
 # behind, and l0 reads kvm_amd's statistics through debugfs.
-SUITES ?= l0 nested foundation apic pit irqchip dirtylog linux trace
+SUITES ?= l0 nested foundation apic pit irqchip msr dirtylog linux trace
 
 .PHONY: selftests initramfs-selftests qemu-test-selftests
 .PHONY: all deps kernel module tool guests initramfs run test host-test tcg-cost-test clippy clippy-workspace clippy-module qemu-test qemu-bug bench clean \

@@ -23,23 +23,9 @@ pub(crate) fn system_ioctl(cmd: u32, arg: usize) -> Result<isize> {
         SystemIoctl::CreateVm(ty) => crate::vm::Vm::create(ty as usize),
         SystemIoctl::GetVcpuMmapSize => Ok(nsvm_core::user_exit::run::MMAP_SIZE as isize),
         SystemIoctl::GetSupportedCpuid => supported_cpuid(arg),
-        SystemIoctl::GetMsrIndexList => {
-            // struct kvm_msr_list { u32 nmsrs; u32 indices[]; }: E2BIG with
-            // the needed count when the caller's room is too small.
-            let list = nsvm_core::msr::GUEST_MSRS;
-            let mut hdr = [0u8; 4];
-            UserSlice::new(UserPtr::from_addr(arg), 4).reader().read_slice(&mut hdr)?;
-            let room = u32::from_ne_bytes(hdr) as usize;
-            UserSlice::new(UserPtr::from_addr(arg), 4).writer().write_slice(&(list.len() as u32).to_ne_bytes())?;
-            if room < list.len() {
-                return Err(E2BIG);
-            }
-            let mut w = UserSlice::new(UserPtr::from_addr(arg + 4), 4 * list.len()).writer();
-            for m in list {
-                w.write_slice(&m.to_ne_bytes())?;
-            }
-            Ok(0)
-        }
+        SystemIoctl::GetMsrIndexList => msr_list(arg, nsvm_core::msr::GUEST_MSRS),
+        SystemIoctl::GetMsrFeatureIndexList => msr_list(arg, nsvm_core::msr_misc::FEATURE_MSRS),
+        SystemIoctl::GetFeatureMsrs => feature_msrs(arg),
         SystemIoctl::GetMceCapSupported => {
             let v = nsvm_core::mce::SUPPORTED_CAP.to_ne_bytes();
             UserSlice::new(UserPtr::from_addr(arg), 8).writer().write_slice(&v)?;
@@ -47,6 +33,74 @@ pub(crate) fn system_ioctl(cmd: u32, arg: usize) -> Result<isize> {
         }
         SystemIoctl::Refused(e) => Err(errno(e)),
     }
+}
+
+/// `KVM_GET_MSR_INDEX_LIST`, `KVM_GET_MSR_FEATURE_INDEX_LIST`: struct
+/// kvm_msr_list { u32 nmsrs; u32 indices[]; }; the count written back,
+/// then E2BIG when the caller's room is too small.
+fn msr_list(arg: usize, list: &[u32]) -> Result<isize> {
+    let mut hdr = [0u8; 4];
+    UserSlice::new(UserPtr::from_addr(arg), 4).reader().read_slice(&mut hdr)?;
+    let room = u32::from_ne_bytes(hdr) as usize;
+    UserSlice::new(UserPtr::from_addr(arg), 4).writer().write_slice(&(list.len() as u32).to_ne_bytes())?;
+    if room < list.len() {
+        return Err(E2BIG);
+    }
+    let mut w = UserSlice::new(UserPtr::from_addr(arg + 4), 4 * list.len()).writer();
+    for m in list {
+        w.write_slice(&m.to_ne_bytes())?;
+    }
+    Ok(0)
+}
+
+/// What the host offers for the feature MSRs: its microcode revision, and
+/// DE_CFG.LFENCE_SERIALIZE when its DE_CFG has it (LFENCE serializing).
+pub(crate) fn host_features() -> nsvm_core::msr_misc::HostFeatures {
+    use nsvm_core::msr_misc::*;
+    HostFeatures {
+        ucode_rev: crate::hw::cpu::rdmsr(UCODE_REV).unwrap_or(0),
+        de_cfg: crate::hw::cpu::rdmsr(DE_CFG).unwrap_or(0) & DE_CFG_LFENCE_SERIALIZE,
+    }
+}
+
+/// `KVM_GET_MSRS` on the system fd (KVM's `msr_io` with
+/// `do_get_feature_msr`): `E2BIG` from `MAX_IO_MSRS` entries up, all
+/// entries read first, processing stops at the first MSR that is neither a
+/// feature MSR nor advertised (`msr_misc::system_msr`) with its data
+/// zeroed, every entry written back; returns how many were read.
+fn feature_msrs(arg: usize) -> Result<isize> {
+    let mut hdr = [0u8; 8];
+    UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
+    let n = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+    if n >= uapi::MAX_IO_MSRS {
+        return Err(E2BIG);
+    }
+    let mut ents: KVec<[u8; 16]> = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).reader();
+    for _ in 0..n {
+        let mut e = [0u8; 16];
+        r.read_slice(&mut e)?;
+        ents.push(e, GFP_KERNEL)?;
+    }
+    let h = host_features();
+    let mut done = 0;
+    for e in ents.iter_mut() {
+        let index = u32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
+        match nsvm_core::msr_misc::system_msr(index, &h) {
+            Some(v) => e[8..16].copy_from_slice(&v.to_ne_bytes()),
+            None => {
+                // KVM zeroes the data of a read that failed.
+                e[8..16].fill(0);
+                break;
+            }
+        }
+        done += 1;
+    }
+    let mut w = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).writer();
+    for e in ents.iter() {
+        w.write_slice(e)?;
+    }
+    Ok(done)
 }
 
 /// The kernel error for an [`Errno`] of the core's UAPI decisions.

@@ -137,6 +137,7 @@ impl Vcpu {
                 let cr4 = st.vmcb().save.cr4;
                 let xcr0 = st.cpu.xcr0;
                 let r = nsvm_core::cpuid::runtime_adjust(leaf, sub, r, cr4, || xsave_size(xcr0));
+                let r = self.cpuid_dynamic(st, leaf, r);
                 st.vmcb().save.rax = u64::from(r[0]);
                 st.cpu.gprs[Gpr::Rbx] = u64::from(r[1]);
                 st.cpu.gprs[Gpr::Rcx] = u64::from(r[2]);
@@ -198,11 +199,14 @@ impl Vcpu {
             SvmExit::Invd => self.skip(st, Known::Invd),
             // With SVM offered and EFER.SVME set, L1's SVM instructions are
             // emulated (SKINIT is not offered); otherwise they are #UD (APM
-            // 15.4), as MONITOR/MWAIT and RDPRU are (not offered either).
+            // 15.4), as RDPRU is (not offered either). MONITOR/MWAIT: KVM's
+            // NOPs or #UD (`msr.rs`).
             SvmExit::SvmInsn(i) if i != SvmInsn::Skinit && st.nst.svm_exposed && st.efer() & efer::SVME != 0 => {
                 self.svm_insn(st, i)
             }
-            SvmExit::SvmInsn(_) | SvmExit::Other(exit::MONITOR | exit::MWAIT | exit::MWAIT_COND | exit::RDPRU) => {
+            SvmExit::Other(exit::MONITOR) => self.monitor_mwait(st, Known::Monitor),
+            SvmExit::Other(exit::MWAIT | exit::MWAIT_COND) => self.monitor_mwait(st, Known::Mwait),
+            SvmExit::SvmInsn(_) | SvmExit::Other(exit::RDPRU) => {
                 st.inject(Event::new(EventType::Exception, 6, None));
                 Ok(Next::Guest)
             }
@@ -217,20 +221,10 @@ impl Vcpu {
     /// length from guest memory (no NRIPS). An undecodable instruction ends
     /// in `KVM_EXIT_INTERNAL_ERROR` (emulation failure), as in KVM.
     pub(super) fn skip(&self, st: &mut VcpuState, which: Known) -> Result<Next> {
-        let mut bytes = [0u8; 15];
-        let n = {
-            let inner = self.vm.mem();
-            st.fetch(&inner, &mut bytes)
-        };
-        let long = st.vmcb().save.cs.attrib & nsvm_core::vmcb::seg_attr::L != 0
-            && st.efer() & efer::LMA != 0;
-        match insn::length_of(&bytes[..n], which, long) {
-            Some(len) => {
+        match self.next_rip_of(st, which) {
+            Ok(rip) => {
                 let v = st.vmcb();
-                v.save.rip = v.save.rip.wrapping_add(len as u64);
-                if !long {
-                    v.save.rip &= 0xffff_ffff;
-                }
+                v.save.rip = rip;
                 // Skipping an instruction ends an interrupt shadow.
                 v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
                 // Single-stepped by a debugger: this instruction counts as
@@ -242,10 +236,28 @@ impl Vcpu {
                 }
                 Ok(Next::Guest)
             }
-            None => {
-                let rip = st.vmcb().save.rip;
-                Ok(self.user_exit(UserExit::emulation_failure(rip, &[], &bytes, Some(n))))
+            Err(n) => Ok(n),
+        }
+    }
+
+    /// The RIP after the intercepted instruction `which`, decoded from
+    /// guest memory; when it does not decode, the emulation failure is
+    /// reported (`KVM_EXIT_INTERNAL_ERROR`) and `Err` says to return.
+    pub(super) fn next_rip_of(&self, st: &mut VcpuState, which: Known) -> core::result::Result<u64, Next> {
+        let mut bytes = [0u8; 15];
+        let n = {
+            let inner = self.vm.mem();
+            st.fetch(&inner, &mut bytes)
+        };
+        let long = st.vmcb().save.cs.attrib & nsvm_core::vmcb::seg_attr::L != 0
+            && st.efer() & efer::LMA != 0;
+        let rip = st.vmcb().save.rip;
+        match insn::length_of(&bytes[..n], which, long) {
+            Some(len) => {
+                let next = rip.wrapping_add(len as u64);
+                Ok(if long { next } else { next & 0xffff_ffff })
             }
+            None => Err(self.user_exit(UserExit::emulation_failure(rip, &[], &bytes, Some(n)))),
         }
     }
 
@@ -523,52 +535,6 @@ impl Vcpu {
         v.save.rip = next_rip;
         v.control.int_state &= !nsvm_core::vmcb::int_state::SHADOW;
         self.step_after_emulation(st).unwrap_or(Next::Guest)
-    }
-
-    /// RDMSR/WRMSR (APM 15.11): the MSRs a 64-bit OS needs; others #GP.
-    pub(super) fn msr(&self, st: &mut VcpuState, write: bool) -> Result<Next> {
-        let index = st.cpu.gprs[Gpr::Rcx] as u32;
-        let value = (st.vmcb().save.rax & 0xffff_ffff) | (st.cpu.gprs[Gpr::Rdx] << 32);
-        if write && index == nsvm_core::msr::EFER && value & efer::SVME == 0 && st.nst.l2.is_some() {
-            // L2 clears EFER.SVME (L1 does not intercept the write): the APM
-            // leaves it undefined; as KVM (svm_set_efer), the vCPU leaves
-            // L2 without a #VMEXIT (vmcb01 holds L1's state) and L1 takes a
-            // triple fault: the next entry ends KVM_RUN in
-            // KVM_EXIT_SHUTDOWN (KVM's svm_nested_clear_efer_svme test).
-            st.nst.l2 = None;
-            st.nst.run_pending = false;
-            st.cpu.applied_policy = None;
-            st.request_tlb_flush(true, true);
-            st.uexit.triple_fault = true;
-            return Ok(Next::Guest);
-        }
-        let kvmclock = self.kvmclock_msr(st, index, write.then_some(value), false);
-
-        let mut data = value;
-        let ok = if write { kvmclock.map_or_else(|| st.write_msr(index, value), |r| r.is_some()) } else {
-            match kvmclock.or_else(|| Some(st.read_msr(index))).flatten() {
-                Some(v) => {
-                    st.vmcb().save.rax = v & 0xffff_ffff;
-                    st.cpu.gprs[Gpr::Rdx] = v >> 32;
-                    data = v;
-                    true
-                }
-                None => {
-                    data = 0;
-                    false
-                }
-            }
-        };
-        hw::trace::msr(|| (u32::from(write), index, data, !ok));
-        if ok && write && index == nsvm_core::msr::TSC {
-            let (rip, off) = (st.vmcb().save.rip, st.cpu.vmcb.get().control.tsc_offset);
-            self.stats.log_now(nsvm_core::evlog::Kind::TscWrite, value, off, rip);
-        }
-        if !ok {
-            st.inject(Event::new(EventType::Exception, 13, Some(0)));
-            return Ok(Next::Guest);
-        }
-        self.skip(st, if write { Known::Wrmsr } else { Known::Rdmsr })
     }
 
     /// A sensitive instruction intercepted by the VM's policy: emulated with

@@ -53,6 +53,9 @@ impl Vcpu {
         if index == MSR_PLATFORM_INFO {
             return Some(self.platform_info_msr(st, write, host));
         }
+        if let Some(r) = self.misc_msr(st, index, write, host).or_else(|| self.pat_msr(st, index, write, host)) {
+            return Some(r);
+        }
         if !kc::is_kvmclock_msr(index) {
             return None;
         }

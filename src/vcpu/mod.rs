@@ -19,6 +19,7 @@ mod exits;
 mod guest_mem;
 mod kvmclock;
 mod l1_assist;
+mod msr;
 pub(crate) mod lapic;
 mod nested;
 mod nested_npt;
@@ -133,6 +134,8 @@ struct CpuState {
     pv_enforce: bool,
     /// MSR_PLATFORM_INFO as userspace set it (0 at creation).
     platform_info: u64,
+    /// POWER_CTL, UCODE_REV, DE_CFG, MISC_ENABLE (`msr.rs`).
+    misc: nsvm_core::msr_misc::MiscMsrs,
     /// IA32_TSC_ADJUST (KVM's `ia32_tsc_adjust_msr`).
     tsc_adjust: u64,
     /// The vCPU entered the guest once (KVM's `last_vmentry_cpu != -1`).
@@ -364,6 +367,9 @@ enum Pending {
     /// before the exit, as KVM does: nothing left to do but, when `step`
     /// (the instruction finished), the single step a debugger waits for.
     Done { step: bool },
+    /// `KVM_EXIT_X86_RDMSR/WRMSR`: `msr.error` and, for a read,
+    /// `msr.data` complete the instruction (`msr.rs`).
+    Msr { write: bool, next_rip: u64 },
 }
 
 /// One vCPU.
@@ -412,6 +418,7 @@ impl Vcpu {
                 kvmclock: nsvm_core::kvmclock::VcpuClock::default(),
                 pv_enforce: false,
                 platform_info: 0,
+                misc: nsvm_core::msr_misc::MiscMsrs::default(),
                 tsc_adjust: 0,
                 entered: false,
                 cpuid: KVec::new(),

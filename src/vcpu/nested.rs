@@ -43,7 +43,10 @@ impl Vcpu {
         user(4, 4).reader().read_slice(&mut b)?;
         let room = u32::from_ne_bytes(b) as usize;
         let mut st = self.state.lock();
-        let h = get_header(st.nst.l2.map(|(pa, _)| pa), st.nst.run_pending, st.nst.gif);
+        let mut h = get_header(st.nst.l2.map(|(pa, _)| pa), st.nst.run_pending, st.nst.gif);
+        if st.nst.l2.is_some() && self.l2_has_separate_pat(&mut st) {
+            h.gpat = st.nst.vmcb02.get().save.g_pat;
+        }
         if room < h.size as usize {
             user(4, 4).writer().write_slice(&h.size.to_ne_bytes())?;
             return Err(E2BIG);
@@ -127,6 +130,14 @@ impl Vcpu {
                 return Err(EINVAL); // NPT12 walks are long-mode only (docs/nested.md)
             }
         }
+        // L2's own PAT (KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT disabled, nested
+        // paging): hdr.svm.gpat, a valid PAT (KVM's check).
+        let np12 = page.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0;
+        let shared = self.vm.disabled_quirks.load(Ordering::Relaxed) & nsvm_core::uapi::quirks::NESTED_SVM_SHARED_PAT == 0;
+        let l2_pat = nsvm_core::nested_state::l2_has_separate_pat(np12, shared).then_some(h.gpat);
+        if l2_pat.is_some_and(|p| !nsvm_core::msr::pat_valid(p)) {
+            return Err(EINVAL);
+        }
         // The current state is L2's (when not already in guest mode).
         if st.nst.l2.is_none() {
             let (v01, v02) = (st.cpu.vmcb.get(), st.nst.vmcb02.get());
@@ -156,6 +167,9 @@ impl Vcpu {
             st.nst.l2 = None;
             return Err(EINVAL);
         }
+        if let Some(p) = l2_pat {
+            st.nst.vmcb02.get().save.g_pat = p;
+        }
         st.nst.run_pending = h.flags & flags::RUN_PENDING != 0;
         if !st.nst.run_pending {
             // vmcb12's event was delivered when L2 first ran.
@@ -165,6 +179,14 @@ impl Vcpu {
         }
         st.nst.gif = gif;
         Ok(0)
+    }
+
+    /// L2 has a PAT of its own (`nested_state::l2_has_separate_pat` with
+    /// vmcb12's nested paging and the VM's quirk).
+    fn l2_has_separate_pat(&self, st: &mut VcpuState) -> bool {
+        let np12 = st.nst.vmcb12.get().control.nested_ctl & nested_ctl::NP_ENABLE != 0;
+        let shared = self.vm.disabled_quirks.load(Ordering::Relaxed) & nsvm_core::uapi::quirks::NESTED_SVM_SHARED_PAT == 0;
+        nsvm_core::nested_state::l2_has_separate_pat(np12, shared)
     }
 
     /// An exit of L2: when L1 asked for it (`reflect::decide` on vmcb12's
@@ -363,6 +385,10 @@ impl Vcpu {
         st.log(self.id, e);
         // Control fields from vmcb12's cache (just updated), state from
         // vmcb02; into the pinned page when it is still vmcb12's.
+        // L2's own PAT (KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT disabled, nested
+        // paging) goes back to vmcb12's G_PAT, as KVM's nested_svm_vmexit.
+        let l2_pat = self.l2_has_separate_pat(st).then(|| st.nst.vmcb02.get().save.g_pat.to_ne_bytes());
+        const GPAT: usize = 0x400 + core::mem::offset_of!(nsvm_core::vmcb::SaveArea, g_pat);
         let gen = self.vm.memory_generation.load(Ordering::Acquire);
         let pin = st.nst.vmcb12_pin.as_ref().filter(|(g, n, _)| *g == pa12 && *n == gen).map(|(_, _, p)| p);
         let (b12, b02) = (st.nst.vmcb12.bytes(), st.nst.vmcb02.bytes());
@@ -382,6 +408,11 @@ impl Vcpu {
             }
             None => nsvm_core::vmcb::EXIT_WRITEBACK.iter().all(|&(o, l)| mem.write_bytes(pa12 + o as u64, src(o, l))),
         };
+        let ok = ok
+            && l2_pat.is_none_or(|d| match pin.and_then(|p| p.writer()) {
+                Some(w) => w.put(GPAT, &d),
+                None => mem.write_bytes(pa12 + GPAT as u64, &d),
+            });
         if pin.is_some() {
             // Written through the pin, past NPT01: logged here (the copies
             // through the slots log themselves).

@@ -165,6 +165,7 @@ impl Vcpu {
                 }
             }
             Some(Pending::Done { step }) => step.then(|| st.vmcb().save.rip),
+            Some(Pending::Msr { write, next_rip }) => self.complete_msr(st, write, next_rip),
             None => None,
         };
         if let Some(rip) = next_rip {

@@ -241,7 +241,12 @@ impl Vcpu {
                 } else {
                     match self.kvmclock_msr(&mut st, index, None, true).unwrap_or_else(|| st.read_msr_as(index, true)) {
                         Some(v) => e[8..16].copy_from_slice(&v.to_ne_bytes()),
-                        None => break,
+                        None => {
+                            // KVM zeroes the data of a read that failed
+                            // (kvm_do_msr_access).
+                            e[8..16].fill(0);
+                            break;
+                        }
                     }
                 }
                 done += 1;

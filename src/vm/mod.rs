@@ -8,6 +8,7 @@ mod clock;
 mod coalesced;
 mod dirty;
 mod irq;
+mod msr_filter;
 pub(crate) mod irqchip;
 pub(crate) mod pit;
 mod uapi;
@@ -260,6 +261,12 @@ pub(crate) struct Vm {
     /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`'s flags (KVM's
     /// `manual_dirty_log_protect`).
     pub(crate) manual_dirty_log: AtomicU64,
+    /// `KVM_CAP_X86_USER_SPACE_MSR`: the `KVM_MSR_EXIT_REASON_*` for which
+    /// a failed guest RDMSR/WRMSR exits to userspace.
+    pub(crate) user_space_msr: AtomicU32,
+    /// `KVM_X86_SET_MSR_FILTER` (`msr_filter.rs`); `None`: no filter.
+    #[pin]
+    pub(crate) msr_filter: Mutex<Option<msr_filter::MsrFilter>>,
     /// `KVM_IOEVENTFD` registrations (`nsvm_core::ioeventfd` rules).
     #[pin]
     pub(crate) ioeventfds: Mutex<KVec<nsvm_core::ioeventfd::Entry<hw::eventfd::EventFd>>>,
@@ -448,6 +455,8 @@ impl Vm {
                 wall_clock_msr: AtomicU64::new(0),
                 manual_dirty_log: AtomicU64::new(0),
                 ioeventfds <- new_mutex!(KVec::new(), "nsvm_ioeventfds"),
+                user_space_msr: AtomicU32::new(0),
+                msr_filter <- new_mutex!(None, "nsvm_msr_filter"),
                 coalesced <- new_mutex!(coalesced::Zones(KVec::new()), "nsvm_coalesced"),
                 coalesced_ring: ring,
             }),

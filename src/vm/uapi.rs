@@ -88,6 +88,7 @@ impl Vm {
                 Ok(0)
             }
             uapi::kvm::ENABLE_CAP => self.enable_cap(arg),
+            uapi::kvm::X86_SET_MSR_FILTER => self.set_msr_filter(arg),
             uapi::kvm::SET_BOOT_CPU_ID => {
                 // KVM's order under its VM lock: a vCPU created (or being
                 // created) EBUSY, then an id beyond KVM_CAP_MAX_VCPU_ID
@@ -274,6 +275,7 @@ impl Vm {
                 self.platform_info_readable.store(arg0 != 0, Ordering::Relaxed);
                 Ok(0)
             }
+            uapi::cap::X86_USER_SPACE_MSR => self.enable_user_space_msr(arg0),
             uapi::cap::X86_TRIPLE_FAULT_EVENT => {
                 self.triple_fault_event.store(arg0 != 0, Ordering::Relaxed);
                 Ok(0)

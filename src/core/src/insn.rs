@@ -32,6 +32,10 @@ pub enum Known {
     Pause,
     /// An SVM instruction: `0F 01` and its ModRM byte ([`SvmInsn::modrm`]).
     Svm(SvmInsn),
+    /// `0F 01 C8` (MONITOR; not MONITORX, which nsvm does not offer).
+    Monitor,
+    /// `0F 01 C9` (MWAIT; not MWAITX).
+    Mwait,
 }
 
 impl Known {
@@ -49,6 +53,8 @@ impl Known {
             Known::Rdtsc => ([0x0f, 0x31, 0], 2),
             Known::Pause => ([0x90, 0, 0], 1),
             Known::Svm(i) => ([0x0f, 0x01, i.modrm()], 3),
+            Known::Monitor => ([0x0f, 0x01, 0xc8], 3),
+            Known::Mwait => ([0x0f, 0x01, 0xc9], 3),
         }
     }
 
@@ -190,6 +196,9 @@ mod tests {
         // REX is an instruction (DEC/INC) outside 64-bit mode.
         assert_eq!(length_of(&[0x48, 0x0f, 0x32], Known::Rdmsr, false), None);
         assert_eq!(length_of(&[0x0f, 0x01, 0xd9], Known::Vmmcall, true), Some(3));
+        assert_eq!(length_of(&[0x0f, 0x01, 0xc8], Known::Monitor, true), Some(3));
+        assert_eq!(length_of(&[0x0f, 0x01, 0xc9], Known::Mwait, false), Some(3));
+        assert_eq!(length_of(&[0x0f, 0x01, 0xfb], Known::Mwait, false), None);
         assert_eq!(length_of(&[0x0f, 0x01, 0xd1], Known::Xsetbv, true), Some(3));
         assert_eq!(length_of(&[0x0f, 0x01, 0xd9], Known::Xsetbv, true), None);
         assert_eq!(length_of(&[0x0f], Known::Cpuid, true), None);

@@ -37,6 +37,8 @@ pub mod memslot;
 pub mod mmio;
 pub mod msr;
 pub mod msr_emul;
+pub mod msr_filter;
+pub mod msr_misc;
 pub mod mtrr;
 pub mod nested;
 pub mod nested_state;

@@ -136,6 +136,9 @@ pub const GUEST_MSRS: &[u32] = &[
     // kvmclock (`kvmclock`), both interfaces, as in KVM's emulated MSRs.
     crate::kvmclock::msr::SYSTEM_TIME, crate::kvmclock::msr::WALL_CLOCK,
     crate::kvmclock::msr::SYSTEM_TIME_NEW, crate::kvmclock::msr::WALL_CLOCK_NEW,
+    // The stored MSRs of `msr_misc` KVM lists among its emulated MSRs, so
+    // that save/restore carries them.
+    crate::msr_misc::MISC_ENABLE, crate::msr_misc::POWER_CTL, crate::msr_misc::UCODE_REV,
 ];
 
 /// Name of an MSR for logs and dumps.

@@ -10,7 +10,10 @@
 //! 2   u16 format       1 = SVM
 //! 4   u32 size         128, or 128 + 4096 in guest mode
 //! 8   u64 vmcb_pa      (hdr.svm) vmcb12's address in L1 memory
-//! 16  ... padding to 128
+//! 16  u64 gpat         (hdr.svm) L2's PAT when it has its own (nested
+//!                      paging with KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT
+//!                      disabled), else 0
+//! 24  ... padding to 128
 //! 128 u8[4096] vmcb12  (data.svm, guest mode only) control area = L1's
 //!                      vmcb12 control as cached at VMRUN; save area = L1's
 //!                      own state (what #VMEXIT will restore)
@@ -55,6 +58,17 @@ pub struct Header {
     pub size: u32,
     /// vmcb12's guest physical address.
     pub vmcb_pa: u64,
+    /// L2's PAT when it has its own ([`l2_has_separate_pat`]), else 0.
+    pub gpat: u64,
+}
+
+/// Whether L2 has a PAT of its own, apart from L1's (KVM's
+/// `l2_has_separate_pat`): L1 runs it with nested paging and
+/// `KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT` is disabled. Then the guest's
+/// PAT accesses in L2 are vmcb02's G_PAT, the host's L1's PAT, and the
+/// nested state carries L2's in `gpat`.
+pub const fn l2_has_separate_pat(np12: bool, shared_pat_quirk: bool) -> bool {
+    np12 && !shared_pat_quirk
 }
 
 impl Header {
@@ -65,6 +79,7 @@ impl Header {
         b[2..4].copy_from_slice(&self.format.to_ne_bytes());
         b[4..8].copy_from_slice(&self.size.to_ne_bytes());
         b[8..16].copy_from_slice(&self.vmcb_pa.to_ne_bytes());
+        b[16..24].copy_from_slice(&self.gpat.to_ne_bytes());
         b
     }
 
@@ -75,6 +90,7 @@ impl Header {
             format: u16::from_ne_bytes([b[2], b[3]]),
             size: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
             vmcb_pa: u64::from_ne_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+            gpat: u64::from_ne_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]),
         }
     }
 }
@@ -90,7 +106,7 @@ pub fn get_header(guest_mode: Option<u64>, run_pending: bool, gif: bool) -> Head
         }
     }
     let size = if guest_mode.is_some() { MAX_SIZE } else { HEADER_SIZE } as u32;
-    Header { flags: f, format: FORMAT_SVM, size, vmcb_pa: guest_mode.unwrap_or(0) }
+    Header { flags: f, format: FORMAT_SVM, size, vmcb_pa: guest_mode.unwrap_or(0), gpat: 0 }
 }
 
 /// Why `KVM_SET_NESTED_STATE` refuses a state (EINVAL in every case, as KVM).
@@ -170,16 +186,23 @@ mod tests {
     #[test]
     fn header_round_trip_and_get() {
         let h = get_header(Some(0x12_3000), true, false);
-        assert_eq!(h, Header { flags: flags::GUEST_MODE | flags::RUN_PENDING, format: 1, size: 4224, vmcb_pa: 0x12_3000 });
+        assert_eq!(h, Header { flags: flags::GUEST_MODE | flags::RUN_PENDING, format: 1, size: 4224, vmcb_pa: 0x12_3000, gpat: 0 });
         assert_eq!(Header::from_bytes(&h.to_bytes()), h);
         assert_eq!(&h.to_bytes()[16..], &[0u8; 112][..]);
+        // hdr.svm.gpat (Linux 7.2's kvm_svm_nested_state_hdr) at byte 16.
+        let g = Header { gpat: 0x0606_0606_0606_0604, ..h };
+        assert_eq!(&g.to_bytes()[16..24], &0x0606_0606_0606_0604u64.to_ne_bytes());
+        assert_eq!(Header::from_bytes(&g.to_bytes()), g);
+        assert!(l2_has_separate_pat(true, false));
+        assert!(!l2_has_separate_pat(true, true));
+        assert!(!l2_has_separate_pat(false, false));
         // Outside guest mode: header only, RUN_PENDING meaningless.
-        assert_eq!(get_header(None, true, true), Header { flags: flags::GIF_SET, format: 1, size: 128, vmcb_pa: 0 });
+        assert_eq!(get_header(None, true, true), Header { flags: flags::GIF_SET, format: 1, size: 128, vmcb_pa: 0, gpat: 0 });
     }
 
     #[test]
     fn set_header_rules() {
-        let ok = Header { flags: flags::GUEST_MODE | flags::GIF_SET, format: 1, size: 4224, vmcb_pa: 0x5000 };
+        let ok = Header { flags: flags::GUEST_MODE | flags::GIF_SET, format: 1, size: 4224, vmcb_pa: 0x5000, gpat: 0 };
         assert_eq!(check_header(&ok, true, 40), Ok(true));
         assert_eq!(check_header(&Header { flags: flags::GIF_SET, size: 128, ..ok }, false, 40), Ok(false));
         assert_eq!(check_header(&Header { size: 100, ..ok }, true, 40), Err(SetError::Size));

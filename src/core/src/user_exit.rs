@@ -97,6 +97,14 @@ pub mod run {
     pub const HYPERCALL_RET: usize = EXIT + 56;
     /// `hypercall.flags` / `longmode`.
     pub const HYPERCALL_FLAGS: usize = EXIT + 64;
+    /// `msr.error` (u8, userspace to kernel).
+    pub const MSR_ERROR: usize = EXIT;
+    /// `msr.reason` (u32).
+    pub const MSR_REASON: usize = EXIT + 8;
+    /// `msr.index` (u32).
+    pub const MSR_INDEX: usize = EXIT + 12;
+    /// `msr.data` (u64).
+    pub const MSR_DATA: usize = EXIT + 16;
     /// Size of the exit union.
     pub const EXIT_SIZE: usize = 256;
 
@@ -128,6 +136,10 @@ pub mod run {
     pub const EXIT_IOAPIC_EOI: u32 = 26;
     /// `eoi.vector` of `KVM_EXIT_IOAPIC_EOI` (the union's start).
     pub const EOI_VECTOR: usize = 32;
+    /// `KVM_EXIT_X86_RDMSR`.
+    pub const EXIT_X86_RDMSR: u32 = 29;
+    /// `KVM_EXIT_X86_WRMSR`.
+    pub const EXIT_X86_WRMSR: u32 = 30;
     /// `KVM_EXIT_IO_IN`.
     pub const IO_IN: u8 = 0;
     /// `KVM_EXIT_IO_OUT`.
@@ -167,6 +179,8 @@ pub mod run {
             EXIT_INTR => "INTR",
             EXIT_INTERNAL_ERROR => "INTERNAL_ERROR",
             EXIT_IOAPIC_EOI => "IOAPIC_EOI",
+            EXIT_X86_RDMSR => "X86_RDMSR",
+            EXIT_X86_WRMSR => "X86_WRMSR",
             _ => "OTHER",
         }
     }
@@ -269,6 +283,19 @@ pub enum UserExit {
         /// DR7 at the exit (0 for #BP).
         dr7: u64,
     },
+    /// `KVM_EXIT_X86_RDMSR` / `KVM_EXIT_X86_WRMSR` (`KVM_CAP_X86_USER_SPACE_MSR`):
+    /// `msr.error` and its padding cleared, `reason`, `index`, `data` (0
+    /// for a read).
+    X86Msr {
+        /// WRMSR (else RDMSR).
+        write: bool,
+        /// `KVM_MSR_EXIT_REASON_*`.
+        reason: u32,
+        /// The MSR.
+        index: u32,
+        /// The value written.
+        data: u64,
+    },
     /// `KVM_EXIT_INTERNAL_ERROR`: `suberror` and the first `ndata` words of
     /// `data` (only those are written).
     InternalError {
@@ -306,6 +333,8 @@ impl UserExit {
             UserExit::FailEntry { .. } => run::EXIT_FAIL_ENTRY,
             UserExit::InternalError { .. } => run::EXIT_INTERNAL_ERROR,
             UserExit::Debug { .. } => run::EXIT_DEBUG,
+            UserExit::X86Msr { write: false, .. } => run::EXIT_X86_RDMSR,
+            UserExit::X86Msr { write: true, .. } => run::EXIT_X86_WRMSR,
         }
     }
 
@@ -399,6 +428,12 @@ impl UserExit {
                 page.put_u64(run::DEBUG_PC, pc);
                 page.put_u64(run::DEBUG_DR6, dr6);
                 page.put_u64(run::DEBUG_DR7, dr7);
+            }
+            UserExit::X86Msr { reason, index, data, .. } => {
+                page.put_u64(run::MSR_ERROR, 0);
+                page.put_u32(run::MSR_REASON, reason);
+                page.put_u32(run::MSR_INDEX, index);
+                page.put_u64(run::MSR_DATA, data);
             }
             UserExit::InternalError { suberror, ndata, ref data } => {
                 let n = core::cmp::min(ndata as usize, INTERNAL_DATA_MAX);
@@ -565,6 +600,13 @@ mod tests {
         assert_eq!(exit_field!(Hc, args).0, run::HYPERCALL_ARGS);
         assert_eq!(exit_field!(Hc, ret).0, run::HYPERCALL_RET);
         assert_eq!(offset_of!(kb::kvm_run, __bindgen_anon_1) + offset_of!(Hc, __bindgen_anon_1), run::HYPERCALL_FLAGS);
+        {
+            type Msr = kb::kvm_run__bindgen_ty_1__bindgen_ty_23;
+            assert_eq!(exit_field!(Msr, error), (run::MSR_ERROR, 1));
+            assert_eq!(exit_field!(Msr, reason), (run::MSR_REASON, 4));
+            assert_eq!(exit_field!(Msr, index), (run::MSR_INDEX, 4));
+            assert_eq!(exit_field!(Msr, data), (run::MSR_DATA, 8));
+        }
         assert_eq!(kb::KVM_PIO_PAGE_OFFSET as u64, run::PIO_PAGE_OFFSET);
         assert_eq!(u32::from(run::IO_IN), kb::KVM_EXIT_IO_IN);
         assert_eq!(u32::from(run::IO_OUT), kb::KVM_EXIT_IO_OUT);
@@ -587,6 +629,8 @@ mod tests {
             (UserExit::FailEntry { hardware_entry_failure_reason: 0, cpu: 0 }, kb::KVM_EXIT_FAIL_ENTRY),
             (UserExit::InternalError { suberror: 1, ndata: 0, data: none }, kb::KVM_EXIT_INTERNAL_ERROR),
             (UserExit::Debug { exception: 1, pc: 0, dr6: 0, dr7: 0 }, kb::KVM_EXIT_DEBUG),
+            (UserExit::X86Msr { write: false, reason: 4, index: 0xc000_0100, data: 0 }, kb::KVM_EXIT_X86_RDMSR),
+            (UserExit::X86Msr { write: true, reason: 2, index: 0xdead_beef, data: 0x1234 }, kb::KVM_EXIT_X86_WRMSR),
         ];
         for (e, want) in cases {
             assert_eq!(e.reason(), want, "{e:?}");

@@ -16,6 +16,7 @@ mod pit;
 mod errnos;
 mod irqchip;
 mod kvmclock;
+mod msr;
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -297,6 +298,8 @@ fn main() {
         ("pit_mode2", pit::pit_mode2), ("pit_mode0", pit::pit_mode0), ("pit_latch", pit::pit_latch), ("pit_gate2", pit::pit_gate2),
         ("pit_speaker_port", pit::pit_speaker_port), ("pit_bcd", pit::pit_bcd), ("pit_set_count", pit::pit_set_count),
         ("pit_state", pit::pit_state), ("pit_teardown", pit::pit_teardown), ("pit_irq0_timer", pit::pit_irq0_timer),
+        ("msr_filter_errnos", msr::msr_filter_errnos), ("msr_user_exit", msr::msr_user_exit), ("msr_features", msr::msr_features),
+        ("msr_mwait_quirks", msr::msr_mwait_quirks),
         ("irqchip_errnos", irqchip::irqchip_errnos), ("irqchip_pic", irqchip::irqchip_pic), ("irqchip_ioapic", irqchip::irqchip_ioapic),
         ("dirty_log_basic", dirty_log::dirty_log_basic), ("dirty_log_flags", dirty_log::dirty_log_flags), ("dirty_log_errnos", dirty_log::dirty_log_errnos),
         ("dirty_log_manual", dirty_log::dirty_log_manual), ("dirty_log_vcpus", dirty_log::dirty_log_vcpus), ("dirty_log_nested", dirty_log::dirty_log_nested)];

@@ -152,6 +152,8 @@ pub const SET_XCRS: u32 = iow(KVMIO, 0xa7, crate::xsave::KVM_XCRS_SIZE);
 pub const GET_XSAVE2: u32 = ior(KVMIO, 0xcf, crate::xsave::KVM_XSAVE_SIZE);
 /// `KVM_X86_SETUP_MCE` (vCPU fd).
 pub const X86_SETUP_MCE: u32 = iow(KVMIO, 0x9c, 8);
+/// `KVM_X86_SET_MSR_FILTER` (VM fd; `struct kvm_msr_filter`).
+pub const X86_SET_MSR_FILTER: u32 = iow(KVMIO, 0xc6, crate::msr_filter::FILTER_SIZE);
 /// `KVM_X86_GET_MCE_CAP_SUPPORTED` (system fd).
 pub const X86_GET_MCE_CAP_SUPPORTED: u32 = ior(KVMIO, 0x9d, 8);
 /// `KVM_X86_SET_MCE` (vCPU fd).
@@ -206,6 +208,7 @@ mod tests {
         assert_eq!(crate::clock::KVM_CLOCK_DATA_SIZE, size_of::<kb::kvm_clock_data>());
         assert_eq!(crate::guest_debug::KVM_GUEST_DEBUG_SIZE, size_of::<kb::kvm_guest_debug>());
         assert_eq!(kvm::X86_GET_MCE_CAP_SUPPORTED, 0x8008_ae9d);
+        assert_eq!(kvm::X86_SET_MSR_FILTER, 0x4188_aec6);
         assert_eq!(kvm::X86_SET_MCE, 0x4040_ae9e);
         assert_eq!(crate::mce::KVM_X86_MCE_SIZE, size_of::<kb::kvm_x86_mce>());
         assert_eq!(crate::xsave::KVM_XCRS_SIZE, size_of::<kb::kvm_xcrs>());

@@ -73,9 +73,22 @@ pub mod quirks {
     /// hypercall, #UD on AMD) is rewritten in guest memory to VMMCALL and
     /// executed as the hypercall; disabled, the guest gets its #UD.
     pub const FIX_HYPERCALL_INSN: u64 = 1 << 5;
+    /// `KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT`: IA32_MISC_ENABLE.MWAIT is a
+    /// plain bit; disabled, it is CPUID.1:ECX.MWAIT of the guest
+    /// (`msr_misc`).
+    pub const MISC_ENABLE_NO_MWAIT: u64 = 1 << 4;
+    /// `KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS`: MONITOR/MWAIT are NOPs;
+    /// disabled, #UD unless enabled (`msr_misc::monitor_mwait_as_nop`).
+    pub const MWAIT_NEVER_UD_FAULTS: u64 = 1 << 6;
+    /// `KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT`: on, nsvm's behaviour before
+    /// the quirk (with nested paging L2 runs on vmcb12's G_PAT, which the
+    /// guest's and the host's PAT accesses reach while L2 runs); disabled,
+    /// KVM's separate L2 PAT (`nested_state::l2_has_separate_pat`): the
+    /// host's accesses reach L1's PAT and the nested state carries L2's.
+    pub const NESTED_SVM_SHARED_PAT: u64 = 1 << 11;
     /// The quirks nsvm reports in `KVM_CHECK_EXTENSION(KVM_CAP_DISABLE_QUIRKS2)`:
     /// only those it implements and can turn off.
-    pub const SUPPORTED: u64 = FIX_HYPERCALL_INSN;
+    pub const SUPPORTED: u64 = FIX_HYPERCALL_INSN | MISC_ENABLE_NO_MWAIT | MWAIT_NEVER_UD_FAULTS | NESTED_SVM_SHARED_PAT;
 }
 
 /// Sizes of KVM structs used in ioctl numbers (checked against `kvm-bindings`
@@ -257,6 +270,10 @@ pub enum SystemIoctl {
     GetMsrIndexList,
     /// `KVM_X86_GET_MCE_CAP_SUPPORTED`: a u64 to the pointer.
     GetMceCapSupported,
+    /// `KVM_GET_MSR_FEATURE_INDEX_LIST` with a `struct kvm_msr_list` pointer.
+    GetMsrFeatureIndexList,
+    /// `KVM_GET_MSRS` on the system fd: the feature MSRs' values.
+    GetFeatureMsrs,
     /// Fail with this error: `EINVAL` for unknown commands and for a
     /// non-zero argument where KVM wants 0 (KVM's `kvm_dev_ioctl` and
     /// `kvm_arch_dev_ioctl`).
@@ -277,6 +294,8 @@ pub fn decode_system_ioctl(cmd: u32, arg: u64) -> SystemIoctl {
         kvm::GET_SUPPORTED_CPUID => SystemIoctl::GetSupportedCpuid,
         kvm::GET_MSR_INDEX_LIST => SystemIoctl::GetMsrIndexList,
         kvm::X86_GET_MCE_CAP_SUPPORTED => SystemIoctl::GetMceCapSupported,
+        kvm::GET_MSR_FEATURE_INDEX_LIST => SystemIoctl::GetMsrFeatureIndexList,
+        kvm::GET_MSRS => SystemIoctl::GetFeatureMsrs,
         _ => SystemIoctl::Refused(Errno::Einval),
     }
 }
@@ -366,6 +385,8 @@ mod tests {
         assert_eq!(decode_system_ioctl(kvm::CREATE_VM, 0), SystemIoctl::CreateVm(0));
         assert_eq!(decode_system_ioctl(kvm::CREATE_VM, 5), SystemIoctl::CreateVm(5));
         assert_eq!(decode_system_ioctl(kvm::GET_VCPU_MMAP_SIZE, 0), SystemIoctl::GetVcpuMmapSize);
+        assert_eq!(decode_system_ioctl(kvm::GET_MSR_FEATURE_INDEX_LIST, 0), SystemIoctl::GetMsrFeatureIndexList);
+        assert_eq!(decode_system_ioctl(kvm::GET_MSRS, 0), SystemIoctl::GetFeatureMsrs);
         assert_eq!(decode_system_ioctl(0, 0), unknown);
         assert_eq!(decode_system_ioctl(0xdead_beef, 0), unknown);
         // KVM wants 0 as the argument of these two (kvm_dev_ioctl).
