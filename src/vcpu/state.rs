@@ -365,6 +365,12 @@ impl VcpuState {
             .map_or([0; 4], |e| e.regs)
     }
 
+    /// TSC_AUX is the guest's only with RDTSCP or RDPID in its CPUID
+    /// (`msr_emul::tsc_aux_allowed`).
+    fn tsc_aux_allowed(&self, host: bool) -> bool {
+        msr_emul::tsc_aux_allowed(host, self.cpuid_lookup(0x8000_0001, 0)[3], self.cpuid_lookup(7, 0)[2])
+    }
+
     /// RDMSR of the running guest, or `KVM_GET_MSRS` (`msr_emul` has the
     /// rules); `None` for an MSR nsvm does not emulate (#GP).
     pub(super) fn read_msr(&mut self, index: u32) -> Option<u64> {
@@ -374,6 +380,9 @@ impl VcpuState {
     /// RDMSR, or `KVM_GET_MSRS` when `host` (some MSRs read differently
     /// for userspace, as in KVM).
     pub(super) fn read_msr_as(&mut self, index: u32, host: bool) -> Option<u64> {
+        if index == nsvm_core::msr::TSC_AUX && !self.tsc_aux_allowed(host) {
+            return None;
+        }
         // Readable whatever the CPUID says, as KVM.
         if index == nsvm_core::msr::TSC_ADJUST {
             return Some(self.cpu.tsc_adjust);
@@ -398,6 +407,9 @@ impl VcpuState {
 
     /// WRMSR, or `KVM_SET_MSRS` when `host`.
     pub(super) fn write_msr_as(&mut self, index: u32, val: u64, host: bool) -> bool {
+        if index == nsvm_core::msr::TSC_AUX && !self.tsc_aux_allowed(host) {
+            return false;
+        }
         if nsvm_core::mce::is_mce_msr(index) {
             let amd = self.amd_vendor();
             return self.cpu.mce.write(index, val, host, amd).is_ok();

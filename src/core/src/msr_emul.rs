@@ -95,6 +95,14 @@ pub const PLATFORM_WRITE_IGNORED: &[u32] = &[
     0xc001_0020, // PATCH_LOADER
 ];
 
+/// Whether an access to TSC_AUX is allowed: always for the host
+/// (`KVM_GET/SET_MSRS`), for the guest only when its CPUID offers RDTSCP
+/// (8000_0001h EDX bit 27) or RDPID (7.0 ECX bit 22), the instructions that
+/// read it (KVM's `__kvm_get_msr`/`__kvm_set_msr`); otherwise #GP.
+pub const fn tsc_aux_allowed(host: bool, cpuid_8000_0001_edx: u32, cpuid_7_ecx: u32) -> bool {
+    host || cpuid_8000_0001_edx & (1 << 27) != 0 || cpuid_7_ecx & (1 << 22) != 0
+}
+
 /// RDMSR of `index`: `None` for an MSR nsvm does not emulate (#GP). MSR_TSC
 /// reads `host_tsc() + TSC_OFFSET` (APM 15.30.5 without TSC scaling).
 #[inline]
@@ -444,5 +452,14 @@ mod tests {
         assert_eq!(w(&mut t, msr::DEBUGCTL, 1 << 63), Err(WriteError::Reserved));
         // The last-branch MSRs are read-only.
         assert_eq!(w(&mut t, 0x1db, 0), Err(WriteError::Unknown));
+    }
+
+    #[test]
+    fn tsc_aux_needs_rdtscp_or_rdpid_for_the_guest() {
+        assert!(tsc_aux_allowed(true, 0, 0));
+        assert!(!tsc_aux_allowed(false, 0, 0));
+        assert!(tsc_aux_allowed(false, 1 << 27, 0));
+        assert!(tsc_aux_allowed(false, 0, 1 << 22));
+        assert!(!tsc_aux_allowed(false, !(1 << 27), !(1 << 22)));
     }
 }
