@@ -104,6 +104,16 @@ impl VApic {
         }
     }
 
+    /// Publishes the new APIC's addressing state and whether it takes the
+    /// PIC's interrupts in its mailbox, before the vCPU is visible: IPIs
+    /// and MSIs reach a vCPU that has not run yet (KVM recalculates its
+    /// APIC map when it resets a new vCPU's APIC).
+    pub(super) fn publish_new(&mut self, mb: &crate::vm::apic_bus::Mailbox) {
+        self.dest_dirty = false;
+        mb.publish(self.m.dest_info());
+        mb.set_accepts_pic(self.accepts_pic());
+    }
+
     /// KVM's `kvm_apic_accept_pic_intr` (`Lapic::accept_pic_intr`).
     pub(super) fn accepts_pic(&self) -> bool {
         self.m.accept_pic_intr()

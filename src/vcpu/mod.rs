@@ -459,7 +459,8 @@ impl Vcpu {
         let (tsc_offset, tsc_gen) = vm.tsc_write(0, false);
         st.cpu.vmcb.get().control.tsc_offset = tsc_offset;
         st.cpu.tsc_gen = tsc_gen;
-        if st.apic.is_some() {
+        if let Some(a) = st.apic.as_mut() {
+            a.publish_new(vm.apic.mailbox(id));
             vm.apic.attach(id);
         }
         let vcpu = Arc::pin_init(

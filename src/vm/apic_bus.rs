@@ -309,6 +309,15 @@ impl ApicBus {
     /// a lowest-priority interrupt counts the targets in a first pass and
     /// posts to the chosen one in a second.
     pub(crate) fn deliver(&self, irq: &Irq, src: Option<u32>, modes: &IdTable<GuestMode>) -> i32 {
+        // KVM's rule (`kvm_irq_delivery_to_apic`): lowest priority to the
+        // physical broadcast 0xff is delivered as fixed, to every target.
+        let fixed_bcast;
+        let irq = if irq.mode == DeliveryMode::LowestPriority && !irq.logical && irq.dest == 0xff {
+            fixed_bcast = Irq { mode: DeliveryMode::Fixed, ..*irq };
+            &fixed_bcast
+        } else {
+            irq
+        };
         let quirk = self.broadcast_quirk.load(Ordering::Relaxed);
         let one_of = irq.mode == DeliveryMode::LowestPriority && irq.shorthand == Shorthand::None;
         let mut matched = false;
