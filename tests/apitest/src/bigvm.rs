@@ -20,6 +20,7 @@ const VCPUS: u64 = 200;
 const ENABLED: std::ops::RangeInclusive<u64> = 64..=130;
 const SVR: usize = 0xf0;
 const IRR: usize = 0x200;
+const LDR: usize = 0xd0;
 
 pub fn apic_many_vcpus(e: &Env) -> R {
     let k = e.kvm();
@@ -58,13 +59,20 @@ pub fn apic_many_vcpus(e: &Env) -> R {
         let mut p = get_lapic(vc)?;
         let svr = reg(&p, SVR);
         set_reg(&mut p, SVR, svr | 0x100);
+        // Logical APIC id bit 0 (flat model, DFR's reset value).
+        set_reg(&mut p, LDR, 1 << 24);
         set_lapic(vc, &p)?;
     }
     let n_enabled = ENABLED.count() as i64;
     expect("fixed broadcast", msi(0xff, 0, 0x41), n_enabled)?;
     expect("fixed to APIC 130", msi(130, 0, 0x42), 1)?;
     expect("fixed to APIC 131 (software-disabled)", msi(131, 0, 0x42), 0)?;
-    expect("lowest priority broadcast", msi(0xff, 1, 0x43), 1)?;
+    // KVM's rule: lowest priority to the physical broadcast is fixed.
+    expect("lowest priority to the physical broadcast", msi(0xff, 1, 0x43), n_enabled)?;
+    // Lowest priority to logical 1 (the 67 enabled APICs): one, by vector
+    // hashing the (0x44 % 67 = 1)th in vCPU order: vCPU 65.
+    let lowest = signal_msi(&vm, 0xfee0_0000 | (1 << 12) | (1 << 2), 0, (1 << 8) | 0x44, 0);
+    expect("lowest priority to logical 1", lowest, 1)?;
     let (p130, p131, p63) = (get_lapic(&v[130])?, get_lapic(&v[131])?, get_lapic(&v[63])?);
     if !bit(&p130, IRR, 0x41) || !bit(&p130, IRR, 0x42) {
         return Err(format!("vCPU 130's IRR lacks 0x41/0x42: {:#x}", reg(&p130, IRR + 0x20)));
@@ -72,6 +80,11 @@ pub fn apic_many_vcpus(e: &Env) -> R {
     if bit(&p131, IRR, 0x42) || bit(&p63, IRR, 0x41) || bit(&p63, IRR, 0x40) {
         return Err("a software-disabled APIC took a fixed interrupt".into());
     }
-    let lp = ENABLED.filter(|&id| get_lapic(&v[id as usize]).is_ok_and(|p| bit(&p, IRR, 0x43))).count();
-    (lp == 1).then_some(()).ok_or(format!("lowest priority reached {lp} APICs"))
+    let with = |vec: u8| -> Vec<u64> { (0..VCPUS).filter(|&id| get_lapic(&v[id as usize]).is_ok_and(|p| bit(&p, IRR, vec))).collect() };
+    let b = with(0x43);
+    if b != ENABLED.collect::<Vec<_>>() {
+        return Err(format!("the physical broadcast (lowest priority) reached {} APICs: {b:?}", b.len()));
+    }
+    let l = with(0x44);
+    (l == [65]).then_some(()).ok_or(format!("lowest priority to logical 1 reached {l:?}, expected [65]"))
 }
