@@ -581,6 +581,20 @@ impl Vcpu {
     pub(super) fn get_lapic(&self, arg: usize) -> Result<isize> {
         let page = {
             let mut st = self.state.lock();
+            // Vectors delivered since the vCPU last ran are in IRR, as
+            // KVM sets IRR at delivery (NMI, INIT and SIPI stay pending for
+            // KVM_RUN, as KVM's pending events).
+            if let Some(a) = st.apic.as_mut() {
+                let (irr, tmr) = self.vm.apic.mailbox(self.id).take_vectors();
+                for (i, w) in irr.iter().enumerate() {
+                    let mut w = *w;
+                    while w != 0 {
+                        let b = w.trailing_zeros();
+                        w &= w - 1;
+                        a.m.accept_fixed((i as u32 * 64 + b) as u8, tmr[i] & (1 << b) != 0, true);
+                    }
+                }
+            }
             let c = st.apic_clock();
             let x2fmt = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed) & 1 != 0;
             match st.apic.as_ref() {

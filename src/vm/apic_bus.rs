@@ -99,6 +99,22 @@ impl Mailbox {
         (irr, tmr, flags, self.sipi_vector.load(Ordering::Acquire) as u8)
     }
 
+    /// Takes only the requested vectors: (IRR bits, TMR bits). Flags stay
+    /// posted (and `posted` set) for the next `take`, which finds these
+    /// vectors gone.
+    pub(crate) fn take_vectors(&self) -> ([u64; 4], [u64; 4]) {
+        let mut irr = [0u64; 4];
+        let mut tmr = [0u64; 4];
+        if self.posted.load(Ordering::SeqCst) == 0 {
+            return (irr, tmr);
+        }
+        for i in 0..4 {
+            irr[i] = self.irr[i].swap(0, Ordering::AcqRel);
+            tmr[i] = self.tmr[i].load(Ordering::Acquire) & irr[i];
+        }
+        (irr, tmr)
+    }
+
     /// A one-line summary of what is posted and of the timer, readable
     /// while the vCPU holds its lock (debugfs).
     pub(crate) fn dump(&self, out: &mut dyn core::fmt::Write, now_ns: u64) -> core::fmt::Result {
