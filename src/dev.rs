@@ -14,7 +14,7 @@ use crate::svm;
 pub(crate) fn system_ioctl(cmd: u32, arg: usize) -> Result<isize> {
     match uapi::decode_system_ioctl(cmd, arg as u64) {
         SystemIoctl::GetApiVersion => Ok(uapi::KVM_API_VERSION as isize),
-        SystemIoctl::CheckExtension(cap) => Ok(uapi::cap::check_extension(cap) as isize),
+        SystemIoctl::CheckExtension(cap) => Ok(uapi::cap::check_extension_on(cap, crate::hw::cpu::num_online_cpus()) as isize),
         SystemIoctl::GetHostInfo => {
             let bytes = svm::host_info().to_bytes();
             UserSlice::new(UserPtr::from_addr(arg), bytes.len()).writer().write_slice(&bytes)?;

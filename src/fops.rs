@@ -226,7 +226,7 @@ extern "C" fn nsvm_rs_apic_timer(vm: *mut c_void, id: c_int) {
     // memory goes, so the VM is alive here.
     let vm = unsafe { &*vm.cast::<Vm>() };
     let id = id as u32;
-    if let Some(mode) = vm.guest_modes.get(id as usize) {
+    if let Some(mode) = vm.guest_modes.get(id) {
         vm.apic.timer_fired(id, mode);
     }
 }

@@ -8,6 +8,7 @@
 pub(crate) mod cpu;
 pub(crate) mod debugfs;
 pub(crate) mod eventfd;
+pub(crate) mod idtable;
 pub(crate) mod files;
 pub(crate) mod mem;
 pub(crate) mod mmu;

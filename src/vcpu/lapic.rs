@@ -104,6 +104,16 @@ impl VApic {
         }
     }
 
+    /// Publishes the new APIC's addressing state and whether it takes the
+    /// PIC's interrupts in its mailbox, before the vCPU is visible: IPIs
+    /// and MSIs reach a vCPU that has not run yet (KVM recalculates its
+    /// APIC map when it resets a new vCPU's APIC).
+    pub(super) fn publish_new(&mut self, mb: &crate::vm::apic_bus::Mailbox) {
+        self.dest_dirty = false;
+        mb.publish(self.m.dest_info());
+        mb.set_accepts_pic(self.accepts_pic());
+    }
+
     /// KVM's `kvm_apic_accept_pic_intr` (`Lapic::accept_pic_intr`).
     pub(super) fn accepts_pic(&self) -> bool {
         self.m.accept_pic_intr()
@@ -571,6 +581,20 @@ impl Vcpu {
     pub(super) fn get_lapic(&self, arg: usize) -> Result<isize> {
         let page = {
             let mut st = self.state.lock();
+            // Vectors delivered since the vCPU last ran are in IRR, as
+            // KVM sets IRR at delivery (NMI, INIT and SIPI stay pending for
+            // KVM_RUN, as KVM's pending events).
+            if let Some(a) = st.apic.as_mut() {
+                let (irr, tmr) = self.vm.apic.mailbox(self.id).take_vectors();
+                for (i, w) in irr.iter().enumerate() {
+                    let mut w = *w;
+                    while w != 0 {
+                        let b = w.trailing_zeros();
+                        w &= w - 1;
+                        a.m.accept_fixed((i as u32 * 64 + b) as u8, tmr[i] & (1 << b) != 0, true);
+                    }
+                }
+            }
             let c = st.apic_clock();
             let x2fmt = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed) & 1 != 0;
             match st.apic.as_ref() {

@@ -470,21 +470,33 @@ impl Vcpu {
         let (tsc_offset, tsc_gen) = vm.tsc_write(0, false);
         st.cpu.vmcb.get().control.tsc_offset = tsc_offset;
         st.cpu.tsc_gen = tsc_gen;
-        if st.apic.is_some() {
+        if let Some(a) = st.apic.as_mut() {
+            a.publish_new(vm.apic.mailbox(id));
             vm.apic.attach(id);
         }
         let vcpu = Arc::pin_init(
             try_pin_init!(Vcpu { debugfs: hw::debugfs::DebugfsEntry::empty(), vm, id, run: KPages::page()?, pio: KPages::page()?, stats, state <- new_mutex!(st, "nsvm_vcpu") }),
             GFP_KERNEL_ACCOUNT,
         )?;
-        let mut name = *b"vcpu\0\0\0";
-        let mut k = 4;
-        if id >= 10 {
-            name[k] = b'0' + (id / 10) as u8;
-            k += 1;
+        // "vcpu<id>", the id in decimal (up to 4 digits: ids are below 4096).
+        let mut name = *b"vcpu\0\0\0\0\0\0";
+        let mut digits = [0u8; 10];
+        let (mut d, mut v) = (digits.len(), id);
+        loop {
+            d -= 1;
+            digits[d] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
         }
-        name[k] = b'0' + (id % 10) as u8;
-        k += 1;
+        let mut k = 4;
+        for &c in &digits[d..] {
+            if k < name.len() {
+                name[k] = c;
+                k += 1;
+            }
+        }
         // SAFETY: the file is the vCPU's first field, removed before the rest
         // of the vCPU is dropped.
         unsafe { vcpu.debugfs.make_vmcb_file(&name[..k], &vcpu.vm.debugfs, Arc::as_ptr(&vcpu).cast()) };

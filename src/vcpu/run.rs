@@ -276,7 +276,7 @@ impl Vcpu {
                     None
                 };
                 let posted = st.apic.is_some().then(|| self.vm.apic.mailbox(self.id).posted());
-                if let Entry::Ran(seen) = st.enter(self.id, &self.vm.guest_modes[self.id as usize], &self.vm.memory_generation, npt02, posted) {
+                if let Entry::Ran(seen) = st.enter(self.id, self.vm.guest_mode(self.id), &self.vm.memory_generation, npt02, posted) {
                     break seen;
                 }
             };

@@ -11,8 +11,10 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use nsvm_core::lapic::{DeliveryMode, DestInfo, Irq, Shorthand};
 
-use super::MAX_VCPUS;
+use kernel::prelude::*;
+
 use crate::hw::apic::WaiterSlot;
+use crate::hw::idtable::IdTable;
 use crate::vmrun::GuestMode;
 
 /// Mailbox flags.
@@ -97,6 +99,22 @@ impl Mailbox {
         (irr, tmr, flags, self.sipi_vector.load(Ordering::Acquire) as u8)
     }
 
+    /// Takes only the requested vectors: (IRR bits, TMR bits). Flags stay
+    /// posted (and `posted` set) for the next `take`, which finds these
+    /// vectors gone.
+    pub(crate) fn take_vectors(&self) -> ([u64; 4], [u64; 4]) {
+        let mut irr = [0u64; 4];
+        let mut tmr = [0u64; 4];
+        if self.posted.load(Ordering::SeqCst) == 0 {
+            return (irr, tmr);
+        }
+        for i in 0..4 {
+            irr[i] = self.irr[i].swap(0, Ordering::AcqRel);
+            tmr[i] = self.tmr[i].load(Ordering::Acquire) & irr[i];
+        }
+        (irr, tmr)
+    }
+
     /// A one-line summary of what is posted and of the timer, readable
     /// while the vCPU holds its lock (debugfs).
     pub(crate) fn dump(&self, out: &mut dyn core::fmt::Write, now_ns: u64) -> core::fmt::Result {
@@ -175,38 +193,57 @@ impl Mailbox {
     }
 }
 
-/// The mailboxes of a VM's vCPUs, by id.
+/// The mailboxes of a VM's vCPUs, by id (a chunk of them allocated with
+/// the first vCPU of its range: `hw::idtable`).
 pub(crate) struct ApicBus {
-    boxes: [Mailbox; MAX_VCPUS as usize],
+    boxes: IdTable<Mailbox>,
     /// KVM_CAP_X2APIC_API's broadcast quirk is on (the default).
     pub(crate) broadcast_quirk: AtomicBool,
 }
 
+/// What `ApicBus::mailbox` answers for an id without a mailbox (never
+/// asked by a vCPU: its chunk exists before it does): posts to it are lost.
+static NO_MAILBOX: Mailbox = Mailbox::new();
+
 impl ApicBus {
     pub(crate) const fn new() -> Self {
-        Self { boxes: [const { Mailbox::new() }; MAX_VCPUS as usize], broadcast_quirk: AtomicBool::new(true) }
+        Self { boxes: IdTable::new(), broadcast_quirk: AtomicBool::new(true) }
+    }
+
+    /// Allocates the mailbox of vCPU `id` and the guest-mode word in
+    /// `modes` (before the vCPU exists; `EINVAL` beyond the id limit).
+    pub(crate) fn prepare(&self, id: u32, modes: &IdTable<GuestMode>) -> Result {
+        self.boxes.ensure(id, Mailbox::new)?;
+        modes.ensure(id, GuestMode::new)
     }
 
     /// Mailbox of vCPU `id`.
     pub(crate) fn mailbox(&self, id: u32) -> &Mailbox {
-        &self.boxes[id as usize % MAX_VCPUS as usize]
+        self.boxes.get(id).unwrap_or(&NO_MAILBOX)
     }
 
     /// Marks vCPU `id` as having an in-kernel APIC.
     pub(crate) fn attach(&self, id: u32) {
-        self.mailbox(id).present.store(true, Ordering::Release);
+        if let Some(m) = self.boxes.get(id) {
+            m.present.store(true, Ordering::Release);
+        }
+    }
+
+    /// The mailboxes of vCPUs with an in-kernel APIC, with their ids.
+    fn present(&self) -> impl Iterator<Item = (u32, &Mailbox)> + '_ {
+        self.boxes.iter().filter(|(_, m)| m.present.load(Ordering::Acquire))
     }
 
     /// Whether some vCPU's APIC takes the PIC's interrupts.
     pub(crate) fn any_accepts_pic(&self) -> bool {
-        self.boxes.iter().any(|m| m.present.load(Ordering::Acquire) && m.accepts_pic.load(Ordering::Acquire))
+        self.present().any(|(_, m)| m.accepts_pic.load(Ordering::Acquire))
     }
 
     /// The PIC's output rose: the vCPUs that take its interrupts look
     /// (KVM's `pic_unlock` kick).
-    pub(crate) fn kick_extint(&self, modes: &[GuestMode]) {
-        for (id, m) in self.boxes.iter().enumerate() {
-            if m.present.load(Ordering::Acquire) && m.accepts_pic.load(Ordering::Acquire) {
+    pub(crate) fn kick_extint(&self, modes: &IdTable<GuestMode>) {
+        for (id, m) in self.present() {
+            if m.accepts_pic.load(Ordering::Acquire) {
                 m.post_flag(flag::EXTINT);
                 m.waiter.wake();
                 if let Some(mode) = modes.get(id) {
@@ -218,11 +255,59 @@ impl ApicBus {
 
     /// The APIC timer of vCPU `id` expired (hardirq context).
     pub(crate) fn timer_fired(&self, id: u32, mode: &GuestMode) {
-        let m = self.mailbox(id);
+        let Some(m) = self.boxes.get(id) else { return };
         m.timer_fires.fetch_add(1, Ordering::Relaxed);
         m.post_flag(flag::TIMER);
         m.waiter.wake();
         mode.poke();
+    }
+
+    /// Whether `irq` from vCPU `src` addresses the APIC `m` of vCPU `id`:
+    /// (it matches, it is a target: fixed interrupts only reach
+    /// software-enabled APICs).
+    fn addresses(irq: &Irq, src: Option<u32>, quirk: bool, id: u32, m: &Mailbox) -> (bool, bool) {
+        let hit = match irq.shorthand {
+            Shorthand::SelfOnly => src == Some(id),
+            Shorthand::AllIncludingSelf => true,
+            Shorthand::AllExcludingSelf => src != Some(id),
+            Shorthand::None => m.dest_info().matches(irq.dest, irq.logical, irq.ipi, quirk),
+        };
+        let fixed = matches!(irq.mode, DeliveryMode::Fixed | DeliveryMode::LowestPriority);
+        (hit, hit && (!fixed || m.dest_info().sw_enabled))
+    }
+
+    /// Posts `irq` to `m` (vCPU `id`), wakes and kicks it; whether it was
+    /// accepted (counted).
+    fn post(irq: &Irq, id: u32, m: &Mailbox, modes: &IdTable<GuestMode>) -> bool {
+        match irq.mode {
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
+                // A level-triggered de-assert does nothing (KVM).
+                if irq.trigger_level && !irq.level {
+                    return false;
+                }
+                m.post_vector(irq.vector, irq.trigger_level);
+            }
+            DeliveryMode::Nmi => m.post_flag(flag::NMI),
+            DeliveryMode::Smi => m.post_flag(flag::SMI),
+            DeliveryMode::Init => {
+                // INIT level de-assert is ignored (KVM, APM 16.5).
+                if irq.trigger_level && !irq.level {
+                    return false;
+                }
+                m.post_flag(flag::INIT);
+            }
+            DeliveryMode::Startup => {
+                m.sipi_vector.store(u32::from(irq.vector), Ordering::Release);
+                m.post_flag(flag::SIPI);
+            }
+            // Remote read and ExtINT are not delivered through the bus.
+            DeliveryMode::RemoteRead | DeliveryMode::ExtInt => return false,
+        }
+        m.waiter.wake();
+        if let Some(mode) = modes.get(id) {
+            mode.poke();
+        }
+        true
     }
 
     /// Delivers `irq` from vCPU `src` (None: an MSI) to every APIC it
@@ -233,27 +318,60 @@ impl ApicBus {
     /// software-disabled APIC drops fixed interrupts), -1 when a broadcast
     /// or lowest-priority interrupt found no APIC at all.
     /// `modes` kicks targets out of guest mode.
-    pub(crate) fn deliver(&self, irq: &Irq, src: Option<u32>, modes: &[GuestMode]) -> i32 {
+    ///
+    /// No set of targets is kept (with up to 4096 vCPU ids it would be a
+    /// bitmap too big for the stack of the contexts that deliver: hardirq,
+    /// an eventfd's wait-queue lock): each target is posted as it is found;
+    /// a lowest-priority interrupt counts the targets in a first pass and
+    /// posts to the chosen one in a second.
+    pub(crate) fn deliver(&self, irq: &Irq, src: Option<u32>, modes: &IdTable<GuestMode>) -> i32 {
+        // KVM's rule (`kvm_irq_delivery_to_apic`): lowest priority to the
+        // physical broadcast 0xff is delivered as fixed, to every target.
+        let fixed_bcast;
+        let irq = if irq.mode == DeliveryMode::LowestPriority && !irq.logical && irq.dest == 0xff {
+            fixed_bcast = Irq { mode: DeliveryMode::Fixed, ..*irq };
+            &fixed_bcast
+        } else {
+            irq
+        };
         let quirk = self.broadcast_quirk.load(Ordering::Relaxed);
-        let fixed = matches!(irq.mode, DeliveryMode::Fixed | DeliveryMode::LowestPriority);
+        let one_of = irq.mode == DeliveryMode::LowestPriority && irq.shorthand == Shorthand::None;
         let mut matched = false;
-        let mut targets = 0u64;
-        for (id, m) in self.boxes.iter().enumerate() {
-            if !m.present.load(Ordering::Acquire) {
-                continue;
+        let mut targets = 0u32;
+        let mut count = 0;
+        if one_of {
+            // (Lowest priority never counts as a match by itself: `matched`
+            // stays false.)
+            for (id, m) in self.present() {
+                targets += u32::from(Self::addresses(irq, src, quirk, id, m).1);
             }
-            let id32 = id as u32;
-            let hit = match irq.shorthand {
-                Shorthand::SelfOnly => src == Some(id32),
-                Shorthand::AllIncludingSelf => true,
-                Shorthand::AllExcludingSelf => src != Some(id32),
-                Shorthand::None => m.dest_info().matches(irq.dest, irq.logical, irq.ipi, quirk),
-            };
-            if hit {
-                matched |= irq.mode != DeliveryMode::LowestPriority;
-                // Fixed interrupts only reach software-enabled APICs.
-                if !fixed || m.dest_info().sw_enabled {
-                    targets |= 1 << id;
+            if targets > 0 {
+                // The n-th target in id order; if targets changed since
+                // the count (a racing APIC change, as KVM's map read under
+                // RCU may be old), the last one found.
+                let n = u32::from(irq.vector) % targets;
+                let mut seen = 0u32;
+                let mut last = None;
+                for (id, m) in self.present() {
+                    if Self::addresses(irq, src, quirk, id, m).1 {
+                        last = Some((id, m));
+                        if seen == n {
+                            break;
+                        }
+                        seen += 1;
+                    }
+                }
+                if let Some((id, m)) = last {
+                    count += i32::from(Self::post(irq, id, m, modes));
+                }
+            }
+        } else {
+            for (id, m) in self.present() {
+                let (hit, target) = Self::addresses(irq, src, quirk, id, m);
+                matched |= hit && irq.mode != DeliveryMode::LowestPriority;
+                if target {
+                    targets += 1;
+                    count += i32::from(Self::post(irq, id, m, modes));
                 }
             }
         }
@@ -263,50 +381,6 @@ impl ApicBus {
             // lowest priority) answers -1.
             let bcast = irq.dest == 0xff || irq.dest == 0xffff_ffff || irq.shorthand != Shorthand::None;
             return if bcast || irq.mode == DeliveryMode::LowestPriority { -1 } else { 0 };
-        }
-        if irq.mode == DeliveryMode::LowestPriority && targets.count_ones() > 1 && irq.shorthand == Shorthand::None {
-            let n = u32::from(irq.vector) % targets.count_ones();
-            let mut t = targets;
-            for _ in 0..n {
-                t &= t - 1;
-            }
-            targets = t & t.wrapping_neg();
-        }
-        let mut count = 0;
-        let mut t = targets;
-        while t != 0 {
-            let id = t.trailing_zeros();
-            t &= t - 1;
-            let m = self.mailbox(id);
-            match irq.mode {
-                DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
-                    // A level-triggered de-assert does nothing (KVM).
-                    if irq.trigger_level && !irq.level {
-                        continue;
-                    }
-                    m.post_vector(irq.vector, irq.trigger_level);
-                }
-                DeliveryMode::Nmi => m.post_flag(flag::NMI),
-                DeliveryMode::Smi => m.post_flag(flag::SMI),
-                DeliveryMode::Init => {
-                    // INIT level de-assert is ignored (KVM, APM 16.5).
-                    if irq.trigger_level && !irq.level {
-                        continue;
-                    }
-                    m.post_flag(flag::INIT);
-                }
-                DeliveryMode::Startup => {
-                    m.sipi_vector.store(u32::from(irq.vector), Ordering::Release);
-                    m.post_flag(flag::SIPI);
-                }
-                // Remote read and ExtINT are not delivered through the bus.
-                DeliveryMode::RemoteRead | DeliveryMode::ExtInt => continue,
-            }
-            count += 1;
-            m.waiter.wake();
-            if let Some(mode) = modes.get(id as usize) {
-                mode.poke();
-            }
         }
         count
     }

@@ -45,8 +45,12 @@ impl SlotStorage for HeapSlots {
 /// VMs created since load (debugfs directory names).
 static VM_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Most vCPUs per VM (`KVM_CAP_MAX_VCPUS`).
-pub(crate) const MAX_VCPUS: u32 = 64;
+/// Most vCPUs per VM (`KVM_CAP_MAX_VCPUS`, KVM's `KVM_MAX_VCPUS`).
+pub(crate) const MAX_VCPUS: u32 = nsvm_core::uapi::cap::KVM_MAX_VCPUS;
+
+/// vCPU ids are below this (`KVM_CAP_MAX_VCPU_ID`, KVM's
+/// `KVM_MAX_VCPU_IDS`).
+pub(crate) const MAX_VCPU_IDS: u32 = nsvm_core::uapi::cap::KVM_MAX_VCPU_IDS;
 
 /// State protected by the VM lock (a mutex): slot changes and vCPU
 /// creation take it; a vCPU holds it while it uses guest memory through the
@@ -54,14 +58,18 @@ pub(crate) const MAX_VCPUS: u32 = 64;
 /// slot it found stays what it was until it is done (the part of KVM's SRCU
 /// read side nsvm needs). The MMU notifier never takes it.
 pub(crate) struct VmInner {
-    /// Ids of the vCPUs created so far (bit per id).
-    pub(super) vcpu_ids: u64,
+    /// Ids of the vCPUs created so far (bit per id; words up to the
+    /// highest id used, so a small VM keeps a word or two).
+    pub(super) vcpu_ids: KVec<u64>,
+    /// vCPUs created so far, counting one being created (KVM's
+    /// `created_vcpus`): at most `MAX_VCPUS`.
+    pub(super) created_vcpus: u32,
     /// The boot CPU id (`KVM_SET_BOOT_CPU_ID`, 0 by default): the vCPU
     /// with this id is the reset BSP (`nsvm_core::bsp`). May equal
-    /// `MAX_VCPUS`, which no vCPU has (KVM accepts the limit itself).
+    /// the id limit, which no vCPU has (KVM accepts the limit itself).
     pub(super) bsp_vcpu_id: u32,
     /// `KVM_CAP_MAX_VCPU_ID` as enabled (0: not yet; the first vCPU fixes
-    /// it at `MAX_VCPUS`, KVM's `kvm_arch_vcpu_precreate`): vCPU ids must
+    /// it at `MAX_VCPU_IDS`, KVM's `kvm_arch_vcpu_precreate`): vCPU ids must
     /// be below it.
     pub(super) max_vcpu_ids: u32,
     /// The MSI routes of `KVM_SET_GSI_ROUTING` (split irqchip).
@@ -214,8 +222,6 @@ pub(crate) struct Vm {
     /// (`vmrun::EntryTlb`), and one whose L2 runs on shadow NPT02 drops it
     /// (its leaves were composed from the old slots).
     pub(crate) memory_generation: AtomicU64,
-    /// Guest mode of each vCPU (index: vCPU id), for the TLB shootdown.
-    pub(crate) guest_modes: [GuestMode; MAX_VCPUS as usize],
     /// The MMU notifier on `mm` (unregistered first thing on drop).
     notifier: hw::mmu::Notifier,
     /// Split irqchip enabled (`KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)`):
@@ -245,6 +251,11 @@ pub(crate) struct Vm {
     /// The APIC bus of the in-kernel local APICs (`apic_bus`); its timers
     /// call back with this VM, so it is dropped with it.
     pub(crate) apic: apic_bus::ApicBus,
+    /// Guest mode of each vCPU (by vCPU id; a chunk allocated with the
+    /// first vCPU of its range), for kicks and the TLB shootdown. After
+    /// `apic`: the APIC timers' callbacks read it until `apic`'s drop has
+    /// cancelled them.
+    pub(crate) guest_modes: hw::idtable::IdTable<GuestMode>,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
     /// The VM's clock (`KVM_GET/SET_CLOCK`, the guest's kvmclock): 0 at
@@ -400,7 +411,7 @@ impl Vm {
             return Err(EINVAL);
         }
         let ring = hw::mem::KPages::page()?;
-        let inner = VmInner { vcpu_ids: 0, bsp_vcpu_id: 0, max_vcpu_ids: 0, routes: KVec::new() };
+        let inner = VmInner { vcpu_ids: KVec::new(), created_vcpus: 0, bsp_vcpu_id: 0, max_vcpu_ids: 0, routes: KVec::new() };
         let mmu = Mmu {
             slots: SlotTable::with_storage(HeapSlots(KVec::from_elem(None, MAX_SLOTS, GFP_KERNEL_ACCOUNT)?)),
             npt: Npt::new()?,
@@ -434,7 +445,6 @@ impl Vm {
                 policy_insns: AtomicU64::new(0),
                 policy_excs: AtomicU32::new(0),
                 memory_generation: AtomicU64::new(0),
-                guest_modes: [const { GuestMode::new() }; MAX_VCPUS as usize],
                 notifier: hw::mmu::Notifier::empty(),
                 irqchip_split: core::sync::atomic::AtomicBool::new(false),
                 ioapic_pins: AtomicU32::new(0),
@@ -447,6 +457,7 @@ impl Vm {
                 platform_info_readable: AtomicBool::new(true),
                 routes_gen: AtomicU64::new(0),
                 apic: apic_bus::ApicBus::new(),
+                guest_modes: hw::idtable::IdTable::new(),
                 inner <- new_mutex!(inner, "nsvm_vm"),
                 mmu <- new_spinlock!(mmu, "nsvm_mmu"),
                 kvmclock <- new_spinlock!(clock::master_now(0), "nsvm_kvmclock"),
@@ -501,6 +512,14 @@ impl Vm {
         Ok(hw::files::new_fd(vm)? as isize)
     }
 
+    /// The guest-mode word of vCPU `id`. Its chunk is allocated before the
+    /// vCPU exists (`KVM_CREATE_VCPU`), so a vCPU always has its own; the
+    /// fallback for an id without one is never entered.
+    pub(crate) fn guest_mode(&self, id: u32) -> &GuestMode {
+        static NO_MODE: GuestMode = GuestMode::new();
+        self.guest_modes.get(id).unwrap_or(&NO_MODE)
+    }
+
     /// The VM's guest memory for a vCPU (takes the VM lock).
     pub(crate) fn mem(&self) -> VmMem<'_> {
         VmMem { vm: self, _slots: self.inner.lock() }
@@ -516,7 +535,7 @@ impl Vm {
     /// that must not block); called without the MMU lock.
     pub(crate) fn shootdown(&self) {
         self.memory_generation.fetch_add(1, Ordering::SeqCst);
-        for m in self.guest_modes.iter() {
+        for (_, m) in self.guest_modes.iter() {
             m.kick();
         }
     }
@@ -573,7 +592,7 @@ impl Vm {
     pub(crate) fn stats_file(&self) -> Result<KVec<u8>> {
         use nsvm_core::stats::{self, vm};
         let mut v = [0u64; vm::COUNT];
-        v[vm::VCPUS] = u64::from(self.inner.lock().vcpu_ids.count_ones());
+        v[vm::VCPUS] = self.inner.lock().vcpu_ids.iter().map(|w| u64::from(w.count_ones())).sum();
         {
             let g = self.mmu.lock();
             v[vm::MEMSLOTS] = g.slots.len() as u64;

@@ -13,7 +13,7 @@ use nsvm_core::memslot::{Change, SlotError};
 use nsvm_core::sensitive::Policy;
 use nsvm_core::uapi::{self, Refusal};
 
-use super::{Vm, MAX_VCPUS};
+use super::{Vm, MAX_VCPUS, MAX_VCPU_IDS};
 use crate::hw;
 use crate::vcpu::Vcpu;
 
@@ -35,7 +35,7 @@ impl Vm {
             uapi::kvm::CHECK_EXTENSION if arg as u64 == u64::from(uapi::cap::X2APIC_API) && !self.irqchip_split.load(Ordering::Acquire) => {
                 Ok((uapi::cap::check_extension(arg as u64) & !(crate::vcpu::lapic::X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST as i32)) as isize)
             }
-            uapi::kvm::CHECK_EXTENSION => Ok(uapi::cap::check_extension(arg as u64) as isize),
+            uapi::kvm::CHECK_EXTENSION => Ok(uapi::cap::check_extension_on(arg as u64, hw::cpu::num_online_cpus()) as isize),
             uapi::kvm::CREATE_VCPU => self.create_vcpu(arg),
             uapi::kvm::SET_USER_MEMORY_REGION => {
                 let mut b = [0u8; 32];
@@ -80,7 +80,7 @@ impl Vm {
             uapi::kvm::SET_NR_MMU_PAGES => Ok(0),
             // Intel-only too (a no-op on SVM), refused once a vCPU exists.
             uapi::kvm::SET_IDENTITY_MAP_ADDR => {
-                if self.inner.lock().vcpu_ids != 0 {
+                if self.inner.lock().created_vcpus != 0 {
                     return Err(EINVAL);
                 }
                 let mut b = [0u8; 8];
@@ -94,8 +94,11 @@ impl Vm {
                 // created) EBUSY, then an id beyond KVM_CAP_MAX_VCPU_ID
                 // EINVAL (the limit itself is accepted, as KVM compares
                 // with `>`).
+                // (KVM also refuses an id above KVM_CAP_MAX_VCPU_ID as
+                // enabled.)
                 let mut g = self.inner.lock();
-                match nsvm_core::bsp::set_boot_cpu_id(g.vcpu_ids != 0, arg as u64, MAX_VCPUS) {
+                let limit = if g.max_vcpu_ids != 0 { g.max_vcpu_ids } else { MAX_VCPU_IDS };
+                match nsvm_core::bsp::set_boot_cpu_id(g.created_vcpus != 0, arg as u64, limit) {
                     Ok(id) => {
                         g.bsp_vcpu_id = id;
                         Ok(0)
@@ -181,7 +184,7 @@ impl Vm {
         if self.irqchip_in_kernel() {
             return Err(EEXIST);
         }
-        if g.vcpu_ids != 0 {
+        if g.created_vcpus != 0 {
             return Err(EINVAL);
         }
         self.create_full_irqchip()?;
@@ -210,7 +213,7 @@ impl Vm {
                     return Err(EINVAL);
                 }
                 let g = self.inner.lock();
-                if self.irqchip_in_kernel() || g.vcpu_ids != 0 {
+                if self.irqchip_in_kernel() || g.created_vcpus != 0 {
                     return Err(EEXIST);
                 }
                 self.ioapic_pins.store(arg0 as u32, Ordering::Relaxed);
@@ -244,7 +247,7 @@ impl Vm {
             // EINVAL; the value already in force (set, or fixed by the
             // first vCPU) succeeds again, any other once one is EINVAL.
             uapi::cap::MAX_VCPU_ID => {
-                if arg0 > u64::from(MAX_VCPUS) {
+                if arg0 > u64::from(MAX_VCPU_IDS) {
                     return Err(EINVAL);
                 }
                 let mut g = self.inner.lock();
@@ -312,32 +315,42 @@ impl Vm {
     /// `KVM_CREATE_VCPU`, with `kvm_vm_ioctl_create_vcpu`'s order: an id
     /// beyond the limit, then a full VM (`EINVAL`), then a used id (`EEXIST`).
     fn create_vcpu(self: &Arc<Self>, id: usize) -> Result<isize> {
-        if id >= MAX_VCPUS as usize {
+        if id >= MAX_VCPU_IDS as usize {
             return Err(EINVAL);
         }
+        let (word, bit) = (id / 64, 1u64 << (id % 64));
         let reset_bsp = {
             let mut g = self.inner.lock();
-            if g.vcpu_ids.count_ones() >= MAX_VCPUS {
+            if g.created_vcpus >= MAX_VCPUS {
                 return Err(EINVAL);
             }
             // KVM_CAP_MAX_VCPU_ID (KVM's kvm_arch_vcpu_precreate: the
             // first vCPU fixes the limit when userspace set none).
             if g.max_vcpu_ids == 0 {
-                g.max_vcpu_ids = MAX_VCPUS;
+                g.max_vcpu_ids = MAX_VCPU_IDS;
             }
             if id >= g.max_vcpu_ids as usize {
                 return Err(EINVAL);
             }
-            if g.vcpu_ids & (1 << id) != 0 {
+            if g.vcpu_ids.get(word).is_some_and(|w| w & bit != 0) {
                 return Err(EEXIST);
             }
-            g.vcpu_ids |= 1 << id;
+            // The id's mailbox and guest-mode word (chunks of 64 ids).
+            self.apic.prepare(id as u32, &self.guest_modes)?;
+            if g.vcpu_ids.len() <= word {
+                let n = word + 1 - g.vcpu_ids.len();
+                g.vcpu_ids.extend_with(n, 0, GFP_KERNEL_ACCOUNT)?;
+            }
+            g.vcpu_ids[word] |= bit;
+            g.created_vcpus += 1;
             // Fixed from here: KVM_SET_BOOT_CPU_ID is EBUSY now.
             g.bsp_vcpu_id == id as u32
         };
         let r = Vcpu::create(self.clone(), id as u32, reset_bsp);
         if r.is_err() {
-            self.inner.lock().vcpu_ids &= !(1 << id);
+            let mut g = self.inner.lock();
+            g.vcpu_ids[word] &= !bit;
+            g.created_vcpus -= 1;
         }
         r
     }

@@ -75,7 +75,7 @@ pub(super) fn get_lapic(v: &VcpuFd) -> Result<[u8; 1024], String> {
     Ok(p)
 }
 
-fn set_lapic(v: &VcpuFd, p: &[u8; 1024]) -> Result<(), String> {
+pub(super) fn set_lapic(v: &VcpuFd, p: &[u8; 1024]) -> Result<(), String> {
     ioctl(v.as_raw_fd(), kvm::SET_LAPIC, p.as_ptr() as u64).map_err(|e| format!("KVM_SET_LAPIC: errno {e}"))?;
     Ok(())
 }
@@ -84,12 +84,12 @@ pub(super) fn reg(p: &[u8; 1024], off: usize) -> u32 {
     u32::from_le_bytes([p[off], p[off + 1], p[off + 2], p[off + 3]])
 }
 
-fn set_reg(p: &mut [u8; 1024], off: usize, v: u32) {
+pub(super) fn set_reg(p: &mut [u8; 1024], off: usize, v: u32) {
     p[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
 
 /// Whether vector `v` is set in the 256-bit register at `base` (IRR, ISR).
-fn bit(p: &[u8; 1024], base: usize, v: u8) -> bool {
+pub(super) fn bit(p: &[u8; 1024], base: usize, v: u8) -> bool {
     reg(p, base + 0x10 * usize::from(v >> 5)) & (1 << (v & 31)) != 0
 }
 

@@ -35,10 +35,12 @@ pub const SUPPORTED: &[(u32, i32)] = &[
     (SET_TSS_ADDR, 1),
     (SET_IDENTITY_MAP_ADDR, 1),
     (EXT_CPUID, 1),
-    (NR_VCPUS, 64),
+    // min(online host CPUs, KVM_MAX_VCPUS) on the host ([`nr_vcpus`]);
+    // the table has the upper bound.
+    (NR_VCPUS, KVM_MAX_VCPUS as i32),
     (NR_MEMSLOTS, crate::memslot::MAX_SLOTS as i32),
-    (MAX_VCPUS, 64),
-    (MAX_VCPU_ID, 64),
+    (MAX_VCPUS, KVM_MAX_VCPUS as i32),
+    (MAX_VCPU_ID, KVM_MAX_VCPU_IDS as i32),
     // KVM_SET_BOOT_CPU_ID (nsvm_core::bsp).
     (SET_BOOT_CPU_ID, 1),
     (IMMEDIATE_EXIT, 1),
@@ -125,6 +127,33 @@ pub fn check_extension(cap: u64) -> i32 {
     SUPPORTED.iter().find(|(c, _)| u64::from(*c) == cap).map_or(0, |(_, v)| *v)
 }
 
+/// Most vCPUs per VM (`KVM_CAP_MAX_VCPUS`): x86 KVM's `KVM_MAX_VCPUS`,
+/// `CONFIG_KVM_MAX_NR_VCPUS`, whose default (without MAXSMP) is 1024, the
+/// value of the 7.2 kernel the project builds and compares with.
+pub const KVM_MAX_VCPUS: u32 = 1024;
+
+/// vCPU ids are below this (`KVM_CAP_MAX_VCPU_ID`): KVM's
+/// `KVM_MAX_VCPU_IDS`, `KVM_MAX_VCPUS * KVM_VCPU_ID_RATIO` (4), room for
+/// APIC ids that encode a topology.
+pub const KVM_MAX_VCPU_IDS: u32 = KVM_MAX_VCPUS * 4;
+
+/// `KVM_CAP_NR_VCPUS` (the recommended most vCPUs) on a host with
+/// `online_cpus` CPUs online: x86 KVM's `min(num_online_cpus(),
+/// KVM_MAX_VCPUS)`.
+pub fn nr_vcpus(online_cpus: u32) -> i32 {
+    online_cpus.min(KVM_MAX_VCPUS) as i32
+}
+
+/// `KVM_CHECK_EXTENSION(cap)` on a host with `online_cpus` CPUs online
+/// ([`check_extension`], `KVM_CAP_NR_VCPUS` from the host).
+pub fn check_extension_on(cap: u64, online_cpus: u32) -> i32 {
+    if cap == u64::from(NR_VCPUS) {
+        nr_vcpus(online_cpus)
+    } else {
+        check_extension(cap)
+    }
+}
+
 /// Name of a capability (without `KVM_CAP_`).
 pub fn name(cap: u32) -> Option<&'static str> {
     NAMED.iter().find(|(c, _)| *c == cap).map(|(_, n)| *n)
@@ -200,5 +229,18 @@ mod tests {
         }
         assert_eq!(cap::check_extension(u64::MAX), 0);
         assert_eq!(cap::check_extension(1 << 40), 0);
+    }
+
+    #[test]
+    fn vcpu_limits_as_kvm_x86() {
+        // KVM 7.2 x86 with CONFIG_KVM_MAX_NR_VCPUS=1024: MAX_VCPU_ID is
+        // four times MAX_VCPUS; NR_VCPUS the online CPUs, at most
+        // MAX_VCPUS.
+        assert_eq!(cap::check_extension(u64::from(cap::MAX_VCPUS)), 1024);
+        assert_eq!(cap::check_extension(u64::from(cap::MAX_VCPU_ID)), 4096);
+        assert_eq!(cap::check_extension_on(u64::from(cap::NR_VCPUS), 2), 2);
+        assert_eq!(cap::check_extension_on(u64::from(cap::NR_VCPUS), 5000), 1024);
+        assert_eq!(cap::check_extension_on(u64::from(cap::MAX_VCPUS), 2), 1024);
+        assert_eq!(cap::check_extension_on(u64::from(cap::SYNC_MMU), 2), 1);
     }
 }
