@@ -76,7 +76,7 @@ case_ "KVM_CHECK_EXTENSION(NESTED_STATE): the largest state, as KVM"; expect_ioc
 case_ "KVM_CHECK_EXTENSION(unknown cap)"; expect_ioctl "0" "ok 0" 0xae03 0xffffffffffff
 case_ "unknown KVM ioctl (as KVM's kvm_dev_ioctl)"; expect_ioctl "EINVAL" "err EINVAL" 0xae99
 case_ "KVM_CREATE_VM with an unknown machine type"; expect_ioctl "EINVAL" "err EINVAL" 0xae01 5
-case_ "KVM_GET_VCPU_MMAP_SIZE"; expect_ioctl "two pages" "ok 8192" 0xae04
+case_ "KVM_GET_VCPU_MMAP_SIZE: three pages (kvm_run, PIO data, coalesced MMIO ring), as kvm_amd"; expect_ioctl "12288" "ok 12288" 0xae04
 case_ "API_VERSION number with a read direction and size"; expect_ioctl "EINVAL" "err EINVAL" 0x8004ae00
 case_ "random command"; expect_ioctl "EINVAL" "err EINVAL" 0xdeadbeef
 case_ "NSVM_GET_HOST_INFO fills the buffer"; expect_ioctl "version 1" "ok 0 data 01 00 00 00" 0x8050b700 --out 80
