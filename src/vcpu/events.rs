@@ -18,21 +18,61 @@ use nsvm_core::x86::rflags;
 use super::{Next, VcpuState};
 
 impl VcpuState {
-    /// `KVM_GET_VCPU_EVENTS` of the running level (`cpu_state::get_events`).
-    pub(super) fn get_events(&mut self) -> kvm::VcpuEvents {
+    /// `KVM_GET_VCPU_EVENTS` of the running level (`cpu_state::get_events`;
+    /// `payload`: `KVM_CAP_EXCEPTION_PAYLOAD` enabled).
+    pub(super) fn get_events(&mut self, payload: bool) -> kvm::VcpuEvents {
         let p = self.ev;
-        cpu_state::get_events(&self.vmcb().control, &p)
+        cpu_state::get_events(&self.vmcb().control, &p, payload)
     }
 
     /// `KVM_SET_VCPU_EVENTS` (`cpu_state::set_events`, which checks the
     /// input as KVM does: `EINVAL`, nothing changed).
-    pub(super) fn set_events(&mut self, e: &kvm::VcpuEvents) -> Result {
+    pub(super) fn set_events(&mut self, e: &kvm::VcpuEvents, payload: bool) -> Result {
         self.mark_untrusted();
         let l1_runs = self.nst.l2.is_none();
         let mut p = self.ev;
-        cpu_state::set_events(&mut self.vmcb().control, &mut p, e, l1_runs).map_err(|_| EINVAL)?;
+        cpu_state::set_events(&mut self.vmcb().control, &mut p, e, l1_runs, payload).map_err(|_| EINVAL)?;
         self.ev = p;
         Ok(())
+    }
+
+    /// A pending exception userspace queued (`KVM_SET_VCPU_EVENTS` with
+    /// `KVM_CAP_EXCEPTION_PAYLOAD`), at the next entry: while L2 runs and
+    /// L1 intercepts its vector, the #VMEXIT L1 gets (`Some(code, info1,
+    /// info2)`: the error code, and #PF's address, the payload, in
+    /// EXITINFO2 with CR2 untouched, APM 15.12); otherwise delivered to the
+    /// running guest with its payload applied (CR2, or DR6's bits as KVM's
+    /// `kvm_deliver_exception_payload`) once EVENTINJ is free.
+    pub(super) fn queued_exception(&mut self) -> Option<(u64, u64, u64)> {
+        let x = self.ev.exception?;
+        if self.nst.l2.is_some() && !self.nst.run_pending {
+            let c12 = &self.nst.vmcb12.get().control;
+            if c12.intercepts.test(exit::EXCP_BASE + u64::from(x.vector)) {
+                self.ev.exception = None;
+                let info2 = match (x.vector, x.payload) {
+                    (14, Some(p)) => p,
+                    (14, None) => self.vmcb().save.cr2,
+                    _ => 0,
+                };
+                return Some((exit::EXCP_BASE + u64::from(x.vector), u64::from(x.error_code.unwrap_or(0)), info2));
+            }
+        }
+        if self.vmcb().control.event_inj & nsvm_core::event::bits::VALID != 0 {
+            return None;
+        }
+        self.ev.exception = None;
+        if let Some(p) = x.payload {
+            match x.vector {
+                14 => self.vmcb().save.cr2 = p,
+                1 => {
+                    let v = self.vmcb();
+                    v.save.dr6 = cpu_state::dr6_with_payload(v.save.dr6, p);
+                }
+                _ => {}
+            }
+        }
+        self.inject(Event::new(EventType::Exception, x.vector, x.error_code));
+        None
     }
 
     /// Delivers a #PF for linear address `la` to the guest.

@@ -240,6 +240,14 @@ impl Vcpu {
             // ran (the kick that ended it) ends L2 now, not at L2's next
             // exit, which a busy L2 may not make for a host tick or more;
             // and a halted L2 woken by an event for L1 goes to L1.
+            // A pending exception userspace queued: L1's #VMEXIT when it
+            // intercepts it while L2 runs (before interrupts, as KVM's
+            // nested event checks), otherwise delivered.
+            if let Some((code, info1, info2)) = st.queued_exception() {
+                if let Some(Next::User) = self.synthetic_exit_to_l1_info(st, code, info1, info2)? {
+                    break Ok(0);
+                }
+            }
             if st.nst.l2.is_some() && !st.nst.run_pending {
                 if let Some(code) = st.l1_event_exit() {
                     if let Some(Next::User) = self.synthetic_exit_to_l1(st, code)? {
@@ -494,6 +502,11 @@ impl Vcpu {
     /// zero, an event L0 was about to deliver to L2 reported as
     /// interrupted (EXITINTINFO).
     fn synthetic_exit_to_l1(&self, st: &mut VcpuState, code: u64) -> Result<Option<Next>> {
+        self.synthetic_exit_to_l1_info(st, code, 0, 0)
+    }
+
+    /// [`Self::synthetic_exit_to_l1`] with EXITINFO1 and EXITINFO2.
+    fn synthetic_exit_to_l1_info(&self, st: &mut VcpuState, code: u64, info1: u64, info2: u64) -> Result<Option<Next>> {
         let inner = self.vm.mem();
         {
             let c = &mut st.nst.vmcb02.get().control;
@@ -502,8 +515,8 @@ impl Vcpu {
             c.exit_int_info_err = if pending { c.event_inj_err } else { 0 };
             c.event_inj = 0;
             c.exit_code = code;
-            c.exit_info_1 = 0;
-            c.exit_info_2 = 0;
+            c.exit_info_1 = info1;
+            c.exit_info_2 = info2;
         }
         self.reflect_to_l1(st, &inner, code)
     }

@@ -37,7 +37,7 @@ impl Vcpu {
     /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT` is enabled (KVM's
     /// `KVM_REQ_TRIPLE_FAULT`).
     pub(super) fn user_events(&self, st: &mut VcpuState) -> VcpuEvents {
-        let mut e = st.get_events();
+        let mut e = st.get_events(self.vm.exception_payload.load(Ordering::Relaxed));
         if self.vm.triple_fault_event.load(Ordering::Relaxed) {
             e.flags |= kvm::vcpu_events::VALID_TRIPLE_FAULT;
             e.triple_fault = st.uexit.triple_fault;
@@ -53,7 +53,7 @@ impl Vcpu {
         if tf && !self.vm.triple_fault_event.load(Ordering::Relaxed) {
             return Err(EINVAL);
         }
-        st.set_events(e)?;
+        st.set_events(e, self.vm.exception_payload.load(Ordering::Relaxed))?;
         if tf {
             st.uexit.triple_fault = e.triple_fault;
         }

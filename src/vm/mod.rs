@@ -240,6 +240,9 @@ pub(crate) struct Vm {
     /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT` enabled: `KVM_GET/SET_VCPU_EVENTS`
     /// carry `triple_fault.pending`.
     pub(crate) triple_fault_event: AtomicBool,
+    /// `KVM_CAP_EXCEPTION_PAYLOAD` enabled: pending exceptions and their
+    /// payloads in `KVM_GET/SET_VCPU_EVENTS`.
+    pub(crate) exception_payload: AtomicBool,
     /// Quirks disabled by `KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2)` (of
     /// `nsvm_core::uapi::quirks::SUPPORTED`).
     pub(crate) disabled_quirks: AtomicU64,
@@ -453,6 +456,7 @@ impl Vm {
                 irqchip <- new_spinlock!(irqchip::Irqchip::new(), "nsvm_irqchip"),
                 x2apic_api: AtomicU32::new(0),
                 triple_fault_event: AtomicBool::new(false),
+                exception_payload: AtomicBool::new(false),
                 disabled_quirks: AtomicU64::new(0),
                 platform_info_readable: AtomicBool::new(true),
                 routes_gen: AtomicU64::new(0),

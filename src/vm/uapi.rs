@@ -283,6 +283,11 @@ impl Vm {
                 self.triple_fault_event.store(arg0 != 0, Ordering::Relaxed);
                 Ok(0)
             }
+            // args[0] as a boolean, any time (KVM's exception_payload_enabled).
+            uapi::cap::EXCEPTION_PAYLOAD => {
+                self.exception_payload.store(arg0 != 0, Ordering::Relaxed);
+                Ok(0)
+            }
             _ => Err(EINVAL),
         }
     }

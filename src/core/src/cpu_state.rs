@@ -247,11 +247,40 @@ pub struct PendingEvents {
     /// RIP of the IRET that ends the NMI handler (its intercept was taken):
     /// NMIs unmask once the guest is past it.
     pub iret_rip: Option<u64>,
+    /// An exception userspace queued as pending (`KVM_SET_VCPU_EVENTS` with
+    /// `KVM_CAP_EXCEPTION_PAYLOAD`): not delivered yet, so L1 may still
+    /// intercept it while L2 runs, and its payload (CR2, DR6) not applied.
+    pub exception: Option<QueuedException>,
+}
+
+/// A pending exception (KVM's `kvm_queued_exception` with `pending`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuedException {
+    /// Vector (0-31, not 2).
+    pub vector: u8,
+    /// Error code, if it has one.
+    pub error_code: Option<u32>,
+    /// #PF's address or #DB's DR6 bits, applied when it is delivered
+    /// ([`dr6_with_payload`]), given to L1 in EXITINFO2 when it intercepts
+    /// a #PF.
+    pub payload: Option<u64>,
+}
+
+/// DR6 after a #DB with `payload` (KVM's `kvm_deliver_exception_payload`:
+/// the payload has the DR6 bits that are set, the active-low ones
+/// (RTM, bit 16; BLD, bit 11) inverted; bit 12 is reserved).
+pub const fn dr6_with_payload(dr6: u64, payload: u64) -> u64 {
+    const TRAP_BITS: u64 = 0xf;
+    const ACTIVE_LOW: u64 = 0xffff_0ff0;
+    let mut d = (dr6 & !TRAP_BITS) | ACTIVE_LOW;
+    d |= payload;
+    d ^= payload & ACTIVE_LOW;
+    d & !(1 << 12)
 }
 
 impl PendingEvents {
     /// Nothing pending, NMIs unmasked (RESET/INIT).
-    pub const NONE: Self = Self { irq: None, nmi_pending: false, nmi_masked: false, iret_rip: None };
+    pub const NONE: Self = Self { irq: None, nmi_pending: false, nmi_masked: false, iret_rip: None, exception: None };
 
     /// The IRET intercept L0 set while NMIs are masked was taken at `rip`:
     /// the IRET executes when the guest resumes (the caller clears the
@@ -289,9 +318,21 @@ pub enum SetEventsError {
 /// (EVENTINJ of `control`), else the interrupt queued by `KVM_INTERRUPT`
 /// (KVM reports it as injected); NMI pending/masked; the interrupt shadow
 /// (reported as both MOV SS and STI: the VMCB does not tell which).
-pub fn get_events(control: &ControlArea, pending: &PendingEvents) -> VcpuEvents {
+///
+/// With `payload_enabled` (`KVM_CAP_EXCEPTION_PAYLOAD`) `VALID_PAYLOAD` is
+/// set and a queued exception is reported as pending with its payload;
+/// without, as injected (KVM conflates the two then).
+pub fn get_events(control: &ControlArea, pending: &PendingEvents, payload_enabled: bool) -> VcpuEvents {
     let mut e = VcpuEvents { flags: vcpu_events::VALID_NMI_PENDING | vcpu_events::VALID_SHADOW, ..Default::default() };
+    if payload_enabled {
+        e.flags |= vcpu_events::VALID_PAYLOAD;
+    }
     let inj = Event { info: control.event_inj, error_code: control.event_inj_err };
+    if let Some(x) = pending.exception {
+        e.exception = (!payload_enabled, x.vector, x.error_code.is_some(), x.error_code.unwrap_or(0));
+        e.exception_pending = payload_enabled;
+        e.exception_payload = x.payload.filter(|_| payload_enabled);
+    }
     if inj.valid() {
         match inj.event_type() {
             Some(EventType::Exception) => {
@@ -319,11 +360,23 @@ pub fn get_events(control: &ControlArea, pending: &PendingEvents) -> VcpuEvents 
 /// `l1_runs`: `control` is vmcb01's (L1 runs), so the IRET intercept that
 /// ends masked NMIs follows `nmi_masked`. While L2 runs vmcb01 is left to
 /// the caller. Nothing changes when the input is refused.
-pub fn set_events(control: &mut ControlArea, pending: &mut PendingEvents, e: &VcpuEvents, l1_runs: bool) -> Result<(), SetEventsError> {
-    if !e.check_set() {
+///
+/// `payload_enabled`: `KVM_CAP_EXCEPTION_PAYLOAD`, without which
+/// `VALID_PAYLOAD` is refused; a pending exception (with it) is queued in
+/// `pending.exception`, not put into EVENTINJ.
+pub fn set_events(control: &mut ControlArea, pending: &mut PendingEvents, e: &VcpuEvents, l1_runs: bool, payload_enabled: bool) -> Result<(), SetEventsError> {
+    if !e.check_set(payload_enabled) {
         return Err(SetEventsError::Unsupported);
     }
-    let inj = if e.exception.0 || e.exception_pending {
+    let e = &e.normalized();
+    let queued = if e.exception_pending {
+        let ev = Event::new(EventType::Exception, e.exception.1, e.exception.2.then_some(e.exception.3));
+        ev.check_injectable().map_err(SetEventsError::BadException)?;
+        Some(QueuedException { vector: e.exception.1, error_code: e.exception.2.then_some(e.exception.3), payload: e.exception_payload })
+    } else {
+        None
+    };
+    let inj = if e.exception.0 {
         let ev = Event::new(EventType::Exception, e.exception.1, e.exception.2.then_some(e.exception.3));
         ev.check_injectable().map_err(SetEventsError::BadException)?;
         Some(ev)
@@ -334,6 +387,7 @@ pub fn set_events(control: &mut ControlArea, pending: &mut PendingEvents, e: &Vc
     } else {
         None
     };
+    pending.exception = queued;
     pending.irq = (e.interrupt.0 && !e.interrupt.2).then_some(e.interrupt.1);
     if e.flags & vcpu_events::VALID_NMI_PENDING != 0 {
         pending.nmi_pending = e.nmi_pending;
@@ -564,8 +618,8 @@ mod tests {
     fn events_round_trip(e: VcpuEvents, p0: PendingEvents) -> (Box<Vmcb>, PendingEvents, VcpuEvents) {
         let mut v = vmcb();
         let mut p = p0;
-        set_events(&mut v.control, &mut p, &e, true).unwrap();
-        let got = get_events(&v.control, &p);
+        set_events(&mut v.control, &mut p, &e, true, false).unwrap();
+        let got = get_events(&v.control, &p, false);
         (v, p, got)
     }
 
@@ -597,10 +651,10 @@ mod tests {
         let mut p = PendingEvents { nmi_masked: true, iret_rip: Some(0x10), ..PendingEvents::NONE };
         v.control.intercepts.set(exit::IRET);
         let e = VcpuEvents { flags: FLAGS, ..Default::default() };
-        set_events(&mut v.control, &mut p, &e, false).unwrap();
+        set_events(&mut v.control, &mut p, &e, false, false).unwrap();
         assert!(v.control.intercepts.test(exit::IRET));
         assert_eq!(p, PendingEvents::NONE);
-        set_events(&mut v.control, &mut p, &e, true).unwrap();
+        set_events(&mut v.control, &mut p, &e, true, false).unwrap();
         assert!(!v.control.intercepts.test(exit::IRET));
     }
 
@@ -617,14 +671,14 @@ mod tests {
         v.control.event_inj = 0x8000_030d;
         let mut p = PendingEvents::NONE;
         let e = VcpuEvents { interrupt: (true, 0x30, false), shadow: 3, flags: FLAGS, ..Default::default() };
-        set_events(&mut v.control, &mut p, &e, true).unwrap();
+        set_events(&mut v.control, &mut p, &e, true, false).unwrap();
         assert_eq!(v.control.event_inj, 0);
         assert_eq!(p.irq, Some(0x30));
         assert_eq!(v.control.int_state, int_state::SHADOW);
-        assert_eq!(get_events(&v.control, &p), e);
+        assert_eq!(get_events(&v.control, &p, false), e);
         // EVENTINJ wins over a queued interrupt in the report.
         v.control.event_inj = 0x8000_0031;
-        assert_eq!(get_events(&v.control, &p).interrupt, (true, 0x31, false));
+        assert_eq!(get_events(&v.control, &p, false).interrupt, (true, 0x31, false));
     }
 
     #[test]
@@ -633,10 +687,10 @@ mod tests {
         v.control.int_state = int_state::SHADOW;
         let mut p = PendingEvents { nmi_pending: true, ..PendingEvents::NONE };
         let e = VcpuEvents::default();
-        set_events(&mut v.control, &mut p, &e, true).unwrap();
+        set_events(&mut v.control, &mut p, &e, true, false).unwrap();
         assert!(p.nmi_pending);
         assert_eq!(v.control.int_state, int_state::SHADOW);
-        let got = get_events(&v.control, &p);
+        let got = get_events(&v.control, &p, false);
         assert_eq!((got.nmi_pending, got.shadow, got.flags), (true, 3, FLAGS));
     }
 
@@ -646,11 +700,12 @@ mod tests {
         v.control.event_inj = 0x8000_0020;
         let mut p = PendingEvents { irq: Some(5), ..PendingEvents::NONE };
         let e = VcpuEvents { exception: (true, 2, false, 0), flags: FLAGS, ..Default::default() };
-        assert_eq!(set_events(&mut v.control, &mut p, &e, true), Err(SetEventsError::BadException(InjectError::BadExceptionVector)));
+        // Vector 2 as an exception: refused by KVM's vector check first.
+        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false), Err(SetEventsError::Unsupported));
         let e = VcpuEvents { exception: (true, 40, false, 0), ..Default::default() };
-        assert_eq!(set_events(&mut v.control, &mut p, &e, true), Err(SetEventsError::Unsupported));
+        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false), Err(SetEventsError::Unsupported));
         let e = VcpuEvents { flags: vcpu_events::VALID_SMM, smm: 1, ..Default::default() };
-        assert_eq!(set_events(&mut v.control, &mut p, &e, true), Err(SetEventsError::Unsupported));
+        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false), Err(SetEventsError::Unsupported));
         assert_eq!(v.control.event_inj, 0x8000_0020);
         assert_eq!(p.irq, Some(5));
     }
@@ -665,5 +720,50 @@ mod tests {
         assert!(p.nmi_masked);
         assert!(p.unmask_if_past_iret(0x200));
         assert_eq!(p, PendingEvents::NONE);
+    }
+
+    #[test]
+    fn pending_exception_with_payload() {
+        let mut v = Vmcb::ZERO;
+        let mut p = PendingEvents::NONE;
+        let e = VcpuEvents {
+            flags: vcpu_events::VALID_PAYLOAD | FLAGS,
+            exception_pending: true,
+            exception: (false, 14, true, 2),
+            exception_payload: Some(0xdead_b000),
+            ..Default::default()
+        };
+        // Refused without the capability, nothing changed.
+        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false), Err(SetEventsError::Unsupported));
+        assert_eq!(p, PendingEvents::NONE);
+        set_events(&mut v.control, &mut p, &e, true, true).unwrap();
+        // Queued, not in EVENTINJ.
+        assert_eq!(v.control.event_inj, 0);
+        assert_eq!(p.exception, Some(QueuedException { vector: 14, error_code: Some(2), payload: Some(0xdead_b000) }));
+        let got = get_events(&v.control, &p, true);
+        assert!(got.exception_pending && !got.exception.0);
+        assert_eq!((got.exception.1, got.exception.2, got.exception.3, got.exception_payload), (14, true, 2, Some(0xdead_b000)));
+        assert_ne!(got.flags & vcpu_events::VALID_PAYLOAD, 0);
+        // Without the capability (disabled again) it reads as injected, no payload.
+        let old = get_events(&v.control, &p, false);
+        assert!(old.exception.0 && !old.exception_pending && old.exception_payload.is_none());
+        // An injected one goes into EVENTINJ and clears the queue.
+        let inj = VcpuEvents { exception_pending: false, exception: (true, 12, true, 0x1234), ..e };
+        set_events(&mut v.control, &mut p, &inj, true, true).unwrap();
+        assert_eq!(p.exception, None);
+        assert_eq!(Event { info: v.control.event_inj, error_code: v.control.event_inj_err }.vector(), 12);
+        // NMI's vector is refused either way.
+        let nmi = VcpuEvents { exception: (false, 2, false, 0), ..e };
+        assert!(set_events(&mut v.control, &mut p, &nmi, true, true).is_err());
+    }
+
+    #[test]
+    fn dr6_payload_as_kvm() {
+        // Fixed-1 bits of DR6 stay, B0 from the payload.
+        assert_eq!(dr6_with_payload(0xffff_0ff0, 1), 0xffff_0ff1);
+        // The active-low BLD (bit 11) clears when the payload has it.
+        assert_eq!(dr6_with_payload(0xffff_0ff0, 1 << 11), 0xffff_07f0);
+        // Old trap bits go, bit 12 never set.
+        assert_eq!(dr6_with_payload(0xffff_1ff3, 0), 0xffff_0ff0);
     }
 }

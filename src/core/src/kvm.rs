@@ -383,10 +383,30 @@ mod tests {
         let b = e.to_bytes();
         assert_eq!((b[8], b[9], b[11], b[13], b[14]), (1, 0x40, 3, 1, 1));
         assert_eq!(VcpuEvents::from_bytes(&b), e);
-        assert!(e.check_set());
-        assert!(!VcpuEvents { flags: 0x100, ..e }.check_set());
-        assert!(!VcpuEvents { flags: vcpu_events::VALID_SMM, smm: 1, ..e }.check_set());
-        assert!(!VcpuEvents { exception: (true, 32, false, 0), ..e }.check_set());
+        assert!(e.check_set(false));
+        assert!(!VcpuEvents { flags: 0x100, ..e }.check_set(true));
+        assert!(!VcpuEvents { flags: vcpu_events::VALID_SMM, smm: 1, ..e }.check_set(true));
+        assert!(!VcpuEvents { exception: (true, 32, false, 0), ..e }.check_set(true));
+        assert!(!VcpuEvents { exception: (true, 2, false, 0), ..e }.check_set(true));
+        // VALID_PAYLOAD only with the capability.
+        let p = VcpuEvents { flags: vcpu_events::VALID_PAYLOAD, exception_pending: true, exception: (false, 14, true, 2), exception_payload: Some(0x1000), ..e };
+        assert!(p.check_set(true) && !p.check_set(false));
+        // Without VALID_PAYLOAD, pending and the payload are ignored (a
+        // pending vector 40 is then no error, as KVM).
+        let n = VcpuEvents { exception_pending: true, exception: (false, 40, false, 0), exception_payload: Some(1), ..e };
+        assert!(n.check_set(false));
+        assert!(!n.normalized().exception_pending);
+        assert_eq!(n.normalized().exception_payload, None);
+        // With it, a pending exception is not injected; an injected one has no payload.
+        let both = VcpuEvents { exception: (true, 14, true, 2), ..p };
+        assert!(!both.normalized().exception.0);
+        assert_eq!(both.normalized().exception_payload, Some(0x1000));
+        let inj = VcpuEvents { exception_pending: false, exception: (true, 14, true, 2), ..p };
+        assert_eq!(inj.normalized().exception_payload, None);
+        // The payload's bytes (55, 56-63).
+        let b = p.to_bytes();
+        assert_eq!((b[3], b[55], u64::from_ne_bytes(b[56..64].try_into().unwrap())), (1, 1, 0x1000));
+        assert_eq!(VcpuEvents::from_bytes(&b), p);
     }
 
     #[test]
@@ -567,6 +587,10 @@ pub struct VcpuEvents {
     /// `triple_fault.pending` (with `VALID_TRIPLE_FAULT`, which needs
     /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT`).
     pub triple_fault: bool,
+    /// `exception_has_payload` and `exception_payload` (with
+    /// `VALID_PAYLOAD`, which needs `KVM_CAP_EXCEPTION_PAYLOAD`): the #PF
+    /// address or #DB's DR6 bits a pending exception delivers.
+    pub exception_payload: Option<u64>,
 }
 
 /// `KVM_VCPUEVENT_VALID_*`.
@@ -606,6 +630,8 @@ impl VcpuEvents {
         b[20..24].copy_from_slice(&self.flags.to_ne_bytes());
         b[24] = self.smm;
         b[28] = u8::from(self.triple_fault);
+        b[55] = u8::from(self.exception_payload.is_some());
+        b[56..64].copy_from_slice(&self.exception_payload.unwrap_or(0).to_ne_bytes());
         b
     }
 
@@ -622,18 +648,43 @@ impl VcpuEvents {
             flags: u32::from_ne_bytes([b[20], b[21], b[22], b[23]]),
             smm: b[24],
             triple_fault: b[28] != 0,
+            exception_payload: (b[55] != 0).then(|| u64::from_ne_bytes([b[56], b[57], b[58], b[59], b[60], b[61], b[62], b[63]])),
         }
     }
 
-    /// KVM's refusals for `KVM_SET_VCPU_EVENTS` that apply to nsvm (no SMM,
-    /// no exception payloads): unknown flags, SMM state, a payload, an
-    /// exception vector of 32 or more.
-    pub fn check_set(&self) -> bool {
+    /// KVM's refusals for `KVM_SET_VCPU_EVENTS` that apply to nsvm (no
+    /// SMM): unknown flags, SMM state, `VALID_PAYLOAD` without
+    /// `KVM_CAP_EXCEPTION_PAYLOAD` (`payload_enabled`), an exception
+    /// (injected or pending) with a vector of 32 or more or the NMI's (2).
+    /// Without `VALID_PAYLOAD` KVM ignores `exception.pending` and the
+    /// payload; with it a pending exception is not also injected and an
+    /// injected one has no payload ([`Self::normalized`]).
+    pub fn check_set(&self, payload_enabled: bool) -> bool {
         use vcpu_events::*;
         let known = VALID_NMI_PENDING | VALID_SIPI_VECTOR | VALID_SHADOW | VALID_SMM | VALID_PAYLOAD | VALID_TRIPLE_FAULT;
+        let e = self.normalized();
         self.flags & !known == 0
             && !(self.flags & VALID_SMM != 0 && self.smm != 0)
-            && self.flags & VALID_PAYLOAD == 0
-            && !(self.exception.0 && self.exception.1 >= 32)
+            && (self.flags & VALID_PAYLOAD == 0 || payload_enabled)
+            && !((e.exception.0 || e.exception_pending) && (e.exception.1 >= 32 || e.exception.1 == 2))
+    }
+
+    /// The events as KVM's `kvm_vcpu_ioctl_x86_set_vcpu_events` takes them:
+    /// with `VALID_PAYLOAD`, a pending exception is not injected and an
+    /// injected one carries no payload; without it, nothing is pending and
+    /// there is no payload.
+    pub fn normalized(&self) -> Self {
+        let mut e = *self;
+        if e.flags & vcpu_events::VALID_PAYLOAD != 0 {
+            if e.exception_pending {
+                e.exception.0 = false;
+            } else {
+                e.exception_payload = None;
+            }
+        } else {
+            e.exception_pending = false;
+            e.exception_payload = None;
+        }
+        e
     }
 }
