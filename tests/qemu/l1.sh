@@ -89,10 +89,26 @@ verdict "$(res nsvm 'kvm wall')"
 # as 33 (the nested suite's rule for kvm_amd); so are lines tagged
 # [nsvm-only] (l1_svmfeat: SVM features KVM passes on to its L2 only when
 # its L0 offers them, which nsvm does and kvm_amd under TCG does not).
+# TIMED: case lines whose counts KVM as L1 makes depend on timing, shown
+# and not judged: l1_svmfeat's pause_filter counts PAUSEs between VMRUNs
+# (APM 15.14.4: VMRUN reloads the counter), and KVM as L1 executes VMRUNs
+# of its own between the payload's (after its own host interrupts), each
+# reloading the count: one more PAUSE before the exit when one lands in the
+# loop (seen once in six runs).
+TIMED="case pause_filter:"
+# untimed FILE: the lines without the TIMED ones, a status 1 that only
+# they caused read as 33.
+untimed() {
+    if grep -q " rc=1$" "$1" && grep -q "FAIL(" "$1" && ! grep "FAIL(" "$1" | grep -qv "$TIMED"; then
+        sed 's/ rc=1$/ rc=33/' "$1"
+    else
+        cat "$1"
+    fi | grep -v "$TIMED"
+}
 kvm_res() {
     res $1 "kvm $2 " > /tmp/l1.raw
     rc=$(sed -n "s/^kvm $2 rc=//p" /tmp/l1.raw)
-    if [ "$rc" = 1 ] && grep -q "FAIL(" /tmp/l1.raw && ! grep "FAIL(" /tmp/l1.raw | grep -qv "\[apm\]"; then rc=33; fi
+    if [ "$rc" = 1 ] && grep -q "FAIL(" /tmp/l1.raw && ! grep "FAIL(" /tmp/l1.raw | grep -v "$TIMED" | grep -qv "\[apm\]"; then rc=33; fi
     echo "kvm $2 rc=$rc"
     grep " case " /tmp/l1.raw | grep -v "\[apm\]\|\[nsvm-only\]"
 }
@@ -110,9 +126,10 @@ for p in $NESTED; do
     cmp -s /tmp/l1.ref /tmp/l1.got || { wrong_ "differs (diff below)"; diff /tmp/l1.ref /tmp/l1.got; }
     res nsvm "kvm $p " | grep "\[apm\]" | sed 's/^/[apm] line, not compared: /'
     # Features nsvm offers KVM as L1 that KVM passes on: they must work.
-    res nsvm "kvm $p " | grep "\[nsvm-only\]" > /tmp/l1.only
+    res nsvm "kvm $p " | grep "\[nsvm-only\]" | grep -v "$TIMED" > /tmp/l1.only
     expect_no_line /tmp/l1.only "FAIL("
     sed 's/^/[nsvm-only] line: /' /tmp/l1.only
+    res nsvm "kvm $p " | grep "$TIMED" | sed 's/^/[timing, not judged] line: /'
     verdict "$(head -1 /tmp/l1.got)"
 done
 case_ "KVM as L1 on nsvm: nsvm-apitest's conformance cases on the L1's /dev/kvm as on kvm_amd"
@@ -148,7 +165,10 @@ for p in $NESTED; do
     case_ "nsvm as L1 on nsvm: $p: the status and case lines of nsvm on the test VM's SVM"
     { echo "nsvm $p rc=$(cat /tmp/ref.$p.rc)"; grep "^case " /tmp/ref.$p.out | sed "s/^/nsvm $p /"; } > /tmp/l1.ref
     res nsvm "nsvm $p " > /tmp/l1.got
-    cmp -s /tmp/l1.ref /tmp/l1.got || { wrong_ "differs (diff below)"; diff /tmp/l1.ref /tmp/l1.got; }
+    # (nsvm as L1 executes VMRUNs of its own too: the TIMED lines as above.)
+    untimed /tmp/l1.ref > /tmp/l1.ref2; untimed /tmp/l1.got > /tmp/l1.got2
+    cmp -s /tmp/l1.ref2 /tmp/l1.got2 || { wrong_ "differs (diff below)"; diff /tmp/l1.ref /tmp/l1.got; }
+    grep "$TIMED" /tmp/l1.got | sed 's/^/[timing, not judged] line: /'
     verdict "$(head -1 /tmp/l1.got)"
 done
 case_ "nsvm as L1 on nsvm: nsvm-apitest's conformance cases on the L1's /dev/nsvm"
