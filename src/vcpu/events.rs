@@ -259,16 +259,24 @@ impl VcpuState {
     /// processor has vGIF and L1 may use STGI/CLGI (APM 15.33.2), STGI
     /// intercepted only while an event waits for it (`nsvm_core::vgif`).
     pub(super) fn gif01_prepare(&mut self) {
+        // A guest without SVM (most) keeps the emulated GIF's controls:
+        // written once (`gif01`: None until then, and after anything that
+        // rewrote vmcb01's controls).
         let svme = self.nst.svm_exposed && self.l1_efer() & nsvm_core::msr::efer::SVME != 0;
         let waiting = !self.nst.gif && core::mem::take(&mut self.nst.gif_waiting);
         let g = nsvm_core::vgif::gif01(crate::svm::host_has(nsvm_core::cpuid::SvmFeatures::VGIF), svme, self.nst.gif, waiting);
-        g.apply(&mut self.cpu.vmcb.get().control);
+        if self.nst.gif01 != Some(g) || g.enable {
+            g.apply(&mut self.cpu.vmcb.get().control);
+            self.nst.gif01 = Some(g);
+        }
     }
 
     /// After a #VMEXIT of L1: its GIF as its STGI/CLGI left V_GIF.
     pub(super) fn gif01_sync(&mut self) {
-        if let Some(gif) = nsvm_core::vgif::gif_after_exit(&self.cpu.vmcb.get().control) {
-            self.nst.gif = gif;
+        if self.nst.gif01.is_some_and(|g| g.enable) {
+            if let Some(gif) = nsvm_core::vgif::gif_after_exit(&self.cpu.vmcb.get().control) {
+                self.nst.gif = gif;
+            }
         }
     }
 

@@ -212,6 +212,8 @@ struct NestedState {
     /// An interrupt or NMI for L1 waits for its GIF (`prepare_interrupts`):
     /// with vGIF, L1's STGI is intercepted to deliver it.
     gif_waiting: bool,
+    /// The GIF controls last written into vmcb01 (`gif01_prepare`).
+    gif01: Option<nsvm_core::vgif::Gif01>,
     /// The pause filter's internal counter for the running L2 (APM
     /// 15.14.4), loaded at VMRUN.
     pause_count: i32,
@@ -442,6 +444,7 @@ impl Vcpu {
                 hsave_pa: 0,
                 gif: true,
                 gif_waiting: false,
+                gif01: None,
                 pause_count: 0,
                 vnmi_iret_rip: None,
                 vnmi_step: None,
