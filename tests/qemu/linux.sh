@@ -27,6 +27,18 @@ for dev in nsvm kvm; do
         mark_log
         t0=$(date +%s)
         boot $dev $log /linux/$k
+        # kvm_amd (the reference) under QEMU's TCG once stopped this boot
+        # with KVM_EXIT_INTERNAL_ERROR suberror 3 (MMIO during event
+        # delivery: the kernel's read of the FCH reset-status register at
+        # FED803C0h with an event in EXITINTINFO, which TCG copies from
+        # EVENTINJ at #VMEXIT even once delivered: DESIGN.md section 4;
+        # nsvm's exit_after_injection, on by default, keeps it from nsvm):
+        # the reference boots again once then, and says so.
+        if [ $dev = kvm ] && grep -q "internal error, suberror 3" $log.err; then
+            echo "  [kvm] reference boot stopped with suberror 3 (see above), booting it again:"
+            cat $log.err
+            boot $dev $log /linux/$k
+        fi
         t1=$(date +%s)
         # The guest's console (loglevel=4: its warnings and errors) and the run's summary.
         sed "s/^/  [$dev] /" $log | head -n 40
