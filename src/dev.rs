@@ -69,19 +69,7 @@ pub(crate) fn host_features() -> nsvm_core::msr_misc::HostFeatures {
 /// feature MSR nor advertised (`msr_misc::system_msr`) with its data
 /// zeroed, every entry written back; returns how many were read.
 fn feature_msrs(arg: usize) -> Result<isize> {
-    let mut hdr = [0u8; 8];
-    UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
-    let n = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-    if n >= uapi::MAX_IO_MSRS {
-        return Err(E2BIG);
-    }
-    let mut ents: KVec<[u8; 16]> = KVec::with_capacity(n, GFP_KERNEL)?;
-    let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).reader();
-    for _ in 0..n {
-        let mut e = [0u8; 16];
-        r.read_slice(&mut e)?;
-        ents.push(e, GFP_KERNEL)?;
-    }
+    let mut ents = crate::vcpu::read_msr_entries(arg)?;
     let h = host_features();
     let mut done = 0;
     for e in ents.iter_mut() {
@@ -96,7 +84,7 @@ fn feature_msrs(arg: usize) -> Result<isize> {
         }
         done += 1;
     }
-    let mut w = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).writer();
+    let mut w = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * ents.len()).writer();
     for e in ents.iter() {
         w.write_slice(e)?;
     }

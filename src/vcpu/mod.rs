@@ -56,6 +56,7 @@ use crate::vm::Vm;
 use crate::vmrun::Gprs;
 
 pub(crate) use run::Next;
+pub(crate) use uapi::read_msr_entries;
 
 /// One `struct kvm_cpuid_entry2`.
 #[derive(Clone, Copy, Default)]

@@ -206,19 +206,7 @@ impl Vcpu {
     /// stops at the first refused one, GET writes all entries back; returns
     /// how many were processed.
     pub(super) fn msrs(&self, arg: usize, set: bool) -> Result<isize> {
-        let mut hdr = [0u8; 8];
-        UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
-        let n = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-        if n >= uapi::MAX_IO_MSRS {
-            return Err(E2BIG);
-        }
-        let mut ents: KVec<[u8; 16]> = KVec::with_capacity(n, GFP_KERNEL)?;
-        let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).reader();
-        for _ in 0..n {
-            let mut e = [0u8; 16];
-            r.read_slice(&mut e)?;
-            ents.push(e, GFP_KERNEL)?;
-        }
+        let mut ents = read_msr_entries(arg)?;
         let mut done = 0;
         {
             let mut st = self.state.lock();
@@ -254,7 +242,7 @@ impl Vcpu {
             self.apic_flush(&mut st);
         }
         if !set {
-            let mut w = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).writer();
+            let mut w = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * ents.len()).writer();
             for e in ents.iter() {
                 w.write_slice(e)?;
             }
@@ -317,4 +305,24 @@ fn refuse(arg: usize, r: Refusal) -> Result<isize> {
         rd.read_slice(&mut chunk[..n])?;
     }
     Err(Error::from_errno(-r.errno.number()))
+}
+
+/// The entries of a `struct kvm_msrs` at `arg`, all read before any is
+/// processed (`EFAULT` changes nothing), `E2BIG` from `MAX_IO_MSRS` entries
+/// up: KVM's `msr_io`, for the vCPU's and the system fd's `KVM_GET_MSRS`.
+pub(crate) fn read_msr_entries(arg: usize) -> Result<KVec<[u8; 16]>> {
+    let mut hdr = [0u8; 8];
+    UserSlice::new(UserPtr::from_addr(arg), 8).reader().read_slice(&mut hdr)?;
+    let n = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+    if n >= uapi::MAX_IO_MSRS {
+        return Err(E2BIG);
+    }
+    let mut ents: KVec<[u8; 16]> = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), 16 * n).reader();
+    for _ in 0..n {
+        let mut e = [0u8; 16];
+        r.read_slice(&mut e)?;
+        ents.push(e, GFP_KERNEL)?;
+    }
+    Ok(ents)
 }
