@@ -140,3 +140,31 @@ free_kb() {
 }
 # Run a command as user nobody.
 as_nobody() { su -s /bin/sh -c "$*" nobody; }
+
+# apitest_both TAG CASE...: nsvm-apitest's CASEs on /dev/nsvm, then on
+# /dev/kvm (kvm_amd) in the same boot (output in /tmp/DEV.TAG), the kernel
+# log clean on each, then one case per CASE that must pass on both.
+apitest_both() {
+    _tag=$1; shift
+    for dev in nsvm kvm; do
+        load_dev $dev
+        mark_log
+        : > /tmp/$dev.$_tag
+        for c in "$@"; do
+            timeout 60 nsvm-apitest --device /dev/$dev --guests /guests $c > /tmp/case.out 2>&1 || echo "(exit status $? for $c)" >> /tmp/case.out
+            cat /tmp/case.out >> /tmp/$dev.$_tag
+        done
+        sed "s/^/  [$dev] /" /tmp/$dev.$_tag
+        case_ "the kernel log stays clean on /dev/$dev"
+        expect_clean_log
+        verdict
+        unload_dev $dev
+    done
+    for c in "$@"; do
+        case_ "$c: the same result on nsvm and kvm_amd"
+        expect_line /tmp/kvm.$_tag "^PASS: $c$"
+        expect_line /tmp/nsvm.$_tag "^PASS: $c$"
+        verdict
+    done
+}
+
