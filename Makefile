@@ -374,15 +374,20 @@ bench: initramfs $(if $(filter 1,$(BENCH_QEMU) $(BENCH_L1)),initramfs-qemu) $(BU
 	       | tee $(BUILD)/bench-qemu-profile.log; fi; fi
 	@if [ "$(BENCH_L1)" = 1 ]; then $(MAKE) --no-print-directory bench-l1-run; fi
 
-bench-l1: initramfs-qemu
+bench-l1: initramfs-qemu $(if $(BENCH_PROFILE),$(BUILD)/tcg-cost.so)
 	@$(MAKE) --no-print-directory bench-l1-run
 
 # The L1 rows' boot (tests/qemu/benchl1.sh prints NSVM-BENCH-L1 lines per
 # L0; the table is appended to build/bench.log).
 bench-l1-run:
 	@set -o pipefail; qemu-scripts/run-qemu.sh --icount --smp 1 --mem 4G --timeout 5400 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
-	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr $(if $(BENCH_L1_TRACE),nsvmbenchtrace=$(BENCH_L1_TRACE))" -- benchl1 > /dev/null; \
+	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr $(if $(BENCH_L1_TRACE),nsvmbenchtrace=$(BENCH_L1_TRACE)) $(if $(BENCH_PROFILE),nsvmbenchprofile=1)" \
+	   $(if $(BENCH_PROFILE),--plugin $(BUILD)/tcg-cost.so$(comma)out=$(BUILD)/bench-l1-cost.txt$(comma)profile=$(BUILD)/bench-l1-profile.txt) -- benchl1 > /dev/null; \
 	 qemu-scripts/bench-l1-report.sh $(BUILD)/bench-l1.log $(TOOL_BIN) | tee -a $(BUILD)/bench.log
+	@if [ -n "$(BENCH_PROFILE)" ]; then kdir=$$(cat $(BUILD)/kdir); \
+	   echo "=== where each row's instructions go in the L1's bench (per iteration of the L1's guest; kernel functions: L0's and L1's together) ==="; \
+	   qemu-scripts/bench-profile.py $(BUILD)/bench-l1-profile.txt $(BUILD)/bench-l1.log $$kdir/System.map $(BENCH_L1_N) $(BENCH_TOP) \
+	     nsvm=$(BUILD)/module/nsvm.ko kvm=$$kdir/arch/x86/kvm/kvm.ko kvm_amd=$$kdir/arch/x86/kvm/kvm-amd.ko $(if $(BENCH_DETAIL),"detail=$(BENCH_DETAIL)") | tee $(BUILD)/bench-l1-profile.log; fi
 
 # The bench's TCG plugin, built against the installed QEMU's qemu-plugin.h
 # (not packaged by Debian: qemu-scripts/plugin-header.sh takes it from the

@@ -83,7 +83,12 @@ def main():
             m = re.match(r"NSVM-BENCH-QEMU (\S+) .*tag=(\d+)", line)
             if m:
                 runs[int(m.group(2))] = m.group(1)
-            m = re.match(r"NSVM-SECTION (\S+) (\S+) (0x[0-9a-f]+)", line)
+            # tests/qemu/benchl1.sh: the L1's bench run on each L0, one line.
+            m = re.search(r'^NSVM-BENCH-L1-JSON (\S+) .*"cost_tag": (\d+)', line)
+            if m:
+                runs[int(m.group(2))] = "L1-on-" + m.group(1)
+            # (The L1's lines come prefixed by benchl1.sh.)
+            m = re.search(r"NSVM-SECTION (\S+) (\S+) (0x[0-9a-f]+)", line)
             if m:
                 sections[m.group(1)][m.group(2)] = int(m.group(3), 16)
     syms = kernel_symbols(system_map)

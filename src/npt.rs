@@ -26,7 +26,8 @@ const MAP_TABLES: usize = 3;
 ///
 /// # Invariants
 ///
-/// Every table reachable from `root` is `root` or one of `tables`; every
+/// Every table reachable from `root` is `root` or one of `tables` (sorted
+/// by address); every
 /// leaf maps a page (4 KiB) or a 2 MiB huge page that the VM's creator maps
 /// at the slot's address for that guest-physical address, with no more
 /// permission than the process has: it was so when the leaf was written
@@ -48,14 +49,26 @@ pub(crate) struct Npt {
     pub(crate) fills: u64,
     /// Pages unmapped since creation.
     pub(crate) unmaps: u64,
-    /// Recent lookups for `read`: (guest page | 1, its host page's kernel
-    /// virtual address), direct-mapped on the guest page number; emptied
-    /// whenever a translation is removed or replaced.
+    /// Recent lookups for `read`: (guest page | `lookup_gen` << 1 | 1, its
+    /// host page's kernel virtual address), direct-mapped on the guest page
+    /// number; an entry counts only with the current `lookup_gen`, which
+    /// moves whenever a translation is removed or replaced (all entries are
+    /// emptied when it wraps).
     lookups: [Cell<(u64, usize)>; LOOKUPS],
+    /// The generation of `lookups` (1..=LOOKUP_GENS).
+    lookup_gen: u64,
 }
 
-/// Entries of `Npt::lookups`.
-const LOOKUPS: usize = 8;
+/// Entries of `Npt::lookups`: a nested VMRUN, the VMLOAD/VMSAVE around it
+/// and the decode of L2's instruction for NRIPS (L2's page walk through
+/// NPT12) read a dozen or more L1 pages per L2 exit; with 8 entries they
+/// evicted each other, 64 still collided (`make bench-l1 BENCH_PROFILE=1`).
+/// Forgetting them all is a generation increment (`forget_lookups`).
+const LOOKUPS: usize = 256;
+
+/// Generations of `Npt::lookups` before they are emptied: what the tag's
+/// bits 11:1 (below the page number) hold.
+const LOOKUP_GENS: u64 = 0x7ff;
 
 /// What `Npt::topup` takes: table pages and a larger table list, allocated
 /// outside the MMU lock (with `GFP_KERNEL`: reclaim may call the MMU
@@ -91,9 +104,26 @@ struct Tables<'a> {
 
 impl Tables<'_> {
     fn owns(&self, pa: u64) -> bool {
-        let page = pa & !0xfff;
-        page == self.root || self.tables.iter().any(|t| t.pa() == page)
+        owns(self.root, self.tables, pa)
     }
+
+    /// Records table page `t` in the list, kept sorted by address for
+    /// `owns`; within the list's capacity (the caller made room).
+    fn record(&mut self, t: KPages) -> Option<u64> {
+        let pa = t.pa();
+        let at = self.tables.partition_point(|p| p.pa() < pa);
+        self.tables.insert_within_capacity(at, t).ok()?;
+        Some(pa)
+    }
+}
+
+/// Whether `pa` lies in `root` or one of `tables` (sorted by address: every
+/// table walk step asks, so a binary search instead of a scan; the scan cost
+/// an L1 Linux's NPT01 of a few hundred tables thousands of instructions per
+/// walk, `make bench-l1 BENCH_PROFILE=1`).
+fn owns(root: u64, tables: &[KPages], pa: u64) -> bool {
+    let page = pa & !0xfff;
+    page == root || tables.binary_search_by_key(&page, |t| t.pa()).is_ok()
 }
 
 /// Read-only view of NPT01's tables (lookups through a shared reference).
@@ -104,8 +134,7 @@ struct TablesRef<'a> {
 
 impl TableMem for TablesRef<'_> {
     fn read(&self, pa: u64) -> Option<u64> {
-        let page = pa & !0xfff;
-        if pa % 8 != 0 || !(page == self.root || self.tables.iter().any(|t| t.pa() == page)) {
+        if pa % 8 != 0 || !owns(self.root, self.tables, pa) {
             return None;
         }
         // SAFETY: `pa` is an aligned entry of a live table page of ours.
@@ -135,16 +164,13 @@ impl TableMem for Tables<'_> {
         match self.cache.as_mut() {
             Some(cache) => {
                 let t = cache.iter_mut().find_map(|c| c.take())?;
-                let pa = t.pa();
                 // Within capacity (`Npt::topup`): no allocation under the lock.
-                self.tables.push_within_capacity(t).ok()?;
-                Some(pa)
+                self.record(t)
             }
             None => {
                 let t = KPages::page().ok()?;
-                let pa = t.pa();
-                self.tables.push(t, GFP_KERNEL_ACCOUNT).ok()?;
-                Some(pa)
+                self.tables.reserve(1, GFP_KERNEL_ACCOUNT).ok()?;
+                self.record(t)
             }
         }
     }
@@ -173,7 +199,8 @@ impl Npt {
             pages_2m: 0,
             fills: 0,
             unmaps: 0,
-            lookups: Default::default(),
+            lookups: [const { Cell::new((0, 0)) }; LOOKUPS],
+            lookup_gen: 1,
         })
     }
 
@@ -248,7 +275,7 @@ impl Npt {
         }
         let page = gpa & !0xfff;
         let (tag, va) = self.lookups[(page >> 12) as usize % LOOKUPS].get();
-        if tag == page | 1 {
+        if tag == page | self.lookup_gen << 1 | 1 {
             return Some(va);
         }
         self.host_va_miss(gpa)
@@ -259,12 +286,18 @@ impl Npt {
     fn host_va_miss(&self, gpa: u64) -> Option<usize> {
         let page = gpa & !0xfff;
         let c = &self.lookups[(page >> 12) as usize % LOOKUPS];
-        let root = self.root.pa();
-        let e = paging::leaf(&TablesRef { root, tables: &self.tables }, root, gpa)?;
-        let hpa = if e.large() { e.translate(page, paging::SIZE_2M) } else { e.addr() };
-        let va = hw::mem::phys_to_va(hpa);
-        c.set((page | 1, va));
+        let va = hw::mem::phys_to_va(self.host_page(page)?);
+        c.set((page | self.lookup_gen << 1 | 1, va));
         Some(va)
+    }
+
+    /// The host page NPT01 maps for the guest page of `gpa` (a 4 KiB page,
+    /// inside a 2 MiB leaf or not), if it maps one.
+    pub(crate) fn host_page(&self, gpa: u64) -> Option<u64> {
+        let page = gpa & !0xfff;
+        let root = self.root.pa();
+        let e = paging::leaf(&TablesRef { root, tables: &self.tables }, root, page)?;
+        Some(if e.large() { e.translate(page, paging::SIZE_2M) } else { e.addr() })
     }
 
     /// Reads guest memory at `gpa` through NPT01's page (no slot lookup, no
@@ -297,6 +330,11 @@ impl Npt {
     }
 
     fn forget_lookups(&mut self) {
+        if self.lookup_gen < LOOKUP_GENS {
+            self.lookup_gen += 1;
+            return;
+        }
+        self.lookup_gen = 1;
         for c in &self.lookups {
             c.set((0, 0));
         }
@@ -417,7 +455,8 @@ impl Npt {
 ///
 /// # Invariants
 ///
-/// Every table reachable from `root` is `root` or one of `tables`; every
+/// Every table reachable from `root` is `root` or one of `tables` (sorted
+/// by address); every
 /// leaf maps a page the VMM mapped for that L1 address when the leaf was
 /// written with no invalidation of it running or run since its lookup
 /// (checked after writing, the leaf removed otherwise), and the vCPU enters
@@ -428,6 +467,8 @@ pub(crate) struct ShadowNpt {
     root: KPages,
     tables: KVec<KPages>,
     mapped: usize,
+    /// The L2 pages mapped since the last flush, while few (`resync`).
+    tracked: nsvm_core::nested::Npt02Tracked,
     /// What the translations were built for (nCR3, ASID, NPT01 generation).
     pub(crate) key: Option<nsvm_core::nested::Npt02Key>,
 }
@@ -435,7 +476,7 @@ pub(crate) struct ShadowNpt {
 impl ShadowNpt {
     /// An empty NPT02.
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self { root: KPages::page()?, tables: KVec::new(), mapped: 0, key: None })
+        Ok(Self { root: KPages::page()?, tables: KVec::new(), mapped: 0, tracked: Default::default(), key: None })
     }
 
     /// nCR3 for vmcb02.
@@ -453,6 +494,35 @@ impl ShadowNpt {
         self.root.fill(0);
         self.tables.clear();
         self.mapped = 0;
+        self.tracked.clear();
+    }
+
+    /// L1 asked for a flush of L2's translations (vmcb12's TLB_CONTROL):
+    /// keeps the leaves that `keep` (given the L2 page and its leaf) finds
+    /// current and removes the others; returns how many were kept and
+    /// removed. The caller flushes L2's ASID, as L1 asked. `None` when more
+    /// pages were mapped than followed (`Npt02Tracked::MAX`): the caller
+    /// drops NPT02 instead.
+    pub(crate) fn resync(&mut self, mut keep: impl FnMut(u64, Pte) -> bool) -> Option<(usize, usize)> {
+        if self.tracked.full() {
+            return None;
+        }
+        let root = self.root.pa();
+        let was = self.tracked;
+        self.tracked.clear();
+        let (mut kept, mut removed) = (0, 0);
+        for &gpa in was.pages() {
+            // Gone already (a fill an invalidation overtook, `unmap`).
+            let Some(e) = paging::leaf(&self.mem(), root, gpa) else { continue };
+            if keep(gpa, e) {
+                self.tracked.record(gpa);
+                kept += 1;
+            } else if paging::unmap_4k(&mut self.mem(), root, gpa).present() {
+                self.mapped -= 1;
+                removed += 1;
+            }
+        }
+        Some((kept, removed))
     }
 
     fn mem(&mut self) -> Tables<'_> {
@@ -478,6 +548,9 @@ impl ShadowNpt {
         let root = self.root.pa();
         let written = paging::map_4k_run(&mut self.mem(), root, gpa & !0xfff, &run, force).map_err(|_| ENOMEM)?;
         self.mapped += written.count_ones() as usize;
+        for i in (0..8u64).filter(|i| written & (1 << i) != 0) {
+            self.tracked.record((gpa & !0xfff) + (i << 12));
+        }
         Ok(written)
     }
 
@@ -495,6 +568,7 @@ impl ShadowNpt {
         let old = paging::map_4k(&mut self.mem(), root, gpa & !0xfff, hpa, flags).map_err(|_| ENOMEM)?;
         if !old.present() {
             self.mapped += 1;
+            self.tracked.record(gpa);
         }
         Ok(())
     }

@@ -228,10 +228,12 @@ TRACE_EVENT(nsvm_npt02_fill,
 		  __entry->vcpu_id, __entry->gpa, __entry->l1_gpa, __entry->hpa, __entry->pages)
 );
 
-/* Shadow NPT02 dropped whole (`pages` leaves were mapped, never 0), and why. */
+/* Shadow NPT02 dropped whole (`pages` leaves were mapped, never 0), and why;
+ * or, reason "sync", L1's TLB_CONTROL flush met by checking NPT02's leaves
+ * against NPT12: `pages` leaves no longer current were removed (never 0). */
 #define NSVM_NPT02_FLUSH_REASONS \
 	{ 0, "reset" }, { 1, "tlb_control" }, { 2, "full" }, { 3, "memslots" }, \
-	{ 4, "ncr3" }, { 5, "asid" }, { 6, "npt01" }
+	{ 4, "ncr3" }, { 5, "asid" }, { 6, "npt01" }, { 7, "sync" }
 
 TRACE_EVENT(nsvm_npt02_flush,
 	TP_PROTO(u32 reason, u64 pages),

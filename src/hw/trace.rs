@@ -174,6 +174,9 @@ pub(crate) enum Npt02Flush {
     Asid = 5,
     /// L1's VMRUN after NPT01 changed since NPT02 was composed.
     Npt01 = 6,
+    /// L1's TLB_CONTROL flush met by checking the leaves
+    /// (`Vcpu::resync_npt02`): `pages` leaves were removed, not all.
+    Sync = 7,
 }
 
 impl From<nsvm_core::nested::Npt02Stale> for Npt02Flush {

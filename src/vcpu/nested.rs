@@ -768,9 +768,15 @@ impl Vcpu {
             let c12 = &st.nst.vmcb12.get().control;
             let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };
             let tlb = c12.tlb_ctl;
-            if let Some(why) = nsvm_core::nested::npt02_stale(st.nst.npt02.key, key, tlb, st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID)) {
-                st.drop_npt02(Npt02Flush::from(why));
-                self.stats.bump(st_idx::NPT02_FLUSHES);
+            let fba = st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID);
+            if let Some(why) = nsvm_core::nested::npt02_stale(st.nst.npt02.key, key, tlb, fba) {
+                // Only the flush L1 asked for (same NPT12, ASID and NPT01):
+                // the leaves NPT12 still gives stay (`resync_npt02`).
+                let flush_only = why == nsvm_core::nested::Npt02Stale::TlbControl && nsvm_core::nested::npt02_stale(st.nst.npt02.key, key, 0, fba).is_none();
+                if !(flush_only && self.resync_npt02(st, key.ncr3)) {
+                    st.drop_npt02(Npt02Flush::from(why));
+                    self.stats.bump(st_idx::NPT02_FLUSHES);
+                }
             }
             st.nst.npt02.key = Some(key);
             ncr3 = st.nst.npt02.root_pa();

@@ -187,6 +187,34 @@ impl Vcpu {
         Ok(self.reflect_to_l1(st, inner, nsvm_core::exit::NPF)?.unwrap_or(super::Next::Guest))
     }
 
+    /// L1 asked for a flush of L2's translations (TLB_CONTROL) with NPT12,
+    /// ASID and NPT01 unchanged: instead of dropping NPT02 and refaulting
+    /// every page L2 uses next (KVM's nested transitions ask for one each
+    /// time, `nested_svm_transition_tlb_flush`), each leaf of the few pages
+    /// mapped since the last drop is checked against NPT12 as it is now and
+    /// kept when a fill would compose it again
+    /// (`nsvm_core::nested::npt02_leaf_current`: same host page through
+    /// NPT01, no permission NPT12 took away, no accessed bit to set). The
+    /// flush of L2's ASID that L1 asked for still happens (`vmrun_l1`).
+    /// False when NPT02 follows too many pages: the caller drops it.
+    pub(super) fn resync_npt02(&self, st: &mut VcpuState, ncr3: u64) -> bool {
+        use nsvm_core::nested::{npt02_leaf_current, walk_npt12};
+        let nxe = st.cpu.vmcb.get().save.efer & efer::NXE != 0;
+        let phys = crate::svm::phys_bits();
+        let inner = self.vm.mem();
+        let l1 = GuestMem::l1(&inner);
+        let r = st.nst.npt02.resync(|gpa, old| {
+            let t = walk_npt12(&l1, ncr3, gpa, false, false, nxe, phys, npf::FINAL).ok();
+            npt02_leaf_current(old, t.as_ref(), |l1_page| inner.npt_host_page(l1_page))
+        });
+        let Some((_kept, removed)) = r else { return false };
+        self.stats.bump(nsvm_core::stats::NPT02_SYNCS);
+        if removed != 0 {
+            trace::npt02_flush(|| (Npt02Flush::Sync as u32, removed as u64));
+        }
+        true
+    }
+
     /// Drops NPT02 when the VM's slots changed since it was composed.
     pub(super) fn sync_npt02(&self, st: &mut VcpuState) {
         let g = self.vm.memory_generation.load(Ordering::Acquire);

@@ -365,6 +365,64 @@ _start:
 	mov	$EXIT_VMMCALL, %edx
 	call	expect
 	call	put_nl
+
+	/* 14. L1 takes write permission away from a page L2 has written and
+	 * flushes this ASID (TLB_CONTROL=3): L2's next write faults with
+	 * P|RW|US|final (APM 15.16.2, 15.25.6), then succeeds once L1 gives
+	 * the permission back. (L0 keeps NPT02 across such a flush where
+	 * NPT12 still gives the same leaf: this is the leaf it must not keep.) */
+	lea	vmcb(%rip), %rdi
+	mov	$0x20a000, %r12
+	lea	l2_write(%rip), %rsi
+	call	run_l2
+	lea	m_wpflush(%rip), %rsi
+	call	report
+	mov	$EXIT_VMMCALL, %edx
+	call	expect_code
+	movq	$0x20a000 | 5, npt_pt+8*10(%rip)
+	movb	$3, C_TLB_CTL(%rdi)
+	lea	l2_write(%rip), %rsi
+	call	run_l2
+	movb	$0, C_TLB_CTL(%rdi)
+	mov	C_EXIT_INFO1(%rdi), %rax
+	lea	m_i1(%rip), %rsi
+	call	put_kv
+	mov	$0x100000007, %rdx
+	mov	$0x20a000, %r8
+	call	expect_npf
+	movq	$0x20a000 | PTE, npt_pt+8*10(%rip)
+	call	resume_flush
+	call	report_resumed
+	call	put_nl
+
+	/* 15. L1 clears the accessed bit of an NPT12 leaf L2 has used and
+	 * flushes this ASID: L2's next access walks NPT12 again and sets it
+	 * (APM 15.25.5: nested walks set A). */
+	mov	$0x20b000, %r12
+	lea	l2_read(%rip), %rsi
+	call	run_l2
+	lea	m_aflush(%rip), %rsi
+	call	put_str
+	mov	npt_pt+8*11(%rip), %rax
+	and	$0x20, %eax
+	lea	m_abit(%rip), %rsi
+	call	put_kv
+	mov	$0x20, %edx
+	lea	m_abit(%rip), %rsi
+	call	expect
+	movq	$0x20b000 | PTE, npt_pt+8*11(%rip)	/* A clear */
+	movb	$3, C_TLB_CTL(%rdi)
+	lea	l2_read(%rip), %rsi
+	call	run_l2
+	movb	$0, C_TLB_CTL(%rdi)
+	mov	npt_pt+8*11(%rip), %rax
+	and	$0x20, %eax
+	lea	m_abit(%rip), %rsi
+	call	put_kv
+	mov	$0x20, %edx
+	lea	m_abit(%rip), %rsi
+	call	expect
+	call	put_nl
 	jmp	l1_done
 
 /* RDI = vmcb, RSI = L2 entry, R12 = L2's address argument (RBX in L2). */
@@ -468,6 +526,9 @@ m_mmio:		.asciz	"np_l2_mmio_through_npt12:"
 m_ad:		.asciz	"np_accessed_dirty_bits:"
 m_newasid:	.asciz	"np_remap_new_asid:"
 m_fbasid:	.asciz	"np_remap_flush_by_asid:"
+m_wpflush:	.asciz	"np_write_protect_flush_by_asid:"
+m_aflush:	.asciz	"case np_accessed_bit_after_flush:"
+m_abit:		.asciz	" a="
 m_fbabit:	.asciz	" flush_by_asid="
 m_outs:		.asciz	"np_string_io_not_present:"
 m_pde:		.asciz	" pde_ad="

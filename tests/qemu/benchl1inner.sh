@@ -31,13 +31,23 @@ sample() {
 exits_of() { awk '/^  "[^"]*": \{/ {g = $1; next} /"exits": \{/ {f = 1; next} f && /"value"/ {gsub(/[^0-9]/, ""); if (g ~ /"vm"/) vm = $0; else s += $0; f = 0} END {print (vm != "" ? vm : s) + 0}' "$1"; }
 insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko
 insmod $MODDIR/kvm-amd.ko nested=1 || { echo "NSVM-BENCH-L1-ERR kvm_amd did not load in L1"; exit 1; }
+# make bench-l1 BENCH_PROFILE=1 (benchl1.sh): where kvm and kvm_amd were
+# loaded, no L2 boot, and the bench's run tag (its pid) made to differ
+# between the two L0s' boots, which -icount may otherwise make equal.
+PROFILE=$(sed -n 's/.*nsvmbenchprofile=\(1\).*/\1/p' /proc/cmdline)
+if [ -n "$PROFILE" ]; then
+    for m in kvm kvm_amd; do
+        for f in /sys/module/$m/sections/.text*; do echo "NSVM-SECTION $m ${f##*/} $(cat "$f")"; done
+    done
+fi
 echo "NSVM-BENCH-L1-INFO svm-flags $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'svm|npt|nrip_save|vgif|flushbyasid|decodeassists|pausefilter|v_vmsave_vmload|vnmi' | sort | tr '\n' ' ')"
 sample idle0
 sample idle1
 # Up to 3 tries: on kvm_amd as L0 the L2 QEMU sometimes resets in SeaBIOS
 # (docs/bench.md); each try is sampled on its own.
 up=""
-for try in 1 2 3; do
+TRIES="1 2 3"; [ -n "$PROFILE" ] && TRIES=""
+for try in $TRIES; do
     sample boot0
     rm -f /tmp/l2.fifo /tmp/l2.log; mkfifo /tmp/l2.fifo
     # nsvm_stay: the L2 init keeps running after its report (build-initramfs.sh),
@@ -63,10 +73,15 @@ for try in 1 2 3; do
     [ -n "$up" ] && break
     echo "NSVM-BENCH-L1-INFO L2 boot try $try did not reach the init: $(grep -a -o 'NSVM-L2-QEMU-EXIT.*' /tmp/l2.log)"
 done
-if [ -n "$up" ]; then
+if [ -n "$PROFILE" ]; then
+    echo "NSVM-BENCH-L1-INFO profile run: no L2 boot"
+elif [ -n "$up" ]; then
     echo "NSVM-BENCH-L1-BOOT uptime=$up l2exits=$(exits_of /tmp/l2stats.json) try=$try"
 else
     echo "NSVM-BENCH-L1-ERR the L2 Linux did not reach its init"; tail -n 20 /tmp/l2.log; dmesg | tail -n 20
+fi
+if [ -n "$PROFILE" ] && grep -q nsvmbenchl0=nsvm /proc/cmdline; then
+    for i in 1 2 3 4 5; do /bin/sh -c :; done
 fi
 sample bench0
 nsvm bench --device /dev/kvm --iterations $N --json > /tmp/b.json 2> /tmp/b.err

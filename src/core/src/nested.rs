@@ -144,6 +144,92 @@ pub fn compose_leaf(t12: &Npt12Translation, hpa01: u64, writable01: bool, execut
     Pte::new(hpa01, flags)
 }
 
+/// Whether NPT02 leaf `old` for an L2 page still holds after L1 asked for
+/// a flush of L2's translations (TLB_CONTROL, APM 15.16.2), given `t12`,
+/// NPT12's translation of the page now (a read walk, `walk_npt12`; `None`
+/// on a fault) and `hpa01`, the host page NPT01 maps for an L1 page (`None`
+/// when not mapped). A kept leaf must be what a fill would compose now or
+/// less: the same host page, no permission NPT12 no longer grants
+/// (writable only with NPT12's D set, executable only if NPT12 allows it),
+/// and no accessed bit for the processor to set on the next access (APM
+/// 15.25.5: A in every level; a leaf whose walk would set one is dropped
+/// and refaults, so the bit is set as the walker would).
+pub fn npt02_leaf_current(old: Pte, t12: Option<&Npt12Translation>, hpa01: impl FnOnce(u64) -> Option<u64>) -> bool {
+    let Some(t) = t12 else { return false };
+    if t.ad_updates.iter().any(|&(_, bits)| bits != 0) {
+        return false;
+    }
+    if old.writable() && !(t.writable && t.dirty) {
+        return false;
+    }
+    if !old.nx() && !t.executable {
+        return false;
+    }
+    hpa01(t.l1_gpa & !0xfff) == Some(old.addr())
+}
+
+/// L2 pages mapped in a shadow NPT02 since it was last emptied, while they
+/// are few: what `npt02_leaf_current` checks on L1's flush. Beyond
+/// [`Npt02Tracked::MAX`] pages the list stops (`full`) and a flush drops
+/// NPT02 whole, as checking every leaf would cost more than refaulting the
+/// pages L2 uses next.
+#[derive(Clone, Copy, Debug)]
+pub struct Npt02Tracked {
+    pages: [u64; Self::MAX],
+    n: usize,
+    full: bool,
+}
+
+impl Default for Npt02Tracked {
+    fn default() -> Self {
+        Self { pages: [0; Self::MAX], n: 0, full: false }
+    }
+}
+
+impl Npt02Tracked {
+    /// Pages followed at most.
+    pub const MAX: usize = 32;
+
+    /// Records L2 page `gpa`, newly mapped.
+    pub fn record(&mut self, gpa: u64) {
+        if self.n < Self::MAX {
+            self.pages[self.n] = gpa & !0xfff;
+            self.n += 1;
+        } else {
+            self.full = true;
+        }
+    }
+
+    /// NPT02 was emptied.
+    pub fn clear(&mut self) {
+        self.n = 0;
+        self.full = false;
+    }
+
+    /// Whether more pages were mapped than the list holds.
+    pub fn full(&self) -> bool {
+        self.full
+    }
+
+    /// The pages recorded (each once if recorded once).
+    pub fn pages(&self) -> &[u64] {
+        &self.pages[..self.n]
+    }
+
+    /// Keeps the pages for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        let mut w = 0;
+        for r in 0..self.n {
+            let p = self.pages[r];
+            if keep(p) {
+                self.pages[w] = p;
+                w += 1;
+            }
+        }
+        self.n = w;
+    }
+}
+
 /// What a shadow NPT02 was built for: L1's nCR3 and ASID for L2, and the
 /// generation of NPT01 (bumped when L0 removes or weakens a translation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -380,6 +466,74 @@ mod tests {
         let l0 = V_IRQ | V_IGN_TPR | (0xf << 16) | V_INTR_MASKING | 2;
         assert_eq!(restore_vintr(l0, V_IRQ | prio1 | 7, 0x120), (V_IRQ | prio1 | V_INTR_MASKING | 2, 0x20));
         assert_eq!(restore_vintr(l0, 0, 0), (V_INTR_MASKING | 2, 0));
+    }
+
+    #[test]
+    fn npt02_leaf_current_after_flush() {
+        // Every entry accessed (as after a fill), the RW page dirty too.
+        let mut m = npt12();
+        for ea in [0x1000, 0x2000, 0x3000 + 8 * 2, 0x3000 + 8 * 3, 0x4000 + 8 * 5, 0x4000 + 8 * 6] {
+            let v = m.read(ea).unwrap();
+            m.write(ea, v | A);
+        }
+        let v = m.read(0x4000 + 8 * 5).unwrap();
+        m.write(0x4000 + 8 * 5, v | D);
+        let walk = |m: &Mem, gpa| walk_npt12(m, 0x1000, gpa, false, false, true, 48, npf::FINAL).ok();
+        let host = |l1: u64| Some(0x100_0000 + l1);
+        let rw = Pte::new(0x100_9000, P | US | RW);
+        // Unchanged: kept, writable or not.
+        assert!(npt02_leaf_current(rw, walk(&m, 0x40_5000).as_ref(), host));
+        assert!(npt02_leaf_current(Pte::new(0x100_9000, P | US), walk(&m, 0x40_5000).as_ref(), host));
+        // Another host page (NPT01 maps the L1 page elsewhere, or not at all).
+        assert!(!npt02_leaf_current(rw, walk(&m, 0x40_5000).as_ref(), |l1| Some(0x200_0000 + l1)));
+        assert!(!npt02_leaf_current(rw, walk(&m, 0x40_5000).as_ref(), |_| None));
+        // Read-only, NX page: a writable or executable leaf no longer holds.
+        let ro = Pte::new(0x100_a000, P | US | NX);
+        assert!(npt02_leaf_current(ro, walk(&m, 0x40_6000).as_ref(), host));
+        assert!(!npt02_leaf_current(Pte::new(0x100_a000, P | US | RW | NX), walk(&m, 0x40_6000).as_ref(), host));
+        assert!(!npt02_leaf_current(Pte::new(0x100_a000, P | US), walk(&m, 0x40_6000).as_ref(), host));
+        // 2 MiB NPT12 leaf: the 4 KiB page inside it.
+        assert!(npt02_leaf_current(Pte::new(0x180_3000, P | US), walk(&m, 0x60_3000).as_ref(), host));
+        // L1 remapped the page: another L1 page, another host page.
+        let mut r = npt12();
+        r.0.clone_from(&m.0);
+        r.write(0x4000 + 8 * 5, 0xb000 | P | RW | US | A | D);
+        assert!(!npt02_leaf_current(rw, walk(&r, 0x40_5000).as_ref(), host));
+        // L1 took write permission away, or cleared D: only a read-only leaf stays.
+        r.write(0x4000 + 8 * 5, 0x9000 | P | US | A | D);
+        assert!(!npt02_leaf_current(rw, walk(&r, 0x40_5000).as_ref(), host));
+        assert!(npt02_leaf_current(Pte::new(0x100_9000, P | US), walk(&r, 0x40_5000).as_ref(), host));
+        r.write(0x4000 + 8 * 5, 0x9000 | P | RW | US | A);
+        assert!(!npt02_leaf_current(rw, walk(&r, 0x40_5000).as_ref(), host));
+        // L1 cleared an accessed bit (leaf or table): the walker would set it.
+        r.write(0x4000 + 8 * 5, 0x9000 | P | RW | US | D);
+        assert!(!npt02_leaf_current(Pte::new(0x100_9000, P | US), walk(&r, 0x40_5000).as_ref(), host));
+        r.write(0x4000 + 8 * 5, 0x9000 | P | RW | US | A | D);
+        r.write(0x2000, 0x3000 | P | RW | US);
+        assert!(!npt02_leaf_current(Pte::new(0x100_9000, P | US), walk(&r, 0x40_5000).as_ref(), host));
+        // L1 unmapped it: a fault, dropped.
+        r.write(0x4000 + 8 * 5, 0);
+        assert!(!npt02_leaf_current(rw, walk(&r, 0x40_5000).as_ref(), host));
+    }
+
+    #[test]
+    fn npt02_tracked_pages() {
+        let mut t = Npt02Tracked::default();
+        for i in 0..Npt02Tracked::MAX as u64 {
+            t.record((i << 12) | 0x123);
+        }
+        assert!(!t.full());
+        assert_eq!(t.pages().len(), Npt02Tracked::MAX);
+        assert_eq!(t.pages()[3], 0x3000);
+        t.retain(|p| p % 0x2000 == 0);
+        assert_eq!(t.pages().len(), Npt02Tracked::MAX / 2);
+        assert!(t.pages().iter().all(|p| p % 0x2000 == 0));
+        for i in 0..=Npt02Tracked::MAX as u64 {
+            t.record(i << 20);
+        }
+        assert!(t.full());
+        t.clear();
+        assert!(!t.full() && t.pages().is_empty());
     }
 
     #[test]

@@ -198,8 +198,13 @@ pub const SUSPECT_INJECTIONS: usize = INVALID_PROCESSOR + 4;
 /// loaded from vmcb12 not yet below zero.
 pub const PAUSES_FILTERED: usize = INVALID_PROCESSOR + 5;
 
+/// `npt02_syncs`: flushes L1 asked for in vmcb12's TLB_CONTROL that L0
+/// met by checking NPT02's leaves against NPT12 (`nested::npt02_leaf_current`)
+/// instead of dropping NPT02 (counted in `npt02_flushes` otherwise).
+pub const NPT02_SYNCS: usize = INVALID_PROCESSOR + 6;
+
 /// Number of vCPU statistics.
-pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 6;
+pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 7;
 
 /// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
 pub fn vcpu_desc(i: usize) -> Option<Desc> {
@@ -230,6 +235,9 @@ pub fn vcpu_desc(i: usize) -> Option<Desc> {
     }
     if i == PAUSES_FILTERED {
         return Some(Desc::new("pauses_filtered", TYPE_CUMULATIVE));
+    }
+    if i == NPT02_SYNCS {
+        return Some(Desc::new("npt02_syncs", TYPE_CUMULATIVE));
     }
     if (INVALID_BASE..=INVALID_PROCESSOR).contains(&i) {
         put(b"vmrun_invalid_");
