@@ -343,6 +343,9 @@ BENCH_L1 ?= 1
 BENCH_L1_N ?= 2000
 # BENCH_L1_TRACE=msr: count the MSRs L1 makes nsvm handle during the L1's
 # bench (tests/qemu/benchl1.sh; tracing skews that run's figures).
+# BENCH_PROFILE=1 with bench-l1: the L1's bench run profiled per function
+# (build/bench-l1-profile.log; no L2 boot in that run; kernel functions
+# are the L0's and the L1's together, nsvm's are L0's, kvm's the L1's).
 BENCH_L1_TRACE ?=
 bench: initramfs $(if $(filter 1,$(BENCH_QEMU) $(BENCH_L1)),initramfs-qemu) $(BUILD)/tcg-cost.so
 	@rm -f $(BUILD)/bench-cost.txt $(BUILD)/bench-profile.txt

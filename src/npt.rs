@@ -39,6 +39,9 @@ const MAP_TABLES: usize = 3;
 pub(crate) struct Npt {
     root: KPages,
     tables: KVec<KPages>,
+    /// Pages of `tables` recently walked through (`owns`); its pages are
+    /// never freed before the NPT.
+    seen: Seen,
     /// Zeroed table pages for `map`, filled outside the lock.
     cache: [Option<KPages>; MAP_TABLES],
     /// 4 KiB leaves now.
@@ -97,6 +100,8 @@ impl TopUp {
 struct Tables<'a> {
     root: u64,
     tables: &'a mut KVec<KPages>,
+    /// The NPT's `seen` (see `owns`).
+    seen: &'a Seen,
     /// NPT01: pages from its cache, recorded within the list's capacity
     /// (no allocation). NPT02 (`None`): allocated here.
     cache: Option<&'a mut [Option<KPages>; MAP_TABLES]>,
@@ -104,7 +109,7 @@ struct Tables<'a> {
 
 impl Tables<'_> {
     fn owns(&self, pa: u64) -> bool {
-        owns(self.root, self.tables, pa)
+        owns(self.root, self.tables, self.seen, pa)
     }
 
     /// Records table page `t` in the list, kept sorted by address for
@@ -117,24 +122,54 @@ impl Tables<'_> {
     }
 }
 
-/// Whether `pa` lies in `root` or one of `tables` (sorted by address: every
-/// table walk step asks, so a binary search instead of a scan; the scan cost
-/// an L1 Linux's NPT01 of a few hundred tables thousands of instructions per
-/// walk, `make bench-l1 BENCH_PROFILE=1`).
-fn owns(root: u64, tables: &[KPages], pa: u64) -> bool {
+/// Table pages of an NPT recently found in its list, direct-mapped on the
+/// page number (an entry is a page address, or 1 for none). Invariant
+/// (upheld by the NPTs that own one): every page it holds is in the NPT's
+/// `tables`; it is emptied whenever table pages are freed.
+type Seen = [Cell<u64>; SEEN];
+
+/// Entries of a `Seen` cache: the upper tables every walk reads, and the
+/// last page tables.
+const SEEN: usize = 16;
+
+/// An empty `Seen` cache.
+const fn seen_empty() -> Seen {
+    [const { Cell::new(1) }; SEEN]
+}
+
+/// Whether `pa` lies in `root` or one of `tables` (sorted by address). Every
+/// table walk step asks: first the `seen` cache, then a binary search (a
+/// scan of the list cost an L1 Linux's NPT01 of a few hundred tables
+/// thousands of instructions per walk, `make bench-l1 BENCH_PROFILE=1`, and
+/// a binary search alone more than the scan did for a small VM's list,
+/// whose upper tables came first).
+#[inline(always)]
+fn owns(root: u64, tables: &[KPages], seen: &Seen, pa: u64) -> bool {
     let page = pa & !0xfff;
-    page == root || tables.binary_search_by_key(&page, |t| t.pa()).is_ok()
+    if page == root {
+        return true;
+    }
+    let c = &seen[(page >> 12) as usize % SEEN];
+    if c.get() == page {
+        return true;
+    }
+    let found = tables.binary_search_by_key(&page, |t| t.pa()).is_ok();
+    if found {
+        c.set(page);
+    }
+    found
 }
 
 /// Read-only view of NPT01's tables (lookups through a shared reference).
 struct TablesRef<'a> {
     root: u64,
     tables: &'a KVec<KPages>,
+    seen: &'a Seen,
 }
 
 impl TableMem for TablesRef<'_> {
     fn read(&self, pa: u64) -> Option<u64> {
-        if pa % 8 != 0 || !owns(self.root, self.tables, pa) {
+        if pa % 8 != 0 || !owns(self.root, self.tables, self.seen, pa) {
             return None;
         }
         // SAFETY: `pa` is an aligned entry of a live table page of ours.
@@ -194,6 +229,7 @@ impl Npt {
         Ok(Self {
             root: KPages::page()?,
             tables: KVec::with_capacity(16, GFP_KERNEL_ACCOUNT)?,
+            seen: seen_empty(),
             cache: Default::default(),
             pages_4k: 0,
             pages_2m: 0,
@@ -225,7 +261,7 @@ impl Npt {
     }
 
     fn mem(&mut self) -> Tables<'_> {
-        Tables { root: self.root.pa(), tables: &mut self.tables, cache: Some(&mut self.cache) }
+        Tables { root: self.root.pa(), tables: &mut self.tables, seen: &self.seen, cache: Some(&mut self.cache) }
     }
 
     /// What a `map` may need that is missing: (table pages, a table list
@@ -296,7 +332,7 @@ impl Npt {
     pub(crate) fn host_page(&self, gpa: u64) -> Option<u64> {
         let page = gpa & !0xfff;
         let root = self.root.pa();
-        let e = paging::leaf(&TablesRef { root, tables: &self.tables }, root, page)?;
+        let e = paging::leaf(&TablesRef { root, tables: &self.tables, seen: &self.seen }, root, page)?;
         Some(if e.large() { e.translate(page, paging::SIZE_2M) } else { e.addr() })
     }
 
@@ -433,7 +469,7 @@ impl Npt {
     pub(crate) fn unmap_range(&mut self, start: u64, end: u64) -> bool {
         let root = self.root.pa();
         let (mut small, mut large) = (0usize, 0usize);
-        let mut t = Tables { root, tables: &mut self.tables, cache: None };
+        let mut t = Tables { root, tables: &mut self.tables, seen: &self.seen, cache: None };
         paging::unmap_range(&mut t, root, start, end, |_, e| if e.large() { large += 1 } else { small += 1 });
         self.pages_4k -= small;
         self.pages_2m -= large;
@@ -466,6 +502,9 @@ impl Npt {
 pub(crate) struct ShadowNpt {
     root: KPages,
     tables: KVec<KPages>,
+    /// Pages of `tables` recently walked through (`owns`), emptied by
+    /// `flush` with them.
+    seen: Seen,
     mapped: usize,
     /// The L2 pages mapped since the last flush, while few (`resync`).
     tracked: nsvm_core::nested::Npt02Tracked,
@@ -476,7 +515,7 @@ pub(crate) struct ShadowNpt {
 impl ShadowNpt {
     /// An empty NPT02.
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self { root: KPages::page()?, tables: KVec::new(), mapped: 0, tracked: Default::default(), key: None })
+        Ok(Self { root: KPages::page()?, tables: KVec::new(), seen: seen_empty(), mapped: 0, tracked: Default::default(), key: None })
     }
 
     /// nCR3 for vmcb02.
@@ -492,6 +531,7 @@ impl ShadowNpt {
     /// Drops every translation (and the tables behind them).
     pub(crate) fn flush(&mut self) {
         self.root.fill(0);
+        self.seen = seen_empty();
         self.tables.clear();
         self.mapped = 0;
         self.tracked.clear();
@@ -526,7 +566,7 @@ impl ShadowNpt {
     }
 
     fn mem(&mut self) -> Tables<'_> {
-        Tables { root: self.root.pa(), tables: &mut self.tables, cache: None }
+        Tables { root: self.root.pa(), tables: &mut self.tables, seen: &self.seen, cache: None }
     }
 
     /// Maps the run of up to 8 L2 physical pages from `gpa` (in one 2 MiB

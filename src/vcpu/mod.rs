@@ -181,6 +181,10 @@ struct UserExitState {
     triple_fault: bool,
 }
 
+/// NPT02s kept for other (nCR3, ASID) pairs than the current one
+/// (`VcpuState::select_npt02`; KVM keeps as many previous roots).
+pub(super) const NPT02_PREV: usize = 3;
+
 /// Nested SVM (SVM offered to L1): L1's SVM state and, while L2 runs, the
 /// VMCBs and shadow NPT02 that run it.
 struct NestedState {
@@ -204,6 +208,10 @@ struct NestedState {
     l2_asid12: Option<u32>,
     /// Shadow NPT02 for an L2 whose L1 enabled nested paging.
     npt02: ShadowNpt,
+    /// NPT02s built for the last other (nCR3, ASID) pairs L1 ran an L2
+    /// with, most recent first (`VcpuState::select_npt02`), kept while
+    /// another is in use, as a processor's TLB keeps other ASIDs' entries.
+    npt02_prev: [Option<ShadowNpt>; NPT02_PREV],
     /// L1's VM_HSAVE_PA.
     hsave_pa: u64,
     /// L1's global interrupt flag as nsvm emulates it (APM 15.17); with
@@ -442,6 +450,7 @@ impl Vcpu {
                 l1_features: SvmFeatures::empty(),
                 l2_asid12: None,
                 npt02: ShadowNpt::new()?,
+                npt02_prev: Default::default(),
                 hsave_pa: 0,
                 gif: true,
                 gif_waiting: false,

@@ -768,6 +768,7 @@ impl Vcpu {
             let c12 = &st.nst.vmcb12.get().control;
             let key = Npt02Key { ncr3: c12.nested_cr3, asid: c12.asid, npt01_generation: self.vm.memory_generation.load(Ordering::Acquire) };
             let tlb = c12.tlb_ctl;
+            st.select_npt02(key.ncr3, key.asid)?;
             let fba = st.nst.l1_features.contains(SvmFeatures::FLUSH_BY_ASID);
             if let Some(why) = nsvm_core::nested::npt02_stale(st.nst.npt02.key, key, tlb, fba) {
                 // Only the flush L1 asked for (same NPT12, ASID and NPT01):

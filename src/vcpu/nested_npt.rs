@@ -203,8 +203,18 @@ impl Vcpu {
         let phys = crate::svm::phys_bits();
         let inner = self.vm.mem();
         let l1 = GuestMem::l1(&inner);
+        // The pages of a run (`npf02`'s prefetch) lie in one large NPT12
+        // leaf: one walk for them all.
+        let mut last: Option<(u64, nsvm_core::nested::Npt12Translation)> = None;
         let r = st.nst.npt02.resync(|gpa, old| {
-            let t = walk_npt12(&l1, ncr3, gpa, false, false, nxe, phys, npf::FINAL).ok();
+            let t = match last.and_then(|(w, t)| t.in_same_leaf(w, gpa)) {
+                Some(t) => Some(t),
+                None => {
+                    let t = walk_npt12(&l1, ncr3, gpa, false, false, nxe, phys, npf::FINAL).ok();
+                    last = t.map(|t| (gpa, t));
+                    t
+                }
+            };
             npt02_leaf_current(old, t.as_ref(), |l1_page| inner.npt_host_page(l1_page))
         });
         let Some((_kept, removed)) = r else { return false };

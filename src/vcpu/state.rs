@@ -14,7 +14,8 @@ use nsvm_core::vmcb::{int_ctl, Vmcb};
 use nsvm_core::x86::{cr0, Gpr, Gprs};
 use nsvm_core::{cpu_state, fpu, msr_emul};
 
-use super::VcpuState;
+use super::{VcpuState, NPT02_PREV};
+use crate::npt::ShadowNpt;
 use crate::hw::mem::KPages;
 use crate::hw;
 use crate::vmrun;
@@ -107,6 +108,49 @@ impl VcpuState {
         }
         self.nst.npt02.flush();
         self.cpu.asids[1].request();
+    }
+
+    /// Makes `npt02` the NPT02 built for nCR3 `ncr3` and vmcb12 ASID
+    /// `asid`: the current one, one of `npt02_prev` (swapped in), or an
+    /// empty one, the current going first into `npt02_prev` (the least
+    /// recent there emptied and reused). L1 alternating between NPT12s (KVM
+    /// as L1 running an L3: its L2's NPT and its shadow of the L2's NPT for
+    /// the L3) then keeps each one's leaves instead of refaulting them at
+    /// every switch. The caller still applies `npt02_stale` to what it gets
+    /// (NPT01 generation, TLB_CONTROL). Any switch flushes the L2 ASID: its
+    /// TLB entries came from the other table.
+    pub(super) fn select_npt02(&mut self, ncr3: u64, asid: u32) -> Result {
+        let same = |k: Option<nsvm_core::nested::Npt02Key>| k.is_some_and(|k| k.ncr3 == ncr3 && k.asid == asid);
+        if self.nst.npt02.key.is_none() || same(self.nst.npt02.key) {
+            return Ok(());
+        }
+        let next = match self.nst.npt02_prev.iter().position(|p| p.as_ref().is_some_and(|p| same(p.key))) {
+            Some(i) => self.nst.npt02_prev[i].take(),
+            None => None,
+        };
+        let mut next = match next {
+            Some(n) => n,
+            None if self.nst.npt02_prev.iter().any(|p| p.is_none()) => ShadowNpt::new()?,
+            None => {
+                // All kept: the least recent is emptied and reused.
+                let mut old = self.nst.npt02_prev[NPT02_PREV - 1].take().ok_or(EINVAL)?;
+                old.flush();
+                old.key = None;
+                old
+            }
+        };
+        core::mem::swap(&mut self.nst.npt02, &mut next);
+        // `next` is the one that was current: most recent of the others.
+        let mut carry = Some(next);
+        for slot in self.nst.npt02_prev.iter_mut() {
+            carry = core::mem::replace(slot, carry);
+            if carry.is_none() {
+                break;
+            }
+        }
+        // (Nothing is left over: one slot was emptied above.)
+        self.cpu.asids[1].request();
+        Ok(())
     }
 
     /// Flushes what vmcb01's (`l1`) and vmcb02's (`l2`) ASIDs hold before
@@ -225,6 +269,7 @@ impl VcpuState {
         self.nst.run_pending = false;
         self.drop_npt02(crate::hw::trace::Npt02Flush::Reset);
         self.nst.npt02.key = None;
+        self.nst.npt02_prev = Default::default();
         self.nst.l2_asid12 = None;
         // New paging state from outside the processor.
         self.request_tlb_flush(true, true);

@@ -50,6 +50,17 @@ pub struct Npt12Translation {
     pub ad_updates: [(u64, u64); 4],
 }
 
+impl Npt12Translation {
+    /// The translation of `gpa` when it lies in the same large NPT12 leaf
+    /// as `walked`, the address this translation is of: the walk would read
+    /// the same entries (same indices above the leaf), so only the L1
+    /// address moves. `None` for a 4 KiB leaf or another leaf.
+    pub fn in_same_leaf(&self, walked: u64, gpa: u64) -> Option<Self> {
+        let mask = self.page_size - 1;
+        (self.page_size > 4096 && walked & !mask == gpa & !mask).then_some(Self { l1_gpa: (self.l1_gpa & !mask) | (gpa & mask), ..*self })
+    }
+}
+
 /// Walks L1's nested page table (long-mode format, 4 levels, in L1 memory
 /// read through `mem`) for the L2 physical address `gpa`. `write`/`fetch`
 /// describe the access; `nxe` is L1's EFER.NXE; `phys_bits` the physical
@@ -514,6 +525,18 @@ mod tests {
         // L1 unmapped it: a fault, dropped.
         r.write(0x4000 + 8 * 5, 0);
         assert!(!npt02_leaf_current(rw, walk(&r, 0x40_5000).as_ref(), host));
+    }
+
+    #[test]
+    fn npt12_translation_in_same_leaf_equals_a_walk() {
+        let m = npt12();
+        let walk = |gpa| walk_npt12(&m, 0x1000, gpa, false, false, true, 48, npf::FINAL).unwrap();
+        let t = walk(0x60_3123);
+        for gpa in [0x60_0000, 0x60_3000, 0x61_f000, 0x7f_f000] {
+            assert_eq!(t.in_same_leaf(0x60_3123, gpa), Some(walk(gpa)));
+        }
+        assert_eq!(t.in_same_leaf(0x60_3123, 0x80_0000), None);
+        assert_eq!(walk(0x40_5000).in_same_leaf(0x40_5000, 0x40_5008), None);
     }
 
     #[test]
