@@ -384,7 +384,7 @@ bench-l1: initramfs-qemu $(if $(BENCH_PROFILE),$(BUILD)/tcg-cost.so)
 # L0; the table is appended to build/bench.log).
 bench-l1-run:
 	@set -o pipefail; qemu-scripts/run-qemu.sh --icount --smp 1 --mem 4G --timeout 5400 --kernel $$(cat $(BUILD)/kdir)/arch/x86/boot/bzImage \
-	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr $(if $(BENCH_L1_TRACE),nsvmbenchtrace=$(BENCH_L1_TRACE)) $(if $(BENCH_PROFILE),nsvmbenchprofile=1)" \
+	   --initrd $(BUILD)/initramfs-qemu.cpio --log $(BUILD)/bench-l1.log --append "nsvmbench=$(BENCH_L1_N) nokaslr $(if $(BENCH_L1_TRACE),nsvmbenchtrace=$(BENCH_L1_TRACE)) $(if $(BENCH_PROFILE),nsvmbenchprofile=1) $(if $(BENCH_MODPARAMS),nsvmbench_modparams=$(BENCH_MODPARAMS))" \
 	   $(if $(BENCH_PROFILE),--plugin $(BUILD)/tcg-cost.so$(comma)out=$(BUILD)/bench-l1-cost.txt$(comma)profile=$(BUILD)/bench-l1-profile.txt) -- benchl1 > /dev/null; \
 	 qemu-scripts/bench-l1-report.sh $(BUILD)/bench-l1.log $(TOOL_BIN) | tee -a $(BUILD)/bench.log
 	@if [ -n "$(BENCH_PROFILE)" ]; then kdir=$$(cat $(BUILD)/kdir); \

@@ -33,6 +33,9 @@ TRACE_MSR=$(sed -n 's/.*nsvmbenchtrace=\(msr\).*/\1/p' /proc/cmdline)
 # the L1 loads in the same order at the same addresses (nokaslr): an address
 # of the profile then names one module (qemu-scripts/bench-profile.py).
 PROFILE=$(sed -n 's/.*nsvmbenchprofile=\(1\).*/\1/p' /proc/cmdline)
+# nsvm's module parameters for the L1 boot (make bench-l1
+# BENCH_MODPARAMS=a=1,b=2); none by default.
+MODPARAMS=$(sed -n 's/.*nsvmbench_modparams=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 trace_msr() {
     _t=/sys/kernel/tracing
     case $1 in
@@ -59,7 +62,8 @@ l1_boot() {
         if [ -n "$PROFILE" ]; then
             insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko enable_virt_at_load=0; insmod $MODDIR/kvm-amd.ko nested=1
         fi
-        load_nsvm; rm -f /dev/kvm; mknod /dev/kvm c $(tr ':' ' ' < /sys/class/misc/nsvm/dev)
+        # shellcheck disable=SC2086
+        load_nsvm $MODPARAMS; rm -f /dev/kvm; mknod /dev/kvm c $(tr ':' ' ' < /sys/class/misc/nsvm/dev)
     else
         insmod $MODDIR/irqbypass.ko; insmod $MODDIR/kvm.ko; insmod $MODDIR/kvm-amd.ko nested=1
     fi
@@ -89,12 +93,12 @@ l1_boot() {
     else rmmod kvm_amd; rmmod kvm; rmmod irqbypass; fi
 }
 
-# top L0 A B: the L0's 12 counters (every group's, summed) that changed most
+# top L0 A B: the L0's 20 counters (every group's, summed) that changed most
 # between samples A and B (nsvm's exit_* per exit code say which exits).
 top() {
     for f in /tmp/bl1-$1-$2.json /tmp/bl1-$1-$3.json; do
         awk '/^  "[^"]*": \{/ {next} /": \{/ {k = $1; gsub(/[":{]/, "", k); next} /"value"/ {gsub(/[^0-9]/, ""); s[k] += $0} END {for (k in s) print k, s[k]}' $f | sort
-    done | awk '{if ($1 in a) {d = $2 - a[$1]; if (d > 0) print d, $1} else a[$1] = $2}' | sort -rn | head -n 12 | awk '{printf "%s=%s ", $2, $1}'
+    done | awk '{if ($1 in a) {d = $2 - a[$1]; if (d > 0) print d, $1} else a[$1] = $2}' | sort -rn | head -n 20 | awk '{printf "%s=%s ", $2, $1}'
 }
 # d L0 A B: L0 exits between samples A and B.
 d() { echo $(( $(exits_of /tmp/bl1-$1-$3.json) - $(exits_of /tmp/bl1-$1-$2.json) )); }
