@@ -206,12 +206,13 @@ struct NestedState {
     /// vmcb12's ASID the vCPU's L2 ASID holds translations of (its last
     /// nested VMRUN), `None` when none is known.
     l2_asid12: Option<u32>,
-    /// Shadow NPT02 for an L2 whose L1 enabled nested paging.
-    npt02: ShadowNpt,
+    /// Shadow NPT02 for an L2 whose L1 enabled nested paging (boxed: the
+    /// switches of `select_npt02` move pointers, not the tables' records).
+    npt02: KBox<ShadowNpt>,
     /// NPT02s built for the last other (nCR3, ASID) pairs L1 ran an L2
     /// with, most recent first (`VcpuState::select_npt02`), kept while
     /// another is in use, as a processor's TLB keeps other ASIDs' entries.
-    npt02_prev: [Option<ShadowNpt>; NPT02_PREV],
+    npt02_prev: [Option<KBox<ShadowNpt>>; NPT02_PREV],
     /// L1's VM_HSAVE_PA.
     hsave_pa: u64,
     /// L1's global interrupt flag as nsvm emulates it (APM 15.17); with
@@ -449,7 +450,7 @@ impl Vcpu {
                 vmcb12_pin: None,
                 l1_features: SvmFeatures::empty(),
                 l2_asid12: None,
-                npt02: ShadowNpt::new()?,
+                npt02: KBox::new(ShadowNpt::new()?, GFP_KERNEL_ACCOUNT)?,
                 npt02_prev: Default::default(),
                 hsave_pa: 0,
                 gif: true,

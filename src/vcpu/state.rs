@@ -130,7 +130,7 @@ impl VcpuState {
         };
         let mut next = match next {
             Some(n) => n,
-            None if self.nst.npt02_prev.iter().any(|p| p.is_none()) => ShadowNpt::new()?,
+            None if self.nst.npt02_prev.iter().any(|p| p.is_none()) => KBox::new(ShadowNpt::new()?, GFP_KERNEL_ACCOUNT)?,
             None => {
                 // All kept: the least recent is emptied and reused.
                 let mut old = self.nst.npt02_prev[NPT02_PREV - 1].take().ok_or(EINVAL)?;
