@@ -211,6 +211,21 @@ impl TableMem for Tables<'_> {
     }
 }
 
+/// Guest memory read through NPT01 alone as a `TableMem` (the caller holds
+/// the MMU lock for the `&Npt`): walks of L1's tables, one lock for all of
+/// them; an address NPT01 does not map reads as absent.
+pub(crate) struct Npt01Reader<'a>(pub(crate) &'a Npt);
+
+impl TableMem for Npt01Reader<'_> {
+    fn read(&self, pa: u64) -> Option<u64> {
+        self.0.read_u64(pa)
+    }
+    fn write(&mut self, _pa: u64, _v: u64) {}
+    fn alloc_table(&mut self) -> Option<u64> {
+        None
+    }
+}
+
 /// Result of `Npt::map`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mapped {

@@ -202,7 +202,10 @@ impl Vcpu {
         let nxe = st.cpu.vmcb.get().save.efer & efer::NXE != 0;
         let phys = crate::svm::phys_bits();
         let inner = self.vm.mem();
-        let l1 = GuestMem::l1(&inner);
+        // NPT12 read through NPT01 under one hold of the MMU lock (an
+        // NPT12 entry NPT01 does not map reads as absent: that leaf goes).
+        let mmu = inner.mmu();
+        let l1 = crate::npt::Npt01Reader(&mmu.npt);
         // The pages of a run (`npf02`'s prefetch) lie in one large NPT12
         // leaf: one walk for them all.
         let mut last: Option<(u64, nsvm_core::nested::Npt12Translation)> = None;
@@ -215,8 +218,9 @@ impl Vcpu {
                     t
                 }
             };
-            npt02_leaf_current(old, t.as_ref(), |l1_page| inner.npt_host_page(l1_page))
+            npt02_leaf_current(old, t.as_ref(), |l1_page| mmu.npt.host_page(l1_page))
         });
+        drop(mmu);
         let Some((_kept, removed)) = r else { return false };
         self.stats.bump(nsvm_core::stats::NPT02_SYNCS);
         if removed != 0 {

@@ -326,11 +326,6 @@ impl<'a> VmMem<'a> {
         self.mmu().mark_dirty(gpa, len);
     }
 
-    /// The host page NPT01 maps for `gpa` (`Npt::host_page`).
-    pub(crate) fn npt_host_page(&self, gpa: u64) -> Option<u64> {
-        self.mmu().npt.host_page(gpa)
-    }
-
     /// Reads guest memory through NPT01 (`Npt::read`).
     pub(crate) fn npt_read(&self, gpa: u64, out: &mut [u8]) -> bool {
         self.mmu().npt.read(gpa, out)
