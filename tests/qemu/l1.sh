@@ -15,11 +15,16 @@
 PIN="taskset -c 1"
 # Knobs for reproducing one failure (not for make test): nsvml1_l0=nsvm
 # boots the L1 on that L0 only, nsvml1_l0modparams=a=1 loads the L0 nsvm
-# with them; every nsvml1_* parameter goes on to the L1 (l1inner.sh).
+# with them, nsvml1_l1cpu=-pause-filter adds these flags to the L1's -cpu
+# host; every other nsvml1_* parameter goes on to the L1 (l1inner.sh).
 L0S=$(sed -n 's/.*nsvml1_l0=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 L0MOD=$(sed -n 's/.*nsvml1_l0modparams=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 _p=$(sed -n 's/.*nsvml1_p=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' '); [ -n "$_p" ] && NESTED=$_p
-PASSON=$(tr ' ' '\n' < /proc/cmdline | grep '^nsvml1_' | grep -v '^nsvml1_l0' | tr '\n' ' ')
+# nsvml1_l0hog=1 runs a busy loop on the test VM's CPU 1 beside the L1
+# (less CPU for it, its vCPU threads woken while the loop runs).
+HOG=$(sed -n 's/.*nsvml1_l0hog=\([^ ]*\).*/\1/p' /proc/cmdline)
+L1CPU=$(sed -n 's/.*nsvml1_l1cpu=\([^ ]*\).*/,\1/p' /proc/cmdline)
+PASSON=$(tr ' ' '\n' < /proc/cmdline | grep '^nsvml1_' | grep -v '^nsvml1_l0\|^nsvml1_l1cpu' | tr '\n' ' ')
 
 # The reference for nsvm as L1: the payloads on nsvm in this test VM.
 load_nsvm && run_all /dev/nsvm ref && unload_nsvm
@@ -44,12 +49,23 @@ l1_boot() {
     [ $1 = kvm ] && ! echo "$PASSON" | grep -q nsvml1_hv && hv=nsvml1_hv=kvm
     mark_log
     t0=$(date +%s)
-    timeout -s TERM 2400 $PIN qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host -smp 2 -m 1536 \
+    # How long the L1's threads (sharing the test VM's CPU 1) waited to
+    # run: their sched_info (/proc/PID/task/*/schedstat: ns run, ns
+    # waited, runs), sampled while QEMU lives.
+    rm -f /tmp/l1ss.$1
+    ( sleep 5; while p=$(pidof qemu-system-x86_64) && [ -n "$p" ]; do
+        cat /proc/$p/task/*/schedstat > /tmp/l1ss.new 2>/dev/null && mv /tmp/l1ss.new /tmp/l1ss.$1; sleep 2; done ) &
+    ss=$!
+    hog=""; if [ -n "$HOG" ]; then taskset -c 1 sh -c 'while :; do :; done' & hog=$!; fi
+    timeout -s TERM 2400 $PIN qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host$L1CPU -smp 2 -m 1536 \
         -nographic -nodefaults -serial stdio -no-reboot -L /usr/share/qemu \
         -kernel /qemu/bzImage -initrd /tmp/l1.cpio \
         -append "console=ttyS0 panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4 nsvmtest=l1inner $PASSON $hv" 2>&1 | tee /tmp/l1-$1.log \
         | awk -v t="[L1 on $1] " '/^(L1RES|\[)/ {print t $0; fflush()}'
     echo "L1 on $1: $(( $(date +%s) - t0 )) s"
+    [ -n "$hog" ] && kill $hog
+    wait $ss
+    awk -v l0=$1 '{r += $1; w += $2; n += $3} END {printf "L1 on %s: its QEMU threads ran %d ms, waited %d ms for the CPU over %d runs (%d us a run)\n", l0, r / 1e6, w / 1e6, n, w / (n + 1) / 1e3}' /tmp/l1ss.$1
     sed -n 's/^L1RES //p' /tmp/l1-$1.log | tr -d '\r' > /tmp/l1-$1.res
     if [ $1 = nsvm ]; then
         case_ "the test VM's kernel log stays clean while nsvm runs the L1 Linux"
