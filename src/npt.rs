@@ -554,30 +554,29 @@ impl ShadowNpt {
 
     /// L1 asked for a flush of L2's translations (vmcb12's TLB_CONTROL):
     /// keeps the leaves that `keep` (given the L2 page and its leaf) finds
-    /// current and removes the others; returns how many were kept and
-    /// removed. The caller flushes L2's ASID, as L1 asked. `None` when more
-    /// pages were mapped than followed (`Npt02Tracked::MAX`): the caller
-    /// drops NPT02 instead.
-    pub(crate) fn resync(&mut self, mut keep: impl FnMut(u64, Pte) -> bool) -> Option<(usize, usize)> {
+    /// current and removes the others; returns how many were removed. The
+    /// caller flushes L2's ASID, as L1 asked. `None` when more pages were
+    /// mapped than followed (`Npt02Tracked::MAX`): the caller drops NPT02
+    /// instead.
+    pub(crate) fn resync(&mut self, mut keep: impl FnMut(u64, Pte) -> bool) -> Option<usize> {
         if self.tracked.full() {
             return None;
         }
         let root = self.root.pa();
         let was = self.tracked;
         self.tracked.clear();
-        let (mut kept, mut removed) = (0, 0);
+        let mut removed = 0;
         for &gpa in was.pages() {
             // Gone already (a fill an invalidation overtook, `unmap`).
             let Some(e) = paging::leaf(&self.mem(), root, gpa) else { continue };
             if keep(gpa, e) {
                 self.tracked.record(gpa);
-                kept += 1;
             } else if paging::unmap_4k(&mut self.mem(), root, gpa).present() {
                 self.mapped -= 1;
                 removed += 1;
             }
         }
-        Some((kept, removed))
+        Some(removed)
     }
 
     fn mem(&mut self) -> Tables<'_> {

@@ -221,7 +221,7 @@ impl Vcpu {
             npt02_leaf_current(old, t.as_ref(), |l1_page| mmu.npt.host_page(l1_page))
         });
         drop(mmu);
-        let Some((_kept, removed)) = r else { return false };
+        let Some(removed) = r else { return false };
         self.stats.bump(nsvm_core::stats::NPT02_SYNCS);
         if removed != 0 {
             trace::npt02_flush(|| (Npt02Flush::Sync as u32, removed as u64));

@@ -226,19 +226,6 @@ impl Npt02Tracked {
     pub fn pages(&self) -> &[u64] {
         &self.pages[..self.n]
     }
-
-    /// Keeps the pages for which `keep` is true.
-    pub fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
-        let mut w = 0;
-        for r in 0..self.n {
-            let p = self.pages[r];
-            if keep(p) {
-                self.pages[w] = p;
-                w += 1;
-            }
-        }
-        self.n = w;
-    }
 }
 
 /// What a shadow NPT02 was built for: L1's nCR3 and ASID for L2, and the
@@ -548,9 +535,6 @@ mod tests {
         assert!(!t.full());
         assert_eq!(t.pages().len(), Npt02Tracked::MAX);
         assert_eq!(t.pages()[3], 0x3000);
-        t.retain(|p| p % 0x2000 == 0);
-        assert_eq!(t.pages().len(), Npt02Tracked::MAX / 2);
-        assert!(t.pages().iter().all(|p| p % 0x2000 == 0));
         for i in 0..=Npt02Tracked::MAX as u64 {
             t.record(i << 20);
         }
