@@ -44,7 +44,9 @@ pub(crate) static FLUSH_EVERY_ENTRY: AtomicBool = AtomicBool::new(false);
 /// SWAPGS (the frame says kernel), and Linux oopses or deadlocks
 /// (docs/architecture.md). The #VMEXIT overwrites `exception_index`. Real
 /// processors need none of it; the cost is one #VMEXIT(INTR) per injected
-/// interrupt.
+/// interrupt, except where the caller gave the interrupt to the guest as its
+/// virtual interrupt instead (`nsvm_core::event::VirqInjection`, which TCG
+/// delivers without the defect; `VcpuState::enter`): EVENTINJ is empty then.
 pub(crate) static EXIT_AFTER_INJECTION: AtomicBool = AtomicBool::new(false);
 
 /// The processor's ASID count (CPUID 0x8000000A EBX) and whether it offers
@@ -194,6 +196,9 @@ pub(crate) struct Entered {
     /// saved (statistics `fpu_loads`, `host_state_saves`).
     pub(crate) fpu_load: FpuLoad,
     pub(crate) host_saved: bool,
+    /// Whether the entry left a self-IPI pending for `EXIT_AFTER_INJECTION`
+    /// (statistic `injection_guards`).
+    pub(crate) guarded: bool,
 }
 
 /// Enters the guest of `vmcb` once and returns at its next #VMEXIT, with the
@@ -273,6 +278,7 @@ pub(crate) fn enter(
             hsave: Hsave::default(),
             fpu_load,
             host_saved,
+            guarded: false,
         };
     }
     let slot = CPU_ASIDS.get(cpu as usize);
@@ -330,7 +336,7 @@ pub(crate) fn enter(
     // area is what that VMRUN saved.
     let hsave = if sign.is_some() { crate::svm::this_cpu_hsave(cpu) } else { Hsave::default() };
     drop(np);
-    Entered { abandoned: false, cpu, seq: entries / 2, sign, host_cr3, vmrun_end: after_vmrun, hsave, fpu_load, host_saved }
+    Entered { abandoned: false, cpu, seq: entries / 2, sign, host_cr3, vmrun_end: after_vmrun, hsave, fpu_load, host_saved, guarded: guard }
 }
 
 /// Runs the guest of the VMCB at `vmcb_pa` until its next #VMEXIT.

@@ -4,6 +4,7 @@
 
 use kernel::prelude::*;
 
+use nsvm_core::event::{VirqInjection, VirqOutcome};
 use nsvm_core::hoststate::Sighting;
 use nsvm_core::user_exit::{run, RunCommon, RunPage, UserExit};
 use nsvm_core::mmio;
@@ -417,12 +418,36 @@ impl VcpuState {
         let d = &self.cpu.dbg.debugreg;
         let mut dbg_db = [d[0], d[1], d[2], d[3]];
         let db = if self.cpu.dbg.hw_bp() && !l2 { &mut dbg_db } else { &mut self.cpu.db };
+        // QEMU's TCG double-delivery workaround without the exit, where it
+        // applies (`nsvm_core::event::VirqInjection`; the self-IPI of
+        // `vmrun::enter` otherwise).
+        let virq = if vmrun::EXIT_AFTER_INJECTION.load(core::sync::atomic::Ordering::Relaxed) {
+            let v = page.get();
+            let rflags = v.save.rflags;
+            VirqInjection::take(&mut v.control, rflags)
+        } else {
+            None
+        };
         let e = vmrun::enter(page, &self.cpu.entry, &mut self.cpu.host_save, &mut self.cpu.loaded, &mut self.cpu.gprs, xcr0, tlb, db);
+        if let Some(j) = virq {
+            let c = &mut page.get().control;
+            let entered = !e.abandoned && !Vmcb::exit_is_invalid(c.exit_code);
+            match j.finish(c, entered) {
+                VirqOutcome::Taken | VirqOutcome::Pending => self.stats.bump(nsvm_core::stats::INJECTIONS_VIRQ),
+                VirqOutcome::NotEntered => {}
+                VirqOutcome::Conflict => {
+                    kernel::pr_warn_once!("nsvm: vCPU {}: an exit with EXITINTINFO {:#x} before the virtual interrupt was taken: a defect of nsvm or of the processor\n", vcpu, c.exit_int_info);
+                }
+            }
+        }
         if e.fpu_load != FpuLoad::Kept {
             self.stats.bump(nsvm_core::stats::FPU_LOADS);
         }
         if e.host_saved {
             self.stats.bump(nsvm_core::stats::HOST_STATE_SAVES);
+        }
+        if e.guarded {
+            self.stats.bump(nsvm_core::stats::INJECTION_GUARDS);
         }
         if e.abandoned {
             return Entry::Retry;

@@ -102,6 +102,13 @@ expect_line /tmp/nsvm.irq16.out "^-sAB.$"
 expect_stat $s vcpu0.halt_exits 3
 expect_stat $s vcpu0.halt_wakeups 3
 expect_stat $s vcpu0.irq_injections 5
+# exit_after_injection (on under TCG): every one of these entries could take
+# the interrupt as a virtual interrupt (IF = 1, no window open at the same
+# time), none needed the self-IPI; one more entry per delivery an exit
+# interrupted (the NPFs of the IVT and stack: reinjections) or a host
+# interrupt came before.
+expect_num "vcpu0.injections_virq" "$(stat_of $s vcpu0.injections_virq)" -ge 5
+expect_stat $s vcpu0.injection_guards 0
 # Time spent halted has no exact value, only that there was some.
 expect_num "vcpu0.halt_wait_ns" "$(stat_of $s vcpu0.halt_wait_ns)" -gt 0
 verdict

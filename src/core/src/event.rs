@@ -5,6 +5,7 @@
 //! (APM 15.21.1).
 
 use crate::vmcb::int_ctl;
+use crate::vmcb::ControlArea;
 
 /// Event type (bits 10:8), APM 15.20 table 15-7.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,8 +193,208 @@ impl VIntr {
     }
 }
 
+/// An external interrupt of EVENTINJ given to the guest as its virtual
+/// interrupt instead (V_IRQ with V_IGN_TPR, V_INTR_VECTOR: APM vol. 2
+/// 15.21.4), the form of `exit_after_injection` that costs no exit where it
+/// applies: QEMU's TCG delivers an EVENTINJ interrupt a second time when an
+/// exit request reaches the CPU before anything overwrites the vector it
+/// leaves behind (docs/architecture.md "An interrupt delivered twice"),
+/// while it takes a virtual interrupt through its ordinary interrupt path,
+/// which leaves nothing behind.
+///
+/// Taken only when the two forms cannot differ: the guest can take an
+/// interrupt at the first instruction boundary after VMRUN (RFLAGS.IF set,
+/// no interrupt shadow, no virtual GIF clear, 15.33.2), so the virtual
+/// interrupt is taken there, before any instruction, as EVENTINJ's would be
+/// delivered (TPR ignored by both); nothing else holds V_IRQ (no window of
+/// L0's or L1's, no VINTR intercept, which would turn the interrupt into a
+/// #VMEXIT(VINTR)), and no virtual NMI is pending (taken first, 15.21.5).
+/// An exit before the interrupt was taken (a physical interrupt pending at
+/// VMRUN: checked first) leaves V_IRQ set: [`VirqInjection::finish`]
+/// reports it in EXITINTINFO, as an exit during the delivery of an
+/// EVENTINJ event does (15.20), and the next entry injects it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirqInjection {
+    /// The EVENTINJ value (valid, type INTR).
+    event: u32,
+    /// `int_ctl`'s V_IRQ, V_INTR_PRIO and V_IGN_TPR before, and `int_vector`.
+    int_ctl: u32,
+    int_vector: u32,
+}
+
+/// How an entry with a [`VirqInjection`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirqOutcome {
+    /// The guest took the interrupt (its delivery may have been interrupted
+    /// in turn: then the processor reported it in EXITINTINFO).
+    Taken,
+    /// Not taken before the #VMEXIT: now in EXITINTINFO.
+    Pending,
+    /// No VMRUN (abandoned or VMEXIT_INVALID): back in EVENTINJ.
+    NotEntered,
+    /// Not taken, and EXITINTINFO already holds another event, which cannot
+    /// happen (nothing else was being delivered): back in EVENTINJ, where
+    /// the caller's handling of EXITINTINFO may replace it. (TCG's record
+    /// of the interrupt's own interrupted delivery is recognized: `Taken`.)
+    Conflict,
+}
+
+/// The `int_ctl` bits of a virtual interrupt request.
+const VIRQ_BITS: u32 = int_ctl::V_IRQ | int_ctl::V_INTR_PRIO_MASK | int_ctl::V_IGN_TPR;
+
+impl VirqInjection {
+    /// Moves EVENTINJ's external interrupt into V_IRQ when it can (see the
+    /// type), with the guest's RFLAGS `rflags`.
+    pub fn take(c: &mut ControlArea, rflags: u64) -> Option<Self> {
+        let gif_clear = c.int_ctl & int_ctl::V_GIF_ENABLE != 0 && c.int_ctl & int_ctl::V_GIF == 0;
+        if !is_intr_injection(c.event_inj)
+            || rflags & crate::x86::rflags::IF == 0
+            || c.int_state & crate::vmcb::int_state::SHADOW != 0
+            || c.int_ctl & (int_ctl::V_IRQ | int_ctl::V_NMI_PENDING) != 0
+            || gif_clear
+            || c.intercepts.test(crate::exit::VINTR)
+        {
+            return None;
+        }
+        let j = Self { event: c.event_inj, int_ctl: c.int_ctl & VIRQ_BITS, int_vector: c.int_vector };
+        // Highest priority and V_IGN_TPR: EVENTINJ ignores the TPR too.
+        c.int_ctl = (c.int_ctl & !VIRQ_BITS) | int_ctl::V_IRQ | int_ctl::V_IGN_TPR | (0xf << int_ctl::V_INTR_PRIO_SHIFT);
+        c.int_vector = c.event_inj & bits::VECTOR_MASK;
+        c.event_inj = 0;
+        Some(j)
+    }
+
+    /// After the entry (`entered`: a VMRUN ran and did not fail): the
+    /// virtual interrupt request is withdrawn and the fields it borrowed
+    /// are put back; an interrupt not taken goes to EXITINTINFO (or back to
+    /// EVENTINJ without an entry).
+    pub fn finish(self, c: &mut ControlArea, entered: bool) -> VirqOutcome {
+        // The processor clears V_IRQ when it takes the interrupt (15.21.4).
+        let pending = c.int_ctl & int_ctl::V_IRQ != 0;
+        c.int_ctl = (c.int_ctl & !VIRQ_BITS) | self.int_ctl;
+        c.int_vector = self.int_vector;
+        if !entered {
+            c.event_inj = self.event;
+            return VirqOutcome::NotEntered;
+        }
+        if !pending {
+            return VirqOutcome::Taken;
+        }
+        if c.exit_int_info & bits::VALID != 0 {
+            // QEMU's TCG clears V_IRQ only once the delivery is done, and
+            // records a virtual interrupt whose delivery an exit interrupted
+            // (a nested page fault on the stack or the IDT) as an
+            // *exception* of its vector in EXITINTINFO. The processor
+            // clears V_IRQ when it takes the interrupt and reports type
+            // INTR (15.7.2): nothing else can have been delivered before
+            // the interrupt (the guest was interruptible at VMRUN), so the
+            // vector's event is this interrupt's.
+            let same = c.exit_int_info & (bits::VECTOR_MASK | bits::EV) == self.event & bits::VECTOR_MASK
+                && matches!(Event { info: c.exit_int_info, error_code: 0 }.event_type(), Some(EventType::Intr | EventType::Exception));
+            if same {
+                c.exit_int_info = self.event;
+                c.exit_int_info_err = 0;
+                return VirqOutcome::Taken;
+            }
+            c.event_inj = self.event;
+            return VirqOutcome::Conflict;
+        }
+        c.exit_int_info = self.event;
+        c.exit_int_info_err = 0;
+        VirqOutcome::Pending
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    fn virq_control(event: u32) -> ControlArea {
+        let mut c = ControlArea::ZERO;
+        c.event_inj = event;
+        c.int_ctl = int_ctl::V_INTR_MASKING | 0x3;
+        c.int_vector = 0x41;
+        c
+    }
+
+    #[test]
+    fn virq_injection_taken_pending_not_entered() {
+        use super::*;
+        use crate::x86::rflags::IF;
+        let ev = Event::new(EventType::Intr, 0xec, None).info;
+        // Taken: V_IRQ cleared by the processor; everything borrowed back.
+        let mut c = virq_control(ev);
+        let j = VirqInjection::take(&mut c, IF | 2).unwrap();
+        assert_eq!(c.event_inj, 0);
+        assert_eq!(c.int_vector, 0xec);
+        assert_eq!(c.int_ctl & (int_ctl::V_IRQ | int_ctl::V_IGN_TPR), int_ctl::V_IRQ | int_ctl::V_IGN_TPR);
+        assert_eq!(c.int_ctl & int_ctl::V_TPR_MASK, 3, "V_TPR kept");
+        c.int_ctl &= !int_ctl::V_IRQ;
+        c.int_ctl = (c.int_ctl & !int_ctl::V_TPR_MASK) | 5; // the guest wrote CR8
+        assert_eq!(j.finish(&mut c, true), VirqOutcome::Taken);
+        assert_eq!((c.int_ctl, c.int_vector, c.event_inj, c.exit_int_info), (int_ctl::V_INTR_MASKING | 5, 0x41, 0, 0));
+        // Not taken (an exit first): EXITINTINFO, as an interrupted delivery.
+        let mut c = virq_control(ev);
+        let j = VirqInjection::take(&mut c, IF).unwrap();
+        assert_eq!(j.finish(&mut c, true), VirqOutcome::Pending);
+        assert_eq!((c.int_ctl, c.int_vector, c.event_inj, c.exit_int_info), (int_ctl::V_INTR_MASKING | 3, 0x41, 0, ev));
+        // No VMRUN: EVENTINJ again, untouched otherwise.
+        let mut c = virq_control(ev);
+        let before = c;
+        let j = VirqInjection::take(&mut c, IF).unwrap();
+        assert_eq!(j.finish(&mut c, false), VirqOutcome::NotEntered);
+        assert_eq!(c, before);
+        // EXITINTINFO already valid with another event: the interrupt is
+        // kept in EVENTINJ.
+        let mut c = virq_control(ev);
+        let j = VirqInjection::take(&mut c, IF).unwrap();
+        c.exit_int_info = Event::new(EventType::Exception, 14, Some(2)).info;
+        assert_eq!(j.finish(&mut c, true), VirqOutcome::Conflict);
+        assert_eq!(c.event_inj, ev);
+        // QEMU's TCG: the delivery interrupted by an exit (V_IRQ still set)
+        // recorded as an exception of the vector: reported as the
+        // interrupt, V_IRQ withdrawn.
+        for recorded in [Event::new(EventType::Exception, 0xec, None).info, ev] {
+            let mut c = virq_control(ev);
+            let j = VirqInjection::take(&mut c, IF).unwrap();
+            c.exit_int_info = recorded;
+            assert_eq!(j.finish(&mut c, true), VirqOutcome::Taken);
+            assert_eq!((c.int_ctl, c.event_inj, c.exit_int_info), (int_ctl::V_INTR_MASKING | 3, 0, ev));
+        }
+    }
+
+    #[test]
+    fn virq_injection_only_where_eventinj_is_equivalent() {
+        use super::*;
+        use crate::x86::rflags::IF;
+        let ev = Event::new(EventType::Intr, 0x30, None).info;
+        let refused = |c: &mut ControlArea, rflags: u64| {
+            let before = *c;
+            let r = VirqInjection::take(c, rflags);
+            assert_eq!(*c, before, "nothing changed when refused");
+            r.is_none()
+        };
+        assert!(refused(&mut virq_control(ev), 0), "IF = 0");
+        let mut c = virq_control(ev);
+        c.int_state = crate::vmcb::int_state::SHADOW;
+        assert!(refused(&mut c, IF), "interrupt shadow");
+        let mut c = virq_control(ev);
+        c.int_ctl |= int_ctl::V_IRQ;
+        assert!(refused(&mut c, IF), "a window holds V_IRQ");
+        let mut c = virq_control(ev);
+        c.intercepts.set(crate::exit::VINTR);
+        assert!(refused(&mut c, IF), "VINTR intercepted");
+        let mut c = virq_control(ev);
+        c.int_ctl |= int_ctl::V_GIF_ENABLE;
+        assert!(refused(&mut c, IF), "virtual GIF clear");
+        c.int_ctl |= int_ctl::V_GIF;
+        assert!(VirqInjection::take(&mut c, IF).is_some(), "virtual GIF set");
+        let mut c = virq_control(ev);
+        c.int_ctl |= int_ctl::V_NMI_PENDING;
+        assert!(refused(&mut c, IF), "virtual NMI pending");
+        for other in [Event::new(EventType::Nmi, 2, None).info, Event::new(EventType::Exception, 13, Some(0)).info, Event::new(EventType::SoftInt, 0x80, None).info, 0] {
+            assert!(refused(&mut virq_control(other), IF), "{other:#x}");
+        }
+    }
     #[test]
     fn intr_injection() {
         use super::*;

@@ -203,8 +203,20 @@ pub const PAUSES_FILTERED: usize = INVALID_PROCESSOR + 5;
 /// instead of dropping NPT02 (counted in `npt02_flushes` otherwise).
 pub const NPT02_SYNCS: usize = INVALID_PROCESSOR + 6;
 
+/// `injection_guards`: entries that left a self-IPI pending after an
+/// external interrupt in EVENTINJ (module parameter `exit_after_injection`,
+/// QEMU's TCG only), each normally ending in a #VMEXIT(INTR) right after the
+/// delivery: the exits a processor with NRIPS does not take.
+pub const INJECTION_GUARDS: usize = INVALID_PROCESSOR + 7;
+
+/// `injections_virq`: entries that gave EVENTINJ's external interrupt to
+/// the guest as its virtual interrupt instead (`exit_after_injection`'s form
+/// without an exit, `event::VirqInjection`, QEMU's TCG only), whether or
+/// not the guest took it before the exit.
+pub const INJECTIONS_VIRQ: usize = INVALID_PROCESSOR + 8;
+
 /// Number of vCPU statistics.
-pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 7;
+pub const VCPU_COUNT: usize = INVALID_PROCESSOR + 9;
 
 /// The vCPU descriptor `i` (`None` beyond [`VCPU_COUNT`]).
 pub fn vcpu_desc(i: usize) -> Option<Desc> {
@@ -238,6 +250,12 @@ pub fn vcpu_desc(i: usize) -> Option<Desc> {
     }
     if i == NPT02_SYNCS {
         return Some(Desc::new("npt02_syncs", TYPE_CUMULATIVE));
+    }
+    if i == INJECTION_GUARDS {
+        return Some(Desc::new("injection_guards", TYPE_CUMULATIVE));
+    }
+    if i == INJECTIONS_VIRQ {
+        return Some(Desc::new("injections_virq", TYPE_CUMULATIVE));
     }
     if (INVALID_BASE..=INVALID_PROCESSOR).contains(&i) {
         put(b"vmrun_invalid_");
