@@ -43,10 +43,10 @@ fi
 echo "NSVM-BENCH-L1-INFO svm-flags $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'svm|npt|nrip_save|vgif|flushbyasid|decodeassists|pausefilter|v_vmsave_vmload|vnmi' | sort | tr '\n' ' ')"
 sample idle0
 sample idle1
-# Up to 3 tries: on kvm_amd as L0 the L2 QEMU sometimes resets in SeaBIOS
+# Up to 5 tries: on kvm_amd as L0 the L2 QEMU sometimes resets in SeaBIOS
 # (docs/bench.md) or hangs; each try is sampled on its own.
 up=""
-TRIES="1 2 3"; [ -n "$PROFILE" ] && TRIES=""
+TRIES="1 2 3 4 5"; [ -n "$PROFILE" ] && TRIES=""
 for try in $TRIES; do
     sample boot0
     rm -f /tmp/l2.fifo /tmp/l2.log; mkfifo /tmp/l2.fifo
