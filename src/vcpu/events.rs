@@ -189,6 +189,7 @@ impl VcpuState {
                 if let Some(a) = self.apic.as_mut() {
                     a.extint = false;
                 }
+                self.window_done(window_requested);
                 self.inject(Event::new(EventType::Intr, v, None));
                 self.stats.bump(st_idx::IRQ_INJECTIONS);
                 return;
@@ -205,6 +206,7 @@ impl VcpuState {
         if (self.ev.irq.is_none() || extint_held) && self.apic.is_some() {
             if let Some(v) = self.apic_pending() {
                 if interruptible {
+                    self.window_done(window_requested);
                     self.apic_inject(v);
                     return;
                 }
@@ -215,6 +217,7 @@ impl VcpuState {
         if let Some(irq) = self.ev.irq.filter(|_| !extint_held) {
             if interruptible {
                 self.ev.irq = None;
+                self.window_done(window_requested);
                 self.inject(Event::new(EventType::Intr, irq, None));
                 self.stats.bump(st_idx::IRQ_INJECTIONS);
                 return;
@@ -304,6 +307,18 @@ impl VcpuState {
         v.control.int_ctl |= int_ctl::V_IRQ | int_ctl::V_IGN_TPR | (0xf << int_ctl::V_INTR_PRIO_SHIFT);
         v.control.int_vector = 0;
         v.control.intercepts.set(exit::VINTR);
+    }
+
+    /// An interrupt is injected: L0's window, opened for it while the guest
+    /// could not take it and still open when an exit other than VINTR came
+    /// first (a HLT in STI's shadow), has served and is dropped, unless
+    /// userspace asked for one. Left open, it cost a #VMEXIT(VINTR) once
+    /// the handler's IRET set IF again with nothing pending; the interrupt
+    /// after this one waits for an exit anyway (its EOI, a new post).
+    fn window_done(&mut self, window_requested: bool) {
+        if !window_requested && self.vmcb().control.intercepts.test(exit::VINTR) {
+            self.close_irq_window();
+        }
     }
 
     /// Drops L0's window. While L2 runs, vmcb02 gets L1's virtual
