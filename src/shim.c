@@ -6,6 +6,7 @@
 #include <linux/anon_inodes.h>
 #include <linux/cpu.h>
 #include <linux/debugfs.h>
+#include <linux/entry-virt.h>
 #include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/cpuhotplug.h>
@@ -461,6 +462,30 @@ int nsvm_signal_pending(void)
 void nsvm_cond_resched(void)
 {
 	cond_resched();
+}
+
+/*
+ * What the task owes before its vCPU enters the guest again, as KVM's
+ * vcpu_run does it (xfer_to_guest_mode_handle_work): above all a
+ * reschedule, lazy or not. cond_resched() is empty in a preemptible kernel,
+ * and a wakeup's lazy reschedule (TIF_NEED_RESCHED_LAZY, PREEMPT_LAZY)
+ * preempts no kernel code: a vCPU thread going from exit to entry would
+ * keep the CPU from a woken task until the next scheduler tick upgrades
+ * it. A pending signal is left to the caller (its -EINTR is dropped here).
+ */
+void nsvm_guest_mode_work(void)
+{
+	if (__xfer_to_guest_mode_work_pending())
+		xfer_to_guest_mode_handle_work();
+}
+
+/*
+ * Whether such work is pending (KVM checks it with interrupts off right
+ * before entering: nsvm with GIF clear, ending the entry at once).
+ */
+int nsvm_guest_mode_work_pending(void)
+{
+	return __xfer_to_guest_mode_work_pending();
 }
 
 /* ---- FPU and interrupts around VMRUN ---- */

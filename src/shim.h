@@ -46,6 +46,8 @@ void nsvm_kick_cpu(int cpu);
 void nsvm_kick_self(void);
 int nsvm_signal_pending(void);
 void nsvm_cond_resched(void);
+void nsvm_guest_mode_work(void);
+int nsvm_guest_mode_work_pending(void);
 void nsvm_fpu_begin(void);
 void nsvm_fpu_end(void);
 u64 nsvm_host_xcr0(void);

@@ -295,9 +295,11 @@ pub(crate) fn enter(
     }
     // A post since the target's last look ends the entry at once; so does an
     // external interrupt in EVENTINJ when the processor needs that
-    // (`EXIT_AFTER_INJECTION`).
+    // (`EXIT_AFTER_INJECTION`), and so does work the task owes since the
+    // run loop's last look (a wakeup's reschedule: KVM's check with
+    // interrupts off before entering).
     let guard = EXIT_AFTER_INJECTION.load(Ordering::Relaxed) && nsvm_core::event::is_intr_injection(vmcb.get().control.event_inj);
-    if guard || tlb.posted.is_some_and(|p| p.load(Ordering::SeqCst) != 0) {
+    if guard || tlb.posted.is_some_and(|p| p.load(Ordering::SeqCst) != 0) || hw::task::guest_mode_work_pending() {
         hw::cpu::kick_self();
     }
     // DR0-3 are the guest's while it runs (VMRUN switches only DR6/DR7).

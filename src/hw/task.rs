@@ -9,6 +9,8 @@ extern "C" {
     fn nsvm_mm_drop(mm: *mut c_void);
     fn nsvm_signal_pending() -> c_int;
     fn nsvm_cond_resched();
+    fn nsvm_guest_mode_work();
+    fn nsvm_guest_mode_work_pending() -> c_int;
     fn nsvm_ktime_ns() -> u64;
 }
 
@@ -74,6 +76,25 @@ pub(crate) fn signal_pending() -> bool {
 pub(crate) fn cond_resched() {
     // SAFETY: called from process context without spinlocks held.
     unsafe { nsvm_cond_resched() }
+}
+
+/// Does what the task owes before its vCPU enters the guest again (KVM's
+/// `xfer_to_guest_mode_handle_work`): schedules when a reschedule is
+/// pending, lazy ones included, which [`cond_resched`] does not see in a
+/// preemptible kernel; runs task work. A pending signal is left to the
+/// caller's own check.
+pub(crate) fn guest_mode_work() {
+    // SAFETY: called from process context, preemption and interrupts on,
+    // without spinlocks held (the top of the run loop).
+    unsafe { nsvm_guest_mode_work() }
+}
+
+/// Whether [`guest_mode_work`] has something to do (a reschedule, task
+/// work, a signal): checked with GIF clear before VMRUN, as KVM checks it
+/// with interrupts off.
+pub(crate) fn guest_mode_work_pending() -> bool {
+    // SAFETY: reads the current task's thread flags.
+    unsafe { nsvm_guest_mode_work_pending() != 0 }
 }
 
 /// Monotonic time in nanoseconds.

@@ -212,7 +212,12 @@ impl Vcpu {
                 self.stats.bump(st_idx::SIGNAL_EXITS);
                 break Err(EINTR);
             }
-            hw::task::cond_resched();
+            // A reschedule the scheduler asked for, lazy ones too (KVM's
+            // xfer_to_guest_mode_handle_work): without it a woken task
+            // sharing this CPU (the other vCPU of an L1, its QEMU's I/O
+            // thread) waited for the host's next tick while this vCPU went
+            // from exit to entry.
+            hw::task::guest_mode_work();
             // kvmclock records owed to the guest (guest memory: written
             // here, where the thread may fault and sleep).
             self.kvmclock_sync(st);
