@@ -230,7 +230,11 @@ pub(crate) struct Entered {
 /// into `host_save` only when it does not hold this thread's state on this
 /// CPU (`Loaded::enter`) and loaded back after every #VMEXIT.
 // Everything an entry switches, each borrowed separately from `CpuState`.
+// Inlined into its one caller (the run loop's entry): out of line, with its
+// eight arguments and the `Entered` it returns, it cost every exit about 65
+// instructions (`make bench BENCH_PROFILE=1`, session 15).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) fn enter(
     vmcb: &mut VmcbPage,
     entry: &EntryState,
