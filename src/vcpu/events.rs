@@ -233,8 +233,14 @@ impl VcpuState {
     /// While L2 runs and L1 intercepts INTR: whether L1 can take an
     /// interrupt now, i.e. L1's IF (with V_INTR_MASKING, as it was at
     /// VMRUN) or L2's (without). `None` otherwise.
+    #[inline]
     pub(super) fn l1_takes_intr(&mut self) -> Option<bool> {
+        // Inlined for the test most entries stop at (no L2).
         self.nst.l2?;
+        self.l2_l1_takes_intr()
+    }
+
+    fn l2_l1_takes_intr(&mut self) -> Option<bool> {
         let c12 = &self.nst.vmcb12.get().control;
         if !c12.intercepts.test(exit::INTR) {
             return None;

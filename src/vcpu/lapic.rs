@@ -401,9 +401,18 @@ impl Vcpu {
     }
 
     /// After an exit or an ioctl: sends the IPI the guest wrote, publishes
-    /// the APIC's addressing state, rearms the host timer.
+    /// the APIC's addressing state, rearms the host timer. The test that
+    /// nothing changed, which most exits stop at, is inlined (twice per
+    /// exit: about 20 instructions of calls, `make bench BENCH_PROFILE=1`).
+    #[inline]
     pub(super) fn apic_flush(&self, st: &mut VcpuState) {
-        // Most exits change none of it. The clock only when the timer
+        if st.apic.as_ref().is_some_and(|a| a.dest_dirty || a.timer_dirty || a.ipi.is_some() || a.eoi_ioapic.is_some()) {
+            self.apic_flush_changes(st);
+        }
+    }
+
+    fn apic_flush_changes(&self, st: &mut VcpuState) {
+        // The clock only when the timer
         // changed (read once, below).
         let clock = match st.apic.as_ref() {
             Some(a) if !a.dest_dirty && !a.timer_dirty && a.ipi.is_none() && a.eoi_ioapic.is_none() => return,
