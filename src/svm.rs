@@ -168,6 +168,7 @@ pub(crate) fn probe() -> Result<(SvmLeaf, u8)> {
         return Err(ENODEV);
     }
     // The guest FPU state lives in one page per vCPU (vmrun::enter).
+    hw::cpu::read_host_xcr0();
     if hw::cpu::host_xcr0() != 0 {
         let (_, xsave_size, ..) = hw::cpu::cpuid(0xd, 0);
         if xsave_size as usize > kernel::page::PAGE_SIZE {

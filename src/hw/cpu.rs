@@ -136,10 +136,23 @@ pub(crate) fn gdt_base() -> u64 {
     u64::from_le_bytes([d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]])
 }
 
-/// The host's XCR0.
-pub(crate) fn host_xcr0() -> u64 {
+/// The host's XCR0, read once (`probe`, at load) as KVM's `kvm_host.xcr0`:
+/// Linux sets the same XCR0 on every CPU at boot and never changes it, and
+/// an XGETBV on every entry had cost about 15 instructions per exit
+/// (`make bench BENCH_PROFILE=1`, session 15).
+static HOST_XCR0: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Reads the host's XCR0 into [`host_xcr0`]'s copy (module load).
+pub(crate) fn read_host_xcr0() {
     // SAFETY: no preconditions.
-    unsafe { nsvm_host_xcr0() }
+    let x = unsafe { nsvm_host_xcr0() };
+    HOST_XCR0.store(x, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The host's XCR0 (0 without OSXSAVE).
+#[inline]
+pub(crate) fn host_xcr0() -> u64 {
+    HOST_XCR0.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// TSC frequency of the host in kHz.

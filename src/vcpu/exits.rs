@@ -31,14 +31,20 @@ impl Vcpu {
     /// NRIPS the VMCB has no next RIP to push (APM 15.20), so the
     /// instruction, whose address is still RIP, simply executes again (as
     /// KVM does).
+    #[inline]
     pub(super) fn requeue_interrupted(&self, st: &mut VcpuState) {
+        // Inlined for what most exits have: nothing was being delivered.
+        let c = &mut st.vmcb().control;
+        c.event_inj = 0;
+        if c.exit_int_info & nsvm_core::event::bits::VALID != 0 {
+            self.requeue_event(st);
+        }
+    }
+
+    fn requeue_event(&self, st: &mut VcpuState) {
         let (entry_inj, entry_next_rip) = st.entry_event;
         let vmcb = st.vmcb();
         let pending = Event { info: vmcb.control.exit_int_info, error_code: vmcb.control.exit_int_info_err };
-        vmcb.control.event_inj = 0;
-        if !pending.valid() {
-            return;
-        }
         let soft = pending.event_type() == Some(EventType::SoftInt)
             || (pending.event_type() == Some(EventType::Exception) && matches!(pending.vector(), 3 | 4));
         let injected = entry_inj & nsvm_core::event::bits::VALID != 0 && pending.info == entry_inj;
