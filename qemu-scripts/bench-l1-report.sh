@@ -9,6 +9,7 @@ echo "=== L1 rows: KVM (kvm_amd nested=1) as L1 in an L1 Linux (-smp 2) on each 
 awk '/^NSVM-BENCH-L1 / {for (i = 3; i <= NF; i++) {split($i, kv, "="); v[$2, kv[1]] = kv[2]}; n[$2] = 1}
      function row(name, k, fmt,   a, b) {a = v["kvm", k]; b = v["nsvm", k]
          printf "%-44s " fmt " " fmt " %7.2f\n", name, a, b, (a > 0 ? b / a : 0)}
+     # per(NAME, L0, L2[, G]): L0 exits (less counter G, when given) per L2 exit.
      function per(name, l0, l2, g,   a, b) {a = (v["kvm", l2] > 0 ? (v["kvm", l0] - v["kvm", g]) / v["kvm", l2] : 0); b = (v["nsvm", l2] > 0 ? (v["nsvm", l0] - v["nsvm", g]) / v["nsvm", l2] : 0)
          printf "%-44s %12.2f %12.2f %7.2f\n", name, a, b, (a > 0 ? b / a : 0)}
      END {if (!n["kvm"] || !n["nsvm"]) {print "bench-l1: an L0 has no figures (see the serial log)"; exit 1}
@@ -17,12 +18,12 @@ awk '/^NSVM-BENCH-L1 / {for (i = 3; i <= NF; i++) {split($i, kv, "="); v[$2, kv[
           row("L2 Linux boot to init (guest s)", "boot_s", "%12.3f")
           row("L2 exits, bench run (L1 KVM view)", "bench_l2", "%12d")
           row("L0 exits, bench run", "bench_l0", "%12d")
-          per("L0 exits per L2 exit, bench run", "bench_l0", "bench_l2", "none")
+          per("L0 exits per L2 exit, bench run", "bench_l0", "bench_l2")
           row("  of them TCG injection guards (nsvm)", "bench_guards", "%12d")
           per("  the same without them", "bench_l0", "bench_l2", "bench_guards")
           row("L2 exits, L2 boot (L1 KVM view)", "boot_l2", "%12d")
           row("L0 exits, L2 boot", "boot_l0", "%12d")
-          per("L0 exits per L2 exit, L2 boot", "boot_l0", "boot_l2", "none")
+          per("L0 exits per L2 exit, L2 boot", "boot_l0", "boot_l2")
           row("  of them TCG injection guards (nsvm)", "boot_guards", "%12d")
           per("  the same without them", "boot_l0", "boot_l2", "boot_guards")
           row("L0 exits, idle pair (subtracted)", "idle_l0", "%12d")

@@ -310,7 +310,7 @@ impl VcpuState {
     pub(super) fn open_irq_window(&mut self) {
         let v = self.vmcb();
         v.control.int_ctl &= !int_ctl::V_INTR_PRIO_MASK;
-        v.control.int_ctl |= int_ctl::V_IRQ | int_ctl::V_IGN_TPR | (0xf << int_ctl::V_INTR_PRIO_SHIFT);
+        v.control.int_ctl |= nsvm_core::event::VIRQ_ANY_TPR;
         v.control.int_vector = 0;
         v.control.intercepts.set(exit::VINTR);
     }

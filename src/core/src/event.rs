@@ -239,8 +239,14 @@ pub enum VirqOutcome {
     Conflict,
 }
 
-/// The `int_ctl` bits of a virtual interrupt request.
-const VIRQ_BITS: u32 = int_ctl::V_IRQ | int_ctl::V_INTR_PRIO_MASK | int_ctl::V_IGN_TPR;
+/// The `int_ctl` bits of a virtual interrupt request (V_IRQ, V_INTR_PRIO,
+/// V_IGN_TPR).
+use crate::nested::V_IRQ_INJECTION_BITS as VIRQ_BITS;
+
+/// A virtual interrupt of the highest priority that ignores the TPR (APM
+/// 15.21.4): EVENTINJ's interrupts given as V_IRQ, and L0's interrupt
+/// windows.
+pub const VIRQ_ANY_TPR: u32 = int_ctl::V_IRQ | int_ctl::V_IGN_TPR | (0xf << int_ctl::V_INTR_PRIO_SHIFT);
 
 impl VirqInjection {
     /// Moves EVENTINJ's external interrupt into V_IRQ when it can (see the
@@ -262,7 +268,7 @@ impl VirqInjection {
         }
         let j = Self { event: c.event_inj, int_ctl: c.int_ctl & VIRQ_BITS, int_vector: c.int_vector };
         // Highest priority and V_IGN_TPR: EVENTINJ ignores the TPR too.
-        c.int_ctl = (c.int_ctl & !VIRQ_BITS) | int_ctl::V_IRQ | int_ctl::V_IGN_TPR | (0xf << int_ctl::V_INTR_PRIO_SHIFT);
+        c.int_ctl = (c.int_ctl & !VIRQ_BITS) | VIRQ_ANY_TPR;
         c.int_vector = c.event_inj & bits::VECTOR_MASK;
         c.event_inj = 0;
         Some(j)
@@ -293,8 +299,9 @@ impl VirqInjection {
             // INTR (15.7.2): nothing else can have been delivered before
             // the interrupt (the guest was interruptible at VMRUN), so the
             // vector's event is this interrupt's.
+            let ty = (c.exit_int_info & bits::TYPE_MASK) >> bits::TYPE_SHIFT;
             let same = c.exit_int_info & (bits::VECTOR_MASK | bits::EV) == self.event & bits::VECTOR_MASK
-                && matches!(Event { info: c.exit_int_info, error_code: 0 }.event_type(), Some(EventType::Intr | EventType::Exception));
+                && (ty == EventType::Intr as u32 || ty == EventType::Exception as u32);
             if same {
                 c.exit_int_info = self.event;
                 c.exit_int_info_err = 0;
