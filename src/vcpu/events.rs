@@ -30,8 +30,9 @@ impl VcpuState {
     pub(super) fn set_events(&mut self, e: &kvm::VcpuEvents, payload: bool) -> Result {
         self.mark_untrusted();
         let l1_runs = self.nst.l2.is_none();
+        let apic = self.apic.is_some();
         let mut p = self.ev;
-        cpu_state::set_events(&mut self.vmcb().control, &mut p, e, l1_runs, payload).map_err(|_| EINVAL)?;
+        cpu_state::set_events(&mut self.vmcb().control, &mut p, e, l1_runs, payload, apic).map_err(|_| EINVAL)?;
         self.ev = p;
         Ok(())
     }

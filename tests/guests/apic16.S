@@ -88,6 +88,8 @@ _start:
 	je	ipi_modes
 	cmp	$12, %bx
 	je	hlt_cli
+	cmp	$13, %bx
+	je	injected
 	out	%al, $0x1f
 	jmp	.
 
@@ -293,6 +295,24 @@ ipi_modes:
 hlt_cli:
 	hlt
 	out	%al, $0x10
+	jmp	.
+
+/* 13: LVT0 masked, then HLT with IF = 1 until an interrupt is logged: at
+ * the first OUT the VMM restores an interrupt in delivery (vector 0x40 in
+ * ISR, KVM_SET_VCPU_EVENTS interrupt.injected), which must be delivered. */
+injected:
+	movl	$0x10700, %es:0x350	/* LVT0: ExtINT, masked */
+	out	%al, $0x10
+	/* (An injected event is delivered at the entry, before the CLI:
+	 * EVENTINJ does not look at RFLAGS.IF, APM 15.20.) */
+1:	cli
+	cmpb	$0, LOG_N
+	jne	2f
+	sti
+	hlt				/* in STI's shadow: no wakeup lost */
+	jmp	1b
+2:	mov	%es:0xa0, %eax		/* PPR: 0 after the handler's EOI */
+	out	%al, $0x11
 	jmp	.
 
 /* The AP of case 11. */

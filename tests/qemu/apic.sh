@@ -5,7 +5,7 @@
 # log must stay clean.
 . /tests/lib.sh
 G=/guests
-CASES="apic_caps apic_self_ipi apic_timer_oneshot apic_timer_periodic apic_tsc_deadline apic_x2apic apic_nmi_ipi apic_get_set_lapic apic_no_eoi apic_init_sipi apic_msi apic_x2apic_api apic_ipi_modes apic_hlt_signal apic_irqfd apic_irq_line apic_boot_cpu apic_many_vcpus"
+CASES="apic_caps apic_self_ipi apic_timer_oneshot apic_timer_periodic apic_tsc_deadline apic_x2apic apic_nmi_ipi apic_get_set_lapic apic_no_eoi apic_init_sipi apic_msi apic_x2apic_api apic_ipi_modes apic_hlt_signal apic_injected_restore apic_irqfd apic_irq_line apic_boot_cpu apic_many_vcpus"
 
 for dev in nsvm kvm; do
     load_dev $dev

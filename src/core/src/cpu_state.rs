@@ -353,9 +353,18 @@ pub fn get_events(control: &ControlArea, pending: &PendingEvents, payload_enable
 
 /// `KVM_SET_VCPU_EVENTS` into the running level's `control` and `pending`:
 /// an exception, NMI or software interrupt in delivery goes back into
-/// EVENTINJ (anything else clears it), an external interrupt is queued
-/// again (injected when the guest can take it), NMI pending (when flagged
-/// valid) and masked and the shadow (when flagged valid) as given.
+/// EVENTINJ (anything else clears it), NMI pending (when flagged valid)
+/// and masked and the shadow (when flagged valid) as given.
+///
+/// An external interrupt reported injected: with an in-kernel APIC
+/// (`apic_in_kernel`) it was acknowledged already (its vector is in the
+/// APIC's ISR, or the PIC's INTA cycle ran): it goes back into EVENTINJ and
+/// is delivered at the next entry whatever RFLAGS.IF and LINT0 say, as
+/// KVM's `interrupt.injected` is (the delivery the save interrupted goes on;
+/// queued as an ExtINT instead it would wait for an unmasked LINT0 forever
+/// with its vector in service, and the vCPU would never take that priority
+/// class again). Without an in-kernel APIC it is queued as `KVM_INTERRUPT`
+/// queues it (`pending.irq`, injected when the guest can take it).
 ///
 /// `l1_runs`: `control` is vmcb01's (L1 runs), so the IRET intercept that
 /// ends masked NMIs follows `nmi_masked`. While L2 runs vmcb01 is left to
@@ -364,7 +373,7 @@ pub fn get_events(control: &ControlArea, pending: &PendingEvents, payload_enable
 /// `payload_enabled`: `KVM_CAP_EXCEPTION_PAYLOAD`, without which
 /// `VALID_PAYLOAD` is refused; a pending exception (with it) is queued in
 /// `pending.exception`, not put into EVENTINJ.
-pub fn set_events(control: &mut ControlArea, pending: &mut PendingEvents, e: &VcpuEvents, l1_runs: bool, payload_enabled: bool) -> Result<(), SetEventsError> {
+pub fn set_events(control: &mut ControlArea, pending: &mut PendingEvents, e: &VcpuEvents, l1_runs: bool, payload_enabled: bool, apic_in_kernel: bool) -> Result<(), SetEventsError> {
     if !e.check_set(payload_enabled) {
         return Err(SetEventsError::Unsupported);
     }
@@ -384,11 +393,13 @@ pub fn set_events(control: &mut ControlArea, pending: &mut PendingEvents, e: &Vc
         Some(Event::new(EventType::Nmi, 2, None))
     } else if e.interrupt.0 && e.interrupt.2 {
         Some(Event::new(EventType::SoftInt, e.interrupt.1, None))
+    } else if e.interrupt.0 && apic_in_kernel {
+        Some(Event::new(EventType::Intr, e.interrupt.1, None))
     } else {
         None
     };
     pending.exception = queued;
-    pending.irq = (e.interrupt.0 && !e.interrupt.2).then_some(e.interrupt.1);
+    pending.irq = (e.interrupt.0 && !e.interrupt.2 && !apic_in_kernel).then_some(e.interrupt.1);
     if e.flags & vcpu_events::VALID_NMI_PENDING != 0 {
         pending.nmi_pending = e.nmi_pending;
     }
@@ -618,7 +629,7 @@ mod tests {
     fn events_round_trip(e: VcpuEvents, p0: PendingEvents) -> (Box<Vmcb>, PendingEvents, VcpuEvents) {
         let mut v = vmcb();
         let mut p = p0;
-        set_events(&mut v.control, &mut p, &e, true, false).unwrap();
+        set_events(&mut v.control, &mut p, &e, true, false, false).unwrap();
         let got = get_events(&v.control, &p, false);
         (v, p, got)
     }
@@ -651,10 +662,10 @@ mod tests {
         let mut p = PendingEvents { nmi_masked: true, iret_rip: Some(0x10), ..PendingEvents::NONE };
         v.control.intercepts.set(exit::IRET);
         let e = VcpuEvents { flags: FLAGS, ..Default::default() };
-        set_events(&mut v.control, &mut p, &e, false, false).unwrap();
+        set_events(&mut v.control, &mut p, &e, false, false, false).unwrap();
         assert!(v.control.intercepts.test(exit::IRET));
         assert_eq!(p, PendingEvents::NONE);
-        set_events(&mut v.control, &mut p, &e, true, false).unwrap();
+        set_events(&mut v.control, &mut p, &e, true, false, false).unwrap();
         assert!(!v.control.intercepts.test(exit::IRET));
     }
 
@@ -671,7 +682,7 @@ mod tests {
         v.control.event_inj = 0x8000_030d;
         let mut p = PendingEvents::NONE;
         let e = VcpuEvents { interrupt: (true, 0x30, false), shadow: 3, flags: FLAGS, ..Default::default() };
-        set_events(&mut v.control, &mut p, &e, true, false).unwrap();
+        set_events(&mut v.control, &mut p, &e, true, false, false).unwrap();
         assert_eq!(v.control.event_inj, 0);
         assert_eq!(p.irq, Some(0x30));
         assert_eq!(v.control.int_state, int_state::SHADOW);
@@ -682,12 +693,30 @@ mod tests {
     }
 
     #[test]
+    fn injected_irq_with_apic_in_kernel_goes_back_into_eventinj() {
+        // With an in-kernel APIC the interrupt was acknowledged (in service)
+        // before the save: delivered at the next entry, not queued behind
+        // LINT0 as an ExtINT (a migrated guest halted with it in ISR).
+        let mut v = vmcb();
+        let mut p = PendingEvents::NONE;
+        let e = VcpuEvents { interrupt: (true, 0x21, false), flags: FLAGS, ..Default::default() };
+        set_events(&mut v.control, &mut p, &e, true, false, true).unwrap();
+        assert_eq!(v.control.event_inj, 0x8000_0021);
+        assert_eq!(p.irq, None);
+        assert_eq!(get_events(&v.control, &p, false), e);
+        // Without an injected interrupt EVENTINJ is cleared, as before.
+        set_events(&mut v.control, &mut p, &VcpuEvents { flags: FLAGS, ..Default::default() }, true, false, true).unwrap();
+        assert_eq!(v.control.event_inj, 0);
+        assert_eq!(p.irq, None);
+    }
+
+    #[test]
     fn flags_gate_nmi_pending_and_shadow() {
         let mut v = vmcb();
         v.control.int_state = int_state::SHADOW;
         let mut p = PendingEvents { nmi_pending: true, ..PendingEvents::NONE };
         let e = VcpuEvents::default();
-        set_events(&mut v.control, &mut p, &e, true, false).unwrap();
+        set_events(&mut v.control, &mut p, &e, true, false, false).unwrap();
         assert!(p.nmi_pending);
         assert_eq!(v.control.int_state, int_state::SHADOW);
         let got = get_events(&v.control, &p, false);
@@ -701,11 +730,11 @@ mod tests {
         let mut p = PendingEvents { irq: Some(5), ..PendingEvents::NONE };
         let e = VcpuEvents { exception: (true, 2, false, 0), flags: FLAGS, ..Default::default() };
         // Vector 2 as an exception: refused by KVM's vector check first.
-        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false), Err(SetEventsError::Unsupported));
+        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false, false), Err(SetEventsError::Unsupported));
         let e = VcpuEvents { exception: (true, 40, false, 0), ..Default::default() };
-        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false), Err(SetEventsError::Unsupported));
+        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false, false), Err(SetEventsError::Unsupported));
         let e = VcpuEvents { flags: vcpu_events::VALID_SMM, smm: 1, ..Default::default() };
-        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false), Err(SetEventsError::Unsupported));
+        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false, false), Err(SetEventsError::Unsupported));
         assert_eq!(v.control.event_inj, 0x8000_0020);
         assert_eq!(p.irq, Some(5));
     }
@@ -734,9 +763,9 @@ mod tests {
             ..Default::default()
         };
         // Refused without the capability, nothing changed.
-        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false), Err(SetEventsError::Unsupported));
+        assert_eq!(set_events(&mut v.control, &mut p, &e, true, false, false), Err(SetEventsError::Unsupported));
         assert_eq!(p, PendingEvents::NONE);
-        set_events(&mut v.control, &mut p, &e, true, true).unwrap();
+        set_events(&mut v.control, &mut p, &e, true, true, false).unwrap();
         // Queued, not in EVENTINJ.
         assert_eq!(v.control.event_inj, 0);
         assert_eq!(p.exception, Some(QueuedException { vector: 14, error_code: Some(2), payload: Some(0xdead_b000) }));
@@ -749,12 +778,12 @@ mod tests {
         assert!(old.exception.0 && !old.exception_pending && old.exception_payload.is_none());
         // An injected one goes into EVENTINJ and clears the queue.
         let inj = VcpuEvents { exception_pending: false, exception: (true, 12, true, 0x1234), ..e };
-        set_events(&mut v.control, &mut p, &inj, true, true).unwrap();
+        set_events(&mut v.control, &mut p, &inj, true, true, false).unwrap();
         assert_eq!(p.exception, None);
         assert_eq!(Event { info: v.control.event_inj, error_code: v.control.event_inj_err }.vector(), 12);
         // NMI's vector is refused either way.
         let nmi = VcpuEvents { exception: (false, 2, false, 0), ..e };
-        assert!(set_events(&mut v.control, &mut p, &nmi, true, true).is_err());
+        assert!(set_events(&mut v.control, &mut p, &nmi, true, true, false).is_err());
     }
 
     #[test]

@@ -549,6 +549,57 @@ pub fn apic_hlt_signal(e: &Env) -> R {
     expect_log(&mem, &[0x02])
 }
 
+/// An interrupt in delivery restored with `KVM_SET_VCPU_EVENTS`
+/// (`interrupt.injected`, its vector in service through `KVM_SET_LAPIC`), as
+/// QEMU restores a vCPU saved between the APIC's acknowledgement and the
+/// delivery (migration): delivered at the next entry although LVT0 is
+/// masked, the handler's EOI retires it. nsvm queued it as an ExtINT,
+/// held behind the masked LINT0 for ever with 0x40 in service (a migrated
+/// QEMU guest hung so). A watchdog signal ends a KVM_RUN that never returns.
+pub fn apic_injected_restore(e: &Env) -> R {
+    let (mut v, mem, _vm) = one(e, 13)?;
+    expect_out(&mut v, 0x10)?;
+    let mut p = get_lapic(&v)?;
+    let isr2 = reg(&p, 0x120);
+    set_reg(&mut p, 0x120, isr2 | 1); // ISR bit 0x40
+    set_lapic(&v, &p)?;
+    let mut ev = v.get_vcpu_events().map_err(|x| format!("KVM_GET_VCPU_EVENTS: {x}"))?;
+    ev.interrupt.injected = 1;
+    ev.interrupt.nr = 0x40;
+    ev.interrupt.soft = 0;
+    v.set_vcpu_events(&ev).map_err(|x| format!("KVM_SET_VCPU_EVENTS: {x}"))?;
+    let back = v.get_vcpu_events().map_err(|x| format!("KVM_GET_VCPU_EVENTS: {x}"))?;
+    if back.interrupt.injected != 1 || back.interrupt.nr != 0x40 {
+        return Err(format!("KVM_GET_VCPU_EVENTS after the restore: interrupt injected {} nr {:#x}", back.interrupt.injected, back.interrupt.nr));
+    }
+    // SAFETY: installs a handler that only stores an atomic; no SA_RESTART.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = super::on_sigusr1 as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        // SAFETY: pthread_self has no preconditions.
+        tx.send(unsafe { libc::pthread_self() }).unwrap();
+        let r = run_to_out(&mut v);
+        let _ = done_tx.send(());
+        (r, v)
+    });
+    let th = rx.recv().unwrap();
+    if done_rx.recv_timeout(std::time::Duration::from_secs(10)).is_err() {
+        // SAFETY: signals the test thread, which is alive until joined.
+        unsafe { libc::pthread_kill(th, libc::SIGUSR1) };
+    }
+    let (r, _v) = t.join().map_err(|_| "vCPU thread panicked".to_string())?;
+    let (port, ppr) = r.map_err(|x| format!("the restored interrupt was not delivered in 10 s: {x}; log {:02x?}", log(&mem)))?;
+    if port != 0x11 || ppr != 0 {
+        return Err(format!("OUT {port:#x} with PPR {ppr:#x}, expected OUT 0x11 with PPR 0"));
+    }
+    expect_log(&mem, &[0x40])
+}
+
 /// `KVM_IRQFD` with `struct kvm_irqfd` {fd, gsi, flags, resamplefd}.
 pub(super) fn irqfd(vm: &VmFd, fd: i32, gsi: u32, flags: u32) -> Result<i64, i32> {
     let mut b = [0u8; 32];

@@ -293,7 +293,7 @@ fn main() {
         ("apic_nmi_ipi", apic::apic_nmi_ipi), ("apic_get_set_lapic", apic::apic_get_set_lapic), ("apic_no_eoi", apic::apic_no_eoi),
         ("apic_init_sipi", apic::apic_init_sipi), ("apic_msi", apic::apic_msi),
         ("apic_x2apic_api", apic::apic_x2apic_api), ("apic_ipi_modes", apic::apic_ipi_modes),
-        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line),
+        ("apic_hlt_signal", apic::apic_hlt_signal), ("apic_injected_restore", apic::apic_injected_restore), ("apic_irqfd", apic::apic_irqfd), ("apic_irq_line", apic::apic_irq_line),
         ("apic_boot_cpu", bootcpu::apic_boot_cpu), ("apic_many_vcpus", bigvm::apic_many_vcpus),
         ("pit_caps", pit::pit_caps), ("pit_needs_irqchip", pit::pit_needs_irqchip), ("pit_errnos", pit::pit_errnos),
         ("pit_mode2", pit::pit_mode2), ("pit_mode0", pit::pit_mode0), ("pit_latch", pit::pit_latch), ("pit_gate2", pit::pit_gate2),
