@@ -59,6 +59,21 @@ boot_case() {
     verdict "$((t1 - t0)) s"
 }
 
+# mig_diag TAG PID: what the hypervisor (nsvm only) knows of QEMU PID's
+# VM when its guest stopped reporting: counters and the vCPUs' state.
+mig_diag() {
+    echo "QEMU $2's threads (state, wait channel, kernel stack):"
+    for t in /proc/$2/task/*; do
+        echo "  $(cat $t/comm 2>/dev/null) $(sed 's/.*) \(.\).*/\1/' $t/stat 2>/dev/null) $(cat $t/wchan 2>/dev/null)"
+        sed 's/^/    /' $t/stack 2>/dev/null | head -n 12
+    done
+    ls -l /proc/$2/fd 2>/dev/null | sed -n 's/.*-> /  fd -> /p' | sort | uniq -c
+    [ "$1" = nsvm ] || return 0
+    echo "nsvm's view of QEMU $2's VM:"
+    nsvm stats --pid "$2" --all 2>&1 | head -n 120
+    nsvm dump --pid "$2" 2>&1 | head -n 300
+}
+
 # migrate_case TAG: QEMU runs the guest (which keeps writing its memory:
 # nsvm_stay) with its monitor on FIFOs, saves it with the monitor's
 # `migrate file:` (RAM sent while the guest runs: dirty logging through
@@ -79,8 +94,17 @@ migrate_case() {
     catpid=$!
     n=0
     while [ $n -lt 240 ] && ! grep -q NSVM-INNER-STAY /tmp/mig-$1.log; do sleep 1; n=$((n + 1)); done
-    grep -q NSVM-INNER-STAY /tmp/mig-$1.log || { echo "QEMU on $1 said (no NSVM-INNER-STAY):"; tail -n 40 /tmp/mig-$1.log; }
+    grep -q NSVM-INNER-STAY /tmp/mig-$1.log || {
+        echo "QEMU on $1 said (no NSVM-INNER-STAY):"; tail -n 40 /tmp/mig-$1.log; mig_diag $1 $MIG_PID; }
     expect_line /tmp/mig-$1.log "NSVM-INNER-STAY"
+    # The save starts once the guest writes its memory: after its first
+    # report (2000 writes, 2 to 4 s here). A guest that never reports is a
+    # failure of its own, printed with what QEMU and nsvm show of it.
+    n=0
+    while [ $n -lt 60 ] && ! grep -q NSVM-INNER-TICK /tmp/mig-$1.log; do sleep 1; n=$((n + 1)); done
+    grep -q NSVM-INNER-TICK /tmp/mig-$1.log || {
+        echo "the guest on $1 reported no count 60 s after NSVM-INNER-STAY:"; tail -n 20 /tmp/mig-$1.log; mig_diag $1 $MIG_PID; }
+    expect_line /tmp/mig-$1.log "NSVM-INNER-TICK"
     echo "migrate file:/tmp/mig-$1.bin" > /tmp/mon.in
     n=0
     while [ $n -lt 120 ] && ! grep -q "[Ss]tatus:[[:space:]]*\(completed\|failed\)" /tmp/mon-$1.log; do
@@ -110,6 +134,7 @@ migrate_case() {
         sleep 1; n=$((n + 1))
         next=$(sed -n 's/.*NSVM-INNER-TICK \([0-9]*\).*/\1/p' /tmp/res-$1.log | head -n 1)
     done
+    [ -z "$next" ] && { echo "the restored guest said:"; tail -n 20 /tmp/res-$1.log; mig_diag $1 $rpid; }
     kill $rpid 2>/dev/null; wait $rpid
     echo "counter: last reported before the save ${last:-none}, first after the restore ${next:-none} (${n} s)"
     [ -n "$next" ] && [ "$next" -gt "${last:-0}" ] || wrong_ "the restored guest did not go on (last ${last:-none}, next ${next:-none})"
