@@ -282,13 +282,16 @@ impl Vcpu {
             st.tpr_from_vmcb();
         }
         let mb = self.vm.apic.mailbox(self.id);
-        // The clock (ktime and TSC reads) only for an armed timer or one
-        // that fired, the mailbox only when something was posted: most
-        // entries have neither (a post racing with this check ends the
-        // entry at once, `Mailbox::take`).
-        let timer_armed = st.apic.as_ref().is_some_and(|a| a.m.timer_expiry().is_some());
-        if timer_armed || mb.any_posted() {
-            self.apic_take(st, timer_armed);
+        // The mailbox only when something was posted, the clock (ktime and
+        // TSC reads) only when the timer fired: most entries have neither
+        // (a post racing with this check ends the entry at once,
+        // `Mailbox::take`). An expiry is left to the host timer's post
+        // (flag::TIMER), as KVM leaves it to its hrtimer: reading the clock
+        // at every exit while a timer was armed (an L1 Linux's, nearly
+        // always) cost about 170 instructions per exit (`make bench-l1
+        // BENCH_PROFILE=1`, session 15).
+        if mb.any_posted() {
+            self.apic_take(st);
         }
         let api = self.vm.x2apic_api.load(core::sync::atomic::Ordering::Relaxed);
         if let Some(a) = st.apic.as_mut() {
@@ -307,11 +310,11 @@ impl Vcpu {
     }
 
     /// `apic_sync`'s part for what was posted (requested vectors, NMI,
-    /// INIT, SIPI) and the timer (`timer_armed`: an expiry is set).
-    fn apic_take(&self, st: &mut VcpuState, timer_armed: bool) {
+    /// INIT, SIPI, the timer's expiry).
+    fn apic_take(&self, st: &mut VcpuState) {
         let mb = self.vm.apic.mailbox(self.id);
         let (irr, tmr, flags, sipi) = mb.take();
-        let c = (flags & flag::TIMER != 0 || timer_armed).then(|| st.apic_clock());
+        let c = (flags & flag::TIMER != 0).then(|| st.apic_clock());
         let npt_root = st.npt01_root;
         if flags & flag::INIT != 0 {
             // INIT (APM 16.5): the processor's INIT state, the APIC's INIT
@@ -344,11 +347,14 @@ impl Vcpu {
             sipi_now = true;
         }
         if let Some(c) = c.as_ref() {
-            if flags & flag::TIMER != 0 || a.m.timer_expiry().is_some_and(|e| e <= c.now_ns) {
-                self.stats.log(nsvm_core::evlog::Kind::Timer, u64::from(flags & flag::TIMER != 0), 0, 0);
-                a.m.timer_tick(c);
-                a.timer_dirty = true;
+            self.stats.log(nsvm_core::evlog::Kind::Timer, 1, 0, 0);
+            if !a.m.timer_tick(c) && a.m.timer_expiry().is_some_and(|e| e > c.now_ns) {
+                // The host timer came before the expiry the model has (it
+                // was armed for an earlier one, since reprogrammed): armed
+                // again for this one (`apic_flush`), never lost.
+                a.armed = None;
             }
+            a.timer_dirty = true;
         }
         if a.m.period_clamped {
             a.m.period_clamped = false;
