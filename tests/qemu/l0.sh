@@ -480,11 +480,8 @@ nsvm-apitest --device /dev/kvm --errnos /tmp/kvm.errnos errno_table; rc=$?
 expect_eq "errno_table status on /dev/kvm" 0 $rc
 verdict
 case_ "the multi-threaded fuzz's own checks hold on /dev/kvm"
-# On the test VM's second CPU only: kvm_amd has no defence against QEMU's
-# MTTCG race on the first CPU's VMRUN/#VMEXIT state (docs/architecture.md,
-# "Host state in a VMCB"), and its many vCPU threads there once reset the
-# whole test VM (session 16), taking the rest of the boot's suites with it.
-timeout 600 taskset -c 1 nsvm-apitest --device /dev/kvm fuzz_mt > /tmp/kvm.fuzz_mt 2>&1; rc=$?
+# shellcheck disable=SC2086
+timeout 600 $KVM_REF_PIN nsvm-apitest --device /dev/kvm fuzz_mt > /tmp/kvm.fuzz_mt 2>&1; rc=$?
 cat /tmp/kvm.fuzz_mt
 expect_eq "nsvm-apitest fuzz_mt status on /dev/kvm" 0 $rc
 verdict

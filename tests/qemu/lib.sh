@@ -167,4 +167,9 @@ apitest_both() {
         verdict
     done
 }
-
+# A kvm_amd reference run on the test VM's second CPU only: kvm_amd has no
+# defence against QEMU's MTTCG race on the first CPU's VMRUN/#VMEXIT state
+# (docs/architecture.md, "Host state in a VMCB"); in session 16 it reset the
+# whole test VM during kvm_amd's fuzz_mt (l0) and made kvm_amd's ELF boot of
+# the test kernel triple-fault after 259 exits (linux).
+KVM_REF_PIN="taskset -c 1"

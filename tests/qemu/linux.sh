@@ -13,11 +13,8 @@
 boot() {
     # $1 device, $2 log, $3 kernel; the inner QEMU boots' command line (qemu
     # suite), reboot=k: the keyboard controller's reset. kvm_amd (the
-    # reference) on the test VM's second CPU only: it has no defence against
-    # QEMU's MTTCG race on the first CPU's VMRUN state (docs/architecture.md,
-    # "Host state in a VMCB"), which once made its ELF boot triple-fault
-    # after 259 exits (session 16).
-    pin=""; [ "$1" = kvm ] && pin="taskset -c 1"
+    # reference) pinned (lib.sh: KVM_REF_PIN).
+    pin=""; [ "$1" = kvm ] && pin=$KVM_REF_PIN
     # shellcheck disable=SC2086
     timeout -s TERM 300 $pin nsvm run --device /dev/$1 --kernel $3 --initrd /linux/inner.cpio --vcpus 2 \
         --cmdline "console=ttyS0 reboot=k panic=-1 tsc_early_khz=$TSC_KHZ loglevel=4" > "$2" 2> "$2.err"

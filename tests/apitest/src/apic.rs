@@ -511,12 +511,7 @@ pub fn apic_ipi_modes(e: &Env) -> R {
 /// and KVM_NMI wakes it.
 pub fn apic_hlt_signal(e: &Env) -> R {
     let (v, mem, _vm) = one(e, 12)?;
-    // SAFETY: installs a handler that only stores an atomic; no SA_RESTART.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = super::on_sigusr1 as *const () as usize;
-        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
-    }
+    super::install_sigusr1();
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
         // SAFETY: pthread_self has no preconditions.
@@ -572,12 +567,7 @@ pub fn apic_injected_restore(e: &Env) -> R {
     if back.interrupt.injected != 1 || back.interrupt.nr != 0x40 {
         return Err(format!("KVM_GET_VCPU_EVENTS after the restore: interrupt injected {} nr {:#x}", back.interrupt.injected, back.interrupt.nr));
     }
-    // SAFETY: installs a handler that only stores an atomic; no SA_RESTART.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = super::on_sigusr1 as *const () as usize;
-        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
-    }
+    super::install_sigusr1();
     let (tx, rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {

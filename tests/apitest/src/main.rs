@@ -165,7 +165,7 @@ pub(crate) extern "C" fn on_sigusr1(_: libc::c_int) {
 
 /// Installs the SIGUSR1 handler (`on_sigusr1`), without SA_RESTART: the
 /// signal ends a `KVM_RUN` with `EINTR`.
-fn install_sigusr1() {
+pub(crate) fn install_sigusr1() {
     // SAFETY: installs a handler that only stores an atomic; no SA_RESTART.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
